@@ -1,0 +1,162 @@
+"""The derivation engine: reverse mode over equations, with SymPy taking every local derivative.
+
+For an equation ``v[I] = rhs`` and a quantity ``A`` that ``rhs`` reads, the contribution to the
+cotangent of ``A`` is
+
+    gA[P] += gv[I] * d rhs / d A[P]          (summed over every index except P)
+
+SymPy computes ``d rhs / d A[P]``; it comes back as products with Kronecker deltas, which
+:func:`resolve_deltas` contracts away. Nothing here knows which cell it is differentiating.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping
+
+import sympy as sp
+
+from rnnspec.derivations.tensors import (
+    COTANGENT, PARAM, PARAM_COTANGENT, SHIFT, Equation, Var, index_symbols,
+)
+
+INDEX_LETTERS = "ijkpqrnuvw"
+
+
+def cotangent(var: Var) -> Var:
+    """The quantity that holds dL/d``var``."""
+    kind = PARAM_COTANGENT if var.kind == PARAM else COTANGENT
+    return Var("g_" + var.name, var.shape, kind, latex=r"\bar{%s}" % (var.latex or var.name))
+
+
+def split_terms(expr: sp.Expr) -> list[sp.Expr]:
+    """Top-level terms of ``expr``, distributing products over sums that hold Kronecker deltas."""
+    if expr.is_Add:
+        return [t for a in expr.args for t in split_terms(a)]
+    if expr.is_Mul:
+        parts = [split_terms(f) if (f.is_Add and f.has(sp.KroneckerDelta)) else [f] for f in expr.args]
+        return [sp.Mul(*combo) for combo in itertools.product(*parts)]
+    return [expr]
+
+
+def resolve_deltas(term: sp.Expr, free: Iterable[sp.Symbol]) -> sp.Expr:
+    """Contract the Kronecker deltas of a product over its summed indices.
+
+    ``sum_a delta(a, b) F(a) = F(b)`` when ``a`` is summed (not in ``free``).
+    """
+    free = set(free)
+    while True:
+        factors = list(sp.Mul.make_args(term))
+        for n, f in enumerate(factors):
+            if isinstance(f, sp.KroneckerDelta):
+                a, b = f.args
+                if a not in free or b not in free:
+                    old, new = (a, b) if a not in free else (b, a)
+                    rest = factors[:n] + factors[n + 1:]
+                    term = sp.Mul(*rest).xreplace({old: new})
+                    break
+        else:
+            if any(f.has(sp.KroneckerDelta) and not isinstance(f, sp.KroneckerDelta) for f in factors):
+                raise ValueError(f"a Kronecker delta is nested where it cannot be contracted: {term}")
+            return term
+
+
+def canonical_term(term: sp.Expr, free: tuple[sp.Symbol, ...], target: tuple[sp.Symbol, ...]) -> sp.Expr:
+    """Rename ``free`` to ``target`` and every summed index to the next unused letter."""
+    summed = [i for i in index_symbols(term) if i not in free]
+    letters = (sp.Symbol(c, integer=True) for c in INDEX_LETTERS)
+    pool = [s for s in letters if s not in target]
+    mapping = dict(zip(free, target))
+    mapping.update(zip(summed, pool))
+    return term.xreplace(mapping)
+
+
+def canonical_indices(var: Var) -> tuple[sp.Symbol, ...]:
+    return tuple(sp.Symbol(c, integer=True) for c in INDEX_LETTERS[: len(var.shape)])
+
+
+def fresh_indices(var: Var, tag: str) -> tuple[sp.Symbol, ...]:
+    return tuple(sp.Symbol(f"{tag}{n}", integer=True) for n in range(len(var.shape)))
+
+
+def derivative_terms(seed: sp.Expr, rhs: sp.Expr, wrt: Var, out_index: tuple[sp.Symbol, ...]) -> list[sp.Expr]:
+    """Terms of ``sum seed * d rhs / d wrt[out_index]``, deltas contracted, in canonical indices."""
+    free = fresh_indices(wrt, "_P")
+    local = sp.diff(rhs, wrt[free] if free else wrt.scalar)
+    terms = []
+    for term in split_terms(seed * local):
+        term = resolve_deltas(term, free)
+        if term != 0:
+            terms.append(canonical_term(term, free, out_index))
+    return terms
+
+
+def reads(expr: sp.Expr, quantities: Mapping[str, Var]) -> list[Var]:
+    """The quantities an expression reads, in a stable order."""
+    names = {a.base.label.name for a in expr.atoms(sp.Indexed)}
+    names |= {s.name for s in expr.free_symbols if not s.is_integer}
+    return [quantities[n] for n in sorted(names) if n in quantities]
+
+
+def reverse(
+    equations: Iterable[Equation], quantities: Mapping[str, Var], seeds: Iterable[Var], wrt: Iterable[Var]
+) -> list[Equation]:
+    """Backward equations: the cotangents of ``wrt`` given external cotangents on ``seeds``.
+
+    Intermediates that receive cotangent get an equation of their own (``g_z`` is the notes'
+    delta), so the result reads as the recurrence it is and evaluates without repeated work.
+    """
+    equations = list(equations)
+    seeded = {v.name for v in seeds}
+    contributions: dict[str, list[sp.Expr]] = {}
+    backward: list[Equation] = []
+    for eq in reversed(equations):
+        name = eq.target.name
+        if name not in contributions and name not in seeded:
+            continue
+        index = canonical_indices(eq.target)
+        g = cotangent(eq.target)
+        if name in contributions:
+            if name in seeded:
+                raise ValueError(f"{name} is both seeded and consumed inside the block")
+            backward.append(Equation(g, index, sp.Add(*contributions.pop(name))))
+        seed = g[eq.indices] if eq.indices else g.scalar
+        for var in reads(eq.rhs, quantities):
+            if var.kind == SHIFT:
+                continue
+            out = canonical_indices(var)
+            contributions.setdefault(var.name, []).extend(derivative_terms(seed, eq.rhs, var, out))
+    for var in wrt:
+        terms = contributions.get(var.name, [])
+        index = canonical_indices(var)
+        backward.append(Equation(cotangent(var), index, sp.Add(*terms)))
+    return backward
+
+
+def jacobian(equations: Iterable[Equation], quantities: Mapping[str, Var], of: Var, wrt: Var) -> Equation:
+    """``J[I, Q] = d of[I] / d wrt[Q]`` by the chain rule through the equations (forward mode)."""
+    q = fresh_indices(wrt, "_Q")
+    known: dict[str, tuple[tuple[sp.Symbol, ...], sp.Expr]] = {}
+    for eq in equations:
+        total = sp.Integer(0)
+        for var in reads(eq.rhs, quantities):
+            p = fresh_indices(var, "_R" + var.name)
+            local = sp.diff(eq.rhs, var[p] if p else var.scalar)
+            if var.name == wrt.name:
+                inner = sp.Mul(*[sp.KroneckerDelta(a, b) for a, b in zip(p, q)])
+            elif var.name in known:
+                known_index, known_expr = known[var.name]
+                inner = known_expr.xreplace(dict(zip(known_index, p)))
+            else:
+                continue
+            free = tuple(eq.indices) + q
+            for term in split_terms(local * inner):
+                total += resolve_deltas(term, free)
+        known[eq.target.name] = (tuple(eq.indices), total)
+        if eq.target.name == of.name:
+            break
+    index, expr = known[of.name]
+    target = Var(f"J_{of.name}_{wrt.name}", of.shape + wrt.shape, PARAM)
+    free = index + q
+    out = canonical_indices(target)
+    return Equation(target, out, sp.Add(*[canonical_term(t, free, out) for t in sp.Add.make_args(expr)]))

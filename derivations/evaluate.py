@@ -1,0 +1,168 @@
+"""Evaluate equations in index notation on arrays: one interpreter for every precision.
+
+Each top-level term becomes one ``einsum`` over its factors; a factor that is not a bare quantity
+(``1 - tanh(z[i])**2``) is evaluated elementwise by a function SymPy generates for it. Quantities
+that are per example carry a leading batch axis. Backends:
+
+- ``float64``, ``complex128`` (complex step): NumPy arrays of that dtype;
+- ``mpmath``: object arrays of ``mpmath.mpf`` / ``mpc``, at ``mpmath.mp.dps`` digits;
+- ``sympy``: object arrays of SymPy expressions (exact, for the proof).
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+from rnnspec.derivations.tensors import Equation, Shift, Var, indexed_atoms, index_symbols
+
+BATCH = "Z"
+
+
+@dataclass
+class Backend:
+    """How numbers are stored and how elementwise SymPy expressions become functions."""
+
+    name: str
+    dtype: object
+    _compiled: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def exact(self) -> bool:
+        return self.name in ("mpmath", "sympy")
+
+    def asarray(self, value) -> np.ndarray:
+        if self.name == "mpmath":
+            convert = np.frompyfunc(lambda v: mpmath.mpmathify(v), 1, 1)
+            return convert(np.asarray(value, dtype=object)).astype(object)
+        if self.name == "sympy":
+            convert = np.frompyfunc(sp.sympify, 1, 1)
+            return convert(np.asarray(value, dtype=object)).astype(object)
+        return np.asarray(value, dtype=self.dtype)
+
+    def zeros(self, shape) -> np.ndarray:
+        if self.exact:
+            out = np.empty(shape, dtype=object)
+            out[...] = mpmath.mpf(0) if self.name == "mpmath" else sp.Integer(0)
+            return out
+        return np.zeros(shape, dtype=self.dtype)
+
+    def elementwise(self, expr: sp.Expr, atoms: list[sp.Expr]) -> Callable[..., np.ndarray]:
+        key = (expr, tuple(atoms))
+        if key not in self._compiled:
+            dummies = [sp.Dummy(f"a{n}") for n in range(len(atoms))]
+            body = expr.xreplace(dict(zip(atoms, dummies)))
+            if self.name == "sympy":
+                def scalar(*args, body=body, dummies=dummies):
+                    return body.xreplace(dict(zip(dummies, args)))
+                self._compiled[key] = np.frompyfunc(scalar, len(atoms), 1)
+            elif self.name == "mpmath":
+                self._compiled[key] = np.frompyfunc(sp.lambdify(dummies, body, "mpmath"), len(atoms), 1)
+            else:
+                self._compiled[key] = sp.lambdify(dummies, body, "numpy")
+        return self._compiled[key]
+
+    def constant(self, number: sp.Expr):
+        if self.name == "sympy":
+            return number
+        if self.name == "mpmath":
+            return mpmath.mpmathify(str(sp.N(number, mpmath.mp.dps + 10)))
+        return self.dtype(complex(number) if self.name == "complex128" else float(number))
+
+    def shift(self, shift: Shift, source: np.ndarray) -> np.ndarray:
+        """The value of a stop-gradient shift: a reduction over the source's last axis."""
+        if self.name == "sympy":
+            return self.zeros(source.shape[:-1])
+        if self.name == "mpmath":
+            real = np.frompyfunc(lambda v: mpmath.re(v), 1, 1)(source)
+            return self.asarray(np.max(real, axis=-1))
+        return np.max(source.real, axis=-1).astype(self.dtype)
+
+
+BACKENDS = {
+    "float64": lambda: Backend("float64", np.float64),
+    "complex128": lambda: Backend("complex128", np.complex128),
+    "mpmath": lambda: Backend("mpmath", object),
+    "sympy": lambda: Backend("sympy", object),
+}
+
+
+def backend(name: str) -> Backend:
+    try:
+        return BACKENDS[name]()
+    except KeyError:
+        raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {name!r}") from None
+
+
+def _letters(symbols: list[sp.Symbol]) -> dict[sp.Symbol, str]:
+    return dict(zip(symbols, string.ascii_lowercase))
+
+
+def _operand(atom: sp.Expr, env: Mapping[str, np.ndarray], quantities: Mapping[str, Var],
+             letters: Mapping[sp.Symbol, str]) -> tuple[np.ndarray, str]:
+    """An atom's array and its einsum subscripts (batch axis first when per example)."""
+    if isinstance(atom, sp.Indexed):
+        name, subs = atom.base.label.name, "".join(letters[i] for i in atom.indices)
+    else:
+        name, subs = atom.name, ""
+    var = quantities[name]
+    return env[name], (BATCH if var.per_example else "") + subs
+
+
+def _elementwise_operand(factor: sp.Expr, env, quantities, letters, be: Backend) -> tuple[np.ndarray, str]:
+    atoms = indexed_atoms(factor)
+    operands = [_operand(a, env, quantities, letters) for a in atoms]
+    axes = "".join(dict.fromkeys("".join(s for _, s in operands)))
+    sizes = {}
+    for arr, subs in operands:
+        sizes.update(zip(subs, arr.shape))
+    spread = []
+    for arr, subs in operands:
+        unique = "".join(dict.fromkeys(subs))
+        arr = np.einsum(f"{subs}->{unique}", arr) if unique != subs else arr
+        order = [unique.index(c) for c in axes if c in unique]
+        arr = np.transpose(arr, order) if order != sorted(order) else arr
+        shape = [sizes[c] if c in unique else 1 for c in axes]
+        spread.append(arr.reshape(shape))
+    value = be.elementwise(factor, atoms)(*spread)
+    value = np.broadcast_to(np.asarray(value, dtype=be.dtype), [sizes[c] for c in axes])
+    return value, axes
+
+
+def evaluate(eq: Equation, env: Mapping[str, np.ndarray], quantities: Mapping[str, Var],
+             sizes: Mapping[str, int], batch: int, be: Backend) -> np.ndarray:
+    """The array of ``eq.target``: a batch axis first when it is per example."""
+    out_letters = _letters(list(eq.indices))
+    out_subs = (BATCH if eq.target.per_example else "") + "".join(out_letters[i] for i in eq.indices)
+    shape = ((batch,) if eq.target.per_example else ()) + tuple(sizes[s] for s in eq.target.shape)
+    total = be.zeros(shape)
+    for term in sp.Add.make_args(eq.rhs):
+        if term == 0:
+            continue
+        letters = _letters(list(eq.indices) + [i for i in index_symbols(term) if i not in eq.indices])
+        coefficient, operands = sp.Integer(1), []
+        for factor in sp.Mul.make_args(term):
+            if factor.is_number:
+                coefficient *= factor
+            elif isinstance(factor, sp.Indexed) or (factor.is_Symbol and factor.name in quantities):
+                operands.append(_operand(factor, env, quantities, letters))
+            else:
+                if factor.has(sp.KroneckerDelta):
+                    raise ValueError(f"cannot evaluate the Kronecker delta left in {term}")
+                operands.append(_elementwise_operand(factor, env, quantities, letters, be))
+        present = set("".join(s for _, s in operands))
+        keep = "".join(c for c in out_subs if c in present)
+        if operands:
+            subscripts = ",".join(s for _, s in operands) + "->" + keep
+            value = np.einsum(subscripts, *(a for a, _ in operands))
+        else:
+            value = be.asarray(1)
+        value = value * be.constant(coefficient)
+        expand = [shape[n] if c in keep else 1 for n, c in enumerate(out_subs)]
+        total = total + np.reshape(value, expand)
+    return total

@@ -1,0 +1,211 @@
+"""The oracle: forward, VJP and loss of a cell, evaluated from the derived equations.
+
+It implements the implementation contract (DESIGN.md) and is the built-in target ``oracle``.
+Arrays are time-major, batch rows; state ``h`` starts from ``state0["h0"]``. Nothing here writes a
+formula: forward runs the cell's equations, backward runs the engine's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cached_property
+
+import numpy as np
+
+from rnnspec.derivations.cells import Cell, elman
+from rnnspec.derivations.derive import Derivation, derive
+from rnnspec.derivations.evaluate import Backend, backend, evaluate
+from rnnspec.derivations.tensors import Var
+
+Arrays = Mapping[str, np.ndarray]
+
+
+class Oracle:
+    """Reference implementation of a cell in float64, complex128, mpmath or SymPy arithmetic."""
+
+    def __init__(self, activation: str = "tanh", backend: str = "float64", bias: bool = True,
+                 head: str = "softmax-ce", cell: str = "elman") -> None:
+        if cell != "elman":
+            raise ValueError(f"the oracle knows the cells ['elman'], got {cell!r}")
+        self.cell = cell
+        self.activation = activation
+        self.bias = bias
+        self.head = head
+        self.backend_name = backend
+        self.dtypes = ("float64",)
+
+    def __repr__(self) -> str:
+        return f"Oracle(activation={self.activation!r}, backend={self.backend_name!r}, head={self.head!r})"
+
+    @cached_property
+    def spec(self) -> Cell:
+        return elman(self.activation, self.bias, self.head)
+
+    @cached_property
+    def derivation(self) -> Derivation:
+        return derive(self.spec)
+
+    @cached_property
+    def be(self) -> Backend:
+        return backend(self.backend_name)
+
+    # -- the contract -------------------------------------------------------------------------
+    def forward(self, x: np.ndarray, state0: Arrays, params: Arrays) -> dict[str, np.ndarray]:
+        tapes, _ = self._forward(x, state0, params)
+        return {out.name: self._stack([tape[out.name] for tape in tapes], out) for out in self.spec.state_out}
+
+    def vjp(self, x: np.ndarray, state0: Arrays, params: Arrays, cotangents: Arrays) -> dict[str, np.ndarray]:
+        tapes, sizes = self._forward(x, state0, params)
+        given = {k: self.be.asarray(v) for k, v in cotangents.items()}
+        for name in given:
+            if name not in {o.name for o in self.spec.state_out}:
+                raise ValueError(f"cotangents: unknown key {name!r}")
+        per_step = [{k: v[t] for k, v in given.items()} for t in range(len(tapes))]
+        return self._backward(tapes, per_step, sizes, self._step_params(params))
+
+    def loss(self, x: np.ndarray, state0: Arrays, params: Arrays, targets: np.ndarray):
+        """Sum over time and batch of the head's loss, and the gradients of every input."""
+        tapes, sizes = self._forward(x, state0, params)
+        head = self.spec.head
+        head_params = {v.name: self._param(params, v) for v in head.params}
+        for v in head.params:
+            self._size_check(sizes, v, head_params[v.name].shape, "params")
+        y = self._targets(targets, sizes, len(tapes))
+        total = self.be.zeros(())
+        head_grads = {v.name: self.be.zeros(head_params[v.name].shape) for v in head.params}
+        per_step = []
+        batch = sizes["B"]
+        for t, tape in enumerate(tapes):
+            env = self._head_forward(tape, head_params, y[t], sizes)
+            total = total + np.sum(env[head.loss.name])
+            env["g_" + head.loss.name] = self._ones((batch,))
+            for eq in self.derivation.head_backward:
+                env[eq.target.name] = evaluate(eq, env, self.derivation.quantities, sizes, batch, self.be)
+            for v in head.params:
+                head_grads[v.name] = head_grads[v.name] + env["g_" + v.name]
+            per_step.append({head.reads.name: env["g_" + head.reads.name]})
+        grads = self._backward(tapes, per_step, sizes, self._step_params(params))
+        grads.update(head_grads)
+        value = total[()] if isinstance(total, np.ndarray) else total
+        return (float(value) if self.be.name == "float64" else value), grads
+
+    def outputs(self, x: np.ndarray, state0: Arrays, params: Arrays) -> np.ndarray:
+        """o_t of the head for every step, (T, B, K)."""
+        tapes, sizes = self._forward(x, state0, params)
+        head = self.spec.head
+        head_params = {v.name: self._param(params, v) for v in head.params}
+        zeros_y = self.be.zeros((sizes["B"], sizes["K"]))
+        out = []
+        for tape in tapes:
+            env = self._head_forward(tape, head_params, zeros_y, sizes)
+            for eq in head.outputs:
+                env[eq.target.name] = evaluate(eq, env, self.derivation.quantities, sizes, sizes["B"], self.be)
+            out.append(env[head.outputs[0].target.name])
+        return self._stack(out, head.outputs[0].target)
+
+    # -- the machinery ------------------------------------------------------------------------
+    def _ones(self, shape) -> np.ndarray:
+        return self.be.zeros(shape) + self.be.constant(1)
+
+    def _param(self, params: Arrays, var: Var) -> np.ndarray:
+        if var.name not in params:
+            raise ValueError(f"params: missing {var.name!r} (expected keys {[v.name for v in self.spec.params]})")
+        return self.be.asarray(params[var.name])
+
+    def _step_params(self, params: Arrays) -> dict[str, np.ndarray]:
+        return {v.name: self._param(params, v) for v in self.spec.params}
+
+    def _size_check(self, sizes: dict[str, int], var: Var, shape: tuple, where: str) -> None:
+        if len(shape) != len(var.shape):
+            raise ValueError(f"{where}[{var.name!r}]: expected {len(var.shape)} dims {var.shape}, got shape {shape}")
+        for name, n in zip(var.shape, shape):
+            if sizes.setdefault(name, n) != n:
+                raise ValueError(f"{where}[{var.name!r}]: size {name}={n} disagrees with {sizes[name]} "
+                                 f"set by another argument (shape {shape})")
+
+    def _forward(self, x: np.ndarray, state0: Arrays, params: Arrays):
+        cell = self.spec
+        xs = self.be.asarray(x)
+        if xs.ndim != 3:
+            raise ValueError(f"x: expected (T, B, I), got shape {xs.shape}")
+        sizes = {"B": xs.shape[1]}
+        (x_var,) = cell.inputs
+        self._size_check(sizes, x_var, xs.shape[2:], "x")
+        step_params = self._step_params(params)
+        for v in cell.params:
+            self._size_check(sizes, v, step_params[v.name].shape, "params")
+        state = {}
+        for inp, out in cell.states:
+            key = out.name + "0"
+            if key not in state0:
+                raise ValueError(f"state0: missing {key!r}")
+            value = self.be.asarray(state0[key])
+            if value.ndim != 2 or value.shape[0] != sizes["B"]:
+                raise ValueError(f"state0[{key!r}]: expected (B, H) with B={sizes['B']}, got {value.shape}")
+            self._size_check(sizes, inp, value.shape[1:], "state0")
+            state[inp.name] = value
+        tapes = []
+        for t in range(xs.shape[0]):
+            env = {**step_params, **state, x_var.name: xs[t]}
+            for eq in cell.step:
+                env[eq.target.name] = evaluate(eq, env, self.derivation.quantities, sizes, sizes["B"], self.be)
+            tapes.append(env)
+            state = {inp.name: env[out.name] for inp, out in cell.states}
+        self._last_state = state
+        return tapes, sizes
+
+    def _head_forward(self, tape: Arrays, head_params: Arrays, y: np.ndarray, sizes) -> dict:
+        head = self.spec.head
+        env = {**tape, **head_params, head.target.name: y}
+        shifts = {s.source.name: s for s in head.shifts}
+        for eq in head.equations:
+            env[eq.target.name] = evaluate(eq, env, self.derivation.quantities, sizes, sizes["B"], self.be)
+            if eq.target.name in shifts:
+                shift = shifts[eq.target.name]
+                env[shift.target.name] = self.be.shift(shift, env[eq.target.name])
+        return env
+
+    def _targets(self, targets: np.ndarray, sizes: dict, steps: int) -> np.ndarray:
+        targets = np.asarray(targets)
+        batch, classes = sizes["B"], sizes["K"]
+        if self.head == "softmax-ce":
+            if targets.shape != (steps, batch) or not np.issubdtype(targets.dtype, np.integer):
+                raise ValueError(f"targets: expected integers of shape (T, B)=({steps}, {batch}), "
+                                 f"got {targets.dtype} {targets.shape}")
+            if targets.size and (targets.min() < 0 or targets.max() >= classes):
+                raise ValueError(f"targets: class indices must lie in [0, {classes}), got "
+                                 f"[{targets.min()}, {targets.max()}]")
+            return self.be.asarray(np.eye(classes, dtype=np.int64)[targets])
+        if targets.shape != (steps, batch, classes):
+            raise ValueError(f"targets: expected (T, B, K)=({steps}, {batch}, {classes}), got {targets.shape}")
+        return self.be.asarray(targets)
+
+    def _backward(self, tapes, per_step, sizes, step_params) -> dict[str, np.ndarray]:
+        """BPTT: the step's backward equations for t = T..1, carrying g_{state_in} to t-1."""
+        cell, batch = self.spec, sizes["B"]
+        steps = len(tapes)
+        grads = {v.name: self.be.zeros(step_params[v.name].shape) for v in cell.params}
+        (x_var,) = cell.inputs
+        gx = self.be.zeros((steps, batch, sizes["I"]))
+        carried = {out.name: self.be.zeros((batch, sizes["H"])) for out in cell.state_out}
+        for t in reversed(range(steps)):
+            env = dict(tapes[t])
+            for out in cell.state_out:
+                env["g_" + out.name] = carried[out.name] + per_step[t].get(out.name, 0)
+            for eq in self.derivation.step_backward:
+                env[eq.target.name] = evaluate(eq, env, self.derivation.quantities, sizes, batch, self.be)
+            for v in cell.params:
+                grads[v.name] = grads[v.name] + env["g_" + v.name]
+            gx[t] = env["g_" + x_var.name]
+            carried = {out.name: env["g_" + inp.name] for inp, out in cell.states}
+        grads[x_var.name] = gx
+        for out in cell.state_out:
+            grads[out.name + "0"] = carried[out.name]
+        if not self.bias:
+            grads.pop("b", None)
+        return grads
+
+    def _stack(self, items: list[np.ndarray], var: Var) -> np.ndarray:
+        if items:
+            return np.stack(items)
+        raise ValueError(f"{var.name}: the sequence is empty (T=0)")
