@@ -17,7 +17,17 @@ from functools import cached_property
 import sympy as sp
 
 from rnnspec.derivations.tensors import (
-    INPUT, INTERMEDIATE, PARAM, SHIFT, STATE_IN, STATE_OUT, TARGET, Equation, Shift, Var, indices,
+    INPUT,
+    INTERMEDIATE,
+    PARAM,
+    SHIFT,
+    STATE_IN,
+    STATE_OUT,
+    TARGET,
+    Equation,
+    Shift,
+    Var,
+    indices,
 )
 
 Activation = Callable[[sp.Expr], sp.Expr]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cache, cached_property
 
 import sympy as sp
 from sympy.calculus.util import maximum
@@ -35,7 +35,7 @@ class Derivation:
         return found
 
 
-@lru_cache(maxsize=None)
+@cache
 def derive(cell: Cell) -> Derivation:
     q = cell.quantities
     step = reverse(cell.step, q, cell.state_out, cell.params + cell.inputs + cell.state_in)
@@ -47,7 +47,7 @@ def derive(cell: Cell) -> Derivation:
     return Derivation(cell, tuple(step), head, jacobian(cell.step, q, first_out, first_in))
 
 
-@lru_cache(maxsize=None)
+@cache
 def elman_derivation(activation: str = "tanh", bias: bool = True, head: str | None = "softmax-ce") -> Derivation:
     return derive(elman(activation, bias, head))
 

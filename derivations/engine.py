@@ -17,7 +17,14 @@ from collections.abc import Iterable, Mapping
 import sympy as sp
 
 from rnnspec.derivations.tensors import (
-    COTANGENT, PARAM, PARAM_COTANGENT, SHIFT, Equation, Var, index_symbols,
+    COTANGENT,
+    INTERMEDIATE,
+    PARAM,
+    PARAM_COTANGENT,
+    SHIFT,
+    Equation,
+    Var,
+    index_symbols,
 )
 
 INDEX_LETTERS = "ijkpqrnuvw"
@@ -29,12 +36,32 @@ def cotangent(var: Var) -> Var:
     return Var("g_" + var.name, var.shape, kind, latex=r"\bar{%s}" % (var.latex or var.name))
 
 
+def pull_deltas(piecewise: sp.Piecewise) -> sp.Expr:
+    """``Piecewise((delta*A, c), (0, True))`` as ``delta * Piecewise((A, c), (0, True))``.
+
+    SymPy puts the delta of d/dz[p] of a piecewise function inside its pieces; contracting it
+    needs it outside, which is valid when every non-zero piece carries the same deltas.
+    """
+    pieces = [(sp.Mul.make_args(e), c) for e, c in piecewise.args]
+    shared = [set(f for f in args if isinstance(f, sp.KroneckerDelta)) for args, _ in pieces if args != (0,)]
+    common = set.intersection(*shared) if shared else set()
+    if not common:
+        return piecewise
+    inner = sp.Piecewise(*[(sp.Mul(*[f for f in args if f not in common]) if args != (0,) else 0, c)
+                           for args, c in pieces])
+    return sp.Mul(*common) * inner
+
+
 def split_terms(expr: sp.Expr) -> list[sp.Expr]:
     """Top-level terms of ``expr``, distributing products over sums that hold Kronecker deltas."""
+    if isinstance(expr, sp.Piecewise) and expr.has(sp.KroneckerDelta):
+        pulled = pull_deltas(expr)
+        return [pulled] if pulled is expr else split_terms(pulled)
     if expr.is_Add:
         return [t for a in expr.args for t in split_terms(a)]
     if expr.is_Mul:
-        parts = [split_terms(f) if (f.is_Add and f.has(sp.KroneckerDelta)) else [f] for f in expr.args]
+        parts = [split_terms(f) if ((f.is_Add or isinstance(f, sp.Piecewise)) and f.has(sp.KroneckerDelta))
+                 else [f] for f in expr.args]
         return [sp.Mul(*combo) for combo in itertools.product(*parts)]
     return [expr]
 
@@ -156,7 +183,7 @@ def jacobian(equations: Iterable[Equation], quantities: Mapping[str, Var], of: V
         if eq.target.name == of.name:
             break
     index, expr = known[of.name]
-    target = Var(f"J_{of.name}_{wrt.name}", of.shape + wrt.shape, PARAM)
+    target = Var(f"J_{of.name}_{wrt.name}", of.shape + wrt.shape, INTERMEDIATE)
     free = index + q
     out = canonical_indices(target)
     return Equation(target, out, sp.Add(*[canonical_term(t, free, out) for t in sp.Add.make_args(expr)]))

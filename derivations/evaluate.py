@@ -19,7 +19,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from rnnspec.derivations.tensors import Equation, Shift, Var, indexed_atoms, index_symbols
+from rnnspec.derivations.tensors import Equation, Shift, Var, index_symbols, indexed_atoms
 
 BATCH = "Z"
 

@@ -24,10 +24,15 @@ class Oracle:
     """Reference implementation of a cell in float64, complex128, mpmath or SymPy arithmetic."""
 
     def __init__(self, activation: str = "tanh", backend: str = "float64", bias: bool = True,
-                 head: str = "softmax-ce", cell: str = "elman") -> None:
-        if cell != "elman":
-            raise ValueError(f"the oracle knows the cells ['elman'], got {cell!r}")
-        self.cell = cell
+                 head: str | None = "softmax-ce", cell: str | Cell = "elman") -> None:
+        if isinstance(cell, Cell):
+            self._spec = cell
+            self.cell = cell.name
+        elif cell == "elman":
+            self._spec = None
+            self.cell = cell
+        else:
+            raise ValueError(f"cell must be 'elman' or a Cell, got {cell!r}")
         self.activation = activation
         self.bias = bias
         self.head = head
@@ -39,7 +44,7 @@ class Oracle:
 
     @cached_property
     def spec(self) -> Cell:
-        return elman(self.activation, self.bias, self.head)
+        return self._spec or elman(self.activation, self.bias, self.head)
 
     @cached_property
     def derivation(self) -> Derivation:
@@ -186,8 +191,8 @@ class Oracle:
         steps = len(tapes)
         grads = {v.name: self.be.zeros(step_params[v.name].shape) for v in cell.params}
         (x_var,) = cell.inputs
-        gx = self.be.zeros((steps, batch, sizes["I"]))
-        carried = {out.name: self.be.zeros((batch, sizes["H"])) for out in cell.state_out}
+        gx = self.be.zeros((steps, batch, *(sizes[d] for d in x_var.shape)))
+        carried = {out.name: self.be.zeros((batch, *(sizes[d] for d in out.shape))) for out in cell.state_out}
         for t in reversed(range(steps)):
             env = dict(tapes[t])
             for out in cell.state_out:
@@ -201,8 +206,6 @@ class Oracle:
         grads[x_var.name] = gx
         for out in cell.state_out:
             grads[out.name + "0"] = carried[out.name]
-        if not self.bias:
-            grads.pop("b", None)
         return grads
 
     def _stack(self, items: list[np.ndarray], var: Var) -> np.ndarray:

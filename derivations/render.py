@@ -1,0 +1,147 @@
+"""Render derived equations as LaTeX: index form always, matrix form where the term shapes allow.
+
+Matrix form is read off each term's index pattern: vectors on the left index multiply
+elementwise (odot), ``M[j, i] v[j]`` is M^T v, ``M[i, j] v[j]`` is M v, and a product of an
+i-part and a j-part is the outer product (i-part)(j-part)^T.
+"""
+
+from __future__ import annotations
+
+import itertools
+import string
+from collections.abc import Mapping
+
+import sympy as sp
+
+from rnnspec.derivations.tensors import Equation, index_symbols
+
+
+def _placeholders():
+    for a, b in itertools.product(string.ascii_lowercase, repeat=2):
+        yield f"Xq{a}{b}"
+
+
+def latex_with(expr: sp.Expr, names: Mapping[sp.Expr, str]) -> str:
+    """LaTeX of ``expr`` with each listed atom printed as the given string; f'(u) for f's derivative."""
+    expr = expr.replace(
+        lambda e: isinstance(e, sp.Derivative) and len(e.args[0].args) == 1 and e.args[0].args[0] == e.args[1][0],
+        lambda e: sp.Function(e.args[0].func.__name__ + "'")(e.args[1][0]),
+    ) if expr.has(sp.Derivative) else expr
+    mapping, text = {}, {}
+    # placeholders in the order of the printed names: lex order then reads alphabetically and
+    # does not depend on hash order, so the documents are reproducible byte for byte
+    ordered = sorted(names, key=lambda atom: (names[atom], sp.default_sort_key(atom)))
+    for atom, place in zip(ordered, _placeholders()):
+        mapping[atom] = sp.Symbol(place)
+        text[place] = names[atom]
+    out = sp.latex(expr.xreplace(mapping), order="lex").replace(r"\operatorname{f'}", "f'")
+    for place in sorted(text, key=len, reverse=True):
+        out = out.replace(place, text[place])
+    return out
+
+
+def _atom_names(expr: sp.Expr, names: Mapping[str, str]) -> dict[sp.Expr, str]:
+    found = {}
+    for atom in expr.atoms(sp.Indexed):
+        found[atom] = names.get(atom.base.label.name, atom.base.label.name)
+    for sym in expr.free_symbols:
+        if not isinstance(sym, sp.Indexed) and not sym.is_integer and sym.name in names:
+            found[sym] = names[sym.name]
+    return found
+
+
+def index_form(eq: Equation, names: Mapping[str, str]) -> str:
+    """``lhs_{ij} = sum_k ...`` with explicit sums over the indices each term carries."""
+    sub = lambda idx: "".join(str(i) for i in idx)  # noqa: E731
+    def one(e: sp.Expr, idx) -> str:
+        mapping = {}
+        for atom in e.atoms(sp.Indexed):
+            base = names.get(atom.base.label.name, atom.base.label.name)
+            mapping[atom] = _with_index(base, sub(atom.indices))
+        for sym in e.free_symbols:
+            if not isinstance(sym, sp.Indexed) and not sym.is_integer and sym.name in names:
+                mapping[sym] = names[sym.name]
+        return latex_with(e, mapping)
+    terms = []
+    for term in sp.Add.make_args(eq.rhs):
+        summed = [i for i in index_symbols(term) if i not in eq.indices]
+        prefix = "".join(r"\sum_{" + str(i) + "}" for i in summed)
+        body = one(term, ())
+        sign, body = ("-", body[1:].lstrip()) if body.startswith("-") else ("", body)
+        terms.append(sign + prefix + (" " if prefix else "") + body)
+    lhs = _with_index(names.get(eq.target.name, eq.target.name), sub(eq.indices)) if eq.indices else \
+        names.get(eq.target.name, eq.target.name)
+    return lhs + " = " + " + ".join(terms).replace("+ -", "- ")
+
+
+def _with_index(base: str, index: str) -> str:
+    """Append index letters to a name that may carry a time subscript: h_{t-1} -> h_{t-1,i}."""
+    if not index:
+        return base
+    if base.endswith("}") and "_{" in base:
+        return base[:-1] + "," + index + "}"
+    return base + "_{" + index + "}"
+
+
+def _vector_latex(factors: list[sp.Expr], names: Mapping[str, str]) -> str:
+    parts = []
+    for f in factors:
+        text = latex_with(f, _atom_names(f, names))
+        parts.append(f"\\left({text}\\right)" if f.is_Add else text)
+    return r" \odot ".join(parts)
+
+
+def matrix_form(eq: Equation, names: Mapping[str, str]) -> str | None:
+    """The equation in vector/matrix notation, or None when a term fits no pattern."""
+    if not eq.indices:
+        return None
+    free = list(eq.indices)
+    terms = []
+    for term in sp.Add.make_args(eq.rhs):
+        coefficient, scalars, by_index, matrices = sp.Integer(1), [], {}, []
+        for factor in sp.Mul.make_args(term):
+            idx = index_symbols(factor)
+            if factor.is_number:
+                coefficient *= factor
+            elif not idx:
+                scalars.append(latex_with(factor, _atom_names(factor, names)))
+            elif len(idx) == 1:
+                by_index.setdefault(idx[0], []).append(factor)
+            elif isinstance(factor, sp.Indexed) and len(idx) == 2:
+                matrices.append(factor)
+            else:
+                return None
+        text = _term_matrix(free, by_index, matrices, names)
+        if text is None:
+            return None
+        sign = "-" if coefficient == -1 else ""
+        lead = latex_with(coefficient, {}) + " " if coefficient not in (1, -1) else sign
+        terms.append(lead + " ".join(scalars + [text]))
+    lhs = names.get(eq.target.name, eq.target.name)
+    return lhs + " = " + " + ".join(terms).replace("+ -", "- ")
+
+
+def _term_matrix(free, by_index, matrices, names) -> str | None:
+    if len(free) == 1 and not matrices and set(by_index) <= {free[0]}:
+        return _vector_latex(by_index.get(free[0], []), names) or "1"
+    if len(free) == 1 and len(matrices) == 1:
+        (m,) = matrices
+        (i,) = free
+        summed = [j for j in m.indices if j != i]
+        if len(summed) != 1 or set(by_index) - {summed[0]} or i not in m.indices:
+            return None
+        name = names.get(m.base.label.name, m.base.label.name)
+        vector = _vector_latex(by_index.get(summed[0], []), names)
+        transpose = "^{T}" if m.indices[1] == i else ""
+        return f"{name}{transpose} {vector if len(by_index.get(summed[0], [])) == 1 else '(' + vector + ')'}"
+    if len(free) == 2 and len(matrices) == 1 and tuple(matrices[0].indices) == tuple(free) \
+            and set(by_index) <= {free[0]}:
+        name = names.get(matrices[0].base.label.name, matrices[0].base.label.name)
+        return r"\operatorname{diag}\left(" + _vector_latex(by_index.get(free[0], []), names) + r"\right) " + name
+    if len(free) == 2 and not matrices and set(by_index) <= set(free):
+        left = _vector_latex(by_index.get(free[0], []), names)
+        right = _vector_latex(by_index.get(free[1], []), names)
+        wrap = lambda s, many: f"\\left({s}\\right)" if many else s  # noqa: E731
+        return wrap(left, len(by_index.get(free[0], [])) > 1) + " " + \
+            wrap(right, len(by_index.get(free[1], [])) > 1) + "^{T}"
+    return None

@@ -1,0 +1,35 @@
+"""The committed documents are what `rnnspec derive` renders now, and show what they must."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+GENERATED = Path(__file__).parent.parent / "derivations" / "generated"
+
+
+def test_generated_documents_are_fresh():
+    run = subprocess.run([sys.executable, "-m", "rnnspec.spec.cli", "derive", "--check"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, f"rnnspec derive --check: {run.stderr or run.stdout}"
+
+
+def test_document_shows_the_derived_formulas_and_certificate():
+    text = (GENERATED / "elman.md").read_text()
+    for formula in [r"\delta_{t} h_{t-1}^{T}", r"\delta_{t} x_{t}^{T}", r"\left(o_{t} - y_{t}\right)",
+                    r"W^{T} \delta_{t+1}", r"\operatorname{diag}\left(f'{\left(z_{t} \right)}\right) W",
+                    "Where did the bias gradient go?", "elman_gradient_norms.png"]:
+        assert formula in text, f"elman.md lacks {formula!r}"
+    certificate = text.split("## 6. Proof certificate")[1]
+    rows = [line for line in certificate.splitlines() if "| softmax-ce |" in line or "| identity-se |" in line]
+    assert len(rows) == 16 and all(line.endswith("| yes |") for line in rows), rows
+    assert (GENERATED / "elman_gradient_norms.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_check_reports_a_stale_file(tmp_path):
+    from rnnspec.derivations import generate
+
+    files = {"elman.md": b"new"}
+    (tmp_path / "elman.md").write_bytes(b"old")
+    assert generate.stale(tmp_path, files) == ["elman.md"]
+    generate.write(tmp_path, files)
+    assert generate.stale(tmp_path, files) == []

@@ -1,0 +1,45 @@
+"""The proof: derived BPTT equals sympy.diff of the unrolled loss, and it can tell when it does not."""
+
+import dataclasses
+
+import pytest
+import sympy as sp
+
+import rnnspec.derivations.oracle as oracle_module
+from rnnspec.derivations.cells import ACTIVATIONS, HEADS
+from rnnspec.derivations.derive import derive
+from rnnspec.derivations.proof import prove, vanishes
+
+
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_derived_bptt_is_proved(activation, head):
+    cert = prove(activation, head, T=3, B=1, I=2, H=2, K=2)
+    assert cert.proved, f"proof failed for {activation}/{head}: {cert}"
+    assert cert.entries == 24
+
+
+def test_a_wrong_derivation_is_not_proved(monkeypatch):
+    """Swap h_{t-1} for h_t in dL/dW (a classic slip): the proof must refuse it."""
+    real = derive
+
+    def tampered(cell):
+        d = real(cell)
+        step = []
+        for eq in d.step_backward:
+            if eq.target.name == "g_W":
+                eq = dataclasses.replace(eq, rhs=eq.rhs.xreplace({sp.IndexedBase("h_prev"): sp.IndexedBase("h")}))
+            step.append(eq)
+        return dataclasses.replace(d, step_backward=tuple(step))
+
+    monkeypatch.setattr(oracle_module, "derive", tampered)
+    cert = prove("tanh", "softmax-ce", T=2, B=1, I=1, H=2, K=2)
+    assert not cert.proved and cert.worst_residual > 1e-3
+
+
+def test_vanishes_is_a_sound_zero_test():
+    x, y = sp.symbols("x y", real=True)
+    assert vanishes(sp.tanh(x + y) ** 2 - sp.tanh(x + y) * sp.tanh(y + x))
+    assert not vanishes(sp.tanh(x) - x)
+    relu = sp.Piecewise((x, x > 0), (0, True))
+    assert vanishes(sp.diff(relu * y, x) - y * sp.Piecewise((1, x > 0), (0, True)))
