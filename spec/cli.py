@@ -26,6 +26,28 @@ def _derive(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from rnnspec.spec import bench
+
+    if args.device != "cpu":
+        print("rnnspec bench: --device cuda needs the CUDA kernels (rnnspec.kernels.cuda), not built yet",
+              file=sys.stderr)
+        return 2
+    split = lambda s: [p for p in s.split(",") if p]  # noqa: E731
+    sizes, phases, dtypes, impls = split(args.sizes), split(args.phases), split(args.dtypes), split(args.impls)
+    for name, given, allowed in (("--sizes", sizes, bench.SIZES), ("--phases", phases, bench.PHASES),
+                                 ("--dtypes", dtypes, bench.DTYPES), ("--impls", impls, bench.RUNNERS)):
+        unknown = [g for g in given if g not in allowed]
+        if unknown:
+            print(f"rnnspec bench: {name}: unknown {unknown}; choose from {list(allowed)}", file=sys.stderr)
+            return 2
+    report = bench.run(sizes, phases, dtypes, impls, args.repeats)
+    print(bench.table(report))
+    if args.json:
+        bench.write_json(args.json, report)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="rnnspec", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -34,6 +56,15 @@ def parser() -> argparse.ArgumentParser:
     derive.add_argument("--check", action="store_true", help="exit 1 when committed files differ from a fresh render")
     derive.add_argument("--workers", type=int, default=2, help="processes for the proofs (default 2)")
     derive.set_defaults(run=_derive)
+    bench = sub.add_parser("bench", help="time the kernels against plain NumPy and PyTorch")
+    bench.add_argument("--sizes", default="S1,S2,S3,S4,S5", help="comma-separated: S1..S5")
+    bench.add_argument("--phases", default="forward,train")
+    bench.add_argument("--dtypes", default="float32,float64")
+    bench.add_argument("--impls", default="rnnspec-cpu,numpy,torch")
+    bench.add_argument("--repeats", type=int, default=5, help="timed calls per result (median)")
+    bench.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    bench.add_argument("--json", help="write the results here")
+    bench.set_defaults(run=_bench)
     return top
 
 

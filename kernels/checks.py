@@ -1,0 +1,78 @@
+"""Argument checks at the Python boundary, before any jitted code runs.
+
+Every failure names the argument, what was expected and what was given. Arrays of any memory
+layout are accepted; :func:`contiguous` makes the one C-contiguous copy the kernels need, and only
+when needed. Nothing the caller passed is ever written to.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+ACTIVATIONS = ("tanh", "sigmoid", "relu", "identity")
+
+
+def activation_code(activation: object) -> int:
+    if not isinstance(activation, str) or activation not in ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {activation!r}")
+    return ACTIVATIONS.index(activation)
+
+
+def array(name: str, value: object, ndim: int) -> np.ndarray:
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(value).__name__}")
+    if value.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected dtype float32 or float64, got {value.dtype}")
+    if value.ndim != ndim:
+        raise ValueError(f"{name}: expected {ndim} dimensions, got shape {value.shape}")
+    return value
+
+
+def same_dtype(reference: str, dtype: np.dtype, **arrays: np.ndarray | None) -> None:
+    for name, value in arrays.items():
+        if value is not None and value.dtype != dtype:
+            raise TypeError(f"{name}: dtype {value.dtype} differs from {reference}'s {dtype}; "
+                            "all arrays must share one float dtype")
+
+
+def shape(name: str, value: np.ndarray, expected: tuple[int, ...], meaning: str) -> None:
+    if value.shape != expected:
+        raise ValueError(f"{name}: expected shape {meaning}={expected}, got {value.shape}")
+
+
+def contiguous(value: np.ndarray) -> np.ndarray:
+    """A C-contiguous array with the same values (the argument itself when it already is one)."""
+    return np.ascontiguousarray(value)
+
+
+def elman_step_args(x, h0, U, W, b) -> tuple[int, int, int, int]:
+    """Check x (T, B, I), h0 (B, H), U (H, I), W (H, H), b (H,) or None; return T, B, I, H."""
+    x = array("x", x, 3)
+    h0 = array("h0", h0, 2)
+    U = array("U", U, 2)
+    W = array("W", W, 2)
+    if b is not None:
+        b = array("b", b, 1)
+    same_dtype("x", x.dtype, h0=h0, U=U, W=W, b=b)
+    T, B, I = x.shape
+    H = U.shape[0]
+    shape("U", U, (H, I), "(H, I)")
+    shape("W", W, (H, H), "(H, H)")
+    shape("h0", h0, (B, H), "(B, H)")
+    if b is not None:
+        shape("b", b, (H,), "(H,)")
+    return T, B, I, H
+
+
+def targets_arg(targets, T: int, B: int, K: int) -> np.ndarray:
+    if not isinstance(targets, np.ndarray):
+        raise TypeError(f"targets: expected a numpy.ndarray of class indices, got {type(targets).__name__}")
+    if not np.issubdtype(targets.dtype, np.integer):
+        raise TypeError(f"targets: expected an integer dtype, got {targets.dtype}")
+    shape("targets", targets, (T, B), "(T, B)")
+    if targets.size:
+        low, high = int(targets.min()), int(targets.max())
+        if low < 0 or high >= K:
+            raise ValueError(f"targets: class indices must lie in [0, K={K}), got values in [{low}, {high}]")
+    return targets.astype(np.int64, copy=False)

@@ -1,0 +1,194 @@
+"""The CPU kernels against the oracle, on generated shapes, layouts and both code paths."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rnnspec.derivations.oracle import Oracle
+from rnnspec.kernels import cpu, elman_backward, elman_forward, elman_loss
+
+from strategies import ACTIVATIONS, rel_err
+
+# float64: the kernels and the oracle evaluate the same sums in a different order; in contracting
+# regimes rounding is not amplified, so they agree to a few ulp times the depth.
+TOL64 = 1e-12
+# float32: unit roundoff 6e-8 times inner dimensions up to ~100 (2.4e-6 worst case per product),
+# plus the rational tanh's 3.4e-7, carried through a recurrence with spectral radius <= 0.95,
+# which amplifies a per-step error by at most 1/(1 - 0.95) = 20: ~5e-5. 2e-4 leaves a factor 4.
+TOL32 = 2e-4
+
+
+@st.composite
+def kernel_cases(draw, dtype="float64"):
+    T = draw(st.integers(1, 80))
+    B = draw(st.integers(1, 6))
+    I = draw(st.integers(1, 12))
+    H = draw(st.integers(1, 40).filter(lambda h: h != I))
+    K = draw(st.integers(2, 8))
+    activation = draw(st.sampled_from(ACTIVATIONS))
+    radius = draw(st.sampled_from([0.3, 0.6, 0.95]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
+    W = rng.standard_normal((H, H))
+    W *= radius / max(np.max(np.abs(np.linalg.eigvals(W))), 1e-9)
+    f = lambda a: np.asarray(a, dtype=dtype)  # noqa: E731
+    return {"activation": activation, "x": f(rng.standard_normal((T, B, I))),
+            "h0": f(rng.standard_normal((B, H)) * 0.5), "U": f(rng.standard_normal((H, I)) * 0.4), "W": f(W),
+            "b": f(rng.standard_normal(H) * 0.2), "V": f(rng.standard_normal((K, H))),
+            "c": f(rng.standard_normal(K) * 0.2), "y": rng.integers(0, K, (T, B)),
+            "gh": f(rng.standard_normal((T, B, H)))}
+
+
+def _oracle(case):
+    o = Oracle(case["activation"])
+    f = lambda a: np.asarray(a, dtype=np.float64)  # noqa: E731
+    p = {k: f(case[k]) for k in ("U", "W", "b", "V", "c")}
+    s = {"h0": f(case["h0"])}
+    x = f(case["x"])
+    return (o.forward(x, s, p)["h"], o.vjp(x, s, p, {"h": f(case["gh"])}), o.loss(x, s, p, case["y"]))
+
+
+def _kernels(case):
+    args = (case["x"], case["h0"], case["U"], case["W"], case["b"])
+    act = case["activation"]
+    return (elman_forward(*args, activation=act), elman_backward(*args, case["gh"], activation=act),
+            elman_loss(*args, case["V"], case["c"], case["y"], activation=act))
+
+
+def _compare(case, tol):
+    (h, g, (loss, gl)), (h_ref, g_ref, (loss_ref, gl_ref)) = _kernels(case), _oracle(case)
+    dtype = case["x"].dtype
+    assert h.dtype == dtype and all(v.dtype == dtype for v in g.values()) and np.asarray(loss).dtype == dtype
+    assert rel_err(h, h_ref) <= tol, f"forward {case['activation']}: {rel_err(h, h_ref):.2e} > {tol}"
+    for key in g_ref:
+        assert g[key].shape == g_ref[key].shape
+        assert rel_err(g[key], g_ref[key]) <= tol, f"backward {key}: {rel_err(g[key], g_ref[key]):.2e} > {tol}"
+    assert abs(loss - loss_ref) <= tol * max(1, abs(loss_ref))
+    for key in gl_ref:
+        assert rel_err(gl[key], gl_ref[key]) <= tol, f"loss grad {key}: {rel_err(gl[key], gl_ref[key]):.2e} > {tol}"
+
+
+@settings(max_examples=40)
+@given(kernel_cases("float64"))
+def test_float64_matches_oracle(case):
+    _compare(case, TOL64)
+
+
+@settings(max_examples=40)
+@given(kernel_cases("float32"))
+def test_float32_matches_oracle_within_justified_tolerance(case):
+    _compare(case, TOL32)
+
+
+PATHS = {"loops": (10**9, 10**9), "blas-in-numba": (0, 10**9), "numpy-blas": (0, 0)}
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_every_code_path(path, dtype):
+    """The three regimes (plain loops, BLAS inside Numba, NumPy's BLAS around jitted loops) on any size."""
+
+    @settings(max_examples=15)
+    @given(kernel_cases(dtype))
+    def check(case):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(cpu, "SMALL_STEP", PATHS[path][0])
+            patch.setattr(cpu, "LARGE_STEP", PATHS[path][1])
+            _compare(case, TOL64 if dtype == "float64" else TOL32)
+
+    check()
+
+
+def _base(dtype=np.float64, T=5, B=3, I=4, H=6, K=3, seed=0):
+    rng = np.random.default_rng(seed)
+    f = lambda a: np.asarray(a, dtype=dtype)  # noqa: E731
+    return {"x": f(rng.standard_normal((T, B, I))), "h0": f(rng.standard_normal((B, H))),
+            "U": f(rng.standard_normal((H, I))), "W": f(rng.standard_normal((H, H)) * 0.3),
+            "b": f(rng.standard_normal(H)), "V": f(rng.standard_normal((K, H))), "c": f(rng.standard_normal(K)),
+            "y": rng.integers(0, K, (T, B)), "gh": f(rng.standard_normal((T, B, H)))}
+
+
+def _all(a):
+    args = (a["x"], a["h0"], a["U"], a["W"], a["b"])
+    return elman_forward(*args), elman_backward(*args, a["gh"]), elman_loss(*args, a["V"], a["c"], a["y"])
+
+
+def test_fortran_order_and_strided_views_give_identical_results():
+    a = _base()
+    want = _all(a)
+    fortran = {k: np.asfortranarray(v) for k, v in a.items()}
+    wide = {k: np.repeat(v, 2, axis=-1)[..., ::2] if v.dtype.kind == "f" else v for k, v in a.items()}
+    assert not wide["W"].flags.c_contiguous
+    for variant in (fortran, wide):
+        got = _all(variant)
+        np.testing.assert_array_equal(got[0], want[0])
+        for key in want[1]:
+            np.testing.assert_array_equal(got[1][key], want[1][key])
+        assert got[2][0] == want[2][0]
+
+
+def test_inputs_are_never_modified():
+    a = _base()
+    copies = {k: v.copy() for k, v in a.items()}
+    _all(a)
+    for key in a:
+        np.testing.assert_array_equal(a[key], copies[key], err_msg=key)
+
+
+def test_no_bias():
+    a = _base()
+    h = elman_forward(a["x"], a["h0"], a["U"], a["W"], None)
+    np.testing.assert_allclose(h, elman_forward(a["x"], a["h0"], a["U"], a["W"], np.zeros_like(a["b"])), 0, 0)
+    loss, grads = elman_loss(a["x"], a["h0"], a["U"], a["W"], None, a["V"], a["c"], a["y"])
+    assert "b" not in grads and np.isfinite(loss)
+
+
+@pytest.mark.parametrize("T,B", [(0, 3), (4, 0), (0, 0)])
+def test_empty_sequence_or_batch(T, B):
+    a = _base(T=max(T, 1), B=max(B, 1))
+    x = np.zeros((T, B, 4))
+    h0, gh, y = np.zeros((B, 6)), np.zeros((T, B, 6)), np.zeros((T, B), dtype=np.int64)
+    assert elman_forward(x, h0, a["U"], a["W"], a["b"]).shape == (T, B, 6)
+    grads = elman_backward(x, h0, a["U"], a["W"], a["b"], gh)
+    assert all(not np.any(g) for g in grads.values()) and grads["U"].shape == (6, 4)
+    loss, grads = elman_loss(x, h0, a["U"], a["W"], a["b"], a["V"], a["c"], y)
+    assert loss == 0 and grads["V"].shape == a["V"].shape
+
+
+BAD = [
+    ("x", lambda a: a["x"].astype(np.int64), TypeError, "x: expected dtype float32 or float64, got int64"),
+    ("W", lambda a: a["W"].astype(np.float32), TypeError, "W: dtype float32 differs from x's float64"),
+    ("U", lambda a: a["U"][:, :2], ValueError, r"U: expected shape \(H, I\)=\(6, 4\), got \(6, 2\)"),
+    ("h0", lambda a: a["h0"][:2], ValueError, r"h0: expected shape \(B, H\)"),
+    ("x", lambda a: a["x"][0], ValueError, "x: expected 3 dimensions"),
+    ("b", lambda a: list(a["b"]), TypeError, "b: expected a numpy.ndarray, got list"),
+    ("y", lambda a: a["y"] + 3, ValueError, r"targets: class indices must lie in \[0, K=3\)"),
+    ("y", lambda a: a["y"].astype(float), TypeError, "targets: expected an integer dtype"),
+    ("V", lambda a: a["V"][:, :3], ValueError, r"V: expected shape \(K, H\)"),
+]
+
+
+@pytest.mark.parametrize("name,corrupt,error,message", BAD)
+def test_bad_input_is_rejected_with_the_argument_named(name, corrupt, error, message):
+    a = _base()
+    a[name] = corrupt(a)
+    with pytest.raises(error, match=message):
+        elman_loss(a["x"], a["h0"], a["U"], a["W"], a["b"], a["V"], a["c"], a["y"])
+
+
+def test_bad_activation_and_cotangent():
+    a = _base()
+    with pytest.raises(ValueError, match="activation: expected one of"):
+        elman_forward(a["x"], a["h0"], a["U"], a["W"], a["b"], activation="gelu")
+    with pytest.raises(ValueError, match=r"gh: expected shape \(T, B, H\)"):
+        elman_backward(a["x"], a["h0"], a["U"], a["W"], a["b"], a["gh"][:2])
+
+
+def test_builtin_target_rnnspec_cpu():
+    from rnnspec.spec import load_target
+
+    impl = load_target("rnnspec-cpu")
+    a = _base()
+    value, grads = impl.loss(a["x"], {"h0": a["h0"]}, {k: a[k] for k in "UWbVc"}, a["y"])
+    want, want_grads = Oracle().loss(a["x"], {"h0": a["h0"]}, {k: a[k] for k in "UWbVc"}, a["y"])
+    assert abs(value - want) < 1e-12 * abs(want) and rel_err(grads["W"], want_grads["W"]) < 1e-12
