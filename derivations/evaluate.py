@@ -5,6 +5,8 @@ Each top-level term becomes one ``einsum`` over its factors; a factor that is no
 that are per example carry a leading batch axis. Backends:
 
 - ``float64``, ``complex128`` (complex step): NumPy arrays of that dtype;
+- ``float32``, ``longdouble``: the same derived equations rounded in single or extended precision;
+  the tolerance model compares a dtype's rounding against the next wider one;
 - ``mpmath``: object arrays of ``mpmath.mpf`` / ``mpc``, at ``mpmath.mp.dps`` digits;
 - ``sympy``: object arrays of SymPy expressions (exact, for the proof).
 """
@@ -72,6 +74,8 @@ class Backend:
             return number
         if self.name == "mpmath":
             return mpmath.mpmathify(str(sp.N(number, mpmath.mp.dps + 10)))
+        if self.name == "longdouble":
+            return np.longdouble(str(sp.N(number, 25)))
         return self.dtype(complex(number) if self.name == "complex128" else float(number))
 
     def shift(self, shift: Shift, source: np.ndarray) -> np.ndarray:
@@ -85,7 +89,9 @@ class Backend:
 
 
 BACKENDS = {
+    "float32": lambda: Backend("float32", np.float32),
     "float64": lambda: Backend("float64", np.float64),
+    "longdouble": lambda: Backend("longdouble", np.longdouble),
     "complex128": lambda: Backend("complex128", np.complex128),
     "mpmath": lambda: Backend("mpmath", object),
     "sympy": lambda: Backend("sympy", object),

@@ -71,6 +71,9 @@ class Oracle:
     def loss(self, x: np.ndarray, state0: Arrays, params: Arrays, targets: np.ndarray):
         """Sum over time and batch of the head's loss, and the gradients of every input."""
         tapes, sizes = self._forward(x, state0, params)
+        return self._loss(tapes, sizes, params, targets)
+
+    def _loss(self, tapes, sizes, params: Arrays, targets: np.ndarray):
         head = self.spec.head
         head_params = {v.name: self._param(params, v) for v in head.params}
         for v in head.params:
@@ -92,7 +95,16 @@ class Oracle:
         grads = self._backward(tapes, per_step, sizes, self._step_params(params))
         grads.update(head_grads)
         value = total[()] if isinstance(total, np.ndarray) else total
-        return (float(value) if self.be.name == "float64" else value), grads
+        return (float(value) if self.be.name in ("float64", "float32") else value), grads
+
+    def everything(self, x: np.ndarray, state0: Arrays, params: Arrays, cotangents: Arrays, targets: np.ndarray):
+        """forward, vjp and loss of one case with a single forward pass: (states, vjp grads, (loss, grads))."""
+        tapes, sizes = self._forward(x, state0, params)
+        states = {out.name: self._stack([tape[out.name] for tape in tapes], out) for out in self.spec.state_out}
+        given = {k: self.be.asarray(v) for k, v in cotangents.items()}
+        per_step = [{k: v[t] for k, v in given.items()} for t in range(len(tapes))]
+        vjp = self._backward(tapes, per_step, sizes, self._step_params(params))
+        return states, vjp, self._loss(tapes, sizes, params, targets)
 
     def outputs(self, x: np.ndarray, state0: Arrays, params: Arrays) -> np.ndarray:
         """o_t of the head for every step, (T, B, K)."""

@@ -48,9 +48,48 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    import json
+
+    from rnnspec.spec import report as reports
+    from rnnspec.spec.cases import Case
+    from rnnspec.spec.runner import UsageError, check, print_progress
+    from rnnspec.spec.targets import TargetError, load_target
+
+    try:
+        impl = load_target(args.target)
+        cases = [Case(**json.loads(args.case))] if args.case else None
+        result = check(impl, target=args.target, examples=args.examples, seed=args.seed, timeout=args.timeout,
+                       clauses=args.clause or None, cases=cases, progress=None if args.quiet else print_progress())
+    except (TargetError, UsageError) as exc:
+        print(f"rnnspec check: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError) as exc:
+        print(f"rnnspec check: bad --case: {exc}", file=sys.stderr)
+        return 2
+    print(reports.table(result))
+    if args.report:
+        reports.write_json(result, args.report)
+    if args.junit:
+        reports.write_junit(result, args.junit)
+    return 0 if result.conformant else 1
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="rnnspec", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="check an RNN implementation against the spec (default: rnnspec-cpu)")
+    check.add_argument("target", nargs="?", default="rnnspec-cpu",
+                       help="built-in name (oracle, rnnspec-cpu, torch), package.module:attr or file.py:attr")
+    check.add_argument("--seed", type=int, default=0, help="seed of the generated cases (default 0)")
+    check.add_argument("--examples", type=int, default=None, help="number of generated cases (default 50)")
+    check.add_argument("--timeout", type=float, default=60.0, help="seconds allowed per call (default 60)")
+    check.add_argument("--clause", action="append", help="check only this clause id (repeatable)")
+    check.add_argument("--case", help="run exactly this case (JSON, as a report prints it)")
+    check.add_argument("--report", help="write a JSON report here")
+    check.add_argument("--junit", help="write a JUnit XML report here")
+    check.add_argument("--quiet", action="store_true", help="no live progress")
+    check.set_defaults(run=_check)
     derive = sub.add_parser("derive", help="regenerate the derivation documents and figures")
     derive.add_argument("--out", help="output folder (default: derivations/generated in the package)")
     derive.add_argument("--check", action="store_true", help="exit 1 when committed files differ from a fresh render")

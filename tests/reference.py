@@ -50,8 +50,9 @@ def loss(x, h0, U, W, b, V, c, targets, activation="tanh"):
     for t in range(T):
         a = hs[t] @ V.T + c
         a = a - a.max(axis=1, keepdims=True)
-        p = np.exp(a) / np.exp(a).sum(axis=1, keepdims=True)
-        total += -np.log(p[np.arange(B), targets[t]]).sum()
+        log_norm = np.log(np.exp(a).sum(axis=1, keepdims=True))
+        p = np.exp(a - log_norm)
+        total += -(a - log_norm)[np.arange(B), targets[t]].sum()
         e = p.copy()
         e[np.arange(B), targets[t]] -= 1
         gV += e.T @ hs[t]

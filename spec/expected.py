@@ -1,0 +1,77 @@
+"""What the spec says for one case: the oracle's values and a tolerance for each output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rnnspec.spec import tolerance as tol
+from rnnspec.spec.cases import Case
+
+STEP_PARAMS = ("U", "W", "b")
+ALL_PARAMS = ("U", "W", "b", "V", "c")
+VJP_KEYS = ("x", "h0", "U", "W", "b")
+LOSS_KEYS = ("x", "h0", "U", "W", "b", "V", "c")
+
+Key = tuple[str, str]  # (method, output)
+
+
+def call_args(method: str, arrays: dict[str, np.ndarray]) -> tuple:
+    """The positional arguments of ``method`` in the implementation contract."""
+    state0 = {"h0": arrays["h0"]}
+    if method == "forward":
+        return arrays["x"], state0, {k: arrays[k] for k in STEP_PARAMS}
+    if method == "vjp":
+        return arrays["x"], state0, {k: arrays[k] for k in STEP_PARAMS}, {"h": arrays["gh"]}
+    return arrays["x"], state0, {k: arrays[k] for k in ALL_PARAMS}, arrays["targets"]
+
+
+def expected_shapes(case: Case) -> dict[Key, tuple[int, ...]]:
+    T, B, I, H, K = case.T, case.B, case.I, case.H, case.K
+    sizes = {"x": (T, B, I), "h0": (B, H), "U": (H, I), "W": (H, H), "b": (H,), "V": (K, H), "c": (K,)}
+    out = {("forward", "h"): (T, B, H), ("loss", "value"): ()}
+    out.update({("vjp", k): sizes[k] for k in VJP_KEYS})
+    out.update({("loss", k): sizes[k] for k in LOSS_KEYS})
+    return out
+
+
+def _flatten(states, vjp, loss) -> dict[Key, np.ndarray]:
+    value, grads = loss
+    out = {("forward", "h"): np.asarray(states["h"], dtype=np.float64), ("loss", "value"): np.float64(value)}
+    out.update({("vjp", k): np.asarray(vjp[k], dtype=np.float64) for k in VJP_KEYS})
+    out.update({("loss", k): np.asarray(grads[k], dtype=np.float64) for k in LOSS_KEYS})
+    return out
+
+
+@dataclass
+class Expected:
+    values: dict[Key, np.ndarray]
+    tolerances: dict[Key, float]
+
+    def finite_in(self, key: Key, dtype: str) -> np.ndarray:
+        """Where the spec's value is finite once rounded to the tested dtype."""
+        return np.abs(self.values[key]) < np.finfo(dtype).max
+
+
+def _oracle_everything(activation: str, backend: str, arrays: dict[str, np.ndarray]):
+    from rnnspec.derivations.oracle import Oracle
+
+    oracle = Oracle(activation, backend=backend)
+    f = lambda a: np.asarray(a, dtype=backend)  # noqa: E731
+    params = {k: f(arrays[k]) for k in ALL_PARAMS}
+    with np.errstate(all="ignore"):
+        return _flatten(*oracle.everything(f(arrays["x"]), {"h0": f(arrays["h0"])}, params,
+                                           {"h": f(arrays["gh"])}, arrays["targets"]))
+
+
+#: the precision the oracle's value is taken in, for each tested dtype
+WIDER = {"float32": "float64", "float64": "longdouble"}
+
+
+def expected(case: Case, arrays: dict[str, np.ndarray]) -> Expected:
+    """The oracle in a wider precision, and a tolerance from the oracle's own error in the tested dtype."""
+    exact = _oracle_everything(case.activation, WIDER[case.dtype], arrays)
+    noisy = _oracle_everything(case.activation, case.dtype, arrays)
+    tolerances = {k: tol.tolerance(tol.relative_error(noisy[k], exact[k], case.dtype), case.dtype) for k in exact}
+    return Expected(exact, tolerances)

@@ -1,0 +1,142 @@
+"""Judging one clause on one case: the implementation's outcomes against the spec's expectation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from rnnspec.spec.cases import Case
+from rnnspec.spec.clauses import Clause
+from rnnspec.spec.expected import Expected, Key, expected_shapes
+from rnnspec.spec.tolerance import relative_error
+from rnnspec.spec.worker import Outcome
+
+METHODS = ("forward", "vjp", "loss")
+Outcomes = Mapping[str, tuple[Outcome, Outcome | None]]
+
+
+@dataclass
+class Verdict:
+    status: str  # "passed", "failed", "error", "not provided", "skipped"
+    message: str = ""
+    error: float | None = None
+    tolerance: float | None = None
+
+    @property
+    def ratio(self) -> float:
+        if self.error is None or self.tolerance is None:
+            return -1.0
+        return self.error / self.tolerance if self.tolerance > 0 else float("inf")
+
+
+def extract(key: Key, value: object) -> tuple[object, str]:
+    """The output ``key`` from a method's return value, or a reason why it is not there."""
+    method, name = key
+    if method == "loss":
+        if not isinstance(value, (tuple, list)) or len(value) != 2:
+            return None, f"loss() returned {type(value).__name__}, expected a (loss, grads) pair"
+        if name == "value":
+            return value[0], ""
+        value = value[1]
+    if not isinstance(value, Mapping):
+        return None, f"{method}() returned {type(value).__name__} where a dict was expected"
+    if name not in value:
+        return None, f"{method}() result lacks key {name!r} (has {sorted(map(str, value))})"
+    return value[name], ""
+
+
+def _as_array(key: Key, raw: object, shape: tuple[int, ...]) -> tuple[np.ndarray | None, str]:
+    method, name = key
+    label = f"{method}()[{name!r}]" if name != "value" else "the loss value"
+    if name == "value":
+        if isinstance(raw, (bool, np.bool_)) or not isinstance(raw, (int, float, np.integer, np.floating, np.ndarray)):
+            return None, f"{label} is {type(raw).__name__}, expected a real scalar"
+        raw = np.asarray(raw)
+    if not isinstance(raw, np.ndarray):
+        return None, f"{label} is {type(raw).__name__}, expected numpy.ndarray"
+    if raw.shape != shape:
+        return None, f"{label} has shape {raw.shape}, expected {shape}"
+    if raw.dtype.kind not in "fiu":
+        return None, f"{label} has dtype {raw.dtype}, expected a real float dtype"
+    return raw, ""
+
+
+def _first(outcomes: Outcomes, method: str) -> tuple[Outcome | None, Verdict | None]:
+    first = outcomes[method][0]
+    if first.status == "missing":
+        return None, Verdict("not provided", first.message)
+    if first.status == "skipped":
+        return None, Verdict("skipped", first.message)
+    if first.status != "ok":
+        return None, Verdict("error", f"{first.status}: {first.message}")
+    return first, None
+
+
+def judge(clause: Clause, case: Case, outcomes: Outcomes, spec: Expected) -> Verdict:
+    shapes = expected_shapes(case)
+    if clause.kind == "value":
+        first, verdict = _first(outcomes, clause.method)
+        if verdict:
+            return verdict
+        raw, problem = extract(clause.key, first.value)
+        array, problem = (None, problem) if problem else _as_array(clause.key, raw, shapes[clause.key])
+        if problem:
+            return Verdict("error", problem)
+        err = relative_error(array, spec.values[clause.key], case.dtype)
+        tol = spec.tolerances[clause.key]
+        if err <= tol:
+            return Verdict("passed", "", err, tol)
+        return Verdict("failed", f"relative error {err:.3g} > tolerance {tol:.3g}", err, tol)
+    return _judge_general(clause, case, outcomes, spec, shapes)
+
+
+def _judge_general(clause, case, outcomes, spec, shapes) -> Verdict:
+    problems, provided, errors = [], 0, []
+    for method in METHODS:
+        first, verdict = _first(outcomes, method)
+        if verdict:
+            if verdict.status == "error":
+                errors.append(f"{method}: {verdict.message.splitlines()[0]}")
+            continue
+        provided += 1
+        if clause.kind == "pure":
+            second = outcomes[method][1]
+            changed = first.mutated + (second.mutated if second and second.status == "ok" else [])
+            if changed:
+                problems.append(f"{method}() modified {', '.join(sorted(set(changed)))}")
+            continue
+        if clause.kind == "deterministic":
+            second = outcomes[method][1]
+            if second is None or second.status != "ok":
+                errors.append(f"{method}: second call {second.status if second else 'not made'}")
+                continue
+        for key, shape in shapes.items():
+            if key[0] != method:
+                continue
+            raw, problem = extract(key, first.value)
+            array, problem = (None, problem) if problem else _as_array(key, raw, shape)
+            if clause.kind == "shape":
+                if problem:
+                    problems.append(problem)
+                elif key[1] != "value" and array.dtype != np.dtype(case.dtype):
+                    problems.append(f"{method}()[{key[1]!r}] has dtype {array.dtype}, expected {case.dtype}")
+            elif clause.kind == "finite" and not problem:
+                with np.errstate(invalid="ignore"):
+                    bad = spec.finite_in(key, case.dtype) & ~np.isfinite(np.asarray(array, dtype=np.float64))
+                if np.any(bad):
+                    problems.append(f"{method}()[{key[1]!r}] has {int(np.sum(bad))} non-finite entries where the spec "
+                                    "is finite")
+            elif clause.kind == "deterministic" and not problem:
+                raw2, problem2 = extract(key, outcomes[method][1].value)
+                array2, problem2 = (None, problem2) if problem2 else _as_array(key, raw2, shape)
+                if problem2 or array2.tobytes() != array.tobytes():
+                    problems.append(f"{method}()[{key[1]!r}] differs between two identical calls")
+    if problems:
+        return Verdict("failed", "; ".join(problems))
+    if errors:
+        return Verdict("error", "; ".join(errors))
+    if not provided:
+        return Verdict("not provided", "no method of the contract answered")
+    return Verdict("passed")

@@ -1,0 +1,26 @@
+"""Every wrong implementation of the corpus is rejected at default settings; the correct one passes."""
+
+import pytest
+
+from rnnspec.spec.runner import check
+
+import mutants
+
+
+def test_the_correct_numpy_implementation_passes():
+    report = check(mutants.Elman(), target="mutants.Elman")
+    assert report.conformant, [(r.clause.id, r.status, r.worst and r.worst.message) for r in report.results]
+
+
+@pytest.mark.parametrize("mutant", mutants.MUTANTS, ids=lambda m: m.__name__)
+def test_mutant_is_rejected(mutant, record_property):
+    report = check(mutant(), target=f"mutants.{mutant.__name__}")
+    caught = [r.clause.id for r in report.results if r.status in ("failed", "error")]
+    record_property("caught_by", ",".join(caught))
+    print(f"{mutant.__name__}: caught by {', '.join(caught) or 'nothing'}")
+    assert not report.conformant and caught, f"{mutant.__name__} ({mutant.__doc__}) passed every clause"
+
+
+def test_corpus_is_large_and_distinct():
+    assert len(mutants.MUTANTS) >= 20
+    assert len({m.__doc__ for m in mutants.MUTANTS}) == len(mutants.MUTANTS)

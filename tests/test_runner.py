@@ -1,0 +1,112 @@
+"""The runner survives what it tests, reports it, and is reproducible; built-in targets pass."""
+
+import json
+import time
+import xml.etree.ElementTree as ET
+
+import misbehaving
+import numpy as np
+import pytest
+
+from rnnspec.spec import load_target
+from rnnspec.spec.cases import Case
+from rnnspec.spec.report import write_json, write_junit
+from rnnspec.spec.runner import check
+
+
+def _status(report):
+    return {r.clause.id: r.status for r in report.results}
+
+
+@pytest.mark.parametrize("target", ["oracle", "rnnspec-cpu", "torch"])
+def test_builtin_targets_are_conformant(target):
+    if target == "torch":
+        pytest.importorskip("torch")
+    report = check(load_target(target), target=target)
+    assert report.conformant, {r.clause.id: (r.status, r.worst and r.worst.message) for r in report.results
+                               if r.status != "passed"}
+
+
+CASES = [
+    (misbehaving.Raises, {"ELMAN-VJP-W": "error"}, "RuntimeError: vjp exploded"),
+    (misbehaving.ReturnsNaN, {"ELMAN-FWD-H": "failed", "ELMAN-FINITE": "failed"}, "non-finite"),
+    (misbehaving.WrongShape, {"ELMAN-FWD-H": "error", "ELMAN-SHAPE": "failed"}, "has shape"),
+    (misbehaving.WrongDtype, {"ELMAN-SHAPE": "failed"}, "dtype float16"),
+    (misbehaving.ReturnsList, {"ELMAN-FWD-H": "error", "ELMAN-SHAPE": "failed"}, "is list, expected numpy.ndarray"),
+    (misbehaving.MissingKey, {"ELMAN-VJP-B": "error", "ELMAN-SHAPE": "failed"}, "lacks key 'b'"),
+    (misbehaving.Mutates, {"ELMAN-PURE": "failed"}, "loss() modified args[2]['W']"),
+    (misbehaving.KillsItself, {"ELMAN-VJP-X": "error"}, "ended its process (signal 9)"),
+]
+
+
+@pytest.mark.parametrize("impl,expected,reason", CASES, ids=lambda v: getattr(v, "__name__", ""))
+def test_misbehaviour_is_reported_and_other_clauses_still_run(impl, expected, reason):
+    report = check(impl(), examples=4, timeout=20)
+    status = _status(report)
+    for clause, want in expected.items():
+        assert status[clause] == want, (clause, status[clause])
+    messages = " ".join(r.worst.message for r in report.results if r.worst)
+    assert reason in messages
+    assert not report.conformant
+    assert "passed" in status.values()  # the unaffected clauses ran and passed
+
+
+def test_a_hanging_call_is_cut_and_the_run_ends_within_twice_the_timeout():
+    start = time.monotonic()
+    report = check(misbehaving.Hangs(), examples=6, timeout=2.0)
+    elapsed = time.monotonic() - start
+    status = _status(report)
+    assert status["ELMAN-LOSS-W"] == "error" and status["ELMAN-FWD-H"] == "passed"
+    assert "did not return within 2 s" in next(r for r in report.results if r.clause.id == "ELMAN-LOSS-W").worst.message
+    assert elapsed < 2 * 2.0 + 3, f"run took {elapsed:.1f} s"  # + 3 s for the cases themselves
+
+
+def test_missing_methods_are_not_provided_never_passed():
+    report = check(misbehaving.NoVjpNoLoss(), examples=3)
+    status = _status(report)
+    assert status["ELMAN-FWD-H"] == "passed"
+    assert status["ELMAN-VJP-W"] == "not provided" and status["ELMAN-LOSS-VALUE"] == "not provided"
+
+
+def test_same_seed_same_results_and_a_shrunk_counterexample():
+    from mutants import OddBatchBug
+
+    first, second = check(OddBatchBug(), seed=7, examples=20), check(OddBatchBug(), seed=7, examples=20)
+    assert [r.to_json() for r in first.results] == [r.to_json() for r in second.results]
+    result = next(r for r in first.results if r.clause.id == "ELMAN-FWD-H")
+    case = result.counterexample["case"]
+    assert case["B"] == 3 and case["T"] == 1, case  # the smallest odd batch that shows it
+    assert "--case" in result.counterexample["reproduce"]
+    again = check(OddBatchBug(), clauses=["ELMAN-FWD-H"], cases=[Case(**case)])
+    assert _status(again)["ELMAN-FWD-H"] == "failed"
+
+
+def test_reports_have_the_schema_and_parse(tmp_path):
+    from mutants import WrongBiasOfHead
+
+    report = check(WrongBiasOfHead(), target="w", examples=5, seed=3)
+    write_json(report, tmp_path / "r.json")
+    write_junit(report, tmp_path / "r.xml")
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["schema"] == "rnnspec.report/1" and data["conformant"] is False and data["seed"] == 3
+    assert {"versions", "device"} <= set(data["environment"]) | {"versions"}
+    for clause in data["clauses"]:
+        assert {"id", "statement", "status", "examples", "worst_error", "tolerance", "counterexample"} <= set(clause)
+    failed = next(c for c in data["clauses"] if c["id"] == "ELMAN-LOSS-C")
+    assert failed["status"] == "failed" and failed["counterexample"]["case"]["K"] >= 2
+    suite = ET.parse(tmp_path / "r.xml").getroot()
+    assert suite.tag == "testsuite" and len(suite.findall("testcase")) == len(data["clauses"])
+    assert suite.find("testcase[@name='ELMAN-LOSS-C']/failure") is not None
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_float32_tolerance_stays_tight_where_the_case_is_benign():
+    """The model must not hand out loose tolerances on well-conditioned cases."""
+    from rnnspec.spec.expected import expected
+
+    case = Case(T=10, B=2, I=3, H=4, K=3, activation="tanh", dtype="float32", regime="contracting", seed=1)
+    tolerances = expected(case, case.arrays()).tolerances
+    assert max(tolerances.values()) < 1e-4, tolerances
+    chaotic = Case(T=60, B=2, I=3, H=8, K=3, activation="tanh", dtype="float32", regime="chaotic", seed=1)
+    assert max(expected(chaotic, chaotic.arrays()).tolerances.values()) > max(tolerances.values())
+    assert np.isfinite(max(tolerances.values()))
