@@ -98,9 +98,13 @@ class Oracle:
         return (float(value) if self.be.name in ("float64", "float32") else value), grads
 
     def everything(self, x: np.ndarray, state0: Arrays, params: Arrays, cotangents: Arrays, targets: np.ndarray):
-        """forward, vjp and loss of one case with a single forward pass: (states, vjp grads, (loss, grads))."""
+        """forward, vjp and loss of one case with a single forward pass: (states, vjp grads, (loss, grads)).
+
+        ``states`` also holds every step intermediate of the cell (``z`` for Elman), stacked over time.
+        """
         tapes, sizes = self._forward(x, state0, params)
-        states = {out.name: self._stack([tape[out.name] for tape in tapes], out) for out in self.spec.state_out}
+        states = {eq.target.name: self._stack([tape[eq.target.name] for tape in tapes], eq.target)
+                  for eq in self.spec.step}
         given = {k: self.be.asarray(v) for k, v in cotangents.items()}
         per_step = [{k: v[t] for k, v in given.items()} for t in range(len(tapes))]
         vjp = self._backward(tapes, per_step, sizes, self._step_params(params))

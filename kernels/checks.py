@@ -19,9 +19,16 @@ def activation_code(activation: object) -> int:
     return ACTIVATIONS.index(activation)
 
 
-def array(name: str, value: object, ndim: int) -> np.ndarray:
-    if not isinstance(value, np.ndarray):
-        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(value).__name__}")
+def host(value):
+    """A device array's values on the host; anything else unchanged."""
+    return value.copy_to_host() if hasattr(value, "copy_to_host") else value
+
+
+def array(name: str, value: object, ndim: int, device_ok: bool = False) -> np.ndarray:
+    on_device = device_ok and (hasattr(value, "__cuda_array_interface__") or hasattr(value, "copy_to_host"))
+    if not isinstance(value, np.ndarray) and not on_device:
+        expected = "a numpy.ndarray or a CUDA device array" if device_ok else "a numpy.ndarray"
+        raise TypeError(f"{name}: expected {expected}, got {type(value).__name__}")
     if value.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name}: expected dtype float32 or float64, got {value.dtype}")
     if value.ndim != ndim:
@@ -46,14 +53,14 @@ def contiguous(value: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(value)
 
 
-def elman_step_args(x, h0, U, W, b) -> tuple[int, int, int, int]:
+def elman_step_args(x, h0, U, W, b, device_ok: bool = False) -> tuple[int, int, int, int]:
     """Check x (T, B, I), h0 (B, H), U (H, I), W (H, H), b (H,) or None; return T, B, I, H."""
-    x = array("x", x, 3)
-    h0 = array("h0", h0, 2)
-    U = array("U", U, 2)
-    W = array("W", W, 2)
+    x = array("x", x, 3, device_ok)
+    h0 = array("h0", h0, 2, device_ok)
+    U = array("U", U, 2, device_ok)
+    W = array("W", W, 2, device_ok)
     if b is not None:
-        b = array("b", b, 1)
+        b = array("b", b, 1, device_ok)
     same_dtype("x", x.dtype, h0=h0, U=U, W=W, b=b)
     T, B, I = x.shape
     H = U.shape[0]

@@ -37,9 +37,32 @@ class RnnspecCPU:
         return float(value), grads
 
 
-class RnnspecCUDA:
-    def __init__(self) -> None:
-        raise TargetError("target 'rnnspec-cuda': the CUDA kernels are not built yet (issue 5)")
+class RnnspecCUDA(RnnspecCPU):
+    """The numba-cuda kernels (rnnspec.kernels.cuda): on a GPU, or under NUMBA_ENABLE_CUDASIM=1."""
+
+    device = "cuda"
+
+    def __init__(self, activation: str = "tanh") -> None:
+        try:
+            from rnnspec.kernels import cuda
+        except ImportError as exc:
+            raise TargetError(f"target 'rnnspec-cuda': {exc} (pip install numba-cuda, and a GPU or "
+                              "NUMBA_ENABLE_CUDASIM=1)") from exc
+        super().__init__(activation)
+        self.kernels = cuda
+
+    def forward(self, x, state0, params):
+        return {"h": self.kernels.elman_forward(x, state0["h0"], params["U"], params["W"], params["b"],
+                                                activation=self.activation)}
+
+    def vjp(self, x, state0, params, cotangents):
+        return self.kernels.elman_backward(x, state0["h0"], params["U"], params["W"], params["b"], cotangents["h"],
+                                           activation=self.activation)
+
+    def loss(self, x, state0, params, targets):
+        value, grads = self.kernels.elman_loss(x, state0["h0"], params["U"], params["W"], params["b"], params["V"],
+                                               params["c"], targets, activation=self.activation)
+        return float(value), grads
 
 
 class TorchRNN:

@@ -101,14 +101,16 @@ def strategy(dtypes: tuple[str, ...], activations: tuple[str, ...], max_T: int =
 
 def generate(count: int, seed: int, dtypes: tuple[str, ...], activations: tuple[str, ...]) -> list[Case]:
     """``count`` distinct cases, the same for the same seed."""
-    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import HealthCheck, Phase, Verbosity, given, settings
     from hypothesis import seed as hypothesis_seed
 
     found: list[Case] = []
 
     @hypothesis_seed(seed)
-    @settings(max_examples=count, phases=[Phase.generate], database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))
+    # every setting that shapes generation is pinned, so that the seed alone decides the cases,
+    # whatever Hypothesis profile the caller has loaded
+    @settings(max_examples=count, phases=[Phase.generate], database=None, deadline=None, derandomize=False,
+              suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet)
     @given(strategy(dtypes, activations))
     def collect(case: Case) -> None:
         found.append(case)

@@ -29,10 +29,17 @@ def _derive(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from rnnspec.spec import bench
 
-    if args.device != "cpu":
-        print("rnnspec bench: --device cuda needs the CUDA kernels (rnnspec.kernels.cuda), not built yet",
-              file=sys.stderr)
-        return 2
+    if args.device == "cuda":
+        import json
+
+        from rnnspec.spec import bench_cuda
+
+        report = bench_cuda.run(repeats=max(args.repeats, 20))
+        if args.json:
+            bench.write_json(args.json, report)
+        else:
+            print(json.dumps(report, indent=1))
+        return 0 if all("error" not in r for r in report["results"]) else 1
     split = lambda s: [p for p in s.split(",") if p]  # noqa: E731
     sizes, phases, dtypes, impls = split(args.sizes), split(args.phases), split(args.dtypes), split(args.impls)
     for name, given, allowed in (("--sizes", sizes, bench.SIZES), ("--phases", phases, bench.PHASES),

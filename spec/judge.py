@@ -19,7 +19,7 @@ Outcomes = Mapping[str, tuple[Outcome, Outcome | None]]
 
 @dataclass
 class Verdict:
-    status: str  # "passed", "failed", "error", "not provided", "skipped"
+    status: str  # "passed", "failed", "error", "not provided", "skipped", "undetermined"
     message: str = ""
     error: float | None = None
     tolerance: float | None = None
@@ -76,6 +76,8 @@ def _first(outcomes: Outcomes, method: str) -> tuple[Outcome | None, Verdict | N
 
 def judge(clause: Clause, case: Case, outcomes: Outcomes, spec: Expected) -> Verdict:
     shapes = expected_shapes(case)
+    if clause.kind == "value" and spec.undetermined and clause.key not in (("forward", "h"), ("loss", "value")):
+        return Verdict("undetermined", spec.undetermined)
     if clause.kind == "value":
         first, verdict = _first(outcomes, clause.method)
         if verdict:

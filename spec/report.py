@@ -19,12 +19,13 @@ def _atomic_write(path: str, text: str) -> None:
 
 def table(report: Report) -> str:
     rows = [f"rnnspec check {report.target}: seed {report.seed}, {report.cases} cases, {report.seconds:.1f} s", "",
-            f"{'clause':22s} {'status':13s} {'worst error':>12s} {'tolerance':>10s} {'examples':>8s}"]
+            f"{'clause':22s} {'status':13s} {'worst error':>12s} {'tolerance':>10s} {'examples':>8s} "
+            f"{'undetermined':>12s}"]
     for r in report.results:
         worst = r.worst
         err = f"{worst.error:.2e}" if worst and worst.error is not None else "-"
         tol = f"{worst.tolerance:.2e}" if worst and worst.tolerance is not None else "-"
-        rows.append(f"{r.clause.id:22s} {r.status:13s} {err:>12s} {tol:>10s} {r.examples:8d}")
+        rows.append(f"{r.clause.id:22s} {r.status:13s} {err:>12s} {tol:>10s} {r.examples:8d} {r.undetermined:12d}")
     problems = [r for r in report.results if r.status in ("failed", "error")]
     for r in problems:
         rows += ["", f"{r.clause.id} {r.status}: {r.clause.statement}"]
@@ -36,6 +37,9 @@ def table(report: Report) -> str:
             if ce["message"]:
                 rows.append(f"  there: {ce['message'].splitlines()[0]}")
             rows.append(f"  reproduce: {ce['reproduce']}")
+    if any(r.undetermined for r in report.results):
+        rows += ["", "undetermined: cases where a ReLU pre-activation lies within rounding reach of 0, so the "
+                     "gradient is not determined in the tested dtype; not counted as examples"]
     rows += ["", "CONFORMANT" if report.conformant else "NOT CONFORMANT"]
     return "\n".join(rows)
 

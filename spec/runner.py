@@ -17,7 +17,7 @@ DEFAULT_TIMEOUT = 60.0
 SHRINK_BUDGET = 40
 KNOWN_DTYPES = ("float32", "float64")
 KNOWN_ACTIVATIONS = ("tanh", "sigmoid", "relu", "identity")
-SEVERITY = {"failed": 3, "error": 2, "passed": 1, "skipped": 0, "not provided": 0}
+SEVERITY = {"failed": 3, "error": 2, "passed": 1, "skipped": 0, "not provided": 0, "undetermined": 0}
 
 
 class UsageError(Exception):
@@ -33,7 +33,12 @@ class ClauseResult:
     first_failure: tuple[Case, Verdict] | None = None
     counterexample: dict | None = None
 
+    undetermined: int = 0
+
     def add(self, case: Case, verdict: Verdict) -> None:
+        if verdict.status == "undetermined":
+            self.undetermined += 1
+            return
         if verdict.status in ("skipped", "not provided"):
             if self.examples == 0 and verdict.status == "skipped":
                 self.status = "error"
@@ -50,7 +55,7 @@ class ClauseResult:
 
     def to_json(self) -> dict:
         return {"id": self.clause.id, "statement": self.clause.statement, "status": self.status,
-                "examples": self.examples,
+                "examples": self.examples, "undetermined": self.undetermined,
                 "worst_error": self.worst.error if self.worst else None,
                 "tolerance": self.worst.tolerance if self.worst else None,
                 "message": self.worst.message if self.worst and self.status != "passed" else "",

@@ -6,14 +6,15 @@ each case gets its own, from the oracle itself:
 
     tolerance = SAFETY * deviation + FLOOR_ULPS * eps(dtype)
 
-``deviation`` is how far a *correct* computation in the tested dtype lands from a more precise one
-on this very case: the oracle's own equations evaluated in the tested dtype against the same
-equations in the next wider precision (float32 against float64, float64 against the platform's
-extended long double), which is also where the reference value comes from. It grows with the case's
-conditioning (chaotic recurrences, saturated long sequences) and stays tiny where the problem is
-benign. SAFETY covers a different but correct order of operations (another summation order,
-another tanh: rnnspec-cpu's float32 errors were measured within 4x of the oracle's own); the floor
-covers deviations that happen to be exactly zero.
+``deviation`` is how far *correct* computations land from a more precise one on this very case:
+the oracle's own equations evaluated in the tested dtype, and the oracle in the next wider precision
+on inputs perturbed by one unit roundoff of the tested dtype (two draws), against the same equations
+in the next wider precision (float32 against float64, float64 against the platform's extended long
+double), which is also where the reference value comes from. It grows with the case's conditioning
+(chaotic recurrences, saturated long sequences, ReLU pre-activations within rounding reach of the
+kink) and stays tiny where the problem is benign. SAFETY covers a different but correct order of
+operations (another summation order, another tanh: rnnspec-cpu's float32 errors were measured within
+4x of the oracle's own); the floor covers deviations that happen to be exactly zero.
 """
 
 from __future__ import annotations
@@ -41,3 +42,15 @@ def relative_error(got: np.ndarray, ref: np.ndarray, dtype: str) -> float:
 
 def tolerance(deviation: float, dtype: str) -> float:
     return SAFETY * deviation + FLOOR_ULPS * eps(dtype)
+
+
+def perturbed(arrays: dict[str, np.ndarray], dtype: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Every float input times 1 + eps(dtype) * (+-1), in float64: one rounding of each input."""
+    out = {}
+    for key, value in arrays.items():
+        if value.dtype.kind == "f":
+            signs = rng.choice([-1.0, 1.0], size=value.shape)
+            out[key] = value.astype(np.float64) * (1 + eps(dtype) * signs)
+        else:
+            out[key] = value
+    return out

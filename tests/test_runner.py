@@ -110,3 +110,19 @@ def test_float32_tolerance_stays_tight_where_the_case_is_benign():
     chaotic = Case(T=60, B=2, I=3, H=8, K=3, activation="tanh", dtype="float32", regime="chaotic", seed=1)
     assert max(expected(chaotic, chaotic.arrays()).tolerances.values()) > max(tolerances.values())
     assert np.isfinite(max(tolerances.values()))
+
+
+def test_cases_depend_on_the_seed_alone_whatever_the_hypothesis_profile():
+    from hypothesis import settings
+
+    from rnnspec.spec.cases import generate
+
+    before = generate(10, 5, ("float64",), ("tanh",))
+    current = settings.get_current_profile_name()
+    settings.register_profile("rnnspec-test-derandomized", derandomize=True)
+    try:
+        settings.load_profile("rnnspec-test-derandomized")
+        assert generate(10, 5, ("float64",), ("tanh",)) == before
+    finally:
+        settings.load_profile(current)
+    assert generate(10, 6, ("float64",), ("tanh",)) != before

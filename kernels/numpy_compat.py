@@ -1,0 +1,15 @@
+"""numba-cuda 0.30.4 against NumPy 2.5: the one incompatibility, mended where it bites.
+
+numba-cuda registers an overload for ``numpy.row_stack``, which NumPy 2.5 removed, and fails at the
+first kernel launch with ``AttributeError: module 'numpy' has no attribute 'row_stack'``.
+``row_stack`` was an alias of ``vstack``; restoring the alias before numba-cuda loads is enough.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def ensure_numba_cuda_compatible() -> None:
+    if not hasattr(np, "row_stack"):
+        np.row_stack = np.vstack

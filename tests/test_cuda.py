@@ -1,0 +1,72 @@
+"""The CUDA kernels against the oracle and the CPU kernels, under numba-cuda's simulator in CI.
+
+The simulator runs every GPU thread as a Python thread, so the sizes here are small; the GPU run
+(scripts/gpu_check.py) covers the real sizes.
+"""
+
+import numpy as np
+import pytest
+
+cuda_kernels = pytest.importorskip("rnnspec.kernels.cuda", reason="numba-cuda is not installed (pip install .[cuda])")
+
+from rnnspec.kernels import elman_backward, elman_forward, elman_loss  # noqa: E402
+from rnnspec.spec import load_target  # noqa: E402
+from rnnspec.spec.cases import Case  # noqa: E402
+from rnnspec.spec.runner import check  # noqa: E402
+
+
+def _args(dtype, T=3, B=5, I=2, H=6, K=3, seed=0):
+    rng = np.random.default_rng(seed)
+    f = lambda a: np.asarray(a, dtype=dtype)  # noqa: E731
+    return {"x": f(rng.standard_normal((T, B, I))), "h0": f(rng.standard_normal((B, H))),
+            "U": f(rng.standard_normal((H, I))), "W": f(rng.standard_normal((H, H)) * 0.4),
+            "b": f(rng.standard_normal(H)), "V": f(rng.standard_normal((K, H))), "c": f(rng.standard_normal(K)),
+            "y": rng.integers(0, K, (T, B)), "gh": f(rng.standard_normal((T, B, H)))}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu", "identity"])
+def test_cuda_matches_the_cpu_kernels(dtype, activation):
+    a = _args(dtype)
+    step = (a["x"], a["h0"], a["U"], a["W"], a["b"])
+    tol = 1e-12 if dtype == "float64" else 2e-5
+    np.testing.assert_allclose(cuda_kernels.elman_forward(*step, activation=activation),
+                               elman_forward(*step, activation=activation), rtol=tol, atol=tol)
+    got = cuda_kernels.elman_backward(*step, a["gh"], activation=activation)
+    want = elman_backward(*step, a["gh"], activation=activation)
+    for key in want:
+        assert got[key].dtype == np.dtype(dtype)
+        np.testing.assert_allclose(got[key], want[key], rtol=tol, atol=tol, err_msg=key)
+    loss, grads = cuda_kernels.elman_loss(*step, a["V"], a["c"], a["y"], activation=activation)
+    want_loss, want_grads = elman_loss(*step, a["V"], a["c"], a["y"], activation=activation)
+    assert abs(loss - want_loss) <= tol * abs(want_loss)
+    for key in want_grads:
+        np.testing.assert_allclose(grads[key], want_grads[key], rtol=tol, atol=tol, err_msg=key)
+
+
+def test_device_arrays_in_device_arrays_out_and_no_bias():
+    from numba import cuda
+
+    a = _args("float64")
+    dev = {k: cuda.to_device(v) for k, v in a.items() if k != "y"}
+    h = cuda_kernels.elman_forward(dev["x"], dev["h0"], dev["U"], dev["W"], None)
+    assert hasattr(h, "copy_to_host")
+    np.testing.assert_allclose(h.copy_to_host(), elman_forward(a["x"], a["h0"], a["U"], a["W"], None), 1e-12)
+
+
+def test_bad_input_is_rejected_before_any_launch():
+    a = _args("float64")
+    with pytest.raises(TypeError, match="W: dtype float32 differs"):
+        cuda_kernels.elman_forward(a["x"], a["h0"], a["U"], a["W"].astype(np.float32), a["b"])
+    with pytest.raises(ValueError, match=r"targets: class indices"):
+        cuda_kernels.elman_loss(a["x"], a["h0"], a["U"], a["W"], a["b"], a["V"], a["c"], a["y"] + 5)
+
+
+def test_rnnspec_cuda_target_is_conformant_on_small_cases():
+    cases = [Case(T=3, B=5, I=2, H=6, K=3, activation="tanh", dtype="float32", regime="contracting", seed=1),
+             Case(T=4, B=2, I=3, H=5, K=4, activation="tanh", dtype="float64", regime="saturating", seed=2),
+             Case(T=2, B=1, I=1, H=3, K=2, activation="relu", dtype="float64", regime="large-logits", seed=3),
+             Case(T=5, B=3, I=2, H=4, K=3, activation="sigmoid", dtype="float32", regime="chaotic", seed=4)]
+    report = check(load_target("rnnspec-cuda"), target="rnnspec-cuda", cases=cases)
+    assert report.conformant, [(r.clause.id, r.status, r.worst and r.worst.message) for r in report.results
+                               if r.status != "passed"]
