@@ -172,7 +172,6 @@ class Oracle:
                 env[eq.target.name] = evaluate(eq, env, self.derivation.quantities, sizes, sizes["B"], self.be)
             tapes.append(env)
             state = {inp.name: env[out.name] for inp, out in cell.states}
-        self._last_state = state
         return tapes, sizes
 
     def _head_forward(self, tape: Arrays, head_params: Arrays, y: np.ndarray, sizes) -> dict:

@@ -76,6 +76,13 @@ def recurrence(direction: str, hidden: int, rows: int, code: int, dtype: str):
     in_shared = hidden * hidden * numpy_dtype.itemsize <= SHARED_BYTES
     m_size = hidden * hidden if in_shared else 1
 
+    @cuda.jit(device=True, inline=True)
+    def load_matrix(m, M, tid, step):
+        """The block's copy of M in shared memory, when it fits (else M is read from global memory)."""
+        if in_shared:
+            for n in range(tid, hidden * hidden, step):
+                m[n] = M[n // hidden, n % hidden]
+
     @cuda.jit
     def forward(states, M, bias, has_bias):
         """states (T+1, B, H): h0 then U x_t on entry; f(U x_t + W h_{t-1} + b) on exit."""
@@ -85,9 +92,7 @@ def recurrence(direction: str, hidden: int, rows: int, code: int, dtype: str):
         batch = states.shape[1]
         h = cuda.shared.array((rows, hidden), numpy_dtype)
         m = cuda.shared.array(m_size, numpy_dtype)
-        if in_shared:
-            for n in range(tid, hidden * hidden, step):
-                m[n] = M[n // hidden, n % hidden]
+        load_matrix(m, M, tid, step)
         for r in range(rows):
             if first + r < batch:
                 for i in range(tid, hidden, step):
@@ -123,9 +128,7 @@ def recurrence(direction: str, hidden: int, rows: int, code: int, dtype: str):
         carry = cuda.shared.array((rows, hidden), numpy_dtype)
         d = cuda.shared.array((rows, hidden), numpy_dtype)
         m = cuda.shared.array(m_size, numpy_dtype)
-        if in_shared:
-            for n in range(tid, hidden * hidden, step):
-                m[n] = M[n // hidden, n % hidden]
+        load_matrix(m, M, tid, step)
         for r in range(rows):
             for i in range(tid, hidden, step):
                 carry[r, i] = 0

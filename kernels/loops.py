@@ -125,29 +125,37 @@ def recur_backward(direct, states, W, act, one, small, deltas, carry, bias_grad)
 
 
 @njit(cache=True, error_model="numpy")
-def softmax_cross_entropy(logits, bias, targets, one, bias_grad):
-    """Sum over rows of -log softmax(a + c)[y]; logits become the residual softmax - onehot(y), whose
-    column sums (dL/dc) are added to bias_grad."""
+def softmax_shift(logits, bias, targets, one):
+    """Softmax cross-entropy, first half: logits become a + c - max(a + c) per row; returns the sum
+    over rows of minus the target's shifted logit. The caller exponentiates, then softmax_finish."""
     total = one * 0
-    classes = logits.shape[1]
     for r in range(logits.shape[0]):
         row = logits[r]
         top = row[0] + bias[0]
-        for k in range(classes):
+        for k in range(row.shape[0]):
             row[k] += bias[k]
             top = max(top, row[k])
-        y = targets[r]
-        total -= row[y] - top
+        for k in range(row.shape[0]):
+            row[k] -= top
+        total -= row[targets[r]]
+    return total
+
+
+@njit(cache=True, error_model="numpy")
+def softmax_finish(exps, targets, one, bias_grad):
+    """Second half: exps = exp(shifted logits) become softmax - onehot(y); returns sum of log norms."""
+    total = one * 0
+    for r in range(exps.shape[0]):
+        row = exps[r]
         norm = one * 0
-        for k in range(classes):
-            row[k] = np.exp(row[k] - top)
+        for k in range(row.shape[0]):
             norm += row[k]
         total += np.log(norm)
         inv = one / norm
-        for k in range(classes):
+        for k in range(row.shape[0]):
             row[k] *= inv
-        row[y] -= one
-        for k in range(classes):
+        row[targets[r]] -= one
+        for k in range(row.shape[0]):
             bias_grad[k] += row[k]
     return total
 
@@ -170,7 +178,11 @@ def head_kernel(states, V, VT, c, targets, one):
     hs = states.reshape((steps + 1) * batch, hidden)[batch:]
     residual = np.dot(hs, VT)
     gc = np.zeros(c.shape[0], c.dtype)
-    loss = softmax_cross_entropy(residual, c, targets, one, gc)
+    loss = softmax_shift(residual, c, targets, one)
+    for r in range(residual.shape[0]):
+        for k in range(residual.shape[1]):
+            residual[r, k] = np.exp(residual[r, k])
+    loss += softmax_finish(residual, targets, one, gc)
     gV = np.dot(residual.T, hs)
     direct = np.dot(residual, V).reshape(steps, batch, hidden)
     return loss, gV, gc, direct

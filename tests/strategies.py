@@ -38,3 +38,13 @@ def elman_cases(draw, max_T=12, max_B=4, max_I=5, max_H=6, max_K=5, activations=
 def rel_err(a, b):
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300)) if b.size else 0.0
+
+
+def small_arrays(dtype=np.float64, T=5, B=3, I=4, H=6, K=3, seed=0, recurrent_scale=0.3):
+    """Arrays of one Elman case (x, h0, U, W, b, V, c, targets y, cotangent gh) for example tests."""
+    rng = np.random.default_rng(seed)
+    f = lambda a: np.asarray(a, dtype=dtype)  # noqa: E731
+    return {"x": f(rng.standard_normal((T, B, I))), "h0": f(rng.standard_normal((B, H))),
+            "U": f(rng.standard_normal((H, I))), "W": f(rng.standard_normal((H, H)) * recurrent_scale),
+            "b": f(rng.standard_normal(H)), "V": f(rng.standard_normal((K, H))), "c": f(rng.standard_normal(K)),
+            "y": rng.integers(0, K, (T, B)), "gh": f(rng.standard_normal((T, B, H)))}

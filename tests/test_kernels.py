@@ -9,7 +9,7 @@ from rnnspec.derivations.oracle import Oracle
 from rnnspec.kernels import cpu, elman_backward, elman_forward, elman_loss
 from rnnspec.spec.tolerance import relative_error, tolerance
 
-from strategies import ACTIVATIONS, rel_err
+from strategies import ACTIVATIONS, rel_err, small_arrays
 
 # float64: the kernels and the oracle evaluate the same sums in a different order; in contracting
 # regimes rounding is not amplified, so they agree to a few ulp times the depth.
@@ -117,13 +117,8 @@ def test_every_code_path(path, dtype):
     check()
 
 
-def _base(dtype=np.float64, T=5, B=3, I=4, H=6, K=3, seed=0):
-    rng = np.random.default_rng(seed)
-    f = lambda a: np.asarray(a, dtype=dtype)  # noqa: E731
-    return {"x": f(rng.standard_normal((T, B, I))), "h0": f(rng.standard_normal((B, H))),
-            "U": f(rng.standard_normal((H, I))), "W": f(rng.standard_normal((H, H)) * 0.3),
-            "b": f(rng.standard_normal(H)), "V": f(rng.standard_normal((K, H))), "c": f(rng.standard_normal(K)),
-            "y": rng.integers(0, K, (T, B)), "gh": f(rng.standard_normal((T, B, H)))}
+def _base(dtype=np.float64, **sizes):
+    return small_arrays(dtype, **sizes)
 
 
 def _all(a):
