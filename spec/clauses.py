@@ -13,6 +13,12 @@ from dataclasses import dataclass
 
 from rnnspec.spec.expected import Key
 
+VALUE_RULE = ("normwise relative error against the oracle in the next wider precision, within 10 x the "
+              "largest deviation of three correct computations on the same case (the oracle in the tested "
+              "dtype; the wider oracle on inputs perturbed by one unit roundoff, twice) + 64 eps; gradient "
+              "clauses skip cases where a ReLU pre-activation is within rounding reach of 0 (undetermined)")
+EXACT_RULE = "exact: no tolerance"
+
 
 @dataclass(frozen=True)
 class Clause:
@@ -24,6 +30,15 @@ class Clause:
     @property
     def method(self) -> str | None:
         return self.key[0] if self.key else None
+
+    @property
+    def tolerance_rule(self) -> str:
+        """How this clause's tolerance is set (rnnspec.spec.tolerance has the reasoning)."""
+        if self.kind == "value":
+            return VALUE_RULE
+        if self.kind == "finite":
+            return "exact, where the oracle's value is finite once rounded to the tested dtype"
+        return EXACT_RULE
 
 
 _VJP = {

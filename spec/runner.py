@@ -54,7 +54,8 @@ class ClauseResult:
             self.worst = verdict
 
     def to_json(self) -> dict:
-        return {"id": self.clause.id, "statement": self.clause.statement, "status": self.status,
+        return {"id": self.clause.id, "statement": self.clause.statement, "tolerance_rule": self.clause.tolerance_rule,
+                "status": self.status,
                 "examples": self.examples, "undetermined": self.undetermined,
                 "worst_error": self.worst.error if self.worst else None,
                 "tolerance": self.worst.tolerance if self.worst else None,

@@ -126,3 +126,13 @@ def test_cases_depend_on_the_seed_alone_whatever_the_hypothesis_profile():
     finally:
         settings.load_profile(current)
     assert generate(10, 6, ("float64",), ("tanh",)) != before
+
+
+def test_every_clause_is_catalogued_once_and_states_its_tolerance():
+    from rnnspec.spec.clauses import CLAUSES
+    from rnnspec.spec.expected import LOSS_KEYS, VJP_KEYS
+
+    assert len({c.id for c in CLAUSES}) == len(CLAUSES)
+    assert {c.key[1] for c in CLAUSES if c.key and c.key[0] == "vjp"} == set(VJP_KEYS)
+    assert {c.key[1] for c in CLAUSES if c.key and c.key[0] == "loss"} == set(LOSS_KEYS) | {"value"}
+    assert all(c.tolerance_rule for c in CLAUSES)
