@@ -38,6 +38,8 @@ class ClauseResult:
     def add(self, case: Case, verdict: Verdict) -> None:
         if verdict.status == "undetermined":
             self.undetermined += 1
+            if self.status == "not provided":
+                self.status, self.worst = "undetermined", verdict
             return
         if verdict.status in ("skipped", "not provided"):
             if self.examples == 0 and verdict.status == "skipped":
@@ -75,7 +77,7 @@ class Report:
     @property
     def conformant(self) -> bool:
         statuses = {r.status for r in self.results}
-        return statuses <= {"passed", "not provided"} and "passed" in statuses
+        return statuses <= {"passed", "not provided", "undetermined"} and "passed" in statuses
 
     def to_json(self) -> dict:
         return {"schema": "rnnspec.report/1", "target": self.target, "conformant": self.conformant,
