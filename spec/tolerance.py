@@ -4,7 +4,7 @@ Errors are normwise relative, ``max|got - ref| / max(max|ref|, tiny)``, per outp
 tolerance fails correct float32 code in sensitive regimes and passes wrong code in benign ones, so
 each case gets its own, from the oracle itself:
 
-    tolerance = SAFETY * deviation + FLOOR_ULPS * eps(dtype)
+    tolerance = SAFETY * deviation + FLOOR_ULPS * eps(dtype)          (16 and 256, below)
 
 ``deviation`` is how far *correct* computations land from a more precise one on this very case:
 the oracle's own equations evaluated in the tested dtype, and the oracle in the next wider precision
@@ -21,8 +21,12 @@ from __future__ import annotations
 
 import numpy as np
 
-SAFETY = 10.0
-FLOOR_ULPS = 64.0
+# Calibrated against false failures: in a 2000-case run per target (seed 12345), rnnspec-cpu's
+# float32 errors reached 38x the samples' deviation on rare cases (its rational tanh is ~6x coarser
+# than libm's), above the first choice of 10x + 64 eps. 16x + 256 eps clears them; every mutant of
+# tests/mutants.py is still rejected (their errors are 1e-3 and up).
+SAFETY = 16.0
+FLOOR_ULPS = 256.0
 
 
 def eps(dtype: str) -> float:
