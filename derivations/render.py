@@ -52,7 +52,7 @@ def _atom_names(expr: sp.Expr, names: Mapping[str, str]) -> dict[sp.Expr, str]:
 
 def index_form(eq: Equation, names: Mapping[str, str]) -> str:
     """``lhs_{ij} = sum_k ...`` with explicit sums over the indices each term carries."""
-    sub = lambda idx: "".join(str(i) for i in idx)  # noqa: E731
+    sub = lambda idx: "".join(str(i) for i in idx)
     def one(e: sp.Expr, idx) -> str:
         mapping = {}
         for atom in e.atoms(sp.Indexed):
@@ -141,7 +141,7 @@ def _term_matrix(free, by_index, matrices, names) -> str | None:
     if len(free) == 2 and not matrices and set(by_index) <= set(free):
         left = _vector_latex(by_index.get(free[0], []), names)
         right = _vector_latex(by_index.get(free[1], []), names)
-        wrap = lambda s, many: f"\\left({s}\\right)" if many else s  # noqa: E731
+        wrap = lambda s, many: f"\\left({s}\\right)" if many else s
         return wrap(left, len(by_index.get(free[0], [])) > 1) + " " + \
             wrap(right, len(by_index.get(free[1], [])) > 1) + "^{T}"
     return None

@@ -25,10 +25,9 @@ from rnnspec.kernels.cuda_kernels import (
     threads_for,
     transpose,
 )
-from rnnspec.kernels.numpy_compat import ensure_numba_cuda_compatible
+from rnnspec.kernels.numpy_compat import cuda_module
 
-ensure_numba_cuda_compatible()
-from numba import cuda  # noqa: E402
+cuda = cuda_module()
 
 ROWS = 4  # batch rows per block of the recurrence kernels
 

@@ -13,15 +13,15 @@ from __future__ import annotations
 import math
 from functools import cache
 
+import numba
 import numpy as np
 
-from rnnspec.kernels.numpy_compat import ensure_numba_cuda_compatible
+from rnnspec.kernels.numpy_compat import cuda_module
 
-ensure_numba_cuda_compatible()
-from numba import config, cuda  # noqa: E402
+cuda = cuda_module()
 
 #: the simulator runs each thread as a Python thread: small tiles and blocks keep it usable
-SIMULATED = bool(config.ENABLE_CUDASIM)
+SIMULATED = bool(numba.config.ENABLE_CUDASIM)
 TILE = 4 if SIMULATED else 16
 SHARED_BYTES = 40 * 1024  # under the 48 KB that numba-cuda can give a block
 

@@ -3,6 +3,7 @@
 numba-cuda registers an overload for ``numpy.row_stack``, which NumPy 2.5 removed, and fails at the
 first kernel launch with ``AttributeError: module 'numpy' has no attribute 'row_stack'``.
 ``row_stack`` was an alias of ``vstack``; restoring the alias before numba-cuda loads is enough.
+Import numba's CUDA module from here (``cuda_module()``) so that the mend always comes first.
 """
 
 from __future__ import annotations
@@ -13,3 +14,11 @@ import numpy as np
 def ensure_numba_cuda_compatible() -> None:
     if not hasattr(np, "row_stack"):
         np.row_stack = np.vstack
+
+
+def cuda_module():
+    """``numba.cuda``, imported after the mend."""
+    ensure_numba_cuda_compatible()
+    from numba import cuda
+
+    return cuda

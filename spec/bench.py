@@ -38,7 +38,7 @@ def flops(phase: str, T: int, B: int, I: int, H: int, K: int) -> float:
 
 def make_case(T: int, B: int, I: int, H: int, K: int, dtype: str, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    cast = lambda a: np.ascontiguousarray(a, dtype=dtype)  # noqa: E731
+    cast = lambda a: np.ascontiguousarray(a, dtype=dtype)
     return {
         "x": cast(rng.standard_normal((T, B, I))), "h0": cast(rng.standard_normal((B, H)) * 0.1),
         "U": cast(rng.standard_normal((H, I)) / np.sqrt(I)), "W": cast(rng.standard_normal((H, H)) / np.sqrt(H)),

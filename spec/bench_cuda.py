@@ -20,7 +20,7 @@ ORACLE_LIMIT = 2_000_000  # T*B*H*H multiply-adds up to which the float64 oracle
 
 def _case(T, B, I, H, dtype, seed=0):
     rng = np.random.default_rng(seed)
-    f = lambda a: np.ascontiguousarray(a, dtype=dtype)  # noqa: E731
+    f = lambda a: np.ascontiguousarray(a, dtype=dtype)
     return {"x": f(rng.standard_normal((T, B, I))), "h0": f(rng.standard_normal((B, H)) * 0.1),
             "U": f(rng.standard_normal((H, I)) / np.sqrt(I)), "W": f(rng.standard_normal((H, H)) / np.sqrt(H)),
             "b": f(rng.standard_normal(H) * 0.1), "gh": f(rng.standard_normal((T, B, H)))}

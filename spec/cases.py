@@ -53,7 +53,7 @@ class Case:
             input_scale, bias_scale = 4.0, 2.0
         if self.regime == "large-logits":
             output_scale = 30.0
-        cast = lambda a: np.ascontiguousarray(a, dtype=self.dtype)  # noqa: E731
+        cast = lambda a: np.ascontiguousarray(a, dtype=self.dtype)
         return {
             "x": cast(rng.standard_normal((T, B, I))),
             "h0": cast(rng.standard_normal((B, H)) * 0.5),

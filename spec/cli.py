@@ -40,7 +40,7 @@ def _bench(args: argparse.Namespace) -> int:
         else:
             print(json.dumps(report, indent=1))
         return 0 if all("error" not in r for r in report["results"]) else 1
-    split = lambda s: [p for p in s.split(",") if p]  # noqa: E731
+    split = lambda s: [p for p in s.split(",") if p]
     sizes, phases, dtypes, impls = split(args.sizes), split(args.phases), split(args.dtypes), split(args.impls)
     for name, given, allowed in (("--sizes", sizes, bench.SIZES), ("--phases", phases, bench.PHASES),
                                  ("--dtypes", dtypes, bench.DTYPES), ("--impls", impls, bench.RUNNERS)):

@@ -69,7 +69,7 @@ def _oracle_everything(activation: str, backend: str, arrays: dict[str, np.ndarr
     from rnnspec.derivations.oracle import Oracle
 
     oracle = Oracle(activation, backend=backend)
-    f = lambda a: np.asarray(a, dtype=backend)  # noqa: E731
+    f = lambda a: np.asarray(a, dtype=backend)
     params = {k: f(arrays[k]) for k in ALL_PARAMS}
     with np.errstate(all="ignore"):
         return _flatten(*oracle.everything(f(arrays["x"]), {"h0": f(arrays["h0"])}, params,

@@ -27,19 +27,23 @@ class FunctionTarget:
         self.dtypes = tuple(dtypes)
         self.activation = activation
         self.activations = tuple(activations) if activations else (activation,)
-        if vjp is None:
-            self.vjp = None
-        if loss is None:
-            self.loss = None
 
     def forward(self, x, state0, params):
         return self._call(self._forward, x, state0, params)
 
-    def vjp(self, x, state0, params, cotangents):  # noqa: F811 - may be shadowed by None above
-        return self._call(self._vjp, x, state0, params, cotangents)
+    @property
+    def vjp(self):
+        """The wrapped vjp, or None (the contract's 'not provided') when none was given."""
+        if self._vjp is None:
+            return None
+        return lambda x, state0, params, cotangents: self._call(self._vjp, x, state0, params, cotangents)
 
-    def loss(self, x, state0, params, targets):  # noqa: F811
-        return self._call(self._loss, x, state0, params, targets)
+    @property
+    def loss(self):
+        """The wrapped loss, or None when none was given."""
+        if self._loss is None:
+            return None
+        return lambda x, state0, params, targets: self._call(self._loss, x, state0, params, targets)
 
     def _call(self, function, *args):
         try:

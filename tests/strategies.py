@@ -43,7 +43,7 @@ def rel_err(a, b):
 def small_arrays(dtype=np.float64, T=5, B=3, I=4, H=6, K=3, seed=0, recurrent_scale=0.3):
     """Arrays of one Elman case (x, h0, U, W, b, V, c, targets y, cotangent gh) for example tests."""
     rng = np.random.default_rng(seed)
-    f = lambda a: np.asarray(a, dtype=dtype)  # noqa: E731
+    f = lambda a: np.asarray(a, dtype=dtype)
     return {"x": f(rng.standard_normal((T, B, I))), "h0": f(rng.standard_normal((B, H))),
             "U": f(rng.standard_normal((H, I))), "W": f(rng.standard_normal((H, H)) * recurrent_scale),
             "b": f(rng.standard_normal(H)), "V": f(rng.standard_normal((K, H))), "c": f(rng.standard_normal(K)),

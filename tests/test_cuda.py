@@ -11,10 +11,10 @@ from strategies import small_arrays
 
 cuda_kernels = pytest.importorskip("rnnspec.kernels.cuda", reason="numba-cuda is not installed (pip install .[cuda])")
 
-from rnnspec.kernels import elman_backward, elman_forward, elman_loss  # noqa: E402
-from rnnspec.spec import load_target  # noqa: E402
-from rnnspec.spec.cases import Case  # noqa: E402
-from rnnspec.spec.runner import check  # noqa: E402
+from rnnspec.kernels import elman_backward, elman_forward, elman_loss
+from rnnspec.spec import load_target
+from rnnspec.spec.cases import Case
+from rnnspec.spec.runner import check
 
 
 def _args(dtype):

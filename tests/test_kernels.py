@@ -32,7 +32,7 @@ def kernel_cases(draw, dtype="float64"):
     rng = np.random.default_rng(draw(st.integers(0, 2**31)))
     W = rng.standard_normal((H, H))
     W *= radius / max(np.max(np.abs(np.linalg.eigvals(W))), 1e-9)
-    f = lambda a: np.asarray(a, dtype=dtype)  # noqa: E731
+    f = lambda a: np.asarray(a, dtype=dtype)
     return {"activation": activation, "x": f(rng.standard_normal((T, B, I))),
             "h0": f(rng.standard_normal((B, H)) * 0.5), "U": f(rng.standard_normal((H, I)) * 0.4), "W": f(W),
             "b": f(rng.standard_normal(H) * 0.2), "V": f(rng.standard_normal((K, H))),
@@ -42,7 +42,7 @@ def kernel_cases(draw, dtype="float64"):
 
 def _oracle(case, backend="float64"):
     o = Oracle(case["activation"], backend=backend)
-    f = lambda a: np.asarray(a, dtype=backend)  # noqa: E731
+    f = lambda a: np.asarray(a, dtype=backend)
     p = {k: f(case[k]) for k in ("U", "W", "b", "V", "c")}
     s = {"h0": f(case["h0"])}
     x = f(case["x"])
