@@ -13,6 +13,7 @@ A case is a small frozen record, so Hypothesis can shrink it and a report can pr
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import asdict, dataclass, replace
 
@@ -100,21 +101,32 @@ def strategy(dtypes: tuple[str, ...], activations: tuple[str, ...], max_T: int =
 
 
 def generate(count: int, seed: int, dtypes: tuple[str, ...], activations: tuple[str, ...]) -> list[Case]:
-    """``count`` distinct cases, the same for the same seed."""
+    """``count`` distinct cases, the same for the same seed (and Hypothesis version).
+
+    The budget is split evenly over every declared (dtype, activation) pair and the pairs'
+    cases interleaved, so each pair is always tested, whatever Hypothesis draws first.
+    """
+    pairs = [(d, a) for d in dtypes for a in activations]
+    share = -(-count // len(pairs))
+    per_pair = [_generate_pair(share, seed * 1000 + n, d, a) for n, (d, a) in enumerate(pairs)]
+    mixed = [case for group in itertools.zip_longest(*per_pair) for case in group if case is not None]
+    return list(dict.fromkeys(mixed))[:count]
+
+
+def _generate_pair(count: int, seed: int, dtype: str, activation: str) -> list[Case]:
     from hypothesis import HealthCheck, Phase, Verbosity, given, settings
     from hypothesis import seed as hypothesis_seed
 
     found: list[Case] = []
 
-    @hypothesis_seed(seed)
     # every setting that shapes generation is pinned, so that the seed alone decides the cases,
     # whatever Hypothesis profile the caller has loaded
+    @hypothesis_seed(seed)
     @settings(max_examples=count, phases=[Phase.generate], database=None, deadline=None, derandomize=False,
               suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet)
-    @given(strategy(dtypes, activations))
+    @given(strategy((dtype,), (activation,)))
     def collect(case: Case) -> None:
         found.append(case)
 
     collect()
-    # Hypothesis starts from the simplest examples; keep the first ones of each dtype
     return list(dict.fromkeys(found))[:count]

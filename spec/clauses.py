@@ -37,7 +37,8 @@ class Clause:
         if self.kind == "value":
             return VALUE_RULE
         if self.kind == "finite":
-            return "exact, where the oracle's value is finite once rounded to the tested dtype"
+            return ("exact, where the oracle's value is finite in the tested dtype; cases near the overflow "
+                    "threshold are undetermined")
         return EXACT_RULE
 
 

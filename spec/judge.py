@@ -78,6 +78,8 @@ def judge(clause: Clause, case: Case, outcomes: Outcomes, spec: Expected) -> Ver
     shapes = expected_shapes(case)
     if clause.kind == "value" and spec.undetermined and clause.key not in (("forward", "h"), ("loss", "value")):
         return Verdict("undetermined", spec.undetermined)
+    if clause.kind == "finite" and spec.overflow:
+        return Verdict("undetermined", spec.overflow)
     if clause.kind == "value":
         first, verdict = _first(outcomes, clause.method)
         if verdict:

@@ -38,8 +38,8 @@ def table(report: Report) -> str:
                 rows.append(f"  there: {ce['message'].splitlines()[0]}")
             rows.append(f"  reproduce: {ce['reproduce']}")
     if any(r.undetermined for r in report.results):
-        rows += ["", "undetermined: cases where a ReLU pre-activation lies within rounding reach of 0, so the "
-                     "gradient is not determined in the tested dtype; not counted as examples"]
+        rows += ["", "undetermined: cases not judged by a clause because the tested dtype cannot decide them (a "
+                     "ReLU pre-activation within rounding reach of 0; values near the overflow threshold)"]
     rows += ["", "CONFORMANT" if report.conformant else "NOT CONFORMANT"]
     return "\n".join(rows)
 
