@@ -8,7 +8,7 @@ evaluator and the derivation engine both follow it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import sympy as sp
 
@@ -106,14 +106,3 @@ def index_symbols(expr: sp.Expr) -> list[sp.Symbol]:
         elif isinstance(a, sp.KroneckerDelta):
             out.extend(i for i in a.args if isinstance(i, sp.Symbol) and i not in out)
     return out
-
-
-@dataclass
-class Block:
-    """Equations evaluated in order, with the quantities they read and write."""
-
-    equations: tuple[Equation, ...]
-    shifts: tuple[Shift, ...] = field(default_factory=tuple)
-
-    def defined(self) -> list[Var]:
-        return [e.target for e in self.equations] + [s.target for s in self.shifts]
