@@ -12,24 +12,37 @@ tiled GEMM kernels over all T*B rows; each recurrence direction is one launch fo
 from __future__ import annotations
 
 import math
+from functools import cache
 
 import numpy as np
 
 from rnnspec.kernels import checks
 from rnnspec.kernels.cuda_kernels import (
     TILE,
+    Layout,
     column_sums,
     gemm,
+    plan,
     recurrence,
     softmax_cross_entropy,
-    threads_for,
     transpose,
 )
 from rnnspec.kernels.numpy_compat import cuda_module
 
 cuda = cuda_module()
 
-ROWS = 4  # batch rows per block of the recurrence kernels
+#: forced layout choices for the recurrence kernels ("split", "resident", "rows"); tests and benchmarks
+LAYOUT_OVERRIDE: dict = {}
+
+
+@cache
+def _multiprocessors() -> int:
+    return int(getattr(cuda.get_current_device(), "MULTIPROCESSOR_COUNT", 1))
+
+
+def layout_for(hidden: int, batch: int, dtype) -> Layout:
+    """The recurrence layout used for these sizes (rnnspec.kernels.cuda_kernels.plan)."""
+    return plan(hidden, batch, dtype, _multiprocessors(), **LAYOUT_OVERRIDE)
 
 
 def _on_device(value) -> bool:
@@ -50,7 +63,7 @@ class _Args:
         dev = self.device
         self.x, self.h0, self.U, self.W = dev(x), dev(h0), dev(U), dev(W)
         self.b = dev(b) if b is not None else cuda.device_array(1, self.dtype)
-        self.WT = _transpose(self.W)
+        self.layout = layout_for(self.H, self.B, self.dtype)
 
     def device(self, value):
         return value if _on_device(value) else cuda.to_device(np.ascontiguousarray(value))
@@ -89,23 +102,25 @@ def _states(a: _Args):
     states[0].copy_to_device(a.h0)
     flat = states.reshape((a.T + 1) * a.B, a.H)
     _matmul_into(a.x.reshape(a.T * a.B, a.I), a.U, flat[a.B:], trans_b=True)
-    kernel = recurrence("forward", a.H, ROWS, a.code, str(a.dtype))
-    kernel[math.ceil(a.B / ROWS), threads_for(a.H)](states, a.WT, a.b, a.has_bias)
+    kernel = recurrence("forward", a.H, a.layout, a.code, str(a.dtype))
+    M = a.W if a.layout.resident else _transpose(a.W)
+    kernel[math.ceil(a.B / a.layout.rows), a.layout.threads](states, states, M, a.b, a.has_bias, states, states[0])
     return states
 
 
 def _backward(a: _Args, states, direct) -> dict:
     deltas = cuda.device_array((a.T, a.B, a.H), a.dtype)
     carry = cuda.device_array((a.B, a.H), a.dtype)
-    kernel = recurrence("backward", a.H, ROWS, a.code, str(a.dtype))
-    kernel[math.ceil(a.B / ROWS), threads_for(a.H)](direct, states, a.W, deltas, carry)
+    bias_grad = cuda.to_device(np.zeros(a.H if a.has_bias else 1, a.dtype))
+    kernel = recurrence("backward", a.H, a.layout, a.code, str(a.dtype))
+    kernel[math.ceil(a.B / a.layout.rows), a.layout.threads](direct, states, a.W, bias_grad, a.has_bias, deltas, carry)
     d2 = deltas.reshape(a.T * a.B, a.H)
     previous = states.reshape((a.T + 1) * a.B, a.H)[: a.T * a.B]
     grads = {"x": _matmul(d2, a.U, a.T * a.B, a.I).reshape(a.T, a.B, a.I), "h0": carry,
              "U": _matmul(d2, a.x.reshape(a.T * a.B, a.I), a.H, a.I, trans_a=True),
              "W": _matmul(d2, previous, a.H, a.H, trans_a=True)}
     if a.has_bias:
-        grads["b"] = _column_sums(d2)
+        grads["b"] = bias_grad
     return grads
 
 

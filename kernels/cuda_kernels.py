@@ -1,17 +1,19 @@
 """numba-cuda kernels for the Elman cell. Compiled per configuration (sizes fixed at compile time,
-so shared arrays have static shapes); see rnnspec.kernels.cuda for the host side.
+so shared and register arrays have static shapes); see rnnspec.kernels.cuda for the host side.
 
-The recurrence runs as one launch for all T steps: one block per slice of ``ROWS`` batch rows,
-the block's threads covering the H hidden units, the previous state in shared memory, the
-recurrent matrix in shared memory when it fits (else read through the L1 cache), and one block
-barrier per step. Blocks never wait for each other, so the kernels also run under the CUDA
-simulator, which executes blocks one at a time.
+Each recurrence direction is one launch for all T steps: one block per slice of batch rows, its
+threads covering the H outputs (and, split, the terms of each dot product), the previous vector in
+shared memory (double-buffered: one barrier per step, two when the partial sums are exchanged), the
+recurrent matrix in registers when it fits (H <= 128 in float32) and read through L1/L2 otherwise.
+Blocks never wait for each other, so the kernels also run under the CUDA simulator, which executes
+blocks one at a time. scripts/cuda_resources.py prints ptxas's register report for each layout.
 """
 
 from __future__ import annotations
 
 import math
 from functools import cache
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -23,7 +25,6 @@ cuda = cuda_module()
 #: the simulator runs each thread as a Python thread: small tiles and blocks keep it usable
 SIMULATED = bool(numba.config.ENABLE_CUDASIM)
 TILE = 4 if SIMULATED else 16
-SHARED_BYTES = 40 * 1024  # under the 48 KB that numba-cuda can give a block
 
 
 def _act(code, dtype):
@@ -55,109 +56,228 @@ def _act(code, dtype):
     return f, slope
 
 
-def threads_for(hidden: int) -> int:
-    """Threads of a recurrence block: whole warps covering H, at most 1024 (threads loop over the rest)."""
-    if SIMULATED:
-        return min(hidden, 8)
-    return min(1024, max(32, 32 * math.ceil(hidden / 32)))
+class Layout(NamedTuple):
+    """How one recurrence block covers the H outputs of ``rows`` batch rows.
+
+    The block has ``lanes * split`` threads. Thread (lane, s) covers the outputs
+    i = lane + n * lanes (n < per_thread) and, of each dot product out[i] = sum_k M[k, i] v[k], the
+    terms k in [s * chunk, (s + 1) * chunk); the ``split`` partial sums of an output meet in shared
+    memory. ``resident``: each thread keeps its chunk of M in registers for all T steps; otherwise
+    M is read from global memory (through L1/L2) at every step.
+    """
+
+    lanes: int
+    per_thread: int
+    split: int
+    chunk: int
+    resident: bool
+    rows: int
+
+    @property
+    def threads(self) -> int:
+        return self.lanes * self.split
+
+
+REGISTER_WORDS = 64  # 32-bit registers per thread that may hold M
+REGISTER_FILE = 65536  # 32-bit registers per multiprocessor (sm_70 to sm_90)
+OTHER_REGISTERS = 40  # what a resident thread needs beside M (ptxas: 0 spills at 128 with 64 words of M)
+MAX_THREADS = 8 if SIMULATED else 1024
+SHARED_LIMIT = 48 * 1024  # static shared memory per block, all that numba-cuda offers
+
+
+def group_for(resident: bool) -> int:
+    """Terms of the dot product taken per unrolled group: streamed weights need many loads in flight."""
+    return 4 if resident else 16
+
+
+def plan(hidden: int, batch: int, dtype, multiprocessors: int, split: int | None = None,
+         resident: bool | None = None, rows: int | None = None) -> Layout:
+    """The layout for H = ``hidden``: M in registers when it fits (fewest splits that fit), else
+    streamed with as many threads as a block has; rows per block so that the blocks fill the GPU
+    (fewer when the shared vectors would not fit). Any of ``split``, ``resident``, ``rows`` may be
+    forced (tests, benchmarks). ValueError when H is too large for one block's shared memory."""
+    itemsize = np.dtype(dtype).itemsize
+    words = max(1, itemsize // 4)
+
+    def chunk_for(s: int, group: int) -> int:
+        return group * math.ceil(hidden / (group * s))
+
+    def fits(s: int) -> bool:
+        in_registers = chunk_for(s, group_for(True)) * words
+        return (hidden * s <= MAX_THREADS and in_registers <= REGISTER_WORDS
+                and in_registers + OTHER_REGISTERS <= REGISTER_FILE // (hidden * s))
+
+    splits = [1 << e for e in range(11) if (1 << e) <= max(1, MAX_THREADS // max(hidden, 1))] or [1]
+    if resident is None:
+        resident = any(fits(s) for s in splits)
+    if split is None:
+        split = next((s for s in splits if fits(s)), splits[0]) if resident else splits[-1]
+    chunk = chunk_for(split, group_for(resident))
+
+    def shared_bytes(r: int) -> int:
+        return (2 * r * split * chunk + (split * r * hidden if split > 1 else 0)) * itemsize
+
+    if rows is None:
+        rows = min(8, 1 << max(0, math.ceil(math.log2(max(1, math.ceil(batch / max(1, multiprocessors)))))))
+        while rows > 1 and shared_bytes(rows) > SHARED_LIMIT:
+            rows //= 2
+    if shared_bytes(rows) > SHARED_LIMIT:
+        raise ValueError(f"H = {hidden} in {np.dtype(dtype).name} needs {shared_bytes(rows)} bytes of shared memory "
+                         f"per block, over the {SHARED_LIMIT} that numba-cuda gives; use the CPU kernels")
+    lanes = min(hidden, max(1, MAX_THREADS // split))
+    return Layout(lanes, math.ceil(hidden / lanes), split, chunk, resident, rows)
 
 
 @cache
-def recurrence(direction: str, hidden: int, rows: int, code: int, dtype: str):
-    """The forward (``"forward"``) or backward (``"backward"``) recurrence kernel for one configuration.
+def recurrence(direction: str, hidden: int, layout: Layout, code: int, dtype: str):
+    """The forward (``"forward"``) or backward (``"backward"``) recurrence, one launch for all T steps.
 
-    forward:  states[t+1, b] = f(states[t+1, b] + M^T-product) with out[i] = sum_k M[k, i] h_t[k] + bias[i]
-              (M = W^T), states[0] = h0 on entry.
-    backward: delta_t = f'(h_t) * (direct_t + carry); carry = sum_j W[j, i] delta_t[j]; bias_grad per row.
+    kernel(source, states, M, bias, has_bias, target, carry_out), grid ceil(B / rows), block threads:
+
+    forward  (source = target = states, M = W if layout.resident else W^T): states (T+1, B, H) holds
+             h0 then U x_t on entry, states[t] = f(states[t] + b + W h_{t-1}) on exit; carry_out unused.
+    backward (source = direct dL/dh_t (T, B, H), M = W): delta_t = f'(h_t) * (direct_t + W^T delta_{t+1})
+             into target (T, B, H), carry_out (B, H) = W^T delta_1 = dL/dh0; bias (H,) += sum_t,b delta_t
+             when has_bias (atomically: blocks share it).
+
+    Each step: partial dot products against the previous vector v (shared memory, double-buffered),
+    four accumulators per output (FMA latency), partial sums exchanged through shared memory when
+    split > 1, then each (row, output) finished by one thread whose inputs were loaded a step ahead.
     """
     f, slope = _act(code, dtype)
     numpy_dtype = np.dtype(dtype)
     typed = numpy_dtype.type
-    in_shared = hidden * hidden * numpy_dtype.itemsize <= SHARED_BYTES
-    m_size = hidden * hidden if in_shared else 1
+    backward = direction == "backward"
+    lanes, per_thread, split, chunk, resident, rows = layout
+    width = split * chunk  # a shared vector, zero-padded past H
+    group = group_for(resident)
+    finishers = math.ceil(rows / split)  # rows finished by each thread: r = s + m * split
+    weights_size = per_thread * chunk if resident else 1
+    partials_shape = (split, rows, hidden) if split > 1 else (1, 1, 1)
+    accumulators = rows * per_thread * 4
+    ahead = finishers * per_thread
+    by_rows = resident and not backward  # forward reads W itself once: no transposed copy needed
 
     @cuda.jit(device=True, inline=True)
-    def load_matrix(m, M, tid, step):
-        """The block's copy of M in shared memory, when it fits (else M is read from global memory)."""
-        if in_shared:
-            for n in range(tid, hidden * hidden, step):
-                m[n] = M[n // hidden, n % hidden]
+    def weight(w, M, n, j, s, i):
+        if resident:
+            return w[n * chunk + j]
+        k = s * chunk + j
+        return M[k, i] if k < hidden and i < hidden else typed(0)
 
-    @cuda.jit
-    def forward(states, M, bias, has_bias):
-        """states (T+1, B, H): h0 then U x_t on entry; f(U x_t + W h_{t-1} + b) on exit."""
+    # launch_bounds lets ptxas keep the registers per thread within what a block of this size can have
+    @cuda.jit(**({} if SIMULATED else {"launch_bounds": layout.threads}))
+    def kernel(source, states, M, bias, has_bias, target, carry_out):
         tid = cuda.threadIdx.x
-        step = cuda.blockDim.x
+        lane = tid % lanes
+        s = tid // lanes
         first = cuda.blockIdx.x * rows
         batch = states.shape[1]
-        h = cuda.shared.array((rows, hidden), numpy_dtype)
-        m = cuda.shared.array(m_size, numpy_dtype)
-        load_matrix(m, M, tid, step)
-        for r in range(rows):
-            if first + r < batch:
-                for i in range(tid, hidden, step):
-                    h[r, i] = states[0, first + r, i]
+        steps = states.shape[0] - 1
+        v = cuda.shared.array((2, rows, width), numpy_dtype)
+        partials = cuda.shared.array(partials_shape, numpy_dtype)
+        w = cuda.local.array(weights_size, numpy_dtype)
+        acc = cuda.local.array(accumulators, numpy_dtype)
+        given = cuda.local.array(ahead, numpy_dtype)  # U x_t + b (forward) or dL/dh_t (backward)
+        state = cuda.local.array(ahead, numpy_dtype)  # h_t (backward)
+        bias_sum = cuda.local.array(ahead, numpy_dtype)
+        if resident:
+            for n in range(per_thread):
+                i = lane + n * lanes
+                for j in range(chunk):
+                    k = s * chunk + j
+                    if k < hidden and i < hidden:
+                        w[n * chunk + j] = M[i, k] if by_rows else M[k, i]
+                    else:
+                        w[n * chunk + j] = 0
+        for e in range(tid, 2 * rows * width, cuda.blockDim.x):
+            v[e // (rows * width), (e // width) % rows, e % width] = 0
         cuda.syncthreads()
-        for t in range(1, states.shape[0]):
-            for r in range(rows):
-                b = first + r
-                if b < batch:
-                    for i in range(tid, hidden, step):
-                        acc = states[t, b, i]
-                        if has_bias:
-                            acc += bias[i]
-                        for k in range(hidden):
-                            weight = m[k * hidden + i] if in_shared else M[k, i]
-                            acc += weight * h[r, k]
-                        states[t, b, i] = f(acc)
-            cuda.syncthreads()
-            for r in range(rows):
-                b = first + r
-                if b < batch:
-                    for i in range(tid, hidden, step):
-                        h[r, i] = states[t, b, i]
-            cuda.syncthreads()
-
-    @cuda.jit
-    def backward(direct, states, M, deltas, carry_out):
-        """deltas (T, B, H) written; carry_out (B, H) = W^T delta_1; M = W (row-major)."""
-        tid = cuda.threadIdx.x
-        step = cuda.blockDim.x
-        first = cuda.blockIdx.x * rows
-        batch = direct.shape[1]
-        carry = cuda.shared.array((rows, hidden), numpy_dtype)
-        d = cuda.shared.array((rows, hidden), numpy_dtype)
-        m = cuda.shared.array(m_size, numpy_dtype)
-        load_matrix(m, M, tid, step)
-        for r in range(rows):
-            for i in range(tid, hidden, step):
-                carry[r, i] = 0
-        cuda.syncthreads()
-        for t in range(direct.shape[0] - 1, -1, -1):
-            for r in range(rows):
-                b = first + r
-                if b < batch:
-                    for i in range(tid, hidden, step):
-                        value = (direct[t, b, i] + carry[r, i]) * slope(states[t + 1, b, i])
-                        d[r, i] = value
-                        deltas[t, b, i] = value
-            cuda.syncthreads()
-            for r in range(rows):
-                if first + r < batch:
-                    for i in range(tid, hidden, step):
-                        acc = typed(0)
-                        for j in range(hidden):
-                            weight = m[j * hidden + i] if in_shared else M[j, i]
-                            acc += weight * d[r, j]
-                        carry[r, i] = acc
-            cuda.syncthreads()
-        for r in range(rows):
+        for m in range(finishers):
+            r = m if split == 1 else s + m * split
             b = first + r
-            if b < batch:
-                for i in range(tid, hidden, step):
-                    carry_out[b, i] = carry[r, i]
+            for n in range(per_thread):
+                i = lane + n * lanes
+                slot = m * per_thread + n
+                bias_sum[slot] = 0
+                given[slot] = 0
+                state[slot] = 0
+                if r < rows and b < batch and i < hidden:
+                    if backward:
+                        given[slot] = source[steps - 1, b, i] if steps > 0 else typed(0)
+                        state[slot] = states[steps, b, i]
+                    else:
+                        v[0, r, i] = states[0, b, i]
+                        if steps > 0:
+                            given[slot] = states[1, b, i] + (bias[i] if has_bias else typed(0))
+        cuda.syncthreads()
+        for step in range(steps + (1 if backward else 0)):
+            cur = step % 2
+            for e in range(accumulators):
+                acc[e] = 0
+            for n in range(per_thread):
+                i = lane + n * lanes
+                for j0 in range(0, chunk, group):
+                    for q in range(group):
+                        wt = weight(w, M, n, j0 + q, s, i)
+                        for r in range(rows):
+                            acc[(r * per_thread + n) * 4 + q % 4] += wt * v[cur, r, s * chunk + j0 + q]
+            if split > 1:
+                for r in range(rows):
+                    for n in range(per_thread):
+                        i = lane + n * lanes
+                        if i < hidden:
+                            e = (r * per_thread + n) * 4
+                            partials[s, r, i] = (acc[e] + acc[e + 1]) + (acc[e + 2] + acc[e + 3])
+                cuda.syncthreads()
+            t = step + 1 if not backward else steps - step  # the h_t (forward) or delta_t (backward) made now
+            for m in range(finishers):
+                r = m if split == 1 else s + m * split  # constant when split == 1: acc stays in registers
+                b = first + r
+                for n in range(per_thread):
+                    i = lane + n * lanes
+                    slot = m * per_thread + n
+                    if r < rows and i < hidden:
+                        if split > 1:
+                            total = partials[0, r, i]
+                            for other in range(1, split):
+                                total += partials[other, r, i]
+                        else:
+                            e = (r * per_thread + n) * 4
+                            total = (acc[e] + acc[e + 1]) + (acc[e + 2] + acc[e + 3])
+                        live = b < batch
+                        if backward and t == 0:
+                            if live:
+                                carry_out[b, i] = total
+                        else:
+                            if backward:
+                                value = slope(state[slot]) * (given[slot] + total)
+                            else:
+                                value = f(given[slot] + total)
+                            if not live:
+                                value = typed(0)
+                            v[1 - cur, r, i] = value
+                            if live:
+                                if backward:
+                                    target[t - 1, b, i] = value
+                                    bias_sum[slot] += value
+                                    if t > 1:
+                                        given[slot] = source[t - 2, b, i]
+                                        state[slot] = states[t - 1, b, i]
+                                else:
+                                    states[t, b, i] = value
+                                    if t < steps:
+                                        given[slot] = states[t + 1, b, i] + (bias[i] if has_bias else typed(0))
+            cuda.syncthreads()
+        if backward and has_bias:
+            for m in range(finishers):
+                r = m if split == 1 else s + m * split  # constant when split == 1: acc stays in registers
+                for n in range(per_thread):
+                    i = lane + n * lanes
+                    if r < rows and first + r < batch and i < hidden:
+                        cuda.atomic.add(bias, i, bias_sum[m * per_thread + n])
 
-    return forward if direction == "forward" else backward
+    return kernel
 
 
 @cache

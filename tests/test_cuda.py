@@ -21,24 +21,69 @@ def _args(dtype):
     return small_arrays(dtype, T=3, B=5, I=2, H=6, K=3, recurrent_scale=0.4)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu", "identity"])
-def test_cuda_matches_the_cpu_kernels(dtype, activation):
-    a = _args(dtype)
+def _assert_forward_and_vjp_match_the_cpu(a, dtype, activation, context=""):
     step = (a["x"], a["h0"], a["U"], a["W"], a["b"])
     tol = 1e-12 if dtype == "float64" else 2e-5
     np.testing.assert_allclose(cuda_kernels.elman_forward(*step, activation=activation),
-                               elman_forward(*step, activation=activation), rtol=tol, atol=tol)
+                               elman_forward(*step, activation=activation), rtol=tol, atol=tol, err_msg=context)
     got = cuda_kernels.elman_backward(*step, a["gh"], activation=activation)
     want = elman_backward(*step, a["gh"], activation=activation)
     for key in want:
         assert got[key].dtype == np.dtype(dtype)
-        np.testing.assert_allclose(got[key], want[key], rtol=tol, atol=tol, err_msg=key)
+        np.testing.assert_allclose(got[key], want[key], rtol=tol, atol=tol, err_msg=f"{key} {context}")
+    return step, tol
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu", "identity"])
+def test_cuda_matches_the_cpu_kernels(dtype, activation):
+    a = _args(dtype)
+    step, tol = _assert_forward_and_vjp_match_the_cpu(a, dtype, activation)
     loss, grads = cuda_kernels.elman_loss(*step, a["V"], a["c"], a["y"], activation=activation)
     want_loss, want_grads = elman_loss(*step, a["V"], a["c"], a["y"], activation=activation)
     assert abs(loss - want_loss) <= tol * abs(want_loss)
     for key in want_grads:
         np.testing.assert_allclose(grads[key], want_grads[key], rtol=tol, atol=tol, err_msg=key)
+
+
+LAYOUTS = [  # (split, resident, rows): every branch of the recurrence kernels, at H = 6 and B = 5
+    {"split": 1, "resident": True, "rows": 1},
+    {"split": 2, "resident": True, "rows": 3},  # two lanes' outputs per thread, partial sums exchanged
+    {"split": 2, "resident": False, "rows": 4},  # M streamed from global memory, a partly empty block
+    {"split": 4, "resident": False, "rows": 2},  # chunks of 4 past H = 6: zero padding
+    {"split": 1, "resident": False, "rows": 8},  # more rows per block than the batch has
+]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda d: "-".join(f"{k}={v}" for k, v in d.items()))
+@pytest.mark.parametrize("dtype,activation", [("float64", "tanh"), ("float32", "relu")])
+def test_every_recurrence_layout_matches_the_cpu_kernels(monkeypatch, layout, dtype, activation):
+    monkeypatch.setattr(cuda_kernels, "LAYOUT_OVERRIDE", layout)
+    a = _args(dtype)
+    chosen = cuda_kernels.layout_for(a["W"].shape[0], a["x"].shape[1], dtype)
+    assert (chosen.split, chosen.resident, chosen.rows) == tuple(layout.values()), chosen
+    _assert_forward_and_vjp_match_the_cpu(a, dtype, activation, f"with {chosen}")
+
+
+def test_gpu_layouts_fit_a_block_and_keep_small_matrices_in_registers(monkeypatch):
+    from rnnspec.kernels import cuda_kernels as device_code
+    from rnnspec.spec.bench_cuda import GPU_SIZES
+
+    monkeypatch.setattr(device_code, "MAX_THREADS", 1024)  # what a GPU block has, not the simulator's 8
+    for _T, B, _I, H in GPU_SIZES:
+        for dtype, itemsize in (("float32", 4), ("float64", 8)):
+            layout = device_code.plan(H, B, dtype, multiprocessors=132)
+            assert layout.threads <= 1024 and layout.lanes * layout.per_thread >= H, layout
+            assert layout.split * layout.chunk >= H and layout.chunk % device_code.group_for(layout.resident) == 0
+            shared = (2 * layout.rows * layout.split * layout.chunk
+                      + (layout.split * layout.rows * H if layout.split > 1 else 0)) * itemsize
+            assert shared <= device_code.SHARED_LIMIT, (layout, shared)
+            assert layout.resident == (H <= 128), (H, dtype, layout)
+            if layout.resident:
+                assert layout.chunk * itemsize // 4 <= device_code.REGISTER_WORDS
+            assert layout.rows == (1 if B <= 132 else 2), layout
+    with pytest.raises(ValueError, match="H = 8192 in float64 needs 131072 bytes of shared memory"):
+        device_code.plan(8192, 1, "float64", multiprocessors=132)
 
 
 def test_device_arrays_in_device_arrays_out_and_no_bias():

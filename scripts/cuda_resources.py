@@ -1,0 +1,73 @@
+"""Compile the CUDA recurrence kernels for sm_90 without a GPU and print ptxas's resource report.
+
+Needs a CUDA toolkit (NVVM, NVRTC and ptxas; CUDA_HOME pointing at it), no GPU. Answers, before any
+device time is spent, whether the weights that a layout keeps in registers stay there (0 bytes of
+stack frame, no spills, no ld.local in the PTX) and how many registers and how much shared memory a
+block of the layout needs for each size of the GPU benchmark:
+
+    NUMBA_ENABLE_CUDASIM=0 CUDA_HOME=/usr/local/cuda python scripts/cuda_resources.py
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+os.environ["NUMBA_ENABLE_CUDASIM"] = "0"
+
+from numba import types  # noqa: E402
+
+from rnnspec.kernels.cuda_kernels import plan, recurrence  # noqa: E402
+from rnnspec.kernels.numpy_compat import cuda_module  # noqa: E402
+from rnnspec.spec.bench_cuda import GPU_SIZES  # noqa: E402
+
+H100_MULTIPROCESSORS = 132
+
+
+def signature(dtype: str):
+    scalar = types.float32 if dtype == "float32" else types.float64
+    a3, a2, a1 = (types.Array(scalar, n, "C") for n in (3, 2, 1))
+    return (a3, a3, a2, a1, types.boolean, a3, a2)
+
+
+def report(ptx: str, ptxas: str) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "kernel.ptx")
+        with open(path, "w") as fh:
+            fh.write(ptx)
+        text = subprocess.run([ptxas, "-arch=sm_90", "-v", path, "-o", os.path.join(tmp, "k.cubin")],
+                              capture_output=True, text=True, check=True).stderr
+    numbers = lambda pattern: int(re.search(pattern, text).group(1)) if re.search(pattern, text) else 0
+    return {"registers": numbers(r"Used (\d+) registers"), "stack": numbers(r"(\d+) bytes stack frame"),
+            "spills": numbers(r"(\d+) bytes spill stores"), "smem": numbers(r"(\d+) bytes smem"),
+            "ld_local": ptx.count("ld.local"), "ld_shared_v": len(re.findall(r"ld\.shared\.v\d", ptx))}
+
+
+def main() -> int:
+    cuda = cuda_module()
+    ptxas = shutil.which("ptxas") or os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"), "bin", "ptxas")
+    print(f"{'(T, B, I, H)':22s} {'dtype':8s} {'direction':9s} layout -> registers/thread, stack, spills, smem, "
+          "ld.local, vector shared loads")
+    for T, B, I, H in GPU_SIZES:
+        for dtype in ("float32", "float64"):
+            layout = plan(H, B, dtype, H100_MULTIPROCESSORS)
+            for direction in ("forward", "backward"):
+                kernel = recurrence(direction, H, layout, 0, dtype)
+                ptx, _ = cuda.compile_ptx(kernel.py_func, signature(dtype), cc=(9, 0),
+                                          launch_bounds=kernel.targetoptions.get("launch_bounds"))
+                r = report(ptx, ptxas)
+                fits = r["registers"] * layout.threads <= 65536
+                print(f"{str((T, B, I, H)):22s} {dtype:8s} {direction:9s} split={layout.split} "
+                      f"resident={layout.resident} rows={layout.rows} threads={layout.threads} -> "
+                      f"{r['registers']} regs{'' if fits else ' (TOO MANY for the block)'}, {r['stack']} B stack, "
+                      f"{r['spills']} B spills, {r['smem']} B smem, {r['ld_local']} ld.local, "
+                      f"{r['ld_shared_v']} ld.shared.v")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
