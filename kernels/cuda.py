@@ -31,7 +31,7 @@ from rnnspec.kernels.numpy_compat import cuda_module
 
 cuda = cuda_module()
 
-#: forced layout choices for the recurrence kernels ("split", "resident", "rows"); tests and benchmarks
+#: forced layout choices for the recurrence kernels ("split", "held", "rows"); tests and benchmarks
 LAYOUT_OVERRIDE: dict = {}
 
 

@@ -62,57 +62,65 @@ class Layout(NamedTuple):
     The block has ``lanes * split`` threads. Thread (lane, s) covers the outputs
     i = lane + n * lanes (n < per_thread) and, of each dot product out[i] = sum_k M[k, i] v[k], the
     terms k in [s * chunk, (s + 1) * chunk); the ``split`` partial sums of an output meet in shared
-    memory. ``resident``: each thread keeps its chunk of M in registers for all T steps; otherwise
-    M is read from global memory (through L1/L2) at every step.
+    memory. The first ``held`` terms of a thread's chunk keep their weights in registers for all T
+    steps; the rest are read from global memory (through L1, where they can stay) at every step.
     """
 
     lanes: int
     per_thread: int
     split: int
     chunk: int
-    resident: bool
+    held: int
     rows: int
 
     @property
     def threads(self) -> int:
         return self.lanes * self.split
 
+    @property
+    def resident(self) -> bool:
+        """All of M in registers: nothing read from global memory in the time loop."""
+        return self.held == self.chunk
+
 
 REGISTER_WORDS = 64  # 32-bit registers per thread that may hold M
 REGISTER_FILE = 65536  # 32-bit registers per multiprocessor (sm_70 to sm_90)
-OTHER_REGISTERS = 40  # what a resident thread needs beside M (ptxas: 0 spills at 128 with 64 words of M)
+OTHER_REGISTERS = 40  # what a thread needs beside M (ptxas: 0 spills at 128 with 64 words of M)
+STREAM_REGISTERS = 40  # more of them while streamed weights are in flight (ptxas, sm_90)
 MAX_THREADS = 8 if SIMULATED else 1024
 SHARED_LIMIT = 48 * 1024  # static shared memory per block, all that numba-cuda offers
-
-
-def group_for(resident: bool) -> int:
-    """Terms of the dot product taken per unrolled group: streamed weights need many loads in flight."""
-    return 4 if resident else 16
+MIN_HELD = 16
+HELD_GROUP, STREAM_GROUP = 4, 16  # terms per unrolled group: 4 accumulators; 16 streamed loads in flight
 
 
 def plan(hidden: int, batch: int, dtype, multiprocessors: int, split: int | None = None,
-         resident: bool | None = None, rows: int | None = None) -> Layout:
-    """The layout for H = ``hidden``: M in registers when it fits (fewest splits that fit), else
-    streamed with as many threads as a block has; rows per block so that the blocks fill the GPU
-    (fewer when the shared vectors would not fit). Any of ``split``, ``resident``, ``rows`` may be
-    forced (tests, benchmarks). ValueError when H is too large for one block's shared memory."""
+         held: int | None = None, rows: int | None = None) -> Layout:
+    """The layout for H = ``hidden``: the split that keeps the most of M in registers (fewest threads
+    among equals), the rest of M streamed; rows per block so that the blocks fill the GPU (fewer when
+    the shared vectors would not fit). ``split``, ``held`` and ``rows`` may be forced (tests,
+    benchmarks). ValueError when H is too large for one block's shared memory."""
     itemsize = np.dtype(dtype).itemsize
     words = max(1, itemsize // 4)
 
-    def chunk_for(s: int, group: int) -> int:
-        return group * math.ceil(hidden / (group * s))
-
-    def fits(s: int) -> bool:
-        in_registers = chunk_for(s, group_for(True)) * words
-        return (hidden * s <= MAX_THREADS and in_registers <= REGISTER_WORDS
-                and in_registers + OTHER_REGISTERS <= REGISTER_FILE // (hidden * s))
+    def terms(s: int, keep: int | None) -> tuple[int, int]:
+        """(chunk, held) for split s: whole chunk held when it fits, else as many as the registers allow."""
+        need = math.ceil(hidden / s)
+        budget = min(255, REGISTER_FILE // (min(hidden, MAX_THREADS // s) * s)) - OTHER_REGISTERS
+        whole = HELD_GROUP * math.ceil(need / HELD_GROUP)
+        if keep is None:
+            keep = whole if whole * words <= min(REGISTER_WORDS, budget) else \
+                HELD_GROUP * (min(REGISTER_WORDS, budget - STREAM_REGISTERS) // words // HELD_GROUP)
+            if keep < MIN_HELD:  # too few to be worth a second loop and the padding
+                keep = 0
+        keep = max(0, min(keep, whole))
+        if keep == whole:
+            return whole, whole
+        return keep + STREAM_GROUP * math.ceil((need - keep) / STREAM_GROUP), keep
 
     splits = [1 << e for e in range(11) if (1 << e) <= max(1, MAX_THREADS // max(hidden, 1))] or [1]
-    if resident is None:
-        resident = any(fits(s) for s in splits)
-    if split is None:
-        split = next((s for s in splits if fits(s)), splits[0]) if resident else splits[-1]
-    chunk = chunk_for(split, group_for(resident))
+    if split is None:  # most of M in registers, then fewest threads
+        split = max(splits, key=lambda s: (terms(s, held)[1] * min(hidden, MAX_THREADS // s) * s, -s))
+    chunk, held = terms(split, held)
 
     def shared_bytes(r: int) -> int:
         return (2 * r * split * chunk + (split * r * hidden if split > 1 else 0)) * itemsize
@@ -125,7 +133,7 @@ def plan(hidden: int, batch: int, dtype, multiprocessors: int, split: int | None
         raise ValueError(f"H = {hidden} in {np.dtype(dtype).name} needs {shared_bytes(rows)} bytes of shared memory "
                          f"per block, over the {SHARED_LIMIT} that numba-cuda gives; use the CPU kernels")
     lanes = min(hidden, max(1, MAX_THREADS // split))
-    return Layout(lanes, math.ceil(hidden / lanes), split, chunk, resident, rows)
+    return Layout(lanes, math.ceil(hidden / lanes), split, chunk, held, rows)
 
 
 @cache
@@ -148,25 +156,19 @@ def recurrence(direction: str, hidden: int, layout: Layout, code: int, dtype: st
     numpy_dtype = np.dtype(dtype)
     typed = numpy_dtype.type
     backward = direction == "backward"
-    lanes, per_thread, split, chunk, resident, rows = layout
+    lanes, per_thread, split, chunk, held, rows = layout
     width = split * chunk  # a shared vector, zero-padded past H
-    group = group_for(resident)
     finishers = math.ceil(rows / split)  # rows finished by each thread: r = s + m * split
-    weights_size = per_thread * chunk if resident else 1
+    weights_size = max(1, per_thread * held)
     partials_shape = (split, rows, hidden) if split > 1 else (1, 1, 1)
     accumulators = rows * per_thread * 4
     ahead = finishers * per_thread
-    by_rows = resident and not backward  # forward reads W itself once: no transposed copy needed
+    by_rows = layout.resident and not backward  # forward reads W itself once: no transposed copy needed
+    options = {} if SIMULATED else {"launch_bounds": layout.threads, "shared_memory_carveout": "MaxL1"}
 
-    @cuda.jit(device=True, inline=True)
-    def weight(w, M, n, j, s, i):
-        if resident:
-            return w[n * chunk + j]
-        k = s * chunk + j
-        return M[k, i] if k < hidden and i < hidden else typed(0)
-
-    # launch_bounds lets ptxas keep the registers per thread within what a block of this size can have
-    @cuda.jit(**({} if SIMULATED else {"launch_bounds": layout.threads}))
+    # launch_bounds: ptxas keeps the registers per thread within what a block of this size can have;
+    # the largest L1 keeps streamed weights on chip across steps where they fit
+    @cuda.jit(**options)
     def kernel(source, states, M, bias, has_bias, target, carry_out):
         tid = cuda.threadIdx.x
         lane = tid % lanes
@@ -181,15 +183,14 @@ def recurrence(direction: str, hidden: int, layout: Layout, code: int, dtype: st
         given = cuda.local.array(ahead, numpy_dtype)  # U x_t + b (forward) or dL/dh_t (backward)
         state = cuda.local.array(ahead, numpy_dtype)  # h_t (backward)
         bias_sum = cuda.local.array(ahead, numpy_dtype)
-        if resident:
-            for n in range(per_thread):
-                i = lane + n * lanes
-                for j in range(chunk):
-                    k = s * chunk + j
-                    if k < hidden and i < hidden:
-                        w[n * chunk + j] = M[i, k] if by_rows else M[k, i]
-                    else:
-                        w[n * chunk + j] = 0
+        for n in range(per_thread):
+            i = lane + n * lanes
+            for j in range(held):
+                k = s * chunk + j
+                if k < hidden and i < hidden:
+                    w[n * held + j] = M[i, k] if by_rows else M[k, i]
+                else:
+                    w[n * held + j] = 0
         for e in range(tid, 2 * rows * width, cuda.blockDim.x):
             v[e // (rows * width), (e // width) % rows, e % width] = 0
         cuda.syncthreads()
@@ -217,11 +218,17 @@ def recurrence(direction: str, hidden: int, layout: Layout, code: int, dtype: st
                 acc[e] = 0
             for n in range(per_thread):
                 i = lane + n * lanes
-                for j0 in range(0, chunk, group):
-                    for q in range(group):
-                        wt = weight(w, M, n, j0 + q, s, i)
+                for j0 in range(0, held, HELD_GROUP):  # unrolled whole: constant register indices
+                    for q in range(HELD_GROUP):
+                        wt = w[n * held + j0 + q]
                         for r in range(rows):
                             acc[(r * per_thread + n) * 4 + q % 4] += wt * v[cur, r, s * chunk + j0 + q]
+                for j0 in range(held, chunk, STREAM_GROUP):
+                    for q in range(STREAM_GROUP):
+                        k = s * chunk + j0 + q
+                        wt = M[k, i] if k < hidden and i < hidden else typed(0)
+                        for r in range(rows):
+                            acc[(r * per_thread + n) * 4 + q % 4] += wt * v[cur, r, k]
             if split > 1:
                 for r in range(rows):
                     for n in range(per_thread):

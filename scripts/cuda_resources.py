@@ -62,7 +62,7 @@ def main() -> int:
                 r = report(ptx, ptxas)
                 fits = r["registers"] * layout.threads <= 65536
                 print(f"{str((T, B, I, H)):22s} {dtype:8s} {direction:9s} split={layout.split} "
-                      f"resident={layout.resident} rows={layout.rows} threads={layout.threads} -> "
+                      f"held={layout.held}/{layout.chunk} rows={layout.rows} threads={layout.threads} -> "
                       f"{r['registers']} regs{'' if fits else ' (TOO MANY for the block)'}, {r['stack']} B stack, "
                       f"{r['spills']} B spills, {r['smem']} B smem, {r['ld_local']} ld.local, "
                       f"{r['ld_shared_v']} ld.shared.v")

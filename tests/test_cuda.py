@@ -46,12 +46,13 @@ def test_cuda_matches_the_cpu_kernels(dtype, activation):
         np.testing.assert_allclose(grads[key], want_grads[key], rtol=tol, atol=tol, err_msg=key)
 
 
-LAYOUTS = [  # (split, resident, rows): every branch of the recurrence kernels, at H = 6 and B = 5
-    {"split": 1, "resident": True, "rows": 1},
-    {"split": 2, "resident": True, "rows": 3},  # two lanes' outputs per thread, partial sums exchanged
-    {"split": 2, "resident": False, "rows": 4},  # M streamed from global memory, a partly empty block
-    {"split": 4, "resident": False, "rows": 2},  # chunks of 4 past H = 6: zero padding
-    {"split": 1, "resident": False, "rows": 8},  # more rows per block than the batch has
+LAYOUTS = [  # (split, held, rows): every branch of the recurrence kernels, at H = 6 and B = 5
+    {"split": 1, "held": 8, "rows": 1},  # all of M in registers
+    {"split": 2, "held": 4, "rows": 3},  # two lanes' outputs per thread, partial sums exchanged
+    {"split": 2, "held": 0, "rows": 4},  # M streamed from global memory, a partly empty block
+    {"split": 1, "held": 4, "rows": 2},  # part of M in registers, the rest streamed
+    {"split": 4, "held": 0, "rows": 2},  # chunks of 16 past H = 6: zero padding
+    {"split": 1, "held": 0, "rows": 8},  # more rows per block than the batch has
 ]
 
 
@@ -61,7 +62,7 @@ def test_every_recurrence_layout_matches_the_cpu_kernels(monkeypatch, layout, dt
     monkeypatch.setattr(cuda_kernels, "LAYOUT_OVERRIDE", layout)
     a = _args(dtype)
     chosen = cuda_kernels.layout_for(a["W"].shape[0], a["x"].shape[1], dtype)
-    assert (chosen.split, chosen.resident, chosen.rows) == tuple(layout.values()), chosen
+    assert (chosen.split, chosen.held, chosen.rows) == tuple(layout.values()), chosen
     _assert_forward_and_vjp_match_the_cpu(a, dtype, activation, f"with {chosen}")
 
 
@@ -74,13 +75,19 @@ def test_gpu_layouts_fit_a_block_and_keep_small_matrices_in_registers(monkeypatc
         for dtype, itemsize in (("float32", 4), ("float64", 8)):
             layout = device_code.plan(H, B, dtype, multiprocessors=132)
             assert layout.threads <= 1024 and layout.lanes * layout.per_thread >= H, layout
-            assert layout.split * layout.chunk >= H and layout.chunk % device_code.group_for(layout.resident) == 0
+            assert layout.split * layout.chunk >= H and layout.held % device_code.HELD_GROUP == 0
+            assert layout.resident or (layout.chunk - layout.held) % device_code.STREAM_GROUP == 0, layout
             shared = (2 * layout.rows * layout.split * layout.chunk
                       + (layout.split * layout.rows * H if layout.split > 1 else 0)) * itemsize
             assert shared <= device_code.SHARED_LIMIT, (layout, shared)
-            assert layout.resident == (H <= 128), (H, dtype, layout)
-            if layout.resident:
-                assert layout.chunk * itemsize // 4 <= device_code.REGISTER_WORDS
+            assert layout.held * itemsize // 4 <= device_code.REGISTER_WORDS
+            in_registers = layout.held * layout.threads / (H * H)
+            if H <= 128:  # all of M in registers
+                assert in_registers == 1.0, (H, dtype, layout)
+            elif H == 256:  # over a third of M in float32 (the rest, 160 KB, can stay in L1)
+                assert in_registers >= {"float32": 0.375, "float64": 0.18}[dtype], (H, dtype, layout)
+            else:
+                assert layout.held == 0, (H, dtype, layout)
             assert layout.rows == (1 if B <= 132 else 2), layout
     with pytest.raises(ValueError, match="H = 8192 in float64 needs 131072 bytes of shared memory"):
         device_code.plan(8192, 1, "float64", multiprocessors=132)
