@@ -104,23 +104,24 @@ def _states(a: _Args):
     _matmul_into(a.x.reshape(a.T * a.B, a.I), a.U, flat[a.B:], trans_b=True)
     kernel = recurrence("forward", a.H, a.layout, a.code, str(a.dtype))
     M = a.W if a.layout.resident else _transpose(a.W)
-    kernel[math.ceil(a.B / a.layout.rows), a.layout.threads](states, states, M, a.b, a.has_bias, states, states[0])
+    bias = a.b.reshape(1, a.b.shape[0])
+    kernel[math.ceil(a.B / a.layout.rows), a.layout.threads](states, states, M, bias, a.has_bias, states, states[0])
     return states
 
 
 def _backward(a: _Args, states, direct) -> dict:
     deltas = cuda.device_array((a.T, a.B, a.H), a.dtype)
     carry = cuda.device_array((a.B, a.H), a.dtype)
-    bias_grad = cuda.to_device(np.zeros(a.H if a.has_bias else 1, a.dtype))
+    bias_rows = cuda.device_array((a.B, a.H) if a.has_bias else (1, 1), a.dtype)
     kernel = recurrence("backward", a.H, a.layout, a.code, str(a.dtype))
-    kernel[math.ceil(a.B / a.layout.rows), a.layout.threads](direct, states, a.W, bias_grad, a.has_bias, deltas, carry)
+    kernel[math.ceil(a.B / a.layout.rows), a.layout.threads](direct, states, a.W, bias_rows, a.has_bias, deltas, carry)
     d2 = deltas.reshape(a.T * a.B, a.H)
     previous = states.reshape((a.T + 1) * a.B, a.H)[: a.T * a.B]
     grads = {"x": _matmul(d2, a.U, a.T * a.B, a.I).reshape(a.T, a.B, a.I), "h0": carry,
              "U": _matmul(d2, a.x.reshape(a.T * a.B, a.I), a.H, a.I, trans_a=True),
              "W": _matmul(d2, previous, a.H, a.H, trans_a=True)}
     if a.has_bias:
-        grads["b"] = bias_grad
+        grads["b"] = bias_rows.reshape(a.H) if a.B == 1 else _column_sums(bias_rows)
     return grads
 
 

@@ -145,8 +145,9 @@ def recurrence(direction: str, hidden: int, layout: Layout, code: int, dtype: st
     forward  (source = target = states, M = W if layout.resident else W^T): states (T+1, B, H) holds
              h0 then U x_t on entry, states[t] = f(states[t] + b + W h_{t-1}) on exit; carry_out unused.
     backward (source = direct dL/dh_t (T, B, H), M = W): delta_t = f'(h_t) * (direct_t + W^T delta_{t+1})
-             into target (T, B, H), carry_out (B, H) = W^T delta_1 = dL/dh0; bias (H,) += sum_t,b delta_t
-             when has_bias (atomically: blocks share it).
+             into target (T, B, H), carry_out (B, H) = W^T delta_1 = dL/dh0, and bias (B, H) = sum_t delta_t
+             per batch row when has_bias (summed over rows by the caller: no atomics, so bit-reproducible).
+    The forward's bias is b as a (1, H) array, so that both directions compile with the same types.
 
     Each step: partial dot products against the previous vector v (shared memory, double-buffered),
     four accumulators per output (FMA latency), partial sums exchanged through shared memory when
@@ -210,7 +211,7 @@ def recurrence(direction: str, hidden: int, layout: Layout, code: int, dtype: st
                     else:
                         v[0, r, i] = states[0, b, i]
                         if steps > 0:
-                            given[slot] = states[1, b, i] + (bias[i] if has_bias else typed(0))
+                            given[slot] = states[1, b, i] + (bias[0, i] if has_bias else typed(0))
         cuda.syncthreads()
         for step in range(steps + (1 if backward else 0)):
             cur = step % 2
@@ -274,15 +275,15 @@ def recurrence(direction: str, hidden: int, layout: Layout, code: int, dtype: st
                                 else:
                                     states[t, b, i] = value
                                     if t < steps:
-                                        given[slot] = states[t + 1, b, i] + (bias[i] if has_bias else typed(0))
+                                        given[slot] = states[t + 1, b, i] + (bias[0, i] if has_bias else typed(0))
             cuda.syncthreads()
         if backward and has_bias:
             for m in range(finishers):
-                r = m if split == 1 else s + m * split  # constant when split == 1: acc stays in registers
+                r = m if split == 1 else s + m * split
                 for n in range(per_thread):
                     i = lane + n * lanes
                     if r < rows and first + r < batch and i < hidden:
-                        cuda.atomic.add(bias, i, bias_sum[m * per_thread + n])
+                        bias[first + r, i] = bias_sum[m * per_thread + n]
 
     return kernel
 
