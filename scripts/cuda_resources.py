@@ -30,8 +30,8 @@ H100_MULTIPROCESSORS = 132
 
 def signature(dtype: str):
     scalar = types.float32 if dtype == "float32" else types.float64
-    a3, a2, a1 = (types.Array(scalar, n, "C") for n in (3, 2, 1))
-    return (a3, a3, a2, a1, types.boolean, a3, a2)
+    a3, a2 = (types.Array(scalar, n, "C") for n in (3, 2))
+    return (a3, a3, a2, a2, types.boolean, a3, a2)
 
 
 def report(ptx: str, ptxas: str) -> dict:

@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# The prepared GPU run (issue 5): install offline on the GPU machine, check the CUDA kernels against
-# the oracle and the CPU kernels, then time them against torch.nn.RNN (cuDNN) in the same process.
-# Writes gpu_run.txt and gpu_bench.json into $OUT (or the current folder). Copy them into benchmarks/.
+# The prepared GPU run (issue 5): install offline on the GPU machine, run the CUDA tests there (every
+# recurrence layout against the CPU kernels, and the conformance suite on small cases, determinism
+# included), then `rnnspec bench --device cuda --variants`: correctness against the oracle and the CPU
+# kernels at the 7 sizes, then times against torch.nn.RNN (cuDNN) in the same process.
+# Writes gpu_run.txt and gpu_bench.json into $OUT (or the current folder); copy them into benchmarks/.
+# Budget: about 6 minutes, most of it compiling kernels; each step has its own time limit.
 set -uo pipefail
 out="${OUT:-.}"
 export PYTHONUNBUFFERED=1 NUMBA_ENABLE_CUDASIM=0
 python3 -m pip install -q --no-deps --no-build-isolation -e . >"$out/install.log" 2>&1 || { cat "$out/install.log"; exit 1; }
 {
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-  python3 -c "import numpy, numba, torch; print('numpy', numpy.__version__, 'numba', numba.__version__, 'torch', torch.__version__)"
-  python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tail -3
-  python3 -m rnnspec.spec.cli bench --device cuda --json "$out/gpu_bench.json"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv
+  python3 -c "import numpy, numba, numba_cuda, torch; print('numpy', numpy.__version__, 'numba', numba.__version__,
+'numba-cuda', numba_cuda.__version__, 'torch', torch.__version__, 'cudnn', torch.backends.cudnn.version())"
+  start=$SECONDS
+  timeout 200 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tail -15
+  echo "tests: $((SECONDS - start)) s"
+  start=$SECONDS
+  timeout 330 python3 -m rnnspec.spec.cli bench --device cuda --variants --json "$out/gpu_bench.json"
+  echo "bench: rc $? in $((SECONDS - start)) s"
 } 2>&1 | tee "$out/gpu_run.txt"

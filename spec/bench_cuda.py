@@ -1,10 +1,15 @@
 """``rnnspec bench --device cuda``: the CUDA kernels against torch.nn.RNN (cuDNN), in one process.
 
-For each size (T, B, I, H): correctness first (float64 against the oracle where the oracle is quick,
-float32 against the CPU kernels in float64, which the tests check against the oracle), then
-forward and forward+backward times, median of ``repeats`` after a warm-up, each timed call
-synchronised. forward+backward is the VJP for a cotangent on every h_t (dL/dx, dh0, dU, dW, db) on
-both sides. Device arrays throughout: no host transfers are timed.
+For each size (T, B, I, H): correctness first (float64 against the oracle on the first T' steps,
+T' as many as ORACLE_LIMIT allows; float64 against the CPU kernels on all T; float32 against the
+CPU kernels in float64, which the tests check against the oracle), then forward and
+forward+backward times, median of ``repeats`` after a warm-up, each timed call synchronised.
+forward+backward is the VJP for a cotangent on every h_t (dL/dx, dh0, dU, dW, db) on both sides.
+Device arrays throughout: no host transfers are timed.
+
+To tell kernel time from host overhead, each size also records the recurrence kernels alone on
+prepared arrays, and the run records the cost of launching an empty kernel. With ``variants``, the
+latency-bound sizes also time other recurrence layouts (each checked against the CPU kernels).
 """
 
 from __future__ import annotations
@@ -15,7 +20,11 @@ import numpy as np
 
 GPU_SIZES = ((1000, 1, 64, 64), (1000, 1, 128, 128), (100, 32, 64, 128), (1000, 1, 256, 256), (100, 64, 256, 256),
              (50, 64, 512, 1024), (100, 256, 1024, 1024))
-ORACLE_LIMIT = 2_000_000  # T*B*H*H multiply-adds up to which the float64 oracle is run
+ORACLE_LIMIT = 2_000_000  # T'*B*H*H multiply-adds for the float64 oracle check
+#: other layouts timed with ``variants``: (split, held) choices; None keeps the automatic choice
+VARIANTS = {(1000, 1, 64, 64): ({"split": 2}, {"split": 4}),
+            (1000, 1, 128, 128): ({"split": 1}, {"split": 4}),
+            (1000, 1, 256, 256): ({"split": 2, "held": 0}, {"split": 2, "held": 32}, {"split": 4, "held": 0})}
 
 
 def _case(T, B, I, H, dtype, seed=0):
@@ -28,29 +37,33 @@ def _case(T, B, I, H, dtype, seed=0):
 
 def _relative(got, want) -> float:
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    if not np.all(np.isfinite(got)):
+        return float("inf")
     return float(np.max(np.abs(got - want)) / max(np.max(np.abs(want)), 1e-300))
 
 
+def _worst(got: dict, want: dict) -> float:
+    return max(_relative(got[k], want[k]) for k in want)
+
+
 def correctness(T, B, I, H) -> dict:
+    from rnnspec.derivations.oracle import Oracle
     from rnnspec.kernels import cuda as gpu
     from rnnspec.kernels import elman_backward
 
     out = {}
     c64 = _case(T, B, I, H, "float64")
-    step = (c64["x"], c64["h0"], c64["U"], c64["W"], c64["b"])
-    got64 = gpu.elman_backward(*step, c64["gh"])
-    if T * B * H * H <= ORACLE_LIMIT:
-        from rnnspec.derivations.oracle import Oracle
-
-        want = Oracle().vjp(c64["x"], {"h0": c64["h0"]}, {k: c64[k] for k in ("U", "W", "b")}, {"h": c64["gh"]})
-        out["float64_vs_oracle"] = max(_relative(got64[k], want[k]) for k in want)
-    want64 = elman_backward(*step, c64["gh"])
-    out["float64_vs_cpu"] = max(_relative(got64[k], want64[k]) for k in want64)
+    names = ("x", "h0", "U", "W", "b")
+    got64 = gpu.elman_backward(*(c64[k] for k in names), c64["gh"])
+    short = max(1, min(T, ORACLE_LIMIT // (B * H * H)))
+    cut = {k: (c64[k][:short] if k in ("x", "gh") else c64[k]) for k in c64}
+    want = Oracle().vjp(cut["x"], {"h0": cut["h0"]}, {k: cut[k] for k in ("U", "W", "b")}, {"h": cut["gh"]})
+    out[f"float64_vs_oracle_T{short}"] = _worst(gpu.elman_backward(*(cut[k] for k in names), cut["gh"]), want)
+    out["float64_vs_cpu"] = _worst(got64, elman_backward(*(c64[k] for k in names), c64["gh"]))
     c32 = _case(T, B, I, H, "float32")
-    got32 = gpu.elman_backward(c32["x"], c32["h0"], c32["U"], c32["W"], c32["b"], c32["gh"])
-    want32 = elman_backward(*(c32[k].astype(np.float64) for k in ("x", "h0", "U", "W", "b")),
-                            c32["gh"].astype(np.float64))
-    out["float32_vs_cpu_float64"] = max(_relative(got32[k], want32[k]) for k in want32)
+    got32 = gpu.elman_backward(*(c32[k] for k in names), c32["gh"])
+    out["float32_vs_cpu_float64"] = _worst(got32, elman_backward(*(c32[k].astype(np.float64) for k in names),
+                                                                 c32["gh"].astype(np.float64)))
     return out
 
 
@@ -64,6 +77,69 @@ def _median(call, sync, repeats) -> float:
         sync()
         times.append(time.perf_counter() - start)
     return float(np.median(times))
+
+
+def launch_overhead(repeats: int) -> float:
+    """Seconds to launch an empty numba-cuda kernel and synchronise (the floor under every launch)."""
+    from rnnspec.kernels.numpy_compat import cuda_module
+
+    cuda = cuda_module()
+
+    @cuda.jit
+    def empty(out):
+        pass
+
+    target = cuda.device_array(1, np.float32)
+    return _median(lambda: empty[1, 32](target), cuda.synchronize, repeats)
+
+
+def recurrence_alone(T, B, I, H, repeats, dtype="float32") -> dict:
+    """The two recurrence kernels on prepared device arrays: launch + kernel, no GEMMs, no allocation."""
+    from numba import cuda
+
+    from rnnspec.kernels import cuda as gpu
+    from rnnspec.kernels.cuda_kernels import recurrence
+
+    c = _case(T, B, I, H, dtype)
+    layout = gpu.layout_for(H, B, dtype)
+    rng = np.random.default_rng(1)
+    states = cuda.to_device(np.tanh(rng.standard_normal((T + 1, B, H))).astype(dtype))
+    M = cuda.to_device(np.ascontiguousarray(c["W"] if layout.resident else c["W"].T))
+    W = cuda.to_device(c["W"])
+    bias, bias_rows = cuda.to_device(c["b"].reshape(1, H)), cuda.device_array((B, H), dtype)
+    direct, deltas = cuda.to_device(c["gh"]), cuda.device_array((T, B, H), dtype)
+    carry = cuda.device_array((B, H), dtype)
+    grid = (B + layout.rows - 1) // layout.rows
+    forward = recurrence("forward", H, layout, 0, dtype)[grid, layout.threads]
+    backward = recurrence("backward", H, layout, 0, dtype)[grid, layout.threads]
+    return {"layout": layout._asdict(),
+            "forward_recurrence_s": _median(lambda: forward(states, states, M, bias, True, states, states[0]),
+                                            cuda.synchronize, repeats),
+            "backward_recurrence_s": _median(lambda: backward(direct, states, W, bias_rows, True, deltas, carry),
+                                             cuda.synchronize, repeats)}
+
+
+def variants(T, B, I, H, repeats) -> list[dict]:
+    """Other layouts at this size: the recurrence kernels' times, and float64 results against the CPU."""
+    from rnnspec.kernels import cuda as gpu
+    from rnnspec.kernels import elman_backward
+
+    rows = []
+    c64 = _case(min(T, 200), B, I, H, "float64")
+    names = ("x", "h0", "U", "W", "b")
+    want = elman_backward(*(c64[k] for k in names), c64["gh"])
+    for override in VARIANTS.get((T, B, I, H), ()):
+        saved = gpu.LAYOUT_OVERRIDE
+        gpu.LAYOUT_OVERRIDE = override
+        try:
+            row = recurrence_alone(T, B, I, H, repeats)
+            row["float64_vs_cpu_T200"] = _worst(gpu.elman_backward(*(c64[k] for k in names), c64["gh"]), want)
+        except Exception as exc:  # a layout that fails to compile or launch is a result too
+            row = {"layout": override, "error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            gpu.LAYOUT_OVERRIDE = saved
+        rows.append(row)
+    return rows
 
 
 def timings(T, B, I, H, repeats) -> dict:
@@ -100,16 +176,20 @@ def timings(T, B, I, H, repeats) -> dict:
         "rnnspec_train_s": _median(lambda: gpu.elman_backward(*step, dev["gh"]), cuda.synchronize, repeats),
         "cudnn_forward_s": _median(torch_forward, torch.cuda.synchronize, repeats),
         "cudnn_train_s": _median(torch_train, torch.cuda.synchronize, repeats),
+        **recurrence_alone(T, B, I, H, repeats),
     }
 
 
-def run(repeats: int = 20, sizes=GPU_SIZES, progress=print) -> dict:
+def run(repeats: int = 20, sizes=GPU_SIZES, progress=print, with_variants: bool = False) -> dict:
     import torch
     from numba import cuda
 
-    report = {"schema": "rnnspec.bench-cuda/1", "gpu": cuda.get_current_device().name.decode()
-              if isinstance(cuda.get_current_device().name, bytes) else str(cuda.get_current_device().name),
-              "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(), "results": []}
+    name = cuda.get_current_device().name
+    report = {"schema": "rnnspec.bench-cuda/2", "gpu": name.decode() if isinstance(name, bytes) else str(name),
+              "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(),
+              "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+              "launch_overhead_s": launch_overhead(repeats * 5), "results": []}
+    progress(f"{report['gpu']}: empty numba-cuda launch + sync {report['launch_overhead_s'] * 1e6:.1f} us")
     for T, B, I, H in sizes:
         row = {"T": T, "B": B, "I": I, "H": H, "dtype": "float32"}
         try:
@@ -117,6 +197,8 @@ def run(repeats: int = 20, sizes=GPU_SIZES, progress=print) -> dict:
             row.update(timings(T, B, I, H, repeats))
             row["forward_ratio_vs_cudnn"] = row["cudnn_forward_s"] / row["rnnspec_forward_s"]
             row["train_ratio_vs_cudnn"] = row["cudnn_train_s"] / row["rnnspec_train_s"]
+            if with_variants:
+                row["variants"] = variants(T, B, I, H, repeats)
         except Exception as exc:  # record and go on: one size must not lose the others
             row["error"] = f"{type(exc).__name__}: {exc}"
         report["results"].append(row)
@@ -129,6 +211,19 @@ def table_row(r: dict) -> str:
     if "error" in r:
         return f"{size:24s} ERROR {r['error']}"
     corr = " ".join(f"{k}={v:.1e}" for k, v in r["correctness"].items())
-    return (f"{size:24s} fwd {r['rnnspec_forward_s'] * 1e3:8.3f} ms vs cuDNN {r['cudnn_forward_s'] * 1e3:8.3f} ms "
-            f"({r['forward_ratio_vs_cudnn']:.2f}x)  fwd+bwd {r['rnnspec_train_s'] * 1e3:8.3f} ms vs "
-            f"{r['cudnn_train_s'] * 1e3:8.3f} ms ({r['train_ratio_vs_cudnn']:.2f}x)  {corr}")
+    lay = r["layout"]
+    lines = [f"{size:24s} fwd {r['rnnspec_forward_s'] * 1e3:8.3f} ms vs cuDNN {r['cudnn_forward_s'] * 1e3:8.3f} ms "
+             f"({r['forward_ratio_vs_cudnn']:.2f}x)  fwd+bwd {r['rnnspec_train_s'] * 1e3:8.3f} ms vs "
+             f"{r['cudnn_train_s'] * 1e3:8.3f} ms ({r['train_ratio_vs_cudnn']:.2f}x)  {corr}",
+             f"{'':24s} recurrence kernels alone: fwd {r['forward_recurrence_s'] * 1e3:.3f} ms, bwd "
+             f"{r['backward_recurrence_s'] * 1e3:.3f} ms; layout split={lay['split']} held={lay['held']}/"
+             f"{lay['chunk']} rows={lay['rows']}"]
+    for v in r.get("variants", []):
+        if "error" in v:
+            lines.append(f"{'':24s} variant {v['layout']}: ERROR {v['error']}")
+        else:
+            lay = v["layout"]
+            lines.append(f"{'':24s} variant split={lay['split']} held={lay['held']}/{lay['chunk']}: fwd "
+                         f"{v['forward_recurrence_s'] * 1e3:.3f} ms, bwd {v['backward_recurrence_s'] * 1e3:.3f} ms, "
+                         f"float64 vs CPU {v['float64_vs_cpu_T200']:.1e}")
+    return "\n".join(lines)

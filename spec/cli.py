@@ -34,7 +34,7 @@ def _bench(args: argparse.Namespace) -> int:
 
         from rnnspec.spec import bench_cuda
 
-        report = bench_cuda.run(repeats=max(args.repeats, 20))
+        report = bench_cuda.run(repeats=max(args.repeats, 20), with_variants=args.variants)
         if args.json:
             bench.write_json(args.json, report)
         else:
@@ -109,6 +109,7 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--impls", default="rnnspec-cpu,numpy,torch")
     bench.add_argument("--repeats", type=int, default=5, help="timed calls per result (median)")
     bench.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    bench.add_argument("--variants", action="store_true", help="cuda: also time other recurrence layouts")
     bench.add_argument("--json", help="write the results here")
     bench.set_defaults(run=_bench)
     return top

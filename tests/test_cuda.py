@@ -119,3 +119,27 @@ def test_rnnspec_cuda_target_is_conformant_on_small_cases():
     report = check(load_target("rnnspec-cuda"), target="rnnspec-cuda", cases=cases)
     assert report.conformant, [(r.clause.id, r.status, r.worst and r.worst.message) for r in report.results
                                if r.status != "passed"]
+
+
+def test_gpu_benchmark_measurements_run_under_the_simulator(monkeypatch):
+    """Everything of ``rnnspec bench --device cuda`` but the cuDNN side, at a tiny size: a bug here
+    would otherwise first show on a lent GPU, whose minutes are few."""
+    from rnnspec.spec import bench_cuda
+
+    size = (3, 2, 2, 5)
+    monkeypatch.setattr(bench_cuda, "VARIANTS", {size: ({"split": 2, "held": 0}, {"split": 1, "held": 4})})
+    errors = bench_cuda.correctness(*size)
+    assert set(errors) == {"float64_vs_oracle_T3", "float64_vs_cpu", "float32_vs_cpu_float64"}, errors
+    assert errors["float64_vs_oracle_T3"] < 1e-12 and errors["float64_vs_cpu"] < 1e-12, errors
+    assert errors["float32_vs_cpu_float64"] < 1e-5, errors
+    alone = bench_cuda.recurrence_alone(*size, repeats=1)
+    assert alone["forward_recurrence_s"] > 0 and alone["backward_recurrence_s"] > 0, alone
+    rows = bench_cuda.variants(*size, repeats=1)
+    assert [(r["layout"]["split"], r["layout"]["held"]) for r in rows] == [(2, 0), (1, 4)], rows
+    assert all(r["float64_vs_cpu_T200"] < 1e-12 for r in rows), rows
+    assert bench_cuda.launch_overhead(repeats=1) > 0
+    line = bench_cuda.table_row({"T": 3, "B": 2, "I": 2, "H": 5, "correctness": errors, **alone,
+                                 "rnnspec_forward_s": 1e-3, "rnnspec_train_s": 2e-3, "cudnn_forward_s": 1e-3,
+                                 "cudnn_train_s": 4e-3, "forward_ratio_vs_cudnn": 1.0, "train_ratio_vs_cudnn": 2.0,
+                                 "variants": rows})
+    assert "(2.00x)" in line and "variant split=2 held=0/16" in line, line
