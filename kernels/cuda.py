@@ -17,11 +17,10 @@ from functools import cache
 import numpy as np
 
 from rnnspec.kernels import checks
+from rnnspec.kernels.cuda_gemm import TILE, matmul_into, splits_for
 from rnnspec.kernels.cuda_kernels import (
-    TILE,
     Layout,
     column_sums,
-    gemm,
     plan,
     recurrence,
     softmax_cross_entropy,
@@ -80,8 +79,9 @@ def _transpose(matrix):
 
 
 def _matmul_into(A, B, C, trans_a: bool = False, trans_b: bool = False) -> None:
-    grid = (math.ceil(C.shape[1] / TILE), math.ceil(C.shape[0] / TILE))
-    gemm(trans_a, trans_b, str(C.dtype))[grid, (TILE, TILE)](A, B, C)
+    inner = A.shape[0] if trans_a else A.shape[1]
+    splits = splits_for(C.shape[0], C.shape[1], inner, _multiprocessors())
+    matmul_into(A, B, C, trans_a, trans_b, splits)
 
 
 def _matmul(A, B, rows: int, cols: int, trans_a: bool = False, trans_b: bool = False):

@@ -24,7 +24,6 @@ cuda = cuda_module()
 
 #: the simulator runs each thread as a Python thread: small tiles and blocks keep it usable
 SIMULATED = bool(numba.config.ENABLE_CUDASIM)
-TILE = 4 if SIMULATED else 16
 
 
 def _act(code, dtype):
@@ -284,42 +283,6 @@ def recurrence(direction: str, hidden: int, layout: Layout, code: int, dtype: st
                     i = lane + n * lanes
                     if r < rows and first + r < batch and i < hidden:
                         bias[first + r, i] = bias_sum[m * per_thread + n]
-
-    return kernel
-
-
-@cache
-def gemm(trans_a: bool, trans_b: bool, dtype: str):
-    """C = op(A) @ op(B), 16x16 tiles through shared memory; grid covers C."""
-    numpy_dtype = np.dtype(dtype)
-    zero = numpy_dtype.type
-
-    @cuda.jit
-    def kernel(A, B, C):
-        row = cuda.blockIdx.y * TILE + cuda.threadIdx.y
-        col = cuda.blockIdx.x * TILE + cuda.threadIdx.x
-        ty, tx = cuda.threadIdx.y, cuda.threadIdx.x
-        a_tile = cuda.shared.array((TILE, TILE), numpy_dtype)
-        b_tile = cuda.shared.array((TILE, TILE), numpy_dtype)
-        inner = A.shape[0] if trans_a else A.shape[1]
-        acc = zero(0)
-        for start in range(0, inner, TILE):
-            k = start + tx
-            if row < C.shape[0] and k < inner:
-                a_tile[ty, tx] = A[k, row] if trans_a else A[row, k]
-            else:
-                a_tile[ty, tx] = 0
-            k = start + ty
-            if col < C.shape[1] and k < inner:
-                b_tile[ty, tx] = B[col, k] if trans_b else B[k, col]
-            else:
-                b_tile[ty, tx] = 0
-            cuda.syncthreads()
-            for n in range(TILE):
-                acc += a_tile[ty, n] * b_tile[n, tx]
-            cuda.syncthreads()
-        if row < C.shape[0] and col < C.shape[1]:
-            C[row, col] = acc
 
     return kernel
 

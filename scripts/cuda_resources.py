@@ -21,6 +21,8 @@ os.environ["NUMBA_ENABLE_CUDASIM"] = "0"
 
 from numba import types  # noqa: E402
 
+from rnnspec.kernels import cuda_kernels  # noqa: E402
+from rnnspec.kernels.cuda_gemm import gemm, sum_parts  # noqa: E402
 from rnnspec.kernels.cuda_kernels import plan, recurrence  # noqa: E402
 from rnnspec.kernels.numpy_compat import cuda_module  # noqa: E402
 from rnnspec.spec.bench_cuda import GPU_SIZES  # noqa: E402
@@ -66,6 +68,20 @@ def main() -> int:
                       f"{r['registers']} regs{'' if fits else ' (TOO MANY for the block)'}, {r['stack']} B stack, "
                       f"{r['spills']} B spills, {r['smem']} B smem, {r['ld_local']} ld.local, "
                       f"{r['ld_shared_v']} ld.shared.v")
+    print("the other kernels (every one must compile for the GPU; the simulator does not compile):")
+    for dtype in ("float32", "float64"):
+        scalar = types.float32 if dtype == "float32" else types.float64
+        a1, a2, a3 = (types.Array(scalar, n, "C") for n in (1, 2, 3))
+        others = [(f"gemm{(ta, tb)}", gemm(ta, tb, dtype), (a2, a2, a3))
+                  for ta in (False, True) for tb in (False, True)]
+        others += [("sum_parts", sum_parts, (a3, a2)), ("transpose", cuda_kernels.transpose, (a2, a2)),
+                   ("column_sums", cuda_kernels.column_sums, (a2, a1)),
+                   ("softmax_cross_entropy", cuda_kernels.softmax_cross_entropy,
+                    (a2, a1, types.Array(types.int64, 1, "C"), a1))]
+        for name, kernel, sig in others:
+            r = report(cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))[0], ptxas)
+            print(f"{dtype:8s} {name:22s} -> {r['registers']} regs, {r['stack']} B stack, {r['spills']} B spills, "
+                  f"{r['smem']} B smem")
     return 0
 
 

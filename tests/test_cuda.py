@@ -93,6 +93,24 @@ def test_gpu_layouts_fit_a_block_and_keep_small_matrices_in_registers(monkeypatc
         device_code.plan(8192, 1, "float64", multiprocessors=132)
 
 
+@pytest.mark.parametrize("splits", [1, 3])
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True), (True, True)])
+def test_matrix_products_every_transpose_and_split_of_the_inner_dimension(trans_a, trans_b, splits):
+    from numba import cuda
+
+    from rnnspec.kernels.cuda_gemm import matmul_into
+
+    rng = np.random.default_rng(7)
+    rows, cols, inner = 11, 9, 37  # not multiples of any tile: every edge guard is taken
+    a = rng.standard_normal((inner, rows) if trans_a else (rows, inner))
+    b = rng.standard_normal((cols, inner) if trans_b else (inner, cols))
+    out = cuda.to_device(np.full((rows, cols), np.nan))  # every entry must be written
+    matmul_into(cuda.to_device(a), cuda.to_device(b), out, trans_a, trans_b, splits)
+    want = (a.T if trans_a else a) @ (b.T if trans_b else b)
+    np.testing.assert_allclose(out.copy_to_host(), want, rtol=1e-12, atol=1e-12,
+                               err_msg=f"trans_a={trans_a} trans_b={trans_b} splits={splits}")
+
+
 def test_device_arrays_in_device_arrays_out_and_no_bias():
     from numba import cuda
 

@@ -1,0 +1,121 @@
+"""The matrix products of the CUDA kernels (all the work that is parallel over time), numba-cuda.
+
+C = op(A) @ op(B) with op(X) = X or X^T: each block computes a (TILE * PER) x (TILE * PER) tile of C
+with TILE x TILE threads, PER x PER outputs per thread held in registers, operands staged through
+shared memory BK terms at a time and loaded so that consecutive threads read consecutive addresses
+whichever operand is transposed. A product with few output tiles and a long inner dimension (dW
+and dU: H x H from T*B terms) splits the inner dimension over ``splits`` blocks that write partial
+products, summed by a second kernel in a fixed order: no atomics, so results are bit-reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+import numba
+import numpy as np
+
+from rnnspec.kernels.numpy_compat import cuda_module
+
+cuda = cuda_module()
+
+SIMULATED = bool(numba.config.ENABLE_CUDASIM)
+TILE = 4 if SIMULATED else 16  # threads per block side (the simulator runs each thread as a Python thread)
+PER = 2 if SIMULATED else 4  # outputs per thread side
+BK = TILE  # inner terms per shared-memory stage
+SPLIT_TERMS = 8 * BK  # inner terms per block, at least, when the inner dimension is split
+
+
+@cache
+def gemm(trans_a: bool, trans_b: bool, dtype: str):
+    """kernel(A, B, parts) with parts (splits, M, N): parts[z] = op(A) @ op(B) over the z-th range
+    of the inner dimension; grid (ceil(N / (TILE*PER)), ceil(M / (TILE*PER)), splits), block (TILE, TILE)."""
+    numpy_dtype = np.dtype(dtype)
+    zero = numpy_dtype.type(0)
+    side = TILE * PER
+    threads = TILE * TILE
+    # shapes must be constants for numba-cuda: computed here, not in the kernel (the simulator accepts either)
+    a_shape, b_shape = (side, BK + 1), (BK, side + 1)  # +1: no bank conflicts on the stores
+    outputs = PER * PER
+
+    @cuda.jit
+    def kernel(A, B, parts):
+        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+        tid = ty * TILE + tx
+        top, left = cuda.blockIdx.y * side, cuda.blockIdx.x * side
+        rows, cols = parts.shape[1], parts.shape[2]
+        inner = A.shape[0] if trans_a else A.shape[1]
+        per_split = BK * ((inner + parts.shape[0] * BK - 1) // (parts.shape[0] * BK))
+        begin = cuda.blockIdx.z * per_split
+        end = min(inner, begin + per_split)
+        a_tile = cuda.shared.array(a_shape, numpy_dtype)
+        b_tile = cuda.shared.array(b_shape, numpy_dtype)
+        acc = cuda.local.array(outputs, numpy_dtype)
+        a_frag = cuda.local.array(PER, numpy_dtype)
+        b_frag = cuda.local.array(PER, numpy_dtype)
+        for e in range(PER * PER):
+            acc[e] = 0
+        for start in range(begin, end, BK):
+            for e in range(tid, side * BK, threads):
+                if trans_a:  # A[k, row]: consecutive threads, consecutive rows
+                    r, kk = e % side, e // side
+                    ok = top + r < rows and start + kk < end
+                    a_tile[r, kk] = A[start + kk, top + r] if ok else zero
+                else:  # A[row, k]: consecutive threads, consecutive k
+                    r, kk = e // BK, e % BK
+                    ok = top + r < rows and start + kk < end
+                    a_tile[r, kk] = A[top + r, start + kk] if ok else zero
+                if trans_b:  # B[col, k]
+                    c, kk = e // BK, e % BK
+                    ok = left + c < cols and start + kk < end
+                    b_tile[kk, c] = B[left + c, start + kk] if ok else zero
+                else:  # B[k, col]
+                    c, kk = e % side, e // side
+                    ok = left + c < cols and start + kk < end
+                    b_tile[kk, c] = B[start + kk, left + c] if ok else zero
+            cuda.syncthreads()
+            for kk in range(BK):
+                for p in range(PER):
+                    a_frag[p] = a_tile[ty + p * TILE, kk]
+                    b_frag[p] = b_tile[kk, tx + p * TILE]
+                for p in range(PER):
+                    for q in range(PER):
+                        acc[p * PER + q] += a_frag[p] * b_frag[q]
+            cuda.syncthreads()
+        for p in range(PER):
+            for q in range(PER):
+                r, c = top + ty + p * TILE, left + tx + q * TILE
+                if r < rows and c < cols:
+                    parts[cuda.blockIdx.z, r, c] = acc[p * PER + q]
+
+    return kernel
+
+
+@cuda.jit
+def sum_parts(parts, out):
+    """out = sum_z parts[z], in order of z; one thread per entry."""
+    i, j = cuda.grid(2)
+    if i < out.shape[0] and j < out.shape[1]:
+        acc = parts[0, i, j]
+        for z in range(1, parts.shape[0]):
+            acc += parts[z, i, j]
+        out[i, j] = acc
+
+
+def splits_for(rows: int, cols: int, inner: int, multiprocessors: int) -> int:
+    """Blocks over the inner dimension: enough to fill the GPU when the output has few tiles."""
+    side = TILE * PER
+    tiles = math.ceil(rows / side) * math.ceil(cols / side)
+    return max(1, min(math.ceil(inner / SPLIT_TERMS), multiprocessors // tiles))
+
+
+def matmul_into(A, B, C, trans_a: bool, trans_b: bool, splits: int) -> None:
+    """C = op(A) @ op(B) on the device, the inner dimension split over ``splits`` blocks; C contiguous (M, N)."""
+    rows, cols = C.shape
+    side = TILE * PER
+    parts = C.reshape(1, rows, cols) if splits == 1 else cuda.device_array((splits, rows, cols), C.dtype)
+    grid = (math.ceil(cols / side), math.ceil(rows / side), splits)
+    gemm(trans_a, trans_b, str(C.dtype))[grid, (TILE, TILE)](A, B, parts)
+    if splits > 1:
+        sum_parts[(math.ceil(rows / TILE), math.ceil(cols / TILE)), (TILE, TILE)](parts, C)
