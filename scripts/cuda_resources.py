@@ -17,20 +17,12 @@ import subprocess
 import sys
 import tempfile
 
-os.environ["NUMBA_ENABLE_CUDASIM"] = "0"
-
-from numba import types  # noqa: E402
-
-from rnnspec.kernels import cuda_kernels  # noqa: E402
-from rnnspec.kernels.cuda_gemm import gemm, sum_parts  # noqa: E402
-from rnnspec.kernels.cuda_kernels import plan, recurrence  # noqa: E402
-from rnnspec.kernels.numpy_compat import cuda_module  # noqa: E402
-from rnnspec.spec.bench_cuda import GPU_SIZES  # noqa: E402
-
 H100_MULTIPROCESSORS = 132
 
 
 def signature(dtype: str):
+    from numba import types
+
     scalar = types.float32 if dtype == "float32" else types.float64
     a3, a2 = (types.Array(scalar, n, "C") for n in (3, 2))
     return (a3, a3, a2, a2, types.boolean, a3, a2)
@@ -50,6 +42,16 @@ def report(ptx: str, ptxas: str) -> dict:
 
 
 def main() -> int:
+    # the real compiler, not the simulator: set before numba is first imported, hence imports here
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "0"
+    from numba import types
+
+    from rnnspec.kernels import cuda_kernels
+    from rnnspec.kernels.cuda_gemm import gemm, sum_parts
+    from rnnspec.kernels.cuda_kernels import plan, recurrence
+    from rnnspec.kernels.numpy_compat import cuda_module
+    from rnnspec.spec.bench_cuda import GPU_SIZES
+
     cuda = cuda_module()
     ptxas = shutil.which("ptxas") or os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"), "bin", "ptxas")
     print(f"{'(T, B, I, H)':22s} {'dtype':8s} {'direction':9s} layout -> registers/thread, stack, spills, smem, "
