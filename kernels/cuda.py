@@ -11,12 +11,14 @@ tiled GEMM kernels over all T*B rows; each recurrence direction is one launch fo
 
 from __future__ import annotations
 
+import functools
 import math
 from functools import cache
 
 import numpy as np
 
 from rnnspec.kernels import checks
+from rnnspec.kernels.cuda_arrays import contiguous, imported, on_device, scratch
 from rnnspec.kernels.cuda_gemm import TILE, matmul_into, splits_for
 from rnnspec.kernels.cuda_kernels import (
     Layout,
@@ -44,49 +46,80 @@ def layout_for(hidden: int, batch: int, dtype) -> Layout:
     return plan(hidden, batch, dtype, _multiprocessors(), **LAYOUT_OVERRIDE)
 
 
-def _on_device(value) -> bool:
-    return hasattr(value, "__cuda_array_interface__") or hasattr(value, "copy_to_host")
+def _no_release_midway(function):
+    """numba-cuda frees released device memory in batches, and cuMemFree waits for the device: not
+    inside a call, where it would stop the host from queueing launches while a kernel runs."""
+
+    @functools.wraps(function)
+    def call(*args, **kwargs):
+        with cuda.defer_cleanup():
+            return function(*args, **kwargs)
+
+    return call
 
 
 class _Args:
-    """Checked arguments, moved to the device once; remembers whether results go back to the host."""
+    """Checked arguments, on the device as C-contiguous arrays; remembers whether results go back
+    to the host (they do when any argument came from the host)."""
 
     def __init__(self, x, h0, U, W, b, activation):
-        host = [a for a in (x, h0, U, W, b) if a is not None and not _on_device(a)]
-        self.to_host = bool(host)
+        x, h0, U, W, b = (imported(v) for v in (x, h0, U, W, b))
+        self.to_host = any(v is not None and not on_device(v) for v in (x, h0, U, W, b))
         self.T, self.B, self.I, self.H = checks.elman_step_args(x, h0, U, W, b, device_ok=True)
         self.dtype = np.dtype(x.dtype)
         self.code = checks.activation_code(activation)
         self.empty = self.T == 0 or self.B == 0
         self.has_bias = b is not None
-        dev = self.device
-        self.x, self.h0, self.U, self.W = dev(x), dev(h0), dev(U), dev(W)
-        self.b = dev(b) if b is not None else cuda.device_array(1, self.dtype)
+        self.x, self.h0, self.U, self.W = (contiguous(v) for v in (x, h0, U, W))
+        self.b = contiguous(b) if b is not None else scratch("absent bias", (1,), self.dtype)
         self.layout = layout_for(self.H, self.B, self.dtype)
-
-    def device(self, value):
-        return value if _on_device(value) else cuda.to_device(np.ascontiguousarray(value))
 
     def out(self, value):
         return value.copy_to_host() if self.to_host else value
 
 
-def _transpose(matrix):
-    out = cuda.device_array((matrix.shape[1], matrix.shape[0]), matrix.dtype)
-    grid = (math.ceil(matrix.shape[0] / TILE), math.ceil(matrix.shape[1] / TILE))
-    transpose[grid, (TILE, TILE)](matrix, out)
+def recurrent_matrix(W, layout: Layout, role: str = "W transposed"):
+    """What the forward recurrence kernel reads: W itself when the layout keeps it on chip, else
+    W^T (scratch under ``role``), so that the streamed rows are read along memory."""
+    if layout.resident:
+        return W
+    out = scratch(role, (W.shape[1], W.shape[0]), W.dtype)
+    transpose[(math.ceil(W.shape[0] / TILE), math.ceil(W.shape[1] / TILE)), (TILE, TILE)](W, out)
     return out
 
 
-def _matmul_into(A, B, C, trans_a: bool = False, trans_b: bool = False) -> None:
+def _blocks(batch: int, layout: Layout) -> int:
+    return math.ceil(batch / layout.rows)
+
+
+def forward_recurrence(states, M, bias, has_bias: bool, layout: Layout, code: int) -> None:
+    """One launch for all T steps, in place: states (T+1, B, H) holds h0 and then z_t = U x_t on
+    entry, h0 and h_t = f(z_t + b + W h_{t-1}) on return; M from ``recurrent_matrix``, bias (H,)
+    (any (1,) array when has_bias is False)."""
+    kernel = recurrence("forward", states.shape[2], layout, code, str(states.dtype))
+    bias_row = bias.reshape(1, bias.shape[0])
+    kernel[_blocks(states.shape[1], layout), layout.threads](states, states, M, bias_row, has_bias, states, states[0])
+
+
+def backward_recurrence(direct, states, W, bias_rows, has_bias: bool, deltas, carry, layout: Layout,
+                        code: int) -> None:
+    """One launch for all T steps: deltas[t] = f'(z_t) * (direct[t] + W^T delta_{t+1}) from t = T
+    down to 1, carry = W^T delta_1 (the gradient of h0) and, with has_bias, bias_rows (B, H) = the
+    sum of the deltas over time per batch row."""
+    kernel = recurrence("backward", W.shape[0], layout, code, str(states.dtype))
+    kernel[_blocks(states.shape[1], layout), layout.threads](direct, states, W, bias_rows, has_bias, deltas, carry)
+
+
+def _matmul_into(A, B, C, trans_a: bool = False, trans_b: bool = False, role: str = "") -> None:
     inner = A.shape[0] if trans_a else A.shape[1]
     splits = splits_for(C.shape[0], C.shape[1], inner, _multiprocessors())
-    matmul_into(A, B, C, trans_a, trans_b, splits)
+    parts = scratch(f"{role} parts", (splits, *C.shape), C.dtype) if splits > 1 else None
+    matmul_into(A, B, C, trans_a, trans_b, splits, parts)
 
 
-def _matmul(A, B, rows: int, cols: int, trans_a: bool = False, trans_b: bool = False):
+def _matmul(A, B, rows: int, cols: int, trans_a: bool = False, trans_b: bool = False, role: str = ""):
     C = cuda.device_array((rows, cols), A.dtype)
-    _matmul_into(A, B, C, trans_a, trans_b)
+    _matmul_into(A, B, C, trans_a, trans_b, role)
     return C
 
 
@@ -96,84 +129,99 @@ def _column_sums(rows):
     return out
 
 
-def _states(a: _Args):
-    """(T+1, B, H) on the device: h0, then h_1..h_T."""
-    states = cuda.device_array((a.T + 1, a.B, a.H), a.dtype)
+def _states(a: _Args, returned: bool):
+    """(T+1, B, H) on the device: h0, then h_1..h_T; scratch unless the caller gets it back."""
+    shape = (a.T + 1, a.B, a.H)
+    states = cuda.device_array(shape, a.dtype) if returned else scratch("states", shape, a.dtype)
     states[0].copy_to_device(a.h0)
     flat = states.reshape((a.T + 1) * a.B, a.H)
-    _matmul_into(a.x.reshape(a.T * a.B, a.I), a.U, flat[a.B:], trans_b=True)
-    kernel = recurrence("forward", a.H, a.layout, a.code, str(a.dtype))
-    M = a.W if a.layout.resident else _transpose(a.W)
-    bias = a.b.reshape(1, a.b.shape[0])
-    kernel[math.ceil(a.B / a.layout.rows), a.layout.threads](states, states, M, bias, a.has_bias, states, states[0])
+    _matmul_into(a.x.reshape(a.T * a.B, a.I), a.U, flat[a.B:], trans_b=True, role="U x")
+    forward_recurrence(states, recurrent_matrix(a.W, a.layout), a.b, a.has_bias, a.layout, a.code)
     return states
 
 
 def _backward(a: _Args, states, direct) -> dict:
-    deltas = cuda.device_array((a.T, a.B, a.H), a.dtype)
+    deltas = scratch("deltas", (a.T, a.B, a.H), a.dtype)
     carry = cuda.device_array((a.B, a.H), a.dtype)
-    bias_rows = cuda.device_array((a.B, a.H) if a.has_bias else (1, 1), a.dtype)
-    kernel = recurrence("backward", a.H, a.layout, a.code, str(a.dtype))
-    kernel[math.ceil(a.B / a.layout.rows), a.layout.threads](direct, states, a.W, bias_rows, a.has_bias, deltas, carry)
+    if not a.has_bias:
+        bias_rows = scratch("absent bias rows", (1, 1), a.dtype)
+    else:  # with one batch row the per-row sums are db itself, returned to the caller
+        bias_rows = cuda.device_array((a.B, a.H), a.dtype) if a.B == 1 else scratch("bias rows", (a.B, a.H), a.dtype)
+    backward_recurrence(direct, states, a.W, bias_rows, a.has_bias, deltas, carry, a.layout, a.code)
     d2 = deltas.reshape(a.T * a.B, a.H)
     previous = states.reshape((a.T + 1) * a.B, a.H)[: a.T * a.B]
-    grads = {"x": _matmul(d2, a.U, a.T * a.B, a.I).reshape(a.T, a.B, a.I), "h0": carry,
-             "U": _matmul(d2, a.x.reshape(a.T * a.B, a.I), a.H, a.I, trans_a=True),
-             "W": _matmul(d2, previous, a.H, a.H, trans_a=True)}
+    grads = {"x": _matmul(d2, a.U, a.T * a.B, a.I, role="dx").reshape(a.T, a.B, a.I), "h0": carry,
+             "U": _matmul(d2, a.x.reshape(a.T * a.B, a.I), a.H, a.I, trans_a=True, role="dU"),
+             "W": _matmul(d2, previous, a.H, a.H, trans_a=True, role="dW")}
     if a.has_bias:
         grads["b"] = bias_rows.reshape(a.H) if a.B == 1 else _column_sums(bias_rows)
     return grads
 
 
-def _zeros(a: _Args, extra=()) -> dict:
+def _zeros(a: _Args, shape):
+    """Zeros where the results go (T = 0 or B = 0: no kernel runs)."""
+    zeros = np.zeros(shape, a.dtype)
+    return zeros if a.to_host else cuda.to_device(zeros)
+
+
+def _zero_gradients(a: _Args, extra=()) -> dict:
     shapes = {"x": (a.T, a.B, a.I), "h0": (a.B, a.H), "U": (a.H, a.I), "W": (a.H, a.H), **dict(extra)}
     if a.has_bias:
         shapes["b"] = (a.H,)
-    return {k: (np.zeros(s, a.dtype) if a.to_host else cuda.to_device(np.zeros(s, a.dtype))) for k, s in shapes.items()}
+    return {k: _zeros(a, s) for k, s in shapes.items()}
 
 
+@_no_release_midway
 def elman_forward(x, h0, U, W, b=None, *, activation: str = "tanh"):
     """h_t for t = 1..T, shape (T, B, H)."""
     a = _Args(x, h0, U, W, b, activation)
     if a.empty:
-        return np.zeros((a.T, a.B, a.H), a.dtype)
-    return a.out(_states(a)[1:])
+        return _zeros(a, (a.T, a.B, a.H))
+    return a.out(_states(a, returned=True)[1:])
 
 
+@_no_release_midway
 def elman_backward(x, h0, U, W, b, gh, *, activation: str = "tanh") -> dict:
     """The VJP for cotangents gh (T, B, H) on every h_t: gradients of x, h0, U, W and b (if given)."""
     a = _Args(x, h0, U, W, b, activation)
-    checks.array("gh", gh, 3, device_ok=True)
+    gh = checks.array("gh", imported(gh), 3, device_ok=True)
     checks.same_dtype("x", a.dtype, gh=gh)
     checks.shape("gh", gh, (a.T, a.B, a.H), "(T, B, H)")
+    a.to_host |= not on_device(gh)
     if a.empty:
-        return _zeros(a)
-    grads = _backward(a, _states(a), a.device(gh))
+        return _zero_gradients(a)
+    grads = _backward(a, _states(a, returned=False), contiguous(gh))
     return {k: a.out(v) for k, v in grads.items()}
 
 
+@_no_release_midway
 def elman_loss(x, h0, U, W, b, V, c, targets, *, activation: str = "tanh"):
     """Softmax cross-entropy of V h_t + c summed over time and batch, and every gradient."""
     a = _Args(x, h0, U, W, b, activation)
-    V = checks.array("V", V, 2, device_ok=True)
-    c = checks.array("c", c, 1, device_ok=True)
+    V = checks.array("V", imported(V), 2, device_ok=True)
+    c = checks.array("c", imported(c), 1, device_ok=True)
     checks.same_dtype("x", a.dtype, V=V, c=c)
     K = V.shape[0]
     checks.shape("V", V, (K, a.H), "(K, H)")
     checks.shape("c", c, (K,), "(K,)")
-    y = checks.targets_arg(checks.host(targets), a.T, a.B, K)
+    y = checks.targets_arg(checks.host(imported(targets)), a.T, a.B, K)
+    a.to_host |= not (on_device(V) and on_device(c))
     if a.empty:
-        return a.dtype.type(0), _zeros(a, {"V": (K, a.H), "c": (K,)})
-    Vd, cd = a.device(V), a.device(c)
-    states = _states(a)
+        return a.dtype.type(0), _zero_gradients(a, {"V": (K, a.H), "c": (K,)})
+    Vd, cd = contiguous(V), contiguous(c)
+    states = _states(a, returned=False)
     rows = a.T * a.B
     hs = states.reshape((a.T + 1) * a.B, a.H)[a.B:]
-    residual = _matmul(hs, Vd, rows, K, trans_b=True)
-    losses = cuda.device_array(rows, a.dtype)
-    softmax_cross_entropy[math.ceil(rows / 128), 128](residual, cd, cuda.to_device(y.reshape(rows)), losses)
-    direct = _matmul(residual, Vd, rows, a.H).reshape(a.T, a.B, a.H)
-    grads = _backward(a, states, direct)
-    grads["V"] = _matmul(residual, hs, K, a.H, trans_a=True)
+    residual = scratch("residual", (rows, K), a.dtype)
+    _matmul_into(hs, Vd, residual, trans_b=True, role="logits")
+    losses = scratch("losses", (rows,), a.dtype)
+    classes = scratch("targets", (rows,), np.int64)
+    classes.copy_to_device(np.ascontiguousarray(y.reshape(rows)))
+    softmax_cross_entropy[math.ceil(rows / 128), 128](residual, cd, classes, losses)
+    direct = scratch("direct", (rows, a.H), a.dtype)
+    _matmul_into(residual, Vd, direct, role="direct")
+    grads = _backward(a, states, direct.reshape(a.T, a.B, a.H))
+    grads["V"] = _matmul(residual, hs, K, a.H, trans_a=True, role="dV")
     grads["c"] = _column_sums(residual)
     loss = a.dtype.type(np.sum(losses.copy_to_host(), dtype=a.dtype))
     return loss, {k: a.out(v) for k, v in grads.items()}

@@ -110,11 +110,15 @@ def splits_for(rows: int, cols: int, inner: int, multiprocessors: int) -> int:
     return max(1, min(math.ceil(inner / SPLIT_TERMS), multiprocessors // tiles))
 
 
-def matmul_into(A, B, C, trans_a: bool, trans_b: bool, splits: int) -> None:
-    """C = op(A) @ op(B) on the device, the inner dimension split over ``splits`` blocks; C contiguous (M, N)."""
+def matmul_into(A, B, C, trans_a: bool, trans_b: bool, splits: int, parts=None) -> None:
+    """C = op(A) @ op(B) on the device, the inner dimension split over ``splits`` blocks; C contiguous
+    (M, N); ``parts`` (splits, M, N) holds the partial products when splits > 1 (allocated if None)."""
     rows, cols = C.shape
     side = TILE * PER
-    parts = C.reshape(1, rows, cols) if splits == 1 else cuda.device_array((splits, rows, cols), C.dtype)
+    if splits == 1:
+        parts = C.reshape(1, rows, cols)
+    elif parts is None:
+        parts = cuda.device_array((splits, rows, cols), C.dtype)
     grid = (math.ceil(cols / side), math.ceil(rows / side), splits)
     gemm(trans_a, trans_b, str(C.dtype))[grid, (TILE, TILE)](A, B, parts)
     if splits > 1:

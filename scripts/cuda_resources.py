@@ -46,7 +46,7 @@ def main() -> int:
     os.environ["NUMBA_ENABLE_CUDASIM"] = "0"
     from numba import types
 
-    from rnnspec.kernels import cuda_kernels
+    from rnnspec.kernels import cuda_arrays, cuda_kernels
     from rnnspec.kernels.cuda_gemm import gemm, sum_parts
     from rnnspec.kernels.cuda_kernels import plan, recurrence
     from rnnspec.kernels.numpy_compat import cuda_module
@@ -80,6 +80,8 @@ def main() -> int:
                    ("column_sums", cuda_kernels.column_sums, (a2, a1)),
                    ("softmax_cross_entropy", cuda_kernels.softmax_cross_entropy,
                     (a2, a1, types.Array(types.int64, 1, "C"), a1))]
+        others += [(f"strided_copy{n}", cuda_arrays._strided_copy(n),  # from a slice or a transposed view
+                    (types.Array(scalar, n, "A"), types.Array(scalar, n, "C"))) for n in (1, 2, 3)]
         for name, kernel, sig in others:
             r = report(cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))[0], ptxas)
             print(f"{dtype:8s} {name:22s} -> {r['registers']} regs, {r['stack']} B stack, {r['spills']} B spills, "

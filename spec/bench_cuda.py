@@ -95,27 +95,22 @@ def launch_overhead(repeats: int) -> float:
 
 def recurrence_alone(T, B, I, H, repeats, dtype="float32") -> dict:
     """The two recurrence kernels on prepared device arrays: launch + kernel, no GEMMs, no allocation."""
-    from numba import cuda
-
     from rnnspec.kernels import cuda as gpu
-    from rnnspec.kernels.cuda_kernels import recurrence
 
+    cuda = gpu.cuda
     c = _case(T, B, I, H, dtype)
     layout = gpu.layout_for(H, B, dtype)
     rng = np.random.default_rng(1)
     states = cuda.to_device(np.tanh(rng.standard_normal((T + 1, B, H))).astype(dtype))
-    M = cuda.to_device(np.ascontiguousarray(c["W"] if layout.resident else c["W"].T))
-    W = cuda.to_device(c["W"])
-    bias, bias_rows = cuda.to_device(c["b"].reshape(1, H)), cuda.device_array((B, H), dtype)
-    direct, deltas = cuda.to_device(c["gh"]), cuda.device_array((T, B, H), dtype)
-    carry = cuda.device_array((B, H), dtype)
-    grid = (B + layout.rows - 1) // layout.rows
-    forward = recurrence("forward", H, layout, 0, dtype)[grid, layout.threads]
-    backward = recurrence("backward", H, layout, 0, dtype)[grid, layout.threads]
+    W, b = cuda.to_device(c["W"]), cuda.to_device(c["b"])
+    M = cuda.to_device(gpu.recurrent_matrix(W, layout).copy_to_host())  # its own array: not scratch
+    bias_rows, direct = cuda.device_array((B, H), dtype), cuda.to_device(c["gh"])
+    deltas, carry = cuda.device_array((T, B, H), dtype), cuda.device_array((B, H), dtype)
     return {"layout": layout._asdict(),
-            "forward_recurrence_s": _median(lambda: forward(states, states, M, bias, True, states, states[0]),
+            "forward_recurrence_s": _median(lambda: gpu.forward_recurrence(states, M, b, True, layout, 0),
                                             cuda.synchronize, repeats),
-            "backward_recurrence_s": _median(lambda: backward(direct, states, W, bias_rows, True, deltas, carry),
+            "backward_recurrence_s": _median(lambda: gpu.backward_recurrence(direct, states, W, bias_rows, True,
+                                                                             deltas, carry, layout, 0),
                                              cuda.synchronize, repeats)}
 
 
@@ -142,23 +137,47 @@ def variants(T, B, I, H, repeats) -> list[dict]:
     return rows
 
 
-def timings(T, B, I, H, repeats) -> dict:
-    import torch
-    from numba import cuda
+def _without_scratch_reuse(call):
+    """``call`` with every scratch array allocated afresh (what reusing them saves: see cuda_arrays)."""
+    from rnnspec.kernels import cuda_arrays
 
+    def fresh():
+        cuda_arrays.REUSE_SCRATCH = False
+        try:
+            return call()
+        finally:
+            cuda_arrays.REUSE_SCRATCH = True
+
+    return fresh
+
+
+def rnnspec_timings(T, B, I, H, repeats) -> dict:
+    """The CUDA kernels' forward and forward+backward on device arrays, with and without scratch reuse."""
     from rnnspec.kernels import cuda as gpu
 
-    c = _case(T, B, I, H, "float32")
-    dev = {k: cuda.to_device(v) for k, v in c.items()}
+    cuda = gpu.cuda
+    dev = {k: cuda.to_device(v) for k, v in _case(T, B, I, H, "float32").items()}
     step = (dev["x"], dev["h0"], dev["U"], dev["W"], dev["b"])
+    train = lambda: gpu.elman_backward(*step, dev["gh"])
+    return {"rnnspec_forward_s": _median(lambda: gpu.elman_forward(*step), cuda.synchronize, repeats),
+            "rnnspec_train_s": _median(train, cuda.synchronize, repeats),
+            "rnnspec_train_fresh_scratch_s": _median(_without_scratch_reuse(train), cuda.synchronize, repeats)}
+
+
+def cudnn_timings(T, B, I, H, repeats) -> dict:
+    """torch.nn.RNN (cuDNN) on the same case: forward, and forward+backward for the same cotangents
+    (gradients of x, h0 and every parameter); inputs are leaves whose gradients are reset, not copied."""
+    import torch
+
+    c = _case(T, B, I, H, "float32")
     rnn = torch.nn.RNN(I, H).cuda()
     with torch.no_grad():
         rnn.weight_ih_l0.copy_(torch.from_numpy(c["U"]))
         rnn.weight_hh_l0.copy_(torch.from_numpy(c["W"]))
         rnn.bias_ih_l0.copy_(torch.from_numpy(c["b"]))
         rnn.bias_hh_l0.zero_()
-    x = torch.from_numpy(c["x"]).cuda()
-    h0 = torch.from_numpy(c["h0"]).cuda()[None]
+    x = torch.from_numpy(c["x"]).cuda().requires_grad_(True)
+    h0 = torch.from_numpy(c["h0"]).cuda()[None].detach().requires_grad_(True)
     gh = torch.from_numpy(c["gh"]).cuda()
 
     def torch_forward():
@@ -167,25 +186,23 @@ def timings(T, B, I, H, repeats) -> dict:
 
     def torch_train():
         rnn.zero_grad(set_to_none=True)
-        xg, hg = x.clone().requires_grad_(True), h0.clone().requires_grad_(True)
-        out, _ = rnn(xg, hg)
+        x.grad = h0.grad = None
+        out, _ = rnn(x, h0)
         out.backward(gh)
 
-    return {
-        "rnnspec_forward_s": _median(lambda: gpu.elman_forward(*step), cuda.synchronize, repeats),
-        "rnnspec_train_s": _median(lambda: gpu.elman_backward(*step, dev["gh"]), cuda.synchronize, repeats),
-        "cudnn_forward_s": _median(torch_forward, torch.cuda.synchronize, repeats),
-        "cudnn_train_s": _median(torch_train, torch.cuda.synchronize, repeats),
-        **recurrence_alone(T, B, I, H, repeats),
-    }
+    return {"cudnn_forward_s": _median(torch_forward, torch.cuda.synchronize, repeats),
+            "cudnn_train_s": _median(torch_train, torch.cuda.synchronize, repeats)}
 
 
 def run(repeats: int = 20, sizes=GPU_SIZES, progress=print, with_variants: bool = False) -> dict:
     import torch
-    from numba import cuda
+
+    from rnnspec.kernels.numpy_compat import cuda_module
+
+    cuda = cuda_module()
 
     name = cuda.get_current_device().name
-    report = {"schema": "rnnspec.bench-cuda/2", "gpu": name.decode() if isinstance(name, bytes) else str(name),
+    report = {"schema": "rnnspec.bench-cuda/3", "gpu": name.decode() if isinstance(name, bytes) else str(name),
               "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(),
               "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
               "launch_overhead_s": launch_overhead(repeats * 5), "results": []}
@@ -194,7 +211,9 @@ def run(repeats: int = 20, sizes=GPU_SIZES, progress=print, with_variants: bool 
         row = {"T": T, "B": B, "I": I, "H": H, "dtype": "float32"}
         try:
             row["correctness"] = correctness(T, B, I, H)
-            row.update(timings(T, B, I, H, repeats))
+            row.update(rnnspec_timings(T, B, I, H, repeats))
+            row.update(cudnn_timings(T, B, I, H, repeats))
+            row.update(recurrence_alone(T, B, I, H, repeats))
             row["forward_ratio_vs_cudnn"] = row["cudnn_forward_s"] / row["rnnspec_forward_s"]
             row["train_ratio_vs_cudnn"] = row["cudnn_train_s"] / row["rnnspec_train_s"]
             if with_variants:
@@ -217,7 +236,8 @@ def table_row(r: dict) -> str:
              f"{r['cudnn_train_s'] * 1e3:8.3f} ms ({r['train_ratio_vs_cudnn']:.2f}x)  {corr}",
              f"{'':24s} recurrence kernels alone: fwd {r['forward_recurrence_s'] * 1e3:.3f} ms, bwd "
              f"{r['backward_recurrence_s'] * 1e3:.3f} ms; layout split={lay['split']} held={lay['held']}/"
-             f"{lay['chunk']} rows={lay['rows']}"]
+             f"{lay['chunk']} rows={lay['rows']}; fwd+bwd with fresh scratch arrays "
+             f"{r['rnnspec_train_fresh_scratch_s'] * 1e3:.3f} ms"]
     for v in r.get("variants", []):
         if "error" in v:
             lines.append(f"{'':24s} variant {v['layout']}: ERROR {v['error']}")

@@ -12,6 +12,7 @@ from strategies import small_arrays
 cuda_kernels = pytest.importorskip("rnnspec.kernels.cuda", reason="numba-cuda is not installed (pip install .[cuda])")
 
 from rnnspec.kernels import elman_backward, elman_forward, elman_loss
+from rnnspec.kernels.cuda_kernels import SIMULATED
 from rnnspec.spec import load_target
 from rnnspec.spec.cases import Case
 from rnnspec.spec.runner import check
@@ -121,6 +122,78 @@ def test_device_arrays_in_device_arrays_out_and_no_bias():
     np.testing.assert_allclose(h.copy_to_host(), elman_forward(a["x"], a["h0"], a["U"], a["W"], None), 1e-12)
 
 
+def test_results_are_not_overwritten_by_later_calls_that_reuse_scratch():
+    """Scratch arrays are reused from call to call (cuda_arrays); what a call returned on the device
+    must stay as it was when later calls, of the same shapes or others, run."""
+    from numba import cuda
+
+    from rnnspec.kernels import cuda_arrays
+
+    first, second = _args("float64"), small_arrays("float64", T=3, B=5, I=2, H=6, K=3, recurrent_scale=0.4, seed=9)
+    names = ("x", "h0", "U", "W", "b")
+    on_device = lambda a: {k: cuda.to_device(a[k]) for k in (*names, "gh", "V", "c")}
+    kept = cuda_kernels.elman_backward(*(on_device(first)[k] for k in (*names, "gh")))
+    _, kept_loss_grads = cuda_kernels.elman_loss(*(on_device(first)[k] for k in (*names, "V", "c")), first["y"])
+    held = cuda_arrays.scratch_bytes()
+    assert held > 0
+    cuda_kernels.elman_backward(*(on_device(second)[k] for k in (*names, "gh")))
+    cuda_kernels.elman_loss(*(on_device(second)[k] for k in (*names, "V", "c")), second["y"])
+    assert cuda_arrays.scratch_bytes() == held, "same shapes: the scratch arrays are reused, not added to"
+    longer = small_arrays("float64", T=7, B=5, I=2, H=6, K=3, recurrent_scale=0.4, seed=5)
+    cuda_kernels.elman_backward(*(on_device(longer)[k] for k in (*names, "gh")))
+    want = elman_backward(*(first[k] for k in names), first["gh"])
+    _, want_loss_grads = elman_loss(*(first[k] for k in (*names, "V", "c")), first["y"])
+    for got, expected, what in ((kept, want, "VJP"), (kept_loss_grads, want_loss_grads, "loss")):
+        for key in expected:
+            np.testing.assert_allclose(got[key].copy_to_host(), expected[key], rtol=1e-12, atol=1e-12,
+                                       err_msg=f"{what} gradient of {key} changed by later calls")
+    cuda_arrays.release_scratch()
+    assert cuda_arrays.scratch_bytes() == 0
+
+
+def test_strided_device_arrays_are_read_in_place_and_left_unchanged():
+    """A strided device array (a slice, a transposed view) cannot be reshaped without a copy on a GPU;
+    the kernels copy it on the device into a contiguous array and never write to the caller's."""
+    from numba import cuda
+
+    from rnnspec.kernels import cuda_arrays
+
+    a = _args("float64")
+    T, B, I = a["x"].shape
+    wide_x = cuda.to_device(np.concatenate([a["x"], np.full_like(a["x"], np.nan)], axis=2))
+    U_t = cuda.to_device(np.ascontiguousarray(a["U"].T))
+    wide_gh = cuda.to_device(np.concatenate([np.full_like(a["gh"], np.nan), a["gh"]], axis=1))
+    x, U, gh = wide_x[:, :, :I], U_t.T, wide_gh[:, B:, :]
+    assert not (x.is_c_contiguous() or U.is_c_contiguous() or gh.is_c_contiguous())
+    for strided, values in ((x, a["x"]), (U, a["U"]), (gh, a["gh"]), (x[1], a["x"][1]), (U[0], a["U"][0])):
+        copy = cuda_arrays.contiguous(strided)  # 3, 2 and 1 dimensions
+        assert copy.is_c_contiguous() and copy.shape == values.shape
+        np.testing.assert_array_equal(copy.copy_to_host(), values)
+    before = {"x": wide_x.copy_to_host(), "U": U_t.copy_to_host(), "gh": wide_gh.copy_to_host()}
+    rest = {k: cuda.to_device(a[k]) for k in ("h0", "W", "b")}
+    got = cuda_kernels.elman_backward(x, rest["h0"], U, rest["W"], rest["b"], gh)
+    want = elman_backward(a["x"], a["h0"], a["U"], a["W"], a["b"], a["gh"])
+    for key in want:
+        np.testing.assert_allclose(got[key].copy_to_host(), want[key], rtol=1e-12, atol=1e-12, err_msg=key)
+    for name, array in (("x", wide_x), ("U", U_t), ("gh", wide_gh)):
+        np.testing.assert_array_equal(array.copy_to_host(), before[name], err_msg=f"{name} was written to")
+
+
+@pytest.mark.skipif(SIMULATED, reason="CUDA torch tensors need a GPU: runs in scripts/gpu_check.sh")
+def test_cuda_array_interface_objects_are_viewed_not_rejected():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.fail("a GPU run without a CUDA build of torch cannot check __cuda_array_interface__ inputs")
+    a = _args("float32")
+    names = ("x", "h0", "U", "W", "b", "gh")
+    tensors = {k: torch.from_numpy(a[k]).cuda() for k in names}
+    tensors["U"] = torch.from_numpy(np.ascontiguousarray(a["U"].T)).cuda().T  # strided
+    got = cuda_kernels.elman_backward(*(tensors[k] for k in names))
+    want = elman_backward(*(a[k] for k in names))
+    for key in want:
+        np.testing.assert_allclose(got[key].copy_to_host(), want[key], rtol=2e-5, atol=2e-5, err_msg=key)
+
+
 def test_bad_input_is_rejected_before_any_launch():
     a = _args("float64")
     with pytest.raises(TypeError, match="W: dtype float32 differs"):
@@ -152,11 +225,14 @@ def test_gpu_benchmark_measurements_run_under_the_simulator(monkeypatch):
     assert errors["float32_vs_cpu_float64"] < 1e-5, errors
     alone = bench_cuda.recurrence_alone(*size, repeats=1)
     assert alone["forward_recurrence_s"] > 0 and alone["backward_recurrence_s"] > 0, alone
+    ours = bench_cuda.rnnspec_timings(*size, repeats=1)
+    assert set(ours) == {"rnnspec_forward_s", "rnnspec_train_s", "rnnspec_train_fresh_scratch_s"}, ours
+    assert all(t > 0 for t in ours.values()), ours
     rows = bench_cuda.variants(*size, repeats=1)
     assert [(r["layout"]["split"], r["layout"]["held"]) for r in rows] == [(2, 0), (1, 4)], rows
     assert all(r["float64_vs_cpu_T200"] < 1e-12 for r in rows), rows
     assert bench_cuda.launch_overhead(repeats=1) > 0
-    line = bench_cuda.table_row({"T": 3, "B": 2, "I": 2, "H": 5, "correctness": errors, **alone,
+    line = bench_cuda.table_row({"T": 3, "B": 2, "I": 2, "H": 5, "correctness": errors, **alone, **ours,
                                  "rnnspec_forward_s": 1e-3, "rnnspec_train_s": 2e-3, "cudnn_forward_s": 1e-3,
                                  "cudnn_train_s": 4e-3, "forward_ratio_vs_cudnn": 1.0, "train_ratio_vs_cudnn": 2.0,
                                  "variants": rows})

@@ -1,0 +1,117 @@
+"""Device memory for the CUDA kernels: the caller's arrays in, scratch arrays reused across calls.
+
+Arguments arrive as NumPy arrays (copied to the device), numba device arrays, or any object with
+``__cuda_array_interface__`` (a CuPy array, a CUDA torch tensor: viewed, not copied). The kernels
+index C-contiguous arrays and reshape them, which a strided device array cannot do without a copy,
+so a strided one is copied on the device into a contiguous array; the caller's array is only read.
+
+Scratch: an allocation (cuMemAlloc) costs host time on every call, and numba-cuda releases freed
+arrays in batches with cuMemFree, which waits for the device to go idle: a release that falls in
+the middle of a call stops the host from queueing the next launches while a recurrence kernel runs.
+The arrays that never leave a call (the states kept for the backward pass, the deltas, the partial
+products of split matrix products, the loss's residuals) are therefore kept, one per role, per
+thread and per device, and reallocated only when the shape or dtype changes; ``release_scratch``
+gives them back. Arrays returned to the caller are always fresh. All launches go to the default
+stream, so a later call cannot overwrite scratch that an earlier one still reads.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from functools import cache
+
+import numpy as np
+
+from rnnspec.kernels.numpy_compat import cuda_module
+
+cuda = cuda_module()
+
+#: reuse scratch arrays across calls; the GPU benchmark turns this off to measure what reuse saves
+REUSE_SCRATCH = True
+_THREAD = threading.local()
+_BLOCK = 128
+
+
+def on_device(value) -> bool:
+    return hasattr(value, "__cuda_array_interface__") or hasattr(value, "copy_to_host")
+
+
+def imported(value):
+    """A numba device array viewing a ``__cuda_array_interface__`` object; anything else unchanged.
+    (numba device arrays are returned as they are; the simulator has no other kind of device array.)"""
+    if hasattr(value, "__cuda_array_interface__") and not hasattr(value, "copy_to_host"):
+        return cuda.as_cuda_array(value)
+    return value
+
+
+@cache
+def _strided_copy(ndim: int):
+    """kernel(src, dst): dst[i] = src[i] for every index, src of any strides, one thread per entry."""
+    if ndim == 1:
+        @cuda.jit
+        def copy1(src, dst):
+            i = cuda.grid(1)
+            if i < dst.shape[0]:
+                dst[i] = src[i]
+        return copy1
+    if ndim == 2:
+        @cuda.jit
+        def copy2(src, dst):
+            n = cuda.grid(1)
+            if n < dst.size:
+                i, j = n // dst.shape[1], n % dst.shape[1]
+                dst[i, j] = src[i, j]
+        return copy2
+
+    @cuda.jit
+    def copy3(src, dst):
+        n = cuda.grid(1)
+        if n < dst.size:
+            plane = dst.shape[1] * dst.shape[2]
+            i, rest = n // plane, n % plane
+            j, k = rest // dst.shape[2], rest % dst.shape[2]
+            dst[i, j, k] = src[i, j, k]
+    return copy3
+
+
+def contiguous(value):
+    """The value as a C-contiguous device array: a NumPy array is copied to the device, a strided
+    device array is copied on the device, a contiguous device array is returned as it is."""
+    if not on_device(value):
+        return cuda.to_device(np.ascontiguousarray(value))
+    if value.is_c_contiguous():
+        return value
+    out = cuda.device_array(value.shape, value.dtype)
+    if out.size:
+        _strided_copy(value.ndim)[math.ceil(out.size / _BLOCK), _BLOCK](value, out)
+    return out
+
+
+def _device_key() -> int:
+    return int(getattr(cuda.get_current_device(), "id", 0))
+
+
+def scratch(role: str, shape: tuple[int, ...], dtype) -> object:
+    """An uninitialised device array for ``role`` that stays this call's own until the next call
+    on this thread and device asks for the same role; never return it to the caller."""
+    shape, dtype = tuple(int(n) for n in shape), np.dtype(dtype)
+    if not REUSE_SCRATCH:
+        return cuda.device_array(shape, dtype)
+    arrays = _THREAD.__dict__.setdefault("arrays", {})
+    key = (_device_key(), role)
+    array = arrays.get(key)
+    if array is None or array.shape != shape or array.dtype != dtype:
+        arrays.pop(key, None)  # release the old one before allocating its replacement
+        array = arrays[key] = cuda.device_array(shape, dtype)
+    return array
+
+
+def scratch_bytes() -> int:
+    """Bytes of scratch this thread holds, over all devices."""
+    return sum(a.size * a.dtype.itemsize for a in getattr(_THREAD, "arrays", {}).values())
+
+
+def release_scratch() -> None:
+    """Give back this thread's scratch arrays (numba-cuda frees them at its next cleanup)."""
+    getattr(_THREAD, "arrays", {}).clear()
