@@ -1,8 +1,9 @@
 """``rnnspec bench --device cuda``: the CUDA kernels against torch.nn.RNN (cuDNN), in one process.
 
-For each size (T, B, I, H): correctness first (float64 against the oracle on the first T' steps,
+For each size (T, B, I, H): the first float32 forward+backward (the cold start, JIT compile
+included), then the correctness of the results (float64 against the oracle on the first T' steps,
 T' as many as ORACLE_LIMIT allows; float64 against the CPU kernels on all T; float32 against the
-CPU kernels in float64, which the tests check against the oracle), then forward and
+CPU kernels in float64, which the tests check against the oracle), and forward and
 forward+backward times, median of ``repeats`` after a warm-up, each timed call synchronised.
 forward+backward is the VJP for a cotangent on every h_t (dL/dx, dh0, dU, dW, db) on both sides.
 Device arrays throughout: no host transfers are timed.
@@ -152,14 +153,20 @@ def _without_scratch_reuse(call):
 
 
 def rnnspec_timings(T, B, I, H, repeats) -> dict:
-    """The CUDA kernels' forward and forward+backward on device arrays, with and without scratch reuse."""
+    """The CUDA kernels' forward and forward+backward on device arrays, with and without scratch reuse;
+    first the cold start: the first forward+backward, which compiles the kernels this size needs
+    (those that earlier sizes or dtypes compiled are cached), timed apart from the warm medians."""
     from rnnspec.kernels import cuda as gpu
 
     cuda = gpu.cuda
     dev = {k: cuda.to_device(v) for k, v in _case(T, B, I, H, "float32").items()}
     step = (dev["x"], dev["h0"], dev["U"], dev["W"], dev["b"])
     train = lambda: gpu.elman_backward(*step, dev["gh"])
-    return {"rnnspec_forward_s": _median(lambda: gpu.elman_forward(*step), cuda.synchronize, repeats),
+    start = time.perf_counter()
+    train()
+    cuda.synchronize()
+    return {"rnnspec_first_train_s": time.perf_counter() - start,
+            "rnnspec_forward_s": _median(lambda: gpu.elman_forward(*step), cuda.synchronize, repeats),
             "rnnspec_train_s": _median(train, cuda.synchronize, repeats),
             "rnnspec_train_fresh_scratch_s": _median(_without_scratch_reuse(train), cuda.synchronize, repeats)}
 
@@ -210,8 +217,8 @@ def run(repeats: int = 20, sizes=GPU_SIZES, progress=print, with_variants: bool 
     for T, B, I, H in sizes:
         row = {"T": T, "B": B, "I": I, "H": H, "dtype": "float32"}
         try:
+            row.update(rnnspec_timings(T, B, I, H, repeats))  # first: its first call is the cold start
             row["correctness"] = correctness(T, B, I, H)
-            row.update(rnnspec_timings(T, B, I, H, repeats))
             row.update(cudnn_timings(T, B, I, H, repeats))
             row.update(recurrence_alone(T, B, I, H, repeats))
             row["forward_ratio_vs_cudnn"] = row["cudnn_forward_s"] / row["rnnspec_forward_s"]
@@ -237,7 +244,8 @@ def table_row(r: dict) -> str:
              f"{'':24s} recurrence kernels alone: fwd {r['forward_recurrence_s'] * 1e3:.3f} ms, bwd "
              f"{r['backward_recurrence_s'] * 1e3:.3f} ms; layout split={lay['split']} held={lay['held']}/"
              f"{lay['chunk']} rows={lay['rows']}; fwd+bwd with fresh scratch arrays "
-             f"{r['rnnspec_train_fresh_scratch_s'] * 1e3:.3f} ms"]
+             f"{r['rnnspec_train_fresh_scratch_s'] * 1e3:.3f} ms; first fwd+bwd (JIT compile) "
+             f"{r['rnnspec_first_train_s']:.2f} s"]
     for v in r.get("variants", []):
         if "error" in v:
             lines.append(f"{'':24s} variant {v['layout']}: ERROR {v['error']}")
