@@ -63,6 +63,8 @@ class Layout(NamedTuple):
     terms k in [s * chunk, (s + 1) * chunk); the ``split`` partial sums of an output meet in shared
     memory. The first ``held`` terms of a thread's chunk keep their weights in registers for all T
     steps; the rest are read from global memory (through L1, where they can stay) at every step.
+    Each step's inputs (U x_t + b, or dL/dh_t and h_t) are loaded ``ahead`` steps before they are
+    used: two where the registers allow it, so that a short step never waits on an L2 round trip.
     """
 
     lanes: int
@@ -71,6 +73,7 @@ class Layout(NamedTuple):
     chunk: int
     held: int
     rows: int
+    ahead: int
 
     @property
     def threads(self) -> int:
@@ -93,11 +96,13 @@ HELD_GROUP, STREAM_GROUP = 4, 16  # terms per unrolled group: 4 accumulators; 16
 
 
 def plan(hidden: int, batch: int, dtype, multiprocessors: int, split: int | None = None,
-         held: int | None = None, rows: int | None = None) -> Layout:
+         held: int | None = None, rows: int | None = None, ahead: int | None = None) -> Layout:
     """The layout for H = ``hidden``: the split that keeps the most of M in registers (fewest threads
     among equals), the rest of M streamed; rows per block so that the blocks fill the GPU (fewer when
-    the shared vectors would not fit). ``split``, ``held`` and ``rows`` may be forced (tests,
-    benchmarks). ValueError when H is too large for one block's shared memory."""
+    the shared vectors would not fit); inputs two steps ahead when a thread may have 255 registers
+    (blocks of up to 256 threads; ptxas spilled with two ahead at 512 threads and 128 registers).
+    ``split``, ``held``, ``rows`` and ``ahead`` may be forced (tests, benchmarks). ValueError when H
+    is too large for one block's shared memory."""
     itemsize = np.dtype(dtype).itemsize
     words = max(1, itemsize // 4)
 
@@ -132,7 +137,11 @@ def plan(hidden: int, batch: int, dtype, multiprocessors: int, split: int | None
         raise ValueError(f"H = {hidden} in {np.dtype(dtype).name} needs {shared_bytes(rows)} bytes of shared memory "
                          f"per block, over the {SHARED_LIMIT} that numba-cuda gives; use the CPU kernels")
     lanes = min(hidden, max(1, MAX_THREADS // split))
-    return Layout(lanes, math.ceil(hidden / lanes), split, chunk, held, rows)
+    if ahead is None:
+        ahead = 2 if REGISTER_FILE // (lanes * split) >= 255 else 1
+    if ahead not in (1, 2):
+        raise ValueError(f"ahead: expected 1 or 2 steps, got {ahead}")
+    return Layout(lanes, math.ceil(hidden / lanes), split, chunk, held, rows, ahead)
 
 
 @cache
@@ -156,13 +165,14 @@ def recurrence(direction: str, hidden: int, layout: Layout, code: int, dtype: st
     numpy_dtype = np.dtype(dtype)
     typed = numpy_dtype.type
     backward = direction == "backward"
-    lanes, per_thread, split, chunk, held, rows = layout
+    lanes, per_thread, split, chunk, held, rows, ahead = layout
+    two_ahead = ahead == 2
     width = split * chunk  # a shared vector, zero-padded past H
     finishers = math.ceil(rows / split)  # rows finished by each thread: r = s + m * split
     weights_size = max(1, per_thread * held)
     partials_shape = (split, rows, hidden) if split > 1 else (1, 1, 1)
     accumulators = rows * per_thread * 4
-    ahead = finishers * per_thread
+    finishing = finishers * per_thread  # (row, output) pairs that each thread finishes
     by_rows = layout.resident and not backward  # forward reads W itself once: no transposed copy needed
     options = {} if SIMULATED else {"launch_bounds": layout.threads, "shared_memory_carveout": "MaxL1"}
 
@@ -180,9 +190,14 @@ def recurrence(direction: str, hidden: int, layout: Layout, code: int, dtype: st
         partials = cuda.shared.array(partials_shape, numpy_dtype)
         w = cuda.local.array(weights_size, numpy_dtype)
         acc = cuda.local.array(accumulators, numpy_dtype)
-        given = cuda.local.array(ahead, numpy_dtype)  # U x_t + b (forward) or dL/dh_t (backward)
-        state = cuda.local.array(ahead, numpy_dtype)  # h_t (backward)
-        bias_sum = cuda.local.array(ahead, numpy_dtype)
+        # the step's inputs: U x_t + b (forward) or dL/dh_t (backward), and h_t (backward); with
+        # two_ahead also the next step's, so that an L2 round trip (about 250 cycles on an H100,
+        # near the length of a step with M in registers) never stalls a step
+        given = cuda.local.array(finishing, numpy_dtype)
+        given_next = cuda.local.array(finishing, numpy_dtype)
+        state = cuda.local.array(finishing, numpy_dtype)
+        state_next = cuda.local.array(finishing, numpy_dtype)
+        bias_sum = cuda.local.array(finishing, numpy_dtype)
         for n in range(per_thread):
             i = lane + n * lanes
             for j in range(held):
@@ -202,15 +217,24 @@ def recurrence(direction: str, hidden: int, layout: Layout, code: int, dtype: st
                 slot = m * per_thread + n
                 bias_sum[slot] = 0
                 given[slot] = 0
+                given_next[slot] = 0
                 state[slot] = 0
+                state_next[slot] = 0
                 if r < rows and b < batch and i < hidden:
                     if backward:
-                        given[slot] = source[steps - 1, b, i] if steps > 0 else typed(0)
                         state[slot] = states[steps, b, i]
+                        if steps > 0:
+                            given[slot] = source[steps - 1, b, i]
+                        if two_ahead and steps > 0:
+                            state_next[slot] = states[steps - 1, b, i]
+                        if two_ahead and steps > 1:
+                            given_next[slot] = source[steps - 2, b, i]
                     else:
                         v[0, r, i] = states[0, b, i]
                         if steps > 0:
                             given[slot] = states[1, b, i] + (bias[0, i] if has_bias else typed(0))
+                        if two_ahead and steps > 1:
+                            given_next[slot] = states[2, b, i] + (bias[0, i] if has_bias else typed(0))
         cuda.syncthreads()
         for step in range(steps + (1 if backward else 0)):
             cur = step % 2
@@ -265,15 +289,27 @@ def recurrence(direction: str, hidden: int, layout: Layout, code: int, dtype: st
                                 value = typed(0)
                             v[1 - cur, r, i] = value
                             if live:
-                                if backward:
+                                if backward:  # next: delta_{t-1} from dL/dh_{t-1} and h_{t-1}
                                     target[t - 1, b, i] = value
                                     bias_sum[slot] += value
-                                    if t > 1:
+                                    if two_ahead:
+                                        given[slot] = given_next[slot]
+                                        state[slot] = state_next[slot]
+                                        if t > 1:
+                                            state_next[slot] = states[t - 2, b, i]
+                                        if t > 2:
+                                            given_next[slot] = source[t - 3, b, i]
+                                    elif t > 1:
                                         given[slot] = source[t - 2, b, i]
                                         state[slot] = states[t - 1, b, i]
-                                else:
+                                else:  # next: h_{t+1} from U x_{t+1} + b
                                     states[t, b, i] = value
-                                    if t < steps:
+                                    if two_ahead:
+                                        given[slot] = given_next[slot]
+                                        if t + 2 <= steps:
+                                            given_next[slot] = states[t + 2, b, i] + (bias[0, i] if has_bias
+                                                                                      else typed(0))
+                                    elif t < steps:
                                         given[slot] = states[t + 1, b, i] + (bias[0, i] if has_bias else typed(0))
             cuda.syncthreads()
         if backward and has_bias:

@@ -22,9 +22,9 @@ import numpy as np
 GPU_SIZES = ((1000, 1, 64, 64), (1000, 1, 128, 128), (100, 32, 64, 128), (1000, 1, 256, 256), (100, 64, 256, 256),
              (50, 64, 512, 1024), (100, 256, 1024, 1024))
 ORACLE_LIMIT = 2_000_000  # T'*B*H*H multiply-adds for the float64 oracle check
-#: other layouts timed with ``variants``: (split, held) choices; None keeps the automatic choice
-VARIANTS = {(1000, 1, 64, 64): ({"split": 2}, {"split": 4}),
-            (1000, 1, 128, 128): ({"split": 1}, {"split": 4}),
+#: other layouts timed with ``variants``: forced plan() choices (split, held, ahead), the rest automatic
+VARIANTS = {(1000, 1, 64, 64): ({"split": 2}, {"split": 4}, {"ahead": 1}),
+            (1000, 1, 128, 128): ({"split": 1}, {"split": 4}, {"ahead": 1}),
             (1000, 1, 256, 256): ({"split": 2, "held": 0}, {"split": 2, "held": 32}, {"split": 4, "held": 0})}
 
 
@@ -243,7 +243,7 @@ def table_row(r: dict) -> str:
              f"{r['cudnn_train_s'] * 1e3:8.3f} ms ({r['train_ratio_vs_cudnn']:.2f}x)  {corr}",
              f"{'':24s} recurrence kernels alone: fwd {r['forward_recurrence_s'] * 1e3:.3f} ms, bwd "
              f"{r['backward_recurrence_s'] * 1e3:.3f} ms; layout split={lay['split']} held={lay['held']}/"
-             f"{lay['chunk']} rows={lay['rows']}; fwd+bwd with fresh scratch arrays "
+             f"{lay['chunk']} rows={lay['rows']} ahead={lay['ahead']}; fwd+bwd with fresh scratch arrays "
              f"{r['rnnspec_train_fresh_scratch_s'] * 1e3:.3f} ms; first fwd+bwd (JIT compile) "
              f"{r['rnnspec_first_train_s']:.2f} s"]
     for v in r.get("variants", []):
@@ -251,7 +251,8 @@ def table_row(r: dict) -> str:
             lines.append(f"{'':24s} variant {v['layout']}: ERROR {v['error']}")
         else:
             lay = v["layout"]
-            lines.append(f"{'':24s} variant split={lay['split']} held={lay['held']}/{lay['chunk']}: fwd "
+            lines.append(f"{'':24s} variant split={lay['split']} held={lay['held']}/{lay['chunk']} "
+                         f"ahead={lay['ahead']}: fwd "
                          f"{v['forward_recurrence_s'] * 1e3:.3f} ms, bwd {v['backward_recurrence_s'] * 1e3:.3f} ms, "
                          f"float64 vs CPU {v['float64_vs_cpu_T200']:.1e}")
     return "\n".join(lines)

@@ -47,13 +47,13 @@ def test_cuda_matches_the_cpu_kernels(dtype, activation):
         np.testing.assert_allclose(grads[key], want_grads[key], rtol=tol, atol=tol, err_msg=key)
 
 
-LAYOUTS = [  # (split, held, rows): every branch of the recurrence kernels, at H = 6 and B = 5
+LAYOUTS = [  # (split, held, rows, ahead): every branch of the recurrence kernels, at H = 6 and B = 5
     {"split": 1, "held": 8, "rows": 1},  # all of M in registers
-    {"split": 2, "held": 4, "rows": 3},  # two lanes' outputs per thread, partial sums exchanged
+    {"split": 2, "held": 4, "rows": 3, "ahead": 1},  # two lanes' outputs per thread, partial sums exchanged
     {"split": 2, "held": 0, "rows": 4},  # M streamed from global memory, a partly empty block
-    {"split": 1, "held": 4, "rows": 2},  # part of M in registers, the rest streamed
+    {"split": 1, "held": 4, "rows": 2, "ahead": 1},  # part of M in registers, the rest streamed
     {"split": 4, "held": 0, "rows": 2},  # chunks of 16 past H = 6: zero padding
-    {"split": 1, "held": 0, "rows": 8},  # more rows per block than the batch has
+    {"split": 1, "held": 0, "rows": 8, "ahead": 1},  # more rows per block than the batch has
 ]
 
 
@@ -63,8 +63,12 @@ def test_every_recurrence_layout_matches_the_cpu_kernels(monkeypatch, layout, dt
     monkeypatch.setattr(cuda_kernels, "LAYOUT_OVERRIDE", layout)
     a = _args(dtype)
     chosen = cuda_kernels.layout_for(a["W"].shape[0], a["x"].shape[1], dtype)
-    assert (chosen.split, chosen.held, chosen.rows) == tuple(layout.values()), chosen
+    assert all(getattr(chosen, k) == v for k, v in layout.items()), chosen
+    assert chosen.ahead == layout.get("ahead", 2), chosen  # the simulator's blocks are small: two ahead
     _assert_forward_and_vjp_match_the_cpu(a, dtype, activation, f"with {chosen}")
+    for T in (1, 2):  # the first and last steps' prefetches meet
+        short = {k: (v[:T] if k in ("x", "gh") else v) for k, v in a.items()}
+        _assert_forward_and_vjp_match_the_cpu(short, dtype, activation, f"T={T} with {chosen}")
 
 
 def test_gpu_layouts_fit_a_block_and_keep_small_matrices_in_registers(monkeypatch):
@@ -90,6 +94,7 @@ def test_gpu_layouts_fit_a_block_and_keep_small_matrices_in_registers(monkeypatc
             else:
                 assert layout.held == 0, (H, dtype, layout)
             assert layout.rows == (1 if B <= 132 else 2), layout
+            assert layout.ahead == (2 if layout.threads <= 256 else 1), layout
     with pytest.raises(ValueError, match="H = 8192 in float64 needs 131072 bytes of shared memory"):
         device_code.plan(8192, 1, "float64", multiprocessors=132)
 
