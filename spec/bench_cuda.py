@@ -47,7 +47,9 @@ def _worst(got: dict, want: dict) -> float:
     return max(_relative(got[k], want[k]) for k in want)
 
 
-def correctness(T, B, I, H) -> dict:
+def correctness(T, B, I, H, cudnn: dict | None = None) -> dict:
+    """Worst relative errors, over every gradient, of the CUDA kernels (and of ``cudnn``: torch's
+    float32 gradients for the same case, from ``cudnn_timings``) against the references."""
     from rnnspec.derivations.oracle import Oracle
     from rnnspec.kernels import cuda as gpu
     from rnnspec.kernels import elman_backward
@@ -63,8 +65,10 @@ def correctness(T, B, I, H) -> dict:
     out["float64_vs_cpu"] = _worst(got64, elman_backward(*(c64[k] for k in names), c64["gh"]))
     c32 = _case(T, B, I, H, "float32")
     got32 = gpu.elman_backward(*(c32[k] for k in names), c32["gh"])
-    out["float32_vs_cpu_float64"] = _worst(got32, elman_backward(*(c32[k].astype(np.float64) for k in names),
-                                                                 c32["gh"].astype(np.float64)))
+    want32 = elman_backward(*(c32[k].astype(np.float64) for k in names), c32["gh"].astype(np.float64))
+    out["float32_vs_cpu_float64"] = _worst(got32, want32)
+    if cudnn is not None:  # the baseline computes the same function, to the same precision
+        out["cudnn_float32_vs_cpu_float64"] = _worst(cudnn, want32)
     return out
 
 
@@ -171,21 +175,23 @@ def rnnspec_timings(T, B, I, H, repeats) -> dict:
             "rnnspec_train_fresh_scratch_s": _median(_without_scratch_reuse(train), cuda.synchronize, repeats)}
 
 
-def cudnn_timings(T, B, I, H, repeats) -> dict:
-    """torch.nn.RNN (cuDNN) on the same case: forward, and forward+backward for the same cotangents
-    (gradients of x, h0 and every parameter); inputs are leaves whose gradients are reset, not copied."""
+def cudnn_timings(T, B, I, H, repeats, device: str = "cuda") -> dict:
+    """torch.nn.RNN (cuDNN on "cuda") on the same case: forward, and forward+backward for the same
+    cotangents (gradients of x, h0 and every parameter); inputs are leaves whose gradients are reset,
+    not copied. Also returns, under "gradients", torch's gradients named as the kernels name them."""
     import torch
 
     c = _case(T, B, I, H, "float32")
-    rnn = torch.nn.RNN(I, H).cuda()
+    rnn = torch.nn.RNN(I, H).to(device)
     with torch.no_grad():
         rnn.weight_ih_l0.copy_(torch.from_numpy(c["U"]))
         rnn.weight_hh_l0.copy_(torch.from_numpy(c["W"]))
         rnn.bias_ih_l0.copy_(torch.from_numpy(c["b"]))
         rnn.bias_hh_l0.zero_()
-    x = torch.from_numpy(c["x"]).cuda().requires_grad_(True)
-    h0 = torch.from_numpy(c["h0"]).cuda()[None].detach().requires_grad_(True)
-    gh = torch.from_numpy(c["gh"]).cuda()
+    x = torch.from_numpy(c["x"]).to(device).requires_grad_(True)
+    h0 = torch.from_numpy(c["h0"]).to(device)[None].detach().requires_grad_(True)
+    gh = torch.from_numpy(c["gh"]).to(device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def torch_forward():
         with torch.no_grad():
@@ -197,8 +203,11 @@ def cudnn_timings(T, B, I, H, repeats) -> dict:
         out, _ = rnn(x, h0)
         out.backward(gh)
 
-    return {"cudnn_forward_s": _median(torch_forward, torch.cuda.synchronize, repeats),
-            "cudnn_train_s": _median(torch_train, torch.cuda.synchronize, repeats)}
+    times = {"cudnn_forward_s": _median(torch_forward, sync, repeats),
+             "cudnn_train_s": _median(torch_train, sync, repeats)}
+    grads = {"x": x.grad, "h0": h0.grad[0], "U": rnn.weight_ih_l0.grad, "W": rnn.weight_hh_l0.grad,
+             "b": rnn.bias_ih_l0.grad}
+    return {**times, "gradients": {k: v.detach().cpu().numpy() for k, v in grads.items()}}
 
 
 def run(repeats: int = 20, sizes=GPU_SIZES, progress=print, with_variants: bool = False) -> dict:
@@ -218,8 +227,9 @@ def run(repeats: int = 20, sizes=GPU_SIZES, progress=print, with_variants: bool 
         row = {"T": T, "B": B, "I": I, "H": H, "dtype": "float32"}
         try:
             row.update(rnnspec_timings(T, B, I, H, repeats))  # first: its first call is the cold start
-            row["correctness"] = correctness(T, B, I, H)
-            row.update(cudnn_timings(T, B, I, H, repeats))
+            baseline = cudnn_timings(T, B, I, H, repeats)
+            row["correctness"] = correctness(T, B, I, H, cudnn=baseline.pop("gradients"))
+            row.update(baseline)
             row.update(recurrence_alone(T, B, I, H, repeats))
             row["forward_ratio_vs_cudnn"] = row["cudnn_forward_s"] / row["rnnspec_forward_s"]
             row["train_ratio_vs_cudnn"] = row["cudnn_train_s"] / row["rnnspec_train_s"]

@@ -218,16 +218,20 @@ def test_rnnspec_cuda_target_is_conformant_on_small_cases():
 
 
 def test_gpu_benchmark_measurements_run_under_the_simulator(monkeypatch):
-    """Everything of ``rnnspec bench --device cuda`` but the cuDNN side, at a tiny size: a bug here
-    would otherwise first show on a lent GPU, whose minutes are few."""
+    """Everything of ``rnnspec bench --device cuda`` at a tiny size, the torch side on the CPU: a bug
+    here would otherwise first show on a lent GPU, whose minutes are few."""
+    pytest.importorskip("torch")
     from rnnspec.spec import bench_cuda
 
     size = (3, 2, 2, 5)
     monkeypatch.setattr(bench_cuda, "VARIANTS", {size: ({"split": 2, "held": 0}, {"split": 1, "held": 4})})
-    errors = bench_cuda.correctness(*size)
-    assert set(errors) == {"float64_vs_oracle_T3", "float64_vs_cpu", "float32_vs_cpu_float64"}, errors
+    baseline = bench_cuda.cudnn_timings(*size, repeats=1, device="cpu")  # torch's CPU RNN: same mapping
+    assert baseline["cudnn_forward_s"] > 0 and baseline["cudnn_train_s"] > 0, baseline
+    errors = bench_cuda.correctness(*size, cudnn=baseline["gradients"])
+    assert set(errors) == {"float64_vs_oracle_T3", "float64_vs_cpu", "float32_vs_cpu_float64",
+                           "cudnn_float32_vs_cpu_float64"}, errors
     assert errors["float64_vs_oracle_T3"] < 1e-12 and errors["float64_vs_cpu"] < 1e-12, errors
-    assert errors["float32_vs_cpu_float64"] < 1e-5, errors
+    assert errors["float32_vs_cpu_float64"] < 1e-5 and errors["cudnn_float32_vs_cpu_float64"] < 1e-5, errors
     alone = bench_cuda.recurrence_alone(*size, repeats=1)
     assert alone["forward_recurrence_s"] > 0 and alone["backward_recurrence_s"] > 0, alone
     ours = bench_cuda.rnnspec_timings(*size, repeats=1)
