@@ -43,7 +43,14 @@ def _multiprocessors() -> int:
 
 def layout_for(hidden: int, batch: int, dtype) -> Layout:
     """The recurrence layout used for these sizes (rnnspec.kernels.cuda_kernels.plan)."""
-    return plan(hidden, batch, dtype, _multiprocessors(), **LAYOUT_OVERRIDE)
+    forced = tuple(sorted(LAYOUT_OVERRIDE.items()))
+    return _planned(hidden, batch, np.dtype(dtype).name, _multiprocessors(), forced)
+
+
+@cache
+def _planned(hidden: int, batch: int, dtype: str, multiprocessors: int, forced: tuple) -> Layout:
+    # cached: plan() costs about 8 us of Python, before the first launch of every call
+    return plan(hidden, batch, dtype, multiprocessors, **dict(forced))
 
 
 def _no_release_midway(function):
