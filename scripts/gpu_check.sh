@@ -14,7 +14,9 @@ python3 -m pip install -q --no-deps --no-build-isolation -e . >"$out/install.log
   python3 -c "import numpy, numba, numba_cuda, torch; print('numpy', numpy.__version__, 'numba', numba.__version__,
 'numba-cuda', numba_cuda.__version__, 'torch', torch.__version__, 'cudnn', torch.backends.cudnn.version())"
   start=$SECONDS
-  timeout 200 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tail -15
+  # the tests mostly compile kernels, on the CPU: spread them over 8 processes where pytest-xdist is
+  parallel=$(python3 -c "import xdist" 2>/dev/null && echo "-n 8")
+  timeout 200 python3 -m pytest -q -p no:cacheprovider $parallel tests/test_cuda.py 2>&1 | tail -15
   echo "tests: $((SECONDS - start)) s"
   start=$SECONDS
   timeout 330 python3 -m rnnspec.spec.cli bench --device cuda --variants --json "$out/gpu_bench.json"
