@@ -210,25 +210,41 @@ def cudnn_timings(T, B, I, H, repeats, device: str = "cuda") -> dict:
     return {**times, "gradients": {k: v.detach().cpu().numpy() for k, v in grads.items()}}
 
 
-def run(repeats: int = 20, sizes=GPU_SIZES, progress=print, with_variants: bool = False) -> dict:
+MIN_REPEATS = 20  # timed calls per median on a GPU, whatever --repeats asks
+FLOAT64_LIMIT = 1e-10  # float64 against the oracle and the CPU kernels: rounding alone gives ~1e-13
+FLOAT32_FLOOR = 1e-4  # float32 against float64 passes below this, or within 10x of cuDNN's own error
+
+
+def verdict(correctness: dict) -> bool:
+    """Correct: float64 at rounding level, float32 no further from float64 than cuDNN's float32 (x10)."""
+    f64 = [v for k, v in correctness.items() if k.startswith("float64")]
+    f32_limit = max(FLOAT32_FLOOR, 10 * correctness.get("cudnn_float32_vs_cpu_float64", 0.0))
+    return all(v <= FLOAT64_LIMIT for v in f64) and correctness["float32_vs_cpu_float64"] <= f32_limit
+
+
+def run(repeats: int = 20, sizes=None, progress=print, with_variants: bool = False,
+        save=lambda report: None) -> dict:
+    """The whole GPU benchmark at ``sizes`` (GPU_SIZES by default); ``save(report)`` after each
+    size, so that a run cut short keeps what it measured."""
     import torch
 
     from rnnspec.kernels.numpy_compat import cuda_module
 
     cuda = cuda_module()
 
-    name = cuda.get_current_device().name
+    name = getattr(cuda.get_current_device(), "name", "CUDA simulator")
     report = {"schema": "rnnspec.bench-cuda/3", "gpu": name.decode() if isinstance(name, bytes) else str(name),
               "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(),
               "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
               "launch_overhead_s": launch_overhead(repeats * 5), "results": []}
     progress(f"{report['gpu']}: empty numba-cuda launch + sync {report['launch_overhead_s'] * 1e6:.1f} us")
-    for T, B, I, H in sizes:
+    for T, B, I, H in GPU_SIZES if sizes is None else sizes:
         row = {"T": T, "B": B, "I": I, "H": H, "dtype": "float32"}
         try:
             row.update(rnnspec_timings(T, B, I, H, repeats))  # first: its first call is the cold start
             baseline = cudnn_timings(T, B, I, H, repeats)
             row["correctness"] = correctness(T, B, I, H, cudnn=baseline.pop("gradients"))
+            row["correct"] = verdict(row["correctness"])
             row.update(baseline)
             row.update(recurrence_alone(T, B, I, H, repeats))
             row["forward_ratio_vs_cudnn"] = row["cudnn_forward_s"] / row["rnnspec_forward_s"]
@@ -239,6 +255,7 @@ def run(repeats: int = 20, sizes=GPU_SIZES, progress=print, with_variants: bool 
             row["error"] = f"{type(exc).__name__}: {exc}"
         report["results"].append(row)
         progress(table_row(row))
+        save(report)
     return report
 
 
@@ -246,7 +263,8 @@ def table_row(r: dict) -> str:
     size = f"({r['T']}, {r['B']}, {r['I']}, {r['H']})"
     if "error" in r:
         return f"{size:24s} ERROR {r['error']}"
-    corr = " ".join(f"{k}={v:.1e}" for k, v in r["correctness"].items())
+    corr = ("correct" if r["correct"] else "INCORRECT") + ": " + \
+        " ".join(f"{k}={v:.1e}" for k, v in r["correctness"].items())
     lay = r["layout"]
     lines = [f"{size:24s} fwd {r['rnnspec_forward_s'] * 1e3:8.3f} ms vs cuDNN {r['cudnn_forward_s'] * 1e3:8.3f} ms "
              f"({r['forward_ratio_vs_cudnn']:.2f}x)  fwd+bwd {r['rnnspec_train_s'] * 1e3:8.3f} ms vs "

@@ -34,12 +34,12 @@ def _bench(args: argparse.Namespace) -> int:
 
         from rnnspec.spec import bench_cuda
 
-        report = bench_cuda.run(repeats=max(args.repeats, 20), with_variants=args.variants)
-        if args.json:
-            bench.write_json(args.json, report)
-        else:
+        save = (lambda report: bench.write_json(args.json, report)) if args.json else (lambda report: None)
+        repeats = max(args.repeats, bench_cuda.MIN_REPEATS)
+        report = bench_cuda.run(repeats=repeats, with_variants=args.variants, save=save)
+        if not args.json:
             print(json.dumps(report, indent=1))
-        return 0 if all("error" not in r for r in report["results"]) else 1
+        return 0 if all(r.get("correct") for r in report["results"]) else 1
     split = lambda s: [p for p in s.split(",") if p]
     sizes, phases, dtypes, impls = split(args.sizes), split(args.phases), split(args.dtypes), split(args.impls)
     for name, given, allowed in (("--sizes", sizes, bench.SIZES), ("--phases", phases, bench.PHASES),

@@ -242,8 +242,33 @@ def test_gpu_benchmark_measurements_run_under_the_simulator(monkeypatch):
     assert [(r["layout"]["split"], r["layout"]["held"]) for r in rows] == [(2, 0), (1, 4)], rows
     assert all(r["float64_vs_cpu_T200"] < 1e-12 for r in rows), rows
     assert bench_cuda.launch_overhead(repeats=1) > 0
-    line = bench_cuda.table_row({"T": 3, "B": 2, "I": 2, "H": 5, "correctness": errors, **alone, **ours,
-                                 "rnnspec_forward_s": 1e-3, "rnnspec_train_s": 2e-3, "cudnn_forward_s": 1e-3,
-                                 "cudnn_train_s": 4e-3, "forward_ratio_vs_cudnn": 1.0, "train_ratio_vs_cudnn": 2.0,
-                                 "variants": rows})
+    assert bench_cuda.verdict(errors) and not bench_cuda.verdict({**errors, "float64_vs_cpu": 1e-6})
+    line = bench_cuda.table_row({"T": 3, "B": 2, "I": 2, "H": 5, "correctness": errors, "correct": True,
+                                 **alone, **ours, "rnnspec_forward_s": 1e-3, "rnnspec_train_s": 2e-3,
+                                 "cudnn_forward_s": 1e-3, "cudnn_train_s": 4e-3, "forward_ratio_vs_cudnn": 1.0,
+                                 "train_ratio_vs_cudnn": 2.0, "variants": rows})
     assert "(2.00x)" in line and "variant split=2 held=0/16" in line, line
+
+
+def test_gpu_benchmark_command_runs_as_the_gpu_script_runs_it(monkeypatch, tmp_path, capsys):
+    """``rnnspec bench --device cuda --variants --json`` as scripts/gpu_check.sh runs it, at one
+    tiny size, torch's side on the CPU: the table with its verdict, the variants, the JSON report."""
+    import functools
+    import json
+
+    pytest.importorskip("torch")
+    from rnnspec.spec import bench_cuda, cli
+
+    size = (3, 2, 2, 5)
+    monkeypatch.setattr(bench_cuda, "GPU_SIZES", (size,))
+    monkeypatch.setattr(bench_cuda, "VARIANTS", {size: ({"ahead": 1},)})
+    monkeypatch.setattr(bench_cuda, "cudnn_timings", functools.partial(bench_cuda.cudnn_timings, device="cpu"))
+    monkeypatch.setattr(bench_cuda, "MIN_REPEATS", 1)
+    path = tmp_path / "gpu_bench.json"
+    assert cli.main(["bench", "--device", "cuda", "--variants", "--repeats", "1", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "empty numba-cuda launch + sync" in out and "correct: " in out and "ahead=1: fwd" in out, out
+    report = json.loads(path.read_text())
+    assert report["schema"] == "rnnspec.bench-cuda/3" and len(report["results"]) == 1, report
+    row = report["results"][0]
+    assert row["correct"] is True and row["train_ratio_vs_cudnn"] > 0 and len(row["variants"]) == 1, row
