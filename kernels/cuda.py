@@ -19,6 +19,7 @@ import numpy as np
 
 from rnnspec.kernels import checks
 from rnnspec.kernels.cuda_arrays import contiguous, imported, on_device, scratch
+from rnnspec.kernels.cuda_cooperative import CooperativeLayout, cooperative_plan, cooperative_recurrence
 from rnnspec.kernels.cuda_gemm import TILE, matmul_into, splits_for
 from rnnspec.kernels.cuda_kernels import (
     Layout,
@@ -32,7 +33,8 @@ from rnnspec.kernels.numpy_compat import cuda_module
 
 cuda = cuda_module()
 
-#: forced layout choices for the recurrence kernels ("split", "held", "rows"); tests and benchmarks
+#: forced layout choices for the recurrence kernels, tests and benchmarks: plan()'s ("split", "held",
+#: "rows", "ahead"), or "cooperative": True with cooperative_plan()'s ("blocks", "virtual")
 LAYOUT_OVERRIDE: dict = {}
 
 
@@ -41,16 +43,20 @@ def _multiprocessors() -> int:
     return int(getattr(cuda.get_current_device(), "MULTIPROCESSOR_COUNT", 1))
 
 
-def layout_for(hidden: int, batch: int, dtype) -> Layout:
-    """The recurrence layout used for these sizes (rnnspec.kernels.cuda_kernels.plan)."""
+def layout_for(hidden: int, batch: int, dtype) -> Layout | CooperativeLayout:
+    """The recurrence layout used for these sizes (rnnspec.kernels.cuda_kernels.plan, or
+    rnnspec.kernels.cuda_cooperative.cooperative_plan when LAYOUT_OVERRIDE asks for it)."""
     forced = tuple(sorted(LAYOUT_OVERRIDE.items()))
     return _planned(hidden, batch, np.dtype(dtype).name, _multiprocessors(), forced)
 
 
 @cache
-def _planned(hidden: int, batch: int, dtype: str, multiprocessors: int, forced: tuple) -> Layout:
+def _planned(hidden: int, batch: int, dtype: str, multiprocessors: int, forced: tuple):
     # cached: plan() costs about 8 us of Python, before the first launch of every call
-    return plan(hidden, batch, dtype, multiprocessors, **dict(forced))
+    options = dict(forced)
+    if options.pop("cooperative", False):
+        return cooperative_plan(hidden, dtype, multiprocessors, **options)
+    return plan(hidden, batch, dtype, multiprocessors, **options)
 
 
 def _no_release_midway(function):
@@ -95,26 +101,27 @@ def recurrent_matrix(W, layout: Layout, role: str = "W transposed"):
     return out
 
 
-def _blocks(batch: int, layout: Layout) -> int:
-    return math.ceil(batch / layout.rows)
+def _configured(direction: str, states, layout, code: int):
+    """The recurrence kernel for this layout, configured for its launch."""
+    H, dtype = states.shape[2], str(states.dtype)
+    if isinstance(layout, CooperativeLayout):
+        return cooperative_recurrence(direction, H, layout, code, dtype)[layout.launch]
+    return recurrence(direction, H, layout, code, dtype)[math.ceil(states.shape[1] / layout.rows), layout.threads]
 
 
-def forward_recurrence(states, M, bias, has_bias: bool, layout: Layout, code: int) -> None:
+def forward_recurrence(states, M, bias, has_bias: bool, layout, code: int) -> None:
     """One launch for all T steps, in place: states (T+1, B, H) holds h0 and then z_t = U x_t on
     entry, h0 and h_t = f(z_t + b + W h_{t-1}) on return; M from ``recurrent_matrix``, bias (H,)
     (any (1,) array when has_bias is False)."""
-    kernel = recurrence("forward", states.shape[2], layout, code, str(states.dtype))
     bias_row = bias.reshape(1, bias.shape[0])
-    kernel[_blocks(states.shape[1], layout), layout.threads](states, states, M, bias_row, has_bias, states, states[0])
+    _configured("forward", states, layout, code)(states, states, M, bias_row, has_bias, states, states[0])
 
 
-def backward_recurrence(direct, states, W, bias_rows, has_bias: bool, deltas, carry, layout: Layout,
-                        code: int) -> None:
+def backward_recurrence(direct, states, W, bias_rows, has_bias: bool, deltas, carry, layout, code: int) -> None:
     """One launch for all T steps: deltas[t] = f'(z_t) * (direct[t] + W^T delta_{t+1}) from t = T
     down to 1, carry = W^T delta_1 (the gradient of h0) and, with has_bias, bias_rows (B, H) = the
     sum of the deltas over time per batch row."""
-    kernel = recurrence("backward", W.shape[0], layout, code, str(states.dtype))
-    kernel[_blocks(states.shape[1], layout), layout.threads](direct, states, W, bias_rows, has_bias, deltas, carry)
+    _configured("backward", states, layout, code)(direct, states, W, bias_rows, has_bias, deltas, carry)
 
 
 def _matmul_into(A, B, C, trans_a: bool = False, trans_b: bool = False, role: str = "") -> None:

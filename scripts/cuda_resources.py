@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from types import SimpleNamespace
 
 H100_MULTIPROCESSORS = 132
 
@@ -33,11 +34,18 @@ def report(ptx: str, ptxas: str) -> dict:
         path = os.path.join(tmp, "kernel.ptx")
         with open(path, "w") as fh:
             fh.write(ptx)
-        text = subprocess.run([ptxas, "-arch=sm_90", "-v", path, "-o", os.path.join(tmp, "k.cubin")],
-                              capture_output=True, text=True, check=True).stderr
+        # relocatable where the kernel calls into cudadevrt (the grid sync), linked at load time
+        relocatable = ["-c"] if ".extern .func" in ptx else []
+        done = subprocess.run([ptxas, "-arch=sm_90", "-v", *relocatable, path, "-o", os.path.join(tmp, "k.cubin")],
+                              capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"ptxas failed: {done.stderr}")
+        text = done.stderr
+    # a relocatable compile does not count module-level shared arrays against the kernel: read the PTX
+    declared_shared = sum(int(n) for n in re.findall(r"\.shared \.align \d+ \.b8 \w+\[(\d+)\]", ptx))
     numbers = lambda pattern: int(re.search(pattern, text).group(1)) if re.search(pattern, text) else 0
     return {"registers": numbers(r"Used (\d+) registers"), "stack": numbers(r"(\d+) bytes stack frame"),
-            "spills": numbers(r"(\d+) bytes spill stores"), "smem": numbers(r"(\d+) bytes smem"),
+            "spills": numbers(r"(\d+) bytes spill stores"), "smem": numbers(r"(\d+) bytes smem") or declared_shared,
             "ld_local": ptx.count("ld.local"), "ld_shared_v": len(re.findall(r"ld\.shared\.v\d", ptx))}
 
 
@@ -47,12 +55,18 @@ def main() -> int:
     from numba import types
 
     from rnnspec.kernels import cuda_arrays, cuda_kernels
+    from rnnspec.kernels.cuda_cooperative import cooperative_plan, cooperative_recurrence
     from rnnspec.kernels.cuda_gemm import gemm, sum_parts
     from rnnspec.kernels.cuda_kernels import plan, recurrence
     from rnnspec.kernels.numpy_compat import cuda_module
     from rnnspec.spec.bench_cuda import GPU_SIZES
 
     cuda = cuda_module()
+    # numba-cuda compiles a device function called from a kernel (the grid sync's) for the current
+    # device's compute capability; there is no device here, so name the H100's
+    from numba.cuda import dispatcher
+
+    dispatcher.get_current_device = lambda: SimpleNamespace(compute_capability=(9, 0))
     ptxas = shutil.which("ptxas") or os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"), "bin", "ptxas")
     print(f"{'(T, B, I, H)':22s} {'dtype':8s} {'direction':9s} layout -> registers/thread, stack, spills, smem, "
           "ld.local, vector shared loads")
@@ -70,6 +84,15 @@ def main() -> int:
                       f"{r['registers']} regs{'' if fits else ' (TOO MANY for the block)'}, {r['stack']} B stack, "
                       f"{r['spills']} B spills, {r['smem']} B smem, {r['ld_local']} ld.local, "
                       f"{r['ld_shared_v']} ld.shared.v")
+    print("cooperative grid (W spread over the blocks, one grid sync per step; a benchmark variant):")
+    for H in sorted({H for _T, _B, _I, H in GPU_SIZES if H >= 256}):
+        layout = cooperative_plan(H, "float32", H100_MULTIPROCESSORS)
+        for direction in ("forward", "backward"):
+            kernel = cooperative_recurrence(direction, H, layout, 0, "float32")
+            r = report(cuda.compile_ptx(kernel.py_func, signature("float32"), cc=(9, 0))[0], ptxas)
+            print(f"H={H:<5d} float32  {direction:9s} rows={layout.rows} blocks={layout.blocks} "
+                  f"threads={layout.threads} -> {r['registers']} regs, {r['stack']} B stack, {r['spills']} B spills, "
+                  f"{r['smem']} B smem")
     print("the other kernels (every one must compile for the GPU; the simulator does not compile):")
     for dtype in ("float32", "float64"):
         scalar = types.float32 if dtype == "float32" else types.float64

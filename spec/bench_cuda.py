@@ -25,10 +25,12 @@ ORACLE_LIMIT = 2_000_000  # T'*B*H*H multiply-adds for the float64 oracle check
 #: other layouts timed with ``variants``: forced plan() choices (split, held, ahead), the rest automatic
 VARIANTS = {(1000, 1, 64, 64): ({"split": 2}, {"split": 4}, {"ahead": 1}),
             (1000, 1, 128, 128): ({"split": 1}, {"split": 4}, {"ahead": 1}),
-            (1000, 1, 256, 256): ({"split": 2, "held": 0}, {"split": 2, "held": 32}, {"split": 4, "held": 0}),
-            # streamed W: fewer blocks with more rows read less of it from L2 per step (cuda_notes.md)
-            (50, 64, 512, 1024): ({"rows": 2}, {"rows": 4}),
-            (100, 256, 1024, 1024): ({"rows": 4}, {"rows": 1})}
+            (1000, 1, 256, 256): ({"split": 2, "held": 0}, {"split": 2, "held": 32}, {"split": 4, "held": 0},
+                                  {"cooperative": True}),
+            # streamed W: fewer blocks with more rows read less of it from L2 per step; or W spread
+            # over a cooperative grid (cuda_notes.md)
+            (50, 64, 512, 1024): ({"rows": 2}, {"rows": 4}, {"cooperative": True}),
+            (100, 256, 1024, 1024): ({"rows": 4}, {"rows": 1}, {"cooperative": True})}
 VARIANT_CHECK_LIMIT = 200_000_000  # T'*B*H*H multiply-adds for a variant's float64 check against the CPU
 
 
@@ -123,7 +125,7 @@ def recurrence_alone(T, B, I, H, repeats, dtype="float32") -> dict:
                                              cuda.synchronize, repeats)}
 
 
-def variants(T, B, I, H, repeats) -> list[dict]:
+def variants(T, B, I, H, repeats, on_row=lambda row: None) -> list[dict]:
     """Other layouts at this size: the recurrence kernels' times, and float32 results (the timed
     dtype; some layouts do not fit in float64) against the CPU kernels in float64 on the first T'
     steps (T' <= 200, fewer at large B*H*H, at least 3)."""
@@ -150,6 +152,7 @@ def variants(T, B, I, H, repeats) -> list[dict]:
         finally:
             gpu.LAYOUT_OVERRIDE = saved
         rows.append(row)
+        on_row(row)
     return rows
 
 
@@ -260,14 +263,29 @@ def run(repeats: int = 20, sizes=None, progress=print, with_variants: bool = Fal
             row.update(recurrence_alone(T, B, I, H, repeats))
             row["forward_ratio_vs_cudnn"] = row["cudnn_forward_s"] / row["rnnspec_forward_s"]
             row["train_ratio_vs_cudnn"] = row["cudnn_train_s"] / row["rnnspec_train_s"]
-            if with_variants:
-                row["variants"] = variants(T, B, I, H, repeats)
         except Exception as exc:  # record and go on: one size must not lose the others
             row["error"] = f"{type(exc).__name__}: {exc}"
         report["results"].append(row)
         progress(table_row(row))
         save(report)
+        if with_variants and "error" not in row:  # after the row is out: a variant may fail or be slow
+            row["variants"] = []
+
+            def on_variant(variant, row=row):
+                row["variants"].append(variant)
+                progress(variant_line(variant))
+                save(report)
+
+            variants(T, B, I, H, repeats, on_row=on_variant)
     return report
+
+
+def describe(layout: dict) -> str:
+    """A recurrence layout (Layout or CooperativeLayout, as a dict) in one phrase."""
+    if "split" in layout:
+        return (f"split={layout['split']} held={layout['held']}/{layout['chunk']} rows={layout['rows']} "
+                f"ahead={layout['ahead']}")
+    return f"cooperative rows={layout['rows']} blocks={layout['blocks']} threads={layout['threads']}"
 
 
 def table_row(r: dict) -> str:
@@ -276,22 +294,20 @@ def table_row(r: dict) -> str:
         return f"{size:24s} ERROR {r['error']}"
     corr = ("correct" if r["correct"] else "INCORRECT") + ": " + \
         " ".join(f"{k}={v:.1e}" for k, v in r["correctness"].items())
-    lay = r["layout"]
     lines = [f"{size:24s} fwd {r['rnnspec_forward_s'] * 1e3:8.3f} ms vs cuDNN {r['cudnn_forward_s'] * 1e3:8.3f} ms "
              f"({r['forward_ratio_vs_cudnn']:.2f}x)  fwd+bwd {r['rnnspec_train_s'] * 1e3:8.3f} ms vs "
              f"{r['cudnn_train_s'] * 1e3:8.3f} ms ({r['train_ratio_vs_cudnn']:.2f}x)  {corr}",
              f"{'':24s} recurrence kernels alone: fwd {r['forward_recurrence_s'] * 1e3:.3f} ms, bwd "
-             f"{r['backward_recurrence_s'] * 1e3:.3f} ms; layout split={lay['split']} held={lay['held']}/"
-             f"{lay['chunk']} rows={lay['rows']} ahead={lay['ahead']}; fwd+bwd with fresh scratch arrays "
+             f"{r['backward_recurrence_s'] * 1e3:.3f} ms; layout {describe(r['layout'])}; "
+             f"fwd+bwd with fresh scratch arrays "
              f"{r['rnnspec_train_fresh_scratch_s'] * 1e3:.3f} ms; first fwd+bwd (JIT compile) "
              f"{r['rnnspec_first_train_s']:.2f} s"]
-    for v in r.get("variants", []):
-        if "error" in v:
-            lines.append(f"{'':24s} variant {v['layout']}: ERROR {v['error']}")
-        else:
-            lay = v["layout"]
-            lines.append(f"{'':24s} variant split={lay['split']} held={lay['held']}/{lay['chunk']} "
-                         f"ahead={lay['ahead']}: fwd "
-                         f"{v['forward_recurrence_s'] * 1e3:.3f} ms, bwd {v['backward_recurrence_s'] * 1e3:.3f} ms, "
-                         f"float32 vs CPU float64 (T={v['check_steps']}) {v['float32_vs_cpu_float64']:.1e}")
-    return "\n".join(lines)
+    return "\n".join(lines + [variant_line(v) for v in r.get("variants", [])])
+
+
+def variant_line(v: dict) -> str:
+    if "error" in v:
+        return f"{'':24s} variant {v['layout']}: ERROR {v['error']}"
+    return (f"{'':24s} variant {describe(v['layout'])}: fwd {v['forward_recurrence_s'] * 1e3:.3f} ms, "
+            f"bwd {v['backward_recurrence_s'] * 1e3:.3f} ms, "
+            f"float32 vs CPU float64 (T={v['check_steps']}) {v['float32_vs_cpu_float64']:.1e}")

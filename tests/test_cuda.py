@@ -71,6 +71,36 @@ def test_every_recurrence_layout_matches_the_cpu_kernels(monkeypatch, layout, dt
         _assert_forward_and_vjp_match_the_cpu(short, dtype, activation, f"T={T} with {chosen}")
 
 
+@pytest.mark.parametrize("blocks", [1, 3, 7])
+@pytest.mark.parametrize("dtype,activation", [("float64", "tanh"), ("float32", "sigmoid")])
+def test_cooperative_grid_matches_the_cpu_kernels(monkeypatch, blocks, dtype, activation):
+    """W spread over the blocks of a cooperative grid, one grid sync per step; at H = 7, 3 blocks own
+    3 rows each (the last block two of them), 7 blocks one row. Under the simulator the grid's
+    blocks run as virtual blocks of one launched block (rnnspec.kernels.cuda_cooperative)."""
+    from rnnspec.kernels.cuda_cooperative import CooperativeLayout
+
+    monkeypatch.setattr(cuda_kernels, "LAYOUT_OVERRIDE", {"cooperative": True, "blocks": blocks})
+    a = small_arrays(dtype, T=3, B=5, I=2, H=7, K=3, recurrent_scale=0.4)
+    chosen = cuda_kernels.layout_for(7, 5, dtype)
+    assert isinstance(chosen, CooperativeLayout) and chosen.blocks == blocks == chosen.virtual, chosen
+    assert chosen.rows == {1: 7, 3: 3, 7: 1}[blocks] and chosen.launch == (1, blocks * chosen.threads), chosen
+    _assert_forward_and_vjp_match_the_cpu(a, dtype, activation, f"with {chosen}")
+    for T in (1, 2):
+        short = {k: (v[:T] if k in ("x", "gh") else v) for k, v in a.items()}
+        _assert_forward_and_vjp_match_the_cpu(short, dtype, activation, f"T={T} with {chosen}")
+
+
+def test_cooperative_plan_for_the_gpu(monkeypatch):
+    from rnnspec.kernels import cuda_cooperative
+
+    monkeypatch.setattr(cuda_cooperative, "SIMULATED", False)  # plan as for a GPU: one grid block per block
+    layout = cuda_cooperative.cooperative_plan(1024, "float32", multiprocessors=132)
+    assert (layout.rows, layout.blocks, layout.virtual) == (8, 128, 1), layout  # 32 KB of W per block
+    assert layout.launch == (128, layout.threads)
+    with pytest.raises(ValueError, match="H = 1024 in float64 over 128 blocks needs 65536 bytes"):
+        cuda_cooperative.cooperative_plan(1024, "float64", multiprocessors=132)
+
+
 def test_gpu_layouts_fit_a_block_and_keep_small_matrices_in_registers(monkeypatch):
     from rnnspec.kernels import cuda_kernels as device_code
     from rnnspec.spec.bench_cuda import GPU_SIZES
