@@ -105,8 +105,11 @@ def cooperative_recurrence(direction: str, hidden: int, layout: CooperativeLayou
                 weights[group, k, r] = 0
         cuda.syncthreads()
         grid = cuda.cg.this_grid()
+        # the vector that step t multiplies: h_{t-1} = states[t-1], or delta_{t+1} = target[t]
+        vectors = target if backward else states
         for step in range(steps + (1 if backward else 0)):
             t = steps - step if backward else step + 1  # h_t (forward) or delta_t (backward; t = 0: dL/dh0)
+            p = t if backward else t - 1
             for o in range(local, batch * rows, threads):
                 b, r = o // rows, o % rows
                 i = first + r
@@ -115,20 +118,14 @@ def cooperative_recurrence(direction: str, hidden: int, layout: CooperativeLayou
                     a1 = typed(0)
                     a2 = typed(0)
                     a3 = typed(0)
-                    if not backward or t < steps:
-                        for k in range(0, whole, 4):
-                            if backward:
-                                a0 += weights[group, k, r] * target[t, b, k]
-                                a1 += weights[group, k + 1, r] * target[t, b, k + 1]
-                                a2 += weights[group, k + 2, r] * target[t, b, k + 2]
-                                a3 += weights[group, k + 3, r] * target[t, b, k + 3]
-                            else:
-                                a0 += weights[group, k, r] * states[t - 1, b, k]
-                                a1 += weights[group, k + 1, r] * states[t - 1, b, k + 1]
-                                a2 += weights[group, k + 2, r] * states[t - 1, b, k + 2]
-                                a3 += weights[group, k + 3, r] * states[t - 1, b, k + 3]
+                    if not backward or t < steps:  # delta_{T+1} = 0
+                        for k in range(0, whole, 4):  # four chains: FMA latency
+                            a0 += weights[group, k, r] * vectors[p, b, k]
+                            a1 += weights[group, k + 1, r] * vectors[p, b, k + 1]
+                            a2 += weights[group, k + 2, r] * vectors[p, b, k + 2]
+                            a3 += weights[group, k + 3, r] * vectors[p, b, k + 3]
                         for k in range(whole, hidden):
-                            a0 += weights[group, k, r] * (target[t, b, k] if backward else states[t - 1, b, k])
+                            a0 += weights[group, k, r] * vectors[p, b, k]
                     total = (a0 + a1) + (a2 + a3)
                     if not backward:
                         states[t, b, i] = f(states[t, b, i] + (bias[0, i] if has_bias else typed(0)) + total)
