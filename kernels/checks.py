@@ -24,9 +24,13 @@ def host(value):
     return value.copy_to_host() if hasattr(value, "copy_to_host") else value
 
 
+def on_device(value) -> bool:
+    """A CUDA device array: numba's, or anything with ``__cuda_array_interface__``."""
+    return hasattr(value, "__cuda_array_interface__") or hasattr(value, "copy_to_host")
+
+
 def array(name: str, value: object, ndim: int, device_ok: bool = False) -> np.ndarray:
-    on_device = device_ok and (hasattr(value, "__cuda_array_interface__") or hasattr(value, "copy_to_host"))
-    if not isinstance(value, np.ndarray) and not on_device:
+    if not isinstance(value, np.ndarray) and not (device_ok and on_device(value)):
         expected = "a numpy.ndarray or a CUDA device array" if device_ok else "a numpy.ndarray"
         raise TypeError(f"{name}: expected {expected}, got {type(value).__name__}")
     if value.dtype not in FLOAT_DTYPES:

@@ -18,7 +18,8 @@ from functools import cache
 import numpy as np
 
 from rnnspec.kernels import checks
-from rnnspec.kernels.cuda_arrays import contiguous, imported, on_device, scratch
+from rnnspec.kernels.checks import on_device
+from rnnspec.kernels.cuda_arrays import contiguous, imported, scratch
 from rnnspec.kernels.cuda_cooperative import CooperativeLayout, cooperative_plan, cooperative_recurrence
 from rnnspec.kernels.cuda_gemm import TILE, matmul_into, splits_for
 from rnnspec.kernels.cuda_kernels import (

@@ -23,6 +23,7 @@ from functools import cache
 
 import numpy as np
 
+from rnnspec.kernels.checks import on_device
 from rnnspec.kernels.numpy_compat import cuda_module
 
 cuda = cuda_module()
@@ -31,10 +32,6 @@ cuda = cuda_module()
 REUSE_SCRATCH = True
 _THREAD = threading.local()
 _BLOCK = 128
-
-
-def on_device(value) -> bool:
-    return hasattr(value, "__cuda_array_interface__") or hasattr(value, "copy_to_host")
 
 
 def imported(value):

@@ -21,15 +21,13 @@ import math
 from functools import cache
 from typing import NamedTuple
 
-import numba
 import numpy as np
 
 from rnnspec.kernels.cuda_kernels import SHARED_LIMIT, _act
-from rnnspec.kernels.numpy_compat import cuda_module
+from rnnspec.kernels.numpy_compat import SIMULATED, cuda_module
 
 cuda = cuda_module()
 
-SIMULATED = bool(numba.config.ENABLE_CUDASIM)
 THREADS = 2 if SIMULATED else 256  # per block of the grid
 
 

@@ -13,14 +13,12 @@ from __future__ import annotations
 import math
 from functools import cache
 
-import numba
 import numpy as np
 
-from rnnspec.kernels.numpy_compat import cuda_module
+from rnnspec.kernels.numpy_compat import SIMULATED, cuda_module
 
 cuda = cuda_module()
 
-SIMULATED = bool(numba.config.ENABLE_CUDASIM)
 TILE = 4 if SIMULATED else 16  # threads per block side (the simulator runs each thread as a Python thread)
 PER = 2 if SIMULATED else 4  # outputs per thread side
 BK = TILE  # inner terms per shared-memory stage

@@ -15,15 +15,13 @@ import math
 from functools import cache
 from typing import NamedTuple
 
-import numba
 import numpy as np
 
-from rnnspec.kernels.numpy_compat import cuda_module
+from rnnspec.kernels.numpy_compat import SIMULATED, cuda_module
 
 cuda = cuda_module()
 
 #: the simulator runs each thread as a Python thread: small tiles and blocks keep it usable
-SIMULATED = bool(numba.config.ENABLE_CUDASIM)
 
 
 def _act(code, dtype):

@@ -12,7 +12,7 @@ from strategies import small_arrays
 cuda_kernels = pytest.importorskip("rnnspec.kernels.cuda", reason="numba-cuda is not installed (pip install .[cuda])")
 
 from rnnspec.kernels import elman_backward, elman_forward, elman_loss
-from rnnspec.kernels.cuda_kernels import SIMULATED
+from rnnspec.kernels.numpy_compat import SIMULATED
 from rnnspec.spec import load_target
 from rnnspec.spec.cases import Case
 from rnnspec.spec.runner import check
@@ -33,6 +33,13 @@ def _assert_forward_and_vjp_match_the_cpu(a, dtype, activation, context=""):
         assert got[key].dtype == np.dtype(dtype)
         np.testing.assert_allclose(got[key], want[key], rtol=tol, atol=tol, err_msg=f"{key} {context}")
     return step, tol
+
+
+def _assert_match_the_cpu_at_every_length(a, dtype, activation, layout):
+    """T = 3 and its first 1 and 2 steps: where the first and last steps' prefetches meet."""
+    for T in (3, 2, 1):
+        short = {k: (v[:T] if k in ("x", "gh") else v) for k, v in a.items()}
+        _assert_forward_and_vjp_match_the_cpu(short, dtype, activation, f"T={T} with {layout}")
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -65,10 +72,7 @@ def test_every_recurrence_layout_matches_the_cpu_kernels(monkeypatch, layout, dt
     chosen = cuda_kernels.layout_for(a["W"].shape[0], a["x"].shape[1], dtype)
     assert all(getattr(chosen, k) == v for k, v in layout.items()), chosen
     assert chosen.ahead == layout.get("ahead", 2), chosen  # the simulator's blocks are small: two ahead
-    _assert_forward_and_vjp_match_the_cpu(a, dtype, activation, f"with {chosen}")
-    for T in (1, 2):  # the first and last steps' prefetches meet
-        short = {k: (v[:T] if k in ("x", "gh") else v) for k, v in a.items()}
-        _assert_forward_and_vjp_match_the_cpu(short, dtype, activation, f"T={T} with {chosen}")
+    _assert_match_the_cpu_at_every_length(a, dtype, activation, chosen)
 
 
 @pytest.mark.parametrize("blocks", [1, 3, 7])
@@ -84,10 +88,7 @@ def test_cooperative_grid_matches_the_cpu_kernels(monkeypatch, blocks, dtype, ac
     chosen = cuda_kernels.layout_for(7, 5, dtype)
     assert isinstance(chosen, CooperativeLayout) and chosen.blocks == blocks == chosen.virtual, chosen
     assert chosen.rows == {1: 7, 3: 3, 7: 1}[blocks] and chosen.launch == (1, blocks * chosen.threads), chosen
-    _assert_forward_and_vjp_match_the_cpu(a, dtype, activation, f"with {chosen}")
-    for T in (1, 2):
-        short = {k: (v[:T] if k in ("x", "gh") else v) for k, v in a.items()}
-        _assert_forward_and_vjp_match_the_cpu(short, dtype, activation, f"T={T} with {chosen}")
+    _assert_match_the_cpu_at_every_length(a, dtype, activation, chosen)
 
 
 def test_cooperative_plan_for_the_gpu(monkeypatch):
