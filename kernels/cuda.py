@@ -35,7 +35,7 @@ from rnnspec.kernels.numpy_compat import cuda_module
 cuda = cuda_module()
 
 #: forced layout choices for the recurrence kernels, tests and benchmarks: plan()'s ("split", "held",
-#: "rows", "ahead"), or "cooperative": True with cooperative_plan()'s ("blocks", "virtual")
+#: "rows", "ahead"), or "cooperative": True with cooperative_plan()'s ("blocks", "tile", "slices")
 LAYOUT_OVERRIDE: dict = {}
 
 
@@ -56,7 +56,7 @@ def _planned(hidden: int, batch: int, dtype: str, multiprocessors: int, forced: 
     # cached: plan() costs about 8 us of Python, before the first launch of every call
     options = dict(forced)
     if options.pop("cooperative", False):
-        return cooperative_plan(hidden, dtype, multiprocessors, **options)
+        return cooperative_plan(hidden, dtype, multiprocessors, batch, **options)
     return plan(hidden, batch, dtype, multiprocessors, **options)
 
 

@@ -85,14 +85,16 @@ def main() -> int:
                       f"{r['spills']} B spills, {r['smem']} B smem, {r['ld_local']} ld.local, "
                       f"{r['ld_shared_v']} ld.shared.v")
     print("cooperative grid (W spread over the blocks, one grid sync per step; a benchmark variant):")
-    for H in sorted({H for _T, _B, _I, H in GPU_SIZES if H >= 256}):
-        layout = cooperative_plan(H, "float32", H100_MULTIPROCESSORS)
+    for T, B, I, H in GPU_SIZES:
+        if H < 256:
+            continue
+        layout = cooperative_plan(H, "float32", H100_MULTIPROCESSORS, batch=B)
         for direction in ("forward", "backward"):
             kernel = cooperative_recurrence(direction, H, layout, 0, "float32")
             r = report(cuda.compile_ptx(kernel.py_func, signature("float32"), cc=(9, 0))[0], ptxas)
-            print(f"H={H:<5d} float32  {direction:9s} rows={layout.rows} blocks={layout.blocks} "
-                  f"threads={layout.threads} -> {r['registers']} regs, {r['stack']} B stack, {r['spills']} B spills, "
-                  f"{r['smem']} B smem")
+            print(f"{str((T, B, I, H)):22s} float32  {direction:9s} rows={layout.rows} blocks={layout.blocks} "
+                  f"threads={layout.threads} tile={layout.tile} slices={layout.slices} -> {r['registers']} regs, "
+                  f"{r['stack']} B stack, {r['spills']} B spills, {r['smem']} B smem, {r['ld_local']} ld.local")
     print("the other kernels (every one must compile for the GPU; the simulator does not compile):")
     for dtype in ("float32", "float64"):
         scalar = types.float32 if dtype == "float32" else types.float64

@@ -10,7 +10,8 @@ Device arrays throughout: no host transfers are timed.
 
 To tell kernel time from host overhead, each size also records the recurrence kernels alone on
 prepared arrays, and the run records the cost of launching an empty kernel. With ``variants``, the
-latency-bound sizes also time other recurrence layouts (each checked against the CPU kernels).
+sizes in VARIANTS also time other recurrence layouts: the kernels alone and the whole calls, as
+ratios to the same cuDNN times, each layout checked against the CPU kernels.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ VARIANTS = {(1000, 1, 64, 64): ({"split": 2}, {"split": 4}, {"ahead": 1}),
                                   {"cooperative": True}),
             # streamed W: fewer blocks with more rows read less of it from L2 per step; or W spread
             # over a cooperative grid (cuda_notes.md)
-            (50, 64, 512, 1024): ({"rows": 2}, {"rows": 4}, {"cooperative": True}),
-            (100, 256, 1024, 1024): ({"rows": 4}, {"rows": 1}, {"cooperative": True})}
+            (50, 64, 512, 1024): ({"rows": 2}, {"rows": 4}, {"cooperative": True},
+                                  {"cooperative": True, "tile": 2}),
+            (100, 256, 1024, 1024): ({"rows": 4}, {"rows": 1}, {"cooperative": True},
+                                     {"cooperative": True, "slices": 8})}
 VARIANT_CHECK_LIMIT = 200_000_000  # T'*B*H*H multiply-adds for a variant's float64 check against the CPU
 
 
@@ -125,10 +128,12 @@ def recurrence_alone(T, B, I, H, repeats, dtype="float32") -> dict:
                                              cuda.synchronize, repeats)}
 
 
-def variants(T, B, I, H, repeats, on_row=lambda row: None) -> list[dict]:
-    """Other layouts at this size: the recurrence kernels' times, and float32 results (the timed
-    dtype; some layouts do not fit in float64) against the CPU kernels in float64 on the first T'
-    steps (T' <= 200, fewer at large B*H*H, at least 3)."""
+def variants(T, B, I, H, repeats, on_row=lambda row: None, baseline: dict | None = None) -> list[dict]:
+    """Other layouts at this size: the recurrence kernels' times, the whole forward and
+    forward+backward calls (as ratios to ``baseline``'s cuDNN times when given, so that a layout
+    that wins can become plan()'s choice on the strength of this run), and float32 results (the
+    timed dtype; some layouts do not fit in float64) against the CPU kernels in float64 on the first
+    T' steps (T' <= 200, fewer at large B*H*H, at least 3)."""
     from rnnspec.kernels import cuda as gpu
     from rnnspec.kernels import elman_backward
 
@@ -147,6 +152,10 @@ def variants(T, B, I, H, repeats, on_row=lambda row: None) -> list[dict]:
             row = recurrence_alone(T, B, I, H, repeats)
             row["check_steps"] = short
             row["float32_vs_cpu_float64"] = _worst(gpu.elman_backward(*(c32[k] for k in names)), want)
+            row.update(_warm_timings(T, B, I, H, repeats))
+            if baseline is not None:
+                row["forward_ratio_vs_cudnn"] = baseline["cudnn_forward_s"] / row["rnnspec_forward_s"]
+                row["train_ratio_vs_cudnn"] = baseline["cudnn_train_s"] / row["rnnspec_train_s"]
         except Exception as exc:  # a layout that fails to compile or launch is a result too
             row = {"layout": override, "error": f"{type(exc).__name__}: {exc}"}
         finally:
@@ -170,23 +179,36 @@ def _without_scratch_reuse(call):
     return fresh
 
 
+def _device_case(T, B, I, H):
+    from rnnspec.kernels import cuda as gpu
+
+    dev = {k: gpu.cuda.to_device(v) for k, v in _case(T, B, I, H, "float32").items()}
+    step = (dev["x"], dev["h0"], dev["U"], dev["W"], dev["b"])
+    return (lambda: gpu.elman_forward(*step)), (lambda: gpu.elman_backward(*step, dev["gh"]))
+
+
+def _warm_timings(T, B, I, H, repeats) -> dict:
+    """Medians of the whole forward and forward+backward calls on device arrays, after a warm-up."""
+    from rnnspec.kernels.numpy_compat import cuda_module
+
+    forward, train = _device_case(T, B, I, H)
+    sync = cuda_module().synchronize
+    return {"rnnspec_forward_s": _median(forward, sync, repeats), "rnnspec_train_s": _median(train, sync, repeats)}
+
+
 def rnnspec_timings(T, B, I, H, repeats) -> dict:
     """The CUDA kernels' forward and forward+backward on device arrays, with and without scratch reuse;
     first the cold start: the first forward+backward, which compiles the kernels this size needs
     (those that earlier sizes or dtypes compiled are cached), timed apart from the warm medians."""
-    from rnnspec.kernels import cuda as gpu
+    from rnnspec.kernels.numpy_compat import cuda_module
 
-    cuda = gpu.cuda
-    dev = {k: cuda.to_device(v) for k, v in _case(T, B, I, H, "float32").items()}
-    step = (dev["x"], dev["h0"], dev["U"], dev["W"], dev["b"])
-    train = lambda: gpu.elman_backward(*step, dev["gh"])
+    sync = cuda_module().synchronize
+    _, train = _device_case(T, B, I, H)
     start = time.perf_counter()
     train()
-    cuda.synchronize()
-    return {"rnnspec_first_train_s": time.perf_counter() - start,
-            "rnnspec_forward_s": _median(lambda: gpu.elman_forward(*step), cuda.synchronize, repeats),
-            "rnnspec_train_s": _median(train, cuda.synchronize, repeats),
-            "rnnspec_train_fresh_scratch_s": _median(_without_scratch_reuse(train), cuda.synchronize, repeats)}
+    sync()
+    return {"rnnspec_first_train_s": time.perf_counter() - start, **_warm_timings(T, B, I, H, repeats),
+            "rnnspec_train_fresh_scratch_s": _median(_without_scratch_reuse(train), sync, repeats)}
 
 
 def cudnn_timings(T, B, I, H, repeats, device: str = "cuda") -> dict:
@@ -247,7 +269,7 @@ def run(repeats: int = 20, sizes=None, progress=print, with_variants: bool = Fal
     cuda = cuda_module()
 
     name = getattr(cuda.get_current_device(), "name", "CUDA simulator")
-    report = {"schema": "rnnspec.bench-cuda/3", "gpu": name.decode() if isinstance(name, bytes) else str(name),
+    report = {"schema": "rnnspec.bench-cuda/4", "gpu": name.decode() if isinstance(name, bytes) else str(name),
               "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(),
               "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
               "launch_overhead_s": launch_overhead(repeats * 5), "results": []}
@@ -276,7 +298,7 @@ def run(repeats: int = 20, sizes=None, progress=print, with_variants: bool = Fal
                 progress(variant_line(variant))
                 save(report)
 
-            variants(T, B, I, H, repeats, on_row=on_variant)
+            variants(T, B, I, H, repeats, on_row=on_variant, baseline=row)
     return report
 
 
@@ -285,7 +307,8 @@ def describe(layout: dict) -> str:
     if "split" in layout:
         return (f"split={layout['split']} held={layout['held']}/{layout['chunk']} rows={layout['rows']} "
                 f"ahead={layout['ahead']}")
-    return f"cooperative rows={layout['rows']} blocks={layout['blocks']} threads={layout['threads']}"
+    return (f"cooperative rows={layout['rows']} blocks={layout['blocks']} threads={layout['threads']} "
+            f"tile={layout['tile']} slices={layout['slices']}")
 
 
 def table_row(r: dict) -> str:
@@ -308,6 +331,8 @@ def table_row(r: dict) -> str:
 def variant_line(v: dict) -> str:
     if "error" in v:
         return f"{'':24s} variant {v['layout']}: ERROR {v['error']}"
-    return (f"{'':24s} variant {describe(v['layout'])}: fwd {v['forward_recurrence_s'] * 1e3:.3f} ms, "
-            f"bwd {v['backward_recurrence_s'] * 1e3:.3f} ms, "
-            f"float32 vs CPU float64 (T={v['check_steps']}) {v['float32_vs_cpu_float64']:.1e}")
+    ratios = (f" ({v['forward_ratio_vs_cudnn']:.2f}x cuDNN), fwd+bwd {v['rnnspec_train_s'] * 1e3:.3f} ms "
+              f"({v['train_ratio_vs_cudnn']:.2f}x)") if "train_ratio_vs_cudnn" in v else ""
+    return (f"{'':24s} variant {describe(v['layout'])}: recurrence fwd {v['forward_recurrence_s'] * 1e3:.3f} ms, "
+            f"bwd {v['backward_recurrence_s'] * 1e3:.3f} ms; whole call fwd {v['rnnspec_forward_s'] * 1e3:.3f} ms"
+            f"{ratios}; float32 vs CPU float64 (T={v['check_steps']}) {v['float32_vs_cpu_float64']:.1e}")

@@ -75,19 +75,31 @@ def test_every_recurrence_layout_matches_the_cpu_kernels(monkeypatch, layout, dt
     _assert_match_the_cpu_at_every_length(a, dtype, activation, chosen)
 
 
-@pytest.mark.parametrize("blocks", [1, 3, 7])
+COOPERATIVE = [  # at H = 7 and B = 5, with 8 threads per grid block under the simulator
+    {"blocks": 1},  # one block owns all 7 rows: tile 4, two slices, one chunk
+    {"blocks": 3, "tile": 2, "slices": 4},  # 3 rows per block (the last has 1 unused); 2 chunks, the last half empty
+    {"blocks": 7, "tile": 1, "slices": 2},  # one row per block; 5 tiles of 1 row in chunks of 4
+    {"blocks": 3, "tile": 3, "slices": 8},  # 8 slices of 7 terms: slices 7 and 8 hold none; one tile per chunk
+]
+
+
+@pytest.mark.parametrize("forced", COOPERATIVE, ids=lambda d: "-".join(f"{k}={v}" for k, v in d.items()))
 @pytest.mark.parametrize("dtype,activation", [("float64", "tanh"), ("float32", "sigmoid")])
-def test_cooperative_grid_matches_the_cpu_kernels(monkeypatch, blocks, dtype, activation):
-    """W spread over the blocks of a cooperative grid, one grid sync per step; at H = 7, 3 blocks own
-    3 rows each (the last block two of them), 7 blocks one row. Under the simulator the grid's
-    blocks run as virtual blocks of one launched block (rnnspec.kernels.cuda_cooperative)."""
+def test_cooperative_grid_matches_the_cpu_kernels(monkeypatch, forced, dtype, activation):
+    """W spread over the blocks of a cooperative grid, one grid sync per step; the terms of each dot
+    product split over slices of threads and summed in a tree. Under the simulator the grid's blocks
+    run as virtual blocks of one launched block (rnnspec.kernels.cuda_cooperative)."""
     from rnnspec.kernels.cuda_cooperative import CooperativeLayout
 
-    monkeypatch.setattr(cuda_kernels, "LAYOUT_OVERRIDE", {"cooperative": True, "blocks": blocks})
+    monkeypatch.setattr(cuda_kernels, "LAYOUT_OVERRIDE", {"cooperative": True, **forced})
     a = small_arrays(dtype, T=3, B=5, I=2, H=7, K=3, recurrent_scale=0.4)
     chosen = cuda_kernels.layout_for(7, 5, dtype)
-    assert isinstance(chosen, CooperativeLayout) and chosen.blocks == blocks == chosen.virtual, chosen
-    assert chosen.rows == {1: 7, 3: 3, 7: 1}[blocks] and chosen.launch == (1, blocks * chosen.threads), chosen
+    assert isinstance(chosen, CooperativeLayout) and all(getattr(chosen, k) == v for k, v in forced.items()), chosen
+    if SIMULATED:  # all grid blocks in one launched block
+        assert chosen.virtual == chosen.blocks and chosen.launch == (1, chosen.blocks * chosen.threads), chosen
+    else:  # a cooperative launch of the grid's blocks
+        assert chosen.virtual == 1 and chosen.launch == (chosen.blocks, chosen.threads), chosen
+    assert chosen.rows == {1: 7, 3: 3, 7: 1}[chosen.blocks], chosen
     _assert_match_the_cpu_at_every_length(a, dtype, activation, chosen)
 
 
@@ -95,11 +107,17 @@ def test_cooperative_plan_for_the_gpu(monkeypatch):
     from rnnspec.kernels import cuda_cooperative
 
     monkeypatch.setattr(cuda_cooperative, "SIMULATED", False)  # plan as for a GPU: one grid block per block
-    layout = cuda_cooperative.cooperative_plan(1024, "float32", multiprocessors=132)
-    assert (layout.rows, layout.blocks, layout.virtual) == (8, 128, 1), layout  # 32 KB of W per block
-    assert layout.launch == (128, layout.threads)
-    with pytest.raises(ValueError, match="H = 1024 in float64 over 128 blocks needs 65536 bytes"):
-        cuda_cooperative.cooperative_plan(1024, "float64", multiprocessors=132)
+    monkeypatch.setattr(cuda_cooperative, "THREADS", 256)
+    plan = cuda_cooperative.cooperative_plan
+    layout = plan(1024, "float32", multiprocessors=132, batch=64)
+    # 32 KB of W and 16 KB of partial sums per block; 16 tiles of 4 batch rows, 16 slices of 64 terms
+    assert (layout.rows, layout.blocks, layout.virtual, layout.tile, layout.slices) == (8, 128, 1, 4, 16), layout
+    assert layout.launch == (128, 256) and layout.shared_bytes(1024, 4) == 48 * 1024
+    assert plan(1024, "float32", 132, batch=256).slices == 4  # 64 tiles: 4 slices of 256 terms, one chunk
+    assert plan(1024, "float32", 114, batch=64).tile == 2  # 9 rows of W per block leave room for 2 batch rows
+    assert plan(256, "float32", 132, batch=1)[:6] == (2, 128, 256, 1, 1, 64)  # one tile, 64 slices of 4 terms
+    with pytest.raises(ValueError, match="H = 1024 in float64 over 128 blocks needs 73728 bytes"):
+        plan(1024, "float64", multiprocessors=132)
 
 
 def test_gpu_layouts_fit_a_block_and_keep_small_matrices_in_registers(monkeypatch):
@@ -255,7 +273,8 @@ def test_gpu_benchmark_measurements_run_under_the_simulator(monkeypatch):
     from rnnspec.spec import bench_cuda
 
     size = (3, 2, 2, 5)
-    monkeypatch.setattr(bench_cuda, "VARIANTS", {size: ({"split": 2, "held": 0}, {"split": 1, "held": 4})})
+    monkeypatch.setattr(bench_cuda, "VARIANTS", {size: ({"split": 2, "held": 0}, {"split": 1, "held": 4},
+                                                        {"cooperative": True, "blocks": 2})})
     baseline = bench_cuda.cudnn_timings(*size, repeats=1, device="cpu")  # torch's CPU RNN: same mapping
     assert baseline["cudnn_forward_s"] > 0 and baseline["cudnn_train_s"] > 0, baseline
     errors = bench_cuda.correctness(*size, cudnn=baseline["gradients"])
@@ -269,8 +288,9 @@ def test_gpu_benchmark_measurements_run_under_the_simulator(monkeypatch):
     assert set(ours) == {"rnnspec_first_train_s", "rnnspec_forward_s", "rnnspec_train_s",
                          "rnnspec_train_fresh_scratch_s"}, ours
     assert all(t > 0 for t in ours.values()), ours
-    rows = bench_cuda.variants(*size, repeats=1)
-    assert [(r["layout"]["split"], r["layout"]["held"]) for r in rows] == [(2, 0), (1, 4)], rows
+    rows = bench_cuda.variants(*size, repeats=1, baseline=baseline)
+    assert all(r["train_ratio_vs_cudnn"] == baseline["cudnn_train_s"] / r["rnnspec_train_s"] for r in rows), rows
+    assert [(r["layout"].get("split"), r["layout"].get("held")) for r in rows] == [(2, 0), (1, 4), (None, None)], rows
     assert all(r["float32_vs_cpu_float64"] < 1e-5 and r["check_steps"] == 3 for r in rows), rows
     assert bench_cuda.variants(4, 2, 2, 5, repeats=1) == []  # no variants at this size: nothing run
     assert bench_cuda.launch_overhead(repeats=1) > 0
@@ -280,6 +300,8 @@ def test_gpu_benchmark_measurements_run_under_the_simulator(monkeypatch):
                                  "cudnn_forward_s": 1e-3, "cudnn_train_s": 4e-3, "forward_ratio_vs_cudnn": 1.0,
                                  "train_ratio_vs_cudnn": 2.0, "variants": rows})
     assert "(2.00x)" in line and "variant split=2 held=0/16" in line, line
+    assert "variant cooperative rows=3 blocks=2 threads=8 tile=2 slices=2: recurrence fwd" in line, line
+    assert "x cuDNN), fwd+bwd" in line, line
 
 
 def test_gpu_benchmark_command_runs_as_the_gpu_script_runs_it(monkeypatch, tmp_path, capsys):
@@ -299,8 +321,9 @@ def test_gpu_benchmark_command_runs_as_the_gpu_script_runs_it(monkeypatch, tmp_p
     path = tmp_path / "gpu_bench.json"
     assert cli.main(["bench", "--device", "cuda", "--variants", "--repeats", "1", "--json", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "empty numba-cuda launch + sync" in out and "correct: " in out and "ahead=1: fwd" in out, out
+    assert "empty numba-cuda launch + sync" in out and "correct: " in out and "ahead=1: recurrence fwd" in out, out
     report = json.loads(path.read_text())
-    assert report["schema"] == "rnnspec.bench-cuda/3" and len(report["results"]) == 1, report
+    assert report["schema"] == "rnnspec.bench-cuda/4" and len(report["results"]) == 1, report
     row = report["results"][0]
     assert row["correct"] is True and row["train_ratio_vs_cudnn"] > 0 and len(row["variants"]) == 1, row
+    assert row["variants"][0]["train_ratio_vs_cudnn"] > 0, row
