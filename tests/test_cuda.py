@@ -300,7 +300,8 @@ def test_gpu_benchmark_measurements_run_under_the_simulator(monkeypatch):
                                  "cudnn_forward_s": 1e-3, "cudnn_train_s": 4e-3, "forward_ratio_vs_cudnn": 1.0,
                                  "train_ratio_vs_cudnn": 2.0, "variants": rows})
     assert "(2.00x)" in line and "variant split=2 held=0/16" in line, line
-    assert "variant cooperative rows=3 blocks=2 threads=8 tile=2 slices=2: recurrence fwd" in line, line
+    threads = rows[2]["layout"]["threads"]  # 8 under the simulator, 256 on a GPU
+    assert f"variant cooperative rows=3 blocks=2 threads={threads} tile=2 slices=2: recurrence fwd" in line, line
     assert "x cuDNN), fwd+bwd" in line, line
 
 
