@@ -156,6 +156,7 @@ def variants(T, B, I, H, repeats, on_row=lambda row: None, baseline: dict | None
             if baseline is not None:
                 row["forward_ratio_vs_cudnn"] = baseline["cudnn_forward_s"] / row["rnnspec_forward_s"]
                 row["train_ratio_vs_cudnn"] = baseline["cudnn_train_s"] / row["rnnspec_train_s"]
+                row["correct"] = row["float32_vs_cpu_float64"] <= float32_limit(baseline.get("correctness", {}))
         except Exception as exc:  # a layout that fails to compile or launch is a result too
             row = {"layout": override, "error": f"{type(exc).__name__}: {exc}"}
         finally:
@@ -251,11 +252,15 @@ FLOAT64_LIMIT = 1e-10  # float64 against the oracle and the CPU kernels: roundin
 FLOAT32_FLOOR = 1e-4  # float32 against float64 passes below this, or within 10x of cuDNN's own error
 
 
+def float32_limit(correctness: dict) -> float:
+    """The largest float32 error against float64 that passes: FLOAT32_FLOOR, or 10x cuDNN's own."""
+    return max(FLOAT32_FLOOR, 10 * correctness.get("cudnn_float32_vs_cpu_float64", 0.0))
+
+
 def verdict(correctness: dict) -> bool:
     """Correct: float64 at rounding level, float32 no further from float64 than cuDNN's float32 (x10)."""
     f64 = [v for k, v in correctness.items() if k.startswith("float64")]
-    f32_limit = max(FLOAT32_FLOOR, 10 * correctness.get("cudnn_float32_vs_cpu_float64", 0.0))
-    return all(v <= FLOAT64_LIMIT for v in f64) and correctness["float32_vs_cpu_float64"] <= f32_limit
+    return all(v <= FLOAT64_LIMIT for v in f64) and correctness["float32_vs_cpu_float64"] <= float32_limit(correctness)
 
 
 def run(repeats: int = 20, sizes=None, progress=print, with_variants: bool = False,
@@ -333,6 +338,7 @@ def variant_line(v: dict) -> str:
         return f"{'':24s} variant {v['layout']}: ERROR {v['error']}"
     ratios = (f" ({v['forward_ratio_vs_cudnn']:.2f}x cuDNN), fwd+bwd {v['rnnspec_train_s'] * 1e3:.3f} ms "
               f"({v['train_ratio_vs_cudnn']:.2f}x)") if "train_ratio_vs_cudnn" in v else ""
+    verdict = {True: "correct: ", False: "INCORRECT: "}.get(v.get("correct"), "")
     return (f"{'':24s} variant {describe(v['layout'])}: recurrence fwd {v['forward_recurrence_s'] * 1e3:.3f} ms, "
             f"bwd {v['backward_recurrence_s'] * 1e3:.3f} ms; whole call fwd {v['rnnspec_forward_s'] * 1e3:.3f} ms"
-            f"{ratios}; float32 vs CPU float64 (T={v['check_steps']}) {v['float32_vs_cpu_float64']:.1e}")
+            f"{ratios}; {verdict}float32 vs CPU float64 (T={v['check_steps']}) {v['float32_vs_cpu_float64']:.1e}")

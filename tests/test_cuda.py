@@ -290,6 +290,7 @@ def test_gpu_benchmark_measurements_run_under_the_simulator(monkeypatch):
     assert all(t > 0 for t in ours.values()), ours
     rows = bench_cuda.variants(*size, repeats=1, baseline=baseline)
     assert all(r["train_ratio_vs_cudnn"] == baseline["cudnn_train_s"] / r["rnnspec_train_s"] for r in rows), rows
+    assert all(r["correct"] is True for r in rows), rows
     assert [(r["layout"].get("split"), r["layout"].get("held")) for r in rows] == [(2, 0), (1, 4), (None, None)], rows
     assert all(r["float32_vs_cpu_float64"] < 1e-5 and r["check_steps"] == 3 for r in rows), rows
     assert bench_cuda.variants(4, 2, 2, 5, repeats=1) == []  # no variants at this size: nothing run
@@ -323,6 +324,7 @@ def test_gpu_benchmark_command_runs_as_the_gpu_script_runs_it(monkeypatch, tmp_p
     assert cli.main(["bench", "--device", "cuda", "--variants", "--repeats", "1", "--json", str(path)]) == 0
     out = capsys.readouterr().out
     assert "empty numba-cuda launch + sync" in out and "correct: " in out and "ahead=1: recurrence fwd" in out, out
+    assert "x); correct: float32 vs CPU float64" in out, out
     report = json.loads(path.read_text())
     assert report["schema"] == "rnnspec.bench-cuda/4" and len(report["results"]) == 1, report
     row = report["results"][0]
