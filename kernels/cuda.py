@@ -37,6 +37,9 @@ cuda = cuda_module()
 #: forced layout choices for the recurrence kernels, tests and benchmarks: plan()'s ("split", "held",
 #: "rows", "ahead"), or "cooperative": True with cooperative_plan()'s ("blocks", "tile", "slices")
 LAYOUT_OVERRIDE: dict = {}
+#: H from which float32 recurrences run on the cooperative grid (where its shared memory allows):
+#: None until a GPU run shows it correct and faster there (benchmarks/cuda_notes.md)
+COOPERATIVE_FROM_HIDDEN: int | None = None
 
 
 @cache
@@ -45,18 +48,24 @@ def _multiprocessors() -> int:
 
 
 def layout_for(hidden: int, batch: int, dtype) -> Layout | CooperativeLayout:
-    """The recurrence layout used for these sizes (rnnspec.kernels.cuda_kernels.plan, or
-    rnnspec.kernels.cuda_cooperative.cooperative_plan when LAYOUT_OVERRIDE asks for it)."""
+    """The recurrence layout used for these sizes: rnnspec.kernels.cuda_cooperative.cooperative_plan
+    when LAYOUT_OVERRIDE asks for it, or for float32 from H = COOPERATIVE_FROM_HIDDEN where it fits;
+    else rnnspec.kernels.cuda_kernels.plan."""
     forced = tuple(sorted(LAYOUT_OVERRIDE.items()))
-    return _planned(hidden, batch, np.dtype(dtype).name, _multiprocessors(), forced)
+    return _planned(hidden, batch, np.dtype(dtype).name, _multiprocessors(), forced, COOPERATIVE_FROM_HIDDEN)
 
 
 @cache
-def _planned(hidden: int, batch: int, dtype: str, multiprocessors: int, forced: tuple):
+def _planned(hidden: int, batch: int, dtype: str, multiprocessors: int, forced: tuple, cooperative_from):
     # cached: plan() costs about 8 us of Python, before the first launch of every call
     options = dict(forced)
     if options.pop("cooperative", False):
         return cooperative_plan(hidden, dtype, multiprocessors, batch, **options)
+    if not options and cooperative_from is not None and dtype == "float32" and hidden >= cooperative_from:
+        try:
+            return cooperative_plan(hidden, dtype, multiprocessors, batch)
+        except ValueError:  # its rows of W do not fit a block's shared memory: streamed instead
+            pass
     return plan(hidden, batch, dtype, multiprocessors, **options)
 
 

@@ -103,6 +103,22 @@ def test_cooperative_grid_matches_the_cpu_kernels(monkeypatch, forced, dtype, ac
     _assert_match_the_cpu_at_every_length(a, dtype, activation, chosen)
 
 
+def test_cooperative_grid_as_the_float32_default_from_a_given_hidden_size(monkeypatch):
+    """COOPERATIVE_FROM_HIDDEN, the switch a GPU run's variants may set: float32 from that H on the
+    cooperative grid, float64 and smaller H as before; results unchanged."""
+    from rnnspec.kernels.cuda_cooperative import CooperativeLayout
+    from rnnspec.kernels.cuda_kernels import Layout
+
+    monkeypatch.setattr(cuda_kernels, "COOPERATIVE_FROM_HIDDEN", 7)
+    assert isinstance(cuda_kernels.layout_for(7, 5, "float32"), CooperativeLayout)
+    assert isinstance(cuda_kernels.layout_for(6, 5, "float32"), Layout)
+    assert isinstance(cuda_kernels.layout_for(7, 5, "float64"), Layout)
+    a = small_arrays("float32", T=3, B=5, I=2, H=7, K=3, recurrent_scale=0.4)
+    _assert_match_the_cpu_at_every_length(a, "float32", "tanh", cuda_kernels.layout_for(7, 5, "float32"))
+    monkeypatch.setattr(cuda_kernels, "COOPERATIVE_FROM_HIDDEN", None)
+    assert isinstance(cuda_kernels.layout_for(7, 5, "float32"), Layout)
+
+
 def test_cooperative_plan_for_the_gpu(monkeypatch):
     from rnnspec.kernels import cuda_cooperative
 
