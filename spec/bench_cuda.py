@@ -152,7 +152,7 @@ def variants(T, B, I, H, repeats, on_row=lambda row: None, baseline: dict | None
             row = recurrence_alone(T, B, I, H, repeats)
             row["check_steps"] = short
             row["float32_vs_cpu_float64"] = _worst(gpu.elman_backward(*(c32[k] for k in names)), want)
-            row.update(_warm_timings(T, B, I, H, repeats))
+            row.update(_warm_timings(*_device_calls(T, B, I, H), repeats))
             if baseline is not None:
                 row["forward_ratio_vs_cudnn"] = baseline["cudnn_forward_s"] / row["rnnspec_forward_s"]
                 row["train_ratio_vs_cudnn"] = baseline["cudnn_train_s"] / row["rnnspec_train_s"]
@@ -180,7 +180,8 @@ def _without_scratch_reuse(call):
     return fresh
 
 
-def _device_case(T, B, I, H):
+def _device_calls(T, B, I, H):
+    """The float32 case on the device, and the forward and forward+backward calls on it."""
     from rnnspec.kernels import cuda as gpu
 
     dev = {k: gpu.cuda.to_device(v) for k, v in _case(T, B, I, H, "float32").items()}
@@ -188,11 +189,10 @@ def _device_case(T, B, I, H):
     return (lambda: gpu.elman_forward(*step)), (lambda: gpu.elman_backward(*step, dev["gh"]))
 
 
-def _warm_timings(T, B, I, H, repeats) -> dict:
-    """Medians of the whole forward and forward+backward calls on device arrays, after a warm-up."""
+def _warm_timings(forward, train, repeats) -> dict:
+    """Medians of the whole forward and forward+backward calls, after a warm-up."""
     from rnnspec.kernels.numpy_compat import cuda_module
 
-    forward, train = _device_case(T, B, I, H)
     sync = cuda_module().synchronize
     return {"rnnspec_forward_s": _median(forward, sync, repeats), "rnnspec_train_s": _median(train, sync, repeats)}
 
@@ -204,11 +204,11 @@ def rnnspec_timings(T, B, I, H, repeats) -> dict:
     from rnnspec.kernels.numpy_compat import cuda_module
 
     sync = cuda_module().synchronize
-    _, train = _device_case(T, B, I, H)
+    forward, train = _device_calls(T, B, I, H)
     start = time.perf_counter()
     train()
     sync()
-    return {"rnnspec_first_train_s": time.perf_counter() - start, **_warm_timings(T, B, I, H, repeats),
+    return {"rnnspec_first_train_s": time.perf_counter() - start, **_warm_timings(forward, train, repeats),
             "rnnspec_train_fresh_scratch_s": _median(_without_scratch_reuse(train), sync, repeats)}
 
 
