@@ -1,6 +1,8 @@
 """Calls into the implementation under test, made in a child process that may fail in any way.
 
-The child is forked with the implementation already loaded. Each call has a timeout; a call that
+The child is forked with the implementation already loaded (spawned, and given the implementation
+by pickle, where this process already holds a CUDA context, which a forked child cannot use). Each
+call has a timeout; a call that
 raises, hangs, returns something that cannot be sent back, or kills its process becomes an
 :class:`Outcome` with a reason, and a fresh child takes over for the next call. The child also
 reports whether the call modified its arguments.
@@ -12,6 +14,7 @@ import copy
 import multiprocessing
 import os
 import pickle
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -75,6 +78,28 @@ def _serve(connection, impl) -> None:
             connection.send(("raised", None, f"the result could not be sent back ({exc!r}); return numpy arrays", []))
 
 
+def _cuda_initialized() -> bool:
+    """Whether this process has initialised a CUDA driver (numba-cuda's or torch's): the CUDA calls of
+    a child forked from it fail ("CUDA initialized before forking")."""
+    numba_driver = sys.modules.get("numba.cuda.cudadrv.driver")
+    if getattr(getattr(numba_driver, "driver", None), "pid", None) is not None:
+        return True
+    torch = sys.modules.get("torch")
+    return bool(torch is not None and hasattr(torch, "cuda") and torch.cuda.is_initialized())
+
+
+def start_method(impl) -> str:
+    """"fork" (the child inherits the loaded implementation, picklable or not), or "spawn" where this
+    process holds a CUDA context and the implementation pickles."""
+    if not _cuda_initialized():
+        return "fork"
+    try:
+        pickle.dumps(impl)
+    except Exception:  # a child forked anyway reports the CUDA error as the call's outcome
+        return "fork"
+    return "spawn"
+
+
 class Worker:
     """A child process serving calls on ``impl``; restarted after a timeout or a crash."""
 
@@ -85,7 +110,7 @@ class Worker:
         self.connection = None
 
     def _start(self) -> None:
-        context = multiprocessing.get_context("fork")
+        context = multiprocessing.get_context(start_method(self.impl))
         parent, child = context.Pipe()
         self.process = context.Process(target=_serve, args=(child, self.impl), daemon=True)
         self.process.start()

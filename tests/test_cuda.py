@@ -231,21 +231,22 @@ def test_strided_device_arrays_are_read_in_place_and_left_unchanged():
     a = _args("float64")
     T, B, I = a["x"].shape
     wide_x = cuda.to_device(np.concatenate([a["x"], np.full_like(a["x"], np.nan)], axis=2))
-    U_t = cuda.to_device(np.ascontiguousarray(a["U"].T))
+    # columns of a wider array (a device array's .T is a copy on a GPU, a view under the simulator)
+    wide_U = cuda.to_device(np.concatenate([a["U"], np.full_like(a["U"], np.nan)], axis=1))
     wide_gh = cuda.to_device(np.concatenate([np.full_like(a["gh"], np.nan), a["gh"]], axis=1))
-    x, U, gh = wide_x[:, :, :I], U_t.T, wide_gh[:, B:, :]
-    assert not (x.is_c_contiguous() or U.is_c_contiguous() or gh.is_c_contiguous())
-    for strided, values in ((x, a["x"]), (U, a["U"]), (gh, a["gh"]), (x[1], a["x"][1]), (U[0], a["U"][0])):
+    x, U, gh = wide_x[:, :, :I], wide_U[:, :I], wide_gh[:, B:, :]
+    assert not (x.is_c_contiguous() or U.is_c_contiguous() or gh.is_c_contiguous() or U[:, 0].is_c_contiguous())
+    for strided, values in ((x, a["x"]), (U, a["U"]), (gh, a["gh"]), (x[1], a["x"][1]), (U[:, 0], a["U"][:, 0])):
         copy = cuda_arrays.contiguous(strided)  # 3, 2 and 1 dimensions
         assert copy.is_c_contiguous() and copy.shape == values.shape
         np.testing.assert_array_equal(copy.copy_to_host(), values)
-    before = {"x": wide_x.copy_to_host(), "U": U_t.copy_to_host(), "gh": wide_gh.copy_to_host()}
+    before = {"x": wide_x.copy_to_host(), "U": wide_U.copy_to_host(), "gh": wide_gh.copy_to_host()}
     rest = {k: cuda.to_device(a[k]) for k in ("h0", "W", "b")}
     got = cuda_kernels.elman_backward(x, rest["h0"], U, rest["W"], rest["b"], gh)
     want = elman_backward(a["x"], a["h0"], a["U"], a["W"], a["b"], a["gh"])
     for key in want:
         np.testing.assert_allclose(got[key].copy_to_host(), want[key], rtol=1e-12, atol=1e-12, err_msg=key)
-    for name, array in (("x", wide_x), ("U", U_t), ("gh", wide_gh)):
+    for name, array in (("x", wide_x), ("U", wide_U), ("gh", wide_gh)):
         np.testing.assert_array_equal(array.copy_to_host(), before[name], err_msg=f"{name} was written to")
 
 

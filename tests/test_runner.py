@@ -136,3 +136,27 @@ def test_every_clause_is_catalogued_once_and_states_its_tolerance():
     assert {c.key[1] for c in CLAUSES if c.key and c.key[0] == "vjp"} == set(VJP_KEYS)
     assert {c.key[1] for c in CLAUSES if c.key and c.key[0] == "loss"} == set(LOSS_KEYS) | {"value"}
     assert all(c.tolerance_rule for c in CLAUSES)
+
+
+def test_the_worker_is_spawned_where_this_process_holds_a_cuda_context(monkeypatch):
+    """A child forked after CUDA was initialised cannot use it (numba-cuda: "CUDA initialized before
+    forking"); there the worker is spawned and gets the implementation by pickle, with the same
+    results. An implementation that does not pickle is still forked (and reports its own error)."""
+    from rnnspec.spec import worker
+    from rnnspec.spec.adapters import RnnspecCPU
+
+    assert worker.start_method(RnnspecCPU()) == "fork"  # nothing here initialises CUDA
+    monkeypatch.setattr(worker, "_cuda_initialized", lambda: True)
+    assert worker.start_method(RnnspecCPU()) == "spawn"
+    assert worker.start_method(type("Local", (), {})()) == "fork"  # a local class does not pickle
+    rng = np.random.default_rng(0)
+    x, h0 = rng.standard_normal((3, 2, 2)), rng.standard_normal((2, 4))
+    params = {"U": rng.standard_normal((4, 2)), "W": 0.5 * rng.standard_normal((4, 4)), "b": rng.standard_normal(4)}
+    spawned = worker.Worker(RnnspecCPU(), timeout=120)
+    try:
+        outcome = spawned.call("forward", "tanh", (x, {"h0": h0}, params))
+        assert spawned.process._popen.method == "spawn"
+    finally:
+        spawned.stop()
+    assert outcome.status == "ok", outcome.message
+    np.testing.assert_array_equal(outcome.value["h"], RnnspecCPU().forward(x, {"h0": h0}, params)["h"])
