@@ -38,8 +38,9 @@ cuda = cuda_module()
 #: "rows", "ahead"), or "cooperative": True with cooperative_plan()'s ("blocks", "tile", "slices")
 LAYOUT_OVERRIDE: dict = {}
 #: H from which float32 recurrences run on the cooperative grid (where its shared memory allows):
-#: None until a GPU run shows it correct and faster there (benchmarks/cuda_notes.md)
-COOPERATIVE_FROM_HIDDEN: int | None = None
+#: the first GPU run (H200, benchmarks/gpu_run_1.txt) had it correct and 2.9x to 12x faster than the
+#: streamed single-block layouts at H = 256 and 1024
+COOPERATIVE_FROM_HIDDEN: int | None = 256
 
 
 @cache

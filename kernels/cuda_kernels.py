@@ -61,8 +61,12 @@ class Layout(NamedTuple):
     terms k in [s * chunk, (s + 1) * chunk); the ``split`` partial sums of an output meet in shared
     memory. The first ``held`` terms of a thread's chunk keep their weights in registers for all T
     steps; the rest are read from global memory (through L1, where they can stay) at every step.
-    Each step's inputs (U x_t + b, or dL/dh_t and h_t) are loaded ``ahead`` steps before they are
-    used: two where the registers allow it, so that a short step never waits on an L2 round trip.
+    Each step's inputs (U x_t, or dL/dh_t and h_t) are loaded ``ahead`` steps at a time: with
+    ahead = 1 each is loaded one step before its use; with ahead = P > 1 the first step of every group
+    of P issues the loads of the next group's P steps at once (independent loads, all in flight
+    together), and its last step moves them into shared memory. A step with W in registers is
+    shorter than a global load (an L2 round trip is about 600 cycles on an H100 as measured, not
+    the 250 of its white paper), so one step ahead stalled every step on it.
     """
 
     lanes: int
@@ -91,16 +95,18 @@ MAX_THREADS = 8 if SIMULATED else 1024
 SHARED_LIMIT = 48 * 1024  # static shared memory per block, all that numba-cuda offers
 MIN_HELD = 16
 HELD_GROUP, STREAM_GROUP = 4, 16  # terms per unrolled group: 4 accumulators; 16 streamed loads in flight
+MAX_AHEAD = 8  # steps per group of prefetched inputs
+AHEAD_REGISTERS = 8  # registers per thread for one input of the next group: ahead * (row, output) pairs
 
 
 def plan(hidden: int, batch: int, dtype, multiprocessors: int, split: int | None = None,
          held: int | None = None, rows: int | None = None, ahead: int | None = None) -> Layout:
     """The layout for H = ``hidden``: the split that keeps the most of M in registers (fewest threads
     among equals), the rest of M streamed; rows per block so that the blocks fill the GPU (fewer when
-    the shared vectors would not fit); inputs two steps ahead when a thread may have 255 registers
-    (blocks of up to 256 threads; ptxas spilled with two ahead at 512 threads and 128 registers).
-    ``split``, ``held``, ``rows`` and ``ahead`` may be forced (tests, benchmarks). ValueError when H
-    is too large for one block's shared memory."""
+    the shared vectors would not fit); inputs prefetched in groups of up to MAX_AHEAD steps where a
+    thread may have 255 registers (blocks of up to 256 threads) and their AHEAD_REGISTERS allow it,
+    else one step ahead. ``split``, ``held``, ``rows`` and ``ahead`` may be forced (tests,
+    benchmarks). ValueError when H is too large for one block's shared memory."""
     itemsize = np.dtype(dtype).itemsize
     words = max(1, itemsize // 4)
 
@@ -124,8 +130,9 @@ def plan(hidden: int, batch: int, dtype, multiprocessors: int, split: int | None
         split = max(splits, key=lambda s: (terms(s, held)[1] * min(hidden, MAX_THREADS // s) * s, -s))
     chunk, held = terms(split, held)
 
-    def shared_bytes(r: int) -> int:
-        return (2 * r * split * chunk + (split * r * hidden if split > 1 else 0)) * itemsize
+    def shared_bytes(r: int, steps_ahead: int = 1) -> int:
+        staged = 2 * steps_ahead * r * hidden if steps_ahead > 1 else 0  # the backward's two inputs
+        return (2 * r * split * chunk + (split * r * hidden if split > 1 else 0) + staged) * itemsize
 
     if rows is None:
         rows = min(8, 1 << max(0, math.ceil(math.log2(max(1, math.ceil(batch / max(1, multiprocessors)))))))
@@ -135,11 +142,19 @@ def plan(hidden: int, batch: int, dtype, multiprocessors: int, split: int | None
         raise ValueError(f"H = {hidden} in {np.dtype(dtype).name} needs {shared_bytes(rows)} bytes of shared memory "
                          f"per block, over the {SHARED_LIMIT} that numba-cuda gives; use the CPU kernels")
     lanes = min(hidden, max(1, MAX_THREADS // split))
+    per_thread = math.ceil(hidden / lanes)
     if ahead is None:
-        ahead = 2 if REGISTER_FILE // (lanes * split) >= 255 else 1
-    if ahead not in (1, 2):
-        raise ValueError(f"ahead: expected 1 or 2 steps, got {ahead}")
-    return Layout(lanes, math.ceil(hidden / lanes), split, chunk, held, rows, ahead)
+        pairs = math.ceil(rows / split) * per_thread  # (row, output) pairs that each thread finishes
+        ahead = min(MAX_AHEAD, AHEAD_REGISTERS // pairs) if REGISTER_FILE // (lanes * split) >= 255 else 1
+        while ahead > 1 and shared_bytes(rows, ahead) > SHARED_LIMIT:
+            ahead //= 2
+        ahead = max(1, ahead)
+    if not 1 <= ahead <= MAX_AHEAD:
+        raise ValueError(f"ahead: expected 1 to {MAX_AHEAD} steps, got {ahead}")
+    if shared_bytes(rows, ahead) > SHARED_LIMIT:
+        raise ValueError(f"ahead = {ahead} steps at H = {hidden} and {rows} rows needs {shared_bytes(rows, ahead)} "
+                         f"bytes of shared memory per block, over {SHARED_LIMIT}")
+    return Layout(lanes, per_thread, split, chunk, held, rows, ahead)
 
 
 @cache
@@ -157,20 +172,24 @@ def recurrence(direction: str, hidden: int, layout: Layout, code: int, dtype: st
 
     Each step: partial dot products against the previous vector v (shared memory, double-buffered),
     four accumulators per output (FMA latency), partial sums exchanged through shared memory when
-    split > 1, then each (row, output) finished by one thread whose inputs were loaded a step ahead.
+    split > 1, then each (row, output) finished by one thread whose inputs were loaded ahead
+    (Layout). The forward adds b to U x_t here, from a register, rather than in the GEMM.
     """
     f, slope = _act(code, dtype)
     numpy_dtype = np.dtype(dtype)
     typed = numpy_dtype.type
     backward = direction == "backward"
     lanes, per_thread, split, chunk, held, rows, ahead = layout
-    two_ahead = ahead == 2
+    staged = ahead > 1
     width = split * chunk  # a shared vector, zero-padded past H
     finishers = math.ceil(rows / split)  # rows finished by each thread: r = s + m * split
     weights_size = max(1, per_thread * held)
     partials_shape = (split, rows, hidden) if split > 1 else (1, 1, 1)
     accumulators = rows * per_thread * 4
     finishing = finishers * per_thread  # (row, output) pairs that each thread finishes
+    stage_shape = (ahead, rows, hidden) if staged else (1, 1, 1)
+    state_stage_shape = stage_shape if backward else (1, 1, 1)
+    pending = ahead * finishing if staged else 1
     by_rows = layout.resident and not backward  # forward reads W itself once: no transposed copy needed
     options = {} if SIMULATED else {"launch_bounds": layout.threads, "shared_memory_carveout": "MaxL1"}
 
@@ -186,16 +205,18 @@ def recurrence(direction: str, hidden: int, layout: Layout, code: int, dtype: st
         steps = states.shape[0] - 1
         v = cuda.shared.array((2, rows, width), numpy_dtype)
         partials = cuda.shared.array(partials_shape, numpy_dtype)
+        # a step's inputs: U x_t (forward), or dL/dh_t and h_t (backward). Staged: this group's, each
+        # read back only by the thread that wrote it (no barrier); the next group's in flight meanwhile
+        given_stage = cuda.shared.array(stage_shape, numpy_dtype)
+        state_stage = cuda.shared.array(state_stage_shape, numpy_dtype)
+        given_next = cuda.local.array(pending, numpy_dtype)
+        state_next = cuda.local.array(pending, numpy_dtype)
+        given = cuda.local.array(finishing, numpy_dtype)  # not staged: this step's, loaded last step
+        state = cuda.local.array(finishing, numpy_dtype)
+        added = cuda.local.array(finishing, numpy_dtype)  # forward: b_i, read once (states is written)
+        bias_sum = cuda.local.array(finishing, numpy_dtype)
         w = cuda.local.array(weights_size, numpy_dtype)
         acc = cuda.local.array(accumulators, numpy_dtype)
-        # the step's inputs: U x_t + b (forward) or dL/dh_t (backward), and h_t (backward); with
-        # two_ahead also the next step's, so that an L2 round trip (about 250 cycles on an H100,
-        # near the length of a step with M in registers) never stalls a step
-        given = cuda.local.array(finishing, numpy_dtype)
-        given_next = cuda.local.array(finishing, numpy_dtype)
-        state = cuda.local.array(finishing, numpy_dtype)
-        state_next = cuda.local.array(finishing, numpy_dtype)
-        bias_sum = cuda.local.array(finishing, numpy_dtype)
         for n in range(per_thread):
             i = lane + n * lanes
             for j in range(held):
@@ -206,7 +227,9 @@ def recurrence(direction: str, hidden: int, layout: Layout, code: int, dtype: st
                     w[n * held + j] = 0
         for e in range(tid, 2 * rows * width, cuda.blockDim.x):
             v[e // (rows * width), (e // width) % rows, e % width] = 0
-        cuda.syncthreads()
+        cuda.syncthreads()  # zeroed before h0 is written into it
+        # the inputs of loop step q: forward U x_{q+1} = states[q + 1]; backward, t = steps - q,
+        # dL/dh_t = source[t - 1] and h_t = states[t]; steps q < steps have them
         for m in range(finishers):
             r = m if split == 1 else s + m * split
             b = first + r
@@ -215,27 +238,44 @@ def recurrence(direction: str, hidden: int, layout: Layout, code: int, dtype: st
                 slot = m * per_thread + n
                 bias_sum[slot] = 0
                 given[slot] = 0
-                given_next[slot] = 0
                 state[slot] = 0
-                state_next[slot] = 0
+                added[slot] = 0
                 if r < rows and b < batch and i < hidden:
-                    if backward:
-                        state[slot] = states[steps, b, i]
-                        if steps > 0:
-                            given[slot] = source[steps - 1, b, i]
-                        if two_ahead and steps > 0:
-                            state_next[slot] = states[steps - 1, b, i]
-                        if two_ahead and steps > 1:
-                            given_next[slot] = source[steps - 2, b, i]
-                    else:
+                    if not backward:
                         v[0, r, i] = states[0, b, i]
-                        if steps > 0:
-                            given[slot] = states[1, b, i] + (bias[0, i] if has_bias else typed(0))
-                        if two_ahead and steps > 1:
-                            given_next[slot] = states[2, b, i] + (bias[0, i] if has_bias else typed(0))
+                        if has_bias:
+                            added[slot] = bias[0, i]
+                    for q in range(ahead if staged else 1):
+                        if q < steps:
+                            g_in = states[q + 1, b, i] if not backward else source[steps - q - 1, b, i]
+                            s_in = states[steps - q, b, i] if backward else typed(0)
+                            if staged:
+                                given_stage[q, r, i] = g_in
+                                if backward:
+                                    state_stage[q, r, i] = s_in
+                            else:
+                                given[slot] = g_in
+                                state[slot] = s_in
         cuda.syncthreads()
         for step in range(steps + (1 if backward else 0)):
             cur = step % 2
+            j = step % ahead
+            if staged and j == 0:  # issue the next group's loads now; moved to the stage at its last step
+                for m in range(finishers):
+                    r = m if split == 1 else s + m * split
+                    b = first + r
+                    for n in range(per_thread):
+                        i = lane + n * lanes
+                        if r < rows and b < batch and i < hidden:
+                            for p in range(ahead):
+                                later = step + ahead + p
+                                e = p * finishing + m * per_thread + n
+                                if later < steps:
+                                    if backward:
+                                        given_next[e] = source[steps - later - 1, b, i]
+                                        state_next[e] = states[steps - later, b, i]
+                                    else:
+                                        given_next[e] = states[later + 1, b, i]
             for e in range(accumulators):
                 acc[e] = 0
             for n in range(per_thread):
@@ -279,36 +319,37 @@ def recurrence(direction: str, hidden: int, layout: Layout, code: int, dtype: st
                             if live:
                                 carry_out[b, i] = total
                         else:
+                            g_in = given_stage[j, r, i] if staged else given[slot]
                             if backward:
-                                value = slope(state[slot]) * (given[slot] + total)
+                                value = slope(state_stage[j, r, i] if staged else state[slot]) * (g_in + total)
                             else:
-                                value = f(given[slot] + total)
+                                value = f(g_in + added[slot] + total)
                             if not live:
                                 value = typed(0)
                             v[1 - cur, r, i] = value
                             if live:
-                                if backward:  # next: delta_{t-1} from dL/dh_{t-1} and h_{t-1}
+                                if backward:  # not staged, next: dL/dh_{t-1} and h_{t-1}
                                     target[t - 1, b, i] = value
                                     bias_sum[slot] += value
-                                    if two_ahead:
-                                        given[slot] = given_next[slot]
-                                        state[slot] = state_next[slot]
-                                        if t > 1:
-                                            state_next[slot] = states[t - 2, b, i]
-                                        if t > 2:
-                                            given_next[slot] = source[t - 3, b, i]
-                                    elif t > 1:
+                                    if not staged and t > 1:
                                         given[slot] = source[t - 2, b, i]
                                         state[slot] = states[t - 1, b, i]
-                                else:  # next: h_{t+1} from U x_{t+1} + b
+                                else:  # not staged, next: U x_{t+1}
                                     states[t, b, i] = value
-                                    if two_ahead:
-                                        given[slot] = given_next[slot]
-                                        if t + 2 <= steps:
-                                            given_next[slot] = states[t + 2, b, i] + (bias[0, i] if has_bias
-                                                                                      else typed(0))
-                                    elif t < steps:
-                                        given[slot] = states[t + 1, b, i] + (bias[0, i] if has_bias else typed(0))
+                                    if not staged and t < steps:
+                                        given[slot] = states[t + 1, b, i]
+            if staged and j == ahead - 1:  # this group is done: the next one's inputs have arrived
+                for m in range(finishers):
+                    r = m if split == 1 else s + m * split
+                    b = first + r
+                    for n in range(per_thread):
+                        i = lane + n * lanes
+                        if r < rows and b < batch and i < hidden:
+                            for p in range(ahead):
+                                e = p * finishing + m * per_thread + n
+                                given_stage[p, r, i] = given_next[e]
+                                if backward:
+                                    state_stage[p, r, i] = state_next[e]
             cuda.syncthreads()
         if backward and has_bias:
             for m in range(finishers):

@@ -17,9 +17,16 @@ python3 -m pip install -q --no-deps --no-build-isolation -e . >"$out/install.log
   start=$SECONDS
   # the tests mostly compile kernels, on the CPU: spread them over 8 processes where pytest-xdist is
   parallel=$(python3 -c "import xdist" 2>/dev/null && echo "-n 8")
-  timeout 150 python3 -m pytest -q -p no:cacheprovider $parallel tests/test_cuda.py 2>&1 | tail -15
+  timeout 120 python3 -m pytest -q -p no:cacheprovider -rf --tb=short $parallel tests/test_cuda.py 2>&1 \
+    | grep -v "NumbaPerformanceWarning\|warn(errors" | tail -40
   echo "tests: $((SECONDS - start)) s"
+  timeout 60 python3 scripts/gpu_profile.py 2>&1 | head -60
   start=$SECONDS
-  timeout 300 python3 -m rnnspec.spec.cli bench --device cuda --variants --json "$out/gpu_bench.json"
-  echo "bench: rc $? in $((SECONDS - start)) s"
+  # the SM clock every 0.5 s while the bench runs: an idle GPU's clock is low
+  nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw --format=csv -lms 500 >"$out/gpu_clocks.csv" 2>&1 &
+  clocks=$!
+  timeout 240 python3 -m rnnspec.spec.cli bench --device cuda --variants \
+    --json "$out/gpu_bench.json" 2>&1 | grep -v "NumbaPerformanceWarning\|warn(errors"
+  echo "bench: rc ${PIPESTATUS[0]} in $((SECONDS - start)) s"
+  kill $clocks
 } 2>&1 | tee "$out/gpu_run.txt"

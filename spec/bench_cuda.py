@@ -4,7 +4,8 @@ For each size (T, B, I, H): the first float32 forward+backward (the cold start, 
 included), then the correctness of the results (float64 against the oracle on the first T' steps,
 T' as many as ORACLE_LIMIT allows; float64 against the CPU kernels on all T; float32 against the
 CPU kernels in float64, which the tests check against the oracle), and forward and
-forward+backward times, median of ``repeats`` after a warm-up, each timed call synchronised.
+forward+backward times, median of ``repeats`` after a warm-up, each timed call synchronised, the
+two sides timed in turns (so that both see the same GPU clock).
 forward+backward is the VJP for a cotangent on every h_t (dL/dx, dh0, dU, dW, db) on both sides.
 Device arrays throughout: no host transfers are timed.
 
@@ -23,17 +24,18 @@ import numpy as np
 GPU_SIZES = ((1000, 1, 64, 64), (1000, 1, 128, 128), (100, 32, 64, 128), (1000, 1, 256, 256), (100, 64, 256, 256),
              (50, 64, 512, 1024), (100, 256, 1024, 1024))
 ORACLE_LIMIT = 2_000_000  # T'*B*H*H multiply-adds for the float64 oracle check
-#: other layouts timed with ``variants``: forced plan() choices (split, held, ahead), the rest automatic
-VARIANTS = {(1000, 1, 64, 64): ({"split": 2}, {"split": 4}, {"ahead": 1}),
-            (1000, 1, 128, 128): ({"split": 1}, {"split": 4}, {"ahead": 1}),
-            (1000, 1, 256, 256): ({"split": 2, "held": 0}, {"split": 2, "held": 32}, {"split": 4, "held": 0},
-                                  {"cooperative": True}),
-            # streamed W: fewer blocks with more rows read less of it from L2 per step; or W spread
-            # over a cooperative grid (cuda_notes.md)
-            (50, 64, 512, 1024): ({"rows": 2}, {"rows": 4}, {"cooperative": True},
-                                  {"cooperative": True, "tile": 2}),
-            (100, 256, 1024, 1024): ({"rows": 4}, {"rows": 1}, {"cooperative": True},
-                                     {"cooperative": True, "slices": 8})}
+#: other layouts timed with ``variants``: forced plan() choices (split, held, rows, ahead: any of them
+#: turns the cooperative default off) or cooperative_plan() choices, the rest automatic
+VARIANTS = {(1000, 1, 64, 64): ({"split": 2}, {"split": 4}, {"ahead": 1}, {"ahead": 4}),
+            (1000, 1, 128, 128): ({"split": 4}, {"ahead": 1}, {"ahead": 4}),
+            (100, 32, 64, 128): ({"split": 4}, {"ahead": 1}),
+            # the streamed single block (plan()'s own choice) against the cooperative grid's others:
+            # fewer slices (a shallower tree), fewer blocks (a cheaper grid sync)
+            (1000, 1, 256, 256): ({"split": 2}, {"cooperative": True, "slices": 16},
+                                  {"cooperative": True, "blocks": 64}),
+            (100, 64, 256, 256): ({"split": 2}, {"cooperative": True, "blocks": 64}),
+            (50, 64, 512, 1024): ({"rows": 2}, {"cooperative": True, "tile": 2}, {"cooperative": True, "slices": 8}),
+            (100, 256, 1024, 1024): ({"rows": 2}, {"cooperative": True, "slices": 8})}
 VARIANT_CHECK_LIMIT = 200_000_000  # T'*B*H*H multiply-adds for a variant's float64 check against the CPU
 
 
@@ -58,7 +60,7 @@ def _worst(got: dict, want: dict) -> float:
 
 def correctness(T, B, I, H, cudnn: dict | None = None) -> dict:
     """Worst relative errors, over every gradient, of the CUDA kernels (and of ``cudnn``: torch's
-    float32 gradients for the same case, from ``cudnn_timings``) against the references."""
+    float32 gradients for the same case, from ``cudnn_calls``) against the references."""
     from rnnspec.derivations.oracle import Oracle
     from rnnspec.kernels import cuda as gpu
     from rnnspec.kernels import elman_backward
@@ -81,16 +83,33 @@ def correctness(T, B, I, H, cudnn: dict | None = None) -> dict:
     return out
 
 
-def _median(call, sync, repeats) -> float:
-    call()
-    sync()
-    times = []
+CLOCK_WARMUP_S = 0.2  # seconds of calls before timing: an idle GPU's clock is low (345 MHz on the H200)
+
+
+def _interleaved(calls: dict, repeats: int) -> dict:
+    """{name: median seconds} for ``calls`` {name: (call, sync)}: warmed up together for
+    CLOCK_WARMUP_S (each at least once), then timed in turns, each call synchronised, so that every
+    call sees the same clock and the same state of the GPU; a ratio of two of them compares like
+    with like."""
+    deadline = time.perf_counter() + CLOCK_WARMUP_S
+    while True:
+        for call, sync in calls.values():
+            call()
+            sync()
+        if time.perf_counter() >= deadline:
+            break
+    times = {name: [] for name in calls}
     for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        sync()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+        for name, (call, sync) in calls.items():
+            start = time.perf_counter()
+            call()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def _median(call, sync, repeats) -> float:
+    return _interleaved({"call": (call, sync)}, repeats)["call"]
 
 
 def launch_overhead(repeats: int) -> float:
@@ -128,12 +147,13 @@ def recurrence_alone(T, B, I, H, repeats, dtype="float32") -> dict:
                                              cuda.synchronize, repeats)}
 
 
-def variants(T, B, I, H, repeats, on_row=lambda row: None, baseline: dict | None = None) -> list[dict]:
+def variants(T, B, I, H, repeats, on_row=lambda row: None, baseline: dict | None = None, cudnn=None) -> list[dict]:
     """Other layouts at this size: the recurrence kernels' times, the whole forward and
-    forward+backward calls (as ratios to ``baseline``'s cuDNN times when given, so that a layout
-    that wins can become plan()'s choice on the strength of this run), and float32 results (the
-    timed dtype; some layouts do not fit in float64) against the CPU kernels in float64 on the first
-    T' steps (T' <= 200, fewer at large B*H*H, at least 3)."""
+    forward+backward calls, and float32 results (the timed dtype; some layouts do not fit in
+    float64) against the CPU kernels in float64 on the first T' steps (T' <= 200, fewer at large
+    B*H*H, at least 3). With ``cudnn`` (from ``cudnn_calls``) the whole calls are timed in turns with
+    cuDNN's, and their ratios recorded, so that a layout that wins can become plan()'s choice on the
+    strength of this run; ``baseline`` (the default layout's row) gives the float32 verdict's limit."""
     from rnnspec.kernels import cuda as gpu
     from rnnspec.kernels import elman_backward
 
@@ -152,10 +172,8 @@ def variants(T, B, I, H, repeats, on_row=lambda row: None, baseline: dict | None
             row = recurrence_alone(T, B, I, H, repeats)
             row["check_steps"] = short
             row["float32_vs_cpu_float64"] = _worst(gpu.elman_backward(*(c32[k] for k in names)), want)
-            row.update(_warm_timings(*_device_calls(T, B, I, H), repeats))
+            row.update(_whole_call_timings(T, B, I, H, repeats, cudnn))
             if baseline is not None:
-                row["forward_ratio_vs_cudnn"] = baseline["cudnn_forward_s"] / row["rnnspec_forward_s"]
-                row["train_ratio_vs_cudnn"] = baseline["cudnn_train_s"] / row["rnnspec_train_s"]
                 row["correct"] = row["float32_vs_cpu_float64"] <= float32_limit(baseline.get("correctness", {}))
         except Exception as exc:  # a layout that fails to compile or launch is a result too
             row = {"layout": override, "error": f"{type(exc).__name__}: {exc}"}
@@ -189,33 +207,45 @@ def _device_calls(T, B, I, H):
     return (lambda: gpu.elman_forward(*step)), (lambda: gpu.elman_backward(*step, dev["gh"]))
 
 
-def _warm_timings(forward, train, repeats) -> dict:
-    """Medians of the whole forward and forward+backward calls, after a warm-up."""
-    from rnnspec.kernels.numpy_compat import cuda_module
-
-    sync = cuda_module().synchronize
-    return {"rnnspec_forward_s": _median(forward, sync, repeats), "rnnspec_train_s": _median(train, sync, repeats)}
-
-
-def rnnspec_timings(T, B, I, H, repeats) -> dict:
-    """The CUDA kernels' forward and forward+backward on device arrays, with and without scratch reuse;
-    first the cold start: the first forward+backward, which compiles the kernels this size needs
-    (those that earlier sizes or dtypes compiled are cached), timed apart from the warm medians."""
+def _whole_call_timings(T, B, I, H, repeats, cudnn=None) -> dict:
+    """Medians of the whole forward and forward+backward calls on device arrays; with ``cudnn``
+    (from ``cudnn_calls``), timed in turns with cuDNN's, with the ratios."""
     from rnnspec.kernels.numpy_compat import cuda_module
 
     sync = cuda_module().synchronize
     forward, train = _device_calls(T, B, I, H)
+    calls = {"rnnspec_forward_s": (forward, sync), "rnnspec_train_s": (train, sync)}
+    if cudnn is not None:
+        calls.update({"cudnn_forward_s": (cudnn["forward"], cudnn["sync"]),
+                      "cudnn_train_s": (cudnn["train"], cudnn["sync"])})
+    times = _interleaved(calls, repeats)
+    if cudnn is not None:
+        times["forward_ratio_vs_cudnn"] = times["cudnn_forward_s"] / times["rnnspec_forward_s"]
+        times["train_ratio_vs_cudnn"] = times["cudnn_train_s"] / times["rnnspec_train_s"]
+    return times
+
+
+def rnnspec_timings(T, B, I, H, repeats, cudnn=None) -> dict:
+    """The CUDA kernels' forward and forward+backward on device arrays (in turns with cuDNN's when
+    ``cudnn`` is given), and with every scratch array allocated afresh; first the cold start: the
+    first forward+backward, which compiles the kernels this size needs (those that earlier sizes or
+    dtypes compiled are cached), timed apart from the warm medians."""
+    from rnnspec.kernels.numpy_compat import cuda_module
+
+    sync = cuda_module().synchronize
+    _, train = _device_calls(T, B, I, H)
     start = time.perf_counter()
     train()
     sync()
-    return {"rnnspec_first_train_s": time.perf_counter() - start, **_warm_timings(forward, train, repeats),
+    return {"rnnspec_first_train_s": time.perf_counter() - start, **_whole_call_timings(T, B, I, H, repeats, cudnn),
             "rnnspec_train_fresh_scratch_s": _median(_without_scratch_reuse(train), sync, repeats)}
 
 
-def cudnn_timings(T, B, I, H, repeats, device: str = "cuda") -> dict:
-    """torch.nn.RNN (cuDNN on "cuda") on the same case: forward, and forward+backward for the same
-    cotangents (gradients of x, h0 and every parameter); inputs are leaves whose gradients are reset,
-    not copied. Also returns, under "gradients", torch's gradients named as the kernels name them."""
+def cudnn_calls(T, B, I, H, device: str = "cuda") -> dict:
+    """torch.nn.RNN (cuDNN on "cuda") on the same case: "forward", and "train" (forward+backward
+    for the same cotangents: gradients of x, h0 and every parameter; inputs are leaves whose
+    gradients are reset, not copied), "sync", and "gradients" (after a train call: torch's
+    gradients named as the kernels name them)."""
     import torch
 
     c = _case(T, B, I, H, "float32")
@@ -228,25 +258,27 @@ def cudnn_timings(T, B, I, H, repeats, device: str = "cuda") -> dict:
     x = torch.from_numpy(c["x"]).to(device).requires_grad_(True)
     h0 = torch.from_numpy(c["h0"]).to(device)[None].detach().requires_grad_(True)
     gh = torch.from_numpy(c["gh"]).to(device)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
-    def torch_forward():
+    def forward():
         with torch.no_grad():
             rnn(x, h0)
 
-    def torch_train():
+    def train():
         rnn.zero_grad(set_to_none=True)
         x.grad = h0.grad = None
         out, _ = rnn(x, h0)
         out.backward(gh)
 
-    times = {"cudnn_forward_s": _median(torch_forward, sync, repeats),
-             "cudnn_train_s": _median(torch_train, sync, repeats)}
-    grads = {"x": x.grad, "h0": h0.grad[0], "U": rnn.weight_ih_l0.grad, "W": rnn.weight_hh_l0.grad,
-             "b": rnn.bias_ih_l0.grad}
-    return {**times, "gradients": {k: v.detach().cpu().numpy() for k, v in grads.items()}}
+    def gradients():
+        grads = {"x": x.grad, "h0": h0.grad[0], "U": rnn.weight_ih_l0.grad, "W": rnn.weight_hh_l0.grad,
+                 "b": rnn.bias_ih_l0.grad}
+        return {k: v.detach().cpu().numpy() for k, v in grads.items()}
+
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    return {"forward": forward, "train": train, "sync": sync, "gradients": gradients}
 
 
+TORCH_DEVICE = "cuda"  # where torch.nn.RNN runs in ``run`` ("cpu" in the tests: torch's CPU RNN)
 MIN_REPEATS = 20  # timed calls per median on a GPU, whatever --repeats asks
 FLOAT64_LIMIT = 1e-10  # float64 against the oracle and the CPU kernels: rounding alone gives ~1e-13
 FLOAT32_FLOOR = 1e-4  # float32 against float64 passes below this, or within 10x of cuDNN's own error
@@ -274,7 +306,7 @@ def run(repeats: int = 20, sizes=None, progress=print, with_variants: bool = Fal
     cuda = cuda_module()
 
     name = getattr(cuda.get_current_device(), "name", "CUDA simulator")
-    report = {"schema": "rnnspec.bench-cuda/4", "gpu": name.decode() if isinstance(name, bytes) else str(name),
+    report = {"schema": "rnnspec.bench-cuda/5", "gpu": name.decode() if isinstance(name, bytes) else str(name),
               "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(),
               "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
               "launch_overhead_s": launch_overhead(repeats * 5), "results": []}
@@ -282,14 +314,11 @@ def run(repeats: int = 20, sizes=None, progress=print, with_variants: bool = Fal
     for T, B, I, H in GPU_SIZES if sizes is None else sizes:
         row = {"T": T, "B": B, "I": I, "H": H, "dtype": "float32"}
         try:
-            row.update(rnnspec_timings(T, B, I, H, repeats))  # first: its first call is the cold start
-            baseline = cudnn_timings(T, B, I, H, repeats)
-            row["correctness"] = correctness(T, B, I, H, cudnn=baseline.pop("gradients"))
+            cudnn = cudnn_calls(T, B, I, H, TORCH_DEVICE)
+            row.update(rnnspec_timings(T, B, I, H, repeats, cudnn))  # first: its first call is the cold start
+            row["correctness"] = correctness(T, B, I, H, cudnn=cudnn["gradients"]())
             row["correct"] = verdict(row["correctness"])
-            row.update(baseline)
             row.update(recurrence_alone(T, B, I, H, repeats))
-            row["forward_ratio_vs_cudnn"] = row["cudnn_forward_s"] / row["rnnspec_forward_s"]
-            row["train_ratio_vs_cudnn"] = row["cudnn_train_s"] / row["rnnspec_train_s"]
         except Exception as exc:  # record and go on: one size must not lose the others
             row["error"] = f"{type(exc).__name__}: {exc}"
         report["results"].append(row)
@@ -303,7 +332,7 @@ def run(repeats: int = 20, sizes=None, progress=print, with_variants: bool = Fal
                 progress(variant_line(variant))
                 save(report)
 
-            variants(T, B, I, H, repeats, on_row=on_variant, baseline=row)
+            variants(T, B, I, H, repeats, on_row=on_variant, baseline=row, cudnn=cudnn)
     return report
 
 

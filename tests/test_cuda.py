@@ -4,6 +4,8 @@ The simulator runs every GPU thread as a Python thread, so the sizes here are sm
 (scripts/gpu_check.py) covers the real sizes.
 """
 
+import math
+
 import numpy as np
 import pytest
 
@@ -36,8 +38,8 @@ def _assert_forward_and_vjp_match_the_cpu(a, dtype, activation, context=""):
 
 
 def _assert_match_the_cpu_at_every_length(a, dtype, activation, layout):
-    """T = 3 and its first 1 and 2 steps: where the first and last steps' prefetches meet."""
-    for T in (3, 2, 1):
+    """All T steps and the first 1, 2 and 3: where the first and last steps' prefetches meet."""
+    for T in sorted({a["x"].shape[0], 3, 2, 1}, reverse=True):
         short = {k: (v[:T] if k in ("x", "gh") else v) for k, v in a.items()}
         _assert_forward_and_vjp_match_the_cpu(short, dtype, activation, f"T={T} with {layout}")
 
@@ -54,12 +56,13 @@ def test_cuda_matches_the_cpu_kernels(dtype, activation):
         np.testing.assert_allclose(grads[key], want_grads[key], rtol=tol, atol=tol, err_msg=key)
 
 
-LAYOUTS = [  # (split, held, rows, ahead): every branch of the recurrence kernels, at H = 6 and B = 5
-    {"split": 1, "held": 8, "rows": 1},  # all of M in registers
+LAYOUTS = [  # (split, held, rows, ahead): every branch of the recurrence kernels, at H = 6, B = 5 and T = 7
+    {"split": 1, "held": 8, "rows": 1, "ahead": 2},  # all of M in registers; inputs staged two steps at a time
     {"split": 2, "held": 4, "rows": 3, "ahead": 1},  # two lanes' outputs per thread, partial sums exchanged
-    {"split": 2, "held": 0, "rows": 4},  # M streamed from global memory, a partly empty block
+    {"split": 2, "held": 0, "rows": 4, "ahead": 3},  # M streamed, a partly empty block; groups of 3, 3 and 1
     {"split": 1, "held": 4, "rows": 2, "ahead": 1},  # part of M in registers, the rest streamed
-    {"split": 4, "held": 0, "rows": 2},  # chunks of 16 past H = 6: zero padding
+    {"split": 4, "held": 0, "rows": 2, "ahead": 8},  # chunks of 16 past H = 6: zero padding; one group past T
+    {"split": 1, "held": 8, "rows": 2, "ahead": 4},  # two rows finished per thread, staged four at a time
     {"split": 1, "held": 0, "rows": 8, "ahead": 1},  # more rows per block than the batch has
 ]
 
@@ -68,11 +71,22 @@ LAYOUTS = [  # (split, held, rows, ahead): every branch of the recurrence kernel
 @pytest.mark.parametrize("dtype,activation", [("float64", "tanh"), ("float32", "relu")])
 def test_every_recurrence_layout_matches_the_cpu_kernels(monkeypatch, layout, dtype, activation):
     monkeypatch.setattr(cuda_kernels, "LAYOUT_OVERRIDE", layout)
-    a = _args(dtype)
+    a = small_arrays(dtype, T=7, B=5, I=2, H=6, K=3, recurrent_scale=0.4)
     chosen = cuda_kernels.layout_for(a["W"].shape[0], a["x"].shape[1], dtype)
     assert all(getattr(chosen, k) == v for k, v in layout.items()), chosen
-    assert chosen.ahead == layout.get("ahead", 2), chosen  # the simulator's blocks are small: two ahead
     _assert_match_the_cpu_at_every_length(a, dtype, activation, chosen)
+
+
+def test_inputs_are_staged_in_groups_where_the_registers_allow():
+    """Blocks of up to 256 threads (255 registers each) prefetch AHEAD_REGISTERS inputs per thread:
+    8 steps for one (row, output) pair per thread, fewer for more; larger blocks one step ahead."""
+    from rnnspec.kernels import cuda_kernels as device_code
+
+    assert device_code.plan(6, 1, "float32", 1, split=1, rows=1).ahead == 8  # one pair per thread
+    assert device_code.plan(6, 5, "float32", 1, split=1, rows=2).ahead == 4  # two pairs
+    assert device_code.plan(6, 5, "float32", 1, split=2, rows=2).ahead == 4  # 3 lanes x 2: two outputs, one row
+    with pytest.raises(ValueError, match="ahead: expected 1 to 8 steps, got 9"):
+        device_code.plan(6, 1, "float32", 1, ahead=9)
 
 
 COOPERATIVE = [  # at H = 7 and B = 5, with 8 threads per grid block under the simulator
@@ -148,7 +162,8 @@ def test_gpu_layouts_fit_a_block_and_keep_small_matrices_in_registers(monkeypatc
             assert layout.split * layout.chunk >= H and layout.held % device_code.HELD_GROUP == 0
             assert layout.resident or (layout.chunk - layout.held) % device_code.STREAM_GROUP == 0, layout
             shared = (2 * layout.rows * layout.split * layout.chunk
-                      + (layout.split * layout.rows * H if layout.split > 1 else 0)) * itemsize
+                      + (layout.split * layout.rows * H if layout.split > 1 else 0)
+                      + (2 * layout.ahead * layout.rows * H if layout.ahead > 1 else 0)) * itemsize
             assert shared <= device_code.SHARED_LIMIT, (layout, shared)
             assert layout.held * itemsize // 4 <= device_code.REGISTER_WORDS
             in_registers = layout.held * layout.threads / (H * H)
@@ -159,7 +174,8 @@ def test_gpu_layouts_fit_a_block_and_keep_small_matrices_in_registers(monkeypatc
             else:
                 assert layout.held == 0, (H, dtype, layout)
             assert layout.rows == (1 if B <= 132 else 2), layout
-            assert layout.ahead == (2 if layout.threads <= 256 else 1), layout
+            pairs = math.ceil(layout.rows / layout.split) * layout.per_thread
+            assert layout.ahead == (8 if layout.threads <= 256 and pairs == 1 else 1), layout
     with pytest.raises(ValueError, match="H = 8192 in float64 needs 131072 bytes of shared memory"):
         device_code.plan(8192, 1, "float64", multiprocessors=132)
 
@@ -292,21 +308,22 @@ def test_gpu_benchmark_measurements_run_under_the_simulator(monkeypatch):
     size = (3, 2, 2, 5)
     monkeypatch.setattr(bench_cuda, "VARIANTS", {size: ({"split": 2, "held": 0}, {"split": 1, "held": 4},
                                                         {"cooperative": True, "blocks": 2})})
-    baseline = bench_cuda.cudnn_timings(*size, repeats=1, device="cpu")  # torch's CPU RNN: same mapping
-    assert baseline["cudnn_forward_s"] > 0 and baseline["cudnn_train_s"] > 0, baseline
-    errors = bench_cuda.correctness(*size, cudnn=baseline["gradients"])
+    torch_rnn = bench_cuda.cudnn_calls(*size, device="cpu")  # torch's CPU RNN: the same mapping
+    ours = bench_cuda.rnnspec_timings(*size, repeats=1, cudnn=torch_rnn)
+    assert set(ours) == {"rnnspec_first_train_s", "rnnspec_forward_s", "rnnspec_train_s", "cudnn_forward_s",
+                         "cudnn_train_s", "forward_ratio_vs_cudnn", "train_ratio_vs_cudnn",
+                         "rnnspec_train_fresh_scratch_s"}, ours
+    assert all(t > 0 for t in ours.values()), ours
+    assert ours["train_ratio_vs_cudnn"] == ours["cudnn_train_s"] / ours["rnnspec_train_s"], ours
+    errors = bench_cuda.correctness(*size, cudnn=torch_rnn["gradients"]())
     assert set(errors) == {"float64_vs_oracle_T3", "float64_vs_cpu", "float32_vs_cpu_float64",
                            "cudnn_float32_vs_cpu_float64"}, errors
     assert errors["float64_vs_oracle_T3"] < 1e-12 and errors["float64_vs_cpu"] < 1e-12, errors
     assert errors["float32_vs_cpu_float64"] < 1e-5 and errors["cudnn_float32_vs_cpu_float64"] < 1e-5, errors
     alone = bench_cuda.recurrence_alone(*size, repeats=1)
     assert alone["forward_recurrence_s"] > 0 and alone["backward_recurrence_s"] > 0, alone
-    ours = bench_cuda.rnnspec_timings(*size, repeats=1)
-    assert set(ours) == {"rnnspec_first_train_s", "rnnspec_forward_s", "rnnspec_train_s",
-                         "rnnspec_train_fresh_scratch_s"}, ours
-    assert all(t > 0 for t in ours.values()), ours
-    rows = bench_cuda.variants(*size, repeats=1, baseline=baseline)
-    assert all(r["train_ratio_vs_cudnn"] == baseline["cudnn_train_s"] / r["rnnspec_train_s"] for r in rows), rows
+    rows = bench_cuda.variants(*size, repeats=1, baseline={"correctness": errors}, cudnn=torch_rnn)
+    assert all(r["train_ratio_vs_cudnn"] == r["cudnn_train_s"] / r["rnnspec_train_s"] for r in rows), rows
     assert all(r["correct"] is True for r in rows), rows
     assert [(r["layout"].get("split"), r["layout"].get("held")) for r in rows] == [(2, 0), (1, 4), (None, None)], rows
     assert all(r["float32_vs_cpu_float64"] < 1e-5 and r["check_steps"] == 3 for r in rows), rows
@@ -326,7 +343,6 @@ def test_gpu_benchmark_measurements_run_under_the_simulator(monkeypatch):
 def test_gpu_benchmark_command_runs_as_the_gpu_script_runs_it(monkeypatch, tmp_path, capsys):
     """``rnnspec bench --device cuda --variants --json`` as scripts/gpu_check.sh runs it, at one
     tiny size, torch's side on the CPU: the table with its verdict, the variants, the JSON report."""
-    import functools
     import json
 
     pytest.importorskip("torch")
@@ -335,7 +351,7 @@ def test_gpu_benchmark_command_runs_as_the_gpu_script_runs_it(monkeypatch, tmp_p
     size = (3, 2, 2, 5)
     monkeypatch.setattr(bench_cuda, "GPU_SIZES", (size,))
     monkeypatch.setattr(bench_cuda, "VARIANTS", {size: ({"ahead": 1},)})
-    monkeypatch.setattr(bench_cuda, "cudnn_timings", functools.partial(bench_cuda.cudnn_timings, device="cpu"))
+    monkeypatch.setattr(bench_cuda, "TORCH_DEVICE", "cpu")
     monkeypatch.setattr(bench_cuda, "MIN_REPEATS", 1)
     path = tmp_path / "gpu_bench.json"
     assert cli.main(["bench", "--device", "cuda", "--variants", "--repeats", "1", "--json", str(path)]) == 0
@@ -343,7 +359,20 @@ def test_gpu_benchmark_command_runs_as_the_gpu_script_runs_it(monkeypatch, tmp_p
     assert "empty numba-cuda launch + sync" in out and "correct: " in out and "ahead=1: recurrence fwd" in out, out
     assert "x); correct: float32 vs CPU float64" in out, out
     report = json.loads(path.read_text())
-    assert report["schema"] == "rnnspec.bench-cuda/4" and len(report["results"]) == 1, report
+    assert report["schema"] == "rnnspec.bench-cuda/5" and len(report["results"]) == 1, report
     row = report["results"][0]
     assert row["correct"] is True and row["train_ratio_vs_cudnn"] > 0 and len(row["variants"]) == 1, row
     assert row["variants"][0]["train_ratio_vs_cudnn"] > 0, row
+
+
+def test_timed_calls_take_turns_after_a_shared_warm_up(monkeypatch):
+    """The two sides of a ratio are timed in turns, after warming up together, so that an idle
+    GPU's low clock cannot favour the side timed second."""
+    from rnnspec.spec import bench_cuda
+
+    monkeypatch.setattr(bench_cuda, "CLOCK_WARMUP_S", 0.0)
+    order = []
+    calls = {name: (lambda name=name: order.append(name), lambda: order.append("sync")) for name in ("ours", "cudnn")}
+    times = bench_cuda._interleaved(calls, repeats=3)
+    assert order == ["ours", "sync", "cudnn", "sync"] * 4, order  # one warm-up round, then 3 in turns
+    assert set(times) == {"ours", "cudnn"} and all(t >= 0 for t in times.values()), times
