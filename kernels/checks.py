@@ -26,7 +26,7 @@ def host(value):
 
 def on_device(value) -> bool:
     """A CUDA device array: numba's, or anything with ``__cuda_array_interface__``."""
-    return hasattr(value, "__cuda_array_interface__") or hasattr(value, "copy_to_host")
+    return hasattr(value, "copy_to_host") or hasattr(value, "__cuda_array_interface__")  # numba's first: cheaper
 
 
 def array(name: str, value: object, ndim: int, device_ok: bool = False) -> np.ndarray:

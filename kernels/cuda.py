@@ -19,7 +19,7 @@ import numpy as np
 
 from rnnspec.kernels import checks
 from rnnspec.kernels.checks import on_device
-from rnnspec.kernels.cuda_arrays import contiguous, imported, scratch
+from rnnspec.kernels.cuda_arrays import configured, contiguous, imported, scratch, scratch_view
 from rnnspec.kernels.cuda_cooperative import CooperativeLayout, cooperative_plan, cooperative_recurrence
 from rnnspec.kernels.cuda_gemm import TILE, matmul_into, splits_for
 from rnnspec.kernels.cuda_kernels import (
@@ -70,16 +70,23 @@ def _planned(hidden: int, batch: int, dtype: str, multiprocessors: int, forced: 
     return plan(hidden, batch, dtype, multiprocessors, **options)
 
 
-def _no_release_midway(function):
-    """numba-cuda frees released device memory in batches, and cuMemFree waits for the device: not
-    inside a call, where it would stop the host from queueing launches while a kernel runs."""
+def _one_context_no_release_midway(function):
+    """Two costs of numba-cuda's host side, kept out of a call:
+
+    - numba-cuda frees released device memory in batches, and cuMemFree waits for the device: not
+      inside a call, where it would stop the host from queueing launches while a kernel runs;
+    - every numba-cuda operation (an allocation, a view, a launch) looks the active CUDA context up
+      through the driver unless one is attached to the thread: attached once for the whole call.
+    """
 
     @functools.wraps(function)
     def call(*args, **kwargs):
         with cuda.defer_cleanup():
             return function(*args, **kwargs)
 
-    return call
+    from numba.cuda.cudadrv.devices import require_context  # the simulator's is a no-op
+
+    return require_context(call)
 
 
 class _Args:
@@ -95,7 +102,9 @@ class _Args:
         self.empty = self.T == 0 or self.B == 0
         self.has_bias = b is not None
         self.x, self.h0, self.U, self.W = (contiguous(v) for v in (x, h0, U, W))
+        self.x_rows = self.x.reshape(self.T * self.B, self.I)
         self.b = contiguous(b) if b is not None else scratch("absent bias", (1,), self.dtype)
+        self.b_row = self.b.reshape(1, self.b.shape[0])  # the kernels' bias argument is 2-D in both directions
         self.layout = layout_for(self.H, self.B, self.dtype)
 
     def out(self, value):
@@ -108,7 +117,7 @@ def recurrent_matrix(W, layout: Layout, role: str = "W transposed"):
     if layout.resident:
         return W
     out = scratch(role, (W.shape[1], W.shape[0]), W.dtype)
-    transpose[(math.ceil(W.shape[0] / TILE), math.ceil(W.shape[1] / TILE)), (TILE, TILE)](W, out)
+    configured(transpose, (math.ceil(W.shape[0] / TILE), math.ceil(W.shape[1] / TILE)), (TILE, TILE))(W, out)
     return out
 
 
@@ -116,16 +125,18 @@ def _configured(direction: str, states, layout, code: int):
     """The recurrence kernel for this layout, configured for its launch."""
     H, dtype = states.shape[2], str(states.dtype)
     if isinstance(layout, CooperativeLayout):
-        return cooperative_recurrence(direction, H, layout, code, dtype)[layout.launch]
-    return recurrence(direction, H, layout, code, dtype)[math.ceil(states.shape[1] / layout.rows), layout.threads]
+        return configured(cooperative_recurrence(direction, H, layout, code, dtype), *layout.launch)
+    return configured(recurrence(direction, H, layout, code, dtype), math.ceil(states.shape[1] / layout.rows),
+                      layout.threads)
 
 
-def forward_recurrence(states, M, bias, has_bias: bool, layout, code: int) -> None:
-    """One launch for all T steps, in place: states (T+1, B, H) holds h0 and then z_t = U x_t on
-    entry, h0 and h_t = f(z_t + b + W h_{t-1}) on return; M from ``recurrent_matrix``, bias (H,)
-    (any (1,) array when has_bias is False)."""
-    bias_row = bias.reshape(1, bias.shape[0])
-    _configured("forward", states, layout, code)(states, states, M, bias_row, has_bias, states, states[0])
+def forward_recurrence(states, h0, M, bias_row, has_bias: bool, layout, code: int) -> None:
+    """One launch for all T steps, in place: states (T+1, B, H) holds z_t = U x_t in rows 1..T on
+    entry, h0 and h_t = f(z_t + b + W h_{t-1}) on return; M from ``recurrent_matrix``, bias_row
+    (1, H) (any (1, 1) array when has_bias is False). The single-block kernels copy h0 themselves."""
+    if isinstance(layout, CooperativeLayout):  # its blocks read h0 from states: there before the launch
+        states[0].copy_to_device(h0)
+    _configured("forward", states, layout, code)(states, states, M, bias_row, has_bias, states, h0)
 
 
 def backward_recurrence(direct, states, W, bias_rows, has_bias: bool, deltas, carry, layout, code: int) -> None:
@@ -150,7 +161,7 @@ def _matmul(A, B, rows: int, cols: int, trans_a: bool = False, trans_b: bool = F
 
 def _column_sums(rows):
     out = cuda.device_array(rows.shape[1], rows.dtype)
-    column_sums[math.ceil(rows.shape[1] / 128), 128](rows, out)
+    configured(column_sums, math.ceil(rows.shape[1] / 128), 128)(rows, out)
     return out
 
 
@@ -158,10 +169,10 @@ def _states(a: _Args, returned: bool):
     """(T+1, B, H) on the device: h0, then h_1..h_T; scratch unless the caller gets it back."""
     shape = (a.T + 1, a.B, a.H)
     states = cuda.device_array(shape, a.dtype) if returned else scratch("states", shape, a.dtype)
-    states[0].copy_to_device(a.h0)
-    flat = states.reshape((a.T + 1) * a.B, a.H)
-    _matmul_into(a.x.reshape(a.T * a.B, a.I), a.U, flat[a.B:], trans_b=True, role="U x")
-    forward_recurrence(states, recurrent_matrix(a.W, a.layout), a.b, a.has_bias, a.layout, a.code)
+    inputs = states[1:].reshape(a.T * a.B, a.H) if returned else \
+        scratch_view("states", "rows 1..T", lambda s: s[1:].reshape(a.T * a.B, a.H))
+    _matmul_into(a.x_rows, a.U, inputs, trans_b=True, role="U x")
+    forward_recurrence(states, a.h0, recurrent_matrix(a.W, a.layout), a.b_row, a.has_bias, a.layout, a.code)
     return states
 
 
@@ -173,10 +184,10 @@ def _backward(a: _Args, states, direct) -> dict:
     else:  # with one batch row the per-row sums are db itself, returned to the caller
         bias_rows = cuda.device_array((a.B, a.H), a.dtype) if a.B == 1 else scratch("bias rows", (a.B, a.H), a.dtype)
     backward_recurrence(direct, states, a.W, bias_rows, a.has_bias, deltas, carry, a.layout, a.code)
-    d2 = deltas.reshape(a.T * a.B, a.H)
-    previous = states.reshape((a.T + 1) * a.B, a.H)[: a.T * a.B]
+    d2 = scratch_view("deltas", "rows", lambda d: d.reshape(a.T * a.B, a.H))
+    previous = scratch_view("states", "rows 0..T-1", lambda s: s[:-1].reshape(a.T * a.B, a.H))
     grads = {"x": _matmul(d2, a.U, a.T * a.B, a.I, role="dx").reshape(a.T, a.B, a.I), "h0": carry,
-             "U": _matmul(d2, a.x.reshape(a.T * a.B, a.I), a.H, a.I, trans_a=True, role="dU"),
+             "U": _matmul(d2, a.x_rows, a.H, a.I, trans_a=True, role="dU"),
              "W": _matmul(d2, previous, a.H, a.H, trans_a=True, role="dW")}
     if a.has_bias:
         grads["b"] = bias_rows.reshape(a.H) if a.B == 1 else _column_sums(bias_rows)
@@ -196,7 +207,7 @@ def _zero_gradients(a: _Args, extra=()) -> dict:
     return {k: _zeros(a, s) for k, s in shapes.items()}
 
 
-@_no_release_midway
+@_one_context_no_release_midway
 def elman_forward(x, h0, U, W, b=None, *, activation: str = "tanh"):
     """h_t for t = 1..T, shape (T, B, H)."""
     a = _Args(x, h0, U, W, b, activation)
@@ -205,7 +216,7 @@ def elman_forward(x, h0, U, W, b=None, *, activation: str = "tanh"):
     return a.out(_states(a, returned=True)[1:])
 
 
-@_no_release_midway
+@_one_context_no_release_midway
 def elman_backward(x, h0, U, W, b, gh, *, activation: str = "tanh") -> dict:
     """The VJP for cotangents gh (T, B, H) on every h_t: gradients of x, h0, U, W and b (if given)."""
     a = _Args(x, h0, U, W, b, activation)
@@ -219,7 +230,7 @@ def elman_backward(x, h0, U, W, b, gh, *, activation: str = "tanh") -> dict:
     return {k: a.out(v) for k, v in grads.items()}
 
 
-@_no_release_midway
+@_one_context_no_release_midway
 def elman_loss(x, h0, U, W, b, V, c, targets, *, activation: str = "tanh"):
     """Softmax cross-entropy of V h_t + c summed over time and batch, and every gradient."""
     a = _Args(x, h0, U, W, b, activation)
@@ -236,16 +247,16 @@ def elman_loss(x, h0, U, W, b, V, c, targets, *, activation: str = "tanh"):
     Vd, cd = contiguous(V), contiguous(c)
     states = _states(a, returned=False)
     rows = a.T * a.B
-    hs = states.reshape((a.T + 1) * a.B, a.H)[a.B:]
+    hs = scratch_view("states", "rows 1..T", lambda s: s[1:].reshape(rows, a.H))
     residual = scratch("residual", (rows, K), a.dtype)
     _matmul_into(hs, Vd, residual, trans_b=True, role="logits")
     losses = scratch("losses", (rows,), a.dtype)
     classes = scratch("targets", (rows,), np.int64)
     classes.copy_to_device(np.ascontiguousarray(y.reshape(rows)))
-    softmax_cross_entropy[math.ceil(rows / 128), 128](residual, cd, classes, losses)
+    configured(softmax_cross_entropy, math.ceil(rows / 128), 128)(residual, cd, classes, losses)
     direct = scratch("direct", (rows, a.H), a.dtype)
     _matmul_into(residual, Vd, direct, role="direct")
-    grads = _backward(a, states, direct.reshape(a.T, a.B, a.H))
+    grads = _backward(a, states, scratch_view("direct", "(T, B, H)", lambda d: d.reshape(a.T, a.B, a.H)))
     grads["V"] = _matmul(residual, hs, K, a.H, trans_a=True, role="dV")
     grads["c"] = _column_sums(residual)
     loss = a.dtype.type(np.sum(losses.copy_to_host(), dtype=a.dtype))

@@ -17,6 +17,7 @@ stream, so a later call cannot overwrite scratch that an earlier one still reads
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from functools import cache
@@ -24,7 +25,7 @@ from functools import cache
 import numpy as np
 
 from rnnspec.kernels.checks import on_device
-from rnnspec.kernels.numpy_compat import cuda_module
+from rnnspec.kernels.numpy_compat import SIMULATED, cuda_module
 
 cuda = cuda_module()
 
@@ -34,11 +35,26 @@ _THREAD = threading.local()
 _BLOCK = 128
 
 
+def configured(kernel, grid, block):
+    """``kernel[grid, block]``, made once per configuration on a GPU: numba-cuda's launch
+    configuration object checks the grid's size and warns on every creation, which costs host time
+    per launch. (The simulator's ``kernel[grid, block]`` configures and returns the kernel itself,
+    so there a kept configuration would change under its keeper: made anew every time.)"""
+    if SIMULATED:
+        return kernel[grid, block]
+    return _kept_configuration(kernel, grid, block)
+
+
+@functools.lru_cache(maxsize=512)
+def _kept_configuration(kernel, grid, block):
+    return kernel[grid, block]
+
+
 def imported(value):
     """A numba device array viewing a ``__cuda_array_interface__`` object; anything else unchanged.
     (numba device arrays are returned as they are; the simulator has no other kind of device array.)"""
-    if hasattr(value, "__cuda_array_interface__") and not hasattr(value, "copy_to_host"):
-        return cuda.as_cuda_array(value)
+    if not hasattr(value, "copy_to_host") and hasattr(value, "__cuda_array_interface__"):
+        return cuda.as_cuda_array(value)  # (a numba array builds its interface dict on every access)
     return value
 
 
@@ -81,7 +97,7 @@ def contiguous(value):
         return value
     out = cuda.device_array(value.shape, value.dtype)
     if out.size:
-        _strided_copy(value.ndim)[math.ceil(out.size / _BLOCK), _BLOCK](value, out)
+        configured(_strided_copy(value.ndim), math.ceil(out.size / _BLOCK), _BLOCK)(value, out)
     return out
 
 
@@ -93,8 +109,9 @@ def scratch(role: str, shape: tuple[int, ...], dtype) -> object:
     """An uninitialised device array for ``role`` that stays this call's own until the next call
     on this thread and device asks for the same role; never return it to the caller."""
     shape, dtype = tuple(int(n) for n in shape), np.dtype(dtype)
-    if not REUSE_SCRATCH:
-        return cuda.device_array(shape, dtype)
+    if not REUSE_SCRATCH:  # this call's own, remembered only for scratch_view
+        array = _THREAD.__dict__.setdefault("last", {})[role] = cuda.device_array(shape, dtype)
+        return array
     arrays = _THREAD.__dict__.setdefault("arrays", {})
     key = (_device_key(), role)
     array = arrays.get(key)
@@ -104,6 +121,22 @@ def scratch(role: str, shape: tuple[int, ...], dtype) -> object:
     return array
 
 
+def scratch_view(role: str, name: str, make):
+    """``make(scratch array of role)``, a view of it (a reshape, a slice), made once per scratch
+    array: a numba device array view costs host time on every call (tens of microseconds, against
+    a recurrence step of under one). ``name`` tells the views of one role apart; the shape a view
+    has is fixed by the array it views, so a reallocated scratch array gets new views."""
+    if not REUSE_SCRATCH:
+        return make(_THREAD.__dict__.get("last", {})[role])
+    base = _THREAD.arrays[(_device_key(), role)]
+    views = _THREAD.__dict__.setdefault("views", {})
+    key = (_device_key(), role, name)
+    kept = views.get(key)
+    if kept is None or kept[0] is not base:
+        kept = views[key] = (base, make(base))
+    return kept[1]
+
+
 def scratch_bytes() -> int:
     """Bytes of scratch this thread holds, over all devices."""
     return sum(a.size * a.dtype.itemsize for a in getattr(_THREAD, "arrays", {}).values())
@@ -111,4 +144,5 @@ def scratch_bytes() -> int:
 
 def release_scratch() -> None:
     """Give back this thread's scratch arrays (numba-cuda frees them at its next cleanup)."""
-    getattr(_THREAD, "arrays", {}).clear()
+    for kept in ("arrays", "views", "last"):
+        getattr(_THREAD, kept, {}).clear()

@@ -15,6 +15,7 @@ from functools import cache
 
 import numpy as np
 
+from rnnspec.kernels.cuda_arrays import configured
 from rnnspec.kernels.numpy_compat import SIMULATED, cuda_module
 
 cuda = cuda_module()
@@ -101,8 +102,15 @@ def sum_parts(parts, out):
         out[i, j] = acc
 
 
+UNSPLIT_TERMS = 4096  # inner terms that one block sums in about the host time of a second launch
+
+
 def splits_for(rows: int, cols: int, inner: int, multiprocessors: int) -> int:
-    """Blocks over the inner dimension: enough to fill the GPU when the output has few tiles."""
+    """Blocks over the inner dimension: enough to fill the GPU when the output has few tiles and the
+    inner dimension is long enough to be worth the second launch that sums the parts (a launch
+    costs 25 to 50 us of host time through numba-cuda: benchmarks/gpu_run_1.txt)."""
+    if inner <= UNSPLIT_TERMS:
+        return 1
     side = TILE * PER
     tiles = math.ceil(rows / side) * math.ceil(cols / side)
     return max(1, min(math.ceil(inner / SPLIT_TERMS), multiprocessors // tiles))
@@ -118,6 +126,6 @@ def matmul_into(A, B, C, trans_a: bool, trans_b: bool, splits: int, parts=None) 
     elif parts is None:
         parts = cuda.device_array((splits, rows, cols), C.dtype)
     grid = (math.ceil(cols / side), math.ceil(rows / side), splits)
-    gemm(trans_a, trans_b, str(C.dtype))[grid, (TILE, TILE)](A, B, parts)
+    configured(gemm(trans_a, trans_b, str(C.dtype)), grid, (TILE, TILE))(A, B, parts)
     if splits > 1:
-        sum_parts[(math.ceil(rows / TILE), math.ceil(cols / TILE)), (TILE, TILE)](parts, C)
+        configured(sum_parts, (math.ceil(rows / TILE), math.ceil(cols / TILE)), (TILE, TILE))(parts, C)

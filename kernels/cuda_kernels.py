@@ -95,18 +95,22 @@ MAX_THREADS = 8 if SIMULATED else 1024
 SHARED_LIMIT = 48 * 1024  # static shared memory per block, all that numba-cuda offers
 MIN_HELD = 16
 HELD_GROUP, STREAM_GROUP = 4, 16  # terms per unrolled group: 4 accumulators; 16 streamed loads in flight
+#: 16-byte aligned shared vectors let the compiler load 4 terms at once (ld.shared.v4); the simulator
+#: accepts no alignment
+VECTOR_ALIGNMENT = None if SIMULATED else 16
+SHORT_CHUNK = 32  # terms per thread where M is split over threads (H200: 4 x 32 beat 2 x 64 at H = 128)
 MAX_AHEAD = 8  # steps per group of prefetched inputs
-AHEAD_REGISTERS = 8  # registers per thread for one input of the next group: ahead * (row, output) pairs
 
 
 def plan(hidden: int, batch: int, dtype, multiprocessors: int, split: int | None = None,
          held: int | None = None, rows: int | None = None, ahead: int | None = None) -> Layout:
     """The layout for H = ``hidden``: the split that keeps the most of M in registers (fewest threads
     among equals), the rest of M streamed; rows per block so that the blocks fill the GPU (fewer when
-    the shared vectors would not fit); inputs prefetched in groups of up to MAX_AHEAD steps where a
-    thread may have 255 registers (blocks of up to 256 threads) and their AHEAD_REGISTERS allow it,
-    else one step ahead. ``split``, ``held``, ``rows`` and ``ahead`` may be forced (tests,
-    benchmarks). ValueError when H is too large for one block's shared memory."""
+    the shared vectors would not fit); inputs one step ahead (groups of up to MAX_AHEAD steps when
+    forced). Where a split holds all of M: split 1 if it can (no exchange of partial sums), else
+    the fewest threads with chains of at most SHORT_CHUNK terms. ``split``, ``held``, ``rows`` and
+    ``ahead`` may be forced (tests, benchmarks). ValueError when H is too large for one block's
+    shared memory."""
     itemsize = np.dtype(dtype).itemsize
     words = max(1, itemsize // 4)
 
@@ -126,7 +130,13 @@ def plan(hidden: int, batch: int, dtype, multiprocessors: int, split: int | None
         return keep + STREAM_GROUP * math.ceil((need - keep) / STREAM_GROUP), keep
 
     splits = [1 << e for e in range(11) if (1 << e) <= max(1, MAX_THREADS // max(hidden, 1))] or [1]
-    if split is None:  # most of M in registers, then fewest threads
+    resident = [s for s in splits if terms(s, held)[0] == terms(s, held)[1]]  # all of M in registers
+    short = [s for s in resident if math.ceil(hidden / s) <= SHORT_CHUNK]
+    if split is None and 1 in resident:  # no partial sums to exchange: one barrier per step
+        split = 1
+    elif split is None and short:  # the chains of SHORT_CHUNK terms that the H200 ran fastest
+        split = min(short)
+    elif split is None:  # most of M in registers, then fewest threads
         split = max(splits, key=lambda s: (terms(s, held)[1] * min(hidden, MAX_THREADS // s) * s, -s))
     chunk, held = terms(split, held)
 
@@ -143,12 +153,8 @@ def plan(hidden: int, batch: int, dtype, multiprocessors: int, split: int | None
                          f"per block, over the {SHARED_LIMIT} that numba-cuda gives; use the CPU kernels")
     lanes = min(hidden, max(1, MAX_THREADS // split))
     per_thread = math.ceil(hidden / lanes)
-    if ahead is None:
-        pairs = math.ceil(rows / split) * per_thread  # (row, output) pairs that each thread finishes
-        ahead = min(MAX_AHEAD, AHEAD_REGISTERS // pairs) if REGISTER_FILE // (lanes * split) >= 255 else 1
-        while ahead > 1 and shared_bytes(rows, ahead) > SHARED_LIMIT:
-            ahead //= 2
-        ahead = max(1, ahead)
+    if ahead is None:  # staged groups ran slower on the H200 at H = 64 (0.78 against 0.56 ms): a variant
+        ahead = 1
     if not 1 <= ahead <= MAX_AHEAD:
         raise ValueError(f"ahead: expected 1 to {MAX_AHEAD} steps, got {ahead}")
     if shared_bytes(rows, ahead) > SHARED_LIMIT:
@@ -163,8 +169,9 @@ def recurrence(direction: str, hidden: int, layout: Layout, code: int, dtype: st
 
     kernel(source, states, M, bias, has_bias, target, carry_out), grid ceil(B / rows), block threads:
 
-    forward  (source = target = states, M = W if layout.resident else W^T): states (T+1, B, H) holds
-             h0 then U x_t on entry, states[t] = f(states[t] + b + W h_{t-1}) on exit; carry_out unused.
+    forward  (source = target = states, M = W if layout.resident else W^T, carry_out = h0 (B, H)):
+             states (T+1, B, H) holds U x_t in rows 1..T on entry; on exit states[0] = h0 and
+             states[t] = f(states[t] + b + W h_{t-1}).
     backward (source = direct dL/dh_t (T, B, H), M = W): delta_t = f'(h_t) * (direct_t + W^T delta_{t+1})
              into target (T, B, H), carry_out (B, H) = W^T delta_1 = dL/dh0, and bias (B, H) = sum_t delta_t
              per batch row when has_bias (summed over rows by the caller: no atomics, so bit-reproducible).
@@ -181,7 +188,7 @@ def recurrence(direction: str, hidden: int, layout: Layout, code: int, dtype: st
     backward = direction == "backward"
     lanes, per_thread, split, chunk, held, rows, ahead = layout
     staged = ahead > 1
-    width = split * chunk  # a shared vector, zero-padded past H
+    width = split * chunk  # a shared vector, zero-padded past H, as (split, chunk): see the kernel
     finishers = math.ceil(rows / split)  # rows finished by each thread: r = s + m * split
     weights_size = max(1, per_thread * held)
     partials_shape = (split, rows, hidden) if split > 1 else (1, 1, 1)
@@ -203,7 +210,11 @@ def recurrence(direction: str, hidden: int, layout: Layout, code: int, dtype: st
         first = cuda.blockIdx.x * rows
         batch = states.shape[1]
         steps = states.shape[0] - 1
-        v = cuda.shared.array((2, rows, width), numpy_dtype)
+        # v[buffer, row, s, j] is term k = s * chunk + j of the previous vector: with s an index of its
+        # own and j a constant of the unrolled loop, every load's address is one register plus a
+        # constant (with k as one index, numba's negative-index fix-up made it 3 to 6 integer
+        # instructions per multiply-add, the step's longest part)
+        v = cuda.shared.array((2, rows, split, chunk), numpy_dtype, alignment=VECTOR_ALIGNMENT)
         partials = cuda.shared.array(partials_shape, numpy_dtype)
         # a step's inputs: U x_t (forward), or dL/dh_t and h_t (backward). Staged: this group's, each
         # read back only by the thread that wrote it (no barrier); the next group's in flight meanwhile
@@ -226,7 +237,8 @@ def recurrence(direction: str, hidden: int, layout: Layout, code: int, dtype: st
                 else:
                     w[n * held + j] = 0
         for e in range(tid, 2 * rows * width, cuda.blockDim.x):
-            v[e // (rows * width), (e // width) % rows, e % width] = 0
+            k = e % width
+            v[e // (rows * width), (e // width) % rows, k // chunk, k % chunk] = 0
         cuda.syncthreads()  # zeroed before h0 is written into it
         # the inputs of loop step q: forward U x_{q+1} = states[q + 1]; backward, t = steps - q,
         # dL/dh_t = source[t - 1] and h_t = states[t]; steps q < steps have them
@@ -240,9 +252,15 @@ def recurrence(direction: str, hidden: int, layout: Layout, code: int, dtype: st
                 given[slot] = 0
                 state[slot] = 0
                 added[slot] = 0
+                if staged and r < rows and i < hidden:  # 0 where nothing is loaded (rows past B, steps
+                    for q in range(ahead):             # past T): their f and f' are computed, not used
+                        given_stage[q, r, i] = 0
+                        if backward:
+                            state_stage[q, r, i] = 0
                 if r < rows and b < batch and i < hidden:
-                    if not backward:
-                        v[0, r, i] = states[0, b, i]
+                    if not backward:  # h0, from carry_out: no copy into states before the launch
+                        v[0, r, i // chunk, i % chunk] = carry_out[b, i]
+                        states[0, b, i] = carry_out[b, i]
                         if has_bias:
                             added[slot] = bias[0, i]
                     for q in range(ahead if staged else 1):
@@ -258,7 +276,7 @@ def recurrence(direction: str, hidden: int, layout: Layout, code: int, dtype: st
                                 state[slot] = s_in
         cuda.syncthreads()
         for step in range(steps + (1 if backward else 0)):
-            cur = step % 2
+            cur = step & 1  # (not step % 2: Python's modulo of a signed integer is several instructions)
             j = step % ahead
             if staged and j == 0:  # issue the next group's loads now; moved to the stage at its last step
                 for m in range(finishers):
@@ -284,13 +302,13 @@ def recurrence(direction: str, hidden: int, layout: Layout, code: int, dtype: st
                     for q in range(HELD_GROUP):
                         wt = w[n * held + j0 + q]
                         for r in range(rows):
-                            acc[(r * per_thread + n) * 4 + q % 4] += wt * v[cur, r, s * chunk + j0 + q]
+                            acc[(r * per_thread + n) * 4 + q % 4] += wt * v[cur, r, s, j0 + q]
                 for j0 in range(held, chunk, STREAM_GROUP):
                     for q in range(STREAM_GROUP):
                         k = s * chunk + j0 + q
                         wt = M[k, i] if k < hidden and i < hidden else typed(0)
                         for r in range(rows):
-                            acc[(r * per_thread + n) * 4 + q % 4] += wt * v[cur, r, k]
+                            acc[(r * per_thread + n) * 4 + q % 4] += wt * v[cur, r, s, j0 + q]
             if split > 1:
                 for r in range(rows):
                     for n in range(per_thread):
@@ -326,7 +344,7 @@ def recurrence(direction: str, hidden: int, layout: Layout, code: int, dtype: st
                                 value = f(g_in + added[slot] + total)
                             if not live:
                                 value = typed(0)
-                            v[1 - cur, r, i] = value
+                            v[1 - cur, r, i // chunk, i % chunk] = value
                             if live:
                                 if backward:  # not staged, next: dL/dh_{t-1} and h_{t-1}
                                     target[t - 1, b, i] = value

@@ -135,12 +135,12 @@ def recurrence_alone(T, B, I, H, repeats, dtype="float32") -> dict:
     layout = gpu.layout_for(H, B, dtype)
     rng = np.random.default_rng(1)
     states = cuda.to_device(np.tanh(rng.standard_normal((T + 1, B, H))).astype(dtype))
-    W, b = cuda.to_device(c["W"]), cuda.to_device(c["b"])
+    W, h0, b_row = cuda.to_device(c["W"]), cuda.to_device(c["h0"]), cuda.to_device(c["b"].reshape(1, H))
     M = gpu.recurrent_matrix(W, layout, role="bench: W transposed")  # a role no kernel call shares
     bias_rows, direct = cuda.device_array((B, H), dtype), cuda.to_device(c["gh"])
     deltas, carry = cuda.device_array((T, B, H), dtype), cuda.device_array((B, H), dtype)
     return {"layout": layout._asdict(),
-            "forward_recurrence_s": _median(lambda: gpu.forward_recurrence(states, M, b, True, layout, 0),
+            "forward_recurrence_s": _median(lambda: gpu.forward_recurrence(states, h0, M, b_row, True, layout, 0),
                                             cuda.synchronize, repeats),
             "backward_recurrence_s": _median(lambda: gpu.backward_recurrence(direct, states, W, bias_rows, True,
                                                                              deltas, carry, layout, 0),

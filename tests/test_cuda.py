@@ -4,8 +4,6 @@ The simulator runs every GPU thread as a Python thread, so the sizes here are sm
 (scripts/gpu_check.py) covers the real sizes.
 """
 
-import math
-
 import numpy as np
 import pytest
 
@@ -77,16 +75,17 @@ def test_every_recurrence_layout_matches_the_cpu_kernels(monkeypatch, layout, dt
     _assert_match_the_cpu_at_every_length(a, dtype, activation, chosen)
 
 
-def test_inputs_are_staged_in_groups_where_the_registers_allow():
-    """Blocks of up to 256 threads (255 registers each) prefetch AHEAD_REGISTERS inputs per thread:
-    8 steps for one (row, output) pair per thread, fewer for more; larger blocks one step ahead."""
+def test_inputs_one_step_ahead_unless_groups_are_forced():
+    """plan() loads each step's inputs one step ahead (staged groups ran slower on the H200 at
+    H = 64); groups of up to MAX_AHEAD steps when forced, where their shared memory fits."""
     from rnnspec.kernels import cuda_kernels as device_code
 
-    assert device_code.plan(6, 1, "float32", 1, split=1, rows=1).ahead == 8  # one pair per thread
-    assert device_code.plan(6, 5, "float32", 1, split=1, rows=2).ahead == 4  # two pairs
-    assert device_code.plan(6, 5, "float32", 1, split=2, rows=2).ahead == 4  # 3 lanes x 2: two outputs, one row
+    assert device_code.plan(6, 5, "float32", 1).ahead == 1
+    assert device_code.plan(6, 1, "float32", 1, ahead=8).ahead == 8
     with pytest.raises(ValueError, match="ahead: expected 1 to 8 steps, got 9"):
         device_code.plan(6, 1, "float32", 1, ahead=9)
+    with pytest.raises(ValueError, match="ahead = 8 steps at H = 512 and 2 rows needs 73728 bytes"):
+        device_code.plan(512, 2, "float32", 1, rows=2, ahead=8)
 
 
 COOPERATIVE = [  # at H = 7 and B = 5, with 8 threads per grid block under the simulator
@@ -174,8 +173,9 @@ def test_gpu_layouts_fit_a_block_and_keep_small_matrices_in_registers(monkeypatc
             else:
                 assert layout.held == 0, (H, dtype, layout)
             assert layout.rows == (1 if B <= 132 else 2), layout
-            pairs = math.ceil(layout.rows / layout.split) * layout.per_thread
-            assert layout.ahead == (8 if layout.threads <= 256 and pairs == 1 else 1), layout
+            assert layout.ahead == 1, layout
+            if H <= 128:  # split 1 where it holds all of M, else chains of 32 terms
+                assert layout.split == (1 if H * itemsize // 4 <= 64 else H // 32), layout
     with pytest.raises(ValueError, match="H = 8192 in float64 needs 131072 bytes of shared memory"):
         device_code.plan(8192, 1, "float64", multiprocessors=132)
 
@@ -376,3 +376,27 @@ def test_timed_calls_take_turns_after_a_shared_warm_up(monkeypatch):
     times = bench_cuda._interleaved(calls, repeats=3)
     assert order == ["ours", "sync", "cudnn", "sync"] * 4, order  # one warm-up round, then 3 in turns
     assert set(times) == {"ours", "cudnn"} and all(t >= 0 for t in times.values()), times
+
+
+def test_launch_configurations_are_made_once_on_a_gpu(monkeypatch):
+    """On a GPU each (kernel, grid, block) is configured once and the configuration reused; the
+    simulator's kernel[grid, block] reconfigures the kernel object itself, so there it is redone."""
+    from rnnspec.kernels import cuda_arrays
+
+    class Kernel:
+        made = 0
+
+        def __getitem__(self, config):
+            Kernel.made += 1
+            return ("launch", id(self), config)
+
+    kernel = Kernel()
+    monkeypatch.setattr(cuda_arrays, "SIMULATED", False)
+    cuda_arrays._kept_configuration.cache_clear()
+    first = cuda_arrays.configured(kernel, 3, 128)
+    assert cuda_arrays.configured(kernel, 3, 128) is first and Kernel.made == 1
+    assert cuda_arrays.configured(kernel, 4, 128) == ("launch", id(kernel), (4, 128)) and Kernel.made == 2
+    monkeypatch.setattr(cuda_arrays, "SIMULATED", True)
+    cuda_arrays.configured(kernel, 3, 128)
+    assert Kernel.made == 3
+    cuda_arrays._kept_configuration.cache_clear()
