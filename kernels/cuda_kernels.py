@@ -64,9 +64,8 @@ class Layout(NamedTuple):
     Each step's inputs (U x_t, or dL/dh_t and h_t) are loaded ``ahead`` steps at a time: with
     ahead = 1 each is loaded one step before its use; with ahead = P > 1 the first step of every group
     of P issues the loads of the next group's P steps at once (independent loads, all in flight
-    together), and its last step moves them into shared memory. A step with W in registers is
-    shorter than a global load (an L2 round trip is about 600 cycles on an H100 as measured, not
-    the 250 of its white paper), so one step ahead stalled every step on it.
+    together), and its last step moves them into shared memory. plan() chooses 1: on the H200,
+    groups of 8 ran slower at H = 64 (0.78 against 0.56 ms for 1000 steps; benchmarks/gpu_run_2.txt).
     """
 
     lanes: int

@@ -20,7 +20,7 @@ python3 -m pip install -q --no-deps --no-build-isolation -e . >"$out/install.log
   timeout 120 python3 -m pytest -q -p no:cacheprovider -rf --tb=short $parallel tests/test_cuda.py 2>&1 \
     | grep -v "NumbaPerformanceWarning\|warn(errors" | tail -40
   echo "tests: $((SECONDS - start)) s"
-  timeout 60 python3 scripts/gpu_profile.py 2>&1 | head -60
+  timeout 60 python3 scripts/gpu_profile.py 2>&1 | grep -v "NumbaPerformanceWarning\|warn(errors" | head -70
   start=$SECONDS
   # the SM clock every 0.5 s while the bench runs: an idle GPU's clock is low
   nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw --format=csv -lms 500 >"$out/gpu_clocks.csv" 2>&1 &

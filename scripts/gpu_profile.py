@@ -1,6 +1,6 @@
 """Where a warm CUDA call's host time goes, on a GPU: the forward+backward call at one size (default
 (1000, 1, 64, 64), float32, device arrays), timed returning without a sync (host time alone: the GPU
-runs behind) and with one, then cProfile of 20 calls, sorted by own time.
+runs behind) and with one, then cProfile of 20 calls, sorted by cumulative and by own time.
 
     python scripts/gpu_profile.py [T B I H]
 """
@@ -41,7 +41,9 @@ def main(argv: list[str]) -> int:
         train()
         sync()
     profile.disable()
-    pstats.Stats(profile, stream=sys.stdout).sort_stats("tottime").print_stats(22)
+    stats = pstats.Stats(profile, stream=sys.stdout)
+    stats.sort_stats("cumulative").print_stats(25)
+    stats.sort_stats("tottime").print_stats(12)
     return 0
 
 

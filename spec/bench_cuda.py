@@ -5,7 +5,7 @@ included), then the correctness of the results (float64 against the oracle on th
 T' as many as ORACLE_LIMIT allows; float64 against the CPU kernels on all T; float32 against the
 CPU kernels in float64, which the tests check against the oracle), and forward and
 forward+backward times, median of ``repeats`` after a warm-up, each timed call synchronised, the
-two sides timed in turns (so that both see the same GPU clock).
+two sides timed in alternating blocks (so that both see the same GPU clock).
 forward+backward is the VJP for a cotangent on every h_t (dL/dx, dh0, dU, dW, db) on both sides.
 Device arrays throughout: no host transfers are timed.
 
@@ -25,17 +25,14 @@ GPU_SIZES = ((1000, 1, 64, 64), (1000, 1, 128, 128), (100, 32, 64, 128), (1000, 
              (50, 64, 512, 1024), (100, 256, 1024, 1024))
 ORACLE_LIMIT = 2_000_000  # T'*B*H*H multiply-adds for the float64 oracle check
 #: other layouts timed with ``variants``: forced plan() choices (split, held, rows, ahead: any of them
-#: turns the cooperative default off) or cooperative_plan() choices, the rest automatic
-VARIANTS = {(1000, 1, 64, 64): ({"split": 2}, {"split": 4}, {"ahead": 1}, {"ahead": 4}),
-            (1000, 1, 128, 128): ({"split": 4}, {"ahead": 1}, {"ahead": 4}),
-            (100, 32, 64, 128): ({"split": 4}, {"ahead": 1}),
-            # the streamed single block (plan()'s own choice) against the cooperative grid's others:
-            # fewer slices (a shallower tree), fewer blocks (a cheaper grid sync)
-            (1000, 1, 256, 256): ({"split": 2}, {"cooperative": True, "slices": 16},
-                                  {"cooperative": True, "blocks": 64}),
-            (100, 64, 256, 256): ({"split": 2}, {"cooperative": True, "blocks": 64}),
-            (50, 64, 512, 1024): ({"rows": 2}, {"cooperative": True, "tile": 2}, {"cooperative": True, "slices": 8}),
-            (100, 256, 1024, 1024): ({"rows": 2}, {"cooperative": True, "slices": 8})}
+#: turns the cooperative default off) or cooperative_plan() choices, the rest automatic. Each is the
+#: runner-up of an earlier GPU run (benchmarks/gpu_run_2.txt) or the layout plan() chose before it
+VARIANTS = {(1000, 1, 64, 64): ({"split": 2}, {"ahead": 8}),
+            (1000, 1, 128, 128): ({"split": 2},),
+            (1000, 1, 256, 256): ({"split": 2},),  # the streamed single block against the cooperative grid
+            (100, 64, 256, 256): ({"split": 2},),
+            (50, 64, 512, 1024): ({"cooperative": True, "tile": 2},),
+            (100, 256, 1024, 1024): ({"rows": 2},)}
 VARIANT_CHECK_LIMIT = 200_000_000  # T'*B*H*H multiply-adds for a variant's float64 check against the CPU
 
 
@@ -88,9 +85,10 @@ CLOCK_WARMUP_S = 0.2  # seconds of calls before timing: an idle GPU's clock is l
 
 def _interleaved(calls: dict, repeats: int) -> dict:
     """{name: median seconds} for ``calls`` {name: (call, sync)}: warmed up together for
-    CLOCK_WARMUP_S (each at least once), then timed in turns, each call synchronised, so that every
-    call sees the same clock and the same state of the GPU; a ratio of two of them compares like
-    with like."""
+    CLOCK_WARMUP_S (each at least once), then timed in blocks of consecutive calls, in order and
+    then in reverse order (A B B A), each call synchronised; the median over both blocks. Both
+    sides of a ratio see the same clock and any drift alike, and each runs in a block of its own:
+    taking turns call by call slowed both sides' host code (the second GPU run: by 0.2 to 1 ms)."""
     deadline = time.perf_counter() + CLOCK_WARMUP_S
     while True:
         for call, sync in calls.values():
@@ -99,12 +97,15 @@ def _interleaved(calls: dict, repeats: int) -> dict:
         if time.perf_counter() >= deadline:
             break
     times = {name: [] for name in calls}
-    for _ in range(repeats):
-        for name, (call, sync) in calls.items():
-            start = time.perf_counter()
-            call()
-            sync()
-            times[name].append(time.perf_counter() - start)
+    half = max(1, repeats // 2)
+    for order in (list(calls), list(calls)[::-1]):
+        for name in order:
+            call, sync = calls[name]
+            for _ in range(half):
+                start = time.perf_counter()
+                call()
+                sync()
+                times[name].append(time.perf_counter() - start)
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
@@ -151,8 +152,8 @@ def variants(T, B, I, H, repeats, on_row=lambda row: None, baseline: dict | None
     """Other layouts at this size: the recurrence kernels' times, the whole forward and
     forward+backward calls, and float32 results (the timed dtype; some layouts do not fit in
     float64) against the CPU kernels in float64 on the first T' steps (T' <= 200, fewer at large
-    B*H*H, at least 3). With ``cudnn`` (from ``cudnn_calls``) the whole calls are timed in turns with
-    cuDNN's, and their ratios recorded, so that a layout that wins can become plan()'s choice on the
+    B*H*H, at least 3). With ``cudnn`` (from ``cudnn_calls``) the whole calls are timed in blocks
+    alternating with cuDNN's, and their ratios recorded, so that a layout that wins can become plan()'s choice on the
     strength of this run; ``baseline`` (the default layout's row) gives the float32 verdict's limit."""
     from rnnspec.kernels import cuda as gpu
     from rnnspec.kernels import elman_backward
@@ -209,7 +210,7 @@ def _device_calls(T, B, I, H):
 
 def _whole_call_timings(T, B, I, H, repeats, cudnn=None) -> dict:
     """Medians of the whole forward and forward+backward calls on device arrays; with ``cudnn``
-    (from ``cudnn_calls``), timed in turns with cuDNN's, with the ratios."""
+    (from ``cudnn_calls``), timed in blocks alternating with cuDNN's, with the ratios."""
     from rnnspec.kernels.numpy_compat import cuda_module
 
     sync = cuda_module().synchronize
@@ -226,7 +227,7 @@ def _whole_call_timings(T, B, I, H, repeats, cudnn=None) -> dict:
 
 
 def rnnspec_timings(T, B, I, H, repeats, cudnn=None) -> dict:
-    """The CUDA kernels' forward and forward+backward on device arrays (in turns with cuDNN's when
+    """The CUDA kernels' forward and forward+backward on device arrays (alternating with cuDNN's when
     ``cudnn`` is given), and with every scratch array allocated afresh; first the cold start: the
     first forward+backward, which compiles the kernels this size needs (those that earlier sizes or
     dtypes compiled are cached), timed apart from the warm medians."""

@@ -365,16 +365,16 @@ def test_gpu_benchmark_command_runs_as_the_gpu_script_runs_it(monkeypatch, tmp_p
     assert row["variants"][0]["train_ratio_vs_cudnn"] > 0, row
 
 
-def test_timed_calls_take_turns_after_a_shared_warm_up(monkeypatch):
-    """The two sides of a ratio are timed in turns, after warming up together, so that an idle
-    GPU's low clock cannot favour the side timed second."""
+def test_timed_calls_alternate_in_blocks_after_a_shared_warm_up(monkeypatch):
+    """The two sides of a ratio are warmed up together and timed in blocks, A B B A, so that an
+    idle GPU's low clock or a drift cannot favour the side timed second."""
     from rnnspec.spec import bench_cuda
 
     monkeypatch.setattr(bench_cuda, "CLOCK_WARMUP_S", 0.0)
     order = []
-    calls = {name: (lambda name=name: order.append(name), lambda: order.append("sync")) for name in ("ours", "cudnn")}
-    times = bench_cuda._interleaved(calls, repeats=3)
-    assert order == ["ours", "sync", "cudnn", "sync"] * 4, order  # one warm-up round, then 3 in turns
+    calls = {name: (lambda name=name: order.append(name), lambda: None) for name in ("ours", "cudnn")}
+    times = bench_cuda._interleaved(calls, repeats=4)
+    assert order == ["ours", "cudnn"] + ["ours"] * 2 + ["cudnn"] * 4 + ["ours"] * 2, order
     assert set(times) == {"ours", "cudnn"} and all(t >= 0 for t in times.values()), times
 
 
