@@ -97,7 +97,6 @@ HELD_GROUP, STREAM_GROUP = 4, 16  # terms per unrolled group: 4 accumulators; 16
 #: 16-byte aligned shared vectors let the compiler load 4 terms at once (ld.shared.v4); the simulator
 #: accepts no alignment
 VECTOR_ALIGNMENT = None if SIMULATED else 16
-SHORT_CHUNK = 32  # terms per thread where M is split over threads (H200: 4 x 32 beat 2 x 64 at H = 128)
 MAX_AHEAD = 8  # steps per group of prefetched inputs
 
 
@@ -106,8 +105,8 @@ def plan(hidden: int, batch: int, dtype, multiprocessors: int, split: int | None
     """The layout for H = ``hidden``: the split that keeps the most of M in registers (fewest threads
     among equals), the rest of M streamed; rows per block so that the blocks fill the GPU (fewer when
     the shared vectors would not fit); inputs one step ahead (groups of up to MAX_AHEAD steps when
-    forced). Where a split holds all of M: split 1 if it can (no exchange of partial sums), else
-    the fewest threads with chains of at most SHORT_CHUNK terms. ``split``, ``held``, ``rows`` and
+    forced). On the H200 (benchmarks/gpu_run.txt) split 2 beat split 4 at H = 128 (0.95x against
+    0.78x cuDNN's fwd+bwd) and split 1 was best at H = 64. ``split``, ``held``, ``rows`` and
     ``ahead`` may be forced (tests, benchmarks). ValueError when H is too large for one block's
     shared memory."""
     itemsize = np.dtype(dtype).itemsize
@@ -129,13 +128,7 @@ def plan(hidden: int, batch: int, dtype, multiprocessors: int, split: int | None
         return keep + STREAM_GROUP * math.ceil((need - keep) / STREAM_GROUP), keep
 
     splits = [1 << e for e in range(11) if (1 << e) <= max(1, MAX_THREADS // max(hidden, 1))] or [1]
-    resident = [s for s in splits if terms(s, held)[0] == terms(s, held)[1]]  # all of M in registers
-    short = [s for s in resident if math.ceil(hidden / s) <= SHORT_CHUNK]
-    if split is None and 1 in resident:  # no partial sums to exchange: one barrier per step
-        split = 1
-    elif split is None and short:  # the chains of SHORT_CHUNK terms that the H200 ran fastest
-        split = min(short)
-    elif split is None:  # most of M in registers, then fewest threads
+    if split is None:  # most of M in registers, then fewest threads
         split = max(splits, key=lambda s: (terms(s, held)[1] * min(hidden, MAX_THREADS // s) * s, -s))
     chunk, held = terms(split, held)
 

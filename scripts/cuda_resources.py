@@ -84,7 +84,7 @@ def main() -> int:
                       f"{r['registers']} regs{'' if fits else ' (TOO MANY for the block)'}, {r['stack']} B stack, "
                       f"{r['spills']} B spills, {r['smem']} B smem, {r['ld_local']} ld.local, "
                       f"{r['ld_shared_v']} ld.shared.v")
-    print("cooperative grid (W spread over the blocks, one grid sync per step; a benchmark variant):")
+    print("cooperative grid (W spread over the blocks, one grid sync per step; float32 from H = 256):")
     for T, B, I, H in GPU_SIZES:
         if H < 256:
             continue

@@ -44,12 +44,19 @@ class RnnspecCUDA(RnnspecCPU):
 
     def __init__(self, activation: str = "tanh") -> None:
         try:
-            from rnnspec.kernels import cuda
+            from rnnspec.kernels import cuda  # noqa: F401 - a clear error now, not at the first call
         except ImportError as exc:
             raise TargetError(f"target 'rnnspec-cuda': {exc} (pip install numba-cuda, and a GPU or "
                               "NUMBA_ENABLE_CUDASIM=1)") from exc
         super().__init__(activation)
-        self.kernels = cuda
+
+    @property
+    def kernels(self):
+        """rnnspec.kernels.cuda, looked up when used: a module held as an attribute would make the
+        target unpicklable, and a process holding a CUDA context must spawn (pickle) its worker."""
+        from rnnspec.kernels import cuda
+
+        return cuda
 
     def forward(self, x, state0, params):
         return {"h": self.kernels.elman_forward(x, state0["h0"], params["U"], params["W"], params["b"],

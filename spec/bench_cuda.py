@@ -28,7 +28,7 @@ ORACLE_LIMIT = 2_000_000  # T'*B*H*H multiply-adds for the float64 oracle check
 #: turns the cooperative default off) or cooperative_plan() choices, the rest automatic. Each is the
 #: runner-up of an earlier GPU run (benchmarks/gpu_run_2.txt) or the layout plan() chose before it
 VARIANTS = {(1000, 1, 64, 64): ({"split": 2}, {"ahead": 8}),
-            (1000, 1, 128, 128): ({"split": 2},),
+            (1000, 1, 128, 128): ({"split": 4},),
             (1000, 1, 256, 256): ({"split": 2},),  # the streamed single block against the cooperative grid
             (100, 64, 256, 256): ({"split": 2},),
             (50, 64, 512, 1024): ({"cooperative": True, "tile": 2},),

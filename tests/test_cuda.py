@@ -174,8 +174,8 @@ def test_gpu_layouts_fit_a_block_and_keep_small_matrices_in_registers(monkeypatc
                 assert layout.held == 0, (H, dtype, layout)
             assert layout.rows == (1 if B <= 132 else 2), layout
             assert layout.ahead == 1, layout
-            if H <= 128:  # split 1 where it holds all of M, else chains of 32 terms
-                assert layout.split == (1 if H * itemsize // 4 <= 64 else H // 32), layout
+            if H <= 128:  # the fewest threads that hold all of M: 64 words of it per thread
+                assert layout.split == H * itemsize // 4 // 64, layout
     with pytest.raises(ValueError, match="H = 8192 in float64 needs 131072 bytes of shared memory"):
         device_code.plan(8192, 1, "float64", multiprocessors=132)
 
@@ -297,6 +297,21 @@ def test_rnnspec_cuda_target_is_conformant_on_small_cases():
     report = check(load_target("rnnspec-cuda"), target="rnnspec-cuda", cases=cases)
     assert report.conformant, [(r.clause.id, r.status, r.worst and r.worst.message) for r in report.results
                                if r.status != "passed"]
+
+
+def test_the_cuda_target_runs_in_a_spawned_worker(monkeypatch):
+    """Where the process already holds a CUDA context (as on a GPU after any other kernel call) the
+    worker is spawned, so the target must pickle; the first GPU runs failed here ("CUDA initialized
+    before forking": the target held the kernels module, which does not pickle, so it was forked)."""
+    from rnnspec.spec import worker
+
+    monkeypatch.setattr(worker, "_cuda_initialized", lambda: True)
+    target = load_target("rnnspec-cuda")
+    assert worker.start_method(target) == "spawn"
+    case = Case(T=2, B=1, I=1, H=3, K=2, activation="tanh", dtype="float64", regime="contracting", seed=3)
+    report = check(target, target="rnnspec-cuda", cases=[case], clauses=["ELMAN-FWD-H", "ELMAN-VJP-W"])
+    statuses = {r.clause.id: (r.status, r.worst and r.worst.message) for r in report.results}
+    assert {k: v[0] for k, v in statuses.items()} == {"ELMAN-FWD-H": "passed", "ELMAN-VJP-W": "passed"}, statuses
 
 
 def test_gpu_benchmark_measurements_run_under_the_simulator(monkeypatch):
