@@ -41,6 +41,10 @@ LAYOUT_OVERRIDE: dict = {}
 #: the first GPU run (H200, benchmarks/gpu_run_1.txt) had it correct and 2.9x to 12x faster than the
 #: streamed single-block layouts at H = 256 and 1024
 COOPERATIVE_FROM_HIDDEN: int | None = 256
+#: below H = 512, only up to this batch: the streamed blocks (one per batch row) win once there are
+#: enough of them. At H = 256, fwd+bwd took 6.4 ms on the cooperative grid and 16.8 streamed at
+#: B = 1, 3.4 and 2.5 ms at B = 64 (benchmarks/gpu_run.txt); 16 lies between the two
+COOPERATIVE_BELOW_512_MAX_BATCH = 16
 
 
 @cache
@@ -50,19 +54,22 @@ def _multiprocessors() -> int:
 
 def layout_for(hidden: int, batch: int, dtype) -> Layout | CooperativeLayout:
     """The recurrence layout used for these sizes: rnnspec.kernels.cuda_cooperative.cooperative_plan
-    when LAYOUT_OVERRIDE asks for it, or for float32 from H = COOPERATIVE_FROM_HIDDEN where it fits;
-    else rnnspec.kernels.cuda_kernels.plan."""
+    when LAYOUT_OVERRIDE asks for it, or for float32 from H = COOPERATIVE_FROM_HIDDEN where it fits
+    (below H = 512 up to B = COOPERATIVE_BELOW_512_MAX_BATCH); else rnnspec.kernels.cuda_kernels.plan."""
     forced = tuple(sorted(LAYOUT_OVERRIDE.items()))
-    return _planned(hidden, batch, np.dtype(dtype).name, _multiprocessors(), forced, COOPERATIVE_FROM_HIDDEN)
+    return _planned(hidden, batch, np.dtype(dtype).name, _multiprocessors(), forced,
+                    (COOPERATIVE_FROM_HIDDEN, COOPERATIVE_BELOW_512_MAX_BATCH))
 
 
 @cache
-def _planned(hidden: int, batch: int, dtype: str, multiprocessors: int, forced: tuple, cooperative_from):
+def _planned(hidden: int, batch: int, dtype: str, multiprocessors: int, forced: tuple, cooperative: tuple):
     # cached: plan() costs about 8 us of Python, before the first launch of every call
     options = dict(forced)
     if options.pop("cooperative", False):
         return cooperative_plan(hidden, dtype, multiprocessors, batch, **options)
-    if not options and cooperative_from is not None and dtype == "float32" and hidden >= cooperative_from:
+    cooperative_from, max_batch_below_512 = cooperative
+    if not options and cooperative_from is not None and dtype == "float32" and hidden >= cooperative_from \
+            and (hidden >= 512 or batch <= max_batch_below_512):
         try:
             return cooperative_plan(hidden, dtype, multiprocessors, batch)
         except ValueError:  # its rows of W do not fit a block's shared memory: streamed instead

@@ -30,7 +30,7 @@ ORACLE_LIMIT = 2_000_000  # T'*B*H*H multiply-adds for the float64 oracle check
 VARIANTS = {(1000, 1, 64, 64): ({"split": 2}, {"ahead": 8}),
             (1000, 1, 128, 128): ({"split": 4},),
             (1000, 1, 256, 256): ({"split": 2},),  # the streamed single block against the cooperative grid
-            (100, 64, 256, 256): ({"split": 2},),
+            (100, 64, 256, 256): ({"cooperative": True},),
             (50, 64, 512, 1024): ({"cooperative": True, "tile": 2},),
             (100, 256, 1024, 1024): ({"rows": 2},)}
 VARIANT_CHECK_LIMIT = 200_000_000  # T'*B*H*H multiply-adds for a variant's float64 check against the CPU

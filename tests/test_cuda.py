@@ -117,13 +117,18 @@ def test_cooperative_grid_matches_the_cpu_kernels(monkeypatch, forced, dtype, ac
 
 
 def test_cooperative_grid_as_the_float32_default_from_a_given_hidden_size(monkeypatch):
-    """COOPERATIVE_FROM_HIDDEN, the switch a GPU run's variants may set: float32 from that H on the
-    cooperative grid, float64 and smaller H as before; results unchanged."""
+    """COOPERATIVE_FROM_HIDDEN, the switch the GPU runs set: float32 from that H on the cooperative
+    grid (below H = 512 up to COOPERATIVE_BELOW_512_MAX_BATCH), float64 and smaller H as before;
+    results unchanged."""
     from rnnspec.kernels.cuda_cooperative import CooperativeLayout
     from rnnspec.kernels.cuda_kernels import Layout
 
+    assert cuda_kernels.COOPERATIVE_FROM_HIDDEN == 256 and cuda_kernels.COOPERATIVE_BELOW_512_MAX_BATCH == 16
     monkeypatch.setattr(cuda_kernels, "COOPERATIVE_FROM_HIDDEN", 7)
     assert isinstance(cuda_kernels.layout_for(7, 5, "float32"), CooperativeLayout)
+    assert isinstance(cuda_kernels.layout_for(7, 17, "float32"), Layout)  # more batch rows: streamed
+    monkeypatch.setattr(cuda_kernels, "COOPERATIVE_BELOW_512_MAX_BATCH", 17)
+    assert isinstance(cuda_kernels.layout_for(7, 17, "float32"), CooperativeLayout)
     assert isinstance(cuda_kernels.layout_for(6, 5, "float32"), Layout)
     assert isinstance(cuda_kernels.layout_for(7, 5, "float64"), Layout)
     a = small_arrays("float32", T=3, B=5, I=2, H=7, K=3, recurrent_scale=0.4)
