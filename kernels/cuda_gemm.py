@@ -102,13 +102,18 @@ def sum_parts(parts, out):
         out[i, j] = acc
 
 
-UNSPLIT_TERMS = 4096  # inner terms that one block sums in about the host time of a second launch
+#: inner terms that one block sums in about the host time of the second launch that a split needs
+#: (36 us for an empty launch through numba-cuda, more with arguments: benchmarks/gpu_run.txt). The
+#: third GPU run had 4096: at (100, 32, 64, 128) dU and dW then ran as 2 and 4 blocks of 200
+#: sequential stages each, and the call took 0.9 ms longer than in the first run although its
+#: recurrence kernels took 0.3 ms less (the likely cause; not measured apart). 1024 keeps B = 1,
+#: T = 1000 unsplit and splits that one again (not yet measured)
+UNSPLIT_TERMS = 1024
 
 
 def splits_for(rows: int, cols: int, inner: int, multiprocessors: int) -> int:
     """Blocks over the inner dimension: enough to fill the GPU when the output has few tiles and the
-    inner dimension is long enough to be worth the second launch that sums the parts (a launch
-    costs 25 to 50 us of host time through numba-cuda: benchmarks/gpu_run_1.txt)."""
+    inner dimension is long enough to be worth the second launch that sums the parts."""
     if inner <= UNSPLIT_TERMS:
         return 1
     side = TILE * PER
