@@ -19,7 +19,7 @@ import numpy as np
 
 from rnnspec.kernels import checks
 from rnnspec.kernels.checks import on_device
-from rnnspec.kernels.cuda_arrays import configured, contiguous, imported, scratch, scratch_view
+from rnnspec.kernels.cuda_arrays import contiguous, imported, scratch, scratch_view
 from rnnspec.kernels.cuda_cooperative import CooperativeLayout, cooperative_plan, cooperative_recurrence
 from rnnspec.kernels.cuda_gemm import TILE, matmul_into, splits_for
 from rnnspec.kernels.cuda_kernels import (
@@ -30,6 +30,7 @@ from rnnspec.kernels.cuda_kernels import (
     softmax_cross_entropy,
     transpose,
 )
+from rnnspec.kernels.cuda_launch import launch
 from rnnspec.kernels.numpy_compat import cuda_module
 
 cuda = cuda_module()
@@ -124,17 +125,18 @@ def recurrent_matrix(W, layout: Layout, role: str = "W transposed"):
     if layout.resident:
         return W
     out = scratch(role, (W.shape[1], W.shape[0]), W.dtype)
-    configured(transpose, (math.ceil(W.shape[0] / TILE), math.ceil(W.shape[1] / TILE)), (TILE, TILE))(W, out)
+    launch(transpose, (math.ceil(W.shape[0] / TILE), math.ceil(W.shape[1] / TILE)), (TILE, TILE), W, out)
     return out
 
 
-def _configured(direction: str, states, layout, code: int):
-    """The recurrence kernel for this layout, configured for its launch."""
+def _launch_recurrence(direction: str, states, layout, code: int, *args) -> None:
+    """The recurrence kernel for this layout, launched on ``args``."""
     H, dtype = states.shape[2], str(states.dtype)
     if isinstance(layout, CooperativeLayout):
-        return configured(cooperative_recurrence(direction, H, layout, code, dtype), *layout.launch)
-    return configured(recurrence(direction, H, layout, code, dtype), math.ceil(states.shape[1] / layout.rows),
-                      layout.threads)
+        launch(cooperative_recurrence(direction, H, layout, code, dtype), *layout.launch, *args)
+    else:
+        launch(recurrence(direction, H, layout, code, dtype), math.ceil(states.shape[1] / layout.rows),
+               layout.threads, *args)
 
 
 def forward_recurrence(states, h0, M, bias_row, has_bias: bool, layout, code: int) -> None:
@@ -143,14 +145,14 @@ def forward_recurrence(states, h0, M, bias_row, has_bias: bool, layout, code: in
     (1, H) (any (1, 1) array when has_bias is False). The single-block kernels copy h0 themselves."""
     if isinstance(layout, CooperativeLayout):  # its blocks read h0 from states: there before the launch
         states[0].copy_to_device(h0)
-    _configured("forward", states, layout, code)(states, states, M, bias_row, has_bias, states, h0)
+    _launch_recurrence("forward", states, layout, code, states, states, M, bias_row, has_bias, states, h0)
 
 
 def backward_recurrence(direct, states, W, bias_rows, has_bias: bool, deltas, carry, layout, code: int) -> None:
     """One launch for all T steps: deltas[t] = f'(z_t) * (direct[t] + W^T delta_{t+1}) from t = T
     down to 1, carry = W^T delta_1 (the gradient of h0) and, with has_bias, bias_rows (B, H) = the
     sum of the deltas over time per batch row."""
-    _configured("backward", states, layout, code)(direct, states, W, bias_rows, has_bias, deltas, carry)
+    _launch_recurrence("backward", states, layout, code, direct, states, W, bias_rows, has_bias, deltas, carry)
 
 
 def _matmul_into(A, B, C, trans_a: bool = False, trans_b: bool = False, role: str = "") -> None:
@@ -168,7 +170,7 @@ def _matmul(A, B, rows: int, cols: int, trans_a: bool = False, trans_b: bool = F
 
 def _column_sums(rows):
     out = cuda.device_array(rows.shape[1], rows.dtype)
-    configured(column_sums, math.ceil(rows.shape[1] / 128), 128)(rows, out)
+    launch(column_sums, math.ceil(rows.shape[1] / 128), 128, rows, out)
     return out
 
 
@@ -260,7 +262,7 @@ def elman_loss(x, h0, U, W, b, V, c, targets, *, activation: str = "tanh"):
     losses = scratch("losses", (rows,), a.dtype)
     classes = scratch("targets", (rows,), np.int64)
     classes.copy_to_device(np.ascontiguousarray(y.reshape(rows)))
-    configured(softmax_cross_entropy, math.ceil(rows / 128), 128)(residual, cd, classes, losses)
+    launch(softmax_cross_entropy, math.ceil(rows / 128), 128, residual, cd, classes, losses)
     direct = scratch("direct", (rows, a.H), a.dtype)
     _matmul_into(residual, Vd, direct, role="direct")
     grads = _backward(a, states, scratch_view("direct", "(T, B, H)", lambda d: d.reshape(a.T, a.B, a.H)))

@@ -17,7 +17,6 @@ stream, so a later call cannot overwrite scratch that an earlier one still reads
 
 from __future__ import annotations
 
-import functools
 import math
 import threading
 from functools import cache
@@ -25,7 +24,8 @@ from functools import cache
 import numpy as np
 
 from rnnspec.kernels.checks import on_device
-from rnnspec.kernels.numpy_compat import SIMULATED, cuda_module
+from rnnspec.kernels.cuda_launch import configured
+from rnnspec.kernels.numpy_compat import cuda_module
 
 cuda = cuda_module()
 
@@ -33,21 +33,6 @@ cuda = cuda_module()
 REUSE_SCRATCH = True
 _THREAD = threading.local()
 _BLOCK = 128
-
-
-def configured(kernel, grid, block):
-    """``kernel[grid, block]``, made once per configuration on a GPU: numba-cuda's launch
-    configuration object checks the grid's size and warns on every creation, which costs host time
-    per launch. (The simulator's ``kernel[grid, block]`` configures and returns the kernel itself,
-    so there a kept configuration would change under its keeper: made anew every time.)"""
-    if SIMULATED:
-        return kernel[grid, block]
-    return _kept_configuration(kernel, grid, block)
-
-
-@functools.lru_cache(maxsize=512)
-def _kept_configuration(kernel, grid, block):
-    return kernel[grid, block]
 
 
 def imported(value):

@@ -15,7 +15,7 @@ from functools import cache
 
 import numpy as np
 
-from rnnspec.kernels.cuda_arrays import configured
+from rnnspec.kernels.cuda_launch import launch
 from rnnspec.kernels.numpy_compat import SIMULATED, cuda_module
 
 cuda = cuda_module()
@@ -131,6 +131,6 @@ def matmul_into(A, B, C, trans_a: bool, trans_b: bool, splits: int, parts=None) 
     elif parts is None:
         parts = cuda.device_array((splits, rows, cols), C.dtype)
     grid = (math.ceil(cols / side), math.ceil(rows / side), splits)
-    configured(gemm(trans_a, trans_b, str(C.dtype)), grid, (TILE, TILE))(A, B, parts)
+    launch(gemm(trans_a, trans_b, str(C.dtype)), grid, (TILE, TILE), A, B, parts)
     if splits > 1:
-        configured(sum_parts, (math.ceil(rows / TILE), math.ceil(cols / TILE)), (TILE, TILE))(parts, C)
+        launch(sum_parts, (math.ceil(rows / TILE), math.ceil(cols / TILE)), (TILE, TILE), parts, C)

@@ -25,11 +25,13 @@ GPU_SIZES = ((1000, 1, 64, 64), (1000, 1, 128, 128), (100, 32, 64, 128), (1000, 
              (50, 64, 512, 1024), (100, 256, 1024, 1024))
 ORACLE_LIMIT = 2_000_000  # T'*B*H*H multiply-adds for the float64 oracle check
 #: other layouts timed with ``variants``: forced plan() choices (split, held, rows, ahead: any of them
-#: turns the cooperative default off) or cooperative_plan() choices, the rest automatic. Each is the
-#: runner-up of an earlier GPU run (benchmarks/gpu_run_2.txt) or the layout plan() chose before it
-VARIANTS = {(1000, 1, 64, 64): ({"split": 2}, {"ahead": 8}),
-            (1000, 1, 128, 128): ({"split": 4},),
-            (1000, 1, 256, 256): ({"split": 2},),  # the streamed single block against the cooperative grid
+#: turns the cooperative default off) or cooperative_plan() choices, the rest automatic; or
+#: "lean_launch" (rnnspec.kernels.cuda_launch) with the default layout. The layouts are the runners-up
+#: of the last GPU run (benchmarks/gpu_run.txt)
+VARIANTS = {(1000, 1, 64, 64): ({"lean_launch": True}, {"split": 2}, {"ahead": 8}),
+            (1000, 1, 128, 128): ({"lean_launch": True}, {"split": 4}),
+            (100, 32, 64, 128): ({"lean_launch": True},),
+            (1000, 1, 256, 256): ({"lean_launch": True}, {"split": 2}),  # the streamed single block
             (100, 64, 256, 256): ({"cooperative": True},),
             (50, 64, 512, 1024): ({"cooperative": True, "tile": 2},),
             (100, 256, 1024, 1024): ({"rows": 2},)}
@@ -156,7 +158,7 @@ def variants(T, B, I, H, repeats, on_row=lambda row: None, baseline: dict | None
     alternating with cuDNN's, and their ratios recorded, so that a layout that wins can become plan()'s choice on the
     strength of this run; ``baseline`` (the default layout's row) gives the float32 verdict's limit."""
     from rnnspec.kernels import cuda as gpu
-    from rnnspec.kernels import elman_backward
+    from rnnspec.kernels import cuda_launch, elman_backward
 
     overrides = VARIANTS.get((T, B, I, H), ())
     if not overrides:
@@ -167,10 +169,13 @@ def variants(T, B, I, H, repeats, on_row=lambda row: None, baseline: dict | None
     names = ("x", "h0", "U", "W", "b", "gh")
     want = elman_backward(*(c32[k].astype(np.float64) for k in names))
     for override in overrides:
-        saved = gpu.LAYOUT_OVERRIDE
-        gpu.LAYOUT_OVERRIDE = override
+        saved, saved_lean = gpu.LAYOUT_OVERRIDE, cuda_launch.LEAN_LAUNCH
+        gpu.LAYOUT_OVERRIDE = {k: v for k, v in override.items() if k != "lean_launch"}
+        cuda_launch.LEAN_LAUNCH = bool(override.get("lean_launch"))
         try:
             row = recurrence_alone(T, B, I, H, repeats)
+            if cuda_launch.LEAN_LAUNCH:
+                row["lean_launch"] = True
             row["check_steps"] = short
             row["float32_vs_cpu_float64"] = _worst(gpu.elman_backward(*(c32[k] for k in names)), want)
             row.update(_whole_call_timings(T, B, I, H, repeats, cudnn))
@@ -179,7 +184,7 @@ def variants(T, B, I, H, repeats, on_row=lambda row: None, baseline: dict | None
         except Exception as exc:  # a layout that fails to compile or launch is a result too
             row = {"layout": override, "error": f"{type(exc).__name__}: {exc}"}
         finally:
-            gpu.LAYOUT_OVERRIDE = saved
+            gpu.LAYOUT_OVERRIDE, cuda_launch.LEAN_LAUNCH = saved, saved_lean
         rows.append(row)
         on_row(row)
     return rows
@@ -369,6 +374,8 @@ def variant_line(v: dict) -> str:
     ratios = (f" ({v['forward_ratio_vs_cudnn']:.2f}x cuDNN), fwd+bwd {v['rnnspec_train_s'] * 1e3:.3f} ms "
               f"({v['train_ratio_vs_cudnn']:.2f}x)") if "train_ratio_vs_cudnn" in v else ""
     verdict = {True: "correct: ", False: "INCORRECT: "}.get(v.get("correct"), "")
-    return (f"{'':24s} variant {describe(v['layout'])}: recurrence fwd {v['forward_recurrence_s'] * 1e3:.3f} ms, "
-            f"bwd {v['backward_recurrence_s'] * 1e3:.3f} ms; whole call fwd {v['rnnspec_forward_s'] * 1e3:.3f} ms"
+    launch = " lean launch" if v.get("lean_launch") else ""
+    return (f"{'':24s} variant {describe(v['layout'])}{launch}: "
+            f"recurrence fwd {v['forward_recurrence_s'] * 1e3:.3f} ms, bwd {v['backward_recurrence_s'] * 1e3:.3f} ms; "
+            f"whole call fwd {v['rnnspec_forward_s'] * 1e3:.3f} ms"
             f"{ratios}; {verdict}float32 vs CPU float64 (T={v['check_steps']}) {v['float32_vs_cpu_float64']:.1e}")

@@ -327,7 +327,7 @@ def test_gpu_benchmark_measurements_run_under_the_simulator(monkeypatch):
 
     size = (3, 2, 2, 5)
     monkeypatch.setattr(bench_cuda, "VARIANTS", {size: ({"split": 2, "held": 0}, {"split": 1, "held": 4},
-                                                        {"cooperative": True, "blocks": 2})})
+                                                        {"cooperative": True, "blocks": 2}, {"lean_launch": True})})
     torch_rnn = bench_cuda.cudnn_calls(*size, device="cpu")  # torch's CPU RNN: the same mapping
     ours = bench_cuda.rnnspec_timings(*size, repeats=1, cudnn=torch_rnn)
     assert set(ours) == {"rnnspec_first_train_s", "rnnspec_forward_s", "rnnspec_train_s", "cudnn_forward_s",
@@ -345,7 +345,9 @@ def test_gpu_benchmark_measurements_run_under_the_simulator(monkeypatch):
     rows = bench_cuda.variants(*size, repeats=1, baseline={"correctness": errors}, cudnn=torch_rnn)
     assert all(r["train_ratio_vs_cudnn"] == r["cudnn_train_s"] / r["rnnspec_train_s"] for r in rows), rows
     assert all(r["correct"] is True for r in rows), rows
-    assert [(r["layout"].get("split"), r["layout"].get("held")) for r in rows] == [(2, 0), (1, 4), (None, None)], rows
+    layouts = [(r["layout"].get("split"), r["layout"].get("held")) for r in rows]
+    assert layouts[:3] == [(2, 0), (1, 4), (None, None)], rows
+    assert rows[3].get("lean_launch") is True and not any(r.get("lean_launch") for r in rows[:3]), rows
     assert all(r["float32_vs_cpu_float64"] < 1e-5 and r["check_steps"] == 3 for r in rows), rows
     assert bench_cuda.variants(4, 2, 2, 5, repeats=1) == []  # no variants at this size: nothing run
     assert bench_cuda.launch_overhead(repeats=1) > 0
@@ -357,7 +359,10 @@ def test_gpu_benchmark_measurements_run_under_the_simulator(monkeypatch):
     assert "(2.00x)" in line and "variant split=2 held=0/16" in line, line
     threads = rows[2]["layout"]["threads"]  # 8 under the simulator, 256 on a GPU
     assert f"variant cooperative rows=3 blocks=2 threads={threads} tile=2 slices=2: recurrence fwd" in line, line
-    assert "x cuDNN), fwd+bwd" in line, line
+    assert "x cuDNN), fwd+bwd" in line and " lean launch: recurrence fwd" in line, line
+    from rnnspec.kernels import cuda_launch
+
+    assert cuda_launch.LEAN_LAUNCH is False  # set for its variant only
 
 
 def test_gpu_benchmark_command_runs_as_the_gpu_script_runs_it(monkeypatch, tmp_path, capsys):
@@ -401,7 +406,7 @@ def test_timed_calls_alternate_in_blocks_after_a_shared_warm_up(monkeypatch):
 def test_launch_configurations_are_made_once_on_a_gpu(monkeypatch):
     """On a GPU each (kernel, grid, block) is configured once and the configuration reused; the
     simulator's kernel[grid, block] reconfigures the kernel object itself, so there it is redone."""
-    from rnnspec.kernels import cuda_arrays
+    from rnnspec.kernels import cuda_launch
 
     class Kernel:
         made = 0
@@ -411,12 +416,77 @@ def test_launch_configurations_are_made_once_on_a_gpu(monkeypatch):
             return ("launch", id(self), config)
 
     kernel = Kernel()
-    monkeypatch.setattr(cuda_arrays, "SIMULATED", False)
-    cuda_arrays._kept_configuration.cache_clear()
-    first = cuda_arrays.configured(kernel, 3, 128)
-    assert cuda_arrays.configured(kernel, 3, 128) is first and Kernel.made == 1
-    assert cuda_arrays.configured(kernel, 4, 128) == ("launch", id(kernel), (4, 128)) and Kernel.made == 2
-    monkeypatch.setattr(cuda_arrays, "SIMULATED", True)
-    cuda_arrays.configured(kernel, 3, 128)
+    monkeypatch.setattr(cuda_launch, "SIMULATED", False)
+    cuda_launch._kept_configuration.cache_clear()
+    first = cuda_launch.configured(kernel, 3, 128)
+    assert cuda_launch.configured(kernel, 3, 128) is first and Kernel.made == 1
+    assert cuda_launch.configured(kernel, 4, 128) == ("launch", id(kernel), (4, 128)) and Kernel.made == 2
+    monkeypatch.setattr(cuda_launch, "SIMULATED", True)
+    cuda_launch.configured(kernel, 3, 128)
     assert Kernel.made == 3
-    cuda_arrays._kept_configuration.cache_clear()
+    cuda_launch._kept_configuration.cache_clear()
+
+
+LEAN_LAYOUT_CHECK = r"""
+import numpy as np
+from rnnspec.kernels.numpy_compat import cuda_module
+cuda_module()
+from numba.cuda import dispatcher, types
+from numba.cuda.cudadrv.devicearray import _StridedLayoutShim, _StridedMemoryViewShim
+from rnnspec.kernels.cuda_launch import parameters
+
+class DeviceArray:  # what numba-cuda reads of a device array when it prepares a launch
+    __cuda_memory__ = True
+
+    def __init__(self, shape, dtype, pointer):
+        a = np.empty(shape, dtype)
+        layout = _StridedLayoutShim(strides_in_bytes=a.strides, is_contiguous_c=True,
+                                    is_contiguous_f=a.ndim <= 1, is_contiguous_any=True)
+        self._strided_memory_view_shim = _StridedMemoryViewShim(ptr=pointer, shape=a.shape, dtype=a.dtype,
+                                                                size=a.size, _layout=layout)
+
+class Kernel:
+    extensions = []
+
+args = [DeviceArray((5, 2, 3), np.float32, 4096), DeviceArray((3, 3), np.float64, 8192), True,
+        DeviceArray((7,), np.float32, 12288), False]
+argtypes = [types.Array(types.float32, 3, "C"), types.Array(types.float64, 2, "C"), types.boolean,
+            types.Array(types.float32, 1, "C"), types.boolean]
+theirs = []
+for ty, value in zip(argtypes, args):
+    dispatcher._Kernel._prepare_args(Kernel(), ty, value, 0, [], theirs)
+ours = parameters(args)
+assert ours == theirs and [type(v) for v in ours] == [type(v) for v in theirs], (ours, theirs)
+print("the same", len(ours), "parameters")
+"""
+
+
+def test_lean_launch_lays_out_parameters_as_numba_cuda_does():
+    """The lean launch path's parameters for arrays of 1 to 3 dimensions, both dtypes and bools,
+    against numba-cuda's own _Kernel._prepare_args on the same arguments (numba-cuda's real launch
+    code, importable without a GPU in a process without the simulator)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}
+    done = subprocess.run([sys.executable, "-c", LEAN_LAYOUT_CHECK], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0 and "the same 29 parameters" in done.stdout, done.stderr[-3000:]
+
+
+@pytest.mark.skipif(SIMULATED, reason="the lean launch path exists on a GPU only (the simulator launches itself)")
+def test_lean_launch_gives_the_same_results_on_a_gpu(monkeypatch):
+    from rnnspec.kernels import cuda_launch
+
+    monkeypatch.setattr(cuda_launch, "LEAN_LAUNCH", True)
+    monkeypatch.setattr(cuda_launch, "_PLANS", {})
+    a = _args("float32")
+    for _ in range(2):  # the first call plans each launch through numba-cuda, the second uses the plans
+        _assert_forward_and_vjp_match_the_cpu(a, "float32", "tanh", "lean launch")
+        loss, grads = cuda_kernels.elman_loss(a["x"], a["h0"], a["U"], a["W"], a["b"], a["V"], a["c"], a["y"])
+        want_loss, want_grads = elman_loss(a["x"], a["h0"], a["U"], a["W"], a["b"], a["V"], a["c"], a["y"])
+        assert abs(loss - want_loss) <= 2e-5 * abs(want_loss)
+        for key in want_grads:
+            np.testing.assert_allclose(grads[key], want_grads[key], rtol=2e-5, atol=2e-5, err_msg=key)
+    assert cuda_launch._PLANS and all(cuda_launch._PLANS.values()), cuda_launch._PLANS
