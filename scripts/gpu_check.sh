@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The prepared GPU run (issue 5): install offline on the GPU machine, run the CUDA tests there (every
 # recurrence layout against the CPU kernels, and the conformance suite on small cases, determinism
-# included), then `rnnspec bench --device cuda --variants`: correctness against the oracle and the CPU
-# kernels at the 7 sizes, then times against torch.nn.RNN (cuDNN) in the same process.
-# Writes gpu_run.txt and gpu_bench.json into $OUT (or the current folder); copy them into benchmarks/.
-# Budget: at most 7.5 minutes (each step has its own time limit; run it with timeout_s=500), most of
-# it compiling kernels; the JSON report is saved after every size, so a run cut short keeps its sizes.
+# included), profile a warm call's host time, then `rnnspec bench --device cuda --variants`:
+# correctness against the oracle and the CPU kernels at the 7 sizes, then times against
+# torch.nn.RNN (cuDNN) in the same process.
+# Writes gpu_run.txt, gpu_bench.json and gpu_clocks.csv into $OUT (or the current folder); copy them
+# into benchmarks/. Time: about 3.7 minutes on the H200 (tests 80 s, profile 10 s, bench 125 s with
+# 7 variants); each step has its own limit (120, 60 and 240 s), so run it with timeout_s=320 (less
+# if the session's device budget is short: the JSON report is saved after every size).
 set -uo pipefail
 out="${OUT:-.}"
 export PYTHONUNBUFFERED=1 NUMBA_ENABLE_CUDASIM=0
