@@ -64,8 +64,9 @@ class Layout(NamedTuple):
     Each step's inputs (U x_t, or dL/dh_t and h_t) are loaded ``ahead`` steps at a time: with
     ahead = 1 each is loaded one step before its use; with ahead = P > 1 the first step of every group
     of P issues the loads of the next group's P steps at once (independent loads, all in flight
-    together), and its last step moves them into shared memory. plan() chooses 1: on the H200,
-    groups of 8 ran slower at H = 64 (0.78 against 0.56 ms for 1000 steps; benchmarks/gpu_run_2.txt).
+    together), and its last step moves them into shared memory. plan() chooses 1: on the H200 at
+    H = 64, groups of 8 made the forward recurrence slower in one run (0.78 against 0.56 ms for 1000
+    steps, gpu_run_2.txt) and the whole call no faster in the next (1.51 against 1.55 ms, gpu_run.txt).
     """
 
     lanes: int
