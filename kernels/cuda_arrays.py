@@ -92,15 +92,13 @@ def _device_key() -> int:
 
 def scratch(role: str, shape: tuple[int, ...], dtype) -> object:
     """An uninitialised device array for ``role`` that stays this call's own until the next call
-    on this thread and device asks for the same role; never return it to the caller."""
+    on this thread and device asks for the same role (which gets it again if the shape and dtype
+    are the same and REUSE_SCRATCH is on, else a fresh one); never return it to the caller."""
     shape, dtype = tuple(int(n) for n in shape), np.dtype(dtype)
-    if not REUSE_SCRATCH:  # this call's own, remembered only for scratch_view
-        array = _THREAD.__dict__.setdefault("last", {})[role] = cuda.device_array(shape, dtype)
-        return array
     arrays = _THREAD.__dict__.setdefault("arrays", {})
     key = (_device_key(), role)
     array = arrays.get(key)
-    if array is None or array.shape != shape or array.dtype != dtype:
+    if not REUSE_SCRATCH or array is None or array.shape != shape or array.dtype != dtype:
         arrays.pop(key, None)  # release the old one before allocating its replacement
         array = arrays[key] = cuda.device_array(shape, dtype)
     return array
@@ -111,14 +109,12 @@ def scratch_view(role: str, name: str, make):
     array: a numba device array view costs host time on every call (tens of microseconds, against
     a recurrence step of under one). ``name`` tells the views of one role apart; the shape a view
     has is fixed by the array it views, so a reallocated scratch array gets new views."""
-    if not REUSE_SCRATCH:
-        return make(_THREAD.__dict__.get("last", {})[role])
-    base = _THREAD.arrays[(_device_key(), role)]
+    key = (_device_key(), role)
+    base = _THREAD.arrays[key]
     views = _THREAD.__dict__.setdefault("views", {})
-    key = (_device_key(), role, name)
-    kept = views.get(key)
+    kept = views.get((key, name))
     if kept is None or kept[0] is not base:
-        kept = views[key] = (base, make(base))
+        kept = views[(key, name)] = (base, make(base))
     return kept[1]
 
 
@@ -129,5 +125,5 @@ def scratch_bytes() -> int:
 
 def release_scratch() -> None:
     """Give back this thread's scratch arrays (numba-cuda frees them at its next cleanup)."""
-    for kept in ("arrays", "views", "last"):
+    for kept in ("arrays", "views"):
         getattr(_THREAD, kept, {}).clear()

@@ -62,9 +62,10 @@ class Layout(NamedTuple):
     memory. The first ``held`` terms of a thread's chunk keep their weights in registers for all T
     steps; the rest are read from global memory (through L1, where they can stay) at every step.
     Each step's inputs (U x_t, or dL/dh_t and h_t) are loaded ``ahead`` steps at a time: with
-    ahead = 1 each is loaded one step before its use; with ahead = P > 1 the first step of every group
-    of P issues the loads of the next group's P steps at once (independent loads, all in flight
-    together), and its last step moves them into shared memory. plan() chooses 1: on the H200 at
+    ahead = 1 each is loaded one step before its use; with ahead = P > 1 the last step of every group
+    of P moves the next group's inputs (in flight during this group) into shared memory and issues
+    the loads of the group after it, P steps at once (independent loads, all in flight together).
+    plan() chooses 1: on the H200 at
     H = 64, groups of 8 made the forward recurrence slower in one run (0.78 against 0.56 ms for 1000
     steps, gpu_run_2.txt) and the whole call no faster in the next (1.51 against 1.55 ms, gpu_run.txt).
     """
@@ -193,6 +194,14 @@ def recurrence(direction: str, hidden: int, layout: Layout, code: int, dtype: st
     by_rows = layout.resident and not backward  # forward reads W itself once: no transposed copy needed
     options = {} if SIMULATED else {"launch_bounds": layout.threads, "shared_memory_carveout": "MaxL1"}
 
+    @cuda.jit(device=True, inline=True)
+    def step_inputs(source, states, steps, q, b, i):
+        """The inputs of loop step q < steps: forward (U x_{q+1}, 0); backward, t = steps - q,
+        (dL/dh_t, h_t) = (source[t - 1], states[t])."""
+        if backward:
+            return source[steps - q - 1, b, i], states[steps - q, b, i]
+        return states[q + 1, b, i], typed(0)
+
     # launch_bounds: ptxas keeps the registers per thread within what a block of this size can have;
     # the largest L1 keeps streamed weights on chip across steps where they fit
     @cuda.jit(**options)
@@ -256,37 +265,23 @@ def recurrence(direction: str, hidden: int, layout: Layout, code: int, dtype: st
                         states[0, b, i] = carry_out[b, i]
                         if has_bias:
                             added[slot] = bias[0, i]
-                    for q in range(ahead if staged else 1):
+                    for q in range(2 * ahead if staged else 1):  # staged: group 0 staged, group 1 in flight
                         if q < steps:
-                            g_in = states[q + 1, b, i] if not backward else source[steps - q - 1, b, i]
-                            s_in = states[steps - q, b, i] if backward else typed(0)
-                            if staged:
+                            g_in, s_in = step_inputs(source, states, steps, q, b, i)
+                            if not staged:
+                                given[slot] = g_in
+                                state[slot] = s_in
+                            elif q < ahead:
                                 given_stage[q, r, i] = g_in
                                 if backward:
                                     state_stage[q, r, i] = s_in
                             else:
-                                given[slot] = g_in
-                                state[slot] = s_in
+                                given_next[(q - ahead) * finishing + slot] = g_in
+                                state_next[(q - ahead) * finishing + slot] = s_in
         cuda.syncthreads()
         for step in range(steps + (1 if backward else 0)):
             cur = step & 1  # (not step % 2: Python's modulo of a signed integer is several instructions)
             j = step % ahead
-            if staged and j == 0:  # issue the next group's loads now; moved to the stage at its last step
-                for m in range(finishers):
-                    r = m if split == 1 else s + m * split
-                    b = first + r
-                    for n in range(per_thread):
-                        i = lane + n * lanes
-                        if r < rows and b < batch and i < hidden:
-                            for p in range(ahead):
-                                later = step + ahead + p
-                                e = p * finishing + m * per_thread + n
-                                if later < steps:
-                                    if backward:
-                                        given_next[e] = source[steps - later - 1, b, i]
-                                        state_next[e] = states[steps - later, b, i]
-                                    else:
-                                        given_next[e] = states[later + 1, b, i]
             for e in range(accumulators):
                 acc[e] = 0
             for n in range(per_thread):
@@ -339,18 +334,15 @@ def recurrence(direction: str, hidden: int, layout: Layout, code: int, dtype: st
                                 value = typed(0)
                             v[1 - cur, r, i // chunk, i % chunk] = value
                             if live:
-                                if backward:  # not staged, next: dL/dh_{t-1} and h_{t-1}
+                                if backward:
                                     target[t - 1, b, i] = value
                                     bias_sum[slot] += value
-                                    if not staged and t > 1:
-                                        given[slot] = source[t - 2, b, i]
-                                        state[slot] = states[t - 1, b, i]
-                                else:  # not staged, next: U x_{t+1}
+                                else:
                                     states[t, b, i] = value
-                                    if not staged and t < steps:
-                                        given[slot] = states[t + 1, b, i]
-            if staged and j == ahead - 1:  # this group is done: the next one's inputs have arrived
-                for m in range(finishers):
+                                if not staged and step + 1 < steps:  # the next step's inputs
+                                    given[slot], state[slot] = step_inputs(source, states, steps, step + 1, b, i)
+            if staged and j == ahead - 1:  # this group is done: stage the next (arrived during this
+                for m in range(finishers):  # one) and put the group after it in flight
                     r = m if split == 1 else s + m * split
                     b = first + r
                     for n in range(per_thread):
@@ -361,6 +353,9 @@ def recurrence(direction: str, hidden: int, layout: Layout, code: int, dtype: st
                                 given_stage[p, r, i] = given_next[e]
                                 if backward:
                                     state_stage[p, r, i] = state_next[e]
+                                later = step + 1 + ahead + p
+                                if later < steps:
+                                    given_next[e], state_next[e] = step_inputs(source, states, steps, later, b, i)
             cuda.syncthreads()
         if backward and has_bias:
             for m in range(finishers):

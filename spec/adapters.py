@@ -37,26 +37,30 @@ class RnnspecCPU:
         return float(value), grads
 
 
+def _cuda_kernels():
+    """rnnspec.kernels.cuda, or TargetError saying what to install."""
+    try:
+        from rnnspec.kernels import cuda
+    except ImportError as exc:
+        raise TargetError(f"target 'rnnspec-cuda': {exc} (pip install numba-cuda, and a GPU or "
+                          "NUMBA_ENABLE_CUDASIM=1)") from exc
+    return cuda
+
+
 class RnnspecCUDA(RnnspecCPU):
     """The numba-cuda kernels (rnnspec.kernels.cuda): on a GPU, or under NUMBA_ENABLE_CUDASIM=1."""
 
     device = "cuda"
 
     def __init__(self, activation: str = "tanh") -> None:
-        try:
-            from rnnspec.kernels import cuda  # noqa: F401 - a clear error now, not at the first call
-        except ImportError as exc:
-            raise TargetError(f"target 'rnnspec-cuda': {exc} (pip install numba-cuda, and a GPU or "
-                              "NUMBA_ENABLE_CUDASIM=1)") from exc
+        _cuda_kernels()  # a clear error now, not at the first call
         super().__init__(activation)
 
     @property
     def kernels(self):
         """rnnspec.kernels.cuda, looked up when used: a module held as an attribute would make the
         target unpicklable, and a process holding a CUDA context must spawn (pickle) its worker."""
-        from rnnspec.kernels import cuda
-
-        return cuda
+        return _cuda_kernels()
 
     def forward(self, x, state0, params):
         return {"h": self.kernels.elman_forward(x, state0["h0"], params["U"], params["W"], params["b"],
