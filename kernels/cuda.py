@@ -19,9 +19,17 @@ import numpy as np
 
 from rnnspec.kernels import checks
 from rnnspec.kernels.checks import on_device
-from rnnspec.kernels.cuda_arrays import contiguous, imported, scratch, scratch_view
+from rnnspec.kernels.cuda_arrays import (
+    FreshArrays,
+    contiguous,
+    copied_to_host,
+    fresh_arrays,
+    imported,
+    scratch,
+    scratch_view,
+)
 from rnnspec.kernels.cuda_cooperative import CooperativeLayout, cooperative_plan, cooperative_recurrence
-from rnnspec.kernels.cuda_gemm import TILE, matmul_into, splits_for
+from rnnspec.kernels.cuda_gemm import TILE, matmul_into, matmul_pair_into, splits_for
 from rnnspec.kernels.cuda_kernels import (
     Layout,
     column_sums,
@@ -157,21 +165,17 @@ def backward_recurrence(direct, states, W, bias_rows, has_bias: bool, deltas, ca
 
 def _matmul_into(A, B, C, trans_a: bool = False, trans_b: bool = False, role: str = "") -> None:
     inner = A.shape[0] if trans_a else A.shape[1]
-    splits = splits_for(C.shape[0], C.shape[1], inner, _multiprocessors())
-    parts = scratch(f"{role} parts", (splits, *C.shape), C.dtype) if splits > 1 else None
-    matmul_into(A, B, C, trans_a, trans_b, splits, parts)
+    splits = splits_for((C.shape,), inner, _multiprocessors())
+    matmul_into(A, B, C, trans_a, trans_b, splits, _parts(role, splits, C))
 
 
-def _matmul(A, B, rows: int, cols: int, trans_a: bool = False, trans_b: bool = False, role: str = ""):
-    C = cuda.device_array((rows, cols), A.dtype)
-    _matmul_into(A, B, C, trans_a, trans_b, role)
-    return C
+def _parts(role: str, splits: int, C):
+    """Scratch for the partial products of a split product, None when unsplit."""
+    return scratch(f"{role} parts", (splits, *C.shape), C.dtype) if splits > 1 else None
 
 
-def _column_sums(rows):
-    out = cuda.device_array(rows.shape[1], rows.dtype)
+def _column_sums(rows, out) -> None:
     launch(column_sums, math.ceil(rows.shape[1] / 128), 128, rows, out)
-    return out
 
 
 def _states(a: _Args, returned: bool):
@@ -185,22 +189,38 @@ def _states(a: _Args, returned: bool):
     return states
 
 
-def _backward(a: _Args, states, direct) -> dict:
-    deltas = scratch("deltas", (a.T, a.B, a.H), a.dtype)
-    carry = cuda.device_array((a.B, a.H), a.dtype)
+def _backward(a: _Args, states, direct, extra: dict | None = None) -> FreshArrays:
+    """The gradients of x (as (T*B, I) rows), h0, U, W and b (as (1, H) when B = 1) in one fresh
+    allocation, with room for ``extra`` ones (name: shape) that the caller fills."""
+    shapes = {"x": (a.T * a.B, a.I), "h0": (a.B, a.H), "U": (a.H, a.I), "W": (a.H, a.H)}
+    if a.has_bias:  # with one batch row the backward kernel's per-row sums of the deltas are db itself
+        shapes["b"] = (1, a.H) if a.B == 1 else (a.H,)
+    grads = fresh_arrays({**shapes, **(extra or {})}, a.dtype)
     if not a.has_bias:
         bias_rows = scratch("absent bias rows", (1, 1), a.dtype)
-    else:  # with one batch row the per-row sums are db itself, returned to the caller
-        bias_rows = cuda.device_array((a.B, a.H), a.dtype) if a.B == 1 else scratch("bias rows", (a.B, a.H), a.dtype)
-    backward_recurrence(direct, states, a.W, bias_rows, a.has_bias, deltas, carry, a.layout, a.code)
+    else:
+        bias_rows = grads["b"] if a.B == 1 else scratch("bias rows", (a.B, a.H), a.dtype)
+    deltas = scratch("deltas", (a.T, a.B, a.H), a.dtype)
+    backward_recurrence(direct, states, a.W, bias_rows, a.has_bias, deltas, grads["h0"], a.layout, a.code)
     d2 = scratch_view("deltas", "rows", lambda d: d.reshape(a.T * a.B, a.H))
     previous = scratch_view("states", "rows 0..T-1", lambda s: s[:-1].reshape(a.T * a.B, a.H))
-    grads = {"x": _matmul(d2, a.U, a.T * a.B, a.I, role="dx").reshape(a.T, a.B, a.I), "h0": carry,
-             "U": _matmul(d2, a.x_rows, a.H, a.I, trans_a=True, role="dU"),
-             "W": _matmul(d2, previous, a.H, a.H, trans_a=True, role="dW")}
-    if a.has_bias:
-        grads["b"] = bias_rows.reshape(a.H) if a.B == 1 else _column_sums(bias_rows)
+    dU, dW = grads["U"], grads["W"]
+    splits = splits_for((dU.shape, dW.shape), a.T * a.B, _multiprocessors())
+    matmul_pair_into(d2, (a.x_rows, dU, _parts("dU", splits, dU)), (previous, dW, _parts("dW", splits, dW)),
+                     True, False, splits)
+    _matmul_into(d2, a.U, grads["x"], role="dx")
+    if a.has_bias and a.B > 1:
+        _column_sums(bias_rows, grads["b"])
     return grads
+
+
+def _returned(a: _Args, grads: FreshArrays) -> dict:
+    """The gradients as the caller gets them: x (T, B, I) and b (H,), on the host in one transfer
+    when any argument came from there."""
+    final = {"x": (a.T, a.B, a.I), "b": (a.H,)}
+    if a.to_host:
+        return copied_to_host(grads, final)
+    return {k: v.reshape(final[k]) if k in final and v.shape != final[k] else v for k, v in grads.items()}
 
 
 def _zeros(a: _Args, shape):
@@ -235,8 +255,7 @@ def elman_backward(x, h0, U, W, b, gh, *, activation: str = "tanh") -> dict:
     a.to_host |= not on_device(gh)
     if a.empty:
         return _zero_gradients(a)
-    grads = _backward(a, _states(a, returned=False), contiguous(gh))
-    return {k: a.out(v) for k, v in grads.items()}
+    return _returned(a, _backward(a, _states(a, returned=False), contiguous(gh)))
 
 
 @_one_context_no_release_midway
@@ -265,8 +284,9 @@ def elman_loss(x, h0, U, W, b, V, c, targets, *, activation: str = "tanh"):
     launch(softmax_cross_entropy, math.ceil(rows / 128), 128, residual, cd, classes, losses)
     direct = scratch("direct", (rows, a.H), a.dtype)
     _matmul_into(residual, Vd, direct, role="direct")
-    grads = _backward(a, states, scratch_view("direct", "(T, B, H)", lambda d: d.reshape(a.T, a.B, a.H)))
-    grads["V"] = _matmul(residual, hs, K, a.H, trans_a=True, role="dV")
-    grads["c"] = _column_sums(residual)
+    grads = _backward(a, states, scratch_view("direct", "(T, B, H)", lambda d: d.reshape(a.T, a.B, a.H)),
+                      extra={"V": (K, a.H), "c": (K,)})
+    _matmul_into(residual, hs, grads["V"], trans_a=True, role="dV")
+    _column_sums(residual, grads["c"])
     loss = a.dtype.type(np.sum(losses.copy_to_host(), dtype=a.dtype))
-    return loss, {k: a.out(v) for k, v in grads.items()}
+    return loss, _returned(a, grads)

@@ -11,8 +11,11 @@ the middle of a call stops the host from queueing the next launches while a recu
 The arrays that never leave a call (the states kept for the backward pass, the deltas, the partial
 products of split matrix products, the loss's residuals) are therefore kept, one per role, per
 thread and per device, and reallocated only when the shape or dtype changes; ``release_scratch``
-gives them back. Arrays returned to the caller are always fresh. All launches go to the default
-stream, so a later call cannot overwrite scratch that an earlier one still reads.
+gives them back. All launches go to the default stream, so a later call cannot overwrite scratch
+that an earlier one still reads.
+
+Arrays returned to the caller are always fresh: all of one call's come out of one new allocation
+(``fresh_arrays``), as views, and go back to the host in one transfer (``copied_to_host``).
 """
 
 from __future__ import annotations
@@ -25,14 +28,17 @@ import numpy as np
 
 from rnnspec.kernels.checks import on_device
 from rnnspec.kernels.cuda_launch import configured
-from rnnspec.kernels.numpy_compat import cuda_module
+from rnnspec.kernels.numpy_compat import SIMULATED, cuda_module
 
 cuda = cuda_module()
+if not SIMULATED:
+    from numba.cuda.cudadrv.devicearray import DeviceNDArray
 
 #: reuse scratch arrays across calls; the GPU benchmark turns this off to measure what reuse saves
 REUSE_SCRATCH = True
 _THREAD = threading.local()
 _BLOCK = 128
+_ALIGN = 256  # bytes: what cuMemAlloc gives each allocation, kept for each array carved out of one
 
 
 def imported(value):
@@ -127,3 +133,45 @@ def release_scratch() -> None:
     """Give back this thread's scratch arrays (numba-cuda frees them at its next cleanup)."""
     for kept in ("arrays", "views"):
         getattr(_THREAD, kept, {}).clear()
+
+
+class FreshArrays(dict):
+    """name -> a new C-contiguous device array, all carved out of ``buffer`` (bytes on the device)."""
+
+    buffer: object
+    offsets: dict
+
+
+def fresh_arrays(shapes: dict[str, tuple[int, ...]], dtype) -> FreshArrays:
+    """New device arrays of these shapes and one dtype for the caller, carved out of one allocation
+    at 256-byte boundaries: a call's results cost one allocation (and later one release), not one
+    each. Each array keeps the whole allocation alive, as any numba-cuda view of an array does."""
+    dtype = np.dtype(dtype)
+    arrays, offsets, end = FreshArrays(), {}, 0
+    for name, shape in shapes.items():
+        offsets[name] = end
+        end += -(-math.prod(shape) * dtype.itemsize // _ALIGN) * _ALIGN
+    arrays.buffer = buffer = cuda.device_array(max(end, 1), np.uint8)
+    arrays.offsets = offsets
+    for name, shape in shapes.items():
+        start, size = offsets[name], math.prod(shape)
+        if SIMULATED:  # its device arrays wrap NumPy arrays: a view of the buffer's
+            arrays[name] = type(buffer)(buffer._ary[start:start + size * dtype.itemsize].view(dtype).reshape(shape))
+        else:  # as numba-cuda's own slicing of a device array makes one
+            strides = tuple(math.prod(shape[k + 1:]) * dtype.itemsize for k in range(len(shape)))
+            data = buffer.gpu_data.view(start, start + size * dtype.itemsize)
+            arrays[name] = DeviceNDArray(shape, strides, dtype, gpu_data=data)
+    return arrays
+
+
+def copied_to_host(arrays: FreshArrays, shapes: dict[str, tuple[int, ...]] | None = None) -> dict:
+    """The arrays of one ``fresh_arrays`` call as NumPy arrays, in one transfer, each reshaped to
+    ``shapes[name]`` where given."""
+    host = arrays.buffer.copy_to_host()
+    shapes = shapes or {}
+    out = {}
+    for name, array in arrays.items():
+        start = arrays.offsets[name]
+        values = host[start:start + array.size * array.dtype.itemsize].view(array.dtype)
+        out[name] = values.reshape(shapes.get(name, array.shape))
+    return out

@@ -6,6 +6,9 @@ shared memory BK terms at a time and loaded so that consecutive threads read con
 whichever operand is transposed. A product with few output tiles and a long inner dimension (dW
 and dU: H x H from T*B terms) splits the inner dimension over ``splits`` blocks that write partial
 products, summed by a second kernel in a fixed order: no atomics, so results are bit-reproducible.
+Two products with the same left operand (dU = deltas^T X and dW = deltas^T H) run as one launch, a
+pair: each launch costs host time (benchmarks/gpu_run.txt), and the two products' blocks then share
+the GPU rather than running one after the other.
 """
 
 from __future__ import annotations
@@ -27,9 +30,12 @@ SPLIT_TERMS = 8 * BK  # inner terms per block, at least, when the inner dimensio
 
 
 @cache
-def gemm(trans_a: bool, trans_b: bool, dtype: str):
-    """kernel(A, B, parts) with parts (splits, M, N): parts[z] = op(A) @ op(B) over the z-th range
-    of the inner dimension; grid (ceil(N / (TILE*PER)), ceil(M / (TILE*PER)), splits), block (TILE, TILE)."""
+def gemm(trans_a: bool, trans_b: bool, dtype: str, split: bool = False, pair: bool = False):
+    """kernel(A, B, out), or with ``pair`` kernel(A, B, out, B2, out2): out = op(A) @ op(B) (and
+    out2 = op(A) @ op(B2)); out is (M, N), or with ``split`` (splits, M, N) and out[z] = the product
+    over the z-th range of the inner dimension. Grid (ceil(N / (TILE*PER)), ceil(M / (TILE*PER)),
+    splits), splits doubled for a pair (the first half for out, the second for out2; N and M the
+    larger of the two products'), block (TILE, TILE)."""
     numpy_dtype = np.dtype(dtype)
     zero = numpy_dtype.type(0)
     side = TILE * PER
@@ -37,16 +43,29 @@ def gemm(trans_a: bool, trans_b: bool, dtype: str):
     # shapes must be constants for numba-cuda: computed here, not in the kernel (the simulator accepts either)
     a_shape, b_shape = (side, BK + 1), (BK, side + 1)  # +1: no bank conflicts on the stores
     outputs = PER * PER
+    row_axis = 1 if split else 0
 
-    @cuda.jit
-    def kernel(A, B, parts):
+    if split:
+        @cuda.jit(device=True, inline=True)
+        def store(out, z, r, c, value):
+            out[z, r, c] = value
+    else:
+        @cuda.jit(device=True, inline=True)
+        def store(out, z, r, c, value):
+            out[r, c] = value
+
+    @cuda.jit(device=True, inline=True)
+    def product_tile(A, B, out, z, splits):
+        """This block's tile of out (of out[z] when split) over the z-th of ``splits`` inner ranges."""
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
         tid = ty * TILE + tx
         top, left = cuda.blockIdx.y * side, cuda.blockIdx.x * side
-        rows, cols = parts.shape[1], parts.shape[2]
+        rows, cols = out.shape[row_axis], out.shape[row_axis + 1]
+        if top >= rows or left >= cols:  # past the smaller product of a pair: the whole block leaves
+            return
         inner = A.shape[0] if trans_a else A.shape[1]
-        per_split = BK * ((inner + parts.shape[0] * BK - 1) // (parts.shape[0] * BK))
-        begin = cuda.blockIdx.z * per_split
+        per_split = BK * ((inner + splits * BK - 1) // (splits * BK))
+        begin = z * per_split
         end = min(inner, begin + per_split)
         a_tile = cuda.shared.array(a_shape, numpy_dtype)
         b_tile = cuda.shared.array(b_shape, numpy_dtype)
@@ -86,20 +105,47 @@ def gemm(trans_a: bool, trans_b: bool, dtype: str):
             for q in range(PER):
                 r, c = top + ty + p * TILE, left + tx + q * TILE
                 if r < rows and c < cols:
-                    parts[cuda.blockIdx.z, r, c] = acc[p * PER + q]
+                    store(out, z, r, c, acc[p * PER + q])
 
+    if pair:
+        @cuda.jit
+        def pair_kernel(A, B, out, B2, out2):
+            splits = cuda.gridDim.z // 2
+            second = cuda.blockIdx.z >= splits
+            z = cuda.blockIdx.z - splits if second else cuda.blockIdx.z
+            product_tile(A, B2 if second else B, out2 if second else out, z, splits)
+        return pair_kernel
+
+    @cuda.jit
+    def kernel(A, B, out):
+        product_tile(A, B, out, cuda.blockIdx.z, cuda.gridDim.z)
     return kernel
+
+
+@cuda.jit(device=True, inline=True)
+def _sum_entry(parts, out, i, j):
+    if i < out.shape[0] and j < out.shape[1]:
+        acc = parts[0, i, j]
+        for z in range(1, parts.shape[0]):
+            acc += parts[z, i, j]
+        out[i, j] = acc
 
 
 @cuda.jit
 def sum_parts(parts, out):
     """out = sum_z parts[z], in order of z; one thread per entry."""
     i, j = cuda.grid(2)
-    if i < out.shape[0] and j < out.shape[1]:
-        acc = parts[0, i, j]
-        for z in range(1, parts.shape[0]):
-            acc += parts[z, i, j]
-        out[i, j] = acc
+    _sum_entry(parts, out, i, j)
+
+
+@cuda.jit
+def sum_part_pairs(parts, out, parts2, out2):
+    """sum_parts for the two products of a pair: grid z 0 sums parts into out, 1 parts2 into out2."""
+    i, j = cuda.grid(2)
+    if cuda.blockIdx.z == 0:
+        _sum_entry(parts, out, i, j)
+    else:
+        _sum_entry(parts2, out2, i, j)
 
 
 #: inner terms that one block sums in about the host time of the second launch that a split needs
@@ -111,26 +157,43 @@ def sum_parts(parts, out):
 UNSPLIT_TERMS = 1024
 
 
-def splits_for(rows: int, cols: int, inner: int, multiprocessors: int) -> int:
-    """Blocks over the inner dimension: enough to fill the GPU when the output has few tiles and the
-    inner dimension is long enough to be worth the second launch that sums the parts."""
+def splits_for(outputs, inner: int, multiprocessors: int) -> int:
+    """Blocks over the inner dimension for products of these (rows, cols) ``outputs`` launched
+    together: enough to fill the GPU when they have few tiles and the inner dimension is long
+    enough to be worth the second launch that sums the parts."""
     if inner <= UNSPLIT_TERMS:
         return 1
     side = TILE * PER
-    tiles = math.ceil(rows / side) * math.ceil(cols / side)
+    tiles = sum(math.ceil(rows / side) * math.ceil(cols / side) for rows, cols in outputs)
     return max(1, min(math.ceil(inner / SPLIT_TERMS), multiprocessors // tiles))
 
 
 def matmul_into(A, B, C, trans_a: bool, trans_b: bool, splits: int, parts=None) -> None:
     """C = op(A) @ op(B) on the device, the inner dimension split over ``splits`` blocks; C contiguous
     (M, N); ``parts`` (splits, M, N) holds the partial products when splits > 1 (allocated if None)."""
-    rows, cols = C.shape
+    _products(A, ((B, C, parts),), trans_a, trans_b, splits)
+
+
+def matmul_pair_into(A, first: tuple, second: tuple, trans_a: bool, trans_b: bool, splits: int) -> None:
+    """matmul_into for two products with the same left operand, first = (B, C, parts) and second
+    likewise, in one launch (two when split)."""
+    _products(A, (first, second), trans_a, trans_b, splits)
+
+
+def _products(A, products, trans_a: bool, trans_b: bool, splits: int) -> None:
     side = TILE * PER
-    if splits == 1:
-        parts = C.reshape(1, rows, cols)
-    elif parts is None:
-        parts = cuda.device_array((splits, rows, cols), C.dtype)
-    grid = (math.ceil(cols / side), math.ceil(rows / side), splits)
-    launch(gemm(trans_a, trans_b, str(C.dtype)), grid, (TILE, TILE), A, B, parts)
+    rows, cols = (max(C.shape[axis] for _, C, _ in products) for axis in (0, 1))
+    outs = []
+    for B, C, parts in products:
+        if splits == 1:
+            outs += (B, C)
+            continue
+        if parts is None:
+            parts = cuda.device_array((splits, *C.shape), C.dtype)
+        outs += (B, parts)
+    grid = (math.ceil(cols / side), math.ceil(rows / side), splits * len(products))
+    launch(gemm(trans_a, trans_b, str(A.dtype), splits > 1, len(products) == 2), grid, (TILE, TILE), A, *outs)
     if splits > 1:
-        launch(sum_parts, (math.ceil(rows / TILE), math.ceil(cols / TILE)), (TILE, TILE), parts, C)
+        sums = [v for (_, C, _), parts in zip(products, outs[1::2]) for v in (parts, C)]
+        launch(sum_parts if len(products) == 1 else sum_part_pairs,
+               (math.ceil(rows / TILE), math.ceil(cols / TILE), len(products)), (TILE, TILE), *sums)

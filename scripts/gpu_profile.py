@@ -1,6 +1,8 @@
 """Where a warm CUDA call's host time goes, on a GPU: the forward+backward call at one size (default
 (1000, 1, 64, 64), float32, device arrays), timed returning without a sync (host time alone: the GPU
-runs behind) and with one, then cProfile of 20 calls, sorted by cumulative and by own time.
+runs behind) and with one, then cProfile of 20 calls, sorted by cumulative and by own time; then
+the same through the lean launch path (rnnspec.kernels.cuda_launch), unless the environment has
+RNNSPEC_BENCH_WITHOUT_LEAN_LAUNCH (scripts/gpu_check.sh sets it when the lean launch failed its test).
 
     python scripts/gpu_profile.py [T B I H]
 """
@@ -8,6 +10,7 @@ runs behind) and with one, then cProfile of 20 calls, sorted by cumulative and b
 from __future__ import annotations
 
 import cProfile
+import os
 import pstats
 import sys
 import time
@@ -15,14 +18,8 @@ import time
 import numpy as np
 
 
-def main(argv: list[str]) -> int:
-    from rnnspec.kernels import cuda as gpu
-    from rnnspec.spec.bench_cuda import _device_calls
-
-    T, B, I, H = (int(v) for v in argv) if argv else (1000, 1, 64, 64)
-    forward, train = _device_calls(T, B, I, H)
-    sync = gpu.cuda.synchronize
-    for call, name in ((forward, "forward"), (train, "forward+backward")):
+def _host_times(calls, size, sync, label: str) -> None:
+    for call, name in calls:
         call()
         sync()
         host, whole = [], []
@@ -33,8 +30,11 @@ def main(argv: list[str]) -> int:
             host.append(time.perf_counter() - start)
             sync()
             whole.append(time.perf_counter() - start)
-        print(f"({T}, {B}, {I}, {H}) {name}: host alone {np.median(host) * 1e6:.0f} us, "
+        print(f"{size} {name}{label}: host alone {np.median(host) * 1e6:.0f} us, "
               f"with the sync {np.median(whole) * 1e6:.0f} us (medians of 30)")
+
+
+def _profile(train, sync, cumulative_lines: int) -> None:
     profile = cProfile.Profile()
     profile.enable()
     for _ in range(20):
@@ -42,8 +42,27 @@ def main(argv: list[str]) -> int:
         sync()
     profile.disable()
     stats = pstats.Stats(profile, stream=sys.stdout)
-    stats.sort_stats("cumulative").print_stats(25)
+    if cumulative_lines:
+        stats.sort_stats("cumulative").print_stats(cumulative_lines)
     stats.sort_stats("tottime").print_stats(12)
+
+
+def main(argv: list[str]) -> int:
+    from rnnspec.kernels import cuda as gpu
+    from rnnspec.kernels import cuda_launch
+    from rnnspec.spec.bench_cuda import _device_calls
+
+    T, B, I, H = (int(v) for v in argv) if argv else (1000, 1, 64, 64)
+    forward, train = _device_calls(T, B, I, H)
+    calls = ((forward, "forward"), (train, "forward+backward"))
+    sync = gpu.cuda.synchronize
+    _host_times(calls, (T, B, I, H), sync, "")
+    _profile(train, sync, cumulative_lines=25)
+    if os.environ.get("RNNSPEC_BENCH_WITHOUT_LEAN_LAUNCH"):
+        return 0
+    cuda_launch.LEAN_LAUNCH = True  # last: a launch it got wrong could leave the context unusable
+    _host_times(calls, (T, B, I, H), sync, " with the lean launch")
+    _profile(train, sync, cumulative_lines=0)
     return 0
 
 
