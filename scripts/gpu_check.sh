@@ -5,9 +5,10 @@
 # correctness against the oracle and the CPU kernels at the 7 sizes, then times against
 # torch.nn.RNN (cuDNN) in the same process.
 # Writes gpu_run.txt, gpu_bench.json and gpu_clocks.csv into $OUT (or the current folder); copy them
-# into benchmarks/. Time: about 3.7 minutes on the H200 (tests 80 s, profile 10 s, bench 125 s with
-# 7 variants); each step has its own limit (120, 60 and 240 s), so run it with timeout_s=320 (less
-# if the session's device budget is short: the JSON report is saved after every size).
+# into benchmarks/. Time: about 3.7 minutes on the H200 in the last run (tests 80 s, profile 10 s,
+# bench 125 s with 11 variants; 13 now, and the profile also times the lean launch: expect about 4
+# minutes); each step has its own limit (120, 60 and 240 s), so run it with timeout_s=320 (less if
+# the session's device budget is short: the JSON report is saved after every size).
 set -uo pipefail
 out="${OUT:-.}"
 export PYTHONUNBUFFERED=1 NUMBA_ENABLE_CUDASIM=0

@@ -26,16 +26,20 @@ GPU_SIZES = ((1000, 1, 64, 64), (1000, 1, 128, 128), (100, 32, 64, 128), (1000, 
              (50, 64, 512, 1024), (100, 256, 1024, 1024))
 ORACLE_LIMIT = 2_000_000  # T'*B*H*H multiply-adds for the float64 oracle check
 #: other layouts timed with ``variants``: forced plan() choices (split, held, rows, ahead: any of them
-#: turns the cooperative default off) or cooperative_plan() choices, the rest automatic; or
-#: "lean_launch" (rnnspec.kernels.cuda_launch) with the default layout. The layouts are the runners-up
-#: of the last GPU run (benchmarks/gpu_run.txt)
-VARIANTS = {(1000, 1, 64, 64): ({"lean_launch": True}, {"split": 2}, {"ahead": 8}),
-            (1000, 1, 128, 128): ({"lean_launch": True}, {"split": 4}),
+#: turns the cooperative default off) or cooperative_plan() choices, the rest automatic; and SETTINGS
+#: (with the default layout unless a layout is given too). The layouts are the runners-up of the last
+#: GPU run (benchmarks/gpu_run.txt). Splitting dU and dW's 1000 terms at B = 1 costs a launch and
+#: saves GPU time: worth it only once launches are cheap, hence timed with the lean launch
+VARIANTS = {(1000, 1, 64, 64): ({"lean_launch": True}, {"lean_launch": True, "unsplit_terms": 256}, {"split": 2},
+                                {"ahead": 8}),
+            (1000, 1, 128, 128): ({"lean_launch": True}, {"lean_launch": True, "unsplit_terms": 256}, {"split": 4}),
             (100, 32, 64, 128): ({"lean_launch": True},),
             (1000, 1, 256, 256): ({"lean_launch": True}, {"split": 2}),  # the streamed single block
             (100, 64, 256, 256): ({"cooperative": True},),
             (50, 64, 512, 1024): ({"cooperative": True, "tile": 2},),
             (100, 256, 1024, 1024): ({"rows": 2},)}
+#: variant keys that set a module constant while the variant runs: (module of rnnspec.kernels, name)
+SETTINGS = {"lean_launch": ("cuda_launch", "LEAN_LAUNCH"), "unsplit_terms": ("cuda_gemm", "UNSPLIT_TERMS")}
 VARIANT_CHECK_LIMIT = 200_000_000  # T'*B*H*H multiply-adds for a variant's float64 check against the CPU
 
 
@@ -158,8 +162,10 @@ def variants(T, B, I, H, repeats, on_row=lambda row: None, baseline: dict | None
     B*H*H, at least 3). With ``cudnn`` (from ``cudnn_calls``) the whole calls are timed in blocks
     alternating with cuDNN's, and their ratios recorded, so that a layout that wins can become plan()'s choice on the
     strength of this run; ``baseline`` (the default layout's row) gives the float32 verdict's limit."""
+    import importlib
+
     from rnnspec.kernels import cuda as gpu
-    from rnnspec.kernels import cuda_launch, elman_backward
+    from rnnspec.kernels import elman_backward
 
     overrides = VARIANTS.get((T, B, I, H), ())
     if not overrides:
@@ -174,13 +180,15 @@ def variants(T, B, I, H, repeats, on_row=lambda row: None, baseline: dict | None
             rows.append({"layout": override, "error": "left out: the lean launch failed its GPU test"})
             on_row(rows[-1])
             continue
-        saved, saved_lean = gpu.LAYOUT_OVERRIDE, cuda_launch.LEAN_LAUNCH
-        gpu.LAYOUT_OVERRIDE = {k: v for k, v in override.items() if k != "lean_launch"}
-        cuda_launch.LEAN_LAUNCH = bool(override.get("lean_launch"))
+        settings = {k: v for k, v in override.items() if k in SETTINGS}
+        modules = {k: importlib.import_module(f"rnnspec.kernels.{SETTINGS[k][0]}") for k in settings}
+        saved = gpu.LAYOUT_OVERRIDE, {k: getattr(modules[k], SETTINGS[k][1]) for k in settings}
+        gpu.LAYOUT_OVERRIDE = {k: v for k, v in override.items() if k not in SETTINGS}
+        for key, value in settings.items():
+            setattr(modules[key], SETTINGS[key][1], value)
         try:
             row = recurrence_alone(T, B, I, H, repeats)
-            if cuda_launch.LEAN_LAUNCH:
-                row["lean_launch"] = True
+            row.update(settings)
             row["check_steps"] = short
             row["float32_vs_cpu_float64"] = _worst(gpu.elman_backward(*(c32[k] for k in names)), want)
             row.update(_whole_call_timings(T, B, I, H, repeats, cudnn))
@@ -189,7 +197,9 @@ def variants(T, B, I, H, repeats, on_row=lambda row: None, baseline: dict | None
         except Exception as exc:  # a layout that fails to compile or launch is a result too
             row = {"layout": override, "error": f"{type(exc).__name__}: {exc}"}
         finally:
-            gpu.LAYOUT_OVERRIDE, cuda_launch.LEAN_LAUNCH = saved, saved_lean
+            gpu.LAYOUT_OVERRIDE = saved[0]
+            for key, value in saved[1].items():
+                setattr(modules[key], SETTINGS[key][1], value)
         rows.append(row)
         on_row(row)
     return rows
@@ -379,7 +389,8 @@ def variant_line(v: dict) -> str:
     ratios = (f" ({v['forward_ratio_vs_cudnn']:.2f}x cuDNN), fwd+bwd {v['rnnspec_train_s'] * 1e3:.3f} ms "
               f"({v['train_ratio_vs_cudnn']:.2f}x)") if "train_ratio_vs_cudnn" in v else ""
     verdict = {True: "correct: ", False: "INCORRECT: "}.get(v.get("correct"), "")
-    launch = " lean launch" if v.get("lean_launch") else ""
+    launch = (" lean launch" if v.get("lean_launch") else "") + \
+        (f" unsplit_terms={v['unsplit_terms']}" if "unsplit_terms" in v else "")
     return (f"{'':24s} variant {describe(v['layout'])}{launch}: "
             f"recurrence fwd {v['forward_recurrence_s'] * 1e3:.3f} ms, bwd {v['backward_recurrence_s'] * 1e3:.3f} ms; "
             f"whole call fwd {v['rnnspec_forward_s'] * 1e3:.3f} ms"

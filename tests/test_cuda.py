@@ -243,6 +243,8 @@ def test_every_result_of_a_call_from_one_allocation(monkeypatch, batch, where):
     """A call's results are carved out of one allocation (cuda_arrays.fresh_arrays), db included
     (written by the backward kernel itself at B = 1, by a column sum above), and come back to the
     host in one transfer: each gradient of the loss against the CPU kernels, and one allocation."""
+    import gc
+
     from numba import cuda
 
     from rnnspec.kernels import cuda_arrays
@@ -257,6 +259,8 @@ def test_every_result_of_a_call_from_one_allocation(monkeypatch, batch, where):
     want_loss, want = elman_loss(*(a[k] for k in names), a["y"])
     assert len(carved) == 1 and set(carved[0]) == set(want), carved
     assert abs(loss - want_loss) <= 1e-12 * abs(want_loss)
+    gc.collect()  # the allocation outlives the call's own reference to it while any result lives
+    cuda_kernels.elman_loss(*args, a["y"])  # and is not handed to a later call meanwhile
     for key in want:
         got = grads[key].copy_to_host() if where == "device" else grads[key]
         assert isinstance(grads[key], np.ndarray) == (where == "host"), key

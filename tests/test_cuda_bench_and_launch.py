@@ -15,7 +15,8 @@ def test_gpu_benchmark_measurements_run_under_the_simulator(monkeypatch):
 
     size = (3, 2, 2, 5)
     monkeypatch.setattr(bench_cuda, "VARIANTS", {size: ({"split": 2, "held": 0}, {"split": 1, "held": 4},
-                                                        {"cooperative": True, "blocks": 2}, {"lean_launch": True})})
+                                                        {"cooperative": True, "blocks": 2}, {"lean_launch": True},
+                                                        {"unsplit_terms": 8, "split": 2})})
     torch_rnn = bench_cuda.cudnn_calls(*size, device="cpu")  # torch's CPU RNN: the same mapping
     ours = bench_cuda.rnnspec_timings(*size, repeats=1, cudnn=torch_rnn)
     assert set(ours) == {"rnnspec_first_train_s", "rnnspec_forward_s", "rnnspec_train_s", "cudnn_forward_s",
@@ -35,7 +36,8 @@ def test_gpu_benchmark_measurements_run_under_the_simulator(monkeypatch):
     assert all(r["correct"] is True for r in rows), rows
     layouts = [(r["layout"].get("split"), r["layout"].get("held")) for r in rows]
     assert layouts[:3] == [(2, 0), (1, 4), (None, None)], rows
-    assert rows[3].get("lean_launch") is True and not any(r.get("lean_launch") for r in rows[:3]), rows
+    assert rows[3].get("lean_launch") is True and not any(r.get("lean_launch") for r in (*rows[:3], rows[4])), rows
+    assert rows[4]["unsplit_terms"] == 8 and rows[4]["layout"]["split"] == 2, rows[4]  # a setting with a layout
     assert all(r["float32_vs_cpu_float64"] < 1e-5 and r["check_steps"] == 3 for r in rows), rows
     assert bench_cuda.variants(4, 2, 2, 5, repeats=1) == []  # no variants at this size: nothing run
     assert bench_cuda.launch_overhead(repeats=1) > 0
@@ -48,9 +50,10 @@ def test_gpu_benchmark_measurements_run_under_the_simulator(monkeypatch):
     threads = rows[2]["layout"]["threads"]  # 8 under the simulator, 256 on a GPU
     assert f"variant cooperative rows=3 blocks=2 threads={threads} tile=2 slices=2: recurrence fwd" in line, line
     assert "x cuDNN), fwd+bwd" in line and " lean launch: recurrence fwd" in line, line
-    from rnnspec.kernels import cuda_launch
+    assert " unsplit_terms=8: recurrence fwd" in line, line
+    from rnnspec.kernels import cuda_gemm, cuda_launch
 
-    assert cuda_launch.LEAN_LAUNCH is False  # set for its variant only
+    assert cuda_launch.LEAN_LAUNCH is False and cuda_gemm.UNSPLIT_TERMS == 1024  # set for their variants only
 
 
 def test_gpu_benchmark_command_runs_as_the_gpu_script_runs_it(monkeypatch, tmp_path, capsys):
