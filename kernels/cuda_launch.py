@@ -25,6 +25,13 @@ cuda = cuda_module()
 #: launch through ``lean_launch`` rather than numba-cuda's configured launch (a GPU only)
 LEAN_LAUNCH = False
 _PLANS: dict = {}
+_FELL_BACK: dict = {}  # launch key -> why it could not be planned (it goes through numba-cuda)
+
+
+def lean_launch_plans() -> dict:
+    """What the lean path has made of the launches so far: how many kinds of launch it planned,
+    and why it left any to numba-cuda (each reason once)."""
+    return {"planned": sum(1 for p in _PLANS.values() if p), "fell_back": sorted(set(_FELL_BACK.values()))}
 
 
 def configured(kernel, grid, block):
@@ -55,8 +62,9 @@ def launch(kernel, grid, block, *args) -> None:
         if plan is None:
             try:
                 _PLANS[key] = _plan(kernel, grid, block, args)
-            except (KeyError, AttributeError):  # an overload or an attribute this numba-cuda does not have
+            except (KeyError, AttributeError) as exc:  # an overload or an attribute this numba-cuda lacks
                 _PLANS[key] = False
+                _FELL_BACK[key] = f"{getattr(kernel, '__name__', kernel)}: {type(exc).__name__}: {exc}"
         return
     function, config, stream, core_launch = plan
     core_launch(stream, config, function, *parameters(args))

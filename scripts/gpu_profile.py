@@ -62,6 +62,7 @@ def main(argv: list[str]) -> int:
         return 0
     cuda_launch.LEAN_LAUNCH = True  # last: a launch it got wrong could leave the context unusable
     _host_times(calls, (T, B, I, H), sync, " with the lean launch")
+    print("lean launch:", cuda_launch.lean_launch_plans())
     _profile(train, sync, cumulative_lines=0)
     return 0
 

@@ -189,6 +189,8 @@ def variants(T, B, I, H, repeats, on_row=lambda row: None, baseline: dict | None
         try:
             row = recurrence_alone(T, B, I, H, repeats)
             row.update(settings)
+            if settings.get("lean_launch"):  # a launch it could not plan went through numba-cuda
+                row["lean_launch_plans"] = modules["lean_launch"].lean_launch_plans()
             row["check_steps"] = short
             row["float32_vs_cpu_float64"] = _worst(gpu.elman_backward(*(c32[k] for k in names)), want)
             row.update(_whole_call_timings(T, B, I, H, repeats, cudnn))
@@ -389,7 +391,10 @@ def variant_line(v: dict) -> str:
     ratios = (f" ({v['forward_ratio_vs_cudnn']:.2f}x cuDNN), fwd+bwd {v['rnnspec_train_s'] * 1e3:.3f} ms "
               f"({v['train_ratio_vs_cudnn']:.2f}x)") if "train_ratio_vs_cudnn" in v else ""
     verdict = {True: "correct: ", False: "INCORRECT: "}.get(v.get("correct"), "")
-    launch = (" lean launch" if v.get("lean_launch") else "") + \
+    plans = v.get("lean_launch_plans", {})
+    launch = (f" lean launch ({plans.get('planned', 0)} kinds of launch planned"
+              f"{'; fell back: ' + ' | '.join(plans['fell_back']) if plans.get('fell_back') else ''})"
+              if v.get("lean_launch") else "") + \
         (f" unsplit_terms={v['unsplit_terms']}" if "unsplit_terms" in v else "")
     return (f"{'':24s} variant {describe(v['layout'])}{launch}: "
             f"recurrence fwd {v['forward_recurrence_s'] * 1e3:.3f} ms, bwd {v['backward_recurrence_s'] * 1e3:.3f} ms; "

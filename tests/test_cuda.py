@@ -214,8 +214,8 @@ def test_a_pair_of_products_in_one_launch_as_two_apart(splits, wider):
     from rnnspec.kernels.cuda_gemm import matmul_into, matmul_pair_into
 
     rng = np.random.default_rng(3)
-    inner, rows = 29, 11
-    cols = (19, 5) if wider == "first" else (5, 19)
+    inner, rows = 9, 11  # with the simulator's 8 x 8 tiles: 2 row tiles, 2 and 1 column tiles
+    cols = (13, 5) if wider == "first" else (5, 13)
     a = cuda.to_device(rng.standard_normal((inner, rows)))
     bs = [cuda.to_device(rng.standard_normal((inner, n))) for n in cols]
     outs = [cuda.to_device(np.full((rows, n), np.nan)) for n in cols]

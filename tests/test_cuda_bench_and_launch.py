@@ -49,7 +49,7 @@ def test_gpu_benchmark_measurements_run_under_the_simulator(monkeypatch):
     assert "(2.00x)" in line and "variant split=2 held=0/16" in line, line
     threads = rows[2]["layout"]["threads"]  # 8 under the simulator, 256 on a GPU
     assert f"variant cooperative rows=3 blocks=2 threads={threads} tile=2 slices=2: recurrence fwd" in line, line
-    assert "x cuDNN), fwd+bwd" in line and " lean launch: recurrence fwd" in line, line
+    assert "x cuDNN), fwd+bwd" in line and " lean launch (0 kinds of launch planned): recurrence fwd" in line, line
     assert " unsplit_terms=8: recurrence fwd" in line, line
     from rnnspec.kernels import cuda_gemm, cuda_launch
 
@@ -130,6 +130,35 @@ def test_launch_configurations_are_made_once_on_a_gpu(monkeypatch):
     monkeypatch.setattr(cuda_launch, "SIMULATED", True)
     cuda_launch.configured(kernel, 3, 128)
     assert Kernel.made == 3
+    cuda_launch._kept_configuration.cache_clear()
+
+
+def test_a_launch_the_lean_path_cannot_plan_goes_through_numba_cuda_and_says_why(monkeypatch):
+    """An overload or attribute missing from this numba-cuda leaves a launch to numba-cuda, every
+    time, and the bench's lean-launch rows say so (``lean_launch_plans``)."""
+    from rnnspec.kernels import cuda_launch
+
+    calls = []
+
+    class Kernel:
+        __name__ = "fake_kernel"
+
+        def __getitem__(self, config):
+            return lambda *args: calls.append((config, args))
+
+    def unplannable(*args):
+        raise AttributeError("no such attribute in this numba-cuda")
+
+    for name, value in (("SIMULATED", False), ("LEAN_LAUNCH", True), ("_PLANS", {}), ("_FELL_BACK", {}),
+                        ("_plan", unplannable)):
+        monkeypatch.setattr(cuda_launch, name, value)
+    cuda_launch._kept_configuration.cache_clear()
+    kernel = Kernel()
+    for _ in range(2):
+        cuda_launch.launch(kernel, 3, 128, True)
+    assert calls == [((3, 128), (True,))] * 2, calls
+    assert cuda_launch.lean_launch_plans() == {
+        "planned": 0, "fell_back": ["fake_kernel: AttributeError: no such attribute in this numba-cuda"]}
     cuda_launch._kept_configuration.cache_clear()
 
 
