@@ -29,7 +29,7 @@ from rnnspec.kernels.cuda_arrays import (
     scratch_view,
 )
 from rnnspec.kernels.cuda_cooperative import CooperativeLayout, cooperative_plan, cooperative_recurrence
-from rnnspec.kernels.cuda_gemm import TILE, matmul_into, matmul_pair_into, splits_for
+from rnnspec.kernels.cuda_gemm import TILE, deltas_products_into, matmul_into, matmul_pair_into, splits_for
 from rnnspec.kernels.cuda_kernels import (
     Layout,
     column_sums,
@@ -206,9 +206,12 @@ def _backward(a: _Args, states, direct, extra: dict | None = None) -> FreshArray
     previous = scratch_view("states", "rows 0..T-1", lambda s: s[:-1].reshape(a.T * a.B, a.H))
     dU, dW = grads["U"], grads["W"]
     splits = splits_for((dU.shape, dW.shape), a.T * a.B, _multiprocessors())
-    matmul_pair_into(d2, (a.x_rows, dU, _parts("dU", splits, dU)), (previous, dW, _parts("dW", splits, dW)),
-                     True, False, splits)
-    _matmul_into(d2, a.U, grads["x"], role="dx")
+    if splits == 1 and splits_for((grads["x"].shape,), a.H, _multiprocessors()) == 1:
+        deltas_products_into(d2, (a.U, grads["x"]), (a.x_rows, dU), (previous, dW))
+    else:
+        matmul_pair_into(d2, (a.x_rows, dU, _parts("dU", splits, dU)), (previous, dW, _parts("dW", splits, dW)),
+                         True, False, splits)
+        _matmul_into(d2, a.U, grads["x"], role="dx")
     if a.has_bias and a.B > 1:
         _column_sums(bias_rows, grads["b"])
     return grads

@@ -7,8 +7,9 @@ whichever operand is transposed. A product with few output tiles and a long inne
 and dU: H x H from T*B terms) splits the inner dimension over ``splits`` blocks that write partial
 products, summed by a second kernel in a fixed order: no atomics, so results are bit-reproducible.
 Two products with the same left operand (dU = deltas^T X and dW = deltas^T H) run as one launch, a
-pair: each launch costs host time (benchmarks/gpu_run.txt), and the two products' blocks then share
-the GPU rather than running one after the other.
+pair, and with dx = deltas U as a third when none is split: each launch costs host time
+(benchmarks/gpu_run.txt), and the products' blocks then share the GPU rather than running one
+after the other.
 """
 
 from __future__ import annotations
@@ -30,12 +31,10 @@ SPLIT_TERMS = 8 * BK  # inner terms per block, at least, when the inner dimensio
 
 
 @cache
-def gemm(trans_a: bool, trans_b: bool, dtype: str, split: bool = False, pair: bool = False):
-    """kernel(A, B, out), or with ``pair`` kernel(A, B, out, B2, out2): out = op(A) @ op(B) (and
-    out2 = op(A) @ op(B2)); out is (M, N), or with ``split`` (splits, M, N) and out[z] = the product
-    over the z-th range of the inner dimension. Grid (ceil(N / (TILE*PER)), ceil(M / (TILE*PER)),
-    splits), splits doubled for a pair (the first half for out, the second for out2; N and M the
-    larger of the two products'), block (TILE, TILE)."""
+def _tile_product(trans_a: bool, trans_b: bool, dtype: str, split: bool):
+    """device function product_tile(A, B, out, z, splits): this block's tile of op(A) @ op(B) over
+    the z-th of ``splits`` ranges of the inner dimension, into out (M, N), or out[z] of (splits, M, N)
+    with ``split``; a block past out's tiles does nothing."""
     numpy_dtype = np.dtype(dtype)
     zero = numpy_dtype.type(0)
     side = TILE * PER
@@ -107,6 +106,17 @@ def gemm(trans_a: bool, trans_b: bool, dtype: str, split: bool = False, pair: bo
                 if r < rows and c < cols:
                     store(out, z, r, c, acc[p * PER + q])
 
+    return product_tile
+
+
+@cache
+def gemm(trans_a: bool, trans_b: bool, dtype: str, split: bool = False, pair: bool = False):
+    """kernel(A, B, out), or with ``pair`` kernel(A, B, out, B2, out2): out = op(A) @ op(B) (and
+    out2 = op(A) @ op(B2)); out is (M, N), or with ``split`` (splits, M, N) and out[z] = the product
+    over the z-th range of the inner dimension. Grid (ceil(N / (TILE*PER)), ceil(M / (TILE*PER)),
+    splits), splits doubled for a pair (the first half for out, the second for out2; N and M the
+    larger of the two products'), block (TILE, TILE)."""
+    product_tile = _tile_product(trans_a, trans_b, dtype, split)
     if pair:
         @cuda.jit
         def pair_kernel(A, B, out, B2, out2):
@@ -120,6 +130,29 @@ def gemm(trans_a: bool, trans_b: bool, dtype: str, split: bool = False, pair: bo
     def kernel(A, B, out):
         product_tile(A, B, out, cuda.blockIdx.z, cuda.gridDim.z)
     return kernel
+
+
+@cache
+def deltas_products(dtype: str):
+    """kernel(A, B, out, B2, out2, B3, out3): out = A @ B, out2 = A^T @ B2 and out3 = A^T @ B3, none
+    split: the backward pass's three products of the deltas (dx, dU, dW) in one launch. Grid
+    (ceil(N / (TILE*PER)), ceil(M / (TILE*PER)), 3), N and M the largest of the three products'."""
+    plain, transposed = (_tile_product(trans_a, False, dtype, False) for trans_a in (False, True))
+
+    @cuda.jit
+    def kernel(A, B, out, B2, out2, B3, out3):
+        which = cuda.blockIdx.z
+        if which == 0:
+            plain(A, B, out, 0, 1)
+        else:
+            transposed(A, B2 if which == 1 else B3, out2 if which == 1 else out3, 0, 1)
+    return kernel
+
+
+def clear_compiled() -> None:
+    """Drop the kernels built so far (their closures hold TILE, PER and BK: tests change them)."""
+    for builder in (_tile_product, gemm, deltas_products):
+        builder.cache_clear()
 
 
 @cuda.jit(device=True, inline=True)
@@ -172,6 +205,16 @@ def matmul_into(A, B, C, trans_a: bool, trans_b: bool, splits: int, parts=None) 
     """C = op(A) @ op(B) on the device, the inner dimension split over ``splits`` blocks; C contiguous
     (M, N); ``parts`` (splits, M, N) holds the partial products when splits > 1 (allocated if None)."""
     _products(A, ((B, C, parts),), trans_a, trans_b, splits)
+
+
+def deltas_products_into(A, dx: tuple, dU: tuple, dW: tuple) -> None:
+    """dx = A @ B, dU = A^T @ B2 and dW = A^T @ B3 in one launch, for dx = (B, C) and likewise, all
+    unsplit (see ``deltas_products``)."""
+    side = TILE * PER
+    products = (dx, dU, dW)
+    rows, cols = (max(C.shape[axis] for _, C in products) for axis in (0, 1))
+    grid = (math.ceil(cols / side), math.ceil(rows / side), 3)
+    launch(deltas_products(str(A.dtype)), grid, (TILE, TILE), A, *(v for product in products for v in product))
 
 
 def matmul_pair_into(A, first: tuple, second: tuple, trans_a: bool, trans_b: bool, splits: int) -> None:

@@ -56,7 +56,7 @@ def main() -> int:
 
     from rnnspec.kernels import cuda_arrays, cuda_kernels
     from rnnspec.kernels.cuda_cooperative import cooperative_plan, cooperative_recurrence
-    from rnnspec.kernels.cuda_gemm import gemm, sum_part_pairs, sum_parts
+    from rnnspec.kernels.cuda_gemm import deltas_products, gemm, sum_part_pairs, sum_parts
     from rnnspec.kernels.cuda_kernels import plan, recurrence
     from rnnspec.kernels.numpy_compat import cuda_module
     from rnnspec.spec.bench_cuda import GPU_SIZES
@@ -104,7 +104,8 @@ def main() -> int:
                   for ta in (False, True) for tb in (False, True) for split in (False, True)]
         others += [(f"gemm pair{' split' if split else ''}", gemm(True, False, dtype, split, pair=True),
                     (a2, a2, a3 if split else a2, a2, a3 if split else a2)) for split in (False, True)]
-        others += [("sum_parts", sum_parts, (a3, a2)), ("sum_part_pairs", sum_part_pairs, (a3, a2, a3, a2)),
+        others += [("deltas_products", deltas_products(dtype), (a2, a2, a2, a2, a2, a2, a2)),
+                   ("sum_parts", sum_parts, (a3, a2)), ("sum_part_pairs", sum_part_pairs, (a3, a2, a3, a2)),
                    ("transpose", cuda_kernels.transpose, (a2, a2)),
                    ("column_sums", cuda_kernels.column_sums, (a2, a1)),
                    ("softmax_cross_entropy", cuda_kernels.softmax_cross_entropy,

@@ -227,6 +227,44 @@ def test_a_pair_of_products_in_one_launch_as_two_apart(splits, wider):
         np.testing.assert_allclose(alone.copy_to_host(), a.copy_to_host().T @ b.copy_to_host(), rtol=1e-12)
 
 
+def test_the_three_products_of_the_deltas_in_one_launch_as_three_apart():
+    """dx = D U, dU = D^T X and dW = D^T H as one launch when none is split: the grid covers the
+    tallest (dx) and the widest (dW); each product bit for bit what it is launched alone."""
+    from numba import cuda
+
+    from rnnspec.kernels.cuda_gemm import deltas_products_into, matmul_into
+
+    rng = np.random.default_rng(5)
+    rows, hidden, inputs = 19, 10, 5  # 8 x 8 tiles: dx 3 x 1, dU 2 x 1, dW 2 x 2
+    d, u, x, h = (cuda.to_device(rng.standard_normal(shape))
+                  for shape in ((rows, hidden), (hidden, inputs), (rows, inputs), (rows, hidden)))
+    shapes = {"dx": (rows, inputs), "dU": (hidden, inputs), "dW": (hidden, hidden)}
+    outs = {k: cuda.to_device(np.full(v, np.nan)) for k, v in shapes.items()}
+    deltas_products_into(d, (u, outs["dx"]), (x, outs["dU"]), (h, outs["dW"]))
+    for name, right, trans_a in (("dx", u, False), ("dU", x, True), ("dW", h, True)):
+        alone = cuda.to_device(np.full(shapes[name], np.nan))
+        matmul_into(d, right, alone, trans_a, False, 1)
+        np.testing.assert_array_equal(outs[name].copy_to_host(), alone.copy_to_host(), err_msg=name)
+        left = d.copy_to_host().T if trans_a else d.copy_to_host()
+        np.testing.assert_allclose(alone.copy_to_host(), left @ right.copy_to_host(), rtol=1e-12, err_msg=name)
+
+
+def test_backward_with_its_products_split(monkeypatch):
+    """Long inner dimensions (T*B past UNSPLIT_TERMS) split dU and dW into partial products, the pair
+    launch then summed, and dx launched apart: forced here at T*B = 15, against the CPU kernels."""
+    from rnnspec.kernels import cuda_gemm
+
+    monkeypatch.setattr(cuda_gemm, "UNSPLIT_TERMS", 4)
+    monkeypatch.setattr(cuda_gemm, "SPLIT_TERMS", 4)
+    monkeypatch.setattr(cuda_kernels, "_multiprocessors", lambda: 132)
+    launched = []
+    monkeypatch.setattr(cuda_kernels, "matmul_pair_into", lambda *args: launched.append(args[-1]) or
+                        cuda_gemm.matmul_pair_into(*args))
+    a = _args("float64")
+    _assert_forward_and_vjp_match_the_cpu(a, "float64", "tanh", "split products")
+    assert launched and all(splits > 1 for splits in launched), launched
+
+
 def test_device_arrays_in_device_arrays_out_and_no_bias():
     from numba import cuda
 

@@ -35,10 +35,10 @@ def gpu_constants(monkeypatch):
     for name, value in (("TILE", 16), ("PER", 4), ("BK", 16), ("SPLIT_TERMS", 128)):
         monkeypatch.setattr(cuda_gemm, name, value)
     monkeypatch.setattr(cuda, "TILE", 16)
-    cuda_gemm.gemm.cache_clear()
+    cuda_gemm.clear_compiled()
     cuda._planned.cache_clear()
     yield
-    cuda_gemm.gemm.cache_clear()
+    cuda_gemm.clear_compiled()
     cuda._planned.cache_clear()
 
 
