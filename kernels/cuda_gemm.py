@@ -210,11 +210,20 @@ def matmul_into(A, B, C, trans_a: bool, trans_b: bool, splits: int, parts=None) 
 def deltas_products_into(A, dx: tuple, dU: tuple, dW: tuple) -> None:
     """dx = A @ B, dU = A^T @ B2 and dW = A^T @ B3 in one launch, for dx = (B, C) and likewise, all
     unsplit (see ``deltas_products``)."""
-    side = TILE * PER
     products = (dx, dU, dW)
-    rows, cols = (max(C.shape[axis] for _, C in products) for axis in (0, 1))
-    grid = (math.ceil(cols / side), math.ceil(rows / side), 3)
+    grid = _grid(*_largest([C.shape for _, C in products]), 3)
     launch(deltas_products(str(A.dtype)), grid, (TILE, TILE), A, *(v for product in products for v in product))
+
+
+def _largest(shapes) -> tuple[int, int]:
+    """The most rows and the most columns of these (rows, cols) outputs of one launch."""
+    return max(shape[0] for shape in shapes), max(shape[1] for shape in shapes)
+
+
+def _grid(rows: int, cols: int, depth: int) -> tuple[int, int, int]:
+    """The product kernels' grid: one block per output tile, ``depth`` deep."""
+    side = TILE * PER
+    return math.ceil(cols / side), math.ceil(rows / side), depth
 
 
 def matmul_pair_into(A, first: tuple, second: tuple, trans_a: bool, trans_b: bool, splits: int) -> None:
@@ -224,8 +233,6 @@ def matmul_pair_into(A, first: tuple, second: tuple, trans_a: bool, trans_b: boo
 
 
 def _products(A, products, trans_a: bool, trans_b: bool, splits: int) -> None:
-    side = TILE * PER
-    rows, cols = (max(C.shape[axis] for _, C, _ in products) for axis in (0, 1))
     outs = []
     for B, C, parts in products:
         if splits == 1:
@@ -234,7 +241,8 @@ def _products(A, products, trans_a: bool, trans_b: bool, splits: int) -> None:
         if parts is None:
             parts = cuda.device_array((splits, *C.shape), C.dtype)
         outs += (B, parts)
-    grid = (math.ceil(cols / side), math.ceil(rows / side), splits * len(products))
+    rows, cols = _largest([C.shape for _, C, _ in products])
+    grid = _grid(rows, cols, splits * len(products))
     launch(gemm(trans_a, trans_b, str(A.dtype), splits > 1, len(products) == 2), grid, (TILE, TILE), A, *outs)
     if splits > 1:
         sums = [v for (_, C, _), parts in zip(products, outs[1::2]) for v in (parts, C)]

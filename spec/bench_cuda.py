@@ -17,6 +17,8 @@ ratios to the same cuDNN times, each layout checked against the CPU kernels.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 import time
 
@@ -162,10 +164,8 @@ def variants(T, B, I, H, repeats, on_row=lambda row: None, baseline: dict | None
     B*H*H, at least 3). With ``cudnn`` (from ``cudnn_calls``) the whole calls are timed in blocks
     alternating with cuDNN's, and their ratios recorded, so that a layout that wins can become plan()'s choice on the
     strength of this run; ``baseline`` (the default layout's row) gives the float32 verdict's limit."""
-    import importlib
-
     from rnnspec.kernels import cuda as gpu
-    from rnnspec.kernels import elman_backward
+    from rnnspec.kernels import cuda_launch, elman_backward
 
     overrides = VARIANTS.get((T, B, I, H), ())
     if not overrides:
@@ -180,31 +180,42 @@ def variants(T, B, I, H, repeats, on_row=lambda row: None, baseline: dict | None
             rows.append({"layout": override, "error": "left out: the lean launch failed its GPU test"})
             on_row(rows[-1])
             continue
-        settings = {k: v for k, v in override.items() if k in SETTINGS}
-        modules = {k: importlib.import_module(f"rnnspec.kernels.{SETTINGS[k][0]}") for k in settings}
-        saved = gpu.LAYOUT_OVERRIDE, {k: getattr(modules[k], SETTINGS[k][1]) for k in settings}
-        gpu.LAYOUT_OVERRIDE = {k: v for k, v in override.items() if k not in SETTINGS}
-        for key, value in settings.items():
-            setattr(modules[key], SETTINGS[key][1], value)
         try:
-            row = recurrence_alone(T, B, I, H, repeats)
-            row.update(settings)
-            if settings.get("lean_launch"):  # a launch it could not plan went through numba-cuda
-                row["lean_launch_plans"] = modules["lean_launch"].lean_launch_plans()
-            row["check_steps"] = short
-            row["float32_vs_cpu_float64"] = _worst(gpu.elman_backward(*(c32[k] for k in names)), want)
-            row.update(_whole_call_timings(T, B, I, H, repeats, cudnn))
+            with _variant(override) as settings:
+                row = recurrence_alone(T, B, I, H, repeats)
+                row.update(settings)
+                if settings.get("lean_launch"):  # a launch it could not plan went through numba-cuda
+                    row["lean_launch_plans"] = cuda_launch.lean_launch_plans()
+                row["check_steps"] = short
+                row["float32_vs_cpu_float64"] = _worst(gpu.elman_backward(*(c32[k] for k in names)), want)
+                row.update(_whole_call_timings(T, B, I, H, repeats, cudnn))
             if baseline is not None:
                 row["correct"] = row["float32_vs_cpu_float64"] <= float32_limit(baseline.get("correctness", {}))
         except Exception as exc:  # a layout that fails to compile or launch is a result too
             row = {"layout": override, "error": f"{type(exc).__name__}: {exc}"}
-        finally:
-            gpu.LAYOUT_OVERRIDE = saved[0]
-            for key, value in saved[1].items():
-                setattr(modules[key], SETTINGS[key][1], value)
         rows.append(row)
         on_row(row)
     return rows
+
+
+@contextlib.contextmanager
+def _variant(override: dict):
+    """The variant's layout (rnnspec.kernels.cuda.LAYOUT_OVERRIDE) and SETTINGS in force while it
+    runs, all restored after; yields the settings it made."""
+    from rnnspec.kernels import cuda as gpu
+
+    settings = {k: v for k, v in override.items() if k in SETTINGS}
+    targets = {k: (importlib.import_module(f"rnnspec.kernels.{SETTINGS[k][0]}"), SETTINGS[k][1]) for k in settings}
+    saved = gpu.LAYOUT_OVERRIDE, {k: getattr(module, name) for k, (module, name) in targets.items()}
+    gpu.LAYOUT_OVERRIDE = {k: v for k, v in override.items() if k not in SETTINGS}
+    for key, (module, name) in targets.items():
+        setattr(module, name, settings[key])
+    try:
+        yield settings
+    finally:
+        gpu.LAYOUT_OVERRIDE = saved[0]
+        for key, (module, name) in targets.items():
+            setattr(module, name, saved[1][key])
 
 
 def _without_scratch_reuse(call):
