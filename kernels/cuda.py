@@ -52,7 +52,7 @@ LAYOUT_OVERRIDE: dict = {}
 COOPERATIVE_FROM_HIDDEN: int | None = 256
 #: below H = 512, only up to this batch: the streamed blocks (one per batch row) win once there are
 #: enough of them. At H = 256, fwd+bwd took 6.4 ms on the cooperative grid and 16.8 streamed at
-#: B = 1, 3.4 and 2.5 ms at B = 64 (benchmarks/gpu_run.txt); 16 lies between the two
+#: B = 1, 3.4 and 2.5 ms at B = 64 (benchmarks/gpu_run_3.txt); 16 lies between the two
 COOPERATIVE_BELOW_512_MAX_BATCH = 16
 
 

@@ -8,7 +8,7 @@ and dU: H x H from T*B terms) splits the inner dimension over ``splits`` blocks 
 products, summed by a second kernel in a fixed order: no atomics, so results are bit-reproducible.
 Two products with the same left operand (dU = deltas^T X and dW = deltas^T H) run as one launch, a
 pair, and with dx = deltas U as a third when none is split: each launch costs host time
-(benchmarks/gpu_run.txt), and the products' blocks then share the GPU rather than running one
+(benchmarks/gpu_run_3.txt), and the products' blocks then share the GPU rather than running one
 after the other.
 """
 
@@ -181,13 +181,12 @@ def sum_part_pairs(parts, out, parts2, out2):
         _sum_entry(parts2, out2, i, j)
 
 
-#: inner terms that one block sums in about the host time of the second launch that a split needs
-#: (36 us for an empty launch through numba-cuda, more with arguments: benchmarks/gpu_run.txt). The
-#: third GPU run had 4096: at (100, 32, 64, 128) dU and dW then ran as 2 and 4 blocks of 200
-#: sequential stages each, and the call took 0.9 ms longer than in the first run although its
-#: recurrence kernels took 0.3 ms less (the likely cause; not measured apart). 1024 keeps B = 1,
-#: T = 1000 unsplit and splits that one again (not yet measured)
-UNSPLIT_TERMS = 1024
+#: inner terms that one block sums in about the time that a split's second launch (the sum) costs.
+#: Through numba-cuda's launch that was 36 us or more, and 1024 kept B = 1, T = 1000 unsplit; through
+#: the lean launch (cuda_launch) splitting those 1000 terms made a forward+backward call at
+#: (1000, 1, 64, 64) 1.08 ms against 1.24 ms unsplit, and 1.07 ms against 1.18 ms at
+#: (1000, 1, 128, 128) (H100, benchmarks/gpu_run_4.txt)
+UNSPLIT_TERMS = 256
 
 
 def splits_for(outputs, inner: int, multiprocessors: int) -> int:

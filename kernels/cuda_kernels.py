@@ -67,7 +67,7 @@ class Layout(NamedTuple):
     the loads of the group after it, P steps at once (independent loads, all in flight together).
     plan() chooses 1: on the H200 at
     H = 64, groups of 8 made the forward recurrence slower in one run (0.78 against 0.56 ms for 1000
-    steps, gpu_run_2.txt) and the whole call no faster in the next (1.51 against 1.55 ms, gpu_run.txt).
+    steps, gpu_run_2.txt) and the whole call no faster in the next (1.51 against 1.55 ms, gpu_run_3.txt).
     """
 
     lanes: int
@@ -107,7 +107,7 @@ def plan(hidden: int, batch: int, dtype, multiprocessors: int, split: int | None
     """The layout for H = ``hidden``: the split that keeps the most of M in registers (fewest threads
     among equals), the rest of M streamed; rows per block so that the blocks fill the GPU (fewer when
     the shared vectors would not fit); inputs one step ahead (groups of up to MAX_AHEAD steps when
-    forced). On the H200 (benchmarks/gpu_run.txt) split 2 beat split 4 at H = 128 (0.95x against
+    forced). On the H200 (benchmarks/gpu_run_3.txt) split 2 beat split 4 at H = 128 (0.95x against
     0.78x cuDNN's fwd+bwd) and split 1 was best at H = 64. ``split``, ``held``, ``rows`` and
     ``ahead`` may be forced (tests, benchmarks). ValueError when H is too large for one block's
     shared memory."""

@@ -1,8 +1,9 @@
 """Where a warm CUDA call's host time goes, on a GPU: the forward+backward call at one size (default
 (1000, 1, 64, 64), float32, device arrays), timed returning without a sync (host time alone: the GPU
-runs behind) and with one, then cProfile of 20 calls, sorted by cumulative and by own time; then
-the same through the lean launch path (rnnspec.kernels.cuda_launch), unless the environment has
-RNNSPEC_BENCH_WITHOUT_LEAN_LAUNCH (scripts/gpu_check.sh sets it when the lean launch failed its test).
+runs behind) and with one, then cProfile of 20 calls, sorted by cumulative and by own time; the
+launches go through the lean path (rnnspec.kernels.cuda_launch), then the same through numba-cuda's
+launch for comparison. Where the environment has RNNSPEC_BENCH_WITHOUT_LEAN_LAUNCH
+(scripts/gpu_check.sh sets it when the lean launch failed its test), through numba-cuda's alone.
 
     python scripts/gpu_profile.py [T B I H]
 """
@@ -56,14 +57,14 @@ def main(argv: list[str]) -> int:
     forward, train = _device_calls(T, B, I, H)
     calls = ((forward, "forward"), (train, "forward+backward"))
     sync = gpu.cuda.synchronize
-    _host_times(calls, (T, B, I, H), sync, "")
-    _profile(train, sync, cumulative_lines=25)
     if os.environ.get("RNNSPEC_BENCH_WITHOUT_LEAN_LAUNCH"):
-        return 0
-    cuda_launch.LEAN_LAUNCH = True  # last: a launch it got wrong could leave the context unusable
-    _host_times(calls, (T, B, I, H), sync, " with the lean launch")
-    print("lean launch:", cuda_launch.lean_launch_plans())
-    _profile(train, sync, cumulative_lines=0)
+        cuda_launch.LEAN_LAUNCH = False
+    for lean in (True, False) if cuda_launch.LEAN_LAUNCH else (False,):
+        cuda_launch.LEAN_LAUNCH = lean
+        _host_times(calls, (T, B, I, H), sync, " with the lean launch" if lean else " with numba-cuda's launch")
+        if lean:
+            print("lean launch:", cuda_launch.lean_launch_plans())
+        _profile(train, sync, cumulative_lines=25 if lean else 0)
     return 0
 
 

@@ -29,14 +29,15 @@ GPU_SIZES = ((1000, 1, 64, 64), (1000, 1, 128, 128), (100, 32, 64, 128), (1000, 
 ORACLE_LIMIT = 2_000_000  # T'*B*H*H multiply-adds for the float64 oracle check
 #: other layouts timed with ``variants``: forced plan() choices (split, held, rows, ahead: any of them
 #: turns the cooperative default off) or cooperative_plan() choices, the rest automatic; and SETTINGS
-#: (with the default layout unless a layout is given too). The layouts are the runners-up of the last
-#: GPU run (benchmarks/gpu_run.txt). Splitting dU and dW's 1000 terms at B = 1 costs a launch and
-#: saves GPU time: worth it only once launches are cheap, hence timed with the lean launch
-VARIANTS = {(1000, 1, 64, 64): ({"lean_launch": True}, {"lean_launch": True, "unsplit_terms": 256}, {"split": 2},
-                                {"ahead": 8}),
-            (1000, 1, 128, 128): ({"lean_launch": True}, {"lean_launch": True, "unsplit_terms": 256}, {"split": 4}),
-            (100, 32, 64, 128): ({"lean_launch": True},),
-            (1000, 1, 256, 256): ({"lean_launch": True}, {"split": 2}),  # the streamed single block
+#: (with the default layout unless a layout is given too). The layouts are the runners-up of the
+#: GPU runs (benchmarks/gpu_run_4.txt); the settings time what the lean launch and the split of
+#: dU and dW's 1000 terms at B = 1 each buy (the defaults since that run)
+VARIANTS = {(1000, 1, 64, 64): ({"lean_launch": False, "unsplit_terms": 1024}, {"unsplit_terms": 1024},
+                                {"split": 2}, {"ahead": 8}),
+            (1000, 1, 128, 128): ({"lean_launch": False, "unsplit_terms": 1024}, {"unsplit_terms": 1024},
+                                  {"split": 4}),
+            (100, 32, 64, 128): ({"lean_launch": False},),
+            (1000, 1, 256, 256): ({"lean_launch": False}, {"split": 2}),  # the streamed single block
             (100, 64, 256, 256): ({"cooperative": True},),
             (50, 64, 512, 1024): ({"cooperative": True, "tile": 2},),
             (100, 256, 1024, 1024): ({"rows": 2},)}
@@ -332,19 +333,31 @@ def verdict(correctness: dict) -> bool:
 def run(repeats: int = 20, sizes=None, progress=print, with_variants: bool = False,
         save=lambda report: None) -> dict:
     """The whole GPU benchmark at ``sizes`` (GPU_SIZES by default); ``save(report)`` after each
-    size, so that a run cut short keeps what it measured."""
+    size, so that a run cut short keeps what it measured. Where RNNSPEC_BENCH_WITHOUT_LEAN_LAUNCH is
+    set (scripts/gpu_check.sh sets it when the lean launch failed its GPU test), every launch goes
+    through numba-cuda and the variants that ask for the lean launch are left out."""
+    without_lean_launch = {"lean_launch": False} if os.environ.get("RNNSPEC_BENCH_WITHOUT_LEAN_LAUNCH") else {}
+    with _variant(without_lean_launch):
+        return _run(repeats, sizes, progress, with_variants, save)
+
+
+def _run(repeats, sizes, progress, with_variants, save) -> dict:
     import torch
 
+    from rnnspec.kernels import cuda_gemm, cuda_launch
     from rnnspec.kernels.numpy_compat import cuda_module
 
     cuda = cuda_module()
 
     name = getattr(cuda.get_current_device(), "name", "CUDA simulator")
-    report = {"schema": "rnnspec.bench-cuda/5", "gpu": name.decode() if isinstance(name, bytes) else str(name),
+    report = {"schema": "rnnspec.bench-cuda/6", "gpu": name.decode() if isinstance(name, bytes) else str(name),
               "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(),
               "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
-              "launch_overhead_s": launch_overhead(repeats * 5), "results": []}
-    progress(f"{report['gpu']}: empty numba-cuda launch + sync {report['launch_overhead_s'] * 1e6:.1f} us")
+              "launch_overhead_s": launch_overhead(repeats * 5), "lean_launch": cuda_launch.LEAN_LAUNCH,
+              "unsplit_terms": cuda_gemm.UNSPLIT_TERMS, "results": []}
+    progress(f"{report['gpu']}: empty numba-cuda launch + sync {report['launch_overhead_s'] * 1e6:.1f} us; "
+             f"launches through {'the lean path' if report['lean_launch'] else 'numba-cuda'}, "
+             f"unsplit_terms={report['unsplit_terms']}")
     for T, B, I, H in GPU_SIZES if sizes is None else sizes:
         row = {"T": T, "B": B, "I": I, "H": H, "dtype": "float32"}
         try:
@@ -367,6 +380,9 @@ def run(repeats: int = 20, sizes=None, progress=print, with_variants: bool = Fal
                 save(report)
 
             variants(T, B, I, H, repeats, on_row=on_variant, baseline=row, cudnn=cudnn)
+    report["lean_launch_plans"] = cuda_launch.lean_launch_plans()
+    progress(f"lean launch: {report['lean_launch_plans']}")
+    save(report)
     return report
 
 
@@ -403,9 +419,9 @@ def variant_line(v: dict) -> str:
               f"({v['train_ratio_vs_cudnn']:.2f}x)") if "train_ratio_vs_cudnn" in v else ""
     verdict = {True: "correct: ", False: "INCORRECT: "}.get(v.get("correct"), "")
     plans = v.get("lean_launch_plans", {})
-    launch = (f" lean launch ({plans.get('planned', 0)} kinds of launch planned"
-              f"{'; fell back: ' + ' | '.join(plans['fell_back']) if plans.get('fell_back') else ''})"
-              if v.get("lean_launch") else "") + \
+    launch = {True: f" lean launch ({plans.get('planned', 0)} kinds of launch planned"
+                    f"{'; fell back: ' + ' | '.join(plans['fell_back']) if plans.get('fell_back') else ''})",
+              False: " numba-cuda launch"}.get(v.get("lean_launch"), "") + \
         (f" unsplit_terms={v['unsplit_terms']}" if "unsplit_terms" in v else "")
     return (f"{'':24s} variant {describe(v['layout'])}{launch}: "
             f"recurrence fwd {v['forward_recurrence_s'] * 1e3:.3f} ms, bwd {v['backward_recurrence_s'] * 1e3:.3f} ms; "

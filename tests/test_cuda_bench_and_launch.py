@@ -10,9 +10,14 @@ pytest.importorskip("rnnspec.kernels.cuda", reason="numba-cuda is not installed 
 def test_gpu_benchmark_measurements_run_under_the_simulator(monkeypatch):
     """Everything of ``rnnspec bench --device cuda`` at a tiny size, the torch side on the CPU: a bug
     here would otherwise first show on a lent GPU, whose minutes are few."""
+    import re
+
     pytest.importorskip("torch")
+    from rnnspec.kernels import cuda_gemm, cuda_launch
+    from rnnspec.kernels.numpy_compat import SIMULATED
     from rnnspec.spec import bench_cuda
 
+    defaults = cuda_launch.LEAN_LAUNCH, cuda_gemm.UNSPLIT_TERMS
     size = (3, 2, 2, 5)
     monkeypatch.setattr(bench_cuda, "VARIANTS", {size: ({"split": 2, "held": 0}, {"split": 1, "held": 4},
                                                         {"cooperative": True, "blocks": 2}, {"lean_launch": True},
@@ -49,11 +54,12 @@ def test_gpu_benchmark_measurements_run_under_the_simulator(monkeypatch):
     assert "(2.00x)" in line and "variant split=2 held=0/16" in line, line
     threads = rows[2]["layout"]["threads"]  # 8 under the simulator, 256 on a GPU
     assert f"variant cooperative rows=3 blocks=2 threads={threads} tile=2 slices=2: recurrence fwd" in line, line
-    assert "x cuDNN), fwd+bwd" in line and " lean launch (0 kinds of launch planned): recurrence fwd" in line, line
+    planned = re.search(r" lean launch \((\d+) kinds of launch planned\): recurrence fwd", line)
+    assert "x cuDNN), fwd+bwd" in line and planned, line
+    assert (int(planned[1]) == 0) == SIMULATED, line  # the simulator launches itself; a GPU plans
     assert " unsplit_terms=8: recurrence fwd" in line, line
-    from rnnspec.kernels import cuda_gemm, cuda_launch
-
-    assert cuda_launch.LEAN_LAUNCH is False and cuda_gemm.UNSPLIT_TERMS == 1024  # set for their variants only
+    assert (cuda_launch.LEAN_LAUNCH, cuda_gemm.UNSPLIT_TERMS) == defaults  # set for their variants only
+    assert "numba-cuda launch: recurrence" in bench_cuda.variant_line({**rows[3], "lean_launch": False}), rows[3]
 
 
 def test_gpu_benchmark_command_runs_as_the_gpu_script_runs_it(monkeypatch, tmp_path, capsys):
@@ -75,7 +81,7 @@ def test_gpu_benchmark_command_runs_as_the_gpu_script_runs_it(monkeypatch, tmp_p
     assert "empty numba-cuda launch + sync" in out and "correct: " in out and "ahead=1: recurrence fwd" in out, out
     assert "x); correct: float32 vs CPU float64" in out, out
     report = json.loads(path.read_text())
-    assert report["schema"] == "rnnspec.bench-cuda/5" and len(report["results"]) == 1, report
+    assert report["schema"] == "rnnspec.bench-cuda/6" and len(report["results"]) == 1, report
     row = report["results"][0]
     assert row["correct"] is True and row["train_ratio_vs_cudnn"] > 0 and len(row["variants"]) == 1, row
     assert row["variants"][0]["train_ratio_vs_cudnn"] > 0, row
@@ -87,13 +93,38 @@ def test_the_bench_leaves_the_lean_launch_out_when_its_gpu_test_failed(monkeypat
     from rnnspec.kernels import cuda_launch
     from rnnspec.spec import bench_cuda
 
+    default = cuda_launch.LEAN_LAUNCH
     monkeypatch.setenv("RNNSPEC_BENCH_WITHOUT_LEAN_LAUNCH", "1")
     monkeypatch.setattr(bench_cuda, "VARIANTS", {(3, 2, 2, 5): ({"lean_launch": True},)})
     monkeypatch.setattr(bench_cuda, "recurrence_alone", lambda *args: pytest.fail("a left-out variant ran"))
     rows = bench_cuda.variants(3, 2, 2, 5, repeats=1)
     assert rows == [{"layout": {"lean_launch": True}, "error": "left out: the lean launch failed its GPU test"}]
     assert "variant {'lean_launch': True}: ERROR left out" in bench_cuda.variant_line(rows[0]), rows
-    assert cuda_launch.LEAN_LAUNCH is False
+    assert cuda_launch.LEAN_LAUNCH is default
+
+
+def test_the_bench_times_through_numba_cuda_alone_when_the_lean_launch_failed(monkeypatch):
+    """With RNNSPEC_BENCH_WITHOUT_LEAN_LAUNCH set, the lean launch (the default) is off for the
+    whole run, the report says so, and it is on again after."""
+    pytest.importorskip("torch")
+    from rnnspec.kernels import cuda_launch
+    from rnnspec.spec import bench_cuda
+
+    default = cuda_launch.LEAN_LAUNCH
+    seen = []
+
+    def cudnn_calls(*args):
+        seen.append(cuda_launch.LEAN_LAUNCH)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setenv("RNNSPEC_BENCH_WITHOUT_LEAN_LAUNCH", "1")
+    monkeypatch.setattr(bench_cuda, "cudnn_calls", cudnn_calls)
+    lines = []
+    report = bench_cuda.run(repeats=1, sizes=((3, 2, 2, 5), (2, 1, 2, 3)), progress=lines.append)
+    assert seen == [False, False] and report["lean_launch"] is False, (seen, report)
+    assert [r["error"] for r in report["results"]] == ["RuntimeError: stop here"] * 2, report
+    assert "launches through numba-cuda" in lines[0], lines
+    assert cuda_launch.LEAN_LAUNCH is default
 
 
 def test_timed_calls_alternate_in_blocks_after_a_shared_warm_up(monkeypatch):
