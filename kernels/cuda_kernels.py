@@ -65,12 +65,11 @@ class Layout(NamedTuple):
     ahead = 1 each is loaded one step before its use; with ahead = P > 1 the last step of every group
     of P moves the next group's inputs (in flight during this group) into shared memory and issues
     the loads of the group after it, P steps at once (independent loads, all in flight together).
-    plan() chooses 1: on the H200 at
-    H = 64, groups of 8 made the forward recurrence slower in one run (0.78 against 0.56 ms for 1000
-    steps, gpu_run_2.txt) and the whole call no faster in the next (1.51 against 1.55 ms, gpu_run_3.txt).
-    On the H100 groups of 8 were faster in runs 4 to 6 (whole call 0.87 to 0.93 against 1.02 to
-    1.11 ms with the lean launch): a repeated run on both machines should settle it
-    (benchmarks/cuda_notes.md, "Next").
+    plan() chooses 1: on the H200 at H = 64, groups of 8 made the forward recurrence slower in one
+    run (0.78 against 0.56 ms for 1000 steps, gpu_run_2.txt) and the whole call no faster in the next
+    (1.51 against 1.55 ms, gpu_run_3.txt). On the H100 groups of 8 were faster in runs 4 to 6 (whole
+    call 0.87 to 0.93 against 1.02 to 1.11 ms with the lean launch): a repeated run on both machines
+    should settle it (benchmarks/cuda_notes.md, "Next").
     """
 
     lanes: int

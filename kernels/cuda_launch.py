@@ -27,14 +27,15 @@ cuda = cuda_module()
 
 #: launch through the lean path rather than numba-cuda's configured launch (a GPU only)
 LEAN_LAUNCH = True
+#: launch key -> its plan (a tuple), or why it could not be planned (a str: it goes through numba-cuda)
 _PLANS: dict = {}
-_FELL_BACK: dict = {}  # launch key -> why it could not be planned (it goes through numba-cuda)
 
 
 def lean_launch_plans() -> dict:
     """What the lean path has made of the launches so far: how many kinds of launch it planned,
     and why it left any to numba-cuda (each reason once)."""
-    return {"planned": sum(1 for p in _PLANS.values() if p), "fell_back": sorted(set(_FELL_BACK.values()))}
+    return {"planned": sum(isinstance(p, tuple) for p in _PLANS.values()),
+            "fell_back": sorted({p for p in _PLANS.values() if isinstance(p, str)})}
 
 
 def configured(kernel, grid, block):
@@ -60,14 +61,13 @@ def launch(kernel, grid, block, *args) -> None:
         return
     key = (kernel, grid, block, tuple(_kind(a) for a in args))
     plan = _PLANS.get(key)
-    if not plan:  # not planned yet (None), or not plannable (False): numba-cuda's launch
+    if not isinstance(plan, tuple):  # not planned yet (None), or not plannable (why): numba-cuda's launch
         configured(kernel, grid, block)(*args)
         if plan is None:
             try:
                 _PLANS[key] = _plan(kernel, grid, block, args)
             except (KeyError, AttributeError) as exc:  # an overload or an attribute this numba-cuda lacks
-                _PLANS[key] = False
-                _FELL_BACK[key] = f"{getattr(kernel, '__name__', kernel)}: {type(exc).__name__}: {exc}"
+                _PLANS[key] = f"{getattr(kernel, '__name__', kernel)}: {type(exc).__name__}: {exc}"
         return
     function, config, stream, core_launch = plan
     core_launch(stream, config, function, *parameters(args))

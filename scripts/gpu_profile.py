@@ -57,9 +57,7 @@ def main(argv: list[str]) -> int:
     forward, train = _device_calls(T, B, I, H)
     calls = ((forward, "forward"), (train, "forward+backward"))
     sync = gpu.cuda.synchronize
-    if os.environ.get("RNNSPEC_BENCH_WITHOUT_LEAN_LAUNCH"):
-        cuda_launch.LEAN_LAUNCH = False
-    for lean in (True, False) if cuda_launch.LEAN_LAUNCH else (False,):
+    for lean in (False,) if os.environ.get("RNNSPEC_BENCH_WITHOUT_LEAN_LAUNCH") else (True, False):
         cuda_launch.LEAN_LAUNCH = lean
         _host_times(calls, (T, B, I, H), sync, " with the lean launch" if lean else " with numba-cuda's launch")
         if lean:

@@ -178,20 +178,46 @@ def test_a_launch_the_lean_path_cannot_plan_goes_through_numba_cuda_and_says_why
             return lambda *args: calls.append((config, args))
 
     def unplannable(*args):
+        calls.append("plan")
         raise AttributeError("no such attribute in this numba-cuda")
 
-    for name, value in (("SIMULATED", False), ("LEAN_LAUNCH", True), ("_PLANS", {}), ("_FELL_BACK", {}),
-                        ("_plan", unplannable)):
+    for name, value in (("SIMULATED", False), ("LEAN_LAUNCH", True), ("_PLANS", {}), ("_plan", unplannable)):
         monkeypatch.setattr(cuda_launch, name, value)
     cuda_launch._kept_configuration.cache_clear()
     kernel = Kernel()
     for _ in range(2):
         cuda_launch.launch(kernel, 3, 128, True)
-    assert calls == [((3, 128), (True,))] * 2, calls
+    assert calls == [((3, 128), (True,)), "plan", ((3, 128), (True,))], calls  # planned once only
     assert cuda_launch.lean_launch_plans() == {
         "planned": 0, "fell_back": ["fake_kernel: AttributeError: no such attribute in this numba-cuda"]}
     cuda_launch._kept_configuration.cache_clear()
 
+
+
+def test_a_planned_launch_goes_through_its_plan_from_the_second_launch_on(monkeypatch):
+    """The first launch of a kind goes through numba-cuda (which compiles) and is planned; later
+    ones call cuda.core's launch with the plan and the laid-out parameters, numba-cuda untouched."""
+    from rnnspec.kernels import cuda_launch
+
+    calls = []
+
+    class Kernel:
+        def __getitem__(self, config):
+            return lambda *args: calls.append(("numba-cuda", config, args))
+
+    def core_launch(stream, config, function, *parameters):
+        calls.append(("lean", stream, config, function, parameters))
+
+    for name, value in (("SIMULATED", False), ("LEAN_LAUNCH", True), ("_PLANS", {}),
+                        ("_plan", lambda *args: ("function", "config", "stream", core_launch))):
+        monkeypatch.setattr(cuda_launch, name, value)
+    cuda_launch._kept_configuration.cache_clear()
+    kernel = Kernel()
+    for _ in range(3):
+        cuda_launch.launch(kernel, 3, 128, False)
+    assert calls == [("numba-cuda", (3, 128), (False,))] + [("lean", "stream", "config", "function", (False,))] * 2
+    assert cuda_launch.lean_launch_plans() == {"planned": 1, "fell_back": []}
+    cuda_launch._kept_configuration.cache_clear()
 
 LEAN_LAYOUT_CHECK = r"""
 import numpy as np
