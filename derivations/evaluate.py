@@ -7,6 +7,8 @@ that are per example carry a leading batch axis. Backends:
 - ``float64``, ``complex128`` (complex step): NumPy arrays of that dtype;
 - ``float32``, ``longdouble``: the same derived equations rounded in single or extended precision;
   the tolerance model compares a dtype's rounding against the next wider one;
+- any of the float backends with a :class:`~rnnspec.derivations.rounding.Rounding`: its elementwise
+  functions (tanh, exp, log, the logistic function) accurate to a number of ulps but rounded otherwise;
 - ``mpmath``: object arrays of ``mpmath.mpf`` / ``mpc``, at ``mpmath.mp.dps`` digits;
 - ``sympy``: object arrays of SymPy expressions (exact, for the proof).
 """
@@ -21,6 +23,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
+from rnnspec.derivations.rounding import Rounding, rounded_form
 from rnnspec.derivations.tensors import Equation, Shift, Var, index_symbols, indexed_atoms
 
 BATCH = "Z"
@@ -32,6 +35,7 @@ class Backend:
 
     name: str
     dtype: object
+    rounding: Rounding | None = None
     _compiled: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -65,11 +69,21 @@ class Backend:
                 self._compiled[key] = np.frompyfunc(scalar, len(atoms), 1)
             elif self.name == "mpmath":
                 self._compiled[key] = np.frompyfunc(sp.lambdify(dummies, body, "mpmath"), len(atoms), 1)
+            elif self.rounding is not None:
+                self._compiled[key] = sp.lambdify(dummies, rounded_form(body), [self.rounding.namespace(), "numpy"])
             else:
                 self._compiled[key] = sp.lambdify(dummies, body, "numpy")
         return self._compiled[key]
 
     def constant(self, number: sp.Expr):
+        if self.name in _FIXED_WIDTH:
+            key = (self.name, number)
+            if key not in _CONSTANTS:
+                _CONSTANTS[key] = self._constant(number)
+            return _CONSTANTS[key]
+        return self._constant(number)
+
+    def _constant(self, number: sp.Expr):
         if self.name == "sympy":
             return number
         if self.name == "mpmath":
@@ -88,6 +102,12 @@ class Backend:
         return np.max(source.real, axis=-1).astype(self.dtype)
 
 
+_FIXED_WIDTH = ("float32", "float64", "longdouble", "complex128")
+#: numbers converted by the fixed-width backends, and the functions compiled by every backend
+#: without a rounding, shared by all instances (a rounding's functions are its own)
+_CONSTANTS: dict = {}
+_SHARED_COMPILED: dict[str, dict] = {}
+
 BACKENDS = {
     "float32": lambda: Backend("float32", np.float32),
     "float64": lambda: Backend("float64", np.float64),
@@ -98,77 +118,120 @@ BACKENDS = {
 }
 
 
-def backend(name: str) -> Backend:
+def backend(name: str, rounding: Rounding | None = None) -> Backend:
+    """The backend ``name``; ``rounding`` (float backends only) rounds its elementwise functions."""
     try:
-        return BACKENDS[name]()
+        made = BACKENDS[name]()
     except KeyError:
         raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {name!r}") from None
+    if rounding is not None:
+        if made.exact or made.name == "complex128":
+            raise ValueError(f"rounding applies to the real float backends, not {name!r}")
+        made.rounding = rounding
+    else:
+        made._compiled = _SHARED_COMPILED.setdefault(name, {})
+    return made
 
 
 def _letters(symbols: list[sp.Symbol]) -> dict[sp.Symbol, str]:
     return dict(zip(symbols, string.ascii_lowercase))
 
 
-def _operand(atom: sp.Expr, env: Mapping[str, np.ndarray], quantities: Mapping[str, Var],
-             letters: Mapping[sp.Symbol, str]) -> tuple[np.ndarray, str]:
-    """An atom's array and its einsum subscripts (batch axis first when per example)."""
+@dataclass(frozen=True)
+class _Operand:
+    """One factor of a term: a quantity (``factor`` None) or an elementwise expression of ``atoms``."""
+
+    atoms: tuple[tuple[str, str], ...]  # (name, einsum subscripts) of each quantity it reads
+    factor: sp.Expr | None = None
+    atom_exprs: tuple[sp.Expr, ...] = ()
+
+    @property
+    def subscripts(self) -> str:
+        if self.factor is None:
+            return self.atoms[0][1]
+        return "".join(dict.fromkeys("".join(subs for _, subs in self.atoms)))
+
+
+@dataclass(frozen=True)
+class _Term:
+    coefficient: sp.Expr
+    operands: tuple[_Operand, ...]
+    keep: str  # the output subscripts this term carries
+
+
+def _atom_subscripts(atom: sp.Expr, quantities: Mapping[str, Var], letters: Mapping[sp.Symbol, str]) -> tuple[str, str]:
+    """An atom's quantity name and its einsum subscripts (batch axis first when per example)."""
     if isinstance(atom, sp.Indexed):
         name, subs = atom.base.label.name, "".join(letters[i] for i in atom.indices)
     else:
         name, subs = atom.name, ""
-    var = quantities[name]
-    return env[name], (BATCH if var.per_example else "") + subs
+    return name, (BATCH if quantities[name].per_example else "") + subs
 
 
-def _elementwise_operand(factor: sp.Expr, env, quantities, letters, be: Backend) -> tuple[np.ndarray, str]:
-    atoms = indexed_atoms(factor)
-    operands = [_operand(a, env, quantities, letters) for a in atoms]
-    axes = "".join(dict.fromkeys("".join(s for _, s in operands)))
+def _plan_term(term: sp.Expr, eq: Equation, out_subs: str, quantities: Mapping[str, Var]) -> _Term:
+    letters = _letters(list(eq.indices) + [i for i in index_symbols(term) if i not in eq.indices])
+    coefficient, operands = sp.Integer(1), []
+    for factor in sp.Mul.make_args(term):
+        if factor.is_number:
+            coefficient *= factor
+        elif isinstance(factor, sp.Indexed) or (factor.is_Symbol and factor.name in quantities):
+            operands.append(_Operand((_atom_subscripts(factor, quantities, letters),)))
+        else:
+            if factor.has(sp.KroneckerDelta):
+                raise ValueError(f"cannot evaluate the Kronecker delta left in {term}")
+            atoms = tuple(indexed_atoms(factor))
+            operands.append(_Operand(tuple(_atom_subscripts(a, quantities, letters) for a in atoms), factor, atoms))
+    present = set("".join(o.subscripts for o in operands))
+    return _Term(coefficient, tuple(operands), "".join(c for c in out_subs if c in present))
+
+
+#: the analysed terms of each equation, by (equation, id of its quantities, which it keeps alive)
+_PLANS: dict = {}
+
+
+def _plan(eq: Equation, quantities: Mapping[str, Var]) -> tuple[str, tuple[_Term, ...]]:
+    """The output subscripts and analysed terms of ``eq``: the SymPy work of :func:`evaluate`, done once."""
+    key = (eq, id(quantities))
+    if key not in _PLANS:
+        out_letters = _letters(list(eq.indices))
+        out_subs = (BATCH if eq.target.per_example else "") + "".join(out_letters[i] for i in eq.indices)
+        terms = tuple(_plan_term(t, eq, out_subs, quantities) for t in sp.Add.make_args(eq.rhs) if t != 0)
+        _PLANS[key] = (quantities, out_subs, terms)
+    return _PLANS[key][1:]
+
+
+def _elementwise_operand(operand: _Operand, env, be: Backend) -> np.ndarray:
+    axes = operand.subscripts
     sizes = {}
-    for arr, subs in operands:
-        sizes.update(zip(subs, arr.shape))
+    for name, subs in operand.atoms:
+        sizes.update(zip(subs, np.shape(env[name])))
     spread = []
-    for arr, subs in operands:
+    for name, subs in operand.atoms:
+        arr = env[name]
         unique = "".join(dict.fromkeys(subs))
         arr = np.einsum(f"{subs}->{unique}", arr) if unique != subs else arr
         order = [unique.index(c) for c in axes if c in unique]
         arr = np.transpose(arr, order) if order != sorted(order) else arr
         shape = [sizes[c] if c in unique else 1 for c in axes]
-        spread.append(arr.reshape(shape))
-    value = be.elementwise(factor, atoms)(*spread)
-    value = np.broadcast_to(np.asarray(value, dtype=be.dtype), [sizes[c] for c in axes])
-    return value, axes
+        spread.append(np.reshape(arr, shape))
+    value = be.elementwise(operand.factor, list(operand.atom_exprs))(*spread)
+    return np.broadcast_to(np.asarray(value, dtype=be.dtype), [sizes[c] for c in axes])
 
 
 def evaluate(eq: Equation, env: Mapping[str, np.ndarray], quantities: Mapping[str, Var],
              sizes: Mapping[str, int], batch: int, be: Backend) -> np.ndarray:
     """The array of ``eq.target``: a batch axis first when it is per example."""
-    out_letters = _letters(list(eq.indices))
-    out_subs = (BATCH if eq.target.per_example else "") + "".join(out_letters[i] for i in eq.indices)
+    out_subs, terms = _plan(eq, quantities)
     shape = ((batch,) if eq.target.per_example else ()) + tuple(sizes[s] for s in eq.target.shape)
     total = be.zeros(shape)
-    for term in sp.Add.make_args(eq.rhs):
-        if term == 0:
-            continue
-        letters = _letters(list(eq.indices) + [i for i in index_symbols(term) if i not in eq.indices])
-        coefficient, operands = sp.Integer(1), []
-        for factor in sp.Mul.make_args(term):
-            if factor.is_number:
-                coefficient *= factor
-            elif isinstance(factor, sp.Indexed) or (factor.is_Symbol and factor.name in quantities):
-                operands.append(_operand(factor, env, quantities, letters))
-            else:
-                if factor.has(sp.KroneckerDelta):
-                    raise ValueError(f"cannot evaluate the Kronecker delta left in {term}")
-                operands.append(_elementwise_operand(factor, env, quantities, letters, be))
-        present = set("".join(s for _, s in operands))
-        keep = "".join(c for c in out_subs if c in present)
-        if operands:
-            subscripts = ",".join(s for _, s in operands) + "->" + keep
-            value = np.einsum(subscripts, *(a for a, _ in operands))
+    for term in terms:
+        arrays = [env[o.atoms[0][0]] if o.factor is None else _elementwise_operand(o, env, be) for o in term.operands]
+        if arrays:
+            subscripts = ",".join(o.subscripts for o in term.operands) + "->" + term.keep
+            value = np.einsum(subscripts, *arrays)
         else:
             value = be.asarray(1)
-        value = value * be.constant(coefficient)
-        expand = [shape[n] if c in keep else 1 for n, c in enumerate(out_subs)]
+        value = value * be.constant(term.coefficient)
+        expand = [shape[n] if c in term.keep else 1 for n, c in enumerate(out_subs)]
         total = total + np.reshape(value, expand)
     return total

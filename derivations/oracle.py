@@ -15,16 +15,21 @@ import numpy as np
 from rnnspec.derivations.cells import Cell, elman
 from rnnspec.derivations.derive import Derivation, derive
 from rnnspec.derivations.evaluate import Backend, backend, evaluate
+from rnnspec.derivations.rounding import Rounding
 from rnnspec.derivations.tensors import Var
 
 Arrays = Mapping[str, np.ndarray]
 
 
 class Oracle:
-    """Reference implementation of a cell in float64, complex128, mpmath or SymPy arithmetic."""
+    """Reference implementation of a cell in float64, complex128, mpmath or SymPy arithmetic.
+
+    ``rounding`` makes its elementwise functions those of another accurate library (a float backend's
+    tanh, exp, log rounded within some ulps of a dtype): the tolerance model's correct computations.
+    """
 
     def __init__(self, activation: str = "tanh", backend: str = "float64", bias: bool = True,
-                 head: str | None = "softmax-ce", cell: str | Cell = "elman") -> None:
+                 head: str | None = "softmax-ce", cell: str | Cell = "elman", rounding: Rounding | None = None) -> None:
         if isinstance(cell, Cell):
             self._spec = cell
             self.cell = cell.name
@@ -37,6 +42,7 @@ class Oracle:
         self.bias = bias
         self.head = head
         self.backend_name = backend
+        self.rounding = rounding
         self.dtypes = ("float64",)
 
     def __repr__(self) -> str:
@@ -52,7 +58,7 @@ class Oracle:
 
     @cached_property
     def be(self) -> Backend:
-        return backend(self.backend_name)
+        return backend(self.backend_name, self.rounding)
 
     # -- the contract -------------------------------------------------------------------------
     def forward(self, x: np.ndarray, state0: Arrays, params: Arrays) -> dict[str, np.ndarray]:
