@@ -170,7 +170,7 @@ def _atom_subscripts(atom: sp.Expr, quantities: Mapping[str, Var], letters: Mapp
 
 def _plan_term(term: sp.Expr, eq: Equation, out_subs: str, quantities: Mapping[str, Var]) -> _Term:
     letters = _letters(list(eq.indices) + [i for i in index_symbols(term) if i not in eq.indices])
-    coefficient, operands = sp.Integer(1), []
+    coefficient, operands, elementwise = sp.Integer(1), [], sp.Integer(1)
     for factor in sp.Mul.make_args(term):
         if factor.is_number:
             coefficient *= factor
@@ -179,8 +179,11 @@ def _plan_term(term: sp.Expr, eq: Equation, out_subs: str, quantities: Mapping[s
         else:
             if factor.has(sp.KroneckerDelta):
                 raise ValueError(f"cannot evaluate the Kronecker delta left in {term}")
-            atoms = tuple(indexed_atoms(factor))
-            operands.append(_Operand(tuple(_atom_subscripts(a, quantities, letters) for a in atoms), factor, atoms))
+            elementwise *= factor
+    if elementwise != 1:
+        # one function for all of them, so that a rounding sees f'(z) whole (exp(-z) / (1 + exp(-z))^2)
+        atoms = tuple(indexed_atoms(elementwise))
+        operands.append(_Operand(tuple(_atom_subscripts(a, quantities, letters) for a in atoms), elementwise, atoms))
     present = set("".join(o.subscripts for o in operands))
     return _Term(coefficient, tuple(operands), "".join(c for c in out_subs if c in present))
 

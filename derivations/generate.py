@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
+import importlib.util
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from rnnspec.derivations import figure
@@ -18,26 +20,46 @@ def _prove(case: tuple[str, str, tuple[int, ...]]) -> Certificate:
     return prove(activation, head, T=T, B=B, I=I, H=H, K=K)
 
 
-def certificates(workers: int = 2) -> list[Certificate]:
+Progress = Callable[[str], None]
+
+
+def certificates(workers: int = 2, progress: Progress | None = None) -> list[Certificate]:
     cases = all_certificates_cases()
     # the slowest proofs (ReLU's piecewise loss) go first so that the pool stays balanced
     order = sorted(cases, key=lambda c: c[0] != "relu")
+    tell = progress or (lambda line: None)
+    done = {}
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
-            done = dict(zip(order, pool.map(_prove, order)))
+            futures = {pool.submit(_prove, c): c for c in order}
+            for future in as_completed(futures):
+                done[futures[future]] = future.result()
+                tell(f"proved {_name(futures[future])} ({len(done)}/{len(cases)})")
     else:
-        done = {c: _prove(c) for c in order}
+        for c in order:
+            done[c] = _prove(c)
+            tell(f"proved {_name(c)} ({len(done)}/{len(cases)})")
     return [done[c] for c in cases]
 
 
-def render(workers: int = 2) -> dict[str, bytes]:
-    """File name -> content of every generated file."""
+def _name(case: tuple[str, str, tuple[int, ...]]) -> str:
+    activation, head, sizes = case
+    return f"{activation}, {head}, (T, B, I, H, K) = {sizes}"
+
+
+def can_draw() -> bool:
+    """Whether matplotlib (the ``docs`` extra) is installed, which the figure needs."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def render(workers: int = 2, progress: Progress | None = None) -> dict[str, bytes]:
+    """File name -> content of every generated file (without the figure when matplotlib is missing)."""
     data = figure.series()
-    return {
-        "elman.md": elman_document(certificates(workers), FIGURE).encode(),
-        "elman_gradient_norms.csv": figure.csv_text(data).encode(),
-        FIGURE: figure.png_bytes(data),
-    }
+    files = {"elman.md": elman_document(certificates(workers, progress), FIGURE).encode(),
+             "elman_gradient_norms.csv": figure.csv_text(data).encode()}
+    if can_draw():
+        files[FIGURE] = figure.png_bytes(data)
+    return files
 
 
 def write(out: Path, files: dict[str, bytes]) -> None:

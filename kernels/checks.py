@@ -7,6 +7,8 @@ when needed. Nothing the caller passed is ever written to.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -29,10 +31,17 @@ def on_device(value) -> bool:
     return hasattr(value, "copy_to_host") or hasattr(value, "__cuda_array_interface__")  # numba's first: cheaper
 
 
+def _not_masked(name: str, value: object) -> None:
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(f"{name}: masked arrays are not accepted (their mask would be ignored); pass "
+                        f"{name}.filled(value) or a plain numpy.ndarray")
+
+
 def array(name: str, value: object, ndim: int, device_ok: bool = False) -> np.ndarray:
     if not isinstance(value, np.ndarray) and not (device_ok and on_device(value)):
         expected = "a numpy.ndarray or a CUDA device array" if device_ok else "a numpy.ndarray"
         raise TypeError(f"{name}: expected {expected}, got {type(value).__name__}")
+    _not_masked(name, value)
     if value.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name}: expected dtype float32 or float64, got {value.dtype}")
     if value.ndim != ndim:
@@ -47,9 +56,18 @@ def same_dtype(reference: str, dtype: np.dtype, **arrays: np.ndarray | None) -> 
                             "all arrays must share one float dtype")
 
 
-def shape(name: str, value: np.ndarray, expected: tuple[int, ...], meaning: str) -> None:
+def shape(name: str, value: np.ndarray, expected: tuple[int, ...], meaning: str, why: str = "") -> None:
     if value.shape != expected:
-        raise ValueError(f"{name}: expected shape {meaning}={expected}, got {value.shape}")
+        hint = " (transposed?)" if len(expected) == 2 and value.shape == expected[::-1] else ""
+        raise ValueError(f"{name}: expected shape {meaning}={expected}, got {value.shape}{hint}{why}")
+
+
+def decide(size: str, votes: list[tuple[str, int]]) -> tuple[int, str]:
+    """The size most arguments agree on (the first listed wins a tie), and which arguments set it."""
+    counts = Counter(n for _, n in votes)
+    best = max(counts.values())
+    value = next(n for _, n in votes if counts[n] == best)
+    return value, f"{size}={value} from {', '.join(dict.fromkeys(a for a, n in votes if n == value))}"
 
 
 def contiguous(value: np.ndarray) -> np.ndarray:
@@ -67,19 +85,23 @@ def elman_step_args(x, h0, U, W, b, device_ok: bool = False) -> tuple[int, int, 
         b = array("b", b, 1, device_ok)
     same_dtype("x", x.dtype, h0=h0, U=U, W=W, b=b)
     T, B, I = x.shape
-    H = U.shape[0]
-    shape("U", U, (H, I), "(H, I)")
-    shape("W", W, (H, H), "(H, H)")
-    shape("h0", h0, (B, H), "(B, H)")
+    # H is what most arguments say, so that the message blames the one odd argument out
+    H, why_h = decide("H", [("W", W.shape[0]), ("W", W.shape[1]), ("h0", h0.shape[1]), ("U", U.shape[0])]
+                      + ([("b", b.shape[0])] if b is not None else []))
+    why = f" ({why_h}; I={I} from x)"
+    shape("W", W, (H, H), "(H, H)", why)
+    shape("h0", h0, (B, H), "(B, H)", f" ({why_h}; B={B} from x)")
+    shape("U", U, (H, I), "(H, I)", why)
     if b is not None:
-        shape("b", b, (H,), "(H,)")
+        shape("b", b, (H,), "(H,)", why)
     return T, B, I, H
 
 
 def targets_arg(targets, T: int, B: int, K: int) -> np.ndarray:
     if not isinstance(targets, np.ndarray):
         raise TypeError(f"targets: expected a numpy.ndarray of class indices, got {type(targets).__name__}")
-    if not np.issubdtype(targets.dtype, np.integer):
+    _not_masked("targets", targets)
+    if targets.dtype.kind not in "iu":  # timedelta64 counts as an integer to np.issubdtype
         raise TypeError(f"targets: expected an integer dtype, got {targets.dtype}")
     shape("targets", targets, (T, B), "(T, B)")
     if targets.size:

@@ -146,7 +146,7 @@ class _Step:
 
     def zeros(self) -> Grads:
         z = lambda a: np.zeros(a.shape, self.dtype)
-        return self.grads(z(self._h0), z(self._x).reshape(-1, self.I), z(self._U), z(self._W),
+        return self.grads(z(self._h0), z(self._x).reshape(self.T * self.B, self.I), z(self._U), z(self._W),
                           np.zeros(self.H, self.dtype))
 
 

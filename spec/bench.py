@@ -47,14 +47,29 @@ def make_case(T: int, B: int, I: int, H: int, K: int, dtype: str, seed: int = 0)
     }
 
 
-def median_time(call: Callable, repeats: int) -> float:
-    call()
+WARMUP_CALLS = 3
+
+
+def timings(call: Callable, repeats: int) -> list[float]:
+    """Seconds of ``repeats`` calls, after WARMUP_CALLS untimed ones (a first call alone left PyTorch's
+    later calls 10x apart in three back-to-back runs)."""
+    for _ in range(WARMUP_CALLS):
+        call()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         call()
         times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return times
+
+
+def median_time(call: Callable, repeats: int) -> float:
+    return float(np.median(timings(call, repeats)))
+
+
+def noisy(result: dict) -> bool:
+    """A row whose spread (max - min) exceeds its median: its ratios mean little."""
+    return result["max_s"] - result["min_s"] > result["median_s"]
 
 
 def roofline(dtype: str, n: int = 1024, repeats: int = 5) -> float:
@@ -128,11 +143,13 @@ def run(sizes: list[str], phases: list[str], dtypes: list[str], impls: list[str]
                 for impl in impls:
                     done += 1
                     forward, train = RUNNERS[impl](case)
-                    seconds = median_time(forward if phase == "forward" else train, repeats)
+                    times = timings(forward if phase == "forward" else train, repeats)
+                    seconds = float(np.median(times))
                     rate = flops(phase, T, B, I, H, K) / seconds / 1e9
                     report["results"].append({"impl": impl, "cell": "elman", "size": size, "T": T, "B": B, "I": I,
                                               "H": H, "K": K, "dtype": dtype, "phase": phase,
-                                              "median_s": seconds, "gflops": rate})
+                                              "median_s": seconds, "min_s": min(times), "max_s": max(times),
+                                              "gflops": rate})
                     print(f"[{done}/{total}] {size} {dtype} {phase:7s} {impl:12s} {seconds * 1e3:10.3f} ms",
                           file=progress, flush=True)
     return report
@@ -144,15 +161,19 @@ def table(report: dict) -> str:
              "JIT first call (s): " + ", ".join(f"{k} {v:.2f}" for k, v in report["compile_s"].items())]
     if report["skipped"]:
         lines.append("skipped: " + ", ".join(report["skipped"]))
-    lines.append(f"{'size':4s} {'dtype':7s} {'phase':7s} {'impl':12s} {'median ms':>10s} {'GFLOP/s':>8s} "
-                 f"{'% roof':>6s} {'vs torch':>8s}")
+    lines.append(f"{'size':4s} {'dtype':7s} {'phase':7s} {'impl':12s} {'min ms':>10s} {'median ms':>10s} "
+                 f"{'max ms':>10s} {'GFLOP/s':>8s} {'% roof':>6s} {'vs torch':>8s}")
     by_key = {(r["size"], r["dtype"], r["phase"], r["impl"]): r for r in report["results"]}
     for r in report["results"]:
         ref = by_key.get((r["size"], r["dtype"], r["phase"], "torch"))
         ratio = f"{ref['median_s'] / r['median_s']:7.2f}x" if ref else "       -"
         peak = roof.get(f"{r['dtype']}_gemm_gflops", float("nan"))
-        lines.append(f"{r['size']:4s} {r['dtype']:7s} {r['phase']:7s} {r['impl']:12s} {r['median_s'] * 1e3:10.3f} "
-                     f"{r['gflops']:8.1f} {100 * r['gflops'] / peak:5.0f}% {ratio}")
+        spread = (f"{r['min_s'] * 1e3:10.3f} {r['median_s'] * 1e3:10.3f} {r['max_s'] * 1e3:10.3f}" if "min_s" in r
+                  else f"{'-':>10s} {r['median_s'] * 1e3:10.3f} {'-':>10s}")
+        mark = " noisy" if "min_s" in r and (noisy(r) or (ref and "min_s" in ref and noisy(ref))) else ""
+        lines.append(f"{r['size']:4s} {r['dtype']:7s} {r['phase']:7s} {r['impl']:12s} {spread} "
+                     f"{r['gflops']:8.1f} {100 * r['gflops'] / peak:5.0f}% {ratio}{mark}")
+    lines.append("noisy: the row's (or its torch row's) spread, max - min, exceeds its median; its ratio means little")
     return "\n".join(lines)
 
 

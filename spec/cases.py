@@ -15,11 +15,17 @@ from __future__ import annotations
 
 import itertools
 import json
+import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from rnnspec.spec.declared import KNOWN_ACTIVATIONS, KNOWN_DTYPES
+
 REGIMES = ("contracting", "long-memory", "saturating", "chaotic", "large-logits")
+#: the largest case accepted: entries of the largest array (x, the states or the logits)
+MAX_ENTRIES = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,21 @@ class Case:
     dtype: str
     regime: str
     seed: int
+
+    def __post_init__(self) -> None:
+        """A ValueError naming the field, for a case written by hand (``--case``)."""
+        for name, low in (("T", 1), ("B", 1), ("I", 1), ("H", 1), ("K", 2), ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"case field {name} must be an integer >= {low}, got {value!r}")
+        if self.seed >= 2**32:
+            raise ValueError(f"case field seed must be below 2**32, got {self.seed}")
+        entries = self.T * self.B * max(self.I, self.H, self.K)
+        if entries > MAX_ENTRIES or self.H * max(self.H, self.I, self.K) > MAX_ENTRIES:
+            raise ValueError(f"case too large: T x B x max(I, H, K) = {entries} entries (at most {MAX_ENTRIES})")
+        for name, known in (("activation", KNOWN_ACTIVATIONS), ("dtype", KNOWN_DTYPES), ("regime", REGIMES)):
+            if getattr(self, name) not in known:
+                raise ValueError(f"case field {name} must be one of {known}, got {getattr(self, name)!r}")
 
     def describe(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -113,6 +134,21 @@ def generate(count: int, seed: int, dtypes: tuple[str, ...], activations: tuple[
     return list(dict.fromkeys(mixed))[:count]
 
 
+@contextmanager
+def _hypothesis_storage_elsewhere():
+    """Hypothesis may cache data under its home folder (``./.hypothesis`` unless set): generating
+    cases leaves the user's working folder as it was, and restores the home folder after."""
+    from hypothesis import configuration
+
+    previous = getattr(configuration, "__hypothesis_home_directory", None)
+    with tempfile.TemporaryDirectory(prefix="rnnspec-hypothesis-") as folder:
+        configuration.set_hypothesis_home_dir(folder)
+        try:
+            yield
+        finally:
+            configuration.set_hypothesis_home_dir(previous)
+
+
 def _generate_pair(count: int, seed: int, dtype: str, activation: str) -> list[Case]:
     from hypothesis import HealthCheck, Phase, Verbosity, given, settings
     from hypothesis import seed as hypothesis_seed
@@ -128,5 +164,6 @@ def _generate_pair(count: int, seed: int, dtype: str, activation: str) -> list[C
     def collect(case: Case) -> None:
         found.append(case)
 
-    collect()
+    with _hypothesis_storage_elsewhere():
+        collect()
     return list(dict.fromkeys(found))[:count]

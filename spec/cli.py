@@ -13,7 +13,14 @@ def _derive(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     out = Path(args.out) if args.out else generate.GENERATED
-    files = generate.render(workers=args.workers)
+    if not generate.can_draw():
+        print(f"rnnspec derive: matplotlib is not installed (pip install 'rnnspec[docs]'): {generate.FIGURE} is "
+              "neither drawn nor checked", file=sys.stderr)
+    progress = None if args.quiet else (lambda line: print(f"  {line} [{time.perf_counter() - start:.0f} s]",
+                                                           file=sys.stderr, flush=True))
+    if progress:
+        progress("deriving the gradients and proving them against sympy.diff of the unrolled loss")
+    files = generate.render(workers=args.workers, progress=progress)
     if args.check:
         stale = generate.stale(out, files)
         if stale:
@@ -55,42 +62,117 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check(args: argparse.Namespace) -> int:
+def _case(text: str):
+    """The case of ``--case``, or a UsageError saying what is wrong with it."""
     import json
 
-    from rnnspec.spec import report as reports
     from rnnspec.spec.cases import Case
-    from rnnspec.spec.runner import UsageError, check, print_progress
-    from rnnspec.spec.targets import TargetError, load_target
+    from rnnspec.spec.runner import UsageError
 
     try:
-        impl = load_target(args.target)
-        cases = [Case(**json.loads(args.case))] if args.case else None
-        result = check(impl, target=args.target, examples=args.examples, seed=args.seed, timeout=args.timeout,
-                       clauses=args.clause or None, cases=cases, progress=None if args.quiet else print_progress())
+        fields = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--case is not JSON ({exc})") from None
+    if not isinstance(fields, dict):
+        raise UsageError(f"--case must be a JSON object, got {type(fields).__name__}")
+    try:
+        return Case(**fields)
+    except TypeError as exc:
+        raise UsageError(f"--case: {exc} (fields: T, B, I, H, K, activation, dtype, regime, seed)") from None
+    except ValueError as exc:
+        raise UsageError(f"--case: {exc}") from None
+
+
+def _output_path(option: str, path: str | None) -> None:
+    """A usage error, before the run, when a report could not be written to ``path``."""
+    from rnnspec.spec.runner import UsageError
+
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"{option} {path}: is a folder; give a file name")
+    if not target.parent.is_dir():
+        raise UsageError(f"{option} {path}: folder {target.parent} does not exist")
+
+
+EXIT = {"conformant": 0, "not conformant": 1, "inconclusive": 3}
+
+
+def _check(args: argparse.Namespace) -> int:
+    from rnnspec.spec import report as reports
+    from rnnspec.spec.runner import UsageError, check, print_progress
+    from rnnspec.spec.targets import TargetError
+    from rnnspec.spec.worker import TargetName
+
+    try:
+        _output_path("--report", args.report)
+        _output_path("--junit", args.junit)
+        cases = [_case(args.case)] if args.case else None
+        result = check(TargetName(args.target), target=args.target, examples=args.examples, seed=args.seed,
+                       timeout=args.timeout, clauses=args.clause or None, cases=cases,
+                       progress=None if args.quiet else print_progress())
     except (TargetError, UsageError) as exc:
         print(f"rnnspec check: {exc}", file=sys.stderr)
         return 2
-    except (ValueError, TypeError) as exc:
-        print(f"rnnspec check: bad --case: {exc}", file=sys.stderr)
-        return 2
     print(reports.table(result))
-    if args.report:
-        reports.write_json(result, args.report)
-    if args.junit:
-        reports.write_junit(result, args.junit)
-    return 0 if result.conformant else 1
+    try:
+        if args.report:
+            reports.write_json(result, args.report)
+        if args.junit:
+            reports.write_junit(result, args.junit)
+    except OSError as exc:
+        print(f"rnnspec check: could not write the report: {exc}", file=sys.stderr)
+        return 2
+    return EXIT[result.verdict]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive, finite number of seconds, got {text}")
+    return value
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"rnnspec {version('rnnspec')}"
+    except PackageNotFoundError:  # run from a source tree without installing
+        return "rnnspec (not installed)"
 
 
 def parser() -> argparse.ArgumentParser:
+    from rnnspec.spec.targets import BUILTIN
+
     top = argparse.ArgumentParser(prog="rnnspec", description=__doc__)
+    top.add_argument("--version", action="version", version=_version())
     sub = top.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("check", help="check an RNN implementation against the spec (default: rnnspec-cpu)")
+    check = sub.add_parser("check", help="check an RNN implementation against the spec (default: rnnspec-cpu)",
+                           description="Check an RNN implementation against the spec. Exit code 0: conformant; 1: "
+                           "not conformant; 2: usage or loading error; 3: inconclusive (nothing failed, but a clause "
+                           "had too few decisive cases).")
     check.add_argument("target", nargs="?", default="rnnspec-cpu",
-                       help="built-in name (oracle, rnnspec-cpu, torch), package.module:attr or file.py:attr")
+                       help=f"built-in name ({', '.join(sorted(BUILTIN))}), package.module:attr or file.py:attr "
+                       "(default rnnspec-cpu)")
     check.add_argument("--seed", type=int, default=0, help="seed of the generated cases (default 0)")
-    check.add_argument("--examples", type=int, default=None, help="number of generated cases (default 50)")
-    check.add_argument("--timeout", type=float, default=60.0, help="seconds allowed per call (default 60)")
+    check.add_argument("--examples", type=_positive_int, default=None, help="number of generated cases (default 50)")
+    check.add_argument("--timeout", type=_seconds, default=60.0,
+                       help="seconds allowed per call, and for loading the target (default 60)")
     check.add_argument("--clause", action="append", help="check only this clause id (repeatable)")
     check.add_argument("--case", help="run exactly this case (JSON, as a report prints it)")
     check.add_argument("--report", help="write a JSON report here")
@@ -100,7 +182,8 @@ def parser() -> argparse.ArgumentParser:
     derive = sub.add_parser("derive", help="regenerate the derivation documents and figures")
     derive.add_argument("--out", help="output folder (default: derivations/generated in the package)")
     derive.add_argument("--check", action="store_true", help="exit 1 when committed files differ from a fresh render")
-    derive.add_argument("--workers", type=int, default=2, help="processes for the proofs (default 2)")
+    derive.add_argument("--workers", type=_positive_int, default=2, help="processes for the proofs (default 2)")
+    derive.add_argument("--quiet", action="store_true", help="no progress lines")
     derive.set_defaults(run=_derive)
     bench = sub.add_parser("bench", help="time the kernels against plain NumPy and PyTorch")
     bench.add_argument("--sizes", default="S1,S2,S3,S4,S5", help="comma-separated: S1..S5")

@@ -61,10 +61,10 @@ class Expected:
         return np.abs(self.values[key]) < np.finfo(dtype).max
 
 
-def _oracle_everything(activation: str, backend: str, arrays: dict[str, np.ndarray]):
+def _oracle_everything(activation: str, backend: str, arrays: dict[str, np.ndarray], rounding=None):
     from rnnspec.derivations.oracle import Oracle
 
-    oracle = Oracle(activation, backend=backend)
+    oracle = Oracle(activation, backend=backend, rounding=rounding)
     f = lambda a: np.asarray(a, dtype=backend)
     params = {k: f(arrays[k]) for k in ALL_PARAMS}
     with np.errstate(all="ignore"):
@@ -76,19 +76,27 @@ def _oracle_everything(activation: str, backend: str, arrays: dict[str, np.ndarr
 WIDER = {"float32": "float64", "float64": "longdouble"}
 
 
-def expected(case: Case, arrays: dict[str, np.ndarray]) -> Expected:
+def expected(case: Case, arrays: dict[str, np.ndarray], ulps: float = tol.ACCURACY_CLASSES[tol.DEFAULT_ACCURACY]
+             ) -> Expected:
     """The oracle in a wider precision, and a tolerance from correct computations' errors on this case.
 
-    Three samples of a correct computation's error: the oracle's equations in the tested dtype, and
-    the wider oracle on inputs perturbed by one unit roundoff of the tested dtype (two sign draws).
-    The perturbed samples catch what one rounding pattern can miss, such as a ReLU pre-activation
-    within rounding reach of 0, where f' jumps between 0 and 1.
+    Four samples of a correct computation's error: the oracle's equations in the tested dtype; the
+    wider oracle with its elementwise functions accurate to ``ulps`` ulps of the tested dtype, rounded
+    all away from zero and all toward zero, each on inputs perturbed by one unit roundoff (two sign
+    draws); and the wider oracle with them rounded at random within ``ulps``. The perturbed inputs
+    catch what one rounding pattern can miss, such as a ReLU pre-activation within rounding reach of 0,
+    where f' jumps between 0 and 1; the rounded functions, another library's accurate tanh or exp
+    (f' = 1 - h^2 from a rounded h near 1 amplifies one ulp of h a thousandfold).
     """
+    from rnnspec.derivations.rounding import Rounding
+
     wider = WIDER[case.dtype]
     exact = _oracle_everything(case.activation, wider, arrays)
     rng = np.random.default_rng(case.seed)
     samples = [_oracle_everything(case.activation, case.dtype, arrays)]
-    samples += [_oracle_everything(case.activation, wider, tol.perturbed(arrays, case.dtype, rng)) for _ in range(2)]
+    samples += [_oracle_everything(case.activation, wider, tol.perturbed(arrays, case.dtype, rng),
+                                   Rounding(ulps, case.dtype, mode)) for mode in ("away", "toward")]
+    samples.append(_oracle_everything(case.activation, wider, arrays, Rounding(ulps, case.dtype, "random", case.seed)))
     z = exact.pop(("trace", "z"))
     tolerances = {k: tol.tolerance(max(tol.relative_error(s[k], exact[k], case.dtype) for s in samples), case.dtype)
                   for k in exact}

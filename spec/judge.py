@@ -9,11 +9,11 @@ import numpy as np
 
 from rnnspec.spec.cases import Case
 from rnnspec.spec.clauses import Clause
+from rnnspec.spec.declared import METHODS
 from rnnspec.spec.expected import Expected, Key, expected_shapes
-from rnnspec.spec.tolerance import relative_error
+from rnnspec.spec.tolerance import DECISIVE_LIMIT, relative_error
 from rnnspec.spec.worker import Outcome
 
-METHODS = ("forward", "vjp", "loss")
 Outcomes = Mapping[str, tuple[Outcome, Outcome | None]]
 
 
@@ -23,6 +23,8 @@ class Verdict:
     message: str = ""
     error: float | None = None
     tolerance: float | None = None
+    #: why an undetermined case decides nothing: "ill-conditioned", "kink" or "overflow"
+    reason: str = ""
 
     @property
     def ratio(self) -> float:
@@ -74,26 +76,49 @@ def _first(outcomes: Outcomes, method: str) -> tuple[Outcome | None, Verdict | N
     return first, None
 
 
+def where(got: np.ndarray, ref: np.ndarray) -> str:
+    """The entry of largest deviation: its index, the spec's value and the implementation's."""
+    got, ref = np.asarray(got, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    if not ref.size:
+        return ""
+    with np.errstate(invalid="ignore", over="ignore"):
+        deviation = np.abs(got - ref)
+    deviation = np.where(np.isnan(deviation), np.inf, deviation)
+    index = np.unravel_index(int(np.argmax(deviation)), ref.shape)
+    at = f"[{', '.join(map(str, index))}]" if index else "the value"
+    return f"largest deviation at {at}: expected {ref[index]:.9g}, got {got[index]:.9g}"
+
+
 def judge(clause: Clause, case: Case, outcomes: Outcomes, spec: Expected) -> Verdict:
     shapes = expected_shapes(case)
-    if clause.kind == "value" and spec.undetermined and clause.key not in (("forward", "h"), ("loss", "value")):
-        return Verdict("undetermined", spec.undetermined)
-    if clause.kind == "finite" and spec.overflow:
-        return Verdict("undetermined", spec.overflow)
     if clause.kind == "value":
-        first, verdict = _first(outcomes, clause.method)
-        if verdict:
-            return verdict
-        raw, problem = extract(clause.key, first.value)
-        array, problem = (None, problem) if problem else _as_array(clause.key, raw, shapes[clause.key])
-        if problem:
-            return Verdict("error", problem)
-        err = relative_error(array, spec.values[clause.key], case.dtype)
-        tol = spec.tolerances[clause.key]
-        if err <= tol:
-            return Verdict("passed", "", err, tol)
-        return Verdict("failed", f"relative error {err:.3g} > tolerance {tol:.3g}", err, tol)
+        return _judge_value(clause, case, outcomes, spec, shapes)
+    if clause.kind == "finite" and spec.overflow and any(outcomes[m][0].status == "ok" for m in METHODS):
+        return Verdict("undetermined", spec.overflow, reason="overflow")
     return _judge_general(clause, case, outcomes, spec, shapes)
+
+
+def _judge_value(clause: Clause, case: Case, outcomes: Outcomes, spec: Expected, shapes) -> Verdict:
+    """One output against the oracle; a case whose tolerance could pass a wrong output decides nothing."""
+    first, verdict = _first(outcomes, clause.method)
+    if verdict:
+        return verdict
+    raw, problem = extract(clause.key, first.value)
+    array, problem = (None, problem) if problem else _as_array(clause.key, raw, shapes[clause.key])
+    if problem:
+        return Verdict("error", problem)
+    if spec.undetermined and clause.key not in (("forward", "h"), ("loss", "value")):
+        return Verdict("undetermined", spec.undetermined, reason="kink")
+    reference = spec.values[clause.key]
+    err = relative_error(array, reference, case.dtype)
+    tol = spec.tolerances[clause.key]
+    if err > tol:
+        return Verdict("failed", f"relative error {err:.3g} > tolerance {tol:.3g}; {where(array, reference)}",
+                       err, tol)
+    if tol >= DECISIVE_LIMIT:
+        return Verdict("undetermined", f"ill-conditioned: tolerance {tol:.3g} >= {DECISIVE_LIMIT} (an output "
+                       "unrelated to the spec's could pass)", err, tol, reason="ill-conditioned")
+    return Verdict("passed", "", err, tol)
 
 
 def _judge_general(clause, case, outcomes, spec, shapes) -> Verdict:
@@ -102,7 +127,7 @@ def _judge_general(clause, case, outcomes, spec, shapes) -> Verdict:
         first, verdict = _first(outcomes, method)
         if verdict:
             if verdict.status == "error":
-                errors.append(f"{method}: {verdict.message.splitlines()[0]}")
+                errors.append(f"{method}: {verdict.message}")
             continue
         provided += 1
         if clause.kind == "pure":

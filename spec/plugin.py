@@ -27,6 +27,9 @@ def _xfails(path: str | None) -> set[str]:
         return {line.split("#")[0].strip() for line in handle} - {""}
 
 
+PREFIX = "rnnspec::"
+
+
 class ClauseItem(pytest.Item):
     def __init__(self, *, clause, run, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -35,16 +38,17 @@ class ClauseItem(pytest.Item):
 
     def runtest(self) -> None:
         result = self.run()[self.clause.id]
-        if result.status in ("passed",):
+        if result.status == "passed":
             return
         if result.status == "not provided":
             pytest.skip(f"{self.clause.id}: not provided by the target")
         worst = result.worst
         lines = [f"{self.clause.id} {result.status}: {self.clause.statement}"]
         if worst and worst.error is not None:
-            lines.append(f"worst error {worst.error:.3g}, tolerance {worst.tolerance:.3g}")
-        if worst and worst.message:
-            lines.append(worst.message)
+            lines.append(f"worst error {worst.error:.3g}, tolerance {worst.tolerance:.3g} (the case with the largest "
+                         "error / tolerance)")
+        if result.message:
+            lines.append(result.message)
         if result.counterexample:
             lines.append(f"case: {result.counterexample['case']}")
             lines.append(f"reproduce: {result.counterexample['reproduce']}")
@@ -59,31 +63,82 @@ class ClauseItem(pytest.Item):
         return self.path, None, f"rnnspec {self.clause.id}"
 
 
+class TargetCollector(pytest.Collector):
+    """The target's clauses, collected as items ``rnnspec::<CLAUSE-ID>`` (selectable by that node id)."""
+
+    def __init__(self, *, clauses, run, xfails, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.clauses, self.run, self.xfails = clauses, run, xfails
+
+    def collect(self):
+        for clause in self.clauses:
+            item = ClauseItem.from_parent(self, name=clause.id, clause=clause, run=self.run)
+            if clause.id in self.xfails:
+                item.add_marker(pytest.mark.xfail(reason="listed in --rnnspec-xfails", strict=True))
+            yield item
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Check the target before collection: a bad one is one usage error, not a failure per clause.
+    Node ids ``rnnspec::<ID>`` among the arguments select clauses (they are not paths)."""
+    target = config.getoption("rnnspec_target", None)
+    if not target:
+        return
+    selected = [a[len(PREFIX):] for a in config.args if a.startswith(PREFIX)]
+    config.args[:] = [a for a in config.args if not a.startswith(PREFIX)]
+    config.stash[_SELECTED] = selected
+    from rnnspec.spec.declared import UsageError, declared
+    from rnnspec.spec.targets import TargetError
+    from rnnspec.spec.worker import TargetName, Worker
+
+    for option in ("rnnspec_examples", "rnnspec_timeout"):
+        value = config.getoption(option)
+        if value is not None and not 0 < value < float("inf"):
+            raise pytest.UsageError(f"--{option.replace('_', '-')}: expected a positive number, got {value}")
+    worker = Worker(TargetName(target), config.getoption("rnnspec_timeout"))
+    try:
+        declared(worker.declarations())
+    except (TargetError, UsageError) as exc:
+        raise pytest.UsageError(f"--rnnspec-target={target}: {exc}") from None
+    finally:
+        worker.stop()
+
+
+_SELECTED = pytest.StashKey[list]()
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
     target = config.getoption("rnnspec_target", None)
     if not target:
         return
-    from rnnspec.spec.clauses import CLAUSES
+    from _pytest.runner import collect_one_node
 
-    known = {c.id for c in CLAUSES}
+    from rnnspec.spec.clauses import BY_ID, CLAUSES
+
     xfails = _xfails(config.getoption("rnnspec_xfails"))
-    for unknown in sorted(xfails - known):
+    for unknown in sorted(xfails - set(BY_ID)):
         warnings.warn(f"--rnnspec-xfails: {unknown!r} matches no clause id", pytest.PytestWarning, stacklevel=1)
+    selected = config.stash.get(_SELECTED, [])
+    unknown = [c for c in selected if c not in BY_ID]
+    if unknown:
+        raise pytest.UsageError(f"{', '.join(PREFIX + c for c in unknown)}: no such clause; known: {sorted(BY_ID)}")
+    clauses = [BY_ID[c] for c in selected] if selected else list(CLAUSES)
     cache: dict = {}
 
     def run() -> dict:
         if not cache:
             from rnnspec.spec.runner import check
-            from rnnspec.spec.targets import load_target
+            from rnnspec.spec.worker import TargetName
 
-            report = check(load_target(target), target=target, seed=config.getoption("rnnspec_seed"),
-                           examples=config.getoption("rnnspec_examples"),
-                           timeout=config.getoption("rnnspec_timeout"))
+            report = check(TargetName(target), target=target, seed=config.getoption("rnnspec_seed"),
+                           examples=config.getoption("rnnspec_examples"), timeout=config.getoption("rnnspec_timeout"),
+                           clauses=[c.id for c in clauses])
             cache.update({r.clause.id: r for r in report.results})
         return cache
 
-    for clause in CLAUSES:
-        item = ClauseItem.from_parent(session, name=f"rnnspec[{target}][{clause.id}]", clause=clause, run=run)
-        if clause.id in xfails:
-            item.add_marker(pytest.mark.xfail(reason="listed in --rnnspec-xfails", strict=True))
-        items.append(item)
+    collector = TargetCollector.from_parent(session, name="rnnspec", nodeid="rnnspec", clauses=clauses, run=run,
+                                            xfails=xfails)
+    report = collect_one_node(collector)
+    session.ihook.pytest_collectreport(report=report)
+    items.extend(report.result)

@@ -13,34 +13,78 @@ from rnnspec.spec.runner import Report
 def _atomic_write(path: str, text: str) -> None:
     target = Path(path)
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, target)
+    try:
+        temporary.write_text(text)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _problem_blocks(report: Report, problems: list) -> list[str]:
+    """One block per root cause: clauses that fail the same way on the same smallest case share it."""
+    groups: dict[tuple, list] = {}
+    for r in problems:
+        case = (r.counterexample or {}).get("case")
+        key = (r.status, json.dumps(case, sort_keys=True) if case else r.clause.id)
+        groups.setdefault(key, []).append(r)
+    rows = []
+    for (status, _), members in groups.items():
+        ids = [m.clause.id for m in members]
+        rows += ["", f"{', '.join(ids)} {status}:"]
+        messages = {m.message for m in members}
+        for m in members:
+            rows.append(f"  {m.clause.id}: {m.clause.statement}")
+            if len(messages) > 1 and m.message:
+                rows.append("    " + m.message.replace("\n", "\n    "))
+        if len(messages) == 1 and members[0].message:
+            rows.append("  " + members[0].message.replace("\n", "\n  "))
+        ce = members[0].counterexample
+        if ce:
+            clauses = " ".join(f"--clause {i}" for i in ids)
+            case = json.dumps(ce["case"], separators=(",", ":"))
+            rows.append(f"  smallest case found: {json.dumps(ce['case'])}")
+            rows.append(f"  reproduce: rnnspec check {report.target} {clauses} --case '{case}'")
+    return rows
+
+
+VERDICT_LINES = {
+    "conformant": "CONFORMANT",
+    "not conformant": "NOT CONFORMANT",
+    "inconclusive": "INCONCLUSIVE: nothing failed, but a clause had too few decisive cases (or none passed); "
+                    "run more --examples",
+}
 
 
 def table(report: Report) -> str:
-    rows = [f"rnnspec check {report.target}: seed {report.seed}, {report.cases} cases, {report.seconds:.1f} s", "",
-            f"{'clause':22s} {'status':13s} {'worst error':>12s} {'tolerance':>10s} {'examples':>8s} "
-            f"{'undetermined':>12s}"]
+    rows = [f"rnnspec check {report.target}: seed {report.seed}, {_plural(report.cases, 'case')}, "
+            f"{report.seconds:.1f} s; elementwise functions assumed accurate to: {report.accuracy}", "",
+            f"{'clause':22s} {'status':13s} {'decisive':>9s} {'undetermined':>12s} {'worst ratio':>11s} "
+            f"{'error':>9s} {'tolerance':>9s}  worst case"]
     for r in report.results:
         worst = r.worst
-        err = f"{worst.error:.2e}" if worst and worst.error is not None else "-"
-        tol = f"{worst.tolerance:.2e}" if worst and worst.tolerance is not None else "-"
-        rows.append(f"{r.clause.id:22s} {r.status:13s} {err:>12s} {tol:>10s} {r.examples:8d} {r.undetermined:12d}")
+        measured = worst is not None and worst.error is not None
+        ratio = f"{worst.ratio:.3g}" if measured else "-"
+        err = f"{worst.error:.2e}" if measured else "-"
+        tol = f"{worst.tolerance:.2e}" if measured else "-"
+        where = f"{r.worst_case.dtype} {r.worst_case.activation}" if measured and r.worst_case else ""
+        rows.append(f"{r.clause.id:22s} {r.status:13s} {f'{r.decisive}/{r.examples}':>9s} {r.undetermined:12d} "
+                    f"{ratio:>11s} {err:>9s} {tol:>9s}  {where}")
+    rows += ["", "decisive: cases that could have failed the clause, of those judged. worst ratio: the largest "
+                 "error / tolerance of any case, with that case's error, tolerance, dtype and activation."]
     problems = [r for r in report.results if r.status in ("failed", "error")]
-    for r in problems:
-        rows += ["", f"{r.clause.id} {r.status}: {r.clause.statement}"]
-        if r.worst and r.worst.message:
-            rows.append("  " + r.worst.message.replace("\n", "\n  "))
-        if r.counterexample:
-            ce = r.counterexample
-            rows.append(f"  smallest case found: {json.dumps(ce['case'])}")
-            if ce["message"]:
-                rows.append(f"  there: {ce['message'].splitlines()[0]}")
-            rows.append(f"  reproduce: {ce['reproduce']}")
+    rows += _problem_blocks(report, problems)
+    unsure = [r for r in report.results if r.status == "undetermined"]
+    for r in unsure:
+        rows += ["", f"{r.clause.id} undetermined: {r.message}"]
     if any(r.undetermined for r in report.results):
-        rows += ["", "undetermined: cases not judged by a clause because the tested dtype cannot decide them (a "
-                     "ReLU pre-activation within rounding reach of 0; values near the overflow threshold)"]
-    rows += ["", "CONFORMANT" if report.conformant else "NOT CONFORMANT"]
+        rows += ["", "undetermined cases decide nothing: the tested dtype cannot (a ReLU pre-activation within "
+                     "rounding reach of 0; values near overflow), or the case is so ill-conditioned that its "
+                     "tolerance would pass an output unrelated to the spec's"]
+    rows += ["", VERDICT_LINES[report.verdict]]
     return "\n".join(rows)
 
 
@@ -51,18 +95,18 @@ def write_json(report: Report, path: str) -> None:
 def write_junit(report: Report, path: str) -> None:
     failures = sum(r.status == "failed" for r in report.results)
     errors = sum(r.status == "error" for r in report.results)
-    skipped = sum(r.status == "not provided" for r in report.results)
+    skipped = sum(r.status in ("not provided", "undetermined") for r in report.results)
     suite = ET.Element("testsuite", name=f"rnnspec {report.target}", tests=str(len(report.results)),
                        failures=str(failures), errors=str(errors), skipped=str(skipped),
                        time=f"{report.seconds:.3f}")
     for r in report.results:
         case = ET.SubElement(suite, "testcase", classname=f"rnnspec.{report.target}", name=r.clause.id)
-        message = r.worst.message if r.worst else ""
+        message = r.message
         detail = json.dumps(r.counterexample, indent=2, default=float) if r.counterexample else message
         if r.status == "failed":
             ET.SubElement(case, "failure", message=message.splitlines()[0] if message else "").text = detail
         elif r.status == "error":
             ET.SubElement(case, "error", message=message.splitlines()[0] if message else "").text = detail
-        elif r.status == "not provided":
-            ET.SubElement(case, "skipped", message="not provided")
+        elif r.status in ("not provided", "undetermined"):
+            ET.SubElement(case, "skipped", message=f"{r.status}: {message}")
     _atomic_write(path, ET.tostring(suite, encoding="unicode") + "\n")

@@ -2,87 +2,24 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 from rnnspec.spec.cases import Case, generate
 from rnnspec.spec.clauses import BY_ID, CLAUSES, Clause
+from rnnspec.spec.declared import Declared, UsageError, declared
 from rnnspec.spec.expected import call_args, expected
 from rnnspec.spec.judge import METHODS, Verdict, judge
+from rnnspec.spec.results import ClauseResult, Report
 from rnnspec.spec.worker import Outcome, Worker
+
+__all__ = ["UsageError", "check", "print_progress", "shrink"]
 
 DEFAULT_EXAMPLES = 50
 DEFAULT_TIMEOUT = 60.0
 SHRINK_BUDGET = 40
-KNOWN_DTYPES = ("float32", "float64")
-KNOWN_ACTIVATIONS = ("tanh", "sigmoid", "relu", "identity")
-SEVERITY = {"failed": 3, "error": 2, "passed": 1, "skipped": 0, "not provided": 0, "undetermined": 0}
-
-
-class UsageError(Exception):
-    """The target does not declare what the suite needs (a usage error, exit code 2)."""
-
-
-@dataclass
-class ClauseResult:
-    clause: Clause
-    status: str = "not provided"
-    examples: int = 0
-    worst: Verdict | None = None
-    first_failure: tuple[Case, Verdict] | None = None
-    counterexample: dict | None = None
-
-    undetermined: int = 0
-
-    def add(self, case: Case, verdict: Verdict) -> None:
-        if verdict.status == "undetermined":
-            self.undetermined += 1
-            if self.status == "not provided":
-                self.status, self.worst = "undetermined", verdict
-            return
-        if verdict.status in ("skipped", "not provided"):
-            if self.examples == 0 and verdict.status == "skipped":
-                self.status = "error"
-                self.worst = self.worst or Verdict("error", verdict.message)
-            return
-        self.examples += 1
-        if SEVERITY[verdict.status] > SEVERITY.get(self.status, 0):
-            self.status = verdict.status
-            if verdict.status in ("failed", "error"):
-                self.first_failure = (case, verdict)
-        if self.worst is None or verdict.ratio > self.worst.ratio or (
-                verdict.status in ("failed", "error") and self.worst.status == "passed"):
-            self.worst = verdict
-
-    def to_json(self) -> dict:
-        return {"id": self.clause.id, "statement": self.clause.statement, "tolerance_rule": self.clause.tolerance_rule,
-                "status": self.status,
-                "examples": self.examples, "undetermined": self.undetermined,
-                "worst_error": self.worst.error if self.worst else None,
-                "tolerance": self.worst.tolerance if self.worst else None,
-                "message": self.worst.message if self.worst and self.status != "passed" else "",
-                "counterexample": self.counterexample}
-
-
-@dataclass
-class Report:
-    target: str
-    seed: int
-    results: list[ClauseResult]
-    cases: int
-    seconds: float
-    environment: dict = field(default_factory=dict)
-
-    @property
-    def conformant(self) -> bool:
-        statuses = {r.status for r in self.results}
-        return statuses <= {"passed", "not provided", "undetermined"} and "passed" in statuses
-
-    def to_json(self) -> dict:
-        return {"schema": "rnnspec.report/1", "target": self.target, "conformant": self.conformant,
-                "seed": self.seed, "cases": self.cases, "seconds": round(self.seconds, 3),
-                "environment": self.environment, "clauses": [r.to_json() for r in self.results]}
 
 
 class Session:
@@ -121,23 +58,11 @@ class Session:
         return out
 
 
-def _declared(impl) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    if getattr(impl, "cell", "elman") != "elman":
-        raise UsageError(f"the target's cell is {impl.cell!r}; this suite checks 'elman'")
-    dtypes = tuple(getattr(impl, "dtypes", ("float64",)))
-    activations = tuple(getattr(impl, "activations", None) or (getattr(impl, "activation", "tanh"),))
-    for name, values, known in (("dtypes", dtypes, KNOWN_DTYPES), ("activations", activations, KNOWN_ACTIVATIONS)):
-        unknown = [v for v in values if v not in known]
-        if unknown or not values:
-            raise UsageError(f"the target declares {name} {values}; known: {known}")
-    return dtypes, activations
-
-
 def _methods_for(clause: Clause) -> tuple[str, ...]:
     return (clause.method,) if clause.method else METHODS
 
 
-def shrink(session: Session, clause: Clause, case: Case, verdict: Verdict) -> tuple[Case, Verdict, int]:
+def shrink(session: Session, clause: Clause, case: Case, verdict: Verdict, ulps: float) -> tuple[Case, Verdict, int]:
     """The smallest neighbour of ``case`` that still fails ``clause`` the same way (greedy)."""
     tries = 0
     improved = True
@@ -147,7 +72,7 @@ def shrink(session: Session, clause: Clause, case: Case, verdict: Verdict) -> tu
             tries += 1
             arrays = smaller.arrays()
             candidate = judge(clause, smaller, session.run(smaller, arrays, _methods_for(clause)),
-                              expected(smaller, arrays))
+                              expected(smaller, arrays, ulps))
             if candidate.status == verdict.status:
                 case, verdict, improved = smaller, candidate, True
                 break
@@ -156,13 +81,13 @@ def shrink(session: Session, clause: Clause, case: Case, verdict: Verdict) -> tu
     return case, verdict, tries
 
 
-def _environment(impl) -> dict:
+def _environment(decl: Declared) -> dict:
     import platform
 
     import numpy as np
 
     env = {"python": platform.python_version(), "numpy": np.__version__, "platform": platform.platform(),
-           "device": getattr(impl, "device", "cpu"), "target_class": f"{type(impl).__module__}.{type(impl).__name__}"}
+           "device": decl.device, "target_class": decl.target_class}
     try:
         from importlib.metadata import version
 
@@ -172,41 +97,57 @@ def _environment(impl) -> dict:
     return env
 
 
+def _options(examples: int | None, timeout: float) -> None:
+    """Usage errors in the run's options, named, before any case runs."""
+    if examples is not None and (isinstance(examples, bool) or not isinstance(examples, int) or examples < 1):
+        raise UsageError(f"examples must be a positive integer, got {examples!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (0 < timeout < math.inf):
+        raise UsageError(f"timeout must be a positive, finite number of seconds, got {timeout!r}")
+
+
 def check(impl, *, target: str = "<object>", examples: int | None = None, seed: int = 0,
           timeout: float = DEFAULT_TIMEOUT, clauses: list[str] | None = None, cases: list[Case] | None = None,
           progress=None) -> Report:
-    """Check ``impl`` against every clause (or those named) on generated cases; see README."""
+    """Check ``impl`` against every clause (or those named) on generated cases; see README.
+
+    ``impl`` is the implementation, or a :class:`~rnnspec.spec.worker.TargetName`: then it is loaded
+    in the worker process, under ``timeout``, and this process never imports it.
+    """
     start = time.monotonic()
-    dtypes, activations = _declared(impl)
+    _options(examples, timeout)
     unknown = [c for c in clauses or () if c not in BY_ID]
     if unknown:
         raise UsageError(f"unknown clause ids {unknown}; known: {sorted(BY_ID)}")
     selected = [BY_ID[c] for c in clauses] if clauses else list(CLAUSES)
-    if cases is None:
-        cases = generate(examples or DEFAULT_EXAMPLES, seed, dtypes, activations)
     methods = tuple(dict.fromkeys(m for c in selected for m in _methods_for(c)))
-    results = {c.id: ClauseResult(c) for c in selected}
     session = Session(impl, timeout)
     try:
+        decl = declared(session.worker.declarations())
+        for case in cases or ():
+            decl.admits(case)
+        if cases is None:
+            cases = generate(examples or DEFAULT_EXAMPLES, seed, decl.dtypes, decl.activations)
+        results = {c.id: ClauseResult(c) for c in selected}
         for n, case in enumerate(cases, 1):
             if progress:
                 progress(n, len(cases), case)
             arrays = case.arrays()
-            spec = expected(case, arrays)
+            spec = expected(case, arrays, decl.ulps(case.dtype))
             outcomes = session.run(case, arrays, methods)
             for clause in selected:
                 results[clause.id].add(case, judge(clause, case, outcomes, spec))
         for result in results.values():
             if result.first_failure and session.deadline is None:
                 case, verdict = result.first_failure
-                small, small_verdict, tries = shrink(session, result.clause, case, verdict)
+                small, small_verdict, tries = shrink(session, result.clause, case, verdict, decl.ulps(case.dtype))
                 result.counterexample = _counterexample(target, seed, result.clause, small, small_verdict, tries)
             elif result.first_failure:
                 case, verdict = result.first_failure
                 result.counterexample = _counterexample(target, seed, result.clause, case, verdict, 0)
     finally:
         session.worker.stop()
-    return Report(target, seed, list(results.values()), len(cases), time.monotonic() - start, _environment(impl))
+    return Report(target, seed, list(results.values()), len(cases), time.monotonic() - start, _environment(decl),
+                  decl.accuracy_label)
 
 
 def _counterexample(target: str, seed: int, clause: Clause, case: Case, verdict: Verdict, tries: int) -> dict:

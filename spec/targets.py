@@ -6,6 +6,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
+import traceback
 from pathlib import Path
 
 #: built-in targets: name -> (module, attribute). Imported only when asked for.
@@ -21,6 +22,17 @@ class TargetError(Exception):
     """A target could not be found or built; the message says which and why."""
 
 
+def describe_exception(exc: BaseException, frames: int = 6) -> str:
+    """The exception as Python prints it (the whole message; file, line and caret for a syntax error),
+    after the last ``frames`` frames of its traceback outside rnnspec's own machinery."""
+    own = (__file__, "spec/worker.py", "<frozen importlib._bootstrap")
+    stack = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(own)
+             and not f.filename.endswith(own)]
+    where = "".join(traceback.format_list(stack[-frames:]))
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return (f"{text}\n{where.rstrip()}" if where else text).strip()
+
+
 def _instantiate(obj, name: str):
     if inspect.isclass(obj):
         try:
@@ -28,7 +40,7 @@ def _instantiate(obj, name: str):
         except TargetError:
             raise
         except Exception as exc:  # the user's constructor: report, do not crash
-            raise TargetError(f"target {name!r}: calling {obj.__name__}() failed: {exc!r}") from exc
+            raise TargetError(f"target {name!r}: calling {obj.__name__}() failed:\n{describe_exception(exc)}") from exc
     return obj
 
 
@@ -43,7 +55,7 @@ def _from_file(path: str, attr: str, name: str):
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
-        raise TargetError(f"target {name!r}: importing {file} failed: {exc!r}") from exc
+        raise TargetError(f"target {name!r}: importing {file} failed:\n{describe_exception(exc)}") from exc
     return module
 
 
@@ -66,7 +78,7 @@ def load_target(name: str):
         try:
             module = importlib.import_module(where)
         except Exception as exc:
-            raise TargetError(f"target {name!r}: importing {where} failed: {exc!r}") from exc
+            raise TargetError(f"target {name!r}: importing {where} failed:\n{describe_exception(exc)}") from exc
     obj = module
     for part in attr.split("."):
         if not hasattr(obj, part):

@@ -1,11 +1,12 @@
 """Calls into the implementation under test, made in a child process that may fail in any way.
 
 The child is forked with the implementation already loaded (spawned, and given the implementation
-by pickle, where this process already holds a CUDA context, which a forked child cannot use). Each
-call has a timeout; a call that
-raises, hangs, returns something that cannot be sent back, or kills its process becomes an
-:class:`Outcome` with a reason, and a fresh child takes over for the next call. The child also
-reports whether the call modified its arguments.
+by pickle, where this process already holds a CUDA context, which a forked child cannot use), or is
+given a :class:`TargetName` and loads it itself, so that a target that hangs, crashes or exits while
+it is imported or built is a loading error reported under the timeout, not the end of this process.
+Each call has a timeout; a call that raises, hangs, returns something that cannot be sent back or
+read back, or kills its process becomes an :class:`Outcome` with a reason, and a fresh child takes
+over for the next call. The child also reports whether the call modified its arguments.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import os
 import pickle
 import sys
 import time
-import traceback
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from rnnspec.spec.targets import TargetError, describe_exception
 
 
 @dataclass
@@ -54,7 +56,28 @@ def mutated(before, after) -> list[str]:
     return changed
 
 
-def _serve(connection, impl) -> None:
+class TargetName(str):
+    """A target given by name (as on the command line): the worker process loads it."""
+
+
+def _load(source):
+    from rnnspec.spec.declared import declarations
+    from rnnspec.spec.targets import load_target
+
+    impl = load_target(source) if isinstance(source, TargetName) else source
+    return impl, declarations(impl)
+
+
+def _serve(connection, source) -> None:
+    try:
+        impl, declared = _load(source)
+        connection.send(("loaded", declared))
+    except TargetError as exc:  # already says which target and why
+        connection.send(("load-failed", str(exc)))
+        return
+    except BaseException as exc:  # noqa: B036 - SystemExit at import too: a loading error, reported
+        connection.send(("load-failed", describe_exception(exc)))
+        return
     while True:
         try:
             request = connection.recv()
@@ -70,8 +93,7 @@ def _serve(connection, impl) -> None:
             value = getattr(impl, method)(*args)
             reply = ("ok", value, "", mutated(before, args))
         except BaseException as exc:  # noqa: B036 - anything the implementation raises is a result
-            lines = traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-3)
-            reply = ("raised", None, f"{type(exc).__name__}: {exc}\n{''.join(lines[-3:])}".strip(), [])
+            reply = ("raised", None, describe_exception(exc), [])
         try:
             connection.send(reply)
         except Exception as exc:  # the value does not pickle
@@ -90,7 +112,7 @@ def _cuda_initialized() -> bool:
 
 def start_method(impl) -> str:
     """"fork" (the child inherits the loaded implementation, picklable or not), or "spawn" where this
-    process holds a CUDA context and the implementation pickles."""
+    process holds a CUDA context and the implementation pickles (a TargetName always does)."""
     if not _cuda_initialized():
         return "fork"
     try:
@@ -100,14 +122,20 @@ def start_method(impl) -> str:
     return "spawn"
 
 
+class LoadError(TargetError):
+    """The worker could not load the target: it raised, exited, crashed or hung (a usage error)."""
+
+
 class Worker:
-    """A child process serving calls on ``impl``; restarted after a timeout or a crash."""
+    """A child process serving calls on ``impl`` (an object, or a :class:`TargetName` it loads);
+    restarted after a timeout or a crash."""
 
     def __init__(self, impl, timeout: float) -> None:
         self.impl = impl
         self.timeout = timeout
         self.process = None
         self.connection = None
+        self.declared: dict | None = None
 
     def _start(self) -> None:
         context = multiprocessing.get_context(start_method(self.impl))
@@ -116,6 +144,29 @@ class Worker:
         self.process.start()
         child.close()
         self.connection = parent
+        what = f"loading target {str(self.impl)!r}" if isinstance(self.impl, TargetName) else "reading the target"
+        if not self.connection.poll(self.timeout):
+            self._kill()
+            raise LoadError(f"{what} did not finish within {self.timeout:.3g} s")
+        try:
+            status, value = self.connection.recv()
+        except (EOFError, OSError):
+            self.process.join(timeout=1)
+            code = self.process.exitcode
+            self.process = None
+            how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+            raise LoadError(f"{what} ended its process ({how})") from None
+        if status != "loaded":
+            self.stop()
+            raise LoadError(value if isinstance(self.impl, TargetName) and value.startswith("target ")
+                            or value.startswith("unknown target") else f"{what} failed: {value}")
+        self.declared = value
+
+    def declarations(self) -> dict:
+        """The target's declarations (:func:`rnnspec.spec.declared.declarations`), loading it first."""
+        if self.process is None:
+            self._start()
+        return self.declared
 
     def stop(self) -> None:
         if self.process is not None:
@@ -135,10 +186,13 @@ class Worker:
         self.process = None
 
     def call(self, method: str, activation: str | None, args: tuple, timeout: float | None = None) -> Outcome:
-        if not callable(getattr(self.impl, method, None)):
-            return Outcome("missing", message=f"the target has no {method}()")
         if self.process is None or not self.process.is_alive():
-            self._start()
+            try:
+                self._start()
+            except LoadError as exc:  # it loaded before: now it failed to, once more
+                return Outcome("died", message=str(exc))
+        if method not in self.declared["methods"]:
+            return Outcome("missing", message=f"the target has no {method}()")
         limit = self.timeout if timeout is None else timeout
         start = time.perf_counter()
         self.connection.send((method, activation, args))
@@ -147,10 +201,13 @@ class Worker:
             return Outcome("timeout", message=f"{method}() did not return within {limit:.3g} s", seconds=limit)
         try:
             status, value, message, changed = self.connection.recv()
-        except (EOFError, OSError, pickle.UnpicklingError):
+        except (EOFError, OSError):
             self.process.join(timeout=1)
             code = self.process.exitcode
             self.process = None
             how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
             return Outcome("died", message=f"{method}() ended its process ({how}) in pid {os.getpid()}'s child")
+        except Exception as exc:  # the result was sent but cannot be rebuilt here (its unpickling raised)
+            return Outcome("raised", message=f"{method}()'s result could not be read back: {describe_exception(exc)}; "
+                           "return numpy arrays")
         return Outcome(status, value, message, changed, time.perf_counter() - start)

@@ -40,10 +40,15 @@ def test_plugin_collects_one_test_per_clause_with_xfails(pytester):
     result = pytester.runpytest_subprocess(f"--rnnspec-target={target}", "--rnnspec-examples=6",
                                            "--rnnspec-xfails=xfails.txt", "-p", "no:cacheprovider", "-v")
     text = result.stdout.str()
-    assert "rnnspec[" in text and "[ELMAN-VJP-W] FAILED" in text and "[ELMAN-LOSS-W] XFAIL" in text
+    assert "collected 18 items" in text
+    assert "rnnspec::ELMAN-VJP-W FAILED" in text and "rnnspec::ELMAN-LOSS-W XFAIL" in text
     assert "'ELMAN-NOT-A-CLAUSE' matches no clause id" in text
     outcomes = result.parseoutcomes()
     assert outcomes["failed"] == 1 and outcomes["xfailed"] == 1 and outcomes["passed"] == 16
+    # a node id selects one clause, and only that clause runs
+    one = pytester.runpytest_subprocess(f"--rnnspec-target={target}", "--rnnspec-examples=6", "rnnspec::ELMAN-VJP-W",
+                                        "-p", "no:cacheprovider", "-v")
+    assert "collected 1 item" in one.stdout.str() and one.parseoutcomes() == {"failed": 1}
 
 
 def test_wrapped_functions_written_elsewhere_pass():

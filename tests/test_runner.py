@@ -88,7 +88,7 @@ def test_reports_have_the_schema_and_parse(tmp_path):
     write_json(report, tmp_path / "r.json")
     write_junit(report, tmp_path / "r.xml")
     data = json.loads((tmp_path / "r.json").read_text())
-    assert data["schema"] == "rnnspec.report/1" and data["conformant"] is False and data["seed"] == 3
+    assert data["schema"] == "rnnspec.report/2" and data["conformant"] is False and data["verdict"] == "not conformant" and data["seed"] == 3
     assert {"versions", "device"} <= set(data["environment"]) | {"versions"}
     for clause in data["clauses"]:
         assert {"id", "statement", "status", "examples", "worst_error", "tolerance", "counterexample"} <= set(clause)

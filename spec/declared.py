@@ -1,0 +1,119 @@
+"""What a target declares (cell, dtypes, activations, accuracy class, methods), read and checked once.
+
+:func:`declarations` reads the attributes where the target lives (in the worker process when the
+target was named on the command line) and never raises: an attribute that raises is recorded.
+:func:`declared` turns that record into a :class:`Declared` or a :class:`UsageError` that says what
+is wrong, before any case runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rnnspec.spec import tolerance as tol
+
+METHODS = ("forward", "vjp", "loss")
+KNOWN_DTYPES = ("float32", "float64")
+KNOWN_ACTIVATIONS = ("tanh", "sigmoid", "relu", "identity")
+
+
+class UsageError(Exception):
+    """The target does not declare what the suite needs, or an option is wrong (exit code 2)."""
+
+
+_DEFAULTS = {"cell": "elman", "dtypes": ("float64",), "activations": None, "activation": "tanh",
+             "accuracy": tol.DEFAULT_ACCURACY, "device": "cpu"}
+
+
+def declarations(impl) -> dict:
+    """The target's declared attributes as plain values; ``errors`` names each attribute that raised."""
+    out, errors = {}, {}
+    for name, default in _DEFAULTS.items():
+        try:
+            value = getattr(impl, name, default)
+        except Exception as exc:  # a property of the user's that raises: a usage error, reported
+            errors[name] = f"{type(exc).__name__}: {exc}"
+            continue
+        out[name] = tuple(value) if isinstance(value, (list, tuple)) else value
+        if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+            out[name] = dict(value)
+        elif not isinstance(out[name], (str, int, float, tuple, type(None))):
+            out[name] = repr(out[name])
+    methods = []
+    for method in METHODS:
+        try:
+            if callable(getattr(impl, method, None)):
+                methods.append(method)
+        except Exception as exc:
+            errors[method] = f"{type(exc).__name__}: {exc}"
+    out.update(methods=tuple(methods), errors=errors, target_class=f"{type(impl).__module__}.{type(impl).__qualname__}",
+               callable=callable(impl) and not methods)
+    return out
+
+
+@dataclass(frozen=True)
+class Declared:
+    cell: str
+    dtypes: tuple[str, ...]
+    activations: tuple[str, ...]
+    #: an accuracy class (a name or a number of ulps), or one per dtype ({"float32": 8})
+    accuracy: str | float | dict
+    methods: tuple[str, ...]
+    device: str = "cpu"
+    target_class: str = ""
+
+    def accuracy_of(self, dtype: str) -> str | float:
+        if isinstance(self.accuracy, dict):
+            return self.accuracy.get(dtype, tol.DEFAULT_ACCURACY)
+        return self.accuracy
+
+    def ulps(self, dtype: str) -> float:
+        return tol.accuracy_ulps(self.accuracy_of(dtype))
+
+    @property
+    def accuracy_label(self) -> str:
+        return ", ".join(f"{d}: {tol.describe_accuracy(self.accuracy_of(d))}" for d in self.dtypes)
+
+    def admits(self, case) -> None:
+        """A usage error unless the target declares the case's dtype and activation."""
+        if case.dtype not in self.dtypes:
+            raise UsageError(f"--case: dtype {case.dtype!r} is not among the target's dtypes {self.dtypes}")
+        if case.activation not in self.activations:
+            raise UsageError(f"--case: activation {case.activation!r} is not among the target's activations "
+                             f"{self.activations}")
+
+
+def _names(field: str, value, known: tuple[str, ...]) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = (value,)
+    if not isinstance(value, tuple) or not value or not all(isinstance(v, str) for v in value):
+        raise UsageError(f"the target declares {field} = {value!r}; expected a non-empty tuple of names from {known}")
+    unknown = [v for v in value if v not in known]
+    if unknown:
+        raise UsageError(f"the target declares {field} {value}: unknown {unknown}; known: {known}")
+    return value
+
+
+def declared(raw: dict) -> Declared:
+    """The checked declarations of a target, or a UsageError naming what is wrong."""
+    for name, problem in raw["errors"].items():
+        raise UsageError(f"reading the target's {name!r} raised {problem}")
+    if not raw["methods"]:
+        hint = (" (it is a function: wrap functions with rnnspec.spec.wrap.from_functions)" if raw["callable"]
+                else "")
+        raise UsageError(f"the target ({raw['target_class']}) has none of the contract's methods "
+                         f"{', '.join(METHODS)}{hint}")
+    if "forward" not in raw["methods"]:
+        raise UsageError(f"the target ({raw['target_class']}) has no forward(), the contract's one required method")
+    if raw["cell"] != "elman":
+        raise UsageError(f"the target's cell is {raw['cell']!r}; this suite checks 'elman'")
+    dtypes = _names("dtypes", raw["dtypes"], KNOWN_DTYPES)
+    activations = _names("activations", raw["activations"] or raw["activation"], KNOWN_ACTIVATIONS)
+    classes = raw["accuracy"].values() if isinstance(raw["accuracy"], dict) else (raw["accuracy"],)
+    try:
+        for accuracy in classes:
+            tol.accuracy_ulps(accuracy)
+    except ValueError as exc:
+        raise UsageError(f"the target's {exc}") from None
+    return Declared(raw["cell"], dtypes, activations, raw["accuracy"], raw["methods"], str(raw["device"]),
+                    raw["target_class"])

@@ -1,0 +1,137 @@
+"""What a run found: each clause's verdict over all cases, and the report of a whole run.
+
+A clause's status follows from counts, never from the order cases came in:
+
+- ``failed`` / ``error``: some case failed (or could not be judged because the call broke);
+- ``not provided``: the target has no method for it (whatever else happened);
+- ``passed``: no failure, and at least :data:`MIN_DECISIVE_SHARE` of the judged cases decisive;
+- ``undetermined``: no failure, but too few decisive cases to say it passed (ill-conditioned cases,
+  a ReLU pre-activation at its kink, values near overflow): a clause that could not have failed is
+  never reported passed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+from rnnspec.spec.cases import Case
+from rnnspec.spec.clauses import Clause
+from rnnspec.spec.judge import Verdict
+
+#: a clause passes only if at least this share of the cases it judged decided it
+MIN_DECISIVE_SHARE = 0.5
+SEVERITY = {"failed": 4, "error": 3, "passed": 2, "undetermined": 1, "skipped": 0, "not provided": 0}
+
+
+@dataclass
+class ClauseResult:
+    clause: Clause
+    #: cases by verdict status, and undetermined cases by reason
+    counts: Counter = field(default_factory=Counter)
+    reasons: Counter = field(default_factory=Counter)
+    #: the verdict that ranks highest (severity, then error / tolerance), and its case
+    worst: Verdict | None = None
+    worst_case: Case | None = None
+    first_failure: tuple[Case, Verdict] | None = None
+    counterexample: dict | None = None
+    unprovided: str = ""
+
+    def add(self, case: Case, verdict: Verdict) -> None:
+        self.counts[verdict.status] += 1
+        if verdict.status == "undetermined":
+            self.reasons[verdict.reason] += 1
+        if verdict.status == "not provided":
+            self.unprovided = self.unprovided or verdict.message
+            return
+        if verdict.status in ("failed", "error") and self.first_failure is None:
+            self.first_failure = (case, verdict)
+        rank = (SEVERITY[verdict.status], verdict.ratio)
+        if verdict.status != "skipped" and (self.worst is None or rank > (SEVERITY[self.worst.status],
+                                                                            self.worst.ratio)):
+            self.worst, self.worst_case = verdict, case
+
+    @property
+    def decisive(self) -> int:
+        """Cases that decided the clause: passed or failed (an error decides nothing numerically)."""
+        return self.counts["passed"] + self.counts["failed"]
+
+    @property
+    def undetermined(self) -> int:
+        return self.counts["undetermined"]
+
+    @property
+    def examples(self) -> int:
+        """Cases judged: decided, undetermined or broken (not those not provided or skipped)."""
+        return self.decisive + self.undetermined + self.counts["error"]
+
+    @property
+    def status(self) -> str:
+        c = self.counts
+        if c["failed"]:
+            return "failed"
+        if c["error"]:
+            return "error"
+        if c["not provided"]:
+            return "not provided"
+        if not self.examples:
+            return "error" if c["skipped"] else "not provided"
+        if self.decisive and self.decisive >= MIN_DECISIVE_SHARE * self.examples:
+            return "passed"
+        return "undetermined"
+
+    @property
+    def message(self) -> str:
+        """Why the clause has its status, for every status but passed."""
+        status = self.status
+        if status == "not provided":
+            return self.unprovided or "not provided"
+        if status == "undetermined":
+            why = ", ".join(f"{n} {reason}" for reason, n in self.reasons.most_common())
+            return (f"only {self.decisive} of {self.examples} cases decisive ({why}): too few to say it passed; "
+                    "run more --examples")
+        if status in ("failed", "error") and self.counterexample:
+            return self.counterexample["message"]  # of the smallest case, which the report shows
+        return self.worst.message if self.worst and status != "passed" else ""
+
+    def to_json(self) -> dict:
+        worst = self.worst
+        return {"id": self.clause.id, "statement": self.clause.statement, "tolerance_rule": self.clause.tolerance_rule,
+                "status": self.status, "examples": self.examples, "decisive": self.decisive,
+                "undetermined": self.undetermined, "undetermined_reasons": dict(self.reasons),
+                "worst_error": worst.error if worst else None, "tolerance": worst.tolerance if worst else None,
+                "worst_case": asdict(self.worst_case) if self.worst_case and worst.error is not None else None,
+                "message": self.message, "counterexample": self.counterexample}
+
+
+@dataclass
+class Report:
+    target: str
+    seed: int
+    results: list[ClauseResult]
+    cases: int
+    seconds: float
+    environment: dict = field(default_factory=dict)
+    #: the accuracy class the tolerances assumed, as the report names it ("accurate (2 ulps)")
+    accuracy: str = ""
+
+    @property
+    def verdict(self) -> str:
+        """"conformant", "not conformant" (a clause failed or broke) or "inconclusive" (nothing failed, but a
+        clause had too few decisive cases, or no clause passed)."""
+        statuses = {r.status for r in self.results}
+        if statuses & {"failed", "error"}:
+            return "not conformant"
+        if "undetermined" in statuses or "passed" not in statuses:
+            return "inconclusive"
+        return "conformant"
+
+    @property
+    def conformant(self) -> bool:
+        return self.verdict == "conformant"
+
+    def to_json(self) -> dict:
+        return {"schema": "rnnspec.report/2", "target": self.target, "verdict": self.verdict,
+                "conformant": self.conformant, "seed": self.seed, "cases": self.cases,
+                "seconds": round(self.seconds, 3), "accuracy": self.accuracy, "environment": self.environment,
+                "clauses": [r.to_json() for r in self.results]}
