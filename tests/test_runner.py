@@ -4,7 +4,6 @@ import json
 import time
 import xml.etree.ElementTree as ET
 
-import misbehaving
 import numpy as np
 import pytest
 
@@ -12,6 +11,8 @@ from rnnspec.spec import load_target
 from rnnspec.spec.cases import Case
 from rnnspec.spec.report import write_json, write_junit
 from rnnspec.spec.runner import check
+
+import misbehaving
 
 
 def _status(report):
@@ -23,7 +24,7 @@ def test_builtin_targets_are_conformant(target):
     if target == "torch":
         pytest.importorskip("torch")
     report = check(load_target(target), target=target)
-    assert report.conformant, {r.clause.id: (r.status, r.worst and r.worst.message) for r in report.results
+    assert report.conformant, {r.clause.id: (r.status, r.message) for r in report.results
                                if r.status != "passed"}
 
 
@@ -88,7 +89,8 @@ def test_reports_have_the_schema_and_parse(tmp_path):
     write_json(report, tmp_path / "r.json")
     write_junit(report, tmp_path / "r.xml")
     data = json.loads((tmp_path / "r.json").read_text())
-    assert data["schema"] == "rnnspec.report/2" and data["conformant"] is False and data["verdict"] == "not conformant" and data["seed"] == 3
+    assert data["schema"] == "rnnspec.report/2" and data["conformant"] is False and data["seed"] == 3
+    assert data["verdict"] == "not conformant"
     assert {"versions", "device"} <= set(data["environment"]) | {"versions"}
     for clause in data["clauses"]:
         assert {"id", "statement", "status", "examples", "worst_error", "tolerance", "counterexample"} <= set(clause)
