@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from rnnspec.spec.expected import Key
 
 VALUE_RULE = ("normwise relative error against the oracle in the next wider precision, within 16 x the "
-              "largest deviation of three correct computations on the same case (the oracle in the tested "
-              "dtype; the wider oracle on inputs perturbed by one unit roundoff, twice) + 256 eps; gradient "
-              "clauses skip cases where a ReLU pre-activation is within rounding reach of 0 (undetermined)")
+              "largest deviation of four correct computations on the same case (the oracle in the tested dtype; "
+              "the wider oracle with its elementwise functions accurate to the target's accuracy class but "
+              "rounded away from zero, toward zero, each on inputs perturbed by one unit roundoff, and at "
+              "random) + 256 eps; cases decide nothing (undetermined) where the tolerance is 0.1 or more, and "
+              "for gradient clauses where a ReLU pre-activation is within rounding reach of 0")
 EXACT_RULE = "exact: no tolerance"
 
 

@@ -12,6 +12,7 @@ over for the next call. The child also reports whether the call modified its arg
 from __future__ import annotations
 
 import copy
+import faulthandler
 import multiprocessing
 import os
 import pickle
@@ -69,6 +70,9 @@ def _load(source):
 
 
 def _serve(connection, source) -> None:
+    # a fatal signal is reported as the call's outcome; a handler inherited from the parent (pytest's)
+    # would also dump this process's stack into the parent's output
+    faulthandler.disable()
     try:
         impl, declared = _load(source)
         connection.send(("loaded", declared))
