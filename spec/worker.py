@@ -77,7 +77,7 @@ def _serve(connection, source) -> None:
         impl, declared = _load(source)
         connection.send(("loaded", declared))
     except TargetError as exc:  # already says which target and why
-        connection.send(("load-failed", str(exc)))
+        connection.send(("target-error", str(exc)))
         return
     except BaseException as exc:  # noqa: B036 - SystemExit at import too: a loading error, reported
         connection.send(("load-failed", describe_exception(exc)))
@@ -162,8 +162,7 @@ class Worker:
             raise LoadError(f"{what} ended its process ({how})") from None
         if status != "loaded":
             self.stop()
-            raise LoadError(value if isinstance(self.impl, TargetName) and value.startswith("target ")
-                            or value.startswith("unknown target") else f"{what} failed: {value}")
+            raise LoadError(value if status == "target-error" else f"{what} failed: {value}")
         self.declared = value
 
     def declarations(self) -> dict:
