@@ -39,7 +39,8 @@ def test_no_false_failures_over_thousands_of_cases(target):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("reference", rounded_references.REFERENCES, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("reference", rounded_references.REFERENCES + rounded_references.AT_THE_BOUND,
+                         ids=lambda c: c.__name__)
 def test_activations_rounded_otherwise_pass_thousands_of_float32_cases(reference):
     impl = reference()
     impl.dtypes = ("float32",)

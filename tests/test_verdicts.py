@@ -58,7 +58,8 @@ def test_a_rounded_logistic_reaches_its_derivative_as_implementations_compute_it
     assert rounded_form(sp.tanh(u)) == sp.Function("rounded_tanh")(u)
 
 
-@pytest.mark.parametrize("impl", [RnnspecCPU, *rounded_references.REFERENCES], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("impl", [RnnspecCPU, *rounded_references.REFERENCES, *rounded_references.AT_THE_BOUND],
+                         ids=lambda c: c.__name__)
 def test_the_saturated_case_passes_whatever_the_rounding_of_tanh(impl):
     report = check(impl(), cases=[SATURATED])
     assert report.conformant, [(r.clause.id, r.status, r.message) for r in report.results if r.status != "passed"]
