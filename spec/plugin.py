@@ -88,13 +88,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.args[:] = [a for a in config.args if not a.startswith(PREFIX)]
     config.stash[_SELECTED] = selected
     from rnnspec.spec.declared import UsageError, declared
+    from rnnspec.spec.runner import check_options
     from rnnspec.spec.targets import TargetError
     from rnnspec.spec.worker import TargetName, Worker
 
-    for option in ("rnnspec_examples", "rnnspec_timeout"):
-        value = config.getoption(option)
-        if value is not None and not 0 < value < float("inf"):
-            raise pytest.UsageError(f"--{option.replace('_', '-')}: expected a positive number, got {value}")
+    try:
+        check_options(config.getoption("rnnspec_examples"), config.getoption("rnnspec_timeout"))
+    except UsageError as exc:
+        raise pytest.UsageError(f"--rnnspec options: {exc}") from None
     worker = Worker(TargetName(target), config.getoption("rnnspec_timeout"))
     try:
         declared(worker.declarations())

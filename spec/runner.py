@@ -15,7 +15,7 @@ from rnnspec.spec.judge import METHODS, Verdict, judge
 from rnnspec.spec.results import ClauseResult, Report
 from rnnspec.spec.worker import Outcome, Worker
 
-__all__ = ["UsageError", "check", "print_progress", "shrink"]
+__all__ = ["UsageError", "check", "check_options", "print_progress", "shrink"]
 
 DEFAULT_EXAMPLES = 50
 DEFAULT_TIMEOUT = 60.0
@@ -97,7 +97,7 @@ def _environment(decl: Declared) -> dict:
     return env
 
 
-def _options(examples: int | None, timeout: float) -> None:
+def check_options(examples: int | None, timeout: float) -> None:
     """Usage errors in the run's options, named, before any case runs."""
     if examples is not None and (isinstance(examples, bool) or not isinstance(examples, int) or examples < 1):
         raise UsageError(f"examples must be a positive integer, got {examples!r}")
@@ -114,7 +114,7 @@ def check(impl, *, target: str = "<object>", examples: int | None = None, seed: 
     in the worker process, under ``timeout``, and this process never imports it.
     """
     start = time.monotonic()
-    _options(examples, timeout)
+    check_options(examples, timeout)
     unknown = [c for c in clauses or () if c not in BY_ID]
     if unknown:
         raise UsageError(f"unknown clause ids {unknown}; known: {sorted(BY_ID)}")

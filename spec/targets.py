@@ -25,9 +25,9 @@ class TargetError(Exception):
 def describe_exception(exc: BaseException, frames: int = 6) -> str:
     """The exception as Python prints it (the whole message; file, line and caret for a syntax error),
     after the last ``frames`` frames of its traceback outside rnnspec's own machinery."""
-    own = (__file__, "spec/worker.py", "<frozen importlib._bootstrap")
-    stack = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(own)
-             and not f.filename.endswith(own)]
+    ours = ("spec/targets.py", "spec/worker.py")  # the loading and calling machinery, not the target
+    stack = [f for f in traceback.extract_tb(exc.__traceback__)
+             if not f.filename.endswith(ours) and not f.filename.startswith("<frozen importlib")]
     where = "".join(traceback.format_list(stack[-frames:]))
     text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     return (f"{text}\n{where.rstrip()}" if where else text).strip()

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rnnspec.spec.targets import TargetError, describe_exception
+from rnnspec.spec.targets import TargetError, describe_exception, load_target
 
 
 @dataclass
@@ -63,7 +63,6 @@ class TargetName(str):
 
 def _load(source):
     from rnnspec.spec.declared import declarations
-    from rnnspec.spec.targets import load_target
 
     impl = load_target(source) if isinstance(source, TargetName) else source
     return impl, declarations(impl)
