@@ -1,11 +1,13 @@
 """Cells in SymPy: the forward equations, written once, from which everything else is derived.
 
 A cell is named quantities (parameters, per-step inputs, recurrent states) and the equations of
-one time step; a head maps the hidden state of each step to a scalar loss. The Elman cell of the
-source notes (they write S for h):
+one time step; a head (:mod:`rnnspec.derivations.heads`) maps the hidden state of each step to a
+scalar loss. The Elman cell of the source notes (they write S for h):
 
     z_t = U x_t + W h_{t-1} + b,   h_t = f(z_t)
-    a_t = V h_t + c,               o_t = g(a_t),   loss_t = loss(o_t, y_t)
+
+The gated cells are in :mod:`rnnspec.derivations.gated`, and every cell by name in
+:mod:`rnnspec.derivations.registry`.
 """
 
 from __future__ import annotations
@@ -16,26 +18,23 @@ from functools import cached_property
 
 import sympy as sp
 
-from rnnspec.derivations.tensors import (
-    INPUT,
-    INTERMEDIATE,
-    PARAM,
-    SHIFT,
-    STATE_IN,
-    STATE_OUT,
-    TARGET,
-    Equation,
-    Shift,
-    Var,
-    indices,
-)
+from rnnspec.derivations.heads import HEADS, Head, make_head
+from rnnspec.derivations.tensors import INPUT, INTERMEDIATE, PARAM, STATE_IN, STATE_OUT, Equation, Var, indices
+
+__all__ = ["ACTIVATIONS", "GENERIC", "HEADS", "Cell", "Gate", "activation_function", "elman", "sigmoid"]
 
 Activation = Callable[[sp.Expr], sp.Expr]
+
+
+def sigmoid(u: sp.Expr) -> sp.Expr:
+    """The logistic function 1 / (1 + exp(-u)) (the rounding model recognises this form)."""
+    return 1 / (1 + sp.exp(-u))
+
 
 #: the activations f of the hidden state. ReLU's derivative at 0 is 0, as in PyTorch.
 ACTIVATIONS: dict[str, Activation] = {
     "tanh": sp.tanh,
-    "sigmoid": lambda u: 1 / (1 + sp.exp(-u)),
+    "sigmoid": sigmoid,
     "relu": lambda u: sp.Piecewise((u, u > 0), (0, True)),
     "identity": lambda u: u,
 }
@@ -43,26 +42,24 @@ ACTIVATIONS: dict[str, Activation] = {
 #: the activation used where a document speaks of any f.
 GENERIC = "f"
 
-HEADS = ("softmax-ce", "identity-se")
-
 
 @dataclass(frozen=True)
-class Head:
-    """Maps a state of every step to a scalar loss ``loss``; ``outputs`` define o_t for reports."""
+class Gate:
+    """A gate of a gated cell, for the cases that drive it open (value near 1) or shut (near 0)."""
 
-    name: str
-    reads: Var
-    params: tuple[Var, ...]
-    target: Var
-    equations: tuple[Equation, ...]
-    shifts: tuple[Shift, ...]
-    loss: Var
-    outputs: tuple[Equation, ...]
+    name: str  # as the equations write it: "f", "r", ...
+    bias: str  # the parameter whose offset opens or shuts it
+    meaning: str  # "forget", "reset", ...
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One time step of a recurrent network, in equations."""
+    """One time step of a recurrent network, in equations, and what the suite needs to know of it.
+
+    ``activations``: the values the contract's ``activation`` may take for this cell (the gated
+    cells have their nonlinearities fixed, written ``tanh``). ``pre_activations``: the step's
+    quantities that feed a nonlinearity (where overflow and ReLU's kink are looked for).
+    """
 
     name: str
     activation: str
@@ -72,6 +69,10 @@ class Cell:
     states: tuple[tuple[Var, Var], ...]
     step: tuple[Equation, ...]
     head: Head | None = None
+    title: str = ""
+    activations: tuple[str, ...] = ("tanh",)
+    pre_activations: tuple[str, ...] = ()
+    gates: tuple[Gate, ...] = ()
 
     @cached_property
     def quantities(self) -> dict[str, Var]:
@@ -80,6 +81,10 @@ class Cell:
         if self.head:
             found += [*self.head.params, self.head.target, *(s.target for s in self.head.shifts)]
             found += [e.target for e in self.head.equations + self.head.outputs]
+        names = [v.name for v in found]
+        clash = sorted({n for n in names if names.count(n) > 1 and len({v for v in found if v.name == n}) > 1})
+        if clash:
+            raise ValueError(f"cell {self.name}: two different quantities are named {clash}")
         return {v.name: v for v in found}
 
     @property
@@ -89,6 +94,16 @@ class Cell:
     @property
     def state_in(self) -> tuple[Var, ...]:
         return tuple(inp for inp, _ in self.states)
+
+    @property
+    def state0_keys(self) -> tuple[str, ...]:
+        """The contract's initial-state keys: ``h0`` (and ``c0``)."""
+        return tuple(out.key + "0" for out in self.state_out)
+
+    @property
+    def all_params(self) -> tuple[Var, ...]:
+        """The step's parameters, then the head's."""
+        return self.params + (self.head.params if self.head else ())
 
 
 def activation_function(name: str) -> Activation:
@@ -100,58 +115,7 @@ def activation_function(name: str) -> Activation:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}") from None
 
 
-def softmax_cross_entropy(h: Var) -> Head:
-    """loss_t = -log softmax(a_t)[y_t] = log sum_k exp(a_tk) - y_t . a_t, y_t one-hot.
-
-    The shift mu_t = max_k a_tk keeps exp in range; the loss does not depend on it.
-    """
-    i, j, k = indices("i j k")
-    V = Var("V", ("K", "H"), PARAM, "V")
-    c = Var("c", ("K",), PARAM, "c")
-    y = Var("y", ("K",), TARGET, "y")
-    a = Var("a", ("K",), INTERMEDIATE, "a")
-    mu = Var("mu", (), SHIFT, r"\mu")
-    s = Var("s", (), INTERMEDIATE, "s")
-    loss = Var("ell", (), INTERMEDIATE, r"\ell")
-    o = Var("o", ("K",), INTERMEDIATE, "o")
-    return Head(
-        name="softmax-ce",
-        reads=h,
-        params=(V, c),
-        target=y,
-        equations=(
-            Equation(a, (i,), V[i, j] * h[j] + c[i]),
-            Equation(s, (), sp.exp(a[k] - mu.scalar)),
-            Equation(loss, (), sp.log(s.scalar) + mu.scalar - y[k] * a[k]),
-        ),
-        shifts=(Shift(mu, a, "max"),),
-        loss=loss,
-        outputs=(Equation(o, (i,), sp.exp(a[i] - mu.scalar) / s.scalar),),
-    )
-
-
-def identity_squared_error(h: Var) -> Head:
-    """loss_t = 1/2 ||a_t - y_t||^2 with o_t = a_t."""
-    i, j, k = indices("i j k")
-    V = Var("V", ("K", "H"), PARAM, "V")
-    c = Var("c", ("K",), PARAM, "c")
-    y = Var("y", ("K",), TARGET, "y")
-    a = Var("a", ("K",), INTERMEDIATE, "a")
-    loss = Var("ell", (), INTERMEDIATE, r"\ell")
-    o = Var("o", ("K",), INTERMEDIATE, "o")
-    return Head(
-        name="identity-se",
-        reads=h,
-        params=(V, c),
-        target=y,
-        equations=(
-            Equation(a, (i,), V[i, j] * h[j] + c[i]),
-            Equation(loss, (), (a[k] - y[k]) ** 2 / 2),
-        ),
-        shifts=(),
-        loss=loss,
-        outputs=(Equation(o, (i,), a[i]),),
-    )
+SIZES = (("I", "input size"), ("H", "hidden size"), ("K", "output size"))
 
 
 def elman(activation: str = "tanh", bias: bool = True, head: str | None = "softmax-ce") -> Cell:
@@ -166,16 +130,16 @@ def elman(activation: str = "tanh", bias: bool = True, head: str | None = "softm
     z = Var("z", ("H",), INTERMEDIATE, "z_t")
     h = Var("h", ("H",), STATE_OUT, "h_t")
     rhs = U[i, j] * x[j] + W[i, k] * h_prev[k] + (b[i] if bias else 0)
-    heads = {"softmax-ce": softmax_cross_entropy, "identity-se": identity_squared_error}
-    if head is not None and head not in heads:
-        raise ValueError(f"head must be one of {sorted(heads)} or None, got {head!r}")
     return Cell(
         name="elman",
         activation=activation,
-        sizes=(("I", "input size"), ("H", "hidden size"), ("K", "output size")),
+        sizes=SIZES,
         params=(U, W, b) if bias else (U, W),
         inputs=(x,),
         states=((h_prev, h),),
         step=(Equation(z, (i,), rhs), Equation(h, (i,), f(z[i]))),
-        head=heads[head](h) if head else None,
+        head=make_head(head, h),
+        title="Elman RNN",
+        activations=tuple(ACTIVATIONS),
+        pre_activations=("z",),
     )

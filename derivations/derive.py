@@ -9,7 +9,7 @@ import sympy as sp
 from sympy.calculus.util import maximum
 
 from rnnspec.derivations.cells import Cell, activation_function, elman
-from rnnspec.derivations.engine import cotangent, jacobian, reverse
+from rnnspec.derivations.engine import cotangent, incoming, jacobian, reverse
 from rnnspec.derivations.tensors import Equation, Var
 
 
@@ -32,7 +32,15 @@ class Derivation:
         """The cell's quantities and their cotangents, by name."""
         found = dict(self.cell.quantities)
         found.update({cotangent(v).name: cotangent(v) for v in self.cell.quantities.values()})
+        found.update({incoming(v).name: incoming(v) for v in self.cell.state_out})
         return found
+
+    @cached_property
+    def seeds(self) -> dict[str, str]:
+        """State name -> the name under which BPTT hands a step the cotangent of that new state."""
+        computed = {eq.target.name for eq in self.step_backward}
+        return {v.name: incoming(v).name if cotangent(v).name in computed else cotangent(v).name
+                for v in self.cell.state_out}
 
 
 @cache

@@ -36,6 +36,12 @@ def cotangent(var: Var) -> Var:
     return Var("g_" + var.name, var.shape, kind, latex=r"\bar{%s}" % (var.latex or var.name))
 
 
+def incoming(var: Var) -> Var:
+    """The cotangent a seeded quantity receives from outside a block that also consumes it (the LSTM's
+    c_t feeds h_t in its own step and c_{t+1} in the next): the block adds its own contributions to it."""
+    return Var("g_" + var.name + "_in", var.shape, COTANGENT, latex=r"\bar{%s}^{\,\mathrm{in}}" % (var.latex or var.name))
+
+
 def pull_deltas(piecewise: sp.Piecewise) -> sp.Expr:
     """``Piecewise((delta*A, c), (0, True))`` as ``delta * Piecewise((A, c), (0, True))``.
 
@@ -131,7 +137,8 @@ def reverse(
     """Backward equations: the cotangents of ``wrt`` given external cotangents on ``seeds``.
 
     Intermediates that receive cotangent get an equation of their own (``g_z`` is the notes'
-    delta), so the result reads as the recurrence it is and evaluates without repeated work.
+    delta), so the result reads as the recurrence it is and evaluates without repeated work. A seed
+    that the block also consumes receives its outside cotangent as :func:`incoming`.
     """
     equations = list(equations)
     seeded = {v.name for v in seeds}
@@ -144,9 +151,11 @@ def reverse(
         index = canonical_indices(eq.target)
         g = cotangent(eq.target)
         if name in contributions:
+            terms = contributions.pop(name)
             if name in seeded:
-                raise ValueError(f"{name} is both seeded and consumed inside the block")
-            backward.append(Equation(g, index, sp.Add(*contributions.pop(name))))
+                outside = incoming(eq.target)
+                terms = [outside[index] if index else outside.scalar, *terms]
+            backward.append(Equation(g, index, sp.Add(*terms)))
         seed = g[eq.indices] if eq.indices else g.scalar
         for var in reads(eq.rhs, quantities):
             if var.kind == SHIFT:

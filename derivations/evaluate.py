@@ -10,7 +10,9 @@ that are per example carry a leading batch axis. Backends:
 - any of the float backends with a :class:`~rnnspec.derivations.rounding.Rounding`: its elementwise
   functions (tanh, exp, log, the logistic function) accurate to a number of ulps but rounded otherwise;
 - ``mpmath``: object arrays of ``mpmath.mpf`` / ``mpc``, at ``mpmath.mp.dps`` digits;
-- ``sympy``: object arrays of SymPy expressions (exact, for the proof).
+- ``sympy``: object arrays of SymPy expressions (exact, for the proof);
+- ``symengine``: the same in SymEngine, whose expressions share their subexpressions (the gated
+  cells' unrolled gradients are millions of characters as SymPy trees, thousands as SymEngine's).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 
 import mpmath
 import numpy as np
+import symengine
 import sympy as sp
 
 from rnnspec.derivations.rounding import Rounding, rounded_form
@@ -40,9 +43,12 @@ class Backend:
 
     @property
     def exact(self) -> bool:
-        return self.name in ("mpmath", "sympy")
+        return self.name in ("mpmath", "sympy", "symengine")
 
     def asarray(self, value) -> np.ndarray:
+        if self.name == "symengine":
+            convert = np.frompyfunc(symengine.sympify, 1, 1)
+            return convert(np.asarray(value, dtype=object)).astype(object)
         if self.name == "mpmath":
             convert = np.frompyfunc(lambda v: mpmath.mpmathify(v), 1, 1)
             return convert(np.asarray(value, dtype=object)).astype(object)
@@ -54,7 +60,7 @@ class Backend:
     def zeros(self, shape) -> np.ndarray:
         if self.exact:
             out = np.empty(shape, dtype=object)
-            out[...] = mpmath.mpf(0) if self.name == "mpmath" else sp.Integer(0)
+            out[...] = {"mpmath": mpmath.mpf(0), "sympy": sp.Integer(0), "symengine": symengine.Integer(0)}[self.name]
             return out
         return np.zeros(shape, dtype=self.dtype)
 
@@ -63,7 +69,11 @@ class Backend:
         if key not in self._compiled:
             dummies = [sp.Dummy(f"a{n}") for n in range(len(atoms))]
             body = expr.xreplace(dict(zip(atoms, dummies)))
-            if self.name == "sympy":
+            if self.name in ("sympy", "symengine"):
+                if self.name == "symengine":
+                    dummies = [symengine.Symbol(f"_rnnspec_a{n}") for n in range(len(atoms))]
+                    body = symengine.sympify(expr.xreplace(dict(zip(atoms, map(sp.Symbol, map(str, dummies))))))
+
                 def scalar(*args, body=body, dummies=dummies):
                     return body.xreplace(dict(zip(dummies, args)))
                 self._compiled[key] = np.frompyfunc(scalar, len(atoms), 1)
@@ -86,6 +96,8 @@ class Backend:
     def _constant(self, number: sp.Expr):
         if self.name == "sympy":
             return number
+        if self.name == "symengine":
+            return symengine.sympify(number)
         if self.name == "mpmath":
             return mpmath.mpmathify(str(sp.N(number, mpmath.mp.dps + 10)))
         if self.name == "longdouble":
@@ -94,7 +106,7 @@ class Backend:
 
     def shift(self, shift: Shift, source: np.ndarray) -> np.ndarray:
         """The value of a stop-gradient shift: a reduction over the source's last axis."""
-        if self.name == "sympy":
+        if self.name in ("sympy", "symengine"):
             return self.zeros(source.shape[:-1])
         if self.name == "mpmath":
             real = np.frompyfunc(lambda v: mpmath.re(v), 1, 1)(source)
@@ -115,6 +127,7 @@ BACKENDS = {
     "complex128": lambda: Backend("complex128", np.complex128),
     "mpmath": lambda: Backend("mpmath", object),
     "sympy": lambda: Backend("sympy", object),
+    "symengine": lambda: Backend("symengine", object),
 }
 
 
@@ -188,19 +201,20 @@ def _plan_term(term: sp.Expr, eq: Equation, out_subs: str, quantities: Mapping[s
     return _Term(coefficient, tuple(operands), "".join(c for c in out_subs if c in present))
 
 
-#: the analysed terms of each equation, by (equation, id of its quantities, which it keeps alive)
+#: the analysed terms of each equation, by the ids of the equation and its quantities (the entry keeps
+#: both alive, so the ids stay theirs; hashing an equation costs more than evaluating it)
 _PLANS: dict = {}
 
 
 def _plan(eq: Equation, quantities: Mapping[str, Var]) -> tuple[str, tuple[_Term, ...]]:
     """The output subscripts and analysed terms of ``eq``: the SymPy work of :func:`evaluate`, done once."""
-    key = (eq, id(quantities))
+    key = (id(eq), id(quantities))
     if key not in _PLANS:
         out_letters = _letters(list(eq.indices))
         out_subs = (BATCH if eq.target.per_example else "") + "".join(out_letters[i] for i in eq.indices)
         terms = tuple(_plan_term(t, eq, out_subs, quantities) for t in sp.Add.make_args(eq.rhs) if t != 0)
-        _PLANS[key] = (quantities, out_subs, terms)
-    return _PLANS[key][1:]
+        _PLANS[key] = (eq, quantities, out_subs, terms)
+    return _PLANS[key][2:]
 
 
 def _elementwise_operand(operand: _Operand, env, be: Backend) -> np.ndarray:

@@ -1,8 +1,9 @@
 """The oracle: forward, VJP and loss of a cell, evaluated from the derived equations.
 
-It implements the implementation contract (DESIGN.md) and is the built-in target ``oracle``.
-Arrays are time-major, batch rows; state ``h`` starts from ``state0["h0"]``. Nothing here writes a
-formula: forward runs the cell's equations, backward runs the engine's.
+It implements the implementation contract (DESIGN.md) for every registered cell and is the built-in
+target ``oracle``. Arrays are time-major, batch rows; each state starts from ``state0[key + "0"]``
+(``h0``, and the LSTM's ``c0``). Nothing here writes a formula: forward runs the cell's equations,
+backward runs the engine's.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import numpy as np
 
 from rnnspec.derivations.cells import Cell, elman
 from rnnspec.derivations.derive import Derivation, derive
+from rnnspec.derivations.registry import CELL_NAMES, check_name
+from rnnspec.derivations.registry import cell as registered_cell
 from rnnspec.derivations.evaluate import Backend, backend, evaluate
 from rnnspec.derivations.rounding import Rounding
 from rnnspec.derivations.tensors import Var
@@ -28,16 +31,18 @@ class Oracle:
     tanh, exp, log rounded within some ulps of a dtype): the tolerance model's correct computations.
     """
 
+    #: the cells the built-in target ``oracle`` implements (the suite sets ``cell`` before each call)
+    cells = CELL_NAMES
+
     def __init__(self, activation: str = "tanh", backend: str = "float64", bias: bool = True,
                  head: str | None = "softmax-ce", cell: str | Cell = "elman", rounding: Rounding | None = None) -> None:
         if isinstance(cell, Cell):
             self._spec = cell
             self.cell = cell.name
-        elif cell == "elman":
+        else:
+            check_name(cell)
             self._spec = None
             self.cell = cell
-        else:
-            raise ValueError(f"cell must be 'elman' or a Cell, got {cell!r}")
         self.activation = activation
         self.bias = bias
         self.head = head
@@ -48,13 +53,23 @@ class Oracle:
     def __repr__(self) -> str:
         return f"Oracle(activation={self.activation!r}, backend={self.backend_name!r}, head={self.head!r})"
 
-    @cached_property
+    @property
     def spec(self) -> Cell:
-        return self._spec or elman(self.activation, self.bias, self.head)
+        """The cell's equations (looked up at each use: the suite sets ``cell`` and ``activation``)."""
+        return self.derivation.cell
 
-    @cached_property
+    @property
     def derivation(self) -> Derivation:
-        return derive(self.spec)
+        key = (self.cell, self.activation, self.head, self.bias)
+        if getattr(self, "_derived", (None,))[0] != key:  # hashing a Cell costs more than a step
+            if self._spec is not None:
+                made = self._spec
+            elif self.cell == "elman" and not self.bias:
+                made = elman(self.activation, False, self.head)
+            else:
+                made = registered_cell(self.cell, self.activation, self.head)
+            self._derived = (key, derive(made))
+        return self._derived[1]
 
     @cached_property
     def be(self) -> Backend:
@@ -63,16 +78,21 @@ class Oracle:
     # -- the contract -------------------------------------------------------------------------
     def forward(self, x: np.ndarray, state0: Arrays, params: Arrays) -> dict[str, np.ndarray]:
         tapes, _ = self._forward(x, state0, params)
-        return {out.name: self._stack([tape[out.name] for tape in tapes], out) for out in self.spec.state_out}
+        return {out.key: self._stack([tape[out.name] for tape in tapes], out) for out in self.spec.state_out}
 
     def vjp(self, x: np.ndarray, state0: Arrays, params: Arrays, cotangents: Arrays) -> dict[str, np.ndarray]:
         tapes, sizes = self._forward(x, state0, params)
-        given = {k: self.be.asarray(v) for k, v in cotangents.items()}
-        for name in given:
-            if name not in {o.name for o in self.spec.state_out}:
-                raise ValueError(f"cotangents: unknown key {name!r}")
-        per_step = [{k: v[t] for k, v in given.items()} for t in range(len(tapes))]
+        per_step = self._cotangents(cotangents, len(tapes))
         return self._backward(tapes, per_step, sizes, self._step_params(params))
+
+    def _cotangents(self, cotangents: Arrays, steps: int) -> list[dict[str, np.ndarray]]:
+        """Per step, state name -> the cotangent given for it (by its contract key)."""
+        by_key = {o.key: o.name for o in self.spec.state_out}
+        for key in cotangents:
+            if key not in by_key:
+                raise ValueError(f"cotangents: unknown key {key!r} (expected {sorted(by_key)})")
+        given = {by_key[k]: self.be.asarray(v) for k, v in cotangents.items()}
+        return [{k: v[t] for k, v in given.items()} for t in range(steps)]
 
     def loss(self, x: np.ndarray, state0: Arrays, params: Arrays, targets: np.ndarray):
         """Sum over time and batch of the head's loss, and the gradients of every input."""
@@ -106,14 +126,13 @@ class Oracle:
     def everything(self, x: np.ndarray, state0: Arrays, params: Arrays, cotangents: Arrays, targets: np.ndarray):
         """forward, vjp and loss of one case with a single forward pass: (states, vjp grads, (loss, grads)).
 
-        ``states`` also holds every step intermediate of the cell (``z`` for Elman), stacked over time.
+        ``states`` holds every step quantity of the cell by name (``z`` for Elman; the LSTM's cell state
+        is ``C``), stacked over time.
         """
         tapes, sizes = self._forward(x, state0, params)
         states = {eq.target.name: self._stack([tape[eq.target.name] for tape in tapes], eq.target)
                   for eq in self.spec.step}
-        given = {k: self.be.asarray(v) for k, v in cotangents.items()}
-        per_step = [{k: v[t] for k, v in given.items()} for t in range(len(tapes))]
-        vjp = self._backward(tapes, per_step, sizes, self._step_params(params))
+        vjp = self._backward(tapes, self._cotangents(cotangents, len(tapes)), sizes, self._step_params(params))
         return states, vjp, self._loss(tapes, sizes, params, targets)
 
     def outputs(self, x: np.ndarray, state0: Arrays, params: Arrays) -> np.ndarray:
@@ -163,7 +182,7 @@ class Oracle:
             self._size_check(sizes, v, step_params[v.name].shape, "params")
         state = {}
         for inp, out in cell.states:
-            key = out.name + "0"
+            key = out.key + "0"
             if key not in state0:
                 raise ValueError(f"state0: missing {key!r}")
             value = self.be.asarray(state0[key])
@@ -217,7 +236,7 @@ class Oracle:
         for t in reversed(range(steps)):
             env = dict(tapes[t])
             for out in cell.state_out:
-                env["g_" + out.name] = carried[out.name] + per_step[t].get(out.name, 0)
+                env[self.derivation.seeds[out.name]] = carried[out.name] + per_step[t].get(out.name, 0)
             for eq in self.derivation.step_backward:
                 env[eq.target.name] = evaluate(eq, env, self.derivation.quantities, sizes, batch, self.be)
             for v in cell.params:
@@ -226,7 +245,7 @@ class Oracle:
             carried = {out.name: env["g_" + inp.name] for inp, out in cell.states}
         grads[x_var.name] = gx
         for out in cell.state_out:
-            grads[out.name + "0"] = carried[out.name]
+            grads[out.key + "0"] = carried[out.name]
         return grads
 
     def _stack(self, items: list[np.ndarray], var: Var) -> np.ndarray:

@@ -30,6 +30,13 @@ class Var:
     shape: tuple[str, ...]
     kind: str
     latex: str = ""
+    #: the name the implementation contract uses, where it differs from ``name`` (the LSTM's cell
+    #: state is ``c`` in the contract and ``C`` here, apart from the head's output bias ``c``)
+    contract: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.contract or self.name
 
     @property
     def per_example(self) -> bool:

@@ -86,11 +86,14 @@ def test_resolve_deltas_contracts_summed_indices_only():
     assert resolve_deltas(kept, free=[i, p]) == kept
 
 
-def test_reverse_rejects_a_seed_that_is_also_consumed():
+def test_a_seed_that_is_also_consumed_adds_its_outside_cotangent():
+    """The LSTM's c_t: seeded from step t+1 and consumed by h_t in its own step."""
     i, = indices("i")
     a = Var("a", ("H",), INTERMEDIATE)
     b = Var("b", ("H",), STATE_OUT)
     x = Var("x", ("H",), INPUT)
     eqs = [Equation(a, (i,), 2 * x[i]), Equation(b, (i,), a[i] ** 2)]
-    with pytest.raises(ValueError, match="seeded and consumed"):
-        reverse(eqs, {v.name: v for v in (a, b, x)}, seeds=[a, b], wrt=[x])
+    backward = {eq.target.name: eq.rhs for eq in reverse(eqs, {v.name: v for v in (a, b, x)}, seeds=[a, b], wrt=[x])}
+    g_a, g_b, g_a_in = (sp.IndexedBase(n)[i] for n in ("g_a", "g_b", "g_a_in"))
+    assert sp.expand(backward["g_a"] - (g_a_in + 2 * sp.IndexedBase("a")[i] * g_b)) == 0
+    assert sp.expand(backward["g_x"] - 2 * g_a) == 0

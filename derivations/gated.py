@@ -1,0 +1,109 @@
+"""The gated cells: LSTM and the two GRUs, each forward step written once (everything else is derived).
+
+Per-gate parameters, named after the notes' U (input), W (recurrent), b; sigma is the logistic function.
+
+    lstm:             i = sigma(U_i x + W_i h + b_i),  f = sigma(U_f x + W_f h + b_f),
+                      g = tanh(U_g x + W_g h + b_g),    o = sigma(U_o x + W_o h + b_o),
+                      c' = f * c + i * g,               h' = o * tanh(c')
+    gru-reset-after:  r = sigma(U_r x + W_r h + b_r),  z = sigma(U_z x + W_z h + b_z),
+                      n = tanh(U_n x + b_n + r * (W_n h + b_hn)),   h' = (1 - z) * n + z * h
+    gru-reset-before: as above with n = tanh(U_n x + W_n (r * h) + b_n), no b_hn
+
+Quantity names are short and distinct from the head's (``C`` is the LSTM's cell state, whose
+contract name is ``c``; the head's ``c`` is its output bias).
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from rnnspec.derivations.cells import SIZES, Cell, Gate, sigmoid
+from rnnspec.derivations.heads import make_head
+from rnnspec.derivations.tensors import INPUT, INTERMEDIATE, PARAM, STATE_IN, STATE_OUT, Equation, Var, indices
+
+
+def _gate_params(gates: str) -> tuple[dict[str, Var], dict[str, Var], dict[str, Var]]:
+    U = {g: Var(f"U_{g}", ("H", "I"), PARAM, f"U_{{{g}}}") for g in gates}
+    W = {g: Var(f"W_{g}", ("H", "H"), PARAM, f"W_{{{g}}}") for g in gates}
+    b = {g: Var(f"b_{g}", ("H",), PARAM, f"b_{{{g}}}") for g in gates}
+    return U, W, b
+
+
+def _pre(name: str, gate: str) -> Var:
+    return Var(name, ("H",), INTERMEDIATE, r"\hat{%s}_{t}" % gate)
+
+
+def lstm(head: str | None = "softmax-ce") -> Cell:
+    """The LSTM without peepholes, gates in the order i, f, g, o (PyTorch's)."""
+    i, j, k = indices("i j k")
+    U, W, b = _gate_params("ifgo")
+    x = Var("x", ("I",), INPUT, "x_t")
+    h_prev = Var("h_prev", ("H",), STATE_IN, "h_{t-1}")
+    c_prev = Var("C_prev", ("H",), STATE_IN, "c_{t-1}", contract="c_prev")
+    h = Var("h", ("H",), STATE_OUT, "h_t")
+    c = Var("C", ("H",), STATE_OUT, "c_t", contract="c")
+    pre = {g: _pre(f"z{g}", g) for g in "ifgo"}
+    gate = {g: Var(f"{g}g", ("H",), INTERMEDIATE, f"{g}_{{t}}") for g in "ifgo"}
+    squash = {"i": sigmoid, "f": sigmoid, "g": sp.tanh, "o": sigmoid}
+    step = []
+    for g in "ifgo":
+        step.append(Equation(pre[g], (i,), U[g][i, j] * x[j] + W[g][i, k] * h_prev[k] + b[g][i]))
+        step.append(Equation(gate[g], (i,), squash[g](pre[g][i])))
+    step.append(Equation(c, (i,), gate["f"][i] * c_prev[i] + gate["i"][i] * gate["g"][i]))
+    step.append(Equation(h, (i,), gate["o"][i] * sp.tanh(c[i])))
+    return Cell(
+        name="lstm",
+        activation="tanh",
+        sizes=SIZES,
+        params=(*U.values(), *W.values(), *b.values()),
+        inputs=(x,),
+        states=((h_prev, h), (c_prev, c)),
+        step=tuple(step),
+        head=make_head(head, h),
+        title="LSTM",
+        pre_activations=tuple(p.name for p in pre.values()) + ("C",),
+        gates=(Gate("i", "b_i", "input"), Gate("f", "b_f", "forget"), Gate("o", "b_o", "output")),
+    )
+
+
+def gru(reset_after: bool = True, head: str | None = "softmax-ce") -> Cell:
+    """The GRU, gates r, z, n; the reset gate after the recurrent product (PyTorch, cuDNN, Keras 3,
+    Flax) with its own bias b_hn, or before it (ONNX's default, Keras ``reset_after=False``, the 2014 paper)."""
+    i, j, k = indices("i j k")
+    U, W, b = _gate_params("rzn")
+    x = Var("x", ("I",), INPUT, "x_t")
+    h_prev = Var("h_prev", ("H",), STATE_IN, "h_{t-1}")
+    h = Var("h", ("H",), STATE_OUT, "h_t")
+    pre = {g: _pre(f"z{g}", g) for g in "rzn"}
+    gate = {g: Var(f"{g}g", ("H",), INTERMEDIATE, f"{g}_{{t}}") for g in "rzn"}
+    step = []
+    for g in "rz":
+        step.append(Equation(pre[g], (i,), U[g][i, j] * x[j] + W[g][i, k] * h_prev[k] + b[g][i]))
+        step.append(Equation(gate[g], (i,), sigmoid(pre[g][i])))
+    params = [*U.values(), *W.values(), *b.values()]
+    if reset_after:
+        b_hn = Var("b_hn", ("H",), PARAM, "b_{hn}")
+        params.append(b_hn)
+        recurrent = Var("m", ("H",), INTERMEDIATE, "m_{t}")  # W_n h_{t-1} + b_hn, before the reset gate
+        step.append(Equation(recurrent, (i,), W["n"][i, k] * h_prev[k] + b_hn[i]))
+        step.append(Equation(pre["n"], (i,), U["n"][i, j] * x[j] + b["n"][i] + gate["r"][i] * recurrent[i]))
+    else:
+        reset = Var("rh", ("H",), INTERMEDIATE, r"(r_{t} \odot h_{t-1})")
+        step.append(Equation(reset, (i,), gate["r"][i] * h_prev[i]))
+        step.append(Equation(pre["n"], (i,), U["n"][i, j] * x[j] + W["n"][i, k] * reset[k] + b["n"][i]))
+    step.append(Equation(gate["n"], (i,), sp.tanh(pre["n"][i])))
+    step.append(Equation(h, (i,), (1 - gate["z"][i]) * gate["n"][i] + gate["z"][i] * h_prev[i]))
+    form = "after" if reset_after else "before"
+    return Cell(
+        name=f"gru-reset-{form}",
+        activation="tanh",
+        sizes=SIZES,
+        params=tuple(params),
+        inputs=(x,),
+        states=((h_prev, h),),
+        step=tuple(step),
+        head=make_head(head, h),
+        title=f"GRU, reset gate {form} the recurrent product",
+        pre_activations=tuple(p.name for p in pre.values()),
+        gates=(Gate("r", "b_r", "reset"), Gate("z", "b_z", "update")),
+    )
