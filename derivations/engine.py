@@ -39,7 +39,8 @@ def cotangent(var: Var) -> Var:
 def incoming(var: Var) -> Var:
     """The cotangent a seeded quantity receives from outside a block that also consumes it (the LSTM's
     c_t feeds h_t in its own step and c_{t+1} in the next): the block adds its own contributions to it."""
-    return Var("g_" + var.name + "_in", var.shape, COTANGENT, latex=r"\bar{%s}^{\,\mathrm{in}}" % (var.latex or var.name))
+    latex = r"\bar{%s}^{\,\mathrm{in}}" % (var.latex or var.name)
+    return Var("g_" + var.name + "_in", var.shape, COTANGENT, latex=latex)
 
 
 def pull_deltas(piecewise: sp.Piecewise) -> sp.Expr:

@@ -30,7 +30,7 @@ def _gate_params(gates: str) -> tuple[dict[str, Var], dict[str, Var], dict[str, 
 
 
 def _pre(name: str, gate: str) -> Var:
-    return Var(name, ("H",), INTERMEDIATE, r"\hat{%s}_{t}" % gate)
+    return Var(name, ("H",), INTERMEDIATE, rf"\hat{{{gate}}}_{{t}}")
 
 
 def lstm(head: str | None = "softmax-ce") -> Cell:

@@ -15,9 +15,9 @@ import numpy as np
 
 from rnnspec.derivations.cells import Cell, elman
 from rnnspec.derivations.derive import Derivation, derive
+from rnnspec.derivations.evaluate import Backend, backend, evaluate
 from rnnspec.derivations.registry import CELL_NAMES, check_name
 from rnnspec.derivations.registry import cell as registered_cell
-from rnnspec.derivations.evaluate import Backend, backend, evaluate
 from rnnspec.derivations.rounding import Rounding
 from rnnspec.derivations.tensors import Var
 

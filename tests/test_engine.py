@@ -1,7 +1,6 @@
 """The engine on a cell it was not written for, and its building blocks."""
 
 import numpy as np
-import pytest
 import sympy as sp
 
 from rnnspec.derivations.cells import Cell
