@@ -9,11 +9,32 @@ from __future__ import annotations
 
 import itertools
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import sympy as sp
 
 from rnnspec.derivations.tensors import Equation, index_symbols
+
+
+@dataclass(frozen=True)
+class Style:
+    """How matrix form is written: LaTeX for documents, plain text for clause statements."""
+
+    printer: Callable[..., str]
+    odot: str
+    transpose: str
+    open: str
+    close: str
+    diag: str
+
+
+def _text(expr: sp.Expr, order: str = "lex") -> str:
+    return sp.sstr(expr, order=order)
+
+
+LATEX = Style(sp.latex, r" \odot ", "^{T}", r"\left(", r"\right)", r"\operatorname{diag}")
+TEXT = Style(_text, " * ", "^T", "(", ")", "diag")
 
 
 def _placeholders():
@@ -21,8 +42,9 @@ def _placeholders():
         yield f"Xq{a}{b}"
 
 
-def latex_with(expr: sp.Expr, names: Mapping[sp.Expr, str]) -> str:
-    """LaTeX of ``expr`` with each listed atom printed as the given string; f'(u) for f's derivative."""
+def latex_with(expr: sp.Expr, names: Mapping[sp.Expr, str], style: Style = LATEX) -> str:
+    """LaTeX (or ``style``'s text) of ``expr`` with each listed atom printed as the given string; f'(u) for
+    f's derivative."""
     expr = expr.replace(
         lambda e: isinstance(e, sp.Derivative) and len(e.args[0].args) == 1 and e.args[0].args[0] == e.args[1][0],
         lambda e: sp.Function(e.args[0].func.__name__ + "'")(e.args[1][0]),
@@ -34,7 +56,7 @@ def latex_with(expr: sp.Expr, names: Mapping[sp.Expr, str]) -> str:
     for atom, place in zip(ordered, _placeholders()):
         mapping[atom] = sp.Symbol(place)
         text[place] = names[atom]
-    out = sp.latex(expr.xreplace(mapping), order="lex").replace(r"\operatorname{f'}", "f'")
+    out = style.printer(expr.xreplace(mapping), order="lex").replace(r"\operatorname{f'}", "f'")
     for place in sorted(text, key=len, reverse=True):
         out = out.replace(place, text[place])
     return out
@@ -83,15 +105,15 @@ def _with_index(base: str, index: str) -> str:
     return base + "_{" + index + "}"
 
 
-def _vector_latex(factors: list[sp.Expr], names: Mapping[str, str]) -> str:
+def _vector_latex(factors: list[sp.Expr], names: Mapping[str, str], style: Style) -> str:
     parts = []
     for f in factors:
-        text = latex_with(f, _atom_names(f, names))
-        parts.append(f"\\left({text}\\right)" if f.is_Add else text)
-    return r" \odot ".join(parts)
+        text = latex_with(f, _atom_names(f, names), style)
+        parts.append(f"{style.open}{text}{style.close}" if f.is_Add else text)
+    return style.odot.join(parts)
 
 
-def matrix_form(eq: Equation, names: Mapping[str, str]) -> str | None:
+def matrix_form(eq: Equation, names: Mapping[str, str], style: Style = LATEX) -> str | None:
     """The equation in vector/matrix notation, or None when a term fits no pattern."""
     if not eq.indices:
         return None
@@ -104,26 +126,26 @@ def matrix_form(eq: Equation, names: Mapping[str, str]) -> str | None:
             if factor.is_number:
                 coefficient *= factor
             elif not idx:
-                scalars.append(latex_with(factor, _atom_names(factor, names)))
+                scalars.append(latex_with(factor, _atom_names(factor, names), style))
             elif len(idx) == 1:
                 by_index.setdefault(idx[0], []).append(factor)
             elif isinstance(factor, sp.Indexed) and len(idx) == 2:
                 matrices.append(factor)
             else:
                 return None
-        text = _term_matrix(free, by_index, matrices, names)
+        text = _term_matrix(free, by_index, matrices, names, style)
         if text is None:
             return None
         sign = "-" if coefficient == -1 else ""
-        lead = latex_with(coefficient, {}) + " " if coefficient not in (1, -1) else sign
+        lead = latex_with(coefficient, {}, style) + " " if coefficient not in (1, -1) else sign
         terms.append(lead + " ".join(scalars + [text]))
     lhs = names.get(eq.target.name, eq.target.name)
     return lhs + " = " + " + ".join(terms).replace("+ -", "- ")
 
 
-def _term_matrix(free, by_index, matrices, names) -> str | None:
+def _term_matrix(free, by_index, matrices, names, style: Style) -> str | None:
     if len(free) == 1 and not matrices and set(by_index) <= {free[0]}:
-        return _vector_latex(by_index.get(free[0], []), names) or "1"
+        return _vector_latex(by_index.get(free[0], []), names, style) or "1"
     if len(free) == 1 and len(matrices) == 1:
         (m,) = matrices
         (i,) = free
@@ -131,17 +153,18 @@ def _term_matrix(free, by_index, matrices, names) -> str | None:
         if len(summed) != 1 or set(by_index) - {summed[0]} or i not in m.indices:
             return None
         name = names.get(m.base.label.name, m.base.label.name)
-        vector = _vector_latex(by_index.get(summed[0], []), names)
-        transpose = "^{T}" if m.indices[1] == i else ""
+        vector = _vector_latex(by_index.get(summed[0], []), names, style)
+        transpose = style.transpose if m.indices[1] == i else ""
         return f"{name}{transpose} {vector if len(by_index.get(summed[0], [])) == 1 else '(' + vector + ')'}"
     if len(free) == 2 and len(matrices) == 1 and tuple(matrices[0].indices) == tuple(free) \
             and set(by_index) <= {free[0]}:
         name = names.get(matrices[0].base.label.name, matrices[0].base.label.name)
-        return r"\operatorname{diag}\left(" + _vector_latex(by_index.get(free[0], []), names) + r"\right) " + name
+        vector = _vector_latex(by_index.get(free[0], []), names, style)
+        return f"{style.diag}{style.open}{vector}{style.close} {name}"
     if len(free) == 2 and not matrices and set(by_index) <= set(free):
-        left = _vector_latex(by_index.get(free[0], []), names)
-        right = _vector_latex(by_index.get(free[1], []), names)
-        wrap = lambda s, many: f"\\left({s}\\right)" if many else s
+        left = _vector_latex(by_index.get(free[0], []), names, style)
+        right = _vector_latex(by_index.get(free[1], []), names, style)
+        wrap = lambda s, many: f"{style.open}{s}{style.close}" if many else s
         return wrap(left, len(by_index.get(free[0], [])) > 1) + " " + \
-            wrap(right, len(by_index.get(free[1], [])) > 1) + "^{T}"
+            wrap(right, len(by_index.get(free[1], [])) > 1) + style.transpose
     return None

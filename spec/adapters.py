@@ -1,8 +1,6 @@
-"""Built-in targets over rnnspec's own kernels and over PyTorch, speaking the implementation contract."""
+"""Built-in targets over rnnspec's own kernels (Elman only until their LSTM and GRU kernels exist)."""
 
 from __future__ import annotations
-
-import numpy as np
 
 from rnnspec.spec.targets import TargetError
 
@@ -78,69 +76,3 @@ class RnnspecCUDA(RnnspecCPU):
         value, grads = self.kernels.elman_loss(x, state0["h0"], params["U"], params["W"], params["b"], params["V"],
                                                params["c"], targets, activation=self.activation)
         return float(value), grads
-
-
-class TorchRNN:
-    """torch.nn.RNN (tanh or relu) with nn.Linear and cross_entropy; gradients by autograd."""
-
-    cell = "elman"
-    dtypes = ("float32", "float64")
-    activations = ("tanh", "relu")
-
-    def __init__(self, activation: str = "tanh") -> None:
-        try:
-            import torch
-        except ImportError as exc:
-            raise TargetError("target 'torch': PyTorch is not installed (pip install torch)") from exc
-        if activation not in self.activations:
-            raise TargetError(f"target 'torch': nn.RNN has no {activation!r} nonlinearity")
-        self.torch = torch
-        self.activation = activation
-
-    def _module(self, params, dtype):
-        torch = self.torch
-        H, I = params["U"].shape
-        rnn = torch.nn.RNN(I, H, nonlinearity=self.activation).to(dtype)
-        with torch.no_grad():
-            rnn.weight_ih_l0.copy_(torch.from_numpy(np.asarray(params["U"])))
-            rnn.weight_hh_l0.copy_(torch.from_numpy(np.asarray(params["W"])))
-            rnn.bias_ih_l0.copy_(torch.from_numpy(np.asarray(params["b"])))
-            rnn.bias_hh_l0.zero_()
-        return rnn
-
-    def _run(self, x, state0, params):
-        torch = self.torch
-        dtype = torch.float32 if x.dtype == np.float32 else torch.float64
-        rnn = self._module(params, dtype)
-        xt = torch.from_numpy(np.array(x)).requires_grad_(True)
-        h0 = torch.from_numpy(np.array(state0["h0"]))[None].requires_grad_(True)
-        out, _ = rnn(xt, h0)
-        return rnn, xt, h0, out
-
-    def _grads(self, rnn, xt, h0):
-        return {"x": xt.grad.numpy(), "h0": h0.grad[0].numpy(), "U": rnn.weight_ih_l0.grad.numpy(),
-                "W": rnn.weight_hh_l0.grad.numpy(), "b": rnn.bias_ih_l0.grad.numpy()}
-
-    def forward(self, x, state0, params):
-        with self.torch.no_grad():
-            _, _, _, out = self._run(x, state0, params)
-        return {"h": out.numpy()}
-
-    def vjp(self, x, state0, params, cotangents):
-        rnn, xt, h0, out = self._run(x, state0, params)
-        out.backward(self.torch.from_numpy(np.array(cotangents["h"])))
-        return self._grads(rnn, xt, h0)
-
-    def loss(self, x, state0, params, targets):
-        torch = self.torch
-        rnn, xt, h0, out = self._run(x, state0, params)
-        V = torch.from_numpy(np.array(params["V"])).requires_grad_(True)
-        c = torch.from_numpy(np.array(params["c"])).requires_grad_(True)
-        T, B, H = out.shape
-        logits = torch.nn.functional.linear(out, V, c).reshape(T * B, -1)
-        loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(np.asarray(targets).reshape(-1)),
-                                                 reduction="sum")
-        loss.backward()
-        grads = self._grads(rnn, xt, h0)
-        grads.update(V=V.grad.numpy(), c=c.grad.numpy())
-        return float(loss.item()), grads

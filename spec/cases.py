@@ -1,14 +1,22 @@
-"""Generated cases: sizes, activation, dtype and a regime, from which the arrays follow by seed.
+"""Generated cases: cell, sizes, activation, dtype and a regime, from which the arrays follow by seed.
 
-Regimes are what real RNNs meet:
+Regimes are what real RNNs meet (every recurrent matrix of the cell drawn alike):
 
 - ``contracting``: recurrent weights with spectral radius 0.5, moderate inputs;
 - ``long-memory``: W = 0.99 Q with Q orthogonal, so signals persist over the whole sequence;
 - ``saturating``: large input weights and biases, |z| of several units, f' near 0 for tanh/sigmoid;
 - ``chaotic``: spectral radius 3 (bounded by the activation, rounding errors amplified);
-- ``large-logits``: output weights of scale 30, logits in the hundreds.
+- ``large-logits``: output weights of scale 30, logits in the hundreds;
 
-A case is a small frozen record, so Hypothesis can shrink it and a report can print it.
+and for gated cells, from the gates the cell names (``Cell.gates``):
+
+- ``small-biases``: biases of scale 0.01;
+- ``<gate>-open`` / ``<gate>-shut``: that gate's bias offset by +6 / -6, so the gate sits near 1 or 0
+  (``forget-open`` is the LSTM's long memory, ``forget-shut`` forgets every step, ``update-open``
+  makes a GRU copy its state, ``reset-shut`` cuts the recurrent path of n).
+
+Every gate gets its own random weights (never constant ones, under which a gate-order bug is
+invisible). A case is a small frozen record, so Hypothesis can shrink it and a report can print it.
 """
 
 from __future__ import annotations
@@ -21,9 +29,30 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from rnnspec.spec.declared import KNOWN_ACTIVATIONS, KNOWN_DTYPES
+from rnnspec.derivations.registry import check_name
+from rnnspec.spec.contract import contract
+from rnnspec.spec.declared import KNOWN_DTYPES
 
 REGIMES = ("contracting", "long-memory", "saturating", "chaotic", "large-logits")
+#: the bias offset that drives a gate open (+) or shut (-): sigma(6) = 0.9975
+GATE_OFFSET = 6.0
+
+
+def regimes(cell: str) -> tuple[str, ...]:
+    """The regimes of ``cell``'s cases: the common ones, and two per gate for a gated cell."""
+    gates = contract(cell).cell.gates
+    if not gates:
+        return REGIMES
+    return REGIMES + ("small-biases",) + tuple(f"{g.meaning}-{side}" for g in gates for side in ("open", "shut"))
+
+
+def _bias_offsets(cell: str, regime: str) -> dict[str, float]:
+    for gate in contract(cell).cell.gates:
+        if regime == f"{gate.meaning}-open":
+            return {gate.bias: GATE_OFFSET}
+        if regime == f"{gate.meaning}-shut":
+            return {gate.bias: -GATE_OFFSET}
+    return {}
 #: the largest case accepted: entries of the largest array (x, the states or the logits)
 MAX_ENTRIES = 10_000_000
 
@@ -39,6 +68,7 @@ class Case:
     dtype: str
     regime: str
     seed: int
+    cell: str = "elman"
 
     def __post_init__(self) -> None:
         """A ValueError naming the field, for a case written by hand (``--case``)."""
@@ -51,42 +81,66 @@ class Case:
         entries = self.T * self.B * max(self.I, self.H, self.K)
         if entries > MAX_ENTRIES or self.H * max(self.H, self.I, self.K) > MAX_ENTRIES:
             raise ValueError(f"case too large: T x B x max(I, H, K) = {entries} entries (at most {MAX_ENTRIES})")
-        for name, known in (("activation", KNOWN_ACTIVATIONS), ("dtype", KNOWN_DTYPES), ("regime", REGIMES)):
+        try:
+            check_name(self.cell)
+        except ValueError as exc:
+            raise ValueError(f"case field cell: {exc}") from None
+        activations = contract(self.cell).cell.activations
+        for name, known in (("activation", activations), ("dtype", KNOWN_DTYPES), ("regime", regimes(self.cell))):
             if getattr(self, name) not in known:
-                raise ValueError(f"case field {name} must be one of {known}, got {getattr(self, name)!r}")
+                raise ValueError(f"case field {name} must be one of {known} (cell {self.cell}), "
+                                 f"got {getattr(self, name)!r}")
 
     def describe(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        """The case as JSON (without the cell when it is the default, elman, as before cells were many)."""
+        fields = asdict(self)
+        if self.cell == "elman":
+            del fields["cell"]
+        return json.dumps(fields, separators=(",", ":"))
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """x, h0, U, W, b, V, c (in the case's dtype), targets (int64) and a cotangent for vjp."""
+        """x, the initial states, every parameter (in the case's dtype), targets (int64), and a cotangent
+        ``cot_<state>`` per state for vjp. Drawn in a fixed order: every recurrent matrix, x, the initial
+        states, the step parameters in the cell's order, V, c, targets, cotangents."""
         rng = np.random.default_rng(self.seed)
         T, B, I, H, K = self.T, self.B, self.I, self.H, self.K
+        cell = contract(self.cell)
         input_scale, bias_scale, output_scale = 1.0, 0.3, 1.0
+        recurrent = {}
+        for var in cell.cell.params:
+            if var.shape != ("H", "H"):
+                continue
+            if self.regime == "long-memory":
+                q, _ = np.linalg.qr(rng.standard_normal((H, H)))
+                recurrent[var.key] = 0.99 * q
+            else:
+                radius = {"saturating": 0.9, "chaotic": 3.0, "large-logits": 0.8}.get(self.regime, 0.5)
+                W = rng.standard_normal((H, H))
+                recurrent[var.key] = W * radius / max(float(np.max(np.abs(np.linalg.eigvals(W)))), 1e-12)
         if self.regime == "long-memory":
-            q, _ = np.linalg.qr(rng.standard_normal((H, H)))
-            W = 0.99 * q
             input_scale = 0.3
-        else:
-            radius = {"contracting": 0.5, "saturating": 0.9, "chaotic": 3.0, "large-logits": 0.8}[self.regime]
-            W = rng.standard_normal((H, H))
-            W *= radius / max(float(np.max(np.abs(np.linalg.eigvals(W)))), 1e-12)
         if self.regime == "saturating":
             input_scale, bias_scale = 4.0, 2.0
+        if self.regime == "small-biases":
+            bias_scale = 0.01
         if self.regime == "large-logits":
             output_scale = 30.0
+        offsets = _bias_offsets(self.cell, self.regime)
         cast = lambda a: np.ascontiguousarray(a, dtype=self.dtype)
-        return {
-            "x": cast(rng.standard_normal((T, B, I))),
-            "h0": cast(rng.standard_normal((B, H)) * 0.5),
-            "U": cast(rng.standard_normal((H, I)) * input_scale / np.sqrt(I)),
-            "W": cast(W),
-            "b": cast(rng.standard_normal(H) * bias_scale),
-            "V": cast(rng.standard_normal((K, H)) * output_scale),
-            "c": cast(rng.standard_normal(K) * bias_scale * output_scale),
-            "targets": rng.integers(0, K, (T, B)),
-            "gh": cast(rng.standard_normal((T, B, H))),
-        }
+        out = {"x": cast(rng.standard_normal((T, B, I)))}
+        out.update({k: cast(rng.standard_normal((B, H)) * 0.5) for k in cell.state0})
+        for var in cell.cell.params:
+            if var.shape == ("H", "H"):
+                out[var.key] = cast(recurrent[var.key])
+            elif var.shape == ("H", "I"):
+                out[var.key] = cast(rng.standard_normal((H, I)) * input_scale / np.sqrt(I))
+            else:
+                out[var.key] = cast(rng.standard_normal(H) * bias_scale + offsets.get(var.key, 0.0))
+        out["V"] = cast(rng.standard_normal((K, H)) * output_scale)
+        out["c"] = cast(rng.standard_normal(K) * bias_scale * output_scale)
+        out["targets"] = rng.integers(0, K, (T, B))
+        out.update({"cot_" + k: cast(rng.standard_normal((T, B, H))) for k in cell.states})
+        return out
 
     def smaller(self) -> list[Case]:
         """Simpler neighbours, most aggressive first, for shrinking a failure."""
@@ -103,8 +157,8 @@ class Case:
         return list(dict.fromkeys(out))
 
 
-def strategy(dtypes: tuple[str, ...], activations: tuple[str, ...], max_T: int = 96):
-    """Hypothesis strategy of cases; short sequences are likelier than long ones."""
+def strategy(dtypes: tuple[str, ...], activations: tuple[str, ...], max_T: int = 96, cell: str = "elman"):
+    """Hypothesis strategy of cases of ``cell``; short sequences are likelier than long ones."""
     from hypothesis import strategies as st
 
     return st.builds(
@@ -116,12 +170,14 @@ def strategy(dtypes: tuple[str, ...], activations: tuple[str, ...], max_T: int =
         K=st.integers(2, 6),
         activation=st.sampled_from(activations),
         dtype=st.sampled_from(dtypes),
-        regime=st.sampled_from(REGIMES),
+        regime=st.sampled_from(regimes(cell)),
         seed=st.integers(0, 2**32 - 1),
+        cell=st.just(cell),
     )
 
 
-def generate(count: int, seed: int, dtypes: tuple[str, ...], activations: tuple[str, ...]) -> list[Case]:
+def generate(count: int, seed: int, dtypes: tuple[str, ...], activations: tuple[str, ...],
+             cell: str = "elman") -> list[Case]:
     """``count`` distinct cases, the same for the same seed (and Hypothesis version).
 
     The budget is split evenly over every declared (dtype, activation) pair and the pairs'
@@ -129,7 +185,7 @@ def generate(count: int, seed: int, dtypes: tuple[str, ...], activations: tuple[
     """
     pairs = [(d, a) for d in dtypes for a in activations]
     share = -(-count // len(pairs))
-    per_pair = [_generate_pair(share, seed * 1000 + n, d, a) for n, (d, a) in enumerate(pairs)]
+    per_pair = [_generate_pair(share, seed * 1000 + n, d, a, cell) for n, (d, a) in enumerate(pairs)]
     mixed = [case for group in itertools.zip_longest(*per_pair) for case in group if case is not None]
     return list(dict.fromkeys(mixed))[:count]
 
@@ -149,7 +205,7 @@ def _hypothesis_storage_elsewhere():
             configuration.set_hypothesis_home_dir(previous)
 
 
-def _generate_pair(count: int, seed: int, dtype: str, activation: str) -> list[Case]:
+def _generate_pair(count: int, seed: int, dtype: str, activation: str, cell: str) -> list[Case]:
     from hypothesis import HealthCheck, Phase, Verbosity, given, settings
     from hypothesis import seed as hypothesis_seed
 
@@ -160,7 +216,7 @@ def _generate_pair(count: int, seed: int, dtype: str, activation: str) -> list[C
     @hypothesis_seed(seed)
     @settings(max_examples=count, phases=[Phase.generate], database=None, deadline=None, derandomize=False,
               suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet)
-    @given(strategy((dtype,), (activation,)))
+    @given(strategy((dtype,), (activation,), cell=cell))
     def collect(case: Case) -> None:
         found.append(case)
 

@@ -1,17 +1,22 @@
-"""The clause catalogue of the Elman cell: an id, a one-line normative statement, and a check.
+"""The clause catalogue of a cell: an id, a one-line normative statement, and a check, all from the cell.
 
-Value clauses (``ELMAN-FWD-*``, ``ELMAN-VJP-*``, ``ELMAN-LOSS-*``) compare one output against the
-oracle with the per-case tolerance of :mod:`rnnspec.spec.tolerance`:
-``16 x (deviation of correct computations in the tested dtype on this case) + 256 eps``. The other
-clauses are exact: structure (keys, shape, dtype), finiteness where the spec is finite in the
-tested dtype, bitwise determinism, and inputs left unmodified.
+Ids are ``<CELL>-FWD-<state>``, ``<CELL>-VJP-<input>``, ``<CELL>-LOSS-VALUE``, ``<CELL>-LOSS-<input>``
+(``ELMAN-VJP-W``, ``LSTM-VJP-W_F``, ``GRU-RESET-AFTER-LOSS-B_HN``) and ``<CELL>-SHAPE``, ``-FINITE``,
+``-DETERMINISTIC``, ``-PURE``. Statements are rendered from the cell's forward equations and the
+engine's derived backward equations, never typed.
+
+Value clauses compare one output against the oracle with the per-case tolerance of
+:mod:`rnnspec.spec.tolerance`: ``16 x (deviation of correct computations in the tested dtype on this
+case) + 256 eps``. The other clauses are exact: structure (keys, shape, dtype), finiteness where the
+spec is finite in the tested dtype, bitwise determinism, and inputs left unmodified.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
-from rnnspec.spec.expected import Key
+from rnnspec.spec.contract import Key, contract
 
 VALUE_RULE = ("normwise relative error against the oracle in the next wider precision, within 16 x the "
               "largest deviation of four correct computations on the same case (the oracle in the tested dtype; "
@@ -44,36 +49,34 @@ class Clause:
         return EXACT_RULE
 
 
-_VJP = {
-    "x": "dL/dx_t = U^T delta_t, delta_t = f'(z_t) * (cot_t + W^T delta_{t+1})",
-    "h0": "dL/dh0 = W^T delta_1",
-    "U": "dL/dU = sum_t delta_t x_t^T (summed over the batch)",
-    "W": "dL/dW = sum_t delta_t h_{t-1}^T (summed over the batch)",
-    "b": "dL/db = sum_t delta_t (summed over the batch)",
-}
-_LOSS = {
-    "x": "dL/dx_t = U^T delta_t with cot_t = V^T (o_t - y_t)",
-    "h0": "dL/dh0 = W^T delta_1 with cot_t = V^T (o_t - y_t)",
-    "U": "dL/dU = sum_t delta_t x_t^T with cot_t = V^T (o_t - y_t)",
-    "W": "dL/dW = sum_t delta_t h_{t-1}^T with cot_t = V^T (o_t - y_t)",
-    "b": "dL/db = sum_t delta_t with cot_t = V^T (o_t - y_t)",
-    "V": "dL/dV = sum_t (o_t - y_t) h_t^T",
-    "c": "dL/dc = sum_t (o_t - y_t)",
-}
+@cache
+def clauses(cell: str = "elman") -> tuple[Clause, ...]:
+    """Every clause of ``cell``, in report order."""
+    from rnnspec.spec.statements import Statements
 
-CLAUSES: tuple[Clause, ...] = (
-    Clause("ELMAN-FWD-H", "forward returns h_t = f(U x_t + W h_{t-1} + b) for t = 1..T, from h_0 = state0['h0']",
-           "value", ("forward", "h")),
-    *(Clause(f"ELMAN-VJP-{k.upper()}", f"vjp, for cotangents cot_t on every h_t, returns {s}", "value", ("vjp", k))
-      for k, s in _VJP.items()),
-    Clause("ELMAN-LOSS-VALUE", "loss returns L = sum over t and batch of -log softmax(V h_t + c)[y_t]",
-           "value", ("loss", "value")),
-    *(Clause(f"ELMAN-LOSS-{k.upper()}", f"loss returns {s}", "value", ("loss", k)) for k, s in _LOSS.items()),
-    Clause("ELMAN-SHAPE", "every output has the contract's keys, is a numpy array of the declared shape, in the "
-           "dtype of the inputs (the loss a real scalar)", "shape"),
-    Clause("ELMAN-FINITE", "outputs are finite wherever the spec's values are finite in the tested dtype", "finite"),
-    Clause("ELMAN-DETERMINISTIC", "the same call twice returns bitwise identical results", "deterministic"),
-    Clause("ELMAN-PURE", "no call modifies the arrays it is given", "pure"),
-)
+    c = contract(cell)
+    say = Statements(c)
+    p = c.prefix
+    return (
+        *(Clause(f"{p}-FWD-{k.upper()}", say.forward(k), "value", ("forward", k)) for k in c.states),
+        *(Clause(f"{p}-VJP-{k.upper()}", say.gradient("vjp", k), "value", ("vjp", k)) for k in c.vjp_keys),
+        Clause(f"{p}-LOSS-VALUE", say.loss_value(), "value", ("loss", "value")),
+        *(Clause(f"{p}-LOSS-{k.upper()}", say.gradient("loss", k), "value", ("loss", k)) for k in c.loss_keys),
+        Clause(f"{p}-SHAPE", "every output has the contract's keys, is a numpy array of the declared shape, in the "
+               "dtype of the inputs (the loss a real scalar)", "shape"),
+        Clause(f"{p}-FINITE", "outputs are finite wherever the spec's values are finite in the tested dtype", "finite"),
+        Clause(f"{p}-DETERMINISTIC", "the same call twice returns bitwise identical results", "deterministic"),
+        Clause(f"{p}-PURE", "no call modifies the arrays it is given", "pure"),
+    )
 
-BY_ID = {c.id: c for c in CLAUSES}
+
+@cache
+def by_id(cell: str = "elman") -> dict[str, Clause]:
+    return {c.id: c for c in clauses(cell)}
+
+
+def all_ids() -> dict[str, str]:
+    """Every clause id of every registered cell -> its cell."""
+    from rnnspec.derivations.registry import CELL_NAMES
+
+    return {clause.id: cell for cell in CELL_NAMES for clause in clauses(cell)}

@@ -62,8 +62,8 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _case(text: str):
-    """The case of ``--case``, or a UsageError saying what is wrong with it."""
+def _case(text: str, cell: str | None = None):
+    """The case of ``--case`` (of ``cell`` unless it names its own), or a UsageError saying what is wrong."""
     import json
 
     from rnnspec.spec.cases import Case
@@ -75,10 +75,14 @@ def _case(text: str):
         raise UsageError(f"--case is not JSON ({exc})") from None
     if not isinstance(fields, dict):
         raise UsageError(f"--case must be a JSON object, got {type(fields).__name__}")
+    if cell is not None:
+        if fields.setdefault("cell", cell) != cell:
+            raise UsageError(f"--case is a case of cell {fields['cell']!r}, --cell says {cell!r}")
     try:
         return Case(**fields)
     except TypeError as exc:
-        raise UsageError(f"--case: {exc} (fields: T, B, I, H, K, activation, dtype, regime, seed)") from None
+        raise UsageError(f"--case: {exc} (fields: T, B, I, H, K, activation, dtype, regime, seed, and cell "
+                         "unless it is elman)") from None
     except ValueError as exc:
         raise UsageError(f"--case: {exc}") from None
 
@@ -108,10 +112,10 @@ def _check(args: argparse.Namespace) -> int:
     try:
         _output_path("--report", args.report)
         _output_path("--junit", args.junit)
-        cases = [_case(args.case)] if args.case else None
+        cases = [_case(args.case, args.cell)] if args.case else None
         result = check(TargetName(args.target), target=args.target, examples=args.examples, seed=args.seed,
                        timeout=args.timeout, clauses=args.clause or None, cases=cases,
-                       progress=None if args.quiet else print_progress())
+                       progress=None if args.quiet else print_progress(), cell=args.cell)
     except (TargetError, UsageError) as exc:
         print(f"rnnspec check: {exc}", file=sys.stderr)
         return 2
@@ -169,6 +173,8 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("target", nargs="?", default="rnnspec-cpu",
                        help=f"built-in name ({', '.join(sorted(BUILTIN))}), package.module:attr or file.py:attr "
                        "(default rnnspec-cpu)")
+    check.add_argument("--cell", help="the cell to check: elman, lstm, gru-reset-after or gru-reset-before "
+                       "(default: the target's first)")
     check.add_argument("--seed", type=int, default=0, help="seed of the generated cases (default 0)")
     check.add_argument("--examples", type=_positive_int, default=None, help="number of generated cases (default 50)")
     check.add_argument("--timeout", type=_seconds, default=60.0,

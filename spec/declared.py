@@ -1,4 +1,4 @@
-"""What a target declares (cell, dtypes, activations, accuracy class, methods), read and checked once.
+"""What a target declares (cells, dtypes, activations, accuracy class, methods), read and checked once.
 
 :func:`declarations` reads the attributes where the target lives (in the worker process when the
 target was named on the command line) and never raises: an attribute that raises is recorded.
@@ -10,18 +10,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rnnspec.derivations.cells import ACTIVATIONS
 from rnnspec.spec import tolerance as tol
 
 METHODS = ("forward", "vjp", "loss")
 KNOWN_DTYPES = ("float32", "float64")
-KNOWN_ACTIVATIONS = ("tanh", "sigmoid", "relu", "identity")
+KNOWN_ACTIVATIONS = tuple(ACTIVATIONS)
 
 
 class UsageError(Exception):
     """The target does not declare what the suite needs, or an option is wrong (exit code 2)."""
 
 
-_DEFAULTS = {"cell": "elman", "dtypes": ("float64",), "activations": None, "activation": "tanh",
+_DEFAULTS = {"cell": "elman", "cells": None, "dtypes": ("float64",), "activations": None, "activation": "tanh",
              "accuracy": tol.DEFAULT_ACCURACY, "device": "cpu"}
 
 
@@ -53,7 +54,8 @@ def declarations(impl) -> dict:
 
 @dataclass(frozen=True)
 class Declared:
-    cell: str
+    #: the cells it implements, the default first
+    cells: tuple[str, ...]
     dtypes: tuple[str, ...]
     activations: tuple[str, ...]
     #: an accuracy class (a name or a number of ulps), or one per dtype ({"float32": 8})
@@ -74,13 +76,28 @@ class Declared:
     def accuracy_label(self) -> str:
         return ", ".join(f"{d}: {tol.describe_accuracy(self.accuracy_of(d))}" for d in self.dtypes)
 
+    def choose(self, cell: str | None) -> str:
+        """The cell to check: ``cell`` if the target implements it (a usage error if not), else its first."""
+        if cell is None:
+            return self.cells[0]
+        if cell not in self.cells:
+            raise UsageError(f"the target ({self.target_class}) implements cells {self.cells}, not {cell!r}")
+        return cell
+
+    def activations_of(self, cell: str) -> tuple[str, ...]:
+        """The activations to test for ``cell``: the declared ones for Elman; a gated cell's are fixed."""
+        from rnnspec.derivations.registry import cell as registered
+
+        return self.activations if cell == "elman" else registered(cell).activations
+
     def admits(self, case) -> None:
-        """A usage error unless the target declares the case's dtype and activation."""
+        """A usage error unless the target declares the case's cell, dtype and activation."""
+        self.choose(case.cell)
         if case.dtype not in self.dtypes:
             raise UsageError(f"--case: dtype {case.dtype!r} is not among the target's dtypes {self.dtypes}")
-        if case.activation not in self.activations:
+        if case.activation not in self.activations_of(case.cell):
             raise UsageError(f"--case: activation {case.activation!r} is not among the target's activations "
-                             f"{self.activations}")
+                             f"{self.activations_of(case.cell)} for cell {case.cell!r}")
 
 
 def _names(field: str, value, known: tuple[str, ...]) -> tuple[str, ...]:
@@ -105,8 +122,12 @@ def declared(raw: dict) -> Declared:
                          f"{', '.join(METHODS)}{hint}")
     if "forward" not in raw["methods"]:
         raise UsageError(f"the target ({raw['target_class']}) has no forward(), the contract's one required method")
-    if raw["cell"] != "elman":
-        raise UsageError(f"the target's cell is {raw['cell']!r}; this suite checks 'elman'")
+    from rnnspec.derivations.registry import CELL_NAMES, GRU_IS_AMBIGUOUS
+
+    field, cells = ("cells", raw["cells"]) if raw["cells"] is not None else ("cell", raw["cell"])
+    if cells == "gru" or (isinstance(cells, tuple) and "gru" in cells):
+        raise UsageError(f"the target declares {field} = {cells!r}: {GRU_IS_AMBIGUOUS}")
+    cells = _names(field, cells, CELL_NAMES)
     dtypes = _names("dtypes", raw["dtypes"], KNOWN_DTYPES)
     activations = _names("activations", raw["activations"] or raw["activation"], KNOWN_ACTIVATIONS)
     classes = raw["accuracy"].values() if isinstance(raw["accuracy"], dict) else (raw["accuracy"],)
@@ -115,5 +136,5 @@ def declared(raw: dict) -> Declared:
             tol.accuracy_ulps(accuracy)
     except ValueError as exc:
         raise UsageError(f"the target's {exc}") from None
-    return Declared(raw["cell"], dtypes, activations, raw["accuracy"], raw["methods"], str(raw["device"]),
+    return Declared(cells, dtypes, activations, raw["accuracy"], raw["methods"], str(raw["device"]),
                     raw["target_class"])

@@ -2,46 +2,39 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 
 from rnnspec.spec import tolerance as tol
 from rnnspec.spec.cases import Case
+from rnnspec.spec.contract import Contract, Key, contract
 
-STEP_PARAMS = ("U", "W", "b")
-ALL_PARAMS = ("U", "W", "b", "V", "c")
-VJP_KEYS = ("x", "h0", "U", "W", "b")
-LOSS_KEYS = ("x", "h0", "U", "W", "b", "V", "c")
-
-Key = tuple[str, str]  # (method, output)
+__all__ = ["Expected", "Key", "call_args", "expected", "expected_shapes"]
 
 
-def call_args(method: str, arrays: dict[str, np.ndarray]) -> tuple:
-    """The positional arguments of ``method`` in the implementation contract."""
-    state0 = {"h0": arrays["h0"]}
-    if method == "forward":
-        return arrays["x"], state0, {k: arrays[k] for k in STEP_PARAMS}
-    if method == "vjp":
-        return arrays["x"], state0, {k: arrays[k] for k in STEP_PARAMS}, {"h": arrays["gh"]}
-    return arrays["x"], state0, {k: arrays[k] for k in ALL_PARAMS}, arrays["targets"]
+def call_args(method: str, arrays: dict[str, np.ndarray], cell: str = "elman") -> tuple:
+    """The positional arguments of ``method`` in the implementation contract of ``cell``."""
+    return contract(cell).call_args(method, arrays)
 
 
 def expected_shapes(case: Case) -> dict[Key, tuple[int, ...]]:
-    T, B, I, H, K = case.T, case.B, case.I, case.H, case.K
-    sizes = {"x": (T, B, I), "h0": (B, H), "U": (H, I), "W": (H, H), "b": (H,), "V": (K, H), "c": (K,)}
-    out = {("forward", "h"): (T, B, H), ("loss", "value"): ()}
-    out.update({("vjp", k): sizes[k] for k in VJP_KEYS})
-    out.update({("loss", k): sizes[k] for k in LOSS_KEYS})
-    return out
+    return contract(case.cell).shapes(case.T, case.B, case.I, case.H, case.K)
 
 
-def _flatten(states, vjp, loss) -> dict[Key, np.ndarray]:
+#: the step quantities, stacked over time, that feed a nonlinearity (overflow, ReLU's kink)
+TRACE = "trace"
+
+
+def _flatten(cell: Contract, states, vjp, loss) -> dict[Key, np.ndarray]:
     value, grads = loss
-    out = {("forward", "h"): np.asarray(states["h"], dtype=np.float64), ("loss", "value"): np.float64(value),
-           ("trace", "z"): np.asarray(states["z"], dtype=np.float64)}
-    out.update({("vjp", k): np.asarray(vjp[k], dtype=np.float64) for k in VJP_KEYS})
-    out.update({("loss", k): np.asarray(grads[k], dtype=np.float64) for k in LOSS_KEYS})
+    keys = {v.key: v.name for v in cell.cell.state_out}
+    out = {("forward", k): np.asarray(states[keys[k]], dtype=np.float64) for k in cell.states}
+    out[("loss", "value")] = np.float64(value)
+    out.update({(TRACE, n): np.asarray(states[n], dtype=np.float64) for n in cell.cell.pre_activations})
+    out.update({("vjp", k): np.asarray(vjp[k], dtype=np.float64) for k in cell.vjp_keys})
+    out.update({("loss", k): np.asarray(grads[k], dtype=np.float64) for k in cell.loss_keys})
     return out
 
 
@@ -61,23 +54,45 @@ class Expected:
         return np.abs(self.values[key]) < np.finfo(dtype).max
 
 
-def _oracle_everything(activation: str, backend: str, arrays: dict[str, np.ndarray], rounding=None):
+def _oracle_everything(case: Case, backend: str, arrays: dict[str, np.ndarray], rounding=None):
     from rnnspec.derivations.oracle import Oracle
 
-    oracle = Oracle(activation, backend=backend, rounding=rounding)
+    cell = contract(case.cell)
+    oracle = Oracle(case.activation, backend=backend, rounding=rounding, cell=case.cell)
     f = lambda a: np.asarray(a, dtype=backend)
-    params = {k: f(arrays[k]) for k in ALL_PARAMS}
+    x, state0, params, targets = cell.call_args("loss", arrays)
+    cotangents = {k: f(arrays["cot_" + k]) for k in cell.states}
     with np.errstate(all="ignore"):
-        return _flatten(*oracle.everything(f(arrays["x"]), {"h0": f(arrays["h0"])}, params,
-                                           {"h": f(arrays["gh"])}, arrays["targets"]))
+        return _flatten(cell, *oracle.everything(f(x), {k: f(v) for k, v in state0.items()},
+                                                 {k: f(v) for k, v in params.items()}, cotangents, targets))
 
 
 #: the precision the oracle's value is taken in, for each tested dtype
 WIDER = {"float32": "float64", "float64": "longdouble"}
 
 
-def expected(case: Case, arrays: dict[str, np.ndarray], ulps: float = tol.ACCURACY_CLASSES[tol.DEFAULT_ACCURACY]
-             ) -> Expected:
+#: the expectations of the most recent cases: a run's shrinking, and the corpus of mutants checked on
+#: the same generated cases, meet the same cases again
+_RECENT: OrderedDict = OrderedDict()
+RECENT_CASES = 256
+
+
+def expected(case: Case, arrays: dict[str, np.ndarray] | None = None,
+             ulps: float = tol.ACCURACY_CLASSES[tol.DEFAULT_ACCURACY]) -> Expected:
+    """:func:`compute_expected` for ``arrays`` (by default the case's own, remembered for recent cases)."""
+    if arrays is not None:
+        return compute_expected(case, arrays, ulps)
+    key = (case, float(ulps))
+    if key in _RECENT:
+        _RECENT.move_to_end(key)
+    else:
+        _RECENT[key] = compute_expected(case, case.arrays(), ulps)
+        if len(_RECENT) > RECENT_CASES:
+            _RECENT.popitem(last=False)
+    return _RECENT[key]
+
+
+def compute_expected(case: Case, arrays: dict[str, np.ndarray], ulps: float) -> Expected:
     """The oracle in a wider precision, and a tolerance from correct computations' errors on this case.
 
     Four samples of a correct computation's error: the oracle's equations in the tested dtype; the
@@ -91,16 +106,17 @@ def expected(case: Case, arrays: dict[str, np.ndarray], ulps: float = tol.ACCURA
     from rnnspec.derivations.rounding import Rounding
 
     wider = WIDER[case.dtype]
-    exact = _oracle_everything(case.activation, wider, arrays)
+    exact = _oracle_everything(case, wider, arrays)
     rng = np.random.default_rng(case.seed)
-    samples = [_oracle_everything(case.activation, case.dtype, arrays)]
-    samples += [_oracle_everything(case.activation, wider, tol.perturbed(arrays, case.dtype, rng),
+    samples = [_oracle_everything(case, case.dtype, arrays)]
+    samples += [_oracle_everything(case, wider, tol.perturbed(arrays, case.dtype, rng),
                                    Rounding(ulps, case.dtype, mode)) for mode in ("away", "toward")]
-    samples.append(_oracle_everything(case.activation, wider, arrays, Rounding(ulps, case.dtype, "random", case.seed)))
-    z = exact.pop(("trace", "z"))
+    samples.append(_oracle_everything(case, wider, arrays, Rounding(ulps, case.dtype, "random", case.seed)))
+    traces = [k for k in exact if k[0] == TRACE]
+    z = np.stack([exact.pop(k) for k in traces])
     tolerances = {k: tol.tolerance(max(tol.relative_error(s[k], exact[k], case.dtype) for s in samples), case.dtype)
                   for k in exact}
-    kink = _kink_reason(case, z, [s[("trace", "z")] for s in samples])
+    kink = _kink_reason(case, z, [np.stack([s[k] for k in traces]) for s in samples])
     return Expected(exact, tolerances, kink, _overflow_reason(case, z, samples[0]))
 
 
@@ -132,10 +148,11 @@ def _kink_reason(case: Case, z: np.ndarray, noisy: list[np.ndarray]) -> str:
 
     if not isinstance(activation_derivative(case.activation), sp.Piecewise) or not z.size:
         return ""
-    reach = tol.SAFETY * np.max([np.max(np.abs(n - z), axis=(1, 2)) for n in noisy], axis=0)
-    near = np.abs(z) <= reach[:, None, None]
+    # z: (pre-activations, T, B, H); the reach is per step
+    reach = tol.SAFETY * np.max([np.max(np.abs(n - z), axis=(0, 2, 3)) for n in noisy], axis=0)
+    near = np.abs(z) <= reach[None, :, None, None]
     if np.any(near):
-        t, b, i = np.argwhere(near)[0]
-        return (f"undetermined in {case.dtype}: z[{t}, {b}, {i}] = {z[t, b, i]:.3g} lies within rounding reach "
+        p, t, b, i = np.argwhere(near)[0]
+        return (f"undetermined in {case.dtype}: z[{t}, {b}, {i}] = {z[p, t, b, i]:.3g} lies within rounding reach "
                 f"({reach[t]:.3g}) of {case.activation}'s kink at 0, where f' jumps")
     return ""

@@ -14,6 +14,7 @@ import pytest
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("rnnspec", "rnnspec conformance suite")
     group.addoption("--rnnspec-target", help="check this RNN implementation (built-in name, module:attr, file.py:attr)")
+    group.addoption("--rnnspec-cell", help="the cell to check (default: the target's first)")
     group.addoption("--rnnspec-xfails", help="file of clause ids expected to fail, one per line (# comments)")
     group.addoption("--rnnspec-seed", type=int, default=0, help="seed of the generated cases")
     group.addoption("--rnnspec-examples", type=int, default=None, help="number of generated cases")
@@ -88,17 +89,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.args[:] = [a for a in config.args if not a.startswith(PREFIX)]
     config.stash[_SELECTED] = selected
     from rnnspec.spec.declared import UsageError, declared
-    from rnnspec.spec.runner import check_options
+    from rnnspec.spec.runner import _cell_option, check_options
     from rnnspec.spec.targets import TargetError
     from rnnspec.spec.worker import TargetName, Worker
 
     try:
         check_options(config.getoption("rnnspec_examples"), config.getoption("rnnspec_timeout"))
+        asked = _cell_option(config.getoption("rnnspec_cell"), None)
     except UsageError as exc:
         raise pytest.UsageError(f"--rnnspec options: {exc}") from None
     worker = Worker(TargetName(target), config.getoption("rnnspec_timeout"))
     try:
-        declared(worker.declarations())
+        config.stash[_CELL] = declared(worker.declarations()).choose(asked)
     except (TargetError, UsageError) as exc:
         raise pytest.UsageError(f"--rnnspec-target={target}: {exc}") from None
     finally:
@@ -106,6 +108,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 _SELECTED = pytest.StashKey[list]()
+_CELL = pytest.StashKey[str]()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -115,16 +118,21 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return
     from _pytest.runner import collect_one_node
 
-    from rnnspec.spec.clauses import BY_ID, CLAUSES
+    from rnnspec.spec.clauses import by_id
+    from rnnspec.spec.clauses import clauses as cell_clauses
 
+    cell = config.stash[_CELL]
+    known = by_id(cell)
     xfails = _xfails(config.getoption("rnnspec_xfails"))
-    for unknown in sorted(xfails - set(BY_ID)):
-        warnings.warn(f"--rnnspec-xfails: {unknown!r} matches no clause id", pytest.PytestWarning, stacklevel=1)
+    for unknown in sorted(xfails - set(known)):
+        warnings.warn(f"--rnnspec-xfails: {unknown!r} matches no clause id of cell {cell!r}", pytest.PytestWarning,
+                      stacklevel=1)
     selected = config.stash.get(_SELECTED, [])
-    unknown = [c for c in selected if c not in BY_ID]
+    unknown = [c for c in selected if c not in known]
     if unknown:
-        raise pytest.UsageError(f"{', '.join(PREFIX + c for c in unknown)}: no such clause; known: {sorted(BY_ID)}")
-    clauses = [BY_ID[c] for c in selected] if selected else list(CLAUSES)
+        raise pytest.UsageError(f"{', '.join(PREFIX + c for c in unknown)}: no such clause of cell {cell!r}; "
+                                f"known: {sorted(known)}")
+    clauses = [known[c] for c in selected] if selected else list(cell_clauses(cell))
     cache: dict = {}
 
     def run() -> dict:
@@ -134,7 +142,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
             report = check(TargetName(target), target=target, seed=config.getoption("rnnspec_seed"),
                            examples=config.getoption("rnnspec_examples"), timeout=config.getoption("rnnspec_timeout"),
-                           clauses=[c.id for c in clauses])
+                           clauses=[c.id for c in clauses], cell=cell)
             cache.update({r.clause.id: r for r in report.results})
         return cache
 

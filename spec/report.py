@@ -60,9 +60,11 @@ VERDICT_LINES = {
 
 
 def table(report: Report) -> str:
-    rows = [f"rnnspec check {report.target}: seed {report.seed}, {_plural(report.cases, 'case')}, "
+    cell = "" if report.cell == "elman" else f", cell {report.cell}"
+    width = max([22] + [len(r.clause.id) for r in report.results])
+    rows = [f"rnnspec check {report.target}{cell}: seed {report.seed}, {_plural(report.cases, 'case')}, "
             f"{report.seconds:.1f} s; elementwise functions assumed accurate to: {report.accuracy}", "",
-            f"{'clause':22s} {'status':13s} {'decisive':>9s} {'undetermined':>12s} {'worst ratio':>11s} "
+            f"{'clause':{width}s} {'status':13s} {'decisive':>9s} {'undetermined':>12s} {'worst ratio':>11s} "
             f"{'error':>9s} {'tolerance':>9s}  worst case"]
     for r in report.results:
         worst = r.worst
@@ -70,11 +72,14 @@ def table(report: Report) -> str:
         ratio = f"{worst.ratio:.3g}" if measured else "-"
         err = f"{worst.error:.2e}" if measured else "-"
         tol = f"{worst.tolerance:.2e}" if measured else "-"
-        where = f"{r.worst_case.dtype} {r.worst_case.activation}" if measured and r.worst_case else ""
-        rows.append(f"{r.clause.id:22s} {r.status:13s} {f'{r.decisive}/{r.examples}':>9s} {r.undetermined:12d} "
+        # the activation says most of an Elman case; the regime (which gate is saturated) of a gated one
+        how = (r.worst_case.activation if r.worst_case.cell == "elman" else r.worst_case.regime) if r.worst_case else ""
+        where = f"{r.worst_case.dtype} {how}" if measured and r.worst_case else ""
+        rows.append(f"{r.clause.id:{width}s} {r.status:13s} {f'{r.decisive}/{r.examples}':>9s} {r.undetermined:12d} "
                     f"{ratio:>11s} {err:>9s} {tol:>9s}  {where}")
     rows += ["", "decisive: cases that could have failed the clause, of those judged. worst ratio: the largest "
-                 "error / tolerance of any case, with that case's error, tolerance, dtype and activation."]
+                 "error / tolerance of any case, with that case's error, tolerance, dtype and activation (regime for a "
+                 "gated cell)."]
     problems = [r for r in report.results if r.status in ("failed", "error")]
     rows += _problem_blocks(report, problems)
     unsure = [r for r in report.results if r.status == "undetermined"]

@@ -114,6 +114,7 @@ class Report:
     environment: dict = field(default_factory=dict)
     #: the accuracy class the tolerances assumed, as the report names it ("accurate (2 ulps)")
     accuracy: str = ""
+    cell: str = "elman"
 
     @property
     def verdict(self) -> str:
@@ -131,7 +132,7 @@ class Report:
         return self.verdict == "conformant"
 
     def to_json(self) -> dict:
-        return {"schema": "rnnspec.report/2", "target": self.target, "verdict": self.verdict,
+        return {"schema": "rnnspec.report/2", "target": self.target, "cell": self.cell, "verdict": self.verdict,
                 "conformant": self.conformant, "seed": self.seed, "cases": self.cases,
                 "seconds": round(self.seconds, 3), "accuracy": self.accuracy, "environment": self.environment,
                 "clauses": [r.to_json() for r in self.results]}

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
-from dataclasses import asdict
 
 from rnnspec.spec.cases import Case, generate
-from rnnspec.spec.clauses import BY_ID, CLAUSES, Clause
+from rnnspec.spec.clauses import Clause, by_id
+from rnnspec.spec.clauses import clauses as cell_clauses
 from rnnspec.spec.declared import Declared, UsageError, declared
 from rnnspec.spec.expected import call_args, expected
 from rnnspec.spec.judge import METHODS, Verdict, judge
@@ -39,7 +40,8 @@ class Session:
             limit = self.deadline - time.monotonic()
             if limit <= 0:
                 return Outcome("skipped", message="not run: the time allowed after a timeout is spent")
-        outcome = self.worker.call(method, case.activation, call_args(method, arrays), timeout=limit)
+        outcome = self.worker.call(method, {"cell": case.cell, "activation": case.activation},
+                                   call_args(method, arrays, case.cell), timeout=limit)
         if outcome.status == "timeout":
             self.hung.add(method)
             if self.deadline is None:
@@ -70,9 +72,8 @@ def shrink(session: Session, clause: Clause, case: Case, verdict: Verdict, ulps:
         improved = False
         for smaller in case.smaller():
             tries += 1
-            arrays = smaller.arrays()
-            candidate = judge(clause, smaller, session.run(smaller, arrays, _methods_for(clause)),
-                              expected(smaller, arrays, ulps))
+            candidate = judge(clause, smaller, session.run(smaller, smaller.arrays(), _methods_for(clause)),
+                              expected(smaller, ulps=ulps))
             if candidate.status == verdict.status:
                 case, verdict, improved = smaller, candidate, True
                 break
@@ -105,35 +106,66 @@ def check_options(examples: int | None, timeout: float) -> None:
         raise UsageError(f"timeout must be a positive, finite number of seconds, got {timeout!r}")
 
 
+def _cell_option(cell: str | None, cases: list[Case] | None) -> str | None:
+    """The cell asked for (``cell=`` or the cases'), checked by name before anything loads."""
+    from rnnspec.derivations.registry import check_name
+
+    named = {c.cell for c in cases or ()}
+    if cell is not None:
+        named.add(cell)
+    if len(named) > 1:
+        raise UsageError(f"the cases and cell= name different cells: {sorted(named)}")
+    if not named:
+        return None
+    (cell,) = named
+    try:
+        return check_name(cell)
+    except ValueError as exc:
+        raise UsageError(f"--cell: {exc}") from None
+
+
+def _clauses(cell: str, names: list[str] | None) -> list[Clause]:
+    known = by_id(cell)
+    unknown = [c for c in names or () if c not in known]
+    if unknown:
+        from rnnspec.spec.clauses import all_ids
+
+        elsewhere = {c: all_ids()[c] for c in unknown if c in all_ids()}
+        hint = "".join(f"; {c} is a clause of cell {other!r} (--cell {other})" for c, other in elsewhere.items())
+        raise UsageError(f"unknown clause ids {unknown} for cell {cell!r}{hint}; known: {sorted(known)}")
+    return [known[c] for c in names] if names else list(cell_clauses(cell))
+
+
 def check(impl, *, target: str = "<object>", examples: int | None = None, seed: int = 0,
           timeout: float = DEFAULT_TIMEOUT, clauses: list[str] | None = None, cases: list[Case] | None = None,
-          progress=None) -> Report:
-    """Check ``impl`` against every clause (or those named) on generated cases; see README.
+          progress=None, cell: str | None = None) -> Report:
+    """Check ``impl`` against every clause (or those named) of ``cell`` on generated cases; see README.
 
     ``impl`` is the implementation, or a :class:`~rnnspec.spec.worker.TargetName`: then it is loaded
-    in the worker process, under ``timeout``, and this process never imports it.
+    in the worker process, under ``timeout``, and this process never imports it. ``cell`` defaults to
+    the target's (the first it declares).
     """
     start = time.monotonic()
     check_options(examples, timeout)
-    unknown = [c for c in clauses or () if c not in BY_ID]
-    if unknown:
-        raise UsageError(f"unknown clause ids {unknown}; known: {sorted(BY_ID)}")
-    selected = [BY_ID[c] for c in clauses] if clauses else list(CLAUSES)
-    methods = tuple(dict.fromkeys(m for c in selected for m in _methods_for(c)))
+    asked = _cell_option(cell, cases)
+    if asked is not None:
+        _clauses(asked, clauses)
     session = Session(impl, timeout)
     try:
         decl = declared(session.worker.declarations())
+        cell = decl.choose(asked)
+        selected = _clauses(cell, clauses)
+        methods = tuple(dict.fromkeys(m for c in selected for m in _methods_for(c)))
         for case in cases or ():
             decl.admits(case)
         if cases is None:
-            cases = generate(examples or DEFAULT_EXAMPLES, seed, decl.dtypes, decl.activations)
+            cases = generate(examples or DEFAULT_EXAMPLES, seed, decl.dtypes, decl.activations_of(cell), cell)
         results = {c.id: ClauseResult(c) for c in selected}
         for n, case in enumerate(cases, 1):
             if progress:
                 progress(n, len(cases), case)
-            arrays = case.arrays()
-            spec = expected(case, arrays, decl.ulps(case.dtype))
-            outcomes = session.run(case, arrays, methods)
+            spec = expected(case, ulps=decl.ulps(case.dtype))
+            outcomes = session.run(case, case.arrays(), methods)
             for clause in selected:
                 results[clause.id].add(case, judge(clause, case, outcomes, spec))
         for result in results.values():
@@ -147,18 +179,19 @@ def check(impl, *, target: str = "<object>", examples: int | None = None, seed: 
     finally:
         session.worker.stop()
     return Report(target, seed, list(results.values()), len(cases), time.monotonic() - start, _environment(decl),
-                  decl.accuracy_label)
+                  decl.accuracy_label, cell)
 
 
 def _counterexample(target: str, seed: int, clause: Clause, case: Case, verdict: Verdict, tries: int) -> dict:
-    return {"case": asdict(case), "status": verdict.status, "error": verdict.error, "tolerance": verdict.tolerance,
-            "message": verdict.message, "shrink_steps": tries,
+    return {"case": json.loads(case.describe()), "status": verdict.status, "error": verdict.error,
+            "tolerance": verdict.tolerance, "message": verdict.message, "shrink_steps": tries,
             "reproduce": f"rnnspec check {target} --clause {clause.id} --case '{case.describe()}'"}
 
 
 def print_progress(stream=sys.stderr):
     def show(n: int, total: int, case: Case) -> None:
-        line = (f"[{n}/{total}] T={case.T} B={case.B} I={case.I} H={case.H} K={case.K} {case.activation} "
+        what = case.activation if case.cell == "elman" else case.cell
+        line = (f"[{n}/{total}] T={case.T} B={case.B} I={case.I} H={case.H} K={case.K} {what} "
                 f"{case.dtype} {case.regime}")
         end = "\r" if stream.isatty() else "\n"
         stream.write(line.ljust(90) + end)

@@ -14,7 +14,7 @@ BUILTIN = {
     "oracle": ("rnnspec.derivations.oracle", "Oracle"),
     "rnnspec-cpu": ("rnnspec.spec.adapters", "RnnspecCPU"),
     "rnnspec-cuda": ("rnnspec.spec.adapters", "RnnspecCUDA"),
-    "torch": ("rnnspec.spec.adapters", "TorchRNN"),
+    "torch": ("rnnspec.spec.torch_target", "TorchRNN"),
 }
 
 

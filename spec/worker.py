@@ -88,10 +88,13 @@ def _serve(connection, source) -> None:
             return
         if request is None:
             return
-        method, activation, args = request
+        method, settings, args = request
         try:
-            if activation is not None and hasattr(impl, "activation"):
-                impl.activation = activation
+            # the case's activation, and its cell where the target implements several
+            if settings.get("activation") is not None and hasattr(impl, "activation"):
+                impl.activation = settings["activation"]
+            if settings.get("cell") is not None and getattr(impl, "cells", None):
+                impl.cell = settings["cell"]
             before = copy.deepcopy(args)
             value = getattr(impl, method)(*args)
             reply = ("ok", value, "", mutated(before, args))
@@ -187,7 +190,9 @@ class Worker:
         self.process.join()
         self.process = None
 
-    def call(self, method: str, activation: str | None, args: tuple, timeout: float | None = None) -> Outcome:
+    def call(self, method: str, settings: dict | None, args: tuple, timeout: float | None = None) -> Outcome:
+        """``method(*args)`` in the child, after setting the target's ``activation`` and ``cell`` from
+        ``settings`` (``cell`` only on a target that declares ``cells``)."""
         if self.process is None or not self.process.is_alive():
             try:
                 self._start()
@@ -197,7 +202,7 @@ class Worker:
             return Outcome("missing", message=f"the target has no {method}()")
         limit = self.timeout if timeout is None else timeout
         start = time.perf_counter()
-        self.connection.send((method, activation, args))
+        self.connection.send((method, settings or {}, args))
         if not self.connection.poll(limit):
             self._kill()
             return Outcome("timeout", message=f"{method}() did not return within {limit:.3g} s", seconds=limit)

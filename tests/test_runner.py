@@ -156,7 +156,7 @@ def test_the_worker_is_spawned_where_this_process_holds_a_cuda_context(monkeypat
     params = {"U": rng.standard_normal((4, 2)), "W": 0.5 * rng.standard_normal((4, 4)), "b": rng.standard_normal(4)}
     spawned = worker.Worker(RnnspecCPU(), timeout=120)
     try:
-        outcome = spawned.call("forward", "tanh", (x, {"h0": h0}, params))
+        outcome = spawned.call("forward", {"activation": "tanh"}, (x, {"h0": h0}, params))
         assert spawned.process._popen.method == "spawn"
     finally:
         spawned.stop()
