@@ -130,14 +130,43 @@ def test_cases_depend_on_the_seed_alone_whatever_the_hypothesis_profile():
     assert generate(10, 6, ("float64",), ("tanh",)) != before
 
 
-def test_every_clause_is_catalogued_once_and_states_its_tolerance():
-    from rnnspec.spec.clauses import CLAUSES
-    from rnnspec.spec.expected import LOSS_KEYS, VJP_KEYS
+ELMAN_IDS = ["ELMAN-FWD-H", "ELMAN-VJP-X", "ELMAN-VJP-H0", "ELMAN-VJP-U", "ELMAN-VJP-W", "ELMAN-VJP-B",
+             "ELMAN-LOSS-VALUE", "ELMAN-LOSS-X", "ELMAN-LOSS-H0", "ELMAN-LOSS-U", "ELMAN-LOSS-W", "ELMAN-LOSS-B",
+             "ELMAN-LOSS-V", "ELMAN-LOSS-C", "ELMAN-SHAPE", "ELMAN-FINITE", "ELMAN-DETERMINISTIC", "ELMAN-PURE"]
 
-    assert len({c.id for c in CLAUSES}) == len(CLAUSES)
-    assert {c.key[1] for c in CLAUSES if c.key and c.key[0] == "vjp"} == set(VJP_KEYS)
-    assert {c.key[1] for c in CLAUSES if c.key and c.key[0] == "loss"} == set(LOSS_KEYS) | {"value"}
-    assert all(c.tolerance_rule for c in CLAUSES)
+
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru-reset-after", "gru-reset-before"])
+def test_every_clause_is_catalogued_once_and_states_its_tolerance(cell):
+    from rnnspec.derivations.registry import cell as registered
+    from rnnspec.spec.clauses import clauses
+
+    catalogue = clauses(cell)
+    spec = registered(cell)
+    params = {v.key for v in spec.params}
+    inputs = {"x"} | {k for k in spec.state0_keys}
+    assert len({c.id for c in catalogue}) == len(catalogue)
+    assert {c.key[1] for c in catalogue if c.key and c.key[0] == "forward"} == {v.key for v in spec.state_out}
+    assert {c.key[1] for c in catalogue if c.key and c.key[0] == "vjp"} == params | inputs
+    assert {c.key[1] for c in catalogue if c.key and c.key[0] == "loss"} == params | inputs | {"V", "c", "value"}
+    assert all(c.tolerance_rule and c.statement for c in catalogue)
+    assert all(c.id.startswith(cell.upper() + "-") for c in catalogue)
+
+
+def test_the_elman_ids_are_unchanged():
+    from rnnspec.spec.clauses import clauses
+
+    assert [c.id for c in clauses("elman")] == ELMAN_IDS
+
+
+def test_gated_clause_ids_name_the_gate_parameter():
+    from rnnspec.spec.clauses import by_id
+
+    assert by_id("lstm")["LSTM-VJP-W_F"].key == ("vjp", "W_f")
+    assert by_id("gru-reset-after")["GRU-RESET-AFTER-LOSS-B_HN"].key == ("loss", "b_hn")
+    assert "b_hn" not in {c.key[1] for c in by_id("gru-reset-before").values() if c.key}
+    # the head's output bias c and the LSTM's cell state c are different clauses
+    assert by_id("lstm")["LSTM-LOSS-C"].key == ("loss", "c") and by_id("lstm")["LSTM-FWD-C"].key == ("forward", "c")
+    assert "output bias" in by_id("lstm")["LSTM-LOSS-C"].statement
 
 
 def test_the_worker_is_spawned_where_this_process_holds_a_cuda_context(monkeypatch):
