@@ -1,6 +1,7 @@
-"""A correct NumPy Elman (written for these tests) and deliberately wrong variants of it.
+"""Correct NumPy models (an Elman here; the LSTM and GRUs in tests/gated.py) and deliberately wrong variants
+(the gated cells' in tests/mutants_gated.py, collected here as GATED_MUTANTS).
 
-Each mutant overrides one small method of :class:`Elman` to carry one realistic bug. The suite
+Each mutant overrides one small method of a correct model to carry one realistic bug. The suite
 must reject every one at default settings (tests/test_mutants.py).
 """
 
@@ -285,3 +286,6 @@ MUTANTS = [SlopeAtWrongPoint, TruncatedBPTT, OffByOneInTime, MissingTranspose, F
            OddBatchBug, LongSequenceBug, UnstableSoftmax, TanhSlopeWithoutSquare, SigmoidSlopeWrong,
            ReluSlopeFromSign, LastCotangentDropped, UninitialisedAccumulator, MutatesInput,
            ReturnsFloat64ForFloat32, WrongBiasOfHead]
+
+
+# the LSTM and GRU mutants, by cell (tests/mutants_gated.py)

@@ -4,7 +4,11 @@ import pytest
 
 from rnnspec.spec.runner import check
 
+import gated
 import mutants
+
+CORRECT = {"lstm": gated.LSTM, "gru-reset-after": gated.GRUResetAfter, "gru-reset-before": gated.GRUResetBefore}
+GATED = [(cell, m) for cell, corpus in mutants.GATED_MUTANTS.items() for m in corpus]
 
 
 def test_the_correct_numpy_implementation_passes():
@@ -24,3 +28,28 @@ def test_mutant_is_rejected(mutant, record_property):
 def test_corpus_is_large_and_distinct():
     assert len(mutants.MUTANTS) >= 20
     assert len({m.__doc__ for m in mutants.MUTANTS}) == len(mutants.MUTANTS)
+
+
+@pytest.mark.parametrize("cell", list(CORRECT))
+def test_the_correct_gated_implementation_passes(cell):
+    report = check(CORRECT[cell](), target=f"gated.{CORRECT[cell].__name__}")
+    assert report.cell == cell
+    assert report.conformant, [(r.clause.id, r.status, r.worst and r.worst.message) for r in report.results]
+
+
+@pytest.mark.parametrize("cell, mutant", GATED, ids=[m.__name__ for _, m in GATED])
+def test_gated_mutant_is_rejected(cell, mutant, record_property):
+    report = check(mutant(), target=f"mutants.{mutant.__name__}")
+    assert report.cell == cell, f"{mutant.__name__} was checked as {report.cell}, meant for {cell}"
+    caught = [r.clause.id for r in report.results if r.status in ("failed", "error")]
+    record_property("caught_by", ",".join(caught))
+    print(f"{mutant.__name__}: caught by {', '.join(caught) or 'nothing'}")
+    assert not report.conformant and caught, f"{mutant.__name__} ({mutant.__doc__}) passed every clause"
+
+
+@pytest.mark.parametrize("cell", list(mutants.GATED_MUTANTS))
+def test_gated_corpus_is_large_and_distinct(cell):
+    corpus = mutants.GATED_MUTANTS[cell]
+    assert len(corpus) >= 15
+    assert len({m.__doc__ for m in corpus}) == len(corpus)
+    assert all(m().cell == cell for m in corpus)

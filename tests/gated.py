@@ -1,0 +1,251 @@
+"""Correct NumPy LSTM and GRUs (written for these tests, by hand, independently of the derivation).
+
+Each model keeps its gates stacked along columns in ``order`` and reads the canonical per-gate
+parameters into that layout; each small method is a seam where tests/mutants.py plants one bug.
+Backward passes are the textbook ones, typed here from the equations of issue "LSTM and both GRUs
+through the whole suite", never from the engine's output.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def sigmoid(u):
+    return 1 / (1 + np.exp(-u))
+
+
+class Gated:
+    """What the three cells share: the contract, stacked parameters, the head and the loss."""
+
+    dtypes = ("float32", "float64")
+    activations = ("tanh",)
+    activation = "tanh"
+    order = ""
+
+    def stack(self, params, what):
+        return np.concatenate([params[f"{what}_{g}"] for g in self.order])
+
+    def unstack(self, stacked, what, hidden):
+        return {f"{what}_{g}": stacked[n * hidden:(n + 1) * hidden] for n, g in enumerate(self.order)}
+
+    def gate_slope(self, y, u):
+        """sigma'(u) from its output y."""
+        return y * (1 - y)
+
+    def tanh_slope(self, y, u):
+        return 1 - y * y
+
+    def steps_back(self, T):
+        return range(T - 1, -1, -1)
+
+    def forward(self, x, state0, params):
+        tape = self._forward(x, state0, params)
+        return {k: np.stack([step[k] for step in tape]) for k in self.outputs}
+
+    def vjp(self, x, state0, params, cotangents):
+        tape = self._forward(x, state0, params)
+        return self._backward(x, state0, params, tape, cotangents)
+
+    def loss(self, x, state0, params, targets):
+        tape = self._forward(x, state0, params)
+        hs = np.stack([step["h"] for step in tape])
+        T, B, H = hs.shape
+        V, c = params["V"], params["c"]
+        a = hs.reshape(T * B, H) @ V.T + c
+        a = a - a.max(axis=1, keepdims=True)
+        log_p = a - np.log(np.exp(a).sum(axis=1, keepdims=True))
+        y = targets.reshape(-1)
+        e = np.exp(log_p)
+        e[np.arange(T * B), y] -= 1
+        grads = self._backward(x, state0, params, tape, {"h": (e @ V).reshape(T, B, H)})
+        grads.update(V=e.T @ hs.reshape(T * B, H), c=e.sum(axis=0))
+        return float(-log_p[np.arange(T * B), y].sum()), grads
+
+
+class LSTM(Gated):
+    cell = "lstm"
+    order = "ifgo"
+    outputs = ("h", "c")
+
+    def biases(self, params):
+        return self.stack(params, "b")
+
+    def squash(self, z, H):
+        i, f, g, o = (z[:, n * H:(n + 1) * H] for n in range(4))
+        return sigmoid(i), sigmoid(f), self.candidate(g), sigmoid(o)
+
+    def candidate(self, u):
+        return np.tanh(u)
+
+    def new_cell(self, f, c_prev, i, g):
+        return f * c_prev + i * g
+
+    def squash_cell(self, c):
+        return np.tanh(c)
+
+    def carry_cell(self, gc, f):
+        """dL/dc_{t-1} through the cell state: gc * f."""
+        return gc * f
+
+    def cell_cotangent(self, gh, o, tc, gc_next, gc_given):
+        return gc_given + gc_next + gh * o * (1 - tc * tc)
+
+    def _forward(self, x, state0, params):
+        U, W, b = self.stack(params, "U"), self.stack(params, "W"), self.biases(params)
+        H = W.shape[1]
+        h, c = state0["h0"], state0["c0"]
+        tape = []
+        for t in range(x.shape[0]):
+            z = x[t] @ U.T + h @ W.T + b
+            i, f, g, o = self.squash(z, H)
+            c_prev, h_prev = c, h
+            c = self.new_cell(f, c_prev, i, g)
+            h = o * self.squash_cell(c)
+            tape.append(dict(z=z, i=i, f=f, g=g, o=o, c_prev=c_prev, h_prev=h_prev, c=c, h=h))
+        return tape
+
+    def _backward(self, x, state0, params, tape, cotangents):
+        U, W = self.stack(params, "U"), self.stack(params, "W")
+        H = W.shape[1]
+        gU, gW, gb, gx = np.zeros_like(U), np.zeros_like(W), np.zeros(U.shape[0], x.dtype), np.zeros_like(x)
+        gh_next, gc_next = np.zeros_like(state0["h0"]), np.zeros_like(state0["c0"])
+        for t in self.steps_back(x.shape[0]):
+            s = tape[t]
+            gh = cotangents["h"][t] + gh_next
+            tc = np.tanh(s["c"])
+            gc = self.cell_cotangent(gh, s["o"], tc, gc_next, cotangents["c"][t] if "c" in cotangents else 0)
+            dz = np.concatenate([gc * s["g"] * self.gate_slope(s["i"], s["z"][:, :H]),
+                                 gc * s["c_prev"] * self.gate_slope(s["f"], s["z"][:, H:2 * H]),
+                                 gc * s["i"] * self.tanh_slope(s["g"], s["z"][:, 2 * H:3 * H]),
+                                 gh * tc * self.gate_slope(s["o"], s["z"][:, 3 * H:])], axis=1)
+            gU += dz.T @ x[t]
+            gW += dz.T @ self.previous_h(tape, state0, t)
+            gb += dz.sum(axis=0)
+            gx[t] = dz @ U
+            gh_next = dz @ W
+            gc_next = self.carry_cell(gc, s["f"])
+        grads = {"x": gx, "h0": gh_next, "c0": self.initial_cell_grad(gc_next)}
+        for what, value in (("U", gU), ("W", gW), ("b", gb)):
+            grads.update(self.unstack(value, what, H))
+        return grads
+
+    def previous_h(self, tape, state0, t):
+        return tape[t]["h_prev"]
+
+    def initial_cell_grad(self, gc):
+        return gc
+
+
+class GRU(Gated):
+    """Both GRUs: ``reset_after`` says where the reset gate acts."""
+
+    order = "rzn"
+    outputs = ("h",)
+    reset_after = True
+
+    @property
+    def cell(self) -> str:
+        return "gru-reset-after" if self.reset_after else "gru-reset-before"
+
+    def input_biases(self, params):
+        return self.stack(params, "b")
+
+    def recurrent_bias(self, params):
+        return params["b_hn"] if self.reset_after else 0
+
+    def update(self, u):
+        return sigmoid(u)
+
+    def blend(self, z, n, h_prev):
+        return (1 - z) * n + z * h_prev
+
+    def blend_grads(self, gh, z, n, h_prev):
+        """(dL/dn, dL/dz, dL/dh_prev direct) of blend."""
+        return gh * (1 - z), gh * (h_prev - n), gh * z
+
+    def reset_after_product(self, r, m):
+        return r * m
+
+    def reset_before_product(self, r, h_prev):
+        return r * h_prev
+
+    def _forward(self, x, state0, params):
+        U, b = self.stack(params, "U"), self.input_biases(params)
+        W_r, W_z, W_n = (params[f"W_{g}"] for g in self.order)
+        H = W_n.shape[0]
+        h = state0["h0"]
+        tape = []
+        for t in range(x.shape[0]):
+            zx = x[t] @ U.T + b
+            r = sigmoid(zx[:, :H] + h @ W_r.T)
+            z = self.update(zx[:, H:2 * H] + h @ W_z.T)
+            if self.reset_after:
+                m = h @ W_n.T + self.recurrent_bias(params)
+                pre_n = zx[:, 2 * H:] + self.reset_after_product(r, m)
+            else:
+                m = self.reset_before_product(r, h)
+                pre_n = zx[:, 2 * H:] + m @ W_n.T
+            n = np.tanh(pre_n)
+            h_prev, h = h, self.blend(z, n, h)
+            tape.append(dict(r=r, z=z, n=n, m=m, pre_n=pre_n, h_prev=h_prev, h=h))
+        return tape
+
+    def _backward(self, x, state0, params, tape, cotangents):
+        U = self.stack(params, "U")
+        W_r, W_z, W_n = (params[f"W_{g}"] for g in self.order)
+        H = W_n.shape[0]
+        gU, gb, gx = np.zeros_like(U), np.zeros(U.shape[0], x.dtype), np.zeros_like(x)
+        gW = {g: np.zeros_like(W_n) for g in self.order}
+        g_bhn = np.zeros(H, x.dtype)
+        gh_next = np.zeros_like(state0["h0"])
+        for t in self.steps_back(x.shape[0]):
+            s = tape[t]
+            gh = cotangents["h"][t] + gh_next
+            gn, gz, gh_prev = self.blend_grads(gh, s["z"], s["n"], s["h_prev"])
+            dzn = gn * self.tanh_slope(s["n"], s["pre_n"])
+            if self.reset_after:
+                dm = dzn * s["r"]
+                gr = dzn * s["m"]
+                gW["n"] += self.n_weight_grad(dm, s)
+                g_bhn += dm.sum(axis=0)
+                gh_prev = gh_prev + dm @ W_n
+            else:
+                dm = dzn @ W_n
+                gr = dm * s["h_prev"]
+                gW["n"] += self.n_weight_grad(dzn, s)
+                gh_prev = gh_prev + self.through_reset(dm, s["r"])
+            dzr = gr * self.gate_slope(s["r"], None)
+            dzz = gz * self.gate_slope(s["z"], None)
+            dz = np.concatenate([dzr, dzz, dzn], axis=1)
+            gU += dz.T @ x[t]
+            gb += dz.sum(axis=0)
+            gW["r"] += dzr.T @ s["h_prev"]
+            gW["z"] += dzz.T @ s["h_prev"]
+            gx[t] = dz @ U
+            gh_next = self.carry(gh_prev + dzr @ W_r + dzz @ W_z)
+        grads = {"x": gx, "h0": gh_next}
+        grads.update(self.unstack(gU, "U", H))
+        grads.update(self.unstack(gb, "b", H))
+        grads.update({f"W_{g}": gW[g] for g in self.order})
+        if self.reset_after:
+            grads["b_hn"] = g_bhn
+        return grads
+
+    def n_weight_grad(self, d, s):
+        """dL/dW_n of one step: (dL/dm) h_prev^T after the product, (dL/dpre_n) (r * h_prev)^T before."""
+        return d.T @ (s["h_prev"] if self.reset_after else s["m"])
+
+    def through_reset(self, dm, r):
+        return dm * r
+
+    def carry(self, gh_prev):
+        return gh_prev
+
+
+class GRUResetAfter(GRU):
+    reset_after = True
+
+
+class GRUResetBefore(GRU):
+    reset_after = False
