@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mutants_gated import GATED_MUTANTS  # noqa: F401 - the LSTM and GRU corpus, by cell, re-exported
+
 
 class Elman:
     """Contract-conforming Elman RNN in NumPy; computes in the dtype it is given."""
@@ -286,6 +288,3 @@ MUTANTS = [SlopeAtWrongPoint, TruncatedBPTT, OffByOneInTime, MissingTranspose, F
            OddBatchBug, LongSequenceBug, UnstableSoftmax, TanhSlopeWithoutSquare, SigmoidSlopeWrong,
            ReluSlopeFromSign, LastCotangentDropped, UninitialisedAccumulator, MutatesInput,
            ReturnsFloat64ForFloat32, WrongBiasOfHead]
-
-
-# the LSTM and GRU mutants, by cell (tests/mutants_gated.py)
