@@ -94,7 +94,7 @@ def _activation_rows() -> list[str]:
     return rows
 
 
-def _certificate_rows(certificates: list[Certificate]) -> list[str]:
+def certificate_rows(certificates: list[Certificate]) -> list[str]:
     rows = ["| f | head | T | B | I | H | K | gradient entries | exact | numeric (50 digits) "
             "| worst residual | proved |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -212,7 +212,7 @@ def elman_document(certificates: list[Certificate], figure: str) -> str:
         " independent symbols, which makes a zero a proof). *Numeric*: at random rational points in 50-digit"
         " arithmetic (`derivations/proof.py`).",
         "",
-        *_certificate_rows(certificates),
+        *certificate_rows(certificates),
         "",
     ]
     return "\n".join(lines)
@@ -223,5 +223,15 @@ def elman_document(certificates: list[Certificate], figure: str) -> str:
 PROOF_SIZES = ((3, 1, 2, 2, 2), (2, 2, 1, 2, 3))
 
 
-def all_certificates_cases() -> list[tuple[str, str, tuple[int, ...]]]:
-    return [(a, h, size) for size in PROOF_SIZES for a in ACTIVATIONS for h in HEADS]
+#: the gated cells' unrolled sizes: two steps with H = 2 (the recurrence and a transpose can show), and
+#: one step with a batch of two, H = 1 and I = 2
+GATED_PROOF_SIZES = ((2, 1, 1, 2, 2), (1, 2, 2, 1, 3))
+
+
+def all_certificates_cases() -> list[tuple[str, str, str, tuple[int, ...]]]:
+    """(cell, activation, head, sizes) of every proof, Elman's first."""
+    from rnnspec.derivations.registry import CELL_NAMES
+
+    elman_cases = [("elman", a, h, size) for size in PROOF_SIZES for a in ACTIVATIONS for h in HEADS]
+    gated = [(c, "tanh", "softmax-ce", size) for c in CELL_NAMES if c != "elman" for size in GATED_PROOF_SIZES]
+    return elman_cases + gated

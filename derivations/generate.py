@@ -9,15 +9,25 @@ from pathlib import Path
 
 from rnnspec.derivations import figure
 from rnnspec.derivations.document import all_certificates_cases, elman_document
+from rnnspec.derivations.gated_document import gru_document, lstm_document
 from rnnspec.derivations.proof import Certificate, prove
 
 GENERATED = Path(__file__).parent / "generated"
 FIGURE = "elman_gradient_norms.png"
+CELLS_FIGURE = "gradient_flow.png"
+#: the figures drawn when matplotlib is installed (the CSV files are written always)
+FIGURES = (FIGURE, CELLS_FIGURE)
 
 
-def _prove(case: tuple[str, str, tuple[int, ...]]) -> Certificate:
-    activation, head, (T, B, I, H, K) = case
-    return prove(activation, head, T=T, B=B, I=I, H=H, K=K)
+def _prove(case: tuple[str, str, str, tuple[int, ...]]) -> Certificate:
+    cell, activation, head, (T, B, I, H, K) = case
+    return prove(activation, head, T=T, B=B, I=I, H=H, K=K, cell=cell)
+
+
+def _cost(case: tuple[str, str, str, tuple[int, ...]]) -> int:
+    """Slowest first, so that the pool stays balanced: ReLU's piecewise loss, then two-step gated cells."""
+    cell, activation, _, sizes = case
+    return 0 if activation == "relu" else 1 if cell != "elman" and sizes[0] > 1 else 2
 
 
 Progress = Callable[[str], None]
@@ -25,8 +35,7 @@ Progress = Callable[[str], None]
 
 def certificates(workers: int = 2, progress: Progress | None = None) -> list[Certificate]:
     cases = all_certificates_cases()
-    # the slowest proofs (ReLU's piecewise loss) go first so that the pool stays balanced
-    order = sorted(cases, key=lambda c: c[0] != "relu")
+    order = sorted(cases, key=_cost)
     tell = progress or (lambda line: None)
     done = {}
     if workers > 1:
@@ -42,9 +51,9 @@ def certificates(workers: int = 2, progress: Progress | None = None) -> list[Cer
     return [done[c] for c in cases]
 
 
-def _name(case: tuple[str, str, tuple[int, ...]]) -> str:
-    activation, head, sizes = case
-    return f"{activation}, {head}, (T, B, I, H, K) = {sizes}"
+def _name(case: tuple[str, str, str, tuple[int, ...]]) -> str:
+    cell, activation, head, sizes = case
+    return f"{cell}, {activation}, {head}, (T, B, I, H, K) = {sizes}"
 
 
 def can_draw() -> bool:
@@ -54,11 +63,17 @@ def can_draw() -> bool:
 
 def render(workers: int = 2, progress: Progress | None = None) -> dict[str, bytes]:
     """File name -> content of every generated file (without the figure when matplotlib is missing)."""
-    data = figure.series()
-    files = {"elman.md": elman_document(certificates(workers, progress), FIGURE).encode(),
-             "elman_gradient_norms.csv": figure.csv_text(data).encode()}
+    data, curves = figure.series(), figure.cell_series()
+    proved = certificates(workers, progress)
+    of = lambda *cells: [c for c in proved if c.cell in cells]
+    files = {"elman.md": elman_document(of("elman"), FIGURE).encode(),
+             "elman_gradient_norms.csv": figure.csv_text(data).encode(),
+             "lstm.md": lstm_document(of("lstm"), CELLS_FIGURE, curves).encode(),
+             "gru.md": gru_document(of("gru-reset-after", "gru-reset-before"), CELLS_FIGURE, curves).encode(),
+             "gradient_flow.csv": figure.cells_csv_text(curves).encode()}
     if can_draw():
         files[FIGURE] = figure.png_bytes(data)
+        files[CELLS_FIGURE] = figure.cells_png_bytes(curves)
     return files
 
 

@@ -225,8 +225,10 @@ class Oracle:
             raise ValueError(f"targets: expected (T, B, K)=({steps}, {batch}, {classes}), got {targets.shape}")
         return self.be.asarray(targets)
 
-    def _backward(self, tapes, per_step, sizes, step_params) -> dict[str, np.ndarray]:
-        """BPTT: the step's backward equations for t = T..1, carrying g_{state_in} to t-1."""
+    def _backward(self, tapes, per_step, sizes, step_params, record: list | None = None) -> dict[str, np.ndarray]:
+        """BPTT: the step's backward equations for t = T..1, carrying g_{state_in} to t-1.
+
+        ``record`` receives, for t = T..1, the cotangents carried to step t-1 (by state name)."""
         cell, batch = self.spec, sizes["B"]
         steps = len(tapes)
         grads = {v.name: self.be.zeros(step_params[v.name].shape) for v in cell.params}
@@ -243,6 +245,8 @@ class Oracle:
                 grads[v.name] = grads[v.name] + env["g_" + v.name]
             gx[t] = env["g_" + x_var.name]
             carried = {out.name: env["g_" + inp.name] for inp, out in cell.states}
+            if record is not None:
+                record.append(carried)
         grads[x_var.name] = gx
         for out in cell.state_out:
             grads[out.key + "0"] = carried[out.name]

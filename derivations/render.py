@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from rnnspec.derivations.tensors import Equation, index_symbols
+from rnnspec.derivations.tensors import Equation, Var, index_symbols
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,14 @@ def matrix_form(eq: Equation, names: Mapping[str, str], style: Style = LATEX) ->
     terms = []
     for term in sp.Add.make_args(eq.rhs):
         coefficient, scalars, by_index, matrices = sp.Integer(1), [], {}, []
+        identity = [f for f in sp.Mul.make_args(term) if isinstance(f, sp.KroneckerDelta) and set(f.args) == set(free)]
+        if identity and len(free) == 2:  # delta_ij v_i: diag(v)
+            rest = sp.Mul(*[f for f in sp.Mul.make_args(term) if f is not identity[0]]).xreplace({free[1]: free[0]})
+            inner = matrix_form(Equation(_Vector, (free[0],), rest), names, style)
+            if inner is None:
+                return None
+            terms.append(f"{style.diag}{style.open}{inner.split(' = ', 1)[1]}{style.close}")
+            continue
         for factor in sp.Mul.make_args(term):
             idx = index_symbols(factor)
             if factor.is_number:
@@ -141,6 +149,9 @@ def matrix_form(eq: Equation, names: Mapping[str, str], style: Style = LATEX) ->
         terms.append(lead + " ".join(scalars + [text]))
     lhs = names.get(eq.target.name, eq.target.name)
     return lhs + " = " + " + ".join(terms).replace("+ -", "- ")
+
+
+_Vector = Var("v", ("H",), "intermediate")
 
 
 def _term_matrix(free, by_index, matrices, names, style: Style) -> str | None:

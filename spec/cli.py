@@ -14,8 +14,8 @@ def _derive(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     out = Path(args.out) if args.out else generate.GENERATED
     if not generate.can_draw():
-        print(f"rnnspec derive: matplotlib is not installed (pip install 'rnnspec[docs]'): {generate.FIGURE} is "
-              "neither drawn nor checked", file=sys.stderr)
+        print(f"rnnspec derive: matplotlib is not installed (pip install 'rnnspec[docs]'): "
+              f"{', '.join(generate.FIGURES)} are neither drawn nor checked", file=sys.stderr)
     progress = None if args.quiet else (lambda line: print(f"  {line} [{time.perf_counter() - start:.0f} s]",
                                                            file=sys.stderr, flush=True))
     if progress:

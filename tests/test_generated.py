@@ -25,6 +25,21 @@ def test_document_shows_the_derived_formulas_and_certificate():
     assert (GENERATED / "elman_gradient_norms.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_gated_documents_show_the_derived_gradient_flow_and_certificates():
+    lstm = (GENERATED / "lstm.md").read_text()
+    for formula in [r"\left(\frac{\partial c_{t}}{\partial c_{t-1}}\right) = \operatorname{diag}\left(f_{t}\right)",
+                    r"\bar{c}_{t-1} = f_{t} \odot \bar{c}_{t}", "gradient_flow.png", "BP1", "output bias c"]:
+        assert formula in lstm, f"lstm.md lacks {formula!r}"
+    gru = (GENERATED / "gru.md").read_text()
+    for formula in [r"\bar{W}_{n} = \left(\bar{\hat{n}}_{t} \odot r_{t}\right) h_{t-1}^{T}",
+                    r"\bar{W}_{n} = \bar{\hat{n}}_{t} (r_{t} \odot h_{t-1})^{T}", r"\bar{b}_{hn} = ", "Highlighted"]:
+        assert formula in gru, f"gru.md lacks {formula!r}"
+    for text, cells in ((lstm, 1), (gru, 2)):
+        rows = [line for line in text.split("## 5. Proof certificate")[1].splitlines() if "| softmax-ce |" in line]
+        assert len(rows) == 2 * cells and all(line.endswith("| yes |") for line in rows), rows
+    assert (GENERATED / "gradient_flow.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_check_reports_a_stale_file(tmp_path):
     from rnnspec.derivations import generate
 

@@ -43,3 +43,29 @@ def test_vanishes_is_a_sound_zero_test():
     assert not vanishes(sp.tanh(x) - x)
     relu = sp.Piecewise((x, x > 0), (0, True))
     assert vanishes(sp.diff(relu * y, x) - y * sp.Piecewise((1, x > 0), (0, True)))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru-reset-after", "gru-reset-before"])
+def test_gated_cells_are_proved(cell):
+    cert = prove("tanh", "softmax-ce", T=1, B=2, I=2, H=1, K=3, cell=cell)
+    assert cert.proved and cert.cell == cell, cert
+    assert cert.exact > 0 and cert.worst_residual < 1e-40
+
+
+@pytest.mark.parametrize("cell, target, swap", [
+    ("lstm", "g_C_prev", {sp.IndexedBase("fg"): sp.IndexedBase("ig")}),  # dL/dc_{t-1} through i instead of f
+    ("gru-reset-after", "g_W_n", {sp.IndexedBase("h_prev"): sp.IndexedBase("h")}),
+    ("gru-reset-before", "g_W_n", {sp.IndexedBase("rh"): sp.IndexedBase("h_prev")}),  # h where r * h belongs
+])
+def test_a_wrong_gated_derivation_is_not_proved(monkeypatch, cell, target, swap):
+    real = derive
+
+    def tampered(spec):
+        d = real(spec)
+        step = tuple(dataclasses.replace(eq, rhs=eq.rhs.xreplace(swap)) if eq.target.name == target else eq
+                     for eq in d.step_backward)
+        return dataclasses.replace(d, step_backward=step)
+
+    monkeypatch.setattr(oracle_module, "derive", tampered)
+    cert = prove("tanh", "softmax-ce", T=2, B=1, I=1, H=2, K=2, cell=cell)
+    assert not cert.proved and cert.worst_residual > 1e-3, cert
