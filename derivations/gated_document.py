@@ -167,7 +167,8 @@ def lstm_document(certificates: list[Certificate], figure: str, curves: dict[str
         _jacobian(cell, "h", "h_prev", written),
         "",
         "The Elman product $\\partial h_t / \\partial h_k = \\prod_{j} \\operatorname{diag}(f'(z_j)) W$"
-        " (see `elman.md`, section 5) multiplies a matrix and a derivative at every step, and shrinks or grows geometrically. The"
+        " (see `elman.md`, section 5) multiplies a matrix and a derivative at every step, and shrinks or grows"
+        " geometrically. The"
         " LSTM's cell state has a path with no matrix and no derivative: $\\partial c_t / \\partial c_{t-1} ="
         " \\operatorname{diag}(f_t)$ when $h_{t-1}$ is held, so along it"
         " $\\partial c_t / \\partial c_k = \\prod_j \\operatorname{diag}(f_j)$, which stays near 1 while the forget"
