@@ -10,6 +10,15 @@ from rnnspec.derivations.proof import Certificate
 from rnnspec.derivations.render import index_form, matrix_form
 from rnnspec.derivations.tensors import Equation
 
+#: what a document citing the notes must say of them
+THE_NOTES = (
+    "\"The notes\" are the project's source notes on the Elman RNN (in Chinese; they write S for h); their BP1-BP4"
+    " are the four equations of backpropagation: BP1, the error at the output is the loss's derivative times the"
+    " output nonlinearity's; BP2, the error of a layer is the next layer's error carried back through the transposed"
+    " weights, times f'; BP3, a bias's gradient is the error; BP4, a weight's gradient is the error times the"
+    " transposed input of that weight."
+)
+
 #: how each quantity is written, at step t; cotangents are bars, the notes' delta is dL/dz_t.
 NAMES = {
     "x": "x_{t}", "h_prev": "h_{t-1}", "z": "z_{t}", "h": "h_{t}", "a": "a_{t}", "y": "y_{t}",
@@ -117,7 +126,8 @@ def elman_document(certificates: list[Certificate], figure: str) -> str:
         "",
         "Notation: batch rows are handled by the code; here everything is one example, vectors are columns"
         " (the notes' S is h). A bar is a cotangent, $\\bar{q} = \\partial L / \\partial q$; the notes' error"
-        " term is $\\delta_t = \\bar{z}_t$. Indices repeated on the right and absent on the left are summed.",
+        " term is $\\delta_t = \\bar{z}_t$. Indices repeated on the right and absent on the left are summed. "
+        + THE_NOTES,
         "",
         "## 1. Forward equations",
         "",

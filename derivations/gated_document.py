@@ -10,7 +10,7 @@ import sympy as sp
 from rnnspec.derivations.cells import Cell
 from rnnspec.derivations.derive import Derivation, derive
 from rnnspec.derivations.document import NAMES as ELMAN_NAMES
-from rnnspec.derivations.document import certificate_rows
+from rnnspec.derivations.document import THE_NOTES, certificate_rows
 from rnnspec.derivations.engine import jacobian
 from rnnspec.derivations.proof import Certificate
 from rnnspec.derivations.registry import cell as registered
@@ -26,11 +26,7 @@ INTRO = (
     "Notation: batch rows are handled by the code; here everything is one example, vectors are columns, $\\odot$ is"
     " the elementwise product and $\\sigma(u) = 1 / (1 + e^{-u})$. A bar is a cotangent, $\\bar{q} = \\partial L /"
     " \\partial q$; a hat is a gate's pre-activation ($\\hat{f}_t$ is the forget gate's argument). Indices repeated on"
-    " the right and absent on the left are summed. \"The notes\" are the project's source notes on the Elman RNN"
-    " (`elman.md` derives their formulas); their BP1-BP4 are the four equations of backpropagation: BP1, the error at"
-    " the output is the loss's derivative times the output nonlinearity's; BP2, the error of a layer is the next"
-    " layer's error carried back through the transposed weights, times f'; BP3, a bias's gradient is the error;"
-    " BP4, a weight's gradient is the error times the transposed input of that weight."
+    " the right and absent on the left are summed. " + THE_NOTES + " `elman.md` derives the notes' own formulas."
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rnnspec.kernels.checks import ACTIVATIONS as KERNEL_ACTIVATIONS
 from rnnspec.spec.targets import TargetError
 
 
@@ -10,7 +11,7 @@ class RnnspecCPU:
 
     cell = "elman"
     dtypes = ("float32", "float64")
-    activations = ("tanh", "sigmoid", "relu", "identity")
+    activations = KERNEL_ACTIVATIONS
     #: its float32 tanh is a rational approximation within 6.5 ulps (kernels/loops.py); float64 uses libm
     accuracy = {"float32": 8, "float64": "accurate"}
 

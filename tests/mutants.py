@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnnspec.derivations.cells import ACTIVATIONS
+
 from mutants_gated import GATED_MUTANTS  # noqa: F401 - the LSTM and GRU corpus, by cell, re-exported
 
 
@@ -17,7 +19,7 @@ class Elman:
 
     cell = "elman"
     dtypes = ("float32", "float64")
-    activations = ("tanh", "sigmoid", "relu", "identity")
+    activations = tuple(ACTIVATIONS)
     activation = "tanh"
 
     # -- pieces the mutants replace ---------------------------------------------------------

@@ -3,7 +3,9 @@
 import numpy as np
 from hypothesis import strategies as st
 
-ACTIVATIONS = ("tanh", "sigmoid", "relu", "identity")
+from rnnspec.derivations.cells import ACTIVATIONS as CELL_ACTIVATIONS
+
+ACTIVATIONS = tuple(CELL_ACTIVATIONS)
 
 
 @st.composite

@@ -85,3 +85,29 @@ def test_plugin_checks_the_cell_it_is_given(pytester):
 def test_a_file_target_may_import_the_modules_beside_it():
     run = _rnnspec("check", f"{TESTS / 'mutants_gated.py'}:LstmNoTanhOnCell", "--examples", "2", "--quiet")
     assert run.returncode == 1 and "LSTM-FWD-H" in run.stdout, run.stdout + run.stderr
+
+
+def test_the_kernels_know_the_activations_the_cells_define():
+    """kernels/ may not import derivations/ (nor SymPy): its own list must be the same names, in one order."""
+    from rnnspec.derivations.cells import ACTIVATIONS
+    from rnnspec.kernels.checks import ACTIVATIONS as KERNEL_ACTIVATIONS
+
+    assert KERNEL_ACTIVATIONS == tuple(ACTIVATIONS)
+
+
+def test_a_torch_layer_that_drops_its_second_bias_fails():
+    """The canonical biases reach PyTorch split at random between bias_ih and bias_hh."""
+    pytest.importorskip("torch")
+    from rnnspec.spec.torch_target import TorchRNN
+
+    class DropsRecurrentBias(TorchRNN):
+        def _module(self, params, dtype):
+            module = super()._module(params, dtype)
+            with self.torch.no_grad():
+                module.bias_hh_l0.zero_()
+            return module
+
+    for cell in ("lstm", "gru-reset-after", "elman"):
+        report = check(DropsRecurrentBias(), cell=cell, examples=4)
+        assert not report.conformant, cell
+        assert any(r.status == "failed" for r in report.results if r.clause.id.endswith("FWD-H")), cell
