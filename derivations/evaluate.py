@@ -80,7 +80,7 @@ class Backend:
             elif self.name == "mpmath":
                 self._compiled[key] = np.frompyfunc(sp.lambdify(dummies, body, "mpmath"), len(atoms), 1)
             elif self.rounding is not None:
-                self._compiled[key] = sp.lambdify(dummies, rounded_form(body), [self.rounding.namespace(), "numpy"])
+                self._compiled[key] = _rebind(_rounded_template(expr, tuple(atoms)), self.rounding.namespace())
             else:
                 self._compiled[key] = sp.lambdify(dummies, body, "numpy")
         return self._compiled[key]
@@ -129,6 +129,30 @@ BACKENDS = {
     "sympy": lambda: Backend("sympy", object),
     "symengine": lambda: Backend("symengine", object),
 }
+
+
+#: rounded elementwise functions compiled once per expression, each rounding binding its own functions
+_ROUNDED_TEMPLATES: dict = {}
+
+
+def _rounded_template(expr: sp.Expr, atoms: tuple) -> Callable:
+    """``expr`` of ``atoms`` with its functions rounded, compiled against placeholder rounded functions (the
+    SymPy rewriting and code generation cost more than a case's whole evaluation; they are done once)."""
+    key = (expr, atoms)
+    if key not in _ROUNDED_TEMPLATES:
+        dummies = [sp.Dummy(f"a{n}") for n in range(len(atoms))]
+        body = expr.xreplace(dict(zip(atoms, dummies)))
+        placeholders = Rounding(1.0, "float32", "away").namespace()
+        _ROUNDED_TEMPLATES[key] = sp.lambdify(dummies, rounded_form(body), [placeholders, "numpy"])
+    return _ROUNDED_TEMPLATES[key]
+
+
+def _rebind(template: Callable, namespace: dict) -> Callable:
+    """``template``'s code with the rounded functions of ``namespace`` in its globals."""
+    import types
+
+    scope = {**template.__globals__, **namespace}
+    return types.FunctionType(template.__code__, scope, template.__name__, template.__defaults__)
 
 
 def backend(name: str, rounding: Rounding | None = None) -> Backend:
