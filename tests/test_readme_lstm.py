@@ -10,6 +10,8 @@ import pytest
 from rnnspec.spec.cli import main
 
 README = Path(__file__).parent.parent / "README.md"
+# the LSTM's default cases are those of tests/test_mutants.py's LSTM group: computed once in that process
+pytestmark = pytest.mark.xdist_group("lstm")
 
 
 def _readme_lstm() -> str:
