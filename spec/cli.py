@@ -161,6 +161,7 @@ def _version() -> str:
 
 
 def parser() -> argparse.ArgumentParser:
+    from rnnspec.derivations.registry import CELL_NAMES
     from rnnspec.spec.targets import BUILTIN
 
     top = argparse.ArgumentParser(prog="rnnspec", description=__doc__)
@@ -173,8 +174,7 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("target", nargs="?", default="rnnspec-cpu",
                        help=f"built-in name ({', '.join(sorted(BUILTIN))}), package.module:attr or file.py:attr "
                        "(default rnnspec-cpu)")
-    check.add_argument("--cell", help="the cell to check: elman, lstm, gru-reset-after or gru-reset-before "
-                       "(default: the target's first)")
+    check.add_argument("--cell", help=f"the cell to check: {', '.join(CELL_NAMES)} (default: the target's first)")
     check.add_argument("--seed", type=int, default=0, help="seed of the generated cases (default 0)")
     check.add_argument("--examples", type=_positive_int, default=None, help="number of generated cases (default 50)")
     check.add_argument("--timeout", type=_seconds, default=60.0,
