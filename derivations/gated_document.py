@@ -181,12 +181,7 @@ def lstm_document(certificates: list[Certificate], figure: str, curves: dict[str
         " others'; with $b_f = 3$ ($f \\approx 0.95$) it stops decaying after the first steps, because the cell-state"
         " path $\\prod_j f_j$ then carries it.",
         "",
-        "## 5. Proof certificate",
-        "",
-        PROOF_TEXT,
-        "",
-        *certificate_rows(certificates),
-        "",
+        *_proof_section(certificates),
     ]
     return "\n".join(lines)
 
@@ -199,6 +194,10 @@ PROOF_TEXT = (
     " *Numeric*: where the expansion does not cancel (the logistic function's rational form), the difference at two"
     " random rational points, evaluated in 50-digit arithmetic (MPFR)."
 )
+
+
+def _proof_section(certificates: list[Certificate]) -> list[str]:
+    return ["## 5. Proof certificate", "", PROOF_TEXT, "", *certificate_rows(certificates), ""]
 
 
 def gru_document(certificates: list[Certificate], figure: str, curves: dict[str, np.ndarray]) -> str:
@@ -274,12 +273,7 @@ def gru_document(certificates: list[Certificate], figure: str, curves: dict[str,
         "",
         *_curve_lines(curves),
         "",
-        "## 5. Proof certificate",
-        "",
-        PROOF_TEXT,
-        "",
-        *certificate_rows(certificates),
-        "",
+        *_proof_section(certificates),
     ]
     return "\n".join(lines)
 
