@@ -18,6 +18,7 @@ that are per example carry a leading batch axis. Backends:
 from __future__ import annotations
 
 import string
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -149,8 +150,6 @@ def _rounded_template(expr: sp.Expr, atoms: tuple) -> Callable:
 
 def _rebind(template: Callable, namespace: dict) -> Callable:
     """``template``'s code with the rounded functions of ``namespace`` in its globals."""
-    import types
-
     scope = {**template.__globals__, **namespace}
     return types.FunctionType(template.__code__, scope, template.__name__, template.__defaults__)
 

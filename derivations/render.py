@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from rnnspec.derivations.tensors import Equation, Var, index_symbols
+from rnnspec.derivations.tensors import INTERMEDIATE, Equation, Var, index_symbols
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ def matrix_form(eq: Equation, names: Mapping[str, str], style: Style = LATEX) ->
     return lhs + " = " + " + ".join(terms).replace("+ -", "- ")
 
 
-_Vector = Var("v", ("H",), "intermediate")
+_Vector = Var("v", ("H",), INTERMEDIATE)
 
 
 def _term_matrix(free, by_index, matrices, names, style: Style) -> str | None:

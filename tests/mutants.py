@@ -11,7 +11,7 @@ import numpy as np
 
 from rnnspec.derivations.cells import ACTIVATIONS
 
-from mutants_gated import GATED_MUTANTS  # noqa: F401 - the LSTM and GRU corpus, by cell, re-exported
+import mutants_gated
 
 
 class Elman:
@@ -290,3 +290,6 @@ MUTANTS = [SlopeAtWrongPoint, TruncatedBPTT, OffByOneInTime, MissingTranspose, F
            OddBatchBug, LongSequenceBug, UnstableSoftmax, TanhSlopeWithoutSquare, SigmoidSlopeWrong,
            ReluSlopeFromSign, LastCotangentDropped, UninitialisedAccumulator, MutatesInput,
            ReturnsFloat64ForFloat32, WrongBiasOfHead]
+
+#: the LSTM and GRU corpus, by cell (written in tests/mutants_gated.py)
+GATED_MUTANTS = mutants_gated.GATED_MUTANTS
