@@ -14,7 +14,8 @@ BUILTIN = {
     "oracle": ("rnnspec.derivations.oracle", "Oracle"),
     "rnnspec-cpu": ("rnnspec.spec.adapters", "RnnspecCPU"),
     "rnnspec-cuda": ("rnnspec.spec.adapters", "RnnspecCUDA"),
-    "torch": ("rnnspec.spec.torch_target", "TorchRNN"),
+    "torch": ("rnnspec.spec.frameworks.torch_layers", "TorchRNN"),
+    "onnxruntime": ("rnnspec.spec.frameworks.onnx_operators", "OnnxRuntime"),
 }
 
 

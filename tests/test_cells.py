@@ -98,7 +98,7 @@ def test_the_kernels_know_the_activations_the_cells_define():
 def test_a_torch_layer_that_drops_its_second_bias_fails():
     """The canonical biases reach PyTorch split at random between bias_ih and bias_hh."""
     pytest.importorskip("torch")
-    from rnnspec.spec.torch_target import TorchRNN
+    from rnnspec.spec.frameworks.torch_layers import TorchRNN
 
     class DropsRecurrentBias(TorchRNN):
         def _module(self, params, dtype):

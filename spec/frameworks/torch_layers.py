@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnspec.spec.conventions import from_torch_gradients, to_torch
+from rnnspec.spec.conventions import gradients_from_framework, to_framework
 from rnnspec.spec.targets import TargetError
 
 LAYERS = {"elman": "RNN", "lstm": "LSTM", "gru-reset-after": "GRU"}
@@ -36,7 +36,7 @@ class TorchRNN:
 
     def _module(self, params, dtype):
         torch = self.torch
-        weights = to_torch(self.cell, params)
+        weights = to_framework("torch", self.cell, params)
         H4, I = weights["weight_ih_l0"].shape
         H = weights["weight_hh_l0"].shape[1]
         options = {"nonlinearity": self.activation} if self.cell == "elman" else {}
@@ -64,8 +64,8 @@ class TorchRNN:
         return module, leaves, outputs
 
     def _grads(self, module, leaves):
-        hidden = module.hidden_size
-        grads = from_torch_gradients(self.cell, {n: p.grad.numpy() for n, p in module.named_parameters()}, hidden)
+        grads = gradients_from_framework("torch", self.cell,
+                                         {n: p.grad.numpy() for n, p in module.named_parameters()})
         grads["x"] = leaves["x"].grad.numpy()
         grads.update({k: v.grad[0].numpy() for k, v in leaves.items() if k != "x"})
         return grads

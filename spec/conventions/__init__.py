@@ -1,0 +1,106 @@
+"""Each framework's layout of the canonical parameters, written once, both ways, and porting between them.
+
+Canonical (rnnspec's): per gate k of the cell, ``U_k`` (H, I), ``W_k`` (H, H), ``b_k`` (H,), and the
+reset-after GRU's ``b_hn``; the Elman cell's are ``U``, ``W``, ``b``. Gates: lstm i, f, g, o;
+GRUs r, z, n. A framework's layout, per cell:
+
+=============  ===============  =============  ======================  =========================
+framework      elman            lstm           gru-reset-after         gru-reset-before
+=============  ===============  =============  ======================  =========================
+``torch``      nn.RNN           nn.LSTM ifgo   nn.GRU rzn              (none)
+``keras``      SimpleRNN        LSTM ifgo      GRU(reset_after) zrn    GRU(reset_after=False) zrn
+``flax``       SimpleCell       LSTMCell       GRUCell                 (none)
+``onnx``       RNN              LSTM iofg      GRU(lbr=1) zrn          GRU(lbr=0) zrn
+=============  ===============  =============  ======================  =========================
+
+Each framework module's docstring gives its shapes and where its biases live. Two-bias layouts
+receive an exact random split of each canonical bias (:func:`split_bias`), so a round trip is
+bit-exact and an implementation that drops one bias fails the suite.
+
+>>> torch_weights = to_framework("torch", "lstm", params)          # doctest: +SKIP
+>>> keras_weights = port(torch_weights, "lstm", source="torch", target="keras")  # doctest: +SKIP
+>>> layer.set_weights([keras_weights[k] for k in KERAS_WEIGHTS])   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import numpy as np
+
+from rnnspec.spec.conventions import flax, keras, onnx, pytorch
+from rnnspec.spec.conventions._layout import GATES, add, first_part, split_bias
+
+FRAMEWORKS: dict[str, ModuleType] = {"torch": pytorch, "keras": keras, "flax": flax, "onnx": onnx}
+KERAS_WEIGHTS = keras.WEIGHTS
+
+__all__ = ["FRAMEWORKS", "KERAS_WEIGHTS", "ConversionError", "cells_of", "from_framework", "gradients_from_framework",
+           "layer_of", "port", "split_bias", "to_framework"]
+
+#: why a weight set of one cell computes nothing that the other cell can (asked to port across cells)
+_ACROSS = ("the cells compute different functions: no weights of one make the other "
+           "(the reset-after GRU's n gate is tanh(U_n x + b_n + r * (W_n h + b_hn)), the reset-before GRU's "
+           "tanh(U_n x + W_n (r * h) + b_n); they agree only where r is 0 or 1, or W_n and b_hn are 0)")
+
+
+class ConversionError(ValueError):
+    """A conversion that cannot be made; the message says why."""
+
+
+def _framework(framework: str, cell: str) -> ModuleType:
+    if framework not in FRAMEWORKS:
+        raise ConversionError(f"unknown framework {framework!r}: known {sorted(FRAMEWORKS)}")
+    module = FRAMEWORKS[framework]
+    if cell in module.CANNOT:
+        raise ConversionError(f"{module.NAME} has no {cell} layer: {module.CANNOT[cell]}")
+    if cell not in module.LAYERS:
+        known = ", ".join(GATES)
+        raise ConversionError(f"unknown cell {cell!r} for {module.NAME}: known cells {known} (a bare 'gru' is "
+                              "ambiguous: say gru-reset-after or gru-reset-before)")
+    return module
+
+
+def cells_of(framework: str) -> tuple[str, ...]:
+    """The canonical cells the framework has a layer for."""
+    return tuple(FRAMEWORKS[framework].LAYERS)
+
+
+def layer_of(framework: str, cell: str) -> str:
+    """The framework's layer (or operator, or cell class) that computes ``cell``."""
+    return _framework(framework, cell).LAYERS[cell]
+
+
+def _check_params(cell: str, params: dict) -> None:
+    from rnnspec.spec.contract import contract
+
+    missing = [k for k in contract(cell).step_params if k not in params]
+    if missing:
+        raise ConversionError(f"the {cell} parameters lack {missing}; expected {list(contract(cell).step_params)}")
+
+
+def to_framework(framework: str, cell: str, params: dict) -> dict:
+    """The framework's weights for the canonical step parameters ``params`` (head parameters are ignored)."""
+    module = _framework(framework, cell)
+    _check_params(cell, params)
+    return module.to(cell, {k: np.asarray(v) for k, v in params.items()})
+
+
+def from_framework(framework: str, cell: str, weights: dict) -> dict[str, np.ndarray]:
+    """The canonical step parameters of the framework's weights (a split bias is summed)."""
+    return _framework(framework, cell).from_(cell, weights, add)
+
+
+def gradients_from_framework(framework: str, cell: str, grads: dict) -> dict[str, np.ndarray]:
+    """The gradients of the canonical parameters from those of the framework's weights (a bias split in two
+    has the gradient of either part)."""
+    return _framework(framework, cell).from_(cell, grads, first_part)
+
+
+def port(weights: dict, cell: str, source: str, target: str, target_cell: str | None = None) -> dict:
+    """``weights`` of ``source``'s ``cell`` layer as ``target``'s weights of the same cell.
+
+    Asking for another cell (``target_cell``) raises: no weights of one cell compute another."""
+    if target_cell is not None and target_cell != cell:
+        raise ConversionError(f"cannot port a {cell} into a {target_cell}: {_ACROSS}")
+    _framework(target, cell)
+    return to_framework(target, cell, from_framework(source, cell, weights))
