@@ -33,6 +33,26 @@ def _derive(args: argparse.Namespace) -> int:
     return 0
 
 
+def _matrix(args: argparse.Namespace) -> int:
+    from rnnspec.spec import matrix
+
+    targets = tuple(args.targets.split(",")) if args.targets else None
+    unknown = [t for t in targets or () if t not in {r.target for r in matrix.ROWS}]
+    if unknown:
+        print(f"rnnspec matrix: unknown targets {unknown}; known: {[r.target for r in matrix.ROWS]}", file=sys.stderr)
+        return 2
+    seeds = tuple(int(s) for s in args.seeds.split(","))
+    command = " ".join(["rnnspec matrix", *(f"--targets {args.targets}",) * bool(args.targets),
+                        f"--seeds {args.seeds} --examples {args.examples}", *(f"--out {args.out}",) * bool(args.out)])
+    say = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    text = matrix.markdown(matrix.build(targets, seeds, args.examples, args.jobs, say), command)
+    if args.out:
+        Path(args.out).write_text(text)
+    else:
+        print(text)
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from rnnspec.spec import bench
 
@@ -115,7 +135,7 @@ def _check(args: argparse.Namespace) -> int:
         cases = [_case(args.case, args.cell)] if args.case else None
         result = check(TargetName(args.target), target=args.target, examples=args.examples, seed=args.seed,
                        timeout=args.timeout, clauses=args.clause or None, cases=cases,
-                       progress=None if args.quiet else print_progress(), cell=args.cell)
+                       progress=None if args.quiet else print_progress(), cell=args.cell, dtype=args.dtype)
     except (TargetError, UsageError) as exc:
         print(f"rnnspec check: {exc}", file=sys.stderr)
         return 2
@@ -175,6 +195,8 @@ def parser() -> argparse.ArgumentParser:
                        help=f"built-in name ({', '.join(sorted(BUILTIN))}), package.module:attr or file.py:attr "
                        "(default rnnspec-cpu)")
     check.add_argument("--cell", help=f"the cell to check: {', '.join(CELL_NAMES)} (default: the target's first)")
+    check.add_argument("--dtype", choices=["float32", "float64"], help="only cases of this dtype (default: every "
+                       "dtype the target declares)")
     check.add_argument("--seed", type=int, default=0, help="seed of the generated cases (default 0)")
     check.add_argument("--examples", type=_positive_int, default=None, help="number of generated cases (default 50)")
     check.add_argument("--timeout", type=_seconds, default=60.0,
@@ -201,6 +223,14 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--variants", action="store_true", help="cuda: also time other recurrence layouts")
     bench.add_argument("--json", help="write the results here")
     bench.set_defaults(run=_bench)
+    matrix = sub.add_parser("matrix", help="run every installed framework target through the suite; write Markdown")
+    matrix.add_argument("--targets", help="comma-separated built-in targets (default: every installed framework's)")
+    matrix.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    matrix.add_argument("--examples", type=_positive_int, default=50, help="cases per cell, dtype and seed")
+    matrix.add_argument("--jobs", type=_positive_int, default=1, help="checks run at once (default 1)")
+    matrix.add_argument("--out", help="write the Markdown here (default: print it)")
+    matrix.add_argument("--quiet", action="store_true", help="no progress lines")
+    matrix.set_defaults(run=_matrix)
     return top
 
 

@@ -138,12 +138,12 @@ def _clauses(cell: str, names: list[str] | None) -> list[Clause]:
 
 def check(impl, *, target: str = "<object>", examples: int | None = None, seed: int = 0,
           timeout: float = DEFAULT_TIMEOUT, clauses: list[str] | None = None, cases: list[Case] | None = None,
-          progress=None, cell: str | None = None) -> Report:
+          progress=None, cell: str | None = None, dtype: str | None = None) -> Report:
     """Check ``impl`` against every clause (or those named) of ``cell`` on generated cases; see README.
 
     ``impl`` is the implementation, or a :class:`~rnnspec.spec.worker.TargetName`: then it is loaded
     in the worker process, under ``timeout``, and this process never imports it. ``cell`` defaults to
-    the target's (the first it declares).
+    the target's (the first it declares); ``dtype`` restricts the generated cases to one declared dtype.
     """
     start = time.monotonic()
     check_options(examples, timeout)
@@ -158,8 +158,11 @@ def check(impl, *, target: str = "<object>", examples: int | None = None, seed: 
         methods = tuple(dict.fromkeys(m for c in selected for m in _methods_for(c)))
         for case in cases or ():
             decl.admits(case)
+        if dtype is not None and dtype not in decl.dtypes:
+            raise UsageError(f"--dtype: {dtype!r} is not among the target's dtypes {decl.dtypes}")
         if cases is None:
-            cases = generate(examples or DEFAULT_EXAMPLES, seed, decl.dtypes, decl.activations_of(cell), cell)
+            dtypes = (dtype,) if dtype else decl.dtypes
+            cases = generate(examples or DEFAULT_EXAMPLES, seed, dtypes, decl.activations_of(cell), cell)
         results = {c.id: ClauseResult(c) for c in selected}
         for n, case in enumerate(cases, 1):
             if progress:

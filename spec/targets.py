@@ -16,6 +16,11 @@ BUILTIN = {
     "rnnspec-cuda": ("rnnspec.spec.adapters", "RnnspecCUDA"),
     "torch": ("rnnspec.spec.frameworks.torch_layers", "TorchRNN"),
     "onnxruntime": ("rnnspec.spec.frameworks.onnx_operators", "OnnxRuntime"),
+    "flax": ("rnnspec.spec.frameworks.flax_cells", "FlaxRNN"),
+    "keras": ("rnnspec.spec.frameworks.keras_layers", "KerasRNN"),
+    "keras-jax": ("rnnspec.spec.frameworks.keras_layers", "KerasJax"),
+    "keras-torch": ("rnnspec.spec.frameworks.keras_layers", "KerasTorch"),
+    "keras-tensorflow": ("rnnspec.spec.frameworks.keras_layers", "KerasTensorflow"),
 }
 
 

@@ -1,0 +1,107 @@
+"""The built-in target ``flax``: flax.linen's own cells scanned by flax.linen.RNN, gradients by jax.vjp.
+
+SimpleCell (tanh, relu), LSTMCell, GRUCell (gru-reset-after); Flax has no reset-before GRU (see
+:mod:`rnnspec.spec.conventions.flax`). Weights through :mod:`rnnspec.spec.conventions`, inputs
+batch-major as nn.RNN wants them, float64 with ``jax_enable_x64``. The loss is the head's logits and
+optax's ``softmax_cross_entropy_with_integer_labels`` summed over time and batch. An LSTM's c_t of
+every step comes from the same scan over Flax's own LSTMCell made to output its whole carry.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rnnspec.spec.conventions import gradients_from_framework, to_framework
+from rnnspec.spec.frameworks import require
+
+
+class FlaxRNN:
+    """flax.linen.RNN over SimpleCell, LSTMCell or GRUCell, on JAX's CPU backend."""
+
+    cells = ("elman", "lstm", "gru-reset-after")
+    cell = "elman"
+    dtypes = ("float32", "float64")
+    activations = ("tanh", "relu")
+
+    def __init__(self, activation: str = "tanh") -> None:
+        jax = require("flax", "jax", "flax")
+        jax.config.update("jax_enable_x64", True)  # float64 arrays stay float64
+        self.jax = jax
+        self.nn = require("flax", "flax.linen", "flax")
+        self.optax = require("flax", "optax", "flax")
+        self.activation = activation
+
+    def _rnn(self, every_c: bool):
+        nn = self.nn
+        if self.cell == "elman":
+            cell = nn.SimpleCell(features=0, activation_fn=getattr(nn, self.activation))
+        elif self.cell == "lstm":
+            cell = (_carry_cell(nn) if every_c else nn.LSTMCell)(features=0)
+        else:
+            cell = nn.GRUCell(features=0)
+        return nn.RNN(cell)
+
+    def _function(self, x, state0, params, targets=None):
+        """(f, args, unpack): f(*args) lists the outputs; unpack names the gradients of args."""
+        jnp = self.jax.numpy
+        every_c = self.cell == "lstm" and targets is None
+        rnn = self._rnn(every_c)
+        weights = to_framework("flax", self.cell, params)
+        head = ["V", "c"] if targets is not None else []
+        states = ["h0", "c0"] if self.cell == "lstm" else ["h0"]
+        args = [weights, x.transpose(1, 0, 2), *[state0[k] for k in states], *[params[k] for k in head]]
+
+        def f(w, xs, *rest):
+            s, hd = rest[: len(states)], rest[len(states):]
+            carry = (s[1], s[0]) if self.cell == "lstm" else s[0]  # Flax's LSTM carry is (c, h)
+            out = rnn.apply({"params": {"cell": w}}, xs, initial_carry=carry)
+            if every_c:
+                (c, h) = out
+                return [h, c]
+            if targets is None:
+                return [out]
+            logits = jnp.einsum("bth,kh->btk", out, hd[0]) + hd[1]
+            labels = jnp.asarray(np.asarray(targets).T)
+            return [jnp.sum(self.optax.softmax_cross_entropy_with_integer_labels(logits, labels))]
+
+        def unpack(grads):
+            out = gradients_from_framework("flax", self.cell, grads[0])
+            out["x"] = np.asarray(grads[1]).transpose(1, 0, 2)
+            out.update({k: np.asarray(g) for k, g in zip(states + head, grads[2:])})
+            return out
+
+        return f, args, unpack
+
+    def _vjp(self, f, args, cotangents):
+        """f's outputs and the gradients of its arguments, compiled as one program (JAX compiles each new
+        shape once; op by op, it would compile every primitive of the scan's body and of the head)."""
+        jax = self.jax
+        return jax.jit(lambda a, c: (lambda out, pullback: (out, pullback(c)))(*jax.vjp(f, *a)))(args, cotangents)
+
+    def forward(self, x, state0, params):
+        f, args, _ = self._function(x, state0, params)
+        outputs = self.jax.jit(f)(*args)
+        return {k: np.asarray(o).transpose(1, 0, 2) for k, o in zip(["h", "c"], outputs)}
+
+    def vjp(self, x, state0, params, cotangents):
+        f, args, unpack = self._function(x, state0, params)
+        keys = ["h", "c"] if self.cell == "lstm" else ["h"]
+        _, grads = self._vjp(f, args, [np.asarray(cotangents[k]).transpose(1, 0, 2) for k in keys])
+        return unpack(grads)
+
+    def loss(self, x, state0, params, targets):
+        f, args, unpack = self._function(x, state0, params, targets=targets)
+        (value,), grads = self._vjp(f, args, [np.ones((), x.dtype)])
+        return float(value), unpack(grads)
+
+
+def _carry_cell(nn):
+    """Flax's LSTMCell, its per-step output widened to its whole carry (c_t, h_t)."""
+
+    class CarryLSTMCell(nn.LSTMCell):
+        @nn.compact
+        def __call__(self, carry, inputs):
+            carry, _ = super().__call__(carry, inputs)
+            return carry, carry
+
+    return CarryLSTMCell

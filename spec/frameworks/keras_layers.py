@@ -1,0 +1,209 @@
+"""The built-in targets ``keras`` (``keras-jax``, ``keras-torch``, ``keras-tensorflow``): Keras 3's own layers.
+
+SimpleRNN (tanh, relu), LSTM, and GRU with ``reset_after=True`` (gru-reset-after) and ``False``
+(gru-reset-before), weights through :mod:`rnnspec.spec.conventions`, inputs batch-major as Keras
+wants them, gradients by the backend's own differentiation of ``layer.stateless_call`` (jax.vjp,
+torch.autograd, tf.GradientTape). The loss is ``keras.ops``: the head's logits and
+``sparse_categorical_crossentropy(from_logits=True)`` summed over time and batch.
+
+Keras's LSTM returns the cell state of the last step only. c_t of every step is the layer's own
+final state on the prefix x[:t+1] (its torch backend runs a fused loop of its own on the CPU, not
+the cell's). On the jax backend, where a prefix run compiles anew, it comes from
+``keras.layers.RNN`` over Keras's own ``LSTMCell`` made to output its whole carry [h_t, c_t], on the
+same weights: the very loop the jax backend's LSTM layer runs off cuDNN.
+
+Keras fixes its backend when first imported: a process that imported Keras with another backend
+cannot build this target (it says so).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+from rnnspec.spec.conventions import KERAS_WEIGHTS, gradients_from_framework, to_framework
+from rnnspec.spec.frameworks import require
+from rnnspec.spec.targets import TargetError
+
+BACKENDS = ("jax", "torch", "tensorflow")
+#: the backend of the plain ``keras`` target when KERAS_BACKEND is not set (CI installs torch)
+DEFAULT_BACKEND = "torch"
+
+
+def _import_keras(target: str, backend: str):
+    if "keras" in sys.modules:
+        keras = sys.modules["keras"]
+        if keras.backend.backend() != backend:
+            raise TargetError(f"target {target!r}: this process imported Keras with the "
+                              f"{keras.backend.backend()!r} backend, and Keras cannot switch to {backend!r}")
+        return keras
+    require(target, backend, "keras" if backend != "tensorflow" else "keras] tensorflow[cpu")
+    os.environ["KERAS_BACKEND"] = backend
+    if backend == "jax":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)  # float64 arrays stay float64
+    return require(target, "keras", "keras")
+
+
+def _vjp_jax(fn, args, cotangents):
+    import jax
+
+    # one compiled program per shape: op by op, JAX would compile every primitive of the loop's body
+    run = jax.jit(lambda a, c: (lambda out, pullback: (out, pullback(c)))(*jax.vjp(fn, *a)))
+    outputs, grads = run(list(args), list(cotangents))
+    return [np.asarray(o) for o in outputs], [np.asarray(g) for g in grads]
+
+
+def _vjp_torch(fn, args, cotangents):
+    import torch
+
+    leaves = [torch.from_numpy(np.array(a)).requires_grad_(True) for a in args]
+    outputs = fn(*leaves)
+    grads = torch.autograd.grad(outputs, leaves, [torch.from_numpy(np.array(c)) for c in cotangents],
+                                allow_unused=True)
+    zero = lambda g, a: np.zeros_like(a) if g is None else g.detach().numpy()
+    return [o.detach().numpy() for o in outputs], [zero(g, a) for g, a in zip(grads, args)]
+
+
+def _vjp_tensorflow(fn, args, cotangents):
+    import tensorflow as tf
+
+    leaves = [tf.constant(a) for a in args]
+    with tf.GradientTape() as tape:
+        tape.watch(leaves)
+        outputs = fn(*leaves)
+    grads = tape.gradient(outputs, leaves, output_gradients=[tf.constant(c) for c in cotangents])
+    zero = lambda g, a: np.zeros_like(a) if g is None else g.numpy()
+    return [o.numpy() for o in outputs], [zero(g, a) for g, a in zip(grads, args)]
+
+
+_VJPS = {"jax": _vjp_jax, "torch": _vjp_torch, "tensorflow": _vjp_tensorflow}
+
+
+class KerasRNN:
+    """Keras 3 SimpleRNN / LSTM / GRU on the backend ``backend`` (the KERAS_BACKEND variable, else torch)."""
+
+    cells = ("elman", "lstm", "gru-reset-after", "gru-reset-before")
+    cell = "elman"
+    dtypes = ("float32", "float64")
+    activations = ("tanh", "relu")
+    backend: str | None = None
+
+    def __init__(self, activation: str = "tanh") -> None:
+        backend = self.backend or os.environ.get("KERAS_BACKEND", DEFAULT_BACKEND)
+        name = f"keras-{backend}" if self.backend else "keras"
+        if backend not in BACKENDS:
+            raise TargetError(f"target {name!r}: KERAS_BACKEND={backend!r} is not one of {BACKENDS}")
+        self.keras = _import_keras(name, backend)
+        self.backend = backend
+        self.version = f"keras {self.keras.__version__} ({backend})"
+        self.activation = activation
+
+    def _layers(self, I: int, H: int, dtype: str):
+        """The layer under test and, for the LSTM, the carry-exposing RNN beside it, built on shape (I,)."""
+        keras, cell = self.keras, self.cell
+        options = {"return_sequences": True, "dtype": dtype}
+        if cell == "elman":
+            layer = keras.layers.SimpleRNN(H, activation=self.activation, **options)
+        elif cell == "lstm":
+            layer = keras.layers.LSTM(H, return_state=True, **options)
+        else:
+            layer = keras.layers.GRU(H, reset_after=cell == "gru-reset-after", **options)
+        layers = [layer]
+        if cell == "lstm" and self.backend == "jax":
+            layers.append(keras.layers.RNN(_carry_cell(keras)(H, dtype=dtype), **options))
+        for each in layers:
+            each.build((None, None, I))
+        return layers
+
+    def _function(self, x, state0, params, targets=None, every_c=True):
+        """(f, args, unpack): f(*args) lists the outputs; unpack names the gradients of args."""
+        keras, ops = self.keras, self.keras.ops
+        T, B, I = x.shape
+        H = state0["h0"].shape[-1]
+        layers = self._layers(I, H, x.dtype.name)
+        weights = to_framework("keras", self.cell, params)
+        states = ["h0", "c0"] if self.cell == "lstm" else ["h0"]
+        head = ["V", "c"] if targets is not None else []
+        args = [weights[k] for k in KERAS_WEIGHTS] + [x.transpose(1, 0, 2)] + [state0[k] for k in states] + \
+            [params[k] for k in head]
+        frozen = [[v.value for v in layer.non_trainable_variables] for layer in layers]
+
+        def f(*a):
+            w, xs, s, hd = a[:3], a[3], list(a[4:4 + len(states)]), a[4 + len(states):]
+            h = layers[0].stateless_call(list(w), frozen[0], xs, initial_state=s)[0]
+            h = h[0] if self.cell == "lstm" else h  # the LSTM also returns its final states
+            if targets is not None:
+                logits = ops.matmul(h, ops.transpose(hd[0])) + hd[1]
+                labels = ops.convert_to_tensor(np.asarray(targets).T)
+                return [ops.sum(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))]
+            outputs = [h]
+            if self.cell == "lstm" and every_c:
+                outputs.append(every_cell_state(w, xs, s))
+            return outputs
+
+        def every_cell_state(w, xs, s):
+            if self.backend == "jax":
+                return layers[1].stateless_call(list(w), frozen[1], xs, initial_state=s)[0][..., H:]
+            prefix = lambda t: layers[0].stateless_call(list(w), frozen[0], xs[:, : t + 1], initial_state=s)[0][2]
+            return ops.stack([prefix(t) for t in range(T)], axis=1)
+
+        def unpack(grads):
+            out = gradients_from_framework("keras", self.cell, dict(zip(KERAS_WEIGHTS, grads[:3])))
+            out["x"] = grads[3].transpose(1, 0, 2)
+            out.update(zip(states + head, grads[4:]))
+            return out
+
+        return f, args, unpack
+
+    def forward(self, x, state0, params):
+        f, args, _ = self._function(x, state0, params)
+        ops = self.keras.ops
+        if self.backend == "jax":
+            import jax
+
+            f = jax.jit(f)  # one compiled program per shape, as in _vjp_jax
+        outputs = f(*[ops.convert_to_tensor(a) for a in args])
+        outputs = [np.asarray(ops.convert_to_numpy(o)).transpose(1, 0, 2) for o in outputs]
+        return dict(zip(["h", "c"], outputs))
+
+    def vjp(self, x, state0, params, cotangents):
+        f, args, unpack = self._function(x, state0, params)
+        keys = ["h", "c"] if self.cell == "lstm" else ["h"]
+        _, grads = _VJPS[self.backend](f, args, [np.asarray(cotangents[k]).transpose(1, 0, 2) for k in keys])
+        return unpack(grads)
+
+    def loss(self, x, state0, params, targets):
+        f, args, unpack = self._function(x, state0, params, targets=targets)
+        (value,), grads = _VJPS[self.backend](f, args, [np.ones((), x.dtype)])
+        return float(value), unpack(grads)
+
+
+def _carry_cell(keras):
+    """Keras's LSTMCell, its per-step output widened to its whole carry [h_t, c_t]."""
+
+    class CarryLSTMCell(keras.layers.LSTMCell):
+        def __init__(self, units, **options):
+            super().__init__(units, **options)
+            self.output_size = 2 * units
+
+        def call(self, inputs, states, training=False):
+            h, (h_again, c) = super().call(inputs, states, training)
+            return keras.ops.concatenate([h, c], axis=-1), [h_again, c]
+
+    return CarryLSTMCell
+
+
+class KerasJax(KerasRNN):
+    backend = "jax"
+
+
+class KerasTorch(KerasRNN):
+    backend = "torch"
+
+
+class KerasTensorflow(KerasRNN):
+    backend = "tensorflow"

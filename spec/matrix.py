@@ -1,0 +1,204 @@
+"""The compatibility matrix: every installed framework target, cell and dtype through the suite, as Markdown.
+
+``rnnspec matrix`` runs ``check`` once per (target, cell, dtype, seed) in worker processes, so that
+every framework is imported only where its target runs, and writes one row per (target, cell,
+dtype): conformant, the clauses that fail or break (with the framework's message), or not provided
+(with the reason: a layer the framework lacks, a dtype its kernels lack).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import platform
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+from rnnspec.spec.conventions import FRAMEWORKS as LAYOUTS
+from rnnspec.spec.targets import BUILTIN
+
+CELLS = ("elman", "lstm", "gru-reset-after", "gru-reset-before")
+DTYPES = ("float32", "float64")
+
+
+#: what a framework's failures are, with a minimal reproducer, for the rows they explain (target prefix, dtype)
+KNOWN_DEFECTS = {
+    ("keras-", "float64"): (
+        "Keras 3 computes float64 matrix products in float32 on its jax and torch backends: its type promotion maps "
+        "float64 to float32 (keras/src/backend/common/dtypes.py, BIT64_TO_BIT32_DTYPE), so "
+        "`keras.ops.matmul(np.ones((2, 2)), np.ones((2, 2))).dtype` is float32. Dense, SimpleRNNCell and the "
+        "generic RNN loop go through it: errors of 1e-7 where float64 gives 1e-16. On the jax backend a float64 "
+        "SimpleRNN fails outright: the scan's carry comes back float32 (`TypeError: scan body function carry input "
+        "and carry output must have equal types`). The torch backend's LSTM and GRU layers escape it on the CPU "
+        "(their fallback loops call torch.matmul), so only their loss, whose head is keras.ops, fails."),
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    """A framework target of the matrix: its built-in name, the packages it needs, where it runs."""
+
+    target: str
+    framework: str
+    layout: str  # its key in rnnspec.spec.conventions
+    packages: tuple[str, ...]
+    where: str
+
+    def installed(self) -> bool:
+        return all(importlib.util.find_spec(p) is not None for p in self.packages)
+
+    def version(self) -> str:
+        return ", ".join(f"{p} {importlib.metadata.version(p)}" for p in self.packages)
+
+
+ROWS = (
+    Row("torch", "PyTorch", "torch", ("torch",), "CPU"),
+    Row("keras-torch", "Keras 3", "keras", ("keras", "torch"), "torch backend, CPU"),
+    Row("keras-jax", "Keras 3", "keras", ("keras", "jax"), "jax backend, CPU"),
+    Row("keras-tensorflow", "Keras 3", "keras", ("keras", "tensorflow"), "tensorflow backend, CPU"),
+    Row("flax", "Flax (linen)", "flax", ("flax", "jax"), "JAX, CPU"),
+    Row("onnxruntime", "ONNX Runtime", "onnx", ("onnxruntime", "onnx"), "CPU provider"),
+)
+
+
+@dataclass
+class Cell:
+    """One (target, cell, dtype) of the matrix, over every seed."""
+
+    row: Row
+    cell: str
+    dtype: str
+    verdict: str = "conformant"
+    failing: dict[str, str] = field(default_factory=dict)  # clause id -> status
+    messages: list[str] = field(default_factory=list)
+    worst_ratio: float = 0.0
+    cases: int = 0
+    seconds: float = 0.0
+    reason: str = ""  # why it is not provided
+    missing: set[str] = field(default_factory=set)  # the clause groups (VJP, LOSS) the target has no method for
+
+
+def _target_class(name: str):
+    module, attr = BUILTIN[name]
+    return getattr(importlib.import_module(module), attr)  # the target modules import no framework at import
+
+
+def not_provided(row: Row, cell: str, dtype: str) -> str:
+    """Why the target does not provide (cell, dtype), or "" if it declares both."""
+    cls = _target_class(row.target)
+    if cell not in cls.cells:
+        layout = LAYOUTS[row.layout]
+        return layout.CANNOT.get(cell, f"{row.framework} has no {cell} layer")
+    if dtype not in cls.dtypes:
+        return getattr(cls, "not_provided", {}).get(dtype, f"the target declares {cls.dtypes} only")
+    return ""
+
+
+def _run(args: tuple[str, str, str, int, int]) -> dict:
+    from rnnspec.spec.runner import check
+    from rnnspec.spec.worker import TargetName
+
+    target, cell, dtype, seed, examples = args
+    report = check(TargetName(target), target=target, cell=cell, dtype=dtype, seed=seed, examples=examples,
+                   timeout=300.0)
+    return {"verdict": report.verdict, "cases": report.cases, "seconds": report.seconds,
+            "clauses": [(r.clause.id, r.status, r.worst.ratio if r.worst else None, r.message.splitlines()[:1])
+                        for r in report.results]}
+
+
+def _merge(entry: Cell, run: dict, prefix: str) -> None:
+    entry.cases += run["cases"]
+    entry.seconds += run["seconds"]
+    order = {"conformant": 0, "inconclusive": 1, "not conformant": 2}
+    if order[run["verdict"]] > order[entry.verdict]:
+        entry.verdict = run["verdict"]
+    for clause, status, ratio, message in run["clauses"]:
+        if status in ("failed", "error", "undetermined"):
+            entry.failing.setdefault(clause.removeprefix(prefix), status)
+            if status == "error" and message and message[0] not in entry.messages:
+                entry.messages.append(message[0])
+        elif status == "not provided":
+            entry.missing.add(clause.removeprefix(prefix).split("-")[0])
+        elif status == "passed" and ratio is not None:
+            entry.worst_ratio = max(entry.worst_ratio, ratio)
+
+
+def build(targets: tuple[str, ...] | None = None, seeds: tuple[int, ...] = (0,), examples: int = 50,
+          jobs: int = 1, progress: Callable[[str], None] | None = None) -> list[Cell]:
+    """Every (installed target, cell, dtype), checked over ``seeds``."""
+    from rnnspec.spec.contract import contract
+
+    rows = [r for r in ROWS if (targets is None or r.target in targets) and r.installed()]
+    entries, work = [], []
+    for row in rows:
+        for cell in CELLS:
+            for dtype in DTYPES:
+                entry = Cell(row, cell, dtype)
+                entry.reason = not_provided(row, cell, dtype)
+                entry.verdict = "not provided" if entry.reason else "conformant"
+                entries.append(entry)
+                if not entry.reason:
+                    work += [(entry, (row.target, cell, dtype, seed, examples)) for seed in seeds]
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = [(entry, args, pool.submit(_run, args)) for entry, args in work]
+        for n, (entry, args, future) in enumerate(futures, 1):
+            run = future.result()
+            _merge(entry, run, contract(entry.cell).prefix + "-")
+            if progress:
+                progress(f"[{n}/{len(futures)}] {args[0]} {args[1]} {args[2]} seed {args[3]}: {run['verdict']} "
+                         f"({run['seconds']:.0f} s)")
+    return entries
+
+
+def _failing(entry: Cell) -> str:
+    if not entry.failing:
+        return ""
+    groups: dict[str, list[str]] = {}
+    for clause in entry.failing:
+        groups.setdefault(clause.split("-")[0], []).append(clause)
+    parts = []
+    for group, clauses in groups.items():
+        parts.append(f"{group}-* ({len(clauses)})" if len(clauses) > 3 else ", ".join(clauses))
+    statuses = sorted(set(entry.failing.values()))
+    return f"{'; '.join(parts)} [{'/'.join(statuses)}]"
+
+
+def markdown(entries: list[Cell], command: str) -> str:
+    """The matrix as a Markdown document."""
+    lines = ["# Compatibility matrix", "",
+             "Which framework computes which recurrent cell as rnnspec's specification says: forward values and "
+             "every gradient, each clause judged against the float64 oracle with the per-case tolerance of "
+             "README's tolerance model. Regenerate with:", "", f"    {command}", "",
+             f"Run on {time.strftime('%Y-%m-%d')}, {platform.machine()} Linux, Python {platform.python_version()}. "
+             "'worst ratio' is the largest error/tolerance of a passing clause (1 is the limit).", "",
+             "| framework | version | backend / device | cell | dtype | verdict | failing clauses | worst ratio "
+             "| cases |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    notes: dict[str, list[str]] = {}
+
+    def ref(text: str, where: str) -> str:
+        notes.setdefault(text, []).append(where)
+        return f"[{list(notes).index(text) + 1}]"
+
+    for e in entries:
+        r, where = e.row, f"{e.row.target} {e.cell} {e.dtype}"
+        version = r.version()
+        if e.reason:
+            lines.append(f"| {r.framework} | {version} | {r.where} | {e.cell} | {e.dtype} | not provided "
+                         f"{ref(e.reason, where)} | | | |")
+            continue
+        verdict = {"conformant": "**conformant**"}.get(e.verdict, e.verdict)
+        if e.missing:
+            verdict += f" ({', '.join(sorted(e.missing))} not provided)"
+        known = [text for (prefix, dtype), text in KNOWN_DEFECTS.items()
+                 if e.verdict != "conformant" and r.target.startswith(prefix) and e.dtype == dtype]
+        refs = "".join(f" {ref(m, where)}" for m in known + e.messages)
+        ratio = f"{e.worst_ratio:.2g}" if e.worst_ratio else "-"
+        lines.append(f"| {r.framework} | {version} | {r.where} | {e.cell} | {e.dtype} | {verdict}{refs} | "
+                     f"{_failing(e)} | {ratio} | {e.cases} |")
+    lines += ["", "Notes (the framework's own message, or why a cell or dtype is not provided):", ""]
+    lines += [f"{n}. {text.replace('|', '/')} ({', '.join(where)})" for n, (text, where) in enumerate(notes.items(), 1)]
+    return "\n".join(lines) + "\n"
