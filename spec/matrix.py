@@ -12,6 +12,8 @@ import importlib
 import importlib.metadata
 import importlib.util
 import platform
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -46,9 +48,12 @@ class Row:
     layout: str  # its key in rnnspec.spec.conventions
     packages: tuple[str, ...]
     where: str
+    gpu: bool = False
 
     def installed(self) -> bool:
-        return all(importlib.util.find_spec(p) is not None for p in self.packages)
+        if not all(importlib.util.find_spec(p) is not None for p in self.packages):
+            return False
+        return not self.gpu or _torch_sees_a_gpu()
 
     def version(self) -> str:
         return ", ".join(f"{p} {importlib.metadata.version(p)}" for p in self.packages)
@@ -56,12 +61,20 @@ class Row:
 
 ROWS = (
     Row("torch", "PyTorch", "torch", ("torch",), "CPU"),
+    Row("torch-cuda", "PyTorch", "torch", ("torch",), "CUDA (cuDNN), PyTorch's default allow_tf32=True", gpu=True),
+    Row("torch-cuda-no-tf32", "PyTorch", "torch", ("torch",), "CUDA (cuDNN), allow_tf32=False", gpu=True),
     Row("keras-torch", "Keras 3", "keras", ("keras", "torch"), "torch backend, CPU"),
     Row("keras-jax", "Keras 3", "keras", ("keras", "jax"), "jax backend, CPU"),
     Row("keras-tensorflow", "Keras 3", "keras", ("keras", "tensorflow"), "tensorflow backend, CPU"),
     Row("flax", "Flax (linen)", "flax", ("flax", "jax"), "JAX, CPU"),
     Row("onnxruntime", "ONNX Runtime", "onnx", ("onnxruntime", "onnx"), "CPU provider"),
 )
+
+
+def _torch_sees_a_gpu() -> bool:
+    """Asked in a child process: initialising CUDA here would make the workers' fork unsafe."""
+    probe = "import torch; print(torch.cuda.is_available())"
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "True"
 
 
 @dataclass

@@ -15,6 +15,8 @@ BUILTIN = {
     "rnnspec-cpu": ("rnnspec.spec.adapters", "RnnspecCPU"),
     "rnnspec-cuda": ("rnnspec.spec.adapters", "RnnspecCUDA"),
     "torch": ("rnnspec.spec.frameworks.torch_layers", "TorchRNN"),
+    "torch-cuda": ("rnnspec.spec.frameworks.torch_layers", "TorchCUDA"),
+    "torch-cuda-no-tf32": ("rnnspec.spec.frameworks.torch_layers", "TorchCUDANoTF32"),
     "onnxruntime": ("rnnspec.spec.frameworks.onnx_operators", "OnnxRuntime"),
     "flax": ("rnnspec.spec.frameworks.flax_cells", "FlaxRNN"),
     "keras": ("rnnspec.spec.frameworks.keras_layers", "KerasRNN"),
