@@ -6,11 +6,11 @@ wants them, gradients by the backend's own differentiation of ``layer.stateless_
 torch.autograd, tf.GradientTape). The loss is ``keras.ops``: the head's logits and
 ``sparse_categorical_crossentropy(from_logits=True)`` summed over time and batch.
 
-Keras's LSTM returns the cell state of the last step only. c_t of every step is the layer's own
-final state on the prefix x[:t+1] (its torch backend runs a fused loop of its own on the CPU, not
-the cell's). On the jax backend, where a prefix run compiles anew, it comes from
-``keras.layers.RNN`` over Keras's own ``LSTMCell`` made to output its whole carry [h_t, c_t], on the
-same weights: the very loop the jax backend's LSTM layer runs off cuDNN.
+Keras's LSTM returns the cell state of the last step only. On the torch backend, whose LSTM layer
+runs a fused loop of its own on the CPU (not the cell's), c_t of every step is the layer's own final
+state on the prefix x[:t+1]. The jax and tensorflow backends' LSTM layers run off cuDNN the generic
+loop over Keras's ``LSTMCell``: there c_t comes from ``keras.layers.RNN`` over that cell made to
+output its whole carry [h_t, c_t], on the same weights (a prefix run would compile anew each time).
 
 Keras fixes its backend when first imported: a process that imported Keras with another backend
 cannot build this target (it says so).
@@ -41,6 +41,7 @@ def _import_keras(target: str, backend: str):
         return keras
     require(target, backend, "keras" if backend != "tensorflow" else "keras] tensorflow[cpu")
     os.environ["KERAS_BACKEND"] = backend
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up notices, on every worker
     if backend == "jax":
         import jax
 
@@ -113,7 +114,7 @@ class KerasRNN:
         else:
             layer = keras.layers.GRU(H, reset_after=cell == "gru-reset-after", **options)
         layers = [layer]
-        if cell == "lstm" and self.backend == "jax":
+        if cell == "lstm" and self.backend != "torch":
             layers.append(keras.layers.RNN(_carry_cell(keras)(H, dtype=dtype), **options))
         for each in layers:
             each.build((None, None, I))
@@ -146,7 +147,7 @@ class KerasRNN:
             return outputs
 
         def every_cell_state(w, xs, s):
-            if self.backend == "jax":
+            if self.backend != "torch":
                 return layers[1].stateless_call(list(w), frozen[1], xs, initial_state=s)[0][..., H:]
             prefix = lambda t: layers[0].stateless_call(list(w), frozen[0], xs[:, : t + 1], initial_state=s)[0][2]
             return ops.stack([prefix(t) for t in range(T)], axis=1)
