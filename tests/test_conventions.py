@@ -89,3 +89,9 @@ def test_gradients_of_a_split_bias_are_read_from_one_part():
     grads = {k: np.full_like(v, 2.0) for k, v in w.items()}
     assert np.array_equal(cv.gradients_from_framework("torch", "elman", grads)["b"], np.full(4, 2.0))
     assert np.array_equal(cv.from_framework("torch", "elman", grads)["b"], np.full(4, 4.0))
+
+
+def test_sequences_reach_batch_major_frameworks_transposed_and_come_back():
+    x = np.arange(24.0).reshape(2, 3, 4)  # (T, B, I)
+    assert cv.sequence_to("keras", x).shape == (3, 2, 4) and cv.sequence_to("onnx", x) is x
+    assert np.array_equal(cv.sequence_from("flax", cv.sequence_to("flax", x)), x)

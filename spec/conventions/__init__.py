@@ -34,8 +34,11 @@ from rnnspec.spec.conventions._layout import GATES, add, first_part, split_bias
 FRAMEWORKS: dict[str, ModuleType] = {"torch": pytorch, "keras": keras, "flax": flax, "onnx": onnx}
 KERAS_WEIGHTS = keras.WEIGHTS
 
-__all__ = ["FRAMEWORKS", "KERAS_WEIGHTS", "ConversionError", "cells_of", "from_framework", "gradients_from_framework",
-           "layer_of", "port", "split_bias", "to_framework"]
+#: how each framework's layers lay out a sequence: time-major (T, B, I) or batch-major (B, T, I), by default
+SEQUENCES = {"torch": "TBI", "keras": "BTI", "flax": "BTI", "onnx": "TBI"}
+
+__all__ = ["FRAMEWORKS", "KERAS_WEIGHTS", "SEQUENCES", "ConversionError", "cells_of", "from_framework",
+           "gradients_from_framework", "layer_of", "port", "sequence_from", "sequence_to", "split_bias", "to_framework"]
 
 #: why a weight set of one cell computes nothing that the other cell can (asked to port across cells)
 _ACROSS = ("the cells compute different functions: no weights of one make the other "
@@ -94,6 +97,16 @@ def gradients_from_framework(framework: str, cell: str, grads: dict) -> dict[str
     """The gradients of the canonical parameters from those of the framework's weights (a bias split in two
     has the gradient of either part)."""
     return _framework(framework, cell).from_(cell, grads, first_part)
+
+
+def sequence_to(framework: str, x: np.ndarray) -> np.ndarray:
+    """rnnspec's time-major (T, B, ...) sequence in the framework's default layout."""
+    return np.swapaxes(x, 0, 1) if SEQUENCES[framework] == "BTI" else x
+
+
+def sequence_from(framework: str, x: np.ndarray) -> np.ndarray:
+    """A sequence in the framework's default layout as rnnspec's time-major (T, B, ...)."""
+    return sequence_to(framework, x)  # a swap of the first two axes is its own inverse
 
 
 def port(weights: dict, cell: str, source: str, target: str, target_cell: str | None = None) -> dict:

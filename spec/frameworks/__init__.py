@@ -12,9 +12,9 @@ from rnnspec.spec.targets import TargetError
 
 
 def require(target: str, module: str, extra: str):
-    """``import module``, or a TargetError naming the extra that installs it."""
+    """``import module``, or a TargetError naming what installs it: rnnspec's extra, or a package."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise TargetError(f"target {target!r}: {module} is not installed ({exc}); "
-                          f"pip install 'rnnspec[{extra}]'") from exc
+        install = extra if " " in extra else f"pip install 'rnnspec[{extra}]'"
+        raise TargetError(f"target {target!r}: {module} is not installed ({exc}); {install}") from exc

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnspec.spec.conventions import gradients_from_framework, to_framework
+from rnnspec.spec.conventions import gradients_from_framework, sequence_from, sequence_to, to_framework
 from rnnspec.spec.frameworks import require
 
 
@@ -31,25 +31,25 @@ class FlaxRNN:
         self.optax = require("flax", "optax", "flax")
         self.activation = activation
 
-    def _rnn(self, every_c: bool):
+    def _rnn(self, hidden: int, every_c: bool):
         nn = self.nn
         if self.cell == "elman":
-            cell = nn.SimpleCell(features=0, activation_fn=getattr(nn, self.activation))
+            cell = nn.SimpleCell(features=hidden, activation_fn=getattr(nn, self.activation))
         elif self.cell == "lstm":
-            cell = (_carry_cell(nn) if every_c else nn.LSTMCell)(features=0)
+            cell = (_carry_cell(nn) if every_c else nn.LSTMCell)(features=hidden)
         else:
-            cell = nn.GRUCell(features=0)
+            cell = nn.GRUCell(features=hidden)
         return nn.RNN(cell)
 
     def _function(self, x, state0, params, targets=None):
         """(f, args, unpack): f(*args) lists the outputs; unpack names the gradients of args."""
         jnp = self.jax.numpy
         every_c = self.cell == "lstm" and targets is None
-        rnn = self._rnn(every_c)
+        rnn = self._rnn(state0["h0"].shape[-1], every_c)
         weights = to_framework("flax", self.cell, params)
         head = ["V", "c"] if targets is not None else []
         states = ["h0", "c0"] if self.cell == "lstm" else ["h0"]
-        args = [weights, x.transpose(1, 0, 2), *[state0[k] for k in states], *[params[k] for k in head]]
+        args = [weights, sequence_to("flax", x), *[state0[k] for k in states], *[params[k] for k in head]]
 
         def f(w, xs, *rest):
             s, hd = rest[: len(states)], rest[len(states):]
@@ -61,12 +61,12 @@ class FlaxRNN:
             if targets is None:
                 return [out]
             logits = jnp.einsum("bth,kh->btk", out, hd[0]) + hd[1]
-            labels = jnp.asarray(np.asarray(targets).T)
+            labels = jnp.asarray(sequence_to("flax", np.asarray(targets)))
             return [jnp.sum(self.optax.softmax_cross_entropy_with_integer_labels(logits, labels))]
 
         def unpack(grads):
             out = gradients_from_framework("flax", self.cell, grads[0])
-            out["x"] = np.asarray(grads[1]).transpose(1, 0, 2)
+            out["x"] = sequence_from("flax", np.asarray(grads[1]))
             out.update({k: np.asarray(g) for k, g in zip(states + head, grads[2:])})
             return out
 
@@ -81,12 +81,12 @@ class FlaxRNN:
     def forward(self, x, state0, params):
         f, args, _ = self._function(x, state0, params)
         outputs = self.jax.jit(f)(*args)
-        return {k: np.asarray(o).transpose(1, 0, 2) for k, o in zip(["h", "c"], outputs)}
+        return {k: sequence_from("flax", np.asarray(o)) for k, o in zip(["h", "c"], outputs)}
 
     def vjp(self, x, state0, params, cotangents):
         f, args, unpack = self._function(x, state0, params)
         keys = ["h", "c"] if self.cell == "lstm" else ["h"]
-        _, grads = self._vjp(f, args, [np.asarray(cotangents[k]).transpose(1, 0, 2) for k in keys])
+        _, grads = self._vjp(f, args, [sequence_to("flax", np.asarray(cotangents[k])) for k in keys])
         return unpack(grads)
 
     def loss(self, x, state0, params, targets):

@@ -23,11 +23,12 @@ import sys
 
 import numpy as np
 
-from rnnspec.spec.conventions import KERAS_WEIGHTS, gradients_from_framework, to_framework
+from rnnspec.spec.conventions import KERAS_WEIGHTS, gradients_from_framework, sequence_from, sequence_to, to_framework
 from rnnspec.spec.frameworks import require
 from rnnspec.spec.targets import TargetError
 
 BACKENDS = ("jax", "torch", "tensorflow")
+BACKEND_INSTALL = {"jax": "pip install jax", "torch": "pip install torch", "tensorflow": "pip install tensorflow-cpu"}
 #: the backend of the plain ``keras`` target when KERAS_BACKEND is not set (CI installs torch)
 DEFAULT_BACKEND = "torch"
 
@@ -39,7 +40,7 @@ def _import_keras(target: str, backend: str):
             raise TargetError(f"target {target!r}: this process imported Keras with the "
                               f"{keras.backend.backend()!r} backend, and Keras cannot switch to {backend!r}")
         return keras
-    require(target, backend, "keras" if backend != "tensorflow" else "keras] tensorflow[cpu")
+    require(target, backend, BACKEND_INSTALL[backend])
     os.environ["KERAS_BACKEND"] = backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up notices, on every worker
     if backend == "jax":
@@ -100,7 +101,6 @@ class KerasRNN:
             raise TargetError(f"target {name!r}: KERAS_BACKEND={backend!r} is not one of {BACKENDS}")
         self.keras = _import_keras(name, backend)
         self.backend = backend
-        self.version = f"keras {self.keras.__version__} ({backend})"
         self.activation = activation
 
     def _layers(self, I: int, H: int, dtype: str):
@@ -129,7 +129,7 @@ class KerasRNN:
         weights = to_framework("keras", self.cell, params)
         states = ["h0", "c0"] if self.cell == "lstm" else ["h0"]
         head = ["V", "c"] if targets is not None else []
-        args = [weights[k] for k in KERAS_WEIGHTS] + [x.transpose(1, 0, 2)] + [state0[k] for k in states] + \
+        args = [weights[k] for k in KERAS_WEIGHTS] + [sequence_to("keras", x)] + [state0[k] for k in states] + \
             [params[k] for k in head]
         frozen = [[v.value for v in layer.non_trainable_variables] for layer in layers]
 
@@ -139,7 +139,7 @@ class KerasRNN:
             h = h[0] if self.cell == "lstm" else h  # the LSTM also returns its final states
             if targets is not None:
                 logits = ops.matmul(h, ops.transpose(hd[0])) + hd[1]
-                labels = ops.convert_to_tensor(np.asarray(targets).T)
+                labels = ops.convert_to_tensor(sequence_to("keras", np.asarray(targets)))
                 return [ops.sum(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))]
             outputs = [h]
             if self.cell == "lstm" and every_c:
@@ -154,7 +154,7 @@ class KerasRNN:
 
         def unpack(grads):
             out = gradients_from_framework("keras", self.cell, dict(zip(KERAS_WEIGHTS, grads[:3])))
-            out["x"] = grads[3].transpose(1, 0, 2)
+            out["x"] = sequence_from("keras", grads[3])
             out.update(zip(states + head, grads[4:]))
             return out
 
@@ -168,13 +168,13 @@ class KerasRNN:
 
             f = jax.jit(f)  # one compiled program per shape, as in _vjp_jax
         outputs = f(*[ops.convert_to_tensor(a) for a in args])
-        outputs = [np.asarray(ops.convert_to_numpy(o)).transpose(1, 0, 2) for o in outputs]
+        outputs = [sequence_from("keras", np.asarray(ops.convert_to_numpy(o))) for o in outputs]
         return dict(zip(["h", "c"], outputs))
 
     def vjp(self, x, state0, params, cotangents):
         f, args, unpack = self._function(x, state0, params)
         keys = ["h", "c"] if self.cell == "lstm" else ["h"]
-        _, grads = _VJPS[self.backend](f, args, [np.asarray(cotangents[k]).transpose(1, 0, 2) for k in keys])
+        _, grads = _VJPS[self.backend](f, args, [sequence_to("keras", np.asarray(cotangents[k])) for k in keys])
         return unpack(grads)
 
     def loss(self, x, state0, params, targets):
