@@ -8,9 +8,10 @@ torch.autograd, tf.GradientTape). The loss is ``keras.ops``: the head's logits a
 
 Keras's LSTM returns the cell state of the last step only. On the torch backend, whose LSTM layer
 runs a fused loop of its own on the CPU (not the cell's), c_t of every step is the layer's own final
-state on the prefix x[:t+1]. The jax and tensorflow backends' LSTM layers run off cuDNN the generic
-loop over Keras's ``LSTMCell``: there c_t comes from ``keras.layers.RNN`` over that cell made to
-output its whole carry [h_t, c_t], on the same weights (a prefix run would compile anew each time).
+state after one step from (h_{t-1}, c_{t-1}), chained from the initial states. The jax and
+tensorflow backends' LSTM layers run off cuDNN the generic loop over Keras's ``LSTMCell``: there c_t
+comes from ``keras.layers.RNN`` over that cell made to output its whole carry [h_t, c_t], on the
+same weights (one compiled loop, where T one-step calls would be traced into the program).
 
 Keras fixes its backend when first imported: a process that imported Keras with another backend
 cannot build this target (it says so).
@@ -149,8 +150,12 @@ class KerasRNN:
         def every_cell_state(w, xs, s):
             if self.backend != "torch":
                 return layers[1].stateless_call(list(w), frozen[1], xs, initial_state=s)[0][..., H:]
-            prefix = lambda t: layers[0].stateless_call(list(w), frozen[0], xs[:, : t + 1], initial_state=s)[0][2]
-            return ops.stack([prefix(t) for t in range(T)], axis=1)
+            state, every = list(s), []
+            for t in range(T):
+                _, h, c = layers[0].stateless_call(list(w), frozen[0], xs[:, t: t + 1], initial_state=state)[0]
+                state = [h, c]
+                every.append(c)
+            return ops.stack(every, axis=1)
 
         def unpack(grads):
             out = gradients_from_framework("keras", self.cell, dict(zip(KERAS_WEIGHTS, grads[:3])))

@@ -2,8 +2,9 @@
 
 The loss is nn.Linear's map and cross_entropy summed over time and batch. Weights go through
 :mod:`rnnspec.spec.conventions` (stacked gates, two biases split at random). nn.LSTM returns the cell
-state of the last step only; c_t of every step is its final state on the prefix x[:t+1], so both
-outputs come from the layer itself.
+state of the last step only; c_t of every step is its final state after one step of its own from
+(h_{t-1}, c_{t-1}), chained from (h0, c0), so both outputs come from the layer itself (one call per
+step; runs on the prefixes x[:t+1] would cost T^2 / 2 steps).
 
 ``torch-cuda`` runs the same layers on a GPU (cuDNN) with PyTorch's defaults, under which cuDNN may
 use TF32 for float32 (``torch.backends.cudnn.allow_tf32`` is True by default): TF32 rounds the
@@ -78,7 +79,11 @@ class TorchRNN:
         out, _ = module(leaves["x"], start)
         outputs = {"h": out}
         if every_c:
-            outputs["c"] = torch.stack([module(leaves["x"][: t + 1], start)[1][1][0] for t in range(x.shape[0])])
+            states, every = start, []
+            for t in range(x.shape[0]):
+                _, states = module(leaves["x"][t: t + 1], states)
+                every.append(states[1][0])
+            outputs["c"] = torch.stack(every)
         return module, leaves, outputs
 
     def _grads(self, module, leaves):
