@@ -157,3 +157,28 @@ def test_keras_jax_float64_simple_rnn_raises_the_frameworks_own_error():
     report = check(TargetName("keras-jax"), target="keras-jax", cases=[case])
     forward = next(r for r in report.results if r.clause.id == "ELMAN-FWD-H")
     assert forward.status == "error" and "carry input and carry output must have equal types" in forward.message
+
+
+MISREAD_KERAS_GRU = '''
+from rnnspec.spec.frameworks.keras_layers import KerasTorch
+
+
+class TorchOrderIntoKeras(KerasTorch):
+    """PyTorch's GRU weights (r, z, n) copied into Keras's (z, r, h) blocks as they are (keras-team/keras#15915)."""
+
+    cells = ("gru-reset-after",)
+
+    def _function(self, x, state0, params, targets=None, every_c=True):
+        swapped = dict(params)
+        for what in "UWb":
+            swapped[what + "_r"], swapped[what + "_z"] = params[what + "_z"], params[what + "_r"]
+        return super()._function(x, state0, swapped, targets, every_c)
+'''
+
+
+def test_pytorch_gru_weights_read_in_keras_order_fail(tmp_path):
+    needs("keras", "torch")
+    (tmp_path / "misread.py").write_text(MISREAD_KERAS_GRU)
+    target = f"{tmp_path / 'misread.py'}:TorchOrderIntoKeras"
+    report = check(TargetName(target), target=target, dtype="float32", examples=3)
+    assert {r.status for r in report.results if "-FWD-" in r.clause.id} == {"failed"}
