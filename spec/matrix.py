@@ -29,13 +29,16 @@ DTYPES = ("float32", "float64")
 #: what a framework's failures are, with a minimal reproducer, for the rows they explain (target prefix, dtype)
 KNOWN_DEFECTS = {
     ("keras-", "float64"): (
-        "Keras 3 computes float64 matrix products in float32 on its jax and torch backends: its type promotion maps "
-        "float64 to float32 (keras/src/backend/common/dtypes.py, BIT64_TO_BIT32_DTYPE), so "
-        "`keras.ops.matmul(np.ones((2, 2)), np.ones((2, 2))).dtype` is float32. Dense, SimpleRNNCell and the "
-        "generic RNN loop go through it: errors of 1e-7 where float64 gives 1e-16. On the jax backend a float64 "
-        "SimpleRNN fails outright: the scan's carry comes back float32 (`TypeError: scan body function carry input "
-        "and carry output must have equal types`). The torch backend's LSTM and GRU layers escape it on the CPU "
-        "(their fallback loops call torch.matmul), so only their loss, whose head is keras.ops, fails."),
+        "Keras 3 computes some float64 operations in float32 on its jax and torch backends: its type promotion "
+        "maps float64 to float32 there (keras/src/backend/common/dtypes.py, BIT64_TO_BIT32_DTYPE). Reproducer, "
+        "with x = np.full(2, 0.5) and jax_enable_x64 on: `keras.ops.tanh(x).dtype` is float32 on jax (float64 on "
+        "torch and tensorflow); `keras.ops.matmul(np.ones((2, 2)), np.ones((2, 2))).dtype` is float32 on torch "
+        "(float64 on jax and tensorflow). Float64 layers built on them (SimpleRNNCell, LSTMCell, GRUCell, the "
+        "keras.ops head) land 1e-8 to 1e-6 from float64 values. On jax a float64 SimpleRNN fails outright: its "
+        "tanh comes back float32 and the scan's carry types differ (`TypeError: scan body function carry input "
+        "and carry output must have equal types`). The torch backend's LSTM and GRU layers run their own "
+        "torch.matmul loop on the CPU, so there only the loss (its head is keras.ops.matmul) fails; the "
+        "tensorflow backend is exact."),
 }
 
 
