@@ -123,12 +123,22 @@ def _output_path(option: str, path: str | None) -> None:
 EXIT = {"conformant": 0, "not conformant": 1, "inconclusive": 3}
 
 
+#: the GPU variant of a built-in target, for ``--device cuda``
+ON_CUDA = {"torch": "torch-cuda", "rnnspec-cpu": "rnnspec-cuda"}
+
+
 def _check(args: argparse.Namespace) -> int:
     from rnnspec.spec import report as reports
     from rnnspec.spec.runner import UsageError, check, print_progress
     from rnnspec.spec.targets import TargetError
     from rnnspec.spec.worker import TargetName
 
+    if args.device == "cuda" and args.target not in ON_CUDA.values():
+        if args.target not in ON_CUDA:
+            print(f"rnnspec check: --device cuda: target {args.target!r} has no CUDA variant; those that do: "
+                  f"{', '.join(f'{k} ({v})' for k, v in ON_CUDA.items())}", file=sys.stderr)
+            return 2
+        args.target = ON_CUDA[args.target]
     try:
         _output_path("--report", args.report)
         _output_path("--junit", args.junit)
@@ -195,6 +205,8 @@ def parser() -> argparse.ArgumentParser:
                        help=f"built-in name ({', '.join(sorted(BUILTIN))}), package.module:attr or file.py:attr "
                        "(default rnnspec-cpu)")
     check.add_argument("--cell", help=f"the cell to check: {', '.join(CELL_NAMES)} (default: the target's first)")
+    check.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                       help="cuda: the target's GPU variant (torch -> torch-cuda, rnnspec-cpu -> rnnspec-cuda)")
     check.add_argument("--dtype", choices=["float32", "float64"], help="only cases of this dtype (default: every "
                        "dtype the target declares)")
     check.add_argument("--seed", type=int, default=0, help="seed of the generated cases (default 0)")

@@ -182,3 +182,14 @@ def test_pytorch_gru_weights_read_in_keras_order_fail(tmp_path):
     target = f"{tmp_path / 'misread.py'}:TorchOrderIntoKeras"
     report = check(TargetName(target), target=target, dtype="float32", examples=3)
     assert {r.status for r in report.results if "-FWD-" in r.clause.id} == {"failed"}
+
+
+def test_device_cuda_picks_the_gpu_variant_or_says_there_is_none(capsys):
+    from rnnspec.spec.cli import main
+
+    assert main(["check", "onnxruntime", "--device", "cuda"]) == 2
+    assert "no CUDA variant" in capsys.readouterr().err
+    torch = importlib.util.find_spec("torch")
+    if torch is not None and not __import__("torch").cuda.is_available():
+        assert main(["check", "torch", "--device", "cuda"]) == 2
+        assert "'torch-cuda': PyTorch sees no CUDA device" in capsys.readouterr().err

@@ -4,6 +4,12 @@ One Dense per gate and side, named ``i<gate>`` (input) and ``h<gate>`` (recurren
 (in, H), the transposed canonical matrix; SimpleCell's are ``i`` and ``h``. One bias per gate, so no
 split: SimpleCell's on ``i``, LSTMCell's on the ``h`` side, GRUCell's on the ``i`` side, with the
 n gate's second bias on ``hn`` (b_hn, inside the reset product). Inputs are batch-major.
+
+What Flax's cells can express: SimpleCell is the Elman cell (any activation_fn; ``residual=False``);
+LSTMCell and OptimizedLSTMCell (the same parameters, stacked when applied) are the LSTM; GRUCell is
+gru-reset-after. gru-reset-before has no Flax cell: GRUCell multiplies r into W_n h + b_hn. MGUCell
+(a minimal gated unit: one forget gate serving as both r and z) and ConvLSTMCell (convolutions, not
+products) are not canonical cells.
 """
 
 from __future__ import annotations
