@@ -189,7 +189,10 @@ def test_device_cuda_picks_the_gpu_variant_or_says_there_is_none(capsys):
 
     assert main(["check", "onnxruntime", "--device", "cuda"]) == 2
     assert "no CUDA variant" in capsys.readouterr().err
-    torch = importlib.util.find_spec("torch")
-    if torch is not None and not __import__("torch").cuda.is_available():
+    if importlib.util.find_spec("torch") is None:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
         assert main(["check", "torch", "--device", "cuda"]) == 2
         assert "'torch-cuda': PyTorch sees no CUDA device" in capsys.readouterr().err
