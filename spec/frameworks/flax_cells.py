@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from rnnspec.spec.conventions import gradients_from_framework, sequence_from, sequence_to, to_framework
-from rnnspec.spec.frameworks import require
+from rnnspec.spec.frameworks import jax_vjp, require
 
 
 class FlaxRNN:
@@ -72,12 +72,6 @@ class FlaxRNN:
 
         return f, args, unpack
 
-    def _vjp(self, f, args, cotangents):
-        """f's outputs and the gradients of its arguments, compiled as one program (JAX compiles each new
-        shape once; op by op, it would compile every primitive of the scan's body and of the head)."""
-        jax = self.jax
-        return jax.jit(lambda a, c: (lambda out, pullback: (out, pullback(c)))(*jax.vjp(f, *a)))(args, cotangents)
-
     def forward(self, x, state0, params):
         f, args, _ = self._function(x, state0, params)
         outputs = self.jax.jit(f)(*args)
@@ -86,12 +80,12 @@ class FlaxRNN:
     def vjp(self, x, state0, params, cotangents):
         f, args, unpack = self._function(x, state0, params)
         keys = ["h", "c"] if self.cell == "lstm" else ["h"]
-        _, grads = self._vjp(f, args, [sequence_to("flax", np.asarray(cotangents[k])) for k in keys])
+        _, grads = jax_vjp(f, args, [sequence_to("flax", np.asarray(cotangents[k])) for k in keys])
         return unpack(grads)
 
     def loss(self, x, state0, params, targets):
         f, args, unpack = self._function(x, state0, params, targets=targets)
-        (value,), grads = self._vjp(f, args, [np.ones((), x.dtype)])
+        (value,), grads = jax_vjp(f, args, [np.ones((), x.dtype)])
         return float(value), unpack(grads)
 
 

@@ -25,7 +25,7 @@ import sys
 import numpy as np
 
 from rnnspec.spec.conventions import KERAS_WEIGHTS, gradients_from_framework, sequence_from, sequence_to, to_framework
-from rnnspec.spec.frameworks import require
+from rnnspec.spec.frameworks import jax_vjp, require
 from rnnspec.spec.targets import TargetError
 
 BACKENDS = ("jax", "torch", "tensorflow")
@@ -52,11 +52,7 @@ def _import_keras(target: str, backend: str):
 
 
 def _vjp_jax(fn, args, cotangents):
-    import jax
-
-    # one compiled program per shape: op by op, JAX would compile every primitive of the loop's body
-    run = jax.jit(lambda a, c: (lambda out, pullback: (out, pullback(c)))(*jax.vjp(fn, *a)))
-    outputs, grads = run(list(args), list(cotangents))
+    outputs, grads = jax_vjp(fn, args, cotangents)
     return [np.asarray(o) for o in outputs], [np.asarray(g) for g in grads]
 
 
