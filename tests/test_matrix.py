@@ -1,0 +1,35 @@
+"""The compatibility matrix: rows per (target, cell, dtype), verdicts, and the reasons for what is missing."""
+
+import importlib.util
+
+import pytest
+
+from rnnspec.spec import matrix
+from rnnspec.spec.cli import main
+
+
+def test_the_matrix_of_onnxruntime_says_what_it_runs_and_why_float64_is_missing(tmp_path):
+    if importlib.util.find_spec("onnxruntime") is None:
+        pytest.skip("onnxruntime is not installed")
+    out = tmp_path / "m.md"
+    assert main(["matrix", "--targets", "onnxruntime", "--examples", "2", "--quiet", "--out", str(out)]) == 0
+    text = out.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ONNX Runtime")]
+    assert len(rows) == 8  # four cells, two dtypes
+    assert sum("**conformant** (LOSS, VJP not provided)" in r for r in rows) == 4
+    assert sum("not provided [1]" in r and "float64" in r for r in rows) == 4
+    assert "1. ONNX Runtime has no double kernel for RNN" in text
+    assert "rnnspec matrix --targets onnxruntime --seeds 0 --examples 2" in text
+
+
+def test_a_cell_a_framework_lacks_is_not_provided_with_the_reason():
+    torch_row = next(r for r in matrix.ROWS if r.target == "torch")
+    assert "no PyTorch layer computes W_n (r * h)" in matrix.not_provided(torch_row, "gru-reset-before", "float32")
+    assert matrix.not_provided(torch_row, "lstm", "float64") == ""
+    flax_row = next(r for r in matrix.ROWS if r.target == "flax")
+    assert "GRUCell multiplies r" in matrix.not_provided(flax_row, "gru-reset-before", "float64")
+
+
+def test_an_unknown_matrix_target_is_a_usage_error(capsys):
+    assert main(["matrix", "--targets", "tensorflow"]) == 2
+    assert "unknown targets ['tensorflow']" in capsys.readouterr().err
