@@ -168,11 +168,11 @@ class TorchOrderIntoKeras(KerasTorch):
 
     cells = ("gru-reset-after",)
 
-    def _function(self, x, state0, params, targets=None, every_c=True):
+    def _function(self, x, state0, params, targets=None):
         swapped = dict(params)
         for what in "UWb":
             swapped[what + "_r"], swapped[what + "_z"] = params[what + "_z"], params[what + "_r"]
-        return super()._function(x, state0, swapped, targets, every_c)
+        return super()._function(x, state0, swapped, targets)
 '''
 
 

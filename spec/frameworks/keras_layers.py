@@ -117,7 +117,7 @@ class KerasRNN:
             each.build((None, None, I))
         return layers
 
-    def _function(self, x, state0, params, targets=None, every_c=True):
+    def _function(self, x, state0, params, targets=None):
         """(f, args, unpack): f(*args) lists the outputs; unpack names the gradients of args."""
         keras, ops = self.keras, self.keras.ops
         T, B, I = x.shape
@@ -139,7 +139,7 @@ class KerasRNN:
                 labels = ops.convert_to_tensor(sequence_to("keras", np.asarray(targets)))
                 return [ops.sum(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))]
             outputs = [h]
-            if self.cell == "lstm" and every_c:
+            if self.cell == "lstm":
                 outputs.append(every_cell_state(w, xs, s))
             return outputs
 
@@ -167,7 +167,7 @@ class KerasRNN:
         if self.backend == "jax":
             import jax
 
-            f = jax.jit(f)  # one compiled program per shape, as in _vjp_jax
+            f = jax.jit(f)  # one compiled program per shape, as in jax_vjp
         outputs = f(*[ops.convert_to_tensor(a) for a in args])
         outputs = [sequence_from("keras", np.asarray(ops.convert_to_numpy(o))) for o in outputs]
         return dict(zip(["h", "c"], outputs))
