@@ -41,9 +41,9 @@ def _import_keras(target: str, backend: str):
             raise TargetError(f"target {target!r}: this process imported Keras with the "
                               f"{keras.backend.backend()!r} backend, and Keras cannot switch to {backend!r}")
         return keras
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up notices, on every worker
     require(target, backend, BACKEND_INSTALL[backend])
     os.environ["KERAS_BACKEND"] = backend
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up notices, on every worker
     if backend == "jax":
         import jax
 
