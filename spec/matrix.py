@@ -36,9 +36,9 @@ KNOWN_DEFECTS = {
         "(float64 on jax and tensorflow). Float64 layers built on them (SimpleRNNCell, LSTMCell, GRUCell, the "
         "keras.ops head) land 1e-8 to 1e-6 from float64 values. On jax a float64 SimpleRNN fails outright: its "
         "tanh comes back float32 and the scan's carry types differ (`TypeError: scan body function carry input "
-        "and carry output must have equal types`). The torch backend's LSTM and GRU layers run their own "
-        "torch.matmul loop on the CPU, so there only the loss (its head is keras.ops.matmul) fails; the "
-        "tensorflow backend is exact."),
+        "and carry output must have equal types`). On the CPU the torch backend's LSTM and reset-after GRU layers "
+        "run their own torch.matmul loop, so there only the loss (its head is keras.ops.matmul) fails; its "
+        "SimpleRNN and reset-before GRU run the cell's loop and fail throughout. The tensorflow backend is exact."),
 }
 
 
