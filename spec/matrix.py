@@ -59,7 +59,7 @@ class Row:
         return not self.gpu or _torch_sees_a_gpu()
 
     def version(self) -> str:
-        return ", ".join(f"{p} {importlib.metadata.version(p)}" for p in self.packages)
+        return ", ".join(f"{p} {_version(p)}" for p in self.packages)
 
 
 ROWS = (
@@ -72,6 +72,16 @@ ROWS = (
     Row("flax", "Flax (linen)", "flax", ("flax", "jax"), "JAX, CPU"),
     Row("onnxruntime", "ONNX Runtime", "onnx", ("onnxruntime", "onnx"), "CPU provider"),
 )
+
+
+def _version(module: str) -> str:
+    """The installed version of the distribution that provides ``module`` (tensorflow-cpu provides tensorflow)."""
+    for distribution in importlib.metadata.packages_distributions().get(module, [module]):
+        try:
+            return importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "(version unknown)"
 
 
 def _torch_sees_a_gpu() -> bool:
@@ -148,6 +158,8 @@ def build(targets: tuple[str, ...] | None = None, seeds: tuple[int, ...] = (0,),
     from rnnspec.spec.contract import contract
 
     rows = [r for r in ROWS if (targets is None or r.target in targets) and r.installed()]
+    for row in rows:
+        row.version()  # anything the Markdown needs fails now, not after hours of checks
     entries, work = [], []
     for row in rows:
         for cell in CELLS:
