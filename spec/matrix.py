@@ -102,7 +102,6 @@ class Cell:
     messages: list[str] = field(default_factory=list)
     worst_ratio: float = 0.0
     cases: int = 0
-    seconds: float = 0.0
     reason: str = ""  # why it is not provided
     missing: set[str] = field(default_factory=set)  # the clause groups (VJP, LOSS) the target has no method for
 
@@ -137,7 +136,6 @@ def _run(args: tuple[str, str, str, int, int]) -> dict:
 
 def _merge(entry: Cell, run: dict, prefix: str) -> None:
     entry.cases += run["cases"]
-    entry.seconds += run["seconds"]
     order = {"conformant": 0, "inconclusive": 1, "not conformant": 2}
     if order[run["verdict"]] > order[entry.verdict]:
         entry.verdict = run["verdict"]
