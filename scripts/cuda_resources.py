@@ -54,12 +54,13 @@ def main() -> int:
     os.environ["NUMBA_ENABLE_CUDASIM"] = "0"
     from numba import types
 
-    from rnnspec.kernels import cuda_arrays, cuda_kernels
-    from rnnspec.kernels.cuda_cooperative import cooperative_plan, cooperative_recurrence
-    from rnnspec.kernels.cuda_gemm import deltas_products, gemm, sum_part_pairs, sum_parts
-    from rnnspec.kernels.cuda_kernels import plan, recurrence
+    from rnnspec.kernels.cuda import arrays as cuda_arrays
+    from rnnspec.kernels.cuda import elman as cuda_kernels
+    from rnnspec.kernels.cuda.bench import GPU_SIZES
+    from rnnspec.kernels.cuda.cooperative import cooperative_plan, cooperative_recurrence
+    from rnnspec.kernels.cuda.elman import plan, recurrence
+    from rnnspec.kernels.cuda.gemm import deltas_products, gemm, sum_part_pairs, sum_parts
     from rnnspec.kernels.numpy_compat import cuda_module
-    from rnnspec.spec.bench_cuda import GPU_SIZES
 
     cuda = cuda_module()
     # numba-cuda compiles a device function called from a kernel (the grid sync's) for the current

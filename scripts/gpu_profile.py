@@ -1,7 +1,7 @@
 """Where a warm CUDA call's host time goes, on a GPU: the forward+backward call at one size (default
 (1000, 1, 64, 64), float32, device arrays), timed returning without a sync (host time alone: the GPU
 runs behind) and with one, then cProfile of 20 calls, sorted by cumulative and by own time; the
-launches go through the lean path (rnnspec.kernels.cuda_launch), then the same through numba-cuda's
+launches go through the lean path (rnnspec.kernels.cuda.launches), then the same through numba-cuda's
 launch for comparison. Where the environment has RNNSPEC_BENCH_WITHOUT_LEAN_LAUNCH
 (scripts/gpu_check.sh sets it when the lean launch failed its test), through numba-cuda's alone.
 
@@ -50,8 +50,8 @@ def _profile(train, sync, cumulative_lines: int) -> None:
 
 def main(argv: list[str]) -> int:
     from rnnspec.kernels import cuda as gpu
-    from rnnspec.kernels import cuda_launch
-    from rnnspec.spec.bench_cuda import _device_calls
+    from rnnspec.kernels.cuda import launches as cuda_launch
+    from rnnspec.kernels.cuda.bench import _device_calls
 
     T, B, I, H = (int(v) for v in argv) if argv else (1000, 1, 64, 64)
     forward, train = _device_calls(T, B, I, H)

@@ -12,7 +12,7 @@ class RnnspecCPU:
     cell = "elman"
     dtypes = ("float32", "float64")
     activations = KERNEL_ACTIVATIONS
-    #: its float32 tanh is a rational approximation within 6.5 ulps (kernels/loops.py); float64 uses libm
+    #: its float32 tanh is a rational approximation within 6.5 ulps (kernels/cpu/loops.py); float64 uses libm
     accuracy = {"float32": 8, "float64": "accurate"}
 
     def __init__(self, activation: str = "tanh") -> None:

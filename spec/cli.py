@@ -54,16 +54,18 @@ def _matrix(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from rnnspec.spec import bench
+    from rnnspec.kernels.cpu import bench
 
     if args.device == "cuda":
         import json
 
-        from rnnspec.spec import bench_cuda
+        from rnnspec.kernels.cuda import bench as bench_cuda
 
         save = (lambda report: bench.write_json(args.json, report)) if args.json else (lambda report: None)
         repeats = max(args.repeats, bench_cuda.MIN_REPEATS)
-        report = bench_cuda.run(repeats=repeats, with_variants=args.variants, save=save)
+        from rnnspec.derivations.oracle import Oracle
+
+        report = bench_cuda.run(repeats=repeats, with_variants=args.variants, save=save, reference=Oracle().vjp)
         if not args.json:
             print(json.dumps(report, indent=1))
         return 0 if all(r.get("correct") for r in report["results"]) else 1

@@ -78,7 +78,7 @@ def test_every_recurrence_layout_matches_the_cpu_kernels(monkeypatch, layout, dt
 def test_inputs_one_step_ahead_unless_groups_are_forced():
     """plan() loads each step's inputs one step ahead (staged groups ran slower on the H200 at
     H = 64); groups of up to MAX_AHEAD steps when forced, where their shared memory fits."""
-    from rnnspec.kernels import cuda_kernels as device_code
+    from rnnspec.kernels.cuda import elman as device_code
 
     assert device_code.plan(6, 5, "float32", 1).ahead == 1
     assert device_code.plan(6, 1, "float32", 1, ahead=8).ahead == 8
@@ -101,8 +101,8 @@ COOPERATIVE = [  # at H = 7 and B = 5, with 8 threads per grid block under the s
 def test_cooperative_grid_matches_the_cpu_kernels(monkeypatch, forced, dtype, activation):
     """W spread over the blocks of a cooperative grid, one grid sync per step; the terms of each dot
     product split over slices of threads and summed in a tree. Under the simulator the grid's blocks
-    run as virtual blocks of one launched block (rnnspec.kernels.cuda_cooperative)."""
-    from rnnspec.kernels.cuda_cooperative import CooperativeLayout
+    run as virtual blocks of one launched block (rnnspec.kernels.cuda.cooperative)."""
+    from rnnspec.kernels.cuda.cooperative import CooperativeLayout
 
     monkeypatch.setattr(cuda_kernels, "LAYOUT_OVERRIDE", {"cooperative": True, **forced})
     a = small_arrays(dtype, T=3, B=5, I=2, H=7, K=3, recurrent_scale=0.4)
@@ -120,8 +120,8 @@ def test_cooperative_grid_as_the_float32_default_from_a_given_hidden_size(monkey
     """COOPERATIVE_FROM_HIDDEN, the switch the GPU runs set: float32 from that H on the cooperative
     grid (below H = 512 up to COOPERATIVE_BELOW_512_MAX_BATCH), float64 and smaller H as before;
     results unchanged."""
-    from rnnspec.kernels.cuda_cooperative import CooperativeLayout
-    from rnnspec.kernels.cuda_kernels import Layout
+    from rnnspec.kernels.cuda.cooperative import CooperativeLayout
+    from rnnspec.kernels.cuda.elman import Layout
 
     assert cuda_kernels.COOPERATIVE_FROM_HIDDEN == 256 and cuda_kernels.COOPERATIVE_BELOW_512_MAX_BATCH == 16
     monkeypatch.setattr(cuda_kernels, "COOPERATIVE_FROM_HIDDEN", 7)
@@ -138,7 +138,7 @@ def test_cooperative_grid_as_the_float32_default_from_a_given_hidden_size(monkey
 
 
 def test_cooperative_plan_for_the_gpu(monkeypatch):
-    from rnnspec.kernels import cuda_cooperative
+    from rnnspec.kernels.cuda import cooperative as cuda_cooperative
 
     monkeypatch.setattr(cuda_cooperative, "SIMULATED", False)  # plan as for a GPU: one grid block per block
     monkeypatch.setattr(cuda_cooperative, "THREADS", 256)
@@ -155,8 +155,8 @@ def test_cooperative_plan_for_the_gpu(monkeypatch):
 
 
 def test_gpu_layouts_fit_a_block_and_keep_small_matrices_in_registers(monkeypatch):
-    from rnnspec.kernels import cuda_kernels as device_code
-    from rnnspec.spec.bench_cuda import GPU_SIZES
+    from rnnspec.kernels.cuda import elman as device_code
+    from rnnspec.kernels.cuda.bench import GPU_SIZES
 
     monkeypatch.setattr(device_code, "MAX_THREADS", 1024)  # what a GPU block has, not the simulator's 8
     for _T, B, _I, H in GPU_SIZES:
@@ -190,7 +190,7 @@ def test_gpu_layouts_fit_a_block_and_keep_small_matrices_in_registers(monkeypatc
 def test_matrix_products_every_transpose_and_split_of_the_inner_dimension(trans_a, trans_b, splits):
     from numba import cuda
 
-    from rnnspec.kernels.cuda_gemm import matmul_into
+    from rnnspec.kernels.cuda.gemm import matmul_into
 
     rng = np.random.default_rng(7)
     rows, cols, inner = 11, 9, 37  # not multiples of any tile: every edge guard is taken
@@ -211,7 +211,7 @@ def test_a_pair_of_products_in_one_launch_as_two_apart(splits, wider):
     row tile: each product bit for bit what it is when launched alone."""
     from numba import cuda
 
-    from rnnspec.kernels.cuda_gemm import matmul_into, matmul_pair_into
+    from rnnspec.kernels.cuda.gemm import matmul_into, matmul_pair_into
 
     rng = np.random.default_rng(3)
     inner, rows = 9, 11  # with the simulator's 8 x 8 tiles: 2 row tiles, 2 and 1 column tiles
@@ -232,7 +232,7 @@ def test_the_three_products_of_the_deltas_in_one_launch_as_three_apart():
     tallest (dx) and the widest (dW); each product bit for bit what it is launched alone."""
     from numba import cuda
 
-    from rnnspec.kernels.cuda_gemm import deltas_products_into, matmul_into
+    from rnnspec.kernels.cuda.gemm import deltas_products_into, matmul_into
 
     rng = np.random.default_rng(5)
     rows, hidden, inputs = 19, 10, 5  # 8 x 8 tiles: dx 3 x 1, dU 2 x 1, dW 2 x 2
@@ -252,7 +252,7 @@ def test_the_three_products_of_the_deltas_in_one_launch_as_three_apart():
 def test_backward_with_its_products_split(monkeypatch):
     """Long inner dimensions (T*B past UNSPLIT_TERMS) split dU and dW into partial products, the pair
     launch then summed, and dx launched apart: forced here at T*B = 15, against the CPU kernels."""
-    from rnnspec.kernels import cuda_gemm
+    from rnnspec.kernels.cuda import gemm as cuda_gemm
 
     monkeypatch.setattr(cuda_gemm, "UNSPLIT_TERMS", 4)
     monkeypatch.setattr(cuda_gemm, "SPLIT_TERMS", 4)
@@ -285,7 +285,7 @@ def test_every_result_of_a_call_from_one_allocation(monkeypatch, batch, where):
 
     from numba import cuda
 
-    from rnnspec.kernels import cuda_arrays
+    from rnnspec.kernels.cuda import arrays as cuda_arrays
 
     carved = []
     monkeypatch.setattr(cuda_kernels, "fresh_arrays",
@@ -306,7 +306,7 @@ def test_every_result_of_a_call_from_one_allocation(monkeypatch, batch, where):
 
 
 def test_fresh_arrays_are_aligned_disjoint_views_of_one_buffer():
-    from rnnspec.kernels.cuda_arrays import copied_to_host, fresh_arrays
+    from rnnspec.kernels.cuda.arrays import copied_to_host, fresh_arrays
 
     shapes = {"x": (3, 2, 5), "h0": (2, 6), "b": (7,), "none": (0, 4), "W": (6, 6)}
     arrays = fresh_arrays(shapes, "float32")
@@ -325,7 +325,7 @@ def test_fresh_arrays_are_aligned_disjoint_views_of_one_buffer():
 
 FRESH_ARRAYS_ON_A_GPU = r"""
 import numpy as np
-from rnnspec.kernels import cuda_arrays
+from rnnspec.kernels.cuda import arrays as cuda_arrays
 from numba.cuda.cudadrv import driver
 from numba.cuda.cudadrv.devicearray import DeviceNDArray
 from cuda.bindings import driver as binding
@@ -363,7 +363,7 @@ def test_results_are_not_overwritten_by_later_calls_that_reuse_scratch():
     must stay as it was when later calls, of the same shapes or others, run."""
     from numba import cuda
 
-    from rnnspec.kernels import cuda_arrays
+    from rnnspec.kernels.cuda import arrays as cuda_arrays
 
     first, second = _args("float64"), small_arrays("float64", T=3, B=5, I=2, H=6, K=3, recurrent_scale=0.4, seed=9)
     names = ("x", "h0", "U", "W", "b")
@@ -392,7 +392,7 @@ def test_strided_device_arrays_are_read_in_place_and_left_unchanged():
     the kernels copy it on the device into a contiguous array and never write to the caller's."""
     from numba import cuda
 
-    from rnnspec.kernels import cuda_arrays
+    from rnnspec.kernels.cuda import arrays as cuda_arrays
 
     a = _args("float64")
     T, B, I = a["x"].shape
@@ -466,7 +466,7 @@ def test_the_cuda_target_runs_in_a_spawned_worker(monkeypatch):
 
 @pytest.mark.skipif(SIMULATED, reason="the lean launch path exists on a GPU only (the simulator launches itself)")
 def test_lean_launch_gives_the_same_results_on_a_gpu(monkeypatch):
-    from rnnspec.kernels import cuda_launch
+    from rnnspec.kernels.cuda import launches as cuda_launch
 
     monkeypatch.setattr(cuda_launch, "LEAN_LAUNCH", True)
     monkeypatch.setattr(cuda_launch, "_PLANS", {})

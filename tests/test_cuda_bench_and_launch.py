@@ -1,10 +1,12 @@
 """The GPU benchmark's measurements and the kernel launch paths, under numba-cuda's simulator in CI
 (scripts/gpu_check.sh runs them on the GPU too): what `rnnspec bench --device cuda` measures and
-reports, and the launch configurations and lean launch parameters (rnnspec.kernels.cuda_launch)."""
+reports, and the launch configurations and lean launch parameters (rnnspec.kernels.cuda.launches)."""
 
 import pytest
 
 pytest.importorskip("rnnspec.kernels.cuda", reason="numba-cuda is not installed (pip install .[cuda])")
+
+from rnnspec.derivations.oracle import Oracle  # noqa: E402  (after the skip: numba-cuda first)
 
 
 def test_gpu_benchmark_measurements_run_under_the_simulator(monkeypatch):
@@ -13,9 +15,10 @@ def test_gpu_benchmark_measurements_run_under_the_simulator(monkeypatch):
     import re
 
     pytest.importorskip("torch")
-    from rnnspec.kernels import cuda_gemm, cuda_launch
+    from rnnspec.kernels.cuda import bench as bench_cuda
+    from rnnspec.kernels.cuda import gemm as cuda_gemm
+    from rnnspec.kernels.cuda import launches as cuda_launch
     from rnnspec.kernels.numpy_compat import SIMULATED
-    from rnnspec.spec import bench_cuda
 
     defaults = cuda_launch.LEAN_LAUNCH, cuda_gemm.UNSPLIT_TERMS
     size = (3, 2, 2, 5)
@@ -29,7 +32,7 @@ def test_gpu_benchmark_measurements_run_under_the_simulator(monkeypatch):
                          "rnnspec_train_fresh_scratch_s"}, ours
     assert all(t > 0 for t in ours.values()), ours
     assert ours["train_ratio_vs_cudnn"] == ours["cudnn_train_s"] / ours["rnnspec_train_s"], ours
-    errors = bench_cuda.correctness(*size, cudnn=torch_rnn["gradients"]())
+    errors = bench_cuda.correctness(*size, cudnn=torch_rnn["gradients"](), reference=Oracle().vjp)
     assert set(errors) == {"float64_vs_oracle_T3", "float64_vs_cpu", "float32_vs_cpu_float64",
                            "cudnn_float32_vs_cpu_float64"}, errors
     assert errors["float64_vs_oracle_T3"] < 1e-12 and errors["float64_vs_cpu"] < 1e-12, errors
@@ -68,7 +71,8 @@ def test_gpu_benchmark_command_runs_as_the_gpu_script_runs_it(monkeypatch, tmp_p
     import json
 
     pytest.importorskip("torch")
-    from rnnspec.spec import bench_cuda, cli
+    from rnnspec.kernels.cuda import bench as bench_cuda
+    from rnnspec.spec import cli
 
     size = (3, 2, 2, 5)
     monkeypatch.setattr(bench_cuda, "GPU_SIZES", (size,))
@@ -90,8 +94,8 @@ def test_gpu_benchmark_command_runs_as_the_gpu_script_runs_it(monkeypatch, tmp_p
 def test_the_bench_leaves_the_lean_launch_out_when_its_gpu_test_failed(monkeypatch):
     """scripts/gpu_check.sh sets RNNSPEC_BENCH_WITHOUT_LEAN_LAUNCH when the lean launch fails its
     test: its variants are then reported as left out, and nothing of them runs."""
-    from rnnspec.kernels import cuda_launch
-    from rnnspec.spec import bench_cuda
+    from rnnspec.kernels.cuda import bench as bench_cuda
+    from rnnspec.kernels.cuda import launches as cuda_launch
 
     default = cuda_launch.LEAN_LAUNCH
     monkeypatch.setenv("RNNSPEC_BENCH_WITHOUT_LEAN_LAUNCH", "1")
@@ -107,8 +111,8 @@ def test_the_bench_times_through_numba_cuda_alone_when_the_lean_launch_failed(mo
     """With RNNSPEC_BENCH_WITHOUT_LEAN_LAUNCH set, the lean launch (the default) is off for the
     whole run, the report says so, and it is on again after."""
     pytest.importorskip("torch")
-    from rnnspec.kernels import cuda_launch
-    from rnnspec.spec import bench_cuda
+    from rnnspec.kernels.cuda import bench as bench_cuda
+    from rnnspec.kernels.cuda import launches as cuda_launch
 
     default = cuda_launch.LEAN_LAUNCH
     seen = []
@@ -130,7 +134,7 @@ def test_the_bench_times_through_numba_cuda_alone_when_the_lean_launch_failed(mo
 def test_timed_calls_alternate_in_blocks_after_a_shared_warm_up(monkeypatch):
     """The two sides of a ratio are warmed up together and timed in blocks, A B B A, so that an
     idle GPU's low clock or a drift cannot favour the side timed second."""
-    from rnnspec.spec import bench_cuda
+    from rnnspec.kernels.cuda import bench as bench_cuda
 
     monkeypatch.setattr(bench_cuda, "CLOCK_WARMUP_S", 0.0)
     order = []
@@ -143,7 +147,7 @@ def test_timed_calls_alternate_in_blocks_after_a_shared_warm_up(monkeypatch):
 def test_launch_configurations_are_made_once_on_a_gpu(monkeypatch):
     """On a GPU each (kernel, grid, block) is configured once and the configuration reused; the
     simulator's kernel[grid, block] reconfigures the kernel object itself, so there it is redone."""
-    from rnnspec.kernels import cuda_launch
+    from rnnspec.kernels.cuda import launches as cuda_launch
 
     class Kernel:
         made = 0
@@ -167,7 +171,7 @@ def test_launch_configurations_are_made_once_on_a_gpu(monkeypatch):
 def test_a_launch_the_lean_path_cannot_plan_goes_through_numba_cuda_and_says_why(monkeypatch):
     """An overload or attribute missing from this numba-cuda leaves a launch to numba-cuda, every
     time, and the bench's lean-launch rows say so (``lean_launch_plans``)."""
-    from rnnspec.kernels import cuda_launch
+    from rnnspec.kernels.cuda import launches as cuda_launch
 
     calls = []
 
@@ -197,7 +201,7 @@ def test_a_launch_the_lean_path_cannot_plan_goes_through_numba_cuda_and_says_why
 def test_a_planned_launch_goes_through_its_plan_from_the_second_launch_on(monkeypatch):
     """The first launch of a kind goes through numba-cuda (which compiles) and is planned; later
     ones call cuda.core's launch with the plan and the laid-out parameters, numba-cuda untouched."""
-    from rnnspec.kernels import cuda_launch
+    from rnnspec.kernels.cuda import launches as cuda_launch
 
     calls = []
 
@@ -225,7 +229,7 @@ from rnnspec.kernels.numpy_compat import cuda_module
 cuda_module()
 from numba.cuda import dispatcher, types
 from numba.cuda.cudadrv.devicearray import _StridedLayoutShim, _StridedMemoryViewShim
-from rnnspec.kernels.cuda_launch import parameters
+from rnnspec.kernels.cuda.launches import parameters
 
 class DeviceArray:  # what numba-cuda reads of a device array when it prepares a launch
     __cuda_memory__ = True

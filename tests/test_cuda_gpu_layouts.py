@@ -16,9 +16,12 @@ from strategies import rel_err, small_arrays
 
 cuda = pytest.importorskip("rnnspec.kernels.cuda", reason="numba-cuda is not installed (pip install .[cuda])")
 
-from rnnspec.kernels import cuda_cooperative, cuda_gemm, cuda_kernels, elman_backward
+from rnnspec.kernels import elman_backward
+from rnnspec.kernels.cuda import cooperative as cuda_cooperative
+from rnnspec.kernels.cuda import elman as cuda_kernels
+from rnnspec.kernels.cuda import gemm as cuda_gemm
+from rnnspec.kernels.cuda.bench import FLOAT32_FLOOR, GPU_SIZES
 from rnnspec.kernels.numpy_compat import SIMULATED
-from rnnspec.spec.bench_cuda import FLOAT32_FLOOR, GPU_SIZES
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not SIMULATED, reason="the simulator standing in for a GPU; a GPU runs test_cuda")]

@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rnnspec.derivations.oracle import Oracle
-from rnnspec.kernels import cpu, elman_backward, elman_forward, elman_loss
+from rnnspec.kernels import elman_backward, elman_forward, elman_loss
+from rnnspec.kernels.cpu import elman as cpu
 from rnnspec.spec.tolerance import relative_error, tolerance
 
 from strategies import ACTIVATIONS, rel_err, small_arrays

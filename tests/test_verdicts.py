@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rnnspec.derivations.rounding import Rounding, rounded_form
-from rnnspec.spec import bench
+from rnnspec.kernels.cpu import bench
 from rnnspec.spec.adapters import RnnspecCPU
 from rnnspec.spec.cases import Case
 from rnnspec.spec.expected import expected

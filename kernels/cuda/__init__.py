@@ -6,7 +6,7 @@ Same arguments, semantics and checks as the CPU kernels. Arguments may be NumPy 
 the device; results come back as NumPy arrays) or CUDA device arrays (used in place; results stay
 on the device). Work parallel over time (input projection, output head, dU, dW, dV, dx) runs as
 tiled GEMM kernels over all T*B rows; each recurrence direction is one launch for all T steps
-(rnnspec.kernels.cuda_kernels.recurrence).
+(rnnspec.kernels.cuda.elman.recurrence).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 
 from rnnspec.kernels import checks
 from rnnspec.kernels.checks import on_device
-from rnnspec.kernels.cuda_arrays import (
+from rnnspec.kernels.cuda.arrays import (
     FreshArrays,
     contiguous,
     copied_to_host,
@@ -28,9 +28,8 @@ from rnnspec.kernels.cuda_arrays import (
     scratch,
     scratch_view,
 )
-from rnnspec.kernels.cuda_cooperative import CooperativeLayout, cooperative_plan, cooperative_recurrence
-from rnnspec.kernels.cuda_gemm import TILE, deltas_products_into, matmul_into, matmul_pair_into, splits_for
-from rnnspec.kernels.cuda_kernels import (
+from rnnspec.kernels.cuda.cooperative import CooperativeLayout, cooperative_plan, cooperative_recurrence
+from rnnspec.kernels.cuda.elman import (
     Layout,
     column_sums,
     plan,
@@ -38,7 +37,8 @@ from rnnspec.kernels.cuda_kernels import (
     softmax_cross_entropy,
     transpose,
 )
-from rnnspec.kernels.cuda_launch import launch
+from rnnspec.kernels.cuda.gemm import TILE, deltas_products_into, matmul_into, matmul_pair_into, splits_for
+from rnnspec.kernels.cuda.launches import launch
 from rnnspec.kernels.numpy_compat import cuda_module
 
 cuda = cuda_module()
@@ -62,9 +62,9 @@ def _multiprocessors() -> int:
 
 
 def layout_for(hidden: int, batch: int, dtype) -> Layout | CooperativeLayout:
-    """The recurrence layout used for these sizes: rnnspec.kernels.cuda_cooperative.cooperative_plan
+    """The recurrence layout used for these sizes: rnnspec.kernels.cuda.cooperative.cooperative_plan
     when LAYOUT_OVERRIDE asks for it, or for float32 from H = COOPERATIVE_FROM_HIDDEN where it fits
-    (below H = 512 up to B = COOPERATIVE_BELOW_512_MAX_BATCH); else rnnspec.kernels.cuda_kernels.plan."""
+    (below H = 512 up to B = COOPERATIVE_BELOW_512_MAX_BATCH); else rnnspec.kernels.cuda.elman.plan."""
     forced = tuple(sorted(LAYOUT_OVERRIDE.items()))
     return _planned(hidden, batch, np.dtype(dtype).name, _multiprocessors(), forced,
                     (COOPERATIVE_FROM_HIDDEN, COOPERATIVE_BELOW_512_MAX_BATCH))

@@ -18,7 +18,7 @@ import threading
 import numpy as np
 
 from rnnspec.kernels import checks
-from rnnspec.kernels.loops import (
+from rnnspec.kernels.cpu.loops import (
     SMALL_STEP,
     head_kernel,
     parameter_gradients,

@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rnnspec.kernels.cuda_kernels import SHARED_LIMIT, _act
+from rnnspec.kernels.cuda.elman import SHARED_LIMIT, _act
 from rnnspec.kernels.numpy_compat import SIMULATED, cuda_module
 
 cuda = cuda_module()
@@ -120,7 +120,7 @@ def cooperative_plan(hidden: int, dtype, multiprocessors: int, batch: int = 1, b
 @cache
 def cooperative_recurrence(direction: str, hidden: int, layout: CooperativeLayout, code: int, dtype: str):
     """kernel(source, states, W, bias, has_bias, target, carry_out), launched as ``layout.launch``;
-    the arguments mean what they mean for rnnspec.kernels.cuda_kernels.recurrence, except that both
+    the arguments mean what they mean for rnnspec.kernels.cuda.elman.recurrence, except that both
     directions read W itself:
 
     forward:  states[t] = f(states[t] + b + W h_{t-1}) for t = 1..T, h_{t-1} = states[t-1].

@@ -19,7 +19,7 @@ from functools import cache
 
 import numpy as np
 
-from rnnspec.kernels.cuda_launch import launch
+from rnnspec.kernels.cuda.launches import launch
 from rnnspec.kernels.numpy_compat import SIMULATED, cuda_module
 
 cuda = cuda_module()

@@ -27,7 +27,7 @@ from functools import cache
 import numpy as np
 
 from rnnspec.kernels.checks import on_device
-from rnnspec.kernels.cuda_launch import configured
+from rnnspec.kernels.cuda.launches import configured
 from rnnspec.kernels.numpy_compat import SIMULATED, cuda_module
 
 cuda = cuda_module()

@@ -42,7 +42,7 @@ VARIANTS = {(1000, 1, 64, 64): ({"lean_launch": False, "unsplit_terms": 1024}, {
             (50, 64, 512, 1024): ({"cooperative": True, "tile": 2},),
             (100, 256, 1024, 1024): ({"rows": 2},)}
 #: variant keys that set a module constant while the variant runs: (module of rnnspec.kernels, name)
-SETTINGS = {"lean_launch": ("cuda_launch", "LEAN_LAUNCH"), "unsplit_terms": ("cuda_gemm", "UNSPLIT_TERMS")}
+SETTINGS = {"lean_launch": ("cuda.launches", "LEAN_LAUNCH"), "unsplit_terms": ("cuda.gemm", "UNSPLIT_TERMS")}
 VARIANT_CHECK_LIMIT = 200_000_000  # T'*B*H*H multiply-adds for a variant's float64 check against the CPU
 
 
@@ -65,10 +65,12 @@ def _worst(got: dict, want: dict) -> float:
     return max(_relative(got[k], want[k]) for k in want)
 
 
-def correctness(T, B, I, H, cudnn: dict | None = None) -> dict:
+def correctness(T, B, I, H, cudnn: dict | None = None, reference=None) -> dict:
     """Worst relative errors, over every gradient, of the CUDA kernels (and of ``cudnn``: torch's
-    float32 gradients for the same case, from ``cudnn_calls``) against the references."""
-    from rnnspec.derivations.oracle import Oracle
+    float32 gradients for the same case, from ``cudnn_calls``) against the references.
+
+    ``reference`` is the oracle's ``vjp`` (the caller passes it: the kernels never import the
+    derivations); without it the float64 check against the oracle is left out of the result."""
     from rnnspec.kernels import cuda as gpu
     from rnnspec.kernels import elman_backward
 
@@ -78,8 +80,9 @@ def correctness(T, B, I, H, cudnn: dict | None = None) -> dict:
     got64 = gpu.elman_backward(*(c64[k] for k in names), c64["gh"])
     short = max(1, min(T, ORACLE_LIMIT // (B * H * H)))
     cut = {k: (c64[k][:short] if k in ("x", "gh") else c64[k]) for k in c64}
-    want = Oracle().vjp(cut["x"], {"h0": cut["h0"]}, {k: cut[k] for k in ("U", "W", "b")}, {"h": cut["gh"]})
-    out[f"float64_vs_oracle_T{short}"] = _worst(gpu.elman_backward(*(cut[k] for k in names), cut["gh"]), want)
+    if reference is not None:
+        want = reference(cut["x"], {"h0": cut["h0"]}, {k: cut[k] for k in ("U", "W", "b")}, {"h": cut["gh"]})
+        out[f"float64_vs_oracle_T{short}"] = _worst(gpu.elman_backward(*(cut[k] for k in names), cut["gh"]), want)
     out["float64_vs_cpu"] = _worst(got64, elman_backward(*(c64[k] for k in names), c64["gh"]))
     c32 = _case(T, B, I, H, "float32")
     got32 = gpu.elman_backward(*(c32[k] for k in names), c32["gh"])
@@ -166,7 +169,8 @@ def variants(T, B, I, H, repeats, on_row=lambda row: None, baseline: dict | None
     alternating with cuDNN's, and their ratios recorded, so that a layout that wins can become plan()'s choice on the
     strength of this run; ``baseline`` (the default layout's row) gives the float32 verdict's limit."""
     from rnnspec.kernels import cuda as gpu
-    from rnnspec.kernels import cuda_launch, elman_backward
+    from rnnspec.kernels import elman_backward
+    from rnnspec.kernels.cuda import launches as cuda_launch
 
     overrides = VARIANTS.get((T, B, I, H), ())
     if not overrides:
@@ -221,7 +225,7 @@ def _variant(override: dict):
 
 def _without_scratch_reuse(call):
     """``call`` with every scratch array allocated afresh (what reusing them saves: see cuda_arrays)."""
-    from rnnspec.kernels import cuda_arrays
+    from rnnspec.kernels.cuda import arrays as cuda_arrays
 
     def fresh():
         cuda_arrays.REUSE_SCRATCH = False
@@ -331,20 +335,21 @@ def verdict(correctness: dict) -> bool:
 
 
 def run(repeats: int = 20, sizes=None, progress=print, with_variants: bool = False,
-        save=lambda report: None) -> dict:
+        save=lambda report: None, reference=None) -> dict:
     """The whole GPU benchmark at ``sizes`` (GPU_SIZES by default); ``save(report)`` after each
     size, so that a run cut short keeps what it measured. Where RNNSPEC_BENCH_WITHOUT_LEAN_LAUNCH is
     set (scripts/gpu_check.sh sets it when the lean launch failed its GPU test), every launch goes
     through numba-cuda and the variants that ask for the lean launch are left out."""
     without_lean_launch = {"lean_launch": False} if os.environ.get("RNNSPEC_BENCH_WITHOUT_LEAN_LAUNCH") else {}
     with _variant(without_lean_launch):
-        return _run(repeats, sizes, progress, with_variants, save)
+        return _run(repeats, sizes, progress, with_variants, save, reference)
 
 
-def _run(repeats, sizes, progress, with_variants, save) -> dict:
+def _run(repeats, sizes, progress, with_variants, save, reference) -> dict:
     import torch
 
-    from rnnspec.kernels import cuda_gemm, cuda_launch
+    from rnnspec.kernels.cuda import gemm as cuda_gemm
+    from rnnspec.kernels.cuda import launches as cuda_launch
     from rnnspec.kernels.numpy_compat import cuda_module
 
     cuda = cuda_module()
@@ -363,7 +368,7 @@ def _run(repeats, sizes, progress, with_variants, save) -> dict:
         try:
             cudnn = cudnn_calls(T, B, I, H, TORCH_DEVICE)
             row.update(rnnspec_timings(T, B, I, H, repeats, cudnn))  # first: its first call is the cold start
-            row["correctness"] = correctness(T, B, I, H, cudnn=cudnn["gradients"]())
+            row["correctness"] = correctness(T, B, I, H, cudnn=cudnn["gradients"](), reference=reference)
             row["correct"] = verdict(row["correctness"])
             row.update(recurrence_alone(T, B, I, H, repeats))
         except Exception as exc:  # record and go on: one size must not lose the others

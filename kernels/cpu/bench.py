@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnspec.spec.baselines import RUNNERS
+from rnnspec.kernels.cpu.baselines import RUNNERS
 
 SIZES = {
     "S1": (50, 1, 16, 32, 16),
