@@ -109,3 +109,66 @@ def targets_arg(targets, T: int, B: int, K: int) -> np.ndarray:
         if low < 0 or high >= K:
             raise ValueError(f"targets: class indices must lie in [0, K={K}), got values in [{low}, {high}]")
     return targets.astype(np.int64, copy=False)
+
+
+#: the gated cells: their gates in stacking order, the initial states, and the parameters beyond U_k, W_k, b_k
+GATED_CELLS = {
+    "lstm": ("ifgo", ("h0", "c0"), ()),
+    "gru-reset-after": ("rzn", ("h0",), ("b_hn",)),
+    "gru-reset-before": ("rzn", ("h0",), ()),
+}
+HEAD_PARAMS = ("V", "c")
+
+
+def cell_name(cell: object, allowed: tuple[str, ...]) -> str:
+    if cell == "gru":
+        raise ValueError("cell: 'gru' is ambiguous; say 'gru-reset-after' (PyTorch, cuDNN, Keras 3, Flax) or "
+                         "'gru-reset-before' (ONNX's default, Keras reset_after=False)")
+    if not isinstance(cell, str) or cell not in allowed:
+        raise ValueError(f"cell: expected one of {allowed}, got {cell!r}")
+    return cell
+
+
+def _keys(what: str, given: object, required: tuple[str, ...], optional: tuple[str, ...], cell: str) -> dict:
+    if not hasattr(given, "keys"):
+        raise TypeError(f"{what}: expected a dict of arrays, got {type(given).__name__}")
+    missing = [k for k in required if k not in given]
+    unknown = [k for k in given if k not in required + optional]
+    if missing or unknown:
+        problems = ([f"missing {missing}"] if missing else []) + ([f"unexpected {unknown}"] if unknown else [])
+        raise ValueError(f"{what}: {' and '.join(problems)}; the {cell} cell takes {list(required)}"
+                         + (f" (and {list(optional)})" if optional else ""))
+    return dict(given)
+
+
+def gated_args(cell: str, x, state0, params, head: bool = False, device_ok: bool = False):
+    """Check x (T, B, I), state0 {h0 (and c0): (B, H)}, params {U_k (H, I), W_k (H, H), b_k (H,) for
+    every gate k, and the cell's extras; V (K, H), c (K,) when ``head``}. Returns (T, B, I, H, state0, params)
+    with every array checked, the dicts copied (never the arrays)."""
+    gates, state_keys, extra = GATED_CELLS[cell]
+    x = array("x", x, 3, device_ok)
+    T, B, I = x.shape
+    state0 = _keys("state0", state0, state_keys, (), cell)
+    names = tuple(f"{kind}_{g}" for kind in "UWb" for g in gates) + extra
+    params = _keys("params", params, names + (HEAD_PARAMS if head else ()), () if head else HEAD_PARAMS, cell)
+    for key in state_keys:
+        state0[key] = array(f"state0[{key!r}]", state0[key], 2, device_ok)
+    for key, value in params.items():
+        params[key] = array(key, value, 1 if key.startswith("b") or key == "c" else 2, device_ok)
+    same_dtype("x", x.dtype, **state0, **params)
+    votes = [(f"W_{g}", params[f"W_{g}"].shape[i]) for g in gates for i in (0, 1)]
+    votes += [(f"U_{g}", params[f"U_{g}"].shape[0]) for g in gates] + [(k, state0[k].shape[1]) for k in state_keys]
+    H, why_h = decide("H", votes)
+    why = f" ({why_h}; I={I} from x)"
+    for key in state_keys:
+        shape(f"state0[{key!r}]", state0[key], (B, H), "(B, H)", f" ({why_h}; B={B} from x)")
+    for g in gates:
+        shape(f"U_{g}", params[f"U_{g}"], (H, I), "(H, I)", why)
+        shape(f"W_{g}", params[f"W_{g}"], (H, H), "(H, H)", why)
+    for key in [f"b_{g}" for g in gates] + list(extra):
+        shape(key, params[key], (H,), "(H,)", why)
+    if head:
+        K = params["V"].shape[0]
+        shape("V", params["V"], (K, H), "(K, H)", why)
+        shape("c", params["c"], (K,), "(K,)", f" (K={K} from V)")
+    return T, B, I, H, state0, params

@@ -1,5 +1,10 @@
-"""rnnspec.kernels.cpu: the Numba CPU kernels, one module per cell, the shared loops beside them."""
+"""rnnspec.kernels.cpu: the Numba CPU kernels, one module per cell, the shared loops beside them.
+
+``forward``, ``backward`` and ``loss`` take any cell by name (elman, lstm, gru-reset-after,
+gru-reset-before) with the canonical parameters; ``elman_*`` keep the Elman cell's positional form.
+"""
 
 from rnnspec.kernels.cpu.elman import elman_backward, elman_forward, elman_loss
+from rnnspec.kernels.cpu.gated import backward, forward, loss
 
-__all__ = ["elman_forward", "elman_backward", "elman_loss"]
+__all__ = ["forward", "backward", "loss", "elman_forward", "elman_backward", "elman_loss"]

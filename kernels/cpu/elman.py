@@ -13,8 +13,6 @@ and every gradient is zero of its shape (dL/dh0 included, since nothing depends 
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from rnnspec.kernels import checks
@@ -31,6 +29,7 @@ from rnnspec.kernels.cpu.loops import (
     step_forward,
     train_kernel,
 )
+from rnnspec.kernels.cpu.scratch import workspace
 
 Grads = dict[str, np.ndarray]
 
@@ -38,22 +37,6 @@ Grads = dict[str, np.ndarray]
 #: matmul: its BLAS is ~15% faster than the one Numba reaches at these shapes (measured at
 #: B=64, H=1024: 231 against 198 GFLOP/s), and a few microseconds per step no longer matter.
 LARGE_STEP = 1 << 21
-
-
-_local = threading.local()
-
-
-def _workspace(name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """A per-thread scratch array, reused while the shape stays the same.
-
-    Fresh allocations of tens of megabytes cost their page faults on every call (measured ~10% of
-    a large training step); the kernels never return a workspace array to the caller.
-    """
-    cache = _local.__dict__.setdefault("arrays", {})
-    array = cache.get(name)
-    if array is None or array.shape != shape or array.dtype != dtype:
-        array = cache[name] = np.empty(shape, dtype)
-    return array
 
 
 class _Step:
@@ -90,10 +73,10 @@ class _Step:
             recur_forward(states, self.WT, self.bias, self.code, self.one, self.small)
             return states
         shape = (self.T + 1, self.B, self.H)
-        states = np.empty(shape, self.dtype) if keep else _workspace("states", shape, self.dtype)
+        states = np.empty(shape, self.dtype) if keep else workspace("states", shape, self.dtype)
         states[0] = self.h0
         np.matmul(self.x2, self.UT, out=states.reshape(-1, self.H)[self.B:])
-        product = _workspace("product", (self.B, self.H), self.dtype)
+        product = workspace("product", (self.B, self.H), self.dtype)
         # float64 tanh: NumPy's is vectorised, Numba's calls libm per element (2x slower at S3)
         numpy_tanh = self.code == 0
         for t in range(1, self.T + 1):
@@ -113,13 +96,13 @@ class _Step:
         if not self.large:
             return head_kernel(states, V, VT, c, y, self.one)
         hs = states.reshape(-1, self.H)[self.B:]
-        residual = np.matmul(hs, VT, out=_workspace("residual", (hs.shape[0], VT.shape[1]), self.dtype))
+        residual = np.matmul(hs, VT, out=workspace("residual", (hs.shape[0], VT.shape[1]), self.dtype))
         gc = np.zeros(c.shape[0], self.dtype)
         # NumPy's exp is vectorised (Numba's calls libm per element): ~4 ms of ~190 at S4
         loss = softmax_shift(residual, c, y, self.one)
         np.exp(residual, out=residual)
         loss += softmax_finish(residual, y, self.one, gc)
-        direct = _workspace("direct", (self.T, self.B, self.H), self.dtype)
+        direct = workspace("direct", (self.T, self.B, self.H), self.dtype)
         np.matmul(residual, V, out=direct.reshape(-1, self.H))
         return loss, residual.T @ hs, gc, direct
 
@@ -130,7 +113,7 @@ class _Step:
             deltas = np.empty_like(direct)
             recur_backward(direct, states, self.W, self.code, self.one, self.small, deltas, carry, gb)
             return self.grads(carry, *parameter_gradients(self.x2, self.U, states, deltas), gb)
-        deltas = _workspace("deltas", direct.shape, self.dtype)
+        deltas = workspace("deltas", direct.shape, self.dtype)
         for t in range(self.T - 1, -1, -1):
             step_backward(deltas[t], direct[t], carry, states[t + 1], self.code, self.one, gb)
             np.matmul(deltas[t], self.W, out=carry)

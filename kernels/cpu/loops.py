@@ -1,6 +1,7 @@
 """The jitted loops of the Elman kernels: elementwise work fused, the recurrence the only sequential part.
 
-Activation codes: 0 tanh, 1 sigmoid, 2 relu, 3 identity, 4 tanh by the float32 rational form.
+Activation codes: 0 tanh, 1 sigmoid, 2 relu, 3 identity, 4 tanh by the float32 rational form
+(rnnspec.kernels.cpu.elementwise).
 ``one`` is 1 in the arrays' dtype, so float32 arithmetic stays float32 (a float64 literal would
 promote it). ``error_model="numpy"`` lets division skip Python's zero check, without which
 LLVM cannot vectorize the loops.
@@ -11,30 +12,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from rnnspec.kernels.cpu.elementwise import tanh32
+
 #: below this many multiply-adds per step, a plain loop beats a BLAS call's fixed cost
 SMALL_STEP = 16384
-
-# Rational approximation of tanh on [-7.9053, 7.9053] (odd degree-13 / even degree-6 polynomial;
-# Eigen's float tanh). Max error 3.4e-7 relative in float32 (measured on 2M points), against
-# ~6e-8 for libm's tanhf, but it vectorizes where tanhf cannot. float64 uses libm's tanh.
-_TANH_CLAMP = 7.90531110763549805
-_TANH_NUM = (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
-             -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16)
-_TANH_DEN = (4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06)
-A1, A3, A5, A7, A9, A11, A13 = (np.float32(v) for v in _TANH_NUM)
-B0, B2, B4, B6 = (np.float32(v) for v in _TANH_DEN)
-CLAMP = np.float32(_TANH_CLAMP)
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def tanh32(v):
-    """tanh(v) for float32 v, as p(v)/q(v) after clamping."""
-    v = min(max(v, -CLAMP), CLAMP)
-    v2 = v * v
-    p = ((((((A13 * v2 + A11) * v2 + A9) * v2 + A7) * v2 + A5) * v2 + A3) * v2 + A1) * v
-    q = ((B6 * v2 + B4) * v2 + B2) * v2 + B0
-    return p / q
-
 
 @njit(cache=True, inline="always", error_model="numpy")
 def activate(v, act, one):

@@ -1,0 +1,232 @@
+"""Forward, VJP and softmax cross-entropy loss of the gated cells (LSTM, both GRUs) on the CPU.
+
+One design for every cell: the parameters of all gates are stacked (U of every gate in one (G H, I)
+matrix, W in one (G H, H), b in one (G H,)), so everything parallel over time is one GEMM over all
+T B rows: the input projection a = x U^T + b, the head, and after BPTT dU, dW, dx. Only the recurrent
+product runs step by step, fused with the gate nonlinearities in the cell's module
+(:mod:`lstm`, :mod:`gru_reset_after`, :mod:`gru_reset_before`), in loops that allocate nothing.
+Every product goes through the BLAS that Numba calls (SciPy's OpenBLAS; see :mod:`blas`), a plain
+loop below SMALL_STEP multiply-adds per step. Computation stays in the input dtype; float32 uses the
+vectorizing exp and tanh of :mod:`elementwise`.
+
+T = 0 or B = 0: states are empty (T, B, H) arrays, the loss is 0, every gradient zero of its shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from numba import njit
+
+from rnnspec.kernels import checks
+from rnnspec.kernels.cpu import gru_reset_after, gru_reset_before, lstm
+from rnnspec.kernels.cpu.loops import SMALL_STEP, head_kernel
+from rnnspec.kernels.cpu.scratch import workspace
+
+Arrays = dict[str, np.ndarray]
+CELLS = tuple(checks.GATED_CELLS)
+
+
+@njit(cache=True, error_model="numpy")
+def _project(x2, U, bias, out):
+    """out (T B, G H) = x2 U^T + b: the input side of every gate at every step, one GEMM."""
+    np.dot(x2, U.T, out)
+    for r in range(out.shape[0]):
+        for k in range(out.shape[1]):
+            out[r, k] += bias[k]
+
+
+@njit(cache=True, error_model="numpy")
+def _input_side(x2, U, deltas):
+    """dL/dx (T B, I) and dL/dU (G H, I) from the input side's deltas (T B, G H)."""
+    return np.dot(deltas, U), np.dot(deltas.T, x2)
+
+
+@njit(cache=True, error_model="numpy")
+def _recurrent_side(previous, deltas):
+    """dL/dW (G H, H) = deltas^T h_{t-1}, summed over every step and row."""
+    return np.dot(deltas.T, previous)
+
+
+class _Run:
+    """The checked arguments of one call, stacked once, and the cell's recurrence around them."""
+
+    def __init__(self, cell: str, x, state0, params, head: bool = False) -> None:
+        self.cell = checks.cell_name(cell, CELLS)
+        self.T, self.B, self.I, self.H, self.state0, self.params = checks.gated_args(cell, x, state0, params, head)
+        self.gates = checks.GATED_CELLS[cell][0]
+        self.dtype = x.dtype
+        self.one = self.dtype.type(1)
+        self.fast = self.dtype == np.float32
+        self.empty = self.T == 0 or self.B == 0
+        self.small = self.B * self.H * self.H * len(self.gates) <= SMALL_STEP
+        self.x = x
+
+    def stack(self, kind: str, gates: str | None = None) -> np.ndarray:
+        return np.concatenate([self.params[f"{kind}_{g}"] for g in (gates or self.gates)])
+
+    def prepare(self) -> None:
+        T, B, H = self.T, self.B, self.H
+        self.x2 = checks.contiguous(self.x).reshape(T * B, self.I)
+        self.U = self.stack("U")
+        self.hs = np.empty((T + 1, B, H), self.dtype)
+        self.hs[0] = self.state0["h0"]
+        self.a = np.empty((T, B, len(self.gates) * H), self.dtype)
+        _project(self.x2, self.U, self.stack("b"), self.a.reshape(T * B, -1))
+
+    def forward(self) -> None:
+        T, B, H = self.T, self.B, self.H
+        if self.cell == "lstm":
+            self.W = self.stack("W")
+            self.cs = np.empty((T + 1, B, H), self.dtype)
+            self.cs[0] = self.state0["c0"]
+            self.tcs = workspace("tanh_c", (T, B, H), self.dtype)
+            lstm.forward(self.a, self.hs, self.cs, self.tcs, checks.contiguous(self.W.T), self.small, self.one,
+                         self.fast)
+        elif self.cell == "gru-reset-after":
+            self.W = self.stack("W")
+            self.ms = workspace("m", (T, B, H), self.dtype)
+            gru_reset_after.forward(self.a, self.hs, self.ms, checks.contiguous(self.W.T),
+                                    checks.contiguous(self.params["b_hn"]), self.small, self.one, self.fast)
+        else:
+            self.W_rz, self.W_n = self.stack("W", "rz"), checks.contiguous(self.params["W_n"])
+            self.rhs = workspace("rh", (T, B, H), self.dtype)
+            gru_reset_before.forward(self.a, self.hs, self.rhs, checks.contiguous(self.W_rz.T),
+                                     checks.contiguous(self.W_n.T), self.small, self.one, self.fast)
+
+    def outputs(self) -> Arrays:
+        out = {"h": self.hs[1:]}
+        if self.cell == "lstm":
+            out["c"] = self.cs[1:]
+        return out
+
+    def backward(self, direct: np.ndarray, gc: np.ndarray | None = None) -> Arrays:
+        """Every gradient from dL/dh_t (direct, (T, B, H)) and, for the LSTM, dL/dc_t (gc or none)."""
+        T, B, H, G = self.T, self.B, self.H, len(self.gates)
+        previous = self.hs[:T].reshape(T * B, H)
+        carry = np.zeros((B, H), self.dtype)
+        bias_grad = np.zeros(G * H, self.dtype)
+        grads: Arrays = {}
+        if self.cell == "gru-reset-before":
+            deltas_rz = workspace("deltas_rz", (T, B, 2 * H), self.dtype)
+            deltas_n = workspace("deltas_n", (T, B, H), self.dtype)
+            gru_reset_before.backward(direct, self.a, self.hs, checks.contiguous(self.W_rz), self.W_n, self.small,
+                                      deltas_rz, deltas_n, carry, bias_grad, self.one)
+            rz, n = deltas_rz.reshape(T * B, 2 * H), deltas_n.reshape(T * B, H)
+            gx_rz, gU_rz = _input_side(self.x2, self.stack("U", "rz"), rz)
+            gx_n, gU_n = _input_side(self.x2, checks.contiguous(self.params["U_n"]), n)
+            gx = gx_rz + gx_n
+            gU = np.concatenate([gU_rz, gU_n])
+            gW = np.concatenate([_recurrent_side(previous, rz),
+                                 _recurrent_side(self.rhs.reshape(T * B, H), n)])
+        else:
+            deltas = workspace("deltas", (T, B, G * H), self.dtype)
+            if self.cell == "lstm":
+                carry_c = np.zeros((B, H), self.dtype)
+                has_gc = gc is not None
+                gc = gc if has_gc else np.empty((T, 0, 0), self.dtype)
+                lstm.backward(direct, gc, has_gc, self.a, self.cs, self.tcs, self.W, self.small, deltas, carry,
+                              carry_c, bias_grad, self.one)
+                grads["c0"] = carry_c
+                recurrent = deltas
+            else:
+                recurrent = workspace("deltas_recurrent", (T, B, G * H), self.dtype)
+                grads["b_hn"] = np.zeros(H, self.dtype)
+                gru_reset_after.backward(direct, self.a, self.hs, self.ms, self.W, self.small, deltas, recurrent,
+                                         carry, bias_grad, grads["b_hn"], self.one)
+            gx, gU = _input_side(self.x2, self.U, deltas.reshape(T * B, G * H))
+            gW = _recurrent_side(previous, recurrent.reshape(T * B, G * H))
+        grads.update(x=gx.reshape(T, B, self.I), h0=carry)
+        for k, g in enumerate(self.gates):
+            rows = slice(k * H, (k + 1) * H)
+            grads[f"U_{g}"], grads[f"W_{g}"], grads[f"b_{g}"] = gU[rows], gW[rows], bias_grad[rows]
+        return grads
+
+    def zeros(self) -> Arrays:
+        """Every gradient, zero (T = 0 or B = 0)."""
+        grads = {"x": np.zeros(self.x.shape, self.dtype)}
+        grads.update({k: np.zeros(v.shape, self.dtype) for k, v in {**self.state0, **self.params}.items()})
+        return grads
+
+
+def _dispatch_elman(kind: str, x, state0, params, extra, activation):
+    from rnnspec.kernels.cpu import elman
+
+    p = checks._keys("params", params, ("U", "W"), ("b", *checks.HEAD_PARAMS), "elman")
+    h0 = checks._keys("state0", state0, ("h0",), (), "elman")["h0"]
+    args = (x, h0, p["U"], p["W"], p.get("b"))
+    if kind == "forward":
+        return {"h": elman.elman_forward(*args, activation=activation)}
+    if kind == "backward":
+        return elman.elman_backward(*args, checks._keys("cotangents", extra, ("h",), (), "elman")["h"],
+                                    activation=activation)
+    return elman.elman_loss(*args, p["V"], p["c"], extra, activation=activation)
+
+
+def _params(params: Mapping | None, named: dict) -> Mapping:
+    if params is not None and named:
+        raise TypeError(f"give the parameters as one dict or as named arguments, not both (named: {sorted(named)})")
+    return named if params is None else params
+
+
+def forward(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None = None, *,
+            activation: str = "tanh", **named: np.ndarray) -> Arrays:
+    """The states at every step: {"h": (T, B, H)} and, for the LSTM, {"c": (T, B, H)}.
+
+    ``params`` are the canonical per-gate parameters (U_k, W_k, b_k for each gate k, and b_hn for
+    gru-reset-after), as a dict or as named arguments; ``activation`` applies to the Elman cell only.
+    """
+    params = _params(params, named)
+    if cell == "elman":
+        return _dispatch_elman("forward", x, state0, params, None, activation)
+    run = _Run(cell, x, state0, params)
+    if run.empty:
+        return {k: np.zeros((run.T, run.B, run.H), run.dtype) for k in ("h", "c")[: len(run.state0)]}
+    run.prepare()
+    run.forward()
+    return run.outputs()
+
+
+def backward(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None = None,
+             cotangents: Mapping | None = None, *, activation: str = "tanh", **named: np.ndarray) -> Arrays:
+    """The VJP for cotangents {"h": (T, B, H)} (and, for the LSTM, optionally "c"): gradients of x, every
+    initial state and every parameter, named as the inputs are."""
+    params = _params(params, named)
+    if cell == "elman":
+        return _dispatch_elman("backward", x, state0, params, cotangents, activation)
+    run = _Run(cell, x, state0, params)
+    given = checks._keys("cotangents", cotangents if cotangents is not None else {}, ("h",),
+                         ("c",) if cell == "lstm" else (), cell)
+    for key, value in given.items():
+        value = checks.array(f"cotangents[{key!r}]", value, 3)
+        checks.same_dtype("x", run.dtype, **{f"cotangents[{key!r}]": value})
+        checks.shape(f"cotangents[{key!r}]", value, (run.T, run.B, run.H), "(T, B, H)")
+        given[key] = value
+    if run.empty:
+        return run.zeros()
+    run.prepare()
+    run.forward()
+    gc = checks.contiguous(given["c"]) if "c" in given else None
+    return run.backward(checks.contiguous(given["h"]), gc)
+
+
+def loss(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None = None, targets: np.ndarray | None = None,
+         *, activation: str = "tanh", **named: np.ndarray) -> tuple[np.generic, Arrays]:
+    """sum over t and batch of -log softmax(V h_t + c)[y_t], and the gradient of every input
+    (x, the initial states, the cell's parameters, V and c). Returns (loss, grads)."""
+    params = _params(params, named)
+    if cell == "elman":
+        return _dispatch_elman("loss", x, state0, params, targets, activation)
+    run = _Run(cell, x, state0, params, head=True)
+    V, c = run.params["V"], run.params["c"]
+    y = checks.targets_arg(targets, run.T, run.B, V.shape[0])
+    if run.empty:
+        return run.dtype.type(0), run.zeros()
+    run.prepare()
+    run.forward()
+    value, gV, gc, direct = head_kernel(run.hs, checks.contiguous(V), checks.contiguous(V.T), checks.contiguous(c),
+                                        checks.contiguous(y).reshape(-1), run.one)
+    grads = run.backward(direct)
+    grads.update(V=gV, c=gc)
+    return run.dtype.type(value), grads
