@@ -1,4 +1,4 @@
-"""Built-in targets over rnnspec's own kernels (Elman only until their LSTM and GRU kernels exist)."""
+"""Built-in targets over rnnspec's own kernels (the CUDA ones Elman only, until their LSTM and GRU kernels exist)."""
 
 from __future__ import annotations
 
@@ -7,34 +7,33 @@ from rnnspec.spec.targets import TargetError
 
 
 class RnnspecCPU:
-    """The Numba CPU kernels (rnnspec.kernels)."""
+    """The Numba CPU kernels (rnnspec.kernels): every cell, through the one API they share."""
 
+    cells = ("elman", "lstm", "gru-reset-after", "gru-reset-before")
     cell = "elman"
     dtypes = ("float32", "float64")
     activations = KERNEL_ACTIVATIONS
-    #: its float32 tanh is a rational approximation within 6.5 ulps (kernels/cpu/loops.py); float64 uses libm
+    #: float32 uses vectorizing forms (kernels/cpu/elementwise.py): tanh within 6.5 ulps, the logistic
+    #: function within 2.4; float64 uses libm
     accuracy = {"float32": 8, "float64": "accurate"}
 
     def __init__(self, activation: str = "tanh") -> None:
         self.activation = activation
 
     def forward(self, x, state0, params):
-        from rnnspec.kernels import elman_forward
+        from rnnspec.kernels import forward
 
-        return {"h": elman_forward(x, state0["h0"], params["U"], params["W"], params["b"],
-                                   activation=self.activation)}
+        return forward(self.cell, x, state0, params, activation=self.activation)
 
     def vjp(self, x, state0, params, cotangents):
-        from rnnspec.kernels import elman_backward
+        from rnnspec.kernels import backward
 
-        return elman_backward(x, state0["h0"], params["U"], params["W"], params["b"], cotangents["h"],
-                              activation=self.activation)
+        return backward(self.cell, x, state0, params, cotangents, activation=self.activation)
 
     def loss(self, x, state0, params, targets):
-        from rnnspec.kernels import elman_loss
+        from rnnspec.kernels import loss
 
-        value, grads = elman_loss(x, state0["h0"], params["U"], params["W"], params["b"], params["V"], params["c"],
-                                  targets, activation=self.activation)
+        value, grads = loss(self.cell, x, state0, params, targets, activation=self.activation)
         return float(value), grads
 
 
@@ -51,6 +50,7 @@ def _cuda_kernels():
 class RnnspecCUDA(RnnspecCPU):
     """The numba-cuda kernels (rnnspec.kernels.cuda): on a GPU, or under NUMBA_ENABLE_CUDASIM=1."""
 
+    cells = ("elman",)
     device = "cuda"
     #: CUDA's tanhf and expf, within 2 ulps (float32 does not use the CPU's rational tanh)
     accuracy = "accurate"

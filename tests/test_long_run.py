@@ -67,3 +67,12 @@ def test_activations_rounded_otherwise_pass_thousands_of_float32_cases(reference
     impl = reference()
     impl.dtypes = ("float32",)
     _long_run(impl, reference.__name__)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell", GATED)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cpu_kernels_of_the_gated_cells_are_conformant_over_200_cases_per_dtype(cell, seed):
+    """Issue "Numba CPU kernels for LSTM and both GRUs": rnnspec-cpu, every gated cell, 200 examples per
+    dtype on three seeds."""
+    _long_run(load_target("rnnspec-cpu"), "rnnspec-cpu", cell, examples=400, seed=seed)

@@ -64,7 +64,11 @@ class _Run:
         self.x = x
 
     def stack(self, kind: str, gates: str | None = None) -> np.ndarray:
-        return np.concatenate([self.params[f"{kind}_{g}"] for g in (gates or self.gates)])
+        """The parameters of ``gates`` stacked in one C-contiguous array, whatever the layout of each
+        (a Fortran-order result would send the GEMMs down another BLAS path, with other roundings)."""
+        parts = [self.params[f"{kind}_{g}"] for g in (gates or self.gates)]
+        out = np.empty((sum(p.shape[0] for p in parts), *parts[0].shape[1:]), self.dtype)
+        return np.concatenate(parts, out=out)
 
     def prepare(self) -> None:
         T, B, H = self.T, self.B, self.H

@@ -1,0 +1,228 @@
+"""The CPU kernels of the gated cells against the oracle, on generated shapes, layouts and both code paths."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numba import njit
+
+from rnnspec.derivations.oracle import Oracle
+from rnnspec.kernels import backward, forward, loss
+from rnnspec.kernels.checks import GATED_CELLS
+from rnnspec.kernels.cpu import gated
+from rnnspec.kernels.cpu.elementwise import exp32, sigmoid
+from rnnspec.spec.adapters import RnnspecCPU
+from rnnspec.spec.cases import Case
+from rnnspec.spec.expected import compute_expected
+from rnnspec.spec.tolerance import accuracy_ulps, relative_error
+
+CELLS = sorted(GATED_CELLS)
+# float64: 1e-12 relative, or the suite's condition-aware tolerance where correct float64 computations
+# themselves land further than that (a gradient that sums cancelling terms, as dL/dU_r does when the
+# reset gate is shut); float32: that tolerance.
+TOL64 = 1e-12
+
+
+@st.composite
+def gated_cases(draw, cell, dtype):
+    """A case of ``cell``: sizes, a recurrent matrix of chosen spectral radius, and gate biases that
+    may drive one gate open or shut (where the float32 logistic function must stay accurate)."""
+    gates, states, extra = GATED_CELLS[cell]
+    T, B, I, K = draw(st.integers(1, 30)), draw(st.integers(1, 5)), draw(st.integers(1, 9)), draw(st.integers(2, 6))
+    H = draw(st.integers(1, 24))
+    radius = draw(st.sampled_from([0.3, 0.8, 1.2]))
+    shift = {g: draw(st.sampled_from([0.0, 0.0, -5.0, 5.0])) for g in gates}
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
+    p = {}
+    for g in gates:
+        W = rng.standard_normal((H, H))
+        p[f"W_{g}"] = W * radius / max(np.max(np.abs(np.linalg.eigvals(W))), 1e-9)
+        p[f"U_{g}"] = rng.standard_normal((H, I)) * 0.5
+        p[f"b_{g}"] = rng.standard_normal(H) * 0.3 + shift[g]
+    p.update({k: rng.standard_normal(H) * 0.3 for k in extra})
+    p.update(V=rng.standard_normal((K, H)), c=rng.standard_normal(K) * 0.2)
+    f = lambda a: np.asarray(a, dtype=dtype)
+    return {"cell": cell, "x": f(rng.standard_normal((T, B, I))), "y": rng.integers(0, K, (T, B)),
+            "state0": {k: f(rng.standard_normal((B, H)) * 0.5) for k in states},
+            "params": {k: f(v) for k, v in p.items()},
+            "cot": {k[0]: f(rng.standard_normal((T, B, H))) for k in states}}
+
+
+def _split(params):
+    return {k: v for k, v in params.items() if k not in ("V", "c")}
+
+
+def _run(case, kernels=True, backend="float64"):
+    """(forward, vjp, (loss, grads)) of the kernels, or of the oracle in ``backend``."""
+    cell, x, s, p, cot, y = (case[k] for k in ("cell", "x", "state0", "params", "cot", "y"))
+    if kernels:
+        return forward(cell, x, s, _split(p)), backward(cell, x, s, _split(p), cot), loss(cell, x, s, p, y)
+    f = lambda d: {k: np.asarray(v, dtype=backend) for k, v in d.items()}
+    o = Oracle(cell=cell, backend=backend)
+    xb = np.asarray(x, dtype=backend)
+    return (o.forward(xb, f(s), f(_split(p))), o.vjp(xb, f(s), f(_split(p)), f(cot)), o.loss(xb, f(s), f(p), y))
+
+
+def _flat(result):
+    (fwd, vjp, (value, grads)) = result
+    out = {("forward", k): v for k, v in fwd.items()}
+    out.update({("vjp", k): v for k, v in vjp.items()})
+    out.update({("loss", k): v for k, v in grads.items()})
+    out[("loss", "value")] = np.asarray(value)
+    return out
+
+
+def compare(case):
+    """Every output against the suite's expected values and its condition-aware tolerance (the
+    accuracy rnnspec-cpu declares: 8 ulps in float32, libm's in float64), never above 1e-12 in float64
+    unless that tolerance says the case itself is worse conditioned."""
+    dtype = str(case["x"].dtype)
+    T, B, I = case["x"].shape
+    K, H = case["params"]["V"].shape
+    arrays = {"x": case["x"], **case["state0"], **case["params"], "targets": case["y"],
+              **{f"cot_{k}": v for k, v in case["cot"].items()}}
+    spec_case = Case(T, B, I, H, K, "tanh", dtype, "contracting", 0, case["cell"])
+    want = compute_expected(spec_case, arrays, accuracy_ulps(RnnspecCPU.accuracy[dtype]))
+    got = _flat(_run(case))
+    assert set(got) == set(want.values), set(got) ^ set(want.values)
+    for key, ref in want.values.items():
+        assert got[key].dtype == dtype and got[key].shape == np.shape(ref), (key, got[key].dtype, got[key].shape)
+        err = relative_error(got[key], ref, dtype)
+        tol = max(want.tolerances[key], TOL64) if dtype == "float64" else want.tolerances[key]
+        assert err <= tol, f"{case['cell']} {key}: error {err:.3e} > tolerance {tol:.3e}"
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_kernels_match_the_oracle(cell, dtype):
+    settings(max_examples=25, deadline=None)(given(gated_cases(cell, dtype))(compare))()
+
+
+@pytest.mark.parametrize("small", [True, False], ids=["loops", "blas"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_both_code_paths(cell, small, monkeypatch):
+    """The recurrent product by plain loops (below SMALL_STEP) or by BLAS, forced on any size."""
+    monkeypatch.setattr(gated, "SMALL_STEP", 10**12 if small else -1)
+    settings(max_examples=8, deadline=None)(given(gated_cases(cell, "float64"))(compare))()
+
+
+
+def _fixed(cell, dtype, T, B, I, H, K=3, seed=0):
+    gates, states, extra = GATED_CELLS[cell]
+    rng = np.random.default_rng(seed)
+    f = lambda *shape: rng.standard_normal(shape).astype(dtype) * 0.5
+    p = {f"{kind}_{g}": f(*shape) for g in gates for kind, shape in (("U", (H, I)), ("W", (H, H)), ("b", (H,)))}
+    p.update({k: f(H) for k in extra})
+    p.update(V=f(K, H), c=f(K))
+    return {"cell": cell, "x": f(T, B, I), "state0": {k: f(B, H) for k in states}, "params": p,
+            "cot": {k[0]: f(T, B, H) for k in states}, "y": rng.integers(0, K, (T, B))}
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_fortran_order_and_strided_inputs_give_bit_identical_results(cell):
+    case = _fixed(cell, "float64", 6, 3, 4, 5)
+    want = _flat(_run(case))
+    relaid = lambda fn: {**case, "x": fn(case["x"]), "state0": {k: fn(v) for k, v in case["state0"].items()},
+                         "params": {k: fn(v) for k, v in case["params"].items()},
+                         "cot": {k: fn(v) for k, v in case["cot"].items()}}
+    strided = relaid(lambda v: np.repeat(v, 2, axis=-1)[..., ::2])
+    assert not strided["params"]["W_" + GATED_CELLS[cell][0][0]].flags.c_contiguous
+    for variant in (relaid(np.asfortranarray), strided):
+        got = _flat(_run(variant))
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key], err_msg=str(key))
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_inputs_are_never_modified(cell):
+    case = _fixed(cell, "float32", 4, 2, 3, 5)
+    copies = {k: {kk: vv.copy() for kk, vv in v.items()} if isinstance(v, dict) else v.copy()
+              for k, v in case.items() if k != "cell"}
+    _run(case)
+    for key, value in copies.items():
+        items = value.items() if isinstance(value, dict) else [(key, value)]
+        given_ = case[key] if isinstance(value, dict) else {key: case[key]}
+        for name, before in items:
+            np.testing.assert_array_equal(given_[name], before, err_msg=f"{key} {name}")
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("T,B", [(0, 3), (4, 0), (0, 0)])
+def test_empty_sequence_or_batch(cell, T, B):
+    full = _fixed(cell, "float64", 2, 3, 4, 5)
+    case = {**_fixed(cell, "float64", max(T, 1), max(B, 1), 4, 5), "x": np.zeros((T, B, 4))}
+    case["state0"] = {k: np.zeros((B, 5)) for k in full["state0"]}
+    case["cot"] = {k: np.zeros((T, B, 5)) for k in full["cot"]}
+    case["y"] = np.zeros((T, B), dtype=np.int64)
+    fwd, vjp, (value, grads) = _run(case)
+    assert all(v.shape == (T, B, 5) for v in fwd.values())
+    assert value == 0 and all(not np.any(g) for g in grads.values()) and all(not np.any(g) for g in vjp.values())
+    assert grads["V"].shape == (3, 5) and grads["x"].shape == (T, B, 4)
+
+
+def test_the_lstm_cell_state_cotangent_is_optional_and_used():
+    case = _fixed("lstm", "float64", 5, 2, 3, 4)
+    x, s, p = case["x"], case["state0"], _split(case["params"])
+    without = backward("lstm", x, s, p, {"h": case["cot"]["h"]})
+    zero_c = backward("lstm", x, s, p, {"h": case["cot"]["h"], "c": np.zeros_like(case["cot"]["c"])})
+    with_c = backward("lstm", x, s, p, case["cot"])
+    for key in without:
+        np.testing.assert_array_equal(without[key], zero_c[key])
+    assert not np.allclose(with_c["c0"], without["c0"])
+
+
+def test_named_parameters_equal_the_dict():
+    case = _fixed("gru-reset-after", "float64", 3, 2, 3, 4)
+    p = _split(case["params"])
+    np.testing.assert_array_equal(forward("gru-reset-after", case["x"], case["state0"], **p)["h"],
+                                  forward("gru-reset-after", case["x"], case["state0"], p)["h"])
+
+
+BAD = [
+    ("cell 'gru'", lambda c: {**c, "cell": "gru"}, ValueError, "cell: 'gru' is ambiguous"),
+    ("unknown cell", lambda c: {**c, "cell": "lstmp"}, ValueError, r"cell: expected one of"),
+    ("missing", lambda c: {**c, "params": {k: v for k, v in c["params"].items() if k != "W_f"}}, ValueError,
+     r"params: missing \['W_f'\]"),
+    ("typo", lambda c: {**c, "params": {**c["params"], "b_x": c["params"]["b_f"]}}, ValueError,
+     r"params: unexpected \['b_x'\]"),
+    ("c0 missing", lambda c: {**c, "state0": {"h0": c["state0"]["h0"]}}, ValueError, r"state0: missing \['c0'\]"),
+    ("dtype", lambda c: {**c, "params": {**c["params"], "U_g": c["params"]["U_g"].astype(np.float32)}}, TypeError,
+     "U_g: dtype float32 differs from x's float64"),
+    ("shape", lambda c: {**c, "params": {**c["params"], "W_o": c["params"]["W_o"][:, :3]}}, ValueError,
+     r"W_o: expected shape \(H, H\)=\(5, 5\), got \(5, 3\)"),
+    ("transposed", lambda c: {**c, "params": {**c["params"], "U_i": c["params"]["U_i"].T.copy()}}, ValueError,
+     r"U_i: expected shape \(H, I\)=\(5, 4\), got \(4, 5\) \(transposed\?\)"),
+    ("c0 shape", lambda c: {**c, "state0": {**c["state0"], "c0": c["state0"]["c0"][:1]}}, ValueError,
+     r"state0\['c0'\]: expected shape \(B, H\)"),
+    ("list", lambda c: {**c, "x": c["x"].tolist()}, TypeError, "x: expected a numpy.ndarray, got list"),
+    ("targets", lambda c: {**c, "y": c["y"] + 5}, ValueError, r"targets: class indices must lie in \[0, K=3\)"),
+    ("cotangent", lambda c: {**c, "cot": {**c["cot"], "c": c["cot"]["c"][:2]}}, ValueError,
+     r"cotangents\['c'\]: expected shape \(T, B, H\)"),
+]
+
+
+@pytest.mark.parametrize("what,corrupt,error,message", BAD, ids=[b[0] for b in BAD])
+def test_bad_arguments_are_named_before_compiled_code_runs(what, corrupt, error, message):
+    with pytest.raises(error, match=message):
+        _run(corrupt(_fixed("lstm", "float64", 4, 2, 4, 5)))
+
+
+@njit(error_model="numpy")
+def _apply(f, a, out):
+    for i in range(a.shape[0]):
+        out[i] = f(a[i])
+
+
+def _ulps(got, exact):
+    return float(np.max(np.abs(got - exact) / np.spacing(exact.astype(np.float32)).astype(np.float64)))
+
+
+def test_float32_exp_and_logistic_function_within_their_documented_ulps():
+    a = np.linspace(-87, 88, 1_000_001, dtype=np.float32)
+    out = np.empty_like(a)
+    _apply(njit(lambda v: exp32(v)), a, out)
+    assert _ulps(out, np.exp(a.astype(np.float64))) <= 1.0
+    b = np.linspace(-40, 40, 1_000_001, dtype=np.float32)
+    _apply(njit(lambda v: sigmoid(v, np.float32(1), True)), b, out)
+    # shut gates included: at -40 the value is 4e-18, where 0.5 + 0.5 tanh(v / 2) would give 0
+    assert _ulps(out, 1 / (1 + np.exp(-b.astype(np.float64)))) <= 2.5
