@@ -70,14 +70,18 @@ def _bench(args: argparse.Namespace) -> int:
             print(json.dumps(report, indent=1))
         return 0 if all(r.get("correct") for r in report["results"]) else 1
     split = lambda s: [p for p in s.split(",") if p]
-    sizes, phases, dtypes, impls = split(args.sizes), split(args.phases), split(args.dtypes), split(args.impls)
+    if args.cell not in bench.CELLS:
+        print(f"rnnspec bench: --cell: unknown {args.cell!r}; choose from {list(bench.CELLS)}", file=sys.stderr)
+        return 2
+    sizes = split(args.sizes) if args.sizes else bench.default_sizes(args.cell)
+    phases, dtypes, impls = split(args.phases), split(args.dtypes), split(args.impls)
     for name, given, allowed in (("--sizes", sizes, bench.SIZES), ("--phases", phases, bench.PHASES),
                                  ("--dtypes", dtypes, bench.DTYPES), ("--impls", impls, bench.RUNNERS)):
         unknown = [g for g in given if g not in allowed]
         if unknown:
             print(f"rnnspec bench: {name}: unknown {unknown}; choose from {list(allowed)}", file=sys.stderr)
             return 2
-    report = bench.run(sizes, phases, dtypes, impls, args.repeats)
+    report = bench.run(sizes, phases, dtypes, impls, args.repeats, cell=args.cell)
     print(bench.table(report))
     if args.json:
         bench.write_json(args.json, report)
@@ -228,7 +232,9 @@ def parser() -> argparse.ArgumentParser:
     derive.add_argument("--quiet", action="store_true", help="no progress lines")
     derive.set_defaults(run=_derive)
     bench = sub.add_parser("bench", help="time the kernels against plain NumPy and PyTorch")
-    bench.add_argument("--sizes", default="S1,S2,S3,S4,S5", help="comma-separated: S1..S5")
+    bench.add_argument("--cell", default="elman", help="elman, lstm, gru-reset-after or gru-reset-before")
+    bench.add_argument("--sizes", default="", help="comma-separated: S1..S5 (elman) or G1..G5 (the gated "
+                       "cells; the same sizes); all five by default")
     bench.add_argument("--phases", default="forward,train")
     bench.add_argument("--dtypes", default="float32,float64")
     bench.add_argument("--impls", default="rnnspec-cpu,numpy,torch")

@@ -1,5 +1,7 @@
 """The CPU kernels of the gated cells against the oracle, on generated shapes, layouts and both code paths."""
 
+import importlib.util
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -226,3 +228,45 @@ def test_float32_exp_and_logistic_function_within_their_documented_ulps():
     _apply(njit(lambda v: sigmoid(v, np.float32(1), True)), b, out)
     # shut gates included: at -40 the value is 4e-18, where 0.5 + 0.5 tanh(v / 2) would give 0
     assert _ulps(out, 1 / (1 + np.exp(-b.astype(np.float64)))) <= 2.5
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_the_benchmark_baselines_compute_what_the_kernels_compute(cell):
+    """`rnnspec bench --cell` compares like with like: NumPy's textbook loop and PyTorch's layers give the
+    kernels' states, loss and gradients on the benchmark's own kind of case."""
+    from rnnspec.kernels.cpu import bench
+    from rnnspec.kernels.cpu.baselines_gated import RUNNERS
+
+    case = bench.make_case(7, 3, 5, 6, 4, "float64", cell=cell)
+    ours_forward, ours_train = RUNNERS["rnnspec-cpu"](case, cell)
+    value, grads = ours_train()
+    impls = ["numpy"] + (["torch"] if cell != "gru-reset-before" and importlib.util.find_spec("torch") else [])
+    for impl in impls:
+        forward_, train = RUNNERS[impl](case, cell)
+        np.testing.assert_allclose(np.asarray(forward_()), ours_forward()["h"], rtol=1e-12, atol=1e-14)
+        their_value, their_grads = train()
+        assert abs(their_value - value) <= 1e-12 * abs(value), (impl, their_value, value)
+        if impl == "numpy":  # stacked as the kernels stack them
+            gates = "ifgo" if cell == "lstm" else "rzn"
+            for kind in "UWb":
+                np.testing.assert_allclose(their_grads[kind], np.concatenate([grads[f"{kind}_{g}"] for g in gates]),
+                                           rtol=1e-10, atol=1e-12, err_msg=f"{impl} {kind}")
+            for key in set(their_grads) - set("UWb"):
+                np.testing.assert_allclose(their_grads[key], grads[key], rtol=1e-10, atol=1e-12, err_msg=key)
+        else:  # x and the initial states
+            for key, got in zip(["x", "h0", "c0"], their_grads):
+                np.testing.assert_allclose(got.numpy().reshape(grads[key].shape), grads[key], rtol=1e-10,
+                                           atol=1e-12, err_msg=key)
+
+
+def test_bench_of_a_gated_cell_reports_blas_peak_and_ratios(capsys):
+    from rnnspec.spec import cli
+
+    assert cli.main(["bench", "--cell", "gru-reset-after", "--sizes", "G1", "--dtypes", "float64",
+                     "--impls", "rnnspec-cpu,numpy", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "cell: gru-reset-after" in out and "the kernels' GEMM (SciPy's OpenBLAS) runs" in out, out
+    assert "peak float64:" in out and "fma_microkernel" in out, out
+    rows = [line for line in out.splitlines() if line.startswith("G1")]
+    assert len(rows) == 4 and all("rnnspec-cpu" in r or "numpy" in r for r in rows), rows
+    assert cli.main(["bench", "--cell", "gru"]) == 2

@@ -168,7 +168,8 @@ def test_bench_rows_show_their_spread_and_noisy_ones_are_marked():
     rows = [{"impl": impl, "size": "S1", "dtype": "float32", "phase": "train", "median_s": m, "min_s": lo,
              "max_s": hi, "gflops": 1.0} for impl, lo, m, hi in (("rnnspec-cpu", 1e-3, 1.1e-3, 1.2e-3),
                                                                   ("torch", 1.5e-3, 1.6e-3, 28e-3))]
-    text = bench.table({"roofline": {"float32_gemm_gflops": 100.0}, "compile_s": {}, "skipped": [], "results": rows})
+    text = bench.table({"peak": {"float32": {"numpy_gemm": 100.0, "peak_gflops": 100.0}}, "compile_s": {},
+                        "skipped": [], "results": rows})
     assert "min ms" in text and "max ms" in text
     ours, theirs = (t for t in text.splitlines() if t.startswith("S1"))
     assert theirs.endswith("noisy") and ours.endswith("noisy")  # our ratio is against the noisy torch row

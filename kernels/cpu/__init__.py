@@ -2,9 +2,14 @@
 
 ``forward``, ``backward`` and ``loss`` take any cell by name (elman, lstm, gru-reset-after,
 gru-reset-before) with the canonical parameters; ``elman_*`` keep the Elman cell's positional form.
+Importing this package loads the BLAS the kernels call (:mod:`rnnspec.kernels.cpu.blas`).
 """
 
-from rnnspec.kernels.cpu.elman import elman_backward, elman_forward, elman_loss
-from rnnspec.kernels.cpu.gated import backward, forward, loss
+from rnnspec.kernels.cpu import blas
+
+blas.prepare()  # before anything jitted binds to SciPy's BLAS: the best safe GEMM (see blas.py)
+
+from rnnspec.kernels.cpu.elman import elman_backward, elman_forward, elman_loss  # noqa: E402
+from rnnspec.kernels.cpu.gated import backward, forward, loss  # noqa: E402
 
 __all__ = ["forward", "backward", "loss", "elman_forward", "elman_backward", "elman_loss"]

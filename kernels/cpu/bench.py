@@ -1,9 +1,11 @@
-"""``rnnspec bench``: the CPU kernels against plain NumPy and PyTorch, in one process, warm.
+"""``rnnspec bench [--cell CELL]``: the CPU kernels against plain NumPy and PyTorch, in one process, warm.
 
-Each result is the median of ``repeats`` timed calls after one warm-up call. JIT compilation
-(the first call of each kernel in a fresh process) is timed apart. The roofline is this machine's
-GEMM rate measured in the same run (n = 1024, NumPy's BLAS); each result's rate counts the
-multiply-adds of its matrix products: forward 2TBH(I+H); train 6TBH(I+H+K).
+Each result is the median of ``repeats`` timed calls after WARMUP_CALLS untimed ones, with min and max.
+JIT compilation (the first call of each kernel in a fresh process) is timed apart. The peak is
+measured in the same run: the best of NumPy's GEMM, the GEMM the kernels call (SciPy's BLAS through
+Numba) and an FMA-bound microkernel on every core (:mod:`peak`); the report names the BLAS core type
+each library runs (:mod:`blas`). Each result's rate counts the multiply-adds of its matrix
+products, G gates (1 for Elman): forward 2TBHG(I+H); train 6TBHG(I+H) + 6TBHK.
 """
 
 from __future__ import annotations
@@ -27,16 +29,28 @@ SIZES = {
     "S4": (50, 64, 512, 1024, 512),
     "S5": (1000, 1, 64, 256, 64),
 }
+#: the gated cells' sizes are the Elman ones, named as issue "Numba CPU kernels for LSTM and both GRUs" names them
+SIZES.update({f"G{n}": SIZES[f"S{n}"] for n in range(1, 6)})
+CELLS = ("elman", "lstm", "gru-reset-after", "gru-reset-before")
+GATE_COUNT = {"elman": 1, "lstm": 4, "gru-reset-after": 3, "gru-reset-before": 3}
+
+
+def default_sizes(cell: str) -> list[str]:
+    return [f"{'S' if cell == 'elman' else 'G'}{n}" for n in range(1, 6)]
 PHASES = ("forward", "train")
 DTYPES = ("float32", "float64")
 SCHEMA = "rnnspec.bench/1"
 
 
-def flops(phase: str, T: int, B: int, I: int, H: int, K: int) -> float:
-    return 2.0 * T * B * H * (I + H) if phase == "forward" else 6.0 * T * B * H * (I + H + K)
+def flops(phase: str, T: int, B: int, I: int, H: int, K: int, gates: int = 1) -> float:
+    recurrent = 2.0 * T * B * H * gates * (I + H)
+    return recurrent if phase == "forward" else 3 * recurrent + 6.0 * T * B * H * K
 
 
-def make_case(T: int, B: int, I: int, H: int, K: int, dtype: str, seed: int = 0) -> dict[str, np.ndarray]:
+def make_case(T: int, B: int, I: int, H: int, K: int, dtype: str, seed: int = 0,
+              cell: str = "elman") -> dict[str, np.ndarray]:
+    if cell != "elman":
+        return make_gated_case(cell, T, B, I, H, K, dtype, seed)
     rng = np.random.default_rng(seed)
     cast = lambda a: np.ascontiguousarray(a, dtype=dtype)
     return {
@@ -45,6 +59,25 @@ def make_case(T: int, B: int, I: int, H: int, K: int, dtype: str, seed: int = 0)
         "b": cast(rng.standard_normal(H) * 0.1), "V": cast(rng.standard_normal((K, H)) / np.sqrt(H)),
         "c": cast(rng.standard_normal(K) * 0.1), "targets": rng.integers(0, K, (T, B)),
     }
+
+
+def make_gated_case(cell: str, T: int, B: int, I: int, H: int, K: int, dtype: str, seed: int = 0) -> dict:
+    """Canonical per-gate parameters, scaled as make_case scales Elman's."""
+    rng = np.random.default_rng(seed)
+    cast = lambda a: np.ascontiguousarray(a, dtype=dtype)
+    gates = "ifgo" if cell == "lstm" else "rzn"
+    case = {"x": cast(rng.standard_normal((T, B, I))), "h0": cast(rng.standard_normal((B, H)) * 0.1),
+            "V": cast(rng.standard_normal((K, H)) / np.sqrt(H)), "c": cast(rng.standard_normal(K) * 0.1),
+            "targets": rng.integers(0, K, (T, B))}
+    for g in gates:
+        case[f"U_{g}"] = cast(rng.standard_normal((H, I)) / np.sqrt(I))
+        case[f"W_{g}"] = cast(rng.standard_normal((H, H)) / np.sqrt(H))
+        case[f"b_{g}"] = cast(rng.standard_normal(H) * 0.1)
+    if cell == "lstm":
+        case["c0"] = cast(rng.standard_normal((B, H)) * 0.1)
+    if cell == "gru-reset-after":
+        case["b_hn"] = cast(rng.standard_normal(H) * 0.1)
+    return case
 
 
 WARMUP_CALLS = 3
@@ -72,30 +105,40 @@ def noisy(result: dict) -> bool:
     return result["max_s"] - result["min_s"] > result["median_s"]
 
 
-def roofline(dtype: str, n: int = 1024, repeats: int = 5) -> float:
-    a = np.random.default_rng(1).standard_normal((n, n)).astype(dtype)
-    return 2.0 * n**3 / median_time(lambda: a @ a, repeats) / 1e9
-
-
-def compile_seconds() -> dict[str, float]:
-    """First-call time of each CPU kernel on a tiny case, per dtype: loading (or compiling) the JIT code."""
-    from rnnspec.kernels import elman_backward, elman_forward, elman_loss
+def compile_seconds(cell: str = "elman") -> dict[str, float]:
+    """First-call time of each CPU kernel of ``cell`` on a tiny case, per dtype: loading (or compiling)
+    the JIT code."""
+    from rnnspec.kernels import backward, forward, loss
 
     out = {}
     for dtype in DTYPES:
-        case = make_case(2, 1, 2, 3, 2, dtype)
-        args = (case["x"], case["h0"], case["U"], case["W"], case["b"])
+        case = make_case(2, 1, 2, 3, 2, dtype, cell=cell)
+        state_keys = ("h0", "c0") if cell == "lstm" else ("h0",)
+        state0 = {k: case[k] for k in state_keys}
+        params = {k: v for k, v in case.items() if k not in ("x", "targets", "V", "c", *state_keys)}
         start = time.perf_counter()
-        elman_forward(*args)
-        elman_backward(*args, np.ones((2, 1, 3), dtype))
-        elman_loss(*args, case["V"], case["c"], case["targets"])
+        forward(cell, case["x"], state0, params)
+        backward(cell, case["x"], state0, params, {"h": np.ones((2, 1, 3), dtype)})
+        loss(cell, case["x"], state0, {**params, "V": case["V"], "c": case["c"]}, case["targets"])
         out[dtype] = time.perf_counter() - start
     return out
 
 
-def available(impls: list[str]) -> tuple[list[str], list[str]]:
+def runner(impl: str, cell: str):
+    """The runner of ``impl`` for ``cell``: case -> (forward, train)."""
+    if cell == "elman":
+        return RUNNERS[impl]
+    from rnnspec.kernels.cpu.baselines_gated import RUNNERS as GATED
+
+    return lambda case: GATED[impl](case, cell)
+
+
+def available(impls: list[str], cell: str = "elman") -> tuple[list[str], list[str]]:
     have, missing = [], []
     for impl in impls:
+        if impl == "torch" and cell == "gru-reset-before":
+            missing.append("torch (PyTorch has no GRU with the reset gate before the recurrent product)")
+            continue
         if impl == "torch":
             try:
                 import torch
@@ -129,24 +172,28 @@ def machine() -> dict:
 
 
 def run(sizes: list[str], phases: list[str], dtypes: list[str], impls: list[str], repeats: int,
-        progress=sys.stderr) -> dict:
-    impls, missing = available(impls)
-    report = {"schema": SCHEMA, "machine": machine(), "compile_s": compile_seconds(),
-              "roofline": {f"{d}_gemm_gflops": roofline(d) for d in dtypes}, "skipped": missing, "results": []}
+        progress=sys.stderr, cell: str = "elman") -> dict:
+    from rnnspec.kernels.cpu import blas, peak
+
+    impls, missing = available(impls, cell)
+    report = {"schema": SCHEMA, "cell": cell, "machine": machine(), "blas": blas.report(),
+              "compile_s": compile_seconds(cell), "skipped": missing, "results": []}
+    print(f"measuring the peak ({', '.join(dtypes)}) ...", file=progress, flush=True)
+    report["peak"] = {d: peak.measure(d) for d in dtypes}
     total = len(sizes) * len(dtypes) * len(phases) * len(impls)
     done = 0
     for size in sizes:
         T, B, I, H, K = SIZES[size]
         for dtype in dtypes:
-            case = make_case(T, B, I, H, K, dtype)
+            case = make_case(T, B, I, H, K, dtype, cell=cell)
             for phase in phases:
                 for impl in impls:
                     done += 1
-                    forward, train = RUNNERS[impl](case)
+                    forward, train = runner(impl, cell)(case)
                     times = timings(forward if phase == "forward" else train, repeats)
                     seconds = float(np.median(times))
-                    rate = flops(phase, T, B, I, H, K) / seconds / 1e9
-                    report["results"].append({"impl": impl, "cell": "elman", "size": size, "T": T, "B": B, "I": I,
+                    rate = flops(phase, T, B, I, H, K, GATE_COUNT[cell]) / seconds / 1e9
+                    report["results"].append({"impl": impl, "cell": cell, "size": size, "T": T, "B": B, "I": I,
                                               "H": H, "K": K, "dtype": dtype, "phase": phase,
                                               "median_s": seconds, "min_s": min(times), "max_s": max(times),
                                               "gflops": rate})
@@ -156,18 +203,25 @@ def run(sizes: list[str], phases: list[str], dtypes: list[str], impls: list[str]
 
 
 def table(report: dict) -> str:
-    roof = report["roofline"]
-    lines = ["roofline (GEMM, n=1024): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in roof.items()),
-             "JIT first call (s): " + ", ".join(f"{k} {v:.2f}" for k, v in report["compile_s"].items())]
+    peaks = report.get("peak", {})
+    lines = [f"cell: {report.get('cell', 'elman')}"]
+    if "blas" in report:
+        b = report["blas"]
+        lines.append(f"BLAS: NumPy runs OpenBLAS {b['numpy_blas_core']} kernels; the kernels' GEMM (SciPy's "
+                     f"OpenBLAS) runs {b['kernels_blas_core']} ({b['why']})")
+    for dtype, p in peaks.items():
+        lines.append(f"peak {dtype}: {p['peak_gflops']:.0f} GFLOP/s = best of " + ", ".join(
+            f"{k} {v:.0f}" for k, v in p.items() if k != "peak_gflops"))
+    lines.append("JIT first call (s): " + ", ".join(f"{k} {v:.2f}" for k, v in report["compile_s"].items()))
     if report["skipped"]:
         lines.append("skipped: " + ", ".join(report["skipped"]))
     lines.append(f"{'size':4s} {'dtype':7s} {'phase':7s} {'impl':12s} {'min ms':>10s} {'median ms':>10s} "
-                 f"{'max ms':>10s} {'GFLOP/s':>8s} {'% roof':>6s} {'vs torch':>8s}")
+                 f"{'max ms':>10s} {'GFLOP/s':>8s} {'% peak':>6s} {'vs torch':>8s}")
     by_key = {(r["size"], r["dtype"], r["phase"], r["impl"]): r for r in report["results"]}
     for r in report["results"]:
         ref = by_key.get((r["size"], r["dtype"], r["phase"], "torch"))
         ratio = f"{ref['median_s'] / r['median_s']:7.2f}x" if ref else "       -"
-        peak = roof.get(f"{r['dtype']}_gemm_gflops", float("nan"))
+        peak = peaks[r["dtype"]]["peak_gflops"] if r["dtype"] in peaks else float("nan")
         spread = (f"{r['min_s'] * 1e3:10.3f} {r['median_s'] * 1e3:10.3f} {r['max_s'] * 1e3:10.3f}" if "min_s" in r
                   else f"{'-':>10s} {r['median_s'] * 1e3:10.3f} {'-':>10s}")
         mark = " noisy" if "min_s" in r and (noisy(r) or (ref and "min_s" in ref and noisy(ref))) else ""

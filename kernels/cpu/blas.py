@@ -1,0 +1,111 @@
+"""Which BLAS kernels the CPU kernels' matrix products run, and choosing the best one safely.
+
+Numba's ``np.dot`` calls SciPy's OpenBLAS (``scipy.linalg.cython_blas``), a library apart from
+NumPy's. OpenBLAS picks its kernels once, when it loads, from the CPU it detects, or from
+``OPENBLAS_CORETYPE``. On some AVX-512 machines it detects an AVX2 core (an AMD EPYC read as
+"Haswell") and runs kernels at about half the float32 rate (227-238 against 434-455 GFLOP/s measured
+on one such machine). So, when this module loads SciPy's BLAS and
+
+- the user has not set ``OPENBLAS_CORETYPE`` (their choice wins) nor ``RNNSPEC_OPENBLAS=default``,
+- SciPy's BLAS is not loaded yet (it cannot be changed once loaded),
+- NumPy's OpenBLAS reports an AVX2 core (Haswell, Zen) while the CPU reports every AVX-512 feature
+  OpenBLAS's SkylakeX kernels use (avx512f, avx512cd, avx512bw, avx512dq, avx512vl),
+
+it sets ``OPENBLAS_CORETYPE=SKYLAKEX`` for the moment SciPy's BLAS loads, then restores the
+environment. NumPy's own BLAS is never touched, whichever was imported first. ``report()`` says what
+each library runs, for every benchmark.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import importlib
+import os
+import sys
+
+AVX512_NEEDED = ("avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl")
+AVX2_CORES = ("haswell", "zen")
+FORCED = "SKYLAKEX"
+
+#: what prepare() did, for report()
+_decision = {"forced": None, "why": "not prepared"}
+
+
+def cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _library(package: str):
+    """The OpenBLAS shared library bundled with ``package`` (numpy or scipy), loaded, or None."""
+    module = sys.modules.get(package)
+    if module is None or not getattr(module, "__file__", None):
+        return None
+    site = os.path.dirname(os.path.dirname(module.__file__))
+    for path in sorted(glob.glob(os.path.join(site, f"{package}.libs", "*openblas*.so*"))):
+        try:
+            return ctypes.CDLL(path)
+        except OSError:
+            continue
+    return None
+
+
+def core_name(package: str) -> str | None:
+    """The core type whose kernels ``package``'s OpenBLAS runs ("SkylakeX", "Haswell"), or None when
+    that library is not a loaded OpenBLAS that says."""
+    library = _library(package)
+    for symbol in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename", "openblas_get_corename64_",
+                   "openblas_get_corename"):
+        function = getattr(library, symbol, None) if library is not None else None
+        if function is not None:
+            function.restype = ctypes.c_char_p
+            return function().decode()
+    return None
+
+
+def decide(numpy_core: str | None, flags: set[str], environ: dict, scipy_loaded: bool) -> tuple[str | None, str]:
+    """(the core type to force on SciPy's BLAS or None, why)."""
+    if "OPENBLAS_CORETYPE" in environ:
+        return None, f"OPENBLAS_CORETYPE={environ['OPENBLAS_CORETYPE']} set by the user"
+    if environ.get("RNNSPEC_OPENBLAS") == "default":
+        return None, "RNNSPEC_OPENBLAS=default"
+    if scipy_loaded:
+        return None, "SciPy's BLAS was loaded before rnnspec.kernels: its detection stands"
+    missing = [f for f in AVX512_NEEDED if f not in flags]
+    if missing:
+        return None, f"the CPU lacks {', '.join(missing)}"
+    if numpy_core is None or numpy_core.lower() not in AVX2_CORES:
+        return None, f"OpenBLAS detects {numpy_core or 'an unknown core'}: nothing better to choose"
+    return FORCED, f"OpenBLAS detects {numpy_core} on a CPU with AVX-512"
+
+
+def prepare() -> None:
+    """Load SciPy's BLAS (what Numba's np.dot calls) with the best safe core type; idempotent."""
+    if _decision["why"] != "not prepared":
+        return
+    import numpy  # noqa: F401  (NumPy's BLAS loads first, with the environment as the user left it)
+
+    loaded = "scipy.linalg.cython_blas" in sys.modules
+    forced, why = decide(core_name("numpy"), cpu_flags(), dict(os.environ), loaded)
+    _decision.update(forced=forced, why=why)
+    if forced is None:
+        importlib.import_module("scipy.linalg.cython_blas")
+        return
+    os.environ["OPENBLAS_CORETYPE"] = forced
+    try:
+        importlib.import_module("scipy.linalg.cython_blas")
+    finally:
+        del os.environ["OPENBLAS_CORETYPE"]
+
+
+def report() -> dict:
+    """What each BLAS runs and why: for the head of every benchmark report."""
+    return {"numpy_blas_core": core_name("numpy"), "kernels_blas_core": core_name("scipy"),
+            "kernels_blas_forced": _decision["forced"], "why": _decision["why"]}
