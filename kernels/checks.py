@@ -38,6 +38,8 @@ def _not_masked(name: str, value: object) -> None:
 
 
 def array(name: str, value: object, ndim: int, device_ok: bool = False) -> np.ndarray:
+    if type(value) is np.ndarray and value.ndim == ndim and value.dtype in FLOAT_DTYPES:
+        return value  # the common case, at once (a subclass such as a masked array takes the checks below)
     if not isinstance(value, np.ndarray) and not (device_ok and on_device(value)):
         expected = "a numpy.ndarray or a CUDA device array" if device_ok else "a numpy.ndarray"
         raise TypeError(f"{name}: expected {expected}, got {type(value).__name__}")
@@ -144,18 +146,42 @@ def _keys(what: str, given: object, required: tuple[str, ...], optional: tuple[s
 def gated_args(cell: str, x, state0, params, head: bool = False, device_ok: bool = False):
     """Check x (T, B, I), state0 {h0 (and c0): (B, H)}, params {U_k (H, I), W_k (H, H), b_k (H,) for
     every gate k, and the cell's extras; V (K, H), c (K,) when ``head``}. Returns (T, B, I, H, state0, params)
-    with every array checked, the dicts copied (never the arrays)."""
+    with every array checked, the dicts copied (never the arrays).
+
+    The common case (everything consistent) costs a few microseconds: the shapes and dtypes are
+    compared at once, and only a mismatch builds the messages that name the odd argument out.
+    """
     gates, state_keys, extra = GATED_CELLS[cell]
     x = array("x", x, 3, device_ok)
     T, B, I = x.shape
     state0 = _keys("state0", state0, state_keys, (), cell)
-    names = tuple(f"{kind}_{g}" for kind in "UWb" for g in gates) + extra
+    names = _PARAM_NAMES[cell]
     params = _keys("params", params, names + (HEAD_PARAMS if head else ()), () if head else HEAD_PARAMS, cell)
     for key in state_keys:
         state0[key] = array(f"state0[{key!r}]", state0[key], 2, device_ok)
     for key, value in params.items():
-        params[key] = array(key, value, 1 if key.startswith("b") or key == "c" else 2, device_ok)
-    same_dtype("x", x.dtype, **state0, **params)
+        params[key] = array(key, value, 1 if key[0] == "b" or key == "c" else 2, device_ok)
+    if len({x.dtype, *(v.dtype for v in state0.values()), *(v.dtype for v in params.values())}) > 1:
+        same_dtype("x", x.dtype, **state0, **params)
+    H = params[f"W_{gates[0]}"].shape[0]
+    K = params["V"].shape[0] if head else 0
+    wanted = {**{k: (B, H) for k in state_keys}, **{f"U_{g}": (H, I) for g in gates},
+              **{f"W_{g}": (H, H) for g in gates}, **{k: (H,) for k in names if k[0] == "b"}}
+    if head:
+        wanted.update(V=(K, H), c=(K,))
+    given = {**state0, **params}
+    if any(given[k].shape != v for k, v in wanted.items()):
+        _name_the_odd_shape(cell, B, I, state0, params, head)
+    return T, B, I, H, state0, params
+
+
+_PARAM_NAMES = {cell: tuple(f"{kind}_{g}" for kind in "UWb" for g in gates) + extra
+                for cell, (gates, _, extra) in GATED_CELLS.items()}
+
+
+def _name_the_odd_shape(cell: str, B: int, I: int, state0: dict, params: dict, head: bool) -> None:
+    """Raise the ValueError that names the argument whose shape disagrees with the others."""
+    gates, state_keys, extra = GATED_CELLS[cell]
     votes = [(f"W_{g}", params[f"W_{g}"].shape[i]) for g in gates for i in (0, 1)]
     votes += [(f"U_{g}", params[f"U_{g}"].shape[0]) for g in gates] + [(k, state0[k].shape[1]) for k in state_keys]
     H, why_h = decide("H", votes)
@@ -171,4 +197,3 @@ def gated_args(cell: str, x, state0, params, head: bool = False, device_ok: bool
         K = params["V"].shape[0]
         shape("V", params["V"], (K, H), "(K, H)", why)
         shape("c", params["c"], (K,), "(K,)", f" (K={K} from V)")
-    return T, B, I, H, state0, params

@@ -58,7 +58,6 @@ class _Run:
         self.gates = checks.GATED_CELLS[cell][0]
         self.dtype = x.dtype
         self.one = self.dtype.type(1)
-        self.fast = self.dtype == np.float32
         self.empty = self.T == 0 or self.B == 0
         self.small = self.B * self.H * self.H * len(self.gates) <= SMALL_STEP
         self.x = x
@@ -86,18 +85,17 @@ class _Run:
             self.cs = np.empty((T + 1, B, H), self.dtype)
             self.cs[0] = self.state0["c0"]
             self.tcs = workspace("tanh_c", (T, B, H), self.dtype)
-            lstm.forward(self.a, self.hs, self.cs, self.tcs, checks.contiguous(self.W.T), self.small, self.one,
-                         self.fast)
+            lstm.forward(self.a, self.hs, self.cs, self.tcs, checks.contiguous(self.W.T), self.small, self.one)
         elif self.cell == "gru-reset-after":
             self.W = self.stack("W")
             self.ms = workspace("m", (T, B, H), self.dtype)
             gru_reset_after.forward(self.a, self.hs, self.ms, checks.contiguous(self.W.T),
-                                    checks.contiguous(self.params["b_hn"]), self.small, self.one, self.fast)
+                                    checks.contiguous(self.params["b_hn"]), self.small, self.one)
         else:
             self.W_rz, self.W_n = self.stack("W", "rz"), checks.contiguous(self.params["W_n"])
             self.rhs = workspace("rh", (T, B, H), self.dtype)
             gru_reset_before.forward(self.a, self.hs, self.rhs, checks.contiguous(self.W_rz.T),
-                                     checks.contiguous(self.W_n.T), self.small, self.one, self.fast)
+                                     checks.contiguous(self.W_n.T), self.small, self.one)
 
     def outputs(self) -> Arrays:
         out = {"h": self.hs[1:]}

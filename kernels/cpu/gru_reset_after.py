@@ -23,27 +23,27 @@ GATES = "rzn"
 
 
 @njit(cache=True, error_model="numpy")
-def _step(gate, product, h_prev, h, m, b_hn, one, fast):
+def _step(gate, product, h_prev, h, m, b_hn, one):
     hidden = h.shape[1]
     for r in range(h.shape[0]):
         for j in range(hidden):
-            reset = sigmoid(gate[r, j] + product[r, j], one, fast)
-            update = sigmoid(gate[r, hidden + j] + product[r, hidden + j], one, fast)
+            reset = sigmoid(gate[r, j] + product[r, j])
+            update = sigmoid(gate[r, hidden + j] + product[r, hidden + j])
             recurrent = product[r, 2 * hidden + j] + b_hn[j]
-            new = tanh(gate[r, 2 * hidden + j] + reset * recurrent, fast)
+            new = tanh(gate[r, 2 * hidden + j] + reset * recurrent)
             gate[r, j], gate[r, hidden + j], gate[r, 2 * hidden + j] = reset, update, new
             m[r, j] = recurrent
             h[r, j] = (one - update) * new + update * h_prev[r, j]
 
 
 @njit(cache=True, error_model="numpy")
-def forward(gates, hs, ms, WT, b_hn, small, one, fast):
+def forward(gates, hs, ms, WT, b_hn, small, one):
     """gates (T, B, 3H) hold a_t on entry and [r z n] on exit; hs (T+1, B, H) starts with h0 and
     receives h_t; ms (T, B, H) receives m_t. WT is the stacked W transposed, (H, 3H)."""
     product = np.empty(gates.shape[1:], gates.dtype)
     for t in range(gates.shape[0]):
         matmul_into(hs[t], WT, product, small)
-        _step(gates[t], product, hs[t], hs[t + 1], ms[t], b_hn, one, fast)
+        _step(gates[t], product, hs[t], hs[t + 1], ms[t], b_hn, one)
 
 
 @njit(cache=True, error_model="numpy")

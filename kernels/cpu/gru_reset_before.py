@@ -23,29 +23,29 @@ GATES = "rzn"
 
 
 @njit(cache=True, error_model="numpy")
-def _gates_rz(gate, product, h_prev, rh, one, fast):
+def _gates_rz(gate, product, h_prev, rh, one):
     hidden = h_prev.shape[1]
     for r in range(h_prev.shape[0]):
         for j in range(hidden):
-            reset = sigmoid(gate[r, j] + product[r, j], one, fast)
+            reset = sigmoid(gate[r, j] + product[r, j])
             gate[r, j] = reset
-            gate[r, hidden + j] = sigmoid(gate[r, hidden + j] + product[r, hidden + j], one, fast)
+            gate[r, hidden + j] = sigmoid(gate[r, hidden + j] + product[r, hidden + j])
             rh[r, j] = reset * h_prev[r, j]
 
 
 @njit(cache=True, error_model="numpy")
-def _gate_n(gate, product, h_prev, h, one, fast):
+def _gate_n(gate, product, h_prev, h, one):
     hidden = h.shape[1]
     for r in range(h.shape[0]):
         for j in range(hidden):
             update = gate[r, hidden + j]
-            new = tanh(gate[r, 2 * hidden + j] + product[r, j], fast)
+            new = tanh(gate[r, 2 * hidden + j] + product[r, j])
             gate[r, 2 * hidden + j] = new
             h[r, j] = (one - update) * new + update * h_prev[r, j]
 
 
 @njit(cache=True, error_model="numpy")
-def forward(gates, hs, rhs, WT_rz, WT_n, small, one, fast):
+def forward(gates, hs, rhs, WT_rz, WT_n, small, one):
     """gates (T, B, 3H) hold a_t on entry and [r z n] on exit; hs (T+1, B, H) starts with h0 and
     receives h_t; rhs (T, B, H) receives r_t * h_{t-1}. WT_rz (H, 2H) and WT_n (H, H) are transposed."""
     batch, hidden = hs.shape[1], hs.shape[2]
@@ -53,9 +53,9 @@ def forward(gates, hs, rhs, WT_rz, WT_n, small, one, fast):
     product_n = np.empty((batch, hidden), gates.dtype)
     for t in range(gates.shape[0]):
         matmul_into(hs[t], WT_rz, product_rz, small)
-        _gates_rz(gates[t], product_rz, hs[t], rhs[t], one, fast)
+        _gates_rz(gates[t], product_rz, hs[t], rhs[t], one)
         matmul_into(rhs[t], WT_n, product_n, small)
-        _gate_n(gates[t], product_n, hs[t], hs[t + 1], one, fast)
+        _gate_n(gates[t], product_n, hs[t], hs[t + 1], one)
 
 
 @njit(cache=True, error_model="numpy")

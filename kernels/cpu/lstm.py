@@ -25,28 +25,28 @@ GATES = "ifgo"
 
 
 @njit(cache=True, error_model="numpy")
-def _step(gate, product, h, c_prev, c, tc, one, fast):
+def _step(gate, product, h, c_prev, c, tc, one):
     hidden = h.shape[1]
     for r in range(h.shape[0]):
         for j in range(hidden):
-            i = sigmoid(gate[r, j] + product[r, j], one, fast)
-            f = sigmoid(gate[r, hidden + j] + product[r, hidden + j], one, fast)
-            g = tanh(gate[r, 2 * hidden + j] + product[r, 2 * hidden + j], fast)
-            o = sigmoid(gate[r, 3 * hidden + j] + product[r, 3 * hidden + j], one, fast)
+            i = sigmoid(gate[r, j] + product[r, j])
+            f = sigmoid(gate[r, hidden + j] + product[r, hidden + j])
+            g = tanh(gate[r, 2 * hidden + j] + product[r, 2 * hidden + j])
+            o = sigmoid(gate[r, 3 * hidden + j] + product[r, 3 * hidden + j])
             cell = f * c_prev[r, j] + i * g
-            squashed = tanh(cell, fast)
+            squashed = tanh(cell)
             gate[r, j], gate[r, hidden + j], gate[r, 2 * hidden + j], gate[r, 3 * hidden + j] = i, f, g, o
             c[r, j], tc[r, j], h[r, j] = cell, squashed, o * squashed
 
 
 @njit(cache=True, error_model="numpy")
-def forward(gates, hs, cs, tcs, WT, small, one, fast):
+def forward(gates, hs, cs, tcs, WT, small, one):
     """gates (T, B, 4H) hold a_t on entry and [i f g o] on exit; hs, cs (T+1, B, H) start with h0, c0
     and receive h_t, c_t; tcs (T, B, H) receives tanh(c_t). WT is the stacked W transposed, (H, 4H)."""
     product = np.empty(gates.shape[1:], gates.dtype)
     for t in range(gates.shape[0]):
         matmul_into(hs[t], WT, product, small)
-        _step(gates[t], product, hs[t + 1], cs[t], cs[t + 1], tcs[t], one, fast)
+        _step(gates[t], product, hs[t + 1], cs[t], cs[t + 1], tcs[t], one)
 
 
 @njit(cache=True, error_model="numpy")
