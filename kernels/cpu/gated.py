@@ -55,17 +55,17 @@ class _Run:
     def __init__(self, cell: str, x, state0, params, head: bool = False) -> None:
         self.cell = checks.cell_name(cell, CELLS)
         self.T, self.B, self.I, self.H, self.state0, self.params = checks.gated_args(cell, x, state0, params, head)
-        self.gates = checks.GATED_CELLS[cell][0]
+        self.order = checks.GATED_CELLS[cell][0]
         self.dtype = x.dtype
         self.one = self.dtype.type(1)
         self.empty = self.T == 0 or self.B == 0
-        self.small = self.B * self.H * self.H * len(self.gates) <= SMALL_STEP
+        self.small = self.B * self.H * self.H * len(self.order) <= SMALL_STEP
         self.x = x
 
     def stack(self, kind: str, gates: str | None = None) -> np.ndarray:
         """The parameters of ``gates`` stacked in one C-contiguous array, whatever the layout of each
         (a Fortran-order result would send the GEMMs down another BLAS path, with other roundings)."""
-        parts = [self.params[f"{kind}_{g}"] for g in (gates or self.gates)]
+        parts = [self.params[f"{kind}_{g}"] for g in (gates or self.order)]
         out = np.empty((sum(p.shape[0] for p in parts), *parts[0].shape[1:]), self.dtype)
         return np.concatenate(parts, out=out)
 
@@ -75,27 +75,30 @@ class _Run:
         self.U = self.stack("U")
         self.hs = np.empty((T + 1, B, H), self.dtype)
         self.hs[0] = self.state0["h0"]
-        self.a = np.empty((T, B, len(self.gates) * H), self.dtype)
+        self.a = workspace("a", (T, B, len(self.order) * H), self.dtype)
+        self.gates = workspace("gates", self.a.shape, self.dtype)  # the gate values, apart from a: see lstm.py
         _project(self.x2, self.U, self.stack("b"), self.a.reshape(T * B, -1))
 
     def forward(self) -> None:
         T, B, H = self.T, self.B, self.H
+        if self.cell == "gru-reset-before":
+            self.W_rz, self.W_n = self.stack("W", "rz"), checks.contiguous(self.params["W_n"])
+            self.WT_rz, self.WT_n = checks.contiguous(self.W_rz.T), checks.contiguous(self.W_n.T)
+            self.rhs = workspace("rh", (T, B, H), self.dtype)
+            gru_reset_before.forward(self.a, self.gates, self.hs, self.rhs, self.WT_rz, self.WT_n, self.small,
+                                     self.one)
+            return
+        self.W = self.stack("W")
+        self.WT = checks.contiguous(self.W.T)
         if self.cell == "lstm":
-            self.W = self.stack("W")
             self.cs = np.empty((T + 1, B, H), self.dtype)
             self.cs[0] = self.state0["c0"]
             self.tcs = workspace("tanh_c", (T, B, H), self.dtype)
-            lstm.forward(self.a, self.hs, self.cs, self.tcs, checks.contiguous(self.W.T), self.small, self.one)
-        elif self.cell == "gru-reset-after":
-            self.W = self.stack("W")
-            self.ms = workspace("m", (T, B, H), self.dtype)
-            gru_reset_after.forward(self.a, self.hs, self.ms, checks.contiguous(self.W.T),
-                                    checks.contiguous(self.params["b_hn"]), self.small, self.one)
+            lstm.forward(self.a, self.gates, self.hs, self.cs, self.tcs, self.WT, self.small)
         else:
-            self.W_rz, self.W_n = self.stack("W", "rz"), checks.contiguous(self.params["W_n"])
-            self.rhs = workspace("rh", (T, B, H), self.dtype)
-            gru_reset_before.forward(self.a, self.hs, self.rhs, checks.contiguous(self.W_rz.T),
-                                     checks.contiguous(self.W_n.T), self.small, self.one)
+            self.ms = workspace("m", (T, B, H), self.dtype)
+            gru_reset_after.forward(self.a, self.gates, self.hs, self.ms, self.WT,
+                                    checks.contiguous(self.params["b_hn"]), self.small, self.one)
 
     def outputs(self) -> Arrays:
         out = {"h": self.hs[1:]}
@@ -105,7 +108,7 @@ class _Run:
 
     def backward(self, direct: np.ndarray, gc: np.ndarray | None = None) -> Arrays:
         """Every gradient from dL/dh_t (direct, (T, B, H)) and, for the LSTM, dL/dc_t (gc or none)."""
-        T, B, H, G = self.T, self.B, self.H, len(self.gates)
+        T, B, H, G = self.T, self.B, self.H, len(self.order)
         previous = self.hs[:T].reshape(T * B, H)
         carry = np.zeros((B, H), self.dtype)
         bias_grad = np.zeros(G * H, self.dtype)
@@ -113,8 +116,8 @@ class _Run:
         if self.cell == "gru-reset-before":
             deltas_rz = workspace("deltas_rz", (T, B, 2 * H), self.dtype)
             deltas_n = workspace("deltas_n", (T, B, H), self.dtype)
-            gru_reset_before.backward(direct, self.a, self.hs, checks.contiguous(self.W_rz), self.W_n, self.small,
-                                      deltas_rz, deltas_n, carry, bias_grad, self.one)
+            gru_reset_before.backward(direct, self.gates, self.hs, self.W_rz, self.W_n, self.small, deltas_rz,
+                                      deltas_n, carry, bias_grad, self.one)
             rz, n = deltas_rz.reshape(T * B, 2 * H), deltas_n.reshape(T * B, H)
             gx_rz, gU_rz = _input_side(self.x2, self.stack("U", "rz"), rz)
             gx_n, gU_n = _input_side(self.x2, checks.contiguous(self.params["U_n"]), n)
@@ -127,20 +130,20 @@ class _Run:
             if self.cell == "lstm":
                 carry_c = np.zeros((B, H), self.dtype)
                 has_gc = gc is not None
-                gc = gc if has_gc else np.empty((T, 0, 0), self.dtype)
-                lstm.backward(direct, gc, has_gc, self.a, self.cs, self.tcs, self.W, self.small, deltas, carry,
+                gc = gc if has_gc else direct  # any (T, B, H) array: not read
+                lstm.backward(direct, gc, has_gc, self.gates, self.cs, self.tcs, self.W, self.small, deltas, carry,
                               carry_c, bias_grad, self.one)
                 grads["c0"] = carry_c
                 recurrent = deltas
             else:
                 recurrent = workspace("deltas_recurrent", (T, B, G * H), self.dtype)
                 grads["b_hn"] = np.zeros(H, self.dtype)
-                gru_reset_after.backward(direct, self.a, self.hs, self.ms, self.W, self.small, deltas, recurrent,
-                                         carry, bias_grad, grads["b_hn"], self.one)
+                gru_reset_after.backward(direct, self.gates, self.hs, self.ms, self.W, self.small, deltas,
+                                         recurrent, carry, bias_grad, grads["b_hn"], self.one)
             gx, gU = _input_side(self.x2, self.U, deltas.reshape(T * B, G * H))
             gW = _recurrent_side(previous, recurrent.reshape(T * B, G * H))
         grads.update(x=gx.reshape(T, B, self.I), h0=carry)
-        for k, g in enumerate(self.gates):
+        for k, g in enumerate(self.order):
             rows = slice(k * H, (k + 1) * H)
             grads[f"U_{g}"], grads[f"W_{g}"], grads[f"b_{g}"] = gU[rows], gW[rows], bias_grad[rows]
         return grads

@@ -22,48 +22,61 @@ from rnnspec.kernels.cpu.loops import matmul_into
 GATES = "rzn"
 
 
+# 1D rows and gate blocks, and gate values apart from their inputs, as in lstm.py: so LLVM vectorizes.
+
+
 @njit(cache=True, error_model="numpy")
-def _step(gate, product, h_prev, h, m, b_hn, one):
+def _step(a, product, gate, h_prev, h, m, b_hn, one):
     hidden = h.shape[1]
     for r in range(h.shape[0]):
+        ar, pr, gr = a[r], product[r], gate[r]
+        ar_, az, an = ar[:hidden], ar[hidden:2 * hidden], ar[2 * hidden:]
+        pr_, pz, pn = pr[:hidden], pr[hidden:2 * hidden], pr[2 * hidden:]
+        gr_, gz, gn = gr[:hidden], gr[hidden:2 * hidden], gr[2 * hidden:]
+        hp, hr, mr = h_prev[r], h[r], m[r]
         for j in range(hidden):
-            reset = sigmoid(gate[r, j] + product[r, j])
-            update = sigmoid(gate[r, hidden + j] + product[r, hidden + j])
-            recurrent = product[r, 2 * hidden + j] + b_hn[j]
-            new = tanh(gate[r, 2 * hidden + j] + reset * recurrent)
-            gate[r, j], gate[r, hidden + j], gate[r, 2 * hidden + j] = reset, update, new
-            m[r, j] = recurrent
-            h[r, j] = (one - update) * new + update * h_prev[r, j]
+            reset, update = sigmoid(ar_[j] + pr_[j]), sigmoid(az[j] + pz[j])
+            recurrent = pn[j] + b_hn[j]
+            new = tanh(an[j] + reset * recurrent)
+            gr_[j], gz[j], gn[j] = reset, update, new
+            mr[j] = recurrent
+            hr[j] = (one - update) * new + update * hp[j]
 
 
 @njit(cache=True, error_model="numpy")
-def forward(gates, hs, ms, WT, b_hn, small, one):
-    """gates (T, B, 3H) hold a_t on entry and [r z n] on exit; hs (T+1, B, H) starts with h0 and
+def forward(a, gates, hs, ms, WT, b_hn, small, one):
+    """a (T, B, 3H) = x_t U^T + b; gates (T, B, 3H) receives [r z n]; hs (T+1, B, H) starts with h0 and
     receives h_t; ms (T, B, H) receives m_t. WT is the stacked W transposed, (H, 3H)."""
     product = np.empty(gates.shape[1:], gates.dtype)
     for t in range(gates.shape[0]):
         matmul_into(hs[t], WT, product, small)
-        _step(gates[t], product, hs[t], hs[t + 1], ms[t], b_hn, one)
+        _step(a[t], product, gates[t], hs[t], hs[t + 1], ms[t], b_hn, one)
 
 
 @njit(cache=True, error_model="numpy")
 def _back_step(delta_in, delta_rec, direct, gate, h_prev, m, carry, kept, bias_grad, b_hn_grad, one):
     hidden = carry.shape[1]
+    br, bz, bn = bias_grad[:hidden], bias_grad[hidden:2 * hidden], bias_grad[2 * hidden:]
     for r in range(carry.shape[0]):
+        gr, di, dr = gate[r], delta_in[r], delta_rec[r]
+        gr_, gz, gn = gr[:hidden], gr[hidden:2 * hidden], gr[2 * hidden:]
+        dir_, diz, din = di[:hidden], di[hidden:2 * hidden], di[2 * hidden:]
+        drr, drz, drn = dr[:hidden], dr[hidden:2 * hidden], dr[2 * hidden:]
+        out, cr, kr, hp, mr = direct[r], carry[r], kept[r], h_prev[r], m[r]
         for j in range(hidden):
-            reset, update, new = gate[r, j], gate[r, hidden + j], gate[r, 2 * hidden + j]
-            dh = direct[r, j] + carry[r, j]
+            reset, update, new = gr_[j], gz[j], gn[j]
+            dh = out[j] + cr[j]
             dzn = dh * (one - update) * (one - new * new)
-            dzr = dzn * m[r, j] * reset * (one - reset)
-            dzz = dh * (h_prev[r, j] - new) * update * (one - update)
+            dzr = dzn * mr[j] * reset * (one - reset)
+            dzz = dh * (hp[j] - new) * update * (one - update)
             dm = dzn * reset
-            delta_in[r, j], delta_in[r, hidden + j], delta_in[r, 2 * hidden + j] = dzr, dzz, dzn
-            delta_rec[r, j], delta_rec[r, hidden + j], delta_rec[r, 2 * hidden + j] = dzr, dzz, dm
-            bias_grad[j] += dzr
-            bias_grad[hidden + j] += dzz
-            bias_grad[2 * hidden + j] += dzn
+            dir_[j], diz[j], din[j] = dzr, dzz, dzn
+            drr[j], drz[j], drn[j] = dzr, dzz, dm
+            br[j] += dzr
+            bz[j] += dzz
+            bn[j] += dzn
             b_hn_grad[j] += dm
-            kept[r, j] = dh * update
+            kr[j] = dh * update
 
 
 @njit(cache=True, error_model="numpy")

@@ -22,67 +22,84 @@ from rnnspec.kernels.cpu.loops import matmul_into
 GATES = "rzn"
 
 
+# 1D rows and gate blocks, and gate values apart from their inputs, as in lstm.py: so LLVM vectorizes.
+
+
 @njit(cache=True, error_model="numpy")
-def _gates_rz(gate, product, h_prev, rh, one):
+def _gates_rz(a, product, gate, h_prev, rh):
     hidden = h_prev.shape[1]
     for r in range(h_prev.shape[0]):
+        ar, pr, gr = a[r], product[r], gate[r]
+        ar_, az, pr_, pz = ar[:hidden], ar[hidden:2 * hidden], pr[:hidden], pr[hidden:]
+        gr_, gz = gr[:hidden], gr[hidden:2 * hidden]
+        hp, rr = h_prev[r], rh[r]
         for j in range(hidden):
-            reset = sigmoid(gate[r, j] + product[r, j])
-            gate[r, j] = reset
-            gate[r, hidden + j] = sigmoid(gate[r, hidden + j] + product[r, hidden + j])
-            rh[r, j] = reset * h_prev[r, j]
+            reset = sigmoid(ar_[j] + pr_[j])
+            gr_[j] = reset
+            gz[j] = sigmoid(az[j] + pz[j])
+            rr[j] = reset * hp[j]
 
 
 @njit(cache=True, error_model="numpy")
-def _gate_n(gate, product, h_prev, h, one):
+def _gate_n(a, product, gate, h_prev, h, one):
     hidden = h.shape[1]
     for r in range(h.shape[0]):
+        an, gr = a[r][2 * hidden:], gate[r]
+        gz, gn = gr[hidden:2 * hidden], gr[2 * hidden:]
+        pr, hp, hr = product[r], h_prev[r], h[r]
         for j in range(hidden):
-            update = gate[r, hidden + j]
-            new = tanh(gate[r, 2 * hidden + j] + product[r, j])
-            gate[r, 2 * hidden + j] = new
-            h[r, j] = (one - update) * new + update * h_prev[r, j]
+            update = gz[j]
+            new = tanh(an[j] + pr[j])
+            gn[j] = new
+            hr[j] = (one - update) * new + update * hp[j]
 
 
 @njit(cache=True, error_model="numpy")
-def forward(gates, hs, rhs, WT_rz, WT_n, small, one):
-    """gates (T, B, 3H) hold a_t on entry and [r z n] on exit; hs (T+1, B, H) starts with h0 and
+def forward(a, gates, hs, rhs, WT_rz, WT_n, small, one):
+    """a (T, B, 3H) = x_t U^T + b; gates (T, B, 3H) receives [r z n]; hs (T+1, B, H) starts with h0 and
     receives h_t; rhs (T, B, H) receives r_t * h_{t-1}. WT_rz (H, 2H) and WT_n (H, H) are transposed."""
     batch, hidden = hs.shape[1], hs.shape[2]
     product_rz = np.empty((batch, 2 * hidden), gates.dtype)
     product_n = np.empty((batch, hidden), gates.dtype)
     for t in range(gates.shape[0]):
         matmul_into(hs[t], WT_rz, product_rz, small)
-        _gates_rz(gates[t], product_rz, hs[t], rhs[t], one)
+        _gates_rz(a[t], product_rz, gates[t], hs[t], rhs[t])
         matmul_into(rhs[t], WT_n, product_n, small)
-        _gate_n(gates[t], product_n, hs[t], hs[t + 1], one)
+        _gate_n(a[t], product_n, gates[t], hs[t], hs[t + 1], one)
 
 
 @njit(cache=True, error_model="numpy")
 def _back_n(delta_rz, delta_n, direct, gate, h_prev, carry, kept, bias_grad, one):
     hidden = carry.shape[1]
+    bz, bn = bias_grad[hidden:2 * hidden], bias_grad[2 * hidden:]
     for r in range(carry.shape[0]):
+        gr = gate[r]
+        gz, gn = gr[hidden:2 * hidden], gr[2 * hidden:]
+        dz, dn, out, cr, kr, hp = delta_rz[r][hidden:], delta_n[r], direct[r], carry[r], kept[r], h_prev[r]
         for j in range(hidden):
-            update, new = gate[r, hidden + j], gate[r, 2 * hidden + j]
-            dh = direct[r, j] + carry[r, j]
+            update, new = gz[j], gn[j]
+            dh = out[j] + cr[j]
             dzn = dh * (one - update) * (one - new * new)
-            dzz = dh * (h_prev[r, j] - new) * update * (one - update)
-            delta_n[r, j] = dzn
-            delta_rz[r, hidden + j] = dzz
-            bias_grad[hidden + j] += dzz
-            bias_grad[2 * hidden + j] += dzn
-            kept[r, j] = dh * update
+            dzz = dh * (hp[j] - new) * update * (one - update)
+            dn[j] = dzn
+            dz[j] = dzz
+            bz[j] += dzz
+            bn[j] += dzn
+            kr[j] = dh * update
 
 
 @njit(cache=True, error_model="numpy")
 def _back_r(delta_rz, d_rh, gate, h_prev, kept, bias_grad, one):
+    hidden = kept.shape[1]
+    br = bias_grad[:hidden]
     for r in range(kept.shape[0]):
-        for j in range(kept.shape[1]):
-            reset = gate[r, j]
-            dzr = d_rh[r, j] * h_prev[r, j] * reset * (one - reset)
-            delta_rz[r, j] = dzr
-            bias_grad[j] += dzr
-            kept[r, j] += d_rh[r, j] * reset
+        gr, dr, drh, hp, kr = gate[r][:hidden], delta_rz[r][:hidden], d_rh[r], h_prev[r], kept[r]
+        for j in range(hidden):
+            reset = gr[j]
+            dzr = drh[j] * hp[j] * reset * (one - reset)
+            dr[j] = dzr
+            br[j] += dzr
+            kr[j] += drh[j] * reset
 
 
 @njit(cache=True, error_model="numpy")

@@ -24,59 +24,72 @@ from rnnspec.kernels.cpu.loops import matmul_into
 GATES = "ifgo"
 
 
+# The loops index 1D rows and gate blocks (``row[k * H:(k + 1) * H]``), never ``a[r, k * H + j]``:
+# Numba's wraparound check on a computed index, and gate values written over their own inputs, each
+# stop LLVM from vectorizing (measured 37 against 3.3 ns per hidden unit at B = 64, H = 1024).
+
+
 @njit(cache=True, error_model="numpy")
-def _step(gate, product, h, c_prev, c, tc, one):
+def _step(a, product, gate, h, c_prev, c, tc):
     hidden = h.shape[1]
     for r in range(h.shape[0]):
+        ar, pr, gr = a[r], product[r], gate[r]
+        ai, af, ag, ao = ar[:hidden], ar[hidden:2 * hidden], ar[2 * hidden:3 * hidden], ar[3 * hidden:]
+        pi, pf, pg, po = pr[:hidden], pr[hidden:2 * hidden], pr[2 * hidden:3 * hidden], pr[3 * hidden:]
+        gi, gf, gg, go = gr[:hidden], gr[hidden:2 * hidden], gr[2 * hidden:3 * hidden], gr[3 * hidden:]
+        cp, cr, tr, hr = c_prev[r], c[r], tc[r], h[r]
         for j in range(hidden):
-            i = sigmoid(gate[r, j] + product[r, j])
-            f = sigmoid(gate[r, hidden + j] + product[r, hidden + j])
-            g = tanh(gate[r, 2 * hidden + j] + product[r, 2 * hidden + j])
-            o = sigmoid(gate[r, 3 * hidden + j] + product[r, 3 * hidden + j])
-            cell = f * c_prev[r, j] + i * g
+            i, f = sigmoid(ai[j] + pi[j]), sigmoid(af[j] + pf[j])
+            g, o = tanh(ag[j] + pg[j]), sigmoid(ao[j] + po[j])
+            cell = f * cp[j] + i * g
             squashed = tanh(cell)
-            gate[r, j], gate[r, hidden + j], gate[r, 2 * hidden + j], gate[r, 3 * hidden + j] = i, f, g, o
-            c[r, j], tc[r, j], h[r, j] = cell, squashed, o * squashed
+            gi[j], gf[j], gg[j], go[j] = i, f, g, o
+            cr[j], tr[j], hr[j] = cell, squashed, o * squashed
 
 
 @njit(cache=True, error_model="numpy")
-def forward(gates, hs, cs, tcs, WT, small, one):
-    """gates (T, B, 4H) hold a_t on entry and [i f g o] on exit; hs, cs (T+1, B, H) start with h0, c0
-    and receive h_t, c_t; tcs (T, B, H) receives tanh(c_t). WT is the stacked W transposed, (H, 4H)."""
+def forward(a, gates, hs, cs, tcs, WT, small):
+    """a (T, B, 4H) = x_t U^T + b; gates (T, B, 4H) receives [i f g o]; hs, cs (T+1, B, H) start with
+    h0, c0 and receive h_t, c_t; tcs (T, B, H) receives tanh(c_t). WT is the stacked W transposed, (H, 4H)."""
     product = np.empty(gates.shape[1:], gates.dtype)
     for t in range(gates.shape[0]):
         matmul_into(hs[t], WT, product, small)
-        _step(gates[t], product, hs[t + 1], cs[t], cs[t + 1], tcs[t], one)
+        _step(a[t], product, gates[t], hs[t + 1], cs[t], cs[t + 1], tcs[t])
 
 
 @njit(cache=True, error_model="numpy")
 def _back_step(delta, direct, gc, has_gc, gate, c_prev, tc, carry_h, carry_c, bias_grad, one):
     hidden = carry_h.shape[1]
+    bi, bf, bg, bo = bias_grad[:hidden], bias_grad[hidden:2 * hidden], bias_grad[2 * hidden:3 * hidden], \
+        bias_grad[3 * hidden:]
     for r in range(carry_h.shape[0]):
+        gr, dr = gate[r], delta[r]
+        gi, gf, gg, go = gr[:hidden], gr[hidden:2 * hidden], gr[2 * hidden:3 * hidden], gr[3 * hidden:]
+        di, df, dg, do = dr[:hidden], dr[hidden:2 * hidden], dr[2 * hidden:3 * hidden], dr[3 * hidden:]
+        out, ch, cc, cp, tr = direct[r], carry_h[r], carry_c[r], c_prev[r], tc[r]
+        extra = gc[r]  # read only when has_gc
         for j in range(hidden):
-            i, f = gate[r, j], gate[r, hidden + j]
-            g, o = gate[r, 2 * hidden + j], gate[r, 3 * hidden + j]
-            dh = direct[r, j] + carry_h[r, j]
-            squashed = tc[r, j]
-            dc = dh * o * (one - squashed * squashed) + carry_c[r, j]
+            i, f, g, o = gi[j], gf[j], gg[j], go[j]
+            dh = out[j] + ch[j]
+            squashed = tr[j]
+            dc = dh * o * (one - squashed * squashed) + cc[j]
             if has_gc:
-                dc += gc[r, j]
-            dzi = dc * g * i * (one - i)
-            dzf = dc * c_prev[r, j] * f * (one - f)
-            dzg = dc * i * (one - g * g)
-            dzo = dh * squashed * o * (one - o)
-            delta[r, j], delta[r, hidden + j], delta[r, 2 * hidden + j], delta[r, 3 * hidden + j] = dzi, dzf, dzg, dzo
-            bias_grad[j] += dzi
-            bias_grad[hidden + j] += dzf
-            bias_grad[2 * hidden + j] += dzg
-            bias_grad[3 * hidden + j] += dzo
-            carry_c[r, j] = dc * f
+                dc += extra[j]
+            dzi, dzf = dc * g * i * (one - i), dc * cp[j] * f * (one - f)
+            dzg, dzo = dc * i * (one - g * g), dh * squashed * o * (one - o)
+            di[j], df[j], dg[j], do[j] = dzi, dzf, dzg, dzo
+            bi[j] += dzi
+            bf[j] += dzf
+            bg[j] += dzg
+            bo[j] += dzo
+            cc[j] = dc * f
 
 
 @njit(cache=True, error_model="numpy")
 def backward(direct, gc, has_gc, gates, cs, tcs, W, small, deltas, carry_h, carry_c, bias_grad, one):
     """dz_t for t = T..1 into deltas (T, B, 4H); carry_h ends as dL/dh0, carry_c as dL/dc0 (both start
-    at zero); bias_grad (4H,) accumulates. W is the stacked W, (4H, H). gc is read only if has_gc."""
+    at zero); bias_grad (4H,) accumulates. W is the stacked W, (4H, H). gc (T, B, H) is read only if has_gc."""
     for t in range(direct.shape[0] - 1, -1, -1):
-        _back_step(deltas[t], direct[t], gc[t], has_gc, gates[t], cs[t], tcs[t], carry_h, carry_c, bias_grad, one)
+        _back_step(deltas[t], direct[t], gc[t], has_gc, gates[t], cs[t], tcs[t], carry_h,
+                   carry_c, bias_grad, one)
         matmul_into(deltas[t], W, carry_h, small)
