@@ -1,4 +1,5 @@
-"""The machine's peak floating-point rate, measured in the run that quotes a percentage of it.
+"""The machine's peak floating-point rate, measured in the run that quotes a percentage of it
+(``rnnspec bench`` measures it before and after its rows and keeps the better of each).
 
 The best of three measurements, each the best of a few calls (a peak, so the fastest call counts):
 - ``numpy_gemm``: NumPy's matmul at n = 2048;
@@ -79,3 +80,8 @@ def measure(dtype: str) -> dict[str, float]:
              "kernels_gemm": _best_rate(lambda: _dot(a, a, out), flop),
              "fma_microkernel": fma_rate(dtype)}
     return {**rates, "peak_gflops": max(rates.values())}
+
+
+def best(*measurements: dict[str, float]) -> dict[str, float]:
+    """Each rate's best over several measurements (say, before and after a benchmark)."""
+    return {key: max(m[key] for m in measurements) for key in measurements[0]}
