@@ -45,3 +45,25 @@ def test_numpy_first_on_an_avx2_detected_machine_keeps_its_blas_and_the_kernels_
     assert report["numpy_blas_core"] == "Haswell", report  # the user's NumPy is as they loaded it
     assert report["kernels_blas_core"] == "SkylakeX" and report["kernels_blas_forced"] == "SKYLAKEX", report
     assert report["left_in_environment"] is None, report
+
+
+@pytest.mark.parametrize("kernels_better", [False, True])
+def test_the_elman_large_regime_gives_the_same_results_through_either_blas(kernels_better, monkeypatch):
+    """blas.matmul's two libraries: the Elman kernels' large regime (products around jitted loops)
+    agrees with its all-in-Numba regime through either."""
+    import numpy as np
+
+    from rnnspec.kernels import elman_loss
+    from rnnspec.kernels.cpu import elman
+
+    rng = np.random.default_rng(0)
+    T, B, I, H, K = 4, 3, 5, 6, 4
+    args = [rng.standard_normal(s) * 0.4 for s in ((T, B, I), (B, H), (H, I), (H, H), (H,), (K, H), (K,))]
+    targets = rng.integers(0, K, (T, B))
+    want = elman_loss(*args, targets)
+    monkeypatch.setitem(blas._decision, "forced", "SKYLAKEX" if kernels_better else None)
+    monkeypatch.setattr(elman, "LARGE_STEP", 0)
+    got = elman_loss(*args, targets)
+    assert abs(got[0] - want[0]) <= 1e-12 * abs(want[0])
+    for key in want[1]:
+        np.testing.assert_allclose(got[1][key], want[1][key], rtol=1e-11, atol=1e-13, err_msg=key)

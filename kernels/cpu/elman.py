@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from rnnspec.kernels import checks
+from rnnspec.kernels.cpu.blas import matmul
 from rnnspec.kernels.cpu.loops import (
     SMALL_STEP,
     head_kernel,
@@ -33,9 +34,11 @@ from rnnspec.kernels.cpu.scratch import workspace
 
 Grads = dict[str, np.ndarray]
 
-#: multiply-adds per step (B H^2) from which the recurrence loop runs in Python around NumPy's
-#: matmul: its BLAS is ~15% faster than the one Numba reaches at these shapes (measured at
-#: B=64, H=1024: 231 against 198 GFLOP/s), and a few microseconds per step no longer matter.
+#: multiply-adds per step (B H^2) from which the recurrence loop runs in Python around blas.matmul:
+#: NumPy's BLAS was ~15% faster than the one Numba reaches at these shapes (measured at B=64, H=1024:
+#: 231 against 198 GFLOP/s; 124 against 110 on 2026-12-02), and a few microseconds per step no
+#: longer matter. Where kernels/cpu/blas.py gave the kernels' BLAS the better kernels, blas.matmul
+#: takes that one instead.
 LARGE_STEP = 1 << 21
 
 
@@ -63,9 +66,8 @@ class _Step:
         self.W, self.WT = checks.contiguous(self._W), checks.contiguous(self._W.T)
 
     # Two regimes. Up to LARGE_STEP everything runs inside Numba (whose np.dot calls SciPy's
-    # OpenBLAS). From LARGE_STEP on, every matrix product goes through NumPy's OpenBLAS and only
-    # elementwise loops are jitted: the two libraries keep separate spinning thread pools, and
-    # alternating between them in one call was measured 2.5x slower on 2 cores.
+    # OpenBLAS). From LARGE_STEP on, every matrix product goes through blas.matmul (one library for
+    # the whole call) and only elementwise loops are jitted.
     def states(self, keep: bool = True) -> np.ndarray:
         """(T+1, B, H): h0 and h_1..h_T; ``keep=False`` lets them live in the reused workspace."""
         if not self.large:
@@ -75,12 +77,12 @@ class _Step:
         shape = (self.T + 1, self.B, self.H)
         states = np.empty(shape, self.dtype) if keep else workspace("states", shape, self.dtype)
         states[0] = self.h0
-        np.matmul(self.x2, self.UT, out=states.reshape(-1, self.H)[self.B:])
+        matmul(self.x2, self.UT, out=states.reshape(-1, self.H)[self.B:])
         product = workspace("product", (self.B, self.H), self.dtype)
         # float64 tanh: NumPy's is vectorised, Numba's calls libm per element (2x slower at S3)
         numpy_tanh = self.code == 0
         for t in range(1, self.T + 1):
-            np.matmul(states[t - 1], self.WT, out=product)
+            matmul(states[t - 1], self.WT, out=product)
             if numpy_tanh:
                 current = states[t]
                 current += product
@@ -96,15 +98,15 @@ class _Step:
         if not self.large:
             return head_kernel(states, V, VT, c, y, self.one)
         hs = states.reshape(-1, self.H)[self.B:]
-        residual = np.matmul(hs, VT, out=workspace("residual", (hs.shape[0], VT.shape[1]), self.dtype))
+        residual = matmul(hs, VT, out=workspace("residual", (hs.shape[0], VT.shape[1]), self.dtype))
         gc = np.zeros(c.shape[0], self.dtype)
         # NumPy's exp is vectorised (Numba's calls libm per element): ~4 ms of ~190 at S4
         loss = softmax_shift(residual, c, y, self.one)
         np.exp(residual, out=residual)
         loss += softmax_finish(residual, y, self.one, gc)
         direct = workspace("direct", (self.T, self.B, self.H), self.dtype)
-        np.matmul(residual, V, out=direct.reshape(-1, self.H))
-        return loss, residual.T @ hs, gc, direct
+        matmul(residual, V, out=direct.reshape(-1, self.H))
+        return loss, matmul(residual.T, hs), gc, direct
 
     def backward(self, states: np.ndarray, direct: np.ndarray) -> Grads:
         carry = np.zeros((self.B, self.H), self.dtype)
@@ -116,10 +118,10 @@ class _Step:
         deltas = workspace("deltas", direct.shape, self.dtype)
         for t in range(self.T - 1, -1, -1):
             step_backward(deltas[t], direct[t], carry, states[t + 1], self.code, self.one, gb)
-            np.matmul(deltas[t], self.W, out=carry)
+            matmul(deltas[t], self.W, out=carry)
         d2 = deltas.reshape(-1, self.H)
         previous = states.reshape(-1, self.H)[: self.T * self.B]
-        return self.grads(carry, d2 @ self.U, d2.T @ self.x2, d2.T @ previous, gb)
+        return self.grads(carry, matmul(d2, self.U), matmul(d2.T, self.x2), matmul(d2.T, previous), gb)
 
     def grads(self, gh0, gx2, gU, gW, gb) -> Grads:
         grads = {"x": gx2.reshape(self.T, self.B, self.I), "h0": gh0, "U": gU, "W": gW}
