@@ -3,8 +3,9 @@
 NumPy's OpenBLAS is loaded with OPENBLAS_CORETYPE=HASWELL (as it loads by itself on a machine it
 reads as Haswell), the variable is removed, and rnnspec.kernels is imported: it finds NumPy's
 OpenBLAS on Haswell kernels, sees every AVX-512 feature, and loads SciPy's OpenBLAS (the kernels'
-GEMM) on SkylakeX. The same float32 GEMMs then run through both, in one process, alternating:
-n = 2048, and the LSTM's per-step product at G4 (64 x 1024 by 1024 x 4096).
+GEMM) on SkylakeX. The same float32 GEMMs then run through both, in one process, alternating (with
+a pause between, for the other library's spinning threads to sleep): n = 2048, and the LSTM's
+per-step product at G4 (64 x 1024 by 1024 x 4096).
 
     python scripts/blas_choice.py      # prints the BLAS cores and GFLOP/s (best and median of 7)
 """
@@ -29,6 +30,7 @@ def _dot(a, b, out):
 
 
 def rates(call, flop: float, calls: int = 7) -> tuple[float, float]:
+    time.sleep(1.0)  # the other library's threads spin a while after its last call: let them sleep
     call()
     times = []
     for _ in range(calls):
