@@ -25,8 +25,9 @@ def test_a_bare_gru_is_refused_naming_both_forms_and_who_uses_which():
         assert words in run.stderr, run.stderr
 
 
-def test_the_kernels_say_they_are_elman_only():
-    run = _rnnspec("check", "rnnspec-cpu", "--cell", "lstm")
+def test_the_cuda_kernels_say_they_are_elman_only():
+    pytest.importorskip("numba.cuda", reason="numba-cuda is not installed (pip install .[cuda])")
+    run = _rnnspec("check", "rnnspec-cuda", "--cell", "lstm")
     assert run.returncode == 2 and "implements cells ('elman',), not 'lstm'" in run.stderr, run.stderr
 
 
