@@ -79,6 +79,11 @@ def tanh(v):
     return np.tanh(v)
 
 
+def exp(v):
+    """e^v: exp32 for float32, libm's for float64 (chosen when Numba compiles)."""
+    return np.exp(v)
+
+
 def _single(v) -> bool:
     return isinstance(v, types.Float) and v.bitwidth == 32
 
@@ -95,3 +100,10 @@ def _tanh(v):
     if _single(v):
         return lambda v: tanh32(v)
     return lambda v: np.tanh(v)
+
+
+@overload(exp, inline="always")
+def _exp(v):
+    if _single(v):
+        return lambda v: exp32(v)
+    return lambda v: np.exp(v)
