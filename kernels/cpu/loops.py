@@ -45,19 +45,32 @@ def slope(h, act, one):
 
 @njit(cache=True, error_model="numpy")
 def matmul_into(a, b, out, small):
-    """out = a @ b for C-contiguous a (R, K), b (K, N): a loop when small, else BLAS."""
+    """out = a @ b for C-contiguous a (R, K), b (K, N): a loop when small, else BLAS.
+
+    The loop adds four rows of b per pass over out's row: a quarter of the loads and stores of out,
+    whose chain through memory bounds a one-row product (1 x 128 by 128 x 32: 0.53 to 0.27 us).
+    """
     if not small:
         np.dot(a, b, out)
         return
     rows, inner = a.shape
     cols = b.shape[1]
     for r in range(rows):
+        target = out[r]
         for n in range(cols):
-            out[r, n] = 0
-        for k in range(inner):
-            s = a[r, k]
+            target[n] = 0
+        k = 0
+        while k + 4 <= inner:
+            s0, s1, s2, s3 = a[r, k], a[r, k + 1], a[r, k + 2], a[r, k + 3]
+            b0, b1, b2, b3 = b[k], b[k + 1], b[k + 2], b[k + 3]
             for n in range(cols):
-                out[r, n] += s * b[k, n]
+                target[n] += s0 * b0[n] + s1 * b1[n] + s2 * b2[n] + s3 * b3[n]
+            k += 4
+        while k < inner:
+            s, row = a[r, k], b[k]
+            for n in range(cols):
+                target[n] += s * row[n]
+            k += 1
 
 
 @njit(cache=True, error_model="numpy")
