@@ -131,7 +131,9 @@ def cell_name(cell: object, allowed: tuple[str, ...]) -> str:
     return cell
 
 
-def _keys(what: str, given: object, required: tuple[str, ...], optional: tuple[str, ...], cell: str) -> dict:
+def named_arrays(what: str, given: object, required: tuple[str, ...], optional: tuple[str, ...], cell: str) -> dict:
+    """A copy of the dict ``given`` (state0, params, cotangents), after checking that it holds every
+    ``required`` key and nothing but those and the ``optional`` ones (a misspelt name is named)."""
     if not hasattr(given, "keys"):
         raise TypeError(f"{what}: expected a dict of arrays, got {type(given).__name__}")
     missing = [k for k in required if k not in given]
@@ -154,9 +156,9 @@ def gated_args(cell: str, x, state0, params, head: bool = False, device_ok: bool
     gates, state_keys, extra = GATED_CELLS[cell]
     x = array("x", x, 3, device_ok)
     T, B, I = x.shape
-    state0 = _keys("state0", state0, state_keys, (), cell)
+    state0 = named_arrays("state0", state0, state_keys, (), cell)
     names = _PARAM_NAMES[cell]
-    params = _keys("params", params, names + (HEAD_PARAMS if head else ()), () if head else HEAD_PARAMS, cell)
+    params = named_arrays("params", params, names + (HEAD_PARAMS if head else ()), () if head else HEAD_PARAMS, cell)
     for key in state_keys:
         state0[key] = array(f"state0[{key!r}]", state0[key], 2, device_ok)
     for key, value in params.items():

@@ -11,32 +11,20 @@ per-step product at G4 (64 x 1024 by 1024 x 4096).
 """
 
 import os
+import time
 
 os.environ["OPENBLAS_CORETYPE"] = "HASWELL"
 import numpy as np  # noqa: E402
 
 del os.environ["OPENBLAS_CORETYPE"]
 
-import time  # noqa: E402
-
-from numba import njit  # noqa: E402
-
 from rnnspec.kernels.cpu import blas  # noqa: E402
-
-
-@njit(cache=True)
-def _dot(a, b, out):
-    np.dot(a, b, out)
+from rnnspec.kernels.cpu.bench import timings  # noqa: E402
 
 
 def rates(call, flop: float, calls: int = 7) -> tuple[float, float]:
     time.sleep(1.0)  # the other library's threads spin a while after its last call: let them sleep
-    call()
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
+    times = timings(call, calls)
     return flop / min(times) / 1e9, flop / float(np.median(times)) / 1e9
 
 
@@ -50,7 +38,7 @@ def main() -> None:
         flop = 2.0 * m * k * n
         for _ in range(2):  # alternate, twice
             numpy_rate = rates(lambda a=a, b=b, out=out: np.matmul(a, b, out=out), flop)
-            kernels_rate = rates(lambda a=a, b=b, out=out: _dot(a, b, out), flop)
+            kernels_rate = rates(lambda a=a, b=b, out=out: blas.dot_into(a, b, out), flop)
             print(f"{name}: NumPy's BLAS ({blas.core_name('numpy')}) best {numpy_rate[0]:.0f}, median "
                   f"{numpy_rate[1]:.0f} GFLOP/s; the kernels' ({blas.core_name('scipy')}) best "
                   f"{kernels_rate[0]:.0f}, median {kernels_rate[1]:.0f} GFLOP/s")

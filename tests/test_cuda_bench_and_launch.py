@@ -6,9 +6,6 @@ import pytest
 
 pytest.importorskip("rnnspec.kernels.cuda", reason="numba-cuda is not installed (pip install .[cuda])")
 
-from rnnspec.derivations.oracle import Oracle  # noqa: E402  (after the skip: numba-cuda first)
-
-
 def test_gpu_benchmark_measurements_run_under_the_simulator(monkeypatch):
     """Everything of ``rnnspec bench --device cuda`` at a tiny size, the torch side on the CPU: a bug
     here would otherwise first show on a lent GPU, whose minutes are few."""
@@ -32,6 +29,8 @@ def test_gpu_benchmark_measurements_run_under_the_simulator(monkeypatch):
                          "rnnspec_train_fresh_scratch_s"}, ours
     assert all(t > 0 for t in ours.values()), ours
     assert ours["train_ratio_vs_cudnn"] == ours["cudnn_train_s"] / ours["rnnspec_train_s"], ours
+    from rnnspec.derivations.oracle import Oracle
+
     errors = bench_cuda.correctness(*size, cudnn=torch_rnn["gradients"](), reference=Oracle().vjp)
     assert set(errors) == {"float64_vs_oracle_T3", "float64_vs_cpu", "float32_vs_cpu_float64",
                            "cudnn_float32_vs_cpu_float64"}, errors

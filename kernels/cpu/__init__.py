@@ -6,10 +6,11 @@ Importing this package loads the BLAS the kernels call (:mod:`rnnspec.kernels.cp
 """
 
 from rnnspec.kernels.cpu import blas
+from rnnspec.kernels.cpu.elman import elman_backward, elman_forward, elman_loss
+from rnnspec.kernels.cpu.gated import backward, forward, loss
 
-blas.prepare()  # before anything jitted binds to SciPy's BLAS: the best safe GEMM (see blas.py)
-
-from rnnspec.kernels.cpu.elman import elman_backward, elman_forward, elman_loss  # noqa: E402
-from rnnspec.kernels.cpu.gated import backward, forward, loss  # noqa: E402
+# jitted code binds to SciPy's BLAS at its first call, not at import: loading it here, after the
+# imports, still comes first (importing Numba does not load it)
+blas.prepare()
 
 __all__ = ["forward", "backward", "loss", "elman_forward", "elman_backward", "elman_loss"]

@@ -96,10 +96,6 @@ def timings(call: Callable, repeats: int) -> list[float]:
     return times
 
 
-def median_time(call: Callable, repeats: int) -> float:
-    return float(np.median(timings(call, repeats)))
-
-
 def noisy(result: dict) -> bool:
     """A row whose spread (max - min) exceeds its median: its ratios mean little."""
     return result["max_s"] - result["min_s"] > result["median_s"]

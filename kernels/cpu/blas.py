@@ -114,7 +114,8 @@ def report() -> dict:
 
 
 @njit(cache=True)
-def _dot_into(a, b, out):
+def dot_into(a, b, out):
+    """out = a @ b through the kernels' BLAS (SciPy's OpenBLAS, as Numba's np.dot calls it)."""
     np.dot(a, b, out)
 
 
@@ -137,5 +138,5 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
         return np.matmul(a, b, out=out)
     if out is None:
         return _dot(a, b)
-    _dot_into(a, b, out)
+    dot_into(a, b, out)
     return out

@@ -158,13 +158,13 @@ class _Run:
 def _dispatch_elman(kind: str, x, state0, params, extra, activation):
     from rnnspec.kernels.cpu import elman
 
-    p = checks._keys("params", params, ("U", "W"), ("b", *checks.HEAD_PARAMS), "elman")
-    h0 = checks._keys("state0", state0, ("h0",), (), "elman")["h0"]
+    p = checks.named_arrays("params", params, ("U", "W"), ("b", *checks.HEAD_PARAMS), "elman")
+    h0 = checks.named_arrays("state0", state0, ("h0",), (), "elman")["h0"]
     args = (x, h0, p["U"], p["W"], p.get("b"))
     if kind == "forward":
         return {"h": elman.elman_forward(*args, activation=activation)}
     if kind == "backward":
-        return elman.elman_backward(*args, checks._keys("cotangents", extra, ("h",), (), "elman")["h"],
+        return elman.elman_backward(*args, checks.named_arrays("cotangents", extra, ("h",), (), "elman")["h"],
                                     activation=activation)
     return elman.elman_loss(*args, p["V"], p["c"], extra, activation=activation)
 
@@ -201,7 +201,7 @@ def backward(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None =
     if cell == "elman":
         return _dispatch_elman("backward", x, state0, params, cotangents, activation)
     run = _Run(cell, x, state0, params)
-    given = checks._keys("cotangents", cotangents if cotangents is not None else {}, ("h",),
+    given = checks.named_arrays("cotangents", cotangents if cotangents is not None else {}, ("h",),
                          ("c",) if cell == "lstm" else (), cell)
     for key, value in given.items():
         value = checks.array(f"cotangents[{key!r}]", value, 3)

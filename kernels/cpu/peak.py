@@ -13,19 +13,16 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 
 import numpy as np
 from numba import njit
 
+from rnnspec.kernels.cpu.bench import timings
+from rnnspec.kernels.cpu.blas import dot_into
+
 GEMM_N = 2048
 CALLS = 5
 CHAIN_STEPS = 32
-
-
-@njit(cache=True)
-def _dot(a, b, out):
-    np.dot(a, b, out)
 
 
 @njit(cache=True, fastmath=True, nogil=True)
@@ -44,13 +41,7 @@ def _fma_chains(x, repeats):
 
 
 def _best_rate(call, flop: float) -> float:
-    call()
-    best = float("inf")
-    for _ in range(CALLS):
-        start = time.perf_counter()
-        call()
-        best = min(best, time.perf_counter() - start)
-    return flop / best / 1e9
+    return flop / min(timings(call, CALLS)) / 1e9
 
 
 def cores() -> int:
@@ -77,7 +68,7 @@ def measure(dtype: str) -> dict[str, float]:
     out = np.empty_like(a)
     flop = 2.0 * GEMM_N**3
     rates = {"numpy_gemm": _best_rate(lambda: np.matmul(a, a, out=out), flop),
-             "kernels_gemm": _best_rate(lambda: _dot(a, a, out), flop),
+             "kernels_gemm": _best_rate(lambda: dot_into(a, a, out), flop),
              "fma_microkernel": fma_rate(dtype)}
     return {**rates, "peak_gflops": max(rates.values())}
 
