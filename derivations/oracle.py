@@ -169,13 +169,16 @@ class Oracle:
                 raise ValueError(f"{where}[{var.name!r}]: size {name}={n} disagrees with {sizes[name]} "
                                  f"set by another argument (shape {shape})")
 
-    def _forward(self, x: np.ndarray, state0: Arrays, params: Arrays):
+    def _forward(self, x: np.ndarray, state0: Arrays, params: Arrays, extra: Arrays | None = None):
+        """Every step's quantities (the tapes) and the sizes; ``extra`` holds the step inputs after x,
+        each (T, B, ...) (the mask of :func:`rnnspec.derivations.variants.masked`)."""
         cell = self.spec
         xs = self.be.asarray(x)
         if xs.ndim != 3:
             raise ValueError(f"x: expected (T, B, I), got shape {xs.shape}")
         sizes = {"B": xs.shape[1]}
-        (x_var,) = cell.inputs
+        x_var, *others = cell.inputs
+        extra = {v.name: self.be.asarray(extra[v.name]) for v in others} if others else {}
         self._size_check(sizes, x_var, xs.shape[2:], "x")
         step_params = self._step_params(params)
         for v in cell.params:
@@ -192,7 +195,7 @@ class Oracle:
             state[inp.name] = value
         tapes = []
         for t in range(xs.shape[0]):
-            env = {**step_params, **state, x_var.name: xs[t]}
+            env = {**step_params, **state, x_var.name: xs[t], **{k: v[t] for k, v in extra.items()}}
             for eq in cell.step:
                 env[eq.target.name] = evaluate(eq, env, self.derivation.quantities, sizes, sizes["B"], self.be)
             tapes.append(env)
@@ -232,7 +235,7 @@ class Oracle:
         cell, batch = self.spec, sizes["B"]
         steps = len(tapes)
         grads = {v.name: self.be.zeros(step_params[v.name].shape) for v in cell.params}
-        (x_var,) = cell.inputs
+        x_var = cell.inputs[0]
         gx = self.be.zeros((steps, batch, *(sizes[d] for d in x_var.shape)))
         carried = {out.name: self.be.zeros((batch, *(sizes[d] for d in out.shape))) for out in cell.state_out}
         for t in reversed(range(steps)):

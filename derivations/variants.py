@@ -1,0 +1,147 @@
+"""Variants of a run, composed from cells: stacked layers, two directions, variable lengths, final states.
+
+No formula is written here: every step is a registered cell's, and the padded steps are a cell too,
+derived from it by :func:`masked`. A sequence b of length len_b has the mask m_t = 1 for t < len_b and
+0 after; the masked cell is the cell's step followed, for every state s, by
+
+    s_t = m_t s~_t + (1 - m_t) s_{t-1}        (s~_t: the cell's new state; a padded step keeps the state)
+
+so the derivation engine gives its backward step like any cell's (a padded step hands g_s_t on to
+s_{t-1} unchanged and adds nothing to any gradient). A direction reports the outputs
+
+    y_t = m_t h_t   ("zero": PyTorch's packed sequences, ONNX Runtime's sequence_lens)
+    y_t = h_t       ("carry": Keras masking, which repeats the state held at a padded step)
+
+The reverse direction is the same masked cell run over time reversed, x_{T-1} ... x_0 with its mask:
+its padded steps come first and keep its initial state, so it starts at len_b - 1; its outputs are
+put back in time order (so under "carry" it reports its initial state at padded steps, as Keras's
+``go_backwards`` does). A direction's final state is its state after its last step in its own order
+(len_b - 1 forward, 0 reverse; the initial state when len_b = 0). Layer l + 1 reads layer l's outputs,
+the directions concatenated along the features as [forward | reverse] (PyTorch's layout). The loss
+sums the head's loss over the valid steps t < len_b only.
+
+Reversal, concatenation and y = m h are linear maps, so their VJPs are their transposes (reverse back,
+split, multiply by m); BPTT through a stack runs the layers top down, each layer's dL/dx (both
+directions summed) being the cotangent of the layer below's outputs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from functools import cache
+
+import numpy as np
+import sympy as sp
+
+from rnnspec.derivations.cells import Cell
+from rnnspec.derivations.tensors import INPUT, INTERMEDIATE, Equation, Var, indices
+
+Arrays = Mapping[str, np.ndarray]
+
+#: the two declared semantics of the steps after a sequence's end
+LENGTH_SEMANTICS = ("zero", "carry")
+MASK = Var("mask", (), INPUT, "m_t")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """How cells are composed into a run. The default is one forward layer over full sequences."""
+
+    layers: int = 1
+    bidirectional: bool = False
+    #: None: every sequence has length T; else the semantics of the padded steps, "zero" or "carry"
+    lengths: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.layers, bool) or not isinstance(self.layers, int) or not 1 <= self.layers <= 8:
+            raise ValueError(f"variant: layers must be an integer in 1..8, got {self.layers!r}")
+        if not isinstance(self.bidirectional, bool):
+            raise ValueError(f"variant: bidirectional must be True or False, got {self.bidirectional!r}")
+        if self.lengths is not None and self.lengths not in LENGTH_SEMANTICS:
+            raise ValueError(f"variant: lengths must be None or one of {LENGTH_SEMANTICS}, got {self.lengths!r}")
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def plain(self) -> bool:
+        """One forward layer over full sequences: today's single-layer contract, unchanged."""
+        return self == Variant()
+
+    @property
+    def stacked(self) -> bool:
+        """Whether parameters and initial states are per layer and direction (names suffixed, h0 (L*D, B, H))."""
+        return self.layers > 1 or self.bidirectional
+
+    def suffix(self, layer: int, direction: int) -> str:
+        """The parameter names' suffix of one layer and direction: ``_l1_reverse`` (PyTorch's); ""
+        when the run has one forward layer."""
+        if not self.stacked:
+            return ""
+        return f"_l{layer}" + ("_reverse" if direction else "")
+
+    def runs(self) -> list[tuple[int, int]]:
+        """(layer, direction) in the order of h0's first axis: index layer * D + direction."""
+        return [(layer, d) for layer in range(self.layers) for d in range(self.directions)]
+
+    @property
+    def name(self) -> str:
+        """``layers=2,bidirectional,lengths=zero``; "" for the plain run."""
+        parts = [f"layers={self.layers}"] if self.layers > 1 else []
+        parts += ["bidirectional"] if self.bidirectional else []
+        parts += [f"lengths={self.lengths}"] if self.lengths else []
+        return ",".join(parts)
+
+    @property
+    def tag(self) -> str:
+        """The clause ids' part: ``-L2-BIDIR-ZERO``."""
+        parts = [f"L{self.layers}"] if self.layers > 1 else []
+        parts += ["BIDIR"] if self.bidirectional else []
+        parts += [f"LEN-{self.lengths.upper()}"] if self.lengths else []
+        return "".join("-" + p for p in parts)
+
+
+def parse_variant(text: str | Variant | None) -> Variant:
+    """``"layers=2,bidirectional,lengths=zero"`` (any order; "" or None is the plain run) as a Variant."""
+    if isinstance(text, Variant):
+        return text
+    if text is None or not str(text).strip():
+        return Variant()
+    fields: dict = {}
+    for part in (p.strip() for p in str(text).split(",")):
+        if part == "bidirectional":
+            fields["bidirectional"] = True
+        elif re.fullmatch(r"layers=\d+", part):
+            fields["layers"] = int(part.split("=")[1])
+        elif part.startswith("lengths="):
+            fields["lengths"] = part.split("=", 1)[1]
+        else:
+            raise ValueError(f"variant {text!r}: cannot read {part!r}; write e.g. "
+                             "'layers=2,bidirectional,lengths=zero' (lengths: zero or carry)")
+    return Variant(**fields)
+
+
+@cache
+def masked(cell: Cell) -> Cell:
+    """``cell`` with a per-example mask m_t: every state s_t = m_t s~_t + (1 - m_t) s_{t-1}."""
+    candidates = {out.name: Var(out.name + "_new", out.shape, INTERMEDIATE, rf"\tilde{{{out.latex}}}")
+                  for out in cell.state_out}
+    rename = {sp.IndexedBase(name): sp.IndexedBase(var.name) for name, var in candidates.items()}
+    step = []
+    for eq in cell.step:
+        target = candidates.get(eq.target.name, eq.target)
+        step.append(Equation(target, eq.indices, eq.rhs.xreplace(rename)))
+    m, (i,) = MASK.scalar, indices("i")
+    for inp, out in cell.states:
+        step.append(Equation(out, (i,), m * candidates[out.name][i] + (1 - m) * inp[i]))
+    return replace(cell, name=cell.name + "+mask", inputs=(*cell.inputs, MASK), step=tuple(step), head=None)
+
+
+def mask_of(lengths: np.ndarray | None, steps: int, batch: int) -> np.ndarray:
+    """m[t, b] = 1 where t < lengths[b] (every step when ``lengths`` is None), float64 (T, B)."""
+    if lengths is None:
+        return np.ones((steps, batch))
+    return (np.arange(steps)[:, None] < np.asarray(lengths)[None, :]).astype(np.float64)
