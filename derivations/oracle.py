@@ -33,6 +33,10 @@ class Oracle:
 
     #: the cells the built-in target ``oracle`` implements (the suite sets ``cell`` before each call)
     cells = CELL_NAMES
+    #: the variants it runs (rnnspec.derivations.composed); the suite sets ``layers``, ``bidirectional`` and
+    #: ``lengths`` (the padded steps' semantics) before each call
+    variants = ("layers", "bidirectional", "lengths=zero", "lengths=carry")
+    layers, bidirectional, lengths = 1, False, None
 
     def __init__(self, activation: str = "tanh", backend: str = "float64", bias: bool = True,
                  head: str | None = "softmax-ce", cell: str | Cell = "elman", rounding: Rounding | None = None) -> None:
@@ -75,12 +79,27 @@ class Oracle:
     def be(self) -> Backend:
         return backend(self.backend_name, self.rounding)
 
+    def _composed(self):
+        """The variant's oracle, or None for one forward layer over full sequences."""
+        from rnnspec.derivations.composed import Composed
+        from rnnspec.derivations.variants import Variant
+
+        variant = Variant(self.layers, self.bidirectional, self.lengths)
+        if variant.plain:
+            return None
+        return Composed(self.cell, variant, self.activation, self.backend_name, self.rounding, self.head)
+
     # -- the contract -------------------------------------------------------------------------
-    def forward(self, x: np.ndarray, state0: Arrays, params: Arrays) -> dict[str, np.ndarray]:
+    def forward(self, x: np.ndarray, state0: Arrays, params: Arrays, **lengths) -> dict[str, np.ndarray]:
+        if (composed := self._composed()) is not None:
+            return composed.forward(x, state0, params, **lengths)
         tapes, _ = self._forward(x, state0, params)
         return {out.key: self._stack([tape[out.name] for tape in tapes], out) for out in self.spec.state_out}
 
-    def vjp(self, x: np.ndarray, state0: Arrays, params: Arrays, cotangents: Arrays) -> dict[str, np.ndarray]:
+    def vjp(self, x: np.ndarray, state0: Arrays, params: Arrays, cotangents: Arrays,
+            **lengths) -> dict[str, np.ndarray]:
+        if (composed := self._composed()) is not None:
+            return composed.vjp(x, state0, params, cotangents, **lengths)
         tapes, sizes = self._forward(x, state0, params)
         per_step = self._cotangents(cotangents, len(tapes))
         return self._backward(tapes, per_step, sizes, self._step_params(params))
@@ -94,8 +113,10 @@ class Oracle:
         given = {by_key[k]: self.be.asarray(v) for k, v in cotangents.items()}
         return [{k: v[t] for k, v in given.items()} for t in range(steps)]
 
-    def loss(self, x: np.ndarray, state0: Arrays, params: Arrays, targets: np.ndarray):
+    def loss(self, x: np.ndarray, state0: Arrays, params: Arrays, targets: np.ndarray, **lengths):
         """Sum over time and batch of the head's loss, and the gradients of every input."""
+        if (composed := self._composed()) is not None:
+            return composed.loss(x, state0, params, targets, **lengths)
         tapes, sizes = self._forward(x, state0, params)
         return self._loss(tapes, sizes, params, targets)
 

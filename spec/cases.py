@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from rnnspec.derivations.registry import check_name
+from rnnspec.derivations.variants import parse_variant
 from rnnspec.spec.contract import contract
 from rnnspec.spec.declared import KNOWN_DTYPES
 
@@ -53,6 +54,17 @@ def _bias_offsets(cell: str, regime: str) -> dict[str, float]:
         if regime == f"{gate.meaning}-shut":
             return {gate.bias: -GATE_OFFSET}
     return {}
+def _lengths(rng: np.random.Generator, T: int, B: int) -> np.ndarray:
+    """Sequence lengths in [0, T]; with two sequences or more, T and 0 among them (at random places)."""
+    lengths = rng.integers(0, T + 1, B)
+    ends = rng.permutation(B)
+    if B >= 2:
+        lengths[ends[0]] = T
+    if B >= 3:
+        lengths[ends[1]] = 0
+    return lengths
+
+
 #: the largest case accepted: entries of the largest array (x, the states or the logits)
 MAX_ENTRIES = 10_000_000
 
@@ -69,6 +81,9 @@ class Case:
     regime: str
     seed: int
     cell: str = "elman"
+    #: how the cell is run (:class:`~rnnspec.derivations.variants.Variant`): "" one forward layer, else e.g.
+    #: ``layers=2,bidirectional,lengths=zero``, kept in that canonical spelling
+    variant: str = ""
 
     def __post_init__(self) -> None:
         """A ValueError naming the field, for a case written by hand (``--case``)."""
@@ -85,6 +100,10 @@ class Case:
             check_name(self.cell)
         except ValueError as exc:
             raise ValueError(f"case field cell: {exc}") from None
+        try:
+            object.__setattr__(self, "variant", parse_variant(self.variant).name)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"case field {exc}") from None
         activations = contract(self.cell).cell.activations
         for name, known in (("activation", activations), ("dtype", KNOWN_DTYPES), ("regime", regimes(self.cell))):
             if getattr(self, name) not in known:
@@ -96,27 +115,31 @@ class Case:
         fields = asdict(self)
         if self.cell == "elman":
             del fields["cell"]
+        if not self.variant:
+            del fields["variant"]
         return json.dumps(fields, separators=(",", ":"))
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """x, the initial states, every parameter (in the case's dtype), targets (int64), and a cotangent
-        ``cot_<state>`` per state for vjp. Drawn in a fixed order: every recurrent matrix, x, the initial
-        states, the step parameters in the cell's order, V, c, targets, cotangents."""
+        """x, the initial states, every parameter (in the case's dtype), targets (int64), a cotangent
+        ``cot_<output>`` per forward output for vjp, and for a variant with lengths, ``lengths``. Drawn in a
+        fixed order: every recurrent matrix, x, the initial states, the step parameters in the cell's order
+        (layer by layer, forward then reverse, for a variant), V, c, targets, cotangents, lengths."""
         rng = np.random.default_rng(self.seed)
         T, B, I, H, K = self.T, self.B, self.I, self.H, self.K
-        cell = contract(self.cell)
+        cell = contract(self.cell, self.variant)
+        shapes = cell.param_shapes(I, H, K)
         input_scale, bias_scale, output_scale = 1.0, 0.3, 1.0
         recurrent = {}
-        for var in cell.cell.params:
-            if var.shape != ("H", "H"):
+        for key in cell.step_params:
+            if shapes[key] != (H, H) or not key.startswith("W"):
                 continue
             if self.regime == "long-memory":
                 q, _ = np.linalg.qr(rng.standard_normal((H, H)))
-                recurrent[var.key] = 0.99 * q
+                recurrent[key] = 0.99 * q
             else:
                 radius = {"saturating": 0.9, "chaotic": 3.0, "large-logits": 0.8}.get(self.regime, 0.5)
                 W = rng.standard_normal((H, H))
-                recurrent[var.key] = W * radius / max(float(np.max(np.abs(np.linalg.eigvals(W)))), 1e-12)
+                recurrent[key] = W * radius / max(float(np.max(np.abs(np.linalg.eigvals(W)))), 1e-12)
         if self.regime == "long-memory":
             input_scale = 0.3
         if self.regime == "saturating":
@@ -128,18 +151,24 @@ class Case:
         offsets = _bias_offsets(self.cell, self.regime)
         cast = lambda a: np.ascontiguousarray(a, dtype=self.dtype)
         out = {"x": cast(rng.standard_normal((T, B, I)))}
-        out.update({k: cast(rng.standard_normal((B, H)) * 0.5) for k in cell.state0})
-        for var in cell.cell.params:
-            if var.shape == ("H", "H"):
-                out[var.key] = cast(recurrent[var.key])
-            elif var.shape == ("H", "I"):
-                out[var.key] = cast(rng.standard_normal((H, I)) * input_scale / np.sqrt(I))
-            else:
-                out[var.key] = cast(rng.standard_normal(H) * bias_scale + offsets.get(var.key, 0.0))
-        out["V"] = cast(rng.standard_normal((K, H)) * output_scale)
+        out.update({k: cast(rng.standard_normal(cell.state_shape(B, H)) * 0.5) for k in cell.state0})
+        for layer, d in cell.variant.runs():
+            suffix = cell.variant.suffix(layer, d)
+            for var in cell.cell.params:
+                key = var.key + suffix
+                if key in recurrent:
+                    out[key] = cast(recurrent[key])
+                elif len(var.shape) == 2:
+                    fan_in = shapes[key][1]
+                    out[key] = cast(rng.standard_normal(shapes[key]) * input_scale / np.sqrt(fan_in))
+                else:
+                    out[key] = cast(rng.standard_normal(H) * bias_scale + offsets.get(var.key, 0.0))
+        out["V"] = cast(rng.standard_normal(shapes["V"]) * output_scale)
         out["c"] = cast(rng.standard_normal(K) * bias_scale * output_scale)
         out["targets"] = rng.integers(0, K, (T, B))
-        out.update({"cot_" + k: cast(rng.standard_normal((T, B, H))) for k in cell.states})
+        out.update({"cot_" + k: cast(rng.standard_normal(shape)) for k, shape in cell.output_shapes(T, B, H).items()})
+        if cell.variant.lengths:
+            out["lengths"] = _lengths(rng, T, B)
         return out
 
     def smaller(self) -> list[Case]:
@@ -157,7 +186,8 @@ class Case:
         return list(dict.fromkeys(out))
 
 
-def strategy(dtypes: tuple[str, ...], activations: tuple[str, ...], max_T: int = 96, cell: str = "elman"):
+def strategy(dtypes: tuple[str, ...], activations: tuple[str, ...], max_T: int = 96, cell: str = "elman",
+             variant: str = ""):
     """Hypothesis strategy of cases of ``cell``; short sequences are likelier than long ones."""
     from hypothesis import strategies as st
 
@@ -173,11 +203,12 @@ def strategy(dtypes: tuple[str, ...], activations: tuple[str, ...], max_T: int =
         regime=st.sampled_from(regimes(cell)),
         seed=st.integers(0, 2**32 - 1),
         cell=st.just(cell),
+        variant=st.just(variant),
     )
 
 
 def generate(count: int, seed: int, dtypes: tuple[str, ...], activations: tuple[str, ...],
-             cell: str = "elman") -> list[Case]:
+             cell: str = "elman", variant: str = "") -> list[Case]:
     """``count`` distinct cases, the same for the same seed (and Hypothesis version).
 
     The budget is split evenly over every declared (dtype, activation) pair and the pairs'
@@ -185,7 +216,7 @@ def generate(count: int, seed: int, dtypes: tuple[str, ...], activations: tuple[
     """
     pairs = [(d, a) for d in dtypes for a in activations]
     share = -(-count // len(pairs))
-    per_pair = [_generate_pair(share, seed * 1000 + n, d, a, cell) for n, (d, a) in enumerate(pairs)]
+    per_pair = [_generate_pair(share, seed * 1000 + n, d, a, cell, variant) for n, (d, a) in enumerate(pairs)]
     mixed = [case for group in itertools.zip_longest(*per_pair) for case in group if case is not None]
     return list(dict.fromkeys(mixed))[:count]
 
@@ -205,7 +236,7 @@ def _hypothesis_storage_elsewhere():
             configuration.set_hypothesis_home_dir(previous)
 
 
-def _generate_pair(count: int, seed: int, dtype: str, activation: str, cell: str) -> list[Case]:
+def _generate_pair(count: int, seed: int, dtype: str, activation: str, cell: str, variant: str = "") -> list[Case]:
     from hypothesis import HealthCheck, Phase, Verbosity, given, settings
     from hypothesis import seed as hypothesis_seed
 
@@ -216,7 +247,7 @@ def _generate_pair(count: int, seed: int, dtype: str, activation: str, cell: str
     @hypothesis_seed(seed)
     @settings(max_examples=count, phases=[Phase.generate], database=None, deadline=None, derandomize=False,
               suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet)
-    @given(strategy((dtype,), (activation,), cell=cell))
+    @given(strategy((dtype,), (activation,), cell=cell, variant=variant))
     def collect(case: Case) -> None:
         found.append(case)
 

@@ -50,11 +50,12 @@ class Clause:
 
 
 @cache
-def clauses(cell: str = "elman") -> tuple[Clause, ...]:
-    """Every clause of ``cell``, in report order."""
+def clauses(cell: str = "elman", variant: str = "") -> tuple[Clause, ...]:
+    """Every clause of ``cell`` run as ``variant`` (ids ``LSTM-L2-BIDIR-LEN-ZERO-VJP-U_I_L1_REVERSE``), in
+    report order."""
     from rnnspec.spec.statements import Statements
 
-    c = contract(cell)
+    c = contract(cell, variant)
     say = Statements(c)
     p = c.prefix
     return (
@@ -71,8 +72,8 @@ def clauses(cell: str = "elman") -> tuple[Clause, ...]:
 
 
 @cache
-def by_id(cell: str = "elman") -> dict[str, Clause]:
-    return {c.id: c for c in clauses(cell)}
+def by_id(cell: str = "elman", variant: str = "") -> dict[str, Clause]:
+    return {c.id: c for c in clauses(cell, variant)}
 
 
 def all_ids() -> dict[str, str]:

@@ -151,7 +151,8 @@ def _check(args: argparse.Namespace) -> int:
         cases = [_case(args.case, args.cell)] if args.case else None
         result = check(TargetName(args.target), target=args.target, examples=args.examples, seed=args.seed,
                        timeout=args.timeout, clauses=args.clause or None, cases=cases,
-                       progress=None if args.quiet else print_progress(), cell=args.cell, dtype=args.dtype)
+                       progress=None if args.quiet else print_progress(), cell=args.cell, dtype=args.dtype,
+                       variant=args.variant)
     except (TargetError, UsageError) as exc:
         print(f"rnnspec check: {exc}", file=sys.stderr)
         return 2
@@ -211,6 +212,9 @@ def parser() -> argparse.ArgumentParser:
                        help=f"built-in name ({', '.join(sorted(BUILTIN))}), package.module:attr or file.py:attr "
                        "(default rnnspec-cpu)")
     check.add_argument("--cell", help=f"the cell to check: {', '.join(CELL_NAMES)} (default: the target's first)")
+    check.add_argument("--variant", help="run the cell stacked, both ways, on sequences of their own lengths: any of "
+                       "layers=N, bidirectional, lengths=zero or lengths=carry, comma-separated "
+                       "(e.g. layers=2,bidirectional,lengths=zero); default: one forward layer")
     check.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                        help="cuda: the target's GPU variant (torch -> torch-cuda, rnnspec-cpu -> rnnspec-cuda)")
     check.add_argument("--dtype", choices=["float32", "float64"], help="only cases of this dtype (default: every "

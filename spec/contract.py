@@ -15,13 +15,26 @@ import numpy as np
 
 from rnnspec.derivations.cells import Cell
 from rnnspec.derivations.registry import cell as registered_cell
+from rnnspec.derivations.variants import Variant, parse_variant
 
 Key = tuple[str, str]  # (method, output)
 
 
+class Keywords(dict):
+    """The keyword arguments of a call, carried last among its arguments (a variant's ``lengths``)."""
+
+
 @dataclass(frozen=True)
 class Contract:
+    """The keys and shapes of ``cell`` run as ``variant`` (the plain run: today's single-layer contract).
+
+    A variant (:mod:`rnnspec.derivations.composed` has its contract) returns the last layer's outputs
+    ``h`` (T, B, D * H) and the final states ``h_n`` (and ``c_n``); its parameters are named per layer
+    and direction (``U_i_l1_reverse``) and its initial states are (L * D, B, H) when it is stacked.
+    """
+
     cell: Cell
+    variant: Variant = Variant()
 
     @property
     def name(self) -> str:
@@ -29,13 +42,22 @@ class Contract:
 
     @property
     def prefix(self) -> str:
-        """The clause ids' prefix: ``ELMAN``, ``LSTM``, ``GRU-RESET-AFTER``."""
-        return self.cell.name.upper()
+        """The clause ids' prefix: ``ELMAN``, ``LSTM``, ``GRU-RESET-AFTER``, ``LSTM-L2-BIDIR-LEN-ZERO``."""
+        return self.cell.name.upper() + self.variant.tag
 
     @property
     def states(self) -> tuple[str, ...]:
         """forward's keys and the cotangents' keys."""
-        return tuple(v.key for v in self.cell.state_out)
+        if self.variant.plain:
+            return tuple(v.key for v in self.cell.state_out)
+        return ("h", *(v.key + "_n" for v in self.cell.state_out))
+
+    @property
+    def output_names(self) -> dict[str, str]:
+        """forward's keys -> the names under which the oracle's ``everything`` returns them."""
+        if self.variant.plain:
+            return {v.key: v.name for v in self.cell.state_out}
+        return {k: k for k in self.states}
 
     @property
     def state0(self) -> tuple[str, ...]:
@@ -43,7 +65,8 @@ class Contract:
 
     @property
     def step_params(self) -> tuple[str, ...]:
-        return tuple(v.key for v in self.cell.params)
+        return tuple(v.key + self.variant.suffix(layer, d) for layer, d in self.variant.runs()
+                     for v in self.cell.params)
 
     @property
     def head_params(self) -> tuple[str, ...]:
@@ -58,13 +81,29 @@ class Contract:
         return (*self.vjp_keys, *self.head_params)
 
     def param_shapes(self, I: int, H: int, K: int) -> dict[str, tuple[int, ...]]:
-        sizes = {"I": I, "H": H, "K": K}
-        return {v.key: tuple(sizes[d] for d in v.shape) for v in self.cell.all_params}
+        """Every parameter's shape; layer l > 0 reads the D * H features of the layer below."""
+        variant = self.variant
+        out = {}
+        for layer, d in variant.runs():
+            sizes = {"I": I if layer == 0 else variant.directions * H, "H": H, "K": K}
+            out.update({v.key + variant.suffix(layer, d): tuple(sizes[n] for n in v.shape) for v in self.cell.params})
+        sizes = {"H": variant.directions * H, "K": K}
+        out.update({v.key: tuple(sizes[n] for n in v.shape) for v in self.cell.head.params})
+        return out
+
+    def state_shape(self, B: int, H: int) -> tuple[int, ...]:
+        """An initial or final state's shape: (B, H), or (L * D, B, H) for a stacked variant."""
+        return ((len(self.variant.runs()),) if self.variant.stacked else ()) + (B, H)
+
+    def output_shapes(self, T: int, B: int, H: int) -> dict[str, tuple[int, ...]]:
+        if self.variant.plain:
+            return {k: (T, B, H) for k in self.states}
+        return {k: (T, B, self.variant.directions * H) if k == "h" else self.state_shape(B, H) for k in self.states}
 
     def shapes(self, T: int, B: int, I: int, H: int, K: int) -> dict[Key, tuple[int, ...]]:
         """Every output's shape, by (method, key)."""
-        sizes = {"x": (T, B, I), **{k: (B, H) for k in self.state0}, **self.param_shapes(I, H, K)}
-        out = {("forward", k): (T, B, H) for k in self.states}
+        sizes = {"x": (T, B, I), **{k: self.state_shape(B, H) for k in self.state0}, **self.param_shapes(I, H, K)}
+        out = {("forward", k): shape for k, shape in self.output_shapes(T, B, H).items()}
         out[("loss", "value")] = ()
         out.update({("vjp", k): sizes[k] for k in self.vjp_keys})
         out.update({("loss", k): sizes[k] for k in self.loss_keys})
@@ -74,14 +113,17 @@ class Contract:
         """The positional arguments of ``method``, from a case's arrays (cotangents are ``cot_<state>``)."""
         state0 = {k: arrays[k] for k in self.state0}
         if method == "forward":
-            return arrays["x"], state0, {k: arrays[k] for k in self.step_params}
-        if method == "vjp":
-            return (arrays["x"], state0, {k: arrays[k] for k in self.step_params},
+            args = arrays["x"], state0, {k: arrays[k] for k in self.step_params}
+        elif method == "vjp":
+            args = (arrays["x"], state0, {k: arrays[k] for k in self.step_params},
                     {k: arrays["cot_" + k] for k in self.states})
-        return arrays["x"], state0, {k: arrays[k] for k in self.step_params + self.head_params}, arrays["targets"]
+        else:
+            args = arrays["x"], state0, {k: arrays[k] for k in self.step_params + self.head_params}, arrays["targets"]
+        return (*args, Keywords(lengths=arrays["lengths"])) if self.variant.lengths else args
 
 
 @cache
-def contract(cell: str) -> Contract:
-    """The contract of the registered cell ``cell`` (ValueError for an unknown name or a bare 'gru')."""
-    return Contract(registered_cell(cell))
+def contract(cell: str, variant: str | Variant = "") -> Contract:
+    """The contract of the registered cell ``cell`` run as ``variant`` (ValueError for an unknown name or a
+    bare 'gru')."""
+    return Contract(registered_cell(cell), parse_variant(variant))

@@ -23,7 +23,10 @@ class UsageError(Exception):
 
 
 _DEFAULTS = {"cell": "elman", "cells": None, "dtypes": ("float64",), "activations": None, "activation": "tanh",
-             "accuracy": tol.DEFAULT_ACCURACY, "device": "cpu"}
+             "accuracy": tol.DEFAULT_ACCURACY, "device": "cpu", "variants": ()}
+
+#: what a target may declare in ``variants``: each feature it implements; any combination of them is checked
+VARIANT_FEATURES = ("layers", "bidirectional", "lengths=zero", "lengths=carry")
 
 
 def declarations(impl) -> dict:
@@ -63,6 +66,17 @@ class Declared:
     methods: tuple[str, ...]
     device: str = "cpu"
     target_class: str = ""
+    #: the variant features it implements (VARIANT_FEATURES); () for one forward layer over full sequences
+    variants: tuple[str, ...] = ()
+
+    def admits_variant(self, variant) -> None:
+        """A usage error unless the target declares every feature ``variant`` uses."""
+        needs = (["layers"] if variant.layers > 1 else []) + (["bidirectional"] if variant.bidirectional else [])
+        needs += [f"lengths={variant.lengths}"] if variant.lengths else []
+        missing = [n for n in needs if n not in self.variants]
+        if missing:
+            raise UsageError(f"--variant {variant.name}: the target ({self.target_class}) does not declare "
+                             f"{missing} in its variants {self.variants} (known features: {VARIANT_FEATURES})")
 
     def accuracy_of(self, dtype: str) -> str | float:
         if isinstance(self.accuracy, dict):
@@ -91,8 +105,11 @@ class Declared:
         return self.activations if cell == "elman" else registered(cell).activations
 
     def admits(self, case) -> None:
-        """A usage error unless the target declares the case's cell, dtype and activation."""
+        """A usage error unless the target declares the case's cell, dtype, activation and variant."""
+        from rnnspec.derivations.variants import parse_variant
+
         self.choose(case.cell)
+        self.admits_variant(parse_variant(case.variant))
         if case.dtype not in self.dtypes:
             raise UsageError(f"--case: dtype {case.dtype!r} is not among the target's dtypes {self.dtypes}")
         if case.activation not in self.activations_of(case.cell):
@@ -136,5 +153,10 @@ def declared(raw: dict) -> Declared:
             tol.accuracy_ulps(accuracy)
     except ValueError as exc:
         raise UsageError(f"the target's {exc}") from None
+    variants = raw["variants"]
+    if variants is None or variants == ():
+        variants = ()
+    else:
+        variants = _names("variants", variants, VARIANT_FEATURES)
     return Declared(cells, dtypes, activations, raw["accuracy"], raw["methods"], str(raw["device"]),
-                    raw["target_class"])
+                    raw["target_class"], variants)

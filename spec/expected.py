@@ -14,13 +14,13 @@ from rnnspec.spec.contract import Contract, Key, contract
 __all__ = ["Expected", "Key", "call_args", "expected", "expected_shapes"]
 
 
-def call_args(method: str, arrays: dict[str, np.ndarray], cell: str = "elman") -> tuple:
-    """The positional arguments of ``method`` in the implementation contract of ``cell``."""
-    return contract(cell).call_args(method, arrays)
+def call_args(method: str, arrays: dict[str, np.ndarray], cell: str = "elman", variant: str = "") -> tuple:
+    """The arguments of ``method`` in the implementation contract of ``cell`` run as ``variant``."""
+    return contract(cell, variant).call_args(method, arrays)
 
 
 def expected_shapes(case: Case) -> dict[Key, tuple[int, ...]]:
-    return contract(case.cell).shapes(case.T, case.B, case.I, case.H, case.K)
+    return contract(case.cell, case.variant).shapes(case.T, case.B, case.I, case.H, case.K)
 
 
 #: the step quantities, stacked over time, that feed a nonlinearity (overflow, ReLU's kink)
@@ -29,7 +29,7 @@ TRACE = "trace"
 
 def _flatten(cell: Contract, states, vjp, loss) -> dict[Key, np.ndarray]:
     value, grads = loss
-    keys = {v.key: v.name for v in cell.cell.state_out}
+    keys = cell.output_names
     out = {("forward", k): np.asarray(states[keys[k]], dtype=np.float64) for k in cell.states}
     out[("loss", "value")] = np.float64(value)
     out.update({(TRACE, n): np.asarray(states[n], dtype=np.float64) for n in cell.cell.pre_activations})
@@ -55,16 +55,21 @@ class Expected:
 
 
 def _oracle_everything(case: Case, backend: str, arrays: dict[str, np.ndarray], rounding=None):
+    from rnnspec.derivations.composed import Composed
     from rnnspec.derivations.oracle import Oracle
 
-    cell = contract(case.cell)
-    oracle = Oracle(case.activation, backend=backend, rounding=rounding, cell=case.cell)
+    cell = contract(case.cell, case.variant)
+    if case.variant:
+        oracle = Composed(case.cell, case.variant, case.activation, backend, rounding)
+    else:
+        oracle = Oracle(case.activation, backend=backend, rounding=rounding, cell=case.cell)
     f = lambda a: np.asarray(a, dtype=backend)
-    x, state0, params, targets = cell.call_args("loss", arrays)
+    x, state0, params, targets, *keywords = cell.call_args("loss", arrays)
     cotangents = {k: f(arrays["cot_" + k]) for k in cell.states}
     with np.errstate(all="ignore"):
         return _flatten(cell, *oracle.everything(f(x), {k: f(v) for k, v in state0.items()},
-                                                 {k: f(v) for k, v in params.items()}, cotangents, targets))
+                                                 {k: f(v) for k, v in params.items()}, cotangents, targets,
+                                                 **(keywords[0] if keywords else {})))
 
 
 #: the precision the oracle's value is taken in, for each tested dtype

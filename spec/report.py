@@ -61,6 +61,7 @@ VERDICT_LINES = {
 
 def table(report: Report) -> str:
     cell = "" if report.cell == "elman" else f", cell {report.cell}"
+    cell += f", variant {report.variant}" if report.variant else ""
     width = max([22] + [len(r.clause.id) for r in report.results])
     rows = [f"rnnspec check {report.target}{cell}: seed {report.seed}, {_plural(report.cases, 'case')}, "
             f"{report.seconds:.1f} s; elementwise functions assumed accurate to: {report.accuracy}", "",

@@ -115,6 +115,8 @@ class Report:
     #: the accuracy class the tolerances assumed, as the report names it ("accurate (2 ulps)")
     accuracy: str = ""
     cell: str = "elman"
+    #: the variant checked ("" one forward layer over full sequences)
+    variant: str = ""
 
     @property
     def verdict(self) -> str:
@@ -132,7 +134,8 @@ class Report:
         return self.verdict == "conformant"
 
     def to_json(self) -> dict:
-        return {"schema": "rnnspec.report/2", "target": self.target, "cell": self.cell, "verdict": self.verdict,
+        return {"schema": "rnnspec.report/2", "target": self.target, "cell": self.cell,
+                **({"variant": self.variant} if self.variant else {}), "verdict": self.verdict,
                 "conformant": self.conformant, "seed": self.seed, "cases": self.cases,
                 "seconds": round(self.seconds, 3), "accuracy": self.accuracy, "environment": self.environment,
                 "clauses": [r.to_json() for r in self.results]}

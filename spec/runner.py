@@ -7,6 +7,7 @@ import math
 import sys
 import time
 
+from rnnspec.derivations.variants import parse_variant
 from rnnspec.spec.cases import Case, generate
 from rnnspec.spec.clauses import Clause, by_id
 from rnnspec.spec.clauses import clauses as cell_clauses
@@ -40,8 +41,8 @@ class Session:
             limit = self.deadline - time.monotonic()
             if limit <= 0:
                 return Outcome("skipped", message="not run: the time allowed after a timeout is spent")
-        outcome = self.worker.call(method, {"cell": case.cell, "activation": case.activation},
-                                   call_args(method, arrays, case.cell), timeout=limit)
+        settings = {"cell": case.cell, "activation": case.activation, "variant": case.variant}
+        outcome = self.worker.call(method, settings, call_args(method, arrays, case.cell, case.variant), timeout=limit)
         if outcome.status == "timeout":
             self.hung.add(method)
             if self.deadline is None:
@@ -124,8 +125,21 @@ def _cell_option(cell: str | None, cases: list[Case] | None) -> str | None:
         raise UsageError(f"--cell: {exc}") from None
 
 
-def _clauses(cell: str, names: list[str] | None) -> list[Clause]:
-    known = by_id(cell)
+def _variant_option(variant: str | None, cases: list[Case] | None) -> str:
+    """The variant asked for (``variant=`` or the cases'), in its canonical spelling."""
+    named = {c.variant for c in cases or ()}
+    try:
+        if variant is not None:
+            named.add(parse_variant(variant).name)
+    except ValueError as exc:
+        raise UsageError(f"--variant: {exc}") from None
+    if len(named) > 1:
+        raise UsageError(f"the cases and variant= name different variants: {sorted(named)}")
+    return named.pop() if named else ""
+
+
+def _clauses(cell: str, names: list[str] | None, variant: str = "") -> list[Clause]:
+    known = by_id(cell, variant)
     unknown = [c for c in names or () if c not in known]
     if unknown:
         from rnnspec.spec.clauses import all_ids
@@ -133,28 +147,31 @@ def _clauses(cell: str, names: list[str] | None) -> list[Clause]:
         elsewhere = {c: all_ids()[c] for c in unknown if c in all_ids()}
         hint = "".join(f"; {c} is a clause of cell {other!r} (--cell {other})" for c, other in elsewhere.items())
         raise UsageError(f"unknown clause ids {unknown} for cell {cell!r}{hint}; known: {sorted(known)}")
-    return [known[c] for c in names] if names else list(cell_clauses(cell))
+    return [known[c] for c in names] if names else list(cell_clauses(cell, variant))
 
 
 def check(impl, *, target: str = "<object>", examples: int | None = None, seed: int = 0,
           timeout: float = DEFAULT_TIMEOUT, clauses: list[str] | None = None, cases: list[Case] | None = None,
-          progress=None, cell: str | None = None, dtype: str | None = None) -> Report:
+          progress=None, cell: str | None = None, dtype: str | None = None, variant: str | None = None) -> Report:
     """Check ``impl`` against every clause (or those named) of ``cell`` on generated cases; see README.
 
     ``impl`` is the implementation, or a :class:`~rnnspec.spec.worker.TargetName`: then it is loaded
     in the worker process, under ``timeout``, and this process never imports it. ``cell`` defaults to
-    the target's (the first it declares); ``dtype`` restricts the generated cases to one declared dtype.
+    the target's (the first it declares); ``dtype`` restricts the generated cases to one declared dtype;
+    ``variant`` (``"layers=2,bidirectional,lengths=zero"``) runs the cell stacked, both ways, on lengths.
     """
     start = time.monotonic()
     check_options(examples, timeout)
     asked = _cell_option(cell, cases)
+    variant = _variant_option(variant, cases)
     if asked is not None:
-        _clauses(asked, clauses)
+        _clauses(asked, clauses, variant)
     session = Session(impl, timeout)
     try:
         decl = declared(session.worker.declarations())
         cell = decl.choose(asked)
-        selected = _clauses(cell, clauses)
+        decl.admits_variant(parse_variant(variant))
+        selected = _clauses(cell, clauses, variant)
         methods = tuple(dict.fromkeys(m for c in selected for m in _methods_for(c)))
         for case in cases or ():
             decl.admits(case)
@@ -162,7 +179,7 @@ def check(impl, *, target: str = "<object>", examples: int | None = None, seed: 
             raise UsageError(f"--dtype: {dtype!r} is not among the target's dtypes {decl.dtypes}")
         if cases is None:
             dtypes = (dtype,) if dtype else decl.dtypes
-            cases = generate(examples or DEFAULT_EXAMPLES, seed, dtypes, decl.activations_of(cell), cell)
+            cases = generate(examples or DEFAULT_EXAMPLES, seed, dtypes, decl.activations_of(cell), cell, variant)
         results = {c.id: ClauseResult(c) for c in selected}
         for n, case in enumerate(cases, 1):
             if progress:
@@ -182,7 +199,7 @@ def check(impl, *, target: str = "<object>", examples: int | None = None, seed: 
     finally:
         session.worker.stop()
     return Report(target, seed, list(results.values()), len(cases), time.monotonic() - start, _environment(decl),
-                  decl.accuracy_label, cell)
+                  decl.accuracy_label, cell, variant)
 
 
 def _counterexample(target: str, seed: int, clause: Clause, case: Case, verdict: Verdict, tries: int) -> dict:
@@ -195,7 +212,7 @@ def print_progress(stream=sys.stderr):
     def show(n: int, total: int, case: Case) -> None:
         what = case.activation if case.cell == "elman" else case.cell
         line = (f"[{n}/{total}] T={case.T} B={case.B} I={case.I} H={case.H} K={case.K} {what} "
-                f"{case.dtype} {case.regime}")
+                f"{case.dtype} {case.regime}" + (f" {case.variant}" if case.variant else ""))
         end = "\r" if stream.isatty() else "\n"
         stream.write(line.ljust(90) + end)
         stream.flush()

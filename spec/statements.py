@@ -48,7 +48,28 @@ class Statements:
 
     def forward(self, key: str) -> str:
         starts = ", ".join(f"state0[{k!r}]" for k in self.contract.state0)
-        return f"forward returns {key}_t for t = 1..T, from {starts}, where {self._step()}"
+        variant = self.contract.variant
+        if variant.plain:
+            return f"forward returns {key}_t for t = 1..T, from {starts}, where {self._step()}"
+        width = "(T, B, 2H), [forward | reverse]" if variant.bidirectional else "(T, B, H)"
+        what = (f"the last layer's outputs y_t, {width}" if key == "h"
+                else f"the final state {key.removesuffix('_n')} of every layer and direction, at each sequence's own "
+                "last step")
+        return f"forward returns {what}; {self.composition()}; each step {self._step()}"
+
+    def composition(self) -> str:
+        """How the variant composes the cell (rnnspec.derivations.variants has the derivation)."""
+        variant, words = self.contract.variant, []
+        if variant.layers > 1:
+            words.append(f"{variant.layers} layers, layer l+1 reading layer l's outputs")
+        if variant.bidirectional:
+            words.append("a reverse direction with its own parameters runs x_T..x_1 and its outputs are put back "
+                         "in time order")
+        if variant.lengths:
+            kept = "zero" if variant.lengths == "zero" else "the state held (carried)"
+            words.append(f"steps t >= lengths[b] keep the state (s_t = m_t s~_t + (1 - m_t) s_(t-1)) and output "
+                         f"{kept}; the reverse direction starts at lengths[b] - 1; the loss counts valid steps only")
+        return "; ".join(words)
 
     def loss_value(self) -> str:
         head = self.cell.head
@@ -62,6 +83,8 @@ class Statements:
         backward = {eq.target.name: eq for eq in self.derivation.step_backward + self.derivation.head_backward}
         by_key = {v.key: v for v in self.cell.all_params + self.cell.inputs}
         by_key.update({o.key + "0": i for i, o in self.cell.states})
+        if not self.contract.variant.plain:
+            return self._variant_gradient(method, key)
         var = by_key[key]
         rhs = self._rhs(backward["g_" + var.name])
         if key == "x":
@@ -78,3 +101,10 @@ class Statements:
             return f"loss returns {what}, with g_a_t = o_t - y_t"
         return f"loss returns {what}, with the cotangent of {head.reads.key}_t from the head, V^T (o_t - y_t); " \
                f"{COTANGENTS}"
+
+    def _variant_gradient(self, method: str, key: str) -> str:
+        cotangents = " and ".join(self.contract.states)
+        given = f"for cotangents on {cotangents}" if method == "vjp" else "of the loss over the valid steps"
+        return (f"{method} returns dL/d{key} {given}, by BPTT through the composition ({self.composition()}): "
+                "each run the masked cell's derived backward step, the reversal, concatenation and output mask "
+                "transposed")

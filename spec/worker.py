@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rnnspec.spec.contract import Keywords
 from rnnspec.spec.targets import TargetError, describe_exception, load_target
 
 
@@ -95,8 +96,13 @@ def _serve(connection, source) -> None:
                 impl.activation = settings["activation"]
             if settings.get("cell") is not None and getattr(impl, "cells", None):
                 impl.cell = settings["cell"]
+            if settings.get("variant") is not None and getattr(impl, "variants", None):
+                _set_variant(impl, settings["variant"])
             before = copy.deepcopy(args)
-            value = getattr(impl, method)(*args)
+            if args and isinstance(args[-1], Keywords):
+                value = getattr(impl, method)(*args[:-1], **args[-1])
+            else:
+                value = getattr(impl, method)(*args)
             reply = ("ok", value, "", mutated(before, args))
         except BaseException as exc:  # noqa: B036 - anything the implementation raises is a result
             reply = ("raised", None, describe_exception(exc), [])
@@ -104,6 +110,14 @@ def _serve(connection, source) -> None:
             connection.send(reply)
         except Exception as exc:  # the value does not pickle
             connection.send(("raised", None, f"the result could not be sent back ({exc!r}); return numpy arrays", []))
+
+
+def _set_variant(impl, name: str) -> None:
+    """The target's ``layers``, ``bidirectional`` and ``lengths`` ("zero", "carry" or None) for the case."""
+    from rnnspec.derivations.variants import parse_variant
+
+    variant = parse_variant(name)
+    impl.layers, impl.bidirectional, impl.lengths = variant.layers, variant.bidirectional, variant.lengths
 
 
 def _cuda_initialized() -> bool:
