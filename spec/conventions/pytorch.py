@@ -1,4 +1,6 @@
-"""PyTorch: nn.RNN, nn.LSTM, nn.GRU (one layer, one direction).
+"""PyTorch: nn.RNN, nn.LSTM, nn.GRU (one layer, one direction; :func:`to_runs` for ``num_layers`` and
+``bidirectional``, whose weights are those of layer l in direction d suffixed ``_l{l}`` or ``_l{l}_reverse``,
+as rnnspec's own names are: ``U_i_l1_reverse`` is a block of ``weight_ih_l1_reverse``).
 
 ``weight_ih_l0`` (G·H, I) and ``weight_hh_l0`` (G·H, H) stack the gates along rows, nn.LSTM in the
 order i, f, g, o and nn.GRU in r, z, n; ``bias_ih_l0`` and ``bias_hh_l0`` (G·H,) add up to the
@@ -32,3 +34,26 @@ def from_(cell: str, weights: dict, combine: Combine) -> dict[str, np.ndarray]:
     order = ORDER[cell]
     return {**unstack(weights["weight_ih_l0"], "U", order), **unstack(weights["weight_hh_l0"], "W", order),
             **combine_stacked(weights["bias_ih_l0"], weights["bias_hh_l0"], order, combine, _KEEP.get(cell))}
+
+
+def _runs(variant) -> list[tuple[str, str]]:
+    """(rnnspec's suffix, PyTorch's) of every layer and direction."""
+    return [(variant.suffix(layer, d), f"_l{layer}" + ("_reverse" if d else "")) for layer, d in variant.runs()]
+
+
+def to_runs(cell: str, params: dict, variant) -> dict[str, np.ndarray]:
+    """The weights of a module with ``num_layers`` and ``bidirectional`` from the canonical per-run parameters."""
+    out = {}
+    for ours, theirs in _runs(variant):
+        run = {k[: len(k) - len(ours)] if ours else k: v for k, v in params.items() if not ours or k.endswith(ours)}
+        out.update({name.replace("_l0", theirs): value for name, value in to(cell, run).items()})
+    return out
+
+
+def from_runs(cell: str, weights: dict, combine: Combine, variant) -> dict[str, np.ndarray]:
+    """The inverse of :func:`to_runs` (gradients with ``combine`` = first_part)."""
+    out = {}
+    for ours, theirs in _runs(variant):
+        run = {name.replace(theirs, "_l0"): value for name, value in weights.items() if name.endswith(theirs)}
+        out.update({k + ours: v for k, v in from_(cell, run, combine).items()})
+    return out

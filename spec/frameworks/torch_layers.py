@@ -6,6 +6,13 @@ state of the last step only; c_t of every step is its final state after one step
 (h_{t-1}, c_{t-1}), chained from (h0, c0), so both outputs come from the layer itself (one call per
 step; runs on the prefixes x[:t+1] would cost T^2 / 2 steps).
 
+Variants (``num_layers``, ``bidirectional``, packed sequences): the module is built with the variant's
+layers and directions, its weights from :func:`rnnspec.spec.conventions.pytorch.to_runs`; lengths go through
+``pack_padded_sequence`` (``enforce_sorted=False``) and ``pad_packed_sequence``, whose padded outputs are
+zero (the "zero" semantics). PyTorch refuses a length of 0, so those sequences are left out of the packed
+batch: their outputs are zero and their final states their initial ones (through autograd, so their
+cotangents reach h0). The loss counts the valid steps only (a per-step loss times the mask).
+
 ``torch-cuda`` runs the same layers on a GPU (cuDNN) with PyTorch's defaults, under which cuDNN may
 use TF32 for float32 (``torch.backends.cudnn.allow_tf32`` is True by default): TF32 rounds the
 products' inputs to 10 bits, far outside float32's tolerance, so the suite reports that as not
@@ -16,7 +23,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnnspec.derivations.variants import Variant
 from rnnspec.spec.conventions import gradients_from_framework, to_framework
+from rnnspec.spec.conventions import pytorch as conventions
+from rnnspec.spec.conventions._layout import first_part
 from rnnspec.spec.targets import TargetError
 
 LAYERS = {"elman": "RNN", "lstm": "LSTM", "gru-reset-after": "GRU"}
@@ -29,6 +39,8 @@ class TorchRNN:
     cell = "elman"
     dtypes = ("float32", "float64")
     activations = ("tanh", "relu")
+    variants = ("layers", "bidirectional", "lengths=zero")
+    layers, bidirectional, lengths = 1, False, None
 
     device = "cpu"
     #: torch.backends.cudnn.allow_tf32 on a GPU (None: PyTorch's default, which allows it)
@@ -53,12 +65,21 @@ class TorchRNN:
     def _tensor(self, array):
         return self.torch.from_numpy(np.array(array)).to(self.device)
 
+    @property
+    def variant(self) -> Variant:
+        return Variant(self.layers, self.bidirectional, self.lengths)
+
     def _module(self, params, dtype):
         torch = self.torch
-        weights = to_framework("torch", self.cell, params)
+        variant = self.variant
+        if variant.plain:
+            weights = to_framework("torch", self.cell, params)
+        else:
+            weights = conventions.to_runs(self.cell, params, variant)
         H4, I = weights["weight_ih_l0"].shape
         H = weights["weight_hh_l0"].shape[1]
         options = {"nonlinearity": self.activation} if self.cell == "elman" else {}
+        options.update(num_layers=variant.layers, bidirectional=variant.bidirectional)
         module = getattr(torch.nn, LAYERS[self.cell])(I, H, **options).to(dtype).to(self.device)
         with torch.no_grad():
             for name, value in weights.items():
@@ -86,35 +107,94 @@ class TorchRNN:
             outputs["c"] = torch.stack(every)
         return module, leaves, outputs
 
+    def _run_variant(self, x, state0, params, lengths):
+        """The module, the leaves and {"h", "h_n" (, "c_n")} of a variant: packed when it has lengths."""
+        torch = self.torch
+        dtype = torch.float32 if x.dtype == np.float32 else torch.float64
+        module = self._module(params, dtype)
+        variant = self.variant
+        leaves = {"x": self._tensor(x).requires_grad_(True)}
+        stacked = (lambda v: v) if variant.stacked else (lambda v: v[None])
+        leaves.update({k: self._tensor(stacked(v)).requires_grad_(True) for k, v in state0.items()})
+        start = (leaves["h0"], leaves["c0"]) if self.cell == "lstm" else leaves["h0"]
+        if lengths is None:
+            out, final = module(leaves["x"], start)
+        else:
+            out, final = self._packed(module, leaves, start, np.asarray(lengths))
+        finals = final if self.cell == "lstm" else (final,)
+        unstack = (lambda v: v) if variant.stacked else (lambda v: v[0])
+        outputs = {"h": out, "h_n": unstack(finals[0])}
+        if self.cell == "lstm":
+            outputs["c_n"] = unstack(finals[1])
+        return module, leaves, outputs
+
+    def _packed(self, module, leaves, start, lengths):
+        """Packed sequences; those of length 0 (which PyTorch refuses) keep their initial states."""
+        torch = self.torch
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+        x = leaves["x"]
+        T, B = x.shape[:2]
+        width = module.hidden_size * (2 if module.bidirectional else 1)
+        live = np.flatnonzero(lengths > 0)
+        starts = start if isinstance(start, tuple) else (start,)
+        if not live.size:
+            return x.new_zeros((T, B, width)), start
+        index = torch.from_numpy(live).to(x.device)
+        packed = pack_padded_sequence(x[:, index], torch.from_numpy(lengths[live]), enforce_sorted=False)
+        sub_start = tuple(s[:, index] for s in starts)
+        out, final = module(packed, sub_start if isinstance(start, tuple) else sub_start[0])
+        out, _ = pad_packed_sequence(out, total_length=T)
+        finals = final if isinstance(final, tuple) else (final,)
+        full_out = x.new_zeros((T, B, width)).index_copy(1, index, out)
+        full_finals = tuple(s.index_copy(1, index, f) for s, f in zip(starts, finals))
+        return full_out, full_finals if isinstance(start, tuple) else full_finals[0]
+
     def _grads(self, module, leaves):
-        grads = gradients_from_framework("torch", self.cell,
-                                         {n: p.grad.cpu().numpy() for n, p in module.named_parameters()})
-        grads["x"] = leaves["x"].grad.cpu().numpy()
-        grads.update({k: v.grad[0].cpu().numpy() for k, v in leaves.items() if k != "x"})
+        # a parameter or leaf no output reached (every sequence of length 0) has no .grad: its gradient is 0
+        grad = lambda t: (t.grad if t.grad is not None else self.torch.zeros_like(t)).detach().cpu().numpy()
+        named = {n: grad(p) for n, p in module.named_parameters()}
+        variant = self.variant
+        if variant.plain:
+            grads = gradients_from_framework("torch", self.cell, named)
+        else:
+            grads = conventions.from_runs(self.cell, named, first_part, variant)
+        grads["x"] = grad(leaves["x"])
+        unstack = (lambda v: v) if variant.stacked else (lambda v: v[0])
+        grads.update({k: unstack(grad(v)) for k, v in leaves.items() if k != "x"})
         return grads
 
-    def forward(self, x, state0, params):
-        with self.torch.no_grad():
-            _, _, outputs = self._run(x, state0, params, every_c=True)
-        return {k: v.cpu().numpy() for k, v in outputs.items()}
+    def _outputs(self, x, state0, params, lengths, every_c):
+        if self.variant.plain:
+            return self._run(x, state0, params, every_c=every_c)
+        return self._run_variant(x, state0, params, lengths)
 
-    def vjp(self, x, state0, params, cotangents):
-        module, leaves, outputs = self._run(x, state0, params, every_c=True)
-        keys = sorted(outputs)
+    def forward(self, x, state0, params, lengths=None):
+        with self.torch.no_grad():
+            _, _, outputs = self._outputs(x, state0, params, lengths, every_c=True)
+        return {k: v.detach().cpu().numpy() for k, v in outputs.items()}
+
+    def vjp(self, x, state0, params, cotangents, lengths=None):
+        module, leaves, outputs = self._outputs(x, state0, params, lengths, every_c=True)
+        keys = [k for k in sorted(outputs) if outputs[k].requires_grad]
         self.torch.autograd.backward([outputs[k] for k in keys],
                                      [self._tensor(cotangents[k]) for k in keys])
         return self._grads(module, leaves)
 
-    def loss(self, x, state0, params, targets):
+    def loss(self, x, state0, params, targets, lengths=None):
         torch = self.torch
-        module, leaves, outputs = self._run(x, state0, params, every_c=False)
+        module, leaves, outputs = self._outputs(x, state0, params, lengths, every_c=False)
         V = self._tensor(params["V"]).requires_grad_(True)
         c = self._tensor(params["c"]).requires_grad_(True)
         out = outputs["h"]
         T, B, H = out.shape
         logits = torch.nn.functional.linear(out, V, c).reshape(T * B, -1)
-        loss = torch.nn.functional.cross_entropy(logits, self._tensor(np.asarray(targets).reshape(-1)),
-                                                 reduction="sum")
+        per_step = torch.nn.functional.cross_entropy(logits, self._tensor(np.asarray(targets).reshape(-1)),
+                                                     reduction="none")
+        if lengths is not None:
+            valid = np.arange(T)[:, None] < np.asarray(lengths)[None, :]
+            per_step = per_step * self._tensor(valid.reshape(-1).astype(x.dtype))
+        loss = per_step.sum()
         loss.backward()
         grads = self._grads(module, leaves)
         grads.update(V=V.grad.cpu().numpy(), c=c.grad.cpu().numpy())
