@@ -10,7 +10,7 @@ from sympy.calculus.util import maximum
 
 from rnnspec.derivations.cells import Cell, activation_function, elman
 from rnnspec.derivations.engine import cotangent, incoming, jacobian, reverse
-from rnnspec.derivations.tensors import Equation, Var
+from rnnspec.derivations.tensors import MASK, Equation, Var
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,7 +46,8 @@ class Derivation:
 @cache
 def derive(cell: Cell) -> Derivation:
     q = cell.quantities
-    step = reverse(cell.step, q, cell.state_out, cell.params + cell.inputs + cell.state_in)
+    inputs = tuple(v for v in cell.inputs if v.kind != MASK)  # a mask has no cotangent
+    step = reverse(cell.step, q, cell.state_out, cell.params + inputs + cell.state_in)
     head = ()
     if cell.head is not None:
         hd = cell.head

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-#: kinds of quantity.
-PARAM, INPUT, STATE_IN, STATE_OUT, INTERMEDIATE, TARGET, SHIFT, COTANGENT, PARAM_COTANGENT = (
+#: kinds of quantity. A MASK is a per-step input that is never differentiated (the variants' m_t in {0, 1}).
+PARAM, INPUT, STATE_IN, STATE_OUT, INTERMEDIATE, TARGET, SHIFT, COTANGENT, PARAM_COTANGENT, MASK = (
     "param", "input", "state_in", "state_out", "intermediate", "target", "shift", "cotangent",
-    "param_cotangent",
+    "param_cotangent", "mask",
 )
 
 

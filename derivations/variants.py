@@ -36,13 +36,14 @@ import numpy as np
 import sympy as sp
 
 from rnnspec.derivations.cells import Cell
-from rnnspec.derivations.tensors import INPUT, INTERMEDIATE, Equation, Var, indices
+from rnnspec.derivations.tensors import INTERMEDIATE, Equation, Var, indices
+from rnnspec.derivations.tensors import MASK as MASK_KIND
 
 Arrays = Mapping[str, np.ndarray]
 
 #: the two declared semantics of the steps after a sequence's end
 LENGTH_SEMANTICS = ("zero", "carry")
-MASK = Var("mask", (), INPUT, "m_t")
+MASK = Var("mask", (), MASK_KIND, "m_t")
 
 
 @dataclass(frozen=True)

@@ -174,3 +174,25 @@ def test_bench_rows_show_their_spread_and_noisy_ones_are_marked():
     ours, theirs = (t for t in text.splitlines() if t.startswith("S1"))
     assert theirs.endswith("noisy") and ours.endswith("noisy")  # our ratio is against the noisy torch row
     assert not bench.noisy(rows[0]) and bench.noisy(rows[1])
+
+
+def test_a_non_finite_output_near_overflow_decides_nothing_and_a_finite_wrong_one_fails():
+    """Near the dtype's overflow (the spec's value 1e39 is past float32's largest) an inf decides nothing,
+    as FINITE does there; a finite output far from the spec still fails; far from overflow, inf fails."""
+    from rnnspec.spec.clauses import by_id
+    from rnnspec.spec.expected import Expected
+    from rnnspec.spec.judge import judge
+    from rnnspec.spec.worker import Outcome
+
+    case = Case(2, 1, 1, 1, 2, "relu", "float32", "chaotic", 0)
+    clause = by_id("elman")["ELMAN-FWD-H"]
+    key = ("forward", "h")
+
+    def verdict(output, overflow):
+        spec = Expected({key: np.full((2, 1, 1), 1e39)}, {key: 1e-5}, overflow=overflow)
+        return judge(clause, case, {"forward": (Outcome("ok", {"h": output}), None)}, spec)
+
+    infinite, finite = np.full((2, 1, 1), np.inf, np.float32), np.ones((2, 1, 1), np.float32)
+    assert verdict(infinite, "pre-activations reach 1e39").status == "undetermined"
+    assert verdict(finite, "pre-activations reach 1e39").status == "failed"
+    assert verdict(infinite, "").status == "failed"

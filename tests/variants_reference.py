@@ -60,11 +60,28 @@ class Reference:
         return {k[: len(k) - len(suffix)] if suffix else k: v for k, v in params.items()
                 if suffix and k.endswith(suffix) or not suffix and k not in ("V", "c")}
 
-    def _one(self, seq, state0, params, d):
-        """One sequence (n, 1, I), one direction: its states in time order (n, 1, H) each."""
+    def _one(self, column, n, state0, params, d):
+        """Sequence b's first n steps (column (T, 1, I)) in one direction: its states in time order."""
+        seq = column[:n]
         run = seq[::-1] if d else seq
         out = self.model.forward(run, state0, params)
         return {k: (out[k][::-1] if d else out[k]) for k in self.state_keys}
+
+    def _last(self, states, key, n, d):
+        """The final state: after the last step in the direction's own order."""
+        return states[key][0] if d else states[key][n - 1]
+
+    def _fill_padded(self, y, b, n, states, start, final, d):
+        """Outputs at t >= n: zero, or under "carry" the state held there (the reverse direction's initial)."""
+        if self.semantics == "carry":
+            y[n:, b] = start["h0"][0] if d else final
+
+    def _concat(self, outs, layer):
+        return np.concatenate(outs, axis=-1)
+
+    def _stack_finals(self, finals):
+        """Per layer and direction, index layer * D + direction."""
+        return np.array(finals)
 
     def forward(self, x, state0, params, lengths=None):
         T, B = x.shape[:2]
@@ -80,23 +97,31 @@ class Reference:
                 for b in range(B):
                     n = int(lengths[b])
                     start = {k + "0": self._start(state0, k, index, b) for k in self.state_keys}
-                    states = self._one(inputs[:n, b:b + 1], start, p, d) if n else {}
+                    states = self._one(inputs[:, b:b + 1], n, start, p, d) if n else {}
                     if n:
-                        y[:n, b] = states["h"][:, 0]
+                        y[:n, b] = states["h"][:n, 0]
                     for k in self.state_keys:
-                        last = (states[k][0] if d else states[k][n - 1]) if n else start[k + "0"]
+                        last = self._last(states, k, n, d) if n else start[k + "0"]
                         final[k].append(last.reshape(-1))
-                    if self.semantics == "carry":
-                        y[n:, b] = start["h0"][0] if d else final["h"][-1]
+                    self._fill_padded(y, b, n, states, start, final["h"][-1], d)
                 outs.append(y)
                 for k in self.state_keys:
                     finals[k].append(np.array(final[k]))
-            inputs = np.concatenate(outs, axis=-1)
-        stacked = self.stacked
+            inputs = self._concat(outs, layer)
         result = {"h": inputs}
         for k in self.state_keys:
-            result[k + "_n"] = np.array(finals[k]) if stacked else finals[k][0]
+            result[k + "_n"] = self._stack_finals(finals[k]) if self.stacked else finals[k][0]
         return result
+
+    def _padded_cotangents(self, g_y, n, d, g_final, g_first):
+        """Under "carry", a padded output of the forward direction is its final state, one of the reverse
+        direction its initial state: their cotangents go there. Under "zero" they go nowhere."""
+        if self.semantics == "carry":
+            if d:
+                g_first = g_first + g_y[n:].sum(axis=0)
+            else:
+                g_final["h"] = g_final["h"] + g_y[n:].sum(axis=0)
+        return g_final, g_first
 
     def vjp(self, x, state0, params, cotangents, lengths=None):
         T, B = x.shape[:2]
@@ -126,11 +151,7 @@ class Reference:
                     g_final = {k: (cotangents[k + "_n"][index] if stacked else cotangents[k + "_n"])[b]
                                if k + "_n" in cotangents else np.zeros(H) for k in self.state_keys}
                     g_first = np.zeros(H)  # cotangent landing on h0 directly (reverse, carry)
-                    if self.semantics == "carry":
-                        if d:
-                            g_first = g_first + g_y[n:].sum(axis=0)
-                        else:
-                            g_final["h"] = g_final["h"] + g_y[n:].sum(axis=0)
+                    g_final, g_first = self._padded_cotangents(g_y, n, d, g_final, g_first)
                     if n == 0:
                         for k in self.state_keys:
                             g0 = g_final[k] + (g_first if k == "h" else 0)
@@ -159,9 +180,13 @@ class Reference:
         key = next(k for k in params if k.startswith("W"))
         return params[key].shape[1]
 
+    def _valid(self, T, B, lengths):
+        """Where the loss counts: the steps t < lengths[b]."""
+        return np.ones((T, B)) if lengths is None else (np.arange(T)[:, None] < np.asarray(lengths)[None, :])
+
     def loss(self, x, state0, params, targets, lengths=None):
         T, B = x.shape[:2]
-        valid = np.ones((T, B)) if lengths is None else (np.arange(T)[:, None] < np.asarray(lengths)[None, :])
+        valid = self._valid(T, B, lengths)
         y = self.forward(x, state0, params, lengths)["h"]
         V, c = params["V"], params["c"]
         a = y @ V.T + c

@@ -1,0 +1,40 @@
+"""Every wrong variant of the corpus is rejected; the correct composition passes, for every cell."""
+
+import mutants_variants as corpus
+import pytest
+
+from rnnspec.spec.runner import check
+
+#: cases per check: the variants' cases cost L * D cells each, so the corpus runs on fewer than the default
+EXAMPLES = 20
+
+
+def _group(cell, variant):
+    """One process per (cell, variant): the cases' expectations are computed once there, met by every mutant."""
+    return pytest.mark.xdist_group(f"{cell}:{variant}")
+
+
+@pytest.mark.parametrize("cell, target", [pytest.param(c, t, marks=_group(c, t.checked_as)) for c, t in
+                                          [(c, corpus.VariantTarget) for c in corpus.VariantTarget.cells]
+                                          + [("gru-reset-after", corpus.CarryTarget)]])
+def test_the_correct_composition_passes(cell, target):
+    report = check(target(), target=f"mutants_variants.{target.__name__}", cell=cell, variant=target.checked_as,
+                   examples=EXAMPLES)
+    assert report.variant == target.checked_as
+    assert report.conformant, [(r.clause.id, r.status, r.worst and r.worst.message) for r in report.results]
+
+
+@pytest.mark.parametrize("mutant", [pytest.param(m, marks=_group(m.cell, m.checked_as), id=m.__name__)
+                                    for m in corpus.MUTANTS])
+def test_variant_mutant_is_rejected(mutant, record_property):
+    report = check(mutant(), target=f"mutants_variants.{mutant.__name__}", cell=mutant.cell,
+                   variant=mutant.checked_as, examples=EXAMPLES)
+    caught = [r.clause.id for r in report.results if r.status in ("failed", "error")]
+    record_property("caught_by", ",".join(caught))
+    print(f"{mutant.__name__}: caught by {', '.join(caught[:6]) or 'nothing'}")
+    assert not report.conformant and caught, f"{mutant.__name__} ({mutant.__doc__}) passed every clause"
+
+
+def test_variant_corpus_is_distinct():
+    assert len(corpus.MUTANTS) >= 15
+    assert len({m.__doc__ for m in corpus.MUTANTS}) == len(corpus.MUTANTS)
