@@ -83,6 +83,22 @@ def shrink(session: Session, clause: Clause, case: Case, verdict: Verdict, ulps:
     return case, verdict, tries
 
 
+def _shrink_from(session: Session, clause: Clause, case: Case, verdict: Verdict, ulps: float,
+                 shrunk: dict[Case, Case]) -> tuple[Case, Verdict, int]:
+    """:func:`shrink`; or, when an earlier clause failing first on the same case was shrunk, that smaller case
+    if this clause fails there the same way (one call instead of a search: a broken target fails many
+    clauses on the same cases)."""
+    if shrunk.get(case, case) != case:
+        small = shrunk[case]
+        outcomes = session.run(small, small.arrays(), _methods_for(clause))
+        again = judge(clause, small, outcomes, expected(small, ulps=ulps))
+        if again.status == verdict.status:
+            return small, again, 1
+    small, small_verdict, tries = shrink(session, clause, case, verdict, ulps)
+    shrunk.setdefault(case, small)
+    return small, small_verdict, tries
+
+
 def _environment(decl: Declared) -> dict:
     import platform
 
@@ -188,10 +204,12 @@ def check(impl, *, target: str = "<object>", examples: int | None = None, seed: 
             outcomes = session.run(case, case.arrays(), methods)
             for clause in selected:
                 results[clause.id].add(case, judge(clause, case, outcomes, spec))
+        shrunk: dict[Case, Case] = {}  # a first failure's case -> where shrinking it led, for the next clause
         for result in results.values():
             if result.first_failure and session.deadline is None:
                 case, verdict = result.first_failure
-                small, small_verdict, tries = shrink(session, result.clause, case, verdict, decl.ulps(case.dtype))
+                small, small_verdict, tries = _shrink_from(session, result.clause, case, verdict, decl.ulps(case.dtype),
+                                                           shrunk)
                 result.counterexample = _counterexample(target, seed, result.clause, small, small_verdict, tries)
             elif result.first_failure:
                 case, verdict = result.first_failure

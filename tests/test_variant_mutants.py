@@ -6,7 +6,7 @@ import pytest
 from rnnspec.spec.runner import check
 
 #: cases per check: the variants' cases cost L * D cells each, so the corpus runs on fewer than the default
-EXAMPLES = 20
+EXAMPLES = 10
 
 
 def _group(cell, variant):
