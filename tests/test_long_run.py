@@ -20,10 +20,12 @@ def _summary(report) -> dict:
             for r in report.results}
 
 
-def _long_run(impl, name: str, cell: str | None = None, examples: int = CASES, seed: int = 12345):
-    report = check(impl, target=name, examples=examples, seed=seed, cell=cell)
+def _long_run(impl, name: str, cell: str | None = None, examples: int = CASES, seed: int = 12345,
+              variant: str | None = None):
+    report = check(impl, target=name, examples=examples, seed=seed, cell=cell, variant=variant)
     summary = _summary(report)
-    print(f"{name}, cell {report.cell}, seed {seed}: {report.cases} cases in {report.seconds:.0f} s, accuracy "
+    run = f"cell {report.cell}" + (f", variant {report.variant}" if report.variant else "")
+    print(f"{name}, {run}, seed {seed}: {report.cases} cases in {report.seconds:.0f} s, accuracy "
           f"{report.accuracy}\n" + json.dumps(summary, indent=1), flush=True)
     assert report.conformant, {k: v for k, v in summary.items() if v["status"] != "passed"}
     assert all(r.examples == report.cases for r in report.results)
@@ -76,3 +78,14 @@ def test_cpu_kernels_of_the_gated_cells_are_conformant_over_200_cases_per_dtype(
     """Issue "Numba CPU kernels for LSTM and both GRUs": rnnspec-cpu, every gated cell, 200 examples per
     dtype on three seeds."""
     _long_run(load_target("rnnspec-cpu"), "rnnspec-cpu", cell, examples=400, seed=seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell", ["lstm", "gru-reset-after", "elman"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_torch_stacked_bidirectional_packed_is_conformant_over_200_cases_per_dtype(cell, seed):
+    """Issue "Stacked, bidirectional and variable-length runs": num_layers=2, bidirectional, packed sequences
+    (lengths with 0 and T, odd and even batches), float32 and float64, 200 examples each, three seeds."""
+    pytest.importorskip("torch")
+    _long_run(load_target("torch"), "torch", cell, examples=400, seed=seed,
+              variant="layers=2,bidirectional,lengths=zero")

@@ -1,0 +1,98 @@
+"""Variants through the suite's front doors: the built-in targets, the CLI, declarations and conventions."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rnnspec.derivations.variants import Variant
+from rnnspec.spec.cases import Case
+from rnnspec.spec.contract import contract
+from rnnspec.spec.conventions import pytorch
+from rnnspec.spec.conventions._layout import add
+from rnnspec.spec.runner import UsageError, check
+from rnnspec.spec.worker import TargetName
+
+ALL = "layers=2,bidirectional,lengths=zero"
+
+
+def needs_torch():
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("torch is not installed")
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru-reset-after", "elman"])
+def test_torch_stacked_bidirectional_packed_is_conformant(cell):
+    """A few cases in CI; tests/test_long_run.py runs 200 per dtype on three seeds (-m slow)."""
+    needs_torch()
+    report = check(TargetName("torch"), target="torch", cell=cell, variant=ALL, examples=8)
+    assert report.variant == ALL
+    assert report.conformant, [(r.clause.id, r.status, r.message[:200]) for r in report.results if r.status != "passed"]
+
+
+def test_the_oracle_target_runs_the_carry_semantics():
+    report = check(TargetName("oracle"), target="oracle", cell="gru-reset-before",
+                   variant="bidirectional,lengths=carry", examples=4)
+    assert report.conformant and report.results[0].clause.id == "GRU-RESET-BEFORE-BIDIR-LEN-CARRY-FWD-H"
+
+
+def test_a_variant_the_target_does_not_declare_is_a_usage_error():
+    needs_torch()
+    with pytest.raises(UsageError, match=r"lengths=carry.*does not declare"):
+        check(TargetName("torch"), cell="lstm", variant="lengths=carry", examples=1)
+    with pytest.raises(UsageError, match="cannot read 'both'"):
+        check(TargetName("oracle"), variant="layers=2,both", examples=1)
+
+
+def test_a_clause_of_another_variant_is_unknown():
+    with pytest.raises(UsageError, match="unknown clause ids"):
+        check(TargetName("oracle"), cell="lstm", variant="bidirectional", clauses=["LSTM-FWD-H"], examples=1)
+
+
+def test_cli_checks_a_variant_and_reports_it(tmp_path):
+    out = tmp_path / "r.json"
+    run = subprocess.run([sys.executable, "-m", "rnnspec.spec.cli", "check", "oracle", "--cell", "lstm", "--variant",
+                          "lengths=zero,layers=2", "--examples", "2", "--report", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode in (0, 3), run.stderr
+    report = json.loads(out.read_text())
+    assert report["variant"] == "layers=2,lengths=zero"
+    assert "LSTM-L2-LEN-ZERO-FWD-C_N" in run.stdout
+
+
+def test_variant_cases_round_trip_through_describe_and_draw_lengths_with_0_and_T():
+    case = Case(7, 5, 2, 3, 2, "tanh", "float64", "contracting", 3, "lstm", "lengths=zero,bidirectional")
+    assert case.variant == "bidirectional,lengths=zero"
+    again = Case(**json.loads(case.describe()))
+    assert again == case
+    lengths = case.arrays()["lengths"]
+    assert {0, 7} <= set(lengths.tolist()) and lengths.min() >= 0 and lengths.max() <= 7
+    shapes = contract("lstm", case.variant).shapes(7, 5, 2, 3, 2)
+    assert shapes[("forward", "h")] == (7, 5, 6) and shapes[("forward", "c_n")] == (2, 5, 3)
+    assert shapes[("vjp", "U_i_l0_reverse")] == (3, 2)
+
+
+def test_a_plain_case_is_unchanged_by_the_variants():
+    case = Case(4, 2, 2, 3, 2, "tanh", "float64", "chaotic", 1, "gru-reset-after")
+    assert "variant" not in case.describe()
+    assert sorted(case.arrays()) == sorted(["x", "h0", *contract("gru-reset-after").step_params, "V", "c", "targets",
+                                            "cot_h"])
+
+
+def test_torch_conventions_for_stacked_modules_match_pytorchs_names_and_round_trip():
+    needs_torch()
+    import torch
+
+    variant = Variant(2, True)
+    case = Case(3, 2, 4, 5, 2, "tanh", "float64", "contracting", 0, "gru-reset-after", variant.name)
+    params = {k: v for k, v in case.arrays().items() if k in contract("gru-reset-after", variant.name).step_params}
+    weights = pytorch.to_runs("gru-reset-after", params, variant)
+    module = torch.nn.GRU(4, 5, num_layers=2, bidirectional=True)
+    assert sorted(weights) == sorted(module.state_dict())
+    assert all(tuple(weights[k].shape) == tuple(v.shape) for k, v in module.state_dict().items())
+    back = pytorch.from_runs("gru-reset-after", weights, add, variant)
+    assert sorted(back) == sorted(params)
+    assert all(np.array_equal(back[k], params[k]) for k in params)
