@@ -93,6 +93,9 @@ class Certificate:
     exact: int
     numeric: int
     worst_residual: float
+    #: the variant proved ("" one forward layer), and the sequences' lengths when it has them
+    variant: str = ""
+    lengths: tuple[int, ...] = ()
 
     @property
     def proved(self) -> bool:
@@ -107,20 +110,38 @@ def _symbols(name: str, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def prove(activation: str, head: str, T: int = 3, B: int = 1, I: int = 2, H: int = 2, K: int = 2,
-          seed: int = 0, cell: str = "elman") -> Certificate:
+          seed: int = 0, cell: str = "elman", variant: str = "", lengths: tuple[int, ...] = ()) -> Certificate:
+    """Every entry of every gradient of the loss against the derivative of the unrolled loss.
+
+    ``variant`` (``"layers=2"``, ``"bidirectional,lengths=zero"``) proves the composition of
+    :mod:`rnnspec.derivations.composed` the same way, on sequences of the given ``lengths``."""
+    from rnnspec.derivations.composed import Composed
+    from rnnspec.derivations.variants import parse_variant
+
     expand = cell == "elman"
-    oracle = Oracle(activation, backend="sympy" if expand else "symengine", head=head, cell=cell)
-    sizes = {"I": I, "H": H, "K": K}
+    backend = "sympy" if expand else "symengine"
+    plan = parse_variant(variant)
+    oracle = Oracle(activation, backend=backend, head=head, cell=cell)
+    model = Composed(cell, plan, activation, backend, head=head) if variant else oracle
     x = _symbols("x", (T, B, I))
-    state0 = {key: _symbols(key, (B, H)) for key in oracle.spec.state0_keys}
-    params = {v.key: _symbols(v.key, tuple(sizes[d] for d in v.shape)) for v in oracle.spec.all_params}
+    lead = (len(plan.runs()),) if plan.stacked else ()
+    state0 = {key: _symbols(key, lead + (B, H)) for key in oracle.spec.state0_keys}
+    params = {}
+    for layer, d in plan.runs():
+        sizes = {"I": I if layer == 0 else plan.directions * H, "H": H}
+        params.update({v.key + plan.suffix(layer, d): _symbols(v.key + plan.suffix(layer, d),
+                                                                 tuple(sizes[n] for n in v.shape))
+                       for v in oracle.spec.params})
+    sizes = {"H": plan.directions * H, "K": K}
+    params.update({v.key: _symbols(v.key, tuple(sizes[n] for n in v.shape)) for v in oracle.spec.head.params})
     if head == "softmax-ce":
         targets = (np.arange(T * B).reshape(T, B) % K).astype(np.int64)
     else:
         rng = random.Random(seed + 1)
         targets = np.array([sp.Rational(rng.randint(-9, 9), 7) for _ in range(T * B * K)],
                            dtype=object).reshape(T, B, K)
-    loss, grads = oracle.loss(x, state0, params, targets)
+    keywords = {"lengths": np.array(lengths, dtype=np.int64)} if plan.lengths else {}
+    loss, grads = model.loss(x, state0, params, targets, **keywords)
     point = {"x": x, **state0, **params}
     rng = random.Random(seed)
     exact = numeric = 0
@@ -144,4 +165,5 @@ def prove(activation: str, head: str, T: int = 3, B: int = 1, I: int = 2, H: int
     entries = sum(v.size for v in point.values())
     if worst > 10.0 ** (-(DIGITS - 10)):
         exact = numeric = 0
-    return Certificate(cell, activation, head, T, B, I, H, K, entries, exact, numeric, worst)
+    return Certificate(cell, activation, head, T, B, I, H, K, entries, exact, numeric, worst, plan.name,
+                       tuple(lengths))

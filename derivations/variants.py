@@ -142,7 +142,8 @@ def masked(cell: Cell) -> Cell:
 
 
 def mask_of(lengths: np.ndarray | None, steps: int, batch: int) -> np.ndarray:
-    """m[t, b] = 1 where t < lengths[b] (every step when ``lengths`` is None), float64 (T, B)."""
+    """m[t, b] = 1 where t < lengths[b] (every step when ``lengths`` is None), integers (T, B): exact in
+    every backend (a float 1.0 would turn the symbolic backends' expressions into floating point)."""
     if lengths is None:
-        return np.ones((steps, batch))
-    return (np.arange(steps)[:, None] < np.asarray(lengths)[None, :]).astype(np.float64)
+        return np.ones((steps, batch), dtype=np.int64)
+    return (np.arange(steps)[:, None] < np.asarray(lengths)[None, :]).astype(np.int64)

@@ -89,3 +89,12 @@ def test_torch_stacked_bidirectional_packed_is_conformant_over_200_cases_per_dty
     pytest.importorskip("torch")
     _long_run(load_target("torch"), "torch", cell, examples=400, seed=seed,
               variant="layers=2,bidirectional,lengths=zero")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell", GATED)
+def test_two_layer_gated_compositions_are_proved_over_two_steps(cell):
+    from rnnspec.derivations.proof import prove
+
+    cert = prove("tanh", "softmax-ce", T=2, B=1, I=1, H=1, K=2, cell=cell, variant="layers=2")
+    assert cert.proved, cert
