@@ -11,6 +11,7 @@ from rnnspec.derivations import figure
 from rnnspec.derivations.document import all_certificates_cases, elman_document
 from rnnspec.derivations.gated_document import gru_document, lstm_document
 from rnnspec.derivations.proof import Certificate, prove
+from rnnspec.derivations.variants_document import VARIANT_PROOFS, variants_document
 
 GENERATED = Path(__file__).parent / "generated"
 FIGURE = "elman_gradient_norms.png"
@@ -19,14 +20,25 @@ CELLS_FIGURE = "gradient_flow.png"
 FIGURES = (FIGURE, CELLS_FIGURE)
 
 
-def _prove(case: tuple[str, str, str, tuple[int, ...]]) -> Certificate:
-    cell, activation, head, (T, B, I, H, K) = case
-    return prove(activation, head, T=T, B=B, I=I, H=H, K=K, cell=cell)
+#: a proof: (cell, activation, head, (T, B, I, H, K), variant, lengths)
+ProofCase = tuple[str, str, str, tuple[int, ...], str, tuple[int, ...]]
 
 
-def _cost(case: tuple[str, str, str, tuple[int, ...]]) -> int:
+def proof_cases() -> list[ProofCase]:
+    """The cells' proofs, then the variants'."""
+    cells = [(*case, "", ()) for case in all_certificates_cases()]
+    return cells + [(cell, "tanh", "softmax-ce", sizes, variant, lengths)
+                    for cell, variant, sizes, lengths in VARIANT_PROOFS]
+
+
+def _prove(case: ProofCase) -> Certificate:
+    cell, activation, head, (T, B, I, H, K), variant, lengths = case
+    return prove(activation, head, T=T, B=B, I=I, H=H, K=K, cell=cell, variant=variant, lengths=lengths)
+
+
+def _cost(case: ProofCase) -> int:
     """Slowest first, so that the pool stays balanced: ReLU's piecewise loss, then two-step gated cells."""
-    cell, activation, _, sizes = case
+    cell, activation, _, sizes, _, _ = case
     return 0 if activation == "relu" else 1 if cell != "elman" and sizes[0] > 1 else 2
 
 
@@ -34,7 +46,7 @@ Progress = Callable[[str], None]
 
 
 def certificates(workers: int = 2, progress: Progress | None = None) -> list[Certificate]:
-    cases = all_certificates_cases()
+    cases = proof_cases()
     order = sorted(cases, key=_cost)
     tell = progress or (lambda line: None)
     done = {}
@@ -51,9 +63,9 @@ def certificates(workers: int = 2, progress: Progress | None = None) -> list[Cer
     return [done[c] for c in cases]
 
 
-def _name(case: tuple[str, str, str, tuple[int, ...]]) -> str:
-    cell, activation, head, sizes = case
-    return f"{cell}, {activation}, {head}, (T, B, I, H, K) = {sizes}"
+def _name(case: ProofCase) -> str:
+    cell, activation, head, sizes, variant, _ = case
+    return f"{cell}{' ' + variant if variant else ''}, {activation}, {head}, (T, B, I, H, K) = {sizes}"
 
 
 def can_draw() -> bool:
@@ -65,12 +77,13 @@ def render(workers: int = 2, progress: Progress | None = None) -> dict[str, byte
     """File name -> content of every generated file (without the figure when matplotlib is missing)."""
     data, curves = figure.series(), figure.cell_series()
     proved = certificates(workers, progress)
-    of = lambda *cells: [c for c in proved if c.cell in cells]
+    of = lambda *cells: [c for c in proved if c.cell in cells and not c.variant]
     files = {"elman.md": elman_document(of("elman"), FIGURE).encode(),
              "elman_gradient_norms.csv": figure.csv_text(data).encode(),
              "lstm.md": lstm_document(of("lstm"), CELLS_FIGURE, curves).encode(),
              "gru.md": gru_document(of("gru-reset-after", "gru-reset-before"), CELLS_FIGURE, curves).encode(),
-             "gradient_flow.csv": figure.cells_csv_text(curves).encode()}
+             "gradient_flow.csv": figure.cells_csv_text(curves).encode(),
+             "variants.md": variants_document([c for c in proved if c.variant]).encode()}
     if can_draw():
         files[FIGURE] = figure.png_bytes(data)
         files[CELLS_FIGURE] = figure.cells_png_bytes(curves)

@@ -134,7 +134,8 @@ def matrix_form(eq: Equation, names: Mapping[str, str], style: Style = LATEX) ->
             if factor.is_number:
                 coefficient *= factor
             elif not idx:
-                scalars.append(latex_with(factor, _atom_names(factor, names), style))
+                scalar = latex_with(factor, _atom_names(factor, names), style)
+                scalars.append(f"{style.open}{scalar}{style.close}" if isinstance(factor, sp.Add) else scalar)
             elif len(idx) == 1:
                 by_index.setdefault(idx[0], []).append(factor)
             elif isinstance(factor, sp.Indexed) and len(idx) == 2:

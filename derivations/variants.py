@@ -128,7 +128,7 @@ def parse_variant(text: str | Variant | None) -> Variant:
 @cache
 def masked(cell: Cell) -> Cell:
     """``cell`` with a per-example mask m_t: every state s_t = m_t s~_t + (1 - m_t) s_{t-1}."""
-    candidates = {out.name: Var(out.name + "_new", out.shape, INTERMEDIATE, rf"\tilde{{{out.latex}}}")
+    candidates = {out.name: Var(out.name + "_new", out.shape, INTERMEDIATE, _tilde(out.latex))
                   for out in cell.state_out}
     rename = {sp.IndexedBase(name): sp.IndexedBase(var.name) for name, var in candidates.items()}
     step = []
@@ -139,6 +139,12 @@ def masked(cell: Cell) -> Cell:
     for inp, out in cell.states:
         step.append(Equation(out, (i,), m * candidates[out.name][i] + (1 - m) * inp[i]))
     return replace(cell, name=cell.name + "+mask", inputs=(*cell.inputs, MASK), step=tuple(step), head=None)
+
+
+def _tilde(latex: str) -> str:
+    """``\\tilde{h}_t`` from ``h_t``."""
+    stem, _, sub = latex.partition("_")
+    return rf"\tilde{{{stem}}}" + (f"_{sub}" if sub else "")
 
 
 def mask_of(lengths: np.ndarray | None, steps: int, batch: int) -> np.ndarray:

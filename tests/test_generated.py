@@ -48,3 +48,15 @@ def test_check_reports_a_stale_file(tmp_path):
     assert generate.stale(tmp_path, files) == ["elman.md"]
     generate.write(tmp_path, files)
     assert generate.stale(tmp_path, files) == []
+
+
+def test_variants_document_shows_the_derived_composition_rules_and_certificates():
+    text = (GENERATED / "variants.md").read_text()
+    for formula in [r"h_{t} = m_{t} \tilde{h}_{t} + \left(- m_{t} + 1\right) h_{t-1}",
+                    r"\bar{h}_{t-1} = \left(- m_{t} + 1\right) \bar{h}_{t} + W^{T} \bar{z}_{t}",
+                    r"\bar{c}_{t-1} = \left(- m_{t} + 1\right) \bar{c}_{t} + f_{t} \odot \bar{\tilde{c}}_{t}",
+                    r"$\bar{h}_0 = \bar{y}_2$", r"$\bar{h}_0 = \bar{y}_0 m_{0}$"]:
+        assert formula in text, f"variants.md lacks {formula!r}"
+    rows = [line for line in text.split("## 4. Proof certificate")[1].splitlines() if "| layers=2 |" in line
+            or "| bidirectional,lengths=zero |" in line]
+    assert len(rows) == 8 and all(line.endswith("| yes |") for line in rows), rows
