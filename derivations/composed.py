@@ -39,6 +39,8 @@ class Composed:
         self.cell = plain
         #: state name -> contract key ("h", and the LSTM's "c" for its state C)
         self.states = {out.name: out.key for out in plain.state_out}
+        #: the size name of h: H, or P for the LSTM with a projection
+        self.width = plain.state_out[0].shape[0]
 
     # -- the contract ---------------------------------------------------------------------------
     def forward(self, x, state0: Arrays, params: Arrays, lengths=None) -> dict[str, np.ndarray]:
@@ -130,7 +132,7 @@ class Composed:
         final = {name: (tapes[-1][name] if tapes else self.be.asarray(state0[key + "0"]))
                  for name, key in self.states.items()}
         if h is None:
-            y = self.be.zeros((0, sizes["B"], sizes["H"]))
+            y = self.be.zeros((0, sizes["B"], sizes[self.width]))
         else:
             y = order(h) * mask[:, :, None] if self.variant.lengths == "zero" else order(h)
         traces = {name: order(np.stack([tape[name] for tape in tapes]))
@@ -153,7 +155,7 @@ class Composed:
             g_in = None
             for direction in range(variant.directions):
                 run = runs[layer * variant.directions + direction]
-                hidden = run["sizes"]["H"]
+                hidden = run["sizes"][self.width]
                 g_y = None if g_out is None else g_out[..., direction * hidden:(direction + 1) * hidden]
                 finals = {}
                 for name, key in self.states.items():
@@ -182,8 +184,9 @@ class Composed:
         if not steps:
             out = {var.key: self.be.zeros(np.shape(run["params"][var.key])) for var in self.cell.params}
             out["x"] = self.be.zeros((0, sizes["B"], *(sizes[d] for d in self.cell.inputs[0].shape)))
-            for name, key in self.states.items():
-                out[key + "0"] = finals.get(name, self.be.zeros((sizes["B"], sizes["H"])))
+            for out_var in self.cell.state_out:
+                size = sizes[out_var.shape[0]]
+                out[out_var.key + "0"] = finals.get(out_var.name, self.be.zeros((sizes["B"], size)))
             return out
         g_h = None
         if g_y is not None:
@@ -201,7 +204,7 @@ class Composed:
         head, be = self.cell.head, self.be
         y = outputs["h"]
         steps, batch = y.shape[:2]
-        sizes = {"B": batch, "H": y.shape[2]}
+        sizes = {"B": batch, self.width: y.shape[2]}
         head_params = {v.name: self.head._param(params, v) for v in head.params}
         for v in head.params:
             self.head._size_check(sizes, v, head_params[v.name].shape, "params")

@@ -244,4 +244,7 @@ def all_certificates_cases() -> list[tuple[str, str, str, tuple[int, ...]]]:
 
     elman_cases = [("elman", a, h, size) for size in PROOF_SIZES for a in ACTIVATIONS for h in HEADS]
     gated = [(c, "tanh", "softmax-ce", size) for c in CELL_NAMES if c != "elman" for size in GATED_PROOF_SIZES]
+    # the projected LSTM's state h has P = 1 entry, which needs H >= 2
+    gated = [(c, a, h, (T, B, I, max(H, 2), K) if c == "lstm-proj" else (T, B, I, H, K)) for c, a, h, (T, B, I, H, K)
+             in gated]
     return elman_cases + gated

@@ -22,9 +22,10 @@ from rnnspec.derivations.heads import make_head
 from rnnspec.derivations.tensors import INPUT, INTERMEDIATE, PARAM, STATE_IN, STATE_OUT, Equation, Var, indices
 
 
-def _gate_params(gates: str) -> tuple[dict[str, Var], dict[str, Var], dict[str, Var]]:
+def _gate_params(gates: str, state: str = "H") -> tuple[dict[str, Var], dict[str, Var], dict[str, Var]]:
+    """U_k (H, I), W_k (H, size of the recurrent state), b_k (H,) for each gate k."""
     U = {g: Var(f"U_{g}", ("H", "I"), PARAM, f"U_{{{g}}}") for g in gates}
-    W = {g: Var(f"W_{g}", ("H", "H"), PARAM, f"W_{{{g}}}") for g in gates}
+    W = {g: Var(f"W_{g}", ("H", state), PARAM, f"W_{{{g}}}") for g in gates}
     b = {g: Var(f"b_{g}", ("H",), PARAM, f"b_{{{g}}}") for g in gates}
     return U, W, b
 
@@ -33,14 +34,16 @@ def _pre(name: str, gate: str) -> Var:
     return Var(name, ("H",), INTERMEDIATE, rf"\hat{{{gate}}}_{{t}}")
 
 
-def lstm(head: str | None = "softmax-ce") -> Cell:
-    """The LSTM without peepholes, gates in the order i, f, g, o (PyTorch's)."""
+def lstm(head: str | None = "softmax-ce", projection: bool = False) -> Cell:
+    """The LSTM without peepholes, gates in the order i, f, g, o (PyTorch's); with ``projection``, PyTorch's
+    ``proj_size``: h_t = W_hr (o * tanh(c_t)), of size P, which the gates read back (W_k is (H, P))."""
     i, j, k = indices("i j k")
-    U, W, b = _gate_params("ifgo")
+    state = "P" if projection else "H"
+    U, W, b = _gate_params("ifgo", state)
     x = Var("x", ("I",), INPUT, "x_t")
-    h_prev = Var("h_prev", ("H",), STATE_IN, "h_{t-1}")
+    h_prev = Var("h_prev", (state,), STATE_IN, "h_{t-1}")
     c_prev = Var("C_prev", ("H",), STATE_IN, "c_{t-1}", contract="c_prev")
-    h = Var("h", ("H",), STATE_OUT, "h_t")
+    h = Var("h", (state,), STATE_OUT, "h_t")
     c = Var("C", ("H",), STATE_OUT, "c_t", contract="c")
     pre = {g: _pre(f"z{g}", g) for g in "ifgo"}
     gate = {g: Var(f"{g}g", ("H",), INTERMEDIATE, f"{g}_{{t}}") for g in "ifgo"}
@@ -50,17 +53,25 @@ def lstm(head: str | None = "softmax-ce") -> Cell:
         step.append(Equation(pre[g], (i,), U[g][i, j] * x[j] + W[g][i, k] * h_prev[k] + b[g][i]))
         step.append(Equation(gate[g], (i,), squash[g](pre[g][i])))
     step.append(Equation(c, (i,), gate["f"][i] * c_prev[i] + gate["i"][i] * gate["g"][i]))
-    step.append(Equation(h, (i,), gate["o"][i] * sp.tanh(c[i])))
+    params = [*U.values(), *W.values(), *b.values()]
+    if projection:
+        unprojected = Var("r", ("H",), INTERMEDIATE, "r_{t}")  # o * tanh(c), before the projection
+        W_hr = Var("W_hr", ("P", "H"), PARAM, "W_{hr}")
+        params.append(W_hr)
+        step.append(Equation(unprojected, (i,), gate["o"][i] * sp.tanh(c[i])))
+        step.append(Equation(h, (i,), W_hr[i, k] * unprojected[k]))
+    else:
+        step.append(Equation(h, (i,), gate["o"][i] * sp.tanh(c[i])))
     return Cell(
-        name="lstm",
+        name="lstm-proj" if projection else "lstm",
         activation="tanh",
-        sizes=SIZES,
-        params=(*U.values(), *W.values(), *b.values()),
+        sizes=SIZES + ((("P", "projection size"),) if projection else ()),
+        params=tuple(params),
         inputs=(x,),
         states=((h_prev, h), (c_prev, c)),
         step=tuple(step),
         head=make_head(head, h),
-        title="LSTM",
+        title="LSTM with a projection (PyTorch's proj_size)" if projection else "LSTM",
         pre_activations=tuple(p.name for p in pre.values()) + ("C",),
         gates=(Gate("i", "b_i", "input"), Gate("f", "b_f", "forget"), Gate("o", "b_o", "output")),
     )

@@ -181,9 +181,37 @@ def lstm_document(certificates: list[Certificate], figure: str, curves: dict[str
         " others'; with $b_f = 3$ ($f \\approx 0.95$) it stops decaying after the first steps, because the cell-state"
         " path $\\prod_j f_j$ then carries it.",
         "",
-        *_proof_section(certificates),
+        *_proof_section([c for c in certificates if c.cell == "lstm"]),
+        *_projection_section([c for c in certificates if c.cell == "lstm-proj"]),
     ]
     return "\n".join(lines)
+
+
+def _projection_section(certificates: list[Certificate]) -> list[str]:
+    """The cell ``lstm-proj``: its two new forward equations, their derived backward ones, its proof."""
+    cell = registered("lstm-proj")
+    derivation = derive(cell)
+    written = names(derivation)
+    new = [eq for eq in cell.step if eq.target.name in ("r", "h")]
+    backward = [eq for eq in derivation.step_backward if eq.target.name in ("g_r", "g_W_hr", "g_C", "g_h_prev")]
+    return [
+        "## 6. With a projection (`lstm-proj`, PyTorch's `proj_size`)",
+        "",
+        "The output is projected to P < H entries by $W_{hr}$ (P, H), and that is the state the gates read back, so"
+        " every $W_k$ is (H, P), $h_0$ is (B, P) while $c_0$ stays (B, H), and the head's V is (K, P). The step's last"
+        " equation becomes two:",
+        "",
+        *[_display(eq, written) for eq in new],
+        "",
+        "and the engine derives, in place of the plain LSTM's first lines:",
+        "",
+        *_table(backward, written),
+        "",
+        "Proof certificate, as in section 5, with P = 1:",
+        "",
+        *certificate_rows(certificates),
+        "",
+    ]
 
 
 PROOF_TEXT = (

@@ -35,7 +35,7 @@ def softmax_cross_entropy(h: Var) -> Head:
     The shift mu_t = max_k a_tk keeps exp in range; the loss does not depend on it.
     """
     i, j, k = indices("i j k")
-    V = Var("V", ("K", "H"), PARAM, "V")
+    V = Var("V", ("K", h.shape[0]), PARAM, "V")
     c = Var("c", ("K",), PARAM, "c")
     y = Var("y", ("K",), TARGET, "y")
     a = Var("a", ("K",), INTERMEDIATE, "a")
@@ -62,7 +62,7 @@ def softmax_cross_entropy(h: Var) -> Head:
 def identity_squared_error(h: Var) -> Head:
     """loss_t = 1/2 ||a_t - y_t||^2 with o_t = a_t."""
     i, j, k = indices("i j k")
-    V = Var("V", ("K", "H"), PARAM, "V")
+    V = Var("V", ("K", h.shape[0]), PARAM, "V")
     c = Var("c", ("K",), PARAM, "c")
     y = Var("y", ("K",), TARGET, "y")
     a = Var("a", ("K",), INTERMEDIATE, "a")

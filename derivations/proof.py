@@ -122,17 +122,19 @@ def prove(activation: str, head: str, T: int = 3, B: int = 1, I: int = 2, H: int
     backend = "sympy" if expand else "symengine"
     plan = parse_variant(variant)
     oracle = Oracle(activation, backend=backend, head=head, cell=cell)
+    width = oracle.spec.state_out[0].shape[0]
+    dims = {"I": I, "H": H, "K": K, "P": 1}  # a projection (lstm-proj) of size 1
     model = Composed(cell, plan, activation, backend, head=head) if variant else oracle
     x = _symbols("x", (T, B, I))
     lead = (len(plan.runs()),) if plan.stacked else ()
-    state0 = {key: _symbols(key, lead + (B, H)) for key in oracle.spec.state0_keys}
+    state0 = {out.key + "0": _symbols(out.key + "0", lead + (B, dims[out.shape[0]])) for out in oracle.spec.state_out}
     params = {}
     for layer, d in plan.runs():
-        sizes = {"I": I if layer == 0 else plan.directions * H, "H": H}
+        sizes = {**dims, "I": I if layer == 0 else plan.directions * dims[width]}
         params.update({v.key + plan.suffix(layer, d): _symbols(v.key + plan.suffix(layer, d),
                                                                  tuple(sizes[n] for n in v.shape))
                        for v in oracle.spec.params})
-    sizes = {"H": plan.directions * H, "K": K}
+    sizes = {**dims, width: plan.directions * dims[width]}
     params.update({v.key: _symbols(v.key, tuple(sizes[n] for n in v.shape)) for v in oracle.spec.head.params})
     if head == "softmax-ce":
         targets = (np.arange(T * B).reshape(T, B) % K).astype(np.int64)

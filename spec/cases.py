@@ -54,6 +54,13 @@ def _bias_offsets(cell: str, regime: str) -> dict[str, float]:
         if regime == f"{gate.meaning}-shut":
             return {gate.bias: -GATE_OFFSET}
     return {}
+def _spectral_radius(W: np.ndarray) -> float:
+    """Of a square matrix; of a projected LSTM's W_k (H, P), the largest singular value (what scales h)."""
+    if W.shape[0] == W.shape[1]:
+        return float(np.max(np.abs(np.linalg.eigvals(W))))
+    return float(np.linalg.norm(W, 2))
+
+
 def _lengths(rng: np.random.Generator, T: int, B: int) -> np.ndarray:
     """Sequence lengths in [0, T]; with two sequences or more, T and 0 among them (at random places)."""
     lengths = rng.integers(0, T + 1, B)
@@ -88,6 +95,8 @@ class Case:
     #: how the cell is run (:class:`~rnnspec.derivations.variants.Variant`): "" one forward layer, else e.g.
     #: ``layers=2,bidirectional,lengths=zero``, kept in that canonical spelling
     variant: str = ""
+    #: the projection size of the LSTM with a projection (``lstm-proj``: 1 <= P < H); 0 for every other cell
+    P: int = 0
 
     def __post_init__(self) -> None:
         """A ValueError naming the field, for a case written by hand (``--case``)."""
@@ -104,6 +113,13 @@ class Case:
             check_name(self.cell)
         except ValueError as exc:
             raise ValueError(f"case field cell: {exc}") from None
+        projected = "P" in dict(contract(self.cell).cell.sizes)
+        if projected and (isinstance(self.P, bool) or not isinstance(self.P, (int, np.integer))
+                          or not 1 <= self.P < self.H):
+            raise ValueError(f"case field P (projection size) must be an integer in [1, H={self.H}) for cell "
+                             f"{self.cell}, got {self.P!r}")
+        if not projected and self.P != 0:
+            raise ValueError(f"case field P is for a cell with a projection; cell {self.cell} takes P = 0")
         try:
             object.__setattr__(self, "variant", parse_variant(self.variant).name)
         except (ValueError, TypeError) as exc:
@@ -121,6 +137,8 @@ class Case:
             del fields["cell"]
         if not self.variant:
             del fields["variant"]
+        if not self.P:
+            del fields["P"]
         return json.dumps(fields, separators=(",", ":"))
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -131,19 +149,20 @@ class Case:
         rng = np.random.default_rng(self.seed)
         T, B, I, H, K = self.T, self.B, self.I, self.H, self.K
         cell = contract(self.cell, self.variant)
-        shapes = cell.param_shapes(I, H, K)
+        shapes = cell.param_shapes(I, H, K, self.P)
         input_scale, bias_scale, output_scale = 1.0, 0.3, 1.0
         recurrent = {}
-        for key in cell.step_params:
-            if shapes[key] != (H, H) or not key.startswith("W"):
-                continue
+        width = cell.width
+        recurrent_keys = [v.key + cell.variant.suffix(layer, d) for layer, d in cell.variant.runs()
+                          for v in cell.cell.params if v.shape == ("H", width)]
+        for key in recurrent_keys:
             if self.regime == "long-memory":
                 q, _ = np.linalg.qr(rng.standard_normal((H, H)))
-                recurrent[key] = 0.99 * q
+                recurrent[key] = 0.99 * q[:, :shapes[key][1]]
             else:
                 radius = {"saturating": 0.9, "chaotic": 3.0, "large-logits": 0.8}.get(self.regime, 0.5)
-                W = rng.standard_normal((H, H))
-                recurrent[key] = W * radius / max(float(np.max(np.abs(np.linalg.eigvals(W)))), 1e-12)
+                W = rng.standard_normal(shapes[key])
+                recurrent[key] = W * radius / max(_spectral_radius(W), 1e-12)
         if self.regime == "long-memory":
             input_scale = 0.3
         if self.regime == "saturating":
@@ -155,7 +174,7 @@ class Case:
         offsets = _bias_offsets(self.cell, self.regime)
         cast = lambda a: np.ascontiguousarray(a, dtype=self.dtype)
         out = {"x": cast(rng.standard_normal((T, B, I)))}
-        out.update({k: cast(rng.standard_normal(cell.state_shape(B, H)) * 0.5) for k in cell.state0})
+        out.update({k: cast(rng.standard_normal(shape) * 0.5) for k, shape in cell.state_shapes(B, H, self.P).items()})
         for layer, d in cell.variant.runs():
             suffix = cell.variant.suffix(layer, d)
             for var in cell.cell.params:
@@ -170,15 +189,24 @@ class Case:
         out["V"] = cast(rng.standard_normal(shapes["V"]) * output_scale)
         out["c"] = cast(rng.standard_normal(K) * bias_scale * output_scale)
         out["targets"] = rng.integers(0, K, (T, B))
-        out.update({"cot_" + k: cast(rng.standard_normal(shape)) for k, shape in cell.output_shapes(T, B, H).items()})
+        out.update({"cot_" + k: cast(rng.standard_normal(shape))
+                    for k, shape in cell.output_shapes(T, B, H, self.P).items()})
         if cell.variant.lengths:
             out["lengths"] = _lengths(rng, T, B)
         return out
 
     def smaller(self) -> list[Case]:
-        """Simpler neighbours, most aggressive first, for shrinking a failure."""
+        """Simpler neighbours, most aggressive first, for shrinking a failure (a projection kept below H)."""
+        if self.P:
+            out = [replace(self, P=p) for p in (1, self.P - 1) if 1 <= p < self.P]
+            out += [replace(self, H=h, P=min(self.P, h - 1)) for h in (2, self.H - 1) if 2 <= h < self.H]
+            return list(dict.fromkeys(out + self._smaller(shrink_H=False)))
+        return self._smaller()
+
+    def _smaller(self, shrink_H: bool = True) -> list[Case]:
         out = []
-        for field, values in (("T", (1, self.T // 2, self.T - 1)), ("B", (1, self.B - 1)), ("H", (1, self.H // 2)),
+        for field, values in (("T", (1, self.T // 2, self.T - 1)), ("B", (1, self.B - 1)),
+                              ("H", (1, self.H // 2) if shrink_H else ()),
                               ("I", (1, self.I - 1)), ("K", (2, self.K - 1))):
             current = getattr(self, field)
             low = 2 if field == "K" else 1
@@ -192,15 +220,16 @@ class Case:
 
 def strategy(dtypes: tuple[str, ...], activations: tuple[str, ...], max_T: int = 96, cell: str = "elman",
              variant: str = ""):
-    """Hypothesis strategy of cases of ``cell``; short sequences are likelier than long ones."""
+    """Hypothesis strategy of cases of ``cell``; short sequences are likelier than long ones. A projected
+    cell's cases have H >= 2 and a projection size 1 <= P < H."""
     from hypothesis import strategies as st
 
-    return st.builds(
-        Case,
+    projected = "P" in dict(contract(cell).cell.sizes)
+    fields = dict(
         T=st.one_of(st.integers(1, 6), st.integers(7, 24), st.integers(25, max_T)),
         B=st.integers(1, 5),
         I=st.integers(1, 7),
-        H=st.integers(1, 10),
+        H=st.integers(2 if projected else 1, 10),
         K=st.integers(2, 6),
         activation=st.sampled_from(activations),
         dtype=st.sampled_from(dtypes),
@@ -209,6 +238,13 @@ def strategy(dtypes: tuple[str, ...], activations: tuple[str, ...], max_T: int =
         cell=st.just(cell),
         variant=st.just(variant),
     )
+    if projected:
+        return st.builds(_projected, P=st.integers(1, 9), **fields)
+    return st.builds(Case, **fields)
+
+
+def _projected(P: int, H: int, **fields) -> Case:
+    return Case(H=H, P=min(P, H - 1), **fields)
 
 
 def generate(count: int, seed: int, dtypes: tuple[str, ...], activations: tuple[str, ...],

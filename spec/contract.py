@@ -80,30 +80,40 @@ class Contract:
     def loss_keys(self) -> tuple[str, ...]:
         return (*self.vjp_keys, *self.head_params)
 
-    def param_shapes(self, I: int, H: int, K: int) -> dict[str, tuple[int, ...]]:
-        """Every parameter's shape; layer l > 0 reads the D * H features of the layer below."""
-        variant = self.variant
+    @property
+    def width(self) -> str:
+        """The size name of the output h: H, or P for the LSTM with a projection."""
+        return self.cell.state_out[0].shape[0]
+
+    def param_shapes(self, I: int, H: int, K: int, P: int = 0) -> dict[str, tuple[int, ...]]:
+        """Every parameter's shape; layer l > 0 reads the D x (size of h) features of the layer below."""
+        variant, dims = self.variant, {"I": I, "H": H, "K": K, "P": P}
         out = {}
         for layer, d in variant.runs():
-            sizes = {"I": I if layer == 0 else variant.directions * H, "H": H, "K": K}
+            sizes = {**dims, "I": I if layer == 0 else variant.directions * dims[self.width]}
             out.update({v.key + variant.suffix(layer, d): tuple(sizes[n] for n in v.shape) for v in self.cell.params})
-        sizes = {"H": variant.directions * H, "K": K}
+        sizes = {**dims, self.width: variant.directions * dims[self.width]}
         out.update({v.key: tuple(sizes[n] for n in v.shape) for v in self.cell.head.params})
         return out
 
-    def state_shape(self, B: int, H: int) -> tuple[int, ...]:
-        """An initial or final state's shape: (B, H), or (L * D, B, H) for a stacked variant."""
-        return ((len(self.variant.runs()),) if self.variant.stacked else ()) + (B, H)
+    def state_shapes(self, B: int, H: int, P: int = 0) -> dict[str, tuple[int, ...]]:
+        """Each initial (or final) state's shape by its state0 key: (B, n), or (L * D, B, n) for a stacked variant."""
+        lead = (len(self.variant.runs()),) if self.variant.stacked else ()
+        dims = {"H": H, "P": P}
+        return {out.key + "0": lead + (B, dims[out.shape[0]]) for out in self.cell.state_out}
 
-    def output_shapes(self, T: int, B: int, H: int) -> dict[str, tuple[int, ...]]:
+    def output_shapes(self, T: int, B: int, H: int, P: int = 0) -> dict[str, tuple[int, ...]]:
+        dims = {"H": H, "P": P}
         if self.variant.plain:
-            return {k: (T, B, H) for k in self.states}
-        return {k: (T, B, self.variant.directions * H) if k == "h" else self.state_shape(B, H) for k in self.states}
+            return {out.key: (T, B, dims[out.shape[0]]) for out in self.cell.state_out}
+        states = self.state_shapes(B, H, P)
+        width = (T, B, self.variant.directions * dims[self.width])
+        return {k: width if k == "h" else states[k.removesuffix("_n") + "0"] for k in self.states}
 
-    def shapes(self, T: int, B: int, I: int, H: int, K: int) -> dict[Key, tuple[int, ...]]:
+    def shapes(self, T: int, B: int, I: int, H: int, K: int, P: int = 0) -> dict[Key, tuple[int, ...]]:
         """Every output's shape, by (method, key)."""
-        sizes = {"x": (T, B, I), **{k: self.state_shape(B, H) for k in self.state0}, **self.param_shapes(I, H, K)}
-        out = {("forward", k): shape for k, shape in self.output_shapes(T, B, H).items()}
+        sizes = {"x": (T, B, I), **self.state_shapes(B, H, P), **self.param_shapes(I, H, K, P)}
+        out = {("forward", k): shape for k, shape in self.output_shapes(T, B, H, P).items()}
         out[("loss", "value")] = ()
         out.update({("vjp", k): sizes[k] for k in self.vjp_keys})
         out.update({("loss", k): sizes[k] for k in self.loss_keys})

@@ -20,7 +20,7 @@ def call_args(method: str, arrays: dict[str, np.ndarray], cell: str = "elman", v
 
 
 def expected_shapes(case: Case) -> dict[Key, tuple[int, ...]]:
-    return contract(case.cell, case.variant).shapes(case.T, case.B, case.I, case.H, case.K)
+    return contract(case.cell, case.variant).shapes(case.T, case.B, case.I, case.H, case.K, case.P)
 
 
 #: the step quantities, stacked over time, that feed a nonlinearity (overflow, ReLU's kink)

@@ -137,6 +137,53 @@ class LSTM(Gated):
         return gc
 
 
+class LSTMProjected(LSTM):
+    """PyTorch's proj_size: h_t = W_hr (o * tanh(c_t)), (P,), read back by the gates (W_k is (H, P))."""
+
+    cell = "lstm-proj"
+
+    def _forward(self, x, state0, params):
+        U, W, b, W_hr = self.stack(params, "U"), self.stack(params, "W"), self.biases(params), params["W_hr"]
+        H = U.shape[0] // 4
+        h, c = state0["h0"], state0["c0"]
+        tape = []
+        for t in range(x.shape[0]):
+            z = x[t] @ U.T + h @ W.T + b
+            i, f, g, o = self.squash(z, H)
+            c_prev, h_prev = c, h
+            c = f * c_prev + i * g
+            r = o * np.tanh(c)
+            h = r @ W_hr.T
+            tape.append(dict(z=z, i=i, f=f, g=g, o=o, c_prev=c_prev, h_prev=h_prev, c=c, r=r, h=h))
+        return tape
+
+    def _backward(self, x, state0, params, tape, cotangents):
+        U, W, W_hr = self.stack(params, "U"), self.stack(params, "W"), params["W_hr"]
+        H = U.shape[0] // 4
+        gU, gW, gb, gx = np.zeros_like(U), np.zeros_like(W), np.zeros(4 * H, x.dtype), np.zeros_like(x)
+        g_hr = np.zeros_like(W_hr)
+        gh_next, gc_next = np.zeros_like(state0["h0"]), np.zeros_like(state0["c0"])
+        for t in range(x.shape[0] - 1, -1, -1):
+            s = tape[t]
+            gh = cotangents["h"][t] + gh_next
+            g_hr += gh.T @ s["r"]
+            gr = gh @ W_hr  # dL/d(o * tanh(c))
+            tc = np.tanh(s["c"])
+            gc = (cotangents["c"][t] if "c" in cotangents else 0) + gc_next + gr * s["o"] * (1 - tc * tc)
+            dz = np.concatenate([gc * s["g"] * s["i"] * (1 - s["i"]), gc * s["c_prev"] * s["f"] * (1 - s["f"]),
+                                 gc * s["i"] * (1 - s["g"] ** 2), gr * tc * s["o"] * (1 - s["o"])], axis=1)
+            gU += dz.T @ x[t]
+            gW += dz.T @ s["h_prev"]
+            gb += dz.sum(axis=0)
+            gx[t] = dz @ U
+            gh_next = dz @ W
+            gc_next = gc * s["f"]
+        grads = {"x": gx, "h0": gh_next, "c0": gc_next, "W_hr": g_hr}
+        for what, value in (("U", gU), ("W", gW), ("b", gb)):
+            grads.update(self.unstack(value, what, H))
+        return grads
+
+
 class GRU(Gated):
     """Both GRUs: ``reset_after`` says where the reset gate acts."""
 

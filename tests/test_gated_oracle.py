@@ -10,11 +10,20 @@ from rnnspec.spec.contract import contract
 
 import gated
 
-MODELS = {"lstm": gated.LSTM, "gru-reset-after": gated.GRUResetAfter, "gru-reset-before": gated.GRUResetBefore}
+MODELS = {"lstm": gated.LSTM, "gru-reset-after": gated.GRUResetAfter, "gru-reset-before": gated.GRUResetBefore,
+          "lstm-proj": gated.LSTMProjected}
 TIGHT = 1e-12
 
 #: (T, B, I, H, K): the corners the issue names (T = 1, B = 1, H = 1, I != H) and a longer odd batch
 SIZES = [(1, 1, 1, 1, 2), (1, 1, 3, 1, 2), (2, 1, 1, 2, 3), (5, 3, 4, 2, 3), (12, 2, 2, 5, 4), (40, 3, 3, 4, 2)]
+
+
+def make_case(T, B, I, H, K, dtype, regime, seed, cell):
+    """The case; the projected LSTM's with H >= 2 and a projection P = H // 2 (1 <= P < H)."""
+    if cell == "lstm-proj":
+        H = max(H, 2)
+        return Case(T, B, I, H, K, "tanh", dtype, regime, seed, cell, P=H // 2)
+    return Case(T, B, I, H, K, "tanh", dtype, regime, seed, cell)
 
 
 def _relative(got, want):
@@ -25,7 +34,7 @@ def _relative(got, want):
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: "T{}-B{}-I{}-H{}-K{}".format(*s))
 def test_oracle_matches_the_independent_implementation(cell, size):
     for n, regime in enumerate(regimes(cell)):
-        case = Case(*size, "tanh", "float64", regime, 100 + n, cell)
+        case = make_case(*size, "float64", regime, 100 + n, cell)
         arrays = case.arrays()
         assert np.any(arrays["h0"]) and all(np.any(arrays[k]) for k in contract(cell).state0)
         oracle, independent = Oracle(cell=cell), MODELS[cell]()
@@ -42,7 +51,7 @@ def test_oracle_matches_the_independent_implementation(cell, size):
 
 @pytest.mark.parametrize("cell", list(MODELS))
 def test_loss_gradients_against_complex_step(cell):
-    case = Case(4, 2, 3, 2, 3, "tanh", "float64", "contracting", 7, cell)
+    case = make_case(4, 2, 3, 2, 3, "float64", "contracting", 7, cell)
     arrays = case.arrays()
     x, state0, params, targets = contract(cell).call_args("loss", arrays)
     oracle, complex_oracle = Oracle(cell=cell), Oracle(cell=cell, backend="complex128")
@@ -62,7 +71,7 @@ def test_loss_gradients_against_complex_step(cell):
 
 @pytest.mark.parametrize("cell", list(MODELS))
 def test_vjp_against_complex_step_with_cotangents_on_every_state(cell):
-    case = Case(3, 2, 2, 3, 2, "tanh", "float64", "saturating", 3, cell)
+    case = make_case(3, 2, 2, 3, 2, "float64", "saturating", 3, cell)
     arrays = case.arrays()
     x, state0, params, cotangents = contract(cell).call_args("vjp", arrays)
     oracle, complex_oracle = Oracle(cell=cell), Oracle(cell=cell, backend="complex128")

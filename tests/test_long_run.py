@@ -81,11 +81,12 @@ def test_cpu_kernels_of_the_gated_cells_are_conformant_over_200_cases_per_dtype(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cell", ["lstm", "gru-reset-after", "elman"])
+@pytest.mark.parametrize("cell", ["lstm", "gru-reset-after", "elman", "lstm-proj"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_torch_stacked_bidirectional_packed_is_conformant_over_200_cases_per_dtype(cell, seed):
     """Issue "Stacked, bidirectional and variable-length runs": num_layers=2, bidirectional, packed sequences
-    (lengths with 0 and T, odd and even batches), float32 and float64, 200 examples each, three seeds."""
+    (lengths with 0 and T, odd and even batches), and proj_size (lstm-proj), float32 and float64, 200 examples
+    each, three seeds."""
     pytest.importorskip("torch")
     _long_run(load_target("torch"), "torch", cell, examples=400, seed=seed,
               variant="layers=2,bidirectional,lengths=zero")

@@ -19,16 +19,19 @@ TIGHT = 1e-12
 
 
 def arrays(cell, variant, T=4, B=4, I=2, H=3, K=3, seed=0, scale=0.6):
-    """x, state0, params (V and c included), lengths with 0 and T among them, targets."""
+    """x, state0, params (V and c included), lengths with 0 and T among them, targets (lstm-proj: P = 2)."""
     rng = np.random.default_rng(seed)
+    spec = registered(cell)
+    dims = {"H": H, "P": 2, "K": K}
+    width = dims[spec.state_out[0].shape[0]]
     params = {}
     for layer, d in variant.runs():
-        for var in registered(cell).params:
-            shape = tuple({"H": H, "I": I if layer == 0 else variant.directions * H}[s] for s in var.shape)
+        for var in spec.params:
+            shape = tuple({**dims, "I": I if layer == 0 else variant.directions * width}[s] for s in var.shape)
             params[var.key + variant.suffix(layer, d)] = rng.standard_normal(shape) * scale
-    params.update(V=rng.standard_normal((K, variant.directions * H)), c=rng.standard_normal(K))
+    params.update(V=rng.standard_normal((K, variant.directions * width)), c=rng.standard_normal(K))
     lead = (len(variant.runs()),) if variant.stacked else ()
-    state0 = {k: rng.standard_normal(lead + (B, H)) * 0.5 for k in registered(cell).state0_keys}
+    state0 = {out.key + "0": rng.standard_normal(lead + (B, dims[out.shape[0]])) * 0.5 for out in spec.state_out}
     lengths = None if variant.lengths is None else np.array([T, 0, *rng.integers(0, T + 1, B - 2)])
     return rng.standard_normal((T, B, I)), state0, params, lengths, rng.integers(0, K, (T, B))
 

@@ -24,7 +24,7 @@ def needs_torch():
         pytest.skip("torch is not installed")
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru-reset-after", "elman"])
+@pytest.mark.parametrize("cell", ["lstm", "gru-reset-after", "elman", "lstm-proj"])
 def test_torch_stacked_bidirectional_packed_is_conformant(cell):
     """A few cases in CI; tests/test_long_run.py runs 200 per dtype on three seeds (-m slow)."""
     needs_torch()
@@ -96,3 +96,28 @@ def test_torch_conventions_for_stacked_modules_match_pytorchs_names_and_round_tr
     back = pytorch.from_runs("gru-reset-after", weights, add, variant)
     assert sorted(back) == sorted(params)
     assert all(np.array_equal(back[k], params[k]) for k in params)
+
+
+def test_torch_proj_size_is_the_projected_lstm_and_its_weights_round_trip():
+    needs_torch()
+    import torch
+
+    report = check(TargetName("torch"), target="torch", cell="lstm-proj", examples=6)
+    assert report.conformant, [(r.clause.id, r.status) for r in report.results if r.status != "passed"]
+    case = Case(3, 2, 4, 5, 2, "tanh", "float64", "contracting", 0, "lstm-proj", P=3)
+    params = {k: v for k, v in case.arrays().items() if k in contract("lstm-proj").step_params}
+    weights = pytorch.to("lstm-proj", params)
+    module = torch.nn.LSTM(4, 5, proj_size=3)
+    assert sorted(weights) == sorted(module.state_dict())
+    assert all(tuple(weights[k].shape) == tuple(v.shape) for k, v in module.state_dict().items())
+    back = pytorch.from_("lstm-proj", weights, add)
+    assert all(np.array_equal(back[k], params[k]) for k in params)
+
+
+def test_the_projected_lstm_case_keeps_its_projection_below_h():
+    with pytest.raises(ValueError, match=r"P \(projection size\) must be an integer in \[1, H=2\)"):
+        Case(3, 1, 1, 2, 2, "tanh", "float64", "contracting", 0, "lstm-proj", P=2)
+    with pytest.raises(ValueError, match="takes P = 0"):
+        Case(3, 1, 1, 2, 2, "tanh", "float64", "contracting", 0, "lstm", P=1)
+    case = Case(9, 3, 2, 6, 3, "tanh", "float64", "chaotic", 0, "lstm-proj", P=4)
+    assert all(1 <= c.P < c.H for c in case.smaller()) and case.smaller()

@@ -15,7 +15,8 @@ import numpy as np
 import gated
 import reference
 
-CELLS = {"lstm": gated.LSTM, "gru-reset-after": gated.GRUResetAfter, "gru-reset-before": gated.GRUResetBefore}
+CELLS = {"lstm": gated.LSTM, "gru-reset-after": gated.GRUResetAfter, "gru-reset-before": gated.GRUResetBefore,
+         "lstm-proj": gated.LSTMProjected}
 
 
 class Elman:
@@ -45,7 +46,7 @@ class Reference:
         self.cell, self.layers, self.bidirectional, self.semantics = cell, layers, bidirectional, lengths
         self.stacked = layers > 1 or bidirectional if stacked is None else stacked
         self.model = model(cell)
-        self.state_keys = ["h", "c"] if cell == "lstm" else ["h"]
+        self.state_keys = ["h", "c"] if cell.startswith("lstm") else ["h"]
 
     def _runs(self):
         return [(layer, d) for layer in range(self.layers) for d in range(2 if self.bidirectional else 1)]
@@ -149,7 +150,8 @@ class Reference:
                     start = {k + "0": self._start(state0, k, index, b) for k in self.state_keys}
                     g_y = g_out[:, b, d * H:(d + 1) * H]
                     g_final = {k: (cotangents[k + "_n"][index] if stacked else cotangents[k + "_n"])[b]
-                               if k + "_n" in cotangents else np.zeros(H) for k in self.state_keys}
+                               if k + "_n" in cotangents else np.zeros(state0[k + "0"].shape[-1])
+                               for k in self.state_keys}
                     g_first = np.zeros(H)  # cotangent landing on h0 directly (reverse, carry)
                     g_final, g_first = self._padded_cotangents(g_y, n, d, g_final, g_first)
                     if n == 0:
@@ -159,7 +161,7 @@ class Reference:
                         continue
                     seq = inputs[:n, b:b + 1]
                     run = seq[::-1] if d else seq
-                    cot = {k: np.zeros((n, 1, H)) for k in self.state_keys}
+                    cot = {k: np.zeros((n, 1, state0[k + "0"].shape[-1])) for k in self.state_keys}
                     cot["h"][:, 0] = g_y[:n][::-1] if d else g_y[:n]
                     for k in self.state_keys:
                         cot[k][-1, 0] += g_final[k]

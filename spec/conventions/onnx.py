@@ -16,7 +16,7 @@ NAME = "ONNX"
 LAYERS = {"elman": "RNN", "lstm": "LSTM", "gru-reset-after": "GRU(linear_before_reset=1)",
           "gru-reset-before": "GRU(linear_before_reset=0)"}
 ORDER = {"elman": "", "lstm": "iofg", "gru-reset-after": "zrn", "gru-reset-before": "zrn"}
-CANNOT: dict[str, str] = {}
+CANNOT: dict[str, str] = {"lstm-proj": "ONNX's LSTM operator has no projection of its output (PyTorch's proj_size)"}
 #: the operator and its attributes for each cell
 OPERATORS = {"elman": ("RNN", {}), "lstm": ("LSTM", {}), "gru-reset-after": ("GRU", {"linear_before_reset": 1}),
              "gru-reset-before": ("GRU", {"linear_before_reset": 0})}

@@ -29,7 +29,9 @@ from rnnspec.spec.conventions import pytorch as conventions
 from rnnspec.spec.conventions._layout import first_part
 from rnnspec.spec.targets import TargetError
 
-LAYERS = {"elman": "RNN", "lstm": "LSTM", "gru-reset-after": "GRU"}
+LAYERS = {"elman": "RNN", "lstm": "LSTM", "gru-reset-after": "GRU", "lstm-proj": "LSTM"}
+#: the cells with a cell state c (nn.LSTM, with or without proj_size)
+WITH_CELL_STATE = ("lstm", "lstm-proj")
 
 
 class TorchRNN:
@@ -76,9 +78,11 @@ class TorchRNN:
             weights = to_framework("torch", self.cell, params)
         else:
             weights = conventions.to_runs(self.cell, params, variant)
-        H4, I = weights["weight_ih_l0"].shape
-        H = weights["weight_hh_l0"].shape[1]
+        gates_H, I = weights["weight_ih_l0"].shape
+        H = gates_H // {"elman": 1, "gru-reset-after": 3}.get(self.cell, 4)
         options = {"nonlinearity": self.activation} if self.cell == "elman" else {}
+        if "weight_hr_l0" in weights:
+            options["proj_size"] = weights["weight_hr_l0"].shape[0]
         options.update(num_layers=variant.layers, bidirectional=variant.bidirectional)
         module = getattr(torch.nn, LAYERS[self.cell])(I, H, **options).to(dtype).to(self.device)
         with torch.no_grad():
@@ -93,7 +97,7 @@ class TorchRNN:
         module = self._module(params, dtype)
         leaves = {"x": self._tensor(x).requires_grad_(True)}
         leaves.update({k: self._tensor(v[None]).requires_grad_(True) for k, v in state0.items()})
-        if self.cell != "lstm":
+        if self.cell not in WITH_CELL_STATE:
             out, _ = module(leaves["x"], leaves["h0"])
             return module, leaves, {"h": out}
         start = (leaves["h0"], leaves["c0"])
@@ -116,15 +120,15 @@ class TorchRNN:
         leaves = {"x": self._tensor(x).requires_grad_(True)}
         stacked = (lambda v: v) if variant.stacked else (lambda v: v[None])
         leaves.update({k: self._tensor(stacked(v)).requires_grad_(True) for k, v in state0.items()})
-        start = (leaves["h0"], leaves["c0"]) if self.cell == "lstm" else leaves["h0"]
+        start = (leaves["h0"], leaves["c0"]) if self.cell in WITH_CELL_STATE else leaves["h0"]
         if lengths is None:
             out, final = module(leaves["x"], start)
         else:
             out, final = self._packed(module, leaves, start, np.asarray(lengths))
-        finals = final if self.cell == "lstm" else (final,)
+        finals = final if self.cell in WITH_CELL_STATE else (final,)
         unstack = (lambda v: v) if variant.stacked else (lambda v: v[0])
         outputs = {"h": out, "h_n": unstack(finals[0])}
-        if self.cell == "lstm":
+        if self.cell in WITH_CELL_STATE:
             outputs["c_n"] = unstack(finals[1])
         return module, leaves, outputs
 
@@ -135,7 +139,7 @@ class TorchRNN:
 
         x = leaves["x"]
         T, B = x.shape[:2]
-        width = module.hidden_size * (2 if module.bidirectional else 1)
+        width = (getattr(module, "proj_size", 0) or module.hidden_size) * (2 if module.bidirectional else 1)
         live = np.flatnonzero(lengths > 0)
         starts = start if isinstance(start, tuple) else (start,)
         if not live.size:
