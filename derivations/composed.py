@@ -20,7 +20,7 @@ from rnnspec.derivations.evaluate import evaluate
 from rnnspec.derivations.oracle import Oracle
 from rnnspec.derivations.registry import cell as registered_cell
 from rnnspec.derivations.rounding import Rounding
-from rnnspec.derivations.variants import MASK, Variant, mask_of, masked, parse_variant
+from rnnspec.derivations.variants import MASK, Variant, mask_of, masked, output_mask, parse_variant
 
 Arrays = Mapping[str, np.ndarray]
 
@@ -134,7 +134,8 @@ class Composed:
         if h is None:
             y = self.be.zeros((0, sizes["B"], sizes[self.width]))
         else:
-            y = order(h) * mask[:, :, None] if self.variant.lengths == "zero" else order(h)
+            shown = output_mask(mask, self.variant.lengths, bool(reverse))
+            y = order(h) if shown is None else order(h) * self.be.asarray(shown)[:, :, None]
         traces = {name: order(np.stack([tape[name] for tape in tapes]))
                   for name in self.cell.pre_activations} if tapes else {}
         return {"tapes": tapes, "sizes": sizes, "params": params, "y": y, "final": final, "reverse": reverse,
@@ -176,8 +177,8 @@ class Composed:
         return grads
 
     def _direction_backward(self, run: dict, mask, g_y, finals: dict) -> dict[str, np.ndarray]:
-        """The VJP of one direction: g_h_t = m_t g_y_t ("zero") or g_y_t, in the run's own time order,
-        the final states' cotangents added at its last step."""
+        """The VJP of one direction: g_h_t = v_t g_y_t (the output mask's transpose), in the run's own time
+        order, the final states' cotangents added at its last step."""
         order = (lambda a: a[::-1]) if run["reverse"] else (lambda a: a)
         tapes, sizes = run["tapes"], run["sizes"]
         steps = len(tapes)
@@ -190,7 +191,8 @@ class Composed:
             return out
         g_h = None
         if g_y is not None:
-            g_h = order(g_y * mask[:, :, None] if self.variant.lengths == "zero" else g_y)
+            shown = output_mask(mask, self.variant.lengths, bool(run["reverse"]))
+            g_h = order(g_y if shown is None else g_y * self.be.asarray(shown)[:, :, None])
         per_step = [{} if g_h is None else {"h": g_h[t]} for t in range(steps)]
         for name, value in finals.items():
             per_step[-1][name] = per_step[-1].get(name, 0) + value

@@ -7,21 +7,25 @@ derived from it by :func:`masked`. A sequence b of length len_b has the mask m_t
     s_t = m_t s~_t + (1 - m_t) s_{t-1}        (s~_t: the cell's new state; a padded step keeps the state)
 
 so the derivation engine gives its backward step like any cell's (a padded step hands g_s_t on to
-s_{t-1} unchanged and adds nothing to any gradient). A direction reports the outputs
+s_{t-1} unchanged and adds nothing to any gradient). The reverse direction is the same masked cell run
+over time reversed, x_{T-1} ... x_0 with its mask: its padded steps come first and keep its initial
+state, so it starts at len_b - 1; its outputs are put back in time order. A direction's final state is
+its state after its last step in its own order (len_b - 1 forward, 0 reverse; the initial state when
+len_b = 0). A direction reports the outputs y_t = v_t h_t, with the output mask
 
-    y_t = m_t h_t   ("zero": PyTorch's packed sequences, ONNX Runtime's sequence_lens)
-    y_t = h_t       ("carry": Keras masking, which repeats the state held at a padded step)
+    v_t = m_t                                 ("zero": PyTorch's packed sequences, ONNX Runtime's sequence_lens)
+    v_t = 1 once the direction has run a valid step, else 0
+                                              ("carry": Keras masking, which repeats its last output)
 
-The reverse direction is the same masked cell run over time reversed, x_{T-1} ... x_0 with its mask:
-its padded steps come first and keep its initial state, so it starts at len_b - 1; its outputs are
-put back in time order (so under "carry" it reports its initial state at padded steps, as Keras's
-``go_backwards`` does). A direction's final state is its state after its last step in its own order
-(len_b - 1 forward, 0 reverse; the initial state when len_b = 0). Layer l + 1 reads layer l's outputs,
-the directions concatenated along the features as [forward | reverse] (PyTorch's layout). The loss
-sums the head's loss over the valid steps t < len_b only.
+Under "carry" the forward direction repeats h at len_b - 1 over the padded steps (zeros when len_b = 0),
+and the reverse direction, whose padded steps come before its first valid one, reports zeros there, as
+under "zero" (measured against Keras 3's LSTM and GRU with a mask, with and without ``go_backwards``;
+Keras starts the output it repeats at zeros, not at the initial state). Layer l + 1 reads layer l's
+outputs, the directions concatenated along the features as [forward | reverse] (PyTorch's layout). The
+loss sums the head's loss over the valid steps t < len_b only.
 
-Reversal, concatenation and y = m h are linear maps, so their VJPs are their transposes (reverse back,
-split, multiply by m); BPTT through a stack runs the layers top down, each layer's dL/dx (both
+Reversal, concatenation and y = v h are linear maps, so their VJPs are their transposes (reverse back,
+split, multiply by v); BPTT through a stack runs the layers top down, each layer's dL/dx (both
 directions summed) being the cotangent of the layer below's outputs.
 """
 
@@ -139,6 +143,16 @@ def masked(cell: Cell) -> Cell:
     for inp, out in cell.states:
         step.append(Equation(out, (i,), m * candidates[out.name][i] + (1 - m) * inp[i]))
     return replace(cell, name=cell.name + "+mask", inputs=(*cell.inputs, MASK), step=tuple(step), head=None)
+
+
+def output_mask(mask: np.ndarray, semantics: str | None, reverse: bool) -> np.ndarray | None:
+    """v[t, b] of y_t = v_t h_t, in time order (None: every output is h_t). ``mask`` is m[t, b]."""
+    if semantics is None:
+        return None
+    if semantics == "zero" or reverse:
+        return mask
+    started = np.asarray(np.sum(mask, axis=0) > 0, dtype=np.int64)  # the forward direction ran a valid step
+    return np.broadcast_to(started, np.shape(mask))
 
 
 def _tilde(latex: str) -> str:

@@ -117,20 +117,32 @@ def test_the_plain_variant_is_the_cell_and_its_final_state_the_last_step(cell):
 
 
 def test_padded_steps_keep_the_state_and_give_nothing_to_the_gradients():
-    """A sequence of length 0 leaves h_n = h0 and its cotangent passes to h0 unchanged; under "zero" its
-    outputs are zero, under "carry" they repeat h0."""
+    """A sequence of length 0 leaves h_n = h0 and its cotangent passes to h0 unchanged; its outputs are zero
+    under both semantics ("carry" repeats the last output, and there is none, as in Keras)."""
     for semantics in ("zero", "carry"):
         variant = Variant(1, False, semantics)
         x, state0, params, lengths, _ = arrays("lstm", variant)
         out = Composed("lstm", variant).forward(x, state0, params, lengths=lengths)
         np.testing.assert_array_equal(out["h_n"][1], state0["h0"][1])
         np.testing.assert_array_equal(out["c_n"][1], state0["c0"][1])
-        expected = 0 * state0["h0"][1] if semantics == "zero" else state0["h0"][1]
-        np.testing.assert_array_equal(out["h"][:, 1], np.broadcast_to(expected, out["h"][:, 1].shape))
-        cot = {"h_n": np.ones_like(out["h_n"])}
+        np.testing.assert_array_equal(out["h"][:, 1], 0.0)
+        cot = {"h_n": np.ones_like(out["h_n"]), "h": np.ones_like(out["h"])}
         grads = Composed("lstm", variant).vjp(x, state0, params, cot, lengths=lengths)
         np.testing.assert_array_equal(grads["h0"][1], 1.0)
         np.testing.assert_array_equal(grads["x"][:, 1], 0.0)
+
+
+def test_carry_repeats_the_forward_directions_last_output_and_the_reverse_has_none_at_padded_steps():
+    variant = Variant(1, True, "carry")
+    x, state0, params, lengths, _ = arrays("gru-reset-after", variant, T=5, B=3)
+    lengths = np.array([2, 5, 0])
+    out = Composed("gru-reset-after", variant).forward(x, state0, params, lengths=lengths)
+    H = state0["h0"].shape[-1]
+    forward, reverse = out["h"][..., :H], out["h"][..., H:]
+    np.testing.assert_array_equal(forward[2:, 0], np.broadcast_to(forward[1, 0], (3, H)))
+    np.testing.assert_array_equal(forward[1, 0], out["h_n"][0, 0])
+    np.testing.assert_array_equal(reverse[2:, 0], 0.0)
+    np.testing.assert_array_equal(out["h"][:, 2], 0.0)
 
 
 def test_the_masked_cell_is_derived_with_a_mask_input_and_the_cell_state_kept_by_padded_steps():

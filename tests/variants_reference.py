@@ -73,9 +73,10 @@ class Reference:
         return states[key][0] if d else states[key][n - 1]
 
     def _fill_padded(self, y, b, n, states, start, final, d):
-        """Outputs at t >= n: zero, or under "carry" the state held there (the reverse direction's initial)."""
-        if self.semantics == "carry":
-            y[n:, b] = start["h0"][0] if d else final
+        """Outputs at t >= n: zero; under "carry" (Keras) the forward direction repeats its last output, h at
+        n - 1 (none when n = 0), and the reverse direction has no output yet at its padded steps, run first."""
+        if self.semantics == "carry" and not d and n:
+            y[n:, b] = final
 
     def _concat(self, outs, layer):
         return np.concatenate(outs, axis=-1)
@@ -115,13 +116,10 @@ class Reference:
         return result
 
     def _padded_cotangents(self, g_y, n, d, g_final, g_first):
-        """Under "carry", a padded output of the forward direction is its final state, one of the reverse
-        direction its initial state: their cotangents go there. Under "zero" they go nowhere."""
-        if self.semantics == "carry":
-            if d:
-                g_first = g_first + g_y[n:].sum(axis=0)
-            else:
-                g_final["h"] = g_final["h"] + g_y[n:].sum(axis=0)
+        """Under "carry", a padded output of the forward direction (after a valid step) is its final state: their
+        cotangents go there. Other padded outputs are zeros, whose cotangents go nowhere."""
+        if self.semantics == "carry" and not d and n:
+            g_final["h"] = g_final["h"] + g_y[n:].sum(axis=0)
         return g_final, g_first
 
     def vjp(self, x, state0, params, cotangents, lengths=None):
