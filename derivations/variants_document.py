@@ -28,7 +28,7 @@ def _transpose_rule(T: int = 3) -> list[str]:
     m = sp.symbols(f"m_0:{T}")
     reverse = [h[T - 1 - t] for t in range(T)]
     zero = [m[t] * h[t] for t in range(T)]
-    rows = ["| step k | reversal $y_t = h_{T-1-t}$ | zero semantics $y_t = m_t h_t$ |", "|---|---|---|"]
+    rows = ["| step k | reversal $y_t = h_{T-1-t}$ | output mask $y_t = m_t h_t$ |", "|---|---|---|"]
     for k in range(T):
         by_reversal = sp.diff(sum(gt * yt for gt, yt in zip(g, reverse)), h[k])
         by_mask = sp.diff(sum(gt * yt for gt, yt in zip(g, zero)), h[k])
@@ -68,10 +68,12 @@ def variants_document(certificates: list[Certificate]) -> str:
         "",
         *_table(shown(lstm, ("g_h_new", "g_C_new", "g_h_prev", "g_C_prev")), w_lstm),
         "",
-        "A direction reports $y_t = m_t h_t$ under the *zero* semantics (PyTorch's packed sequences, ONNX Runtime's"
-        " `sequence_lens`) or $y_t = h_t$ under *carry* (Keras masking, which repeats the state held at padded steps)."
-        " Its final state is its state after its last step, $h_{n_b - 1}$ forward; the loss counts the valid steps"
-        " only.",
+        "A direction reports $y_t = v_t h_t$: under the *zero* semantics (PyTorch's packed sequences, ONNX Runtime's"
+        " `sequence_lens`) $v_t = m_t$; under *carry* (Keras masking, which repeats its last output, starting from"
+        " zeros) $v_t = 1$ once the direction has run a valid step, so the forward direction repeats"
+        " $h_{n_b - 1}$ (zeros when $n_b = 0$) and the reverse direction, whose padded steps come first, reports"
+        " zeros there. Its final state is its state after its last step, $h_{n_b - 1}$ forward; the loss counts the"
+        " valid steps only.",
         "",
         "## 2. The reverse direction and the output mask: transposes",
         "",

@@ -66,7 +66,8 @@ class Statements:
             words.append("a reverse direction with its own parameters runs x_T..x_1 and its outputs are put back "
                          "in time order")
         if variant.lengths:
-            kept = "zero" if variant.lengths == "zero" else "the state held (carried)"
+            kept = ("zero" if variant.lengths == "zero" else
+                    "the direction's last output (zeros before its first: Keras masking)")
             words.append(f"steps t >= lengths[b] keep the state (s_t = m_t s~_t + (1 - m_t) s_(t-1)) and output "
                          f"{kept}; the reverse direction starts at lengths[b] - 1; the loss counts valid steps only")
         return "; ".join(words)
