@@ -121,3 +121,18 @@ def test_the_projected_lstm_case_keeps_its_projection_below_h():
         Case(3, 1, 1, 2, 2, "tanh", "float64", "contracting", 0, "lstm", P=1)
     case = Case(9, 3, 2, 6, 3, "tanh", "float64", "chaotic", 0, "lstm-proj", P=4)
     assert all(1 <= c.P < c.H for c in case.smaller()) and case.smaller()
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru-reset-before"])
+def test_keras_masking_is_the_carry_semantics(cell):
+    """Keras 3's layers under a mask (torch backend, float32: Keras computes float64 in float32 there)."""
+    for module in ("keras", "torch"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{module} is not installed")
+    report = check(TargetName("keras-torch"), target="keras-torch", cell=cell, variant="lengths=carry",
+                   dtype="float32", examples=6)
+    assert report.conformant, [(r.clause.id, r.status, r.message[:200]) for r in report.results if r.status != "passed"]
+    zero = check(TargetName("oracle"), target="oracle", cell=cell, variant="lengths=zero", examples=1)
+    assert zero.conformant  # the oracle runs both; Keras declares only carry:
+    with pytest.raises(UsageError, match="does not declare"):
+        check(TargetName("keras-torch"), cell=cell, variant="lengths=zero", examples=1)

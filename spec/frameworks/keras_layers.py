@@ -13,6 +13,10 @@ tensorflow backends' LSTM layers run off cuDNN the generic loop over Keras's ``L
 comes from ``keras.layers.RNN`` over that cell made to output its whole carry [h_t, c_t], on the
 same weights (one compiled loop, where T one-step calls would be traced into the program).
 
+Variants: ``lengths=carry`` (one forward layer) passes the mask of the sequences' lengths to the layer, which
+is what Keras masking computes: the state is frozen at padded steps and the output repeats the last one
+(zeros before the first); the final states come from ``return_state``. The loss counts the valid steps.
+
 Keras fixes its backend when first imported: a process that imported Keras with another backend
 cannot build this target (it says so).
 """
@@ -90,6 +94,8 @@ class KerasRNN:
     dtypes = ("float32", "float64")
     activations = ("tanh", "relu")
     backend: str | None = None
+    variants = ("lengths=carry",)
+    layers, bidirectional, lengths = 1, False, None
 
     def __init__(self, activation: str = "tanh") -> None:
         backend = self.backend or os.environ.get("KERAS_BACKEND", DEFAULT_BACKEND)
@@ -161,7 +167,57 @@ class KerasRNN:
 
         return f, args, unpack
 
-    def forward(self, x, state0, params):
+    def _masked_function(self, x, state0, params, lengths, targets=None):
+        """(f, args, unpack) of one forward layer under a mask: f lists h (B, T, H) and the final states."""
+        keras, ops = self.keras, self.keras.ops
+        T, B, I = x.shape
+        H = state0["h0"].shape[-1]
+        options = {"return_sequences": True, "return_state": True, "dtype": x.dtype.name}
+        if self.cell == "elman":
+            layer = keras.layers.SimpleRNN(H, activation=self.activation, **options)
+        elif self.cell == "lstm":
+            layer = keras.layers.LSTM(H, **options)
+        else:
+            layer = keras.layers.GRU(H, reset_after=self.cell == "gru-reset-after", **options)
+        layer.build((None, None, I))
+        frozen = [v.value for v in layer.non_trainable_variables]
+        valid = np.arange(T)[None, :] < np.asarray(lengths)[:, None]  # (B, T), batch-major as Keras wants
+        weights = to_framework("keras", self.cell, params)
+        states = ["h0", "c0"] if self.cell == "lstm" else ["h0"]
+        head = ["V", "c"] if targets is not None else []
+        args = [weights[k] for k in KERAS_WEIGHTS] + [sequence_to("keras", x)] + [state0[k] for k in states] + \
+            [params[k] for k in head]
+
+        def f(*a):
+            w, xs, s, hd = a[:3], a[3], list(a[4:4 + len(states)]), a[4 + len(states):]
+            out = layer.stateless_call(list(w), frozen, xs, initial_state=s, mask=ops.convert_to_tensor(valid))[0]
+            if targets is None:
+                return list(out)
+            logits = ops.matmul(out[0], ops.transpose(hd[0])) + hd[1]
+            labels = ops.convert_to_tensor(sequence_to("keras", np.asarray(targets)))
+            per_step = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+            return [ops.sum(per_step * ops.convert_to_tensor(valid.astype(x.dtype)))]
+
+        def unpack(grads):
+            out = gradients_from_framework("keras", self.cell, dict(zip(KERAS_WEIGHTS, grads[:3])))
+            out["x"] = sequence_from("keras", grads[3])
+            out.update(zip(states + head, grads[4:]))
+            return out
+
+        return f, args, unpack
+
+    def _check_variant(self) -> None:
+        if self.layers != 1 or self.bidirectional:
+            raise NotImplementedError("the keras target runs one forward layer (variants: lengths=carry)")
+
+    def forward(self, x, state0, params, lengths=None):
+        if self.lengths is not None:
+            self._check_variant()
+            f, args, _ = self._masked_function(x, state0, params, lengths)
+            ops = self.keras.ops
+            outputs = [np.asarray(ops.convert_to_numpy(o)) for o in f(*[ops.convert_to_tensor(a) for a in args])]
+            keys = ["h_n", "c_n"] if self.cell == "lstm" else ["h_n"]
+            return {"h": sequence_from("keras", outputs[0]), **dict(zip(keys, outputs[1:]))}
         f, args, _ = self._function(x, state0, params)
         ops = self.keras.ops
         if self.backend == "jax":
@@ -172,14 +228,25 @@ class KerasRNN:
         outputs = [sequence_from("keras", np.asarray(ops.convert_to_numpy(o))) for o in outputs]
         return dict(zip(["h", "c"], outputs))
 
-    def vjp(self, x, state0, params, cotangents):
+    def vjp(self, x, state0, params, cotangents, lengths=None):
+        if self.lengths is not None:
+            self._check_variant()
+            f, args, unpack = self._masked_function(x, state0, params, lengths)
+            keys = ["h", "h_n", "c_n"] if self.cell == "lstm" else ["h", "h_n"]
+            given = [sequence_to("keras", np.asarray(cotangents["h"]))] + [np.asarray(cotangents[k]) for k in keys[1:]]
+            _, grads = _VJPS[self.backend](f, args, given)
+            return unpack(grads)
         f, args, unpack = self._function(x, state0, params)
         keys = ["h", "c"] if self.cell == "lstm" else ["h"]
         _, grads = _VJPS[self.backend](f, args, [sequence_to("keras", np.asarray(cotangents[k])) for k in keys])
         return unpack(grads)
 
-    def loss(self, x, state0, params, targets):
-        f, args, unpack = self._function(x, state0, params, targets=targets)
+    def loss(self, x, state0, params, targets, lengths=None):
+        if self.lengths is not None:
+            self._check_variant()
+            f, args, unpack = self._masked_function(x, state0, params, lengths, targets)
+        else:
+            f, args, unpack = self._function(x, state0, params, targets=targets)
         (value,), grads = _VJPS[self.backend](f, args, [np.ones((), x.dtype)])
         return float(value), unpack(grads)
 
