@@ -136,3 +136,28 @@ def test_keras_masking_is_the_carry_semantics(cell):
     assert zero.conformant  # the oracle runs both; Keras declares only carry:
     with pytest.raises(UsageError, match="does not declare"):
         check(TargetName("keras-torch"), cell=cell, variant="lengths=zero", examples=1)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru-reset-before"])
+def test_onnxruntime_stacked_bidirectional_sequence_lens_agree_but_an_empty_sequence_ends_at_zero(cell):
+    """ONNX Runtime's operators chained into two bidirectional layers with sequence_lens compute the "zero"
+    semantics, except one thing: a sequence of length 0 gets final states 0, not its initial states."""
+    for module in ("onnx", "onnxruntime"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{module} is not installed")
+    from rnnspec.derivations.composed import Composed
+    from rnnspec.spec.frameworks.onnx_operators import OnnxRuntime
+
+    variant = ALL
+    case = Case(7, 4, 3, 5, 2, "tanh", "float32", "contracting", 5, cell, variant)
+    x, state0, params, _ = contract(cell, variant).call_args("forward", case.arrays())
+    target = OnnxRuntime()
+    target.cell, target.layers, target.bidirectional, target.lengths = cell, 2, True, "zero"
+    wide = lambda d: {k: v.astype(np.float64) for k, v in d.items()}
+    for lengths, agree in ((np.array([7, 1, 3, 5]), ("h", "h_n", "c_n")), (np.array([7, 0, 3, 5]), ("h",))):
+        got = target.forward(x, state0, params, lengths=lengths)
+        want = Composed(cell, variant).forward(x.astype(np.float64), wide(state0), wide(params), lengths=lengths)
+        for key in want:
+            error = float(np.max(np.abs(got[key] - want[key])))
+            assert (error < 1e-5) == (key in agree), (lengths, key, error)
+    assert np.all(got["h_n"][:, 1] == 0) and np.any(state0["h0"][:, 1] != 0)

@@ -7,6 +7,10 @@ and float64 is "not provided", not a failure. The weights,
 biases and initial states are graph inputs, so one session per cell, dtype and activation serves
 every case. The operators return the cell state of the last step only (``Y_c``); c_t of every step is
 ``Y_c`` of the prefix x[:t+1], from the same session.
+
+Variants: ``direction="bidirectional"``, ``sequence_lens`` (ONNX Runtime writes zeros at padded steps:
+the "zero" semantics), and stacked layers as a chain of operators, each layer's Y (T, D, B, H) transposed
+and reshaped to (T, B, D·H) for the next; Y_h and Y_c of every layer are the final states.
 """
 
 from __future__ import annotations
@@ -42,6 +46,42 @@ def build_model(cell: str, hidden: int, activation: str = "tanh", dtype: str = "
     return model
 
 
+def build_stacked_model(cell: str, hidden: int, layers: int, directions: int, lengths: bool,
+                        activation: str = "tanh"):
+    """A chain of ``layers`` operators, each ``directions`` ways, with sequence_lens when ``lengths``: inputs X,
+    and per layer l W{l}, R{l}, B{l}, initial_h{l} (initial_c{l}); outputs Y{L-1} and every Y_h{l} (Y_c{l})."""
+    from onnx import TensorProto, helper
+
+    op, attributes = OPERATORS[cell]
+    if cell == "elman":
+        attributes = {**attributes, "activations": [_ACTIVATIONS[activation]] * directions}
+    attributes = {**attributes, "direction": "bidirectional" if directions == 2 else "forward"}
+    floats = TensorProto.FLOAT
+    inputs = [helper.make_tensor_value_info("X", floats, ["T", "B", "I"])]
+    if lengths:
+        inputs.append(helper.make_tensor_value_info("sequence_lens", TensorProto.INT32, ["B"]))
+    nodes, outputs, previous = [], [], "X"
+    flatten = helper.make_tensor("flat", TensorProto.INT64, [3], [0, 0, -1])
+    for layer in range(layers):
+        names = [f"{n}{layer}" for n in ("W", "R", "B")]
+        states = [f"initial_h{layer}"] + ([f"initial_c{layer}"] if cell == "lstm" else [])
+        inputs += [helper.make_tensor_value_info(n, floats, None) for n in names + states]
+        outs = [f"Y{layer}", f"Y_h{layer}"] + ([f"Y_c{layer}"] if cell == "lstm" else [])
+        nodes.append(helper.make_node(op, [previous, *names, "sequence_lens" if lengths else "", *states], outs,
+                                      hidden_size=hidden, **attributes))
+        outputs += outs[1:]
+        if layer < layers - 1:  # (T, D, B, H) -> (T, B, D * H), the next layer's input
+            nodes.append(helper.make_node("Transpose", [f"Y{layer}"], [f"Yt{layer}"], perm=[0, 2, 1, 3]))
+            nodes.append(helper.make_node("Reshape", [f"Yt{layer}", "flat"], [f"X{layer + 1}"]))
+            previous = f"X{layer + 1}"
+    outputs.insert(0, f"Y{layers - 1}")
+    graph = helper.make_graph(nodes, f"rnnspec_{cell}_stacked", inputs,
+                              [helper.make_tensor_value_info(n, floats, None) for n in outputs], [flatten])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    return model
+
+
 class OnnxRuntime:
     """ONNX Runtime's CPU provider running the ONNX RNN / LSTM / GRU operator."""
 
@@ -49,6 +89,8 @@ class OnnxRuntime:
     cell = "elman"
     dtypes = ("float32",)
     activations = ("tanh", "relu")
+    variants = ("layers", "bidirectional", "lengths=zero")
+    layers, bidirectional, lengths = 1, False, None
     #: why a dtype it does not declare is missing (the compatibility matrix prints it)
     not_provided = {"float64": "ONNX Runtime has no double kernel for RNN (NOT_IMPLEMENTED); its LSTM and GRU answer "
                                "'operator does not support double yet'"}
@@ -59,10 +101,18 @@ class OnnxRuntime:
         self.activation = activation
         self._sessions: dict = {}
 
+    @property
+    def _plain(self) -> bool:
+        return self.layers == 1 and not self.bidirectional and self.lengths is None
+
     def _session(self, hidden: int):
-        key = (self.cell, self.activation, hidden)
+        key = (self.cell, self.activation, hidden, self.layers, self.bidirectional, self.lengths)
         if key not in self._sessions:
-            model = build_model(self.cell, hidden, self.activation)
+            if self._plain:
+                model = build_model(self.cell, hidden, self.activation)
+            else:
+                model = build_stacked_model(self.cell, hidden, self.layers, 2 if self.bidirectional else 1,
+                                            self.lengths is not None, self.activation)
             options = self.ort.SessionOptions()
             options.intra_op_num_threads = 1
             options.log_severity_level = 3
@@ -70,7 +120,43 @@ class OnnxRuntime:
                                                             providers=["CPUExecutionProvider"])
         return self._sessions[key]
 
-    def forward(self, x, state0, params):
+    def _forward_variant(self, x, state0, params, lengths):
+        from rnnspec.derivations.variants import Variant
+        from rnnspec.spec.conventions._layout import key as canonical
+
+        variant = Variant(self.layers, self.bidirectional, self.lengths)
+        D = variant.directions
+        H = state0["h0"].shape[-1]
+        session = self._session(H)
+        stacked = (lambda v: v) if variant.stacked else (lambda v: v[None])
+        feed = {"X": np.ascontiguousarray(x)}
+        if lengths is not None:
+            feed["sequence_lens"] = np.asarray(lengths, dtype=np.int32)
+        gates = {"elman": [""], "lstm": list("ifgo")}.get(self.cell, list("rzn"))
+        names = [canonical(what, g) for what in ("U", "W", "b") for g in gates] + (
+            ["b_hn"] if self.cell == "gru-reset-after" else [])
+        for layer in range(variant.layers):
+            per_direction = [to_framework("onnx", self.cell, {n: params[n + variant.suffix(layer, d)] for n in names})
+                             for d in range(D)]
+            for k in ("W", "R", "B"):
+                feed[f"{k}{layer}"] = np.ascontiguousarray(np.concatenate([w[k] for w in per_direction]))
+            for k, v in state0.items():
+                feed[f"initial_{k[0]}{layer}"] = np.ascontiguousarray(stacked(v)[layer * D:(layer + 1) * D])
+        outputs = session.run(None, feed)
+        Y = outputs[0]  # (T, D, B, H)
+        T, B = x.shape[:2]
+        out = {"h": np.ascontiguousarray(np.transpose(Y, (0, 2, 1, 3)).reshape(T, B, D * H))}
+        finals = outputs[1:]
+        per = 2 if self.cell == "lstm" else 1
+        unstack = (lambda v: v) if variant.stacked else (lambda v: v[0])
+        out["h_n"] = unstack(np.concatenate(finals[0::per]))
+        if self.cell == "lstm":
+            out["c_n"] = unstack(np.concatenate(finals[1::per]))
+        return out
+
+    def forward(self, x, state0, params, lengths=None):
+        if not self._plain:
+            return self._forward_variant(x, state0, params, lengths)
         H = state0["h0"].shape[-1]
         session = self._session(H)
         feed = {k: np.ascontiguousarray(v) for k, v in to_framework("onnx", self.cell, params).items()}
