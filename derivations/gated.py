@@ -34,9 +34,10 @@ def _pre(name: str, gate: str) -> Var:
     return Var(name, ("H",), INTERMEDIATE, rf"\hat{{{gate}}}_{{t}}")
 
 
-def lstm(head: str | None = "softmax-ce", projection: bool = False) -> Cell:
-    """The LSTM without peepholes, gates in the order i, f, g, o (PyTorch's); with ``projection``, PyTorch's
-    ``proj_size``: h_t = W_hr (o * tanh(c_t)), of size P, which the gates read back (W_k is (H, P))."""
+def lstm(head: str | None = "softmax-ce", projection: bool = False, peephole: bool = False) -> Cell:
+    """The LSTM, gates in the order i, f, g, o (PyTorch's). With ``projection``, PyTorch's ``proj_size``:
+    h_t = W_hr (o * tanh(c_t)), of size P, which the gates read back (W_k is (H, P)). With ``peephole``,
+    ONNX's P: i and f also read P_i * c_{t-1}, P_f * c_{t-1}, and o reads P_o * c_t (the new cell state)."""
     i, j, k = indices("i j k")
     state = "P" if projection else "H"
     U, W, b = _gate_params("ifgo", state)
@@ -48,12 +49,19 @@ def lstm(head: str | None = "softmax-ce", projection: bool = False) -> Cell:
     pre = {g: _pre(f"z{g}", g) for g in "ifgo"}
     gate = {g: Var(f"{g}g", ("H",), INTERMEDIATE, f"{g}_{{t}}") for g in "ifgo"}
     squash = {"i": sigmoid, "f": sigmoid, "g": sp.tanh, "o": sigmoid}
+    peep = {g: Var(f"P_{g}", ("H",), PARAM, f"P_{{{g}}}") for g in "ifo"} if peephole else {}
+    reads = {"i": c_prev, "f": c_prev, "o": c}  # the cell state each peephole looks at
+    params = [*U.values(), *W.values(), *b.values(), *peep.values()]
     step = []
+    new_cell = Equation(c, (i,), gate["f"][i] * c_prev[i] + gate["i"][i] * gate["g"][i])
     for g in "ifgo":
-        step.append(Equation(pre[g], (i,), U[g][i, j] * x[j] + W[g][i, k] * h_prev[k] + b[g][i]))
+        if g == "o" and peephole:  # the output gate's peephole reads the new cell state: c_t first
+            step.append(new_cell)
+        extra = peep[g][i] * reads[g][i] if g in peep else 0
+        step.append(Equation(pre[g], (i,), U[g][i, j] * x[j] + W[g][i, k] * h_prev[k] + b[g][i] + extra))
         step.append(Equation(gate[g], (i,), squash[g](pre[g][i])))
-    step.append(Equation(c, (i,), gate["f"][i] * c_prev[i] + gate["i"][i] * gate["g"][i]))
-    params = [*U.values(), *W.values(), *b.values()]
+    if not peephole:
+        step.append(new_cell)
     if projection:
         unprojected = Var("r", ("H",), INTERMEDIATE, "r_{t}")  # o * tanh(c), before the projection
         W_hr = Var("W_hr", ("P", "H"), PARAM, "W_{hr}")
@@ -62,8 +70,11 @@ def lstm(head: str | None = "softmax-ce", projection: bool = False) -> Cell:
         step.append(Equation(h, (i,), W_hr[i, k] * unprojected[k]))
     else:
         step.append(Equation(h, (i,), gate["o"][i] * sp.tanh(c[i])))
+    name = "lstm-proj" if projection else "lstm-peephole" if peephole else "lstm"
+    titles = {"lstm": "LSTM", "lstm-proj": "LSTM with a projection (PyTorch's proj_size)",
+              "lstm-peephole": "LSTM with peepholes (ONNX's P)"}
     return Cell(
-        name="lstm-proj" if projection else "lstm",
+        name=name,
         activation="tanh",
         sizes=SIZES + ((("P", "projection size"),) if projection else ()),
         params=tuple(params),
@@ -71,7 +82,7 @@ def lstm(head: str | None = "softmax-ce", projection: bool = False) -> Cell:
         states=((h_prev, h), (c_prev, c)),
         step=tuple(step),
         head=make_head(head, h),
-        title="LSTM with a projection (PyTorch's proj_size)" if projection else "LSTM",
+        title=titles[name],
         pre_activations=tuple(p.name for p in pre.values()) + ("C",),
         gates=(Gate("i", "b_i", "input"), Gate("f", "b_f", "forget"), Gate("o", "b_o", "output")),
     )

@@ -183,6 +183,7 @@ def lstm_document(certificates: list[Certificate], figure: str, curves: dict[str
         "",
         *_proof_section([c for c in certificates if c.cell == "lstm"]),
         *_projection_section([c for c in certificates if c.cell == "lstm-proj"]),
+        *_peephole_section([c for c in certificates if c.cell == "lstm-peephole"]),
     ]
     return "\n".join(lines)
 
@@ -208,6 +209,33 @@ def _projection_section(certificates: list[Certificate]) -> list[str]:
         *_table(backward, written),
         "",
         "Proof certificate, as in section 5, with P = 1:",
+        "",
+        *certificate_rows(certificates),
+        "",
+    ]
+
+
+def _peephole_section(certificates: list[Certificate]) -> list[str]:
+    """The cell ``lstm-peephole``: its gates' equations, the derived backward lines that change, its proof."""
+    cell = registered("lstm-peephole")
+    derivation = derive(cell)
+    written = names(derivation)
+    forward = [eq for eq in cell.step if eq.target.name in ("zi", "zf", "C", "zo")]
+    backward = [eq for eq in derivation.step_backward if eq.target.name in ("g_C", "g_P_i", "g_P_f", "g_P_o",
+                                                                          "g_C_prev")]
+    return [
+        "## 7. With peepholes (`lstm-peephole`, ONNX's P)",
+        "",
+        "The input and forget gates also read the previous cell state, and the output gate the new one, each"
+        " through a diagonal $P_k$ (H,) (ONNX's `P`, in the order i, o, f), so $c_t$ comes before $\\hat{o}_t$:",
+        "",
+        *[_display(eq, written) for eq in forward],
+        "",
+        "The engine derives the peepholes' gradients and the two new paths into the cell state's cotangents:",
+        "",
+        *_table(backward, written),
+        "",
+        "Proof certificate, as in section 5:",
         "",
         *certificate_rows(certificates),
         "",

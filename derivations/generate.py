@@ -80,7 +80,7 @@ def render(workers: int = 2, progress: Progress | None = None) -> dict[str, byte
     of = lambda *cells: [c for c in proved if c.cell in cells and not c.variant]
     files = {"elman.md": elman_document(of("elman"), FIGURE).encode(),
              "elman_gradient_norms.csv": figure.csv_text(data).encode(),
-             "lstm.md": lstm_document(of("lstm", "lstm-proj"), CELLS_FIGURE, curves).encode(),
+             "lstm.md": lstm_document(of("lstm", "lstm-proj", "lstm-peephole"), CELLS_FIGURE, curves).encode(),
              "gru.md": gru_document(of("gru-reset-after", "gru-reset-before"), CELLS_FIGURE, curves).encode(),
              "gradient_flow.csv": figure.cells_csv_text(curves).encode(),
              "variants.md": variants_document([c for c in proved if c.variant]).encode()}

@@ -13,6 +13,7 @@ _BUILDERS: dict[str, Callable[[str, str | None], Cell]] = {
     "elman": lambda activation, head: elman(activation, True, head),
     "lstm": lambda activation, head: lstm(head),
     "lstm-proj": lambda activation, head: lstm(head, projection=True),
+    "lstm-peephole": lambda activation, head: lstm(head, peephole=True),
     "gru-reset-after": lambda activation, head: gru(True, head),
     "gru-reset-before": lambda activation, head: gru(False, head),
 }

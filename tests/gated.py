@@ -184,6 +184,62 @@ class LSTMProjected(LSTM):
         return grads
 
 
+class LSTMPeephole(LSTM):
+    """ONNX's peepholes: i, f read P_i * c_{t-1}, P_f * c_{t-1}; o reads P_o * c_t."""
+
+    cell = "lstm-peephole"
+
+    def _forward(self, x, state0, params):
+        U, W, b = self.stack(params, "U"), self.stack(params, "W"), self.biases(params)
+        P_i, P_f, P_o = params["P_i"], params["P_f"], params["P_o"]
+        H = W.shape[1]
+        h, c = state0["h0"], state0["c0"]
+        tape = []
+        for t in range(x.shape[0]):
+            z = x[t] @ U.T + h @ W.T + b
+            z[:, :H] += P_i * c
+            z[:, H:2 * H] += P_f * c
+            i, f, g = sigmoid(z[:, :H]), sigmoid(z[:, H:2 * H]), np.tanh(z[:, 2 * H:3 * H])
+            c_prev, h_prev = c, h
+            c = f * c_prev + i * g
+            z[:, 3 * H:] += P_o * c
+            o = sigmoid(z[:, 3 * H:])
+            h = o * np.tanh(c)
+            tape.append(dict(z=z, i=i, f=f, g=g, o=o, c_prev=c_prev, h_prev=h_prev, c=c, h=h))
+        return tape
+
+    def _backward(self, x, state0, params, tape, cotangents):
+        U, W = self.stack(params, "U"), self.stack(params, "W")
+        P_i, P_f, P_o = params["P_i"], params["P_f"], params["P_o"]
+        H = W.shape[1]
+        gU, gW, gb, gx = np.zeros_like(U), np.zeros_like(W), np.zeros(4 * H, x.dtype), np.zeros_like(x)
+        gP = {k: np.zeros(H, x.dtype) for k in ("P_i", "P_f", "P_o")}
+        gh_next, gc_next = np.zeros_like(state0["h0"]), np.zeros_like(state0["c0"])
+        for t in range(x.shape[0] - 1, -1, -1):
+            s = tape[t]
+            gh = cotangents["h"][t] + gh_next
+            tc = np.tanh(s["c"])
+            do = gh * tc * s["o"] * (1 - s["o"])  # dL/dz_o
+            gc = (cotangents["c"][t] if "c" in cotangents else 0) + gc_next + gh * s["o"] * (1 - tc * tc) + do * P_o
+            di = gc * s["g"] * s["i"] * (1 - s["i"])
+            df = gc * s["c_prev"] * s["f"] * (1 - s["f"])
+            dg = gc * s["i"] * (1 - s["g"] ** 2)
+            dz = np.concatenate([di, df, dg, do], axis=1)
+            gP["P_i"] += (di * s["c_prev"]).sum(0)
+            gP["P_f"] += (df * s["c_prev"]).sum(0)
+            gP["P_o"] += (do * s["c"]).sum(0)
+            gU += dz.T @ x[t]
+            gW += dz.T @ s["h_prev"]
+            gb += dz.sum(axis=0)
+            gx[t] = dz @ U
+            gh_next = dz @ W
+            gc_next = gc * s["f"] + di * P_i + df * P_f
+        grads = {"x": gx, "h0": gh_next, "c0": gc_next, **gP}
+        for what, value in (("U", gU), ("W", gW), ("b", gb)):
+            grads.update(self.unstack(value, what, H))
+        return grads
+
+
 class GRU(Gated):
     """Both GRUs: ``reset_after`` says where the reset gate acts."""
 

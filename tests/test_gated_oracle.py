@@ -11,7 +11,7 @@ from rnnspec.spec.contract import contract
 import gated
 
 MODELS = {"lstm": gated.LSTM, "gru-reset-after": gated.GRUResetAfter, "gru-reset-before": gated.GRUResetBefore,
-          "lstm-proj": gated.LSTMProjected}
+          "lstm-proj": gated.LSTMProjected, "lstm-peephole": gated.LSTMPeephole}
 TIGHT = 1e-12
 
 #: (T, B, I, H, K): the corners the issue names (T = 1, B = 1, H = 1, I != H) and a longer odd batch

@@ -161,3 +161,22 @@ def test_onnxruntime_stacked_bidirectional_sequence_lens_agree_but_an_empty_sequ
             error = float(np.max(np.abs(got[key] - want[key])))
             assert (error < 1e-5) == (key in agree), (lengths, key, error)
     assert np.all(got["h_n"][:, 1] == 0) and np.any(state0["h0"][:, 1] != 0)
+
+
+def test_onnxruntime_peepholes_are_the_lstm_peephole_cell():
+    """ONNX's P (order i, o, f): i and f read c_{t-1}, o reads c_t, as the cell's equations say."""
+    for module in ("onnx", "onnxruntime"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{module} is not installed")
+    from rnnspec.spec.conventions import onnx
+
+    report = check(TargetName("onnxruntime"), target="onnxruntime", cell="lstm-peephole", examples=8)
+    assert report.conformant, [(r.clause.id, r.status) for r in report.results if r.status not in ("passed",
+                                                                                                   "not provided")]
+    case = Case(3, 2, 2, 4, 2, "tanh", "float32", "contracting", 0, "lstm-peephole")
+    params = {k: v for k, v in case.arrays().items() if k in contract("lstm-peephole").step_params}
+    weights = onnx.to("lstm-peephole", params)
+    assert weights["P"].shape == (1, 12)
+    np.testing.assert_array_equal(weights["P"][0, 4:8], params["P_o"])
+    back = onnx.from_("lstm-peephole", weights, add)
+    assert all(np.array_equal(back[k], params[k]) for k in params)

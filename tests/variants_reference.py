@@ -16,7 +16,7 @@ import gated
 import reference
 
 CELLS = {"lstm": gated.LSTM, "gru-reset-after": gated.GRUResetAfter, "gru-reset-before": gated.GRUResetBefore,
-         "lstm-proj": gated.LSTMProjected}
+         "lstm-proj": gated.LSTMProjected, "lstm-peephole": gated.LSTMPeephole}
 
 
 class Elman:

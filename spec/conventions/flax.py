@@ -20,7 +20,8 @@ from rnnspec.spec.conventions._layout import GATES, Combine, gates, key
 
 NAME = "Flax"
 LAYERS = {"elman": "SimpleCell", "lstm": "LSTMCell", "gru-reset-after": "GRUCell"}
-CANNOT = {"lstm-proj": "flax.linen.LSTMCell has no projection of its output (PyTorch's proj_size)",
+CANNOT = {"lstm-peephole": "flax.linen.LSTMCell has no peepholes (ONNX's P)",
+          "lstm-proj": "flax.linen.LSTMCell has no projection of its output (PyTorch's proj_size)",
           "gru-reset-before": "flax.linen.GRUCell multiplies r into hn(h) = W_n h + b_hn (the reset gate after "
                               "the recurrent product); no Flax cell computes W_n (r * h)"}
 #: the side of each cell's bias: "i" (input Dense) or "h" (recurrent Dense)

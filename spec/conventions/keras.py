@@ -16,7 +16,8 @@ NAME = "Keras"
 LAYERS = {"elman": "SimpleRNN", "lstm": "LSTM", "gru-reset-after": "GRU(reset_after=True)",
           "gru-reset-before": "GRU(reset_after=False)"}
 ORDER = {"elman": "", "lstm": "ifgo", "gru-reset-after": "zrn", "gru-reset-before": "zrn"}
-CANNOT: dict[str, str] = {"lstm-proj": "Keras's LSTM has no projection of its output (PyTorch's proj_size)"}
+CANNOT: dict[str, str] = {"lstm-peephole": "Keras's LSTM has no peepholes (ONNX's P)",
+                          "lstm-proj": "Keras's LSTM has no projection of its output (PyTorch's proj_size)"}
 #: ``layer.set_weights`` takes them in this order
 WEIGHTS = ("kernel", "recurrent_kernel", "bias")
 _KEEP = {"n": ("b_n", "b_hn")}

@@ -18,7 +18,8 @@ from rnnspec.spec.conventions._layout import Combine, combine_stacked, split_sta
 NAME = "PyTorch"
 LAYERS = {"elman": "nn.RNN", "lstm": "nn.LSTM", "gru-reset-after": "nn.GRU", "lstm-proj": "nn.LSTM(proj_size=P)"}
 ORDER = {"elman": "", "lstm": "ifgo", "gru-reset-after": "rzn", "lstm-proj": "ifgo"}
-CANNOT = {"gru-reset-before": "nn.GRU applies the reset gate after the recurrent product (r * (W_n h + b_hn)); "
+CANNOT = {"lstm-peephole": "nn.LSTM has no peepholes (ONNX's P)",
+          "gru-reset-before": "nn.GRU applies the reset gate after the recurrent product (r * (W_n h + b_hn)); "
                               "no PyTorch layer computes W_n (r * h)"}
 #: the GRU's n gate keeps its two biases apart: (canonical name of bias_ih's block, of bias_hh's)
 _KEEP = {"gru-reset-after": {"n": ("b_n", "b_hn")}}

@@ -21,6 +21,8 @@ from rnnspec.spec.conventions import to_framework
 from rnnspec.spec.conventions.onnx import OPERATORS
 from rnnspec.spec.frameworks import require
 
+#: the cells with a cell state (initial_c, Y_c)
+WITH_CELL_STATE = ("lstm", "lstm-peephole")
 OPSET = 14  # the first with the ``layout`` attribute; rnnspec uses layout 0 (time-major)
 _ACTIVATIONS = {"tanh": "Tanh", "relu": "Relu"}
 
@@ -32,13 +34,15 @@ def build_model(cell: str, hidden: int, activation: str = "tanh", dtype: str = "
     op, attributes = OPERATORS[cell]
     if cell == "elman":
         attributes = {**attributes, "activations": [_ACTIVATIONS[activation]]}
-    states = ["initial_h", "initial_c"] if cell == "lstm" else ["initial_h"]
-    outputs = ["Y", "Y_h", "Y_c"] if cell == "lstm" else ["Y", "Y_h"]
-    node = helper.make_node(op, ["X", "W", "R", "B", "", *states], outputs, hidden_size=hidden, **attributes)
+    states = ["initial_h", "initial_c"] if cell in WITH_CELL_STATE else ["initial_h"]
+    outputs = ["Y", "Y_h", "Y_c"] if cell in WITH_CELL_STATE else ["Y", "Y_h"]
+    peepholes = ["P"] if cell == "lstm-peephole" else []
+    node = helper.make_node(op, ["X", "W", "R", "B", "", *states, *peepholes], outputs, hidden_size=hidden,
+                            **attributes)
     floats = TensorProto.FLOAT if dtype == "float32" else TensorProto.DOUBLE
     shapes = {"X": ["T", "B", "I"], "W": [1, "G", "I"], "R": [1, "G", hidden], "B": [1, "G2"],
-              "initial_h": [1, "B", hidden], "initial_c": [1, "B", hidden]}
-    inputs = [helper.make_tensor_value_info(n, floats, shapes[n]) for n in ["X", "W", "R", "B", *states]]
+              "initial_h": [1, "B", hidden], "initial_c": [1, "B", hidden], "P": [1, 3 * hidden]}
+    inputs = [helper.make_tensor_value_info(n, floats, shapes[n]) for n in ["X", "W", "R", "B", *states, *peepholes]]
     outs = [helper.make_tensor_value_info(n, floats, None) for n in outputs]
     graph = helper.make_graph([node], f"rnnspec_{cell}", inputs, outs)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
@@ -64,11 +68,12 @@ def build_stacked_model(cell: str, hidden: int, layers: int, directions: int, le
     flatten = helper.make_tensor("flat", TensorProto.INT64, [3], [0, 0, -1])
     for layer in range(layers):
         names = [f"{n}{layer}" for n in ("W", "R", "B")]
-        states = [f"initial_h{layer}"] + ([f"initial_c{layer}"] if cell == "lstm" else [])
-        inputs += [helper.make_tensor_value_info(n, floats, None) for n in names + states]
-        outs = [f"Y{layer}", f"Y_h{layer}"] + ([f"Y_c{layer}"] if cell == "lstm" else [])
-        nodes.append(helper.make_node(op, [previous, *names, "sequence_lens" if lengths else "", *states], outs,
-                                      hidden_size=hidden, **attributes))
+        states = [f"initial_h{layer}"] + ([f"initial_c{layer}"] if cell in WITH_CELL_STATE else [])
+        peepholes = [f"P{layer}"] if cell == "lstm-peephole" else []
+        inputs += [helper.make_tensor_value_info(n, floats, None) for n in names + states + peepholes]
+        outs = [f"Y{layer}", f"Y_h{layer}"] + ([f"Y_c{layer}"] if cell in WITH_CELL_STATE else [])
+        nodes.append(helper.make_node(op, [previous, *names, "sequence_lens" if lengths else "", *states,
+                                           *peepholes], outs, hidden_size=hidden, **attributes))
         outputs += outs[1:]
         if layer < layers - 1:  # (T, D, B, H) -> (T, B, D * H), the next layer's input
             nodes.append(helper.make_node("Transpose", [f"Y{layer}"], [f"Yt{layer}"], perm=[0, 2, 1, 3]))
@@ -85,7 +90,7 @@ def build_stacked_model(cell: str, hidden: int, layers: int, directions: int, le
 class OnnxRuntime:
     """ONNX Runtime's CPU provider running the ONNX RNN / LSTM / GRU operator."""
 
-    cells = ("elman", "lstm", "gru-reset-after", "gru-reset-before")
+    cells = ("elman", "lstm", "gru-reset-after", "gru-reset-before", "lstm-peephole")
     cell = "elman"
     dtypes = ("float32",)
     activations = ("tanh", "relu")
@@ -132,13 +137,14 @@ class OnnxRuntime:
         feed = {"X": np.ascontiguousarray(x)}
         if lengths is not None:
             feed["sequence_lens"] = np.asarray(lengths, dtype=np.int32)
-        gates = {"elman": [""], "lstm": list("ifgo")}.get(self.cell, list("rzn"))
+        gates = [""] if self.cell == "elman" else list("ifgo") if self.cell in WITH_CELL_STATE else list("rzn")
         names = [canonical(what, g) for what in ("U", "W", "b") for g in gates] + (
-            ["b_hn"] if self.cell == "gru-reset-after" else [])
+            ["b_hn"] if self.cell == "gru-reset-after" else []) + (
+            ["P_i", "P_f", "P_o"] if self.cell == "lstm-peephole" else [])
         for layer in range(variant.layers):
             per_direction = [to_framework("onnx", self.cell, {n: params[n + variant.suffix(layer, d)] for n in names})
                              for d in range(D)]
-            for k in ("W", "R", "B"):
+            for k in ("W", "R", "B", "P")[:4 if self.cell == "lstm-peephole" else 3]:
                 feed[f"{k}{layer}"] = np.ascontiguousarray(np.concatenate([w[k] for w in per_direction]))
             for k, v in state0.items():
                 feed[f"initial_{k[0]}{layer}"] = np.ascontiguousarray(stacked(v)[layer * D:(layer + 1) * D])
@@ -147,10 +153,10 @@ class OnnxRuntime:
         T, B = x.shape[:2]
         out = {"h": np.ascontiguousarray(np.transpose(Y, (0, 2, 1, 3)).reshape(T, B, D * H))}
         finals = outputs[1:]
-        per = 2 if self.cell == "lstm" else 1
+        per = 2 if self.cell in WITH_CELL_STATE else 1
         unstack = (lambda v: v) if variant.stacked else (lambda v: v[0])
         out["h_n"] = unstack(np.concatenate(finals[0::per]))
-        if self.cell == "lstm":
+        if self.cell in WITH_CELL_STATE:
             out["c_n"] = unstack(np.concatenate(finals[1::per]))
         return out
 
@@ -161,12 +167,12 @@ class OnnxRuntime:
         session = self._session(H)
         feed = {k: np.ascontiguousarray(v) for k, v in to_framework("onnx", self.cell, params).items()}
         feed["initial_h"] = np.ascontiguousarray(state0["h0"][None])
-        if self.cell == "lstm":
+        if self.cell in WITH_CELL_STATE:
             feed["initial_c"] = np.ascontiguousarray(state0["c0"][None])
         run = lambda xs: session.run(None, {**feed, "X": np.ascontiguousarray(xs)})
         outputs = run(x)
         out = {"h": outputs[0][:, 0]}
-        if self.cell == "lstm":
+        if self.cell in WITH_CELL_STATE:
             T, B = x.shape[:2]
             out["c"] = np.stack([run(x[: t + 1])[2][0] for t in range(T)]) if T else np.zeros((0, B, H), x.dtype)
         return out
