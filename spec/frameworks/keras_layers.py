@@ -106,6 +106,23 @@ class KerasRNN:
         self.backend = backend
         self.activation = activation
 
+    def _arguments(self, x, state0, params, targets=None) -> tuple[list, list[str], list[str]]:
+        """The differentiated arguments: Keras's weights, x batch-major, the initial states, the head's V and c
+        (for the loss); and the names of the states and of the head's parameters among them."""
+        weights = to_framework("keras", self.cell, params)
+        states = ["h0", "c0"] if self.cell == "lstm" else ["h0"]
+        head = ["V", "c"] if targets is not None else []
+        args = [weights[k] for k in KERAS_WEIGHTS] + [sequence_to("keras", x)] + [state0[k] for k in states] + \
+            [params[k] for k in head]
+        return args, states, head
+
+    def _unpack(self, grads, names: list[str]) -> dict:
+        """The canonical gradients from those of :meth:`_arguments`."""
+        out = gradients_from_framework("keras", self.cell, dict(zip(KERAS_WEIGHTS, grads[:3])))
+        out["x"] = sequence_from("keras", grads[3])
+        out.update(zip(names, grads[4:]))
+        return out
+
     def _layers(self, I: int, H: int, dtype: str):
         """The layer under test and, for the LSTM, the carry-exposing RNN beside it, built on shape (I,)."""
         keras, cell = self.keras, self.cell
@@ -129,11 +146,7 @@ class KerasRNN:
         T, B, I = x.shape
         H = state0["h0"].shape[-1]
         layers = self._layers(I, H, x.dtype.name)
-        weights = to_framework("keras", self.cell, params)
-        states = ["h0", "c0"] if self.cell == "lstm" else ["h0"]
-        head = ["V", "c"] if targets is not None else []
-        args = [weights[k] for k in KERAS_WEIGHTS] + [sequence_to("keras", x)] + [state0[k] for k in states] + \
-            [params[k] for k in head]
+        args, states, head = self._arguments(x, state0, params, targets)
         frozen = [[v.value for v in layer.non_trainable_variables] for layer in layers]
 
         def f(*a):
@@ -159,13 +172,7 @@ class KerasRNN:
                 every.append(c)
             return ops.stack(every, axis=1)
 
-        def unpack(grads):
-            out = gradients_from_framework("keras", self.cell, dict(zip(KERAS_WEIGHTS, grads[:3])))
-            out["x"] = sequence_from("keras", grads[3])
-            out.update(zip(states + head, grads[4:]))
-            return out
-
-        return f, args, unpack
+        return f, args, lambda grads: self._unpack(grads, states + head)
 
     def _masked_function(self, x, state0, params, lengths, targets=None):
         """(f, args, unpack) of one forward layer under a mask: f lists h (B, T, H) and the final states."""
@@ -182,11 +189,7 @@ class KerasRNN:
         layer.build((None, None, I))
         frozen = [v.value for v in layer.non_trainable_variables]
         valid = np.arange(T)[None, :] < np.asarray(lengths)[:, None]  # (B, T), batch-major as Keras wants
-        weights = to_framework("keras", self.cell, params)
-        states = ["h0", "c0"] if self.cell == "lstm" else ["h0"]
-        head = ["V", "c"] if targets is not None else []
-        args = [weights[k] for k in KERAS_WEIGHTS] + [sequence_to("keras", x)] + [state0[k] for k in states] + \
-            [params[k] for k in head]
+        args, states, head = self._arguments(x, state0, params, targets)
 
         def f(*a):
             w, xs, s, hd = a[:3], a[3], list(a[4:4 + len(states)]), a[4 + len(states):]
@@ -198,13 +201,7 @@ class KerasRNN:
             per_step = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
             return [ops.sum(per_step * ops.convert_to_tensor(valid.astype(x.dtype)))]
 
-        def unpack(grads):
-            out = gradients_from_framework("keras", self.cell, dict(zip(KERAS_WEIGHTS, grads[:3])))
-            out["x"] = sequence_from("keras", grads[3])
-            out.update(zip(states + head, grads[4:]))
-            return out
-
-        return f, args, unpack
+        return f, args, lambda grads: self._unpack(grads, states + head)
 
     def _check_variant(self) -> None:
         if self.layers != 1 or self.bidirectional:
