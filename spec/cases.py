@@ -281,11 +281,13 @@ def _generate_pair(count: int, seed: int, dtype: str, activation: str, cell: str
     from hypothesis import seed as hypothesis_seed
 
     found: list[Case] = []
+    # a projected cell's P is clamped below H, so draws that differ only in P can repeat a case: draw more
+    budget = 2 * count if "P" in dict(contract(cell).cell.sizes) else count
 
     # every setting that shapes generation is pinned, so that the seed alone decides the cases,
     # whatever Hypothesis profile the caller has loaded
     @hypothesis_seed(seed)
-    @settings(max_examples=count, phases=[Phase.generate], database=None, deadline=None, derandomize=False,
+    @settings(max_examples=budget, phases=[Phase.generate], database=None, deadline=None, derandomize=False,
               suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet)
     @given(strategy((dtype,), (activation,), max_T=VARIANT_MAX_T if variant else 96, cell=cell, variant=variant))
     def collect(case: Case) -> None:
