@@ -13,9 +13,11 @@ tensorflow backends' LSTM layers run off cuDNN the generic loop over Keras's ``L
 comes from ``keras.layers.RNN`` over that cell made to output its whole carry [h_t, c_t], on the
 same weights (one compiled loop, where T one-step calls would be traced into the program).
 
-Variants: ``lengths=carry`` (one forward layer) passes the mask of the sequences' lengths to the layer, which
-is what Keras masking computes: the state is frozen at padded steps and the output repeats the last one
-(zeros before the first); the final states come from ``return_state``. The loss counts the valid steps.
+Variants (one layer): ``lengths=carry`` passes the mask of the sequences' lengths to the layer, which is what
+Keras masking computes: the state is frozen at padded steps and the output repeats the last one (zeros before
+the first); ``bidirectional`` adds a ``go_backwards`` layer with the reverse direction's weights, whose
+outputs (in its processing order) are flipped back to time order, as ``keras.layers.Bidirectional`` does.
+The final states come from ``return_state``. The loss counts the valid steps.
 
 Keras fixes its backend when first imported: a process that imported Keras with another backend
 cannot build this target (it says so).
@@ -28,6 +30,7 @@ import sys
 
 import numpy as np
 
+from rnnspec.derivations.variants import Variant
 from rnnspec.spec.conventions import KERAS_WEIGHTS, gradients_from_framework, sequence_from, sequence_to, to_framework
 from rnnspec.spec.frameworks import jax_vjp, require
 from rnnspec.spec.targets import TargetError
@@ -94,7 +97,7 @@ class KerasRNN:
     dtypes = ("float32", "float64")
     activations = ("tanh", "relu")
     backend: str | None = None
-    variants = ("lengths=carry",)
+    variants = ("bidirectional", "lengths=carry")
     layers, bidirectional, lengths = 1, False, None
 
     def __init__(self, activation: str = "tanh") -> None:
@@ -174,43 +177,86 @@ class KerasRNN:
 
         return f, args, lambda grads: self._unpack(grads, states + head)
 
-    def _masked_function(self, x, state0, params, lengths, targets=None):
-        """(f, args, unpack) of one forward layer under a mask: f lists h (B, T, H) and the final states."""
+    def _variant_function(self, x, state0, params, lengths, targets=None):
+        """(f, args, unpack) of one layer, both ways when bidirectional (the reverse one a ``go_backwards`` layer,
+        its outputs put back in time order), under the lengths' mask when there are lengths: f lists h (B, T, D*H)
+        and the final states."""
         keras, ops = self.keras, self.keras.ops
         T, B, I = x.shape
         H = state0["h0"].shape[-1]
-        options = {"return_sequences": True, "return_state": True, "dtype": x.dtype.name}
-        if self.cell == "elman":
-            layer = keras.layers.SimpleRNN(H, activation=self.activation, **options)
-        elif self.cell == "lstm":
-            layer = keras.layers.LSTM(H, **options)
-        else:
-            layer = keras.layers.GRU(H, reset_after=self.cell == "gru-reset-after", **options)
-        layer.build((None, None, I))
-        frozen = [v.value for v in layer.non_trainable_variables]
-        valid = np.arange(T)[None, :] < np.asarray(lengths)[:, None]  # (B, T), batch-major as Keras wants
-        args, states, head = self._arguments(x, state0, params, targets)
+        D = 2 if self.bidirectional else 1
+        layers = []
+        for d in range(D):
+            options = {"return_sequences": True, "return_state": True, "dtype": x.dtype.name, "go_backwards": d == 1}
+            if self.cell == "elman":
+                layer = keras.layers.SimpleRNN(H, activation=self.activation, **options)
+            elif self.cell == "lstm":
+                layer = keras.layers.LSTM(H, **options)
+            else:
+                layer = keras.layers.GRU(H, reset_after=self.cell == "gru-reset-after", **options)
+            layer.build((None, None, I))
+            layers.append((layer, [v.value for v in layer.non_trainable_variables]))
+        valid = None if lengths is None else np.arange(T)[None, :] < np.asarray(lengths)[:, None]  # (B, T)
+        states = ["h0", "c0"] if self.cell == "lstm" else ["h0"]
+        head = ["V", "c"] if targets is not None else []
+        suffixes = [Variant(1, self.bidirectional).suffix(0, d) for d in range(D)]
+        args = []
+        for suffix in suffixes:
+            run = {k.removesuffix(suffix): v for k, v in params.items() if k.endswith(suffix)} if suffix else params
+            weights = to_framework("keras", self.cell, run)
+            args += [weights[k] for k in KERAS_WEIGHTS]
+        args.append(sequence_to("keras", x))
+        args += [state0[k][d] if self.bidirectional else state0[k] for d in range(D) for k in states]
+        args += [params[k] for k in head]
 
         def f(*a):
-            w, xs, s, hd = a[:3], a[3], list(a[4:4 + len(states)]), a[4 + len(states):]
-            out = layer.stateless_call(list(w), frozen, xs, initial_state=s, mask=ops.convert_to_tensor(valid))[0]
+            xs, mask = a[3 * D], None if valid is None else ops.convert_to_tensor(valid)
+            s = a[3 * D + 1: 3 * D + 1 + D * len(states)]
+            sequences, finals = [], []
+            for d, (layer, frozen) in enumerate(layers):
+                out = layer.stateless_call(list(a[3 * d: 3 * d + 3]), frozen, xs,
+                                           initial_state=list(s[d * len(states):(d + 1) * len(states)]), mask=mask)[0]
+                sequences.append(ops.flip(out[0], axis=1) if d else out[0])
+                finals.append(out[1:])
+            h = ops.concatenate(sequences, axis=-1) if D == 2 else sequences[0]
             if targets is None:
-                return list(out)
-            logits = ops.matmul(out[0], ops.transpose(hd[0])) + hd[1]
+                stack = (lambda v: ops.stack(v)) if D == 2 else (lambda v: v[0])
+                return [h, *(stack([fin[n] for fin in finals]) for n in range(len(states)))]
+            hd = a[3 * D + 1 + D * len(states):]
+            logits = ops.matmul(h, ops.transpose(hd[0])) + hd[1]
             labels = ops.convert_to_tensor(sequence_to("keras", np.asarray(targets)))
             per_step = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-            return [ops.sum(per_step * ops.convert_to_tensor(valid.astype(x.dtype)))]
+            if valid is not None:
+                per_step = per_step * ops.convert_to_tensor(valid.astype(x.dtype))
+            return [ops.sum(per_step)]
 
-        return f, args, lambda grads: self._unpack(grads, states + head)
+        def unpack(grads):
+            out = {}
+            for d, suffix in enumerate(suffixes):
+                run = gradients_from_framework("keras", self.cell, dict(zip(KERAS_WEIGHTS, grads[3 * d: 3 * d + 3])))
+                out.update({k + suffix: v for k, v in run.items()})
+            out["x"] = sequence_from("keras", grads[3 * D])
+            rest = grads[3 * D + 1:]
+            for n, k in enumerate(states):
+                per = [rest[d * len(states) + n] for d in range(D)]
+                out[k] = np.stack(per) if D == 2 else per[0]
+            out.update(zip(head, rest[D * len(states):]))
+            return out
+
+        return f, args, unpack
 
     def _check_variant(self) -> None:
-        if self.layers != 1 or self.bidirectional:
-            raise NotImplementedError("the keras target runs one forward layer (variants: lengths=carry)")
+        if self.layers != 1:
+            raise NotImplementedError("the keras target runs one layer (variants: bidirectional, lengths=carry)")
+
+    @property
+    def _plain(self) -> bool:
+        return self.lengths is None and not self.bidirectional and self.layers == 1
 
     def forward(self, x, state0, params, lengths=None):
-        if self.lengths is not None:
+        if not self._plain:
             self._check_variant()
-            f, args, _ = self._masked_function(x, state0, params, lengths)
+            f, args, _ = self._variant_function(x, state0, params, lengths)
             ops = self.keras.ops
             outputs = [np.asarray(ops.convert_to_numpy(o)) for o in f(*[ops.convert_to_tensor(a) for a in args])]
             keys = ["h_n", "c_n"] if self.cell == "lstm" else ["h_n"]
@@ -226,9 +272,9 @@ class KerasRNN:
         return dict(zip(["h", "c"], outputs))
 
     def vjp(self, x, state0, params, cotangents, lengths=None):
-        if self.lengths is not None:
+        if not self._plain:
             self._check_variant()
-            f, args, unpack = self._masked_function(x, state0, params, lengths)
+            f, args, unpack = self._variant_function(x, state0, params, lengths)
             keys = ["h", "h_n", "c_n"] if self.cell == "lstm" else ["h", "h_n"]
             given = [sequence_to("keras", np.asarray(cotangents["h"]))] + [np.asarray(cotangents[k]) for k in keys[1:]]
             _, grads = _VJPS[self.backend](f, args, given)
@@ -239,9 +285,9 @@ class KerasRNN:
         return unpack(grads)
 
     def loss(self, x, state0, params, targets, lengths=None):
-        if self.lengths is not None:
+        if not self._plain:
             self._check_variant()
-            f, args, unpack = self._masked_function(x, state0, params, lengths, targets)
+            f, args, unpack = self._variant_function(x, state0, params, lengths, targets)
         else:
             f, args, unpack = self._function(x, state0, params, targets=targets)
         (value,), grads = _VJPS[self.backend](f, args, [np.ones((), x.dtype)])
