@@ -14,10 +14,13 @@ def _group(cell, variant):
     return pytest.mark.xdist_group(f"{cell}:{variant}")
 
 
-@pytest.mark.parametrize("cell, target", [pytest.param(c, t, marks=_group(c, t.checked_as)) for c, t in
-                                          [(c, corpus.VariantTarget) for c in corpus.VariantTarget.cells]
-                                          + [("gru-reset-after", corpus.CarryTarget)]])
+@pytest.mark.parametrize("cell, target", [
+    pytest.param(c, t, marks=[_group(c, t.checked_as)] + ([] if c == t.cell else [pytest.mark.slow]))
+    for c, t in [(c, corpus.VariantTarget) for c in corpus.VariantTarget.cells] + [("gru-reset-after",
+                                                                                     corpus.CarryTarget)]])
 def test_the_correct_composition_passes(cell, target):
+    """The cells the mutants run as in CI, every cell under -m slow (tests/test_variants_oracle.py checks the
+    same composition against the oracle to 1e-12 for every cell)."""
     report = check(target(), target=f"mutants_variants.{target.__name__}", cell=cell, variant=target.checked_as,
                    examples=EXAMPLES)
     assert report.variant == target.checked_as

@@ -24,9 +24,11 @@ def needs_torch():
         pytest.skip("torch is not installed")
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru-reset-after", "elman", "lstm-proj"])
+@pytest.mark.parametrize("cell", ["lstm", "lstm-proj", pytest.param("gru-reset-after", marks=pytest.mark.slow),
+                                  pytest.param("elman", marks=pytest.mark.slow)])
 def test_torch_stacked_bidirectional_packed_is_conformant(cell):
-    """A few cases in CI; tests/test_long_run.py runs 200 per dtype on three seeds (-m slow)."""
+    """A few cases in CI (nn.RNN and nn.GRU under -m slow); tests/test_long_run.py runs 200 per dtype on three
+    seeds for all four."""
     needs_torch()
     report = check(TargetName("torch"), target="torch", cell=cell, variant=ALL, examples=8)
     assert report.variant == ALL
@@ -123,7 +125,7 @@ def test_the_projected_lstm_case_keeps_its_projection_below_h():
     assert all(1 <= c.P < c.H for c in case.smaller()) and case.smaller()
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru-reset-before"])
+@pytest.mark.parametrize("cell", ["lstm", pytest.param("gru-reset-before", marks=pytest.mark.slow)])
 def test_keras_masking_is_the_carry_semantics(cell):
     """Keras 3's layers under a mask, the reverse direction a go_backwards layer (torch backend, float32: Keras
     computes float64 in float32 there)."""
