@@ -20,7 +20,7 @@ from rnnspec.derivations.evaluate import evaluate
 from rnnspec.derivations.oracle import Oracle
 from rnnspec.derivations.registry import cell as registered_cell
 from rnnspec.derivations.rounding import Rounding
-from rnnspec.derivations.variants import MASK, Variant, mask_of, masked, output_mask, parse_variant
+from rnnspec.derivations.variants import MASK, Variant, mask_of, masked, output_mask, parse_variant, run_params
 
 Arrays = Mapping[str, np.ndarray]
 
@@ -39,6 +39,7 @@ class Composed:
         self.cell = plain
         #: state name -> contract key ("h", and the LSTM's "c" for its state C)
         self.states = {out.name: out.key for out in plain.state_out}
+        self.param_names = [v.key for v in plain.params]
         #: the size name of h: H, or P for the LSTM with a projection
         self.width = plain.state_out[0].shape[0]
 
@@ -59,7 +60,7 @@ class Composed:
 
         The pre-activations of all runs are concatenated along the last axis, by name."""
         outputs, runs, mask = self._run(x, state0, params, lengths)
-        traces = {name: np.concatenate([run["traces"][name] for run in runs], axis=-1)
+        traces = {name: np.concatenate([_in_time_order(run, name) for run in runs], axis=-1)
                   for name in self.cell.pre_activations}
         vjp = self._backward(runs, mask, cotangents, params)
         return {**outputs, **traces}, vjp, self._loss(outputs, runs, mask, params, targets)
@@ -75,16 +76,6 @@ class Composed:
         if value.ndim != 3 or value.shape[0] != runs:
             raise ValueError(f"state0[{key!r}]: expected (L * D, B, H) with L * D = {runs}, got shape {value.shape}")
         return value[index]
-
-    def _params(self, params: Arrays, layer: int, direction: int) -> dict[str, np.ndarray]:
-        suffix = self.variant.suffix(layer, direction)
-        out = {}
-        for var in self.cell.params:
-            name = var.key + suffix
-            if name not in params:
-                raise ValueError(f"params: missing {name!r} (layer {layer}, direction {direction})")
-            out[var.key] = params[name]
-        return out
 
     def _lengths(self, lengths, steps: int, batch: int) -> np.ndarray | None:
         if self.variant.lengths is None:
@@ -113,7 +104,8 @@ class Composed:
             for direction in range(variant.directions):
                 index = layer * variant.directions + direction
                 start = {k: self._state0(state0, k, index) for k in self.cell.state0_keys}
-                run = self._direction(layer_in, start, self._params(params, layer, direction), mask, direction)
+                weights = run_params(params, self.param_names, variant, layer, direction)
+                run = self._direction(layer_in, start, weights, mask, direction)
                 run["index"] = index
                 runs.append(run)
                 ys.append(run["y"])
@@ -136,10 +128,7 @@ class Composed:
         else:
             shown = output_mask(mask, self.variant.lengths, bool(reverse))
             y = order(h) if shown is None else order(h) * self.be.asarray(shown)[:, :, None]
-        traces = {name: order(np.stack([tape[name] for tape in tapes]))
-                  for name in self.cell.pre_activations} if tapes else {}
-        return {"tapes": tapes, "sizes": sizes, "params": params, "y": y, "final": final, "reverse": reverse,
-                "traces": traces}
+        return {"tapes": tapes, "sizes": sizes, "params": params, "y": y, "final": final, "reverse": reverse}
 
     # -- backward ---------------------------------------------------------------------------------
     def _backward(self, runs: list[dict], mask, cotangents: Arrays, params: Arrays) -> dict[str, np.ndarray]:
@@ -229,3 +218,9 @@ class Composed:
         value = total[()] if isinstance(total, np.ndarray) else total
         return (float(value) if be.name in ("float64", "float32") else value), grads
 
+
+
+def _in_time_order(run: dict, name: str) -> np.ndarray:
+    """A run's step quantity ``name`` stacked over its steps, in time order (T, B, ...)."""
+    stacked = np.stack([tape[name] for tape in run["tapes"]])
+    return stacked[::-1] if run["reverse"] else stacked

@@ -79,27 +79,29 @@ class Oracle:
     def be(self) -> Backend:
         return backend(self.backend_name, self.rounding)
 
-    def _composed(self):
-        """The variant's oracle, or None for one forward layer over full sequences."""
+    def _composed(self, lengths):
+        """The variant's oracle, or None for one forward layer over full sequences (which takes no lengths)."""
         from rnnspec.derivations.composed import Composed
         from rnnspec.derivations.variants import Variant
 
         variant = Variant(self.layers, self.bidirectional, self.lengths)
-        if variant.plain:
-            return None
-        return Composed(self.cell, variant, self.activation, self.backend_name, self.rounding, self.head)
+        if not variant.plain:
+            return Composed(self.cell, variant, self.activation, self.backend_name, self.rounding, self.head)
+        if lengths is not None:
+            raise ValueError("lengths: given to a run without lengths (set the oracle's lengths to 'zero' or 'carry')")
+        return None
 
     # -- the contract -------------------------------------------------------------------------
-    def forward(self, x: np.ndarray, state0: Arrays, params: Arrays, **lengths) -> dict[str, np.ndarray]:
-        if (composed := self._composed()) is not None:
-            return composed.forward(x, state0, params, **lengths)
+    def forward(self, x: np.ndarray, state0: Arrays, params: Arrays, lengths=None) -> dict[str, np.ndarray]:
+        if (composed := self._composed(lengths)) is not None:
+            return composed.forward(x, state0, params, lengths)
         tapes, _ = self._forward(x, state0, params)
         return {out.key: self._stack([tape[out.name] for tape in tapes], out) for out in self.spec.state_out}
 
     def vjp(self, x: np.ndarray, state0: Arrays, params: Arrays, cotangents: Arrays,
-            **lengths) -> dict[str, np.ndarray]:
-        if (composed := self._composed()) is not None:
-            return composed.vjp(x, state0, params, cotangents, **lengths)
+            lengths=None) -> dict[str, np.ndarray]:
+        if (composed := self._composed(lengths)) is not None:
+            return composed.vjp(x, state0, params, cotangents, lengths)
         tapes, sizes = self._forward(x, state0, params)
         per_step = self._cotangents(cotangents, len(tapes))
         return self._backward(tapes, per_step, sizes, self._step_params(params))
@@ -113,10 +115,10 @@ class Oracle:
         given = {by_key[k]: self.be.asarray(v) for k, v in cotangents.items()}
         return [{k: v[t] for k, v in given.items()} for t in range(steps)]
 
-    def loss(self, x: np.ndarray, state0: Arrays, params: Arrays, targets: np.ndarray, **lengths):
+    def loss(self, x: np.ndarray, state0: Arrays, params: Arrays, targets: np.ndarray, lengths=None):
         """Sum over time and batch of the head's loss, and the gradients of every input."""
-        if (composed := self._composed()) is not None:
-            return composed.loss(x, state0, params, targets, **lengths)
+        if (composed := self._composed(lengths)) is not None:
+            return composed.loss(x, state0, params, targets, lengths)
         tapes, sizes = self._forward(x, state0, params)
         return self._loss(tapes, sizes, params, targets)
 

@@ -32,7 +32,7 @@ directions summed) being the cotangent of the layer below's outputs.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from functools import cache
 
@@ -107,6 +107,17 @@ class Variant:
         parts += ["BIDIR"] if self.bidirectional else []
         parts += [f"LEN-{self.lengths.upper()}"] if self.lengths else []
         return "".join("-" + p for p in parts)
+
+
+def run_params(params: Mapping, names: Iterable[str], variant: Variant, layer: int, direction: int) -> dict:
+    """The parameters ``names`` (canonical: ``U_i``, ...) of one layer and direction, from the variant's suffixed
+    ones (``U_i_l1_reverse``); a ValueError names any missing."""
+    suffix = variant.suffix(layer, direction)
+    names = list(names)
+    missing = [n + suffix for n in names if n + suffix not in params]
+    if missing:
+        raise ValueError(f"params: missing {missing} (layer {layer}, direction {direction})")
+    return {n: params[n + suffix] for n in names}
 
 
 def parse_variant(text: str | Variant | None) -> Variant:

@@ -13,7 +13,7 @@ per-step product at G4 (64 x 1024 by 1024 x 4096).
 import os
 import time
 
-os.environ["OPENBLAS_CORETYPE"] = "HASWELL"
+os.environ["OPENBLAS_CORETYPE"] = "HASWELL"  # read when NumPy loads its OpenBLAS: the imports below must follow
 import numpy as np  # noqa: E402
 
 del os.environ["OPENBLAS_CORETYPE"]

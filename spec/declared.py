@@ -153,10 +153,6 @@ def declared(raw: dict) -> Declared:
             tol.accuracy_ulps(accuracy)
     except ValueError as exc:
         raise UsageError(f"the target's {exc}") from None
-    variants = raw["variants"]
-    if variants is None or variants == ():
-        variants = ()
-    else:
-        variants = _names("variants", variants, VARIANT_FEATURES)
+    variants = _names("variants", raw["variants"], VARIANT_FEATURES) if raw["variants"] else ()
     return Declared(cells, dtypes, activations, raw["accuracy"], raw["methods"], str(raw["device"]),
                     raw["target_class"], variants)

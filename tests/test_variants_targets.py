@@ -1,12 +1,12 @@
 """Variants through the suite's front doors: the built-in targets, the CLI, declarations and conventions."""
 
-import importlib.util
 import json
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from test_framework_targets import needs
 
 from rnnspec.derivations.variants import Variant
 from rnnspec.spec.cases import Case
@@ -19,17 +19,12 @@ from rnnspec.spec.worker import TargetName
 ALL = "layers=2,bidirectional,lengths=zero"
 
 
-def needs_torch():
-    if importlib.util.find_spec("torch") is None:
-        pytest.skip("torch is not installed")
-
-
 @pytest.mark.parametrize("cell", ["lstm", "lstm-proj", pytest.param("gru-reset-after", marks=pytest.mark.slow),
                                   pytest.param("elman", marks=pytest.mark.slow)])
 def test_torch_stacked_bidirectional_packed_is_conformant(cell):
     """A few cases in CI (nn.RNN and nn.GRU under -m slow); tests/test_long_run.py runs 200 per dtype on three
     seeds for all four."""
-    needs_torch()
+    needs("torch")
     report = check(TargetName("torch"), target="torch", cell=cell, variant=ALL, examples=8)
     assert report.variant == ALL
     assert report.conformant, [(r.clause.id, r.status, r.message[:200]) for r in report.results if r.status != "passed"]
@@ -42,7 +37,7 @@ def test_the_oracle_target_runs_the_carry_semantics():
 
 
 def test_a_variant_the_target_does_not_declare_is_a_usage_error():
-    needs_torch()
+    needs("torch")
     with pytest.raises(UsageError, match=r"lengths=carry.*does not declare"):
         check(TargetName("torch"), cell="lstm", variant="lengths=carry", examples=1)
     with pytest.raises(UsageError, match="cannot read 'both'"):
@@ -85,7 +80,7 @@ def test_a_plain_case_is_unchanged_by_the_variants():
 
 
 def test_torch_conventions_for_stacked_modules_match_pytorchs_names_and_round_trip():
-    needs_torch()
+    needs("torch")
     import torch
 
     variant = Variant(2, True)
@@ -101,7 +96,7 @@ def test_torch_conventions_for_stacked_modules_match_pytorchs_names_and_round_tr
 
 
 def test_torch_proj_size_is_the_projected_lstm_and_its_weights_round_trip():
-    needs_torch()
+    needs("torch")
     import torch
 
     report = check(TargetName("torch"), target="torch", cell="lstm-proj", examples=6)
@@ -129,9 +124,7 @@ def test_the_projected_lstm_case_keeps_its_projection_below_h():
 def test_keras_masking_is_the_carry_semantics(cell):
     """Keras 3's layers under a mask, the reverse direction a go_backwards layer (torch backend, float32: Keras
     computes float64 in float32 there)."""
-    for module in ("keras", "torch"):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"{module} is not installed")
+    needs("keras", "torch")
     report = check(TargetName("keras-torch"), target="keras-torch", cell=cell, variant="bidirectional,lengths=carry",
                    dtype="float32", examples=6)
     assert report.conformant, [(r.clause.id, r.status, r.message[:200]) for r in report.results if r.status != "passed"]
@@ -145,9 +138,7 @@ def test_keras_masking_is_the_carry_semantics(cell):
 def test_onnxruntime_stacked_bidirectional_sequence_lens_agree_but_an_empty_sequence_ends_at_zero(cell):
     """ONNX Runtime's operators chained into two bidirectional layers with sequence_lens compute the "zero"
     semantics, except one thing: a sequence of length 0 gets final states 0, not its initial states."""
-    for module in ("onnx", "onnxruntime"):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"{module} is not installed")
+    needs("onnx", "onnxruntime")
     from rnnspec.derivations.composed import Composed
     from rnnspec.spec.frameworks.onnx_operators import OnnxRuntime
 
@@ -168,9 +159,7 @@ def test_onnxruntime_stacked_bidirectional_sequence_lens_agree_but_an_empty_sequ
 
 def test_onnxruntime_peepholes_are_the_lstm_peephole_cell():
     """ONNX's P (order i, o, f): i and f read c_{t-1}, o reads c_t, as the cell's equations say."""
-    for module in ("onnx", "onnxruntime"):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"{module} is not installed")
+    needs("onnx", "onnxruntime")
     from rnnspec.spec.conventions import onnx
 
     report = check(TargetName("onnxruntime"), target="onnxruntime", cell="lstm-peephole", examples=8)

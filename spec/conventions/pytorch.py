@@ -51,9 +51,12 @@ def _runs(variant) -> list[tuple[str, str]]:
 
 def to_runs(cell: str, params: dict, variant) -> dict[str, np.ndarray]:
     """The weights of a module with ``num_layers`` and ``bidirectional`` from the canonical per-run parameters."""
+    from rnnspec.derivations.variants import run_params
+    from rnnspec.spec.contract import contract
+
     out = {}
-    for ours, theirs in _runs(variant):
-        run = {k[: len(k) - len(ours)] if ours else k: v for k, v in params.items() if not ours or k.endswith(ours)}
+    for (layer, d), (_, theirs) in zip(variant.runs(), _runs(variant)):
+        run = run_params(params, contract(cell).step_params, variant, layer, d)
         out.update({name.replace("_l0", theirs): value for name, value in to(cell, run).items()})
     return out
 

@@ -30,7 +30,8 @@ import sys
 
 import numpy as np
 
-from rnnspec.derivations.variants import Variant
+from rnnspec.derivations.variants import Variant, run_params
+from rnnspec.spec.contract import contract
 from rnnspec.spec.conventions import KERAS_WEIGHTS, gradients_from_framework, sequence_from, sequence_to, to_framework
 from rnnspec.spec.frameworks import jax_vjp, require
 from rnnspec.spec.targets import TargetError
@@ -199,10 +200,11 @@ class KerasRNN:
         valid = None if lengths is None else np.arange(T)[None, :] < np.asarray(lengths)[:, None]  # (B, T)
         states = ["h0", "c0"] if self.cell == "lstm" else ["h0"]
         head = ["V", "c"] if targets is not None else []
-        suffixes = [Variant(1, self.bidirectional).suffix(0, d) for d in range(D)]
+        variant = Variant(1, self.bidirectional)
+        suffixes = [variant.suffix(0, d) for d in range(D)]
         args = []
-        for suffix in suffixes:
-            run = {k.removesuffix(suffix): v for k, v in params.items() if k.endswith(suffix)} if suffix else params
+        for d in range(D):
+            run = run_params(params, contract(self.cell).step_params, variant, 0, d)
             weights = to_framework("keras", self.cell, run)
             args += [weights[k] for k in KERAS_WEIGHTS]
         args.append(sequence_to("keras", x))

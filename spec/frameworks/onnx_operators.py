@@ -126,8 +126,8 @@ class OnnxRuntime:
         return self._sessions[key]
 
     def _forward_variant(self, x, state0, params, lengths):
-        from rnnspec.derivations.variants import Variant
-        from rnnspec.spec.conventions._layout import key as canonical
+        from rnnspec.derivations.variants import Variant, run_params
+        from rnnspec.spec.contract import contract
 
         variant = Variant(self.layers, self.bidirectional, self.lengths)
         D = variant.directions
@@ -137,12 +137,9 @@ class OnnxRuntime:
         feed = {"X": np.ascontiguousarray(x)}
         if lengths is not None:
             feed["sequence_lens"] = np.asarray(lengths, dtype=np.int32)
-        gates = [""] if self.cell == "elman" else list("ifgo") if self.cell in WITH_CELL_STATE else list("rzn")
-        names = [canonical(what, g) for what in ("U", "W", "b") for g in gates] + (
-            ["b_hn"] if self.cell == "gru-reset-after" else []) + (
-            ["P_i", "P_f", "P_o"] if self.cell == "lstm-peephole" else [])
         for layer in range(variant.layers):
-            per_direction = [to_framework("onnx", self.cell, {n: params[n + variant.suffix(layer, d)] for n in names})
+            names = contract(self.cell).step_params
+            per_direction = [to_framework("onnx", self.cell, run_params(params, names, variant, layer, d))
                              for d in range(D)]
             for k in ("W", "R", "B", "P")[:4 if self.cell == "lstm-peephole" else 3]:
                 feed[f"{k}{layer}"] = np.ascontiguousarray(np.concatenate([w[k] for w in per_direction]))

@@ -26,7 +26,7 @@ import numpy as np
 from rnnspec.derivations.variants import Variant
 from rnnspec.spec.conventions import gradients_from_framework, to_framework
 from rnnspec.spec.conventions import pytorch as conventions
-from rnnspec.spec.conventions._layout import first_part
+from rnnspec.spec.conventions._layout import GATES, first_part, gates
 from rnnspec.spec.targets import TargetError
 
 LAYERS = {"elman": "RNN", "lstm": "LSTM", "gru-reset-after": "GRU", "lstm-proj": "LSTM"}
@@ -79,7 +79,7 @@ class TorchRNN:
         else:
             weights = conventions.to_runs(self.cell, params, variant)
         gates_H, I = weights["weight_ih_l0"].shape
-        H = gates_H // {"elman": 1, "gru-reset-after": 3}.get(self.cell, 4)
+        H = gates_H // len(gates(GATES[self.cell]))
         options = {"nonlinearity": self.activation} if self.cell == "elman" else {}
         if "weight_hr_l0" in weights:
             options["proj_size"] = weights["weight_hr_l0"].shape[0]
