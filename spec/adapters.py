@@ -16,24 +16,34 @@ class RnnspecCPU:
     #: float32 uses vectorizing forms (kernels/cpu/elementwise.py): tanh within 6.5 ulps, the logistic
     #: function within 2.4; float64 uses libm
     accuracy = {"float32": 8, "float64": "accurate"}
+    variants = ("layers", "bidirectional", "lengths=zero", "lengths=carry")
+    layers, bidirectional, lengths = 1, False, None
 
     def __init__(self, activation: str = "tanh") -> None:
         self.activation = activation
 
-    def forward(self, x, state0, params):
+    def _options(self, lengths) -> dict:
+        """The kernels' keywords: the activation, and the variant the suite set (rnnspec.kernels.cpu.variants)."""
+        options = {"activation": self.activation}
+        if self.layers != 1 or self.bidirectional or self.lengths is not None:
+            options.update(layers=self.layers, bidirectional=self.bidirectional, lengths=lengths,
+                           padding=self.lengths or "zero")
+        return options
+
+    def forward(self, x, state0, params, lengths=None):
         from rnnspec.kernels import forward
 
-        return forward(self.cell, x, state0, params, activation=self.activation)
+        return forward(self.cell, x, state0, params, **self._options(lengths))
 
-    def vjp(self, x, state0, params, cotangents):
+    def vjp(self, x, state0, params, cotangents, lengths=None):
         from rnnspec.kernels import backward
 
-        return backward(self.cell, x, state0, params, cotangents, activation=self.activation)
+        return backward(self.cell, x, state0, params, cotangents, **self._options(lengths))
 
-    def loss(self, x, state0, params, targets):
+    def loss(self, x, state0, params, targets, lengths=None):
         from rnnspec.kernels import loss
 
-        value, grads = loss(self.cell, x, state0, params, targets, activation=self.activation)
+        value, grads = loss(self.cell, x, state0, params, targets, **self._options(lengths))
         return float(value), grads
 
 
@@ -51,6 +61,7 @@ class RnnspecCUDA(RnnspecCPU):
     """The numba-cuda kernels (rnnspec.kernels.cuda): on a GPU, or under NUMBA_ENABLE_CUDASIM=1."""
 
     cells = ("elman",)
+    variants = ()  # the CUDA kernels run one forward layer over full sequences
     device = "cuda"
     #: CUDA's tanhf and expf, within 2 ulps (float32 does not use the CPU's rational tanh)
     accuracy = "accurate"

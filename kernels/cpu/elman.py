@@ -19,8 +19,11 @@ from rnnspec.kernels import checks
 from rnnspec.kernels.cpu.blas import matmul
 from rnnspec.kernels.cpu.loops import (
     SMALL_STEP,
+    clear,
     head_kernel,
+    hold,
     parameter_gradients,
+    pass_back,
     projected_states,
     recur_backward,
     recur_forward,
@@ -57,6 +60,8 @@ class _Step:
         work = self.B * self.H * self.H
         self.small, self.large = work <= SMALL_STEP, work >= LARGE_STEP
         self._x, self._h0, self._U, self._W = x, h0, U, W
+        #: rows still running at each step (a prefix: rows sorted by length; see loops.hold)
+        self.active = np.full(self.T, self.B, np.int64)
 
     def prepare(self) -> None:
         """The contiguous copies, made once, only when the layout needs them."""
@@ -72,7 +77,7 @@ class _Step:
         """(T+1, B, H): h0 and h_1..h_T; ``keep=False`` lets them live in the reused workspace."""
         if not self.large:
             states = projected_states(self.x2, self.h0, self.UT)
-            recur_forward(states, self.WT, self.bias, self.code, self.one, self.small)
+            recur_forward(states, self.WT, self.bias, self.code, self.one, self.small, self.active)
             return states
         shape = (self.T + 1, self.B, self.H)
         states = np.empty(shape, self.dtype) if keep else workspace("states", shape, self.dtype)
@@ -82,15 +87,18 @@ class _Step:
         # float64 tanh: NumPy's is vectorised, Numba's calls libm per element (2x slower at S3)
         numpy_tanh = self.code == 0
         for t in range(1, self.T + 1):
-            matmul(states[t - 1], self.WT, out=product)
-            if numpy_tanh:
-                current = states[t]
-                current += product
+            n = int(self.active[t - 1])
+            if n:
+                matmul(states[t - 1][:n], self.WT, out=product[:n])
+            if n and numpy_tanh:
+                current = states[t][:n]
+                current += product[:n]
                 if self.has_bias:
                     current += self.bias
                 np.tanh(current, out=current)
-            else:
-                step_forward(states[t], product, self.bias, self.code, self.one)
+            elif n:
+                step_forward(states[t][:n], product[:n], self.bias, self.code, self.one)
+            hold(states[t - 1], states[t], n)
         return states
 
     def head(self, states, V, VT, c, y):
@@ -113,12 +121,16 @@ class _Step:
         gb = np.zeros(self.H, self.dtype)
         if not self.large:
             deltas = np.empty_like(direct)
-            recur_backward(direct, states, self.W, self.code, self.one, self.small, deltas, carry, gb)
+            recur_backward(direct, states, self.W, self.code, self.one, self.small, deltas, carry, gb, self.active)
             return self.grads(carry, *parameter_gradients(self.x2, self.U, states, deltas), gb)
         deltas = workspace("deltas", direct.shape, self.dtype)
         for t in range(self.T - 1, -1, -1):
-            step_backward(deltas[t], direct[t], carry, states[t + 1], self.code, self.one, gb)
-            matmul(deltas[t], self.W, out=carry)
+            n = int(self.active[t])
+            pass_back(carry, direct[t], n)
+            clear(deltas[t], n)
+            if n:
+                step_backward(deltas[t][:n], direct[t][:n], carry[:n], states[t + 1][:n], self.code, self.one, gb)
+                matmul(deltas[t][:n], self.W, out=carry[:n])
         d2 = deltas.reshape(-1, self.H)
         previous = states.reshape(-1, self.H)[: self.T * self.B]
         return self.grads(carry, matmul(d2, self.U), matmul(d2.T, self.x2), matmul(d2.T, previous), gb)
@@ -182,7 +194,7 @@ def elman_loss(x: np.ndarray, h0: np.ndarray, U: np.ndarray, W: np.ndarray, b: n
     if not step.large:
         loss, gx2, gh0, gU, gW, gb, gV, gc = train_kernel(
             step.x2, step.h0, step.U, step.UT, step.W, step.WT, step.bias, Vc, VT, cc, y,
-            step.code, step.one, step.small)
+            step.code, step.one, step.small, step.active)
         grads = step.grads(gh0, gx2, gU, gW, gb)
     else:
         states = step.states(keep=False)

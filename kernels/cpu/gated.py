@@ -52,7 +52,7 @@ def _recurrent_side(previous, deltas):
 class _Run:
     """The checked arguments of one call, stacked once, and the cell's recurrence around them."""
 
-    def __init__(self, cell: str, x, state0, params, head: bool = False) -> None:
+    def __init__(self, cell: str, x, state0, params, head: bool = False, tag: str = "") -> None:
         self.cell = checks.cell_name(cell, CELLS)
         self.T, self.B, self.I, self.H, self.state0, self.params = checks.gated_args(cell, x, state0, params, head)
         self.order = checks.GATED_CELLS[cell][0]
@@ -61,6 +61,13 @@ class _Run:
         self.empty = self.T == 0 or self.B == 0
         self.small = self.B * self.H * self.H * len(self.order) <= SMALL_STEP
         self.x = x
+        #: rows still running at each step (a prefix: rows sorted by length; see loops.hold)
+        self.active = np.full(self.T, self.B, np.int64)
+        #: tells apart the scratch of the runs one call keeps alive together (layers, directions)
+        self.tag = tag
+
+    def scratch(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        return workspace(name + self.tag, shape, self.dtype)
 
     def stack(self, kind: str, gates: str | None = None) -> np.ndarray:
         """The parameters of ``gates`` stacked in one C-contiguous array, whatever the layout of each
@@ -75,8 +82,8 @@ class _Run:
         self.U = self.stack("U")
         self.hs = np.empty((T + 1, B, H), self.dtype)
         self.hs[0] = self.state0["h0"]
-        self.a = workspace("a", (T, B, len(self.order) * H), self.dtype)
-        self.gates = workspace("gates", self.a.shape, self.dtype)  # the gate values, apart from a: see lstm.py
+        self.a = self.scratch("a", (T, B, len(self.order) * H))
+        self.gates = self.scratch("gates", self.a.shape)  # the gate values, apart from a: see lstm.py
         _project(self.x2, self.U, self.stack("b"), self.a.reshape(T * B, -1))
 
     def forward(self) -> None:
@@ -84,21 +91,21 @@ class _Run:
         if self.cell == "gru-reset-before":
             self.W_rz, self.W_n = self.stack("W", "rz"), checks.contiguous(self.params["W_n"])
             self.WT_rz, self.WT_n = checks.contiguous(self.W_rz.T), checks.contiguous(self.W_n.T)
-            self.rhs = workspace("rh", (T, B, H), self.dtype)
+            self.rhs = self.scratch("rh", (T, B, H))
             gru_reset_before.forward(self.a, self.gates, self.hs, self.rhs, self.WT_rz, self.WT_n, self.small,
-                                     self.one)
+                                     self.one, self.active)
             return
         self.W = self.stack("W")
         self.WT = checks.contiguous(self.W.T)
         if self.cell == "lstm":
             self.cs = np.empty((T + 1, B, H), self.dtype)
             self.cs[0] = self.state0["c0"]
-            self.tcs = workspace("tanh_c", (T, B, H), self.dtype)
-            lstm.forward(self.a, self.gates, self.hs, self.cs, self.tcs, self.WT, self.small)
+            self.tcs = self.scratch("tanh_c", (T, B, H))
+            lstm.forward(self.a, self.gates, self.hs, self.cs, self.tcs, self.WT, self.small, self.active)
         else:
-            self.ms = workspace("m", (T, B, H), self.dtype)
+            self.ms = self.scratch("m", (T, B, H))
             gru_reset_after.forward(self.a, self.gates, self.hs, self.ms, self.WT,
-                                    checks.contiguous(self.params["b_hn"]), self.small, self.one)
+                                    checks.contiguous(self.params["b_hn"]), self.small, self.one, self.active)
 
     def outputs(self) -> Arrays:
         out = {"h": self.hs[1:]}
@@ -114,10 +121,10 @@ class _Run:
         bias_grad = np.zeros(G * H, self.dtype)
         grads: Arrays = {}
         if self.cell == "gru-reset-before":
-            deltas_rz = workspace("deltas_rz", (T, B, 2 * H), self.dtype)
+            deltas_rz = workspace("deltas_rz", (T, B, 2 * H), self.dtype)  # consumed here: shared by every run
             deltas_n = workspace("deltas_n", (T, B, H), self.dtype)
             gru_reset_before.backward(direct, self.gates, self.hs, self.W_rz, self.W_n, self.small, deltas_rz,
-                                      deltas_n, carry, bias_grad, self.one)
+                                      deltas_n, carry, bias_grad, self.one, self.active)
             rz, n = deltas_rz.reshape(T * B, 2 * H), deltas_n.reshape(T * B, H)
             gx_rz, gU_rz = _input_side(self.x2, self.stack("U", "rz"), rz)
             gx_n, gU_n = _input_side(self.x2, checks.contiguous(self.params["U_n"]), n)
@@ -132,14 +139,14 @@ class _Run:
                 has_gc = gc is not None
                 gc = gc if has_gc else direct  # any (T, B, H) array: not read
                 lstm.backward(direct, gc, has_gc, self.gates, self.cs, self.tcs, self.W, self.small, deltas, carry,
-                              carry_c, bias_grad, self.one)
+                              carry_c, bias_grad, self.one, self.active)
                 grads["c0"] = carry_c
                 recurrent = deltas
             else:
                 recurrent = workspace("deltas_recurrent", (T, B, G * H), self.dtype)
                 grads["b_hn"] = np.zeros(H, self.dtype)
                 gru_reset_after.backward(direct, self.gates, self.hs, self.ms, self.W, self.small, deltas,
-                                         recurrent, carry, bias_grad, grads["b_hn"], self.one)
+                                         recurrent, carry, bias_grad, grads["b_hn"], self.one, self.active)
             gx, gU = _input_side(self.x2, self.U, deltas.reshape(T * B, G * H))
             gW = _recurrent_side(previous, recurrent.reshape(T * B, G * H))
         grads.update(x=gx.reshape(T, B, self.I), h0=carry)
@@ -175,14 +182,33 @@ def _params(params: Mapping | None, named: dict) -> Mapping:
     return named if params is None else params
 
 
+def _variant(layers, bidirectional, lengths, padding) -> dict | None:
+    """The variant keywords, or None for one forward layer over full sequences (the plain contract)."""
+    if layers == 1 and bidirectional is False and lengths is None:
+        if padding != "zero":
+            raise ValueError(f"padding={padding!r} applies to runs with lengths; none were given")
+        return None
+    return {"layers": layers, "bidirectional": bidirectional, "lengths": lengths, "padding": padding}
+
+
 def forward(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None = None, *,
-            activation: str = "tanh", **named: np.ndarray) -> Arrays:
+            activation: str = "tanh", layers: int = 1, bidirectional: bool = False, lengths: np.ndarray | None = None,
+            padding: str = "zero", **named: np.ndarray) -> Arrays:
     """The states at every step: {"h": (T, B, H)} and, for the LSTM, {"c": (T, B, H)}.
 
     ``params`` are the canonical per-gate parameters (U_k, W_k, b_k for each gate k, and b_hn for
     gru-reset-after), as a dict or as named arguments; ``activation`` applies to the Elman cell only.
+
+    A variant (``layers`` > 1, ``bidirectional``, or ``lengths`` int (B,) with ``padding`` "zero" or
+    "carry") follows the suite's variant contract instead (:mod:`rnnspec.kernels.cpu.variants`): it returns
+    {"h": (T, B, D * H), "h_n" (, "c_n")}, the last layer's outputs and the final states.
     """
     params = _params(params, named)
+    variant = _variant(layers, bidirectional, lengths, padding)
+    if variant is not None:
+        from rnnspec.kernels.cpu import variants
+
+        return variants.forward(cell, x, state0, params, activation=activation, **variant)
     if cell == "elman":
         return _dispatch_elman("forward", x, state0, params, None, activation)
     run = _Run(cell, x, state0, params)
@@ -194,10 +220,18 @@ def forward(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None = 
 
 
 def backward(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None = None,
-             cotangents: Mapping | None = None, *, activation: str = "tanh", **named: np.ndarray) -> Arrays:
+             cotangents: Mapping | None = None, *, activation: str = "tanh", layers: int = 1,
+             bidirectional: bool = False, lengths: np.ndarray | None = None, padding: str = "zero",
+             **named: np.ndarray) -> Arrays:
     """The VJP for cotangents {"h": (T, B, H)} (and, for the LSTM, optionally "c"): gradients of x, every
-    initial state and every parameter, named as the inputs are."""
+    initial state and every parameter, named as the inputs are. A variant (see :func:`forward`) takes
+    cotangents on any of "h", "h_n", "c_n"."""
     params = _params(params, named)
+    variant = _variant(layers, bidirectional, lengths, padding)
+    if variant is not None:
+        from rnnspec.kernels.cpu import variants
+
+        return variants.backward(cell, x, state0, params, cotangents, activation=activation, **variant)
     if cell == "elman":
         return _dispatch_elman("backward", x, state0, params, cotangents, activation)
     run = _Run(cell, x, state0, params)
@@ -217,10 +251,17 @@ def backward(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None =
 
 
 def loss(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None = None, targets: np.ndarray | None = None,
-         *, activation: str = "tanh", **named: np.ndarray) -> tuple[np.generic, Arrays]:
+         *, activation: str = "tanh", layers: int = 1, bidirectional: bool = False, lengths: np.ndarray | None = None,
+         padding: str = "zero", **named: np.ndarray) -> tuple[np.generic, Arrays]:
     """sum over t and batch of -log softmax(V h_t + c)[y_t], and the gradient of every input
-    (x, the initial states, the cell's parameters, V and c). Returns (loss, grads)."""
+    (x, the initial states, the cell's parameters, V and c). Returns (loss, grads). A variant (see
+    :func:`forward`) sums over the valid steps t < len_b of its last layer's outputs."""
     params = _params(params, named)
+    variant = _variant(layers, bidirectional, lengths, padding)
+    if variant is not None:
+        from rnnspec.kernels.cpu import variants
+
+        return variants.loss(cell, x, state0, params, targets, activation=activation, **variant)
     if cell == "elman":
         return _dispatch_elman("loss", x, state0, params, targets, activation)
     run = _Run(cell, x, state0, params, head=True)

@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit
 
 from rnnspec.kernels.cpu.elementwise import sigmoid, tanh
-from rnnspec.kernels.cpu.loops import matmul_into
+from rnnspec.kernels.cpu.loops import clear, hold, matmul_into, pass_back
 
 GATES = "rzn"
 
@@ -44,13 +44,17 @@ def _step(a, product, gate, h_prev, h, m, b_hn, one):
 
 
 @njit(cache=True, error_model="numpy")
-def forward(a, gates, hs, ms, WT, b_hn, small, one):
+def forward(a, gates, hs, ms, WT, b_hn, small, one, active):
     """a (T, B, 3H) = x_t U^T + b; gates (T, B, 3H) receives [r z n]; hs (T+1, B, H) starts with h0 and
-    receives h_t; ms (T, B, H) receives m_t. WT is the stacked W transposed, (H, 3H)."""
+    receives h_t; ms (T, B, H) receives m_t. WT is the stacked W transposed, (H, 3H). Rows r >= active[t]
+    hold their state at step t (loops.hold)."""
     product = np.empty(gates.shape[1:], gates.dtype)
     for t in range(gates.shape[0]):
-        matmul_into(hs[t], WT, product, small)
-        _step(a[t], product, gates[t], hs[t], hs[t + 1], ms[t], b_hn, one)
+        n = active[t]
+        if n > 0:
+            matmul_into(hs[t][:n], WT, product[:n], small)
+            _step(a[t][:n], product[:n], gates[t][:n], hs[t][:n], hs[t + 1][:n], ms[t][:n], b_hn, one)
+        hold(hs[t], hs[t + 1], n)
 
 
 @njit(cache=True, error_model="numpy")
@@ -80,12 +84,18 @@ def _back_step(delta_in, delta_rec, direct, gate, h_prev, m, carry, kept, bias_g
 
 
 @njit(cache=True, error_model="numpy")
-def backward(direct, gates, hs, ms, W, small, deltas_in, deltas_rec, carry, bias_grad, b_hn_grad, one):
+def backward(direct, gates, hs, ms, W, small, deltas_in, deltas_rec, carry, bias_grad, b_hn_grad, one, active):
     """Both deltas (T, B, 3H) for t = T..1; carry (B, H) starts at zero and ends as dL/dh0;
-    bias_grad (3H,) and b_hn_grad (H,) accumulate. W is the stacked W, (3H, H)."""
+    bias_grad (3H,) and b_hn_grad (H,) accumulate. W is the stacked W, (3H, H). Rows r >= active[t] were
+    held at step t: their cotangents pass on, their deltas are zero."""
     kept = np.empty_like(carry)
     for t in range(direct.shape[0] - 1, -1, -1):
-        _back_step(deltas_in[t], deltas_rec[t], direct[t], gates[t], hs[t], ms[t], carry, kept, bias_grad,
-                   b_hn_grad, one)
-        matmul_into(deltas_rec[t], W, carry, small)
-        carry += kept
+        n = active[t]
+        pass_back(carry, direct[t], n)
+        clear(deltas_in[t], n)
+        clear(deltas_rec[t], n)
+        if n > 0:
+            _back_step(deltas_in[t][:n], deltas_rec[t][:n], direct[t][:n], gates[t][:n], hs[t][:n], ms[t][:n],
+                       carry[:n], kept[:n], bias_grad, b_hn_grad, one)
+            matmul_into(deltas_rec[t][:n], W, carry[:n], small)
+            carry[:n] += kept[:n]

@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit
 
 from rnnspec.kernels.cpu.elementwise import sigmoid, tanh
-from rnnspec.kernels.cpu.loops import matmul_into
+from rnnspec.kernels.cpu.loops import clear, hold, matmul_into, pass_back
 
 GATES = "rzn"
 
@@ -55,17 +55,23 @@ def _gate_n(a, product, gate, h_prev, h, one):
 
 
 @njit(cache=True, error_model="numpy")
-def forward(a, gates, hs, rhs, WT_rz, WT_n, small, one):
+def forward(a, gates, hs, rhs, WT_rz, WT_n, small, one, active):
     """a (T, B, 3H) = x_t U^T + b; gates (T, B, 3H) receives [r z n]; hs (T+1, B, H) starts with h0 and
-    receives h_t; rhs (T, B, H) receives r_t * h_{t-1}. WT_rz (H, 2H) and WT_n (H, H) are transposed."""
+    receives h_t; rhs (T, B, H) receives r_t * h_{t-1}. WT_rz (H, 2H) and WT_n (H, H) are transposed.
+    Rows r >= active[t] hold their state at step t (loops.hold); their r * h is zero (it meets zero deltas
+    in dW_n's GEMM, where leftover garbage could be non-finite)."""
     batch, hidden = hs.shape[1], hs.shape[2]
     product_rz = np.empty((batch, 2 * hidden), gates.dtype)
     product_n = np.empty((batch, hidden), gates.dtype)
     for t in range(gates.shape[0]):
-        matmul_into(hs[t], WT_rz, product_rz, small)
-        _gates_rz(a[t], product_rz, gates[t], hs[t], rhs[t])
-        matmul_into(rhs[t], WT_n, product_n, small)
-        _gate_n(a[t], product_n, gates[t], hs[t], hs[t + 1], one)
+        n = active[t]
+        if n > 0:
+            matmul_into(hs[t][:n], WT_rz, product_rz[:n], small)
+            _gates_rz(a[t][:n], product_rz[:n], gates[t][:n], hs[t][:n], rhs[t][:n])
+            matmul_into(rhs[t][:n], WT_n, product_n[:n], small)
+            _gate_n(a[t][:n], product_n[:n], gates[t][:n], hs[t][:n], hs[t + 1][:n], one)
+        hold(hs[t], hs[t + 1], n)
+        clear(rhs[t], n)
 
 
 @njit(cache=True, error_model="numpy")
@@ -103,14 +109,21 @@ def _back_r(delta_rz, d_rh, gate, h_prev, kept, bias_grad, one):
 
 
 @njit(cache=True, error_model="numpy")
-def backward(direct, gates, hs, W_rz, W_n, small, deltas_rz, deltas_n, carry, bias_grad, one):
+def backward(direct, gates, hs, W_rz, W_n, small, deltas_rz, deltas_n, carry, bias_grad, one, active):
     """deltas_rz (T, B, 2H) and deltas_n (T, B, H) for t = T..1; carry (B, H) starts at zero and ends
-    as dL/dh0; bias_grad (3H,) accumulates. W_rz (2H, H) and W_n (H, H) as the equations write them."""
+    as dL/dh0; bias_grad (3H,) accumulates. W_rz (2H, H) and W_n (H, H) as the equations write them.
+    Rows r >= active[t] were held at step t: their cotangents pass on, their deltas are zero."""
     kept = np.empty_like(carry)
     d_rh = np.empty_like(carry)
     for t in range(direct.shape[0] - 1, -1, -1):
-        _back_n(deltas_rz[t], deltas_n[t], direct[t], gates[t], hs[t], carry, kept, bias_grad, one)
-        matmul_into(deltas_n[t], W_n, d_rh, small)
-        _back_r(deltas_rz[t], d_rh, gates[t], hs[t], kept, bias_grad, one)
-        matmul_into(deltas_rz[t], W_rz, carry, small)
-        carry += kept
+        n = active[t]
+        pass_back(carry, direct[t], n)
+        clear(deltas_rz[t], n)
+        clear(deltas_n[t], n)
+        if n > 0:
+            _back_n(deltas_rz[t][:n], deltas_n[t][:n], direct[t][:n], gates[t][:n], hs[t][:n], carry[:n],
+                    kept[:n], bias_grad, one)
+            matmul_into(deltas_n[t][:n], W_n, d_rh[:n], small)
+            _back_r(deltas_rz[t][:n], d_rh[:n], gates[t][:n], hs[t][:n], kept[:n], bias_grad, one)
+            matmul_into(deltas_rz[t][:n], W_rz, carry[:n], small)
+            carry[:n] += kept[:n]

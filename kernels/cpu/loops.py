@@ -73,6 +73,32 @@ def matmul_into(a, b, out, small):
             k += 1
 
 
+# Padded steps of variable-length runs. Rows are sorted by length, longest first, so the rows still
+# running at step t are a prefix 0..n_t - 1 (``active[t] = n_t``, in either direction); the others keep
+# their state, s_t = s_{t-1}, and in BPTT hand the whole cotangent of s_t on to s_{t-1}, with no delta.
+
+
+@njit(cache=True, error_model="numpy")
+def hold(previous, current, n):
+    """current[r] = previous[r] for the rows r >= n that are past their sequence's end."""
+    for r in range(n, current.shape[0]):
+        current[r, :] = previous[r, :]
+
+
+@njit(cache=True, error_model="numpy")
+def pass_back(carry, direct, n):
+    """carry[r] += direct[r] for the rows r >= n: a held state's cotangent reaches the state it held."""
+    for r in range(n, carry.shape[0]):
+        carry[r, :] += direct[r, :]
+
+
+@njit(cache=True, error_model="numpy")
+def clear(rows, n):
+    """rows[r] = 0 for r >= n: no delta (and no finite garbage for the GEMMs) at a held step."""
+    for r in range(n, rows.shape[0]):
+        rows[r, :] = 0
+
+
 @njit(cache=True, error_model="numpy")
 def step_forward(current, product, bias, act, one):
     """current = f(current + product + b): current holds U x_t, product h_{t-1} W^T; b may be empty."""
@@ -97,25 +123,33 @@ def step_backward(delta, direct, carry, h, act, one, bias_grad):
 
 
 @njit(cache=True, error_model="numpy")
-def recur_forward(states, WT, bias, act, one, small):
-    """states[0] = h0 and states[1:] = U x_t on entry; on exit states[t] = f(states[t] + W h_{t-1} + b)."""
+def recur_forward(states, WT, bias, act, one, small, active):
+    """states[0] = h0 and states[1:] = U x_t on entry; on exit states[t] = f(states[t] + W h_{t-1} + b)
+    for the active[t - 1] rows still running, states[t - 1] for the others."""
     steps, batch, hidden = states.shape
     product = np.empty((batch, hidden), states.dtype)
     for t in range(1, steps):
-        matmul_into(states[t - 1], WT, product, small)
-        step_forward(states[t], product, bias, act, one)
+        n = active[t - 1]
+        if n > 0:
+            matmul_into(states[t - 1][:n], WT, product[:n], small)
+            step_forward(states[t][:n], product[:n], bias, act, one)
+        hold(states[t - 1], states[t], n)
 
 
 @njit(cache=True, error_model="numpy")
-def recur_backward(direct, states, W, act, one, small, deltas, carry, bias_grad):
+def recur_backward(direct, states, W, act, one, small, deltas, carry, bias_grad, active):
     """delta_t = f'(z_t) * (direct_t + W^T delta_{t+1}) for t = T..1; carry ends as W^T delta_1.
 
     states is (T+1, B, H) with h0 first; deltas (T, B, H) is written; carry (B, H) and bias_grad (H,)
-    start at zero.
+    start at zero. Rows r >= active[t] are held at step t (see :func:`hold`).
     """
     for t in range(direct.shape[0] - 1, -1, -1):
-        step_backward(deltas[t], direct[t], carry, states[t + 1], act, one, bias_grad)
-        matmul_into(deltas[t], W, carry, small)
+        n = active[t]
+        pass_back(carry, direct[t], n)
+        clear(deltas[t], n)
+        if n > 0:
+            step_backward(deltas[t][:n], direct[t][:n], carry[:n], states[t + 1][:n], act, one, bias_grad)
+            matmul_into(deltas[t][:n], W, carry[:n], small)
 
 
 @njit(cache=True, error_model="numpy")
@@ -169,7 +203,13 @@ def projected_states(x2, h0, UT):
 def head_kernel(states, V, VT, c, targets, one):
     """Loss, dL/dV, dL/dc and the head's cotangent on every h_t, (T, B, H)."""
     steps, batch, hidden = states.shape[0] - 1, states.shape[1], states.shape[2]
-    hs = states.reshape((steps + 1) * batch, hidden)[batch:]
+    loss, gV, gc, direct = head_rows(states.reshape((steps + 1) * batch, hidden)[batch:], V, VT, c, targets, one)
+    return loss, gV, gc, direct.reshape(steps, batch, hidden)
+
+
+@njit(cache=True, error_model="numpy")
+def head_rows(hs, V, VT, c, targets, one):
+    """sum over rows of -log softmax(V h + c)[y], dL/dV, dL/dc and dL/dh (R, H), for hs (R, H)."""
     residual = np.dot(hs, VT)
     gc = np.zeros(c.shape[0], c.dtype)
     loss = softmax_shift(residual, c, targets, one)
@@ -177,9 +217,7 @@ def head_kernel(states, V, VT, c, targets, one):
         for k in range(residual.shape[1]):
             residual[r, k] = exp(residual[r, k])  # float32: the vectorizing exp32
     loss += softmax_finish(residual, targets, one, gc)
-    gV = np.dot(residual.T, hs)
-    direct = np.dot(residual, V).reshape(steps, batch, hidden)
-    return loss, gV, gc, direct
+    return loss, np.dot(residual.T, hs), gc, np.dot(residual, V)
 
 
 @njit(cache=True, error_model="numpy")
@@ -192,14 +230,14 @@ def parameter_gradients(x2, U, states, deltas):
 
 
 @njit(cache=True, error_model="numpy")
-def train_kernel(x2, h0, U, UT, W, WT, bias, V, VT, c, targets, act, one, small):
+def train_kernel(x2, h0, U, UT, W, WT, bias, V, VT, c, targets, act, one, small, active):
     """Forward, softmax cross-entropy summed over time and batch, BPTT, all in one call (small sizes)."""
     states = projected_states(x2, h0, UT)
-    recur_forward(states, WT, bias, act, one, small)
+    recur_forward(states, WT, bias, act, one, small, active)
     loss, gV, gc, direct = head_kernel(states, V, VT, c, targets, one)
     deltas = np.empty_like(direct)
     carry = np.zeros(h0.shape, h0.dtype)
     gb = np.zeros(h0.shape[1], h0.dtype)
-    recur_backward(direct, states, W, act, one, small, deltas, carry, gb)
+    recur_backward(direct, states, W, act, one, small, deltas, carry, gb, active)
     gx2, gU, gW = parameter_gradients(x2, U, states, deltas)
     return loss, gx2, carry, gU, gW, gb, gV, gc

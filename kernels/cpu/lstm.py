@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit
 
 from rnnspec.kernels.cpu.elementwise import sigmoid, tanh
-from rnnspec.kernels.cpu.loops import matmul_into
+from rnnspec.kernels.cpu.loops import clear, hold, matmul_into, pass_back
 
 GATES = "ifgo"
 
@@ -48,13 +48,18 @@ def _step(a, product, gate, h, c_prev, c, tc):
 
 
 @njit(cache=True, error_model="numpy")
-def forward(a, gates, hs, cs, tcs, WT, small):
+def forward(a, gates, hs, cs, tcs, WT, small, active):
     """a (T, B, 4H) = x_t U^T + b; gates (T, B, 4H) receives [i f g o]; hs, cs (T+1, B, H) start with
-    h0, c0 and receive h_t, c_t; tcs (T, B, H) receives tanh(c_t). WT is the stacked W transposed, (H, 4H)."""
+    h0, c0 and receive h_t, c_t; tcs (T, B, H) receives tanh(c_t). WT is the stacked W transposed, (H, 4H).
+    Rows r >= active[t] hold their states at step t (loops.hold)."""
     product = np.empty(gates.shape[1:], gates.dtype)
     for t in range(gates.shape[0]):
-        matmul_into(hs[t], WT, product, small)
-        _step(a[t], product, gates[t], hs[t + 1], cs[t], cs[t + 1], tcs[t])
+        n = active[t]
+        if n > 0:
+            matmul_into(hs[t][:n], WT, product[:n], small)
+            _step(a[t][:n], product[:n], gates[t][:n], hs[t + 1][:n], cs[t][:n], cs[t + 1][:n], tcs[t][:n])
+        hold(hs[t], hs[t + 1], n)
+        hold(cs[t], cs[t + 1], n)
 
 
 @njit(cache=True, error_model="numpy")
@@ -86,10 +91,17 @@ def _back_step(delta, direct, gc, has_gc, gate, c_prev, tc, carry_h, carry_c, bi
 
 
 @njit(cache=True, error_model="numpy")
-def backward(direct, gc, has_gc, gates, cs, tcs, W, small, deltas, carry_h, carry_c, bias_grad, one):
+def backward(direct, gc, has_gc, gates, cs, tcs, W, small, deltas, carry_h, carry_c, bias_grad, one, active):
     """dz_t for t = T..1 into deltas (T, B, 4H); carry_h ends as dL/dh0, carry_c as dL/dc0 (both start
-    at zero); bias_grad (4H,) accumulates. W is the stacked W, (4H, H). gc (T, B, H) is read only if has_gc."""
+    at zero); bias_grad (4H,) accumulates. W is the stacked W, (4H, H). gc (T, B, H) is read only if has_gc.
+    Rows r >= active[t] were held at step t: their cotangents pass on, their deltas are zero."""
     for t in range(direct.shape[0] - 1, -1, -1):
-        _back_step(deltas[t], direct[t], gc[t], has_gc, gates[t], cs[t], tcs[t], carry_h,
-                   carry_c, bias_grad, one)
-        matmul_into(deltas[t], W, carry_h, small)
+        n = active[t]
+        pass_back(carry_h, direct[t], n)
+        if has_gc:
+            pass_back(carry_c, gc[t], n)
+        clear(deltas[t], n)
+        if n > 0:
+            _back_step(deltas[t][:n], direct[t][:n], gc[t][:n], has_gc, gates[t][:n], cs[t][:n], tcs[t][:n],
+                       carry_h[:n], carry_c[:n], bias_grad, one)
+            matmul_into(deltas[t][:n], W, carry_h[:n], small)

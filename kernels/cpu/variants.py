@@ -1,0 +1,400 @@
+"""Stacked, bidirectional and variable-length runs of every cell on the CPU kernels.
+
+The contract is the suite's (README, "Variants"): ``x`` (T, B, I); ``lengths`` int (B,) or None;
+``state0["h0"]`` (and the LSTM's ``"c0"``) (B, H) for one forward layer, else (L * D, B, H) indexed
+layer * D + direction; parameters named per layer and direction with PyTorch's suffixes
+(``U_i_l1_reverse``; a run of one forward layer keeps the plain names), layer l > 0 reading D * H
+features. ``forward`` returns ``h`` (T, B, D * H), the last layer's outputs laid out [forward | reverse],
+and the final states ``h_n`` (and ``c_n``) shaped as ``h0``.
+
+How each piece is computed:
+
+- Rows are sorted by length, longest first, so that the rows still running at step t are a prefix
+  (``active[t]``) in either direction; a row past its end holds its state, s_t = s_{t-1}, inside the
+  cell's own loop (:func:`rnnspec.kernels.cpu.loops.hold`). The results are put back in the caller's order.
+- The reverse direction is the same kernel over time reversed: its held steps come first and keep h0, so
+  it starts at len_b - 1. Its outputs are reversed back.
+- The final state of a direction is its state after its last step in its own order; holding makes that
+  the last row of its states, whatever the length.
+- Outputs y_t = v_t h_t: ``padding="zero"`` v_t = [t < len_b] (PyTorch's packed sequences, ONNX
+  Runtime); ``padding="carry"`` (Keras masking) the forward direction repeats h at len_b - 1 (zeros
+  when len_b = 0), and the reverse direction reports zeros at its held steps.
+- The loss sums the head over the valid steps only. BPTT runs the layers top down, each layer's dL/dx
+  (both directions summed) the cotangent of the outputs of the layer below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from rnnspec.kernels import checks
+from rnnspec.kernels.cpu import elman
+from rnnspec.kernels.cpu.gated import CELLS, _Run
+from rnnspec.kernels.cpu.loops import head_rows
+
+Arrays = dict[str, np.ndarray]
+PADDING = ("zero", "carry")
+
+
+class _ElmanRun:
+    """The Elman kernels behind the interface of the gated cells' runs (prepare, forward, hs, backward)."""
+
+    def __init__(self, x, state0, params, activation: str) -> None:
+        checks.named_arrays("state0", state0, ("h0",), (), "elman")
+        self.step = elman._Step(x, state0["h0"], params["U"], params["W"], params.get("b"), activation)
+        self.T, self.B, self.H, self.dtype, self.empty = self.step.T, self.step.B, self.step.H, self.step.dtype, \
+            self.step.empty
+
+    @property
+    def active(self) -> np.ndarray:
+        return self.step.active
+
+    @active.setter
+    def active(self, value: np.ndarray) -> None:
+        self.step.active = value
+
+    def set_input(self, x: np.ndarray) -> None:
+        self.step._x = x
+
+    def run(self) -> None:
+        self.step.prepare()
+        self.hs = self.step.states(keep=True)
+
+    def backward(self, direct: np.ndarray, gc: np.ndarray | None) -> Arrays:
+        return self.step.backward(self.hs, direct)
+
+
+class _GatedRun(_Run):
+    def set_input(self, x: np.ndarray) -> None:
+        self.x = x
+
+    def run(self) -> None:
+        self.prepare()
+        self.forward()
+
+
+class Stack:
+    """The checked arguments of one variant call: every run (layer, direction) built and checked before
+    any compiled code runs, and the batch's order by length."""
+
+    def __init__(self, cell: str, x, state0, params, *, layers: int, bidirectional: bool, lengths, padding: str,
+                 activation: str, head: bool) -> None:
+        self.cell = checks.cell_name(cell, ("elman", *CELLS))
+        if isinstance(layers, bool) or not isinstance(layers, int | np.integer) or layers < 1:
+            raise ValueError(f"layers: expected an integer >= 1, got {layers!r}")
+        if not isinstance(bidirectional, bool | np.bool_):
+            raise TypeError(f"bidirectional: expected True or False, got {bidirectional!r}")
+        if padding not in PADDING:
+            raise ValueError(f"padding: expected one of {PADDING}, got {padding!r}")
+        x = checks.array("x", x, 3)
+        self.T, self.B, self.I = x.shape
+        self.dtype = x.dtype
+        self.layers, self.D, self.padding = int(layers), 2 if bidirectional else 1, padding
+        self.stacked = self.layers > 1 or self.D > 1
+        self.lengths = _lengths(lengths, self.T, self.B)
+        self.state_keys = ("h0", "c0") if self.cell == "lstm" else ("h0",)
+        self.state0 = self._state0(state0)
+        if not hasattr(params, "keys"):
+            raise TypeError(f"params: expected a dict of arrays, got {type(params).__name__}")
+        self.params = dict(params)
+        self.head = head
+        self._known_params()
+        self.order = None if self.lengths is None else np.argsort(-self.lengths, kind="stable")
+        if self.order is not None and np.array_equal(self.order, np.arange(self.B)):
+            self.order = None
+        self.sorted_state0 = {k: self.sort(v, 1 if self.stacked else 0) for k, v in self.state0.items()}
+        self.runs = [self._build(layer, d, activation) for layer in range(self.layers) for d in range(self.D)]
+        self.H = self.runs[0].H
+
+    # -- checks -------------------------------------------------------------------------------------
+    def suffix(self, layer: int, direction: int) -> str:
+        return f"_l{layer}" + ("_reverse" if direction else "") if self.stacked else ""
+
+    def where(self, layer: int, direction: int) -> str:
+        return f"layer {layer}, {'reverse' if direction else 'forward'} direction" + \
+            (f" (parameters ending {self.suffix(layer, direction)!r})" if self.stacked else "")
+
+    def _state0(self, state0) -> dict:
+        given = checks.named_arrays("state0", state0, self.state_keys, (), self.cell)
+        runs = self.layers * self.D
+        for key in self.state_keys:
+            value = checks.array(f"state0[{key!r}]", given[key], 3 if self.stacked else 2)
+            checks.same_dtype("x", self.dtype, **{f"state0[{key!r}]": value})
+            if self.stacked and value.shape[:2] != (runs, self.B):
+                raise ValueError(f"state0[{key!r}]: expected shape (L * D, B, H) with L * D = {runs} and "
+                                 f"B = {self.B} (from x), got {value.shape}")
+            given[key] = value
+        return given
+
+    def _base_names(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(required, optional) parameter names of one run, before the suffix."""
+        if self.cell == "elman":
+            return ("U", "W"), ("b",)
+        return checks._PARAM_NAMES[self.cell], ()
+
+    def _known_params(self) -> None:
+        required, optional = self._base_names()
+        names = [n + self.suffix(layer, d) for layer in range(self.layers) for d in range(self.D)
+                 for n in required + optional]
+        unknown = [k for k in self.params if k not in names and k not in checks.HEAD_PARAMS]
+        missing = [k for k in checks.HEAD_PARAMS if self.head and k not in self.params]
+        if unknown or missing:
+            problems = ([f"unexpected {unknown}"] if unknown else []) + ([f"missing {missing}"] if missing else [])
+            raise ValueError(f"params: {' and '.join(problems)}; a run of {self.layers} layer(s) and {self.D} "
+                             f"direction(s) of the {self.cell} cell takes {names}" + (" and V, c" if self.head else ""))
+
+    def _build(self, layer: int, direction: int, activation: str):
+        """One run's kernel object, its arguments checked (a placeholder input for layers above the first)."""
+        required, optional = self._base_names()
+        suffix = self.suffix(layer, direction)
+        missing = [n + suffix for n in required if n + suffix not in self.params]
+        if missing:
+            raise ValueError(f"params: missing {missing} ({self.where(layer, direction)})")
+        params = {n: self.params[n + suffix] for n in required + optional if n + suffix in self.params}
+        index = layer * self.D + direction
+        state0 = {k: v[index] if self.stacked else v for k, v in self.sorted_state0.items()}
+        features = self.I if layer == 0 else self.D * self.runs_H
+        # the run reads only x's shape and dtype until set_input gives it the (sorted) data: no memory
+        x = np.broadcast_to(np.zeros((), self.dtype), (self.T, self.B, features))
+        try:
+            if self.cell == "elman":
+                run = _ElmanRun(x, state0, params, activation)
+            else:
+                run = _GatedRun(self.cell, x, state0, params, tag=f"#{layer}.{direction}")
+        except (TypeError, ValueError) as exc:
+            reads = f"; layer {layer} reads the D * H = {features} features of the layer below" if layer else ""
+            raise type(exc)(f"{self.where(layer, direction)}: {exc}{reads}") from None
+        if layer == 0 and direction == 0:
+            self.runs_H = run.H
+        elif run.H != self.runs_H:
+            raise ValueError(f"{self.where(layer, direction)}: hidden size {run.H} differs from layer 0's "
+                             f"{self.runs_H}; every layer and direction shares H")
+        return run
+
+    # -- the batch's order ----------------------------------------------------------------------------
+    def sort(self, value: np.ndarray, axis: int = 1) -> np.ndarray:
+        return value if self.order is None else np.take(value, self.order, axis=axis)
+
+    def unsort(self, value: np.ndarray, axis: int = 1) -> np.ndarray:
+        if self.order is None:
+            return value
+        out = np.empty_like(value)
+        index = [slice(None)] * value.ndim
+        index[axis] = self.order
+        out[tuple(index)] = value
+        return out
+
+    def mask(self) -> np.ndarray | None:
+        """m[t, b] = [t < len_b] over the sorted rows; None without lengths."""
+        if self.lengths is None:
+            return None
+        return np.arange(self.T)[:, None] < self.sort(self.lengths, 0)[None, :]
+
+    def shown(self, direction: int) -> np.ndarray | None:
+        """v[t, b] of y_t = v_t h_t in time order, in the dtype (None: every output is h_t)."""
+        mask = self.mask()
+        if mask is None:
+            return None
+        if self.padding == "carry" and not direction:
+            mask = np.broadcast_to(self.sort(self.lengths, 0)[None, :] > 0, mask.shape)
+        return mask.astype(self.dtype)
+
+
+def _lengths(lengths, steps: int, batch: int) -> np.ndarray | None:
+    if lengths is None:
+        return None
+    if not isinstance(lengths, np.ndarray) or lengths.dtype.kind not in "iu":
+        kind = lengths.dtype if isinstance(lengths, np.ndarray) else type(lengths).__name__
+        raise TypeError(f"lengths: expected a numpy.ndarray of integers, shape (B,)=({batch},), got {kind}")
+    checks.shape("lengths", lengths, (batch,), "(B,)")
+    if lengths.size and (lengths.min() < 0 or lengths.max() > steps):
+        raise ValueError(f"lengths: each must lie in [0, T={steps}], got values in [{lengths.min()}, {lengths.max()}]")
+    return lengths.astype(np.int64)
+
+
+def _active(stack: Stack) -> np.ndarray:
+    """active[t]: how many of the sorted rows are still running at step t (forward order)."""
+    if stack.lengths is None:
+        return np.full(stack.T, stack.B, np.int64)
+    return np.count_nonzero(stack.lengths[None, :] > np.arange(stack.T)[:, None], axis=1).astype(np.int64)
+
+
+def _flip(value: np.ndarray, direction: int) -> np.ndarray:
+    return value[::-1] if direction else value
+
+
+def run_forward(stack: Stack, x: np.ndarray) -> Arrays:
+    """Every run, layer by layer, over the sorted rows: {"h", "h_n" (, "c_n")} in sorted order."""
+    active, layer_in = _active(stack), stack.sort(x)
+    for layer in range(stack.layers):
+        ys = []
+        for d in range(stack.D):
+            run = stack.runs[layer * stack.D + d]
+            run.set_input(_flip(layer_in, d))
+            run.active = np.ascontiguousarray(_flip(active, d))
+            run.run()
+            y, shown = _flip(run.hs[1:], d), stack.shown(d)
+            ys.append(y if shown is None else y * shown[:, :, None])
+        layer_in = ys[0] if stack.D == 1 else np.concatenate(ys, axis=-1)
+    out = {"h": layer_in}
+    for key, name in (("h", "hs"), ("c", "cs"))[: len(stack.state_keys)]:
+        finals = [getattr(run, name)[stack.T] for run in stack.runs]
+        out[key + "_n"] = np.stack(finals) if stack.stacked else finals[0]
+    return out
+
+
+def run_backward(stack: Stack, g_h: np.ndarray | None, g_finals: Mapping[str, np.ndarray]) -> Arrays:
+    """BPTT through the stack, top layer first, from cotangents on h and the final states (sorted rows)."""
+    T, B, H = stack.T, stack.B, stack.H
+    grads: Arrays = {}
+    starts = {key: [None] * len(stack.runs) for key in stack.state_keys}
+    g_out = g_h
+    for layer in reversed(range(stack.layers)):
+        g_in = None
+        for d in range(stack.D):
+            index = layer * stack.D + d
+            run = stack.runs[index]
+            shown = stack.shown(d)
+            if g_out is None:
+                direct = np.zeros((T, B, H), stack.dtype)
+            else:
+                part = g_out[..., d * H:(d + 1) * H]
+                # a fresh array in the run's time order: the final state's cotangent is added into it
+                direct = np.array(_flip(part if shown is None else part * shown[:, :, None], d), order="C")
+            finals = {k: v[index] if stack.stacked else v for k, v in g_finals.items()}
+            if "h_n" in finals:
+                direct[T - 1] += finals["h_n"]
+            gc = None
+            if "c_n" in finals:
+                gc = np.zeros((T, B, H), stack.dtype)
+                gc[T - 1] = finals["c_n"]
+            got = run.backward(direct, gc)
+            suffix = stack.suffix(layer, d)
+            grads.update({k + suffix: v for k, v in got.items() if k not in ("x", *stack.state_keys)})
+            for key in stack.state_keys:
+                starts[key][index] = got[key]
+            g_x = _flip(got["x"], d)
+            g_in = g_x if g_in is None else g_in + g_x
+        g_out = g_in
+    grads["x"] = g_out
+    for key, values in starts.items():
+        grads[key] = np.stack(values) if stack.stacked else values[0]
+    return grads
+
+
+def run_loss(stack: Stack, x: np.ndarray, targets: np.ndarray) -> tuple[np.generic, Arrays]:
+    """sum over the valid steps of -log softmax(V y_t + c)[targets_t], and every gradient (sorted rows)."""
+    V, c = stack.params["V"], stack.params["c"]
+    V = checks.array("V", V, 2)
+    c = checks.array("c", c, 1)
+    checks.same_dtype("x", stack.dtype, V=V, c=c)
+    checks.shape("V", V, (V.shape[0], stack.D * stack.H), "(K, D * H)")
+    checks.shape("c", c, (V.shape[0],), "(K,)", f" (K={V.shape[0]} from V)")
+    y_true = stack.sort(checks.targets_arg(targets, stack.T, stack.B, V.shape[0]))
+    outputs = run_forward(stack, x)
+    h, mask = outputs["h"], stack.mask()
+    rows = h.reshape(-1, h.shape[2]) if mask is None else h[mask]
+    truth = y_true.reshape(-1) if mask is None else y_true[mask]
+    one = stack.dtype.type(1)
+    if rows.shape[0]:
+        value, gV, gc, g_rows = head_rows(np.ascontiguousarray(rows), checks.contiguous(V),
+                                          checks.contiguous(V.T), checks.contiguous(c),
+                                          np.ascontiguousarray(truth), one)
+    else:
+        value, gV, gc, g_rows = one * 0, np.zeros(V.shape, stack.dtype), np.zeros(c.shape, stack.dtype), rows
+    g_h = np.zeros(h.shape, stack.dtype)
+    if mask is None:
+        g_h.reshape(-1, h.shape[2])[:] = g_rows
+    else:
+        g_h[mask] = g_rows
+    grads = run_backward(stack, g_h, {})
+    grads.update(V=gV, c=gc)
+    return stack.dtype.type(value), grads
+
+
+def _batch_axis(stack: Stack, key: str) -> int | None:
+    """The batch axis of a result (None for the parameters)."""
+    if key in ("x", "h"):
+        return 1
+    if key[0] in "hc" and key[1:] in ("0", "_n"):
+        return 1 if stack.stacked else 0
+    return None
+
+
+def _caller_order(stack: Stack, arrays: Arrays) -> Arrays:
+    out = {}
+    for key, value in arrays.items():
+        axis = _batch_axis(stack, key)
+        out[key] = value if axis is None else stack.unsort(value, axis)
+    return out
+
+
+def _cotangents(stack: Stack, cotangents) -> Arrays:
+    """The checked cotangents {"h" (T, B, D * H), "h_n" (, "c_n") shaped as h0}, any subset, in sorted order."""
+    finals = tuple(k[0] + "_n" for k in stack.state_keys)
+    given = checks.named_arrays("cotangents", cotangents if cotangents is not None else {}, (), ("h", *finals),
+                                stack.cell)
+    expected = {"h": ((stack.T, stack.B, stack.D * stack.H), "(T, B, D * H)")}
+    for key in finals:
+        expected[key] = (stack.state0[key[0] + "0"].shape, "the shape of " + key[0] + "0")
+    for key, value in given.items():
+        value = checks.array(f"cotangents[{key!r}]", value, len(expected[key][0]))
+        checks.same_dtype("x", stack.dtype, **{f"cotangents[{key!r}]": value})
+        checks.shape(f"cotangents[{key!r}]", value, *expected[key])
+        given[key] = stack.sort(value, _batch_axis(stack, key))
+    return given
+
+
+def _empty(stack: Stack) -> bool:
+    return stack.T == 0 or stack.B == 0
+
+
+def _zero_grads(stack: Stack, x: np.ndarray) -> Arrays:
+    grads = {k: np.zeros(v.shape, stack.dtype) for k, v in stack.params.items() if k not in checks.HEAD_PARAMS}
+    grads.update({k: np.zeros(v.shape, stack.dtype) for k, v in stack.state0.items()}, x=np.zeros(x.shape, stack.dtype))
+    return grads
+
+
+def forward(cell: str, x, state0, params, *, layers: int = 1, bidirectional: bool = False, lengths=None,
+            padding: str = "zero", activation: str = "tanh") -> Arrays:
+    """{"h": (T, B, D * H), "h_n" (, "c_n")}: the last layer's outputs and every run's final states."""
+    stack = Stack(cell, x, state0, params, layers=layers, bidirectional=bidirectional, lengths=lengths,
+                  padding=padding, activation=activation, head=False)
+    if _empty(stack):
+        out = {"h": np.zeros((stack.T, stack.B, stack.D * stack.H), stack.dtype)}
+        return out | {k[0] + "_n": v.copy() for k, v in stack.state0.items()}
+    return _caller_order(stack, run_forward(stack, x))
+
+
+def backward(cell: str, x, state0, params, cotangents, *, layers: int = 1, bidirectional: bool = False,
+             lengths=None, padding: str = "zero", activation: str = "tanh") -> Arrays:
+    """The VJP for cotangents on any of "h", "h_n", "c_n": gradients of x, the initial states and every
+    run's parameters, named as the inputs are."""
+    stack = Stack(cell, x, state0, params, layers=layers, bidirectional=bidirectional, lengths=lengths,
+                  padding=padding, activation=activation, head=False)
+    given = _cotangents(stack, cotangents)
+    if _empty(stack):
+        grads = _zero_grads(stack, x)
+        grads.update({k[0] + "0": v.copy() for k, v in given.items() if k != "h"})  # the final states are the initial
+        return _caller_order(stack, grads)
+    run_forward(stack, x)
+    finals = {k: v for k, v in given.items() if k != "h"}
+    return _caller_order(stack, run_backward(stack, given.get("h"), finals))
+
+
+def loss(cell: str, x, state0, params, targets, *, layers: int = 1, bidirectional: bool = False, lengths=None,
+         padding: str = "zero", activation: str = "tanh") -> tuple[np.generic, Arrays]:
+    """sum over the valid steps t < len_b of -log softmax(V y_t + c)[targets_t], with y_t the last layer's
+    outputs, and the gradient of every input (x, the initial states, every run's parameters, V and c)."""
+    stack = Stack(cell, x, state0, params, layers=layers, bidirectional=bidirectional, lengths=lengths,
+                  padding=padding, activation=activation, head=True)
+    if _empty(stack):
+        V = checks.array("V", stack.params["V"], 2)
+        checks.targets_arg(targets, stack.T, stack.B, V.shape[0])
+        grads = _zero_grads(stack, x)
+        grads.update(V=np.zeros(V.shape, stack.dtype), c=np.zeros(stack.params["c"].shape, stack.dtype))
+        return stack.dtype.type(0), grads
+    value, grads = run_loss(stack, x, targets)
+    return value, _caller_order(stack, grads)
