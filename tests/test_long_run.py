@@ -81,6 +81,16 @@ def test_cpu_kernels_of_the_gated_cells_are_conformant_over_200_cases_per_dtype(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("variant", ["layers=2,bidirectional,lengths=zero", "layers=2,bidirectional,lengths=carry"])
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru-reset-after", "gru-reset-before"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cpu_kernels_run_every_variant_conformantly_over_200_cases_per_dtype(cell, seed, variant):
+    """Issue "Numba CPU kernels for LSTM and both GRUs", extended to the variants: rnnspec-cpu, every cell
+    stacked, both ways, on lengths with either padding, 200 examples per dtype on three seeds."""
+    _long_run(load_target("rnnspec-cpu"), "rnnspec-cpu", cell, examples=400, seed=seed, variant=variant)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", ["lstm", "gru-reset-after", "elman", "lstm-proj"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_torch_stacked_bidirectional_packed_is_conformant_over_200_cases_per_dtype(cell, seed):

@@ -30,6 +30,15 @@ def test_torch_stacked_bidirectional_packed_is_conformant(cell):
     assert report.conformant, [(r.clause.id, r.status, r.message[:200]) for r in report.results if r.status != "passed"]
 
 
+@pytest.mark.parametrize("cell,variant", [("lstm", ALL), ("gru-reset-before", "layers=2,bidirectional,lengths=carry")])
+def test_the_cpu_kernels_are_conformant_on_variants(cell, variant):
+    """A few cases in CI, float32 included (tests/test_variant_kernels.py compares float64 to the oracle);
+    tests/test_long_run.py runs 200 per dtype on three seeds for every cell and both paddings."""
+    report = check(TargetName("rnnspec-cpu"), target="rnnspec-cpu", cell=cell, variant=variant, examples=6)
+    assert report.variant == variant
+    assert report.conformant, [(r.clause.id, r.status, r.message[:200]) for r in report.results if r.status != "passed"]
+
+
 def test_the_oracle_target_runs_the_carry_semantics():
     report = check(TargetName("oracle"), target="oracle", cell="gru-reset-before",
                    variant="bidirectional,lengths=carry", examples=4)
