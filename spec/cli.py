@@ -81,7 +81,18 @@ def _bench(args: argparse.Namespace) -> int:
         if unknown:
             print(f"rnnspec bench: {name}: unknown {unknown}; choose from {list(allowed)}", file=sys.stderr)
             return 2
-    report = bench.run(sizes, phases, dtypes, impls, args.repeats, cell=args.cell)
+    variant = None
+    if args.variant:
+        from rnnspec.derivations.variants import parse_variant
+
+        try:
+            parsed = parse_variant(args.variant)
+        except ValueError as exc:
+            print(f"rnnspec bench: --variant: {exc}", file=sys.stderr)
+            return 2
+        variant = {"layers": parsed.layers, "bidirectional": parsed.bidirectional, "lengths": parsed.lengths,
+                   "name": parsed.name} if not parsed.plain else None
+    report = bench.run(sizes, phases, dtypes, impls, args.repeats, cell=args.cell, variant=variant)
     print(bench.table(report))
     if args.json:
         bench.write_json(args.json, report)
@@ -245,6 +256,8 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=5, help="timed calls per result (median)")
     bench.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     bench.add_argument("--variants", action="store_true", help="cuda: also time other recurrence layouts")
+    bench.add_argument("--variant", default="", help="cpu: run the cell as a variant, e.g. "
+                       "layers=2,bidirectional,lengths=zero (PyTorch with num_layers, bidirectional, packed sequences)")
     bench.add_argument("--json", help="write the results here")
     bench.set_defaults(run=_bench)
     matrix = sub.add_parser("matrix", help="run every installed framework target through the suite; write Markdown")

@@ -1,6 +1,9 @@
 """The CPU kernels' variants (layers, directions, lengths) against the oracle's composition, and their
 argument checks. The suite's own check of rnnspec-cpu on variants is in tests/test_variants_targets.py."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -180,3 +183,48 @@ def test_bad_stacked_parameters_and_states_are_named_with_their_layer_and_direct
                          **options(case))
     with pytest.raises(ValueError, match=r"padding='carry' applies to runs with lengths"):
         kernels.forward("lstm", case["x"], case["state0"], p, padding="carry")
+
+
+VARIANT_BASELINE_AGREES = """
+import sys
+import numpy as np
+from rnnspec.kernels.cpu.baselines_variants import RUNNERS, make_variant_case
+
+cell = sys.argv[1]
+for lengths in (None, "zero"):
+    variant = {"layers": 2, "bidirectional": True, "lengths": lengths}
+    case = make_variant_case(cell, variant, 7, 4, 5, 6, 3, "float64")
+    if lengths:
+        case["lengths"][0] = 1
+    ours_forward, ours_train = RUNNERS["rnnspec-cpu"](case, cell, variant)
+    value, grads = ours_train()
+    forward_, train = RUNNERS["torch"](case, cell, variant)
+    np.testing.assert_allclose(forward_().numpy(), ours_forward()["h"], rtol=1e-12, atol=1e-14)
+    their_value, their_grads = train()
+    assert abs(their_value - value) <= 1e-12 * abs(value), (their_value, value)
+    for key, got in zip(["x", "h0", "c0"], their_grads):
+        np.testing.assert_allclose(got.numpy(), grads[key], rtol=1e-10, atol=1e-12, err_msg=key)
+print("compared", cell)
+"""
+
+
+@pytest.mark.parametrize("cell", ["lstm", "elman"])
+def test_the_variant_benchmark_compares_like_with_like(cell):
+    """`rnnspec bench --variant`'s PyTorch rows (num_layers=2, bidirectional, packed sequences, unsorted) compute
+    the kernels' outputs, loss and gradients. In a process of its own (PyTorch's OpenMP threads and fork)."""
+    pytest.importorskip("torch")
+    run = subprocess.run([sys.executable, "-c", VARIANT_BASELINE_AGREES, cell], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0 and f"compared {cell}" in run.stdout, run.stdout + run.stderr
+
+
+def test_bench_runs_a_variant_and_names_it(capsys):
+    from rnnspec.spec import cli
+
+    assert cli.main(["bench", "--cell", "gru-reset-before", "--variant", "bidirectional,lengths=carry", "--sizes",
+                     "G1", "--dtypes", "float64", "--impls", "rnnspec-cpu,numpy", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "cell: gru-reset-before, variant bidirectional,lengths=carry" in out, out
+    assert "skipped: numpy (the textbook loop runs one forward layer over full sequences)" in out, out
+    assert len([line for line in out.splitlines() if line.startswith("G1")]) == 2, out
+    assert cli.main(["bench", "--cell", "lstm", "--variant", "layers=two"]) == 2

@@ -42,9 +42,12 @@ DTYPES = ("float32", "float64")
 SCHEMA = "rnnspec.bench/1"
 
 
-def flops(phase: str, T: int, B: int, I: int, H: int, K: int, gates: int = 1) -> float:
-    recurrent = 2.0 * T * B * H * gates * (I + H)
-    return recurrent if phase == "forward" else 3 * recurrent + 6.0 * T * B * H * K
+def flops(phase: str, T: int, B: int, I: int, H: int, K: int, gates: int = 1, variant: dict | None = None) -> float:
+    """The matrix products' multiply-adds x 2. A variant runs D directions per layer, layer l > 0 reading D H
+    features, the head reading D H; every step counts, padded ones included."""
+    layers, D = (variant["layers"], 1 + variant["bidirectional"]) if variant else (1, 1)
+    recurrent = sum(2.0 * T * B * H * gates * ((I if layer == 0 else D * H) + H) * D for layer in range(layers))
+    return recurrent if phase == "forward" else 3 * recurrent + 6.0 * T * B * D * H * K
 
 
 def make_case(T: int, B: int, I: int, H: int, K: int, dtype: str, seed: int = 0,
@@ -120,8 +123,12 @@ def compile_seconds(cell: str = "elman") -> dict[str, float]:
     return out
 
 
-def runner(impl: str, cell: str):
-    """The runner of ``impl`` for ``cell``: case -> (forward, train)."""
+def runner(impl: str, cell: str, variant: dict | None = None):
+    """The runner of ``impl`` for ``cell`` (run as ``variant``): case -> (forward, train)."""
+    if variant:
+        from rnnspec.kernels.cpu.baselines_variants import RUNNERS as VARIANTS
+
+        return lambda case: VARIANTS[impl](case, cell, variant)
     if cell == "elman":
         return RUNNERS[impl]
     from rnnspec.kernels.cpu.baselines_gated import RUNNERS as GATED
@@ -129,9 +136,15 @@ def runner(impl: str, cell: str):
     return lambda case: GATED[impl](case, cell)
 
 
-def available(impls: list[str], cell: str = "elman") -> tuple[list[str], list[str]]:
+def available(impls: list[str], cell: str = "elman", variant: dict | None = None) -> tuple[list[str], list[str]]:
     have, missing = [], []
     for impl in impls:
+        if variant and impl == "numpy":
+            missing.append("numpy (the textbook loop runs one forward layer over full sequences)")
+            continue
+        if variant and impl == "torch" and variant["lengths"] == "carry":
+            missing.append("torch (its packed sequences output zeros past a sequence's end: lengths=zero only)")
+            continue
         if impl == "torch" and cell == "gru-reset-before":
             missing.append("torch (PyTorch has no GRU with the reset gate before the recurrent product)")
             continue
@@ -168,11 +181,14 @@ def machine() -> dict:
 
 
 def run(sizes: list[str], phases: list[str], dtypes: list[str], impls: list[str], repeats: int,
-        progress=sys.stderr, cell: str = "elman") -> dict:
+        progress=sys.stderr, cell: str = "elman", variant: dict | None = None) -> dict:
+    """``variant``: {"layers", "bidirectional", "lengths" (None, "zero", "carry"), "name"} or None."""
     from rnnspec.kernels.cpu import blas, peak
+    from rnnspec.kernels.cpu.baselines_variants import make_variant_case
 
-    impls, missing = available(impls, cell)
-    report = {"schema": SCHEMA, "cell": cell, "machine": machine(), "blas": blas.report(),
+    impls, missing = available(impls, cell, variant)
+    report = {"schema": SCHEMA, "cell": cell, "variant": variant["name"] if variant else "", "machine": machine(),
+              "blas": blas.report(),
               "compile_s": compile_seconds(cell), "skipped": missing, "results": []}
     print(f"measuring the peak ({', '.join(dtypes)}) ...", file=progress, flush=True)
     before = {d: peak.measure(d) for d in dtypes}
@@ -181,14 +197,15 @@ def run(sizes: list[str], phases: list[str], dtypes: list[str], impls: list[str]
     for size in sizes:
         T, B, I, H, K = SIZES[size]
         for dtype in dtypes:
-            case = make_case(T, B, I, H, K, dtype, cell=cell)
+            case = (make_variant_case(cell, variant, T, B, I, H, K, dtype) if variant
+                    else make_case(T, B, I, H, K, dtype, cell=cell))
             for phase in phases:
                 for impl in impls:
                     done += 1
-                    forward, train = runner(impl, cell)(case)
+                    forward, train = runner(impl, cell, variant)(case)
                     times = timings(forward if phase == "forward" else train, repeats)
                     seconds = float(np.median(times))
-                    rate = flops(phase, T, B, I, H, K, GATE_COUNT[cell]) / seconds / 1e9
+                    rate = flops(phase, T, B, I, H, K, GATE_COUNT[cell], variant) / seconds / 1e9
                     report["results"].append({"impl": impl, "cell": cell, "size": size, "T": T, "B": B, "I": I,
                                               "H": H, "K": K, "dtype": dtype, "phase": phase,
                                               "median_s": seconds, "min_s": min(times), "max_s": max(times),
@@ -204,7 +221,8 @@ def run(sizes: list[str], phases: list[str], dtypes: list[str], impls: list[str]
 
 def table(report: dict) -> str:
     peaks = report.get("peak", {})
-    lines = [f"cell: {report.get('cell', 'elman')}"]
+    variant = f", variant {report['variant']}" if report.get("variant") else ""
+    lines = [f"cell: {report.get('cell', 'elman')}{variant}"]
     if "blas" in report:
         b = report["blas"]
         lines.append(f"BLAS: NumPy runs OpenBLAS {b['numpy_blas_core']} kernels; the kernels' GEMM (SciPy's "
