@@ -114,10 +114,13 @@ def targets_arg(targets, T: int, B: int, K: int) -> np.ndarray:
 
 
 #: the gated cells: their gates in stacking order, the initial states, and the parameters beyond U_k, W_k, b_k
+#: with their shapes in the sizes H and P (the LSTM's projection size; P = H without one)
 GATED_CELLS = {
-    "lstm": ("ifgo", ("h0", "c0"), ()),
-    "gru-reset-after": ("rzn", ("h0",), ("b_hn",)),
-    "gru-reset-before": ("rzn", ("h0",), ()),
+    "lstm": ("ifgo", ("h0", "c0"), {}),
+    "lstm-proj": ("ifgo", ("h0", "c0"), {"W_hr": ("P", "H")}),
+    "lstm-peephole": ("ifgo", ("h0", "c0"), {"P_i": ("H",), "P_f": ("H",), "P_o": ("H",)}),
+    "gru-reset-after": ("rzn", ("h0",), {"b_hn": ("H",)}),
+    "gru-reset-before": ("rzn", ("h0",), {}),
 }
 HEAD_PARAMS = ("V", "c")
 
@@ -146,9 +149,10 @@ def named_arrays(what: str, given: object, required: tuple[str, ...], optional: 
 
 
 def gated_args(cell: str, x, state0, params, head: bool = False, device_ok: bool = False):
-    """Check x (T, B, I), state0 {h0 (and c0): (B, H)}, params {U_k (H, I), W_k (H, H), b_k (H,) for
-    every gate k, and the cell's extras; V (K, H), c (K,) when ``head``}. Returns (T, B, I, H, state0, params)
-    with every array checked, the dicts copied (never the arrays).
+    """Check x (T, B, I), state0 {h0 (B, P) (and c0 (B, H))}, params {U_k (H, I), W_k (H, P), b_k (H,) for
+    every gate k, and the cell's extras; V (K, P), c (K,) when ``head``}, where P = H but for the projected
+    LSTM (W_hr (P, H)). Returns (T, B, I, H, state0, params) with every array checked, the dicts copied
+    (never the arrays).
 
     The common case (everything consistent) costs a few microseconds: the shapes and dtypes are
     compared at once, and only a mismatch builds the messages that name the odd argument out.
@@ -162,40 +166,60 @@ def gated_args(cell: str, x, state0, params, head: bool = False, device_ok: bool
     for key in state_keys:
         state0[key] = array(f"state0[{key!r}]", state0[key], 2, device_ok)
     for key, value in params.items():
-        params[key] = array(key, value, 1 if key[0] == "b" or key == "c" else 2, device_ok)
+        params[key] = array(key, value, _NDIM.get(key, 2), device_ok)
     if len({x.dtype, *(v.dtype for v in state0.values()), *(v.dtype for v in params.values())}) > 1:
         same_dtype("x", x.dtype, **state0, **params)
     H = params[f"W_{gates[0]}"].shape[0]
+    P = params["W_hr"].shape[0] if "W_hr" in params else H
     K = params["V"].shape[0] if head else 0
-    wanted = {**{k: (B, H) for k in state_keys}, **{f"U_{g}": (H, I) for g in gates},
-              **{f"W_{g}": (H, H) for g in gates}, **{k: (H,) for k in names if k[0] == "b"}}
-    if head:
-        wanted.update(V=(K, H), c=(K,))
     given = {**state0, **params}
-    if any(given[k].shape != v for k, v in wanted.items()):
+    if any(given[key].shape != wanted for key, (wanted, _) in _shapes(cell, B, I, H, P, K, head).items()):
         _name_the_odd_shape(cell, B, I, state0, params, head)
     return T, B, I, H, state0, params
 
 
-_PARAM_NAMES = {cell: tuple(f"{kind}_{g}" for kind in "UWb" for g in gates) + extra
+_PARAM_NAMES = {cell: tuple(f"{kind}_{g}" for kind in "UWb" for g in gates) + tuple(extra)
                 for cell, (gates, _, extra) in GATED_CELLS.items()}
+_NDIM = {"c": 1, **{k: len(shape) for _, _, extra in GATED_CELLS.values() for k, shape in extra.items()},
+         **{f"b_{g}": 1 for g in "ifgorzn"}}
+
+
+def _shapes(cell: str, B: int, I: int, H: int, P: int, K: int, head: bool) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Every argument's expected shape, and how to say it."""
+    gates, state_keys, extra = GATED_CELLS[cell]
+    sizes = {"H": H, "P": P}
+    w_cols = "P" if "W_hr" in extra else "H"
+    shapes = {"h0": ((B, P), f"(B, {w_cols})"), "c0": ((B, H), "(B, H)")}
+    shapes = {k: shapes[k] for k in state_keys}
+    for g in gates:
+        shapes[f"U_{g}"] = ((H, I), "(H, I)")
+        shapes[f"W_{g}"] = ((H, P), f"(H, {w_cols})")
+        shapes[f"b_{g}"] = ((H,), "(H,)")
+    for key, dims in extra.items():
+        shapes[key] = (tuple(sizes[d] for d in dims), "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")")
+    if head:
+        shapes.update(V=((K, P), f"(K, {w_cols})"), c=((K,), "(K,)"))
+    return shapes
 
 
 def _name_the_odd_shape(cell: str, B: int, I: int, state0: dict, params: dict, head: bool) -> None:
     """Raise the ValueError that names the argument whose shape disagrees with the others."""
     gates, state_keys, extra = GATED_CELLS[cell]
-    votes = [(f"W_{g}", params[f"W_{g}"].shape[i]) for g in gates for i in (0, 1)]
-    votes += [(f"U_{g}", params[f"U_{g}"].shape[0]) for g in gates] + [(k, state0[k].shape[1]) for k in state_keys]
+    votes = [(f"W_{g}", params[f"W_{g}"].shape[0]) for g in gates] + [(f"U_{g}", params[f"U_{g}"].shape[0])
+                                                                       for g in gates]
+    votes += [("c0", state0["c0"].shape[1])] if "c0" in state0 else []
+    if "W_hr" not in extra:
+        votes += [(f"W_{g}", params[f"W_{g}"].shape[1]) for g in gates] + [("h0", state0["h0"].shape[1])]
     H, why_h = decide("H", votes)
     why = f" ({why_h}; I={I} from x)"
+    P, why_p = H, why_h
+    if "W_hr" in extra:
+        P, why_p = decide("P", [("W_hr", params["W_hr"].shape[0])] + [(f"W_{g}", params[f"W_{g}"].shape[1])
+                                                                      for g in gates] + [("h0", state0["h0"].shape[1])])
+        why = f" ({why_h}; {why_p}; I={I} from x)"
+    K = params["V"].shape[0] if head else 0
+    shapes = _shapes(cell, B, I, H, P, K, head)
     for key in state_keys:
-        shape(f"state0[{key!r}]", state0[key], (B, H), "(B, H)", f" ({why_h}; B={B} from x)")
-    for g in gates:
-        shape(f"U_{g}", params[f"U_{g}"], (H, I), "(H, I)", why)
-        shape(f"W_{g}", params[f"W_{g}"], (H, H), "(H, H)", why)
-    for key in [f"b_{g}" for g in gates] + list(extra):
-        shape(key, params[key], (H,), "(H,)", why)
-    if head:
-        K = params["V"].shape[0]
-        shape("V", params["V"], (K, H), "(K, H)", why)
-        shape("c", params["c"], (K,), "(K,)", f" (K={K} from V)")
+        shape(f"state0[{key!r}]", state0[key], *shapes[key], f" ({why_h}; B={B} from x)")
+    for key in [*(f"{kind}_{g}" for kind in "UWb" for g in gates), *extra, *(("V", "c") if head else ())]:
+        shape(key, params[key], *shapes[key], f" (K={K} from V)" if key == "c" else why)

@@ -9,7 +9,7 @@ from rnnspec.spec.targets import TargetError
 class RnnspecCPU:
     """The Numba CPU kernels (rnnspec.kernels): every cell, through the one API they share."""
 
-    cells = ("elman", "lstm", "gru-reset-after", "gru-reset-before")
+    cells = ("elman", "lstm", "gru-reset-after", "gru-reset-before", "lstm-proj", "lstm-peephole")
     cell = "elman"
     dtypes = ("float32", "float64")
     activations = KERNEL_ACTIVATIONS

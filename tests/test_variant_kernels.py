@@ -19,7 +19,9 @@ CELLS = ["elman", "lstm", "gru-reset-after", "gru-reset-before"]
 NAMES = {"elman": ["U", "W", "b"],
          "lstm": [f"{k}_{g}" for k in "UWb" for g in "ifgo"],
          "gru-reset-after": [f"{k}_{g}" for k in "UWb" for g in "rzn"] + ["b_hn"],
-         "gru-reset-before": [f"{k}_{g}" for k in "UWb" for g in "rzn"]}
+         "gru-reset-before": [f"{k}_{g}" for k in "UWb" for g in "rzn"],
+         "lstm-peephole": [f"{k}_{g}" for k in "UWb" for g in "ifgo"] + ["P_i", "P_f", "P_o"],
+         "lstm-proj": [f"{k}_{g}" for k in "UWb" for g in "ifgo"] + ["W_hr"]}
 TOL64 = 1e-12
 
 
@@ -27,18 +29,21 @@ def make_case(cell, variant: Variant, T, B, I, H, K, seed, dtype="float64", leng
     """Arrays of the variant contract: suffixed parameters, stacked initial states, cotangents on every output."""
     rng = np.random.default_rng(seed)
     f = lambda *shape: (rng.standard_normal(shape) * 0.5).astype(dtype)
+    P = max(H - 1, 1) if cell == "lstm-proj" else H  # the width of h
     params = {}
     for layer, d in variant.runs():
-        features = I if layer == 0 else variant.directions * H
+        features = I if layer == 0 else variant.directions * P
         for name in NAMES[cell]:
-            shape = {"U": (H, features), "W": (H, H), "b": (H,)}[name[0]]
-            params[name + variant.suffix(layer, d)] = f(*shape)
-    head = {"V": f(K, variant.directions * H), "c": f(K)}
+            shape = {"U": (H, features), "W": (H, P), "b": (H,), "P": (H,)}[name[0]]
+            params[name + variant.suffix(layer, d)] = f(*((P, H) if name == "W_hr" else shape))
+    head = {"V": f(K, variant.directions * P), "c": f(K)}
     runs = (len(variant.runs()),) if variant.stacked else ()
-    state0 = {k: f(*runs, B, H) for k in (("h0", "c0") if cell == "lstm" else ("h0",))}
+    state0 = {"h0": f(*runs, B, P)}
+    if cell.startswith("lstm"):
+        state0["c0"] = f(*runs, B, H)
     if variant.lengths and lengths is None:
         lengths = rng.integers(0, T + 1, B)
-    cot = {"h": f(T, B, variant.directions * H), **{k[0] + "_n": f(*v.shape) for k, v in state0.items()}}
+    cot = {"h": f(T, B, variant.directions * P), **{k[0] + "_n": f(*v.shape) for k, v in state0.items()}}
     return {"cell": cell, "variant": variant, "x": f(T, B, I), "state0": state0, "params": params, "head": head,
             "lengths": lengths, "cot": cot, "y": rng.integers(0, K, (T, B))}
 
@@ -100,7 +105,15 @@ def test_every_variant_matches_the_oracles_composition(cell):
     settings(max_examples=15, deadline=None)(given(variant_cases(cell))(agree))()
 
 
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", ["lstm-proj", "lstm-peephole"])
+def test_the_projected_and_peephole_lstms_run_every_variant(cell):
+    for variant, lengths in ((Variant(2, True, "zero"), [4, 0, 6]), (Variant(1, True, "carry"), [6, 2, 0]),
+                             (Variant(3, False, None), None)):
+        agree(make_case(cell, variant, 6, 3, 2, 4, 3, seed=7,
+                        lengths=None if lengths is None else np.array(lengths)))
+
+
+@pytest.mark.parametrize("cell", [*CELLS, "lstm-proj", "lstm-peephole"])
 def test_the_blas_path_of_every_cell_handles_held_rows(cell, monkeypatch):
     """The recurrent product by BLAS on a prefix of rows (and Elman's large regime, its loop in Python)."""
     monkeypatch.setattr(gated, "SMALL_STEP", -1)

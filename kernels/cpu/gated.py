@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit
 
 from rnnspec.kernels import checks
-from rnnspec.kernels.cpu import gru_reset_after, gru_reset_before, lstm
+from rnnspec.kernels.cpu import gru_reset_after, gru_reset_before, lstm, lstm_peephole, lstm_proj
 from rnnspec.kernels.cpu.loops import SMALL_STEP, head_kernel
 from rnnspec.kernels.cpu.scratch import workspace
 
@@ -56,10 +56,14 @@ class _Run:
         self.cell = checks.cell_name(cell, CELLS)
         self.T, self.B, self.I, self.H, self.state0, self.params = checks.gated_args(cell, x, state0, params, head)
         self.order = checks.GATED_CELLS[cell][0]
+        self.lstm = "c0" in self.state0
+        #: the size of h: the projection's P for lstm-proj, else H
+        self.P = self.params["W_hr"].shape[0] if "W_hr" in self.params else self.H
         self.dtype = x.dtype
         self.one = self.dtype.type(1)
         self.empty = self.T == 0 or self.B == 0
-        self.small = self.B * self.H * self.H * len(self.order) <= SMALL_STEP
+        self.small = self.B * self.H * self.P * len(self.order) <= SMALL_STEP
+        self.small_projection = self.B * self.H * self.P <= SMALL_STEP
         self.x = x
         #: rows still running at each step (a prefix: rows sorted by length; see loops.hold)
         self.active = np.full(self.T, self.B, np.int64)
@@ -80,7 +84,7 @@ class _Run:
         T, B, H = self.T, self.B, self.H
         self.x2 = checks.contiguous(self.x).reshape(T * B, self.I)
         self.U = self.stack("U")
-        self.hs = np.empty((T + 1, B, H), self.dtype)
+        self.hs = np.empty((T + 1, B, self.P), self.dtype)
         self.hs[0] = self.state0["h0"]
         self.a = self.scratch("a", (T, B, len(self.order) * H))
         self.gates = self.scratch("gates", self.a.shape)  # the gate values, apart from a: see lstm.py
@@ -97,11 +101,21 @@ class _Run:
             return
         self.W = self.stack("W")
         self.WT = checks.contiguous(self.W.T)
-        if self.cell == "lstm":
+        if self.lstm:
             self.cs = np.empty((T + 1, B, H), self.dtype)
             self.cs[0] = self.state0["c0"]
             self.tcs = self.scratch("tanh_c", (T, B, H))
-            lstm.forward(self.a, self.gates, self.hs, self.cs, self.tcs, self.WT, self.small, self.active)
+            common = (self.a, self.gates, self.hs, self.cs, self.tcs)
+        if self.cell == "lstm":
+            lstm.forward(*common, self.WT, self.small, self.active)
+        elif self.cell == "lstm-peephole":
+            self.peep = np.stack([self.params[f"P_{g}"] for g in "ifo"])  # (3, H), C-contiguous
+            lstm_peephole.forward(*common, self.WT, self.peep, self.small, self.active)
+        elif self.cell == "lstm-proj":
+            self.rs = self.scratch("r", (T, B, H))
+            self.W_hr = checks.contiguous(self.params["W_hr"])
+            lstm_proj.forward(*common, self.rs, self.WT, checks.contiguous(self.W_hr.T), self.small,
+                              self.small_projection, self.active)
         else:
             self.ms = self.scratch("m", (T, B, H))
             gru_reset_after.forward(self.a, self.gates, self.hs, self.ms, self.WT,
@@ -109,15 +123,15 @@ class _Run:
 
     def outputs(self) -> Arrays:
         out = {"h": self.hs[1:]}
-        if self.cell == "lstm":
+        if self.lstm:
             out["c"] = self.cs[1:]
         return out
 
     def backward(self, direct: np.ndarray, gc: np.ndarray | None = None) -> Arrays:
-        """Every gradient from dL/dh_t (direct, (T, B, H)) and, for the LSTM, dL/dc_t (gc or none)."""
+        """Every gradient from dL/dh_t (direct, (T, B, P)) and, for the LSTMs, dL/dc_t (gc (T, B, H) or none)."""
         T, B, H, G = self.T, self.B, self.H, len(self.order)
-        previous = self.hs[:T].reshape(T * B, H)
-        carry = np.zeros((B, H), self.dtype)
+        previous = self.hs[:T].reshape(T * B, self.P)
+        carry = np.zeros((B, self.P), self.dtype)
         bias_grad = np.zeros(G * H, self.dtype)
         grads: Arrays = {}
         if self.cell == "gru-reset-before":
@@ -134,12 +148,23 @@ class _Run:
                                  _recurrent_side(self.rhs.reshape(T * B, H), n)])
         else:
             deltas = workspace("deltas", (T, B, G * H), self.dtype)
-            if self.cell == "lstm":
+            if self.lstm:
                 carry_c = np.zeros((B, H), self.dtype)
                 has_gc = gc is not None
-                gc = gc if has_gc else direct  # any (T, B, H) array: not read
-                lstm.backward(direct, gc, has_gc, self.gates, self.cs, self.tcs, self.W, self.small, deltas, carry,
-                              carry_c, bias_grad, self.one, self.active)
+                gc = gc if has_gc else self.tcs  # any (T, B, H) array: not read
+                common = (direct, gc, has_gc, self.gates, self.cs, self.tcs, self.W)
+                if self.cell == "lstm":
+                    lstm.backward(*common, self.small, deltas, carry, carry_c, bias_grad, self.one, self.active)
+                elif self.cell == "lstm-peephole":
+                    peep_grad = np.zeros((3, H), self.dtype)
+                    lstm_peephole.backward(*common, self.peep, self.small, deltas, carry, carry_c, bias_grad,
+                                           peep_grad, self.one, self.active)
+                    grads.update(P_i=peep_grad[0], P_f=peep_grad[1], P_o=peep_grad[2])
+                else:
+                    douts = workspace("douts", (T, B, self.P), self.dtype)
+                    lstm_proj.backward(*common, self.W_hr, self.small, self.small_projection, deltas, douts, carry,
+                                       carry_c, bias_grad, self.one, self.active)
+                    grads["W_hr"] = _recurrent_side(self.rs.reshape(T * B, H), douts.reshape(T * B, self.P))
                 grads["c0"] = carry_c
                 recurrent = deltas
             else:
@@ -213,7 +238,8 @@ def forward(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None = 
         return _dispatch_elman("forward", x, state0, params, None, activation)
     run = _Run(cell, x, state0, params)
     if run.empty:
-        return {k: np.zeros((run.T, run.B, run.H), run.dtype) for k in ("h", "c")[: len(run.state0)]}
+        sizes = (("h", run.P), ("c", run.H))[: len(run.state0)]
+        return {k: np.zeros((run.T, run.B, size), run.dtype) for k, size in sizes}
     run.prepare()
     run.forward()
     return run.outputs()
@@ -236,11 +262,12 @@ def backward(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None =
         return _dispatch_elman("backward", x, state0, params, cotangents, activation)
     run = _Run(cell, x, state0, params)
     given = checks.named_arrays("cotangents", cotangents if cotangents is not None else {}, ("h",),
-                         ("c",) if cell == "lstm" else (), cell)
+                                ("c",) if run.lstm else (), cell)
     for key, value in given.items():
         value = checks.array(f"cotangents[{key!r}]", value, 3)
         checks.same_dtype("x", run.dtype, **{f"cotangents[{key!r}]": value})
-        checks.shape(f"cotangents[{key!r}]", value, (run.T, run.B, run.H), "(T, B, H)")
+        width, name = (run.P, "P" if cell == "lstm-proj" else "H") if key == "h" else (run.H, "H")
+        checks.shape(f"cotangents[{key!r}]", value, (run.T, run.B, width), f"(T, B, {name})")
         given[key] = value
     if run.empty:
         return run.zeros()

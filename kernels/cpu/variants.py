@@ -46,6 +46,7 @@ class _ElmanRun:
         self.step = elman._Step(x, state0["h0"], params["U"], params["W"], params.get("b"), activation)
         self.T, self.B, self.H, self.dtype, self.empty = self.step.T, self.step.B, self.step.H, self.step.dtype, \
             self.step.empty
+        self.P = self.H
 
     @property
     def active(self) -> np.ndarray:
@@ -94,7 +95,7 @@ class Stack:
         self.layers, self.D, self.padding = int(layers), 2 if bidirectional else 1, padding
         self.stacked = self.layers > 1 or self.D > 1
         self.lengths = _lengths(lengths, self.T, self.B)
-        self.state_keys = ("h0", "c0") if self.cell == "lstm" else ("h0",)
+        self.state_keys = checks.GATED_CELLS[self.cell][1] if self.cell in CELLS else ("h0",)
         self.state0 = self._state0(state0)
         if not hasattr(params, "keys"):
             raise TypeError(f"params: expected a dict of arrays, got {type(params).__name__}")
@@ -107,6 +108,8 @@ class Stack:
         self.sorted_state0 = {k: self.sort(v, 1 if self.stacked else 0) for k, v in self.state0.items()}
         self.runs = [self._build(layer, d, activation) for layer in range(self.layers) for d in range(self.D)]
         self.H = self.runs[0].H
+        #: the width of each direction's outputs: the projection's P for lstm-proj, else H
+        self.P = self.runs[0].P
 
     # -- checks -------------------------------------------------------------------------------------
     def suffix(self, layer: int, direction: int) -> str:
@@ -155,7 +158,7 @@ class Stack:
         params = {n: self.params[n + suffix] for n in required + optional if n + suffix in self.params}
         index = layer * self.D + direction
         state0 = {k: v[index] if self.stacked else v for k, v in self.sorted_state0.items()}
-        features = self.I if layer == 0 else self.D * self.runs_H
+        features = self.I if layer == 0 else self.D * self.runs_P
         # the run reads only x's shape and dtype until set_input gives it the (sorted) data: no memory
         x = np.broadcast_to(np.zeros((), self.dtype), (self.T, self.B, features))
         try:
@@ -164,13 +167,14 @@ class Stack:
             else:
                 run = _GatedRun(self.cell, x, state0, params, tag=f"#{layer}.{direction}")
         except (TypeError, ValueError) as exc:
-            reads = f"; layer {layer} reads the D * H = {features} features of the layer below" if layer else ""
+            reads = f"; layer {layer} reads the D * {'P' if self.cell == 'lstm-proj' else 'H'} = {features} " \
+                "features of the layer below" if layer else ""
             raise type(exc)(f"{self.where(layer, direction)}: {exc}{reads}") from None
         if layer == 0 and direction == 0:
-            self.runs_H = run.H
-        elif run.H != self.runs_H:
-            raise ValueError(f"{self.where(layer, direction)}: hidden size {run.H} differs from layer 0's "
-                             f"{self.runs_H}; every layer and direction shares H")
+            self.runs_H, self.runs_P = run.H, run.P
+        elif (run.H, run.P) != (self.runs_H, self.runs_P):
+            raise ValueError(f"{self.where(layer, direction)}: sizes (H, P) = {(run.H, run.P)} differ from layer "
+                             f"0's {(self.runs_H, self.runs_P)}; every layer and direction shares them")
         return run
 
     # -- the batch's order ----------------------------------------------------------------------------
@@ -247,7 +251,7 @@ def run_forward(stack: Stack, x: np.ndarray) -> Arrays:
 
 def run_backward(stack: Stack, g_h: np.ndarray | None, g_finals: Mapping[str, np.ndarray]) -> Arrays:
     """BPTT through the stack, top layer first, from cotangents on h and the final states (sorted rows)."""
-    T, B, H = stack.T, stack.B, stack.H
+    T, B, H, P = stack.T, stack.B, stack.H, stack.P
     grads: Arrays = {}
     starts = {key: [None] * len(stack.runs) for key in stack.state_keys}
     g_out = g_h
@@ -258,9 +262,9 @@ def run_backward(stack: Stack, g_h: np.ndarray | None, g_finals: Mapping[str, np
             run = stack.runs[index]
             shown = stack.shown(d)
             if g_out is None:
-                direct = np.zeros((T, B, H), stack.dtype)
+                direct = np.zeros((T, B, P), stack.dtype)
             else:
-                part = g_out[..., d * H:(d + 1) * H]
+                part = g_out[..., d * P:(d + 1) * P]
                 # a fresh array in the run's time order: the final state's cotangent is added into it
                 direct = np.array(_flip(part if shown is None else part * shown[:, :, None], d), order="C")
             finals = {k: v[index] if stack.stacked else v for k, v in g_finals.items()}
@@ -290,7 +294,7 @@ def run_loss(stack: Stack, x: np.ndarray, targets: np.ndarray) -> tuple[np.gener
     V = checks.array("V", V, 2)
     c = checks.array("c", c, 1)
     checks.same_dtype("x", stack.dtype, V=V, c=c)
-    checks.shape("V", V, (V.shape[0], stack.D * stack.H), "(K, D * H)")
+    checks.shape("V", V, (V.shape[0], stack.D * stack.P), "(K, D * P)" if stack.cell == "lstm-proj" else "(K, D * H)")
     checks.shape("c", c, (V.shape[0],), "(K,)", f" (K={V.shape[0]} from V)")
     y_true = stack.sort(checks.targets_arg(targets, stack.T, stack.B, V.shape[0]))
     outputs = run_forward(stack, x)
@@ -336,7 +340,8 @@ def _cotangents(stack: Stack, cotangents) -> Arrays:
     finals = tuple(k[0] + "_n" for k in stack.state_keys)
     given = checks.named_arrays("cotangents", cotangents if cotangents is not None else {}, (), ("h", *finals),
                                 stack.cell)
-    expected = {"h": ((stack.T, stack.B, stack.D * stack.H), "(T, B, D * H)")}
+    expected = {"h": ((stack.T, stack.B, stack.D * stack.P), "(T, B, D * P)" if stack.cell == "lstm-proj"
+                      else "(T, B, D * H)")}
     for key in finals:
         expected[key] = (stack.state0[key[0] + "0"].shape, "the shape of " + key[0] + "0")
     for key, value in given.items():
@@ -363,7 +368,7 @@ def forward(cell: str, x, state0, params, *, layers: int = 1, bidirectional: boo
     stack = Stack(cell, x, state0, params, layers=layers, bidirectional=bidirectional, lengths=lengths,
                   padding=padding, activation=activation, head=False)
     if _empty(stack):
-        out = {"h": np.zeros((stack.T, stack.B, stack.D * stack.H), stack.dtype)}
+        out = {"h": np.zeros((stack.T, stack.B, stack.D * stack.P), stack.dtype)}
         return out | {k[0] + "_n": v.copy() for k, v in stack.state0.items()}
     return _caller_order(stack, run_forward(stack, x))
 
