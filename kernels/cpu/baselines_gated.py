@@ -124,47 +124,11 @@ def numpy_gated(case: Case, cell: str) -> tuple[Callable, Callable]:
 
 def torch_gated(case: Case, cell: str) -> tuple[Callable, Callable]:
     """nn.LSTM or nn.GRU (reset after) with the case's weights: gates stacked as the kernels stack them
-    (PyTorch's own order), b in bias_ih, bias_hh zero but for b_hn in the GRU's n block."""
-    import torch
+    (PyTorch's own order), b in bias_ih, bias_hh zero but for b_hn in the GRU's n block. The one-layer
+    case of :func:`baselines_variants.torch_variant`."""
+    from rnnspec.kernels.cpu.baselines_variants import torch_variant
 
-    if cell == "gru-reset-before":
-        raise ValueError("PyTorch has no GRU with the reset gate before the recurrent product")
-    gates = "ifgo" if cell == "lstm" else "rzn"
-    T, B, I = case["x"].shape
-    H, K = case["h0"].shape[1], case["V"].shape[0]
-    dtype = torch.float32 if case["x"].dtype == np.float32 else torch.float64
-    rnn = (torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)(I, H).to(dtype)
-    head = torch.nn.Linear(H, K).to(dtype)
-    t = torch.from_numpy
-    with torch.no_grad():
-        rnn.weight_ih_l0.copy_(t(_stack(case, "U", gates)))
-        rnn.weight_hh_l0.copy_(t(_stack(case, "W", gates)))
-        rnn.bias_ih_l0.copy_(t(_stack(case, "b", gates)))
-        rnn.bias_hh_l0.zero_()
-        if cell == "gru-reset-after":
-            rnn.bias_hh_l0[2 * H:].copy_(t(case["b_hn"]))
-        head.weight.copy_(t(case["V"]))
-        head.bias.copy_(t(case["c"]))
-    x, y = t(case["x"]), t(case["targets"].reshape(-1))
-    states = [t(case[k])[None] for k in (("h0", "c0") if cell == "lstm" else ("h0",))]
-
-    def run(leaves):
-        return rnn(leaves[0], tuple(leaves[1:]) if cell == "lstm" else leaves[1])[0]
-
-    def forward():
-        with torch.no_grad():
-            return run([x, *states])
-
-    def train():
-        for p in (*rnn.parameters(), *head.parameters()):
-            p.grad = None
-        leaves = [v.clone().requires_grad_(True) for v in (x, *states)]
-        out = run(leaves)
-        value = torch.nn.functional.cross_entropy(head(out).reshape(T * B, K), y, reduction="sum")
-        value.backward()
-        return value.item(), [v.grad for v in leaves]
-
-    return forward, train
+    return torch_variant(case, cell, {"layers": 1, "bidirectional": False, "lengths": None})
 
 
 def rnnspec_gated(case: Case, cell: str) -> tuple[Callable, Callable]:

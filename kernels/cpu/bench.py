@@ -181,8 +181,10 @@ def machine() -> dict:
 
 
 def run(sizes: list[str], phases: list[str], dtypes: list[str], impls: list[str], repeats: int,
-        progress=sys.stderr, cell: str = "elman", variant: dict | None = None) -> dict:
-    """``variant``: {"layers", "bidirectional", "lengths" (None, "zero", "carry"), "name"} or None."""
+        progress=None, cell: str = "elman", variant: dict | None = None) -> dict:
+    """``variant``: {"layers", "bidirectional", "lengths" (None, "zero", "carry"), "name"} or None. Progress goes
+    to ``progress`` (sys.stderr as it is at the call: a default bound at import outlives a replaced stream)."""
+    progress = progress or sys.stderr
     from rnnspec.kernels.cpu import blas, peak
     from rnnspec.kernels.cpu.baselines_variants import make_variant_case
 

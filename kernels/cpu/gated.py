@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit
 
 from rnnspec.kernels import checks
-from rnnspec.kernels.cpu import gru_reset_after, gru_reset_before, lstm, lstm_peephole, lstm_proj
+from rnnspec.kernels.cpu import gru_reset_after, gru_reset_before, lstm
 from rnnspec.kernels.cpu.loops import SMALL_STEP, head_kernel
 from rnnspec.kernels.cpu.scratch import workspace
 
@@ -105,17 +105,14 @@ class _Run:
             self.cs = np.empty((T + 1, B, H), self.dtype)
             self.cs[0] = self.state0["c0"]
             self.tcs = self.scratch("tanh_c", (T, B, H))
-            common = (self.a, self.gates, self.hs, self.cs, self.tcs)
-        if self.cell == "lstm":
-            lstm.forward(*common, self.WT, self.small, self.active)
-        elif self.cell == "lstm-peephole":
-            self.peep = np.stack([self.params[f"P_{g}"] for g in "ifo"])  # (3, H), C-contiguous
-            lstm_peephole.forward(*common, self.WT, self.peep, self.small, self.active)
-        elif self.cell == "lstm-proj":
-            self.rs = self.scratch("r", (T, B, H))
-            self.W_hr = checks.contiguous(self.params["W_hr"])
-            lstm_proj.forward(*common, self.rs, self.WT, checks.contiguous(self.W_hr.T), self.small,
-                              self.small_projection, self.active)
+            # the relatives' extras, empty when the cell has none (lstm.py)
+            projected = self.cell == "lstm-proj"
+            self.rs = self.scratch("r", (T, B, H)) if projected else self.tcs[:0]
+            self.W_hr = checks.contiguous(self.params["W_hr"]) if projected else np.empty((0, 0), self.dtype)
+            self.peep = (np.stack([self.params[f"P_{g}"] for g in "ifo"]) if self.cell == "lstm-peephole"
+                         else np.empty((0, H), self.dtype))
+            lstm.forward(self.a, self.gates, self.hs, self.cs, self.tcs, self.rs, self.WT,
+                         checks.contiguous(self.W_hr.T), self.peep, self.small, self.small_projection, self.active)
         else:
             self.ms = self.scratch("m", (T, B, H))
             gru_reset_after.forward(self.a, self.gates, self.hs, self.ms, self.WT,
@@ -152,18 +149,14 @@ class _Run:
                 carry_c = np.zeros((B, H), self.dtype)
                 has_gc = gc is not None
                 gc = gc if has_gc else self.tcs  # any (T, B, H) array: not read
-                common = (direct, gc, has_gc, self.gates, self.cs, self.tcs, self.W)
-                if self.cell == "lstm":
-                    lstm.backward(*common, self.small, deltas, carry, carry_c, bias_grad, self.one, self.active)
-                elif self.cell == "lstm-peephole":
-                    peep_grad = np.zeros((3, H), self.dtype)
-                    lstm_peephole.backward(*common, self.peep, self.small, deltas, carry, carry_c, bias_grad,
-                                           peep_grad, self.one, self.active)
+                peep_grad = np.zeros(self.peep.shape, self.dtype)
+                douts = workspace("douts", (T, B, self.P), self.dtype) if self.W_hr.size else direct[:0]
+                lstm.backward(direct, gc, has_gc, self.gates, self.cs, self.tcs, self.W, self.W_hr, self.peep,
+                              self.small, self.small_projection, deltas, douts, carry, carry_c, bias_grad, peep_grad,
+                              self.one, self.active)
+                if self.cell == "lstm-peephole":
                     grads.update(P_i=peep_grad[0], P_f=peep_grad[1], P_o=peep_grad[2])
-                else:
-                    douts = workspace("douts", (T, B, self.P), self.dtype)
-                    lstm_proj.backward(*common, self.W_hr, self.small, self.small_projection, deltas, douts, carry,
-                                       carry_c, bias_grad, self.one, self.active)
+                if self.cell == "lstm-proj":
                     grads["W_hr"] = _recurrent_side(self.rs.reshape(T * B, H), douts.reshape(T * B, self.P))
                 grads["c0"] = carry_c
                 recurrent = deltas

@@ -11,6 +11,14 @@ BPTT, given dh_t (cotangent from outside plus the carry W^T-product of step t+1)
     dc_t  = dh_t * o * (1 - tanh(c_t)^2) + gc_t + f_{t+1} * dc_{t+1}
     dz_i = dc_t g i (1 - i),  dz_f = dc_t c_{t-1} f (1 - f),  dz_g = dc_t i (1 - g^2),
     dz_o = dh_t tanh(c_t) o (1 - o),   and dh_{t-1} receives dz_t W (the stacked W of every gate).
+
+The same loops run the LSTM's two relatives, chosen by arguments that are empty when unused:
+
+- peepholes (ONNX's P; ``peep`` (3, H) = P_i, P_f, P_o): the fused steps of :mod:`lstm_peephole`;
+- a projection (PyTorch's ``proj_size``; ``W_hrT`` (H, P) not empty): the step writes r_t = o tanh(c_t)
+  to ``rs`` and h_t = r_t W_hr^T (P) is a second product per step; W is then (4H, P). In BPTT the whole
+  cotangent q_t of h_t goes to ``douts`` (for dW_hr = sum_t q_t^T r_t, one GEMM afterwards) and
+  dr_t = q_t W_hr enters the step in place of dh_t.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from rnnspec.kernels.cpu import lstm_peephole
 from rnnspec.kernels.cpu.elementwise import sigmoid, tanh
 from rnnspec.kernels.cpu.loops import clear, hold, matmul_into, pass_back
 
@@ -48,18 +57,29 @@ def _step(a, product, gate, h, c_prev, c, tc):
 
 
 @njit(cache=True, error_model="numpy")
-def forward(a, gates, hs, cs, tcs, WT, small, active):
-    """a (T, B, 4H) = x_t U^T + b; gates (T, B, 4H) receives [i f g o]; hs, cs (T+1, B, H) start with
-    h0, c0 and receive h_t, c_t; tcs (T, B, H) receives tanh(c_t). WT is the stacked W transposed, (H, 4H).
-    Rows r >= active[t] hold their states at step t (loops.hold)."""
+def forward(a, gates, hs, cs, tcs, rs, WT, W_hrT, peep, small, small_projection, active):
+    """a (T, B, 4H) = x_t U^T + b; gates (T, B, 4H) receives [i f g o]; hs (T+1, B, P), cs (T+1, B, H) start
+    with h0, c0 and receive h_t, c_t; tcs (T, B, H) receives tanh(c_t). WT is the stacked W transposed,
+    (P, 4H). Rows r >= active[t] hold their states at step t (loops.hold). Without a projection (W_hrT
+    empty) P = H and rs is not used; without peepholes peep is empty."""
+    projected, peeped = W_hrT.shape[0] > 0, peep.shape[0] > 0
     product = np.empty(gates.shape[1:], gates.dtype)
     for t in range(gates.shape[0]):
         n = active[t]
         if n > 0:
             matmul_into(hs[t][:n], WT, product[:n], small)
-            _step(a[t][:n], product[:n], gates[t][:n], hs[t + 1][:n], cs[t][:n], cs[t + 1][:n], tcs[t][:n])
+            out = rs[t][:n] if projected else hs[t + 1][:n]
+            if peeped:
+                lstm_peephole.step(a[t][:n], product[:n], gates[t][:n], out, cs[t][:n], cs[t + 1][:n], tcs[t][:n],
+                                   peep)
+            else:
+                _step(a[t][:n], product[:n], gates[t][:n], out, cs[t][:n], cs[t + 1][:n], tcs[t][:n])
+            if projected:
+                matmul_into(rs[t][:n], W_hrT, hs[t + 1][:n], small_projection)
         hold(hs[t], hs[t + 1], n)
         hold(cs[t], cs[t + 1], n)
+        if projected:
+            clear(rs[t], n)  # finite where dW_hr's GEMM meets its zero cotangents
 
 
 @njit(cache=True, error_model="numpy")
@@ -91,17 +111,45 @@ def _back_step(delta, direct, gc, has_gc, gate, c_prev, tc, carry_h, carry_c, bi
 
 
 @njit(cache=True, error_model="numpy")
-def backward(direct, gc, has_gc, gates, cs, tcs, W, small, deltas, carry_h, carry_c, bias_grad, one, active):
-    """dz_t for t = T..1 into deltas (T, B, 4H); carry_h ends as dL/dh0, carry_c as dL/dc0 (both start
-    at zero); bias_grad (4H,) accumulates. W is the stacked W, (4H, H). gc (T, B, H) is read only if has_gc.
+def _total(out, direct, carry):
+    """out = direct + carry: the whole cotangent of h_t."""
+    for r in range(out.shape[0]):
+        o, d, c = out[r], direct[r], carry[r]
+        for j in range(out.shape[1]):
+            o[j] = d[j] + c[j]
+
+
+@njit(cache=True, error_model="numpy")
+def backward(direct, gc, has_gc, gates, cs, tcs, W, W_hr, peep, small, small_projection, deltas, douts, carry_h,
+             carry_c, bias_grad, peep_grad, one, active):
+    """dz_t for t = T..1 into deltas (T, B, 4H); carry_h (B, P) ends as dL/dh0, carry_c as dL/dc0 (both start
+    at zero); bias_grad (4H,) and peep_grad (3, H) accumulate. W is the stacked W, (4H, P); W_hr (P, H) or
+    empty; douts (T, B, P) receives the cotangents of h_t when projected. gc (T, B, H) is read only if has_gc.
     Rows r >= active[t] were held at step t: their cotangents pass on, their deltas are zero."""
+    projected, peeped = W_hr.shape[0] > 0, peep.shape[0] > 0
+    batch, hidden = carry_c.shape
+    d_r = np.empty((batch if projected else 0, hidden), carry_c.dtype)
+    none = np.zeros((batch if projected else 0, hidden), carry_c.dtype)  # the step's dh carry: all of it is in d_r
     for t in range(direct.shape[0] - 1, -1, -1):
         n = active[t]
         pass_back(carry_h, direct[t], n)
         if has_gc:
             pass_back(carry_c, gc[t], n)
         clear(deltas[t], n)
-        if n > 0:
-            _back_step(deltas[t][:n], direct[t][:n], gc[t][:n], has_gc, gates[t][:n], cs[t][:n], tcs[t][:n],
-                       carry_h[:n], carry_c[:n], bias_grad, one)
-            matmul_into(deltas[t][:n], W, carry_h[:n], small)
+        if projected:
+            clear(douts[t], n)
+        if n == 0:
+            continue
+        if projected:
+            _total(douts[t][:n], direct[t][:n], carry_h[:n])
+            matmul_into(douts[t][:n], W_hr, d_r[:n], small_projection)
+            dh, carry = d_r[:n], none[:n]
+        else:
+            dh, carry = direct[t][:n], carry_h[:n]
+        if peeped:
+            lstm_peephole.back_step(deltas[t][:n], dh, gc[t][:n], has_gc, gates[t][:n], cs[t][:n], cs[t + 1][:n],
+                                    tcs[t][:n], carry, carry_c[:n], bias_grad, peep, peep_grad, one)
+        else:
+            _back_step(deltas[t][:n], dh, gc[t][:n], has_gc, gates[t][:n], cs[t][:n], tcs[t][:n], carry, carry_c[:n],
+                       bias_grad, one)
+        matmul_into(deltas[t][:n], W, carry_h[:n], small)

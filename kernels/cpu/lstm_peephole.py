@@ -1,4 +1,5 @@
-"""The LSTM with peepholes (ONNX's P) on the CPU: the sequential part only, fused with the gates.
+"""The LSTM with peepholes (ONNX's P) on the CPU: its fused steps, which :func:`lstm.forward` and
+:func:`lstm.backward` run when given peepholes.
 
 As :mod:`lstm` (gates i, f, g, o stacked; a_t = x_t U^T + b beforehand), with the peephole vectors P_i, P_f
 reading c_{t-1} and P_o reading the new c_t:
@@ -16,11 +17,9 @@ BPTT, given dh_t and the carry of dc_{t+1}:
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 from rnnspec.kernels.cpu.elementwise import sigmoid, tanh
-from rnnspec.kernels.cpu.loops import clear, hold, matmul_into, pass_back
 
 GATES = "ifgo"
 
@@ -29,7 +28,7 @@ GATES = "ifgo"
 
 
 @njit(cache=True, error_model="numpy")
-def _step(a, product, gate, h, c_prev, c, tc, peep):
+def step(a, product, gate, h, c_prev, c, tc, peep):
     hidden = h.shape[1]
     peep_i, peep_f, peep_o = peep[0], peep[1], peep[2]
     for r in range(h.shape[0]):
@@ -49,20 +48,7 @@ def _step(a, product, gate, h, c_prev, c, tc, peep):
 
 
 @njit(cache=True, error_model="numpy")
-def forward(a, gates, hs, cs, tcs, WT, peep, small, active):
-    """As lstm.forward; peep (3, H) holds P_i, P_f, P_o."""
-    product = np.empty(gates.shape[1:], gates.dtype)
-    for t in range(gates.shape[0]):
-        n = active[t]
-        if n > 0:
-            matmul_into(hs[t][:n], WT, product[:n], small)
-            _step(a[t][:n], product[:n], gates[t][:n], hs[t + 1][:n], cs[t][:n], cs[t + 1][:n], tcs[t][:n], peep)
-        hold(hs[t], hs[t + 1], n)
-        hold(cs[t], cs[t + 1], n)
-
-
-@njit(cache=True, error_model="numpy")
-def _back_step(delta, direct, gc, has_gc, gate, c_prev, c, tc, carry_h, carry_c, bias_grad, peep, peep_grad, one):
+def back_step(delta, direct, gc, has_gc, gate, c_prev, c, tc, carry_h, carry_c, bias_grad, peep, peep_grad, one):
     hidden = carry_h.shape[1]
     bi, bf, bg, bo = bias_grad[:hidden], bias_grad[hidden:2 * hidden], bias_grad[2 * hidden:3 * hidden], \
         bias_grad[3 * hidden:]
@@ -93,19 +79,3 @@ def _back_step(delta, direct, gc, has_gc, gate, c_prev, c, tc, carry_h, carry_c,
             dpf[j] += dzf * cp[j]
             dpo[j] += dzo * cr[j]
             cc[j] = dc * f + dzi * peep_i[j] + dzf * peep_f[j]
-
-
-@njit(cache=True, error_model="numpy")
-def backward(direct, gc, has_gc, gates, cs, tcs, W, peep, small, deltas, carry_h, carry_c, bias_grad, peep_grad,
-             one, active):
-    """As lstm.backward; peep_grad (3, H) accumulates dP_i, dP_f, dP_o."""
-    for t in range(direct.shape[0] - 1, -1, -1):
-        n = active[t]
-        pass_back(carry_h, direct[t], n)
-        if has_gc:
-            pass_back(carry_c, gc[t], n)
-        clear(deltas[t], n)
-        if n > 0:
-            _back_step(deltas[t][:n], direct[t][:n], gc[t][:n], has_gc, gates[t][:n], cs[t][:n], cs[t + 1][:n],
-                       tcs[t][:n], carry_h[:n], carry_c[:n], bias_grad, peep, peep_grad, one)
-            matmul_into(deltas[t][:n], W, carry_h[:n], small)
