@@ -71,11 +71,13 @@ def back_step(delta, direct, gc, has_gc, gate, c_prev, c, tc, carry_h, carry_c, 
             dzi, dzf = dc * g * i * (one - i), dc * cp[j] * f * (one - f)
             dzg = dc * i * (one - g * g)
             di[j], df[j], dg[j], do[j] = dzi, dzf, dzg, dzo
-            bi[j] += dzi
-            bf[j] += dzf
-            bg[j] += dzg
-            bo[j] += dzo
-            dpi[j] += dzi * cp[j]
-            dpf[j] += dzf * cp[j]
-            dpo[j] += dzo * cr[j]
             cc[j] = dc * f + dzi * peep_i[j] + dzf * peep_f[j]
+        # the sums over rows apart: in the loop above their streams kept LLVM from vectorizing it
+        for j in range(hidden):
+            bi[j] += di[j]
+            bf[j] += df[j]
+            bg[j] += dg[j]
+            bo[j] += do[j]
+            dpi[j] += di[j] * cp[j]
+            dpf[j] += df[j] * cp[j]
+            dpo[j] += do[j] * cr[j]
