@@ -72,7 +72,7 @@ def test_activations_rounded_otherwise_pass_thousands_of_float32_cases(reference
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cell", GATED)
+@pytest.mark.parametrize("cell", [*GATED, "lstm-proj", "lstm-peephole"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_cpu_kernels_of_the_gated_cells_are_conformant_over_200_cases_per_dtype(cell, seed):
     """Issue "Numba CPU kernels for LSTM and both GRUs": rnnspec-cpu, every gated cell, 200 examples per
@@ -82,7 +82,8 @@ def test_cpu_kernels_of_the_gated_cells_are_conformant_over_200_cases_per_dtype(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["layers=2,bidirectional,lengths=zero", "layers=2,bidirectional,lengths=carry"])
-@pytest.mark.parametrize("cell", ["elman", "lstm", "gru-reset-after", "gru-reset-before"])
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru-reset-after", "gru-reset-before", "lstm-proj",
+                                  "lstm-peephole"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_cpu_kernels_run_every_variant_conformantly_over_200_cases_per_dtype(cell, seed, variant):
     """Issue "Numba CPU kernels for LSTM and both GRUs", extended to the variants: rnnspec-cpu, every cell
