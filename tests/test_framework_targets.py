@@ -196,3 +196,36 @@ def test_device_cuda_picks_the_gpu_variant_or_says_there_is_none(capsys):
     if not torch.cuda.is_available():
         assert main(["check", "torch", "--device", "cuda"]) == 2
         assert "'torch-cuda': PyTorch sees no CUDA device" in capsys.readouterr().err
+
+
+COMPILED_ONCE = """
+import numpy as np
+from rnnspec.spec.frameworks import _VJP_PROGRAMS
+from rnnspec.spec.frameworks.flax_cells import FlaxRNN
+
+rng = np.random.default_rng(0)
+I, H, K, B = 3, 4, 5, 2
+params = {f"{k}_{g}": rng.standard_normal((H, I) if k == "U" else (H, H) if k == "W" else (H,)) * 0.3
+          for k in "UWb" for g in "rzn"}
+params.update(b_hn=rng.standard_normal(H) * 0.3, V=rng.standard_normal((K, H)), c=rng.standard_normal(K))
+target = FlaxRNN()
+target.cell = "gru-reset-after"
+plain = {k: v for k, v in params.items() if k not in ("V", "c")}
+for T in (3, 3, 5, 5):  # each call twice, as the determinism clause makes it, on two lengths
+    x, h0 = rng.standard_normal((T, B, I)), {"h0": rng.standard_normal((B, H))}
+    target.forward(x, h0, plain)
+    target.vjp(x, h0, plain, {"h": np.ones((T, B, H))})
+    target.loss(x, h0, params, rng.integers(0, K, (T, B)))
+assert len(target._programs) == 2, target._programs  # outputs, and the loss
+compiled = [p._cache_size() for p in target._forwards.values()] + [p._cache_size() for p in _VJP_PROGRAMS.values()]
+assert compiled == [2, 2, 2], compiled  # one compilation per length for each of forward, vjp and loss
+print("compiled once per shape")
+"""
+
+
+def test_jax_targets_compile_each_method_once_per_shape():
+    """The determinism clause calls every method twice per case: the second call must reuse the first's
+    compiled program (a function made anew per call was compiled anew, doubling a JAX check's time)."""
+    needs("flax", "jax")
+    run = subprocess.run([sys.executable, "-c", COMPILED_ONCE], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and "compiled once per shape" in run.stdout, run.stdout + run.stderr

@@ -7,6 +7,7 @@ its framework's extra when the framework is missing (:func:`require`).
 from __future__ import annotations
 
 import importlib
+import weakref
 
 from rnnspec.spec.targets import TargetError
 
@@ -20,15 +21,23 @@ def require(target: str, module: str, extra: str):
         raise TargetError(f"target {target!r}: {module} is not installed ({exc}); {install}") from exc
 
 
-def jax_vjp(fn, args: list, cotangents: list) -> tuple[list, list]:
-    """``fn(*args)`` (a list of arrays) and the gradients of ``args`` for ``cotangents``, compiled as one
-    program: JAX compiles each new shape once, where op by op it would compile every primitive of a
-    scan's body and of the head."""
-    import jax
+def jax_vjp(fn, args: list, cotangents: list, constants: tuple = ()) -> tuple[list, list]:
+    """``fn(*args, *constants)`` (a list of arrays) and the gradients of ``args`` for ``cotangents``, compiled
+    as one program: JAX compiles each new shape once, where op by op it would compile every primitive of a
+    scan's body and of the head. The program is kept per ``fn``: the suite calls every method twice on a
+    case (the determinism clause), and a function made anew would be compiled anew."""
+    program = _VJP_PROGRAMS.get(fn)
+    if program is None:
+        import jax
 
-    def outputs_and_grads(a, c):
-        out, pullback = jax.vjp(fn, *a)
-        # a float32 model's loss may come back float64 (int64 labels promote under x64): the cotangent follows it
-        return out, pullback([jax.numpy.asarray(ci, oi.dtype) for oi, ci in zip(out, c)])
+        def outputs_and_grads(a, c, k):
+            out, pullback = jax.vjp(lambda *p: fn(*p, *k), *a)
+            # a float32 model's loss may come back float64 (int64 labels promote under x64): the cotangent follows
+            return out, pullback([jax.numpy.asarray(ci, oi.dtype) for oi, ci in zip(out, c)])
 
-    return jax.jit(outputs_and_grads)(list(args), list(cotangents))
+        program = _VJP_PROGRAMS[fn] = jax.jit(outputs_and_grads)
+    return program(list(args), list(cotangents), tuple(constants))
+
+
+#: fn -> its compiled forward-and-VJP program, while fn lives
+_VJP_PROGRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

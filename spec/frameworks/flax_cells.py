@@ -30,6 +30,8 @@ class FlaxRNN:
         self.nn = require("flax", "flax.linen", "flax")
         self.optax = require("flax", "optax", "flax")
         self.activation = activation
+        self._programs: dict = {}  # see _program
+        self._forwards: dict = {}
 
     def _rnn(self, hidden: int, every_c: bool):
         nn = self.nn
@@ -41,28 +43,44 @@ class FlaxRNN:
             cell = nn.GRUCell(features=hidden)
         return nn.RNN(cell)
 
-    def _function(self, x, state0, params, targets=None):
-        """(f, args, unpack): f(*args) lists the outputs; unpack names the gradients of args."""
+    def _program(self, hidden: int, every_c: bool, head: bool):
+        """f(weights, xs, *states[, V, c, labels]) listing the outputs, one function per cell, activation,
+        H and kind, kept: JAX compiles a function once per shape, and the suite calls each method twice
+        on a case (its determinism clause), so a function made anew per call would double the compiling."""
+        key = (self.cell, self.activation, hidden, every_c, head)
+        if key in self._programs:
+            return self._programs[key]
         jnp = self.jax.numpy
-        every_c = self.cell == "lstm" and targets is None
-        rnn = self._rnn(state0["h0"].shape[-1], every_c)
-        weights = to_framework("flax", self.cell, params)
-        head = ["V", "c"] if targets is not None else []
-        states = ["h0", "c0"] if self.cell == "lstm" else ["h0"]
-        args = [weights, sequence_to("flax", x), *[state0[k] for k in states], *[params[k] for k in head]]
+        rnn = self._rnn(hidden, every_c)
+        lstm = self.cell == "lstm"
+        optax = self.optax
 
         def f(w, xs, *rest):
-            s, hd = rest[: len(states)], rest[len(states):]
-            carry = (s[1], s[0]) if self.cell == "lstm" else s[0]  # Flax's LSTM carry is (c, h)
+            states = rest[: 2 if lstm else 1]
+            carry = (states[1], states[0]) if lstm else states[0]  # Flax's LSTM carry is (c, h)
             out = rnn.apply({"params": {"cell": w}}, xs, initial_carry=carry)
             if every_c:
                 (c, h) = out
                 return [h, c]
-            if targets is None:
+            if not head:
                 return [out]
-            logits = jnp.einsum("bth,kh->btk", out, hd[0]) + hd[1]
-            labels = jnp.asarray(sequence_to("flax", np.asarray(targets)))
-            return [jnp.sum(self.optax.softmax_cross_entropy_with_integer_labels(logits, labels))]
+            V, c, labels = rest[len(states):]
+            logits = jnp.einsum("bth,kh->btk", out, V) + c
+            return [jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, labels))]
+
+        self._programs[key] = f
+        return f
+
+    def _function(self, x, state0, params, targets=None):
+        """(f, args, constants, unpack): f(*args, *constants) lists the outputs; unpack names the gradients
+        of args."""
+        every_c = self.cell == "lstm" and targets is None
+        f = self._program(state0["h0"].shape[-1], every_c, targets is not None)
+        weights = to_framework("flax", self.cell, params)
+        head = ["V", "c"] if targets is not None else []
+        states = ["h0", "c0"] if self.cell == "lstm" else ["h0"]
+        args = [weights, sequence_to("flax", x), *[state0[k] for k in states], *[params[k] for k in head]]
+        constants = () if targets is None else (sequence_to("flax", np.asarray(targets)),)
 
         def unpack(grads):
             out = gradients_from_framework("flax", self.cell, grads[0])
@@ -70,22 +88,24 @@ class FlaxRNN:
             out.update({k: np.asarray(g) for k, g in zip(states + head, grads[2:])})
             return out
 
-        return f, args, unpack
+        return f, args, constants, unpack
 
     def forward(self, x, state0, params):
-        f, args, _ = self._function(x, state0, params)
-        outputs = self.jax.jit(f)(*args)
+        f, args, _, _ = self._function(x, state0, params)
+        if f not in self._forwards:
+            self._forwards[f] = self.jax.jit(f)
+        outputs = self._forwards[f](*args)
         return {k: sequence_from("flax", np.asarray(o)) for k, o in zip(["h", "c"], outputs)}
 
     def vjp(self, x, state0, params, cotangents):
-        f, args, unpack = self._function(x, state0, params)
+        f, args, _, unpack = self._function(x, state0, params)
         keys = ["h", "c"] if self.cell == "lstm" else ["h"]
         _, grads = jax_vjp(f, args, [sequence_to("flax", np.asarray(cotangents[k])) for k in keys])
         return unpack(grads)
 
     def loss(self, x, state0, params, targets):
-        f, args, unpack = self._function(x, state0, params, targets=targets)
-        (value,), grads = jax_vjp(f, args, [np.ones((), x.dtype)])
+        f, args, constants, unpack = self._function(x, state0, params, targets=targets)
+        (value,), grads = jax_vjp(f, args, [np.ones((), x.dtype)], constants)
         return float(value), unpack(grads)
 
 

@@ -59,29 +59,29 @@ def _import_keras(target: str, backend: str):
     return require(target, "keras", "keras")
 
 
-def _vjp_jax(fn, args, cotangents):
-    outputs, grads = jax_vjp(fn, args, cotangents)
+def _vjp_jax(fn, args, cotangents, constants=()):
+    outputs, grads = jax_vjp(fn, args, cotangents, constants)
     return [np.asarray(o) for o in outputs], [np.asarray(g) for g in grads]
 
 
-def _vjp_torch(fn, args, cotangents):
+def _vjp_torch(fn, args, cotangents, constants=()):
     import torch
 
     leaves = [torch.from_numpy(np.array(a)).requires_grad_(True) for a in args]
-    outputs = fn(*leaves)
+    outputs = fn(*leaves, *constants)
     grads = torch.autograd.grad(outputs, leaves, [torch.from_numpy(np.array(c)) for c in cotangents],
                                 allow_unused=True)
     zero = lambda g, a: np.zeros_like(a) if g is None else g.detach().numpy()
     return [o.detach().numpy() for o in outputs], [zero(g, a) for g, a in zip(grads, args)]
 
 
-def _vjp_tensorflow(fn, args, cotangents):
+def _vjp_tensorflow(fn, args, cotangents, constants=()):
     import tensorflow as tf
 
     leaves = [tf.constant(a) for a in args]
     with tf.GradientTape() as tape:
         tape.watch(leaves)
-        outputs = fn(*leaves)
+        outputs = fn(*leaves, *constants)
     grads = tape.gradient(outputs, leaves, output_gradients=[tf.constant(c) for c in cotangents])
     zero = lambda g, a: np.zeros_like(a) if g is None else g.numpy()
     return [o.numpy() for o in outputs], [zero(g, a) for g, a in zip(grads, args)]
@@ -109,6 +109,8 @@ class KerasRNN:
         self.keras = _import_keras(name, backend)
         self.backend = backend
         self.activation = activation
+        self._programs: dict = {}  # see _program
+        self._forwards: dict = {}
 
     def _arguments(self, x, state0, params, targets=None) -> tuple[list, list[str], list[str]]:
         """The differentiated arguments: Keras's weights, x batch-major, the initial states, the head's V and c
@@ -144,22 +146,26 @@ class KerasRNN:
             each.build((None, None, I))
         return layers
 
-    def _function(self, x, state0, params, targets=None):
-        """(f, args, unpack): f(*args) lists the outputs; unpack names the gradients of args."""
+    def _program(self, I: int, H: int, dtype: str, head: bool):
+        """f(*weights, xs, *states[, V, c, labels]) listing the outputs, one function (and its layers) per
+        cell, activation, sizes and kind, kept: JAX compiles a function once per shape, and the suite calls
+        each method twice on a case (its determinism clause)."""
+        key = (self.cell, self.activation, I, H, dtype, head)
+        if key in self._programs:
+            return self._programs[key]
         keras, ops = self.keras, self.keras.ops
-        T, B, I = x.shape
-        H = state0["h0"].shape[-1]
-        layers = self._layers(I, H, x.dtype.name)
-        args, states, head = self._arguments(x, state0, params, targets)
+        layers = self._layers(I, H, dtype)
         frozen = [[v.value for v in layer.non_trainable_variables] for layer in layers]
+        n_states = 2 if self.cell == "lstm" else 1
 
         def f(*a):
-            w, xs, s, hd = a[:3], a[3], list(a[4:4 + len(states)]), a[4 + len(states):]
+            w, xs, s, rest = a[:3], a[3], list(a[4:4 + n_states]), a[4 + n_states:]
             h = layers[0].stateless_call(list(w), frozen[0], xs, initial_state=s)[0]
             h = h[0] if self.cell == "lstm" else h  # the LSTM also returns its final states
-            if targets is not None:
-                logits = ops.matmul(h, ops.transpose(hd[0])) + hd[1]
-                labels = ops.convert_to_tensor(sequence_to("keras", np.asarray(targets)))
+            if head:
+                V, c, labels = rest
+                logits = ops.matmul(h, ops.transpose(V)) + c
+                labels = ops.convert_to_tensor(labels)
                 return [ops.sum(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))]
             outputs = [h]
             if self.cell == "lstm":
@@ -170,13 +176,22 @@ class KerasRNN:
             if self.backend != "torch":
                 return layers[1].stateless_call(list(w), frozen[1], xs, initial_state=s)[0][..., H:]
             state, every = list(s), []
-            for t in range(T):
+            for t in range(xs.shape[1]):
                 _, h, c = layers[0].stateless_call(list(w), frozen[0], xs[:, t: t + 1], initial_state=state)[0]
                 state = [h, c]
                 every.append(c)
             return ops.stack(every, axis=1)
 
-        return f, args, lambda grads: self._unpack(grads, states + head)
+        self._programs[key] = f
+        return f
+
+    def _function(self, x, state0, params, targets=None):
+        """(f, args, unpack, constants): f(*args, *constants) lists the outputs; unpack names the gradients of
+        args."""
+        f = self._program(x.shape[2], state0["h0"].shape[-1], x.dtype.name, targets is not None)
+        args, states, head = self._arguments(x, state0, params, targets)
+        constants = () if targets is None else (sequence_to("keras", np.asarray(targets)),)
+        return f, args, lambda grads: self._unpack(grads, states + head), constants
 
     def _variant_function(self, x, state0, params, lengths, targets=None):
         """(f, args, unpack) of one layer, both ways when bidirectional (the reverse one a ``go_backwards`` layer,
@@ -263,12 +278,14 @@ class KerasRNN:
             outputs = [np.asarray(ops.convert_to_numpy(o)) for o in f(*[ops.convert_to_tensor(a) for a in args])]
             keys = ["h_n", "c_n"] if self.cell == "lstm" else ["h_n"]
             return {"h": sequence_from("keras", outputs[0]), **dict(zip(keys, outputs[1:]))}
-        f, args, _ = self._function(x, state0, params)
+        f, args, _, _ = self._function(x, state0, params)
         ops = self.keras.ops
         if self.backend == "jax":
             import jax
 
-            f = jax.jit(f)  # one compiled program per shape, as in jax_vjp
+            if f not in self._forwards:
+                self._forwards[f] = jax.jit(f)  # one compiled program per shape, as in jax_vjp
+            f = self._forwards[f]
         outputs = f(*[ops.convert_to_tensor(a) for a in args])
         outputs = [sequence_from("keras", np.asarray(ops.convert_to_numpy(o))) for o in outputs]
         return dict(zip(["h", "c"], outputs))
@@ -281,7 +298,7 @@ class KerasRNN:
             given = [sequence_to("keras", np.asarray(cotangents["h"]))] + [np.asarray(cotangents[k]) for k in keys[1:]]
             _, grads = _VJPS[self.backend](f, args, given)
             return unpack(grads)
-        f, args, unpack = self._function(x, state0, params)
+        f, args, unpack, _ = self._function(x, state0, params)
         keys = ["h", "c"] if self.cell == "lstm" else ["h"]
         _, grads = _VJPS[self.backend](f, args, [sequence_to("keras", np.asarray(cotangents[k])) for k in keys])
         return unpack(grads)
@@ -290,9 +307,10 @@ class KerasRNN:
         if not self._plain:
             self._check_variant()
             f, args, unpack = self._variant_function(x, state0, params, lengths, targets)
+            constants = ()
         else:
-            f, args, unpack = self._function(x, state0, params, targets=targets)
-        (value,), grads = _VJPS[self.backend](f, args, [np.ones((), x.dtype)])
+            f, args, unpack, constants = self._function(x, state0, params, targets=targets)
+        (value,), grads = _VJPS[self.backend](f, args, [np.ones((), x.dtype)], constants)
         return float(value), unpack(grads)
 
 
