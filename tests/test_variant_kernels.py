@@ -221,7 +221,7 @@ print("compared", cell)
 """
 
 
-@pytest.mark.parametrize("cell", ["lstm", "elman"])
+@pytest.mark.parametrize("cell", ["lstm-proj", "elman"])  # the LSTM's plain case: test_gated_kernels
 def test_the_variant_benchmark_compares_like_with_like(cell):
     """`rnnspec bench --variant`'s PyTorch rows (num_layers=2, bidirectional, packed sequences, unsorted) compute
     the kernels' outputs, loss and gradients. In a process of its own (PyTorch's OpenMP threads and fork)."""

@@ -38,6 +38,8 @@ def _head(hs, V, c, y):
 
 
 def numpy_gated(case: Case, cell: str) -> tuple[Callable, Callable]:
+    if cell not in ("lstm", "gru-reset-after", "gru-reset-before"):
+        raise ValueError(f"the textbook loop runs lstm and the GRUs, not {cell!r}")
     gates = "ifgo" if cell == "lstm" else "rzn"
     U, W, b = (_stack(case, k, gates) for k in "UWb")
     x, h0, V, c, y = case["x"], case["h0"], case["V"], case["c"], case["targets"]
@@ -122,25 +124,24 @@ def numpy_gated(case: Case, cell: str) -> tuple[Callable, Callable]:
     return forward, train
 
 
+#: one forward layer over full sequences, in the variant baselines' terms
+PLAIN = {"layers": 1, "bidirectional": False, "lengths": None}
+
+
 def torch_gated(case: Case, cell: str) -> tuple[Callable, Callable]:
     """nn.LSTM or nn.GRU (reset after) with the case's weights: gates stacked as the kernels stack them
     (PyTorch's own order), b in bias_ih, bias_hh zero but for b_hn in the GRU's n block. The one-layer
     case of :func:`baselines_variants.torch_variant`."""
     from rnnspec.kernels.cpu.baselines_variants import torch_variant
 
-    return torch_variant(case, cell, {"layers": 1, "bidirectional": False, "lengths": None})
+    return torch_variant(case, cell, PLAIN)
 
 
 def rnnspec_gated(case: Case, cell: str) -> tuple[Callable, Callable]:
-    from rnnspec.kernels import forward, loss
+    """The kernels: rnnspec.kernels.forward and loss with the case's parameters (one forward layer)."""
+    from rnnspec.kernels.cpu.baselines_variants import rnnspec_variant
 
-    states = {k: case[k] for k in (("h0", "c0") if cell == "lstm" else ("h0",))}
-    names = [f"{kind}_{g}" for kind in "UWb" for g in ("ifgo" if cell == "lstm" else "rzn")]
-    names += ["b_hn"] if cell == "gru-reset-after" else []
-    params = {k: case[k] for k in names}
-    with_head = {**params, "V": case["V"], "c": case["c"]}
-    return (lambda: forward(cell, case["x"], states, params)), (lambda: loss(cell, case["x"], states, with_head,
-                                                                              case["targets"]))
+    return rnnspec_variant(case, cell, PLAIN)
 
 
 RUNNERS: dict[str, Callable[[Case, str], tuple[Callable, Callable]]] = {

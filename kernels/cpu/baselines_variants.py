@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 
 Case = dict[str, np.ndarray]
-GATES = {"elman": "", "lstm": "ifgo", "gru-reset-after": "rzn", "gru-reset-before": "rzn"}
+GATES = {"elman": "", "lstm": "ifgo", "gru-reset-after": "rzn", "gru-reset-before": "rzn", "lstm-proj": "ifgo"}
 
 
 def suffix(variant: dict, layer: int, direction: int) -> str:
@@ -30,23 +30,26 @@ def make_variant_case(cell: str, variant: dict, T: int, B: int, I: int, H: int, 
     rng = np.random.default_rng(seed)
     cast = lambda a: np.ascontiguousarray(a, dtype=dtype)
     D = 1 + variant["bidirectional"]
+    P = H // 2 if cell == "lstm-proj" else H  # the width of h (bench.projection_size)
     stacked = variant["layers"] > 1 or variant["bidirectional"]
     lead = (len(runs(variant)),) if stacked else ()
-    case = {"x": cast(rng.standard_normal((T, B, I))), "V": cast(rng.standard_normal((K, D * H)) / np.sqrt(D * H)),
+    case = {"x": cast(rng.standard_normal((T, B, I))), "V": cast(rng.standard_normal((K, D * P)) / np.sqrt(D * P)),
             "c": cast(rng.standard_normal(K) * 0.1), "targets": rng.integers(0, K, (T, B)),
-            "h0": cast(rng.standard_normal((*lead, B, H)) * 0.1)}
-    if cell == "lstm":
+            "h0": cast(rng.standard_normal((*lead, B, P)) * 0.1)}
+    if cell.startswith("lstm"):
         case["c0"] = cast(rng.standard_normal((*lead, B, H)) * 0.1)
     for layer, d in runs(variant):
-        features = I if layer == 0 else D * H
+        features = I if layer == 0 else D * P
         end = suffix(variant, layer, d)
         for gate in GATES[cell] or [""]:
             tail = (f"_{gate}" if gate else "") + end
             case["U" + tail] = cast(rng.standard_normal((H, features)) / np.sqrt(features))
-            case["W" + tail] = cast(rng.standard_normal((H, H)) / np.sqrt(H))
+            case["W" + tail] = cast(rng.standard_normal((H, P)) / np.sqrt(P))
             case["b" + tail] = cast(rng.standard_normal(H) * 0.1)
         if cell == "gru-reset-after":
             case["b_hn" + end] = cast(rng.standard_normal(H) * 0.1)
+        if cell == "lstm-proj":
+            case["W_hr" + end] = cast(rng.standard_normal((P, H)) / np.sqrt(H))
     if variant["lengths"]:
         lengths = rng.integers((T + 1) // 2, T + 1, B)
         lengths[rng.integers(B)] = T
@@ -55,7 +58,7 @@ def make_variant_case(cell: str, variant: dict, T: int, B: int, I: int, H: int, 
 
 
 def _split(case: Case, cell: str) -> tuple[dict, dict]:
-    states = {k: case[k] for k in (("h0", "c0") if cell == "lstm" else ("h0",))}
+    states = {k: case[k] for k in (("h0", "c0") if cell.startswith("lstm") else ("h0",))}
     params = {k: v for k, v in case.items() if k not in ("x", "targets", "lengths", "V", "c", *states)}
     return states, params
 
@@ -81,10 +84,11 @@ def torch_variant(case: Case, cell: str, variant: dict) -> tuple[Callable, Calla
     if variant["lengths"] not in (None, "zero"):
         raise ValueError("PyTorch's packed sequences output zeros past a sequence's end (lengths=zero only)")
     T, B, I = case["x"].shape
-    H, K = case["h0"].shape[-1], case["V"].shape[0]
+    H, K = case["c0" if cell.startswith("lstm") else "h0"].shape[-1], case["V"].shape[0]  # c is H wide, h P
     dtype = torch.float32 if case["x"].dtype == np.float32 else torch.float64
-    layer = {"elman": torch.nn.RNN, "lstm": torch.nn.LSTM}.get(cell, torch.nn.GRU)
-    rnn = layer(I, H, num_layers=variant["layers"], bidirectional=variant["bidirectional"]).to(dtype)
+    layer = {"elman": torch.nn.RNN, "lstm": torch.nn.LSTM, "lstm-proj": torch.nn.LSTM}.get(cell, torch.nn.GRU)
+    extra = {"proj_size": case["h0"].shape[-1]} if cell == "lstm-proj" else {}
+    rnn = layer(I, H, num_layers=variant["layers"], bidirectional=variant["bidirectional"], **extra).to(dtype)
     head = torch.nn.Linear(case["V"].shape[1], K).to(dtype)
     t = torch.from_numpy
     gates = GATES[cell]
@@ -100,18 +104,21 @@ def torch_variant(case: Case, cell: str, variant: dict) -> tuple[Callable, Calla
             bias_hh.zero_()
             if cell == "gru-reset-after":
                 bias_hh[2 * H:].copy_(t(case["b_hn" + ours]))
+            if cell == "lstm-proj":
+                getattr(rnn, "weight_hr" + theirs).copy_(t(case["W_hr" + ours]))
         head.weight.copy_(t(case["V"]))
         head.bias.copy_(t(case["c"]))
     lift = (lambda a: t(a)) if variant["layers"] > 1 or variant["bidirectional"] else (lambda a: t(a)[None])
     x, y = t(case["x"]), t(case["targets"].reshape(-1))
-    states = [lift(case[k]) for k in (("h0", "c0") if cell == "lstm" else ("h0",))]
+    lstm = cell.startswith("lstm")
+    states = [lift(case[k]) for k in (("h0", "c0") if lstm else ("h0",))]
     lengths = case.get("lengths")
     valid = None
     if lengths is not None:
         valid = t((np.arange(T)[:, None] < lengths[None, :]).reshape(-1).astype(case["x"].dtype))
 
     def run(leaves):
-        start = tuple(leaves[1:]) if cell == "lstm" else leaves[1]
+        start = tuple(leaves[1:]) if lstm else leaves[1]
         if lengths is None:
             return rnn(leaves[0], start)[0]
         packed = pack_padded_sequence(leaves[0], t(lengths), enforce_sorted=False)

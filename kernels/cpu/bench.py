@@ -31,8 +31,13 @@ SIZES = {
 }
 #: the gated cells' sizes are the Elman ones, named as issue "Numba CPU kernels for LSTM and both GRUs" names them
 SIZES.update({f"G{n}": SIZES[f"S{n}"] for n in range(1, 6)})
-CELLS = ("elman", "lstm", "gru-reset-after", "gru-reset-before")
-GATE_COUNT = {"elman": 1, "lstm": 4, "gru-reset-after": 3, "gru-reset-before": 3}
+CELLS = ("elman", "lstm", "gru-reset-after", "gru-reset-before", "lstm-proj")
+GATE_COUNT = {"elman": 1, "lstm": 4, "gru-reset-after": 3, "gru-reset-before": 3, "lstm-proj": 4}
+
+
+def projection_size(cell: str, H: int) -> int:
+    """The width P of h: H // 2 for lstm-proj (PyTorch's proj_size must be below H), else H."""
+    return H // 2 if cell == "lstm-proj" else H
 
 
 def default_sizes(cell: str) -> list[str]:
@@ -42,12 +47,17 @@ DTYPES = ("float32", "float64")
 SCHEMA = "rnnspec.bench/1"
 
 
-def flops(phase: str, T: int, B: int, I: int, H: int, K: int, gates: int = 1, variant: dict | None = None) -> float:
-    """The matrix products' multiply-adds x 2. A variant runs D directions per layer, layer l > 0 reading D H
-    features, the head reading D H; every step counts, padded ones included."""
+def flops(phase: str, T: int, B: int, I: int, H: int, K: int, gates: int = 1, variant: dict | None = None,
+          P: int | None = None) -> float:
+    """The matrix products' multiply-adds x 2. h is P wide (P = H but for the projected LSTM, which adds the
+    projection's T B H P). A variant runs D directions per layer, layer l > 0 reading D P features, the head
+    reading D P; every step counts, padded ones included."""
     layers, D = (variant["layers"], 1 + variant["bidirectional"]) if variant else (1, 1)
-    recurrent = sum(2.0 * T * B * H * gates * ((I if layer == 0 else D * H) + H) * D for layer in range(layers))
-    return recurrent if phase == "forward" else 3 * recurrent + 6.0 * T * B * D * H * K
+    P = H if P is None else P
+    projection = 0 if P == H else 2.0 * T * B * H * P
+    recurrent = sum((2.0 * T * B * H * gates * ((I if layer == 0 else D * P) + P) + projection) * D
+                    for layer in range(layers))
+    return recurrent if phase == "forward" else 3 * recurrent + 6.0 * T * B * D * P * K
 
 
 def make_case(T: int, B: int, I: int, H: int, K: int, dtype: str, seed: int = 0,
@@ -68,16 +78,19 @@ def make_gated_case(cell: str, T: int, B: int, I: int, H: int, K: int, dtype: st
     """Canonical per-gate parameters, scaled as make_case scales Elman's."""
     rng = np.random.default_rng(seed)
     cast = lambda a: np.ascontiguousarray(a, dtype=dtype)
-    gates = "ifgo" if cell == "lstm" else "rzn"
-    case = {"x": cast(rng.standard_normal((T, B, I))), "h0": cast(rng.standard_normal((B, H)) * 0.1),
-            "V": cast(rng.standard_normal((K, H)) / np.sqrt(H)), "c": cast(rng.standard_normal(K) * 0.1),
+    gates = "rzn" if cell.startswith("gru") else "ifgo"
+    P = projection_size(cell, H)
+    case = {"x": cast(rng.standard_normal((T, B, I))), "h0": cast(rng.standard_normal((B, P)) * 0.1),
+            "V": cast(rng.standard_normal((K, P)) / np.sqrt(P)), "c": cast(rng.standard_normal(K) * 0.1),
             "targets": rng.integers(0, K, (T, B))}
     for g in gates:
         case[f"U_{g}"] = cast(rng.standard_normal((H, I)) / np.sqrt(I))
-        case[f"W_{g}"] = cast(rng.standard_normal((H, H)) / np.sqrt(H))
+        case[f"W_{g}"] = cast(rng.standard_normal((H, P)) / np.sqrt(P))
         case[f"b_{g}"] = cast(rng.standard_normal(H) * 0.1)
-    if cell == "lstm":
+    if cell.startswith("lstm"):
         case["c0"] = cast(rng.standard_normal((B, H)) * 0.1)
+    if cell == "lstm-proj":
+        case["W_hr"] = cast(rng.standard_normal((P, H)) / np.sqrt(H))
     if cell == "gru-reset-after":
         case["b_hn"] = cast(rng.standard_normal(H) * 0.1)
     return case
@@ -112,12 +125,12 @@ def compile_seconds(cell: str = "elman") -> dict[str, float]:
     out = {}
     for dtype in DTYPES:
         case = make_case(2, 1, 2, 3, 2, dtype, cell=cell)
-        state_keys = ("h0", "c0") if cell == "lstm" else ("h0",)
+        state_keys = ("h0", "c0") if cell.startswith("lstm") else ("h0",)
         state0 = {k: case[k] for k in state_keys}
         params = {k: v for k, v in case.items() if k not in ("x", "targets", "V", "c", *state_keys)}
         start = time.perf_counter()
         forward(cell, case["x"], state0, params)
-        backward(cell, case["x"], state0, params, {"h": np.ones((2, 1, 3), dtype)})
+        backward(cell, case["x"], state0, params, {"h": np.ones((2, 1, case["h0"].shape[1]), dtype)})
         loss(cell, case["x"], state0, {**params, "V": case["V"], "c": case["c"]}, case["targets"])
         out[dtype] = time.perf_counter() - start
     return out
@@ -141,6 +154,9 @@ def available(impls: list[str], cell: str = "elman", variant: dict | None = None
     for impl in impls:
         if variant and impl == "numpy":
             missing.append("numpy (the textbook loop runs one forward layer over full sequences)")
+            continue
+        if cell == "lstm-proj" and impl == "numpy":
+            missing.append("numpy (the textbook loop has no projection)")
             continue
         if variant and impl == "torch" and variant["lengths"] == "carry":
             missing.append("torch (its packed sequences output zeros past a sequence's end: lengths=zero only)")
@@ -207,7 +223,8 @@ def run(sizes: list[str], phases: list[str], dtypes: list[str], impls: list[str]
                     forward, train = runner(impl, cell, variant)(case)
                     times = timings(forward if phase == "forward" else train, repeats)
                     seconds = float(np.median(times))
-                    rate = flops(phase, T, B, I, H, K, GATE_COUNT[cell], variant) / seconds / 1e9
+                    work = flops(phase, T, B, I, H, K, GATE_COUNT[cell], variant, projection_size(cell, H))
+                    rate = work / seconds / 1e9
                     report["results"].append({"impl": impl, "cell": cell, "size": size, "T": T, "B": B, "I": I,
                                               "H": H, "K": K, "dtype": dtype, "phase": phase,
                                               "median_s": seconds, "min_s": min(times), "max_s": max(times),
