@@ -229,3 +229,26 @@ def test_jax_targets_compile_each_method_once_per_shape():
     needs("flax", "jax")
     run = subprocess.run([sys.executable, "-c", COMPILED_ONCE], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and "compiled once per shape" in run.stdout, run.stdout + run.stderr
+
+
+KERAS_MASKED_START = """
+import os, sys
+os.environ["KERAS_BACKEND"] = sys.argv[1]
+import numpy as np, keras
+x = np.random.default_rng(0).standard_normal((2, 2, 2)).astype("float32")
+h0 = np.array([[0.5, -0.25], [0.5, -0.25]], "float32")
+layer = keras.layers.GRU(2, return_sequences=True)
+y = np.asarray(keras.ops.convert_to_numpy(layer(x, mask=np.array([[False, False], [True, False]]), initial_state=[h0])))
+print("length 0 outputs", y[0].tolist())
+"""
+
+
+def test_keras_on_jax_outputs_the_initial_state_where_a_mask_hides_the_first_steps():
+    """Keras 3.15.1: a masked sequence of length 0 outputs h0 on JAX, where torch and tensorflow output zeros
+    (keras-torch is conformant under lengths=carry: test_keras_masking_is_the_carry_semantics), so keras-jax
+    fails the carry semantics' FWD-H. Goes stale loudly when Keras changes it."""
+    needs("keras", "jax")
+    run = subprocess.run([sys.executable, "-c", KERAS_MASKED_START, "jax"], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "length 0 outputs [[0.5, -0.25], [0.5, -0.25]]" in run.stdout, run.stdout

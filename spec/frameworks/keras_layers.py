@@ -193,17 +193,19 @@ class KerasRNN:
         constants = () if targets is None else (sequence_to("keras", np.asarray(targets)),)
         return f, args, lambda grads: self._unpack(grads, states + head), constants
 
-    def _variant_function(self, x, state0, params, lengths, targets=None):
-        """(f, args, unpack) of one layer, both ways when bidirectional (the reverse one a ``go_backwards`` layer,
-        its outputs put back in time order), under the lengths' mask when there are lengths: f lists h (B, T, D*H)
-        and the final states."""
+    def _variant_program(self, I: int, H: int, dtype: str, masked: bool, head: bool):
+        """f(*weights of each direction, xs, *states of each direction[, V, c], *constants), constants being
+        the mask (B, T) when ``masked`` and the labels when ``head``: one layer, both ways when bidirectional
+        (the reverse one a ``go_backwards`` layer, its outputs put back in time order); f lists h (B, T, D*H)
+        and the final states, or the loss over the valid steps. Kept per kind, as :meth:`_program` is."""
+        key = ("variant", self.cell, self.activation, I, H, dtype, self.bidirectional, masked, head)
+        if key in self._programs:
+            return self._programs[key]
         keras, ops = self.keras, self.keras.ops
-        T, B, I = x.shape
-        H = state0["h0"].shape[-1]
         D = 2 if self.bidirectional else 1
         layers = []
         for d in range(D):
-            options = {"return_sequences": True, "return_state": True, "dtype": x.dtype.name, "go_backwards": d == 1}
+            options = {"return_sequences": True, "return_state": True, "dtype": dtype, "go_backwards": d == 1}
             if self.cell == "elman":
                 layer = keras.layers.SimpleRNN(H, activation=self.activation, **options)
             elif self.cell == "lstm":
@@ -212,7 +214,40 @@ class KerasRNN:
                 layer = keras.layers.GRU(H, reset_after=self.cell == "gru-reset-after", **options)
             layer.build((None, None, I))
             layers.append((layer, [v.value for v in layer.non_trainable_variables]))
-        valid = None if lengths is None else np.arange(T)[None, :] < np.asarray(lengths)[:, None]  # (B, T)
+        n_states = 2 if self.cell == "lstm" else 1
+        n_args = 3 * D + 1 + D * n_states + (2 if head else 0)
+
+        def f(*a):
+            xs, rest = a[3 * D], a[n_args:]
+            valid = ops.convert_to_tensor(rest[0]) if masked else None
+            s = a[3 * D + 1: 3 * D + 1 + D * n_states]
+            sequences, finals = [], []
+            for d, (layer, frozen) in enumerate(layers):
+                out = layer.stateless_call(list(a[3 * d: 3 * d + 3]), frozen, xs,
+                                           initial_state=list(s[d * n_states:(d + 1) * n_states]), mask=valid)[0]
+                sequences.append(ops.flip(out[0], axis=1) if d else out[0])
+                finals.append(out[1:])
+            h = ops.concatenate(sequences, axis=-1) if D == 2 else sequences[0]
+            if not head:
+                stack = (lambda v: ops.stack(v)) if D == 2 else (lambda v: v[0])
+                return [h, *(stack([fin[n] for fin in finals]) for n in range(n_states))]
+            V, c = a[3 * D + 1 + D * n_states: n_args]
+            logits = ops.matmul(h, ops.transpose(V)) + c
+            labels = ops.convert_to_tensor(rest[-1])
+            per_step = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+            if masked:
+                per_step = per_step * ops.cast(valid, per_step.dtype)
+            return [ops.sum(per_step)]
+
+        self._programs[key] = f
+        return f
+
+    def _variant_function(self, x, state0, params, lengths, targets=None):
+        """(f, args, unpack, constants) of :meth:`_variant_program` for this call."""
+        T, B, I = x.shape
+        H = state0["h0"].shape[-1]
+        D = 2 if self.bidirectional else 1
+        f = self._variant_program(I, H, x.dtype.name, lengths is not None, targets is not None)
         states = ["h0", "c0"] if self.cell == "lstm" else ["h0"]
         head = ["V", "c"] if targets is not None else []
         variant = Variant(1, self.bidirectional)
@@ -225,27 +260,8 @@ class KerasRNN:
         args.append(sequence_to("keras", x))
         args += [state0[k][d] if self.bidirectional else state0[k] for d in range(D) for k in states]
         args += [params[k] for k in head]
-
-        def f(*a):
-            xs, mask = a[3 * D], None if valid is None else ops.convert_to_tensor(valid)
-            s = a[3 * D + 1: 3 * D + 1 + D * len(states)]
-            sequences, finals = [], []
-            for d, (layer, frozen) in enumerate(layers):
-                out = layer.stateless_call(list(a[3 * d: 3 * d + 3]), frozen, xs,
-                                           initial_state=list(s[d * len(states):(d + 1) * len(states)]), mask=mask)[0]
-                sequences.append(ops.flip(out[0], axis=1) if d else out[0])
-                finals.append(out[1:])
-            h = ops.concatenate(sequences, axis=-1) if D == 2 else sequences[0]
-            if targets is None:
-                stack = (lambda v: ops.stack(v)) if D == 2 else (lambda v: v[0])
-                return [h, *(stack([fin[n] for fin in finals]) for n in range(len(states)))]
-            hd = a[3 * D + 1 + D * len(states):]
-            logits = ops.matmul(h, ops.transpose(hd[0])) + hd[1]
-            labels = ops.convert_to_tensor(sequence_to("keras", np.asarray(targets)))
-            per_step = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-            if valid is not None:
-                per_step = per_step * ops.convert_to_tensor(valid.astype(x.dtype))
-            return [ops.sum(per_step)]
+        constants = [] if lengths is None else [np.arange(T)[None, :] < np.asarray(lengths)[:, None]]  # (B, T)
+        constants += [] if targets is None else [sequence_to("keras", np.asarray(targets))]
 
         def unpack(grads):
             out = {}
@@ -260,7 +276,18 @@ class KerasRNN:
             out.update(zip(head, rest[D * len(states):]))
             return out
 
-        return f, args, unpack
+        return f, args, unpack, tuple(constants)
+
+    def _compiled(self, f):
+        """f under jax.jit on the jax backend (one compiled program per shape, as in jax_vjp), kept per f;
+        f itself elsewhere."""
+        if self.backend != "jax":
+            return f
+        if f not in self._forwards:
+            import jax
+
+            self._forwards[f] = jax.jit(f)
+        return self._forwards[f]
 
     def _check_variant(self) -> None:
         if self.layers != 1:
@@ -273,30 +300,25 @@ class KerasRNN:
     def forward(self, x, state0, params, lengths=None):
         if not self._plain:
             self._check_variant()
-            f, args, _ = self._variant_function(x, state0, params, lengths)
+            f, args, _, constants = self._variant_function(x, state0, params, lengths)
             ops = self.keras.ops
-            outputs = [np.asarray(ops.convert_to_numpy(o)) for o in f(*[ops.convert_to_tensor(a) for a in args])]
+            tensors = [ops.convert_to_tensor(a) for a in args] + [ops.convert_to_tensor(k) for k in constants]
+            outputs = [np.asarray(ops.convert_to_numpy(o)) for o in self._compiled(f)(*tensors)]
             keys = ["h_n", "c_n"] if self.cell == "lstm" else ["h_n"]
             return {"h": sequence_from("keras", outputs[0]), **dict(zip(keys, outputs[1:]))}
         f, args, _, _ = self._function(x, state0, params)
         ops = self.keras.ops
-        if self.backend == "jax":
-            import jax
-
-            if f not in self._forwards:
-                self._forwards[f] = jax.jit(f)  # one compiled program per shape, as in jax_vjp
-            f = self._forwards[f]
-        outputs = f(*[ops.convert_to_tensor(a) for a in args])
+        outputs = self._compiled(f)(*[ops.convert_to_tensor(a) for a in args])
         outputs = [sequence_from("keras", np.asarray(ops.convert_to_numpy(o))) for o in outputs]
         return dict(zip(["h", "c"], outputs))
 
     def vjp(self, x, state0, params, cotangents, lengths=None):
         if not self._plain:
             self._check_variant()
-            f, args, unpack = self._variant_function(x, state0, params, lengths)
+            f, args, unpack, constants = self._variant_function(x, state0, params, lengths)
             keys = ["h", "h_n", "c_n"] if self.cell == "lstm" else ["h", "h_n"]
             given = [sequence_to("keras", np.asarray(cotangents["h"]))] + [np.asarray(cotangents[k]) for k in keys[1:]]
-            _, grads = _VJPS[self.backend](f, args, given)
+            _, grads = _VJPS[self.backend](f, args, given, constants)
             return unpack(grads)
         f, args, unpack, _ = self._function(x, state0, params)
         keys = ["h", "c"] if self.cell == "lstm" else ["h"]
@@ -306,8 +328,7 @@ class KerasRNN:
     def loss(self, x, state0, params, targets, lengths=None):
         if not self._plain:
             self._check_variant()
-            f, args, unpack = self._variant_function(x, state0, params, lengths, targets)
-            constants = ()
+            f, args, unpack, constants = self._variant_function(x, state0, params, lengths, targets)
         else:
             f, args, unpack, constants = self._function(x, state0, params, targets=targets)
         (value,), grads = _VJPS[self.backend](f, args, [np.ones((), x.dtype)], constants)
