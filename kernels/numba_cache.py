@@ -1,0 +1,49 @@
+"""Where the kernels' compiled code is cached: one directory per version of the kernels' sources.
+
+Numba checks a cached function against its own file's timestamp only. A function that calls one in another
+file keeps its cached machine code, the old callee compiled into it, when only the callee's file changes
+(Numba's documented limitation). Measured here: after lstm_peephole.py was edited and edited back,
+lstm.backward kept running the edited step from its cache and returned wrong gradients, silently, in every
+new process. So while the kernels are imported, Numba's cache directory is
+``<NUMBA_CACHE_DIR, else XDG_CACHE_HOME, else ~/.cache>/rnnspec-numba/<digest of every kernel source>``:
+any change to any kernel file gives a fresh directory. The setting is Numba's global one, so it is put
+back as soon as the kernels' functions exist (each binds its cache location when it is decorated).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from numba.core import config
+
+#: the kernels' sources: this folder and every folder below it
+ROOT = Path(__file__).parent
+
+
+def source_digest(root: Path = ROOT) -> str:
+    """A digest of every ``*.py`` under ``root``, names and contents."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def cache_directory(root: Path = ROOT) -> Path:
+    base = os.environ.get("NUMBA_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "rnnspec-numba" / source_digest(root)
+
+
+@contextlib.contextmanager
+def keyed_by_source() -> Iterator[None]:
+    """Numba's cache directory set to :func:`cache_directory` for the functions decorated inside."""
+    before = config.CACHE_DIR
+    config.CACHE_DIR = str(cache_directory())
+    try:
+        yield
+    finally:
+        config.CACHE_DIR = before

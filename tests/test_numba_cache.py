@@ -1,0 +1,41 @@
+"""The kernels' compiled code is cached per version of their sources (rnnspec.kernels.numba_cache)."""
+
+import importlib
+import pkgutil
+import subprocess
+import sys
+
+from numba.core.dispatcher import Dispatcher
+
+import rnnspec.kernels.cpu as cpu
+from rnnspec.kernels.numba_cache import cache_directory, source_digest
+
+
+def test_every_cached_cpu_kernel_caches_under_the_digest_of_the_sources():
+    found = []
+    for info in pkgutil.iter_modules(cpu.__path__):
+        module = importlib.import_module(f"rnnspec.kernels.cpu.{info.name}")
+        for value in vars(module).values():
+            cached = isinstance(value, Dispatcher) and hasattr(value._cache, "_cache_path")
+            if cached and value.__module__ == module.__name__:
+                found.append((value.__qualname__, value._cache._cache_path))
+    assert len(found) > 30, found
+    wrong = [(name, path) for name, path in found if not path.startswith(str(cache_directory()))]
+    assert not wrong, wrong
+
+
+def test_the_digest_follows_every_file(tmp_path):
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.py").write_text("y = 2\n")
+    first = source_digest(tmp_path)
+    (tmp_path / "sub" / "b.py").write_text("y = 3\n")
+    assert source_digest(tmp_path) != first
+    assert cache_directory(tmp_path).name == source_digest(tmp_path)
+
+
+def test_numbas_own_setting_is_left_as_it_was():
+    code = "import numba.core.config as c; import rnnspec.kernels; print(repr(c.CACHE_DIR))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={k: v for k, v in __import__("os").environ.items() if k != "NUMBA_CACHE_DIR"})
+    assert run.stdout.strip() == "''", run.stdout + run.stderr
