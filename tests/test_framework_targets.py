@@ -200,7 +200,7 @@ def test_device_cuda_picks_the_gpu_variant_or_says_there_is_none(capsys):
 
 COMPILED_ONCE = """
 import numpy as np
-from rnnspec.spec.frameworks import _VJP_PROGRAMS
+from rnnspec.spec.frameworks import _PROGRAMS, _VJP_PROGRAMS
 from rnnspec.spec.frameworks.flax_cells import FlaxRNN
 
 rng = np.random.default_rng(0)
@@ -217,7 +217,7 @@ for T in (3, 3, 5, 5):  # each call twice, as the determinism clause makes it, o
     target.vjp(x, h0, plain, {"h": np.ones((T, B, H))})
     target.loss(x, h0, params, rng.integers(0, K, (T, B)))
 assert len(target._programs) == 2, target._programs  # outputs, and the loss
-compiled = [p._cache_size() for p in target._forwards.values()] + [p._cache_size() for p in _VJP_PROGRAMS.values()]
+compiled = [p._cache_size() for p in _PROGRAMS.values()] + [p._cache_size() for p in _VJP_PROGRAMS.values()]
 assert compiled == [2, 2, 2], compiled  # one compilation per length for each of forward, vjp and loss
 print("compiled once per shape")
 """

@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from rnnspec.kernels.cpu.baselines_variants import PLAIN, rnnspec_variant, torch_variant
+
 Case = dict
 
 
@@ -124,23 +126,15 @@ def numpy_gated(case: Case, cell: str) -> tuple[Callable, Callable]:
     return forward, train
 
 
-#: one forward layer over full sequences, in the variant baselines' terms
-PLAIN = {"layers": 1, "bidirectional": False, "lengths": None}
-
-
 def torch_gated(case: Case, cell: str) -> tuple[Callable, Callable]:
     """nn.LSTM or nn.GRU (reset after) with the case's weights: gates stacked as the kernels stack them
     (PyTorch's own order), b in bias_ih, bias_hh zero but for b_hn in the GRU's n block. The one-layer
     case of :func:`baselines_variants.torch_variant`."""
-    from rnnspec.kernels.cpu.baselines_variants import torch_variant
-
     return torch_variant(case, cell, PLAIN)
 
 
 def rnnspec_gated(case: Case, cell: str) -> tuple[Callable, Callable]:
     """The kernels: rnnspec.kernels.forward and loss with the case's parameters (one forward layer)."""
-    from rnnspec.kernels.cpu.baselines_variants import rnnspec_variant
-
     return rnnspec_variant(case, cell, PLAIN)
 
 

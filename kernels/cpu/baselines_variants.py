@@ -11,8 +11,19 @@ from collections.abc import Callable
 
 import numpy as np
 
+from rnnspec.kernels.checks import GATED_CELLS
+
 Case = dict[str, np.ndarray]
-GATES = {"elman": "", "lstm": "ifgo", "gru-reset-after": "rzn", "gru-reset-before": "rzn", "lstm-proj": "ifgo"}
+#: one forward layer over full sequences, in these runners' terms
+PLAIN = {"layers": 1, "bidirectional": False, "lengths": None}
+#: each cell's gates in stacking order ("" for Elman's one U, W, b)
+GATES = {"elman": "", **{cell: gates for cell, (gates, _, _) in GATED_CELLS.items()}}
+
+
+def projection_size(cell: str, H: int) -> int:
+    """The width P of h in the benchmark's cases: H // 2 for lstm-proj (PyTorch's proj_size must be below
+    H), else H."""
+    return H // 2 if cell == "lstm-proj" else H
 
 
 def suffix(variant: dict, layer: int, direction: int) -> str:
@@ -30,7 +41,7 @@ def make_variant_case(cell: str, variant: dict, T: int, B: int, I: int, H: int, 
     rng = np.random.default_rng(seed)
     cast = lambda a: np.ascontiguousarray(a, dtype=dtype)
     D = 1 + variant["bidirectional"]
-    P = H // 2 if cell == "lstm-proj" else H  # the width of h (bench.projection_size)
+    P = projection_size(cell, H)
     stacked = variant["layers"] > 1 or variant["bidirectional"]
     lead = (len(runs(variant)),) if stacked else ()
     case = {"x": cast(rng.standard_normal((T, B, I))), "V": cast(rng.standard_normal((K, D * P)) / np.sqrt(D * P)),
@@ -81,6 +92,8 @@ def torch_variant(case: Case, cell: str, variant: dict) -> tuple[Callable, Calla
 
     if cell == "gru-reset-before":
         raise ValueError("PyTorch has no GRU with the reset gate before the recurrent product")
+    if cell == "lstm-peephole":
+        raise ValueError("PyTorch's LSTM has no peepholes")
     if variant["lengths"] not in (None, "zero"):
         raise ValueError("PyTorch's packed sequences output zeros past a sequence's end (lengths=zero only)")
     T, B, I = case["x"].shape

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnspec.kernels.cpu.baselines import RUNNERS
+from rnnspec.kernels.cpu.baselines_variants import PLAIN, make_variant_case, projection_size
 
 SIZES = {
     "S1": (50, 1, 16, 32, 16),
@@ -34,10 +35,6 @@ SIZES.update({f"G{n}": SIZES[f"S{n}"] for n in range(1, 6)})
 CELLS = ("elman", "lstm", "gru-reset-after", "gru-reset-before", "lstm-proj")
 GATE_COUNT = {"elman": 1, "lstm": 4, "gru-reset-after": 3, "gru-reset-before": 3, "lstm-proj": 4}
 
-
-def projection_size(cell: str, H: int) -> int:
-    """The width P of h: H // 2 for lstm-proj (PyTorch's proj_size must be below H), else H."""
-    return H // 2 if cell == "lstm-proj" else H
 
 
 def default_sizes(cell: str) -> list[str]:
@@ -62,38 +59,9 @@ def flops(phase: str, T: int, B: int, I: int, H: int, K: int, gates: int = 1, va
 
 def make_case(T: int, B: int, I: int, H: int, K: int, dtype: str, seed: int = 0,
               cell: str = "elman") -> dict[str, np.ndarray]:
-    if cell != "elman":
-        return make_gated_case(cell, T, B, I, H, K, dtype, seed)
-    rng = np.random.default_rng(seed)
-    cast = lambda a: np.ascontiguousarray(a, dtype=dtype)
-    return {
-        "x": cast(rng.standard_normal((T, B, I))), "h0": cast(rng.standard_normal((B, H)) * 0.1),
-        "U": cast(rng.standard_normal((H, I)) / np.sqrt(I)), "W": cast(rng.standard_normal((H, H)) / np.sqrt(H)),
-        "b": cast(rng.standard_normal(H) * 0.1), "V": cast(rng.standard_normal((K, H)) / np.sqrt(H)),
-        "c": cast(rng.standard_normal(K) * 0.1), "targets": rng.integers(0, K, (T, B)),
-    }
-
-
-def make_gated_case(cell: str, T: int, B: int, I: int, H: int, K: int, dtype: str, seed: int = 0) -> dict:
-    """Canonical per-gate parameters, scaled as make_case scales Elman's."""
-    rng = np.random.default_rng(seed)
-    cast = lambda a: np.ascontiguousarray(a, dtype=dtype)
-    gates = "rzn" if cell.startswith("gru") else "ifgo"
-    P = projection_size(cell, H)
-    case = {"x": cast(rng.standard_normal((T, B, I))), "h0": cast(rng.standard_normal((B, P)) * 0.1),
-            "V": cast(rng.standard_normal((K, P)) / np.sqrt(P)), "c": cast(rng.standard_normal(K) * 0.1),
-            "targets": rng.integers(0, K, (T, B))}
-    for g in gates:
-        case[f"U_{g}"] = cast(rng.standard_normal((H, I)) / np.sqrt(I))
-        case[f"W_{g}"] = cast(rng.standard_normal((H, P)) / np.sqrt(P))
-        case[f"b_{g}"] = cast(rng.standard_normal(H) * 0.1)
-    if cell.startswith("lstm"):
-        case["c0"] = cast(rng.standard_normal((B, H)) * 0.1)
-    if cell == "lstm-proj":
-        case["W_hr"] = cast(rng.standard_normal((P, H)) / np.sqrt(H))
-    if cell == "gru-reset-after":
-        case["b_hn"] = cast(rng.standard_normal(H) * 0.1)
-    return case
+    """One forward layer of ``cell`` over full sequences: the variant benchmark's case with no variant
+    (U, W and V scaled by one over the root of the width they read, biases and h0 by 0.1)."""
+    return make_variant_case(cell, PLAIN, T, B, I, H, K, dtype, seed)
 
 
 WARMUP_CALLS = 3
@@ -202,7 +170,6 @@ def run(sizes: list[str], phases: list[str], dtypes: list[str], impls: list[str]
     to ``progress`` (sys.stderr as it is at the call: a default bound at import outlives a replaced stream)."""
     progress = progress or sys.stderr
     from rnnspec.kernels.cpu import blas, peak
-    from rnnspec.kernels.cpu.baselines_variants import make_variant_case
 
     impls, missing = available(impls, cell, variant)
     report = {"schema": SCHEMA, "cell": cell, "variant": variant["name"] if variant else "", "machine": machine(),

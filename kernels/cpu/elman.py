@@ -89,15 +89,15 @@ class _Step:
         for t in range(1, self.T + 1):
             n = int(self.active[t - 1])
             if n:
-                matmul(states[t - 1][:n], self.WT, out=product[:n])
-            if n and numpy_tanh:
                 current = states[t][:n]
-                current += product[:n]
-                if self.has_bias:
-                    current += self.bias
-                np.tanh(current, out=current)
-            elif n:
-                step_forward(states[t][:n], product[:n], self.bias, self.code, self.one)
+                matmul(states[t - 1][:n], self.WT, out=product[:n])
+                if numpy_tanh:
+                    current += product[:n]
+                    if self.has_bias:
+                        current += self.bias
+                    np.tanh(current, out=current)
+                else:
+                    step_forward(current, product[:n], self.bias, self.code, self.one)
             hold(states[t - 1], states[t], n)
         return states
 

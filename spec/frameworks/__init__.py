@@ -41,3 +41,14 @@ def jax_vjp(fn, args: list, cotangents: list, constants: tuple = ()) -> tuple[li
 
 #: fn -> its compiled forward-and-VJP program, while fn lives
 _VJP_PROGRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_PROGRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def jax_jit(fn):
+    """``jax.jit(fn)``, kept per ``fn`` as :func:`jax_vjp` keeps its programs (one compilation per shape)."""
+    program = _PROGRAMS.get(fn)
+    if program is None:
+        import jax
+
+        program = _PROGRAMS[fn] = jax.jit(fn)
+    return program

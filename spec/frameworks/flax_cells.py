@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from rnnspec.spec.conventions import gradients_from_framework, sequence_from, sequence_to, to_framework
-from rnnspec.spec.frameworks import jax_vjp, require
+from rnnspec.spec.frameworks import jax_jit, jax_vjp, require
 
 
 class FlaxRNN:
@@ -31,7 +31,6 @@ class FlaxRNN:
         self.optax = require("flax", "optax", "flax")
         self.activation = activation
         self._programs: dict = {}  # see _program
-        self._forwards: dict = {}
 
     def _rnn(self, hidden: int, every_c: bool):
         nn = self.nn
@@ -92,9 +91,7 @@ class FlaxRNN:
 
     def forward(self, x, state0, params):
         f, args, _, _ = self._function(x, state0, params)
-        if f not in self._forwards:
-            self._forwards[f] = self.jax.jit(f)
-        outputs = self._forwards[f](*args)
+        outputs = jax_jit(f)(*args)
         return {k: sequence_from("flax", np.asarray(o)) for k, o in zip(["h", "c"], outputs)}
 
     def vjp(self, x, state0, params, cotangents):

@@ -33,7 +33,7 @@ import numpy as np
 from rnnspec.derivations.variants import Variant, run_params
 from rnnspec.spec.contract import contract
 from rnnspec.spec.conventions import KERAS_WEIGHTS, gradients_from_framework, sequence_from, sequence_to, to_framework
-from rnnspec.spec.frameworks import jax_vjp, require
+from rnnspec.spec.frameworks import jax_jit, jax_vjp, require
 from rnnspec.spec.targets import TargetError
 
 BACKENDS = ("jax", "torch", "tensorflow")
@@ -110,7 +110,6 @@ class KerasRNN:
         self.backend = backend
         self.activation = activation
         self._programs: dict = {}  # see _program
-        self._forwards: dict = {}
 
     def _arguments(self, x, state0, params, targets=None) -> tuple[list, list[str], list[str]]:
         """The differentiated arguments: Keras's weights, x batch-major, the initial states, the head's V and c
@@ -129,17 +128,20 @@ class KerasRNN:
         out.update(zip(names, grads[4:]))
         return out
 
+    def _layer(self, H: int, **options):
+        """The Keras layer of the cell: SimpleRNN, LSTM, or GRU with reset_after per the cell."""
+        layers = self.keras.layers
+        if self.cell == "elman":
+            return layers.SimpleRNN(H, activation=self.activation, **options)
+        if self.cell == "lstm":
+            return layers.LSTM(H, **options)
+        return layers.GRU(H, reset_after=self.cell == "gru-reset-after", **options)
+
     def _layers(self, I: int, H: int, dtype: str):
         """The layer under test and, for the LSTM, the carry-exposing RNN beside it, built on shape (I,)."""
         keras, cell = self.keras, self.cell
         options = {"return_sequences": True, "dtype": dtype}
-        if cell == "elman":
-            layer = keras.layers.SimpleRNN(H, activation=self.activation, **options)
-        elif cell == "lstm":
-            layer = keras.layers.LSTM(H, return_state=True, **options)
-        else:
-            layer = keras.layers.GRU(H, reset_after=cell == "gru-reset-after", **options)
-        layers = [layer]
+        layers = [self._layer(H, return_state=cell == "lstm", **options)]
         if cell == "lstm" and self.backend != "torch":
             layers.append(keras.layers.RNN(_carry_cell(keras)(H, dtype=dtype), **options))
         for each in layers:
@@ -205,13 +207,7 @@ class KerasRNN:
         D = 2 if self.bidirectional else 1
         layers = []
         for d in range(D):
-            options = {"return_sequences": True, "return_state": True, "dtype": dtype, "go_backwards": d == 1}
-            if self.cell == "elman":
-                layer = keras.layers.SimpleRNN(H, activation=self.activation, **options)
-            elif self.cell == "lstm":
-                layer = keras.layers.LSTM(H, **options)
-            else:
-                layer = keras.layers.GRU(H, reset_after=self.cell == "gru-reset-after", **options)
+            layer = self._layer(H, return_sequences=True, return_state=True, dtype=dtype, go_backwards=d == 1)
             layer.build((None, None, I))
             layers.append((layer, [v.value for v in layer.non_trainable_variables]))
         n_states = 2 if self.cell == "lstm" else 1
@@ -279,15 +275,8 @@ class KerasRNN:
         return f, args, unpack, tuple(constants)
 
     def _compiled(self, f):
-        """f under jax.jit on the jax backend (one compiled program per shape, as in jax_vjp), kept per f;
-        f itself elsewhere."""
-        if self.backend != "jax":
-            return f
-        if f not in self._forwards:
-            import jax
-
-            self._forwards[f] = jax.jit(f)
-        return self._forwards[f]
+        """f under jax.jit on the jax backend (one compiled program per shape), f itself elsewhere."""
+        return jax_jit(f) if self.backend == "jax" else f
 
     def _check_variant(self) -> None:
         if self.layers != 1:
