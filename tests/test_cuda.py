@@ -253,10 +253,11 @@ def test_backward_with_its_products_split(monkeypatch):
     """Long inner dimensions (T*B past UNSPLIT_TERMS) split dU and dW into partial products, the pair
     launch then summed, and dx launched apart: forced here at T*B = 15, against the CPU kernels."""
     from rnnspec.kernels.cuda import gemm as cuda_gemm
+    from rnnspec.kernels.cuda import host
 
     monkeypatch.setattr(cuda_gemm, "UNSPLIT_TERMS", 4)
     monkeypatch.setattr(cuda_gemm, "SPLIT_TERMS", 4)
-    monkeypatch.setattr(cuda_kernels, "_multiprocessors", lambda: 132)
+    monkeypatch.setattr(host, "multiprocessors", lambda: 132)
     launched = []
     monkeypatch.setattr(cuda_kernels, "matmul_pair_into", lambda *args: launched.append(args[-1]) or
                         cuda_gemm.matmul_pair_into(*args))

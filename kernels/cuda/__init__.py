@@ -11,7 +11,6 @@ tiled GEMM kernels over all T*B rows; each recurrence direction is one launch fo
 
 from __future__ import annotations
 
-import functools
 import math
 from functools import cache
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from rnnspec.kernels import checks
 from rnnspec.kernels.checks import on_device
+from rnnspec.kernels.cuda import host
 from rnnspec.kernels.cuda.arrays import (
     FreshArrays,
     contiguous,
@@ -31,13 +31,13 @@ from rnnspec.kernels.cuda.arrays import (
 from rnnspec.kernels.cuda.cooperative import CooperativeLayout, cooperative_plan, cooperative_recurrence
 from rnnspec.kernels.cuda.elman import (
     Layout,
-    column_sums,
     plan,
     recurrence,
     softmax_cross_entropy,
     transpose,
 )
-from rnnspec.kernels.cuda.gemm import TILE, deltas_products_into, matmul_into, matmul_pair_into, splits_for
+from rnnspec.kernels.cuda.gemm import TILE, deltas_products_into, matmul_pair_into, splits_for
+from rnnspec.kernels.cuda.host import column_sums_into, one_context_no_release_midway, parts_for, product_into
 from rnnspec.kernels.cuda.launches import launch
 from rnnspec.kernels.numpy_compat import cuda_module
 
@@ -56,17 +56,12 @@ COOPERATIVE_FROM_HIDDEN: int | None = 256
 COOPERATIVE_BELOW_512_MAX_BATCH = 16
 
 
-@cache
-def _multiprocessors() -> int:
-    return int(getattr(cuda.get_current_device(), "MULTIPROCESSOR_COUNT", 1))
-
-
 def layout_for(hidden: int, batch: int, dtype) -> Layout | CooperativeLayout:
     """The recurrence layout used for these sizes: rnnspec.kernels.cuda.cooperative.cooperative_plan
     when LAYOUT_OVERRIDE asks for it, or for float32 from H = COOPERATIVE_FROM_HIDDEN where it fits
     (below H = 512 up to B = COOPERATIVE_BELOW_512_MAX_BATCH); else rnnspec.kernels.cuda.elman.plan."""
     forced = tuple(sorted(LAYOUT_OVERRIDE.items()))
-    return _planned(hidden, batch, np.dtype(dtype).name, _multiprocessors(), forced,
+    return _planned(hidden, batch, np.dtype(dtype).name, host.multiprocessors(), forced,
                     (COOPERATIVE_FROM_HIDDEN, COOPERATIVE_BELOW_512_MAX_BATCH))
 
 
@@ -84,25 +79,6 @@ def _planned(hidden: int, batch: int, dtype: str, multiprocessors: int, forced: 
         except ValueError:  # its rows of W do not fit a block's shared memory: streamed instead
             pass
     return plan(hidden, batch, dtype, multiprocessors, **options)
-
-
-def _one_context_no_release_midway(function):
-    """Two costs of numba-cuda's host side, kept out of a call:
-
-    - numba-cuda frees released device memory in batches, and cuMemFree waits for the device: not
-      inside a call, where it would stop the host from queueing launches while a kernel runs;
-    - every numba-cuda operation (an allocation, a view, a launch) looks the active CUDA context up
-      through the driver unless one is attached to the thread: attached once for the whole call.
-    """
-
-    @functools.wraps(function)
-    def call(*args, **kwargs):
-        with cuda.defer_cleanup():
-            return function(*args, **kwargs)
-
-    from numba.cuda.cudadrv.devices import require_context  # the simulator's is a no-op
-
-    return require_context(call)
 
 
 class _Args:
@@ -163,28 +139,13 @@ def backward_recurrence(direct, states, W, bias_rows, has_bias: bool, deltas, ca
     _launch_recurrence("backward", states, layout, code, direct, states, W, bias_rows, has_bias, deltas, carry)
 
 
-def _matmul_into(A, B, C, trans_a: bool = False, trans_b: bool = False, role: str = "") -> None:
-    inner = A.shape[0] if trans_a else A.shape[1]
-    splits = splits_for((C.shape,), inner, _multiprocessors())
-    matmul_into(A, B, C, trans_a, trans_b, splits, _parts(role, splits, C))
-
-
-def _parts(role: str, splits: int, C):
-    """Scratch for the partial products of a split product, None when unsplit."""
-    return scratch(f"{role} parts", (splits, *C.shape), C.dtype) if splits > 1 else None
-
-
-def _column_sums(rows, out) -> None:
-    launch(column_sums, math.ceil(rows.shape[1] / 128), 128, rows, out)
-
-
 def _states(a: _Args, returned: bool):
     """(T+1, B, H) on the device: h0, then h_1..h_T; scratch unless the caller gets it back."""
     shape = (a.T + 1, a.B, a.H)
     states = cuda.device_array(shape, a.dtype) if returned else scratch("states", shape, a.dtype)
     inputs = states[1:].reshape(a.T * a.B, a.H) if returned else \
         scratch_view("states", "rows 1..T", lambda s: s[1:].reshape(a.T * a.B, a.H))
-    _matmul_into(a.x_rows, a.U, inputs, trans_b=True, role="U x")
+    product_into(a.x_rows, a.U, inputs, trans_b=True, role="U x")
     forward_recurrence(states, a.h0, recurrent_matrix(a.W, a.layout), a.b_row, a.has_bias, a.layout, a.code)
     return states
 
@@ -205,15 +166,15 @@ def _backward(a: _Args, states, direct, extra: dict | None = None) -> FreshArray
     d2 = scratch_view("deltas", "rows", lambda d: d.reshape(a.T * a.B, a.H))
     previous = scratch_view("states", "rows 0..T-1", lambda s: s[:-1].reshape(a.T * a.B, a.H))
     dU, dW = grads["U"], grads["W"]
-    splits = splits_for((dU.shape, dW.shape), a.T * a.B, _multiprocessors())
-    if splits == 1 and splits_for((grads["x"].shape,), a.H, _multiprocessors()) == 1:
+    splits = splits_for((dU.shape, dW.shape), a.T * a.B, host.multiprocessors())
+    if splits == 1 and splits_for((grads["x"].shape,), a.H, host.multiprocessors()) == 1:
         deltas_products_into(d2, (a.U, grads["x"]), (a.x_rows, dU), (previous, dW))
     else:
-        matmul_pair_into(d2, (a.x_rows, dU, _parts("dU", splits, dU)), (previous, dW, _parts("dW", splits, dW)),
+        matmul_pair_into(d2, (a.x_rows, dU, parts_for("dU", splits, dU)), (previous, dW, parts_for("dW", splits, dW)),
                          True, False, splits)
-        _matmul_into(d2, a.U, grads["x"], role="dx")
+        product_into(d2, a.U, grads["x"], role="dx")
     if a.has_bias and a.B > 1:
-        _column_sums(bias_rows, grads["b"])
+        column_sums_into(bias_rows, grads["b"])
     return grads
 
 
@@ -239,7 +200,7 @@ def _zero_gradients(a: _Args, extra=()) -> dict:
     return {k: _zeros(a, s) for k, s in shapes.items()}
 
 
-@_one_context_no_release_midway
+@one_context_no_release_midway
 def elman_forward(x, h0, U, W, b=None, *, activation: str = "tanh"):
     """h_t for t = 1..T, shape (T, B, H)."""
     a = _Args(x, h0, U, W, b, activation)
@@ -248,7 +209,7 @@ def elman_forward(x, h0, U, W, b=None, *, activation: str = "tanh"):
     return a.out(_states(a, returned=True)[1:])
 
 
-@_one_context_no_release_midway
+@one_context_no_release_midway
 def elman_backward(x, h0, U, W, b, gh, *, activation: str = "tanh") -> dict:
     """The VJP for cotangents gh (T, B, H) on every h_t: gradients of x, h0, U, W and b (if given)."""
     a = _Args(x, h0, U, W, b, activation)
@@ -261,7 +222,7 @@ def elman_backward(x, h0, U, W, b, gh, *, activation: str = "tanh") -> dict:
     return _returned(a, _backward(a, _states(a, returned=False), contiguous(gh)))
 
 
-@_one_context_no_release_midway
+@one_context_no_release_midway
 def elman_loss(x, h0, U, W, b, V, c, targets, *, activation: str = "tanh"):
     """Softmax cross-entropy of V h_t + c summed over time and batch, and every gradient."""
     a = _Args(x, h0, U, W, b, activation)
@@ -280,16 +241,16 @@ def elman_loss(x, h0, U, W, b, V, c, targets, *, activation: str = "tanh"):
     rows = a.T * a.B
     hs = scratch_view("states", "rows 1..T", lambda s: s[1:].reshape(rows, a.H))
     residual = scratch("residual", (rows, K), a.dtype)
-    _matmul_into(hs, Vd, residual, trans_b=True, role="logits")
+    product_into(hs, Vd, residual, trans_b=True, role="logits")
     losses = scratch("losses", (rows,), a.dtype)
     classes = scratch("targets", (rows,), np.int64)
     classes.copy_to_device(np.ascontiguousarray(y.reshape(rows)))
     launch(softmax_cross_entropy, math.ceil(rows / 128), 128, residual, cd, classes, losses)
     direct = scratch("direct", (rows, a.H), a.dtype)
-    _matmul_into(residual, Vd, direct, role="direct")
+    product_into(residual, Vd, direct, role="direct")
     grads = _backward(a, states, scratch_view("direct", "(T, B, H)", lambda d: d.reshape(a.T, a.B, a.H)),
                       extra={"V": (K, a.H), "c": (K,)})
-    _matmul_into(residual, hs, grads["V"], trans_a=True, role="dV")
-    _column_sums(residual, grads["c"])
+    product_into(residual, hs, grads["V"], trans_a=True, role="dV")
+    column_sums_into(residual, grads["c"])
     loss = a.dtype.type(np.sum(losses.copy_to_host(), dtype=a.dtype))
     return loss, _returned(a, grads)
