@@ -5,7 +5,10 @@ device time is spent, whether the weights that a layout keeps in registers stay 
 stack frame, no spills, no ld.local in the PTX) and how many registers and how much shared memory a
 block of the layout needs for each size of the GPU benchmark:
 
-    NUMBA_ENABLE_CUDASIM=0 CUDA_HOME=/usr/local/cuda python scripts/cuda_resources.py
+    NUMBA_ENABLE_CUDASIM=0 CUDA_HOME=/usr/local/cuda python scripts/cuda_resources.py [--gated]
+
+``--gated``: the gated cells' kernels alone (rnnspec.kernels.cuda.gated_recurrence and their host
+side's helpers), at the sizes of their GPU benchmark.
 """
 
 from __future__ import annotations
@@ -49,6 +52,51 @@ def report(ptx: str, ptxas: str) -> dict:
             "ld_local": ptx.count("ld.local"), "ld_shared_v": len(re.findall(r"ld\.shared\.v\d", ptx))}
 
 
+def gated(cuda, ptxas: str) -> None:
+    """The gated cells' recurrences at their benchmark's sizes, in the layout gated_plan chooses, and the
+    kernels of their host side (including the GEMMs on column slices of the deltas)."""
+    from numba import types
+
+    from rnnspec.kernels.cuda import gated as gated_host
+    from rnnspec.kernels.cuda.bench_gated import GATED_GPU_SIZES
+    from rnnspec.kernels.cuda.gated_recurrence import backward_recurrence, forward_recurrence, gated_plan
+    from rnnspec.kernels.cuda.gemm import gemm
+
+    print("gated cells (units owned by groups of threads; cooperative: one grid sync per product):")
+    for cell in ("lstm", "gru-reset-after", "gru-reset-before"):
+        for T, B, I, H in GATED_GPU_SIZES:
+            for dtype in ("float32", "float64"):
+                scalar = types.float32 if dtype == "float32" else types.float64
+                a1, a2, a3 = (types.Array(scalar, n, "C") for n in (1, 2, 3))
+                try:
+                    layout = gated_plan(cell, H, B, dtype, H100_MULTIPROCESSORS)
+                except ValueError as exc:
+                    print(f"{cell:17s} {str((T, B, I, H)):22s} {dtype:8s} no layout: {exc}")
+                    continue
+                signatures = {"forward": (forward_recurrence, (a3, a2, a3, a3, a3, a3, a1)),
+                              "backward": (backward_recurrence, (a3, a3, types.boolean, a2, a3, a3, a3, a3, a3, a3,
+                                                                 a2, a2, a2))}
+                for direction, (build, sig) in signatures.items():
+                    kernel = build(cell, H, layout, dtype)
+                    r = report(cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))[0], ptxas)
+                    fits = r["registers"] * layout.threads <= 65536
+                    print(f"{cell:17s} {str((T, B, I, H)):22s} {dtype:8s} {direction:9s} "
+                          f"{'cooperative' if layout.cooperative else 'streamed'} units={layout.units} "
+                          f"rows={layout.rows} groups={layout.groups} slices={layout.slices} "
+                          f"{'resident' if layout.resident else 'streamed W'} -> {r['registers']} regs"
+                          f"{'' if fits else ' (TOO MANY for the block)'}, {r['stack']} B stack, "
+                          f"{r['spills']} B spills, {r['smem']} B smem, {r['ld_local']} ld.local")
+    for dtype in ("float32", "float64"):
+        scalar = types.float32 if dtype == "float32" else types.float64
+        a1, a2 = (types.Array(scalar, n, "C") for n in (1, 2))
+        sliced = types.Array(scalar, 2, "A")  # a column slice of the deltas
+        for name, kernel, sig in (("add_row", gated_host._add_row, (a2, a1)), ("ones", gated_host._ones, (a1,)),
+                                  ("gemm^T on a column slice", gemm(True, False, dtype), (sliced, a2, a2)),
+                                  ("gemm by a column slice", gemm(False, False, dtype), (a2, sliced, a2))):
+            r = report(cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))[0], ptxas)
+            print(f"{dtype:8s} {name:26s} -> {r['registers']} regs, {r['stack']} B stack, {r['spills']} B spills")
+
+
 def main() -> int:
     # the real compiler, not the simulator: set before numba is first imported, hence imports here
     os.environ["NUMBA_ENABLE_CUDASIM"] = "0"
@@ -69,6 +117,9 @@ def main() -> int:
 
     dispatcher.get_current_device = lambda: SimpleNamespace(compute_capability=(9, 0))
     ptxas = shutil.which("ptxas") or os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"), "bin", "ptxas")
+    if "--gated" in sys.argv[1:]:
+        gated(cuda, ptxas)
+        return 0
     print(f"{'(T, B, I, H)':22s} {'dtype':8s} {'direction':9s} layout -> registers/thread, stack, spills, smem, "
           "ld.local, vector shared loads")
     for T, B, I, H in GPU_SIZES:

@@ -1,4 +1,4 @@
-"""Built-in targets over rnnspec's own kernels (the CUDA ones Elman only, until their LSTM and GRU kernels exist)."""
+"""Built-in targets over rnnspec's own kernels: the Numba CPU kernels and the numba-cuda ones."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def _cuda_kernels():
 class RnnspecCUDA(RnnspecCPU):
     """The numba-cuda kernels (rnnspec.kernels.cuda): on a GPU, or under NUMBA_ENABLE_CUDASIM=1."""
 
-    cells = ("elman",)
+    cells = ("elman", "lstm", "gru-reset-after", "gru-reset-before")
     variants = ()  # the CUDA kernels run one forward layer over full sequences
     device = "cuda"
     #: CUDA's tanhf and expf, within 2 ulps (float32 does not use the CPU's rational tanh)
@@ -77,14 +77,11 @@ class RnnspecCUDA(RnnspecCPU):
         return _cuda_kernels()
 
     def forward(self, x, state0, params):
-        return {"h": self.kernels.elman_forward(x, state0["h0"], params["U"], params["W"], params["b"],
-                                                activation=self.activation)}
+        return self.kernels.forward(self.cell, x, state0, params, activation=self.activation)
 
     def vjp(self, x, state0, params, cotangents):
-        return self.kernels.elman_backward(x, state0["h0"], params["U"], params["W"], params["b"], cotangents["h"],
-                                           activation=self.activation)
+        return self.kernels.backward(self.cell, x, state0, params, cotangents, activation=self.activation)
 
     def loss(self, x, state0, params, targets):
-        value, grads = self.kernels.elman_loss(x, state0["h0"], params["U"], params["W"], params["b"], params["V"],
-                                               params["c"], targets, activation=self.activation)
+        value, grads = self.kernels.loss(self.cell, x, state0, params, targets, activation=self.activation)
         return float(value), grads

@@ -57,18 +57,8 @@ def _bench(args: argparse.Namespace) -> int:
     from rnnspec.kernels.cpu import bench
 
     if args.device == "cuda":
-        import json
-
-        from rnnspec.kernels.cuda import bench as bench_cuda
-
-        save = (lambda report: bench.write_json(args.json, report)) if args.json else (lambda report: None)
-        repeats = max(args.repeats, bench_cuda.MIN_REPEATS)
-        from rnnspec.derivations.oracle import Oracle
-
-        report = bench_cuda.run(repeats=repeats, with_variants=args.variants, save=save, reference=Oracle().vjp)
-        if not args.json:
-            print(json.dumps(report, indent=1))
-        return 0 if all(r.get("correct") for r in report["results"]) else 1
+        return _bench_cuda(args, save=(lambda report: bench.write_json(args.json, report)) if args.json else
+                           (lambda report: None))
     split = lambda s: [p for p in s.split(",") if p]
     if args.cell not in bench.CELLS:
         print(f"rnnspec bench: --cell: unknown {args.cell!r}; choose from {list(bench.CELLS)}", file=sys.stderr)
@@ -97,6 +87,32 @@ def _bench(args: argparse.Namespace) -> int:
     if args.json:
         bench.write_json(args.json, report)
     return 0
+
+
+def _bench_cuda(args: argparse.Namespace, save) -> int:
+    """``rnnspec bench --device cuda``: Elman (rnnspec.kernels.cuda.bench) or gated cells, a comma-separated
+    list of them in one process (rnnspec.kernels.cuda.bench_gated)."""
+    import json
+
+    from rnnspec.derivations.oracle import Oracle
+    from rnnspec.kernels.cuda import bench as bench_cuda
+    from rnnspec.kernels.cuda import bench_gated
+
+    repeats = max(args.repeats, bench_cuda.MIN_REPEATS)
+    cells = [c for c in args.cell.split(",") if c]
+    if cells == ["elman"]:
+        report = bench_cuda.run(repeats=repeats, with_variants=args.variants, save=save, reference=Oracle().vjp)
+    else:
+        unknown = [c for c in cells if c not in bench_gated.CELLS]
+        if unknown:
+            print(f"rnnspec bench --device cuda: --cell: unknown {unknown}; choose elman alone, or any of "
+                  f"{list(bench_gated.CELLS)}", file=sys.stderr)
+            return 2
+        report = bench_gated.run(cells, repeats=repeats, with_variants=args.variants, save=save,
+                                 reference=lambda cell: Oracle(cell=cell).vjp)
+    if not args.json:
+        print(json.dumps(report, indent=1))
+    return 0 if all(r.get("correct") for r in report["results"]) else 1
 
 
 def _case(text: str, cell: str | None = None):
@@ -247,7 +263,8 @@ def parser() -> argparse.ArgumentParser:
     derive.add_argument("--quiet", action="store_true", help="no progress lines")
     derive.set_defaults(run=_derive)
     bench = sub.add_parser("bench", help="time the kernels against plain NumPy and PyTorch")
-    bench.add_argument("--cell", default="elman", help="elman, lstm, gru-reset-after or gru-reset-before")
+    bench.add_argument("--cell", default="elman", help="elman, lstm, gru-reset-after or gru-reset-before "
+                       "(--device cuda: a comma-separated list of the gated cells runs in one process)")
     bench.add_argument("--sizes", default="", help="comma-separated: S1..S5 (elman) or G1..G5 (the gated "
                        "cells; the same sizes); all five by default")
     bench.add_argument("--phases", default="forward,train")

@@ -25,10 +25,11 @@ def test_a_bare_gru_is_refused_naming_both_forms_and_who_uses_which():
         assert words in run.stderr, run.stderr
 
 
-def test_the_cuda_kernels_say_they_are_elman_only():
+def test_the_cuda_kernels_name_the_cells_they_implement():
     pytest.importorskip("numba.cuda", reason="numba-cuda is not installed (pip install .[cuda])")
-    run = _rnnspec("check", "rnnspec-cuda", "--cell", "lstm")
-    assert run.returncode == 2 and "implements cells ('elman',), not 'lstm'" in run.stderr, run.stderr
+    run = _rnnspec("check", "rnnspec-cuda", "--cell", "lstm-proj")
+    implemented = "('elman', 'lstm', 'gru-reset-after', 'gru-reset-before')"
+    assert run.returncode == 2 and f"implements cells {implemented}, not 'lstm-proj'" in run.stderr, run.stderr
 
 
 def test_a_clause_of_another_cell_is_named_as_such():

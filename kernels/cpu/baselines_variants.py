@@ -85,25 +85,24 @@ def rnnspec_variant(case: Case, cell: str, variant: dict) -> tuple[Callable, Cal
             lambda: loss(cell, case["x"], states, with_head, case["targets"], **options))
 
 
-def torch_variant(case: Case, cell: str, variant: dict) -> tuple[Callable, Callable]:
-    """The stacked module; packed sequences (enforce_sorted=False) when the case has lengths."""
+def torch_modules(case: Case, cell: str, variant: dict, dtype=None):
+    """(rnn, head): PyTorch's stacked module and nn.Linear holding the case's weights, written once for
+    every use (CPU and GPU benchmarks): gates stacked as the kernels stack them (PyTorch's own order),
+    b in bias_ih, bias_hh zero but for b_hn in the GRU's n block; ``dtype`` the case's unless given."""
     import torch
-    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
     if cell == "gru-reset-before":
         raise ValueError("PyTorch has no GRU with the reset gate before the recurrent product")
     if cell == "lstm-peephole":
         raise ValueError("PyTorch's LSTM has no peepholes")
-    if variant["lengths"] not in (None, "zero"):
-        raise ValueError("PyTorch's packed sequences output zeros past a sequence's end (lengths=zero only)")
-    T, B, I = case["x"].shape
+    I = case["x"].shape[2]
     H, K = case["c0" if cell.startswith("lstm") else "h0"].shape[-1], case["V"].shape[0]  # c is H wide, h P
-    dtype = torch.float32 if case["x"].dtype == np.float32 else torch.float64
+    dtype = dtype or (torch.float32 if case["x"].dtype == np.float32 else torch.float64)
     layer = {"elman": torch.nn.RNN, "lstm": torch.nn.LSTM, "lstm-proj": torch.nn.LSTM}.get(cell, torch.nn.GRU)
     extra = {"proj_size": case["h0"].shape[-1]} if cell == "lstm-proj" else {}
     rnn = layer(I, H, num_layers=variant["layers"], bidirectional=variant["bidirectional"], **extra).to(dtype)
     head = torch.nn.Linear(case["V"].shape[1], K).to(dtype)
-    t = torch.from_numpy
+    t = lambda a: torch.from_numpy(np.asarray(a)).to(dtype)
     gates = GATES[cell]
     with torch.no_grad():
         for layer_index, d in runs(variant):
@@ -121,6 +120,20 @@ def torch_variant(case: Case, cell: str, variant: dict) -> tuple[Callable, Calla
                 getattr(rnn, "weight_hr" + theirs).copy_(t(case["W_hr" + ours]))
         head.weight.copy_(t(case["V"]))
         head.bias.copy_(t(case["c"]))
+    return rnn, head
+
+
+def torch_variant(case: Case, cell: str, variant: dict) -> tuple[Callable, Callable]:
+    """The stacked module; packed sequences (enforce_sorted=False) when the case has lengths."""
+    import torch
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    if variant["lengths"] not in (None, "zero"):
+        raise ValueError("PyTorch's packed sequences output zeros past a sequence's end (lengths=zero only)")
+    rnn, head = torch_modules(case, cell, variant)
+    T, B, _ = case["x"].shape
+    K = case["V"].shape[0]
+    t = torch.from_numpy
     lift = (lambda a: t(a)) if variant["layers"] > 1 or variant["bidirectional"] else (lambda a: t(a)[None])
     x, y = t(case["x"]), t(case["targets"].reshape(-1))
     lstm = cell.startswith("lstm")

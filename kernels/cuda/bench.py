@@ -249,10 +249,15 @@ def _device_calls(T, B, I, H):
 def _whole_call_timings(T, B, I, H, repeats, cudnn=None) -> dict:
     """Medians of the whole forward and forward+backward calls on device arrays; with ``cudnn``
     (from ``cudnn_calls``), timed in blocks alternating with cuDNN's, with the ratios."""
+    return timed_against_cudnn(*_device_calls(T, B, I, H), repeats, cudnn)
+
+
+def timed_against_cudnn(forward, train, repeats: int, cudnn: dict | None = None) -> dict:
+    """Medians of our ``forward`` and ``train`` calls (any cell's); with ``cudnn`` ({"forward", "train",
+    "sync"}), timed in blocks alternating with cuDNN's, with the ratios (cuDNN's time / ours)."""
     from rnnspec.kernels.numpy_compat import cuda_module
 
     sync = cuda_module().synchronize
-    forward, train = _device_calls(T, B, I, H)
     calls = {"rnnspec_forward_s": (forward, sync), "rnnspec_train_s": (train, sync)}
     if cudnn is not None:
         calls.update({"cudnn_forward_s": (cudnn["forward"], cudnn["sync"]),
@@ -400,12 +405,17 @@ def describe(layout: dict) -> str:
             f"tile={layout['tile']} slices={layout['slices']}")
 
 
+def verdict_words(r: dict) -> str:
+    """A row's verdict and every error it rests on, in one phrase."""
+    return ("correct" if r["correct"] else "INCORRECT") + ": " + \
+        " ".join(f"{k}={v:.1e}" for k, v in r["correctness"].items())
+
+
 def table_row(r: dict) -> str:
     size = f"({r['T']}, {r['B']}, {r['I']}, {r['H']})"
     if "error" in r:
         return f"{size:24s} ERROR {r['error']}"
-    corr = ("correct" if r["correct"] else "INCORRECT") + ": " + \
-        " ".join(f"{k}={v:.1e}" for k, v in r["correctness"].items())
+    corr = verdict_words(r)
     lines = [f"{size:24s} fwd {r['rnnspec_forward_s'] * 1e3:8.3f} ms vs cuDNN {r['cudnn_forward_s'] * 1e3:8.3f} ms "
              f"({r['forward_ratio_vs_cudnn']:.2f}x)  fwd+bwd {r['rnnspec_train_s'] * 1e3:8.3f} ms vs "
              f"{r['cudnn_train_s'] * 1e3:8.3f} ms ({r['train_ratio_vs_cudnn']:.2f}x)  {corr}",

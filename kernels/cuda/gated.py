@@ -34,17 +34,17 @@ from rnnspec.kernels.cuda.gated_recurrence import (
     forward_recurrence,
     gated_plan,
 )
-from rnnspec.kernels.cuda.gemm import TILE
+from rnnspec.kernels.cuda.gemm import TILE, deltas_products_into, splits_for
 from rnnspec.kernels.cuda.host import column_sums_into, product_into
 from rnnspec.kernels.cuda.launches import launch
-from rnnspec.kernels.numpy_compat import cuda_module
+from rnnspec.kernels.numpy_compat import SIMULATED, cuda_module
 
 cuda = cuda_module()
 
 CELLS = tuple(GATE_COUNT)
 #: forced layout choices (gated_plan's keywords) for tests and benchmarks
 LAYOUT_OVERRIDE: dict = {}
-_BLOCK = 128
+_BLOCK = 8 if SIMULATED else 128  # threads per block of the elementwise kernels (each a Python thread simulated)
 
 
 def gated_layout_for(cell: str, hidden: int, batch: int, dtype) -> GatedLayout:
@@ -96,6 +96,8 @@ class _Run:
         self.to_host = any(not on_device(v) for v in (x, *state0.values(), *params.values()))
         self.x, self.state0, self.params = x, state0, params
         self.layout = gated_layout_for(cell, self.H, self.B, self.dtype)
+        #: direction -> (kernel, blocks, threads, *arguments) of the recurrence launches made so far
+        self.launches: dict = {}
 
     def out(self, value):
         return value.copy_to_host() if self.to_host else value
@@ -134,8 +136,15 @@ class _Run:
         self.gates = scratch("gate values", (T, B, G * H), self.dtype)
         self.aux = scratch("gated aux", (T, B, H), self.dtype)
         b_hn = contiguous(self.params["b_hn"]) if "b_hn" in self.params else scratch("absent b_hn", (1,), self.dtype)
-        launch(forward_recurrence(self.cell, H, self.layout, self.dtype.name), *self.layout.launch,
-               self.a.reshape(T, B, G * H), self.W, self.hs, self.cs, self.gates, self.aux, b_hn)
+        self._recurrence("forward", forward_recurrence, self.a.reshape(T, B, G * H), self.W, self.hs, self.cs,
+                         self.gates, self.aux, b_hn)
+
+    def _recurrence(self, direction: str, build, *args) -> None:
+        """Launch the recurrence kernel of ``direction``, and keep the launch in self.launches (the GPU
+        bench replays it to time the kernel alone)."""
+        kernel = build(self.cell, self.H, self.layout, self.dtype.name)
+        self.launches[direction] = (kernel, *self.layout.launch, *args)
+        launch(kernel, *self.layout.launch, *args)
 
     def outputs(self) -> dict:
         out = {"h": self.out(self.hs[1:])}
@@ -160,23 +169,33 @@ class _Run:
         kept = scratch("gated kept", (B, H), self.dtype)
         carry_c = grads["c0"] if self.lstm else kept
         has_gc = gc is not None
-        launch(backward_recurrence(self.cell, H, self.layout, self.dtype.name), *self.layout.launch,
-               direct, gc if has_gc else direct, has_gc, WT, self.hs, self.cs, self.gates, self.aux, deltas,
-               recurrent, grads["h0"], carry_c, kept)
+        self._recurrence("backward", backward_recurrence, direct, gc if has_gc else direct, has_gc, WT, self.hs,
+                         self.cs, self.gates, self.aux, deltas, recurrent, grads["h0"], carry_c, kept)
         rows = T * B
         d2, r2 = deltas.reshape(rows, G * H), recurrent.reshape(rows, G * H)
+        previous = self.hs[:T].reshape(rows, H)
+        dU, dW, multiprocessors = grads["U"], grads["W"], host.multiprocessors()
+        if self.lstm and splits_for((dU.shape, dW.shape), rows, multiprocessors) == 1 and \
+                splits_for((grads["x"].shape,), G * H, multiprocessors) == 1:  # dx, dU, dW in one launch
+            deltas_products_into(d2, (self.U, grads["x"]), (self.x_rows, dU), (previous, dW))
+            return self._bias_sums(grads, d2, r2)
         product_into(d2, self.U, grads["x"], role="dx")
         product_into(d2, self.x_rows, grads["U"], trans_a=True, role="dU")
-        previous = self.hs[:T].reshape(rows, H)
         if self.cell == "gru-reset-before":  # W_n met r * h_{t-1}, not h_{t-1}
             product_into(d2[:, :2 * H], previous, grads["W"][:2 * H], trans_a=True, role="dW_rz")
             product_into(d2[:, 2 * H:], self.aux.reshape(rows, H), grads["W"][2 * H:], trans_a=True, role="dW_n")
         else:
             product_into(r2, previous, grads["W"], trans_a=True, role="dW")
+        return self._bias_sums(grads, d2, r2)
+
+    def _bias_sums(self, grads, d2, r2):
+        """db (and the reset-after GRU's db_hn): the deltas summed over all T B rows, as a GEMM by a row of
+        ones (split over blocks where T B is long); returns grads."""
+        rows, H = d2.shape[0], self.H
         ones = scratch("ones", (1, rows), self.dtype)
         launch(_ones, math.ceil(rows / _BLOCK), _BLOCK, ones.reshape(rows))
         product_into(ones, d2, grads["b"], role="db")
-        if after:
+        if self.cell == "gru-reset-after":
             product_into(ones, r2[:, 2 * H:], grads["b_hn"], role="db_hn")
         return grads
 

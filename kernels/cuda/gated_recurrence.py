@@ -41,7 +41,8 @@ cuda = cuda_module()
 #: gates per cell, in the stacked order of rnnspec.kernels.checks.GATED_CELLS
 GATE_COUNT = {"lstm": 4, "gru-reset-after": 3, "gru-reset-before": 3}
 THREADS = 8 if SIMULATED else 256  # per group; a power of two
-SLICES = 2 if SIMULATED else 32  # threads per dot product; a power of two
+MAX_SLICES = 2 if SIMULATED else 32  # threads per dot product, at most (a warp); a power of two
+MIN_SLICE_TERMS = 4  # terms of a dot product per thread, at least, where H allows
 #: shared memory for the products' totals (RB G R values per group), at most
 TOTALS_LIMIT = 16 * 1024
 
@@ -73,18 +74,22 @@ class GatedLayout(NamedTuple):
         return (weights + self.threads + self.rows * G * self.units) * itemsize * self.virtual
 
 
+def _power_of_two_at_most(n: int) -> int:
+    return 1 << (max(1, n).bit_length() - 1)
+
+
 def gated_plan(cell: str, hidden: int, batch: int, dtype, multiprocessors: int, cooperative: bool | None = None,
                units: int | None = None, rows: int | None = None, slices: int | None = None,
                resident: bool | None = None) -> GatedLayout:
     """The cooperative grid (at most one group per multiprocessor, as few units per group as that
     allows, every batch row) wherever its totals fit; else streamed blocks of every unit and as
-    many batch rows as fill the GPU. Weights resident wherever they fit beside the rest. Every
-    choice may be forced (tests, benchmarks); ValueError when the forced layout does not fit."""
+    many batch rows as fill the GPU. Weights resident wherever they fit beside the rest. Slices:
+    enough threads per dot product that a group's forward outputs take one pass (at most
+    MAX_SLICES, and at least MIN_SLICE_TERMS terms each). Every choice may be forced (tests,
+    benchmarks); ValueError when the forced layout does not fit."""
     G, itemsize = GATE_COUNT[cell], np.dtype(dtype).itemsize
     batch = max(1, batch)
-    threads, slices = THREADS, min(THREADS, slices or SLICES)
-    if slices & (slices - 1):
-        raise ValueError(f"slices must be a power of two, not {slices}")
+    threads = THREADS
 
     def cooperative_units() -> int:
         return units or math.ceil(hidden / max(1, min(hidden, multiprocessors)))
@@ -103,6 +108,12 @@ def gated_plan(cell: str, hidden: int, batch: int, dtype, multiprocessors: int, 
         if R < hidden:
             raise ValueError(f"a streamed layout owns all {hidden} units per block, not {R}")
     virtual = groups if SIMULATED and cooperative else 1
+    if slices is None:  # every forward output of a group a thread in one pass, the rest slicing the terms
+        outputs = RB * R * G
+        slices = min(MAX_SLICES, _power_of_two_at_most(threads // min(outputs, threads)),
+                     _power_of_two_at_most(max(1, hidden // MIN_SLICE_TERMS)))
+    if slices < 1 or slices > threads or slices & (slices - 1):
+        raise ValueError(f"slices must be a power of two from 1 to {threads}, not {slices}")
 
     def layout(keep: bool) -> GatedLayout:
         return GatedLayout(R, RB, groups, threads, slices, virtual, cooperative, keep)

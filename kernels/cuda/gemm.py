@@ -24,8 +24,8 @@ from rnnspec.kernels.numpy_compat import SIMULATED, cuda_module
 
 cuda = cuda_module()
 
-TILE = 4 if SIMULATED else 16  # threads per block side (the simulator runs each thread as a Python thread)
-PER = 2 if SIMULATED else 4  # outputs per thread side
+TILE = 2 if SIMULATED else 16  # threads per block side (the simulator runs each thread as a Python thread)
+PER = 4 if SIMULATED else 4  # outputs per thread side
 BK = TILE  # inner terms per shared-memory stage
 SPLIT_TERMS = 8 * BK  # inner terms per block, at least, when the inner dimension is split
 
