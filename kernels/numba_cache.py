@@ -6,7 +6,8 @@ file keeps its cached machine code, the old callee compiled into it, when only t
 lstm.backward kept running the edited step from its cache and returned wrong gradients, silently, in every
 new process. So while the kernels are imported, Numba's cache directory is
 ``<NUMBA_CACHE_DIR, else XDG_CACHE_HOME, else ~/.cache>/rnnspec-numba/<digest of every kernel source>``:
-any change to any kernel file gives a fresh directory. The setting is Numba's global one, so it is put
+any change to any kernel file gives a fresh directory (the CUDA kernels' files aside: nothing of theirs
+is cached on disk). The setting is Numba's global one, so it is put
 back as soon as the kernels' functions exist (each binds its cache location when it is decorated).
 """
 
@@ -22,12 +23,17 @@ from numba.core import config
 
 #: the kernels' sources: this folder and every folder below it
 ROOT = Path(__file__).parent
+#: folders below ROOT whose code Numba never caches on disk (numba-cuda compiles at the first launch of
+#: each process): left out of the digest, so that editing them keeps the CPU kernels' cache
+UNCACHED = ("cuda",)
 
 
 def source_digest(root: Path = ROOT) -> str:
-    """A digest of every ``*.py`` under ``root``, names and contents."""
+    """A digest of every ``*.py`` under ``root`` but those in UNCACHED folders, names and contents."""
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
+        if path.relative_to(root).parts[0] in UNCACHED:
+            continue
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

@@ -244,7 +244,7 @@ sys.exit(cli.main({argv!r}))
     forced = lstm["variants"][0]
     assert forced["correct"] and not forced["layout"]["cooperative"] and forced["layout"]["rows"] == 1, forced
     assert lstm["forward_recurrence_s"] > 0 and lstm["backward_recurrence_s"] > 0, lstm
-    assert "vs cuDNN" in out and "forced streamed units=3 rows=1" in out and "INCORRECT" not in out, out
+    assert "vs cuDNN (TF32)" in out and "forced streamed units=3 rows=1" in out and "INCORRECT" not in out, out
     assert "recurrence kernels alone: fwd" in out, out
 
 

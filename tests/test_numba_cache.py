@@ -34,6 +34,17 @@ def test_the_digest_follows_every_file(tmp_path):
     assert cache_directory(tmp_path).name == source_digest(tmp_path)
 
 
+def test_the_digest_leaves_out_the_cuda_kernels_which_numba_never_caches(tmp_path):
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "cuda").mkdir()
+    (tmp_path / "cuda" / "kernel.py").write_text("y = 2\n")
+    first = source_digest(tmp_path)
+    (tmp_path / "cuda" / "kernel.py").write_text("y = 3\n")
+    assert source_digest(tmp_path) == first
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert source_digest(tmp_path) != first
+
+
 def test_numbas_own_setting_is_left_as_it_was():
     code = "import numba.core.config as c; import rnnspec.kernels; print(repr(c.CACHE_DIR))"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

@@ -216,7 +216,8 @@ def run(cells=CELLS, repeats: int = 20, sizes=None, progress=print, with_variant
     progress(f"{report['gpu']}: cuDNN {report['cudnn']}, cudnn.allow_tf32={report['cudnn_allow_tf32']}")
     for cell in cells:
         for T, B, I, H in GATED_GPU_SIZES if sizes is None else sizes:
-            row = {"cell": cell, "T": T, "B": B, "I": I, "H": H, "dtype": "float32"}
+            row = {"cell": cell, "T": T, "B": B, "I": I, "H": H, "dtype": "float32",
+                   "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32}
             try:
                 row["layout"] = gated.gated_layout_for(cell, H, B, "float32")._asdict()
                 cudnn = None if cell == "gru-reset-before" else cudnn_calls(cell, T, B, I, H, TORCH_DEVICE)
@@ -250,7 +251,8 @@ def table_row(r: dict) -> str:
     if "error" in r:
         return f"{size:40s} ERROR {r['error']}"
     corr = verdict_words(r)
-    versus = (lambda phase: f" vs cuDNN {r[f'cudnn_{phase}_s'] * 1e3:8.3f} ms "
+    tf32 = "TF32" if r.get("cudnn_allow_tf32") else "no TF32"
+    versus = (lambda phase: f" vs cuDNN ({tf32}) {r[f'cudnn_{phase}_s'] * 1e3:8.3f} ms "
               f"({r[f'{phase}_ratio_vs_cudnn']:.2f}x)") if "cudnn_train_s" in r else (lambda phase: "")
     lines = [f"{size:40s} fwd {r['rnnspec_forward_s'] * 1e3:8.3f} ms{versus('forward')}  fwd+bwd "
              f"{r['rnnspec_train_s'] * 1e3:8.3f} ms{versus('train')}  {corr}",
