@@ -225,13 +225,13 @@ import sys
 from rnnspec.kernels.cuda import bench as bench_cuda, bench_gated
 from rnnspec.spec import cli
 bench_gated.GATED_GPU_SIZES = ((2, 1, 1, 3),)
-bench_gated.VARIANTS = ({{"cooperative": False, "rows": 1}},)
+bench_gated.VARIANTS = {{(2, 1, 1, 3): ({{"cooperative": False, "rows": 1}},)}}
 bench_gated.TORCH_DEVICE = "cpu"
 bench_cuda.MIN_REPEATS, bench_cuda.CLOCK_WARMUP_S = 1, 0.0
 sys.exit(cli.main({argv!r}))
 """
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
-                         env={**os.environ, "NUMBA_ENABLE_CUDASIM": "1"})
+                         env={"NUMBA_ENABLE_CUDASIM": "1", **os.environ})  # the simulator, unless told otherwise
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     out = run.stdout
     report = json.loads(path.read_text())

@@ -30,8 +30,12 @@ GATED_GPU_SIZES = ((1000, 1, 64, 64), (1000, 1, 256, 256), (100, 32, 64, 128), (
                    (50, 64, 512, 1024))
 CELLS = ("lstm", "gru-reset-after", "gru-reset-before")
 ORACLE_LIMIT = 200_000  # T' B H H multiply-adds for the float64 oracle check (it runs one step at a time)
-#: layouts timed with ``variants`` (gated_plan's keywords), beside the default
-VARIANTS = ({"cooperative": True}, {"cooperative": False}, {"cooperative": True, "resident": False})
+#: layouts timed with ``variants`` (gated_plan's keywords) beside the default, per size: each costs two more
+#: kernel compilations (seconds each), so only where they answer a question: what keeping W on chip buys at
+#: H = 256, and whether streamed blocks beat the cooperative grid once the batch is large
+VARIANTS = {(1000, 1, 256, 256): ({"resident": False},),
+            (100, 32, 64, 128): ({"cooperative": False},),
+            (100, 64, 256, 256): ({"cooperative": False}, {"resident": False})}
 K = 16  # classes of the case's head: made, never timed
 TORCH_DEVICE = "cuda"  # where nn.LSTM / nn.GRU run in ``run`` ("cpu" in the tests: torch's CPU layers)
 
@@ -174,8 +178,8 @@ def forced_layout(override: dict):
 
 
 def variants(cell: str, T: int, B: int, I: int, H: int, repeats: int, cudnn: dict | None, limit: float) -> list:
-    """Each of VARIANTS at this size: its layout, float32 against the CPU kernels in float64 on the first
-    min(T, 50) steps, and the whole calls' times (with cuDNN's ratios when given)."""
+    """Each of VARIANTS at this size (none at most sizes): its layout, float32 against the CPU kernels in
+    float64 on the first min(T, 50) steps, and the whole calls' times (with cuDNN's ratios when given)."""
     from rnnspec.kernels import backward
     from rnnspec.kernels.cuda import gated
 
@@ -185,7 +189,7 @@ def variants(cell: str, T: int, B: int, I: int, H: int, repeats: int, cudnn: dic
     state0, params = _parts(case, cell)
     wide = lambda d: {k: v.astype(np.float64) for k, v in d.items()}
     want = backward(cell, case["x"].astype(np.float64), wide(state0), wide(params), wide(_cotangents(case)))
-    for override in VARIANTS:
+    for override in VARIANTS.get((T, B, I, H), ()):
         try:
             with forced_layout(override):
                 row = {"forced": override, "layout": gated.gated_layout_for(cell, H, B, "float32")._asdict()}
