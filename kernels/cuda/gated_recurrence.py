@@ -70,7 +70,7 @@ class GatedLayout(NamedTuple):
     def shared_bytes(self, cell: str, hidden: int, itemsize: int) -> int:
         """Shared memory per launched block: W's rows (when resident), partial sums and totals."""
         G = GATE_COUNT[cell]
-        weights = G * self.units * hidden if self.resident else 1
+        weights = G * self.units * (hidden + 1) if self.resident else 1
         return (weights + self.threads + self.rows * G * self.units) * itemsize * self.virtual
 
 
@@ -167,7 +167,7 @@ def _product(direction: str, cell: str, hidden: int, layout: GatedLayout, dtype:
     R, RB, _, threads, S, _, _, resident = layout
     per_chunk = threads // S
     backward = direction == "backward"
-    row_length = G * hidden if backward else hidden
+    stride = (G * hidden if backward else hidden) + 1  # a kept row and one pad: rows start in different banks
 
     @cuda.jit(device=True, inline=True)
     def product(M, vector, step, col0, gate0, gates, terms, weights, partial, totals, group, local, first, b_first):
@@ -183,7 +183,7 @@ def _product(direction: str, cell: str, hidden: int, layout: GatedLayout, dtype:
             acc = zero
             if o < outputs and b < batch and i < hidden:
                 row = i if backward else k * hidden + i
-                kept_row = (r if backward else k * R + r) * row_length
+                kept_row = (r if backward else k * R + r) * stride
                 for j in range(s, terms, S):
                     w = weights[group, kept_row + col0 + j] if resident else M[row, col0 + j]
                     acc += w * vector[step, b, col0 + j]
@@ -204,11 +204,14 @@ def _product(direction: str, cell: str, hidden: int, layout: GatedLayout, dtype:
 
 def _load_weights(direction: str, cell: str, hidden: int, layout: GatedLayout):
     """device function load(M, weights, group, local, first): the group's rows of M into shared
-    memory, row-major: forward row k R + r = W[k H + first + r, :], backward row r = W^T[first + r, :]."""
+    memory, row-major with one pad per row (so that the threads of a warp reading one term of different
+    rows meet different banks): forward row k R + r = W[k H + first + r, :], backward row
+    r = W^T[first + r, :]."""
     G = GATE_COUNT[cell]
     R, threads = layout.units, layout.threads
     backward = direction == "backward"
     row_length = G * hidden if backward else hidden
+    stride = row_length + 1  # as in _product
 
     @cuda.jit(device=True, inline=True)
     def load(M, weights, group, local, first):
@@ -217,9 +220,9 @@ def _load_weights(direction: str, cell: str, hidden: int, layout: GatedLayout):
             r = kept_row if backward else kept_row % R
             i = first + r
             if i < hidden:
-                weights[group, e] = M[i, j] if backward else M[(kept_row // R) * hidden + i, j]
+                weights[group, kept_row * stride + j] = M[i, j] if backward else M[(kept_row // R) * hidden + i, j]
             else:
-                weights[group, e] = 0
+                weights[group, kept_row * stride + j] = 0
         cuda.syncthreads()
 
     return load
@@ -227,9 +230,27 @@ def _load_weights(direction: str, cell: str, hidden: int, layout: GatedLayout):
 
 def _shared_shapes(cell: str, hidden: int, layout: GatedLayout):
     G = GATE_COUNT[cell]
-    weights = G * layout.units * hidden if layout.resident else 1
+    weights = G * layout.units * (hidden + 1) if layout.resident else 1
     return ((layout.virtual, weights), (layout.virtual, layout.threads),
             (layout.virtual, layout.rows * G * layout.units))
+
+
+def _common(direction: str, cell: str, hidden: int, layout: GatedLayout, dtype: str) -> tuple:
+    """What both directions' kernels are built from: (G, numpy dtype, its 1, R, RB, threads, the shared
+    arrays' shapes, product, load, sync, where), where() giving a thread's (group, local, first, b_first)."""
+    numpy_dtype = np.dtype(dtype)
+    R, RB, threads, virtual = layout.units, layout.rows, layout.threads, layout.virtual
+    unit_groups = math.ceil(hidden / R)
+
+    @cuda.jit(device=True, inline=True)
+    def where():
+        group, local = cuda.threadIdx.x // threads, cuda.threadIdx.x % threads
+        place = cuda.blockIdx.x * virtual + group
+        return group, local, (place % unit_groups) * R, (place // unit_groups) * RB
+
+    return (GATE_COUNT[cell], numpy_dtype, numpy_dtype.type(1), R, RB, threads, _shared_shapes(cell, hidden, layout),
+            _product(direction, cell, hidden, layout, dtype), _load_weights(direction, cell, hidden, layout),
+            _sync(layout.cooperative), where)
 
 
 @cache
@@ -239,26 +260,16 @@ def forward_recurrence(cell: str, hidden: int, layout: GatedLayout, dtype: str):
     and c0 in row 0 and receive h_t, c_t; gates (T, B, G H) receives the gate values; aux (T, B, H)
     receives the LSTM's tanh(c_t), the reset-after GRU's m_t = W_n h_{t-1} + b_hn, or the reset-before
     GRU's r_t * h_{t-1}. cs and b_hn are any arrays of their ranks where the cell has none."""
-    G = GATE_COUNT[cell]
-    numpy_dtype = np.dtype(dtype)
-    one = numpy_dtype.type(1)
-    R, RB = layout.units, layout.rows
-    threads, virtual = layout.threads, layout.virtual
-    unit_groups = math.ceil(hidden / R)
-    weights_shape, partial_shape, totals_shape = _shared_shapes(cell, hidden, layout)
-    product = _product("forward", cell, hidden, layout, dtype)
-    load = _load_weights("forward", cell, hidden, layout)
-    sync = _sync(layout.cooperative)
+    G, numpy_dtype, one, R, RB, threads, shapes, product, load, sync, where = _common("forward", cell, hidden,
+                                                                                     layout, dtype)
+    weights_shape, partial_shape, totals_shape = shapes
     sigma = _logistic(dtype)
     resident = layout.resident
     is_lstm, after = cell == "lstm", cell == "gru-reset-after"
 
     @cuda.jit
     def kernel(a, W, hs, cs, gates, aux, b_hn):
-        group = cuda.threadIdx.x // threads
-        local = cuda.threadIdx.x % threads
-        place = cuda.blockIdx.x * virtual + group
-        first, b_first = (place % unit_groups) * R, (place // unit_groups) * RB
+        group, local, first, b_first = where()
         batch, steps = hs.shape[1], hs.shape[0] - 1
         weights = cuda.shared.array(weights_shape, numpy_dtype)
         partial = cuda.shared.array(partial_shape, numpy_dtype)
@@ -323,16 +334,9 @@ def backward_recurrence(cell: str, hidden: int, layout: GatedLayout, dtype: str)
     - carry (B, H) receives dL/dh0; carry_c (B, H) dL/dc0 (the LSTM; any array else); kept (B, H) is
       scratch: the part of dh_{t-1} local to a unit (dh_t z, and r d(r h) for the reset-before GRU).
     """
-    G = GATE_COUNT[cell]
-    numpy_dtype = np.dtype(dtype)
-    one = numpy_dtype.type(1)
-    R, RB = layout.units, layout.rows
-    threads, virtual = layout.threads, layout.virtual
-    unit_groups = math.ceil(hidden / R)
-    weights_shape, partial_shape, totals_shape = _shared_shapes(cell, hidden, layout)
-    product = _product("backward", cell, hidden, layout, dtype)
-    load = _load_weights("backward", cell, hidden, layout)
-    sync = _sync(layout.cooperative)
+    G, numpy_dtype, one, R, RB, threads, shapes, product, load, sync, where = _common("backward", cell, hidden,
+                                                                                     layout, dtype)
+    weights_shape, partial_shape, totals_shape = shapes
     resident = layout.resident
     is_lstm, after = cell == "lstm", cell == "gru-reset-after"
     #: the deltas that meet W^T in dh_{t-1}'s product: all gates', or the reset-before GRU's r and z
@@ -340,10 +344,7 @@ def backward_recurrence(cell: str, hidden: int, layout: GatedLayout, dtype: str)
 
     @cuda.jit
     def kernel(direct, gc, has_gc, WT, hs, cs, gates, aux, deltas, deltas_rec, carry, carry_c, kept):
-        group = cuda.threadIdx.x // threads
-        local = cuda.threadIdx.x % threads
-        place = cuda.blockIdx.x * virtual + group
-        first, b_first = (place % unit_groups) * R, (place // unit_groups) * RB
+        group, local, first, b_first = where()
         batch, steps = hs.shape[1], hs.shape[0] - 1
         weights = cuda.shared.array(weights_shape, numpy_dtype)
         partial = cuda.shared.array(partial_shape, numpy_dtype)
