@@ -19,7 +19,9 @@ python3 -m pip install -q --no-deps --no-build-isolation -e . >"$out/install.log
   start=$SECONDS
   # the tests mostly compile kernels, on the CPU: spread them over 8 processes where pytest-xdist is
   parallel=$(python3 -c "import xdist" 2>/dev/null && echo "-n 8")
-  timeout 180 python3 -m pytest -q -p no:cacheprovider -rf --tb=short $parallel tests/test_cuda.py tests/test_cuda_bench_and_launch.py 2>&1 \
+  # every layout in both dtypes (-m slow too: CI under the simulator runs each layout in one)
+  timeout 180 python3 -m pytest -q -p no:cacheprovider -rf --tb=short $parallel -m "slow or not slow" \
+    tests/test_cuda.py tests/test_cuda_bench_and_launch.py 2>&1 \
     | grep -v "NumbaPerformanceWarning\|warn(errors" | tail -40 | tee "$out/tests.log"
   echo "tests: $((SECONDS - start)) s"
   # a lean launch (the default) that fails its test may leave the CUDA context unusable: the

@@ -19,7 +19,8 @@ quiet() { grep -v "NumbaPerformanceWarning\|warn(errors"; }
 'numba-cuda', numba_cuda.__version__, 'torch', torch.__version__, 'cudnn', torch.backends.cudnn.version())"
   start=$SECONDS
   parallel=$(python3 -c "import xdist" 2>/dev/null && echo "-n 8")
-  timeout 120 python3 -m pytest -q -p no:cacheprovider -rf --tb=short $parallel tests/test_cuda_gated.py 2>&1 \
+  timeout 120 python3 -m pytest -q -p no:cacheprovider -rf --tb=short $parallel -m "slow or not slow" -k "not hypothesis" \
+    tests/test_cuda_gated.py 2>&1 \
     | quiet | tail -40 | tee "$out/gated_tests.log"
   echo "tests: $((SECONDS - start)) s"
   for cell in lstm gru-reset-after gru-reset-before; do

@@ -65,8 +65,18 @@ LAYOUTS = [  # (split, held, rows, ahead): every branch of the recurrence kernel
 ]
 
 
-@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda d: "-".join(f"{k}={v}" for k, v in d.items()))
-@pytest.mark.parametrize("dtype,activation", [("float64", "tanh"), ("float32", "relu")])
+DTYPES = [("float64", "tanh"), ("float32", "relu")]
+
+
+def _alternating(layouts, dtypes):
+    """Every (layout, dtype) pair: in CI each layout with one dtype, taking turns; the rest behind -m slow
+    (the simulator runs each GPU thread as a Python thread: each pair costs seconds)."""
+    return [pytest.param(layout, *pair, marks=[] if k == n % len(dtypes) else [pytest.mark.slow],
+                         id="-".join(f"{key}={v}" for key, v in layout.items()) + f"-{pair[0]}")
+            for n, layout in enumerate(layouts) for k, pair in enumerate(dtypes)]
+
+
+@pytest.mark.parametrize("layout,dtype,activation", _alternating(LAYOUTS, DTYPES))
 def test_every_recurrence_layout_matches_the_cpu_kernels(monkeypatch, layout, dtype, activation):
     monkeypatch.setattr(cuda_kernels, "LAYOUT_OVERRIDE", layout)
     a = small_arrays(dtype, T=7, B=5, I=2, H=6, K=3, recurrent_scale=0.4)
@@ -96,8 +106,8 @@ COOPERATIVE = [  # at H = 7 and B = 5, with 8 threads per grid block under the s
 ]
 
 
-@pytest.mark.parametrize("forced", COOPERATIVE, ids=lambda d: "-".join(f"{k}={v}" for k, v in d.items()))
-@pytest.mark.parametrize("dtype,activation", [("float64", "tanh"), ("float32", "sigmoid")])
+@pytest.mark.parametrize("forced,dtype,activation",
+                         _alternating(COOPERATIVE, [("float64", "tanh"), ("float32", "sigmoid")]))
 def test_cooperative_grid_matches_the_cpu_kernels(monkeypatch, forced, dtype, activation):
     """W spread over the blocks of a cooperative grid, one grid sync per step; the terms of each dot
     product split over slices of threads and summed in a tree. Under the simulator the grid's blocks

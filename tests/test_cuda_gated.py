@@ -63,15 +63,19 @@ def test_gated_kernels_agree_with_the_oracle_in_float64(cell):
     _close(grads, want_grads, 1e-12, f"{cell} loss against the oracle")
 
 
-@pytest.mark.parametrize("cell", CELLS)
+SLOW = pytest.mark.slow  # the simulator runs each GPU thread as a Python thread: a call costs about a second
+
+
+@pytest.mark.parametrize("cell", [pytest.param(c, marks=[] if c == "lstm" else [SLOW]) for c in CELLS])
 def test_gated_kernels_match_the_cpu_kernels_in_float32(cell):
     _assert_matches_the_cpu(cell, "float32")  # float64: against the oracle above, and in every layout below
 
 
 COOPERATIVE = {"cooperative": True, "units": 2, "slices": 2}  # three groups of a grid, the last one short
 LAYOUTS = [(COOPERATIVE, CELLS),
-           ({"cooperative": True, "units": 2, "resident": False}, ("lstm",)),  # weights read from global memory
-           ({"cooperative": False, "rows": 1}, ("gru-reset-after",)),  # two streamed blocks, one batch row each
+           pytest.param({"cooperative": True, "units": 2, "resident": False}, ("lstm",),  # weights from global memory
+                        marks=SLOW),
+           pytest.param({"cooperative": False, "rows": 1}, ("gru-reset-after",), marks=SLOW),  # one row per block
            ({"cooperative": False, "rows": 2, "resident": False, "slices": 4}, ("gru-reset-before",))]
 
 
@@ -94,13 +98,16 @@ def test_every_recurrence_layout_matches_the_cpu_kernels(monkeypatch, layout, ce
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("layout", [layout for layout, _ in LAYOUTS[1:]],
+@pytest.mark.parametrize("layout", [{"cooperative": True, "units": 2, "resident": False},
+                                    {"cooperative": False, "rows": 1},
+                                    {"cooperative": False, "rows": 2, "resident": False, "slices": 4}],
                          ids=lambda d: "-".join(f"{k}={v}" for k, v in d.items()))
 def test_every_cell_in_every_recurrence_layout_matches_the_cpu_kernels(monkeypatch, layout):
     _assert_layout_matches_the_cpu(monkeypatch, layout, CELLS)
 
 
-@pytest.mark.parametrize("sizes", [{"T": 1, "B": 1, "I": 1, "H": 1}, {"T": 4, "B": 1, "I": 3, "H": 3}],
+@pytest.mark.parametrize("sizes", [{"T": 1, "B": 1, "I": 1, "H": 1},
+                                   pytest.param({"T": 4, "B": 1, "I": 3, "H": 3}, marks=SLOW)],
                          ids=["one-of-everything", "B1"])
 def test_edge_sizes_match_the_cpu_kernels(sizes):
     for cell in CELLS:
@@ -223,16 +230,21 @@ def test_gated_plan_on_the_gpu_sizes_of_the_goals(monkeypatch):
                                    "resident") and gated_recurrence.GATE_COUNT["lstm"] == 4
 
 
-def test_rnnspec_cuda_target_is_conformant_for_the_gated_cells():
-    regimes = {"lstm": ("float32", "contracting"), "gru-reset-after": ("float64", "saturating"),
+CONFORMANCE = {"lstm": ("float32", "contracting"), "gru-reset-after": ("float64", "saturating"),
                "gru-reset-before": ("float32", "large-logits")}
-    for seed, (cell, (dtype, regime)) in enumerate(regimes.items()):
-        case = Case(T=3, B=2, I=2, H=4, K=3, activation="tanh", dtype=dtype, regime=regime, seed=seed, cell=cell)
-        report = check(load_target("rnnspec-cuda"), target="rnnspec-cuda", cases=[case], cell=cell)
-        assert report.conformant, (cell, [(r.clause.id, r.status, r.worst and r.worst.message)
-                                          for r in report.results if r.status != "passed"])
 
 
+@pytest.mark.parametrize("cell", [pytest.param(c, marks=[] if c == "gru-reset-before" else [SLOW]) for c in CELLS])
+def test_rnnspec_cuda_target_is_conformant_for_the_gated_cells(cell):
+    dtype, regime = CONFORMANCE[cell]
+    case = Case(T=3, B=2, I=2, H=4, K=3, activation="tanh", dtype=dtype, regime=regime, seed=CELLS.index(cell),
+                cell=cell)
+    report = check(load_target("rnnspec-cuda"), target="rnnspec-cuda", cases=[case], cell=cell)
+    assert report.conformant, (cell, [(r.clause.id, r.status, r.worst and r.worst.message)
+                                      for r in report.results if r.status != "passed"])
+
+
+@pytest.mark.slow  # 25 s: run it (-m slow) before a GPU session; the GPU script runs the bench itself
 def test_gpu_benchmark_of_the_gated_cells_runs_as_the_gpu_script_runs_it(tmp_path):
     """``rnnspec bench --device cuda --cell lstm,gru-reset-before --variants --json`` at one tiny size,
     torch's side on the CPU: the verdicts (the oracle's check included), PyTorch's gradients named and
