@@ -1,12 +1,14 @@
-"""Elman forward and BPTT on NVIDIA GPUs (numba-cuda), mirroring rnnspec.kernels.cpu.
+"""Forward and BPTT on NVIDIA GPUs (numba-cuda), mirroring rnnspec.kernels.cpu.
 
+    from rnnspec.kernels.cuda import forward, backward, loss          # any cell: "elman", "lstm", the GRUs
     from rnnspec.kernels.cuda import elman_forward, elman_backward, elman_loss
 
 Same arguments, semantics and checks as the CPU kernels. Arguments may be NumPy arrays (copied to
 the device; results come back as NumPy arrays) or CUDA device arrays (used in place; results stay
 on the device). Work parallel over time (input projection, output head, dU, dW, dV, dx) runs as
 tiled GEMM kernels over all T*B rows; each recurrence direction is one launch for all T steps
-(rnnspec.kernels.cuda.elman.recurrence).
+(Elman: rnnspec.kernels.cuda.elman.recurrence and .cooperative; the gated cells:
+rnnspec.kernels.cuda.gated and .gated_recurrence).
 """
 
 from __future__ import annotations
