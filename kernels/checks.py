@@ -223,3 +223,31 @@ def _name_the_odd_shape(cell: str, B: int, I: int, state0: dict, params: dict, h
         shape(f"state0[{key!r}]", state0[key], *shapes[key], f" ({why_h}; B={B} from x)")
     for key in [*(f"{kind}_{g}" for kind in "UWb" for g in gates), *extra, *(("V", "c") if head else ())]:
         shape(key, params[key], *shapes[key], f" (K={K} from V)" if key == "c" else why)
+
+
+def one_params_form(params, named: dict):
+    """The parameters given as one dict (``params``) or as named arguments (``named``), never both."""
+    if params is not None and named:
+        raise TypeError(f"give the parameters as one dict or as named arguments, not both (named: {sorted(named)})")
+    return named if params is None else params
+
+
+def elman_dicts(state0, params) -> tuple:
+    """(h0, params) of the Elman cell from the any-cell API's dicts, each key checked by name."""
+    params = named_arrays("params", params, ("U", "W"), ("b", *HEAD_PARAMS), "elman")
+    return named_arrays("state0", state0, ("h0",), (), "elman")["h0"], params
+
+
+def gated_cotangents(cell: str, cotangents, dtype, T: int, B: int, H: int, P: int, device_ok: bool = False) -> dict:
+    """The cotangents {"h": (T, B, P)} (and, for the LSTMs, optionally {"c": (T, B, H)}) of a gated cell's
+    VJP, each checked; P = H but for the projected LSTM."""
+    lstm = "c0" in GATED_CELLS[cell][1]
+    given = named_arrays("cotangents", cotangents if cotangents is not None else {}, ("h",),
+                         ("c",) if lstm else (), cell)
+    for key, value in given.items():
+        value = array(f"cotangents[{key!r}]", value, 3, device_ok)
+        same_dtype("x", dtype, **{f"cotangents[{key!r}]": value})
+        width, name = (P, "P" if cell == "lstm-proj" else "H") if key == "h" else (H, "H")
+        shape(f"cotangents[{key!r}]", value, (T, B, width), f"(T, B, {name})")
+        given[key] = value
+    return given

@@ -85,10 +85,10 @@ def rnnspec_variant(case: Case, cell: str, variant: dict) -> tuple[Callable, Cal
             lambda: loss(cell, case["x"], states, with_head, case["targets"], **options))
 
 
-def torch_modules(case: Case, cell: str, variant: dict, dtype=None):
-    """(rnn, head): PyTorch's stacked module and nn.Linear holding the case's weights, written once for
-    every use (CPU and GPU benchmarks): gates stacked as the kernels stack them (PyTorch's own order),
-    b in bias_ih, bias_hh zero but for b_hn in the GRU's n block; ``dtype`` the case's unless given."""
+def torch_modules(case: Case, cell: str, variant: dict):
+    """(rnn, head): PyTorch's stacked module and nn.Linear holding the case's weights, in the case's dtype,
+    for the CPU and GPU benchmarks: gates stacked as the kernels stack them (PyTorch's own order), b in
+    bias_ih, bias_hh zero but for b_hn in the GRU's n block."""
     import torch
 
     if cell == "gru-reset-before":
@@ -97,12 +97,12 @@ def torch_modules(case: Case, cell: str, variant: dict, dtype=None):
         raise ValueError("PyTorch's LSTM has no peepholes")
     I = case["x"].shape[2]
     H, K = case["c0" if cell.startswith("lstm") else "h0"].shape[-1], case["V"].shape[0]  # c is H wide, h P
-    dtype = dtype or (torch.float32 if case["x"].dtype == np.float32 else torch.float64)
+    dtype = torch.float32 if case["x"].dtype == np.float32 else torch.float64
     layer = {"elman": torch.nn.RNN, "lstm": torch.nn.LSTM, "lstm-proj": torch.nn.LSTM}.get(cell, torch.nn.GRU)
     extra = {"proj_size": case["h0"].shape[-1]} if cell == "lstm-proj" else {}
     rnn = layer(I, H, num_layers=variant["layers"], bidirectional=variant["bidirectional"], **extra).to(dtype)
     head = torch.nn.Linear(case["V"].shape[1], K).to(dtype)
-    t = lambda a: torch.from_numpy(np.asarray(a)).to(dtype)
+    t = torch.from_numpy
     gates = GATES[cell]
     with torch.no_grad():
         for layer_index, d in runs(variant):

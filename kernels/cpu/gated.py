@@ -183,8 +183,7 @@ class _Run:
 def _dispatch_elman(kind: str, x, state0, params, extra, activation):
     from rnnspec.kernels.cpu import elman
 
-    p = checks.named_arrays("params", params, ("U", "W"), ("b", *checks.HEAD_PARAMS), "elman")
-    h0 = checks.named_arrays("state0", state0, ("h0",), (), "elman")["h0"]
+    h0, p = checks.elman_dicts(state0, params)
     args = (x, h0, p["U"], p["W"], p.get("b"))
     if kind == "forward":
         return {"h": elman.elman_forward(*args, activation=activation)}
@@ -192,12 +191,6 @@ def _dispatch_elman(kind: str, x, state0, params, extra, activation):
         return elman.elman_backward(*args, checks.named_arrays("cotangents", extra, ("h",), (), "elman")["h"],
                                     activation=activation)
     return elman.elman_loss(*args, p["V"], p["c"], extra, activation=activation)
-
-
-def _params(params: Mapping | None, named: dict) -> Mapping:
-    if params is not None and named:
-        raise TypeError(f"give the parameters as one dict or as named arguments, not both (named: {sorted(named)})")
-    return named if params is None else params
 
 
 def _variant(layers, bidirectional, lengths, padding) -> dict | None:
@@ -221,7 +214,7 @@ def forward(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None = 
     "carry") follows the suite's variant contract instead (:mod:`rnnspec.kernels.cpu.variants`): it returns
     {"h": (T, B, D * H), "h_n" (, "c_n")}, the last layer's outputs and the final states.
     """
-    params = _params(params, named)
+    params = checks.one_params_form(params, named)
     variant = _variant(layers, bidirectional, lengths, padding)
     if variant is not None:
         from rnnspec.kernels.cpu import variants
@@ -245,7 +238,7 @@ def backward(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None =
     """The VJP for cotangents {"h": (T, B, H)} (and, for the LSTM, optionally "c"): gradients of x, every
     initial state and every parameter, named as the inputs are. A variant (see :func:`forward`) takes
     cotangents on any of "h", "h_n", "c_n"."""
-    params = _params(params, named)
+    params = checks.one_params_form(params, named)
     variant = _variant(layers, bidirectional, lengths, padding)
     if variant is not None:
         from rnnspec.kernels.cpu import variants
@@ -254,14 +247,7 @@ def backward(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None =
     if cell == "elman":
         return _dispatch_elman("backward", x, state0, params, cotangents, activation)
     run = _Run(cell, x, state0, params)
-    given = checks.named_arrays("cotangents", cotangents if cotangents is not None else {}, ("h",),
-                                ("c",) if run.lstm else (), cell)
-    for key, value in given.items():
-        value = checks.array(f"cotangents[{key!r}]", value, 3)
-        checks.same_dtype("x", run.dtype, **{f"cotangents[{key!r}]": value})
-        width, name = (run.P, "P" if cell == "lstm-proj" else "H") if key == "h" else (run.H, "H")
-        checks.shape(f"cotangents[{key!r}]", value, (run.T, run.B, width), f"(T, B, {name})")
-        given[key] = value
+    given = checks.gated_cotangents(cell, cotangents, run.dtype, run.T, run.B, run.H, run.P)
     if run.empty:
         return run.zeros()
     run.prepare()
@@ -276,7 +262,7 @@ def loss(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None = Non
     """sum over t and batch of -log softmax(V h_t + c)[y_t], and the gradient of every input
     (x, the initial states, the cell's parameters, V and c). Returns (loss, grads). A variant (see
     :func:`forward`) sums over the valid steps t < len_b of its last layer's outputs."""
-    params = _params(params, named)
+    params = checks.one_params_form(params, named)
     variant = _variant(layers, bidirectional, lengths, padding)
     if variant is not None:
         from rnnspec.kernels.cpu import variants

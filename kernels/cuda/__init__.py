@@ -258,34 +258,27 @@ def elman_loss(x, h0, U, W, b, V, c, targets, *, activation: str = "tanh"):
     return loss, _returned(a, grads)
 
 
-def _elman_arrays(state0, params) -> tuple:
-    """(h0, U, W, b) from the generic API's dicts, for the Elman kernels above."""
-    p = checks.named_arrays("params", params, ("U", "W"), ("b", *checks.HEAD_PARAMS), "elman")
-    h0 = checks.named_arrays("state0", state0, ("h0",), (), "elman")["h0"]
-    return h0, p["U"], p["W"], p.get("b"), p
-
-
 def forward(cell: str, x, state0, params=None, *, activation: str = "tanh", **named) -> dict:
     """The states at every step, for any cell: rnnspec.kernels.cpu.forward's API (one forward layer over
     full sequences); ``activation`` applies to the Elman cell only."""
     if cell == "elman":
-        h0, U, W, b, _ = _elman_arrays(state0, gated._params(params, named))
-        return {"h": elman_forward(x, h0, U, W, b, activation=activation)}
+        h0, p = checks.elman_dicts(state0, checks.one_params_form(params, named))
+        return {"h": elman_forward(x, h0, p["U"], p["W"], p.get("b"), activation=activation)}
     return gated.forward(cell, x, state0, params, **named)
 
 
 def backward(cell: str, x, state0, params=None, cotangents=None, *, activation: str = "tanh", **named) -> dict:
     """The VJP, for any cell: rnnspec.kernels.cpu.backward's API."""
     if cell == "elman":
-        h0, U, W, b, _ = _elman_arrays(state0, gated._params(params, named))
+        h0, p = checks.elman_dicts(state0, checks.one_params_form(params, named))
         gh = checks.named_arrays("cotangents", cotangents if cotangents is not None else {}, ("h",), (), "elman")["h"]
-        return elman_backward(x, h0, U, W, b, gh, activation=activation)
+        return elman_backward(x, h0, p["U"], p["W"], p.get("b"), gh, activation=activation)
     return gated.backward(cell, x, state0, params, cotangents, **named)
 
 
 def loss(cell: str, x, state0, params=None, targets=None, *, activation: str = "tanh", **named):
     """Softmax cross-entropy and every gradient, for any cell: rnnspec.kernels.cpu.loss's API."""
     if cell == "elman":
-        h0, U, W, b, p = _elman_arrays(state0, gated._params(params, named))
-        return elman_loss(x, h0, U, W, b, p["V"], p["c"], targets, activation=activation)
+        h0, p = checks.elman_dicts(state0, checks.one_params_form(params, named))
+        return elman_loss(x, h0, p["U"], p["W"], p.get("b"), p["V"], p["c"], targets, activation=activation)
     return gated.loss(cell, x, state0, params, targets, **named)

@@ -101,7 +101,7 @@ def device_calls(cell: str, T: int, B: int, I: int, H: int):
 def cudnn_calls(cell: str, T: int, B: int, I: int, H: int, device: str = "cuda") -> dict:
     """nn.LSTM / nn.GRU with the case's weights (rnnspec.kernels.cpu.baselines_variants.torch_modules):
     "forward", "train" (forward+backward for the same cotangents), "sync", and "gradients" (after a
-    train call: torch's gradients named as the kernels name them)."""
+    train call: torch's gradients named as the kernels name them, by rnnspec.spec.conventions)."""
     import torch
 
     from rnnspec.kernels.cpu.baselines_variants import PLAIN, torch_modules
@@ -128,14 +128,13 @@ def cudnn_calls(cell: str, T: int, B: int, I: int, H: int, device: str = "cuda")
         out.backward(gh)
 
     def gradients():
-        gates = "ifgo" if lstm else "rzn"
+        # PyTorch's gradient names and bias split undone as the suite's torch target undoes them
+        from rnnspec.spec.conventions import gradients_from_framework
+
+        named = {name: p.grad.detach().cpu().numpy() for name, p in rnn.named_parameters()}
         grads = {"x": x.grad, "h0": h0.grad[0], **({"c0": c0.grad[0]} if lstm else {})}
-        for kind, name in (("U", "weight_ih_l0"), ("W", "weight_hh_l0"), ("b", "bias_ih_l0")):
-            stacked = getattr(rnn, name).grad.detach().cpu().numpy()
-            grads.update({f"{kind}_{g}": stacked[k * H:(k + 1) * H] for k, g in enumerate(gates)})
-        if cell == "gru-reset-after":
-            grads["b_hn"] = rnn.bias_hh_l0.grad[2 * H:]
-        return {k: v if isinstance(v, np.ndarray) else v.detach().cpu().numpy() for k, v in grads.items()}
+        return {**{k: v.detach().cpu().numpy() for k, v in grads.items()},
+                **gradients_from_framework("torch", cell, named)}
 
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     return {"forward": forward, "train": train, "sync": sync, "gradients": gradients}

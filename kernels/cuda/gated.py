@@ -224,16 +224,10 @@ class _Run:
         return zeros if self.to_host else cuda.to_device(zeros)
 
 
-def _params(params: Mapping | None, named: dict) -> Mapping:
-    if params is not None and named:
-        raise TypeError(f"give the parameters as one dict or as named arguments, not both (named: {sorted(named)})")
-    return named if params is None else params
-
-
 @host.one_context_no_release_midway
 def forward(cell: str, x, state0: Mapping, params: Mapping | None = None, **named) -> dict:
     """The states at every step: {"h": (T, B, H)} and, for the LSTM, {"c": (T, B, H)}."""
-    run = _Run(cell, x, state0, _params(params, named))
+    run = _Run(cell, x, state0, checks.one_params_form(params, named))
     if run.empty:
         return {k: run._zeros((run.T, run.B, run.H)) for k in ("h", "c")[: 2 if run.lstm else 1]}
     run.forward(returned=True)
@@ -245,15 +239,10 @@ def backward(cell: str, x, state0: Mapping, params: Mapping | None = None, cotan
              **named) -> dict:
     """The VJP for cotangents {"h": (T, B, H)} (and, for the LSTM, optionally "c"): the gradients of x,
     every initial state and every parameter, named as the inputs are."""
-    run = _Run(cell, x, state0, _params(params, named))
-    given = checks.named_arrays("cotangents", _imported_dict(cotangents if cotangents is not None else {}), ("h",),
-                                ("c",) if run.lstm else (), run.cell)
-    for key, value in given.items():
-        value = checks.array(f"cotangents[{key!r}]", value, 3, device_ok=True)
-        checks.same_dtype("x", run.dtype, **{f"cotangents[{key!r}]": value})
-        checks.shape(f"cotangents[{key!r}]", value, (run.T, run.B, run.H), "(T, B, H)")
-        run.to_host |= not on_device(value)
-        given[key] = value
+    run = _Run(cell, x, state0, checks.one_params_form(params, named))
+    given = checks.gated_cotangents(run.cell, _imported_dict(cotangents if cotangents is not None else {}), run.dtype,
+                                    run.T, run.B, run.H, run.H, device_ok=True)
+    run.to_host |= not all(on_device(v) for v in given.values())
     if run.empty:
         return run.zeros()
     run.forward(returned=False)
@@ -265,7 +254,7 @@ def backward(cell: str, x, state0: Mapping, params: Mapping | None = None, cotan
 def loss(cell: str, x, state0: Mapping, params: Mapping | None = None, targets=None, **named):
     """sum over t and batch of -log softmax(V h_t + c)[y_t], and the gradient of every input (x, the
     initial states, the cell's parameters, V and c). Returns (loss, grads)."""
-    run = _Run(cell, x, state0, _params(params, named), head=True)
+    run = _Run(cell, x, state0, checks.one_params_form(params, named), head=True)
     V, c = run.params["V"], run.params["c"]
     K = V.shape[0]
     y = checks.targets_arg(checks.host(imported(targets)), run.T, run.B, K)
