@@ -18,11 +18,15 @@ each library runs, for every benchmark.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import functools
 import glob
 import importlib
 import os
 import sys
+import threading
+from collections.abc import Iterator
 
 import numpy as np
 from numba import njit
@@ -140,3 +144,58 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
         return _dot(a, b)
     dot_into(a, b, out)
     return out
+
+
+#: (set, get) thread-count functions, by the names OpenBLAS builds export them under
+_THREAD_COUNT = (("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
+                 ("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
+                 ("openblas_set_num_threads", "openblas_get_num_threads"),
+                 ("openblas_set_num_threads64_", "openblas_get_num_threads64_"))
+_one_thread = {"lock": threading.Lock(), "depth": 0, "before": None}
+
+
+@functools.cache
+def _thread_count_functions():
+    """(set, get, shutdown) of SciPy's OpenBLAS; (None, None, None) where it exports no thread count."""
+    library = _library("scipy")
+    for set_name, get_name in _THREAD_COUNT:
+        setter, getter = getattr(library, set_name, None), getattr(library, get_name, None)
+        if setter is not None and getter is not None:
+            setter.argtypes, setter.restype, getter.restype = [ctypes.c_int], None, ctypes.c_int
+            shutdown = getattr(library, "blas_thread_shutdown_", None)
+            if shutdown is not None:
+                shutdown.restype = ctypes.c_int
+            return setter, getter, shutdown
+    return None, None, None
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """SciPy's OpenBLAS (the kernels' BLAS) on one thread while inside, its count restored after.
+
+    For the two-thread recurrences (:mod:`split`), which call BLAS from both of their threads: a
+    multi-threaded call would wake OpenBLAS's own workers, and those spin for a while after each call,
+    on the cores the recurrence's two threads are using (measured: 164 against 51 ms a training call);
+    so on entry the pool's workers are also ended (OpenBLAS starts them again at its next threaded
+    call, as it does after a fork). The count is process-wide in OpenBLAS, so other threads' BLAS calls
+    meanwhile run on one thread too.
+    Nested and concurrent uses restore the count once, when the last leaves."""
+    setter, getter, shutdown = _thread_count_functions()
+    if setter is None:
+        yield
+        return
+    state = _one_thread
+    with state["lock"]:
+        if state["depth"] == 0:
+            state["before"] = getter()
+            setter(1)
+            if shutdown is not None:
+                shutdown()  # ends the pool's workers, which would otherwise spin on, after an earlier call
+        state["depth"] += 1
+    try:
+        yield
+    finally:
+        with state["lock"]:
+            state["depth"] -= 1
+            if state["depth"] == 0:
+                setter(state["before"])

@@ -1,0 +1,137 @@
+"""Two threads stepping through one recurrence together: a spin barrier built on atomic counters.
+
+The jitted loops of :mod:`split` run in two Python threads at once (they release the GIL). At the end
+of every step each thread adds 1 to a shared counter and waits until the counter reaches
+``parties * steps``: one atomic add (sequentially consistent, so the step's writes are visible first) and
+acquire loads while waiting. A waiting thread spins with the CPU's pause hint for SPINS loads, then
+yields its core at every further load, so that a machine with fewer free cores than threads slows down
+instead of stalling. ``counter[1]`` is the abort flag: a thread that failed before its loop sets it, and
+a waiting thread then returns False instead of waiting for a partner that will never arrive.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import threading
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+#: pause-hinted loads before a waiting thread starts yielding its core (about 0.1-0.5 ms)
+SPINS = 20000
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+_COUNTER = types.Array(types.int64, 1, "C")
+
+
+def _element(context, builder, signature, args):
+    array = context.make_array(signature.args[0])(context, builder, args[0])
+    return cgutils.get_item_pointer(context, builder, signature.args[0], array, [args[1]])
+
+
+@intrinsic
+def atomic_add(typingctx, counter, index, value):
+    """counter[index] += value atomically (sequentially consistent); returns the value before."""
+    def codegen(context, builder, signature, args):
+        return builder.atomic_rmw("add", _element(context, builder, signature, args), args[2], "seq_cst")
+
+    return types.int64(_COUNTER, types.intp, types.int64), codegen
+
+
+@intrinsic
+def atomic_load(typingctx, counter, index):
+    """counter[index], read with acquire ordering: what was written before the matching add is visible."""
+    def codegen(context, builder, signature, args):
+        return builder.load_atomic(_element(context, builder, signature, args), "acquire", 8)
+
+    return types.int64(_COUNTER, types.intp), codegen
+
+
+@intrinsic
+def _pause(typingctx):
+    """The CPU's spin-wait hint (x86 ``pause``); nothing elsewhere."""
+    def codegen(context, builder, signature, args):
+        if _X86:
+            hint = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                                  "llvm.x86.sse2.pause")
+            builder.call(hint, [])
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+@intrinsic
+def _yield_core(typingctx):
+    """libc's sched_yield(): give the core to another runnable thread."""
+    def codegen(context, builder, signature, args):
+        function = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), []), "sched_yield")
+        builder.call(function, [])
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+@njit(cache=True, nogil=True)
+def arrive_and_wait(counter, target):
+    """Add this thread's arrival to counter[0], then wait until counter[0] >= target (every party arrived).
+    Returns False, at once, if counter[1] says a partner failed."""
+    atomic_add(counter, 0, 1)
+    spins = 0
+    while atomic_load(counter, 0) < target:
+        if atomic_load(counter, 1) != 0:
+            return False
+        spins += 1
+        if spins < SPINS:
+            _pause()
+        else:
+            _yield_core()
+    return True
+
+
+def counter() -> np.ndarray:
+    """A fresh barrier counter: arrivals, abort flag."""
+    return np.zeros(2, np.int64)
+
+
+def _allowed_cpus() -> list[int]:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux: no pinning
+        return []
+
+
+def together(function: Callable, arguments: Sequence[tuple], barrier: np.ndarray) -> None:
+    """function(*arguments[k]) for every k at once, the first in this thread, the others in new threads
+    (joined before returning). An exception in any sets the barrier's abort flag and is raised here."""
+    errors: list[BaseException] = []
+    cpus = _allowed_cpus()
+    pin = len(cpus) >= len(arguments)
+
+    def run(args: tuple, cpu: int | None = None) -> None:
+        try:
+            if cpu is not None:
+                os.sched_setaffinity(0, {cpu})
+            function(*args)
+        except BaseException as error:  # noqa: BLE001 - handed to the caller below
+            barrier[1] = 1
+            errors.append(error)
+
+    helpers = [threading.Thread(target=run, args=(args, cpus[k + 1] if pin else None), daemon=True)
+               for k, args in enumerate(arguments[1:])]
+    for helper in helpers:
+        helper.start()
+    if pin:
+        os.sched_setaffinity(0, {cpus[0]})
+    try:
+        run(arguments[0])
+    finally:
+        if pin:
+            os.sched_setaffinity(0, cpus)
+    for helper in helpers:
+        helper.join()
+    if errors:
+        raise errors[0]
