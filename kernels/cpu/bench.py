@@ -144,6 +144,15 @@ def available(impls: list[str], cell: str = "elman", variant: dict | None = None
     return have, missing
 
 
+def recurrence_threads(impl: str, cell: str, variant: dict | None, T: int, B: int, H: int) -> int | None:
+    """How many threads run the kernels' recurrence at this size (kernels/cpu/split.py); None for the others."""
+    if impl != "rnnspec-cpu":
+        return None
+    from rnnspec.kernels.cpu import split
+
+    return split.PARTS if not variant and split.wanted(cell, T, B, H, GATE_COUNT[cell]) else 1
+
+
 def machine() -> dict:
     info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__}
@@ -195,7 +204,8 @@ def run(sizes: list[str], phases: list[str], dtypes: list[str], impls: list[str]
                     report["results"].append({"impl": impl, "cell": cell, "size": size, "T": T, "B": B, "I": I,
                                               "H": H, "K": K, "dtype": dtype, "phase": phase,
                                               "median_s": seconds, "min_s": min(times), "max_s": max(times),
-                                              "gflops": rate})
+                                              "gflops": rate, "threads": recurrence_threads(impl, cell, variant,
+                                                                                            T, B, H)})
                     print(f"[{done}/{total}] {size} {dtype} {phase:7s} {impl:12s} {seconds * 1e3:10.3f} ms",
                           file=progress, flush=True)
     # measured before and after the rows, the better of each: a neighbour's load during one
@@ -229,8 +239,9 @@ def table(report: dict) -> str:
         spread = (f"{r['min_s'] * 1e3:10.3f} {r['median_s'] * 1e3:10.3f} {r['max_s'] * 1e3:10.3f}" if "min_s" in r
                   else f"{'-':>10s} {r['median_s'] * 1e3:10.3f} {'-':>10s}")
         mark = " noisy" if "min_s" in r and (noisy(r) or (ref and "min_s" in ref and noisy(ref))) else ""
+        threads = " recurrence on 2 threads" if r.get("threads", 1) == 2 else ""
         lines.append(f"{r['size']:4s} {r['dtype']:7s} {r['phase']:7s} {r['impl']:12s} {spread} "
-                     f"{r['gflops']:8.1f} {100 * r['gflops'] / peak:5.0f}% {ratio}{mark}")
+                     f"{r['gflops']:8.1f} {100 * r['gflops'] / peak:5.0f}% {ratio}{mark}{threads}")
     lines.append("noisy: the row's (or its torch row's) spread, max - min, exceeds its median; its ratio means little")
     return "\n".join(lines)
 

@@ -14,27 +14,19 @@ T = 0 or B = 0: states are empty (T, B, H) arrays, the loss is 0, every gradient
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 
 import numpy as np
 from numba import njit
 
 from rnnspec.kernels import checks
-from rnnspec.kernels.cpu import gru_reset_after, gru_reset_before, lstm
-from rnnspec.kernels.cpu.loops import SMALL_STEP, head_kernel
+from rnnspec.kernels.cpu import blas, gru_reset_after, gru_reset_before, lstm, split
+from rnnspec.kernels.cpu.loops import SMALL_STEP, head_kernel, project
 from rnnspec.kernels.cpu.scratch import workspace
 
 Arrays = dict[str, np.ndarray]
 CELLS = tuple(checks.GATED_CELLS)
-
-
-@njit(cache=True, error_model="numpy")
-def _project(x2, U, bias, out):
-    """out (T B, G H) = x2 U^T + b: the input side of every gate at every step, one GEMM."""
-    np.dot(x2, U.T, out)
-    for r in range(out.shape[0]):
-        for k in range(out.shape[1]):
-            out[r, k] += bias[k]
 
 
 @njit(cache=True, error_model="numpy")
@@ -69,6 +61,14 @@ class _Run:
         self.active = np.full(self.T, self.B, np.int64)
         #: tells apart the scratch of the runs one call keeps alive together (layers, directions)
         self.tag = tag
+        #: the recurrence on two threads (split.py): set by the forward layer of a whole call only
+        self.split = False
+
+    def threads(self, split_allowed: bool = True) -> contextlib.AbstractContextManager:
+        """Decides whether this call runs on two threads (split.wanted), and returns the context to run it
+        in: OpenBLAS held on one thread when it does."""
+        self.split = split_allowed and split.wanted(self.cell, self.T, self.B, self.H, len(self.order))
+        return blas.one_thread() if self.split else contextlib.nullcontext()
 
     def scratch(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         return workspace(name + self.tag, shape, self.dtype)
@@ -86,12 +86,18 @@ class _Run:
         self.U = self.stack("U")
         self.hs = np.empty((T + 1, B, self.P), self.dtype)
         self.hs[0] = self.state0["h0"]
+        if self.split:
+            self.parts = split.Parts(self)
+            return
         self.a = self.scratch("a", (T, B, len(self.order) * H))
         self.gates = self.scratch("gates", self.a.shape)  # the gate values, apart from a: see lstm.py
-        _project(self.x2, self.U, self.stack("b"), self.a.reshape(T * B, -1))
+        project(self.x2, self.U, self.stack("b"), self.a.reshape(T * B, -1))
 
     def forward(self) -> None:
         T, B, H = self.T, self.B, self.H
+        if self.split:
+            self.parts.forward()
+            return
         if self.cell == "gru-reset-before":
             self.W_rz, self.W_n = self.stack("W", "rz"), checks.contiguous(self.params["W_n"])
             self.WT_rz, self.WT_n = checks.contiguous(self.W_rz.T), checks.contiguous(self.W_n.T)
@@ -126,6 +132,8 @@ class _Run:
 
     def backward(self, direct: np.ndarray, gc: np.ndarray | None = None) -> Arrays:
         """Every gradient from dL/dh_t (direct, (T, B, P)) and, for the LSTMs, dL/dc_t (gc (T, B, H) or none)."""
+        if self.split:
+            return self.parts.backward(direct, gc)
         T, B, H, G = self.T, self.B, self.H, len(self.order)
         previous = self.hs[:T].reshape(T * B, self.P)
         carry = np.zeros((B, self.P), self.dtype)
@@ -226,8 +234,9 @@ def forward(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None = 
     if run.empty:
         sizes = (("h", run.P), ("c", run.H))[: len(run.state0)]
         return {k: np.zeros((run.T, run.B, size), run.dtype) for k, size in sizes}
-    run.prepare()
-    run.forward()
+    with run.threads():
+        run.prepare()
+        run.forward()
     return run.outputs()
 
 
@@ -250,10 +259,11 @@ def backward(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None =
     given = checks.gated_cotangents(cell, cotangents, run.dtype, run.T, run.B, run.H, run.P)
     if run.empty:
         return run.zeros()
-    run.prepare()
-    run.forward()
-    gc = checks.contiguous(given["c"]) if "c" in given else None
-    return run.backward(checks.contiguous(given["h"]), gc)
+    with run.threads():
+        run.prepare()
+        run.forward()
+        gc = checks.contiguous(given["c"]) if "c" in given else None
+        return run.backward(checks.contiguous(given["h"]), gc)
 
 
 def loss(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None = None, targets: np.ndarray | None = None,
@@ -275,10 +285,11 @@ def loss(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None = Non
     y = checks.targets_arg(targets, run.T, run.B, V.shape[0])
     if run.empty:
         return run.dtype.type(0), run.zeros()
-    run.prepare()
-    run.forward()
-    value, gV, gc, direct = head_kernel(run.hs, checks.contiguous(V), checks.contiguous(V.T), checks.contiguous(c),
-                                        checks.contiguous(y).reshape(-1), run.one)
-    grads = run.backward(direct)
+    with run.threads():
+        run.prepare()
+        run.forward()
+        value, gV, gc, direct = head_kernel(run.hs, checks.contiguous(V), checks.contiguous(V.T),
+                                            checks.contiguous(c), checks.contiguous(y).reshape(-1), run.one)
+        grads = run.backward(direct)
     grads.update(V=gV, c=gc)
     return run.dtype.type(value), grads

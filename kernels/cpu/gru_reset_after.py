@@ -26,17 +26,20 @@ GATES = "rzn"
 
 
 @njit(cache=True, error_model="numpy")
-def _step(a, product, gate, h_prev, h, m, b_hn, one):
-    hidden = h.shape[1]
+def step(a, product, gate, h_prev, h, m, b_hn, one, lo):
+    """One step for the units lo..lo + u - 1, u = a.shape[1] / 3: a, product and gate hold those units' three
+    gate blocks (u wide each); h_prev, h, m and b_hn are whole, read and written at those units."""
+    hidden = a.shape[1] // 3
     for r in range(h.shape[0]):
         ar, pr, gr = a[r], product[r], gate[r]
         ar_, az, an = ar[:hidden], ar[hidden:2 * hidden], ar[2 * hidden:]
         pr_, pz, pn = pr[:hidden], pr[hidden:2 * hidden], pr[2 * hidden:]
         gr_, gz, gn = gr[:hidden], gr[hidden:2 * hidden], gr[2 * hidden:]
-        hp, hr, mr = h_prev[r], h[r], m[r]
+        hp, hr, mr = h_prev[r][lo:lo + hidden], h[r][lo:lo + hidden], m[r][lo:lo + hidden]
+        bias = b_hn[lo:lo + hidden]
         for j in range(hidden):
             reset, update = sigmoid(ar_[j] + pr_[j]), sigmoid(az[j] + pz[j])
-            recurrent = pn[j] + b_hn[j]
+            recurrent = pn[j] + bias[j]
             new = tanh(an[j] + reset * recurrent)
             gr_[j], gz[j], gn[j] = reset, update, new
             mr[j] = recurrent
@@ -53,7 +56,7 @@ def forward(a, gates, hs, ms, WT, b_hn, small, one, active):
         n = active[t]
         if n > 0:
             matmul_into(hs[t][:n], WT, product[:n], small)
-            _step(a[t][:n], product[:n], gates[t][:n], hs[t][:n], hs[t + 1][:n], ms[t][:n], b_hn, one)
+            step(a[t][:n], product[:n], gates[t][:n], hs[t][:n], hs[t + 1][:n], ms[t][:n], b_hn, one, 0)
         hold(hs[t], hs[t + 1], n)
 
 
@@ -61,15 +64,19 @@ def forward(a, gates, hs, ms, WT, b_hn, small, one, active):
 # (four of them sums) needed more runtime alias checks than LLVM makes, and it ran scalar
 # (21.5 against 7.7 us at B = 32, H = 128).
 @njit(cache=True, error_model="numpy")
-def _back_step(delta_in, delta_rec, direct, gate, h_prev, m, carry, kept, bias_grad, b_hn_grad, one):
+def back_step(delta_in, delta_rec, direct, gate, h_prev, m, carry, kept, bias_grad, b_hn_grad, one, lo):
+    """One BPTT step for the units lo..lo + u - 1, u = carry.shape[1]: both deltas, gate, carry, kept and
+    bias_grad hold those units only; direct, h_prev, m and b_hn_grad are whole, used at those units."""
     hidden = carry.shape[1]
     br, bz, bn = bias_grad[:hidden], bias_grad[hidden:2 * hidden], bias_grad[2 * hidden:]
+    bias_hn = b_hn_grad[lo:lo + hidden]
     for r in range(carry.shape[0]):
         gr, di, dr = gate[r], delta_in[r], delta_rec[r]
         gr_, gz, gn = gr[:hidden], gr[hidden:2 * hidden], gr[2 * hidden:]
         dir_, diz, din = di[:hidden], di[hidden:2 * hidden], di[2 * hidden:]
         drr, drz, drn = dr[:hidden], dr[hidden:2 * hidden], dr[2 * hidden:]
-        out, cr, kr, hp, mr = direct[r], carry[r], kept[r], h_prev[r], m[r]
+        out, cr, kr = direct[r][lo:lo + hidden], carry[r], kept[r]
+        hp, mr = h_prev[r][lo:lo + hidden], m[r][lo:lo + hidden]
         for j in range(hidden):
             reset, update, new = gr_[j], gz[j], gn[j]
             dh = out[j] + cr[j]
@@ -84,7 +91,7 @@ def _back_step(delta_in, delta_rec, direct, gate, h_prev, m, carry, kept, bias_g
             br[j] += dir_[j]
             bz[j] += diz[j]
             bn[j] += din[j]
-            b_hn_grad[j] += drn[j]
+            bias_hn[j] += drn[j]
 
 
 @njit(cache=True, error_model="numpy")
@@ -99,7 +106,7 @@ def backward(direct, gates, hs, ms, W, small, deltas_in, deltas_rec, carry, bias
         clear(deltas_in[t], n)
         clear(deltas_rec[t], n)
         if n > 0:
-            _back_step(deltas_in[t][:n], deltas_rec[t][:n], direct[t][:n], gates[t][:n], hs[t][:n], ms[t][:n],
-                       carry[:n], kept[:n], bias_grad, b_hn_grad, one)
+            back_step(deltas_in[t][:n], deltas_rec[t][:n], direct[t][:n], gates[t][:n], hs[t][:n], ms[t][:n],
+                      carry[:n], kept[:n], bias_grad, b_hn_grad, one, 0)
             matmul_into(deltas_rec[t][:n], W, carry[:n], small)
             carry[:n] += kept[:n]

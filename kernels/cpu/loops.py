@@ -189,6 +189,15 @@ def softmax_finish(exps, targets, one, bias_grad):
 
 
 @njit(cache=True, error_model="numpy")
+def project(x2, U, bias, out):
+    """out (T B, G H) = x2 U^T + b: the input side of every gate at every step, one GEMM."""
+    np.dot(x2, U.T, out)
+    for r in range(out.shape[0]):
+        for k in range(out.shape[1]):
+            out[r, k] += bias[k]
+
+
+@njit(cache=True, error_model="numpy")
 def projected_states(x2, h0, UT):
     """(T+1, B, H): h0, then U x_t for every t in one GEMM."""
     batch, hidden = h0.shape

@@ -39,14 +39,17 @@ GATES = "ifgo"
 
 
 @njit(cache=True, error_model="numpy")
-def _step(a, product, gate, h, c_prev, c, tc):
-    hidden = h.shape[1]
+def step(a, product, gate, h, c_prev, c, tc, lo):
+    """One step for the units lo..lo + u - 1, u = a.shape[1] / 4: a, product and gate hold those units' four
+    gate blocks (u wide each); h, c_prev, c and tc are whole states, read and written at those units."""
+    hidden = a.shape[1] // 4
     for r in range(h.shape[0]):
         ar, pr, gr = a[r], product[r], gate[r]
         ai, af, ag, ao = ar[:hidden], ar[hidden:2 * hidden], ar[2 * hidden:3 * hidden], ar[3 * hidden:]
         pi, pf, pg, po = pr[:hidden], pr[hidden:2 * hidden], pr[2 * hidden:3 * hidden], pr[3 * hidden:]
         gi, gf, gg, go = gr[:hidden], gr[hidden:2 * hidden], gr[2 * hidden:3 * hidden], gr[3 * hidden:]
-        cp, cr, tr, hr = c_prev[r], c[r], tc[r], h[r]
+        cp, cr = c_prev[r][lo:lo + hidden], c[r][lo:lo + hidden]
+        tr, hr = tc[r][lo:lo + hidden], h[r][lo:lo + hidden]
         for j in range(hidden):
             i, f = sigmoid(ai[j] + pi[j]), sigmoid(af[j] + pf[j])
             g, o = tanh(ag[j] + pg[j]), sigmoid(ao[j] + po[j])
@@ -73,7 +76,7 @@ def forward(a, gates, hs, cs, tcs, rs, WT, W_hrT, peep, small, small_projection,
                 lstm_peephole.step(a[t][:n], product[:n], gates[t][:n], out, cs[t][:n], cs[t + 1][:n], tcs[t][:n],
                                    peep)
             else:
-                _step(a[t][:n], product[:n], gates[t][:n], out, cs[t][:n], cs[t + 1][:n], tcs[t][:n])
+                step(a[t][:n], product[:n], gates[t][:n], out, cs[t][:n], cs[t + 1][:n], tcs[t][:n], 0)
             if projected:
                 matmul_into(rs[t][:n], W_hrT, hs[t + 1][:n], small_projection)
         hold(hs[t], hs[t + 1], n)
@@ -83,7 +86,9 @@ def forward(a, gates, hs, cs, tcs, rs, WT, W_hrT, peep, small, small_projection,
 
 
 @njit(cache=True, error_model="numpy")
-def _back_step(delta, direct, gc, has_gc, gate, c_prev, tc, carry_h, carry_c, bias_grad, one):
+def back_step(delta, direct, gc, has_gc, gate, c_prev, tc, carry_h, carry_c, bias_grad, one, lo):
+    """One BPTT step for the units lo..lo + u - 1, u = carry_h.shape[1]: delta, gate, the carries and
+    bias_grad hold those units only; direct, gc, c_prev and tc are whole states, read at those units."""
     hidden = carry_h.shape[1]
     bi, bf, bg, bo = bias_grad[:hidden], bias_grad[hidden:2 * hidden], bias_grad[2 * hidden:3 * hidden], \
         bias_grad[3 * hidden:]
@@ -91,8 +96,9 @@ def _back_step(delta, direct, gc, has_gc, gate, c_prev, tc, carry_h, carry_c, bi
         gr, dr = gate[r], delta[r]
         gi, gf, gg, go = gr[:hidden], gr[hidden:2 * hidden], gr[2 * hidden:3 * hidden], gr[3 * hidden:]
         di, df, dg, do = dr[:hidden], dr[hidden:2 * hidden], dr[2 * hidden:3 * hidden], dr[3 * hidden:]
-        out, ch, cc, cp, tr = direct[r], carry_h[r], carry_c[r], c_prev[r], tc[r]
-        extra = gc[r]  # read only when has_gc
+        out, ch, cc = direct[r][lo:lo + hidden], carry_h[r], carry_c[r]
+        cp, tr = c_prev[r][lo:lo + hidden], tc[r][lo:lo + hidden]
+        extra = gc[r][lo:lo + hidden]  # read only when has_gc
         for j in range(hidden):
             i, f, g, o = gi[j], gf[j], gg[j], go[j]
             dh = out[j] + ch[j]
@@ -150,6 +156,6 @@ def backward(direct, gc, has_gc, gates, cs, tcs, W, W_hr, peep, small, small_pro
             lstm_peephole.back_step(deltas[t][:n], dh, gc[t][:n], has_gc, gates[t][:n], cs[t][:n], cs[t + 1][:n],
                                     tcs[t][:n], carry, carry_c[:n], bias_grad, peep, peep_grad, one)
         else:
-            _back_step(deltas[t][:n], dh, gc[t][:n], has_gc, gates[t][:n], cs[t][:n], tcs[t][:n], carry, carry_c[:n],
-                       bias_grad, one)
+            back_step(deltas[t][:n], dh, gc[t][:n], has_gc, gates[t][:n], cs[t][:n], tcs[t][:n], carry, carry_c[:n],
+                      bias_grad, one, 0)
         matmul_into(deltas[t][:n], W, carry_h[:n], small)

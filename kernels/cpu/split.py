@@ -1,0 +1,278 @@
+"""One recurrence on two cores, for the latency-bound sizes: few batch rows, long sequences (lstm, gru-reset-after).
+
+At B = 1 a step's product h_{t-1} W^T is a matrix-vector product that streams all of W (1 MB at
+H = 256 for the LSTM) through one core, about 15-19 us a step. Here the hidden units are split in two
+halves ("parts"), each owned by one thread for the whole call; a part's thread keeps to its own rows
+of every weight matrix, so each core streams half of W, and only h_t (forward) and the step's deltas
+(BPTT) cross between the two, once per step, at a barrier (:mod:`threads`).
+
+A part holds its units' gate blocks packed: with G gates and units lo..lo + u - 1, its columns of
+the stacked gates are pi_p = [g H + lo + j for g < G for j < u], and
+
+    a_p = x U[pi_p]^T + b[pi_p]                       (its input side, one GEMM in its thread)
+    forward step:  product_p = h_{t-1} W[pi_p]^T,    then the cell's step for its units
+    BPTT step:     the cell's step for its units gives its deltas d_p, written into an exchange row
+                   at their stacked places d[pi_p]; once both are there,
+                   dL/dh_{t-1}[lo..lo+u) = d W[:, lo..lo+u)
+    after BPTT:    dU[pi_p] = d_p^T x,  dW[pi_p] = d_p^T h_{t-1},  dx = d_0 U[pi_0] + d_1 U[pi_1]
+
+The steps' products are the loop of :func:`loops.matmul_into` on the part's packed copies of W^T and W
+(contiguous, so each core streams its half of W in order); the GEMMs before and after are BLAS calls
+on one thread (:func:`blas.one_thread` holds OpenBLAS there for the whole call). The cells' steps are
+their modules' own (:func:`lstm.step`, :func:`lstm.back_step`, :func:`gru_reset_after.step`,
+:func:`gru_reset_after.back_step`), given the part's units.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from numba import njit
+
+from rnnspec.kernels import checks
+from rnnspec.kernels.cpu import gru_reset_after, lstm
+from rnnspec.kernels.cpu.loops import matmul_into, project
+from rnnspec.kernels.cpu.threads import arrive_and_wait, counter, together
+
+PARTS = 2
+CELLS = ("lstm", "gru-reset-after")
+# Where two threads won, measured on the 2-core Zen 4 VM (float32, I = 64, training calls, two rounds,
+# benchmarks/cpu_cells/split/README.md): at T = 1000, B = 1 and H = 256 (both cells), and at B = 2, H = 256
+# for the LSTM; not at H = 128 or 64, nor at T = 32-100 for the GRU.
+#: at most this many batch rows: the loop's product streams W once per row, where BLAS would reuse it
+MAX_ROWS = 2
+#: at least this many multiply-adds per row in a step's product (G H H): W of 768 KB in float32 and up
+MIN_ROW_STEP = 3 * 256 * 256
+#: at least this many steps, for the threads' start and the packing of W (about 0.3 ms) to pay
+MIN_STEPS = 128
+#: the environment variable that forces the choice: "always" (wherever H is even) or "never"
+FORCE = "RNNSPEC_CPU_SPLIT"
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def wanted(cell: str, T: int, B: int, H: int, gates: int) -> bool:
+    """Whether a call of ``cell`` at these sizes runs on two threads: at most MAX_ROWS rows, at least
+    MIN_STEPS steps and MIN_ROW_STEP multiply-adds a row and step, two cores free to this process, or as
+    FORCE says."""
+    if cell not in CELLS or H % PARTS or B == 0 or T == 0:
+        return False
+    force = os.environ.get(FORCE, "")
+    if force not in ("", "always", "never"):
+        raise ValueError(f"{FORCE}={force!r}: expected 'always', 'never' or unset")
+    if force:
+        return force == "always"
+    return cores() >= PARTS and B <= MAX_ROWS and T >= MIN_STEPS and gates * H * H >= MIN_ROW_STEP
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _pack_transposed(Ws, lo, WT_p):
+    """WT_p[:, g u:(g + 1) u] = Ws[g][lo:lo + u]^T for every gate g: the part's columns of the stacked W^T,
+    (H, G u), copied in 16 x 16 tiles so that both sides are read and written in whole lines."""
+    hidden, u = WT_p.shape[0], WT_p.shape[1] // len(Ws)
+    for g in range(len(Ws)):
+        W_g = Ws[g]
+        for j0 in range(0, hidden, 16):
+            for n0 in range(0, u, 16):
+                for n in range(n0, min(n0 + 16, u)):
+                    source = W_g[lo + n]
+                    for j in range(j0, min(j0 + 16, hidden)):
+                        WT_p[j, g * u + n] = source[j]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _pack_columns(Ws, lo, W_p):
+    """W_p[g H + j] = Ws[g][j, lo:lo + u]: the part's columns of the stacked W, (G H, u)."""
+    hidden, u = Ws[0].shape[0], W_p.shape[1]
+    for g in range(len(Ws)):
+        W_g = Ws[g]
+        for j in range(hidden):
+            W_p[g * hidden + j] = W_g[j][lo:lo + u]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _share(slot, deltas, hidden, lo):
+    """slot[r, g H + lo + n] = deltas[r, g u + n]: a part's deltas into the exchange row, in the stacked order."""
+    u = deltas.shape[1] * hidden // slot.shape[1]
+    for r in range(deltas.shape[0]):
+        into, part = slot[r], deltas[r]
+        for g in range(slot.shape[1] // hidden):
+            into[g * hidden + lo:g * hidden + lo + u] = part[g * u:(g + 1) * u]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _carry(slot, W_p, carry, kept):
+    """carry = slot W_p (+ kept where kept has rows): dL/dh_{t-1} at the part's units."""
+    matmul_into(slot, W_p, carry, True)
+    for r in range(carry.shape[0]):
+        out = carry[r]
+        if kept.shape[0]:
+            extra = kept[r]
+            for j in range(out.shape[0]):
+                out[j] += extra[j]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _gradients(x2, U_p, previous, deltas_in, deltas_rec, gx, gU, gW):
+    """gx = d_in U_p (this part's share of dL/dx), gU = d_in^T x, gW = d_rec^T h_{t-1}: one-thread GEMMs."""
+    np.dot(deltas_in, U_p, gx)
+    np.dot(deltas_in.T, x2, gU)
+    np.dot(deltas_rec.T, previous, gW)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def lstm_forward(barrier, Ws, x2, U_p, b_p, WT_p, a, gates, product, hs, cs, tcs, lo):
+    """One part's forward: its columns of W^T packed into WT_p (in its own core's cache), a (T, B, 4u) =
+    x U_p^T + b_p, then every step for units lo..lo + u - 1."""
+    steps, batch = gates.shape[0], gates.shape[1]
+    _pack_transposed(Ws, lo, WT_p)
+    project(x2, U_p, b_p, a.reshape(steps * batch, a.shape[2]))
+    for t in range(steps):
+        matmul_into(hs[t], WT_p, product, True)
+        lstm.step(a[t], product, gates[t], hs[t + 1], cs[t], cs[t + 1], tcs[t], lo)
+        if not arrive_and_wait(barrier, PARTS * (t + 1)):
+            return
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def lstm_backward(barrier, Ws, direct, gc, has_gc, gates, cs, tcs, W_p, deltas, exchange, carry, carry_c, bias_grad,
+                  one, lo, x2, U_p, previous, gx, gU, gW):
+    """One part's BPTT (t = T..1) for units lo..lo + u - 1, its columns of W packed into W_p first, then its
+    share of the GEMMs after it."""
+    steps, hs_width = direct.shape[0], direct.shape[2]
+    _pack_columns(Ws, lo, W_p)
+    for s in range(steps):
+        t = steps - 1 - s
+        lstm.back_step(deltas[t], direct[t], gc[t], has_gc, gates[t], cs[t], tcs[t], carry, carry_c, bias_grad, one,
+                       lo)
+        slot = exchange[t % 2]  # two slots: a part may write step t's while its partner still reads t + 1's
+        _share(slot, deltas[t], hs_width, lo)
+        if not arrive_and_wait(barrier, PARTS * (s + 1)):
+            return
+        _carry(slot, W_p, carry, carry[:0])
+    flat = deltas.reshape(steps * deltas.shape[1], deltas.shape[2])
+    _gradients(x2, U_p, previous, flat, flat, gx, gU, gW)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def gru_forward(barrier, Ws, x2, U_p, b_p, WT_p, b_hn, a, gates, product, hs, ms, one, lo):
+    """One part's forward of the reset-after GRU: WT_p packed, a = x U_p^T + b_p, then every step for its units."""
+    steps, batch = gates.shape[0], gates.shape[1]
+    _pack_transposed(Ws, lo, WT_p)
+    project(x2, U_p, b_p, a.reshape(steps * batch, a.shape[2]))
+    for t in range(steps):
+        matmul_into(hs[t], WT_p, product, True)
+        gru_reset_after.step(a[t], product, gates[t], hs[t], hs[t + 1], ms[t], b_hn, one, lo)
+        if not arrive_and_wait(barrier, PARTS * (t + 1)):
+            return
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def gru_backward(barrier, Ws, direct, gates, hs, ms, W_p, deltas_in, deltas_rec, exchange, carry, kept, bias_grad,
+                 b_hn_grad, one, lo, x2, U_p, previous, gx, gU, gW):
+    """One part's BPTT of the reset-after GRU for its units (W_p packed first), then its share of the GEMMs."""
+    steps, hs_width = direct.shape[0], direct.shape[2]
+    _pack_columns(Ws, lo, W_p)
+    for s in range(steps):
+        t = steps - 1 - s
+        gru_reset_after.back_step(deltas_in[t], deltas_rec[t], direct[t], gates[t], hs[t], ms[t], carry, kept,
+                                  bias_grad, b_hn_grad, one, lo)
+        slot = exchange[t % 2]
+        _share(slot, deltas_rec[t], hs_width, lo)
+        if not arrive_and_wait(barrier, PARTS * (s + 1)):
+            return
+        _carry(slot, W_p, carry, kept)
+    rows = steps * deltas_in.shape[1]
+    _gradients(x2, U_p, previous, deltas_in.reshape(rows, deltas_in.shape[2]),
+               deltas_rec.reshape(rows, deltas_rec.shape[2]), gx, gU, gW)
+
+
+class Parts:
+    """One call's per-part arrays (see the module docstring) and its two-thread passes.
+
+    ``run`` is the caller's gated._Run: its x2 and hs, and the cs, tcs (LSTM) or ms (GRU) that
+    :meth:`forward` fills, are what the head and the caller read; :meth:`backward` returns the gradients
+    as gated._Run.backward does."""
+
+    def __init__(self, run) -> None:
+        self.run = run
+        G, H = len(run.order), run.H
+        self.u = H // PARTS
+        self.los = tuple(p * self.u for p in range(PARTS))
+        columns = [np.concatenate([np.arange(g * H + lo, g * H + lo + self.u) for g in range(G)]) for lo in self.los]
+        U, b = run.U, run.stack("b")
+        self.U = [U[c] for c in columns]  # fancy indexing: fresh C-contiguous copies, (G u, I) each
+        self.b = [b[c] for c in columns]
+        #: each gate's W, C-contiguous; each part packs its columns of W^T (forward) and of W (BPTT) from
+        #: them in its own thread, into its own core's cache
+        self.Ws = tuple(checks.contiguous(run.params[f"W_{g}"]) for g in run.order)
+        self.WT, self.W = self._scratch("WT", H, G * self.u), self._scratch("W", G * H, self.u)
+
+    def _scratch(self, name: str, *shape: int) -> list[np.ndarray]:
+        return [self.run.scratch(f"split_{name}{p}", shape) for p in range(PARTS)]
+
+    def forward(self) -> None:
+        run = self.run
+        T, B, H, G, dtype = run.T, run.B, run.H, len(run.order), run.dtype
+        self.a, self.gates = self._scratch("a", T, B, G * self.u), self._scratch("gates", T, B, G * self.u)
+        products = self._scratch("product", B, G * self.u)
+        barrier = counter()
+        if run.lstm:
+            run.cs = np.empty((T + 1, B, H), dtype)
+            run.cs[0] = run.state0["c0"]
+            run.tcs = run.scratch("tanh_c", (T, B, H))
+            together(lstm_forward, [(barrier, self.Ws, run.x2, self.U[p], self.b[p], self.WT[p], self.a[p],
+                                     self.gates[p], products[p], run.hs, run.cs, run.tcs, self.los[p])
+                                    for p in range(PARTS)], barrier)
+        else:
+            run.ms = run.scratch("m", (T, B, H))
+            b_hn = np.ascontiguousarray(run.params["b_hn"])
+            together(gru_forward, [(barrier, self.Ws, run.x2, self.U[p], self.b[p], self.WT[p], b_hn, self.a[p],
+                                    self.gates[p], products[p], run.hs, run.ms, run.one, self.los[p])
+                                   for p in range(PARTS)], barrier)
+
+    def backward(self, direct: np.ndarray, gc: np.ndarray | None) -> dict[str, np.ndarray]:
+        run = self.run
+        T, B, H, G, I, dtype = run.T, run.B, run.H, len(run.order), run.I, run.dtype
+        width = G * self.u
+        deltas = self._scratch("deltas", T, B, width)
+        exchange = np.zeros((2, B, G * H), dtype)
+        carry = [np.zeros((B, self.u), dtype) for _ in range(PARTS)]
+        bias = [np.zeros(width, dtype) for _ in range(PARTS)]
+        gx = [np.empty((T * B, I), dtype)] + self._scratch("gx", T * B, I)[1:]
+        gU, gW = self._scratch("gU", width, I), self._scratch("gW", width, H)
+        previous = run.hs[:T].reshape(T * B, H)
+        barrier = counter()
+        shared = [(run.x2, self.U[p], previous, gx[p], gU[p], gW[p]) for p in range(PARTS)]
+        grads: dict[str, np.ndarray] = {}
+        if run.lstm:
+            carry_c = [np.zeros((B, self.u), dtype) for _ in range(PARTS)]
+            has_gc = gc is not None
+            gc = gc if has_gc else run.tcs  # any (T, B, H) array: not read
+            together(lstm_backward, [(barrier, self.Ws, direct, gc, has_gc, self.gates[p], run.cs, run.tcs, self.W[p],
+                                      deltas[p], exchange, carry[p], carry_c[p], bias[p], run.one, self.los[p],
+                                      *shared[p]) for p in range(PARTS)], barrier)
+            grads["c0"] = np.concatenate(carry_c, axis=1)
+        else:
+            kept = [np.empty((B, self.u), dtype) for _ in range(PARTS)]
+            recurrent = self._scratch("deltas_recurrent", T, B, width)
+            grads["b_hn"] = np.zeros(H, dtype)
+            together(gru_backward, [(barrier, self.Ws, direct, self.gates[p], run.hs, run.ms, self.W[p], deltas[p],
+                                     recurrent[p], exchange, carry[p], kept[p], bias[p], grads["b_hn"], run.one,
+                                     self.los[p], *shared[p]) for p in range(PARTS)], barrier)
+        for part in gx[1:]:
+            gx[0] += part
+        grads.update(x=gx[0].reshape(T, B, I), h0=np.concatenate(carry, axis=1))
+        for k, g in enumerate(run.order):
+            gate = slice(k * self.u, (k + 1) * self.u)
+            grads[f"U_{g}"] = np.concatenate([part[gate] for part in gU])
+            grads[f"W_{g}"] = np.concatenate([part[gate] for part in gW])
+            grads[f"b_{g}"] = np.concatenate([part[gate] for part in bias])
+        return grads

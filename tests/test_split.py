@@ -1,0 +1,121 @@
+"""The recurrence on two threads (rnnspec.kernels.cpu.split): the oracle's values, the one-thread kernels'
+values, and the machinery around it (the choice, the barrier's abort, OpenBLAS's thread count)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from numba import njit
+from test_gated_kernels import _fixed, _flat, _run, compare, gated_cases
+
+from rnnspec.kernels.cpu import blas, split
+from rnnspec.kernels.cpu.threads import arrive_and_wait, counter, together
+
+
+@pytest.fixture
+def used(monkeypatch):
+    """Forces the split wherever H is even, and counts the calls that ran it."""
+    monkeypatch.setenv(split.FORCE, "always")
+    calls = []
+    forward = split.Parts.forward
+    monkeypatch.setattr(split.Parts, "forward", lambda self: (calls.append(self.run.H), forward(self))[1])
+    return calls
+
+
+def _even(case):
+    return case["params"]["V"].shape[1] % 2 == 0
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("cell", split.CELLS)
+def test_two_threads_match_the_oracle(cell, dtype, used):
+    """Hypothesis cases (T up to 30, B up to 5, H even up to 24, gates driven open or shut) against the
+    oracle, as the one-thread kernels are checked: float64 within 1e-12, float32 within the suite's
+    tolerance."""
+    settings(max_examples=15, deadline=None)(given(gated_cases(cell, dtype).filter(_even))(compare))()
+    assert used and all(H % 2 == 0 for H in used)
+
+
+@pytest.mark.parametrize("cell", split.CELLS)
+def test_two_threads_agree_with_one_and_repeat_bit_for_bit(cell, used, monkeypatch):
+    """At a size the choice itself splits (T = 130, B = 1, H = 256 in float64; the first three outputs and
+    every gradient): within 1e-13 of the one-thread kernels, bit-identical over calls and for Fortran-order
+    inputs, and the caller's arrays untouched."""
+    case = _fixed(cell, "float64", 130, 1, 4, 256, seed=3)
+    for key in [k for k in case["params"] if k.startswith("W_")]:  # a contracting recurrence (radius ~0.5): a
+        case["params"][key] /= np.sqrt(256)  # chaotic one would amplify any change of rounding
+    copies = {k: {kk: vv.copy() for kk, vv in v.items()} if isinstance(v, dict) else v.copy()
+              for k, v in case.items() if k != "cell"}
+    two = _flat(_run(case))
+    assert len(used) == 3  # forward, backward and loss each split
+    again = _flat(_run(case))
+    fortran = {**case, "x": np.asfortranarray(case["x"]),
+               "params": {k: np.asfortranarray(v) for k, v in case["params"].items()}}
+    relaid = _flat(_run(fortran))
+    monkeypatch.setenv(split.FORCE, "never")
+    one = _flat(_run(case))
+    assert len(used) == 9
+    for key, want in one.items():
+        scale = max(np.max(np.abs(want)), 1e-300)
+        assert np.max(np.abs(two[key] - want)) <= 1e-13 * scale, key
+        np.testing.assert_array_equal(again[key], two[key], err_msg=str(key))
+        np.testing.assert_array_equal(relaid[key], two[key], err_msg=str(key))
+    for key, value in copies.items():
+        if isinstance(value, dict):
+            for name, array in value.items():
+                np.testing.assert_array_equal(case[key][name], array, err_msg=f"{key}[{name}]")
+        else:
+            np.testing.assert_array_equal(case[key], value, err_msg=key)
+
+
+def test_the_choice(monkeypatch):
+    monkeypatch.delenv(split.FORCE, raising=False)
+    monkeypatch.setattr(split, "cores", lambda: 2)
+    assert split.wanted("lstm", 1000, 1, 256, 4) and split.wanted("gru-reset-after", 1000, 1, 256, 3)
+    assert split.wanted("lstm", 1000, 2, 256, 4)
+    assert not split.wanted("lstm", 1000, 3, 256, 4)  # rows: the loop streams W once per row
+    assert not split.wanted("lstm", 100, 1, 256, 4)  # too few steps
+    assert not split.wanted("lstm", 1000, 1, 128, 4)  # too little work a step
+    assert not split.wanted("lstm", 1000, 1, 255, 4)  # H odd
+    assert not split.wanted("gru-reset-before", 1000, 1, 256, 3)
+    assert not split.wanted("lstm-peephole", 1000, 1, 256, 4)
+    monkeypatch.setattr(split, "cores", lambda: 1)
+    assert not split.wanted("lstm", 1000, 1, 256, 4)
+    monkeypatch.setenv(split.FORCE, "always")
+    assert split.wanted("lstm", 3, 5, 2, 4) and not split.wanted("lstm", 3, 5, 3, 4)
+    monkeypatch.setenv(split.FORCE, "never")
+    monkeypatch.setattr(split, "cores", lambda: 2)
+    assert not split.wanted("lstm", 1000, 1, 256, 4)
+    monkeypatch.setenv(split.FORCE, "sometimes")
+    with pytest.raises(ValueError, match="RNNSPEC_CPU_SPLIT='sometimes'"):
+        split.wanted("lstm", 1000, 1, 256, 4)
+
+
+@njit(nogil=True)
+def _wait_for_a_partner(barrier):
+    return arrive_and_wait(barrier, 2)
+
+
+def test_a_part_that_fails_raises_instead_of_leaving_its_partner_waiting():
+    """Part 1 raises before reaching the barrier; part 0, waiting there, sees the abort flag and returns."""
+    def part(k, barrier):
+        if k == 1:
+            raise RuntimeError("part 1 failed")
+        assert not _wait_for_a_partner(barrier)
+
+    barrier = counter()
+    with pytest.raises(RuntimeError, match="part 1 failed"):
+        together(part, [(0, barrier), (1, barrier)], barrier)
+    assert barrier[1] == 1
+
+
+def test_one_thread_holds_openblas_on_one_thread_and_restores_the_count():
+    setter, getter, _ = blas._thread_count_functions()
+    if setter is None:
+        pytest.skip("SciPy's BLAS exports no thread count here")
+    before = getter()
+    with blas.one_thread():
+        assert getter() == 1
+        with blas.one_thread():
+            assert getter() == 1
+        assert getter() == 1
+    assert getter() == before
