@@ -25,24 +25,28 @@ def _even(case):
     return case["params"]["V"].shape[1] % 2 == 0
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("dtype,examples", [("float32", 8), pytest.param("float32", 30, marks=pytest.mark.slow),
+                                            pytest.param("float64", 30, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("cell", split.CELLS)
-def test_two_threads_match_the_oracle(cell, dtype, used):
+def test_two_threads_match_the_oracle(cell, dtype, examples, used):
     """Hypothesis cases (T up to 30, B up to 5, H even up to 24, gates driven open or shut) against the
     oracle, as the one-thread kernels are checked: float64 within 1e-12, float32 within the suite's
-    tolerance."""
-    settings(max_examples=15, deadline=None)(given(gated_cases(cell, dtype).filter(_even))(compare))()
+    tolerance. CI runs 8 float32 cases a cell (float64 is checked below against the one-thread kernels);
+    ``-m slow`` 30 of each dtype."""
+    settings(max_examples=examples, deadline=None)(given(gated_cases(cell, dtype).filter(_even))(compare))()
     assert used and all(H % 2 == 0 for H in used)
 
 
+@pytest.mark.parametrize("dtype,bound", [("float32", 1e-5), pytest.param("float64", 1e-13, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("cell", split.CELLS)
-def test_two_threads_agree_with_one_and_repeat_bit_for_bit(cell, used, monkeypatch):
-    """At a size the choice itself splits (T = 130, B = 1, H = 256 in float64; the first three outputs and
-    every gradient): within 1e-13 of the one-thread kernels, bit-identical over calls and for Fortran-order
-    inputs, and the caller's arrays untouched."""
-    case = _fixed(cell, "float64", 130, 1, 4, 256, seed=3)
+def test_two_threads_agree_with_one_and_repeat_bit_for_bit(cell, dtype, bound, used, monkeypatch):
+    """At a size the choice itself splits (T = 130, B = 1, H = 256; every output and gradient): within 1e-5 of
+    the one-thread kernels in float32 (their products sum in another order), bit-identical over calls and
+    for Fortran-order inputs, and the caller's arrays untouched. float32 in CI, sharing the compiled code of
+    the oracle test above; float64 (within 1e-13) with ``-m slow``."""
+    case = _fixed(cell, dtype, 130, 1, 4, 256, seed=3)
     for key in [k for k in case["params"] if k.startswith("W_")]:  # a contracting recurrence (radius ~0.5): a
-        case["params"][key] /= np.sqrt(256)  # chaotic one would amplify any change of rounding
+        case["params"][key] /= np.asarray(16, dtype)  # chaotic one would amplify any change of rounding
     copies = {k: {kk: vv.copy() for kk, vv in v.items()} if isinstance(v, dict) else v.copy()
               for k, v in case.items() if k != "cell"}
     two = _flat(_run(case))
@@ -56,7 +60,7 @@ def test_two_threads_agree_with_one_and_repeat_bit_for_bit(cell, used, monkeypat
     assert len(used) == 9
     for key, want in one.items():
         scale = max(np.max(np.abs(want)), 1e-300)
-        assert np.max(np.abs(two[key] - want)) <= 1e-13 * scale, key
+        assert np.max(np.abs(two[key] - want)) <= bound * scale, (key, np.max(np.abs(two[key] - want)) / scale)
         np.testing.assert_array_equal(again[key], two[key], err_msg=str(key))
         np.testing.assert_array_equal(relaid[key], two[key], err_msg=str(key))
     for key, value in copies.items():

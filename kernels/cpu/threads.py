@@ -11,7 +11,6 @@ a waiting thread then returns False instead of waiting for a partner that will n
 
 from __future__ import annotations
 
-import os
 import platform
 import threading
 from collections.abc import Callable, Sequence
@@ -97,40 +96,24 @@ def counter() -> np.ndarray:
     return np.zeros(2, np.int64)
 
 
-def _allowed_cpus() -> list[int]:
-    try:
-        return sorted(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux: no pinning
-        return []
-
-
 def together(function: Callable, arguments: Sequence[tuple], barrier: np.ndarray) -> None:
     """function(*arguments[k]) for every k at once, the first in this thread, the others in new threads
     (joined before returning). An exception in any sets the barrier's abort flag and is raised here."""
     errors: list[BaseException] = []
-    cpus = _allowed_cpus()
-    pin = len(cpus) >= len(arguments)
 
-    def run(args: tuple, cpu: int | None = None) -> None:
+    def run(args: tuple) -> None:
         try:
-            if cpu is not None:
-                os.sched_setaffinity(0, {cpu})
             function(*args)
         except BaseException as error:  # noqa: BLE001 - handed to the caller below
             barrier[1] = 1
             errors.append(error)
 
-    helpers = [threading.Thread(target=run, args=(args, cpus[k + 1] if pin else None), daemon=True)
-               for k, args in enumerate(arguments[1:])]
+    # not pinned to cores: pinning every process's two threads to the first two cores would crowd them
+    # on a larger machine, and here it changed nothing measurable
+    helpers = [threading.Thread(target=run, args=(args,), daemon=True) for args in arguments[1:]]
     for helper in helpers:
         helper.start()
-    if pin:
-        os.sched_setaffinity(0, {cpus[0]})
-    try:
-        run(arguments[0])
-    finally:
-        if pin:
-            os.sched_setaffinity(0, cpus)
+    run(arguments[0])
     for helper in helpers:
         helper.join()
     if errors:
