@@ -129,7 +129,8 @@ def test_the_projected_lstm_case_keeps_its_projection_below_h():
     assert all(1 <= c.P < c.H for c in case.smaller()) and case.smaller()
 
 
-@pytest.mark.parametrize("cell", ["lstm", pytest.param("gru-reset-before", marks=pytest.mark.slow)])
+@pytest.mark.slow  # 20 s in CI for the LSTM alone
+@pytest.mark.parametrize("cell", ["lstm", "gru-reset-before"])
 def test_keras_masking_is_the_carry_semantics(cell):
     """Keras 3's layers under a mask, the reverse direction a go_backwards layer (torch backend, float32: Keras
     computes float64 in float32 there)."""
