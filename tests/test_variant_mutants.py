@@ -27,8 +27,13 @@ def test_the_correct_composition_passes(cell, target):
     assert report.conformant, [(r.clause.id, r.status, r.worst and r.worst.message) for r in report.results]
 
 
-@pytest.mark.parametrize("mutant", [pytest.param(m, marks=_group(m.cell, m.checked_as), id=m.__name__)
-                                    for m in corpus.MUTANTS])
+#: 12 s in CI; ReverseStartsAtTheEnd, another reverse-direction mutant, stays there
+SLOW = {"ReverseOutputsNotRestored"}
+
+
+@pytest.mark.parametrize("mutant", [pytest.param(m, marks=[_group(m.cell, m.checked_as)]
+                                                 + ([pytest.mark.slow] if m.__name__ in SLOW else []),
+                                                 id=m.__name__) for m in corpus.MUTANTS])
 def test_variant_mutant_is_rejected(mutant, record_property):
     report = check(mutant(), target=f"mutants_variants.{mutant.__name__}", cell=mutant.cell,
                    variant=mutant.checked_as, examples=EXAMPLES)
