@@ -64,10 +64,10 @@ class _Run:
         #: the recurrence on two threads (split.py): set by the forward layer of a whole call only
         self.split = False
 
-    def threads(self, split_allowed: bool = True) -> contextlib.AbstractContextManager:
+    def threads(self) -> contextlib.AbstractContextManager:
         """Decides whether this call runs on two threads (split.wanted), and returns the context to run it
         in: OpenBLAS held on one thread when it does."""
-        self.split = split_allowed and split.wanted(self.cell, self.T, self.B, self.H, len(self.order))
+        self.split = split.wanted(self.cell, self.T, self.B, self.H, len(self.order))
         return blas.one_thread() if self.split else contextlib.nullcontext()
 
     def scratch(self, name: str, shape: tuple[int, ...]) -> np.ndarray:

@@ -104,7 +104,7 @@ def together(function: Callable, arguments: Sequence[tuple], barrier: np.ndarray
     def run(args: tuple) -> None:
         try:
             function(*args)
-        except BaseException as error:  # noqa: BLE001 - handed to the caller below
+        except BaseException as error:  # any, KeyboardInterrupt too: the partner must not wait forever
             barrier[1] = 1
             errors.append(error)
 
