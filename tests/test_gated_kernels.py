@@ -152,17 +152,34 @@ def test_fortran_order_and_strided_inputs_give_bit_identical_results(cell):
             np.testing.assert_array_equal(got[key], want[key], err_msg=str(key))
 
 
-@pytest.mark.parametrize("cell", CELLS)
-def test_inputs_are_never_modified(cell):
-    case = _fixed(cell, "float32", 4, 2, 3, 5)
-    copies = {k: {kk: vv.copy() for kk, vv in v.items()} if isinstance(v, dict) else v.copy()
-              for k, v in case.items() if k != "cell"}
-    _run(case)
+def snapshot(case):
+    """Copies of every array of a case, for assert_untouched."""
+    return {k: {kk: vv.copy() for kk, vv in v.items()} if isinstance(v, dict) else v.copy()
+            for k, v in case.items() if k != "cell"}
+
+
+def assert_untouched(case, copies):
     for key, value in copies.items():
         items = value.items() if isinstance(value, dict) else [(key, value)]
         given_ = case[key] if isinstance(value, dict) else {key: case[key]}
         for name, before in items:
             np.testing.assert_array_equal(given_[name], before, err_msg=f"{key} {name}")
+
+
+def assert_agree(got, want, bound):
+    """Every output of ``got`` within ``bound`` of ``want``'s, relative to the largest of that output."""
+    for key, value in want.items():
+        scale = max(np.max(np.abs(value)), 1e-300)
+        worst = np.max(np.abs(got[key] - value)) / scale
+        assert worst <= bound, f"{key}: {worst:.3e} > {bound:.1e} (relative to its largest entry)"
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_inputs_are_never_modified(cell):
+    case = _fixed(cell, "float32", 4, 2, 3, 5)
+    copies = snapshot(case)
+    _run(case)
+    assert_untouched(case, copies)
 
 
 @pytest.mark.parametrize("cell", CELLS)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from numba import njit
-from test_gated_kernels import _fixed, _flat, _run, compare, gated_cases
+from test_gated_kernels import _fixed, _flat, _run, assert_agree, assert_untouched, compare, gated_cases, snapshot
 
 from rnnspec.kernels.cpu import blas, split
 from rnnspec.kernels.cpu.threads import arrive_and_wait, counter, together
@@ -47,8 +47,7 @@ def test_two_threads_agree_with_one_and_repeat_bit_for_bit(cell, dtype, bound, u
     case = _fixed(cell, dtype, 130, 1, 4, 256, seed=3)
     for key in [k for k in case["params"] if k.startswith("W_")]:  # a contracting recurrence (radius ~0.5): a
         case["params"][key] /= np.asarray(16, dtype)  # chaotic one would amplify any change of rounding
-    copies = {k: {kk: vv.copy() for kk, vv in v.items()} if isinstance(v, dict) else v.copy()
-              for k, v in case.items() if k != "cell"}
+    copies = snapshot(case)
     two = _flat(_run(case))
     assert len(used) == 3  # forward, backward and loss each split
     again = _flat(_run(case))
@@ -58,17 +57,11 @@ def test_two_threads_agree_with_one_and_repeat_bit_for_bit(cell, dtype, bound, u
     monkeypatch.setenv(split.FORCE, "never")
     one = _flat(_run(case))
     assert len(used) == 9
-    for key, want in one.items():
-        scale = max(np.max(np.abs(want)), 1e-300)
-        assert np.max(np.abs(two[key] - want)) <= bound * scale, (key, np.max(np.abs(two[key] - want)) / scale)
+    assert_agree(two, one, bound)
+    for key in one:
         np.testing.assert_array_equal(again[key], two[key], err_msg=str(key))
         np.testing.assert_array_equal(relaid[key], two[key], err_msg=str(key))
-    for key, value in copies.items():
-        if isinstance(value, dict):
-            for name, array in value.items():
-                np.testing.assert_array_equal(case[key][name], array, err_msg=f"{key}[{name}]")
-        else:
-            np.testing.assert_array_equal(case[key], value, err_msg=key)
+    assert_untouched(case, copies)
 
 
 def test_the_choice(monkeypatch):

@@ -146,6 +146,44 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     return out
 
 
+#: OpenBLAS's GEMM for SkylakeX and its successors sends a product of M N K <= SMALL_KERNEL_MNK to its
+#: "small matrix" kernels, which skip the packing of A and B. A step's product (few rows, B = the
+#: recurrent weights) packs all of W at every call otherwise: measured here, float32 16 x 128 by 128 x 488
+#: ran at 105 GFLOP/s, by 128 x 496 (just over) at 52; float64 alike.
+SMALL_KERNEL_MNK = 1_000_000
+SMALL_KERNEL_CORES = ("skylakex", "cooperlake", "sapphirerapids")
+#: rows per small-kernel call in multiples of this: 4 or 8 rows ran at 107 GFLOP/s, 7 or 15 at 76-86
+ROW_MULTIPLE = 4
+
+
+@functools.cache
+def small_kernel_mnk() -> int:
+    """SMALL_KERNEL_MNK where the kernels' BLAS runs kernels that have the small-matrix path, else 0."""
+    prepare()
+    core = core_name("scipy")
+    return SMALL_KERNEL_MNK if core is not None and core.lower() in SMALL_KERNEL_CORES else 0
+
+
+def rows_per_call(rows: int, inner: int, cols: int, one_thread: bool) -> int:
+    """How many rows of a (rows, inner) by (inner, cols) product each BLAS call takes (loops.matmul_into).
+
+    On one thread (``one_thread``, or SciPy's OpenBLAS set to one): as many as keep a call on the
+    small-matrix kernels, in multiples of ROW_MULTIPLE and spread evenly over the calls. All of them in
+    one call where even ROW_MULTIPLE rows would not fit, where the BLAS has no such kernels, or where
+    OpenBLAS may use its threads: the small-matrix kernels run on one, and at 32-64 rows two threads on
+    the packed path ran as fast or faster (64 x 128 by 128 x 384: 42-45 us against 56 us in 4-row calls,
+    75 us in one call on one thread)."""
+    if not one_thread and threads() != 1:
+        return max(rows, 1)
+    limit = small_kernel_mnk()
+    most = (limit // max(inner * cols, 1)) // ROW_MULTIPLE * ROW_MULTIPLE
+    if most == 0 or rows <= most:
+        return max(rows, 1)
+    calls = -(-rows // most)
+    even = -(-rows // calls)
+    return -(-even // ROW_MULTIPLE) * ROW_MULTIPLE
+
+
 #: (set, get) thread-count functions, by the names OpenBLAS builds export them under
 _THREAD_COUNT = (("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
                  ("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
@@ -167,6 +205,12 @@ def _thread_count_functions():
                 shutdown.restype = ctypes.c_int
             return setter, getter, shutdown
     return None, None, None
+
+
+def threads() -> int:
+    """The threads SciPy's OpenBLAS may use now (0 where it does not say)."""
+    getter = _thread_count_functions()[1]
+    return getter() if getter is not None else 0
 
 
 @contextlib.contextmanager

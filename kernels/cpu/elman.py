@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from rnnspec.kernels import checks
-from rnnspec.kernels.cpu.blas import matmul
+from rnnspec.kernels.cpu.blas import matmul, rows_per_call
 from rnnspec.kernels.cpu.loops import (
     SMALL_STEP,
     clear,
@@ -58,7 +58,9 @@ class _Step:
         self.bias = checks.contiguous(b) if b is not None else np.zeros(0, self.dtype)  # empty: no bias
         self.empty = self.T == 0 or self.B == 0
         work = self.B * self.H * self.H
-        self.small, self.large = work <= SMALL_STEP, work >= LARGE_STEP
+        self.large = work >= LARGE_STEP
+        #: rows per BLAS call in a step's product (0: the loop, for small ones); see loops.matmul_into
+        self.blas_rows = 0 if work <= SMALL_STEP else rows_per_call(self.B, self.H, self.H, False)
         self._x, self._h0, self._U, self._W = x, h0, U, W
         #: rows still running at each step (a prefix: rows sorted by length; see loops.hold)
         self.active = np.full(self.T, self.B, np.int64)
@@ -77,7 +79,7 @@ class _Step:
         """(T+1, B, H): h0 and h_1..h_T; ``keep=False`` lets them live in the reused workspace."""
         if not self.large:
             states = projected_states(self.x2, self.h0, self.UT)
-            recur_forward(states, self.WT, self.bias, self.code, self.one, self.small, self.active)
+            recur_forward(states, self.WT, self.bias, self.code, self.one, self.blas_rows, self.active)
             return states
         shape = (self.T + 1, self.B, self.H)
         states = np.empty(shape, self.dtype) if keep else workspace("states", shape, self.dtype)
@@ -121,7 +123,7 @@ class _Step:
         gb = np.zeros(self.H, self.dtype)
         if not self.large:
             deltas = np.empty_like(direct)
-            recur_backward(direct, states, self.W, self.code, self.one, self.small, deltas, carry, gb, self.active)
+            recur_backward(direct, states, self.W, self.code, self.one, self.blas_rows, deltas, carry, gb, self.active)
             return self.grads(carry, *parameter_gradients(self.x2, self.U, states, deltas), gb)
         deltas = workspace("deltas", direct.shape, self.dtype)
         for t in range(self.T - 1, -1, -1):
@@ -194,7 +196,7 @@ def elman_loss(x: np.ndarray, h0: np.ndarray, U: np.ndarray, W: np.ndarray, b: n
     if not step.large:
         loss, gx2, gh0, gU, gW, gb, gV, gc = train_kernel(
             step.x2, step.h0, step.U, step.UT, step.W, step.WT, step.bias, Vc, VT, cc, y,
-            step.code, step.one, step.small, step.active)
+            step.code, step.one, step.blas_rows, step.active)
         grads = step.grads(gh0, gx2, gU, gW, gb)
     else:
         states = step.states(keep=False)

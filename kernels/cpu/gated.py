@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit
 
 from rnnspec.kernels import checks
-from rnnspec.kernels.cpu import blas, gru_reset_after, gru_reset_before, lstm, split
+from rnnspec.kernels.cpu import blas, gru_reset_after, gru_reset_before, lstm, rows, split
 from rnnspec.kernels.cpu.loops import SMALL_STEP, head_kernel, project
 from rnnspec.kernels.cpu.scratch import workspace
 
@@ -29,13 +29,13 @@ Arrays = dict[str, np.ndarray]
 CELLS = tuple(checks.GATED_CELLS)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _input_side(x2, U, deltas):
     """dL/dx (T B, I) and dL/dU (G H, I) from the input side's deltas (T B, G H)."""
     return np.dot(deltas, U), np.dot(deltas.T, x2)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _recurrent_side(previous, deltas):
     """dL/dW (G H, H) = deltas^T h_{t-1}, summed over every step and row."""
     return np.dot(deltas.T, previous)
@@ -44,8 +44,9 @@ def _recurrent_side(previous, deltas):
 class _Run:
     """The checked arguments of one call, stacked once, and the cell's recurrence around them."""
 
-    def __init__(self, cell: str, x, state0, params, head: bool = False, tag: str = "") -> None:
+    def __init__(self, cell: str, x, state0, params, head: bool = False, tag: str = "", half: bool = False) -> None:
         self.cell = checks.cell_name(cell, CELLS)
+        self.head = head
         self.T, self.B, self.I, self.H, self.state0, self.params = checks.gated_args(cell, x, state0, params, head)
         self.order = checks.GATED_CELLS[cell][0]
         self.lstm = "c0" in self.state0
@@ -54,8 +55,11 @@ class _Run:
         self.dtype = x.dtype
         self.one = self.dtype.type(1)
         self.empty = self.T == 0 or self.B == 0
-        self.small = self.B * self.H * self.P * len(self.order) <= SMALL_STEP
-        self.small_projection = self.B * self.H * self.P <= SMALL_STEP
+        #: a half of a call whose rows run on two threads (rows.py): on its own thread, BLAS on one
+        self.half = half
+        #: rows per BLAS call in a step's products (0: the loop, for small ones); see loops.matmul_into
+        self.blas_rows = self._blas_rows(self.P, len(self.order) * self.H)
+        self.projection_rows = self._blas_rows(self.H, self.P)
         self.x = x
         #: rows still running at each step (a prefix: rows sorted by length; see loops.hold)
         self.active = np.full(self.T, self.B, np.int64)
@@ -64,11 +68,31 @@ class _Run:
         #: the recurrence on two threads (split.py): set by the forward layer of a whole call only
         self.split = False
 
+    def _blas_rows(self, inner: int, cols: int) -> int:
+        if self.B * inner * cols <= SMALL_STEP:
+            return 0
+        return blas.rows_per_call(self.B, inner, cols, self.half)
+
     def threads(self) -> contextlib.AbstractContextManager:
         """Decides whether this call runs on two threads (split.wanted), and returns the context to run it
         in: OpenBLAS held on one thread when it does."""
-        self.split = split.wanted(self.cell, self.T, self.B, self.H, len(self.order))
+        self.split = not self.half and split.wanted(self.cell, self.T, self.B, self.H, len(self.order))
         return blas.one_thread() if self.split else contextlib.nullcontext()
+
+    def by_rows(self) -> bool:
+        """Whether this call runs its rows in two halves on two threads (rows.wanted), never where the
+        recurrence itself splits (split.wanted: at most two rows)."""
+        weights = len(self.order) * self.H * self.P * self.dtype.itemsize
+        return (rows.wanted(self.T, self.B, weights)
+                and not split.wanted(self.cell, self.T, self.B, self.H, len(self.order)))
+
+    def halves(self) -> list[tuple[_Run, slice]]:
+        """The two runs over rows.halves(B), checked as this one was, each with its rows."""
+        runs = []
+        for part in rows.halves(self.B):
+            runs.append((_Run(self.cell, self.x[:, part], {k: v[part] for k, v in self.state0.items()}, self.params,
+                              self.head, self.tag, half=True), part))
+        return runs
 
     def scratch(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         return workspace(name + self.tag, shape, self.dtype)
@@ -102,7 +126,7 @@ class _Run:
             self.W_rz, self.W_n = self.stack("W", "rz"), checks.contiguous(self.params["W_n"])
             self.WT_rz, self.WT_n = checks.contiguous(self.W_rz.T), checks.contiguous(self.W_n.T)
             self.rhs = self.scratch("rh", (T, B, H))
-            gru_reset_before.forward(self.a, self.gates, self.hs, self.rhs, self.WT_rz, self.WT_n, self.small,
+            gru_reset_before.forward(self.a, self.gates, self.hs, self.rhs, self.WT_rz, self.WT_n, self.blas_rows,
                                      self.one, self.active)
             return
         self.W = self.stack("W")
@@ -118,11 +142,11 @@ class _Run:
             self.peep = (np.stack([self.params[f"P_{g}"] for g in "ifo"]) if self.cell == "lstm-peephole"
                          else np.empty((0, H), self.dtype))
             lstm.forward(self.a, self.gates, self.hs, self.cs, self.tcs, self.rs, self.WT,
-                         checks.contiguous(self.W_hr.T), self.peep, self.small, self.small_projection, self.active)
+                         checks.contiguous(self.W_hr.T), self.peep, self.blas_rows, self.projection_rows, self.active)
         else:
             self.ms = self.scratch("m", (T, B, H))
             gru_reset_after.forward(self.a, self.gates, self.hs, self.ms, self.WT,
-                                    checks.contiguous(self.params["b_hn"]), self.small, self.one, self.active)
+                                    checks.contiguous(self.params["b_hn"]), self.blas_rows, self.one, self.active)
 
     def outputs(self) -> Arrays:
         out = {"h": self.hs[1:]}
@@ -142,7 +166,7 @@ class _Run:
         if self.cell == "gru-reset-before":
             deltas_rz = workspace("deltas_rz", (T, B, 2 * H), self.dtype)  # consumed here: shared by every run
             deltas_n = workspace("deltas_n", (T, B, H), self.dtype)
-            gru_reset_before.backward(direct, self.gates, self.hs, self.W_rz, self.W_n, self.small, deltas_rz,
+            gru_reset_before.backward(direct, self.gates, self.hs, self.W_rz, self.W_n, self.blas_rows, deltas_rz,
                                       deltas_n, carry, bias_grad, self.one, self.active)
             rz, n = deltas_rz.reshape(T * B, 2 * H), deltas_n.reshape(T * B, H)
             gx_rz, gU_rz = _input_side(self.x2, self.stack("U", "rz"), rz)
@@ -160,7 +184,7 @@ class _Run:
                 peep_grad = np.zeros(self.peep.shape, self.dtype)
                 douts = workspace("douts", (T, B, self.P), self.dtype) if self.W_hr.size else direct[:0]
                 lstm.backward(direct, gc, has_gc, self.gates, self.cs, self.tcs, self.W, self.W_hr, self.peep,
-                              self.small, self.small_projection, deltas, douts, carry, carry_c, bias_grad, peep_grad,
+                              self.blas_rows, self.projection_rows, deltas, douts, carry, carry_c, bias_grad, peep_grad,
                               self.one, self.active)
                 if self.cell == "lstm-peephole":
                     grads.update(P_i=peep_grad[0], P_f=peep_grad[1], P_o=peep_grad[2])
@@ -171,7 +195,7 @@ class _Run:
             else:
                 recurrent = workspace("deltas_recurrent", (T, B, G * H), self.dtype)
                 grads["b_hn"] = np.zeros(H, self.dtype)
-                gru_reset_after.backward(direct, self.gates, self.hs, self.ms, self.W, self.small, deltas,
+                gru_reset_after.backward(direct, self.gates, self.hs, self.ms, self.W, self.blas_rows, deltas,
                                          recurrent, carry, bias_grad, grads["b_hn"], self.one, self.active)
             gx, gU = _input_side(self.x2, self.U, deltas.reshape(T * B, G * H))
             gW = _recurrent_side(previous, recurrent.reshape(T * B, G * H))
@@ -234,6 +258,12 @@ def forward(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None = 
     if run.empty:
         sizes = (("h", run.P), ("c", run.H))[: len(run.state0)]
         return {k: np.zeros((run.T, run.B, size), run.dtype) for k, size in sizes}
+    if run.by_rows():
+        return rows.join(rows.run(_states, [(half,) for half, _ in run.halves()]), rows.OUTPUTS)
+    return _states(run)
+
+
+def _states(run: _Run) -> Arrays:
     with run.threads():
         run.prepare()
         run.forward()
@@ -259,6 +289,13 @@ def backward(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None =
     given = checks.gated_cotangents(cell, cotangents, run.dtype, run.T, run.B, run.H, run.P)
     if run.empty:
         return run.zeros()
+    if run.by_rows():
+        halves = [(half, {k: v[:, part] for k, v in given.items()}) for half, part in run.halves()]
+        return rows.join(rows.run(_vjp, halves), rows.GRADIENTS)
+    return _vjp(run, given)
+
+
+def _vjp(run: _Run, given: Arrays) -> Arrays:
     with run.threads():
         run.prepare()
         run.forward()
@@ -281,10 +318,17 @@ def loss(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None = Non
     if cell == "elman":
         return _dispatch_elman("loss", x, state0, params, targets, activation)
     run = _Run(cell, x, state0, params, head=True)
-    V, c = run.params["V"], run.params["c"]
-    y = checks.targets_arg(targets, run.T, run.B, V.shape[0])
+    y = checks.targets_arg(targets, run.T, run.B, run.params["V"].shape[0])
     if run.empty:
         return run.dtype.type(0), run.zeros()
+    if run.by_rows():
+        halves = rows.run(_loss, [(half, y[:, part]) for half, part in run.halves()])
+        return halves[0][0] + halves[1][0], rows.join([grads for _, grads in halves], rows.GRADIENTS)
+    return _loss(run, y)
+
+
+def _loss(run: _Run, y: np.ndarray) -> tuple[np.generic, Arrays]:
+    V, c = run.params["V"], run.params["c"]
     with run.threads():
         run.prepare()
         run.forward()

@@ -25,7 +25,7 @@ GATES = "rzn"
 # 1D rows and gate blocks, and gate values apart from their inputs, as in lstm.py: so LLVM vectorizes.
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def step(a, product, gate, h_prev, h, m, b_hn, one, lo):
     """One step for the units lo..lo + u - 1, u = a.shape[1] / 3: a, product and gate hold those units' three
     gate blocks (u wide each); h_prev, h, m and b_hn are whole, read and written at those units."""
@@ -46,8 +46,8 @@ def step(a, product, gate, h_prev, h, m, b_hn, one, lo):
             hr[j] = (one - update) * new + update * hp[j]
 
 
-@njit(cache=True, error_model="numpy")
-def forward(a, gates, hs, ms, WT, b_hn, small, one, active):
+@njit(cache=True, nogil=True, error_model="numpy")
+def forward(a, gates, hs, ms, WT, b_hn, blas_rows, one, active):
     """a (T, B, 3H) = x_t U^T + b; gates (T, B, 3H) receives [r z n]; hs (T+1, B, H) starts with h0 and
     receives h_t; ms (T, B, H) receives m_t. WT is the stacked W transposed, (H, 3H). Rows r >= active[t]
     hold their state at step t (loops.hold)."""
@@ -55,7 +55,7 @@ def forward(a, gates, hs, ms, WT, b_hn, small, one, active):
     for t in range(gates.shape[0]):
         n = active[t]
         if n > 0:
-            matmul_into(hs[t][:n], WT, product[:n], small)
+            matmul_into(hs[t][:n], WT, product[:n], blas_rows)
             step(a[t][:n], product[:n], gates[t][:n], hs[t][:n], hs[t + 1][:n], ms[t][:n], b_hn, one, 0)
         hold(hs[t], hs[t + 1], n)
 
@@ -63,7 +63,7 @@ def forward(a, gates, hs, ms, WT, b_hn, small, one, active):
 # The deltas, the carry and the sums over rows run as three loops: fused into one, its eleven streams
 # (four of them sums) needed more runtime alias checks than LLVM makes, and it ran scalar
 # (21.5 against 7.7 us at B = 32, H = 128).
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def back_step(delta_in, delta_rec, direct, gate, h_prev, m, carry, kept, bias_grad, b_hn_grad, one, lo):
     """One BPTT step for the units lo..lo + u - 1, u = carry.shape[1]: both deltas, gate, carry, kept and
     bias_grad hold those units only; direct, h_prev, m and b_hn_grad are whole, used at those units."""
@@ -94,8 +94,8 @@ def back_step(delta_in, delta_rec, direct, gate, h_prev, m, carry, kept, bias_gr
             bias_hn[j] += drn[j]
 
 
-@njit(cache=True, error_model="numpy")
-def backward(direct, gates, hs, ms, W, small, deltas_in, deltas_rec, carry, bias_grad, b_hn_grad, one, active):
+@njit(cache=True, nogil=True, error_model="numpy")
+def backward(direct, gates, hs, ms, W, blas_rows, deltas_in, deltas_rec, carry, bias_grad, b_hn_grad, one, active):
     """Both deltas (T, B, 3H) for t = T..1; carry (B, H) starts at zero and ends as dL/dh0;
     bias_grad (3H,) and b_hn_grad (H,) accumulate. W is the stacked W, (3H, H). Rows r >= active[t] were
     held at step t: their cotangents pass on, their deltas are zero."""
@@ -108,5 +108,5 @@ def backward(direct, gates, hs, ms, W, small, deltas_in, deltas_rec, carry, bias
         if n > 0:
             back_step(deltas_in[t][:n], deltas_rec[t][:n], direct[t][:n], gates[t][:n], hs[t][:n], ms[t][:n],
                       carry[:n], kept[:n], bias_grad, b_hn_grad, one, 0)
-            matmul_into(deltas_rec[t][:n], W, carry[:n], small)
+            matmul_into(deltas_rec[t][:n], W, carry[:n], blas_rows)
             carry[:n] += kept[:n]

@@ -25,7 +25,7 @@ GATES = "rzn"
 # 1D rows and gate blocks, and gate values apart from their inputs, as in lstm.py: so LLVM vectorizes.
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _gates_rz(a, product, gate, h_prev, rh):
     hidden = h_prev.shape[1]
     for r in range(h_prev.shape[0]):
@@ -40,7 +40,7 @@ def _gates_rz(a, product, gate, h_prev, rh):
             rr[j] = reset * hp[j]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _gate_n(a, product, gate, h_prev, h, one):
     hidden = h.shape[1]
     for r in range(h.shape[0]):
@@ -54,8 +54,8 @@ def _gate_n(a, product, gate, h_prev, h, one):
             hr[j] = (one - update) * new + update * hp[j]
 
 
-@njit(cache=True, error_model="numpy")
-def forward(a, gates, hs, rhs, WT_rz, WT_n, small, one, active):
+@njit(cache=True, nogil=True, error_model="numpy")
+def forward(a, gates, hs, rhs, WT_rz, WT_n, blas_rows, one, active):
     """a (T, B, 3H) = x_t U^T + b; gates (T, B, 3H) receives [r z n]; hs (T+1, B, H) starts with h0 and
     receives h_t; rhs (T, B, H) receives r_t * h_{t-1}. WT_rz (H, 2H) and WT_n (H, H) are transposed.
     Rows r >= active[t] hold their state at step t (loops.hold); their r * h is zero (it meets zero deltas
@@ -66,15 +66,15 @@ def forward(a, gates, hs, rhs, WT_rz, WT_n, small, one, active):
     for t in range(gates.shape[0]):
         n = active[t]
         if n > 0:
-            matmul_into(hs[t][:n], WT_rz, product_rz[:n], small)
+            matmul_into(hs[t][:n], WT_rz, product_rz[:n], blas_rows)
             _gates_rz(a[t][:n], product_rz[:n], gates[t][:n], hs[t][:n], rhs[t][:n])
-            matmul_into(rhs[t][:n], WT_n, product_n[:n], small)
+            matmul_into(rhs[t][:n], WT_n, product_n[:n], blas_rows)
             _gate_n(a[t][:n], product_n[:n], gates[t][:n], hs[t][:n], hs[t + 1][:n], one)
         hold(hs[t], hs[t + 1], n)
         clear(rhs[t], n)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _back_n(delta_rz, delta_n, direct, gate, h_prev, carry, kept, bias_grad, one):
     hidden = carry.shape[1]
     bz, bn = bias_grad[hidden:2 * hidden], bias_grad[2 * hidden:]
@@ -94,7 +94,7 @@ def _back_n(delta_rz, delta_n, direct, gate, h_prev, carry, kept, bias_grad, one
             kr[j] = dh * update
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _back_r(delta_rz, d_rh, gate, h_prev, kept, bias_grad, one):
     hidden = kept.shape[1]
     br = bias_grad[:hidden]
@@ -108,8 +108,8 @@ def _back_r(delta_rz, d_rh, gate, h_prev, kept, bias_grad, one):
             kr[j] += drh[j] * reset
 
 
-@njit(cache=True, error_model="numpy")
-def backward(direct, gates, hs, W_rz, W_n, small, deltas_rz, deltas_n, carry, bias_grad, one, active):
+@njit(cache=True, nogil=True, error_model="numpy")
+def backward(direct, gates, hs, W_rz, W_n, blas_rows, deltas_rz, deltas_n, carry, bias_grad, one, active):
     """deltas_rz (T, B, 2H) and deltas_n (T, B, H) for t = T..1; carry (B, H) starts at zero and ends
     as dL/dh0; bias_grad (3H,) accumulates. W_rz (2H, H) and W_n (H, H) as the equations write them.
     Rows r >= active[t] were held at step t: their cotangents pass on, their deltas are zero."""
@@ -123,7 +123,7 @@ def backward(direct, gates, hs, W_rz, W_n, small, deltas_rz, deltas_n, carry, bi
         if n > 0:
             _back_n(deltas_rz[t][:n], deltas_n[t][:n], direct[t][:n], gates[t][:n], hs[t][:n], carry[:n],
                     kept[:n], bias_grad, one)
-            matmul_into(deltas_n[t][:n], W_n, d_rh[:n], small)
+            matmul_into(deltas_n[t][:n], W_n, d_rh[:n], blas_rows)
             _back_r(deltas_rz[t][:n], d_rh[:n], gates[t][:n], hs[t][:n], kept[:n], bias_grad, one)
-            matmul_into(deltas_rz[t][:n], W_rz, carry[:n], small)
+            matmul_into(deltas_rz[t][:n], W_rz, carry[:n], blas_rows)
             carry[:n] += kept[:n]

@@ -43,15 +43,18 @@ def slope(h, act, one):
     return one
 
 
-@njit(cache=True, error_model="numpy")
-def matmul_into(a, b, out, small):
-    """out = a @ b for C-contiguous a (R, K), b (K, N): a loop when small, else BLAS.
+@njit(cache=True, nogil=True, error_model="numpy")
+def matmul_into(a, b, out, blas_rows):
+    """out = a @ b for C-contiguous a (R, K), b (K, N): by BLAS calls on blas_rows rows at a time
+    (:func:`blas.rows_per_call`: each call kept on OpenBLAS's unpacked small-matrix kernels), or, when
+    blas_rows is 0 (small products), by a loop.
 
     The loop adds four rows of b per pass over out's row: a quarter of the loads and stores of out,
     whose chain through memory bounds a one-row product (1 x 128 by 128 x 32: 0.53 to 0.27 us).
     """
-    if not small:
-        np.dot(a, b, out)
+    if blas_rows > 0:
+        for r0 in range(0, a.shape[0], blas_rows):
+            np.dot(a[r0:r0 + blas_rows], b, out[r0:r0 + blas_rows])
         return
     rows, inner = a.shape
     cols = b.shape[1]
@@ -78,28 +81,28 @@ def matmul_into(a, b, out, small):
 # their state, s_t = s_{t-1}, and in BPTT hand the whole cotangent of s_t on to s_{t-1}, with no delta.
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def hold(previous, current, n):
     """current[r] = previous[r] for the rows r >= n that are past their sequence's end."""
     for r in range(n, current.shape[0]):
         current[r, :] = previous[r, :]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def pass_back(carry, direct, n):
     """carry[r] += direct[r] for the rows r >= n: a held state's cotangent reaches the state it held."""
     for r in range(n, carry.shape[0]):
         carry[r, :] += direct[r, :]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def clear(rows, n):
     """rows[r] = 0 for r >= n: no delta (and no finite garbage for the GEMMs) at a held step."""
     for r in range(n, rows.shape[0]):
         rows[r, :] = 0
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def step_forward(current, product, bias, act, one):
     """current = f(current + product + b): current holds U x_t, product h_{t-1} W^T; b may be empty."""
     if bias.shape[0] == 0:
@@ -112,7 +115,7 @@ def step_forward(current, product, bias, act, one):
             current[r, i] = activate(current[r, i] + product[r, i] + bias[i], act, one)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def step_backward(delta, direct, carry, h, act, one, bias_grad):
     """delta = f'(z_t) * (direct + carry), carry holding W^T delta_{t+1}; bias_grad += sum of delta rows."""
     for r in range(delta.shape[0]):
@@ -122,8 +125,8 @@ def step_backward(delta, direct, carry, h, act, one, bias_grad):
             bias_grad[i] += d
 
 
-@njit(cache=True, error_model="numpy")
-def recur_forward(states, WT, bias, act, one, small, active):
+@njit(cache=True, nogil=True, error_model="numpy")
+def recur_forward(states, WT, bias, act, one, blas_rows, active):
     """states[0] = h0 and states[1:] = U x_t on entry; on exit states[t] = f(states[t] + W h_{t-1} + b)
     for the active[t - 1] rows still running, states[t - 1] for the others."""
     steps, batch, hidden = states.shape
@@ -131,13 +134,13 @@ def recur_forward(states, WT, bias, act, one, small, active):
     for t in range(1, steps):
         n = active[t - 1]
         if n > 0:
-            matmul_into(states[t - 1][:n], WT, product[:n], small)
+            matmul_into(states[t - 1][:n], WT, product[:n], blas_rows)
             step_forward(states[t][:n], product[:n], bias, act, one)
         hold(states[t - 1], states[t], n)
 
 
-@njit(cache=True, error_model="numpy")
-def recur_backward(direct, states, W, act, one, small, deltas, carry, bias_grad, active):
+@njit(cache=True, nogil=True, error_model="numpy")
+def recur_backward(direct, states, W, act, one, blas_rows, deltas, carry, bias_grad, active):
     """delta_t = f'(z_t) * (direct_t + W^T delta_{t+1}) for t = T..1; carry ends as W^T delta_1.
 
     states is (T+1, B, H) with h0 first; deltas (T, B, H) is written; carry (B, H) and bias_grad (H,)
@@ -149,10 +152,10 @@ def recur_backward(direct, states, W, act, one, small, deltas, carry, bias_grad,
         clear(deltas[t], n)
         if n > 0:
             step_backward(deltas[t][:n], direct[t][:n], carry[:n], states[t + 1][:n], act, one, bias_grad)
-            matmul_into(deltas[t][:n], W, carry[:n], small)
+            matmul_into(deltas[t][:n], W, carry[:n], blas_rows)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def softmax_shift(logits, bias, targets, one):
     """Softmax cross-entropy, first half: logits become a + c - max(a + c) per row; returns the sum
     over rows of minus the target's shifted logit. The caller exponentiates, then softmax_finish."""
@@ -169,7 +172,7 @@ def softmax_shift(logits, bias, targets, one):
     return total
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def softmax_finish(exps, targets, one, bias_grad):
     """Second half: exps = exp(shifted logits) become softmax - onehot(y); returns sum of log norms."""
     total = one * 0
@@ -188,7 +191,7 @@ def softmax_finish(exps, targets, one, bias_grad):
     return total
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def project(x2, U, bias, out):
     """out (T B, G H) = x2 U^T + b: the input side of every gate at every step, one GEMM."""
     np.dot(x2, U.T, out)
@@ -197,7 +200,7 @@ def project(x2, U, bias, out):
             out[r, k] += bias[k]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def projected_states(x2, h0, UT):
     """(T+1, B, H): h0, then U x_t for every t in one GEMM."""
     batch, hidden = h0.shape
@@ -208,7 +211,7 @@ def projected_states(x2, h0, UT):
     return states
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def head_kernel(states, V, VT, c, targets, one):
     """Loss, dL/dV, dL/dc and the head's cotangent on every h_t, (T, B, H)."""
     steps, batch, hidden = states.shape[0] - 1, states.shape[1], states.shape[2]
@@ -216,7 +219,7 @@ def head_kernel(states, V, VT, c, targets, one):
     return loss, gV, gc, direct.reshape(steps, batch, hidden)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def head_rows(hs, V, VT, c, targets, one):
     """sum over rows of -log softmax(V h + c)[y], dL/dV, dL/dc and dL/dh (R, H), for hs (R, H)."""
     residual = np.dot(hs, VT)
@@ -229,7 +232,7 @@ def head_rows(hs, V, VT, c, targets, one):
     return loss, np.dot(residual.T, hs), gc, np.dot(residual, V)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def parameter_gradients(x2, U, states, deltas):
     """dL/dx, dL/dU, dL/dW from the deltas of every step: one GEMM each."""
     steps, batch, hidden = deltas.shape
@@ -238,15 +241,15 @@ def parameter_gradients(x2, U, states, deltas):
     return np.dot(d2, U), np.dot(d2.T, x2), np.dot(d2.T, previous)
 
 
-@njit(cache=True, error_model="numpy")
-def train_kernel(x2, h0, U, UT, W, WT, bias, V, VT, c, targets, act, one, small, active):
+@njit(cache=True, nogil=True, error_model="numpy")
+def train_kernel(x2, h0, U, UT, W, WT, bias, V, VT, c, targets, act, one, blas_rows, active):
     """Forward, softmax cross-entropy summed over time and batch, BPTT, all in one call (small sizes)."""
     states = projected_states(x2, h0, UT)
-    recur_forward(states, WT, bias, act, one, small, active)
+    recur_forward(states, WT, bias, act, one, blas_rows, active)
     loss, gV, gc, direct = head_kernel(states, V, VT, c, targets, one)
     deltas = np.empty_like(direct)
     carry = np.zeros(h0.shape, h0.dtype)
     gb = np.zeros(h0.shape[1], h0.dtype)
-    recur_backward(direct, states, W, act, one, small, deltas, carry, gb, active)
+    recur_backward(direct, states, W, act, one, blas_rows, deltas, carry, gb, active)
     gx2, gU, gW = parameter_gradients(x2, U, states, deltas)
     return loss, gx2, carry, gU, gW, gb, gV, gc

@@ -27,7 +27,7 @@ GATES = "ifgo"
 # 1D rows and gate blocks, and gate values apart from their inputs, as in lstm.py: so LLVM vectorizes.
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def step(a, product, gate, h, c_prev, c, tc, peep):
     hidden = h.shape[1]
     peep_i, peep_f, peep_o = peep[0], peep[1], peep[2]
@@ -47,7 +47,7 @@ def step(a, product, gate, h, c_prev, c, tc, peep):
             cr[j], tr[j], hr[j] = cell, squashed, o * squashed
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def back_step(delta, direct, gc, has_gc, gate, c_prev, c, tc, carry_h, carry_c, bias_grad, peep, peep_grad, one):
     hidden = carry_h.shape[1]
     bi, bf, bg, bo = bias_grad[:hidden], bias_grad[hidden:2 * hidden], bias_grad[2 * hidden:3 * hidden], \

@@ -58,17 +58,23 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+def forced(variable: str) -> bool | None:
+    """What the environment variable ``variable`` forces: True ("always"), False ("never") or None (unset)."""
+    force = os.environ.get(variable, "")
+    if force not in ("", "always", "never"):
+        raise ValueError(f"{variable}={force!r}: expected 'always', 'never' or unset")
+    return force == "always" if force else None
+
+
 def wanted(cell: str, T: int, B: int, H: int, gates: int) -> bool:
     """Whether a call of ``cell`` at these sizes runs on two threads: at most MAX_ROWS rows, at least
     MIN_STEPS steps and MIN_ROW_STEP multiply-adds a row and step, two cores free to this process, or as
     FORCE says."""
     if cell not in CELLS or H % PARTS or B == 0 or T == 0:
         return False
-    force = os.environ.get(FORCE, "")
-    if force not in ("", "always", "never"):
-        raise ValueError(f"{FORCE}={force!r}: expected 'always', 'never' or unset")
-    if force:
-        return force == "always"
+    force = forced(FORCE)
+    if force is not None:
+        return force
     return cores() >= PARTS and B <= MAX_ROWS and T >= MIN_STEPS and gates * H * H >= MIN_ROW_STEP
 
 
@@ -110,7 +116,7 @@ def _share(slot, deltas, hidden, lo):
 @njit(cache=True, nogil=True, error_model="numpy")
 def _carry(slot, W_p, carry, kept):
     """carry = slot W_p (+ kept where kept has rows): dL/dh_{t-1} at the part's units."""
-    matmul_into(slot, W_p, carry, True)
+    matmul_into(slot, W_p, carry, 0)
     for r in range(carry.shape[0]):
         out = carry[r]
         if kept.shape[0]:
@@ -135,7 +141,7 @@ def lstm_forward(barrier, Ws, x2, U_p, b_p, WT_p, a, gates, product, hs, cs, tcs
     _pack_transposed(Ws, lo, WT_p)
     project(x2, U_p, b_p, a.reshape(steps * batch, a.shape[2]))
     for t in range(steps):
-        matmul_into(hs[t], WT_p, product, True)
+        matmul_into(hs[t], WT_p, product, 0)
         lstm.step(a[t], product, gates[t], hs[t + 1], cs[t], cs[t + 1], tcs[t], lo)
         if not arrive_and_wait(barrier, PARTS * (t + 1)):
             return
@@ -168,7 +174,7 @@ def gru_forward(barrier, Ws, x2, U_p, b_p, WT_p, b_hn, a, gates, product, hs, ms
     _pack_transposed(Ws, lo, WT_p)
     project(x2, U_p, b_p, a.reshape(steps * batch, a.shape[2]))
     for t in range(steps):
-        matmul_into(hs[t], WT_p, product, True)
+        matmul_into(hs[t], WT_p, product, 0)
         gru_reset_after.step(a[t], product, gates[t], hs[t], hs[t + 1], ms[t], b_hn, one, lo)
         if not arrive_and_wait(barrier, PARTS * (t + 1)):
             return

@@ -7,11 +7,19 @@ acquire loads while waiting. A waiting thread spins with the CPU's pause hint fo
 yields its core at every further load, so that a machine with fewer free cores than threads slows down
 instead of stalling. ``counter[1]`` is the abort flag: a thread that failed before its loop sets it, and
 a waiting thread then returns False instead of waiting for a partner that will never arrive.
+
+:func:`together` runs the parts after the first on helper threads that live as long as the process and
+wait for work between calls: a fresh thread a call cost its start and, worse, fresh scratch arrays
+(:mod:`scratch` keeps them per thread), page faults and all, at every call. A forked child starts
+with none (the parent's threads do not survive a fork), and a call that finds the helpers busy (two
+caller threads at once) runs its parts on fresh threads instead of waiting.
 """
 
 from __future__ import annotations
 
+import os
 import platform
+import queue
 import threading
 from collections.abc import Callable, Sequence
 
@@ -96,25 +104,80 @@ def counter() -> np.ndarray:
     return np.zeros(2, np.int64)
 
 
-def together(function: Callable, arguments: Sequence[tuple], barrier: np.ndarray) -> None:
-    """function(*arguments[k]) for every k at once, the first in this thread, the others in new threads
-    (joined before returning). An exception in any sets the barrier's abort flag and is raised here."""
-    errors: list[BaseException] = []
+class _Helper:
+    """A daemon thread running the jobs put in its queue, one after another."""
 
-    def run(args: tuple) -> None:
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._serve, name="rnnspec-helper", daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            job, done = self.jobs.get()
+            job()
+            done.set()
+
+    def start(self, job: Callable[[], None]) -> threading.Event:
+        done = threading.Event()
+        self.jobs.put((job, done))
+        return done
+
+
+_helpers: list[_Helper] = []
+_helpers_free = threading.Lock()
+
+
+def _forget_helpers() -> None:
+    """In a forked child: the parent's helper threads are gone, and the lock may have been held."""
+    global _helpers_free
+    _helpers.clear()
+    _helpers_free = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_helpers)
+
+
+def _on_fresh_threads(jobs: list[Callable[[], None]]) -> list[threading.Thread]:
+    threads = [threading.Thread(target=job, daemon=True) for job in jobs]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def together(function: Callable, arguments: Sequence[tuple], barrier: np.ndarray) -> list:
+    """[function(*arguments[k]) for every k], run at once: the first in this thread, the others on the
+    helper threads (or fresh ones when those are busy), all finished before returning. An exception in
+    any sets the barrier's abort flag and is raised here."""
+    errors: list[BaseException] = []
+    results: list = [None] * len(arguments)
+
+    def run(k: int) -> None:
         try:
-            function(*args)
+            results[k] = function(*arguments[k])
         except BaseException as error:  # any, KeyboardInterrupt too: the partner must not wait forever
             barrier[1] = 1
             errors.append(error)
 
+    jobs = [lambda k=k: run(k) for k in range(1, len(arguments))]
     # not pinned to cores: pinning every process's two threads to the first two cores would crowd them
     # on a larger machine, and here it changed nothing measurable
-    helpers = [threading.Thread(target=run, args=(args,), daemon=True) for args in arguments[1:]]
-    for helper in helpers:
-        helper.start()
-    run(arguments[0])
-    for helper in helpers:
-        helper.join()
+    if _helpers_free.acquire(blocking=False):
+        try:
+            while len(_helpers) < len(jobs):
+                _helpers.append(_Helper())
+            finished = [helper.start(job) for helper, job in zip(_helpers, jobs)]
+            run(0)
+            for done in finished:
+                done.wait()
+        finally:
+            _helpers_free.release()
+    else:
+        threads = _on_fresh_threads(jobs)
+        run(0)
+        for thread in threads:
+            thread.join()
     if errors:
         raise errors[0]
+    return results

@@ -1,0 +1,76 @@
+"""A batch's rows in two halves on two threads, for the gated cells at mid-sized batches.
+
+The rows of a batch never meet in the recurrence: row r's h_t reads only row r's h_{t-1}. So a call
+over rows 0..B-1 is two independent calls over the halves R_0 = 0..m-1 and R_1 = m..B-1
+(m = B - B // 2), each run whole (forward, head, BPTT, the GEMMs after it) in its own thread with
+OpenBLAS on one thread (:func:`blas.one_thread`), and
+
+    h, c, dL/dx, dL/dh0, dL/dc0   = the halves' rows, joined along the batch axis
+    loss, dL/dtheta (every weight) = the halves' sums, added
+
+since the loss and every parameter gradient are sums over rows. Why it pays at B = 8-64 with small
+weights: a step's product there is a (B, H) by (H, G H) GEMM of a few microseconds, where OpenBLAS's
+two threads meet twice a call, and the cell's gate nonlinearities ran on one core while the other
+waited; here each core keeps its own copy of W in its cache and nothing crosses between them until
+the end. Where it does not: weights larger than a core's L2 (each core would stream all of W every
+step; 3 MiB lost 12%, G4's 16 MB 20%, measured) and short sequences (the GEMMs before and after dominate there and
+two-thread BLAS runs them as well). The thresholds below are measured; see
+benchmarks/cpu_cells/rows/README.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from rnnspec.kernels.cpu import blas
+from rnnspec.kernels.cpu.split import cores, forced
+from rnnspec.kernels.cpu.threads import counter, together
+
+Arrays = dict[str, np.ndarray]
+#: at least this many rows (each half gets MIN_ROWS / 2 or more)
+MIN_ROWS = 8
+#: at least this many steps: below, the GEMMs before and after the recurrence dominate
+MIN_STEPS = 32
+#: at most this many bytes of recurrent weights (G H P of them): the LSTM at H = 256 in float64 still
+#: gained 1.34x, the GRUs at H = 512 in float32 (3 MiB) lost 12%
+MAX_WEIGHT_BYTES = 2 << 20
+#: the environment variable that forces the choice: "always" (wherever B >= 2) or "never"
+FORCE = "RNNSPEC_CPU_ROWS"
+#: the forward's outputs, by their batch axis
+OUTPUTS = {"h": 1, "c": 1}
+#: the gradients that belong to rows, by their batch axis; every other one (the weights', the head's c
+#: too) sums over rows
+GRADIENTS = {"x": 1, "h0": 0, "c0": 0}
+
+
+def wanted(T: int, B: int, weight_bytes: int) -> bool:
+    """Whether a call of T steps over B rows, with ``weight_bytes`` of recurrent weights, runs its rows in
+    two halves on two threads: at least MIN_ROWS rows and MIN_STEPS steps, weights of at most
+    MAX_WEIGHT_BYTES, two cores free to the process, or as FORCE says."""
+    if B < 2 or T == 0:
+        return False
+    force = forced(FORCE)
+    if force is not None:
+        return force
+    return cores() >= 2 and B >= MIN_ROWS and T >= MIN_STEPS and weight_bytes <= MAX_WEIGHT_BYTES
+
+
+def halves(B: int) -> tuple[slice, slice]:
+    """R_0 = 0..m-1 and R_1 = m..B-1, m = B - B // 2."""
+    m = B - B // 2
+    return slice(0, m), slice(m, B)
+
+
+def run(call: Callable, arguments: Sequence[tuple]) -> list:
+    """[call(*arguments[0]), call(*arguments[1])] on two threads, OpenBLAS held on one thread meanwhile."""
+    with blas.one_thread():
+        return together(call, arguments, counter())
+
+
+def join(results: Sequence[Arrays], batch_axes: dict[str, int]) -> Arrays:
+    """The halves' arrays as one call's: those named in ``batch_axes`` joined along that axis, the rest added."""
+    first, second = results
+    return {key: np.concatenate([value, second[key]], axis=batch_axes[key]) if key in batch_axes
+            else value + second[key] for key, value in first.items()}

@@ -1,0 +1,189 @@
+"""A batch's rows in two halves on two threads (rnnspec.kernels.cpu.rows): the oracle's values, the one-thread
+kernels' values, the choice, and the helper threads that run the halves."""
+
+import os
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from test_gated_kernels import (
+    CELLS,
+    FIRST,
+    _fixed,
+    _flat,
+    _run,
+    assert_agree,
+    assert_untouched,
+    compare,
+    gated_cases,
+    snapshot,
+)
+
+from rnnspec.kernels.cpu import rows, threads
+from rnnspec.kernels.cpu.threads import counter, together
+
+
+@pytest.fixture
+def used(monkeypatch):
+    """Forces the halves wherever B >= 2, and records the rows of every half that ran."""
+    monkeypatch.setenv(rows.FORCE, "always")
+    calls = []
+    run = rows.run
+    monkeypatch.setattr(rows, "run", lambda call, arguments: (calls.append([a[0].B for a in arguments]),
+                                                               run(call, arguments))[1])
+    return calls
+
+
+def _rows(case):
+    return case["x"].shape[1] >= 2
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_halves_match_the_oracle(cell, dtype, used):
+    """Hypothesis cases (T up to 30, B 2-5, H up to 24, gates driven open or shut), every cell, against the
+    oracle as the one-thread kernels are checked: float64 within 1e-12, float32 within the suite's tolerance.
+    The halves run the one-thread kernels' compiled code, so this costs no compile of its own."""
+    examples = 10 if cell in FIRST else 4
+    settings(max_examples=examples, deadline=None)(given(gated_cases(cell, dtype).filter(_rows))(compare))()
+    assert used and all(len(b) == 2 and b[0] - b[1] in (0, 1) and b[1] >= 1 for b in used), used
+
+
+@pytest.mark.parametrize("dtype,bound", [("float32", 1e-5), ("float64", 1e-13)])
+@pytest.mark.parametrize("cell", FIRST)
+def test_halves_agree_with_one_call_and_repeat_bit_for_bit(cell, dtype, bound, used, monkeypatch):
+    """At a size the choice itself halves (T = 40, B = 9: halves of 5 and 4 rows; every output and gradient):
+    within ``bound`` of the one-thread call (their GEMMs sum in another order), bit-identical over calls and
+    for Fortran-order inputs, and the caller's arrays untouched."""
+    monkeypatch.delenv(rows.FORCE)
+    monkeypatch.setattr(rows, "cores", lambda: 2)
+    case = _fixed(cell, dtype, 40, 9, 4, 6, seed=5)
+    copies = snapshot(case)
+    two = _flat(_run(case))
+    assert used == [[5, 4]] * 3  # forward, backward and loss each halved
+    again = _flat(_run(case))
+    relaid = lambda v: {k: np.asfortranarray(a) for k, a in v.items()}
+    fortran = {**case, "x": np.asfortranarray(case["x"]), "params": relaid(case["params"]),
+               "state0": relaid(case["state0"]), "cot": relaid(case["cot"])}
+    moved = _flat(_run(fortran))
+    monkeypatch.setenv(rows.FORCE, "never")
+    one = _flat(_run(case))
+    assert len(used) == 9
+    assert_agree(two, one, bound)
+    for key in one:
+        np.testing.assert_array_equal(again[key], two[key], err_msg=str(key))
+        np.testing.assert_array_equal(moved[key], two[key], err_msg=str(key))
+    assert_untouched(case, copies)
+
+
+def test_the_choice(monkeypatch):
+    monkeypatch.delenv(rows.FORCE, raising=False)
+    monkeypatch.setattr(rows, "cores", lambda: 2)
+    lstm_256 = 4 * 256 * 256 * 8  # the LSTM's W at H = 256 in float64: 2 MiB
+    assert rows.wanted(100, 32, lstm_256) and rows.wanted(32, 8, 1000)
+    assert not rows.wanted(100, 7, 1000)  # too few rows
+    assert not rows.wanted(31, 32, 1000)  # too few steps
+    assert not rows.wanted(100, 64, 4 * 1024 * 1024 * 4)  # W far beyond a core's cache
+    assert not rows.wanted(100, 32, 3 * 512 * 512 * 4)  # the GRUs at H = 512 in float32
+    monkeypatch.setattr(rows, "cores", lambda: 1)
+    assert not rows.wanted(100, 32, 1000)
+    monkeypatch.setenv(rows.FORCE, "always")
+    assert rows.wanted(1, 2, 10**9) and not rows.wanted(1, 1, 10) and not rows.wanted(0, 5, 10)
+    monkeypatch.setenv(rows.FORCE, "never")
+    monkeypatch.setattr(rows, "cores", lambda: 2)
+    assert not rows.wanted(100, 32, 1000)
+    monkeypatch.setenv(rows.FORCE, "sometimes")
+    with pytest.raises(ValueError, match="RNNSPEC_CPU_ROWS='sometimes'"):
+        rows.wanted(100, 32, 1000)
+
+
+def test_halves_and_join():
+    assert rows.halves(9) == (slice(0, 5), slice(5, 9)) and rows.halves(2) == (slice(0, 1), slice(1, 2))
+    first = {"x": np.ones((2, 1, 3)), "h0": np.ones((1, 4)), "c": np.full(3, 2.0), "W_i": np.ones((4, 4))}
+    second = {"x": np.zeros((2, 2, 3)), "h0": np.zeros((2, 4)), "c": np.full(3, 5.0), "W_i": np.ones((4, 4))}
+    joined = rows.join([first, second], rows.GRADIENTS)
+    assert joined["x"].shape == (2, 3, 3) and joined["x"][:, 0].all() and not joined["x"][:, 1:].any()
+    assert joined["h0"].shape == (3, 4)
+    np.testing.assert_array_equal(joined["c"], np.full(3, 7.0))  # the head's bias sums; the LSTM's states join
+    np.testing.assert_array_equal(joined["W_i"], np.full((4, 4), 2.0))
+    states = rows.join([{"c": np.ones((2, 1, 3))}, {"c": np.zeros((2, 2, 3))}], rows.OUTPUTS)
+    assert states["c"].shape == (2, 3, 3)
+
+
+def test_the_helper_threads_are_reused_and_return_results():
+    names = lambda k: (k, threading.get_ident())
+    first = together(names, [(0,), (1,)], counter())
+    second = together(names, [(0,), (1,)], counter())
+    assert [k for k, _ in first] == [0, 1] and first[0][1] == threading.get_ident()
+    assert first[1][1] == second[1][1] != threading.get_ident()  # the same helper, not this thread
+
+
+def test_callers_on_two_threads_at_once_both_finish(monkeypatch):
+    """A call that finds the helpers busy runs its part on a fresh thread instead of waiting for them."""
+    release, inside = threading.Event(), threading.Event()
+
+    def slow(k):
+        if k == 1:
+            inside.set()
+            assert release.wait(10)
+        return k
+
+    outer = threading.Thread(target=lambda: together(slow, [(0,), (1,)], counter()))
+    outer.start()
+    assert inside.wait(10)  # the outer call holds the helpers now
+    assert together(lambda k: k * 10, [(1,), (2,)], counter()) == [10, 20]
+    release.set()
+    outer.join(10)
+    assert not outer.is_alive()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_starts_its_own_helpers():
+    together(lambda k: k, [(0,), (1,)], counter())  # the parent has a helper now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its inherited helper thread is gone; a call must still finish
+        try:
+            ok = threads._helpers == [] and together(lambda k: k + 1, [(0,), (1,)], counter()) == [1, 2]
+            os.write(write, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1" and status == 0
+
+
+def test_rows_per_call(monkeypatch):
+    from rnnspec.kernels.cpu import blas
+
+    monkeypatch.setattr(blas, "small_kernel_mnk", lambda: 1_000_000)
+    assert blas.rows_per_call(16, 128, 512, True) == 8  # 16 x 128 x 512 > 1e6: two calls of 8 rows
+    assert blas.rows_per_call(32, 128, 384, True) == 16
+    assert blas.rows_per_call(30, 128, 384, True) == 16  # 15 a call, rounded up to a multiple of 4
+    assert blas.rows_per_call(5, 128, 512, True) == 5  # all of them fit
+    assert blas.rows_per_call(32, 256, 1024, True) == 32  # not even 4 rows fit: one call
+    monkeypatch.setattr(blas, "threads", lambda: 2)
+    assert blas.rows_per_call(16, 128, 512, False) == 16  # OpenBLAS may thread: one call
+    monkeypatch.setattr(blas, "threads", lambda: 1)
+    assert blas.rows_per_call(16, 128, 512, False) == 8
+    monkeypatch.setattr(blas, "small_kernel_mnk", lambda: 0)
+    assert blas.rows_per_call(16, 128, 512, True) == 16  # no small-matrix kernels
+
+
+@pytest.mark.parametrize("cell", FIRST)
+def test_step_products_in_several_blas_calls_match_the_oracle(cell, used, monkeypatch):
+    """The halves' step products in calls of 4 rows (the limit of the small-matrix kernels made small
+    enough for that at H = 6), BLAS forced at this size: against the oracle, halves of 5 rows (4 + 1) and 4."""
+    from rnnspec.kernels.checks import GATED_CELLS
+    from rnnspec.kernels.cpu import blas, gated
+
+    recurrent = 6 * 6 * len(GATED_CELLS[cell][0])  # inner x cols of the step's product
+    monkeypatch.setattr(gated, "SMALL_STEP", -1)
+    monkeypatch.setattr(blas, "small_kernel_mnk", lambda: 4 * recurrent + 1)
+    chosen = []
+    rows_per_call = blas.rows_per_call
+    monkeypatch.setattr(blas, "rows_per_call", lambda *a: (chosen.append((a[0], a[1] * a[2], rows_per_call(*a))),
+                                                           chosen[-1][2])[1])
+    compare(_fixed(cell, "float64", 7, 9, 3, 6, seed=2))
+    assert (5, recurrent, 4) in chosen, chosen
