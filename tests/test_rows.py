@@ -187,3 +187,22 @@ def test_step_products_in_several_blas_calls_match_the_oracle(cell, used, monkey
                                                            chosen[-1][2])[1])
     compare(_fixed(cell, "float64", 7, 9, 3, 6, seed=2))
     assert (5, recurrent, 4) in chosen, chosen
+
+
+def test_the_benchmark_says_which_rows_ran_in_halves(monkeypatch):
+    from rnnspec.kernels.cpu import bench, split
+
+    monkeypatch.delenv(rows.FORCE, raising=False)
+    monkeypatch.delenv(split.FORCE, raising=False)
+    monkeypatch.setattr(rows, "cores", lambda: 2)
+    monkeypatch.setattr(split, "cores", lambda: 2)
+    size = lambda name: bench.SIZES[name][:2] + bench.SIZES[name][3:4]
+    assert bench.parallel("rnnspec-cpu", "lstm", None, *size("G2"), "float32") == "rows"
+    assert bench.parallel("rnnspec-cpu", "gru-reset-after", None, *size("G5"), "float32") == "units"
+    assert bench.parallel("rnnspec-cpu", "lstm", None, *size("G4"), "float32") is None
+    assert bench.parallel("torch", "lstm", None, *size("G2"), "float32") is None
+    assert bench.parallel("rnnspec-cpu", "lstm", {"layers": 2}, *size("G2"), "float32") is None
+    result = {"impl": "rnnspec-cpu", "size": "G2", "dtype": "float32", "phase": "train", "median_s": 1.0,
+              "gflops": 1.0, "parallel": "rows"}
+    line = bench.table({"results": [result], "compile_s": {}, "skipped": []})
+    assert "batch halves on 2 threads" in line

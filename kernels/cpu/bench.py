@@ -144,13 +144,18 @@ def available(impls: list[str], cell: str = "elman", variant: dict | None = None
     return have, missing
 
 
-def recurrence_threads(impl: str, cell: str, variant: dict | None, T: int, B: int, H: int) -> int | None:
-    """How many threads run the kernels' recurrence at this size (kernels/cpu/split.py); None for the others."""
-    if impl != "rnnspec-cpu":
+def parallel(impl: str, cell: str, variant: dict | None, T: int, B: int, H: int, dtype: str) -> str | None:
+    """How the kernels spread a call at this size over two threads: "units" (the recurrence itself,
+    kernels/cpu/split.py), "rows" (the batch's two halves, kernels/cpu/rows.py) or None (one thread
+    and threaded BLAS; every other implementation)."""
+    if impl != "rnnspec-cpu" or variant or cell == "elman":
         return None
-    from rnnspec.kernels.cpu import split
+    from rnnspec.kernels.cpu import rows, split
 
-    return split.PARTS if not variant and split.wanted(cell, T, B, H, GATE_COUNT[cell]) else 1
+    if split.wanted(cell, T, B, H, GATE_COUNT[cell]):
+        return "units"
+    P = projection_size(cell, H)
+    return "rows" if rows.wanted(T, B, GATE_COUNT[cell] * H * P * np.dtype(dtype).itemsize) else None
 
 
 def machine() -> dict:
@@ -204,8 +209,8 @@ def run(sizes: list[str], phases: list[str], dtypes: list[str], impls: list[str]
                     report["results"].append({"impl": impl, "cell": cell, "size": size, "T": T, "B": B, "I": I,
                                               "H": H, "K": K, "dtype": dtype, "phase": phase,
                                               "median_s": seconds, "min_s": min(times), "max_s": max(times),
-                                              "gflops": rate, "threads": recurrence_threads(impl, cell, variant,
-                                                                                            T, B, H)})
+                                              "gflops": rate,
+                                              "parallel": parallel(impl, cell, variant, T, B, H, dtype)})
                     print(f"[{done}/{total}] {size} {dtype} {phase:7s} {impl:12s} {seconds * 1e3:10.3f} ms",
                           file=progress, flush=True)
     # measured before and after the rows, the better of each: a neighbour's load during one
@@ -239,7 +244,8 @@ def table(report: dict) -> str:
         spread = (f"{r['min_s'] * 1e3:10.3f} {r['median_s'] * 1e3:10.3f} {r['max_s'] * 1e3:10.3f}" if "min_s" in r
                   else f"{'-':>10s} {r['median_s'] * 1e3:10.3f} {'-':>10s}")
         mark = " noisy" if "min_s" in r and (noisy(r) or (ref and "min_s" in ref and noisy(ref))) else ""
-        threads = " recurrence on 2 threads" if r.get("threads", 1) == 2 else ""
+        threads = {"units": " recurrence on 2 threads", "rows": " batch halves on 2 threads"}.get(
+            r.get("parallel") or ("units" if r.get("threads") == 2 else ""), "")
         lines.append(f"{r['size']:4s} {r['dtype']:7s} {r['phase']:7s} {r['impl']:12s} {spread} "
                      f"{r['gflops']:8.1f} {100 * r['gflops'] / peak:5.0f}% {ratio}{mark}{threads}")
     lines.append("noisy: the row's (or its torch row's) spread, max - min, exceeds its median; its ratio means little")
