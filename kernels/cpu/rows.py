@@ -13,9 +13,9 @@ weights: a step's product there is a (B, H) by (H, G H) GEMM of a few microsecon
 two threads meet twice a call, and the cell's gate nonlinearities ran on one core while the other
 waited; here each core keeps its own copy of W in its cache and nothing crosses between them until
 the end. Where it does not: weights larger than a core's L2 (each core would stream all of W every
-step; 3 MiB lost 12%, G4's 16 MB 20%, measured) and short sequences (the GEMMs before and after dominate there and
-two-thread BLAS runs them as well). The thresholds below are measured; see
-benchmarks/cpu_cells/rows/README.md.
+step; 3 MiB lost 12%, G4's 16 MB 20%, measured), and few rows or short sequences, where the GEMMs before
+and after the recurrence dominate and two-thread BLAS runs them as well. The thresholds below are
+measured; see benchmarks/cpu_cells/rows/README.md.
 """
 
 from __future__ import annotations
