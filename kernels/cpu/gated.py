@@ -41,6 +41,34 @@ def _recurrent_side(previous, deltas):
     return np.dot(deltas.T, previous)
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _lstm_train(x2, h0, c0, U, b, W, WT, V, VT, c, targets, one, active):
+    """The plain LSTM's loss and every gradient in one compiled call, for step products small enough to
+    run as loops (loops.SMALL_STEP): the same steps as _Run's passes (project, lstm.forward, head_kernel,
+    lstm.backward and the GEMMs after it), without the Python between them, which took about half of a
+    G1 call (50 x 1 x 32: 127 us). Returns (loss, dx2, dh0, dc0, dU, dW, db, dV, dc) with U, W, b stacked."""
+    steps, (batch, hidden) = active.shape[0], c0.shape
+    a = np.empty((steps, batch, 4 * hidden), c0.dtype)
+    project(x2, U, b, a.reshape(steps * batch, 4 * hidden))
+    gates = np.empty_like(a)
+    hs, cs = np.empty((steps + 1, batch, hidden), c0.dtype), np.empty((steps + 1, batch, hidden), c0.dtype)
+    hs[0] = h0
+    cs[0] = c0
+    tcs = np.empty((steps, batch, hidden), c0.dtype)
+    none, no_peep = np.empty((0, 0), c0.dtype), np.empty((0, hidden), c0.dtype)
+    lstm.forward(a, gates, hs, cs, tcs, tcs[:0], WT, none, no_peep, 0, 0, active)
+    loss, gV, gc, direct = head_kernel(hs, V, VT, c, targets, one)
+    deltas = np.empty_like(a)  # a is read no more
+    carry, carry_c = np.zeros((batch, hidden), c0.dtype), np.zeros((batch, hidden), c0.dtype)
+    bias_grad = np.zeros(4 * hidden, c0.dtype)
+    lstm.backward(direct, tcs, False, gates, cs, tcs, W, none, no_peep, 0, 0, deltas, direct[:0], carry, carry_c,
+                  bias_grad, no_peep.copy(), one, active)
+    flat = deltas.reshape(steps * batch, 4 * hidden)
+    gx, gU = _input_side(x2, U, flat)
+    gW = _recurrent_side(hs[:steps].reshape(steps * batch, hidden), flat)
+    return loss, gx, carry, carry_c, gU, gW, bias_grad, gV, gc
+
+
 class _Run:
     """The checked arguments of one call, stacked once, and the cell's recurrence around them."""
 
@@ -329,6 +357,8 @@ def loss(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None = Non
 
 def _loss(run: _Run, y: np.ndarray) -> tuple[np.generic, Arrays]:
     V, c = run.params["V"], run.params["c"]
+    if run.cell == "lstm" and run.blas_rows == 0:
+        return _lstm_loss_at_once(run, y)
     with run.threads():
         run.prepare()
         run.forward()
@@ -336,4 +366,19 @@ def _loss(run: _Run, y: np.ndarray) -> tuple[np.generic, Arrays]:
                                             checks.contiguous(c), checks.contiguous(y).reshape(-1), run.one)
         grads = run.backward(direct)
     grads.update(V=gV, c=gc)
+    return run.dtype.type(value), grads
+
+
+def _lstm_loss_at_once(run: _Run, y: np.ndarray) -> tuple[np.generic, Arrays]:
+    """_loss of the plain LSTM at sizes whose step products are loops, as one compiled call (_lstm_train)."""
+    V, c, W = run.params["V"], run.params["c"], run.stack("W")
+    value, gx, gh0, gc0, gU, gW, bias_grad, gV, gc = _lstm_train(
+        checks.contiguous(run.x).reshape(run.T * run.B, run.I), checks.contiguous(run.state0["h0"]),
+        checks.contiguous(run.state0["c0"]), run.stack("U"), run.stack("b"), W, checks.contiguous(W.T),
+        checks.contiguous(V), checks.contiguous(V.T), checks.contiguous(c), checks.contiguous(y).reshape(-1), run.one,
+        run.active)
+    grads = {"x": gx.reshape(run.T, run.B, run.I), "h0": gh0, "c0": gc0, "V": gV, "c": gc}
+    for k, g in enumerate(run.order):
+        rows_k = slice(k * run.H, (k + 1) * run.H)
+        grads[f"U_{g}"], grads[f"W_{g}"], grads[f"b_{g}"] = gU[rows_k], gW[rows_k], bias_grad[rows_k]
     return run.dtype.type(value), grads

@@ -54,7 +54,7 @@ def wanted(T: int, B: int, weight_bytes: int) -> bool:
     force = forced(FORCE)
     if force is not None:
         return force
-    return cores() >= 2 and B >= MIN_ROWS and T >= MIN_STEPS and weight_bytes <= MAX_WEIGHT_BYTES
+    return B >= MIN_ROWS and T >= MIN_STEPS and weight_bytes <= MAX_WEIGHT_BYTES and cores() >= 2  # the syscall last
 
 
 def halves(B: int) -> tuple[slice, slice]:

@@ -75,7 +75,7 @@ def wanted(cell: str, T: int, B: int, H: int, gates: int) -> bool:
     force = forced(FORCE)
     if force is not None:
         return force
-    return cores() >= PARTS and B <= MAX_ROWS and T >= MIN_STEPS and gates * H * H >= MIN_ROW_STEP
+    return B <= MAX_ROWS and T >= MIN_STEPS and gates * H * H >= MIN_ROW_STEP and cores() >= PARTS  # the syscall last
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
