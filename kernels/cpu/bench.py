@@ -65,11 +65,16 @@ def make_case(T: int, B: int, I: int, H: int, K: int, dtype: str, seed: int = 0,
 
 
 WARMUP_CALLS = 3
+#: seconds of quiet before each result's calls: the previous result's library may leave threads spinning
+#: on the cores (OpenBLAS's and OpenMP's pools wait busily after a call); the kernels' G1 LSTM train, timed
+#: right after PyTorch's forward, took 0.209-0.287 ms in one run and 0.111-0.220 in the next
+SETTLE_S = 0.3
 
 
 def timings(call: Callable, repeats: int) -> list[float]:
-    """Seconds of ``repeats`` calls, after WARMUP_CALLS untimed ones (a first call alone left PyTorch's
-    later calls 10x apart in three back-to-back runs)."""
+    """Seconds of ``repeats`` calls, after SETTLE_S of quiet and WARMUP_CALLS untimed calls (a first call
+    alone left PyTorch's later calls 10x apart in three back-to-back runs)."""
+    time.sleep(SETTLE_S)
     for _ in range(WARMUP_CALLS):
         call()
     times = []
