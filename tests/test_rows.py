@@ -201,8 +201,27 @@ def test_the_benchmark_says_which_rows_ran_in_halves(monkeypatch):
     assert bench.parallel("rnnspec-cpu", "gru-reset-after", None, *size("G5"), "float32") == "units"
     assert bench.parallel("rnnspec-cpu", "lstm", None, *size("G4"), "float32") is None
     assert bench.parallel("torch", "lstm", None, *size("G2"), "float32") is None
-    assert bench.parallel("rnnspec-cpu", "lstm", {"layers": 2}, *size("G2"), "float32") is None
+    assert bench.parallel("rnnspec-cpu", "lstm", {"layers": 2}, *size("G2"), "float32") == "rows"
+    assert bench.parallel("rnnspec-cpu", "elman", {"layers": 2}, *size("G2"), "float32") == "rows"
+    assert bench.parallel("rnnspec-cpu", "elman", None, *size("G2"), "float32") is None
+    assert bench.parallel("rnnspec-cpu", "lstm", {"layers": 2}, *size("G5"), "float32") is None  # B = 1
     result = {"impl": "rnnspec-cpu", "size": "G2", "dtype": "float32", "phase": "train", "median_s": 1.0,
               "gflops": 1.0, "parallel": "rows"}
     line = bench.table({"results": [result], "compile_s": {}, "skipped": []})
     assert "batch halves on 2 threads" in line
+
+
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru-reset-after"])
+def test_variant_halves_match_the_oracles_composition(cell, monkeypatch):
+    """Stacked, bidirectional and variable-length runs (Hypothesis, B 2-5, lengths in the caller's order)
+    with the halves forced, against the oracle's composition within 1e-12 (float64); a half never halves
+    again."""
+    from test_variant_kernels import agree, variant_cases
+
+    monkeypatch.setenv(rows.FORCE, "always")
+    calls, run = [], rows.run
+    record = lambda arguments: calls.append((getattr(rows._local, "half", False), [a[0].shape[1] for a in arguments]))
+    monkeypatch.setattr(rows, "run", lambda call, arguments: (record(arguments), run(call, arguments))[1])
+    settings(max_examples=10, deadline=None)(given(variant_cases(cell).filter(lambda c: c["x"].shape[1] >= 2))(
+        agree))()
+    assert calls and all(not nested and len(b) == 2 and b[0] - b[1] in (0, 1) for nested, b in calls), calls

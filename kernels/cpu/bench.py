@@ -151,16 +151,17 @@ def available(impls: list[str], cell: str = "elman", variant: dict | None = None
 
 def parallel(impl: str, cell: str, variant: dict | None, T: int, B: int, H: int, dtype: str) -> str | None:
     """How the kernels spread a call at this size over two threads: "units" (the recurrence itself,
-    kernels/cpu/split.py), "rows" (the batch's two halves, kernels/cpu/rows.py) or None (one thread
-    and threaded BLAS; every other implementation)."""
-    if impl != "rnnspec-cpu" or variant or cell == "elman":
+    kernels/cpu/split.py; plain gated calls only), "rows" (the batch's two halves, kernels/cpu/rows.py;
+    the gated cells, and every cell as a variant) or None (one thread and threaded BLAS; every other
+    implementation)."""
+    if impl != "rnnspec-cpu" or (cell == "elman" and not variant):
         return None
     from rnnspec.kernels.cpu import rows, split
 
-    if split.wanted(cell, T, B, H, GATE_COUNT[cell]):
+    if not variant and split.wanted(cell, T, B, H, GATE_COUNT[cell]):
         return "units"
-    P = projection_size(cell, H)
-    return "rows" if rows.wanted(T, B, GATE_COUNT[cell] * H * P * np.dtype(dtype).itemsize) else None
+    weights = GATE_COUNT[cell] * H * projection_size(cell, H) * np.dtype(dtype).itemsize
+    return "rows" if rows.wanted(T, B, weights) else None
 
 
 def machine() -> dict:

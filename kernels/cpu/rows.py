@@ -20,6 +20,7 @@ measured; see benchmarks/cpu_cells/rows/README.md.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -29,6 +30,8 @@ from rnnspec.kernels.cpu.split import cores, forced
 from rnnspec.kernels.cpu.threads import counter, together
 
 Arrays = dict[str, np.ndarray]
+#: .half is True in a thread while it runs a half: a half never splits again
+_local = threading.local()
 #: at least this many rows (each half gets MIN_ROWS / 2 or more)
 MIN_ROWS = 8
 #: at least this many steps: below, the GEMMs before and after the recurrence dominate
@@ -49,7 +52,7 @@ def wanted(T: int, B: int, weight_bytes: int) -> bool:
     """Whether a call of T steps over B rows, with ``weight_bytes`` of recurrent weights, runs its rows in
     two halves on two threads: at least MIN_ROWS rows and MIN_STEPS steps, weights of at most
     MAX_WEIGHT_BYTES, two cores free to the process, or as FORCE says."""
-    if B < 2 or T == 0:
+    if B < 2 or T == 0 or getattr(_local, "half", False):
         return False
     force = forced(FORCE)
     if force is not None:
@@ -65,8 +68,15 @@ def halves(B: int) -> tuple[slice, slice]:
 
 def run(call: Callable, arguments: Sequence[tuple]) -> list:
     """[call(*arguments[0]), call(*arguments[1])] on two threads, OpenBLAS held on one thread meanwhile."""
+    def half(*args):
+        _local.half = True
+        try:
+            return call(*args)
+        finally:
+            _local.half = False
+
     with blas.one_thread():
-        return together(call, arguments, counter())
+        return together(half, arguments, counter())
 
 
 def join(results: Sequence[Arrays], batch_axes: dict[str, int]) -> Arrays:

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from rnnspec.kernels import checks
-from rnnspec.kernels.cpu import elman
+from rnnspec.kernels.cpu import elman, rows
 from rnnspec.kernels.cpu.gated import CELLS, _Run
 from rnnspec.kernels.cpu.loops import head_rows
 
@@ -362,14 +362,35 @@ def _zero_grads(stack: Stack, x: np.ndarray) -> Arrays:
     return grads
 
 
+def _halves(stack: Stack, call, x, per_row: dict | None = None) -> list | None:
+    """The call over each half of the caller's rows on two threads (rows.py), or None where rows.wanted
+    says one thread: ``call(x, state0, lengths, per_row)`` with each argument's rows of that half."""
+    first = stack.runs[0]
+    gates = len(first.order) if hasattr(first, "order") else 1  # Elman: one
+    if not rows.wanted(stack.T, stack.B, gates * first.H * first.P * stack.dtype.itemsize):
+        return None
+
+    def cut(key: str, value: np.ndarray, part: slice) -> np.ndarray:
+        axis = _batch_axis(stack, key)
+        return value[(slice(None),) * (1 if axis is None else axis) + (part,)]  # targets: (T, B)
+
+    return rows.run(call, [(x[:, part], {k: cut(k, v, part) for k, v in stack.state0.items()},
+                            None if stack.lengths is None else stack.lengths[part],
+                            {k: cut(k, v, part) for k, v in (per_row or {}).items()})
+                           for part in rows.halves(stack.B)])
+
+
 def forward(cell: str, x, state0, params, *, layers: int = 1, bidirectional: bool = False, lengths=None,
             padding: str = "zero", activation: str = "tanh") -> Arrays:
     """{"h": (T, B, D * H), "h_n" (, "c_n")}: the last layer's outputs and every run's final states."""
-    stack = Stack(cell, x, state0, params, layers=layers, bidirectional=bidirectional, lengths=lengths,
-                  padding=padding, activation=activation, head=False)
+    options = {"layers": layers, "bidirectional": bidirectional, "padding": padding, "activation": activation}
+    stack = Stack(cell, x, state0, params, lengths=lengths, head=False, **options)
     if _empty(stack):
         out = {"h": np.zeros((stack.T, stack.B, stack.D * stack.P), stack.dtype)}
         return out | {k[0] + "_n": v.copy() for k, v in stack.state0.items()}
+    halves = _halves(stack, lambda xs, s0, ln, _: forward(cell, xs, s0, params, lengths=ln, **options), x)
+    if halves:
+        return rows.join(halves, {k: _batch_axis(stack, k) for k in halves[0]})
     return _caller_order(stack, run_forward(stack, x))
 
 
@@ -377,9 +398,14 @@ def backward(cell: str, x, state0, params, cotangents, *, layers: int = 1, bidir
              lengths=None, padding: str = "zero", activation: str = "tanh") -> Arrays:
     """The VJP for cotangents on any of "h", "h_n", "c_n": gradients of x, the initial states and every
     run's parameters, named as the inputs are."""
-    stack = Stack(cell, x, state0, params, layers=layers, bidirectional=bidirectional, lengths=lengths,
-                  padding=padding, activation=activation, head=False)
+    options = {"layers": layers, "bidirectional": bidirectional, "padding": padding, "activation": activation}
+    stack = Stack(cell, x, state0, params, lengths=lengths, head=False, **options)
     given = _cotangents(stack, cotangents)
+    halves = None if _empty(stack) else _halves(
+        stack, lambda xs, s0, ln, cot: backward(cell, xs, s0, params, cot, lengths=ln, **options), x,
+        dict(cotangents or {}))
+    if halves:
+        return rows.join(halves, {k: _batch_axis(stack, k) for k in halves[0] if _batch_axis(stack, k) is not None})
     if _empty(stack):
         grads = _zero_grads(stack, x)
         grads.update({k[0] + "0": v.copy() for k, v in given.items() if k != "h"})  # the final states are the initial
@@ -393,8 +419,16 @@ def loss(cell: str, x, state0, params, targets, *, layers: int = 1, bidirectiona
          padding: str = "zero", activation: str = "tanh") -> tuple[np.generic, Arrays]:
     """sum over the valid steps t < len_b of -log softmax(V y_t + c)[targets_t], with y_t the last layer's
     outputs, and the gradient of every input (x, the initial states, every run's parameters, V and c)."""
-    stack = Stack(cell, x, state0, params, layers=layers, bidirectional=bidirectional, lengths=lengths,
-                  padding=padding, activation=activation, head=True)
+    options = {"layers": layers, "bidirectional": bidirectional, "padding": padding, "activation": activation}
+    stack = Stack(cell, x, state0, params, lengths=lengths, head=True, **options)
+    if not _empty(stack):
+        y = checks.targets_arg(targets, stack.T, stack.B, checks.array("V", stack.params["V"], 2).shape[0])
+        halves = _halves(stack, lambda xs, s0, ln, y: loss(cell, xs, s0, params, y["targets"], lengths=ln, **options),
+                         x, {"targets": y})
+        if halves:
+            return halves[0][0] + halves[1][0], rows.join([grads for _, grads in halves],
+                                                          {k: _batch_axis(stack, k) for k in halves[0][1]
+                                                           if _batch_axis(stack, k) is not None})
     if _empty(stack):
         V = checks.array("V", stack.params["V"], 2)
         checks.targets_arg(targets, stack.T, stack.B, V.shape[0])
