@@ -58,15 +58,20 @@ def _kernels(case):
 
 
 def _tolerances(case, reference):
-    """Per output: TOL64, or for float32 the condition-aware tolerance of the conformance suite."""
-    if case["x"].dtype == np.float64:
-        return lambda path: TOL64
+    """Per output: for float32 the condition-aware tolerance of the conformance suite (from the float32
+    oracle's deviation); for float64 TOL64, or that tolerance scaled to float64's rounding where the case
+    is so ill-conditioned that correct float64 computations land further apart (a sigmoid slope h (1 - h)
+    near saturation: a random CI case once gave 1.4e-12 for dL/dx at T = B = 1)."""
     (h32, g32, (loss32, gl32)) = _oracle(case, backend="float32")
     (h, g, (loss, gl)) = reference
-    found = {("h",): tolerance(relative_error(h32, h, "float32"), "float32"),
-             ("loss",): tolerance(relative_error(loss32, loss, "float32"), "float32")}
-    found.update({("vjp", k): tolerance(relative_error(g32[k], g[k], "float32"), "float32") for k in g})
-    found.update({("grad", k): tolerance(relative_error(gl32[k], gl[k], "float32"), "float32") for k in gl})
+    if case["x"].dtype == np.float64:
+        scale = np.finfo(np.float64).eps / np.finfo(np.float32).eps
+        bound = lambda a32, a: max(TOL64, tolerance(relative_error(a32, a, "float32") * scale, "float64"))
+    else:
+        bound = lambda a32, a: tolerance(relative_error(a32, a, "float32"), "float32")
+    found = {("h",): bound(h32, h), ("loss",): bound(loss32, loss)}
+    found.update({("vjp", k): bound(g32[k], g[k]) for k in g})
+    found.update({("grad", k): bound(gl32[k], gl[k]) for k in gl})
     return found.__getitem__
 
 
