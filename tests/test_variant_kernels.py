@@ -13,7 +13,7 @@ from rnnspec import kernels
 from rnnspec.derivations.composed import Composed
 from rnnspec.derivations.variants import Variant
 from rnnspec.kernels.cpu import elman, gated
-from rnnspec.spec.tolerance import relative_error
+from rnnspec.spec.tolerance import perturbed, relative_error, tolerance
 
 CELLS = ["elman", "lstm", "gru-reset-after", "gru-reset-before"]
 NAMES = {"elman": ["U", "W", "b"],
@@ -76,13 +76,32 @@ def flat(result):
     return out
 
 
+def _rounded_once(case, rng):
+    """The case with every float input moved by one float64 rounding (spec.tolerance.perturbed)."""
+    out = dict(case)
+    for key in ("x", "state0", "params", "head", "cot"):
+        value = case[key]
+        out[key] = perturbed(value, "float64", rng) if isinstance(value, dict) else \
+            perturbed({key: value}, "float64", rng)[key]
+    return out
+
+
 def agree(case):
+    """Every output within TOL64 of the oracle's composition, or, where the case is so ill-conditioned that
+    correct float64 computations land further apart (a reset gate driven shut cancels dL/dU_r: a random CI
+    case once gave 2.0e-12), within the suite's tolerance from the oracle's own spread under one rounding of
+    every input."""
     got, want = flat(run_kernels(case)), flat(run_oracle(case))
     assert set(got) == set(want), set(got) ^ set(want)
+    spread = None
     for key, ref in want.items():
         assert got[key].shape == np.shape(ref), (key, got[key].shape, np.shape(ref))
         err = relative_error(got[key], ref, "float64")
-        assert err <= TOL64, (f"{case['cell']} {case['variant'].name} {key}: relative error {err:.3e} > {TOL64}; "
+        if err > TOL64 and spread is None:
+            spread = flat(run_oracle(_rounded_once(case, np.random.default_rng(0))))
+        bound = TOL64 if err <= TOL64 else max(TOL64, tolerance(relative_error(spread[key], ref, "float64"),
+                                                               "float64"))
+        assert err <= bound, (f"{case['cell']} {case['variant'].name} {key}: relative error {err:.3e} > {bound:.3e}; "
                               f"lengths {case['lengths']}")
 
 
