@@ -1,5 +1,6 @@
 """One training call (``loss``) of a gated cell with its batch in halves on two threads and without, side by
-side in one process: RNNSPEC_CPU_ROWS=never, then always, two rounds, medians of 7 calls after 3 warm ones.
+side in one process: RNNSPEC_CPU_ROWS=never, then always, two rounds, medians of 7 calls
+timed as ``rnnspec bench`` times them (bench.timings).
 
     python scripts/rows_ab.py CELL SIZE            # SIZE: G1..G5
     python scripts/rows_ab.py CELL T B I H K       # DT=float64 for float64
@@ -12,23 +13,16 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 import numpy as np
 
 from rnnspec.kernels.cpu import gated, rows
-from rnnspec.kernels.cpu.bench import SIZES, make_case
+from rnnspec.kernels.cpu.bench import SIZES, make_case, timings
 
 
-def median_ms(call, repeats: int = 7, warm: int = 3) -> float:
-    for _ in range(warm):
-        call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 1e3
+def median_ms(call, repeats: int = 7) -> float:
+    """The median of bench.timings (its quiet, its warm calls), in ms."""
+    return float(np.median(timings(call, repeats))) * 1e3
 
 
 def main(cell: str, size: list[str]) -> None:

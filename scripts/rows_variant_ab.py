@@ -1,5 +1,5 @@
 """A variant's training call (``loss``) with the batch in halves on two threads and without, side by side in
-one process (RNNSPEC_CPU_ROWS=never, then always; two rounds, medians of 5 calls after 3 warm ones).
+one process (RNNSPEC_CPU_ROWS=never, then always; two rounds, medians of 5 calls timed by bench.timings).
 
     python scripts/rows_variant_ab.py CELL SIZE VARIANT     # e.g. lstm G2 layers=2,bidirectional,lengths=zero
 """
