@@ -22,6 +22,7 @@ from test_gated_kernels import (
 
 from rnnspec.kernels.cpu import rows, threads
 from rnnspec.kernels.cpu.threads import counter, together
+from rnnspec.kernels.cpu.work import flops
 
 
 @pytest.fixture
@@ -57,11 +58,13 @@ def test_halves_match_the_oracle(cell, dtype, examples, used):
 @pytest.mark.parametrize("dtype,bound", [("float32", 1e-5), ("float64", 1e-13)])
 @pytest.mark.parametrize("cell", FIRST)
 def test_halves_agree_with_one_call_and_repeat_bit_for_bit(cell, dtype, bound, used, monkeypatch):
-    """At a size the choice itself halves (T = 40, B = 9: halves of 5 and 4 rows; every output and gradient):
-    within ``bound`` of the one-thread call (their GEMMs sum in another order), bit-identical over calls and
-    for Fortran-order inputs, and the caller's arrays untouched."""
+    """At a size the choice itself halves (T = 40, B = 9: halves of 5 and 4 rows; every output and gradient;
+    rows.MIN_FLOPS lowered, or a size this small would run on one thread): within ``bound`` of the one-thread
+    call (their GEMMs sum in another order), bit-identical over calls and for Fortran-order inputs, and the
+    caller's arrays untouched."""
     monkeypatch.delenv(rows.FORCE)
     monkeypatch.setattr(rows, "cores", lambda: 2)
+    monkeypatch.setattr(rows, "MIN_FLOPS", 0)
     case = _fixed(cell, dtype, 40, 9, 4, 6, seed=5)
     copies = snapshot(case)
     two = _flat(_run(case))
@@ -85,21 +88,46 @@ def test_the_choice(monkeypatch):
     monkeypatch.delenv(rows.FORCE, raising=False)
     monkeypatch.setattr(rows, "cores", lambda: 2)
     lstm_256 = 4 * 256 * 256 * 8  # the LSTM's W at H = 256 in float64: 2 MiB
-    assert rows.wanted(100, 32, lstm_256) and rows.wanted(32, 8, 1000)
-    assert not rows.wanted(100, 7, 1000)  # too few rows
-    assert not rows.wanted(31, 32, 1000)  # too few steps
-    assert not rows.wanted(100, 64, 4 * 1024 * 1024 * 4)  # W far beyond a core's cache
-    assert not rows.wanted(100, 32, 3 * 512 * 512 * 4)  # the GRUs at H = 512 in float32
+    train = lambda T, B, I, H, K, gates: flops("train", T, B, I, H, K, gates)
+    G2 = train(100, 32, 64, 128, 64, 4)
+    assert rows.wanted(100, 32, lstm_256, G2) and rows.wanted(32, 8, 1000, 1e9)
+    assert rows.wanted(100, 32, 1000, flops("forward", 100, 32, 64, 128, 64, 4))  # G2's forward alone: 6.3e8
+    assert not rows.wanted(100, 7, 1000, 1e12)  # too few rows
+    assert not rows.wanted(31, 32, 1000, 1e12)  # too few steps
+    assert not rows.wanted(100, 64, 4 * 1024 * 1024 * 4, 1e12)  # W far beyond a core's cache
+    assert not rows.wanted(100, 32, 3 * 512 * 512 * 4, 1e12)  # the GRUs at H = 512 in float32
+    # too little work: the GRU at (100, 8, 16, 32, 16) ran 0.42-0.46x as fast in halves (2.5e7 flops)
+    assert not rows.wanted(100, 8, 1000, train(100, 8, 16, 32, 16, 3))
+    assert not rows.wanted(100, 16, 1000, train(100, 16, 32, 64, 32, 3))  # 2.0e8 flops: 0.55-0.99x
+    assert rows.wanted(100, 32, 1000, train(100, 32, 32, 64, 32, 3))  # 3.9e8 flops: 1.19-1.26x
     monkeypatch.setattr(rows, "cores", lambda: 1)
-    assert not rows.wanted(100, 32, 1000)
+    assert not rows.wanted(100, 32, 1000, G2)
     monkeypatch.setenv(rows.FORCE, "always")
-    assert rows.wanted(1, 2, 10**9) and not rows.wanted(1, 1, 10) and not rows.wanted(0, 5, 10)
+    assert rows.wanted(1, 2, 10**9, 1) and not rows.wanted(1, 1, 10, 1e12) and not rows.wanted(0, 5, 10, 1e12)
     monkeypatch.setenv(rows.FORCE, "never")
     monkeypatch.setattr(rows, "cores", lambda: 2)
-    assert not rows.wanted(100, 32, 1000)
+    assert not rows.wanted(100, 32, 1000, G2)
     monkeypatch.setenv(rows.FORCE, "sometimes")
     with pytest.raises(ValueError, match="RNNSPEC_CPU_ROWS='sometimes'"):
-        rows.wanted(100, 32, 1000)
+        rows.wanted(100, 32, 1000, G2)
+
+
+def test_tiny_calls_run_on_one_thread(monkeypatch):
+    """The choice as the kernels make it, from their own arguments: the GRU at (100, 8, 16, 32, 16) (0.42-0.46x
+    in halves, sweep_small.log) runs on one thread; G2's rows, forward alone or with gradients, in halves."""
+    from rnnspec.kernels.cpu import bench, gated
+
+    monkeypatch.delenv(rows.FORCE, raising=False)
+    monkeypatch.setattr(rows, "cores", lambda: 2)
+    calls = []
+    run = rows.run
+    monkeypatch.setattr(rows, "run", lambda call, arguments: (calls.append(len(arguments)), run(call, arguments))[1])
+    for T, B, I, H, K in [(100, 8, 16, 32, 16), bench.SIZES["G2"]]:
+        case = bench.make_case(T, B, I, H, K, "float32", cell="gru-reset-after")
+        params = {k: v for k, v in case.items() if k not in ("x", "targets", "h0")}
+        gated.forward("gru-reset-after", case["x"], {"h0": case["h0"]}, params)
+        gated.loss("gru-reset-after", case["x"], {"h0": case["h0"]}, params, case["targets"])
+        assert calls == ([] if B == 8 else [2, 2]), (T, B, calls)
 
 
 def test_halves_and_join():
@@ -200,7 +228,7 @@ def test_the_benchmark_says_which_rows_ran_in_halves(monkeypatch):
     monkeypatch.delenv(split.FORCE, raising=False)
     monkeypatch.setattr(rows, "cores", lambda: 2)
     monkeypatch.setattr(split, "cores", lambda: 2)
-    size = lambda name: bench.SIZES[name][:2] + bench.SIZES[name][3:4]
+    size = lambda name: ("train", *bench.SIZES[name])
     assert bench.parallel("rnnspec-cpu", "lstm", None, *size("G2"), "float32") == "rows"
     assert bench.parallel("rnnspec-cpu", "gru-reset-after", None, *size("G5"), "float32") == "units"
     assert bench.parallel("rnnspec-cpu", "lstm", None, *size("G4"), "float32") is None

@@ -22,6 +22,7 @@ import numpy as np
 
 from rnnspec.kernels.cpu.baselines import RUNNERS
 from rnnspec.kernels.cpu.baselines_variants import PLAIN, make_variant_case, projection_size
+from rnnspec.kernels.cpu.work import flops
 
 SIZES = {
     "S1": (50, 1, 16, 32, 16),
@@ -42,19 +43,6 @@ def default_sizes(cell: str) -> list[str]:
 PHASES = ("forward", "train")
 DTYPES = ("float32", "float64")
 SCHEMA = "rnnspec.bench/1"
-
-
-def flops(phase: str, T: int, B: int, I: int, H: int, K: int, gates: int = 1, variant: dict | None = None,
-          P: int | None = None) -> float:
-    """The matrix products' multiply-adds x 2. h is P wide (P = H but for the projected LSTM, which adds the
-    projection's T B H P). A variant runs D directions per layer, layer l > 0 reading D P features, the head
-    reading D P; every step counts, padded ones included."""
-    layers, D = (variant["layers"], 1 + variant["bidirectional"]) if variant else (1, 1)
-    P = H if P is None else P
-    projection = 0 if P == H else 2.0 * T * B * H * P
-    recurrent = sum((2.0 * T * B * H * gates * ((I if layer == 0 else D * P) + P) + projection) * D
-                    for layer in range(layers))
-    return recurrent if phase == "forward" else 3 * recurrent + 6.0 * T * B * D * P * K
 
 
 def make_case(T: int, B: int, I: int, H: int, K: int, dtype: str, seed: int = 0,
@@ -149,11 +137,12 @@ def available(impls: list[str], cell: str = "elman", variant: dict | None = None
     return have, missing
 
 
-def parallel(impl: str, cell: str, variant: dict | None, T: int, B: int, H: int, dtype: str) -> str | None:
-    """How the kernels spread a call at this size over two threads: "units" (the recurrence itself,
-    kernels/cpu/split.py; plain gated calls only), "rows" (the batch's two halves, kernels/cpu/rows.py;
-    the gated cells, and every cell as a variant) or None (one thread and threaded BLAS; every other
-    implementation)."""
+def parallel(impl: str, cell: str, variant: dict | None, phase: str, T: int, B: int, I: int, H: int, K: int,
+             dtype: str) -> str | None:
+    """How the kernels spread a call of ``phase`` at this size over two threads: "units" (the recurrence
+    itself, kernels/cpu/split.py; plain gated calls only), "rows" (the batch's two halves,
+    kernels/cpu/rows.py; the gated cells, and every cell as a variant) or None (one thread and threaded BLAS;
+    every other implementation)."""
     if impl != "rnnspec-cpu" or (cell == "elman" and not variant):
         return None
     from rnnspec.kernels.cpu import rows, split
@@ -161,7 +150,8 @@ def parallel(impl: str, cell: str, variant: dict | None, T: int, B: int, H: int,
     if not variant and split.wanted(cell, T, B, H, GATE_COUNT[cell]):
         return "units"
     weights = GATE_COUNT[cell] * H * projection_size(cell, H) * np.dtype(dtype).itemsize
-    return "rows" if rows.wanted(T, B, weights) else None
+    work = flops(phase, T, B, I, H, K, GATE_COUNT[cell], variant, projection_size(cell, H))
+    return "rows" if rows.wanted(T, B, weights, work) else None
 
 
 def machine() -> dict:
@@ -216,7 +206,8 @@ def run(sizes: list[str], phases: list[str], dtypes: list[str], impls: list[str]
                                               "H": H, "K": K, "dtype": dtype, "phase": phase,
                                               "median_s": seconds, "min_s": min(times), "max_s": max(times),
                                               "gflops": rate,
-                                              "parallel": parallel(impl, cell, variant, T, B, H, dtype)})
+                                              "parallel": parallel(impl, cell, variant, phase, T, B, I, H, K,
+                                                                       dtype)})
                     print(f"[{done}/{total}] {size} {dtype} {phase:7s} {impl:12s} {seconds * 1e3:10.3f} ms",
                           file=progress, flush=True)
     # measured before and after the rows, the better of each: a neighbour's load during one

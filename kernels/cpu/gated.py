@@ -24,6 +24,7 @@ from rnnspec.kernels import checks
 from rnnspec.kernels.cpu import blas, gru_reset_after, gru_reset_before, lstm, rows, split
 from rnnspec.kernels.cpu.loops import SMALL_STEP, head_kernel, project
 from rnnspec.kernels.cpu.scratch import workspace
+from rnnspec.kernels.cpu.work import flops
 
 Arrays = dict[str, np.ndarray]
 CELLS = tuple(checks.GATED_CELLS)
@@ -107,11 +108,13 @@ class _Run:
         self.split = not self.half and split.wanted(self.cell, self.T, self.B, self.H, len(self.order))
         return blas.one_thread() if self.split else contextlib.nullcontext()
 
-    def by_rows(self) -> bool:
-        """Whether this call runs its rows in two halves on two threads (rows.wanted), never where the
-        recurrence itself splits (split.wanted: at most two rows)."""
+    def by_rows(self, phase: str) -> bool:
+        """Whether this call (``phase``: "forward", or "train" with gradients) runs its rows in two halves on
+        two threads (rows.wanted), never where the recurrence itself splits (split.wanted: at most two rows)."""
         weights = len(self.order) * self.H * self.P * self.dtype.itemsize
-        return (rows.wanted(self.T, self.B, weights)
+        K = self.params["V"].shape[0] if self.head else 0
+        work = flops(phase, self.T, self.B, self.I, self.H, K, len(self.order), None, self.P)
+        return (rows.wanted(self.T, self.B, weights, work)
                 and not split.wanted(self.cell, self.T, self.B, self.H, len(self.order)))
 
     def halves(self) -> list[tuple[_Run, slice]]:
@@ -286,7 +289,7 @@ def forward(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None = 
     if run.empty:
         sizes = (("h", run.P), ("c", run.H))[: len(run.state0)]
         return {k: np.zeros((run.T, run.B, size), run.dtype) for k, size in sizes}
-    if run.by_rows():
+    if run.by_rows("forward"):
         return rows.join(rows.run(_states, [(half,) for half, _ in run.halves()]), rows.OUTPUTS)
     return _states(run)
 
@@ -317,7 +320,7 @@ def backward(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None =
     given = checks.gated_cotangents(cell, cotangents, run.dtype, run.T, run.B, run.H, run.P)
     if run.empty:
         return run.zeros()
-    if run.by_rows():
+    if run.by_rows("train"):
         halves = [(half, {k: v[:, part] for k, v in given.items()}) for half, part in run.halves()]
         return rows.join(rows.run(_vjp, halves), rows.GRADIENTS)
     return _vjp(run, given)
@@ -349,7 +352,7 @@ def loss(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None = Non
     y = checks.targets_arg(targets, run.T, run.B, run.params["V"].shape[0])
     if run.empty:
         return run.dtype.type(0), run.zeros()
-    if run.by_rows():
+    if run.by_rows("train"):
         halves = rows.run(_loss, [(half, y[:, part]) for half, part in run.halves()])
         return halves[0][0] + halves[1][0], rows.join([grads for _, grads in halves], rows.GRADIENTS)
     return _loss(run, y)

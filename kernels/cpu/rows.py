@@ -39,6 +39,13 @@ MIN_STEPS = 32
 #: at most this many bytes of recurrent weights (G H P of them): the LSTM at H = 256 in float64 still
 #: gained 1.34x, the GRUs at H = 512 in float32 (3 MiB) lost 12%
 MAX_WEIGHT_BYTES = 2 << 20
+#: at least this many floating-point operations a call (work.flops): below, the handover to the second thread
+#: (0.25-0.35 ms on the 2-core VM, for two nogil loops) and the halves' poor overlap at small sizes cost more
+#: than half the compiled work saves (benchmarks/cpu_cells/rows/handover.log).
+#: Measured (training calls): of 65 calls under 3e8 flops, 60 lost (up to 70%); at 3.3e8 the LSTM lost 27%,
+#: at 3.9e8 the GRUs won 19-26%, and every call of 4.2e8-1e9 won 30-69% (sweep_small.log, which counts
+#: multiply-adds, half the flops); the threshold lies between the last loser and the first winners
+MIN_FLOPS = 350_000_000
 #: the environment variable that forces the choice: "always" (wherever B >= 2) or "never"
 FORCE = "RNNSPEC_CPU_ROWS"
 #: the forward's outputs, by their batch axis
@@ -48,16 +55,18 @@ OUTPUTS = {"h": 1, "c": 1}
 GRADIENTS = {"x": 1, "h0": 0, "c0": 0}
 
 
-def wanted(T: int, B: int, weight_bytes: int) -> bool:
-    """Whether a call of T steps over B rows, with ``weight_bytes`` of recurrent weights, runs its rows in
-    two halves on two threads: at least MIN_ROWS rows and MIN_STEPS steps, weights of at most
-    MAX_WEIGHT_BYTES, two cores free to the process, or as FORCE says."""
+def wanted(T: int, B: int, weight_bytes: int, flops: float) -> bool:
+    """Whether a call of T steps over B rows, with ``weight_bytes`` of recurrent weights and ``flops`` of
+    work (work.flops), runs its rows in two halves on two threads: at least MIN_ROWS rows, MIN_STEPS steps
+    and MIN_FLOPS, weights of at most MAX_WEIGHT_BYTES, two cores free to the
+    process, or as FORCE says."""
     if B < 2 or T == 0 or getattr(_local, "half", False):
         return False
     force = forced(FORCE)
     if force is not None:
         return force
-    return B >= MIN_ROWS and T >= MIN_STEPS and weight_bytes <= MAX_WEIGHT_BYTES and cores() >= 2  # the syscall last
+    return (B >= MIN_ROWS and T >= MIN_STEPS and flops >= MIN_FLOPS and weight_bytes <= MAX_WEIGHT_BYTES
+            and cores() >= 2)  # the syscall last
 
 
 def halves(B: int) -> tuple[slice, slice]:

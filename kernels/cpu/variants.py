@@ -33,6 +33,7 @@ from rnnspec.kernels import checks
 from rnnspec.kernels.cpu import elman, rows
 from rnnspec.kernels.cpu.gated import CELLS, _Run
 from rnnspec.kernels.cpu.loops import head_rows
+from rnnspec.kernels.cpu.work import flops
 
 Arrays = dict[str, np.ndarray]
 PADDING = ("zero", "carry")
@@ -362,12 +363,16 @@ def _zero_grads(stack: Stack, x: np.ndarray) -> Arrays:
     return grads
 
 
-def _halves(stack: Stack, call, x, per_row: dict | None = None) -> list | None:
+def _halves(stack: Stack, call, x, per_row: dict | None = None, phase: str = "train") -> list | None:
     """The call over each half of the caller's rows on two threads (rows.py), or None where rows.wanted
-    says one thread: ``call(x, state0, lengths, per_row)`` with each argument's rows of that half."""
+    says one thread: ``call(x, state0, lengths, per_row)`` with each argument's rows of that half. ``phase``:
+    "forward", or "train" for a call with gradients (work.flops)."""
     first = stack.runs[0]
     gates = len(first.order) if hasattr(first, "order") else 1  # Elman: one
-    if not rows.wanted(stack.T, stack.B, gates * first.H * first.P * stack.dtype.itemsize):
+    K = checks.array("V", stack.params["V"], 2).shape[0] if stack.head else 0
+    work = flops(phase, stack.T, stack.B, stack.I, stack.H, K, gates,
+                 {"layers": stack.layers, "bidirectional": stack.D == 2}, stack.P)
+    if not rows.wanted(stack.T, stack.B, gates * first.H * first.P * stack.dtype.itemsize, work):
         return None
 
     def cut(key: str, value: np.ndarray, part: slice) -> np.ndarray:
@@ -388,7 +393,8 @@ def forward(cell: str, x, state0, params, *, layers: int = 1, bidirectional: boo
     if _empty(stack):
         out = {"h": np.zeros((stack.T, stack.B, stack.D * stack.P), stack.dtype)}
         return out | {k[0] + "_n": v.copy() for k, v in stack.state0.items()}
-    halves = _halves(stack, lambda xs, s0, ln, _: forward(cell, xs, s0, params, lengths=ln, **options), x)
+    halves = _halves(stack, lambda xs, s0, ln, _: forward(cell, xs, s0, params, lengths=ln, **options), x,
+                     phase="forward")
     if halves:
         return rows.join(halves, {k: _batch_axis(stack, k) for k in halves[0]})
     return _caller_order(stack, run_forward(stack, x))
