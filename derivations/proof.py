@@ -24,12 +24,12 @@ DIGITS = 50
 TRANSCENDENTAL = (sp.tanh, sp.exp, sp.log)
 
 
-def subterm_sizes(expr: sp.Basic) -> dict[sp.Basic, int]:
-    """Every distinct subexpression of ``expr``, each visited once, with its size as a tree (1 + its
-    arguments' sizes), so that an expression is larger than any it contains. SymPy's ``atoms`` and
+def subterm_sizes(expr):
+    """Every distinct subexpression of ``expr`` (SymPy or SymEngine), each visited once, with its size as a
+    tree (1 + its arguments' sizes), so that an expression is larger than any it contains. SymPy's ``atoms`` and
     ``count_ops`` walk the tree, and a ReLU network's residual repeats its nested subterms so often that
     walking it took most of a proof's time (a ReLU proof: 69 s, 16 s without)."""
-    sizes: dict[sp.Basic, int] = {}
+    sizes = {}
     stack = [(expr, False)]
     while stack:
         node, children_done = stack.pop()
@@ -43,7 +43,7 @@ def subterm_sizes(expr: sp.Basic) -> dict[sp.Basic, int]:
     return sizes
 
 
-def _atoms(sizes: dict[sp.Basic, int], types) -> list[sp.Basic]:
+def _atoms(sizes: dict, types) -> list:
     """The subexpressions of these types, the smallest first (so each after every one it contains)."""
     return sorted((e for e in sizes if isinstance(e, types)), key=sizes.__getitem__)
 
@@ -80,9 +80,13 @@ def vanishes(residual: sp.Expr) -> bool:
 
 
 def vanishes_symengine(residual) -> bool:
-    """:func:`vanishes` for a SymEngine expression without piecewise parts (exp(u) is E**u there)."""
-    atoms = set(residual.atoms(symengine.tanh, symengine.log))
-    atoms |= {p for p in residual.atoms(symengine.Pow) if p.args[0] == symengine.E}
+    """:func:`vanishes` for a SymEngine expression without piecewise parts (exp(u) is E**u there). Its
+    transcendental subterms are found by :func:`subterm_sizes`, which visits each distinct subterm once:
+    SymEngine's ``atoms`` walked the whole tree, 1-14 s an entry of the peephole LSTM's proof at T = 2,
+    against 0.05 s for the expansion."""
+    sizes = subterm_sizes(residual)
+    atoms = set(_atoms(sizes, (symengine.tanh, symengine.log)))
+    atoms |= {p for p in _atoms(sizes, symengine.Pow) if p.args[0] == symengine.E}
     return residual.xreplace({a: symengine.Dummy() for a in atoms}).expand() == 0
 
 
