@@ -69,12 +69,10 @@ def test_gated_cells_are_proved(cell):
     assert cert.exact > 0 and cert.worst_residual < 1e-40
 
 
-@pytest.mark.parametrize("cell, target, swap", [  # CI runs one cell's (the others took 16-26 s each): -m slow
-    pytest.param("lstm", "g_C_prev", {sp.IndexedBase("fg"): sp.IndexedBase("ig")},  # dL/dc_{t-1} through i, not f
-                 marks=pytest.mark.slow),
+@pytest.mark.parametrize("cell, target, swap", [  # 1-3 s each since subterm_sizes (16-26 s before)
+    ("lstm", "g_C_prev", {sp.IndexedBase("fg"): sp.IndexedBase("ig")}),  # dL/dc_{t-1} through i, not f
     ("gru-reset-after", "g_W_n", {sp.IndexedBase("h_prev"): sp.IndexedBase("h")}),
-    pytest.param("gru-reset-before", "g_W_n", {sp.IndexedBase("rh"): sp.IndexedBase("h_prev")},  # h for r * h
-                 marks=pytest.mark.slow),
+    ("gru-reset-before", "g_W_n", {sp.IndexedBase("rh"): sp.IndexedBase("h_prev")}),  # h for r * h
 ])
 def test_a_wrong_gated_derivation_is_not_proved(monkeypatch, cell, target, swap):
     real = derive
