@@ -58,8 +58,7 @@ GRADIENTS = {"x": 1, "h0": 0, "c0": 0}
 def wanted(T: int, B: int, weight_bytes: int, flops: float) -> bool:
     """Whether a call of T steps over B rows, with ``weight_bytes`` of recurrent weights and ``flops`` of
     work (work.flops), runs its rows in two halves on two threads: at least MIN_ROWS rows, MIN_STEPS steps
-    and MIN_FLOPS, weights of at most MAX_WEIGHT_BYTES, two cores free to the
-    process, or as FORCE says."""
+    and MIN_FLOPS, weights of at most MAX_WEIGHT_BYTES, two cores free to the process, or as FORCE says."""
     if B < 2 or T == 0 or getattr(_local, "half", False):
         return False
     force = forced(FORCE)
