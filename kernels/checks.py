@@ -7,6 +7,7 @@ when needed. Nothing the caller passed is ever written to.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 
 import numpy as np
@@ -139,8 +140,11 @@ def named_arrays(what: str, given: object, required: tuple[str, ...], optional: 
     ``required`` key and nothing but those and the ``optional`` ones (a misspelt name is named)."""
     if not hasattr(given, "keys"):
         raise TypeError(f"{what}: expected a dict of arrays, got {type(given).__name__}")
+    if len(given) == len(required) and all(k in given for k in required):
+        return dict(given)  # the common case, at once
+    allowed = set(required + optional)
     missing = [k for k in required if k not in given]
-    unknown = [k for k in given if k not in required + optional]
+    unknown = [k for k in given if k not in allowed]
     if missing or unknown:
         problems = ([f"missing {missing}"] if missing else []) + ([f"unexpected {unknown}"] if unknown else [])
         raise ValueError(f"{what}: {' and '.join(problems)}; the {cell} cell takes {list(required)}"
@@ -173,7 +177,7 @@ def gated_args(cell: str, x, state0, params, head: bool = False, device_ok: bool
     P = params["W_hr"].shape[0] if "W_hr" in params else H
     K = params["V"].shape[0] if head else 0
     given = {**state0, **params}
-    if any(given[key].shape != wanted for key, (wanted, _) in _shapes(cell, B, I, H, P, K, head).items()):
+    if any(given[key].shape != wanted for key, wanted in _expected_shapes(cell, B, I, H, P, K, head)):
         _name_the_odd_shape(cell, B, I, state0, params, head)
     return T, B, I, H, state0, params
 
@@ -182,6 +186,12 @@ _PARAM_NAMES = {cell: tuple(f"{kind}_{g}" for kind in "UWb" for g in gates) + tu
                 for cell, (gates, _, extra) in GATED_CELLS.items()}
 _NDIM = {"c": 1, **{k: len(shape) for _, _, extra in GATED_CELLS.values() for k, shape in extra.items()},
          **{f"b_{g}": 1 for g in "ifgorzn"}}
+
+
+@functools.lru_cache(maxsize=256)
+def _expected_shapes(cell: str, B: int, I: int, H: int, P: int, K: int, head: bool) -> tuple:
+    """(argument, shape) for every argument: _shapes without the messages, kept for the sizes seen last."""
+    return tuple((key, wanted) for key, (wanted, _) in _shapes(cell, B, I, H, P, K, head).items())
 
 
 def _shapes(cell: str, B: int, I: int, H: int, P: int, K: int, head: bool) -> dict[str, tuple[tuple[int, ...], str]]:

@@ -28,6 +28,8 @@ from rnnspec.kernels.cpu.work import flops
 
 Arrays = dict[str, np.ndarray]
 CELLS = tuple(checks.GATED_CELLS)
+#: the names of the parameters _Run.stack stacks, by (kind, gates)
+_KEYS = {(kind, gates): tuple(f"{kind}_{g}" for g in gates) for kind in "UWb" for gates in ("ifgo", "rzn", "rz")}
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -131,9 +133,9 @@ class _Run:
     def stack(self, kind: str, gates: str | None = None) -> np.ndarray:
         """The parameters of ``gates`` stacked in one C-contiguous array, whatever the layout of each
         (a Fortran-order result would send the GEMMs down another BLAS path, with other roundings)."""
-        parts = [self.params[f"{kind}_{g}"] for g in (gates or self.order)]
-        out = np.empty((sum(p.shape[0] for p in parts), *parts[0].shape[1:]), self.dtype)
-        return np.concatenate(parts, out=out)
+        parts = [self.params[key] for key in _KEYS[kind, gates or self.order]]
+        first = parts[0]  # every gate's parameter has its shape (checks.gated_args)
+        return np.concatenate(parts, out=np.empty((len(parts) * first.shape[0],) + first.shape[1:], self.dtype))
 
     def prepare(self) -> None:
         T, B, H = self.T, self.B, self.H
