@@ -70,3 +70,17 @@ def test_the_products_are_fused():
     out = np.empty(lanes + 1, np.float32)
     simd.row_times(a, b, out)
     assert (out == np.float32(2.0**-24)).all(), f"got {out}, expected 2^-24 in every column (unfused: 0)"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_peak_s_fma_chains_take_one_step_per_repeat(dtype):
+    """peak.fma_rate counts 2 flops per entry and repeat: after n repeats from 2, every entry is
+    1 + 0.999^n (the map v -> 0.999 v + 0.001 moves v - 1 by a factor 0.999); two steps a repeat would
+    give 1 + 0.999^(2n), none 2."""
+    from rnnspec.kernels.cpu import peak
+
+    lanes = simd.VECTOR_BYTES // np.dtype(dtype).itemsize
+    x = np.full(peak.CHAINS * lanes, 2, dtype)
+    peak._chains(x, 1000)
+    expected = 1 + 0.999**1000
+    assert np.allclose(x, expected, rtol=1e-4), f"entries {np.unique(x)} after 1000 repeats, expected {expected}"

@@ -27,7 +27,7 @@ WIDEST = 8 if "avx512f" in cpu_flags() else 4
 _I64 = ir.IntType(64)
 
 
-def _fma(builder, ty):
+def fma_function(builder, ty):
     """LLVM's fused multiply-add for ``ty``, a float or double or a vector of them (llvm.fma.v16f32, ...)."""
     vector = isinstance(ty, ir.VectorType)
     element = ty.element if vector else ty
@@ -41,7 +41,7 @@ def _address(builder, base, offset_bytes, ty):
     return builder.bitcast(raw, ty.as_pointer())
 
 
-def _spread(builder, value, vector):
+def spread(builder, value, vector):
     """``value`` in every lane of ``vector``."""
     one = builder.insert_element(ir.Constant(vector, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
     return builder.shuffle_vector(one, ir.Constant(vector, ir.Undefined),
@@ -69,7 +69,7 @@ def _block(typingctx, a, b, out, col, vectors):
         size = dtype.bitwidth // 8
         scalar = context.get_data_type(dtype)
         vector = ir.VectorType(scalar, VECTOR_BYTES // size)
-        fma = _fma(builder, vector)
+        fma = fma_function(builder, vector)
         column_bytes = builder.mul(args[3], ir.Constant(_I64, size))
         a_stride = cgutils.unpack_tuple(builder, a_array.strides, 1)[0]
         b_stride = cgutils.unpack_tuple(builder, b_array.strides, 2)[0]
@@ -79,13 +79,13 @@ def _block(typingctx, a, b, out, col, vectors):
 
         def add_row(k, chain):
             """sums[chain][i] += a[k] b[k, block i]"""
-            spread = _spread(builder, builder.load(_address(builder, a_array.data, builder.mul(k, a_stride), scalar)),
-                             vector)
+            value = builder.load(_address(builder, a_array.data, builder.mul(k, a_stride), scalar))
+            every_lane = spread(builder, value, vector)
             row = builder.add(builder.mul(k, b_stride), column_bytes)
             for i, total in enumerate(sums[chain]):
                 at = builder.add(row, ir.Constant(_I64, i * VECTOR_BYTES))
                 loaded = builder.load(_address(builder, b_array.data, at, vector), align=size)
-                builder.store(builder.call(fma, [spread, loaded, builder.load(total)]), total)
+                builder.store(builder.call(fma, [every_lane, loaded, builder.load(total)]), total)
 
         rounds = builder.udiv(inner, ir.Constant(_I64, chains))
         with cgutils.for_range(builder, rounds) as loop:
@@ -113,7 +113,7 @@ def fma(typingctx, x, y, z):
         return None
 
     def codegen(context, builder, signature, args):
-        return builder.call(_fma(builder, context.get_data_type(x)), list(args))
+        return builder.call(fma_function(builder, context.get_data_type(x)), list(args))
 
     return x(x, y, z), codegen
 
