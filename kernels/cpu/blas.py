@@ -184,6 +184,25 @@ def rows_per_call(rows: int, inner: int, cols: int, one_thread: bool) -> int:
     return -(-even // ROW_MULTIPLE) * ROW_MULTIPLE
 
 
+#: float32 step products with a W of at least this many bytes, and TRANSPOSED_ROWS rows, go through
+#: (W a^T)^T (loops.step_product). On SkylakeX kernels, two threads, measured side by side with the same
+#: bits either way (B rows, a stacked W of G gates, H units; forward h W^T, then BPTT d W):
+#: H = 1024, G = 4: B = 64 1.19x / 1.39x, B = 32 0.97x / 1.80x, B = 16 1.28x / 2.28x, B = 8 1.32x / 1.98x;
+#: H = 1024, G = 3, B = 64: 1.01x / 1.42x; H = 768 (G = 3, 4; B = 64): 1.06x / 1.13-1.15x; H = 2048: 1.16x /
+#: 1.30x; but H = 512 (4 MiB): 0.95-1.09x / 1.04-1.16x, H = 256: 0.82-0.96x, and float64 lost everywhere
+#: (0.67-0.91x at H = 512-2048).
+TRANSPOSED_MIN_BYTES = 6 * 2**20
+TRANSPOSED_ROWS = (8, 64)
+
+
+def transposed_wins(dtype: np.dtype, rows: int, weight_bytes: int) -> bool:
+    """Whether a step's product of ``rows`` rows by a W of ``weight_bytes`` runs as (W a^T)^T: float32,
+    the measured rows and sizes of W above, and the kernels' BLAS on the kernels measured (small_kernel_mnk
+    tells them apart)."""
+    return (dtype == np.float32 and TRANSPOSED_ROWS[0] <= rows <= TRANSPOSED_ROWS[1]
+            and weight_bytes >= TRANSPOSED_MIN_BYTES and small_kernel_mnk() > 0)
+
+
 #: (set, get) thread-count functions, by the names OpenBLAS builds export them under
 _THREAD_COUNT = (("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
                  ("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),

@@ -59,12 +59,12 @@ def _lstm_train(x2, h0, c0, U, b, W, WT, V, VT, c, targets, one, active):
     cs[0] = c0
     tcs = np.empty((steps, batch, hidden), c0.dtype)
     none, no_peep = np.empty((0, 0), c0.dtype), np.empty((0, hidden), c0.dtype)
-    lstm.forward(a, gates, hs, cs, tcs, tcs[:0], WT, none, no_peep, 0, 0, active)
+    lstm.forward(a, gates, hs, cs, tcs, tcs[:0], WT, none, none, no_peep, 0, 0, active)
     loss, gV, gc, direct = head_kernel(hs, V, VT, c, targets, one)
     deltas = np.empty_like(a)  # a is read no more
     carry, carry_c = np.zeros((batch, hidden), c0.dtype), np.zeros((batch, hidden), c0.dtype)
     bias_grad = np.zeros(4 * hidden, c0.dtype)
-    lstm.backward(direct, tcs, False, gates, cs, tcs, W, none, no_peep, 0, 0, deltas, direct[:0], carry, carry_c,
+    lstm.backward(direct, tcs, False, gates, cs, tcs, W, none, none, no_peep, 0, 0, deltas, direct[:0], carry, carry_c,
                   bias_grad, no_peep.copy(), one, active)
     flat = deltas.reshape(steps * batch, 4 * hidden)
     gx, gU = _input_side(x2, U, flat)
@@ -91,6 +91,9 @@ class _Run:
         #: rows per BLAS call in a step's products (0: the loop, for small ones); see loops.matmul_into
         self.blas_rows = self._blas_rows(self.P, len(self.order) * self.H)
         self.projection_rows = self._blas_rows(self.H, self.P)
+        #: the step's products as (W a^T)^T (loops.step_product): the LSTMs and the reset-after GRU only
+        self.transposed = self.cell != "gru-reset-before" and self.blas_rows >= self.B and blas.transposed_wins(
+            self.dtype, self.B, len(self.order) * self.H * self.P * self.dtype.itemsize)
         self.x = x
         #: rows still running at each step (a prefix: rows sorted by length; see loops.hold)
         self.active = np.full(self.T, self.B, np.int64)
@@ -174,12 +177,16 @@ class _Run:
             self.W_hr = checks.contiguous(self.params["W_hr"]) if projected else np.empty((0, 0), self.dtype)
             self.peep = (np.stack([self.params[f"P_{g}"] for g in "ifo"]) if self.cell == "lstm-peephole"
                          else np.empty((0, H), self.dtype))
-            lstm.forward(self.a, self.gates, self.hs, self.cs, self.tcs, self.rs, self.WT,
+            lstm.forward(self.a, self.gates, self.hs, self.cs, self.tcs, self.rs, self.WT, self._if_transposed(self.W),
                          checks.contiguous(self.W_hr.T), self.peep, self.blas_rows, self.projection_rows, self.active)
         else:
             self.ms = self.scratch("m", (T, B, H))
-            gru_reset_after.forward(self.a, self.gates, self.hs, self.ms, self.WT,
+            gru_reset_after.forward(self.a, self.gates, self.hs, self.ms, self.WT, self._if_transposed(self.W),
                                     checks.contiguous(self.params["b_hn"]), self.blas_rows, self.one, self.active)
+
+    def _if_transposed(self, matrix: np.ndarray) -> np.ndarray:
+        """``matrix`` where the step's products run transposed (self.transposed), else an empty one."""
+        return matrix if self.transposed else np.empty((0, 0), self.dtype)
 
     def outputs(self) -> Arrays:
         out = {"h": self.hs[1:]}
@@ -216,9 +223,9 @@ class _Run:
                 gc = gc if has_gc else self.tcs  # any (T, B, H) array: not read
                 peep_grad = np.zeros(self.peep.shape, self.dtype)
                 douts = workspace("douts", (T, B, self.P), self.dtype) if self.W_hr.size else direct[:0]
-                lstm.backward(direct, gc, has_gc, self.gates, self.cs, self.tcs, self.W, self.W_hr, self.peep,
-                              self.blas_rows, self.projection_rows, deltas, douts, carry, carry_c, bias_grad, peep_grad,
-                              self.one, self.active)
+                lstm.backward(direct, gc, has_gc, self.gates, self.cs, self.tcs, self.W, self._if_transposed(self.WT),
+                              self.W_hr, self.peep, self.blas_rows, self.projection_rows, deltas, douts, carry, carry_c,
+                              bias_grad, peep_grad, self.one, self.active)
                 if self.cell == "lstm-peephole":
                     grads.update(P_i=peep_grad[0], P_f=peep_grad[1], P_o=peep_grad[2])
                 if self.cell == "lstm-proj":
@@ -228,8 +235,9 @@ class _Run:
             else:
                 recurrent = workspace("deltas_recurrent", (T, B, G * H), self.dtype)
                 grads["b_hn"] = np.zeros(H, self.dtype)
-                gru_reset_after.backward(direct, self.gates, self.hs, self.ms, self.W, self.blas_rows, deltas,
-                                         recurrent, carry, bias_grad, grads["b_hn"], self.one, self.active)
+                gru_reset_after.backward(direct, self.gates, self.hs, self.ms, self.W, self._if_transposed(self.WT),
+                                         self.blas_rows, deltas, recurrent, carry, bias_grad, grads["b_hn"], self.one,
+                                         self.active)
             gx, gU = _input_side(self.x2, self.U, deltas.reshape(T * B, G * H))
             gW = _recurrent_side(previous, recurrent.reshape(T * B, G * H))
         grads.update(x=gx.reshape(T, B, self.I), h0=carry)

@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit
 
 from rnnspec.kernels.cpu.elementwise import sigmoid, tanh
-from rnnspec.kernels.cpu.loops import clear, hold, matmul_into, pass_back
+from rnnspec.kernels.cpu.loops import clear, hold, pass_back, step_product
 
 GATES = "rzn"
 
@@ -47,15 +47,17 @@ def step(a, product, gate, h_prev, h, m, b_hn, one, lo):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def forward(a, gates, hs, ms, WT, b_hn, blas_rows, one, active):
+def forward(a, gates, hs, ms, WT, W, b_hn, blas_rows, one, active):
     """a (T, B, 3H) = x_t U^T + b; gates (T, B, 3H) receives [r z n]; hs (T+1, B, H) starts with h0 and
-    receives h_t; ms (T, B, H) receives m_t. WT is the stacked W transposed, (H, 3H). Rows r >= active[t]
-    hold their state at step t (loops.hold)."""
+    receives h_t; ms (T, B, H) receives m_t. WT is the stacked W transposed, (H, 3H); W the stacked W where
+    the step's product goes through it (loops.step_product), else empty. Rows r >= active[t] hold their
+    state at step t (loops.hold)."""
     product = np.empty(gates.shape[1:], gates.dtype)
+    staging = np.empty(product.size if W.shape[0] else 0, gates.dtype)
     for t in range(gates.shape[0]):
         n = active[t]
         if n > 0:
-            matmul_into(hs[t][:n], WT, product[:n], blas_rows)
+            step_product(hs[t][:n], WT, W, product[:n], blas_rows, staging)
             step(a[t][:n], product[:n], gates[t][:n], hs[t][:n], hs[t + 1][:n], ms[t][:n], b_hn, one, 0)
         hold(hs[t], hs[t + 1], n)
 
@@ -95,11 +97,14 @@ def back_step(delta_in, delta_rec, direct, gate, h_prev, m, carry, kept, bias_gr
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def backward(direct, gates, hs, ms, W, blas_rows, deltas_in, deltas_rec, carry, bias_grad, b_hn_grad, one, active):
+def backward(direct, gates, hs, ms, W, WT, blas_rows, deltas_in, deltas_rec, carry, bias_grad, b_hn_grad, one,
+             active):
     """Both deltas (T, B, 3H) for t = T..1; carry (B, H) starts at zero and ends as dL/dh0;
-    bias_grad (3H,) and b_hn_grad (H,) accumulate. W is the stacked W, (3H, H). Rows r >= active[t] were
-    held at step t: their cotangents pass on, their deltas are zero."""
+    bias_grad (3H,) and b_hn_grad (H,) accumulate. W is the stacked W, (3H, H); WT its transpose where the
+    step's product goes through it (loops.step_product), else empty. Rows r >= active[t] were held at
+    step t: their cotangents pass on, their deltas are zero."""
     kept = np.empty_like(carry)
+    staging = np.empty(carry.size if WT.shape[0] else 0, carry.dtype)
     for t in range(direct.shape[0] - 1, -1, -1):
         n = active[t]
         pass_back(carry, direct[t], n)
@@ -108,5 +113,5 @@ def backward(direct, gates, hs, ms, W, blas_rows, deltas_in, deltas_rec, carry, 
         if n > 0:
             back_step(deltas_in[t][:n], deltas_rec[t][:n], direct[t][:n], gates[t][:n], hs[t][:n], ms[t][:n],
                       carry[:n], kept[:n], bias_grad, b_hn_grad, one, 0)
-            matmul_into(deltas_rec[t][:n], W, carry[:n], blas_rows)
+            step_product(deltas_rec[t][:n], W, WT, carry[:n], blas_rows, staging)
             carry[:n] += kept[:n]

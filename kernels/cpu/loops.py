@@ -61,6 +61,32 @@ def matmul_into(a, b, out, blas_rows):
         row_times(a[r], b, out[r])
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def transpose_into(source, target):
+    """target (R, C) = source (C, R)^T, in 16 x 16 tiles so that both sides move in whole cache lines."""
+    rows, cols = target.shape
+    for r0 in range(0, rows, 16):
+        for c0 in range(0, cols, 16):
+            for r in range(r0, min(r0 + 16, rows)):
+                line = target[r]
+                for c in range(c0, min(c0 + 16, cols)):
+                    line[c] = source[c, r]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def step_product(a, b, b_transposed, out, blas_rows, staging):
+    """out = a @ b: by :func:`matmul_into`, or, where ``b_transposed`` (b^T, C-contiguous) is not empty, as
+    (b^T a^T)^T: one BLAS call writes out^T into ``staging`` (at least R N elements), then a tiled
+    transpose. OpenBLAS's sgemm ran the transposed problem faster at large W (blas.transposed_wins), with
+    the same bits."""
+    if b_transposed.shape[0] == 0:
+        matmul_into(a, b, out, blas_rows)
+        return
+    staged = staging[:a.shape[0] * b.shape[1]].reshape(b.shape[1], a.shape[0])
+    np.dot(b_transposed, a.T, staged)
+    transpose_into(staged, out)
+
+
 # Padded steps of variable-length runs. Rows are sorted by length, longest first, so the rows still
 # running at step t are a prefix 0..n_t - 1 (``active[t] = n_t``, in either direction); the others keep
 # their state, s_t = s_{t-1}, and in BPTT hand the whole cotangent of s_t on to s_{t-1}, with no delta.

@@ -28,7 +28,7 @@ from numba import njit
 
 from rnnspec.kernels.cpu import lstm_peephole
 from rnnspec.kernels.cpu.elementwise import sigmoid, tanh
-from rnnspec.kernels.cpu.loops import clear, hold, matmul_into, pass_back
+from rnnspec.kernels.cpu.loops import clear, hold, matmul_into, pass_back, step_product
 
 GATES = "ifgo"
 
@@ -60,17 +60,19 @@ def step(a, product, gate, h, c_prev, c, tc, lo):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def forward(a, gates, hs, cs, tcs, rs, WT, W_hrT, peep, blas_rows, projection_rows, active):
+def forward(a, gates, hs, cs, tcs, rs, WT, W, W_hrT, peep, blas_rows, projection_rows, active):
     """a (T, B, 4H) = x_t U^T + b; gates (T, B, 4H) receives [i f g o]; hs (T+1, B, P), cs (T+1, B, H) start
     with h0, c0 and receive h_t, c_t; tcs (T, B, H) receives tanh(c_t). WT is the stacked W transposed,
-    (P, 4H). Rows r >= active[t] hold their states at step t (loops.hold). Without a projection (W_hrT
+    (P, 4H); W the stacked W itself where the step's product goes through it (loops.step_product), else
+    empty. Rows r >= active[t] hold their states at step t (loops.hold). Without a projection (W_hrT
     empty) P = H and rs is not used; without peepholes peep is empty."""
     projected, peeped = W_hrT.shape[0] > 0, peep.shape[0] > 0
     product = np.empty(gates.shape[1:], gates.dtype)
+    staging = np.empty(product.size if W.shape[0] else 0, gates.dtype)
     for t in range(gates.shape[0]):
         n = active[t]
         if n > 0:
-            matmul_into(hs[t][:n], WT, product[:n], blas_rows)
+            step_product(hs[t][:n], WT, W, product[:n], blas_rows, staging)
             out = rs[t][:n] if projected else hs[t + 1][:n]
             if peeped:
                 lstm_peephole.step(a[t][:n], product[:n], gates[t][:n], out, cs[t][:n], cs[t + 1][:n], tcs[t][:n],
@@ -126,14 +128,16 @@ def _total(out, direct, carry):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def backward(direct, gc, has_gc, gates, cs, tcs, W, W_hr, peep, blas_rows, projection_rows, deltas, douts, carry_h,
-             carry_c, bias_grad, peep_grad, one, active):
+def backward(direct, gc, has_gc, gates, cs, tcs, W, WT, W_hr, peep, blas_rows, projection_rows, deltas, douts,
+             carry_h, carry_c, bias_grad, peep_grad, one, active):
     """dz_t for t = T..1 into deltas (T, B, 4H); carry_h (B, P) ends as dL/dh0, carry_c as dL/dc0 (both start
-    at zero); bias_grad (4H,) and peep_grad (3, H) accumulate. W is the stacked W, (4H, P); W_hr (P, H) or
-    empty; douts (T, B, P) receives the cotangents of h_t when projected. gc (T, B, H) is read only if has_gc.
+    at zero); bias_grad (4H,) and peep_grad (3, H) accumulate. W is the stacked W, (4H, P); WT its transpose
+    where the step's product goes through it (loops.step_product), else empty; W_hr (P, H) or empty; douts
+    (T, B, P) receives the cotangents of h_t when projected. gc (T, B, H) is read only if has_gc.
     Rows r >= active[t] were held at step t: their cotangents pass on, their deltas are zero."""
     projected, peeped = W_hr.shape[0] > 0, peep.shape[0] > 0
     batch, hidden = carry_c.shape
+    staging = np.empty(carry_h.size if WT.shape[0] else 0, carry_h.dtype)
     d_r = np.empty((batch if projected else 0, hidden), carry_c.dtype)
     none = np.zeros((batch if projected else 0, hidden), carry_c.dtype)  # the step's dh carry: all of it is in d_r
     for t in range(direct.shape[0] - 1, -1, -1):
@@ -158,4 +162,4 @@ def backward(direct, gc, has_gc, gates, cs, tcs, W, W_hr, peep, blas_rows, proje
         else:
             back_step(deltas[t][:n], dh, gc[t][:n], has_gc, gates[t][:n], cs[t][:n], tcs[t][:n], carry, carry_c[:n],
                       bias_grad, one, 0)
-        matmul_into(deltas[t][:n], W, carry_h[:n], blas_rows)
+        step_product(deltas[t][:n], W, WT, carry_h[:n], blas_rows, staging)
