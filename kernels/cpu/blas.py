@@ -186,12 +186,13 @@ def rows_per_call(rows: int, inner: int, cols: int, one_thread: bool) -> int:
 
 #: float32 step products with a W of at least this many bytes, and TRANSPOSED_ROWS rows, go through
 #: (W a^T)^T (loops.step_product). On SkylakeX kernels, two threads, side by side, the same bits either way
-#: (scripts/transposed_sweep.py; two sweeps, benchmarks/cpu_cells/simd/transposed_sweep.log the second;
+#: (scripts/transposed_sweep.py; three sweeps, benchmarks/cpu_cells/simd/transposed_sweep.log the last two;
 #: B rows, a stacked W of G gates and H units; forward h W^T / BPTT d W):
-#: H = 1024, G = 4: B = 64 1.08-1.19x / 1.38-1.39x, B = 32 0.97-1.18x / 1.72-1.80x, B = 8-16 1.01-1.32x /
-#: 1.98-2.28x; H = 1024, G = 3: 1.01x / 1.31-1.42x; H = 768: 1.06-1.09x / 1.13-1.33x; H = 2048: 1.08-1.16x /
-#: 1.25-1.30x. At a W of 4 MiB (H = 512, G = 4) the forward lost as often as it won (0.90-1.24x), at H = 256
-#: both lost (0.73-0.96x), and float64 lost everywhere (0.66-0.93x forward, 0.79-1.03x BPTT).
+#: H = 1024, G = 4: B = 64 1.08-1.19x / 1.38-1.39x, B = 32 0.97-1.21x / 1.58-1.80x, B = 8-16 1.01-1.47x /
+#: 1.98-2.43x; H = 1024, G = 3: 1.01-1.11x / 1.31-1.42x; H = 768: 0.93-1.09x / 1.13-1.33x; H = 2048:
+#: 1.08-1.16x / 1.25-1.30x. At a W of 4 MiB (H = 512, G = 4) the forward lost as often as it won
+#: (0.90-1.24x), at H = 256 both lost (0.73-0.96x), and float64 lost nearly everywhere (0.63-0.95x forward,
+#: 0.79-1.04x BPTT).
 TRANSPOSED_MIN_BYTES = 6 * 2**20
 TRANSPOSED_ROWS = (8, 64)
 

@@ -1,13 +1,14 @@
-"""A row times a matrix with its accumulators held in vector registers: the step products too small for BLAS.
+"""A row times a matrix with its sums held in vector registers: the step products too small for BLAS.
 
-    out[n] = sum_k a[k] b[k, n],   summed in order of k by fused multiply-adds, one column at a time.
+    out[n] = sum_k a[k] b[k, n],   by fused multiply-adds.
 
-The plain loop (add four rows of b into out per pass) loads and stores its row of out at every pass,
-which bounds it at about half the FMA rate: 1 x 32 by 32 x 128 took 0.23 us a step. Here columns go
-in blocks of up to WIDEST vectors of VECTOR_BYTES, each kept in a register for the whole sum over k,
-so only b is loaded: 0.09 us. LLVM has no way to see that out and b do not overlap, hence the
-intrinsic, which states the registers outright. Columns past the last whole vector are summed by the
-same FMAs one at a time, so every column's value is the same whichever block it falls in.
+The plain loop (add four rows of b into out per pass) loaded and stored its row of out at every pass,
+which bounded it at about half the FMA rate: 1 x 32 by 32 x 128 took 0.21-0.23 us a step. Here columns
+go in blocks of up to WIDEST vectors of VECTOR_BYTES, each kept in a register for the whole sum over k,
+so only b is loaded: 0.10-0.15 us. LLVM has no way to see that out and b do not overlap, hence the
+intrinsic, which states the registers outright. A column's sum order depends on the width of the block
+it falls in (a narrow block splits it into interleaved chains, :func:`_block`), so it is fixed by N,
+the same for every row and every call; columns past the last whole vector sum in order of k.
 """
 
 from __future__ import annotations
@@ -138,10 +139,9 @@ def row_times(a, b, out):
     if col + lanes <= cols:
         _block(a, b, out, col, 1)
         col += lanes
-    start = col
-    for n in range(start, cols):
+    for n in range(col, cols):
         out[n] = 0
     for k in range(a.shape[0]):  # k outermost: the columns' sums are independent chains
         value, row = a[k], b[k]
-        for n in range(start, cols):
+        for n in range(col, cols):
             out[n] = fma(value, row[n], out[n])
