@@ -39,15 +39,17 @@ FORCED = "SKYLAKEX"
 _decision = {"forced": None, "why": "not prepared"}
 
 
-def cpu_flags() -> set[str]:
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (Linux), read once: prepare() and simd.WIDEST both ask at import."""
     try:
         with open("/proc/cpuinfo") as info:
             for line in info:
                 if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                    return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return set()
+    return frozenset()
 
 
 def _library(package: str):
