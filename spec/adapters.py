@@ -57,6 +57,15 @@ def _cuda_kernels():
     return cuda
 
 
+def _require_a_device() -> None:
+    """A TargetError (a usage error: exit 2) where numba-cuda finds no GPU and its simulator is off."""
+    from numba import cuda
+
+    if not cuda.is_available():
+        raise TargetError("target 'rnnspec-cuda': numba-cuda finds no CUDA GPU here; to run the CUDA kernels on "
+                          "numba-cuda's simulator instead, set NUMBA_ENABLE_CUDASIM=1")
+
+
 class RnnspecCUDA(RnnspecCPU):
     """The numba-cuda kernels (rnnspec.kernels.cuda): on a GPU, or under NUMBA_ENABLE_CUDASIM=1."""
 
@@ -68,6 +77,7 @@ class RnnspecCUDA(RnnspecCPU):
 
     def __init__(self, activation: str = "tanh") -> None:
         _cuda_kernels()  # a clear error now, not at the first call
+        _require_a_device()
         super().__init__(activation)
 
     @property

@@ -100,6 +100,10 @@ class Case:
 
     def __post_init__(self) -> None:
         """A ValueError naming the field, for a case written by hand (``--case``)."""
+        for name in ("cell", "activation", "dtype", "regime", "variant"):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise ValueError(f"case field {name} must be a string, got {type(value).__name__} {value!r}")
         for name, low in (("T", 1), ("B", 1), ("I", 1), ("H", 1), ("K", 2), ("seed", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:

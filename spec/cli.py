@@ -1,4 +1,5 @@
-"""The ``rnnspec`` command: check, bench, derive."""
+"""The ``rnnspec`` command: check (an implementation against the spec), matrix (every installed framework
+through the suite), bench (the kernels against NumPy and PyTorch), derive (the documents)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,16 @@ def _derive(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     out = Path(args.out) if args.out else generate.GENERATED
+    # named before the minutes of rendering, not after them
+    if out.exists() and not out.is_dir():
+        print(f"rnnspec derive: --out {out}: is a file; give a folder", file=sys.stderr)
+        return 2
+    if args.check and not out.is_dir():
+        print(f"rnnspec derive: --out {out}: no such folder to check against", file=sys.stderr)
+        return 2
+    if not out.exists() and not out.parent.is_dir():
+        print(f"rnnspec derive: --out {out}: folder {out.parent} does not exist", file=sys.stderr)
+        return 2
     if not generate.can_draw():
         print(f"rnnspec derive: matplotlib is not installed (pip install 'rnnspec[docs]'): "
               f"{', '.join(generate.FIGURES)} are neither drawn nor checked", file=sys.stderr)
@@ -37,17 +48,33 @@ def _derive(args: argparse.Namespace) -> int:
 
 def _matrix(args: argparse.Namespace) -> int:
     from rnnspec.spec import matrix
+    from rnnspec.spec.runner import UsageError
 
-    targets = tuple(args.targets.split(",")) if args.targets else None
-    unknown = [t for t in targets or () if t not in {r.target for r in matrix.ROWS}]
-    if unknown:
-        print(f"rnnspec matrix: unknown targets {unknown}; known: {[r.target for r in matrix.ROWS]}", file=sys.stderr)
+    targets = tuple(t for t in args.targets.split(",") if t) if args.targets is not None else None
+    known = [r.target for r in matrix.ROWS]
+    unknown = [t for t in targets or () if t not in known]
+    if targets == () or unknown:
+        print(f"rnnspec matrix: --targets: unknown targets {unknown or repr(args.targets)}; known: {known}",
+              file=sys.stderr)
         return 2
-    seeds = tuple(int(s) for s in args.seeds.split(","))
+    try:
+        _output_path("--out", args.out)
+    except UsageError as exc:
+        print(f"rnnspec matrix: {exc}", file=sys.stderr)
+        return 2
+    absent = [r for r in matrix.ROWS if (targets is None or r.target in targets) and not r.installed()]
+    if targets is not None:
+        for row in absent:
+            print(f"rnnspec matrix: {row.target} is not installed here ({row.requirement()}); its rows are left out",
+                  file=sys.stderr)
+        if len(absent) == len(targets):
+            print("rnnspec matrix: none of the targets asked for is installed: nothing to run", file=sys.stderr)
+            return 2
     command = " ".join(["rnnspec matrix", *(f"--targets {args.targets}",) * bool(args.targets),
-                        f"--seeds {args.seeds} --examples {args.examples}", *(f"--out {args.out}",) * bool(args.out)])
+                        f"--seeds {','.join(map(str, args.seeds))} --examples {args.examples}",
+                        *(f"--out {args.out}",) * bool(args.out)])
     say = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-    text = matrix.markdown(matrix.build(targets, seeds, args.examples, args.jobs, say), command)
+    text = matrix.markdown(matrix.build(targets, args.seeds, args.examples, args.jobs, say), command)
     if args.out:
         Path(args.out).write_text(text)
     else:
@@ -93,6 +120,19 @@ def _output_path(option: str, path: str | None) -> None:
         raise UsageError(f"{option} {path}: folder {target.parent} does not exist")
 
 
+def _output_folder(option: str, path: str | None) -> None:
+    """A usage error, before the run, when files could not be written into folder ``path`` (made if missing)."""
+    from rnnspec.spec.runner import UsageError
+
+    if path is None:
+        return
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"{option} {path}: is a file; give a folder")
+    if not target.exists() and not target.parent.is_dir():
+        raise UsageError(f"{option} {path}: folder {target.parent} does not exist")
+
+
 EXIT = {"conformant": 0, "not conformant": 1, "inconclusive": 3}
 
 
@@ -115,11 +155,12 @@ def _check(args: argparse.Namespace) -> int:
     try:
         _output_path("--report", args.report)
         _output_path("--junit", args.junit)
+        _output_folder("--save-cases", args.save_cases)
         cases = [_case(args.case, args.cell)] if args.case else None
         result = check(TargetName(args.target), target=args.target, examples=args.examples, seed=args.seed,
                        timeout=args.timeout, clauses=args.clause or None, cases=cases,
                        progress=None if args.quiet else print_progress(), cell=args.cell, dtype=args.dtype,
-                       variant=args.variant)
+                       variant=args.variant, require_all=args.require_all, save_cases=args.save_cases)
     except (TargetError, UsageError) as exc:
         print(f"rnnspec check: {exc}", file=sys.stderr)
         return 2
@@ -143,6 +184,14 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    """Comma-separated seeds, each an integer in [0, 2**32)."""
+    parts = text.split(",")
+    if not all(p.strip().isdigit() for p in parts) or not all(int(p) < 2**32 for p in parts):
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers in [0, 2**32), got {text!r}")
+    return tuple(int(p) for p in parts)
 
 
 def _seconds(text: str) -> float:
@@ -192,6 +241,11 @@ def parser() -> argparse.ArgumentParser:
                        help="seconds allowed per call, and for loading the target (default 60)")
     check.add_argument("--clause", action="append", help="check only this clause id (repeatable)")
     check.add_argument("--case", help="run exactly this case (JSON, as a report prints it)")
+    check.add_argument("--require-all", action="store_true", help="a method of the contract the target does not "
+                       "provide (vjp, loss) makes it not conformant (for CI; by default its clauses are reported "
+                       "'not provided' and the verdict says what was checked)")
+    check.add_argument("--save-cases", metavar="DIR", help="write each failure's smallest case to DIR as .npz: its "
+                       "inputs, the expected outputs and the target's (rnnspec.spec.casefile.read_case reads it)")
     check.add_argument("--report", help="write a JSON report here")
     check.add_argument("--junit", help="write a JUnit XML report here")
     check.add_argument("--quiet", action="store_true", help="no live progress")
@@ -205,7 +259,7 @@ def parser() -> argparse.ArgumentParser:
     bench_command.add_parser(sub)
     matrix = sub.add_parser("matrix", help="run every installed framework target through the suite; write Markdown")
     matrix.add_argument("--targets", help="comma-separated built-in targets (default: every installed framework's)")
-    matrix.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    matrix.add_argument("--seeds", type=_seeds, default=(0,), help="comma-separated seeds (default 0)")
     matrix.add_argument("--examples", type=_positive_int, default=50, help="cases per cell, dtype and seed")
     matrix.add_argument("--jobs", type=_positive_int, default=1, help="checks run at once (default 1)")
     matrix.add_argument("--out", help="write the Markdown here (default: print it)")

@@ -86,9 +86,9 @@ class Declared:
     def ulps(self, dtype: str) -> float:
         return tol.accuracy_ulps(self.accuracy_of(dtype))
 
-    @property
-    def accuracy_label(self) -> str:
-        return ", ".join(f"{d}: {tol.describe_accuracy(self.accuracy_of(d))}" for d in self.dtypes)
+    def accuracy_label(self, dtypes: tuple[str, ...]) -> str:
+        """The accuracy class each of ``dtypes`` (those the run checked) is judged under."""
+        return ", ".join(f"{d}: {tol.describe_accuracy(self.accuracy_of(d))}" for d in dtypes)
 
     def choose(self, cell: str | None) -> str:
         """The cell to check: ``cell`` if the target implements it (a usage error if not), else its first."""

@@ -19,7 +19,7 @@ Outcomes = Mapping[str, tuple[Outcome, Outcome | None]]
 
 @dataclass
 class Verdict:
-    status: str  # "passed", "failed", "error", "not provided", "skipped", "undetermined"
+    status: str  # "passed", "failed", "error", "timeout", "not provided", "skipped", "undetermined"
     message: str = ""
     error: float | None = None
     tolerance: float | None = None
@@ -71,13 +71,25 @@ def _first(outcomes: Outcomes, method: str) -> tuple[Outcome | None, Verdict | N
         return None, Verdict("not provided", first.message)
     if first.status == "skipped":
         return None, Verdict("skipped", first.message)
+    if first.status == "timeout":  # slow, perhaps only on a loaded machine: never read as a wrong value
+        return None, Verdict("timeout", f"timeout: {first.message}")
     if first.status != "ok":
         return None, Verdict("error", f"{first.status}: {first.message}")
     return first, None
 
 
+def distinct_digits(a: float, b: float) -> tuple[str, str]:
+    """``a`` and ``b`` with the fewest significant digits (at least 9) that tell them apart: a float64 value that
+    differs in its 10th digit must not print as the same number."""
+    for digits in range(9, 18):
+        shown = f"{a:.{digits}g}", f"{b:.{digits}g}"
+        if shown[0] != shown[1]:
+            return shown
+    return repr(float(a)), repr(float(b))
+
+
 def where(got: np.ndarray, ref: np.ndarray) -> str:
-    """The entry of largest deviation: its index, the spec's value and the implementation's."""
+    """The entry of largest deviation: its index, the spec's value, the implementation's and their difference."""
     got, ref = np.asarray(got, dtype=np.float64), np.asarray(ref, dtype=np.float64)
     if not ref.size:
         return ""
@@ -86,7 +98,8 @@ def where(got: np.ndarray, ref: np.ndarray) -> str:
     deviation = np.where(np.isnan(deviation), np.inf, deviation)
     index = np.unravel_index(int(np.argmax(deviation)), ref.shape)
     at = f"[{', '.join(map(str, index))}]" if index else "the value"
-    return f"largest deviation at {at}: expected {ref[index]:.9g}, got {got[index]:.9g}"
+    want, have = distinct_digits(ref[index], got[index])
+    return f"largest deviation at {at}: expected {want}, got {have} (difference {deviation[index]:.3g})"
 
 
 def judge(clause: Clause, case: Case, outcomes: Outcomes, spec: Expected) -> Verdict:
@@ -126,12 +139,12 @@ def _judge_value(clause: Clause, case: Case, outcomes: Outcomes, spec: Expected,
 
 
 def _judge_general(clause, case, outcomes, spec, shapes) -> Verdict:
-    problems, provided, errors = [], 0, []
+    problems, provided, errors, timeouts = [], 0, [], []
     for method in METHODS:
         first, verdict = _first(outcomes, method)
         if verdict:
-            if verdict.status == "error":
-                errors.append(f"{method}: {verdict.message}")
+            if verdict.status in ("error", "timeout"):
+                (errors if verdict.status == "error" else timeouts).append(f"{method}: {verdict.message}")
             continue
         provided += 1
         if clause.kind == "pure":
@@ -170,6 +183,8 @@ def _judge_general(clause, case, outcomes, spec, shapes) -> Verdict:
         return Verdict("failed", "; ".join(problems))
     if errors:
         return Verdict("error", "; ".join(errors))
+    if timeouts:
+        return Verdict("timeout", "; ".join(timeouts))
     if not provided:
         return Verdict("not provided", "no method of the contract answered")
     return Verdict("passed")

@@ -19,27 +19,12 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
+from rnnspec.spec import defects
 from rnnspec.spec.conventions import FRAMEWORKS as LAYOUTS
 from rnnspec.spec.targets import BUILTIN
 
 CELLS = ("elman", "lstm", "gru-reset-after", "gru-reset-before")
 DTYPES = ("float32", "float64")
-
-
-#: what a framework's failures are, with a minimal reproducer, for the rows they explain (target prefix, dtype)
-KNOWN_DEFECTS = {
-    ("keras-", "float64"): (
-        "Keras 3 computes some float64 operations in float32 on its jax and torch backends: its type promotion "
-        "maps float64 to float32 there (keras/src/backend/common/dtypes.py, BIT64_TO_BIT32_DTYPE). Reproducer, "
-        "with x = np.full(2, 0.5) and jax_enable_x64 on: `keras.ops.tanh(x).dtype` is float32 on jax (float64 on "
-        "torch and tensorflow); `keras.ops.matmul(np.ones((2, 2)), np.ones((2, 2))).dtype` is float32 on torch "
-        "(float64 on jax and tensorflow). Float64 layers built on them (SimpleRNNCell, LSTMCell, GRUCell, the "
-        "keras.ops head) land 1e-8 to 1e-6 from float64 values. On jax a float64 SimpleRNN fails outright: its "
-        "tanh comes back float32 and the scan's carry types differ (`TypeError: scan body function carry input "
-        "and carry output must have equal types`). On the CPU the torch backend's LSTM and reset-after GRU layers "
-        "run their own torch.matmul loop, so there only the loss (its head is keras.ops.matmul) fails; its "
-        "SimpleRNN and reset-before GRU run the cell's loop and fail throughout. The tensorflow backend is exact."),
-}
 
 
 @dataclass(frozen=True)
@@ -57,6 +42,10 @@ class Row:
         if not all(importlib.util.find_spec(p) is not None for p in self.packages):
             return False
         return not self.gpu or _torch_sees_a_gpu()
+
+    def requirement(self) -> str:
+        """What the row needs that may be missing: its packages, and a GPU that torch sees."""
+        return ", ".join(self.packages) + (" and a CUDA GPU that torch sees" if self.gpu else "")
 
     def version(self) -> str:
         return ", ".join(f"{p} {_version(p)}" for p in self.packages)
@@ -140,9 +129,9 @@ def _merge(entry: Cell, run: dict, prefix: str) -> None:
     if order[run["verdict"]] > order[entry.verdict]:
         entry.verdict = run["verdict"]
     for clause, status, ratio, message in run["clauses"]:
-        if status in ("failed", "error", "undetermined"):
+        if status in ("failed", "error", "timeout", "undetermined"):
             entry.failing.setdefault(clause.removeprefix(prefix), status)
-            if status == "error" and message and message[0] not in entry.messages:
+            if status in ("error", "timeout") and message and message[0] not in entry.messages:
                 entry.messages.append(message[0])
         elif status == "not provided":
             entry.missing.add(clause.removeprefix(prefix).split("-")[0])
@@ -219,8 +208,7 @@ def markdown(entries: list[Cell], command: str) -> str:
         verdict = {"conformant": "**conformant**"}.get(e.verdict, e.verdict)
         if e.missing:
             verdict += f" ({', '.join(sorted(e.missing))} not provided)"
-        known = [text for (prefix, dtype), text in KNOWN_DEFECTS.items()
-                 if e.verdict != "conformant" and r.target.startswith(prefix) and e.dtype == dtype]
+        known = [d.text for d in defects.known(r.target, e.dtype)] if e.verdict != "conformant" else []
         refs = "".join(f" {ref(m, where)}" for m in known + e.messages)
         ratio = f"{e.worst_ratio:.2g}" if e.worst_ratio else "-"
         lines.append(f"| {r.framework} | {version} | {r.where} | {e.cell} | {e.dtype} | {verdict}{refs} | "

@@ -24,8 +24,15 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
+#: a failure block gives --clause flags for at most this many clauses; more, and its command reruns every clause
+#: on the case (a shorter command that fails the same way)
+MAX_CLAUSE_FLAGS = 3
+
+
 def _problem_blocks(report: Report, problems: list) -> list[str]:
     """One block per root cause: clauses that fail the same way on the same smallest case share it."""
+    from rnnspec.spec.defects import known
+
     groups: dict[tuple, list] = {}
     for r in problems:
         case = (r.counterexample or {}).get("case")
@@ -44,19 +51,40 @@ def _problem_blocks(report: Report, problems: list) -> list[str]:
             rows.append("  " + members[0].message.replace("\n", "\n  "))
         ce = members[0].counterexample
         if ce:
-            clauses = " ".join(f"--clause {i}" for i in ids)
+            dtype = ce["case"].get("dtype", "")
+            for defect in known(report.target, dtype):
+                rows.append(f"  known defect of {report.target} in {dtype}: {defect.summary} (COMPATIBILITY.md has "
+                            "the reproducer)")
+            clauses = "".join(f" --clause {i}" for i in ids) if len(ids) <= MAX_CLAUSE_FLAGS else ""
             case = json.dumps(ce["case"], separators=(",", ":"))
             rows.append(f"  smallest case found: {json.dumps(ce['case'])}")
-            rows.append(f"  reproduce: rnnspec check {report.target} {clauses} --case '{case}'")
+            rows.append(f"  reproduce: rnnspec check {report.target}{clauses} --case '{case}'")
+            if ce.get("saved"):
+                rows.append(f"  saved: {ce['saved']} (inputs, expected, got: rnnspec.spec.casefile.read_case)")
     return rows
 
 
-VERDICT_LINES = {
-    "conformant": "CONFORMANT",
-    "not conformant": "NOT CONFORMANT",
-    "inconclusive": "INCONCLUSIVE: nothing failed, but a clause had too few decisive cases (or none passed); "
-                    "run more --examples",
-}
+def _verdict_line(report: Report) -> str:
+    """The verdict, with what it covers: the methods not provided, and why a run is inconclusive."""
+    missing = [m.upper() for m in report.unprovided_methods]
+    provided = [m if m == "forward" else m.upper() for m in ("forward", "vjp", "loss") if m.upper() not in missing]
+    scope = f" ({' and '.join(provided)} only; {', '.join(missing)} not provided)" if missing else ""
+    verdict = report.verdict
+    if verdict == "conformant":
+        return f"CONFORMANT{scope}"
+    if verdict == "not conformant":
+        statuses = {r.status for r in report.results}
+        if not statuses & {"failed", "error"}:
+            return (f"NOT CONFORMANT{scope}: --require-all asks for every method of the contract, and "
+                    f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not provided")
+        return f"NOT CONFORMANT{scope}"
+    timed_out = [r.clause.id for r in report.results if r.status == "timeout"]
+    if timed_out:
+        return (f"INCONCLUSIVE{scope}: {len(timed_out)} clauses could not be judged because calls timed out, even "
+                "retried (slow is not wrong: see the timeout above; rerun with a longer --timeout, or when the "
+                "machine is quieter)")
+    return (f"INCONCLUSIVE{scope}: nothing failed, but a clause had too few decisive cases (or none passed); "
+            "run more --examples")
 
 
 def table(report: Report) -> str:
@@ -83,6 +111,10 @@ def table(report: Report) -> str:
                  "gated cell)."]
     problems = [r for r in report.results if r.status in ("failed", "error")]
     rows += _problem_blocks(report, problems)
+    timeouts = {r.message for r in report.results if r.status == "timeout"}
+    for message in timeouts:
+        ids = [r.clause.id for r in report.results if r.status == "timeout" and r.message == message]
+        rows += ["", f"{', '.join(ids)} timeout (not judged):", "  " + message]
     unsure = [r for r in report.results if r.status == "undetermined"]
     for r in unsure:
         rows += ["", f"{r.clause.id} undetermined: {r.message}"]
@@ -90,7 +122,9 @@ def table(report: Report) -> str:
         rows += ["", "undetermined cases decide nothing: the tested dtype cannot (a ReLU pre-activation within "
                      "rounding reach of 0; values near overflow), or the case is so ill-conditioned that its "
                      "tolerance would pass an output unrelated to the spec's"]
-    rows += ["", VERDICT_LINES[report.verdict]]
+    if problems and report.rerun:
+        rows += ["", f"rerun the whole run: {report.rerun}"]
+    rows += ["", _verdict_line(report)]
     return "\n".join(rows)
 
 
@@ -100,7 +134,7 @@ def write_json(report: Report, path: str) -> None:
 
 def write_junit(report: Report, path: str) -> None:
     failures = sum(r.status == "failed" for r in report.results)
-    errors = sum(r.status == "error" for r in report.results)
+    errors = sum(r.status in ("error", "timeout") for r in report.results)
     skipped = sum(r.status in ("not provided", "undetermined") for r in report.results)
     suite = ET.Element("testsuite", name=f"rnnspec {report.target}", tests=str(len(report.results)),
                        failures=str(failures), errors=str(errors), skipped=str(skipped),
@@ -111,7 +145,7 @@ def write_junit(report: Report, path: str) -> None:
         detail = json.dumps(r.counterexample, indent=2, default=float) if r.counterexample else message
         if r.status == "failed":
             ET.SubElement(case, "failure", message=message.splitlines()[0] if message else "").text = detail
-        elif r.status == "error":
+        elif r.status in ("error", "timeout"):
             ET.SubElement(case, "error", message=message.splitlines()[0] if message else "").text = detail
         elif r.status in ("not provided", "undetermined"):
             ET.SubElement(case, "skipped", message=f"{r.status}: {message}")

@@ -3,6 +3,8 @@
 A clause's status follows from counts, never from the order cases came in:
 
 - ``failed`` / ``error``: some case failed (or could not be judged because the call broke);
+- ``timeout``: nothing failed or broke, but a call did not return in time, even retried in a fresh process
+  (slow is not wrong: a run with timeouts is inconclusive, never non-conformant on their account);
 - ``not provided``: the target has no method for it (whatever else happened);
 - ``passed``: no failure, and at least :data:`MIN_DECISIVE_SHARE` of the judged cases decisive;
 - ``undetermined``: no failure, but too few decisive cases to say it passed (ill-conditioned cases,
@@ -21,7 +23,7 @@ from rnnspec.spec.judge import Verdict
 
 #: a clause passes only if at least this share of the cases it judged decided it
 MIN_DECISIVE_SHARE = 0.5
-SEVERITY = {"failed": 4, "error": 3, "passed": 2, "undetermined": 1, "skipped": 0, "not provided": 0}
+SEVERITY = {"failed": 5, "error": 4, "timeout": 3, "passed": 2, "undetermined": 1, "skipped": 0, "not provided": 0}
 
 
 @dataclass
@@ -63,7 +65,7 @@ class ClauseResult:
     @property
     def examples(self) -> int:
         """Cases judged: decided, undetermined or broken (not those not provided or skipped)."""
-        return self.decisive + self.undetermined + self.counts["error"]
+        return self.decisive + self.undetermined + self.counts["error"] + self.counts["timeout"]
 
     @property
     def status(self) -> str:
@@ -72,6 +74,8 @@ class ClauseResult:
             return "failed"
         if c["error"]:
             return "error"
+        if c["timeout"]:
+            return "timeout"
         if c["not provided"]:
             return "not provided"
         if not self.examples:
@@ -117,15 +121,25 @@ class Report:
     cell: str = "elman"
     #: the variant checked ("" one forward layer over full sequences)
     variant: str = ""
+    #: the command that reruns the whole run ("" for a run of given cases)
+    rerun: str = ""
+    #: whether a clause not provided makes the run not conformant (``--require-all``)
+    require_all: bool = False
+
+    @property
+    def unprovided_methods(self) -> list[str]:
+        """The contract's methods whose clauses the target does not provide (``vjp``, ``loss``)."""
+        missing = {r.clause.method for r in self.results if r.status == "not provided" and r.clause.method}
+        return [m for m in ("forward", "vjp", "loss") if m in missing]
 
     @property
     def verdict(self) -> str:
         """"conformant", "not conformant" (a clause failed or broke) or "inconclusive" (nothing failed, but a
-        clause had too few decisive cases, or no clause passed)."""
+        clause had too few decisive cases, a call timed out, or no clause passed)."""
         statuses = {r.status for r in self.results}
-        if statuses & {"failed", "error"}:
+        if statuses & {"failed", "error"} or (self.require_all and "not provided" in statuses):
             return "not conformant"
-        if "undetermined" in statuses or "passed" not in statuses:
+        if statuses & {"undetermined", "timeout"} or "passed" not in statuses:
             return "inconclusive"
         return "conformant"
 
@@ -138,4 +152,5 @@ class Report:
                 **({"variant": self.variant} if self.variant else {}), "verdict": self.verdict,
                 "conformant": self.conformant, "seed": self.seed, "cases": self.cases,
                 "seconds": round(self.seconds, 3), "accuracy": self.accuracy, "environment": self.environment,
+                "not_provided": self.unprovided_methods, "require_all": self.require_all, "rerun": self.rerun,
                 "clauses": [r.to_json() for r in self.results]}

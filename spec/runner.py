@@ -24,30 +24,62 @@ DEFAULT_TIMEOUT = 60.0
 SHRINK_BUDGET = 40
 
 
+#: a method's first call in a process (imports, thread pools, tracing, compiling) may take this many times the
+#: per-call timeout: a framework's first call is not its steady state
+WARMUP_FACTOR = 3
+
+
+def _load_note() -> str:
+    """The machine's load, for a timeout's message: a call that timed out on a loaded machine may be correct."""
+    import os
+
+    try:
+        one_minute = os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        return ""
+    return f"load average {one_minute:.2f} on {os.cpu_count()} cores"
+
+
 class Session:
-    """One target, one worker, and the time budget that bounds a run that meets hanging calls."""
+    """One target, one worker, and the time budget that bounds a run that meets hanging calls.
+
+    A method's first call in a worker process is its warm-up and may take ``WARMUP_FACTOR`` x the timeout;
+    a call that times out is retried once in a fresh process (where it is a first call again); only a call
+    that times out twice counts as hung, and the run then allows one more timeout's worth of time in all.
+    """
 
     def __init__(self, impl, timeout: float) -> None:
         self.worker = Worker(impl, timeout)
         self.timeout = timeout
+        self.warmup = WARMUP_FACTOR * timeout
         self.deadline: float | None = None
         self.hung: set[str] = set()
 
-    def call(self, method: str, case: Case, arrays) -> Outcome:
-        if method in self.hung:
-            return Outcome("skipped", message=f"{method}() was not called again after timing out")
-        limit = self.timeout
+    def _call_once(self, method: str, case: Case, arrays) -> Outcome:
+        limit = self.timeout if method in self.worker.warm else self.warmup
         if self.deadline is not None:
-            limit = self.deadline - time.monotonic()
+            limit = min(limit, self.deadline - time.monotonic())
             if limit <= 0:
                 return Outcome("skipped", message="not run: the time allowed after a timeout is spent")
         settings = {"cell": case.cell, "activation": case.activation, "variant": case.variant}
-        outcome = self.worker.call(method, settings, call_args(method, arrays, case.cell, case.variant), timeout=limit)
-        if outcome.status == "timeout":
-            self.hung.add(method)
-            if self.deadline is None:
-                self.deadline = time.monotonic() + self.timeout
-        return outcome
+        return self.worker.call(method, settings, call_args(method, arrays, case.cell, case.variant), timeout=limit)
+
+    def call(self, method: str, case: Case, arrays) -> Outcome:
+        if method in self.hung:
+            return Outcome("skipped", message=f"{method}() was not called again after timing out twice")
+        outcome = self._call_once(method, case, arrays)
+        if outcome.status != "timeout":
+            return outcome
+        retry = self._call_once(method, case, arrays)  # in a fresh process, cold again: the warm-up limit
+        if retry.status != "timeout":
+            return retry
+        self.hung.add(method)
+        if self.deadline is None:
+            self.deadline = time.monotonic() + self.timeout
+        load = _load_note()
+        return Outcome("timeout", message=f"{outcome.message}; retried once in a fresh process: {retry.message}"
+                       + (f" ({load})" if load else "") + "; a slow machine can cause this: rerun with a longer "
+                       "--timeout, or when it is quieter", seconds=outcome.seconds + retry.seconds)
 
     def run(self, case: Case, arrays, methods=METHODS) -> dict[str, tuple[Outcome, Outcome | None]]:
         out = {}
@@ -168,15 +200,20 @@ def _clauses(cell: str, names: list[str] | None, variant: str = "") -> list[Clau
 
 def check(impl, *, target: str = "<object>", examples: int | None = None, seed: int = 0,
           timeout: float = DEFAULT_TIMEOUT, clauses: list[str] | None = None, cases: list[Case] | None = None,
-          progress=None, cell: str | None = None, dtype: str | None = None, variant: str | None = None) -> Report:
+          progress=None, cell: str | None = None, dtype: str | None = None, variant: str | None = None,
+          require_all: bool = False, save_cases: str | None = None) -> Report:
     """Check ``impl`` against every clause (or those named) of ``cell`` on generated cases; see README.
 
     ``impl`` is the implementation, or a :class:`~rnnspec.spec.worker.TargetName`: then it is loaded
     in the worker process, under ``timeout``, and this process never imports it. ``cell`` defaults to
     the target's (the first it declares); ``dtype`` restricts the generated cases to one declared dtype;
     ``variant`` (``"layers=2,bidirectional,lengths=zero"``) runs the cell stacked, both ways, on lengths.
+    ``require_all``: a clause the target does not provide (no vjp, no loss) makes it not conformant.
+    ``save_cases``: a folder where each failure's smallest case is written as ``.npz`` (inputs, expected, got;
+    :mod:`rnnspec.spec.casefile`).
     """
     start = time.monotonic()
+    explicit = cases is not None
     check_options(examples, timeout)
     asked = _cell_option(cell, cases)
     variant = _variant_option(variant, cases)
@@ -197,6 +234,7 @@ def check(impl, *, target: str = "<object>", examples: int | None = None, seed: 
             dtypes = (dtype,) if dtype else decl.dtypes
             cases = generate(examples or DEFAULT_EXAMPLES, seed, dtypes, decl.activations_of(cell), cell, variant)
         results = {c.id: ClauseResult(c) for c in selected}
+        checked = tuple(dict.fromkeys(c.dtype for c in cases))
         for n, case in enumerate(cases, 1):
             if progress:
                 progress(n, len(cases), case)
@@ -214,10 +252,42 @@ def check(impl, *, target: str = "<object>", examples: int | None = None, seed: 
             elif result.first_failure:
                 case, verdict = result.first_failure
                 result.counterexample = _counterexample(target, seed, result.clause, case, verdict, 0)
+        if save_cases is not None:
+            _save_failures(session, list(results.values()), methods, decl, save_cases)
     finally:
         session.worker.stop()
+    rerun = _rerun_command(target, cell, variant, seed, len(cases), dtype, explicit)
     return Report(target, seed, list(results.values()), len(cases), time.monotonic() - start, _environment(decl),
-                  decl.accuracy_label, cell, variant)
+                  decl.accuracy_label(checked), cell, variant, rerun, require_all)
+
+
+def _rerun_command(target: str, cell: str, variant: str, seed: int, examples: int, dtype: str | None,
+                   explicit: bool) -> str:
+    """The command that reruns the whole run (none for a run of given cases: each block gives its own)."""
+    if explicit:
+        return ""
+    parts = ["rnnspec check", target, f"--cell {cell}", *(f"--variant {variant}",) * bool(variant),
+             *(f"--dtype {dtype}",) * bool(dtype), f"--seed {seed}", f"--examples {examples}"]
+    return " ".join(parts)
+
+
+def _save_failures(session: Session, results: list[ClauseResult], methods: tuple[str, ...], decl, folder: str) -> None:
+    """Each distinct smallest failing case, called once more, as ``<folder>/<case digest>.npz``; the path goes into
+    the counterexample (``saved``)."""
+    from rnnspec.spec.casefile import write_case
+
+    written: dict[str, str] = {}
+    for result in results:
+        ce = result.counterexample
+        if not ce:
+            continue
+        case = Case(**ce["case"])
+        key = case.describe()
+        if key not in written and session.deadline is None:
+            outcomes = session.run(case, case.arrays(), methods)
+            written[key] = write_case(folder, case, outcomes, expected(case, ulps=decl.ulps(case.dtype)))
+        if key in written:
+            ce["saved"] = written[key]
 
 
 def _counterexample(target: str, seed: int, clause: Clause, case: Case, verdict: Verdict, tries: int) -> dict:

@@ -81,6 +81,9 @@ def load_target(name: str):
             raise TargetError(f"target {name!r}: {exc}") from exc
         return _instantiate(getattr(module, attr), name)
     if ":" not in name:
+        if name.endswith(".py") or Path(name).is_file():
+            raise TargetError(f"target {name!r}: name the object in the file too, as {name}:ATTR (ATTR: the "
+                              "implementation object, or a class to instantiate with no arguments)")
         raise TargetError(f"unknown target {name!r}: use one of {sorted(BUILTIN)}, package.module:attr "
                           "or path/to/file.py:attr")
     where, attr = name.rsplit(":", 1)

@@ -156,10 +156,14 @@ class Worker:
         self.process = None
         self.connection = None
         self.declared: dict | None = None
+        #: the methods that have returned in this process: their first call (imports, thread pools, tracing,
+        #: compiling) is behind them
+        self.warm: set[str] = set()
 
     def _start(self) -> None:
         context = multiprocessing.get_context(start_method(self.impl))
         parent, child = context.Pipe()
+        self.warm = set()
         self.process = context.Process(target=_serve, args=(child, self.impl), daemon=True)
         self.process.start()
         child.close()
@@ -219,7 +223,8 @@ class Worker:
         self.connection.send((method, settings or {}, args))
         if not self.connection.poll(limit):
             self._kill()
-            return Outcome("timeout", message=f"{method}() did not return within {limit:.3g} s", seconds=limit)
+            first = "" if method in self.warm else " (its first call in this process)"
+            return Outcome("timeout", message=f"{method}() did not return within {limit:.3g} s{first}", seconds=limit)
         try:
             status, value, message, changed = self.connection.recv()
         except (EOFError, OSError):
@@ -231,4 +236,5 @@ class Worker:
         except Exception as exc:  # the result was sent but cannot be rebuilt here (its unpickling raised)
             return Outcome("raised", message=f"{method}()'s result could not be read back: {describe_exception(exc)}; "
                            "return numpy arrays")
+        self.warm.add(method)
         return Outcome(status, value, message, changed, time.perf_counter() - start)

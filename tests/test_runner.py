@@ -52,14 +52,19 @@ def test_misbehaviour_is_reported_and_other_clauses_still_run(impl, expected, re
     assert "passed" in status.values()  # the unaffected clauses ran and passed
 
 
-def test_a_hanging_call_is_cut_and_the_run_ends_within_twice_the_timeout():
+def test_a_hanging_call_is_cut_and_the_run_ends_within_its_warm_up_its_retry_and_one_timeout():
+    from rnnspec.spec.runner import WARMUP_FACTOR
+
     start = time.monotonic()
     report = check(misbehaving.Hangs(), examples=6, timeout=2.0)
     elapsed = time.monotonic() - start
     status = _status(report)
-    assert status["ELMAN-LOSS-W"] == "error" and status["ELMAN-FWD-H"] == "passed"
-    assert "did not return within 2 s" in next(r for r in report.results if r.clause.id == "ELMAN-LOSS-W").worst.message
-    assert elapsed < 2 * 2.0 + 3, f"run took {elapsed:.1f} s"  # + 3 s for the cases themselves
+    assert status["ELMAN-LOSS-W"] == "timeout" and status["ELMAN-FWD-H"] == "passed"
+    assert report.verdict == "inconclusive"  # slow is not wrong
+    message = next(r for r in report.results if r.clause.id == "ELMAN-LOSS-W").worst.message
+    assert "did not return within 6 s" in message and "retried once" in message, message
+    # the first call (a warm-up) and its retry in a fresh process, then one timeout for the rest; + 3 s for the cases
+    assert elapsed < 2 * WARMUP_FACTOR * 2.0 + 2.0 + 3, f"run took {elapsed:.1f} s"
 
 
 def test_missing_methods_are_not_provided_never_passed():

@@ -11,6 +11,9 @@ import weakref
 
 from rnnspec.spec.targets import TargetError
 
+#: what to install for a target that needs PyTorch: the version the README's quick start installs
+TORCH_REQUIREMENT = "torch==2.13.0"
+
 
 def require(target: str, module: str, extra: str):
     """``import module``, or a TargetError naming what installs it: rnnspec's extra, or a package."""

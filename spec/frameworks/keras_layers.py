@@ -25,6 +25,7 @@ cannot build this target (it says so).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 
@@ -33,11 +34,12 @@ import numpy as np
 from rnnspec.derivations.variants import Variant, run_params
 from rnnspec.spec.contract import contract
 from rnnspec.spec.conventions import KERAS_WEIGHTS, gradients_from_framework, sequence_from, sequence_to, to_framework
-from rnnspec.spec.frameworks import jax_jit, jax_vjp, require
+from rnnspec.spec.frameworks import TORCH_REQUIREMENT, jax_jit, jax_vjp, require
 from rnnspec.spec.targets import TargetError
 
 BACKENDS = ("jax", "torch", "tensorflow")
-BACKEND_INSTALL = {"jax": "pip install jax", "torch": "pip install torch", "tensorflow": "pip install tensorflow-cpu"}
+BACKEND_INSTALL = {"jax": "pip install jax", "torch": f"pip install {TORCH_REQUIREMENT}",
+                   "tensorflow": "pip install tensorflow-cpu"}
 #: the backend of the plain ``keras`` target when KERAS_BACKEND is not set (CI installs torch)
 DEFAULT_BACKEND = "torch"
 
@@ -50,6 +52,10 @@ def _import_keras(target: str, backend: str):
                               f"{keras.backend.backend()!r} backend, and Keras cannot switch to {backend!r}")
         return keras
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up notices, on every worker
+    missing = [m for m in ("keras", backend) if importlib.util.find_spec(m) is None]
+    if len(missing) == 2:  # name both installs at once, not one after the other
+        raise TargetError(f"target {target!r}: neither keras nor its {backend} backend is installed; "
+                          f"pip install 'rnnspec[keras]' and {BACKEND_INSTALL[backend]}")
     require(target, backend, BACKEND_INSTALL[backend])
     os.environ["KERAS_BACKEND"] = backend
     if backend == "jax":
