@@ -12,7 +12,7 @@ SymPy computes ``d rhs / d A[P]``; it comes back as products with Kronecker delt
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import sympy as sp
 
@@ -170,25 +170,39 @@ def reverse(
     return backward
 
 
+def _apart(term: sp.Expr, kept: Iterable[sp.Symbol], counter: Iterator[int]) -> sp.Expr:
+    """``term`` with every summed index (one not in ``kept``) renamed to a new ``_S<n>``, so that it cannot
+    meet an index of the equation it is substituted into."""
+    kept = set(kept)
+    summed = [i for i in index_symbols(term) if i not in kept]
+    return term.xreplace({i: sp.Symbol(f"_S{next(counter)}", integer=True) for i in summed})
+
+
 def jacobian(equations: Iterable[Equation], quantities: Mapping[str, Var], of: Var, wrt: Var) -> Equation:
     """``J[I, Q] = d of[I] / d wrt[Q]`` by the chain rule through the equations (forward mode)."""
     q = fresh_indices(wrt, "_Q")
     known: dict[str, tuple[tuple[sp.Symbol, ...], sp.Expr]] = {}
+    renamed = itertools.count()
     for eq in equations:
         total = sp.Integer(0)
+        free = tuple(eq.indices) + q
         for var in reads(eq.rhs, quantities):
             p = fresh_indices(var, "_R" + var.name)
             local = sp.diff(eq.rhs, var[p] if p else var.scalar)
             if var.name == wrt.name:
-                inner = sp.Mul(*[sp.KroneckerDelta(a, b) for a, b in zip(p, q)])
+                inner = [sp.Mul(*[sp.KroneckerDelta(a, b) for a, b in zip(p, q)])]
             elif var.name in known:
                 known_index, known_expr = known[var.name]
-                inner = known_expr.xreplace(dict(zip(known_index, p)))
+                # each term of a known derivative is summed over its own indices: the product with the
+                # local derivative is distributed over those terms (a factor (a_ij + b_ijk) would sum a_ij
+                # over k too), and their summed indices are renamed apart from this equation's
+                inner = [_apart(t, tuple(known_index) + q, renamed).xreplace(dict(zip(known_index, p)))
+                         for t in sp.Add.make_args(known_expr)]
             else:
                 continue
-            free = tuple(eq.indices) + q
-            for term in split_terms(local * inner):
-                total += resolve_deltas(term, free)
+            for piece in inner:
+                for term in split_terms(local * piece):
+                    total += resolve_deltas(term, free)
         known[eq.target.name] = (tuple(eq.indices), total)
         if eq.target.name == of.name:
             break

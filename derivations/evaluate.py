@@ -175,14 +175,18 @@ def _letters(symbols: list[sp.Symbol]) -> dict[sp.Symbol, str]:
 
 @dataclass(frozen=True)
 class _Operand:
-    """One factor of a term: a quantity (``factor`` None) or an elementwise expression of ``atoms``."""
+    """One factor of a term: a quantity (``factor`` None), an elementwise expression of ``atoms``, or the
+    identity matrix of a Kronecker delta between two indices (``identity``: its two einsum subscripts)."""
 
     atoms: tuple[tuple[str, str], ...]  # (name, einsum subscripts) of each quantity it reads
     factor: sp.Expr | None = None
     atom_exprs: tuple[sp.Expr, ...] = ()
+    identity: str = ""
 
     @property
     def subscripts(self) -> str:
+        if self.identity:
+            return self.identity
         if self.factor is None:
             return self.atoms[0][1]
         return "".join(dict.fromkeys("".join(subs for _, subs in self.atoms)))
@@ -212,6 +216,9 @@ def _plan_term(term: sp.Expr, eq: Equation, out_subs: str, quantities: Mapping[s
             coefficient *= factor
         elif isinstance(factor, sp.Indexed) or (factor.is_Symbol and factor.name in quantities):
             operands.append(_Operand((_atom_subscripts(factor, quantities, letters),)))
+        elif isinstance(factor, sp.KroneckerDelta) and all(a in letters for a in factor.args):
+            # delta_ij, as a step Jacobian's diagonal term (z_i delta_ij) leaves it: the identity matrix
+            operands.append(_Operand((), identity="".join(letters[a] for a in factor.args)))
         else:
             if factor.has(sp.KroneckerDelta):
                 raise ValueError(f"cannot evaluate the Kronecker delta left in {term}")
@@ -258,6 +265,21 @@ def _elementwise_operand(operand: _Operand, env, be: Backend) -> np.ndarray:
     return np.broadcast_to(np.asarray(value, dtype=be.dtype), [sizes[c] for c in axes])
 
 
+def _identity(operand: _Operand, term: _Term, env, out_subs: str, shape: tuple[int, ...], be: Backend) -> np.ndarray:
+    """The identity matrix of a delta operand, its size read off the output or another operand's axis."""
+    sizes = dict(zip(out_subs, shape))
+    for other in term.operands:
+        for name, subs in other.atoms:
+            sizes.update(zip(subs, np.shape(env[name])))
+    known = [sizes[c] for c in operand.identity if c in sizes]
+    if not known:
+        raise ValueError(f"the size of the Kronecker delta over {operand.identity!r} is not known")
+    out = be.zeros((known[0], known[0]))
+    for n in range(known[0]):
+        out[n, n] = be.constant(sp.Integer(1))
+    return out
+
+
 def evaluate(eq: Equation, env: Mapping[str, np.ndarray], quantities: Mapping[str, Var],
              sizes: Mapping[str, int], batch: int, be: Backend) -> np.ndarray:
     """The array of ``eq.target``: a batch axis first when it is per example."""
@@ -265,7 +287,8 @@ def evaluate(eq: Equation, env: Mapping[str, np.ndarray], quantities: Mapping[st
     shape = ((batch,) if eq.target.per_example else ()) + tuple(sizes[s] for s in eq.target.shape)
     total = be.zeros(shape)
     for term in terms:
-        arrays = [env[o.atoms[0][0]] if o.factor is None else _elementwise_operand(o, env, be) for o in term.operands]
+        arrays = [_identity(o, term, env, out_subs, shape, be) if o.identity else
+                  env[o.atoms[0][0]] if o.factor is None else _elementwise_operand(o, env, be) for o in term.operands]
         if arrays:
             subscripts = ",".join(o.subscripts for o in term.operands) + "->" + term.keep
             value = np.einsum(subscripts, *arrays)
