@@ -1,18 +1,23 @@
 """``rnnspec bench [--cell CELL]``: the CPU kernels against plain NumPy and PyTorch, in one process, warm.
 
-Each result is the median of ``repeats`` timed calls after WARMUP_CALLS untimed ones, with min and max.
-JIT compilation (the first call of each kernel in a fresh process) is timed apart. The peak is
-measured in the same run: the best of NumPy's GEMM, the GEMM the kernels call (SciPy's BLAS through
-Numba) and an FMA-bound microkernel on every core (:mod:`peak`); the report names the BLAS core type
-each library runs (:mod:`blas`). Each result's rate counts the multiply-adds of its matrix
-products, G gates (1 for Elman): forward 2TBHG(I+H); train 6TBHG(I+H) + 6TBHK.
+For each size, dtype and phase, the implementations are timed in turn, call by call (A B A B ...: see
+:func:`interleaved`), so that a change of the machine's load falls on both sides of a ratio; each result
+is the median of ``repeats`` timed calls, with min, max and spread = (max - min) / median, and a ratio is
+marked noisy where either side's spread exceeds NOISY_SPREAD. JIT compilation (the first call of each
+kernel in a fresh process) is timed apart. The peak is measured in the same run: the best of NumPy's
+GEMM, the GEMM the kernels call (SciPy's BLAS through Numba) and an FMA-bound microkernel on every core
+(:mod:`peak`); the report names the BLAS core type each library runs (:mod:`blas`), the BLAS kernel, the
+source commit and the load average before and after. Each result's rate counts the multiply-adds of its
+matrix products, G gates (1 for Elman): forward 2TBHG(I+H); train 6TBHG(I+H) + 6TBHK.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -20,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rnnspec.kernels.checks import GATED_CELLS
 from rnnspec.kernels.cpu.baselines import RUNNERS
 from rnnspec.kernels.cpu.baselines_variants import PLAIN, make_variant_case, projection_size
 from rnnspec.kernels.cpu.work import flops
@@ -33,16 +39,17 @@ SIZES = {
 }
 #: the gated cells' sizes are the Elman ones, named as issue "Numba CPU kernels for LSTM and both GRUs" names them
 SIZES.update({f"G{n}": SIZES[f"S{n}"] for n in range(1, 6)})
+#: the cells the baselines run (lstm-peephole has none)
 CELLS = ("elman", "lstm", "gru-reset-after", "gru-reset-before", "lstm-proj")
-GATE_COUNT = {"elman": 1, "lstm": 4, "gru-reset-after": 3, "gru-reset-before": 3, "lstm-proj": 4}
-
+GATE_COUNT = {"elman": 1, **{cell: len(GATED_CELLS[cell][0]) for cell in CELLS[1:]}}
+PHASES = ("forward", "train")
+DTYPES = ("float32", "float64")
+#: 2: results timed interleaved, with their times, spread, noisy flags and ratios ("vs"); commit, BLAS kernel, load
+SCHEMA = "rnnspec.bench/2"
 
 
 def default_sizes(cell: str) -> list[str]:
     return [f"{'S' if cell == 'elman' else 'G'}{n}" for n in range(1, 6)]
-PHASES = ("forward", "train")
-DTYPES = ("float32", "float64")
-SCHEMA = "rnnspec.bench/1"
 
 
 def make_case(T: int, B: int, I: int, H: int, K: int, dtype: str, seed: int = 0,
@@ -53,29 +60,81 @@ def make_case(T: int, B: int, I: int, H: int, K: int, dtype: str, seed: int = 0,
 
 
 WARMUP_CALLS = 3
-#: seconds of quiet before each result's calls: the previous result's library may leave threads spinning
+#: seconds of quiet before an implementation's calls: the previous one's library may leave threads spinning
 #: on the cores (OpenBLAS's and OpenMP's pools wait busily after a call); the kernels' G1 LSTM train, timed
 #: right after PyTorch's forward, took 0.209-0.287 ms in one run and 0.111-0.220 in the next
 SETTLE_S = 0.3
+#: a side whose spread, (max - min) / median of its timed calls, exceeds this makes its ratios noisy. In the
+#: three runs per cell of benchmarks/cpu_cells (timed one implementation after the other, before interleaving),
+#: 70 ratios were measured three times: those whose two sides' spreads stayed at or below 0.5 in every run
+#: moved by at most 2.15x from run to run (median 1.30x; 47 ratios), those at or below 1.0 (the old rule,
+#: "max - min exceeds the median") by up to 26x (Elman S1 forward). 0.5 marks 7% of those runs' 330 results;
+#: 0.25 would have bounded the move at 1.83x while marking 21%. Measured before interleaving: recheck with runs
+#: of this schema
+NOISY_SPREAD = 0.5
 
 
-def timings(call: Callable, repeats: int) -> list[float]:
-    """Seconds of ``repeats`` calls, after SETTLE_S of quiet and WARMUP_CALLS untimed calls (a first call
-    alone left PyTorch's later calls 10x apart in three back-to-back runs)."""
-    time.sleep(SETTLE_S)
-    for _ in range(WARMUP_CALLS):
-        call()
-    times = []
+def interleaved(calls: dict[str, Callable], repeats: int, pause: Callable[[float], None] | None = None,
+                clock: Callable[[], float] | None = None) -> dict[str, list[float]]:
+    """{name: seconds of each of ``repeats`` timed calls} for ``calls`` {name: call}, taken in turn: after
+    SETTLE_S of quiet and WARMUP_CALLS untimed calls of each (a first call alone left PyTorch's later calls
+    10x apart in three back-to-back runs), rounds of one timed call of each, A B A B ...
+
+    Timed in turn, a burst of load (another process, a frequency change) falls on both sides of a ratio
+    instead of on all of one side's calls. Before a timed call that follows another implementation's, SETTLE_S
+    of quiet (that one's thread pool may still spin) and one untimed call (which wakes this one's pool, as the
+    call before it did when each implementation's calls ran in one block): every timed call sees its library
+    warm and the cores to itself. With one implementation, the calls run back to back (no quiet between)."""
+    if repeats < 1:
+        raise ValueError(f"repeats: expected at least 1 timed call, got {repeats}")
+    pause, clock = pause or time.sleep, clock or time.perf_counter
+    for call in calls.values():
+        pause(SETTLE_S)
+        for _ in range(WARMUP_CALLS):
+            call()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    previous = None
     for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
+        for name, call in calls.items():
+            if len(calls) > 1 and name != previous:
+                pause(SETTLE_S)
+                call()
+            previous = name
+            start = clock()
+            call()
+            times[name].append(clock() - start)
     return times
 
 
+def timings(call: Callable, repeats: int) -> list[float]:
+    """Seconds of ``repeats`` calls of ``call`` alone, back to back, after SETTLE_S of quiet and WARMUP_CALLS
+    untimed calls (:func:`interleaved` with one implementation)."""
+    return interleaved({"call": call}, repeats)["call"]
+
+
+def spread(result: dict) -> float:
+    """(max - min) / median of a result's timed calls."""
+    return (result["max_s"] - result["min_s"]) / result["median_s"]
+
+
 def noisy(result: dict) -> bool:
-    """A row whose spread (max - min) exceeds its median: its ratios mean little."""
-    return result["max_s"] - result["min_s"] > result["median_s"]
+    """A result whose spread exceeds NOISY_SPREAD: its ratios mean little."""
+    return spread(result) > NOISY_SPREAD
+
+
+def versus(result: dict, reference: dict) -> dict:
+    """How many times faster ``result`` ran than ``reference`` (the reference's median / the result's), and
+    whether that ratio is noisy (either side is; results without min and max, from old reports, are not)."""
+    unknown = "min_s" not in result or "min_s" not in reference
+    return {"ratio": reference["median_s"] / result["median_s"],
+            "noisy": not unknown and (noisy(result) or noisy(reference))}
+
+
+def summary(times: list[float]) -> dict:
+    """A result's timing fields from the seconds of its timed calls."""
+    median = float(np.median(times))
+    return {"median_s": median, "min_s": min(times), "max_s": max(times),
+            "spread": (max(times) - min(times)) / median, "times_s": list(times)}
 
 
 def compile_seconds(cell: str = "elman") -> dict[str, float]:
@@ -99,6 +158,10 @@ def compile_seconds(cell: str = "elman") -> dict[str, float]:
 
 def runner(impl: str, cell: str, variant: dict | None = None):
     """The runner of ``impl`` for ``cell`` (run as ``variant``): case -> (forward, train)."""
+    if impl == "torch":
+        import torch
+
+        torch.set_num_threads(2)
     if variant:
         from rnnspec.kernels.cpu.baselines_variants import RUNNERS as VARIANTS
 
@@ -111,6 +174,8 @@ def runner(impl: str, cell: str, variant: dict | None = None):
 
 
 def available(impls: list[str], cell: str = "elman", variant: dict | None = None) -> tuple[list[str], list[str]]:
+    """(the implementations of ``impls`` that can run ``cell`` as ``variant`` here, a phrase for each other one
+    saying why not). Imports nothing: PyTorch is looked up, not loaded."""
     have, missing = [], []
     for impl in impls:
         if variant and impl == "numpy":
@@ -125,14 +190,9 @@ def available(impls: list[str], cell: str = "elman", variant: dict | None = None
         if impl == "torch" and cell == "gru-reset-before":
             missing.append("torch (PyTorch has no GRU with the reset gate before the recurrent product)")
             continue
-        if impl == "torch":
-            try:
-                import torch
-
-                torch.set_num_threads(2)
-            except ImportError:
-                missing.append("torch (not installed)")
-                continue
+        if impl == "torch" and importlib.util.find_spec("torch") is None:
+            missing.append("torch (not installed)")
+            continue
         have.append(impl)
     return have, missing
 
@@ -174,16 +234,68 @@ def machine() -> dict:
     return info
 
 
+#: the source tree: kernels/cpu/bench.py is three folders down (a checkout, or an editable install of one)
+SOURCE = Path(__file__).resolve().parents[2]
+
+
+def commit(source: Path = SOURCE) -> dict:
+    """{"commit": git rev-parse HEAD of ``source``, or "unknown" when it is not the top of a git checkout (an
+    installed copy: a checkout around the site-packages folder is not this code's), "commit_modified":
+    whether tracked files differ from that commit (None when unknown)}."""
+    def git(*words: str) -> str:
+        return subprocess.run(["git", "-C", str(source), *words], capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+
+    try:
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != source:
+            return {"commit": "unknown", "commit_modified": None}
+        return {"commit": git("rev-parse", "HEAD"),
+                "commit_modified": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):  # no git, not a checkout, or git too slow
+        return {"commit": "unknown", "commit_modified": None}
+
+
+def blas_kernel() -> list[dict]:
+    """The BLAS libraries loaded in this process and the kernels they run: threadpoolctl's view where it is
+    installed (internal_api, architecture, version, threads, per library: NumPy's and SciPy's, which the
+    kernels call), else NumPy's build configuration with the core its OpenBLAS runs (:func:`blas.core_name`)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        from rnnspec.kernels.cpu import blas
+
+        config = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return [{"source": "numpy.show_config", "name": config.get("name"), "version": config.get("version"),
+                 "configuration": config.get("openblas configuration"),
+                 "architecture": blas.core_name("numpy")}]
+    keys = ("internal_api", "architecture", "version", "num_threads", "threading_layer", "filepath")
+    return [{"source": "threadpoolctl", **{k: pool[k] for k in keys if k in pool}}
+            for pool in threadpool_info() if pool.get("user_api") == "blas"]
+
+
+def load() -> float | None:
+    """The 1-minute load average (None where the system has none)."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
 def run(sizes: list[str], phases: list[str], dtypes: list[str], impls: list[str], repeats: int,
         progress=None, cell: str = "elman", variant: dict | None = None) -> dict:
     """``variant``: {"layers", "bidirectional", "lengths" (None, "zero", "carry"), "name"} or None. Progress goes
-    to ``progress`` (sys.stderr as it is at the call: a default bound at import outlives a replaced stream)."""
+    to ``progress`` (sys.stderr as it is at the call: a default bound at import outlives a replaced stream).
+    Each size, dtype and phase times ``impls`` in turn (:func:`interleaved`); each result records, against
+    each other implementation of its size, dtype and phase, :func:`versus` under "vs"."""
+    if repeats < 1:
+        raise ValueError(f"repeats: expected at least 1 timed call, got {repeats}")
     progress = progress or sys.stderr
+    load_before = load()
     from rnnspec.kernels.cpu import blas, peak
 
     impls, missing = available(impls, cell, variant)
     report = {"schema": SCHEMA, "cell": cell, "variant": variant["name"] if variant else "", "machine": machine(),
-              "blas": blas.report(),
+              **commit(), "blas": blas.report(), "blas_kernel": blas_kernel(), "load_before": load_before,
               "compile_s": compile_seconds(cell), "skipped": missing, "results": []}
     print(f"measuring the peak ({', '.join(dtypes)}) ...", file=progress, flush=True)
     before = {d: peak.measure(d) for d in dtypes}
@@ -194,26 +306,29 @@ def run(sizes: list[str], phases: list[str], dtypes: list[str], impls: list[str]
         for dtype in dtypes:
             case = (make_variant_case(cell, variant, T, B, I, H, K, dtype) if variant
                     else make_case(T, B, I, H, K, dtype, cell=cell))
+            calls = {impl: dict(zip(PHASES, runner(impl, cell, variant)(case))) for impl in impls}
             for phase in phases:
+                times = interleaved({impl: calls[impl][phase] for impl in impls}, repeats)
+                work = flops(phase, T, B, I, H, K, GATE_COUNT[cell], variant, projection_size(cell, H))
+                group = []
                 for impl in impls:
                     done += 1
-                    forward, train = runner(impl, cell, variant)(case)
-                    times = timings(forward if phase == "forward" else train, repeats)
-                    seconds = float(np.median(times))
-                    work = flops(phase, T, B, I, H, K, GATE_COUNT[cell], variant, projection_size(cell, H))
-                    rate = work / seconds / 1e9
-                    report["results"].append({"impl": impl, "cell": cell, "size": size, "T": T, "B": B, "I": I,
-                                              "H": H, "K": K, "dtype": dtype, "phase": phase,
-                                              "median_s": seconds, "min_s": min(times), "max_s": max(times),
-                                              "gflops": rate,
-                                              "parallel": parallel(impl, cell, variant, phase, T, B, I, H, K,
-                                                                       dtype)})
-                    print(f"[{done}/{total}] {size} {dtype} {phase:7s} {impl:12s} {seconds * 1e3:10.3f} ms",
-                          file=progress, flush=True)
+                    result = {"impl": impl, "cell": cell, "size": size, "T": T, "B": B, "I": I, "H": H, "K": K,
+                              "dtype": dtype, "phase": phase, **summary(times[impl])}
+                    result.update(gflops=work / result["median_s"] / 1e9, noisy=noisy(result),
+                                  parallel=parallel(impl, cell, variant, phase, T, B, I, H, K, dtype))
+                    group.append(result)
+                    print(f"[{done}/{total}] {size} {dtype} {phase:7s} {impl:12s} {result['median_s'] * 1e3:10.3f} ms"
+                          f" spread {result['spread']:.2f}", file=progress, flush=True)
+                for result in group:
+                    result["vs"] = {other["impl"]: versus(result, other) for other in group if other is not result}
+                report["results"].extend(group)
+            del calls
     # measured before and after the rows, the better of each: a neighbour's load during one
     # measurement must not pass for the machine's peak
     print("measuring the peak again ...", file=progress, flush=True)
     report["peak"] = {d: peak.best(before[d], peak.measure(d)) for d in dtypes}
+    report["load_after"] = load()
     return report
 
 
@@ -221,10 +336,19 @@ def table(report: dict) -> str:
     peaks = report.get("peak", {})
     variant = f", variant {report['variant']}" if report.get("variant") else ""
     lines = [f"cell: {report.get('cell', 'elman')}{variant}"]
+    if "commit" in report:
+        lines.append(f"source: commit {report['commit']}" + (" with modified files" if report.get("commit_modified")
+                                                              else ""))
     if "blas" in report:
         b = report["blas"]
         lines.append(f"BLAS: NumPy runs OpenBLAS {b['numpy_blas_core']} kernels; the kernels' GEMM (SciPy's "
                      f"OpenBLAS) runs {b['kernels_blas_core']} ({b['why']})")
+    cpus = report.get("machine", {}).get("cpus")
+    if report.get("load_before") is not None:
+        after = f", {report['load_after']:.2f} after" if report.get("load_after") is not None else ""
+        busy = (": other processes had the cores, and a ratio of code on several threads may be far off"
+                if cpus and report["load_before"] >= 1 else "")
+        lines.append(f"load average (1 min): {report['load_before']:.2f} before the run{after}, on {cpus} CPUs{busy}")
     for dtype, p in peaks.items():
         lines.append(f"peak {dtype}: {p['peak_gflops']:.0f} GFLOP/s = best of " + ", ".join(
             f"{k} {v:.0f}" for k, v in p.items() if k != "peak_gflops"))
@@ -236,21 +360,32 @@ def table(report: dict) -> str:
     by_key = {(r["size"], r["dtype"], r["phase"], r["impl"]): r for r in report["results"]}
     for r in report["results"]:
         ref = by_key.get((r["size"], r["dtype"], r["phase"], "torch"))
-        ratio = f"{ref['median_s'] / r['median_s']:7.2f}x" if ref else "       -"
+        against = versus(r, ref) if ref else None
+        ratio = f"{against['ratio']:7.2f}x" if ref else "       -"
         peak = peaks[r["dtype"]]["peak_gflops"] if r["dtype"] in peaks else float("nan")
         spread = (f"{r['min_s'] * 1e3:10.3f} {r['median_s'] * 1e3:10.3f} {r['max_s'] * 1e3:10.3f}" if "min_s" in r
                   else f"{'-':>10s} {r['median_s'] * 1e3:10.3f} {'-':>10s}")
-        mark = " noisy" if "min_s" in r and (noisy(r) or (ref and "min_s" in ref and noisy(ref))) else ""
+        mark = " noisy" if "min_s" in r and (noisy(r) or (against and against["noisy"])) else ""
         threads = {"units": " recurrence on 2 threads", "rows": " batch halves on 2 threads"}.get(
             r.get("parallel") or ("units" if r.get("threads") == 2 else ""), "")
         lines.append(f"{r['size']:4s} {r['dtype']:7s} {r['phase']:7s} {r['impl']:12s} {spread} "
                      f"{r['gflops']:8.1f} {100 * r['gflops'] / peak:5.0f}% {ratio}{mark}{threads}")
-    lines.append("noisy: the row's (or its torch row's) spread, max - min, exceeds its median; its ratio means little")
+    lines.append(f"noisy: (max - min) / median of the row's timed calls, or of its torch row's, exceeds "
+                 f"{NOISY_SPREAD}; its ratio means little (rerun on a quiet machine)")
+    if report.get("schema") == SCHEMA:
+        lines.append("each size, dtype and phase timed its implementations in turn, one call each (A B A B ...), so "
+                     "that a change of load falls on both sides of a ratio")
     return "\n".join(lines)
 
 
 def write_json(path: str, report: dict) -> None:
+    """``report`` as JSON at ``path``, whole or not at all: written beside it, then moved over it; the
+    temporary file is removed when either step fails (and the error raised)."""
     target = Path(path)
     temporary = target.with_name(target.name + ".tmp")
-    temporary.write_text(json.dumps(report, indent=2))
-    os.replace(temporary, target)
+    try:
+        temporary.write_text(json.dumps(report, indent=2))
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise

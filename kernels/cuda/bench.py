@@ -340,29 +340,39 @@ def verdict(correctness: dict) -> bool:
 
 
 def run(repeats: int = 20, sizes=None, progress=print, with_variants: bool = False,
-        save=lambda report: None, reference=None) -> dict:
+        save=lambda report: None, reference=None, torch_device: str | None = None) -> dict:
     """The whole GPU benchmark at ``sizes`` (GPU_SIZES by default); ``save(report)`` after each
-    size, so that a run cut short keeps what it measured. Where RNNSPEC_BENCH_WITHOUT_LEAN_LAUNCH is
+    size, so that a run cut short keeps what it measured. torch.nn.RNN runs on ``torch_device``
+    (TORCH_DEVICE by default). Where RNNSPEC_BENCH_WITHOUT_LEAN_LAUNCH is
     set (scripts/gpu_check.sh sets it when the lean launch failed its GPU test), every launch goes
     through numba-cuda and the variants that ask for the lean launch are left out."""
+    if repeats < 1:
+        raise ValueError(f"repeats: expected at least 1 timed call, got {repeats}")
     without_lean_launch = {"lean_launch": False} if os.environ.get("RNNSPEC_BENCH_WITHOUT_LEAN_LAUNCH") else {}
     with _variant(without_lean_launch):
-        return _run(repeats, sizes, progress, with_variants, save, reference)
+        return _run(repeats, sizes, progress, with_variants, save, reference, torch_device or TORCH_DEVICE)
 
 
-def _run(repeats, sizes, progress, with_variants, save, reference) -> dict:
+def report_head(schema: str, torch_device: str) -> dict:
+    """The head of a GPU benchmark's report: schema, GPU, PyTorch and cuDNN, where torch ran, and the
+    machine, source commit and BLAS kernel as the CPU benchmark records them."""
     import torch
 
-    from rnnspec.kernels.cuda import gemm as cuda_gemm
-    from rnnspec.kernels.cuda import launches as cuda_launch
+    from rnnspec.kernels.cpu import bench as cpu_bench
     from rnnspec.kernels.numpy_compat import cuda_module
 
-    cuda = cuda_module()
+    name = getattr(cuda_module().get_current_device(), "name", "CUDA simulator")
+    return {"schema": schema, "gpu": name.decode() if isinstance(name, bytes) else str(name),
+            "torch": torch.__version__, "torch_device": torch_device, "cudnn": torch.backends.cudnn.version(),
+            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32, "machine": cpu_bench.machine(),
+            **cpu_bench.commit(), "blas_kernel": cpu_bench.blas_kernel()}
 
-    name = getattr(cuda.get_current_device(), "name", "CUDA simulator")
-    report = {"schema": "rnnspec.bench-cuda/6", "gpu": name.decode() if isinstance(name, bytes) else str(name),
-              "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(),
-              "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+
+def _run(repeats, sizes, progress, with_variants, save, reference, torch_device) -> dict:
+    from rnnspec.kernels.cuda import gemm as cuda_gemm
+    from rnnspec.kernels.cuda import launches as cuda_launch
+
+    report = {**report_head("rnnspec.bench-cuda/6", torch_device),
               "launch_overhead_s": launch_overhead(repeats * 5), "lean_launch": cuda_launch.LEAN_LAUNCH,
               "unsplit_terms": cuda_gemm.UNSPLIT_TERMS, "results": []}
     progress(f"{report['gpu']}: empty numba-cuda launch + sync {report['launch_overhead_s'] * 1e6:.1f} us; "
@@ -371,7 +381,7 @@ def _run(repeats, sizes, progress, with_variants, save, reference) -> dict:
     for T, B, I, H in GPU_SIZES if sizes is None else sizes:
         row = {"T": T, "B": B, "I": I, "H": H, "dtype": "float32"}
         try:
-            cudnn = cudnn_calls(T, B, I, H, TORCH_DEVICE)
+            cudnn = cudnn_calls(T, B, I, H, torch_device)
             row.update(rnnspec_timings(T, B, I, H, repeats, cudnn))  # first: its first call is the cold start
             row["correctness"] = correctness(T, B, I, H, cudnn=cudnn["gradients"](), reference=reference)
             row["correct"] = verdict(row["correctness"])

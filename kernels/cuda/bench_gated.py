@@ -203,19 +203,21 @@ def variants(cell: str, T: int, B: int, I: int, H: int, repeats: int, cudnn: dic
 
 
 def run(cells=CELLS, repeats: int = 20, sizes=None, progress=print, with_variants: bool = False,
-        save=lambda report: None, reference=None) -> dict:
+        save=lambda report: None, reference=None, torch_device: str | None = None) -> dict:
     """The gated cells' GPU benchmark; ``save(report)`` after each row, so that a run cut short keeps
-    what it measured. ``reference(cell)`` gives the oracle's vjp for a cell."""
+    what it measured. ``reference(cell)`` gives the oracle's vjp for a cell; PyTorch's layers run on
+    ``torch_device`` (TORCH_DEVICE by default)."""
     import torch
 
     from rnnspec.kernels.cuda import gated
+    from rnnspec.kernels.cuda.bench import report_head
     from rnnspec.kernels.numpy_compat import cuda_module
 
+    if repeats < 1:
+        raise ValueError(f"repeats: expected at least 1 timed call, got {repeats}")
+    torch_device = torch_device or TORCH_DEVICE
     cuda = cuda_module()
-    name = getattr(cuda.get_current_device(), "name", "CUDA simulator")
-    report = {"schema": "rnnspec.bench-cuda-gated/1", "gpu": name.decode() if isinstance(name, bytes) else str(name),
-              "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(),
-              "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32, "results": []}
+    report = {**report_head("rnnspec.bench-cuda-gated/1", torch_device), "results": []}
     progress(f"{report['gpu']}: cuDNN {report['cudnn']}, cudnn.allow_tf32={report['cudnn_allow_tf32']}")
     for cell in cells:
         for T, B, I, H in GATED_GPU_SIZES if sizes is None else sizes:
@@ -223,7 +225,7 @@ def run(cells=CELLS, repeats: int = 20, sizes=None, progress=print, with_variant
                    "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32}
             try:
                 row["layout"] = gated.gated_layout_for(cell, H, B, "float32")._asdict()
-                cudnn = None if cell == "gru-reset-before" else cudnn_calls(cell, T, B, I, H, TORCH_DEVICE)
+                cudnn = None if cell == "gru-reset-before" else cudnn_calls(cell, T, B, I, H, torch_device)
                 _, train = device_calls(cell, T, B, I, H)
                 start = time.perf_counter()
                 train()
