@@ -64,13 +64,15 @@ WARMUP_CALLS = 3
 #: on the cores (OpenBLAS's and OpenMP's pools wait busily after a call); the kernels' G1 LSTM train, timed
 #: right after PyTorch's forward, took 0.209-0.287 ms in one run and 0.111-0.220 in the next
 SETTLE_S = 0.3
-#: a side whose spread, (max - min) / median of its timed calls, exceeds this makes its ratios noisy. In the
-#: three runs per cell of benchmarks/cpu_cells (timed one implementation after the other, before interleaving),
-#: 70 ratios were measured three times: those whose two sides' spreads stayed at or below 0.5 in every run
-#: moved by at most 2.15x from run to run (median 1.30x; 47 ratios), those at or below 1.0 (the old rule,
-#: "max - min exceeds the median") by up to 26x (Elman S1 forward). 0.5 marks 7% of those runs' 330 results;
-#: 0.25 would have bounded the move at 1.83x while marking 21%. Measured before interleaving: recheck with runs
-#: of this schema
+#: a side whose spread, (max - min) / median of its timed calls, exceeds this makes its ratios noisy. From two
+#: sets of three back-to-back runs per cell (2026-12-02, each implementation timed in one block): in the first
+#: (benchmarks/cpu_cells/*_runN.json, added in 652c452, deleted in b80e217), the ratios whose two sides' spreads
+#: stayed at or below 0.5 in every run moved by at most 2.15x from run to run (47 of 70), those at or below 1.0
+#: (the old rule: max - min above the median) by up to 26x (Elman S1 forward); in the second
+#: (cpu_cells/simd/), at or below 0.5: at most 3.1x (107 of 130), and that worst one had a spread of 0.18. So a
+#: spread flags calls disturbed within a measurement, not a load that lasts all of it and slows every call
+#: alike (the report's load average is for that). 0.5 marks 4-7% of those runs' results; 0.25 would mark
+#: 15-21% and bound the move no better (3.1x in the second set)
 NOISY_SPREAD = 0.5
 
 
@@ -346,6 +348,8 @@ def table(report: dict) -> str:
     cpus = report.get("machine", {}).get("cpus")
     if report.get("load_before") is not None:
         after = f", {report['load_after']:.2f} after" if report.get("load_after") is not None else ""
+        # taken before the run starts, the load is other processes': 1 or more is a core's worth, on average,
+        # taken from code that runs two threads (the kernels' split paths, PyTorch) for the whole last minute
         busy = (": other processes had the cores, and a ratio of code on several threads may be far off"
                 if cpus and report["load_before"] >= 1 else "")
         lines.append(f"load average (1 min): {report['load_before']:.2f} before the run{after}, on {cpus} CPUs{busy}")
