@@ -283,3 +283,11 @@ def test_building_the_cli_parser_does_not_import_the_kernels():
                           "print(sorted(m for m in sys.modules if m.startswith('rnnspec.kernels')))"],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and run.stdout.strip() == "[]", run.stdout + run.stderr
+
+
+def test_the_table_says_when_other_processes_had_the_cores_before_the_run():
+    head = {"cell": "elman", "compile_s": {}, "skipped": [], "results": [], "machine": {"cpus": 2}, "load_after": 2.5}
+    busy, quiet = bench.table({**head, "load_before": 1.2}), bench.table({**head, "load_before": 0.3})
+    assert "load average (1 min): 1.20 before the run, 2.50 after, on 2 CPUs: other processes had the cores" in busy
+    assert "load average (1 min): 0.30 before the run, 2.50 after, on 2 CPUs" in quiet
+    assert "other processes" not in quiet
