@@ -30,6 +30,7 @@ import numpy as np
 
 from rnnspec.spec.conventions import flax, keras, onnx, pytorch
 from rnnspec.spec.conventions._layout import GATES, add, first_part, split_bias
+from rnnspec.spec.conventions._shapes import ConversionError, check
 
 FRAMEWORKS: dict[str, ModuleType] = {"torch": pytorch, "keras": keras, "flax": flax, "onnx": onnx}
 KERAS_WEIGHTS = keras.WEIGHTS
@@ -44,10 +45,6 @@ __all__ = ["FRAMEWORKS", "KERAS_WEIGHTS", "SEQUENCES", "ConversionError", "cells
 _ACROSS = ("the cells compute different functions: no weights of one make the other "
            "(the reset-after GRU's n gate is tanh(U_n x + b_n + r * (W_n h + b_hn)), the reset-before GRU's "
            "tanh(U_n x + W_n (r * h) + b_n); they agree only where r is 0 or 1, or W_n and b_hn are 0)")
-
-
-class ConversionError(ValueError):
-    """A conversion that cannot be made; the message says why."""
 
 
 def _framework(framework: str, cell: str) -> ModuleType:
@@ -73,30 +70,34 @@ def layer_of(framework: str, cell: str) -> str:
     return _framework(framework, cell).LAYERS[cell]
 
 
-def _check_params(cell: str, params: dict) -> None:
+def to_framework(framework: str, cell: str, params: dict) -> dict:
+    """The framework's weights for the canonical step parameters ``params`` (head parameters are ignored).
+
+    ConversionError, naming the key, the shape found and the shape expected, unless ``params`` are exactly the
+    cell's step parameters with the shapes of one set of sizes (``U_k`` (H, I), ``W_k`` (H, H), ``b_k`` (H,))."""
     from rnnspec.spec.contract import contract
 
-    missing = [k for k in contract(cell).step_params if k not in params]
-    if missing:
-        raise ConversionError(f"the {cell} parameters lack {missing}; expected {list(contract(cell).step_params)}")
-
-
-def to_framework(framework: str, cell: str, params: dict) -> dict:
-    """The framework's weights for the canonical step parameters ``params`` (head parameters are ignored)."""
     module = _framework(framework, cell)
-    _check_params(cell, params)
+    check(cell, params, None, f"the {cell} parameters given to {module.NAME}", allowed=contract(cell).head_params)
     return module.to(cell, {k: np.asarray(v) for k, v in params.items()})
 
 
 def from_framework(framework: str, cell: str, weights: dict) -> dict[str, np.ndarray]:
-    """The canonical step parameters of the framework's weights (a split bias is summed)."""
-    return _framework(framework, cell).from_(cell, weights, add)
+    """The canonical step parameters of the framework's weights (a split bias is summed).
+
+    ConversionError, naming the key, the shape found and the shape expected, unless ``weights`` have exactly
+    the keys of the framework's layer for ``cell`` and the shapes its packing makes of one set of sizes."""
+    module = _framework(framework, cell)
+    check(cell, weights, module.to, f"the {cell} weights of {module.NAME}'s {module.LAYERS[cell]}")
+    return module.from_(cell, weights, add)
 
 
 def gradients_from_framework(framework: str, cell: str, grads: dict) -> dict[str, np.ndarray]:
     """The gradients of the canonical parameters from those of the framework's weights (a bias split in two
-    has the gradient of either part)."""
-    return _framework(framework, cell).from_(cell, grads, first_part)
+    has the gradient of either part); checked as :func:`from_framework` checks weights."""
+    module = _framework(framework, cell)
+    check(cell, grads, module.to, f"the {cell} gradients of {module.NAME}'s {module.LAYERS[cell]}")
+    return module.from_(cell, grads, first_part)
 
 
 def sequence_to(framework: str, x: np.ndarray) -> np.ndarray:

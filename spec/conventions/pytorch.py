@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from rnnspec.spec.conventions._layout import Combine, combine_stacked, split_stacked, stack, unstack
+from rnnspec.spec.conventions._shapes import ConversionError, check
 
 NAME = "PyTorch"
 LAYERS = {"elman": "nn.RNN", "lstm": "nn.LSTM", "gru-reset-after": "nn.GRU", "lstm-proj": "nn.LSTM(proj_size=P)"}
@@ -55,16 +56,26 @@ def to_runs(cell: str, params: dict, variant) -> dict[str, np.ndarray]:
     from rnnspec.spec.contract import contract
 
     out = {}
-    for (layer, d), (_, theirs) in zip(variant.runs(), _runs(variant)):
+    for (layer, d), (ours, theirs) in zip(variant.runs(), _runs(variant)):
         run = run_params(params, contract(cell).step_params, variant, layer, d)
+        check(cell, run, None, f"the {cell} parameters of layer {layer}, direction {d}",
+              rename=lambda k, ours=ours: k + ours)
         out.update({name.replace("_l0", theirs): value for name, value in to(cell, run).items()})
     return out
 
 
 def from_runs(cell: str, weights: dict, combine: Combine, variant) -> dict[str, np.ndarray]:
-    """The inverse of :func:`to_runs` (gradients with ``combine`` = first_part)."""
+    """The inverse of :func:`to_runs` (gradients with ``combine`` = first_part); each layer and direction's
+    weights are checked as :func:`rnnspec.spec.conventions.from_framework` checks one layer's."""
     out = {}
-    for ours, theirs in _runs(variant):
+    runs = _runs(variant)
+    unexpected = [name for name in weights if not any(name.endswith(theirs) for _, theirs in runs)]
+    if unexpected:
+        raise ConversionError(f"the {cell} weights of a {NAME} module of {variant.layers} layer(s)"
+                              f"{', bidirectional' if variant.bidirectional else ''} have unexpected keys {unexpected}")
+    for ours, theirs in runs:
         run = {name.replace(theirs, "_l0"): value for name, value in weights.items() if name.endswith(theirs)}
+        check(cell, run, to, f"the {cell} weights of {NAME}'s {LAYERS[cell]}, {theirs[1:]}",
+              rename=lambda k, theirs=theirs: k.replace("_l0", theirs))
         out.update({k + ours: v for k, v in from_(cell, run, combine).items()})
     return out
