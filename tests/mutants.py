@@ -1,13 +1,15 @@
 """Correct NumPy models (an Elman here; the LSTM and GRUs in tests/gated.py) and deliberately wrong variants
 (the gated cells' in tests/mutants_gated.py, collected here as GATED_MUTANTS).
 
-Each mutant overrides one small method of a correct model to carry one realistic bug. The suite
-must reject every one at default settings (tests/test_mutants.py).
+Each mutant overrides one small method of a correct model to carry one realistic bug, and declares in
+``must_fail`` the clauses a correct suite must fail on it (tests/must_fail.py reads them). The suite must
+reject every one at default settings, failing at least those clauses (tests/test_mutants.py).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from must_fail import BACKWARD, EVERYTHING
 
 from rnnspec.derivations.cells import ACTIVATIONS
 
@@ -106,12 +108,16 @@ class Elman:
 class SlopeAtWrongPoint(Elman):
     """f'(h) instead of f'(z): the derivative evaluated at the output, not the pre-activation."""
 
+    must_fail = BACKWARD
+
     def slope(self, z, h):
         return super().slope(h, self.f(h))
 
 
 class TruncatedBPTT(Elman):
     """Backpropagation through time cut every 8 steps (truncated BPTT passed off as the full gradient)."""
+
+    must_fail = BACKWARD
 
     def _backward(self, *args):
         self._count = 0
@@ -125,12 +131,16 @@ class TruncatedBPTT(Elman):
 class OffByOneInTime(Elman):
     """dL/dW pairs delta_t with h_t instead of h_{t-1}."""
 
+    must_fail = ("VJP-W", "LOSS-W")
+
     def previous(self, hs, h0, t):
         return hs[t]
 
 
 class MissingTranspose(Elman):
     """The carry goes back through W^T twice: delta W^T instead of delta W."""
+
+    must_fail = BACKWARD
 
     def carry_back(self, delta, W):
         return delta @ W.T
@@ -139,6 +149,8 @@ class MissingTranspose(Elman):
 class ForwardTransposed(Elman):
     """The recurrent product uses h W instead of h W^T."""
 
+    must_fail = EVERYTHING
+
     def recurrent(self, h, W):
         return h @ W
 
@@ -146,12 +158,16 @@ class ForwardTransposed(Elman):
 class BiasNotSummedOverBatch(Elman):
     """dL/db takes the first batch row only."""
 
+    must_fail = ("VJP-B", "LOSS-B")
+
     def bias_grad(self, delta):
         return delta[0]
 
 
 class BiasOnlyLastStep(Elman):
     """dL/db accumulated from the last step only."""
+
+    must_fail = ("VJP-B", "LOSS-B")
 
     def _backward(self, x, h0, U, W, hs, zs, gh):
         grads = super()._backward(x, h0, U, W, hs, zs, gh)
@@ -163,6 +179,8 @@ class BiasOnlyLastStep(Elman):
 class DropsH0Gradient(Elman):
     """dL/dh0 is left at zero."""
 
+    must_fail = ("VJP-H0", "LOSS-H0")
+
     def _backward(self, x, h0, U, W, hs, zs, gh):
         grads = super()._backward(x, h0, U, W, hs, zs, gh)
         grads["h0"] = np.zeros_like(h0)
@@ -172,12 +190,16 @@ class DropsH0Gradient(Elman):
 class IgnoresH0(Elman):
     """The recurrence starts from zeros whatever state0 says."""
 
+    must_fail = EVERYTHING
+
     def start(self, h0):
         return np.zeros_like(h0)
 
 
 class MeanInsteadOfSum(Elman):
     """The loss is averaged over the batch and time, not summed."""
+
+    must_fail = ("LOSS-VALUE",)
 
     def reduce_loss(self, losses):
         return losses.mean()
@@ -186,12 +208,16 @@ class MeanInsteadOfSum(Elman):
 class PrecisionLoss(Elman):
     """Computes the forward in float16 whatever the input dtype."""
 
+    must_fail = EVERYTHING
+
     def f(self, z):
         return super().f(z.astype(np.float16)).astype(z.dtype)
 
 
 class OddBatchBug(Elman):
     """With an odd batch, the last row's states are not updated (a vectorisation remainder bug)."""
+
+    must_fail = EVERYTHING
 
     def f(self, z):
         out = super().f(z)
@@ -202,6 +228,8 @@ class OddBatchBug(Elman):
 
 class LongSequenceBug(Elman):
     """Past 40 steps the state is reset (a fixed-size buffer)."""
+
+    must_fail = EVERYTHING
 
     def _forward(self, x, h0, U, W, b):
         h = self.start(h0)
@@ -217,6 +245,8 @@ class LongSequenceBug(Elman):
 class UnstableSoftmax(Elman):
     """log softmax without subtracting the max: overflows on large logits."""
 
+    must_fail = ("LOSS-*", "FINITE")
+
     def log_softmax(self, a):
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             e = np.exp(a)
@@ -226,12 +256,16 @@ class UnstableSoftmax(Elman):
 class TanhSlopeWithoutSquare(Elman):
     """tanh'(z) written 1 - h instead of 1 - h^2."""
 
+    must_fail = BACKWARD
+
     def slope(self, z, h):
         return 1 - h if self.activation == "tanh" else super().slope(z, h)
 
 
 class SigmoidSlopeWrong(Elman):
     """sigmoid'(z) written h (1 + h)."""
+
+    must_fail = BACKWARD
 
     def slope(self, z, h):
         return h * (1 + h) if self.activation == "sigmoid" else super().slope(z, h)
@@ -240,6 +274,8 @@ class SigmoidSlopeWrong(Elman):
 class ReluSlopeFromSign(Elman):
     """relu'(z) taken as sign(z) (so -1 for negative z)."""
 
+    must_fail = BACKWARD
+
     def slope(self, z, h):
         return np.sign(z).astype(z.dtype) if self.activation == "relu" else super().slope(z, h)
 
@@ -247,12 +283,16 @@ class ReluSlopeFromSign(Elman):
 class LastCotangentDropped(Elman):
     """vjp loops t = T-2..0: the cotangent on the last state is dropped."""
 
+    must_fail = BACKWARD
+
     def steps_back(self, T):
         return range(T - 2, -1, -1)
 
 
 class UninitialisedAccumulator(Elman):
     """dL/dW accumulates into np.empty instead of np.zeros."""
+
+    must_fail = ("VJP-U", "VJP-W", "LOSS-U", "LOSS-W", "DETERMINISTIC")
 
     def accumulator(self, like):
         out = np.empty_like(like)
@@ -263,6 +303,8 @@ class UninitialisedAccumulator(Elman):
 class MutatesInput(Elman):
     """Centres x in place before using it."""
 
+    must_fail = ("FWD-H", "PURE")
+
     def forward(self, x, state0, params):
         x -= x.mean()
         return super().forward(x, state0, params)
@@ -271,6 +313,8 @@ class MutatesInput(Elman):
 class ReturnsFloat64ForFloat32(Elman):
     """Upcasts: float32 inputs give float64 outputs."""
 
+    must_fail = ("SHAPE",)
+
     def forward(self, x, state0, params):
         out = super().forward(x, state0, params)
         return {"h": out["h"].astype(np.float64)}
@@ -278,6 +322,8 @@ class ReturnsFloat64ForFloat32(Elman):
 
 class WrongBiasOfHead(Elman):
     """dL/dc sums the probabilities, forgetting the one-hot term."""
+
+    must_fail = ("LOSS-C",)
 
     def loss(self, x, state0, params, targets):
         value, grads = super().loss(x, state0, params, targets)
