@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+from must_fail import BACKWARD, EVERYTHING
 
-from gated import LSTM, GRUResetAfter, GRUResetBefore, sigmoid
+from gated import LSTM, GRUResetAfter, GRUResetBefore, LSTMPeephole, LSTMProjected, sigmoid
 
 
 # -- LSTM mutants -----------------------------------------------------------------------------
 class LstmInputForgetSwapped(LSTM):
     """Gate order read as f, i, g, o: the input and forget gates' parameters swapped."""
+
+    must_fail = EVERYTHING
 
     order = "figo"
 
@@ -17,17 +20,23 @@ class LstmInputForgetSwapped(LSTM):
 class LstmInputOutputSwapped(LSTM):
     """Gate order read as o, f, g, i: the input and output gates swapped."""
 
+    must_fail = EVERYTHING
+
     order = "ofgi"
 
 
 class LstmOnnxOrderReadAsPyTorch(LSTM):
     """ONNX's gate order i, o, f, c read as PyTorch's i, f, g, o (CrispASR#106, opencv#29931)."""
 
+    must_fail = EVERYTHING
+
     order = "iofg"
 
 
 class LstmForgetBiasAdded(LSTM):
     """TF1's forget_bias = 1 added at run time on top of b_f."""
+
+    must_fail = EVERYTHING
 
     def biases(self, params):
         b = super().biases(params).copy()
@@ -39,12 +48,16 @@ class LstmForgetBiasAdded(LSTM):
 class LstmNoTanhOnCell(LSTM):
     """h = o * c instead of o * tanh(c)."""
 
+    must_fail = EVERYTHING
+
     def squash_cell(self, c):
         return c
 
 
 class LstmDropsC0Gradient(LSTM):
     """dL/dc0 returned as zeros."""
+
+    must_fail = ("VJP-C0", "LOSS-C0")
 
     def initial_cell_grad(self, gc):
         return np.zeros_like(gc)
@@ -53,12 +66,16 @@ class LstmDropsC0Gradient(LSTM):
 class LstmTruncatedThroughCell(LSTM):
     """BPTT through c cut: dL/dc_{t-1} gets nothing from dL/dc_t (only the path through h)."""
 
+    must_fail = BACKWARD
+
     def carry_cell(self, gc, f):
         return np.zeros_like(gc)
 
 
 class LstmGateSlopeAtPreActivation(LSTM):
     """sigma'(u) taken as u (1 - u) at the pre-activation instead of y (1 - y) at the gate."""
+
+    must_fail = BACKWARD
 
     def gate_slope(self, y, u):
         return u * (1 - u)
@@ -67,12 +84,16 @@ class LstmGateSlopeAtPreActivation(LSTM):
 class LstmIgnoresCandidateBias(LSTM):
     """b_g never added (one bias of four dropped)."""
 
+    must_fail = EVERYTHING
+
     def biases(self, params):
         return self.stack({**params, "b_g": np.zeros_like(params["b_g"])}, "b")
 
 
 class LstmCellCotangentWithoutOutputGate(LSTM):
     """dL/dc_t from h_t taken as gh (1 - tanh^2 c), the output gate forgotten."""
+
+    must_fail = BACKWARD
 
     def cell_cotangent(self, gh, o, tc, gc_next, gc_given):
         return gc_given + gc_next + gh * (1 - tc * tc)
@@ -81,12 +102,16 @@ class LstmCellCotangentWithoutOutputGate(LSTM):
 class LstmRecurrentGradWithCurrentState(LSTM):
     """dL/dW pairs the step's pre-activation cotangent with h_t instead of h_{t-1}."""
 
+    must_fail = ("VJP-W_?", "LOSS-W_?")
+
     def previous_h(self, tape, state0, t):
         return tape[t]["h"]
 
 
 class LstmSigmoidCandidate(LSTM):
     """The candidate g squashed by sigma instead of tanh."""
+
+    must_fail = EVERYTHING
 
     def candidate(self, u):
         return sigmoid(u)
@@ -98,6 +123,8 @@ class LstmSigmoidCandidate(LSTM):
 class LstmIgnoresCellCotangent(LSTM):
     """vjp uses the cotangents on h only; those given on c are dropped."""
 
+    must_fail = ("VJP-*",)
+
     def cell_cotangent(self, gh, o, tc, gc_next, gc_given):
         return gc_next + gh * o * (1 - tc * tc)
 
@@ -105,12 +132,16 @@ class LstmIgnoresCellCotangent(LSTM):
 class LstmLastStepSkipped(LSTM):
     """The backward loop starts at T - 2: the last step's cotangents are lost."""
 
+    must_fail = BACKWARD
+
     def steps_back(self, T):
         return range(T - 2, -1, -1)
 
 
 class LstmTanhSlopeWithoutSquare(LSTM):
     """tanh'(g) taken as 1 - g instead of 1 - g^2."""
+
+    must_fail = BACKWARD
 
     def tanh_slope(self, y, u):
         return 1 - y
@@ -120,11 +151,15 @@ class LstmTanhSlopeWithoutSquare(LSTM):
 class GruResetUpdateSwapped(GRUResetAfter):
     """Gate order read as z, r, n: the reset and update gates' parameters swapped (zrh against rzn)."""
 
+    must_fail = EVERYTHING
+
     order = "zrn"
 
 
 class GruUpdateConventionFlipped(GRUResetAfter):
     """h' = z * n + (1 - z) * h: the update gate's convention flipped (as some papers write it)."""
+
+    must_fail = EVERYTHING
 
     def blend(self, z, n, h_prev):
         return z * n + (1 - z) * h_prev
@@ -136,6 +171,8 @@ class GruUpdateConventionFlipped(GRUResetAfter):
 class GruAfterResetBeforeProduct(GRUResetAfter):
     """ONNX's default (reset gate on h before W_n, b_hn folded into b_n) run for a reset-after cell
     (onnxscript#2852: GRU exported without linear_before_reset)."""
+
+    must_fail = EVERYTHING
 
     cell = "gru-reset-after"
     reset_after = False
@@ -152,6 +189,8 @@ class GruAfterResetBeforeProduct(GRUResetAfter):
 class GruBhnOutsideReset(GRUResetAfter):
     """b_hn added outside the reset product: n = tanh(U_n x + b_n + b_hn + r * (W_n h)) (coremltools#1124)."""
 
+    must_fail = EVERYTHING
+
     def input_biases(self, params):
         return self.stack({**params, "b_n": params["b_n"] + params["b_hn"]}, "b")
 
@@ -162,12 +201,16 @@ class GruBhnOutsideReset(GRUResetAfter):
 class GruIgnoresBhn(GRUResetAfter):
     """b_hn dropped (the second bias of a two-bias framework ignored)."""
 
+    must_fail = EVERYTHING
+
     def recurrent_bias(self, params):
         return 0
 
 
 class GruIgnoresBn(GRUResetAfter):
     """b_n dropped: only the recurrent bias b_hn reaches n."""
+
+    must_fail = EVERYTHING
 
     def input_biases(self, params):
         return self.stack({**params, "b_n": np.zeros_like(params["b_n"])}, "b")
@@ -176,6 +219,8 @@ class GruIgnoresBn(GRUResetAfter):
 class GruWnGradWithoutReset(GRUResetAfter):
     """dL/dW_n computed from dL/dpre_n, not dL/dm = r * dL/dpre_n."""
 
+    must_fail = ("VJP-W_N", "LOSS-W_N")
+
     def n_weight_grad(self, d, s):
         return (d / np.where(s["r"] == 0, 1, s["r"])).T @ s["h_prev"]
 
@@ -183,12 +228,16 @@ class GruWnGradWithoutReset(GRUResetAfter):
 class GruGateSlopeFromPreActivation(GRUResetAfter):
     """sigma' of the update gate taken as 1/4 (its value at 0) everywhere."""
 
+    must_fail = BACKWARD
+
     def gate_slope(self, y, u):
         return np.full_like(y, 0.25)
 
 
 class GruTruncatedBPTT(GRUResetAfter):
     """The carried cotangent cut every 8 steps (truncated BPTT passed off as the full gradient)."""
+
+    must_fail = BACKWARD
 
     def _backward(self, *args):
         self._count = 0
@@ -202,6 +251,8 @@ class GruTruncatedBPTT(GRUResetAfter):
 class GruH0MissesDirectPath(GRUResetAfter):
     """dL/dh_{t-1} loses the direct term z * dL/dh_t."""
 
+    must_fail = BACKWARD
+
     def blend_grads(self, gh, z, n, h_prev):
         gn, gz, _ = super().blend_grads(gh, z, n, h_prev)
         return gn, gz, np.zeros_like(gh)
@@ -210,12 +261,16 @@ class GruH0MissesDirectPath(GRUResetAfter):
 class GruTanhSlopeAtPreActivation(GRUResetAfter):
     """tanh'(pre_n) taken as 1 - pre_n^2 instead of 1 - n^2."""
 
+    must_fail = BACKWARD
+
     def tanh_slope(self, y, u):
         return 1 - u * u
 
 
 class GruSigmoidCandidate(GRUResetAfter):
     """The update gate squashed by tanh instead of sigma."""
+
+    must_fail = EVERYTHING
 
     def update(self, u):
         return np.tanh(u)
@@ -224,12 +279,16 @@ class GruSigmoidCandidate(GRUResetAfter):
 class GruLastStepSkipped(GRUResetAfter):
     """The backward loop starts at T - 2: the last step's cotangents are lost."""
 
+    must_fail = BACKWARD
+
     def steps_back(self, T):
         return range(T - 2, -1, -1)
 
 
 class GruBiasesSummedOnce(GRUResetAfter):
     """dL/db_r taken from the last step only."""
+
+    must_fail = ("VJP-B_R", "LOSS-B_R")
 
     def _backward(self, x, state0, params, tape, cotangents):
         grads = super()._backward(x, state0, params, tape, cotangents)
@@ -241,6 +300,8 @@ class GruBiasesSummedOnce(GRUResetAfter):
 class GruCarryScaled(GRUResetAfter):
     """The carried cotangent halved every step (a stray 0.5 from a mean)."""
 
+    must_fail = BACKWARD
+
     def carry(self, gh_prev):
         return gh_prev * 0.5
 
@@ -248,6 +309,8 @@ class GruCarryScaled(GRUResetAfter):
 # -- GRU mutants (reset gate before the recurrent product) --------------------------------------
 class GruBeforeResetUpdateSwapped(GRUResetBefore):
     """Gate order read as z, r, n."""
+
+    must_fail = EVERYTHING
 
     order = "zrn"
 
@@ -260,6 +323,8 @@ class GruBeforeUpdateFlipped(GruUpdateConventionFlipped, GRUResetBefore):
 
 class GruBeforeResetAfterProduct(GRUResetBefore):
     """The reset gate applied after W_n (PyTorch's form, no b_hn) where the cell applies it before."""
+
+    must_fail = EVERYTHING
 
     cell = "gru-reset-before"
     reset_after = True
@@ -276,6 +341,8 @@ class GruBeforeResetAfterProduct(GRUResetBefore):
 class GruBeforeWnGradWithH(GRUResetBefore):
     """dL/dW_n computed with h_{t-1} instead of r * h_{t-1}."""
 
+    must_fail = ("VJP-W_N", "LOSS-W_N")
+
     def n_weight_grad(self, d, s):
         return d.T @ s["h_prev"]
 
@@ -289,6 +356,8 @@ class GruBeforeIgnoresBn(GruIgnoresBn, GRUResetBefore):
 class GruBeforeResetGradWithoutH(GRUResetBefore):
     """dL/dh_{t-1} through r * h misses the factor r."""
 
+    must_fail = BACKWARD
+
     def through_reset(self, dm, r):
         return dm
 
@@ -301,6 +370,8 @@ class GruBeforeGateSlope(GruGateSlopeFromPreActivation, GRUResetBefore):
 
 class GruBeforeTruncated(GRUResetBefore):
     """The carried cotangent cut every 4 steps (truncated BPTT)."""
+
+    must_fail = BACKWARD
 
     def _backward(self, *args):
         self._count = 0
@@ -338,6 +409,8 @@ class GruBeforeLastStepSkipped(GruLastStepSkipped, GRUResetBefore):
 class GruBeforeRecurrentTransposed(GRUResetBefore):
     """W_n applied transposed: (r * h) W_n instead of (r * h) W_n^T."""
 
+    must_fail = EVERYTHING
+
     def _forward(self, x, state0, params):
         return super()._forward(x, state0, {**params, "W_n": params["W_n"].T})
 
@@ -356,9 +429,193 @@ class GruBeforeCarryScaled(GruCarryScaled, GRUResetBefore):
 class GruBeforeMutatesInput(GRUResetBefore):
     """Clips x in place to [-3, 3] before using it."""
 
+    must_fail = ("FWD-H", "PURE")
+
     def forward(self, x, state0, params):
         np.clip(x, -0.5, 0.5, out=x)
         return super().forward(x, state0, params)
+
+
+# -- LSTM with a projection (lstm-proj: h_t = W_hr r_t, r_t = o_t * tanh(c_t), (P,) with P < H) ------------
+# LSTMProjected's loops have no seams: these mutants change what goes in (parameters, the forward's tape)
+# or what comes out of its backward pass, and one retypes the forward loop with its bug.
+class LstmProjTfKernelReshaped(LSTMProjected):
+    """W_hr (P, H) taken as TF's num_proj kernel (H, P) and converted by reshape instead of transpose."""
+
+    must_fail = EVERYTHING
+
+    @staticmethod
+    def misread(W_hr):
+        P, H = W_hr.shape
+        return W_hr.reshape(H, P).T
+
+    def _forward(self, x, state0, params):
+        return super()._forward(x, state0, {**params, "W_hr": self.misread(params["W_hr"])})
+
+    def _backward(self, x, state0, params, tape, cotangents):
+        grads = super()._backward(x, state0, {**params, "W_hr": self.misread(params["W_hr"])}, tape, cotangents)
+        # the gradient of the function it does compute: misread's adjoint maps dL/dW_used back to dL/dW_hr
+        grads["W_hr"] = grads["W_hr"].T.reshape(params["W_hr"].shape)
+        return grads
+
+
+class LstmProjUnsquashedCell(LSTMProjected):
+    """h_t = W_hr (o_t * c_t): the projection applied to the gated cell state, its tanh forgotten (the
+    backward pass is the correct one's, on this forward's states)."""
+
+    must_fail = EVERYTHING
+
+    def _forward(self, x, state0, params):
+        U, W, b, W_hr = self.stack(params, "U"), self.stack(params, "W"), self.biases(params), params["W_hr"]
+        H = U.shape[0] // 4
+        h, c = state0["h0"], state0["c0"]
+        tape = []
+        for t in range(x.shape[0]):
+            z = x[t] @ U.T + h @ W.T + b
+            i, f, g, o = self.squash(z, H)
+            c_prev, h_prev = c, h
+            c = f * c_prev + i * g
+            r = o * c
+            h = r @ W_hr.T
+            tape.append(dict(z=z, i=i, f=f, g=g, o=o, c_prev=c_prev, h_prev=h_prev, c=c, r=r, h=h))
+        return tape
+
+
+class LstmProjGradWithoutOutputGate(LSTMProjected):
+    """dL/dW_hr pairs dL/dh_t with tanh(c_t) instead of r_t = o_t * tanh(c_t): the output gate forgotten."""
+
+    must_fail = ("VJP-W_HR", "LOSS-W_HR")
+
+    def _backward(self, x, state0, params, tape, cotangents):
+        # the backward pass reads r only for dL/dW_hr
+        return super()._backward(x, state0, params, [{**s, "r": np.tanh(s["c"])} for s in tape], cotangents)
+
+
+class LstmProjGradOffByOne(LSTMProjected):
+    """dL/dW_hr pairs dL/dh_t with r_{t-1} (zero at t = 0) instead of r_t."""
+
+    must_fail = ("VJP-W_HR", "LOSS-W_HR")
+
+    def _backward(self, x, state0, params, tape, cotangents):
+        earlier = [np.zeros_like(tape[0]["r"])] + [s["r"] for s in tape[:-1]]
+        return super()._backward(x, state0, params, [{**s, "r": r} for s, r in zip(tape, earlier)], cotangents)
+
+
+class LstmProjGradFromGivenCotangentsOnly(LSTMProjected):
+    """dL/dW_hr accumulated from the cotangents given on h_t only, not those carried back from step t + 1."""
+
+    must_fail = ("VJP-W_HR", "LOSS-W_HR")
+
+    def _backward(self, x, state0, params, tape, cotangents):
+        grads = super()._backward(x, state0, params, tape, cotangents)
+        grads["W_hr"] = sum(cotangents["h"][t].T @ s["r"] for t, s in enumerate(tape))
+        return grads
+
+
+class LstmProjRecurrenceNotCarried(LSTMProjected):
+    """dL/dh_{t-1} gets nothing back through the gates' W_k: the projected state treated as an output only,
+    as if it did not feed the next step."""
+
+    must_fail = BACKWARD
+
+    def _backward(self, x, state0, params, tape, cotangents):
+        # the backward pass reads W_k only to carry dL/dz_t back to h_{t-1}
+        no_W = {k: np.zeros_like(v) if k.startswith("W_") and k != "W_hr" else v for k, v in params.items()}
+        return super()._backward(x, state0, no_W, tape, cotangents)
+
+
+# -- LSTM with peepholes (lstm-peephole: i, f read P_i * c_{t-1}, P_f * c_{t-1}; o reads P_o * c_t) ----------
+class LstmPeepholeOnnxOrderMisread(LSTMPeephole):
+    """ONNX's peephole vector P = [P_i, P_o, P_f] split as [P_i, P_f, P_o]: the forget and output gates'
+    peepholes swapped (forward and backward alike)."""
+
+    must_fail = EVERYTHING
+
+    @staticmethod
+    def swapped(d):
+        return {**d, "P_f": d["P_o"], "P_o": d["P_f"]}
+
+    def _forward(self, x, state0, params):
+        return super()._forward(x, state0, self.swapped(params))
+
+    def _backward(self, x, state0, params, tape, cotangents):
+        return self.swapped(super()._backward(x, state0, self.swapped(params), tape, cotangents))
+
+
+class LstmPeepholesIgnored(LSTMPeephole):
+    """A plain LSTM run for the peephole cell: P_i, P_f, P_o never read, their gradients zero."""
+
+    must_fail = EVERYTHING
+
+    @staticmethod
+    def unpeeped(d):
+        return {k: np.zeros_like(v) if k.startswith("P_") else v for k, v in d.items()}
+
+    def _forward(self, x, state0, params):
+        return super()._forward(x, state0, self.unpeeped(params))
+
+    def _backward(self, x, state0, params, tape, cotangents):
+        grads = super()._backward(x, state0, self.unpeeped(params), tape, cotangents)
+        return {**grads, **self.unpeeped({k: grads[k] for k in ("P_i", "P_f", "P_o")})}
+
+
+class LstmPeepholeOutputReadsPreviousCell(LSTMPeephole):
+    """The output gate's peephole reads c_{t-1}, as the input and forget gates' do, instead of c_t (the
+    backward pass is the correct one's, on this forward's states)."""
+
+    must_fail = EVERYTHING
+
+    def _forward(self, x, state0, params):
+        U, W, b = self.stack(params, "U"), self.stack(params, "W"), self.biases(params)
+        P_i, P_f, P_o = params["P_i"], params["P_f"], params["P_o"]
+        H = W.shape[1]
+        h, c = state0["h0"], state0["c0"]
+        tape = []
+        for t in range(x.shape[0]):
+            z = x[t] @ U.T + h @ W.T + b
+            z[:, :H] += P_i * c
+            z[:, H:2 * H] += P_f * c
+            z[:, 3 * H:] += P_o * c
+            i, f, g, o = sigmoid(z[:, :H]), sigmoid(z[:, H:2 * H]), np.tanh(z[:, 2 * H:3 * H]), sigmoid(z[:, 3 * H:])
+            c_prev, h_prev = c, h
+            c = f * c_prev + i * g
+            h = o * np.tanh(c)
+            tape.append(dict(z=z, i=i, f=f, g=g, o=o, c_prev=c_prev, h_prev=h_prev, c=c, h=h))
+        return tape
+
+
+class LstmPeepholeCarryMissesGatePeepholes(LSTMPeephole):
+    """dL/dc_{t-1} = dL/dc_t * f_t only: the paths from c_{t-1} through P_i * c_{t-1} and P_f * c_{t-1} forgotten."""
+
+    must_fail = BACKWARD
+
+    def _backward(self, x, state0, params, tape, cotangents):
+        # the backward pass reads P_i and P_f only in the cotangent carried to c_{t-1}
+        return super()._backward(x, state0, {**params, "P_i": 0 * params["P_i"], "P_f": 0 * params["P_f"]},
+                                 tape, cotangents)
+
+
+class LstmPeepholeCellMissesOutputPeephole(LSTMPeephole):
+    """dL/dc_t misses P_o * dL/dz_o: the path from c_t through the output gate's peephole forgotten."""
+
+    must_fail = BACKWARD
+
+    def _backward(self, x, state0, params, tape, cotangents):
+        # the backward pass reads P_o only in dL/dc_t's term through the output gate
+        return super()._backward(x, state0, {**params, "P_o": 0 * params["P_o"]}, tape, cotangents)
+
+
+class LstmPeepholeGradsLastStepOnly(LSTMPeephole):
+    """dL/dP_i, dL/dP_f, dL/dP_o taken from the last step only, not accumulated over time."""
+
+    must_fail = ("VJP-P_?", "LOSS-P_?")
+
+    def _backward(self, x, state0, params, tape, cotangents):
+        grads = super()._backward(x, state0, params, tape, cotangents)
+        # the last step alone: its cotangents are all it receives (nothing is carried into it)
+        last = super()._backward(x[-1:], {"h0": tape[-1]["h_prev"], "c0": tape[-1]["c_prev"]}, params, tape[-1:],
+                                 {k: v[-1:] for k, v in cotangents.items()})
+        return {**grads, **{k: last[k] for k in ("P_i", "P_f", "P_o")}}
 
 
 GATED_MUTANTS = {
@@ -375,4 +632,9 @@ GATED_MUTANTS = {
                          GruBeforeTruncated, GruBeforeH0MissesDirectPath, GruBeforeTanhSlope, GruBeforeTanhUpdate,
                          GruBeforeLastStepSkipped, GruBeforeRecurrentTransposed, GruBeforeCarryScaled,
                          GruBeforeMutatesInput],
+    "lstm-proj": [LstmProjTfKernelReshaped, LstmProjUnsquashedCell, LstmProjGradWithoutOutputGate,
+                  LstmProjGradOffByOne, LstmProjGradFromGivenCotangentsOnly, LstmProjRecurrenceNotCarried],
+    "lstm-peephole": [LstmPeepholeOnnxOrderMisread, LstmPeepholesIgnored, LstmPeepholeOutputReadsPreviousCell,
+                      LstmPeepholeCarryMissesGatePeepholes, LstmPeepholeCellMissesOutputPeephole,
+                      LstmPeepholeGradsLastStepOnly],
 }
