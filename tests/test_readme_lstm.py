@@ -43,3 +43,15 @@ def test_the_readme_lstm_with_input_and_forget_gates_swapped_fails_and_reproduce
     reproduce = next(line.split("reproduce: ", 1)[1] for line in out.splitlines() if "reproduce: rnnspec" in line)
     assert '"cell":"lstm"' in reproduce
     assert main(shlex.split(reproduce)[1:] + ["--quiet"]) == 1
+
+
+def test_the_readme_kernels_from_a_trained_lstm_agree_with_torch(capsys):
+    """The kernels section's block: an nn.LSTM's weights through from_framework into rnnspec.kernels.forward
+    give torch's own outputs (the block prints the largest difference; float32 rounding is about 1e-7)."""
+    pytest.importorskip("torch")
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    (block,) = [b for b in blocks if "from_framework(" in b and "rnnspec.kernels" in b]
+    exec(compile(block, "README.md", "exec"), {"__name__": "readme_block"})
+    out = capsys.readouterr().out
+    difference = float(out.split("largest difference:")[1])
+    assert difference < 1e-5, out
