@@ -13,6 +13,8 @@ zero (the "zero" semantics). PyTorch refuses a length of 0, so those sequences a
 batch: their outputs are zero and their final states their initial ones (through autograd, so their
 cotangents reach h0). The loss counts the valid steps only (a per-step loss times the mask).
 
+Each call runs on ``threads`` PyTorch threads (one), set for the call and set back after it.
+
 ``torch-cuda`` runs the same layers on a GPU (cuDNN) with PyTorch's defaults, under which cuDNN may
 use TF32 for float32 (``torch.backends.cudnn.allow_tf32`` is True by default): TF32 rounds the
 products' inputs to 10 bits, far outside float32's tolerance, so the suite reports that as not
@@ -20,6 +22,9 @@ conformant. ``torch-cuda-no-tf32`` sets ``allow_tf32 = False`` first.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -47,6 +52,10 @@ class TorchRNN:
     device = "cpu"
     #: torch.backends.cudnn.allow_tf32 on a GPU (None: PyTorch's default, which allows it)
     allow_tf32: bool | None = None
+    #: PyTorch's intra-op threads during a call (None: the process's own setting, PyTorch's default being one
+    #: per core). One, because the suite's cases are small (H <= 10, B <= 5): a pool of threads only adds
+    #: hand-offs, and on a loaded machine each one waits for a core (benchmarks/torch_threads.log).
+    threads: int | None = 1
 
     def __init__(self, activation: str = "tanh") -> None:
         name = "torch" if self.device == "cpu" else f"torch-{self.device}"
@@ -173,19 +182,45 @@ class TorchRNN:
             return self._run(x, state0, params, every_c=every_c)
         return self._run_variant(x, state0, params, lengths)
 
+    @contextmanager
+    def _threads(self) -> Iterator[None]:
+        """PyTorch's threads set to ``threads`` for one call and set back after it, so that a target built in
+        the caller's own process (``check(TorchRNN())``) leaves that process's setting as it found it."""
+        if self.threads is None:
+            yield
+            return
+        before = self.torch.get_num_threads()
+        self.torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            self.torch.set_num_threads(before)
+
     def forward(self, x, state0, params, lengths=None):
+        with self._threads():
+            return self._forward(x, state0, params, lengths)
+
+    def vjp(self, x, state0, params, cotangents, lengths=None):
+        with self._threads():
+            return self._vjp(x, state0, params, cotangents, lengths)
+
+    def loss(self, x, state0, params, targets, lengths=None):
+        with self._threads():
+            return self._loss(x, state0, params, targets, lengths)
+
+    def _forward(self, x, state0, params, lengths):
         with self.torch.no_grad():
             _, _, outputs = self._outputs(x, state0, params, lengths, every_c=True)
         return {k: v.detach().cpu().numpy() for k, v in outputs.items()}
 
-    def vjp(self, x, state0, params, cotangents, lengths=None):
+    def _vjp(self, x, state0, params, cotangents, lengths):
         module, leaves, outputs = self._outputs(x, state0, params, lengths, every_c=True)
         keys = [k for k in sorted(outputs) if outputs[k].requires_grad]
         self.torch.autograd.backward([outputs[k] for k in keys],
                                      [self._tensor(cotangents[k]) for k in keys])
         return self._grads(module, leaves)
 
-    def loss(self, x, state0, params, targets, lengths=None):
+    def _loss(self, x, state0, params, targets, lengths):
         torch = self.torch
         module, leaves, outputs = self._outputs(x, state0, params, lengths, every_c=False)
         V = self._tensor(params["V"]).requires_grad_(True)
