@@ -186,7 +186,7 @@ def markdown(entries: list[Cell], command: str) -> str:
     lines = ["# Compatibility matrix", "",
              "Which framework computes which recurrent cell as rnnspec's specification says: forward values and "
              "every gradient, each clause judged against the float64 oracle with the per-case tolerance of "
-             "README's tolerance model. Regenerate with:", "", f"    {command}", "",
+             "the tolerance model (docs/tolerances.md). Regenerate with:", "", f"    {command}", "",
              f"Run on {time.strftime('%Y-%m-%d')}, {platform.machine()} Linux, Python {platform.python_version()}. "
              "'worst ratio' is the largest error/tolerance of a passing clause (1 is the limit).", "",
              "| framework | version | backend / device | cell | dtype | verdict | failing clauses | worst ratio "
