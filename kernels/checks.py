@@ -1,8 +1,18 @@
 """Argument checks at the Python boundary, before any jitted code runs.
 
-Every failure names the argument, what was expected and what was given. Arrays of any memory
-layout are accepted; :func:`contiguous` makes the one C-contiguous copy the kernels need, and only
-when needed. Nothing the caller passed is ever written to.
+Every failure names the argument, what was expected and what was given. Arrays are normalised once,
+here: a masked array is refused (its mask would be ignored), as is a dtype the kernels do not compute
+in; a subclass (``numpy.memmap``, a framework's array type) becomes a plain ``numpy.ndarray`` view of
+its data, so that no result takes its class. Arrays of any memory layout, read-only ones included
+(memory-mapped weights, broadcast views, another framework's buffers), are accepted; :func:`contiguous`
+makes the one C-contiguous, writable copy the jitted code needs, and only when needed: Numba types a
+read-only array apart and compiles every function that receives one again, and refuses it where a
+kernel writes into an argument of the same type. Nothing the caller passed is ever written to.
+
+Flags follow one rule for every entry point and path: :func:`flag` (``bool`` or ``numpy.bool_``),
+:func:`count` (``int`` or a NumPy integer, never ``bool`` or a whole ``float``), :func:`choice` (a
+``str``, ``numpy.str_`` included, from a fixed set). An array given for any of them is refused by name,
+never compared elementwise.
 """
 
 from __future__ import annotations
@@ -14,12 +24,49 @@ import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 ACTIVATIONS = ("tanh", "sigmoid", "relu", "identity")
+#: what a variant with lengths reports at the steps past a row's length (kernels/cpu/variants.py)
+PADDING = ("zero", "carry")
+
+
+def given_as(value: object) -> str:
+    """How a message shows a value the caller gave: its repr (cut short) and, where the repr hides it, its type."""
+    text = repr(value)
+    text = text if len(text) <= 60 else text[:57] + "..."
+    kind = type(value)
+    return text if kind in (bool, int, float, str) else f"{text} ({kind.__module__}.{kind.__qualname__})"
+
+
+def choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
+    """``value`` as a plain ``str`` if it is one of ``allowed`` (a ``numpy.str_`` too), else a ValueError
+    naming ``name``; an array is refused, never compared elementwise."""
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name}: expected one of {allowed}, got {given_as(value)}")
+    return str(value)
+
+
+def flag(name: str, value: object) -> bool:
+    """``value`` as a ``bool`` if it is ``True`` or ``False`` (a ``numpy.bool_`` too), else a TypeError naming
+    ``name``: 0 and 1, strings and arrays are refused (``bidirectional="no"`` would read as true)."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    raise TypeError(f"{name}: expected True or False (a bool or numpy.bool_), got {given_as(value)}")
+
+
+def count(name: str, value: object, least: int = 1) -> int:
+    """``value`` as an ``int`` if it is an integer (an ``int`` or a NumPy integer scalar) of at least ``least``.
+    A TypeError naming ``name`` for anything else, ``bool`` and whole floats such as ``1.0`` included (a
+    float count is a caller's slip, and ``True`` reads as 1); a ValueError below ``least``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        hint = "; a float is refused even when whole" if isinstance(value, float | np.floating) else ""
+        raise TypeError(f"{name}: expected an integer >= {least} (an int or NumPy integer), got "
+                        f"{given_as(value)}{hint}")
+    if value < least:
+        raise ValueError(f"{name}: expected an integer >= {least}, got {int(value)}")
+    return int(value)
 
 
 def activation_code(activation: object) -> int:
-    if not isinstance(activation, str) or activation not in ACTIVATIONS:
-        raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {activation!r}")
-    return ACTIVATIONS.index(activation)
+    return ACTIVATIONS.index(choice("activation", activation, ACTIVATIONS))
 
 
 def host(value):
@@ -38,7 +85,21 @@ def _not_masked(name: str, value: object) -> None:
                         f"{name}.filled(value) or a plain numpy.ndarray")
 
 
+def plain(value: np.ndarray) -> np.ndarray:
+    """``value`` as a base-class ``numpy.ndarray``: a view of a subclass's data (no copy), itself otherwise."""
+    return value if type(value) is np.ndarray else value.view(np.ndarray)
+
+
+def _dtype_name(dtype: np.dtype) -> str:
+    """A dtype as messages show it, its byte order said where it is not the machine's (``>f8`` reads as float64)."""
+    if dtype.byteorder not in "=|" and dtype.newbyteorder("=") in FLOAT_DTYPES:
+        return f"{dtype.newbyteorder('=')} in non-native byte order ({dtype.str}; astype({dtype.newbyteorder('=')}))"
+    return str(dtype)
+
+
 def array(name: str, value: object, ndim: int, device_ok: bool = False) -> np.ndarray:
+    """``value`` checked: a numpy.ndarray (or, with ``device_ok``, a CUDA device array) of ``ndim`` dimensions,
+    float32 or float64, not masked; a subclass comes back as a plain ndarray view of the same data."""
     if type(value) is np.ndarray and value.ndim == ndim and value.dtype in FLOAT_DTYPES:
         return value  # the common case, at once (a subclass such as a masked array takes the checks below)
     if not isinstance(value, np.ndarray) and not (device_ok and on_device(value)):
@@ -46,10 +107,22 @@ def array(name: str, value: object, ndim: int, device_ok: bool = False) -> np.nd
         raise TypeError(f"{name}: expected {expected}, got {type(value).__name__}")
     _not_masked(name, value)
     if value.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name}: expected dtype float32 or float64, got {value.dtype}")
+        raise TypeError(f"{name}: expected dtype float32 or float64, got {_dtype_name(value.dtype)}")
     if value.ndim != ndim:
         raise ValueError(f"{name}: expected {ndim} dimensions, got shape {value.shape}")
-    return value
+    return plain(value) if isinstance(value, np.ndarray) else value
+
+
+def integers(name: str, value: object, what: str) -> np.ndarray:
+    """``value`` checked as an array of integers (``what`` says which, for the message), not masked, as a
+    plain ndarray (lengths, targets; their shapes and ranges are the caller's to check)."""
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray of {what}, got {given_as(value)}")
+    _not_masked(name, value)
+    if value.dtype.kind not in "iu":  # timedelta64 counts as an integer to np.issubdtype
+        raise TypeError(f"{name}: expected a numpy.ndarray of {what} (an integer dtype), got dtype "
+                        f"{_dtype_name(value.dtype)}")
+    return plain(value)
 
 
 def same_dtype(reference: str, dtype: np.dtype, **arrays: np.ndarray | None) -> None:
@@ -74,44 +147,50 @@ def decide(size: str, votes: list[tuple[str, int]]) -> tuple[int, str]:
 
 
 def contiguous(value: np.ndarray) -> np.ndarray:
-    """A C-contiguous array with the same values (the argument itself when it already is one)."""
-    return np.ascontiguousarray(value)
+    """What jitted code may take: a C-contiguous, aligned, writable array with the same values (the argument
+    itself when it already is one; else one copy). Writable because Numba compiles a read-only array as a
+    type of its own, which a kernel that writes into another argument of that type cannot take; the
+    kernels never write into what they are given here."""
+    return np.require(value, requirements="CAW")
 
 
 def elman_step_args(x, h0, U, W, b, device_ok: bool = False) -> tuple[int, int, int, int]:
     """Check x (T, B, I), h0 (B, H), U (H, I), W (H, H), b (H,) or None; return T, B, I, H."""
+    return elman_arrays(x, h0, U, W, b, device_ok)[1]
+
+
+def elman_arrays(x, h0, U, W, b, device_ok: bool = False, h0_name: str = "h0") -> tuple[tuple, tuple[int, ...]]:
+    """((x, h0, U, W, b), (T, B, I, H)): the arguments of elman_step_args, each checked and a plain array
+    (b stays None when absent). ``h0_name`` is what messages call h0 (``state0['h0']`` in the any-cell API)."""
     x = array("x", x, 3, device_ok)
-    h0 = array("h0", h0, 2, device_ok)
+    h0 = array(h0_name, h0, 2, device_ok)
     U = array("U", U, 2, device_ok)
     W = array("W", W, 2, device_ok)
     if b is not None:
         b = array("b", b, 1, device_ok)
-    same_dtype("x", x.dtype, h0=h0, U=U, W=W, b=b)
+    same_dtype("x", x.dtype, **{h0_name: h0}, U=U, W=W, b=b)
     T, B, I = x.shape
     # H is what most arguments say, so that the message blames the one odd argument out
-    H, why_h = decide("H", [("W", W.shape[0]), ("W", W.shape[1]), ("h0", h0.shape[1]), ("U", U.shape[0])]
+    H, why_h = decide("H", [("W", W.shape[0]), ("W", W.shape[1]), (h0_name, h0.shape[1]), ("U", U.shape[0])]
                       + ([("b", b.shape[0])] if b is not None else []))
     why = f" ({why_h}; I={I} from x)"
     shape("W", W, (H, H), "(H, H)", why)
-    shape("h0", h0, (B, H), "(B, H)", f" ({why_h}; B={B} from x)")
+    shape(h0_name, h0, (B, H), "(B, H)", f" ({why_h}; B={B} from x)")
     shape("U", U, (H, I), "(H, I)", why)
     if b is not None:
         shape("b", b, (H,), "(H,)", why)
-    return T, B, I, H
+    return (x, h0, U, W, b), (T, B, I, H)
 
 
 def targets_arg(targets, T: int, B: int, K: int) -> np.ndarray:
-    if not isinstance(targets, np.ndarray):
-        raise TypeError(f"targets: expected a numpy.ndarray of class indices, got {type(targets).__name__}")
-    _not_masked("targets", targets)
-    if targets.dtype.kind not in "iu":  # timedelta64 counts as an integer to np.issubdtype
-        raise TypeError(f"targets: expected an integer dtype, got {targets.dtype}")
+    """The class indices (T, B), checked, as a C-contiguous int64 array jitted code may take."""
+    targets = integers("targets", targets, "class indices")
     shape("targets", targets, (T, B), "(T, B)")
     if targets.size:
         low, high = int(targets.min()), int(targets.max())
         if low < 0 or high >= K:
             raise ValueError(f"targets: class indices must lie in [0, K={K}), got values in [{low}, {high}]")
-    return targets.astype(np.int64, copy=False)
+    return contiguous(targets.astype(np.int64, copy=False))
 
 
 #: the gated cells: their gates in stacking order, the initial states, and the parameters beyond U_k, W_k, b_k
@@ -127,12 +206,10 @@ HEAD_PARAMS = ("V", "c")
 
 
 def cell_name(cell: object, allowed: tuple[str, ...]) -> str:
-    if cell == "gru":
+    if isinstance(cell, str) and cell == "gru":
         raise ValueError("cell: 'gru' is ambiguous; say 'gru-reset-after' (PyTorch, cuDNN, Keras 3, Flax) or "
                          "'gru-reset-before' (ONNX's default, Keras reset_after=False)")
-    if not isinstance(cell, str) or cell not in allowed:
-        raise ValueError(f"cell: expected one of {allowed}, got {cell!r}")
-    return cell
+    return choice("cell", cell, allowed)
 
 
 def named_arrays(what: str, given: object, required: tuple[str, ...], optional: tuple[str, ...], cell: str) -> dict:
@@ -153,10 +230,15 @@ def named_arrays(what: str, given: object, required: tuple[str, ...], optional: 
 
 
 def gated_args(cell: str, x, state0, params, head: bool = False, device_ok: bool = False):
+    """gated_inputs without x: (T, B, I, H, state0, params)."""
+    return gated_inputs(cell, x, state0, params, head, device_ok)[1:]
+
+
+def gated_inputs(cell: str, x, state0, params, head: bool = False, device_ok: bool = False):
     """Check x (T, B, I), state0 {h0 (B, P) (and c0 (B, H))}, params {U_k (H, I), W_k (H, P), b_k (H,) for
     every gate k, and the cell's extras; V (K, P), c (K,) when ``head``}, where P = H but for the projected
-    LSTM (W_hr (P, H)). Returns (T, B, I, H, state0, params) with every array checked, the dicts copied
-    (never the arrays).
+    LSTM (W_hr (P, H)). Returns (x, T, B, I, H, state0, params) with every array checked and a plain
+    ndarray (:func:`array`), the dicts copied (never the arrays).
 
     The common case (everything consistent) costs a few microseconds: the shapes and dtypes are
     compared at once, and only a mismatch builds the messages that name the odd argument out.
@@ -179,7 +261,7 @@ def gated_args(cell: str, x, state0, params, head: bool = False, device_ok: bool
     given = {**state0, **params}
     if any(given[key].shape != wanted for key, wanted in _expected_shapes(cell, B, I, H, P, K, head)):
         _name_the_odd_shape(cell, B, I, state0, params, head)
-    return T, B, I, H, state0, params
+    return x, T, B, I, H, state0, params
 
 
 _PARAM_NAMES = {cell: tuple(f"{kind}_{g}" for kind in "UWb" for g in gates) + tuple(extra)
@@ -242,9 +324,11 @@ def one_params_form(params, named: dict):
     return named if params is None else params
 
 
-def elman_dicts(state0, params) -> tuple:
-    """(h0, params) of the Elman cell from the any-cell API's dicts, each key checked by name."""
-    params = named_arrays("params", params, ("U", "W"), ("b", *HEAD_PARAMS), "elman")
+def elman_dicts(state0, params, head: bool = False) -> tuple:
+    """(h0, params) of the Elman cell from the any-cell API's dicts, each key checked by name; with ``head``
+    (the loss), V and c are required."""
+    required = ("U", "W", *HEAD_PARAMS) if head else ("U", "W")
+    params = named_arrays("params", params, required, ("b",) if head else ("b", *HEAD_PARAMS), "elman")
     return named_arrays("state0", state0, ("h0",), (), "elman")["h0"], params
 
 

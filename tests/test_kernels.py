@@ -182,7 +182,8 @@ BAD = [
     ("x", lambda a: a["x"][0], ValueError, "x: expected 3 dimensions"),
     ("b", lambda a: list(a["b"]), TypeError, "b: expected a numpy.ndarray, got list"),
     ("y", lambda a: a["y"] + 3, ValueError, r"targets: class indices must lie in \[0, K=3\)"),
-    ("y", lambda a: a["y"].astype(float), TypeError, "targets: expected an integer dtype"),
+    ("y", lambda a: a["y"].astype(float), TypeError, r"targets: expected a numpy.ndarray of class indices \(an "
+                                                      r"integer dtype\), got dtype float64"),
     ("V", lambda a: a["V"][:, :3], ValueError, r"V: expected shape \(K, H\)"),
 ]
 

@@ -48,8 +48,8 @@ LARGE_STEP = 1 << 21
 class _Step:
     """The checked, contiguous arguments of one Elman layer, and how to run its recurrence."""
 
-    def __init__(self, x, h0, U, W, b, activation):
-        self.T, self.B, self.I, self.H = checks.elman_step_args(x, h0, U, W, b)
+    def __init__(self, x, h0, U, W, b, activation, h0_name: str = "h0"):
+        (x, h0, U, W, b), (self.T, self.B, self.I, self.H) = checks.elman_arrays(x, h0, U, W, b, h0_name=h0_name)
         self.dtype = x.dtype
         code = checks.activation_code(activation)
         self.code = 4 if code == 0 and self.dtype == np.float32 else code
@@ -152,7 +152,12 @@ class _Step:
 def elman_forward(x: np.ndarray, h0: np.ndarray, U: np.ndarray, W: np.ndarray, b: np.ndarray | None = None,
                   *, activation: str = "tanh") -> np.ndarray:
     """h_t for t = 1..T, shape (T, B, H)."""
-    step = _Step(x, h0, U, W, b, activation)
+    return forward_named(x, h0, U, W, b, activation)
+
+
+def forward_named(x, h0, U, W, b, activation: str, h0_name: str = "h0") -> np.ndarray:
+    """elman_forward, its messages calling h0 ``h0_name`` (the any-cell API's ``state0['h0']``)."""
+    step = _Step(x, h0, U, W, b, activation, h0_name)
     if step.empty:
         return np.zeros((step.T, step.B, step.H), step.dtype)
     step.prepare()
@@ -162,10 +167,16 @@ def elman_forward(x: np.ndarray, h0: np.ndarray, U: np.ndarray, W: np.ndarray, b
 def elman_backward(x: np.ndarray, h0: np.ndarray, U: np.ndarray, W: np.ndarray, b: np.ndarray | None,
                    gh: np.ndarray, *, activation: str = "tanh") -> Grads:
     """The VJP for cotangents gh (T, B, H) on every h_t: gradients of x, h0, U, W and b (if given)."""
-    step = _Step(x, h0, U, W, b, activation)
-    gh = checks.array("gh", gh, 3)
-    checks.same_dtype("x", step.dtype, gh=gh)
-    checks.shape("gh", gh, (step.T, step.B, step.H), "(T, B, H)")
+    return backward_named(x, h0, U, W, b, gh, activation)
+
+
+def backward_named(x, h0, U, W, b, gh, activation: str, h0_name: str = "h0", gh_name: str = "gh") -> Grads:
+    """elman_backward, its messages calling h0 ``h0_name`` and gh ``gh_name`` (the any-cell API's
+    ``state0['h0']`` and ``cotangents['h']``)."""
+    step = _Step(x, h0, U, W, b, activation, h0_name)
+    gh = checks.array(gh_name, gh, 3)
+    checks.same_dtype("x", step.dtype, **{gh_name: gh})
+    checks.shape(gh_name, gh, (step.T, step.B, step.H), "(T, B, H)")
     if step.empty:
         return step.zeros()
     step.prepare()
@@ -178,7 +189,12 @@ def elman_loss(x: np.ndarray, h0: np.ndarray, U: np.ndarray, W: np.ndarray, b: n
 
     Returns (loss, grads): loss a scalar of the input dtype, grads for x, h0, U, W, b (if given), V, c.
     """
-    step = _Step(x, h0, U, W, b, activation)
+    return loss_named(x, h0, U, W, b, V, c, targets, activation)
+
+
+def loss_named(x, h0, U, W, b, V, c, targets, activation: str, h0_name: str = "h0"):
+    """elman_loss, its messages calling h0 ``h0_name`` (the any-cell API's ``state0['h0']``)."""
+    step = _Step(x, h0, U, W, b, activation, h0_name)
     V = checks.array("V", V, 2)
     c = checks.array("c", c, 1)
     checks.same_dtype("x", step.dtype, V=V, c=c)

@@ -78,7 +78,8 @@ class _Run:
     def __init__(self, cell: str, x, state0, params, head: bool = False, tag: str = "", half: bool = False) -> None:
         self.cell = checks.cell_name(cell, CELLS)
         self.head = head
-        self.T, self.B, self.I, self.H, self.state0, self.params = checks.gated_args(cell, x, state0, params, head)
+        x, self.T, self.B, self.I, self.H, self.state0, self.params = checks.gated_inputs(self.cell, x, state0, params,
+                                                                                          head)
         self.order = checks.GATED_CELLS[cell][0]
         self.lstm = "c0" in self.state0
         #: the size of h: the projection's P for lstm-proj, else H
@@ -256,23 +257,31 @@ class _Run:
 def _dispatch_elman(kind: str, x, state0, params, extra, activation):
     from rnnspec.kernels.cpu import elman
 
-    h0, p = checks.elman_dicts(state0, params)
+    h0, p = checks.elman_dicts(state0, params, head=kind == "loss")
     args = (x, h0, p["U"], p["W"], p.get("b"))
+    h0_name = "state0['h0']"  # what the any-cell API calls it
     if kind == "forward":
-        return {"h": elman.elman_forward(*args, activation=activation)}
+        return {"h": elman.forward_named(*args, activation, h0_name)}
     if kind == "backward":
-        return elman.elman_backward(*args, checks.named_arrays("cotangents", extra, ("h",), (), "elman")["h"],
-                                    activation=activation)
-    return elman.elman_loss(*args, p["V"], p["c"], extra, activation=activation)
+        cotangents = checks.named_arrays("cotangents", extra if extra is not None else {}, ("h",), (), "elman")
+        return elman.backward_named(*args, cotangents["h"], activation, h0_name, "cotangents['h']")
+    return elman.loss_named(*args, p["V"], p["c"], extra, activation, h0_name)
 
 
-def _variant(layers, bidirectional, lengths, padding) -> dict | None:
-    """The variant keywords, or None for one forward layer over full sequences (the plain contract)."""
-    if layers == 1 and bidirectional is False and lengths is None:
+def _choose(cell, activation, layers, bidirectional, lengths, padding) -> tuple[str, str, dict | None]:
+    """(cell, activation, the variant keywords), each keyword checked by the one rule of every path
+    (checks.choice, checks.count, checks.flag); the keywords are None for one forward layer over full
+    sequences (the plain contract). ``activation`` is checked for every cell, though only Elman's reads it."""
+    cell = checks.cell_name(cell, ("elman", *CELLS))
+    activation = checks.choice("activation", activation, checks.ACTIVATIONS)
+    layers = checks.count("layers", layers)
+    bidirectional = checks.flag("bidirectional", bidirectional)
+    padding = checks.choice("padding", padding, checks.PADDING)
+    if layers == 1 and not bidirectional and lengths is None:
         if padding != "zero":
             raise ValueError(f"padding={padding!r} applies to runs with lengths; none were given")
-        return None
-    return {"layers": layers, "bidirectional": bidirectional, "lengths": lengths, "padding": padding}
+        return cell, activation, None
+    return cell, activation, {"layers": layers, "bidirectional": bidirectional, "lengths": lengths, "padding": padding}
 
 
 def forward(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None = None, *,
@@ -288,7 +297,7 @@ def forward(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None = 
     {"h": (T, B, D * H), "h_n" (, "c_n")}, the last layer's outputs and the final states.
     """
     params = checks.one_params_form(params, named)
-    variant = _variant(layers, bidirectional, lengths, padding)
+    cell, activation, variant = _choose(cell, activation, layers, bidirectional, lengths, padding)
     if variant is not None:
         from rnnspec.kernels.cpu import variants
 
@@ -319,7 +328,7 @@ def backward(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None =
     initial state and every parameter, named as the inputs are. A variant (see :func:`forward`) takes
     cotangents on any of "h", "h_n", "c_n"."""
     params = checks.one_params_form(params, named)
-    variant = _variant(layers, bidirectional, lengths, padding)
+    cell, activation, variant = _choose(cell, activation, layers, bidirectional, lengths, padding)
     if variant is not None:
         from rnnspec.kernels.cpu import variants
 
@@ -351,7 +360,7 @@ def loss(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None = Non
     (x, the initial states, the cell's parameters, V and c). Returns (loss, grads). A variant (see
     :func:`forward`) sums over the valid steps t < len_b of its last layer's outputs."""
     params = checks.one_params_form(params, named)
-    variant = _variant(layers, bidirectional, lengths, padding)
+    cell, activation, variant = _choose(cell, activation, layers, bidirectional, lengths, padding)
     if variant is not None:
         from rnnspec.kernels.cpu import variants
 

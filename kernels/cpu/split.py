@@ -239,7 +239,7 @@ class Parts:
                                     for p in range(PARTS)], barrier)
         else:
             run.ms = run.scratch("m", (T, B, H))
-            b_hn = np.ascontiguousarray(run.params["b_hn"])
+            b_hn = checks.contiguous(run.params["b_hn"])
             together(gru_forward, [(barrier, self.Ws, run.x2, self.U[p], self.b[p], self.WT[p], b_hn, self.a[p],
                                     self.gates[p], products[p], run.hs, run.ms, run.one, self.los[p])
                                    for p in range(PARTS)], barrier)

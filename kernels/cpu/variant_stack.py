@@ -10,7 +10,6 @@ from rnnspec.kernels.cpu import elman
 from rnnspec.kernels.cpu.gated import CELLS, _Run
 
 Arrays = dict[str, np.ndarray]
-PADDING = ("zero", "carry")
 
 
 class _ElmanRun:
@@ -18,7 +17,7 @@ class _ElmanRun:
 
     def __init__(self, x, state0, params, activation: str) -> None:
         checks.named_arrays("state0", state0, ("h0",), (), "elman")
-        self.step = elman._Step(x, state0["h0"], params["U"], params["W"], params.get("b"), activation)
+        self.step = elman._Step(x, state0["h0"], params["U"], params["W"], params.get("b"), activation, "state0['h0']")
         self.T, self.B, self.H, self.dtype, self.empty = self.step.T, self.step.B, self.step.H, self.step.dtype, \
             self.step.empty
         self.P = self.H
@@ -57,17 +56,16 @@ class Stack:
 
     def __init__(self, cell: str, x, state0, params, *, layers: int, bidirectional: bool, lengths, padding: str,
                  activation: str, head: bool) -> None:
+        # the rules of the plain path's keywords (gated._choose), applied again for a direct caller
         self.cell = checks.cell_name(cell, ("elman", *CELLS))
-        if isinstance(layers, bool) or not isinstance(layers, int | np.integer) or layers < 1:
-            raise ValueError(f"layers: expected an integer >= 1, got {layers!r}")
-        if not isinstance(bidirectional, bool | np.bool_):
-            raise TypeError(f"bidirectional: expected True or False, got {bidirectional!r}")
-        if padding not in PADDING:
-            raise ValueError(f"padding: expected one of {PADDING}, got {padding!r}")
-        x = checks.array("x", x, 3)
+        self.layers = checks.count("layers", layers)
+        self.D = 2 if checks.flag("bidirectional", bidirectional) else 1
+        self.padding = checks.choice("padding", padding, checks.PADDING)
+        checks.activation_code(activation)
+        #: x as a plain ndarray (checks.array): what the runs read, and the caller's rows of each half
+        self.x = x = checks.array("x", x, 3)
         self.T, self.B, self.I = x.shape
         self.dtype = x.dtype
-        self.layers, self.D, self.padding = int(layers), 2 if bidirectional else 1, padding
         self.stacked = self.layers > 1 or self.D > 1
         self.lengths = _lengths(lengths, self.T, self.B)
         self.state_keys = checks.GATED_CELLS[self.cell][1] if self.cell in CELLS else ("h0",)
@@ -182,11 +180,10 @@ class Stack:
 
 
 def _lengths(lengths, steps: int, batch: int) -> np.ndarray | None:
+    """The lengths checked (not masked: a masked length would be read as its hidden value), as int64."""
     if lengths is None:
         return None
-    if not isinstance(lengths, np.ndarray) or lengths.dtype.kind not in "iu":
-        kind = lengths.dtype if isinstance(lengths, np.ndarray) else type(lengths).__name__
-        raise TypeError(f"lengths: expected a numpy.ndarray of integers, shape (B,)=({batch},), got {kind}")
+    lengths = checks.integers("lengths", lengths, f"integers, shape (B,)=({batch},)")
     checks.shape("lengths", lengths, (batch,), "(B,)")
     if lengths.size and (lengths.min() < 0 or lengths.max() > steps):
         raise ValueError(f"lengths: each must lie in [0, T={steps}], got values in [{lengths.min()}, {lengths.max()}]")

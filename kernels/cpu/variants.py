@@ -123,9 +123,9 @@ def run_loss(stack: Stack, x: np.ndarray, targets: np.ndarray) -> tuple[np.gener
     truth = y_true.reshape(-1) if mask is None else y_true[mask]
     one = stack.dtype.type(1)
     if rows.shape[0]:
-        value, gV, gc, g_rows = head_rows(np.ascontiguousarray(rows), checks.contiguous(V),
+        value, gV, gc, g_rows = head_rows(checks.contiguous(rows), checks.contiguous(V),
                                           checks.contiguous(V.T), checks.contiguous(c),
-                                          np.ascontiguousarray(truth), one)
+                                          checks.contiguous(truth), one)
     else:
         value, gV, gc, g_rows = one * 0, np.zeros(V.shape, stack.dtype), np.zeros(c.shape, stack.dtype), rows
     g_h = np.zeros(h.shape, stack.dtype)
@@ -209,6 +209,7 @@ def forward(cell: str, x, state0, params, *, layers: int = 1, bidirectional: boo
     """{"h": (T, B, D * H), "h_n" (, "c_n")}: the last layer's outputs and every run's final states."""
     options = {"layers": layers, "bidirectional": bidirectional, "padding": padding, "activation": activation}
     stack = Stack(cell, x, state0, params, lengths=lengths, head=False, **options)
+    x = stack.x  # a plain ndarray (checks.array)
     if _empty(stack):
         out = {"h": np.zeros((stack.T, stack.B, stack.D * stack.P), stack.dtype)}
         return out | {k[0] + "_n": v.copy() for k, v in stack.state0.items()}
@@ -225,6 +226,7 @@ def backward(cell: str, x, state0, params, cotangents, *, layers: int = 1, bidir
     run's parameters, named as the inputs are."""
     options = {"layers": layers, "bidirectional": bidirectional, "padding": padding, "activation": activation}
     stack = Stack(cell, x, state0, params, lengths=lengths, head=False, **options)
+    x = stack.x  # a plain ndarray (checks.array)
     given = _cotangents(stack, cotangents)
     halves = None if _empty(stack) else _halves(
         stack, lambda xs, s0, ln, cot: backward(cell, xs, s0, params, cot, lengths=ln, **options), x,
@@ -246,6 +248,7 @@ def loss(cell: str, x, state0, params, targets, *, layers: int = 1, bidirectiona
     outputs, and the gradient of every input (x, the initial states, every run's parameters, V and c)."""
     options = {"layers": layers, "bidirectional": bidirectional, "padding": padding, "activation": activation}
     stack = Stack(cell, x, state0, params, lengths=lengths, head=True, **options)
+    x = stack.x  # a plain ndarray (checks.array)
     if not _empty(stack):
         y = checks.targets_arg(targets, stack.T, stack.B, checks.array("V", stack.params["V"], 2).shape[0])
         halves = _halves(stack, lambda xs, s0, ln, y: loss(cell, xs, s0, params, y["targets"], lengths=ln, **options),
