@@ -17,6 +17,10 @@ Each framework module's docstring gives its shapes and where its biases live. Tw
 receive an exact random split of each canonical bias (:func:`split_bias`), so a round trip is
 bit-exact and an implementation that drops one bias fails the suite.
 
+Every conversion first checks what it is given: exactly the layout's keys, with the shapes that one set
+of sizes (I, H; P) gives them, else a ConversionError names the cell, each key, the shape found and the
+shape expected (:mod:`rnnspec.spec.conventions._shapes`).
+
 >>> torch_weights = to_framework("torch", "lstm", params)          # doctest: +SKIP
 >>> keras_weights = port(torch_weights, "lstm", source="torch", target="keras")  # doctest: +SKIP
 >>> layer.set_weights([keras_weights[k] for k in KERAS_WEIGHTS])   # doctest: +SKIP

@@ -95,7 +95,7 @@ def check(cell: str, weights: Mapping, packing: Packing | None, what: str, allow
     """ConversionError unless ``weights`` has exactly the keys of ``cell``'s layout (``packing``'s, or the
     canonical parameters' when it is None; ``allowed`` keys are ignored) with the shapes of one set of sizes.
 
-    ``what`` names the argument in the message ("the lstm weights of PyTorch (nn.LSTM)"); ``rename`` gives a
+    ``what`` names the argument in the message ("the lstm weights of PyTorch's nn.LSTM"); ``rename`` gives a
     key as the caller wrote it (a layer's weights are checked as layer 0's)."""
     if not isinstance(weights, Mapping):
         raise ConversionError(f"{what} must be a dict of arrays, got {type(weights).__name__}")
