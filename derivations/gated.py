@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sympy as sp
 
+from rnnspec import catalogue
 from rnnspec.derivations.cells import SIZES, Cell, Gate, sigmoid
 from rnnspec.derivations.heads import make_head
 from rnnspec.derivations.tensors import INPUT, INTERMEDIATE, PARAM, STATE_IN, STATE_OUT, Equation, Var, indices
@@ -40,21 +41,22 @@ def lstm(head: str | None = "softmax-ce", projection: bool = False, peephole: bo
     ONNX's P: i and f also read P_i * c_{t-1}, P_f * c_{t-1}, and o reads P_o * c_t (the new cell state)."""
     i, j, k = indices("i j k")
     state = "P" if projection else "H"
-    U, W, b = _gate_params("ifgo", state)
+    order = catalogue.cell("lstm").gates
+    U, W, b = _gate_params(order, state)
     x = Var("x", ("I",), INPUT, "x_t")
     h_prev = Var("h_prev", (state,), STATE_IN, "h_{t-1}")
     c_prev = Var("C_prev", ("H",), STATE_IN, "c_{t-1}", contract="c_prev")
     h = Var("h", (state,), STATE_OUT, "h_t")
     c = Var("C", ("H",), STATE_OUT, "c_t", contract="c")
-    pre = {g: _pre(f"z{g}", g) for g in "ifgo"}
-    gate = {g: Var(f"{g}g", ("H",), INTERMEDIATE, f"{g}_{{t}}") for g in "ifgo"}
+    pre = {g: _pre(f"z{g}", g) for g in order}
+    gate = {g: Var(f"{g}g", ("H",), INTERMEDIATE, f"{g}_{{t}}") for g in order}
     squash = {"i": sigmoid, "f": sigmoid, "g": sp.tanh, "o": sigmoid}
     peep = {g: Var(f"P_{g}", ("H",), PARAM, f"P_{{{g}}}") for g in "ifo"} if peephole else {}
     reads = {"i": c_prev, "f": c_prev, "o": c}  # the cell state each peephole looks at
     params = [*U.values(), *W.values(), *b.values(), *peep.values()]
     step = []
     new_cell = Equation(c, (i,), gate["f"][i] * c_prev[i] + gate["i"][i] * gate["g"][i])
-    for g in "ifgo":
+    for g in order:
         if g == "o" and peephole:  # the output gate's peephole reads the new cell state: c_t first
             step.append(new_cell)
         extra = peep[g][i] * reads[g][i] if g in peep else 0
@@ -92,12 +94,13 @@ def gru(reset_after: bool = True, head: str | None = "softmax-ce") -> Cell:
     """The GRU, gates r, z, n; the reset gate after the recurrent product (PyTorch, cuDNN, Keras 3,
     Flax) with its own bias b_hn, or before it (ONNX's default, Keras ``reset_after=False``, the 2014 paper)."""
     i, j, k = indices("i j k")
-    U, W, b = _gate_params("rzn")
+    order = catalogue.cell("gru-reset-after").gates
+    U, W, b = _gate_params(order)
     x = Var("x", ("I",), INPUT, "x_t")
     h_prev = Var("h_prev", ("H",), STATE_IN, "h_{t-1}")
     h = Var("h", ("H",), STATE_OUT, "h_t")
-    pre = {g: _pre(f"z{g}", g) for g in "rzn"}
-    gate = {g: Var(f"{g}g", ("H",), INTERMEDIATE, f"{g}_{{t}}") for g in "rzn"}
+    pre = {g: _pre(f"z{g}", g) for g in order}
+    gate = {g: Var(f"{g}g", ("H",), INTERMEDIATE, f"{g}_{{t}}") for g in order}
     step = []
     for g in "rz":
         step.append(Equation(pre[g], (i,), U[g][i, j] * x[j] + W[g][i, k] * h_prev[k] + b[g][i]))

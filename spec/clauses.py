@@ -78,6 +78,6 @@ def by_id(cell: str = "elman", variant: str = "") -> dict[str, Clause]:
 
 def all_ids() -> dict[str, str]:
     """Every clause id of every registered cell -> its cell."""
-    from rnnspec.derivations.registry import CELL_NAMES
+    from rnnspec.catalogue import NAMES as CELL_NAMES
 
     return {clause.id: cell for cell in CELL_NAMES for clause in clauses(cell)}

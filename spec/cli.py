@@ -214,7 +214,8 @@ def _version() -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    from rnnspec.derivations.registry import CELL_NAMES
+    from rnnspec.catalogue import DTYPES
+    from rnnspec.catalogue import NAMES as CELL_NAMES
     from rnnspec.spec.targets import BUILTIN
 
     top = argparse.ArgumentParser(prog="rnnspec", description=__doc__)
@@ -233,7 +234,7 @@ def parser() -> argparse.ArgumentParser:
                        "(e.g. layers=2,bidirectional,lengths=zero); default: one forward layer")
     check.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                        help="cuda: the target's GPU variant (torch -> torch-cuda, rnnspec-cpu -> rnnspec-cuda)")
-    check.add_argument("--dtype", choices=["float32", "float64"], help="only cases of this dtype (default: every "
+    check.add_argument("--dtype", choices=DTYPES, help="only cases of this dtype (default: every "
                        "dtype the target declares)")
     check.add_argument("--seed", type=int, default=0, help="seed of the generated cases (default 0)")
     check.add_argument("--examples", type=_positive_int, default=None, help="number of generated cases (default 50)")

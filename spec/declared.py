@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rnnspec import catalogue
 from rnnspec.derivations.cells import ACTIVATIONS
 from rnnspec.spec import tolerance as tol
 
 METHODS = ("forward", "vjp", "loss")
-KNOWN_DTYPES = ("float32", "float64")
+KNOWN_DTYPES = catalogue.DTYPES
 KNOWN_ACTIVATIONS = tuple(ACTIVATIONS)
 
 
@@ -139,12 +140,11 @@ def declared(raw: dict) -> Declared:
                          f"{', '.join(METHODS)}{hint}")
     if "forward" not in raw["methods"]:
         raise UsageError(f"the target ({raw['target_class']}) has no forward(), the contract's one required method")
-    from rnnspec.derivations.registry import CELL_NAMES, GRU_IS_AMBIGUOUS
-
     field, cells = ("cells", raw["cells"]) if raw["cells"] is not None else ("cell", raw["cell"])
-    if cells == "gru" or (isinstance(cells, tuple) and "gru" in cells):
-        raise UsageError(f"the target declares {field} = {cells!r}: {GRU_IS_AMBIGUOUS}")
-    cells = _names(field, cells, CELL_NAMES)
+    for name in (cells,) if isinstance(cells, str) else cells if isinstance(cells, tuple) else ():
+        if isinstance(name, str) and name in catalogue.REFUSED:
+            raise UsageError(f"the target declares {field} = {cells!r}: {catalogue.REFUSED[name]}")
+    cells = _names(field, cells, catalogue.NAMES)
     dtypes = _names("dtypes", raw["dtypes"], KNOWN_DTYPES)
     activations = _names("activations", raw["activations"] or raw["activation"], KNOWN_ACTIVATIONS)
     classes = raw["accuracy"].values() if isinstance(raw["accuracy"], dict) else (raw["accuracy"],)

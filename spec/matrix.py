@@ -19,12 +19,10 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
+from rnnspec import catalogue
 from rnnspec.spec import defects
 from rnnspec.spec.conventions import FRAMEWORKS as LAYOUTS
 from rnnspec.spec.targets import BUILTIN
-
-CELLS = ("elman", "lstm", "gru-reset-after", "gru-reset-before")
-DTYPES = ("float32", "float64")
 
 
 @dataclass(frozen=True)
@@ -149,8 +147,8 @@ def build(targets: tuple[str, ...] | None = None, seeds: tuple[int, ...] = (0,),
         row.version()  # anything the Markdown needs fails now, not after hours of checks
     entries, work = [], []
     for row in rows:
-        for cell in CELLS:
-            for dtype in DTYPES:
+        for cell in catalogue.NAMES:
+            for dtype in catalogue.DTYPES:
                 entry = Cell(row, cell, dtype)
                 entry.reason = not_provided(row, cell, dtype)
                 entry.verdict = "not provided" if entry.reason else "conformant"

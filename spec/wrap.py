@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from rnnspec import catalogue
+
 
 class FunctionTarget:
     """An implementation made of functions; missing ones are reported 'not provided'."""
@@ -66,7 +68,7 @@ def from_functions(forward: Callable, vjp: Callable | None = None, loss: Callabl
     return FunctionTarget(forward, vjp, loss, **options)
 
 
-def from_torch(step: Callable, *, dtypes: tuple[str, ...] = ("float32", "float64"), activation: str = "tanh",
+def from_torch(step: Callable, *, dtypes: tuple[str, ...] = catalogue.DTYPES, activation: str = "tanh",
                cell: str = "elman"):
     """A target from one PyTorch function of the forward pass; autograd does the rest.
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnnspec import catalogue
 from rnnspec.spec.conventions import to_framework
 from rnnspec.spec.conventions.onnx import OPERATORS
 from rnnspec.spec.frameworks import require
 
 #: the cells with a cell state (initial_c, Y_c)
-WITH_CELL_STATE = ("lstm", "lstm-peephole")
+WITH_CELL_STATE = catalogue.with_cell_state()
 OPSET = 14  # the first with the ``layout`` attribute; rnnspec uses layout 0 (time-major)
 _ACTIVATIONS = {"tanh": "Tanh", "relu": "Relu"}
 
