@@ -127,16 +127,22 @@ def parse_variant(text: str | Variant | None) -> Variant:
     if text is None or not str(text).strip():
         return Variant()
     fields: dict = {}
+    shown = str(text) if len(str(text)) <= 80 else str(text)[:60] + f"... ({len(str(text))} characters)"
     for part in (p.strip() for p in str(text).split(",")):
         if part == "bidirectional":
-            fields["bidirectional"] = True
+            name, value = "bidirectional", True
+        elif re.fullmatch(r"layers=\d{1,3}", part):  # more digits than that is no layer count (1..8)
+            name, value = "layers", int(part.split("=")[1])
         elif re.fullmatch(r"layers=\d+", part):
-            fields["layers"] = int(part.split("=")[1])
+            raise ValueError(f"variant {shown!r}: layers must be an integer in 1..8, got {len(part) - 7} digits")
         elif part.startswith("lengths="):
-            fields["lengths"] = part.split("=", 1)[1]
+            name, value = "lengths", part.split("=", 1)[1]
         else:
-            raise ValueError(f"variant {text!r}: cannot read {part!r}; write e.g. "
+            raise ValueError(f"variant {shown!r}: cannot read {part!r}; write e.g. "
                              "'layers=2,bidirectional,lengths=zero' (lengths: zero or carry)")
+        if name in fields:  # the second would silently win
+            raise ValueError(f"variant {shown!r}: {name} is given twice")
+        fields[name] = value
     return Variant(**fields)
 
 

@@ -56,3 +56,11 @@ def test_derive_refuses_a_file_as_out_before_rendering(capsys, tmp_path):
 def test_derive_check_against_a_missing_folder_is_a_usage_error_not_stale_files(capsys, tmp_path):
     code, err, seconds = rnnspec(capsys, "derive", "--check", "--out", str(tmp_path / "missing"), "--quiet")
     assert code == 2 and "no such folder" in err and "stale" not in err and seconds < 5, err
+
+
+@pytest.mark.parametrize("variant,says", [("layers=" + "9" * 5000, "5000 digits"),
+                                          ("lengths=zero,lengths=carry", "lengths is given twice"),
+                                          ("layers=2,layers=3", "layers is given twice")])
+def test_a_variant_is_read_whole_or_refused_by_name(capsys, variant, says):
+    code, err, _ = rnnspec(capsys, "check", "--variant", variant, "--quiet")
+    assert code == 2 and says in err and len(err) < 400 and "set_int_max_str_digits" not in err, err
