@@ -6,8 +6,9 @@ import sympy as sp
 
 from rnnspec.derivations.cells import ACTIVATIONS, HEADS, elman
 from rnnspec.derivations.derive import Derivation, activation_derivative, activation_gain, derive
+from rnnspec.derivations.page import Page, forward_equations
 from rnnspec.derivations.proof import Certificate
-from rnnspec.derivations.render import index_form, matrix_form
+from rnnspec.derivations.render import matrix_form
 from rnnspec.derivations.tensors import Equation
 
 #: what a document citing the notes must say of them
@@ -30,17 +31,17 @@ NAMES = {
 }
 
 
-def _display(eq: Equation) -> str:
-    matrix = matrix_form(eq, NAMES)
-    return f"$$ {matrix} $$" if matrix else f"$$ {index_form(eq, NAMES)} $$"
+#: the total loss, which every document states, and what its L is (:meth:`rnnspec.derivations.page.Page.program`)
+TOTAL_LOSS = r"L = \sum_{t=1}^{T} \ell_{t}"
+LOSS = {"L": "loss"}
 
-
-def _table(equations: tuple[Equation, ...]) -> list[str]:
-    rows = ["| quantity | index form (derived) | matrix form |", "|---|---|---|"]
-    for eq in equations:
-        matrix = matrix_form(eq, NAMES)
-        rows.append(f"| `{eq.target.name}` | ${index_form(eq, NAMES)}$ | {'$' + matrix + '$' if matrix else '—'} |")
-    return rows
+#: the run-level quantities the assembled BPTT and the bound write: each gradient of L (by the contract's name of
+#: what it differentiates; x_t at every step), the loss, h_t's Jacobian by h_k, and the gain gamma_f of f
+RUN_NAMES = {
+    **{rf"\frac{{\partial L}}{{\partial {q}}}": f"grad:{key}"
+       for q, key in (("U", "U"), ("W", "W"), ("b", "b"), ("V", "V"), ("c", "c"), ("h_0", "h0"), ("x_t", "x"))},
+    **LOSS, r"\frac{\partial h_t}{\partial h_k}": "jacobian:h", r"\gamma_f": "gain",
+}
 
 
 def loss_cotangent(derivation: Derivation) -> sp.Expr:
@@ -60,60 +61,65 @@ def loss_cotangent(derivation: Derivation) -> sp.Expr:
     return g_a.replace(output.rhs.xreplace({i: w}), output.target.base[w])
 
 
-def _bptt(derivation: Derivation) -> list[str]:
+def _bptt(page: Page, derivation: Derivation) -> list[str]:
+    """The derived step and head equations assembled over time, each display checked as a program over a run."""
     step = {eq.target.name: eq for eq in derivation.step_backward}
     head = {eq.target.name: eq for eq in derivation.head_backward}
     i = sp.Symbol("i", integer=True)
     residual = loss_cotangent(derivation)
     head_g_h = head["g_h"].rhs.xreplace({sp.IndexedBase("g_a")[sp.Symbol("j", integer=True)]:
                                          residual.xreplace({i: sp.Symbol("j", integer=True)})})
-    carried = matrix_form(step["g_h_prev"], NAMES).split(" = ")[1]
-    carried_next = carried.replace(r"\delta_{t}", r"\delta_{t+1}")
-    direct = matrix_form(Equation(head["g_h"].target, head["g_h"].indices, head_g_h), NAMES).split(" = ")[1]
-    e = matrix_form(Equation(head["g_a"].target, head["g_a"].indices, residual), NAMES).split(" = ")[1]
-    delta = matrix_form(step["g_z"], NAMES).split(" = ")[1]
+    defined = forward_equations(derivation.cell)
+
+    def rhs(eq: Equation, names: dict[str, str] = NAMES) -> str:
+        return matrix_form(eq, names, defined=defined).split(" = ")[1]
+
+    # the same derived equations with the error term of another step: delta_{t+1} (the recurrence), delta_1
+    at = lambda when: {**NAMES, "g_z": rf"\delta_{{{when}}}"}
+    e = rhs(Equation(head["g_a"].target, head["g_a"].indices, residual))
+    direct = rhs(Equation(head["g_h"].target, head["g_h"].indices, head_g_h))
 
     def total(name: str, per_step: str) -> str:
         return rf"\frac{{\partial L}}{{\partial {name}}} = \sum_{{t=1}}^{{T}} {per_step}"
 
-    def rhs(name: str, table=step) -> str:
-        return matrix_form(table[name], NAMES).split(" = ")[1]
-
-    v_term = rhs("g_V", head).replace(r"\bar{a}_{t}", f"({e})")
-    c_term = rhs("g_c", head).replace(r"\bar{a}_{t}", f"({e})")
-    return [
-        "$$ " + rf"\bar{{h}}_t = {direct} + {carried_next}, \qquad \delta_{{T+1}} = 0" + " $$",
-        f"$$ \\delta_t = {delta} $$",
-        f"$$ {total('U', rhs('g_U'))} $$",
-        f"$$ {total('W', rhs('g_W'))} $$",
-        f"$$ {total('b', rhs('g_b'))} $$",
-        f"$$ {total('V', v_term)} $$",
-        f"$$ {total('c', c_term)} $$",
-        f"$$ \\frac{{\\partial L}}{{\\partial h_0}} = {carried.replace(chr(92) + 'delta_{t}', chr(92) + 'delta_{1}')}"
-        r", \qquad \frac{\partial L}{\partial x_t} = " + rhs("g_x") + " $$",
+    shown = [
+        rf"{NAMES['g_h']} = {direct} + {rhs(step['g_h_prev'], at('t+1'))}, \qquad \delta_{{T+1}} = 0",
+        f"{NAMES['g_z']} = {rhs(step['g_z'])}",
+        total("U", rhs(step["g_U"])),
+        total("W", rhs(step["g_W"])),
+        total("b", rhs(step["g_b"])),
+        total("V", rhs(head["g_V"]).replace(NAMES["g_a"], f"({e})")),
+        total("c", rhs(head["g_c"]).replace(NAMES["g_a"], f"({e})")),
+        rf"\frac{{\partial L}}{{\partial h_0}} = {rhs(step['g_h_prev'], at(1))}, \qquad "
+        rf"\frac{{\partial L}}{{\partial x_t}} = {rhs(step['g_x'])}",
     ]
+    return [f"$$ {page.program(text, RUN_NAMES, NAMES, derivation.cell)} $$" for text in shown]
 
 
-def _activation_rows() -> list[str]:
+def _activation_rows(page: Page) -> list[str]:
     u = sp.Symbol("u", real=True)
     rows = [r"| f | f(u) | f'(u) (derived) | $\gamma_f = \sup_u \lvert f'(u) \rvert$ |", "|---|---|---|---|"]
     for name, function in ACTIVATIONS.items():
-        rows.append(f"| {name} | ${sp.latex(function(u))}$ | ${sp.latex(activation_derivative(name))}$ "
-                    f"| ${sp.latex(activation_gain(name))}$ |")
+        shown = [page.expression(function(u)), page.expression(activation_derivative(name), reader=True),
+                 page.expression(activation_gain(name))]
+        rows.append(f"| {name} | " + " | ".join(f"${text}$" for text in shown) + " |")
     return rows
 
 
 def certificate_rows(certificates: list[Certificate]) -> list[str]:
-    rows = ["| f | head | T | B | I | H | K | gradient entries | exact | numeric (50 digits) "
+    """The proof certificates, a row each, led by the cell it proves."""
+    rows = ["| cell | f | head | T | B | I | H | K | gradient entries | exact | numeric (50 digits) "
             "| worst residual | proved |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in certificates:
-        rows.append(f"| {c.activation} | {c.head} | {c.T} | {c.B} | {c.I} | {c.H} | {c.K} | {c.entries} | {c.exact} "
-                    f"| {c.numeric} | {c.worst_residual:.1e} | {'yes' if c.proved else 'NO'} |")
+        rows.append(f"| {c.cell} | {c.activation} | {c.head} | {c.T} | {c.B} | {c.I} | {c.H} | {c.K} | {c.entries} "
+                    f"| {c.exact} | {c.numeric} | {c.worst_residual:.1e} | {'yes' if c.proved else 'NO'} |")
     return rows
 
 
-def elman_document(certificates: list[Certificate], figure: str) -> str:
+def elman_document(certificates: list[Certificate], figure: str, page: Page | None = None) -> str:
+    """``elman.md``; every formula it prints is recorded in ``page`` (:mod:`rnnspec.derivations.page`)."""
+    page = page if page is not None else Page()
     generic = derive(elman("f"))
     se = derive(elman("f", head="identity-se"))
     cell = generic.cell
@@ -126,38 +132,38 @@ def elman_document(certificates: list[Certificate], figure: str) -> str:
         "",
         "Notation: batch rows are handled by the code; here everything is one example, vectors are columns"
         " (the notes' S is h). A bar is a cotangent, $\\bar{q} = \\partial L / \\partial q$; the notes' error"
-        " term is $\\delta_t = \\bar{z}_t$. Indices repeated on the right and absent on the left are summed. "
-        + THE_NOTES,
+        " term is $\\delta_t = \\bar{z}_t$; $\\sigma(u) = 1 / (1 + e^{-u})$ is the logistic function. A sum"
+        " $\\sum_k$ runs over the factors after it, up to the next + or -. " + THE_NOTES,
         "",
         "## 1. Forward equations",
         "",
-        *[_display(eq) for eq in cell.step],
+        *[page.display(eq, NAMES, cell) for eq in cell.step],
         "",
         "Head `softmax-ce` (softmax output, cross-entropy loss; $y_t$ one-hot; $\\mu_t = \\max_k a_{t,k}$"
         " only keeps the exponentials in range, and the loss does not depend on it):",
         "",
-        *[_display(eq) for eq in cell.head.equations + cell.head.outputs],
+        *[page.display(eq, NAMES, cell) for eq in cell.head.equations + cell.head.outputs],
         "",
         "Head `identity-se` (identity output, squared error):",
         "",
-        *[_display(eq) for eq in se.cell.head.equations],
+        *[page.display(eq, NAMES, se.cell) for eq in se.cell.head.equations],
         "",
-        "$$ L = \\sum_{t=1}^{T} \\ell_t $$",
+        f"$$ {page.program(TOTAL_LOSS, RUN_NAMES, NAMES, cell)} $$",
         "",
         "## 2. Derived: the backward equations of one step",
         "",
         "Given the cotangent $\\bar{h}_t$ of a step's new state, the engine derives (reverse mode over the"
         " step's equations, one SymPy derivative per equation and quantity):",
         "",
-        *_table(generic.step_backward),
+        *page.table(generic.step_backward, NAMES, cell),
         "",
         "and of the `softmax-ce` head, given $\\bar{\\ell}_t$:",
         "",
-        *_table(generic.head_backward),
+        *page.table(generic.head_backward, NAMES, cell),
         "",
         "and of the `identity-se` head:",
         "",
-        *_table(se.head_backward),
+        *page.table(se.head_backward, NAMES, se.cell),
         "",
         "## 3. BPTT assembled",
         "",
@@ -165,7 +171,7 @@ def elman_document(certificates: list[Certificate], figure: str) -> str:
         " both heads). The cotangent of $h_t$ collects the head of step t and the recurrence from step t+1;"
         " each parameter's gradient sums its per-step cotangent over time (and over the batch):",
         "",
-        *_bptt(generic),
+        *_bptt(page, generic),
         "",
         "These are the source notes' formulas: $\\partial L/\\partial V = \\sum_t (o_t - y_t) h_t^T$ is BP1 with"
         " BP4, and $\\partial L/\\partial W = \\sum_t \\delta_t h_{t-1}^T$ is BP2 with BP4, where the error"
@@ -173,7 +179,7 @@ def elman_document(certificates: list[Certificate], figure: str) -> str:
         "",
         "Derivatives of the activations, as SymPy derives them:",
         "",
-        *_activation_rows(),
+        *_activation_rows(page),
         "",
         "## 4. Where did the bias gradient go?",
         "",
@@ -181,8 +187,9 @@ def elman_document(certificates: list[Certificate], figure: str) -> str:
         " leave b and c out. With them in, the derivation gives their gradients directly, the same error terms"
         " multiplied by 1 instead of an input:",
         "",
-        "$$ \\frac{\\partial L}{\\partial b} = \\sum_{t=1}^{T} \\delta_t, \\qquad"
-        " \\frac{\\partial L}{\\partial c} = \\sum_{t=1}^{T} (o_t - y_t) $$",
+        "$$ " + page.program(r"\frac{\partial L}{\partial b} = \sum_{t=1}^{T} \delta_{t}, \qquad"
+                             r" \frac{\partial L}{\partial c} = \sum_{t=1}^{T} (o_{t} - y_{t})", RUN_NAMES, NAMES,
+                             cell) + " $$",
         "",
         "(BP3: the bias gradient is the error). The only sense in which b is 'fused' is the augmentation"
         " trick: append a constant 1 to $x_t$ and b becomes one more column of U, whose gradient is that column"
@@ -192,14 +199,15 @@ def elman_document(certificates: list[Certificate], figure: str) -> str:
         "",
         "Derived by the chain rule through the step's equations (forward mode):",
         "",
-        _display(generic.step_jacobian),
+        page.display(generic.step_jacobian, NAMES, cell, kind="jacobian"),
         "",
-        "so the product the notes single out is",
+        "so the product the notes single out is (its factor of step t on the left, of step k + 1 on the right)",
         "",
-        "$$ \\frac{\\partial h_t}{\\partial h_k} = \\prod_{j=k+1}^{t} \\operatorname{diag}\\left(f'(z_j)\\right) W,"
-        " \\qquad \\left\\lVert \\frac{\\partial h_t}{\\partial h_k} \\right\\rVert"
-        " \\le \\prod_{j=k+1}^{t} \\lVert \\operatorname{diag}(f'(z_j)) \\rVert \\lVert W \\rVert"
-        " \\le \\left(\\gamma_f \\lVert W \\rVert\\right)^{t-k} $$",
+        "$$ " + page.program(
+            r"\frac{\partial h_t}{\partial h_k} = \prod_{j=k+1}^{t} \operatorname{diag}\left(f'(z_j)\right) W,"
+            r" \qquad \left\lVert \frac{\partial h_t}{\partial h_k} \right\rVert"
+            r" \le \prod_{j=k+1}^{t} \lVert \operatorname{diag}(f'(z_j)) \rVert \lVert W \rVert"
+            r" \le \left(\gamma_f \lVert W \rVert\right)^{t-k}", RUN_NAMES, NAMES, cell) + " $$",
         "",
         "with $\\gamma_f$ from the table in section 3 ($\\gamma_{tanh} = 1$, $\\gamma_{sigmoid} = 1/4$). When"
         " $\\gamma_f \\lVert W \\rVert < 1$ the gradient reaching back t-k steps shrinks geometrically"

@@ -7,9 +7,12 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+import numpy as np
+
 from rnnspec.derivations import figure
 from rnnspec.derivations.document import all_certificates_cases, elman_document
-from rnnspec.derivations.gated_document import gru_document, lstm_document
+from rnnspec.derivations.gated_document import GRU_CELLS, LSTM_CELLS, gru_document, lstm_document
+from rnnspec.derivations.page import Page
 from rnnspec.derivations.proof import Certificate, prove
 from rnnspec.derivations.variants_document import VARIANT_PROOFS, variants_document
 
@@ -74,17 +77,26 @@ def can_draw() -> bool:
     return importlib.util.find_spec("matplotlib") is not None
 
 
+def documents(proved: list[Certificate], curves: dict[str, np.ndarray],
+              pages: dict[str, Page] | None = None) -> dict[str, str]:
+    """File name -> text of every generated document; with ``pages``, the formulas each prints are recorded in
+    ``pages[name]`` (what tests/test_rendered_formulas.py evaluates)."""
+    pages = pages if pages is not None else {}
+    page = lambda name: pages.setdefault(name, Page())
+    of = lambda *cells: [c for c in proved if c.cell in cells and not c.variant]
+    return {"elman.md": elman_document(of("elman"), FIGURE, page("elman.md")),
+            "lstm.md": lstm_document(of(*LSTM_CELLS), CELLS_FIGURE, curves, page("lstm.md")),
+            "gru.md": gru_document(of(*GRU_CELLS), CELLS_FIGURE, curves, page("gru.md")),
+            "variants.md": variants_document([c for c in proved if c.variant], page("variants.md"))}
+
+
 def render(workers: int = 2, progress: Progress | None = None) -> dict[str, bytes]:
     """File name -> content of every generated file (without the figure when matplotlib is missing)."""
     data, curves = figure.series(), figure.cell_series()
     proved = certificates(workers, progress)
-    of = lambda *cells: [c for c in proved if c.cell in cells and not c.variant]
-    files = {"elman.md": elman_document(of("elman"), FIGURE).encode(),
-             "elman_gradient_norms.csv": figure.csv_text(data).encode(),
-             "lstm.md": lstm_document(of("lstm", "lstm-proj", "lstm-peephole"), CELLS_FIGURE, curves).encode(),
-             "gru.md": gru_document(of("gru-reset-after", "gru-reset-before"), CELLS_FIGURE, curves).encode(),
-             "gradient_flow.csv": figure.cells_csv_text(curves).encode(),
-             "variants.md": variants_document([c for c in proved if c.variant]).encode()}
+    files = {name: text.encode() for name, text in documents(proved, curves).items()}
+    files.update({"elman_gradient_norms.csv": figure.csv_text(data).encode(),
+                  "gradient_flow.csv": figure.cells_csv_text(curves).encode()})
     if can_draw():
         files[FIGURE] = figure.png_bytes(data)
         files[CELLS_FIGURE] = figure.cells_png_bytes(curves)

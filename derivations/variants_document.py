@@ -6,7 +6,8 @@ import sympy as sp
 
 from rnnspec.derivations.cells import elman
 from rnnspec.derivations.derive import derive
-from rnnspec.derivations.gated_document import _display, _table, names
+from rnnspec.derivations.gated_document import names
+from rnnspec.derivations.page import Page
 from rnnspec.derivations.proof import Certificate
 from rnnspec.derivations.registry import cell as registered
 from rnnspec.derivations.variants import masked
@@ -21,7 +22,7 @@ VARIANT_PROOFS = [
 ]
 
 
-def _transpose_rule(T: int = 3) -> list[str]:
+def _transpose_rule(page: Page, T: int = 3) -> list[str]:
     """The VJPs of reversal and of the output mask, derived by differentiating <g_y, y> for T steps."""
     h = sp.symbols(f"h_0:{T}")
     g = sp.symbols(rf"\bar{{y}}_0:{T}")
@@ -32,11 +33,14 @@ def _transpose_rule(T: int = 3) -> list[str]:
     for k in range(T):
         by_reversal = sp.diff(sum(gt * yt for gt, yt in zip(g, reverse)), h[k])
         by_mask = sp.diff(sum(gt * yt for gt, yt in zip(g, zero)), h[k])
-        rows.append(f"| {k} | $\\bar{{h}}_{k} = {sp.latex(by_reversal)}$ | $\\bar{{h}}_{k} = {sp.latex(by_mask)}$ |")
+        lhs = rf"\bar{{h}}_{k}"
+        rows.append(f"| {k} | ${page.expression(by_reversal, lhs)}$ | ${page.expression(by_mask, lhs)}$ |")
     return rows
 
 
-def variants_document(certificates: list[Certificate]) -> str:
+def variants_document(certificates: list[Certificate], page: Page | None = None) -> str:
+    """``variants.md``; every formula it prints is recorded in ``page`` (:mod:`rnnspec.derivations.page`)."""
+    page = page if page is not None else Page()
     generic = derive(masked(elman("f", head=None)))
     lstm = derive(masked(registered("lstm", "tanh", None)))
     w_generic, w_lstm = names(generic), names(lstm)
@@ -57,16 +61,16 @@ def variants_document(certificates: list[Certificate]) -> str:
         " $s_t = m_t \\tilde{s}_t + (1 - m_t) s_{t-1}$, with $\\tilde{s}_t$ the cell's own new state, so a padded step"
         " keeps the state. The masked Elman step (any $f$):",
         "",
-        *[_display(eq, w_generic) for eq in generic.cell.step],
+        *[page.display(eq, w_generic, generic.cell) for eq in generic.cell.step],
         "",
         "Its backward step, derived:",
         "",
-        *_table(generic.step_backward, w_generic),
+        *page.table(generic.step_backward, w_generic, generic.cell),
         "",
         "At a padded step ($m_t = 0$) the cotangent of the new state passes to the previous one unchanged, and nothing"
         " reaches the step's pre-activations, parameters or input. The LSTM's two states, derived the same way:",
         "",
-        *_table(shown(lstm, ("g_h_new", "g_C_new", "g_h_prev", "g_C_prev")), w_lstm),
+        *page.table(shown(lstm, ("g_h_new", "g_C_new", "g_h_prev", "g_C_prev")), w_lstm, lstm.cell),
         "",
         "A direction reports $y_t = v_t h_t$: under the *zero* semantics (PyTorch's packed sequences, ONNX Runtime's"
         " `sequence_lens`) $v_t = m_t$; under *carry* (Keras masking, which repeats its last output, starting from"
@@ -82,7 +86,7 @@ def variants_document(certificates: list[Certificate]) -> str:
         " the one after $x_0$. Its outputs are put back in time order. Reversal and the output mask are linear maps;"
         " differentiating $\\langle \\bar{y}, y \\rangle$ by each $h_k$ gives their VJPs (T = 3):",
         "",
-        *_transpose_rule(),
+        *_transpose_rule(page),
         "",
         "So BPTT of the reverse direction reverses the outputs' cotangents, runs the cell's derived backward steps in"
         " its own order, and reverses $\\bar{x}$ back.",
