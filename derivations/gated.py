@@ -8,6 +8,10 @@ Per-gate parameters, named after the notes' U (input), W (recurrent), b; sigma i
     gru-reset-after:  r = sigma(U_r x + W_r h + b_r),  z = sigma(U_z x + W_z h + b_z),
                       n = tanh(U_n x + b_n + r * (W_n h + b_hn)),   h' = (1 - z) * n + z * h
     gru-reset-before: as above with n = tanh(U_n x + W_n (r * h) + b_n), no b_hn
+    mgu:              f = sigma(U_f x + W_f h + b_f),  n = tanh(U_n x + W_n (f * h) + b_n),
+                      h' = (1 - f) * h + f * n   (the minimal gated unit, Zhou et al. 2016)
+    mgu-flax:         f as above,  n = tanh(U_n x + b_n + f * (W_n h + b_hn)),  h' = (1 - f) * n + f * h
+                      (what flax.linen's MGUCell computes: a GRU whose one gate is both reset and update)
 
 Quantity names are short and distinct from the head's (``C`` is the LSTM's cell state, whose
 contract name is ``c``; the head's ``c`` is its output bias).
@@ -73,8 +77,6 @@ def lstm(head: str | None = "softmax-ce", projection: bool = False, peephole: bo
     else:
         step.append(Equation(h, (i,), gate["o"][i] * sp.tanh(c[i])))
     name = "lstm-proj" if projection else "lstm-peephole" if peephole else "lstm"
-    titles = {"lstm": "LSTM", "lstm-proj": "LSTM with a projection (PyTorch's proj_size)",
-              "lstm-peephole": "LSTM with peepholes (ONNX's P)"}
     return Cell(
         name=name,
         activation="tanh",
@@ -84,7 +86,7 @@ def lstm(head: str | None = "softmax-ce", projection: bool = False, peephole: bo
         states=((h_prev, h), (c_prev, c)),
         step=tuple(step),
         head=make_head(head, h),
-        title=titles[name],
+        title=catalogue.cell(name).title,
         pre_activations=tuple(p.name for p in pre.values()) + ("C",),
         gates=(Gate("i", "b_i", "input"), Gate("f", "b_f", "forget"), Gate("o", "b_o", "output")),
     )
@@ -128,7 +130,53 @@ def gru(reset_after: bool = True, head: str | None = "softmax-ce") -> Cell:
         states=((h_prev, h),),
         step=tuple(step),
         head=make_head(head, h),
-        title=f"GRU, reset gate {form} the recurrent product",
+        title=catalogue.cell(f"gru-reset-{form}").title,
         pre_activations=tuple(p.name for p in pre.values()),
         gates=(Gate("r", "b_r", "reset"), Gate("z", "b_z", "update")),
+    )
+
+
+def mgu(flax: bool = False, head: str | None = "softmax-ce") -> Cell:
+    """The minimal gated unit (Zhou, Wu, Zhang and Zhou, 2016), gates f, n: the forget gate f resets h before
+    W_n and mixes the candidate in, h' = (1 - f) h + f n. With ``flax``, what flax.linen's MGUCell computes: f
+    multiplies the recurrent product W_n h + b_hn (its own bias), and h' = (1 - f) n + f h."""
+    i, j, k = indices("i j k")
+    name = "mgu-flax" if flax else "mgu"
+    order = catalogue.cell(name).gates
+    U, W, b = _gate_params(order)
+    x = Var("x", ("I",), INPUT, "x_t")
+    h_prev = Var("h_prev", ("H",), STATE_IN, "h_{t-1}")
+    h = Var("h", ("H",), STATE_OUT, "h_t")
+    pre = {g: _pre(f"z{g}", g) for g in order}
+    gate = {g: Var(f"{g}g", ("H",), INTERMEDIATE, f"{g}_{{t}}") for g in order}
+    f, n = gate["f"], gate["n"]
+    step = [Equation(pre["f"], (i,), U["f"][i, j] * x[j] + W["f"][i, k] * h_prev[k] + b["f"][i]),
+            Equation(f, (i,), sigmoid(pre["f"][i]))]
+    params = [*U.values(), *W.values(), *b.values()]
+    if flax:
+        b_hn = Var("b_hn", ("H",), PARAM, "b_{hn}")
+        params.append(b_hn)
+        recurrent = Var("m", ("H",), INTERMEDIATE, "m_{t}")  # W_n h_{t-1} + b_hn, before the gate
+        step.append(Equation(recurrent, (i,), W["n"][i, k] * h_prev[k] + b_hn[i]))
+        step.append(Equation(pre["n"], (i,), U["n"][i, j] * x[j] + b["n"][i] + f[i] * recurrent[i]))
+    else:
+        reset = Var("fh", ("H",), INTERMEDIATE, r"(f_{t} \odot h_{t-1})")
+        step.append(Equation(reset, (i,), f[i] * h_prev[i]))
+        step.append(Equation(pre["n"], (i,), U["n"][i, j] * x[j] + W["n"][i, k] * reset[k] + b["n"][i]))
+    step.append(Equation(n, (i,), sp.tanh(pre["n"][i])))
+    mix = (1 - f[i]) * n[i] + f[i] * h_prev[i] if flax else (1 - f[i]) * h_prev[i] + f[i] * n[i]
+    step.append(Equation(h, (i,), mix))
+    return Cell(
+        name=name,
+        activation="tanh",
+        sizes=SIZES,
+        params=tuple(params),
+        inputs=(x,),
+        states=((h_prev, h),),
+        step=tuple(step),
+        head=make_head(head, h),
+        title=catalogue.cell(name).title,
+        pre_activations=tuple(p.name for p in pre.values()),
+        # f near 1 forgets h in the paper's cell, and keeps it in flax's, where it plays a GRU's update gate
+        gates=(Gate("f", "b_f", "update" if flax else "forget"),),
     )

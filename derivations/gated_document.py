@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import sympy as sp
 
+from rnnspec import catalogue
 from rnnspec.derivations.cells import Cell
 from rnnspec.derivations.derive import Derivation, derive
 from rnnspec.derivations.document import LOSS, THE_NOTES, TOTAL_LOSS, certificate_rows
@@ -25,9 +26,19 @@ from rnnspec.derivations.tensors import Equation
 HEAD_NAMES = {k: ELMAN_NAMES[k] for k in ("a", "y", "mu", "s", "ell", "g_a", "g_s", "g_ell")}
 HEAD_NAMES["o"] = "p_{t}"
 
-#: the cells lstm.md and gru.md derive
-LSTM_CELLS = ("lstm", "lstm-proj", "lstm-peephole")
-GRU_CELLS = ("gru-reset-after", "gru-reset-before")
+#: the cells lstm.md and gru.md derive, as the catalogue files them
+LSTM_CELLS = catalogue.documents()["lstm"]
+GRU_CELLS = catalogue.documents()["gru"]
+
+#: what a document written by :func:`family_document` says of its cells before the equations
+INTROS = {
+    "mgu": "Two cells are called MGU. `mgu` is the minimal gated unit of Zhou, Wu, Zhang and Zhou (2016): one"
+           " forget gate $f_t$ resets $h_{t-1}$ before $W_n$ and mixes the candidate in, $h_t = (1 - f_t) \\odot"
+           " h_{t-1} + f_t \\odot n_t$. `mgu-flax` is what flax.linen's `MGUCell` computes: $f_t$ multiplies the"
+           " recurrent product $W_n h_{t-1} + b_{hn}$ (with a bias of its own) and keeps the old state,"
+           " $h_t = (1 - f_t) \\odot n_t + f_t \\odot h_{t-1}$, a GRU whose one gate is both its reset and its"
+           " update gate. They compute different functions; weights of one cannot be copied into the other.",
+}
 
 
 
@@ -358,6 +369,33 @@ def gru_document(certificates: list[Certificate], figure: str, curves: dict[str,
         "",
         *_proof_section(certificates),
     ]
+    return "\n".join(lines)
+
+
+def family_document(name: str, certificates: list[Certificate], page: Page | None = None) -> str:
+    """``<name>.md`` for the cells the catalogue files under ``name``, each the same way: forward equations, the
+    derived backward step, the step Jacobian, the proof. A new cell under a new document needs nothing here."""
+    page = page if page is not None else Page()
+    cells = [registered(c) for c in catalogue.documents()[name]]
+    derived = {c.name: derive(c) for c in cells}
+    written = {c.name: names(derived[c.name]) for c in cells}
+    titles = ", ".join(c.title for c in cells)
+    lines = [*_preamble(f"{titles}: forward equations, derived BPTT, proof", cells), INTROS.get(name, ""), "",
+             "## 1. Forward equations", ""]
+    for c in cells:
+        lines += [f"**{c.name}**:", "", *_forward(page, c, written[c.name]), ""]
+    lines += [*_head(page, cells[0], written[cells[0].name]), "", "## 2. Derived: the backward equations of one step",
+              ""]
+    for c in cells:
+        lines += [f"**{c.name}**:", "", *page.table(derived[c.name].step_backward, written[c.name], c), ""]
+    lines += ["## 3. BPTT assembled", "",
+              "For t = T..1, the step receives $\\bar{h}_t$ = (the head's $V^T (p_t - y_t)$, or the caller's cotangent)"
+              " + the $\\bar{h}_{t-1}$ of step t+1; every parameter's gradient is its per-step cotangent summed over t"
+              " (and the batch), and $\\partial L / \\partial h_0$ is the $\\bar{h}_{t-1}$ of step 1.", "",
+              "## 4. Gradient flow", "", "The step Jacobians, derived, of each cell:", ""]
+    for c in cells:
+        lines += [f"**{c.name}**:", "", _jacobian(page, c, "h", "h_prev", written[c.name]), ""]
+    lines += _proof_section(certificates)
     return "\n".join(lines)
 
 

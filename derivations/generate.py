@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from rnnspec import catalogue
 from rnnspec.derivations import figure
 from rnnspec.derivations.document import all_certificates_cases, elman_document
-from rnnspec.derivations.gated_document import GRU_CELLS, LSTM_CELLS, gru_document, lstm_document
+from rnnspec.derivations.gated_document import family_document, gru_document, lstm_document
 from rnnspec.derivations.page import Page
 from rnnspec.derivations.proof import Certificate, prove
 from rnnspec.derivations.variants_document import VARIANT_PROOFS, variants_document
@@ -83,11 +84,18 @@ def documents(proved: list[Certificate], curves: dict[str, np.ndarray],
     ``pages[name]`` (what tests/test_rendered_formulas.py evaluates)."""
     pages = pages if pages is not None else {}
     page = lambda name: pages.setdefault(name, Page())
-    of = lambda *cells: [c for c in proved if c.cell in cells and not c.variant]
-    return {"elman.md": elman_document(of("elman"), FIGURE, page("elman.md")),
-            "lstm.md": lstm_document(of(*LSTM_CELLS), CELLS_FIGURE, curves, page("lstm.md")),
-            "gru.md": gru_document(of(*GRU_CELLS), CELLS_FIGURE, curves, page("gru.md")),
-            "variants.md": variants_document([c for c in proved if c.variant], page("variants.md"))}
+    filed = catalogue.documents()
+    of = lambda document: [c for c in proved if c.cell in filed[document] and not c.variant]
+    written = {"elman": lambda: elman_document(of("elman"), FIGURE, page("elman.md")),
+               "lstm": lambda: lstm_document(of("lstm"), CELLS_FIGURE, curves, page("lstm.md")),
+               "gru": lambda: gru_document(of("gru"), CELLS_FIGURE, curves, page("gru.md"))}
+    out = {f"{name}.md": written[name]() if name in written else family_document(name, of(name), page(f"{name}.md"))
+           for name in filed}
+    out["variants.md"] = variants_document([c for c in proved if c.variant], page("variants.md"))
+    unplaced = sorted({c.cell for c in proved} - {cell for cells in filed.values() for cell in cells})
+    if unplaced:  # a proof that no document shows would run and be thrown away
+        raise AssertionError(f"proofs of {unplaced} belong to no document of the catalogue")
+    return out
 
 
 def render(workers: int = 2, progress: Progress | None = None) -> dict[str, bytes]:

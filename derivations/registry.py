@@ -11,7 +11,7 @@ from functools import cache
 
 from rnnspec import catalogue
 from rnnspec.derivations.cells import Cell, elman
-from rnnspec.derivations.gated import gru, lstm
+from rnnspec.derivations.gated import gru, lstm, mgu
 
 #: name -> builder(activation, head); the gated cells accept only their fixed activations ("tanh")
 _BUILDERS: dict[str, Callable[[str, str | None], Cell]] = {
@@ -21,6 +21,8 @@ _BUILDERS: dict[str, Callable[[str, str | None], Cell]] = {
     "lstm-peephole": lambda activation, head: lstm(head, peephole=True),
     "gru-reset-after": lambda activation, head: gru(True, head),
     "gru-reset-before": lambda activation, head: gru(False, head),
+    "mgu": lambda activation, head: mgu(False, head),
+    "mgu-flax": lambda activation, head: mgu(True, head),
 }
 
 CELL_NAMES: tuple[str, ...] = catalogue.NAMES
