@@ -254,7 +254,7 @@ def gated_inputs(cell: str, x, state0, params, head: bool = False, device_ok: bo
     for key, value in params.items():
         params[key] = array(key, value, _NDIM.get(key, 2), device_ok)
     if len({x.dtype, *(v.dtype for v in state0.values()), *(v.dtype for v in params.values())}) > 1:
-        same_dtype("x", x.dtype, **state0, **params)
+        same_dtype("x", x.dtype, **{f"state0[{k!r}]": v for k, v in state0.items()}, **params)
     H = params[f"W_{gates[0]}"].shape[0]
     P = params["W_hr"].shape[0] if "W_hr" in params else H
     K = params["V"].shape[0] if head else 0
