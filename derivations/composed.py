@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from rnnspec import catalogue
 from rnnspec.derivations.evaluate import evaluate
 from rnnspec.derivations.oracle import Oracle
 from rnnspec.derivations.registry import cell as registered_cell
@@ -216,7 +217,7 @@ class Composed:
         grads = self._backward(runs, mask, {"h": g_y}, params)
         grads.update(head_grads)
         value = total[()] if isinstance(total, np.ndarray) else total
-        return (float(value) if be.name in ("float64", "float32") else value), grads
+        return (float(value) if be.name in catalogue.DTYPES else value), grads
 
 
 

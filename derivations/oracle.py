@@ -13,6 +13,7 @@ from functools import cached_property
 
 import numpy as np
 
+from rnnspec import catalogue
 from rnnspec.derivations.cells import Cell, elman
 from rnnspec.derivations.derive import Derivation, derive
 from rnnspec.derivations.evaluate import Backend, backend, evaluate
@@ -144,7 +145,7 @@ class Oracle:
         grads = self._backward(tapes, per_step, sizes, self._step_params(params))
         grads.update(head_grads)
         value = total[()] if isinstance(total, np.ndarray) else total
-        return (float(value) if self.be.name in ("float64", "float32") else value), grads
+        return (float(value) if self.be.name in catalogue.DTYPES else value), grads
 
     def everything(self, x: np.ndarray, state0: Arrays, params: Arrays, cotangents: Arrays, targets: np.ndarray):
         """forward, vjp and loss of one case with a single forward pass: (states, vjp grads, (loss, grads)).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rnnspec import catalogue
 from rnnspec.kernels.checks import ACTIVATIONS as KERNEL_ACTIVATIONS
 from rnnspec.spec.targets import TargetError
 
@@ -9,7 +10,7 @@ from rnnspec.spec.targets import TargetError
 class RnnspecCPU:
     """The Numba CPU kernels (rnnspec.kernels): every cell, through the one API they share."""
 
-    cells = ("elman", "lstm", "gru-reset-after", "gru-reset-before", "lstm-proj", "lstm-peephole")
+    cells = catalogue.NAMES  # the kernels implement every cell of the catalogue
     cell = "elman"
     dtypes = ("float32", "float64")
     activations = KERNEL_ACTIVATIONS

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from rnnspec import catalogue
 from rnnspec.derivations.variants import Variant
 from rnnspec.spec.conventions import gradients_from_framework, to_framework
 from rnnspec.spec.conventions import pytorch as conventions
@@ -36,7 +37,7 @@ from rnnspec.spec.targets import TargetError
 
 LAYERS = {"elman": "RNN", "lstm": "LSTM", "gru-reset-after": "GRU", "lstm-proj": "LSTM"}
 #: the cells with a cell state c (nn.LSTM, with or without proj_size)
-WITH_CELL_STATE = ("lstm", "lstm-proj")
+WITH_CELL_STATE = catalogue.with_cell_state()
 
 
 class TorchRNN:
