@@ -1,24 +1,26 @@
 """The built-in target ``flax``: flax.linen's own cells scanned by flax.linen.RNN, gradients by jax.vjp.
 
-SimpleCell (tanh, relu), LSTMCell, GRUCell (gru-reset-after); Flax has no reset-before GRU (see
-:mod:`rnnspec.spec.conventions.flax`). Weights through :mod:`rnnspec.spec.conventions`, inputs
-batch-major as nn.RNN wants them, float64 with ``jax_enable_x64``. The loss is the head's logits and
-optax's ``softmax_cross_entropy_with_integer_labels`` summed over time and batch. An LSTM's c_t of
-every step comes from the same scan over Flax's own LSTMCell made to output its whole carry.
+SimpleCell (tanh, relu), LSTMCell, GRUCell (gru-reset-after), MGUCell (mgu-flax, not the MGU paper's
+cell); Flax has no reset-before GRU and no paper MGU (see :mod:`rnnspec.spec.conventions.flax`). Weights
+through :mod:`rnnspec.spec.conventions`, inputs batch-major as nn.RNN wants them, float64 with
+``jax_enable_x64``. The loss is the head's logits and optax's ``softmax_cross_entropy_with_integer_labels``
+summed over time and batch. An LSTM's c_t of every step comes from the same scan over Flax's own LSTMCell
+made to output its whole carry.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from rnnspec.spec.conventions import gradients_from_framework, sequence_from, sequence_to, to_framework
+from rnnspec.spec.conventions import cells_of, gradients_from_framework, sequence_from, sequence_to, to_framework
 from rnnspec.spec.frameworks import jax_jit, jax_vjp, require
 
 
 class FlaxRNN:
-    """flax.linen.RNN over SimpleCell, LSTMCell or GRUCell, on JAX's CPU backend."""
+    """flax.linen.RNN over SimpleCell, LSTMCell, GRUCell or MGUCell, on JAX's CPU backend."""
 
-    cells = ("elman", "lstm", "gru-reset-after")
+    #: every cell the Flax layout has a layer for (spec/conventions/flax.py), Elman first (the default)
+    cells = cells_of("flax")
     cell = "elman"
     dtypes = ("float32", "float64")
     activations = ("tanh", "relu")
@@ -38,6 +40,9 @@ class FlaxRNN:
             cell = nn.SimpleCell(features=hidden, activation_fn=getattr(nn, self.activation))
         elif self.cell == "lstm":
             cell = (_carry_cell(nn) if every_c else nn.LSTMCell)(features=hidden)
+        elif self.cell == "mgu-flax":
+            # reset_gate=True is the default; named because reset_gate=False computes another cell
+            cell = nn.MGUCell(features=hidden, reset_gate=True)
         else:
             cell = nn.GRUCell(features=hidden)
         return nn.RNN(cell)
