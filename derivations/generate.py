@@ -111,6 +111,35 @@ def render(workers: int = 2, progress: Progress | None = None) -> dict[str, byte
     return files
 
 
+#: the README of a source checkout (absent from an installed package), whose Cells section is generated
+README = Path(__file__).resolve().parent.parent / "README.md"
+BEGIN, END = "<!-- cells:begin -->", "<!-- cells:end -->"
+
+
+def cells_table() -> str:
+    """The README's table of cells, from the catalogue: one row per cell."""
+    rows = ["| cell | what it is | known as | gates | states | parameters | derived in |",
+            "|---|---|---|---|---|---|---|"]
+    shown = lambda params: ", ".join(f"`{p.key}` ({', '.join(p.shape)})" for p in params)
+    for c in catalogue.CELLS.values():
+        gates = ", ".join(c.gates) if c.gates else "none"
+        per_gate = {f"{kind}_{g}" for kind in "UWb" for g in c.gates}
+        extra = [p for p in c.params if p.key not in per_gate]
+        params = shown(c.params) if not c.gates else (
+            f"per gate k: `U_k` (H, I), `W_k` (H, {c.width}), `b_k` (H)" + (f"; {shown(extra)}" if extra else ""))
+        rows.append(f"| `{c.name}` | {c.title} | {c.known_as} | {gates} | {', '.join(c.states)} | {params} "
+                    f"| [{c.document}.md](derivations/generated/{c.document}.md) |")
+    return "\n".join(rows)
+
+
+def with_cells_table(readme: str) -> str:
+    """``readme`` with the text between its cells markers replaced by :func:`cells_table`."""
+    if readme.count(BEGIN) != 1 or readme.count(END) != 1:
+        raise ValueError(f"README.md must hold {BEGIN} and {END} once each")
+    head, rest = readme.split(BEGIN)
+    return f"{head}{BEGIN}\n{cells_table()}\n{END}{rest.split(END, 1)[1]}"
+
+
 def write(out: Path, files: dict[str, bytes]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name, content in files.items():

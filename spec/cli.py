@@ -34,14 +34,19 @@ def _derive(args: argparse.Namespace) -> int:
     if progress:
         progress("deriving the gradients and proving them against sympy.diff of the unrolled loss")
     files = generate.render(workers=args.workers, progress=progress)
+    readme = generate.README.read_text() if generate.README.is_file() and not args.out else None
     if args.check:
         stale = generate.stale(out, files)
+        if readme is not None and generate.with_cells_table(readme) != readme:
+            stale.append(f"{generate.README} (its Cells section)")
         if stale:
             print(f"stale generated files in {out}: {', '.join(stale)}; run `rnnspec derive`", file=sys.stderr)
             return 1
         print(f"{len(files)} generated files in {out} are up to date ({time.perf_counter() - start:.1f} s)")
         return 0
     generate.write(out, files)
+    if readme is not None:
+        generate.README.write_text(generate.with_cells_table(readme))
     print(f"wrote {', '.join(files)} to {out} ({time.perf_counter() - start:.1f} s)")
     return 0
 

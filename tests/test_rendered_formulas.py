@@ -27,6 +27,7 @@ import pytest
 import sympy as sp
 from latex_reader import Context, Names, ReadError, evaluate, read
 
+from rnnspec import catalogue
 from rnnspec.derivations import generate, render
 from rnnspec.derivations.derive import activation_gain, derive
 from rnnspec.derivations.evaluate import backend
@@ -40,6 +41,8 @@ from rnnspec.derivations.tensors import PARAM, Equation, Var
 GENERATED = Path(__file__).parent.parent / "derivations" / "generated"
 #: every axis a different length, so that a transposed or misplaced index cannot go unseen
 SIZES = {"I": 2, "H": 3, "K": 4, "P": 5}
+#: every generated document: one per document of the catalogue, and the variants'
+DOCUMENTS = [f"{name}.md" for name in catalogue.documents()] + ["variants.md"]
 #: the documents' generic activation f, read as tanh (the equations are made concrete the same way)
 F = sp.Function("f")
 FUNCTIONS = {"f": np.tanh, "f'": lambda u: 1 - np.tanh(u) ** 2}
@@ -75,7 +78,7 @@ def test_the_documents_print_exactly_the_recorded_formulas():
         assert printed == recorded, f"{name}: printed and recorded formulas differ: " \
             f"{[p for p in printed if p not in recorded][:3]} / {[r for r in recorded if r not in printed][:3]}"
         total += len(printed)
-    assert set(pages()) == {"elman.md", "lstm.md", "gru.md", "variants.md"}
+    assert set(pages()) == set(DOCUMENTS)
     # every formula of every document: 61 + 93 + 102 + 31 = 287 when this was written
     assert total == sum(len(p.formulas) for p in pages().values()) > 250
 
@@ -433,7 +436,7 @@ def check_page(page: Page, seed: int = 0, first: bool = False) -> list[str]:
     return failures
 
 
-@pytest.mark.parametrize("document", ["elman.md", "lstm.md", "gru.md", "variants.md"])
+@pytest.mark.parametrize("document", DOCUMENTS)
 def test_every_printed_formula_evaluates_to_what_it_renders(document):
     failures = check_page(pages()[document])
     assert not failures, f"{document}: {len(failures)} formulas read wrong:\n" + "\n\n".join(failures[:5])
@@ -443,7 +446,9 @@ def test_every_step_jacobian_also_reads_right_in_index_form():
     """The documents print the Jacobians in matrix form; their index form (where the reset-before GRU's sum over k
     went wrong) is rendered and read too: each sum after the factors free of its index, and right in value."""
     jacobians = [f for page in pages().values() for f in page.formulas if f.kind == "jacobian"]
-    assert len(jacobians) == 7  # elman's, lstm's four, and one of each GRU
+    # elman's, lstm's four, and one of each cell of every other document (the two GRUs, the two MGUs)
+    others = [cells for name, cells in catalogue.documents().items() if name not in ("elman", "lstm")]
+    assert len(jacobians) == 1 + 4 + sum(len(cells) for cells in others)
     rng = np.random.default_rng(1)
     for formula in jacobians:
         scratch = Page()
