@@ -79,7 +79,7 @@ WIDER = {"float32": "float64", "float64": "longdouble"}
 #: the expectations of the most recent cases: a run's shrinking, and the corpus of mutants checked on
 #: the same generated cases, meet the same cases again
 _RECENT: OrderedDict = OrderedDict()
-RECENT_CASES = 256
+RECENT_CASES = 1024
 
 
 def expected(case: Case, arrays: dict[str, np.ndarray] | None = None,
