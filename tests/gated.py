@@ -1,9 +1,9 @@
-"""Correct NumPy LSTM and GRUs (written for these tests, by hand, independently of the derivation).
+"""Correct NumPy LSTMs, GRUs and MGUs (written for these tests, by hand, independently of the derivation).
 
 Each model keeps its gates stacked along columns in ``order`` and reads the canonical per-gate
-parameters into that layout; each small method is a seam where tests/mutants.py plants one bug.
+parameters into that layout; each small method is a seam where tests/mutants_gated.py plants one bug.
 Backward passes are the textbook ones, typed here from the equations of issue "LSTM and both GRUs
-through the whole suite", never from the engine's output.
+through the whole suite" (and, for the MGUs, of issue 33), never from the engine's output.
 """
 
 from __future__ import annotations
@@ -352,3 +352,123 @@ class GRUResetAfter(GRU):
 
 class GRUResetBefore(GRU):
     reset_after = False
+
+
+class MGU(Gated):
+    """Both minimal gated units: ``flax`` says where the gate f acts and which way it mixes.
+
+    mgu:      f = sigma(U_f x + W_f h + b_f),  n = tanh(U_n x + W_n (f * h) + b_n),   h' = (1 - f) h + f n
+    mgu-flax: f as above,  n = tanh(U_n x + b_n + f * (W_n h + b_hn)),                 h' = (1 - f) n + f h
+
+    Backward, with g = dL/dh' (given plus carried): in mgu, dL/dn = g f, dL/df = g (n - h) + (W_n^T dzn) h,
+    dL/dh = g (1 - f) + f (W_n^T dzn) + W_f^T dzf; in mgu-flax, dL/dn = g (1 - f), dL/df = g (h - n) + dzn m
+    (m = W_n h + b_hn), dL/dh = g f + W_n^T (f dzn) + W_f^T dzf; dzn = dL/dn (1 - n^2), dzf = dL/df f (1 - f).
+    """
+
+    order = "fn"
+    outputs = ("h",)
+    flax = False
+
+    @property
+    def cell(self) -> str:
+        return "mgu-flax" if self.flax else "mgu"
+
+    def input_biases(self, params):
+        return self.stack(params, "b")
+
+    def recurrent_bias(self, params):
+        return params["b_hn"] if self.flax else 0
+
+    def blend(self, f, n, h_prev):
+        return (1 - f) * n + f * h_prev if self.flax else (1 - f) * h_prev + f * n
+
+    def blend_grads(self, gh, f, n, h_prev):
+        """(dL/dn, dL/df, dL/dh_prev direct) of blend."""
+        if self.flax:
+            return gh * (1 - f), gh * (h_prev - n), gh * f
+        return gh * f, gh * (n - h_prev), gh * (1 - f)
+
+    def _forward(self, x, state0, params):
+        U, b = self.stack(params, "U"), self.input_biases(params)
+        W_f, W_n = params["W_f"], params["W_n"]
+        H = W_n.shape[0]
+        h = state0["h0"]
+        tape = []
+        for t in range(x.shape[0]):
+            zx = x[t] @ U.T + b
+            pre_f = zx[:, :H] + h @ W_f.T
+            f = sigmoid(pre_f)
+            if self.flax:
+                m = h @ W_n.T + self.recurrent_bias(params)  # the recurrent product, before the gate
+                pre_n = zx[:, H:] + f * m
+            else:
+                m = f * h  # the gated state, before W_n
+                pre_n = zx[:, H:] + m @ W_n.T
+            n = np.tanh(pre_n)
+            h_prev, h = h, self.blend(f, n, h)
+            tape.append(dict(pre_f=pre_f, f=f, n=n, m=m, pre_n=pre_n, h_prev=h_prev, h=h))
+        return tape
+
+    def _backward(self, x, state0, params, tape, cotangents):
+        U, W_f, W_n = self.stack(params, "U"), params["W_f"], params["W_n"]
+        H = W_n.shape[0]
+        gU, gb, gx = np.zeros_like(U), np.zeros(U.shape[0], x.dtype), np.zeros_like(x)
+        gW_f, gW_n = np.zeros_like(W_f), np.zeros_like(W_n)
+        g_bhn = np.zeros(H, x.dtype)
+        gh_next = np.zeros_like(state0["h0"])
+        for t in self.steps_back(x.shape[0]):
+            s = tape[t]
+            gh = cotangents["h"][t] + gh_next
+            gn, gf, gh_prev = self.blend_grads(gh, s["f"], s["n"], s["h_prev"])
+            dzn = gn * self.tanh_slope(s["n"], s["pre_n"])
+            if self.flax:
+                dm = dzn * s["f"]  # dL/d(W_n h + b_hn)
+                gf = gf + self.gate_through_candidate(dzn, s)
+                gW_n += self.n_weight_grad(dm, s)
+                g_bhn += dm.sum(axis=0)
+                gh_prev = gh_prev + self.through_recurrent(dm, W_n)
+            else:
+                dm = dzn @ W_n  # dL/d(f * h)
+                gf = gf + self.gate_through_candidate(dm, s)
+                gW_n += self.n_weight_grad(dzn, s)
+                gh_prev = gh_prev + self.through_gate(dm, s["f"])
+            dzf = gf * self.gate_slope(s["f"], s["pre_f"])
+            dz = np.concatenate([dzf, dzn], axis=1)
+            gU += dz.T @ x[t]
+            gb += dz.sum(axis=0)
+            gW_f += dzf.T @ s["h_prev"]
+            gx[t] = dz @ U
+            gh_next = self.carry(gh_prev + dzf @ W_f)
+        grads = {"x": gx, "h0": gh_next, "W_f": gW_f, "W_n": gW_n}
+        grads.update(self.unstack(gU, "U", H))
+        grads.update(self.unstack(gb, "b", H))
+        if self.flax:
+            grads["b_hn"] = g_bhn
+        return grads
+
+    def n_weight_grad(self, d, s):
+        """dL/dW_n of one step: (dL/dm) h_prev^T in flax's form, (dL/dpre_n) (f * h_prev)^T in the paper's."""
+        return d.T @ (s["h_prev"] if self.flax else s["m"])
+
+    def gate_through_candidate(self, d, s):
+        """dL/df through n: dL/dpre_n * m in flax's form, dL/d(f * h) * h_prev in the paper's."""
+        return d * (s["m"] if self.flax else s["h_prev"])
+
+    def through_gate(self, dm, f):
+        """The paper's dL/dh_prev through f * h_prev: dm * f."""
+        return dm * f
+
+    def through_recurrent(self, dm, W_n):
+        """flax's dL/dh_prev through W_n h_prev: dm W_n (row vectors)."""
+        return dm @ W_n
+
+    def carry(self, gh_prev):
+        return gh_prev
+
+
+class MGUPaper(MGU):
+    flax = False
+
+
+class MGUFlax(MGU):
+    flax = True
