@@ -1,11 +1,11 @@
-"""Deliberately wrong LSTMs and GRUs: each overrides one seam of a correct model of tests/gated.py."""
+"""Deliberately wrong LSTMs, GRUs and MGUs: each overrides one seam of a correct model of tests/gated.py."""
 
 from __future__ import annotations
 
 import numpy as np
 from must_fail import BACKWARD, EVERYTHING
 
-from gated import LSTM, GRUResetAfter, GRUResetBefore, LSTMPeephole, LSTMProjected, sigmoid
+from gated import LSTM, GRUResetAfter, GRUResetBefore, LSTMPeephole, LSTMProjected, MGUFlax, MGUPaper, sigmoid
 
 
 # -- LSTM mutants -----------------------------------------------------------------------------
@@ -618,6 +618,230 @@ class LstmPeepholeGradsLastStepOnly(LSTMPeephole):
         return {**grads, **{k: last[k] for k in ("P_i", "P_f", "P_o")}}
 
 
+# -- MGU mutants (the paper's: n = tanh(U_n x + W_n (f * h) + b_n), h' = (1 - f) h + f n) ------------------
+# Each wrong forward comes with the backward pass of the function it does compute, as a self-consistent port
+# would: only the comparison with the specification can catch it.
+def paper_mix(f, n, h_prev):
+    return (1 - f) * h_prev + f * n
+
+
+def paper_mix_grads(gh, f, n, h_prev):
+    return gh * f, gh * (n - h_prev), gh * (1 - f)
+
+
+def flax_mix(f, n, h_prev):
+    return (1 - f) * n + f * h_prev
+
+
+def flax_mix_grads(gh, f, n, h_prev):
+    return gh * (1 - f), gh * (h_prev - n), gh * f
+
+
+class MguMixingFlipped(MGUPaper):
+    """h' = (1 - f) n + f h: flax's mixing in the paper's cell (a port from flax.linen's MGUCell)."""
+
+    must_fail = EVERYTHING
+
+    def blend(self, f, n, h_prev):
+        return flax_mix(f, n, h_prev)
+
+    def blend_grads(self, gh, f, n, h_prev):
+        return flax_mix_grads(gh, f, n, h_prev)
+
+
+class MguGateAfterProduct(MGUPaper):
+    """n = tanh(U_n x + b_n + f * (W_n h)): f applied after W_n (flax's placement, without b_hn) where the
+    paper's cell applies it to h before."""
+
+    must_fail = EVERYTHING
+
+    cell = "mgu"
+    flax = True
+
+    def recurrent_bias(self, params):
+        return 0
+
+    def blend(self, f, n, h_prev):
+        return paper_mix(f, n, h_prev)
+
+    def blend_grads(self, gh, f, n, h_prev):
+        return paper_mix_grads(gh, f, n, h_prev)
+
+    def _backward(self, x, state0, params, tape, cotangents):
+        grads = super()._backward(x, state0, params, tape, cotangents)
+        del grads["b_hn"]
+        return grads
+
+
+class MguGateOrderSwapped(MGUPaper):
+    """Gate order read as n, f: the gate's and the candidate's parameters swapped."""
+
+    must_fail = EVERYTHING
+
+    order = "nf"
+
+
+class MguGateSlopeAtPreActivation(MGUPaper):
+    """sigma'(u) taken as u (1 - u) at the pre-activation instead of f (1 - f) at the gate."""
+
+    must_fail = BACKWARD
+
+    def gate_slope(self, y, u):
+        return u * (1 - u)
+
+
+class MguWnGradWithH(MGUPaper):
+    """dL/dW_n pairs dL/dpre_n with h_{t-1} instead of f * h_{t-1}."""
+
+    must_fail = ("VJP-W_N", "LOSS-W_N")
+
+    def n_weight_grad(self, d, s):
+        return d.T @ s["h_prev"]
+
+
+class MguCarryMissesGatedPath(MGUPaper):
+    """dL/dh_{t-1} loses f * (W_n^T dL/dpre_n): only the direct (1 - f) term and the gate's W_f path carried."""
+
+    must_fail = BACKWARD
+
+    def through_gate(self, dm, f):
+        return np.zeros_like(dm)
+
+
+class MguGateGradFromMixOnly(MGUPaper):
+    """dL/df from the mixing only: the gate's second role, resetting h before W_n, forgotten."""
+
+    must_fail = BACKWARD
+
+    def gate_through_candidate(self, d, s):
+        return np.zeros_like(d)
+
+
+class MguGateBiasLastStepOnly(MGUPaper):
+    """dL/db_f taken from the last step only, not accumulated over time."""
+
+    must_fail = ("VJP-B_F", "LOSS-B_F")
+
+    def _backward(self, x, state0, params, tape, cotangents):
+        grads = super()._backward(x, state0, params, tape, cotangents)
+        # the last step alone: its cotangents are all it receives (nothing is carried into it)
+        last = super()._backward(x[-1:], {"h0": tape[-1]["h_prev"]}, params, tape[-1:],
+                                 {k: v[-1:] for k, v in cotangents.items()})
+        return {**grads, "b_f": last["b_f"]}
+
+
+# -- MGU mutants (flax.linen's: n = tanh(U_n x + b_n + f * (W_n h + b_hn)), h' = (1 - f) n + f h) -----------
+class MguFlaxMixingFlipped(MGUFlax):
+    """h' = (1 - f) h + f n: the paper's mixing in flax's cell."""
+
+    must_fail = EVERYTHING
+
+    def blend(self, f, n, h_prev):
+        return paper_mix(f, n, h_prev)
+
+    def blend_grads(self, gh, f, n, h_prev):
+        return paper_mix_grads(gh, f, n, h_prev)
+
+
+class MguFlaxGateBeforeProduct(MGUFlax):
+    """n = tanh(U_n x + W_n (f * h) + b_n + b_hn): the paper's placement of f, before W_n, with b_hn folded
+    into b_n (the reset-before/reset-after confusion of the GRUs, in the MGU)."""
+
+    must_fail = EVERYTHING
+
+    cell = "mgu-flax"
+    flax = False
+
+    def input_biases(self, params):
+        return self.stack({**params, "b_n": params["b_n"] + params["b_hn"]}, "b")
+
+    def blend(self, f, n, h_prev):
+        return flax_mix(f, n, h_prev)
+
+    def blend_grads(self, gh, f, n, h_prev):
+        return flax_mix_grads(gh, f, n, h_prev)
+
+    def _backward(self, x, state0, params, tape, cotangents):
+        grads = super()._backward(x, state0, params, tape, cotangents)
+        grads["b_hn"] = grads["b_n"].copy()
+        return grads
+
+
+class MguFlaxBhnOutsideGate(MGUFlax):
+    """n = tanh(U_n x + b_n + b_hn + f * (W_n h)): b_hn added outside the gate's product."""
+
+    must_fail = EVERYTHING
+
+    def input_biases(self, params):
+        return self.stack({**params, "b_n": params["b_n"] + params["b_hn"]}, "b")
+
+    def recurrent_bias(self, params):
+        return 0
+
+    def _backward(self, x, state0, params, tape, cotangents):
+        grads = super()._backward(x, state0, params, tape, cotangents)
+        grads["b_hn"] = grads["b_n"].copy()
+        return grads
+
+
+class MguFlaxIgnoresBhn(MGUFlax):
+    """b_hn dropped (the second bias of a two-bias framework ignored), its gradient still returned."""
+
+    must_fail = EVERYTHING
+
+    def recurrent_bias(self, params):
+        return 0
+
+
+class MguFlaxWnGradWithoutGate(MGUFlax):
+    """dL/dW_n computed from dL/dpre_n, not dL/dm = f * dL/dpre_n."""
+
+    must_fail = ("VJP-W_N", "LOSS-W_N")
+
+    def n_weight_grad(self, d, s):
+        return (d / np.where(s["f"] == 0, 1, s["f"])).T @ s["h_prev"]
+
+
+class MguFlaxCarryMissesRecurrentPath(MGUFlax):
+    """dL/dh_{t-1} loses W_n^T (f * dL/dpre_n): the candidate's recurrent path not carried back."""
+
+    must_fail = BACKWARD
+
+    def through_recurrent(self, dm, W_n):
+        return np.zeros_like(dm)
+
+
+class MguFlaxCarryMissesDirectPath(MGUFlax):
+    """dL/dh_{t-1} loses the direct term f * dL/dh_t."""
+
+    must_fail = BACKWARD
+
+    def blend_grads(self, gh, f, n, h_prev):
+        gn, gf, _ = super().blend_grads(gh, f, n, h_prev)
+        return gn, gf, np.zeros_like(gh)
+
+
+class MguFlaxGateGradFromMixOnly(MGUFlax):
+    """dL/df from the mixing only: the gate's product with W_n h + b_hn forgotten."""
+
+    must_fail = BACKWARD
+
+    def gate_through_candidate(self, d, s):
+        return np.zeros_like(d)
+
+
+class MguFlaxBhnGradLastStepOnly(MGUFlax):
+    """dL/db_hn taken from the last step only, not accumulated over time."""
+
+    must_fail = ("VJP-B_HN", "LOSS-B_HN")
+
+    def _backward(self, x, state0, params, tape, cotangents):
+        grads = super()._backward(x, state0, params, tape, cotangents)
+        last = super()._backward(x[-1:], {"h0": tape[-1]["h_prev"]}, params, tape[-1:],
+                                 {k: v[-1:] for k, v in cotangents.items()})
+        return {**grads, "b_hn": last["b_hn"]}
+
+
 GATED_MUTANTS = {
     "lstm": [LstmInputForgetSwapped, LstmInputOutputSwapped, LstmOnnxOrderReadAsPyTorch, LstmForgetBiasAdded,
              LstmNoTanhOnCell, LstmDropsC0Gradient, LstmTruncatedThroughCell, LstmGateSlopeAtPreActivation,
@@ -637,4 +861,9 @@ GATED_MUTANTS = {
     "lstm-peephole": [LstmPeepholeOnnxOrderMisread, LstmPeepholesIgnored, LstmPeepholeOutputReadsPreviousCell,
                       LstmPeepholeCarryMissesGatePeepholes, LstmPeepholeCellMissesOutputPeephole,
                       LstmPeepholeGradsLastStepOnly],
+    "mgu": [MguMixingFlipped, MguGateAfterProduct, MguGateOrderSwapped, MguGateSlopeAtPreActivation, MguWnGradWithH,
+            MguCarryMissesGatedPath, MguGateGradFromMixOnly, MguGateBiasLastStepOnly],
+    "mgu-flax": [MguFlaxMixingFlipped, MguFlaxGateBeforeProduct, MguFlaxBhnOutsideGate, MguFlaxIgnoresBhn,
+                 MguFlaxWnGradWithoutGate, MguFlaxCarryMissesRecurrentPath, MguFlaxCarryMissesDirectPath,
+                 MguFlaxGateGradFromMixOnly, MguFlaxBhnGradLastStepOnly],
 }
