@@ -1,5 +1,5 @@
 """scripts/rows_ab.py over a grid of small sizes in one process, for the smallest call the halves should take
-(rows.MIN_FLOPS): each line starts with the training call's multiply-adds (work.flops / 2).
+(rows.min_flops of kernels/cpu/tuning.py): each line starts with the training call's multiply-adds (work.flops / 2).
 
     python scripts/rows_sweep.py CELL [CELL ...]
 """

@@ -20,7 +20,7 @@ from test_gated_kernels import (
     snapshot,
 )
 
-from rnnspec.kernels.cpu import rows, threads
+from rnnspec.kernels.cpu import rows, threads, tuning
 from rnnspec.kernels.cpu.threads import counter, together
 from rnnspec.kernels.cpu.work import flops
 
@@ -59,21 +59,21 @@ def test_halves_match_the_oracle(cell, dtype, examples, used):
 @pytest.mark.parametrize("cell", FIRST)
 def test_halves_agree_with_one_call_and_repeat_bit_for_bit(cell, dtype, bound, used, monkeypatch):
     """At a size the choice itself halves (T = 40, B = 9: halves of 5 and 4 rows; every output and gradient;
-    rows.MIN_FLOPS lowered, or a size this small would run on one thread): within ``bound`` of the one-thread
+    rows.min_flops lowered, or a size this small would run on one thread): within ``bound`` of the one-thread
     call (their GEMMs sum in another order), bit-identical over calls and for Fortran-order inputs, and the
     caller's arrays untouched."""
     monkeypatch.delenv(rows.FORCE)
     monkeypatch.setattr(rows, "cores", lambda: 2)
-    monkeypatch.setattr(rows, "MIN_FLOPS", 0)
     case = _fixed(cell, dtype, 40, 9, 4, 6, seed=5)
     copies = snapshot(case)
-    two = _flat(_run(case))
-    assert used == [[5, 4]] * 3  # forward, backward and loss each halved
-    again = _flat(_run(case))
-    relaid = lambda v: {k: np.asfortranarray(a) for k, a in v.items()}
-    fortran = {**case, "x": np.asfortranarray(case["x"]), "params": relaid(case["params"]),
-               "state0": relaid(case["state0"]), "cot": relaid(case["cot"])}
-    moved = _flat(_run(fortran))
+    with tuning.override({"rows.min_flops": 0}):
+        two = _flat(_run(case))
+        again = _flat(_run(case))
+        relaid = lambda v: {k: np.asfortranarray(a) for k, a in v.items()}
+        fortran = {**case, "x": np.asfortranarray(case["x"]), "params": relaid(case["params"]),
+                   "state0": relaid(case["state0"]), "cot": relaid(case["cot"])}
+        moved = _flat(_run(fortran))
+    assert used == [[5, 4]] * 9  # forward, backward and loss each halved, three times
     monkeypatch.setenv(rows.FORCE, "never")
     one = _flat(_run(case))
     assert len(used) == 9
@@ -85,6 +85,7 @@ def test_halves_agree_with_one_call_and_repeat_bit_for_bit(cell, dtype, bound, u
 
 
 def test_the_choice(monkeypatch):
+    monkeypatch.setenv(tuning.ENVIRONMENT, "safe")  # the safe table, whatever this machine measured
     monkeypatch.delenv(rows.FORCE, raising=False)
     monkeypatch.setattr(rows, "cores", lambda: 2)
     lstm_256 = 4 * 256 * 256 * 8  # the LSTM's W at H = 256 in float64: 2 MiB
@@ -115,6 +116,7 @@ def test_the_choice(monkeypatch):
 def test_tiny_calls_run_on_one_thread(monkeypatch):
     """The choice as the kernels make it, from their own arguments: the GRU at (100, 8, 16, 32, 16) (0.42-0.46x
     in halves, sweep_small.log) runs on one thread; G2's rows, forward alone or with gradients, in halves."""
+    monkeypatch.setenv(tuning.ENVIRONMENT, "safe")  # the safe table, whatever this machine measured
     from rnnspec.kernels.cpu import bench, gated
 
     monkeypatch.delenv(rows.FORCE, raising=False)
@@ -222,6 +224,7 @@ def test_step_products_in_several_blas_calls_match_the_oracle(cell, used, monkey
 
 
 def test_the_benchmark_says_which_rows_ran_in_halves(monkeypatch):
+    monkeypatch.setenv(tuning.ENVIRONMENT, "safe")  # the safe table, whatever this machine measured
     from rnnspec.kernels.cpu import bench, split
 
     monkeypatch.delenv(rows.FORCE, raising=False)

@@ -31,6 +31,8 @@ from collections.abc import Iterator
 import numpy as np
 from numba import njit
 
+from rnnspec.kernels.cpu import tuning
+
 AVX512_NEEDED = ("avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl")
 AVX2_CORES = ("haswell", "zen")
 FORCED = "SKYLAKEX"
@@ -148,63 +150,56 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     return out
 
 
-#: OpenBLAS's GEMM for SkylakeX and its successors sends a product of M N K <= SMALL_KERNEL_MNK to its
-#: "small matrix" kernels, which skip the packing of A and B. A step's product (few rows, B = the
-#: recurrent weights) packs all of W at every call otherwise: measured here, float32 16 x 128 by 128 x 488
-#: ran at 105 GFLOP/s, by 128 x 496 (just over) at 52; float64 alike.
-SMALL_KERNEL_MNK = 1_000_000
+#: OpenBLAS's GEMM for these core types (SkylakeX and its successors) sends a product of M N K up to
+#: ``blas.small_kernel_mnk`` (:mod:`tuning`) to its "small matrix" kernels, which skip the packing of A and B.
+#: A step's product (few rows, B = the recurrent weights) packs all of W at every call otherwise.
 SMALL_KERNEL_CORES = ("skylakex", "cooperlake", "sapphirerapids")
-#: rows per small-kernel call in multiples of this: 4 or 8 rows ran at 107 GFLOP/s, 7 or 15 at 76-86
-ROW_MULTIPLE = 4
 
 
 @functools.cache
-def small_kernel_mnk() -> int:
-    """SMALL_KERNEL_MNK where the kernels' BLAS runs kernels that have the small-matrix path, else 0."""
+def _has_small_kernels() -> bool:
+    """Whether the kernels' BLAS runs kernels that have the small-matrix path (read once: it loads once)."""
     prepare()
     core = core_name("scipy")
-    return SMALL_KERNEL_MNK if core is not None and core.lower() in SMALL_KERNEL_CORES else 0
+    return core is not None and core.lower() in SMALL_KERNEL_CORES
+
+
+def small_kernel_mnk() -> int:
+    """``blas.small_kernel_mnk`` where the kernels' BLAS runs kernels that have the small-matrix path, else 0."""
+    return int(tuning.value("blas.small_kernel_mnk")) if _has_small_kernels() else 0
 
 
 def rows_per_call(rows: int, inner: int, cols: int, one_thread: bool) -> int:
     """How many rows of a (rows, inner) by (inner, cols) product each BLAS call takes (loops.matmul_into).
 
     On one thread (``one_thread``, or SciPy's OpenBLAS set to one): as many as keep a call on the
-    small-matrix kernels, in multiples of ROW_MULTIPLE and spread evenly over the calls. All of them in
-    one call where even ROW_MULTIPLE rows would not fit, where the BLAS has no such kernels, or where
+    small-matrix kernels, in multiples of ``blas.row_multiple`` and spread evenly over the calls. All of them
+    in one call where even that many rows would not fit, where the BLAS has no such kernels, or where
     OpenBLAS may use its threads: the small-matrix kernels run on one, and at 32-64 rows two threads on
     the packed path ran as fast or faster (64 x 128 by 128 x 384: 42-45 us against 56 us in calls of 16
     rows, 75 us in one call on one thread)."""
     if not one_thread and threads() != 1:
         return max(rows, 1)
     limit = small_kernel_mnk()
-    most = (limit // max(inner * cols, 1)) // ROW_MULTIPLE * ROW_MULTIPLE
+    multiple = int(tuning.value("blas.row_multiple"))
+    most = (limit // max(inner * cols, 1)) // multiple * multiple
     if most == 0 or rows <= most:
         return max(rows, 1)
     calls = -(-rows // most)
     even = -(-rows // calls)
-    return -(-even // ROW_MULTIPLE) * ROW_MULTIPLE
-
-
-#: float32 step products with a W of at least this many bytes, and TRANSPOSED_ROWS rows, go through
-#: (W a^T)^T (loops.step_product). On SkylakeX kernels, two threads, side by side, the same bits either way
-#: (scripts/transposed_sweep.py; three sweeps, benchmarks/cpu_cells/simd/transposed_sweep.log the last two;
-#: B rows, a stacked W of G gates and H units; forward h W^T / BPTT d W):
-#: H = 1024, G = 4: B = 64 1.08-1.19x / 1.38-1.39x, B = 32 0.97-1.21x / 1.58-1.80x, B = 8-16 1.01-1.47x /
-#: 1.98-2.43x; H = 1024, G = 3: 1.01-1.11x / 1.31-1.42x; H = 768: 0.93-1.09x / 1.13-1.33x; H = 2048:
-#: 1.08-1.16x / 1.25-1.30x. At a W of 4 MiB (H = 512, G = 4) the forward lost as often as it won
-#: (0.90-1.24x), at H = 256 both lost (0.73-0.96x), and float64 lost nearly everywhere (0.63-0.95x forward,
-#: 0.79-1.04x BPTT).
-TRANSPOSED_MIN_BYTES = 6 * 2**20
-TRANSPOSED_ROWS = (8, 64)
+    return -(-even // multiple) * multiple
 
 
 def transposed_wins(dtype: np.dtype, rows: int, weight_bytes: int) -> bool:
-    """Whether a step's product of ``rows`` rows by a W of ``weight_bytes`` runs as (W a^T)^T: float32,
-    the measured rows and sizes of W above, and the kernels' BLAS on the kernels measured (small_kernel_mnk
-    tells them apart)."""
-    return (dtype == np.float32 and TRANSPOSED_ROWS[0] <= rows <= TRANSPOSED_ROWS[1]
-            and weight_bytes >= TRANSPOSED_MIN_BYTES and small_kernel_mnk() > 0)
+    """Whether a step's product of ``rows`` rows by a W of ``weight_bytes`` runs as (W a^T)^T
+    (loops.step_product; the same bits either way): float32 (float64 lost nearly everywhere), between
+    ``blas.transposed_min_rows`` and ``blas.transposed_max_rows`` rows, a W of ``blas.transposed_min_bytes``
+    or more (:mod:`tuning`). Unmeasured on this machine, only on the BLAS kernels the safe value was measured
+    on (small_kernel_mnk tells them apart)."""
+    value = tuning.value
+    return (dtype == np.float32 and value("blas.transposed_min_rows") <= rows <= value("blas.transposed_max_rows")
+            and weight_bytes >= value("blas.transposed_min_bytes")
+            and (tuning.measured("blas.transposed_min_bytes") or small_kernel_mnk() > 0))
 
 
 #: (set, get) thread-count functions, by the names OpenBLAS builds export them under

@@ -14,8 +14,8 @@ two threads meet twice a call, and the cell's gate nonlinearities ran on one cor
 waited; here each core keeps its own copy of W in its cache and nothing crosses between them until
 the end. Where it does not: weights larger than a core's L2 (each core would stream all of W every
 step; 3 MiB lost 12%, G4's 16 MB 20%, measured), and few rows or short sequences, where the GEMMs before
-and after the recurrence dominate and two-thread BLAS runs them as well. The thresholds below are
-measured; see benchmarks/cpu_cells/rows/README.md.
+and after the recurrence dominate and two-thread BLAS runs them as well. The thresholds are
+:mod:`tuning`'s ``rows.*``; see benchmarks/cpu_cells/rows/README.md for those measured first.
 """
 
 from __future__ import annotations
@@ -25,27 +25,14 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from rnnspec.kernels.cpu import blas
-from rnnspec.kernels.cpu.split import cores, forced
+from rnnspec.kernels.cpu import blas, tuning
+from rnnspec.kernels.cpu.split import forced
 from rnnspec.kernels.cpu.threads import counter, together
+from rnnspec.kernels.cpu.tuning import cores
 
 Arrays = dict[str, np.ndarray]
 #: .half is True in a thread while it runs a half: a half never splits again
 _local = threading.local()
-#: at least this many rows (each half gets MIN_ROWS / 2 or more)
-MIN_ROWS = 8
-#: at least this many steps: below, the GEMMs before and after the recurrence dominate
-MIN_STEPS = 32
-#: at most this many bytes of recurrent weights (G H P of them): the LSTM at H = 256 in float64 still
-#: gained 1.34x, the GRUs at H = 512 in float32 (3 MiB) lost 12%
-MAX_WEIGHT_BYTES = 2 << 20
-#: at least this many floating-point operations a call (work.flops): below, the handover to the second thread
-#: (0.25-0.35 ms on the 2-core VM, for two nogil loops) and the halves' poor overlap at small sizes cost more
-#: than half the compiled work saves (benchmarks/cpu_cells/rows/handover.log).
-#: Measured (training calls): of 65 calls under 3e8 flops, 60 lost (up to 70%); at 3.3e8 the LSTM lost 27%,
-#: at 3.9e8 the GRUs won 19-26%, and every call of 4.2e8-1e9 won 30-69% (sweep_small.log, which counts
-#: multiply-adds, half the flops); the threshold lies between the last loser and the first winners
-MIN_FLOPS = 350_000_000
 #: the environment variable that forces the choice: "always" (wherever B >= 2) or "never"
 FORCE = "RNNSPEC_CPU_ROWS"
 #: the forward's outputs, by their batch axis
@@ -57,15 +44,17 @@ GRADIENTS = {"x": 1, "h0": 0, "c0": 0}
 
 def wanted(T: int, B: int, weight_bytes: int, flops: float) -> bool:
     """Whether a call of T steps over B rows, with ``weight_bytes`` of recurrent weights and ``flops`` of
-    work (work.flops), runs its rows in two halves on two threads: at least MIN_ROWS rows, MIN_STEPS steps
-    and MIN_FLOPS, weights of at most MAX_WEIGHT_BYTES, two cores free to the process, or as FORCE says."""
+    work (work.flops), runs its rows in two halves on two threads: at least ``rows.min_rows`` rows,
+    ``rows.min_steps`` steps and ``rows.min_flops``, weights of at most ``rows.max_weight_bytes`` (thresholds of
+    :mod:`tuning`, measured on this machine or its safe ones), two cores free to the process, or as FORCE says."""
     if B < 2 or T == 0 or getattr(_local, "half", False):
         return False
     force = forced(FORCE)
     if force is not None:
         return force
-    return (B >= MIN_ROWS and T >= MIN_STEPS and flops >= MIN_FLOPS and weight_bytes <= MAX_WEIGHT_BYTES
-            and cores() >= 2)  # the syscall last
+    value = tuning.value
+    return (B >= value("rows.min_rows") and T >= value("rows.min_steps") and flops >= value("rows.min_flops")
+            and weight_bytes <= value("rows.max_weight_bytes") and cores() >= 2)  # the syscall last
 
 
 def halves(B: int) -> tuple[slice, slice]:

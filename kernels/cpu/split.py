@@ -31,31 +31,15 @@ import numpy as np
 from numba import njit
 
 from rnnspec.kernels import checks
-from rnnspec.kernels.cpu import gru_reset_after, lstm
+from rnnspec.kernels.cpu import gru_reset_after, lstm, tuning
 from rnnspec.kernels.cpu.loops import matmul_into, project
 from rnnspec.kernels.cpu.threads import arrive_and_wait, counter, together
+from rnnspec.kernels.cpu.tuning import cores
 
 PARTS = 2
 CELLS = ("lstm", "gru-reset-after")
-# Where two threads won, measured on the 2-core Zen 4 VM (float32, I = 64, training calls, two rounds,
-# benchmarks/cpu_cells/split/README.md): at T = 1000, B = 1 and H = 256 (both cells), and at B = 2, H = 256
-# for the LSTM; not at H = 128 or 64, nor at T = 32-100 for the GRU.
-#: at most this many batch rows: the loop's product streams W once per row, where BLAS would reuse it
-MAX_ROWS = 2
-#: at least this many multiply-adds per row in a step's product (G H H): W of 768 KB in float32 and up
-MIN_ROW_STEP = 3 * 256 * 256
-#: at least this many steps, for the threads' start and the packing of W (about 0.3 ms) to pay
-MIN_STEPS = 128
 #: the environment variable that forces the choice: "always" (wherever H is even) or "never"
 FORCE = "RNNSPEC_CPU_SPLIT"
-
-
-def cores() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def forced(variable: str) -> bool | None:
@@ -67,15 +51,16 @@ def forced(variable: str) -> bool | None:
 
 
 def wanted(cell: str, T: int, B: int, H: int, gates: int) -> bool:
-    """Whether a call of ``cell`` at these sizes runs on two threads: at most MAX_ROWS rows, at least
-    MIN_STEPS steps and MIN_ROW_STEP multiply-adds a row and step, two cores free to this process, or as
-    FORCE says."""
+    """Whether a call of ``cell`` at these sizes runs on two threads: at most ``split.max_rows`` rows, at least
+    ``split.min_steps`` steps and ``split.min_row_step`` multiply-adds G H H a row and step (thresholds of
+    :mod:`tuning`, measured on this machine or its safe ones), two cores free to this process, or as FORCE says."""
     if cell not in CELLS or H % PARTS or B == 0 or T == 0:
         return False
     force = forced(FORCE)
     if force is not None:
         return force
-    return B <= MAX_ROWS and T >= MIN_STEPS and gates * H * H >= MIN_ROW_STEP and cores() >= PARTS  # the syscall last
+    return (B <= tuning.value("split.max_rows") and T >= tuning.value("split.min_steps")
+            and gates * H * H >= tuning.value("split.min_row_step") and cores() >= PARTS)  # the syscall last
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -1,0 +1,480 @@
+"""Every threshold that picks a CPU kernel path, in one table, and their measurement on the machine at hand.
+
+The CPU kernels choose between paths that compute the same values (the same bits, or within the bounds
+their tests state) at different speeds on different machines: the recurrence on two threads
+(:mod:`split`), the batch in two halves on two threads (:mod:`rows`), a step's product as (W a^T)^T
+(:func:`blas.transposed_wins`), a step's product in several BLAS calls (:func:`blas.rows_per_call`).
+Each choice compares the call's sizes with thresholds; :data:`TABLE` holds every one of them, with the
+value to use where nothing was measured on this machine (``safe``), why, and how :func:`measure` derives it.
+
+Where the values come from, first match wins:
+
+1. :func:`override` (the tests, and :func:`measure` while it forces a path);
+2. ``RNNSPEC_CPU_TUNING=safe`` in the environment: the safe values, whatever was measured;
+3. the file :func:`measure` wrote for this machine (:func:`cache_path`: beside Numba's cache of the
+   kernels, ``<cache>/rnnspec-numba/<digest of the kernels' sources>/tuning-<machine key>.json``),
+   read once, at the first choice a kernel makes. A file for another machine (:func:`machine`: CPU
+   model, instruction set, cores this process may use, L2 size, the kernels' OpenBLAS core type), of
+   another schema, or unreadable, is not used; a change to any kernel source gives a new directory, so
+   measured values never outlive the code they were measured on;
+4. the safe values: those measured on :data:`REFERENCE` (the transposed products only on the BLAS
+   kernels they were measured on).
+
+Nothing is measured at import or inside a kernel's call: ``python -m rnnspec.kernels.cpu.tune``
+(or :func:`measure` then :func:`save`) measures, in about half a minute on an idle 2-core machine once
+the kernels are compiled, and writes the file; ``--show`` prints the values in use and where they come
+from. Each measured threshold is the boundary between the sizes where one path won and those where the
+other did, in calls of the kernels themselves, both paths timed in turn in one process (:func:`_pair`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = "rnnspec.cpu-tuning/1"
+#: "safe": the safe values, whatever a measurement left for this machine
+ENVIRONMENT = "RNNSPEC_CPU_TUNING"
+
+#: the machine the safe values were measured on (benchmarks/cpu_cells/{split,rows}/README.md,
+#: benchmarks/cpu_cells/simd/transposed_sweep.log, 2026-12-02 and -03); its CPU model number was not recorded
+REFERENCE = {"cpu": "AMD EPYC, Zen 4 class (model number not recorded)", "isa": "avx512", "cores": 2,
+             "l2_bytes": 1 << 20, "blas_core": "SkylakeX (both OpenBLAS libraries)",
+             "software": "NumPy 2.4.6, SciPy 1.17.1, Numba 0.68.1", "load": "shared VM, load average 1.3-2.0"}
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """One path-choosing threshold: its safe value, why it is what it is, and how :func:`measure` derives
+    it (None: not measured here, a property of a library or a bound of what was measured)."""
+
+    safe: float
+    why: str
+    measured_by: str | None = None
+
+
+TABLE: dict[str, Threshold] = {
+    # the recurrence on two threads (split.py): where two threads won on REFERENCE (float32, I = 64, training
+    # calls, two rounds, benchmarks/cpu_cells/split/README.md): at T = 1000, B = 1 and H = 256 (both cells), and
+    # at B = 2, H = 256 for the LSTM; not at H = 128 or 64, nor at T = 32-100 for the GRU
+    "split.max_rows": Threshold(
+        2, "at most this many batch rows: the loop's step product streams W once per row, where BLAS reuses it",
+        "the last B of SPLIT_B up to which two threads won (the LSTM at T = 256, the smallest H that won)"),
+    "split.min_row_step": Threshold(
+        3 * 256 * 256, "at least this many multiply-adds G H H per row in a step's product: W of 768 KB in "
+                       "float32 and up",
+        "the boundary in G H H of the LSTM at B = 1, T = 256, H in SPLIT_H"),
+    "split.min_steps": Threshold(
+        128, "at least this many steps, for the threads' start and the packing of W (about 0.3 ms) to pay",
+        "the boundary in T of the LSTM at B = 1 and the smallest H that won, T in SPLIT_T"),
+    # the batch in halves (rows.py): benchmarks/cpu_cells/rows/README.md
+    "rows.min_rows": Threshold(8, "at least this many rows (each half 4 or more)"),
+    "rows.min_steps": Threshold(32, "at least this many steps: below, the GEMMs before and after the recurrence "
+                                    "dominate, and two-thread BLAS runs them as well"),
+    "rows.max_weight_bytes": Threshold(
+        2 << 20, "at most this many bytes of recurrent weights G H P, each core keeping its own W in its cache: "
+                 "the LSTM at H = 256 in float64 (2 MiB) still gained 1.34x, the GRUs at H = 512 in float32 "
+                 "(3 MiB) lost 12%, G4's 16 MB 20% (REFERENCE: 1 MiB of L2 a core)",
+        "the upper boundary, in bytes of W, of the LSTM's run of wins at (T, B, I) = ROWS, H in ROWS_H"),
+    "rows.min_flops": Threshold(
+        350_000_000, "at least this many flops a call (work.flops): below, the handover to the second thread "
+                     "(0.25-0.35 ms for two nogil loops, handover.log) and the halves' poor overlap at small sizes "
+                     "cost more than half the compiled work saves. Training calls: of 65 under 3e8 flops 60 lost "
+                     "(up to 70%); at 3.3e8 the LSTM lost 27%, at 3.9e8 the GRUs won 19-26%, every call of "
+                     "4.2e8-1e9 won 30-69% (sweep_small.log counts multiply-adds, half the flops); the threshold "
+                     "lies between the last loser and the first winners",
+        "the lower boundary, in flops, of the LSTM's run of wins at (T, B, I) = ROWS, H in ROWS_H"),
+    # a step's product as (W a^T)^T (blas.transposed_wins, loops.step_product): the same bits either way. On
+    # SkylakeX kernels, two threads, side by side (scripts/transposed_sweep.py, three sweeps,
+    # benchmarks/cpu_cells/simd/transposed_sweep.log the last two; B rows, a stacked W of G gates and H units;
+    # forward h W^T / BPTT d W): H = 1024, G = 4: B = 64 1.08-1.19x / 1.38-1.39x, B = 32 0.97-1.21x /
+    # 1.58-1.80x, B = 8-16 1.01-1.47x / 1.98-2.43x; H = 1024, G = 3: 1.01-1.11x / 1.31-1.42x; H = 768:
+    # 0.93-1.09x / 1.13-1.33x; H = 2048: 1.08-1.16x / 1.25-1.30x. At 4 MiB (H = 512, G = 4) the forward lost as
+    # often as it won (0.90-1.24x), at H = 256 both lost (0.73-0.96x), float64 nearly everywhere (0.63-0.95x
+    # forward, 0.79-1.04x BPTT): float32 only
+    "blas.transposed_min_bytes": Threshold(
+        6 * 2**20, "float32 step products by a W of at least this many bytes run transposed; unmeasured on this "
+                   "machine, only on the BLAS kernels it was measured on (blas.small_kernel_mnk() > 0)",
+        "the boundary in bytes of W of the LSTM's float32 training call at (T, B, I) = TRANSPOSED, H in "
+        "TRANSPOSED_H"),
+    "blas.transposed_min_rows": Threshold(8, "the fewest rows the transposed products were measured to win at"),
+    "blas.transposed_max_rows": Threshold(64, "the most rows the transposed products were measured to win at"),
+    # a step's product in several BLAS calls (blas.rows_per_call): properties of OpenBLAS's kernels
+    "blas.small_kernel_mnk": Threshold(
+        1_000_000, "OpenBLAS's SkylakeX GEMM (and its successors') sends M N K up to this to its small-matrix "
+                   "kernels, which skip packing: float32 16 x 128 by 128 x 488 ran at 105 GFLOP/s, by 128 x 496 "
+                   "(just over) at 52; float64 alike"),
+    "blas.row_multiple": Threshold(
+        4, "rows per small-kernel call in multiples of this: 4 or 8 rows ran at 107 GFLOP/s, 7 or 15 at 76-86"),
+}
+
+
+# ---- the machine ---------------------------------------------------------------------------------------------
+
+def cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (empty where there is none)."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return fields
+
+
+def _l2_bytes() -> int:
+    """The L2 cache of the first core in bytes (Linux sysfs), 0 where not found."""
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            if (index / "level").read_text().strip() == "2":
+                size = (index / "size").read_text().strip()
+                scale = {"K": 1 << 10, "M": 1 << 20}.get(size[-1:], 1)
+                return int(size.rstrip("KM")) * scale
+        except (OSError, ValueError):
+            continue
+    return 0
+
+
+def machine() -> dict:
+    """What the thresholds depend on: the CPU (model, family and model number, the widest vector instructions
+    the kernels use), the cores this process may use, the L2 size, and the OpenBLAS core type the kernels'
+    BLAS runs."""
+    from rnnspec.kernels.cpu import blas
+
+    blas.prepare()
+    info, flags = _cpuinfo(), blas.cpu_flags()
+    isa = "avx512" if all(f in flags for f in blas.AVX512_NEEDED) else "avx2" if "avx2" in flags else "other"
+    return {"cpu": info.get("model name", platform.processor() or platform.machine()),
+            "family": info.get("cpu family", ""), "model": info.get("model", ""), "arch": platform.machine(),
+            "isa": isa, "cores": cores(), "l2_bytes": _l2_bytes(), "blas_core": blas.core_name("scipy")}
+
+
+def machine_key(described: dict) -> str:
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cache_path(described: dict | None = None) -> Path:
+    """Where :func:`save` writes, and the kernels read, the measured values for ``described`` (this machine)."""
+    from rnnspec.kernels.numba_cache import cache_directory
+
+    return cache_directory() / f"tuning-{machine_key(described or machine())}.json"
+
+
+# ---- the values in use ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Tuning:
+    """The measured values in use (names of TABLE), and where they came from."""
+
+    values: dict
+    source: str
+
+
+SAFE = Tuning({}, "the safe values (TABLE)")
+_loaded: list[Tuning] = []
+_overrides: list[dict] = []
+
+
+def read(path: Path, described: dict) -> Tuning:
+    """The measured values in ``path`` if it is a measurement of this schema for ``described``, else SAFE with
+    the reason in its source."""
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        return Tuning({}, f"the safe values (TABLE): nothing measured on this machine ({path} absent)")
+    except (OSError, ValueError) as error:
+        return Tuning({}, f"the safe values (TABLE): {path} unreadable ({error})")
+    if not isinstance(record, dict) or record.get("schema") != SCHEMA:
+        return Tuning({}, f"the safe values (TABLE): {path} is not of schema {SCHEMA}")
+    if record.get("machine") != described:
+        return Tuning({}, f"the safe values (TABLE): {path} was measured on another machine")
+    values = record.get("values")
+    measurable = {name for name, t in TABLE.items() if t.measured_by}
+    if (not isinstance(values, dict) or not set(values) <= measurable
+            or not all(isinstance(v, (int, float)) and not math.isnan(v) for v in values.values())):
+        return Tuning({}, f"the safe values (TABLE): {path} holds values other than numbers for {sorted(measurable)}")
+    return Tuning(values, f"measured on this machine {record.get('measured_at', '')} ({path})")
+
+
+def active() -> Tuning:
+    """The values in use now (see the module's docstring); the file is read at the first call only."""
+    if os.environ.get(ENVIRONMENT, "") == "safe":
+        return SAFE
+    if not _loaded:
+        described = machine()
+        _loaded.append(read(cache_path(described), described))
+    return _loaded[0]
+
+
+def reload() -> None:
+    """Forget the values read, so that the next choice reads the file again (after :func:`save`)."""
+    _loaded.clear()
+
+
+def value(name: str) -> float:
+    """The threshold ``name`` of TABLE as the kernels use it now."""
+    for values in reversed(_overrides):
+        if name in values:
+            return values[name]
+    return active().values.get(name, TABLE[name].safe)
+
+
+def measured(name: str) -> bool:
+    """Whether ``value(name)`` comes from a measurement (or an override), not the safe table."""
+    return any(name in values for values in _overrides) or name in active().values
+
+
+@contextlib.contextmanager
+def override(values: dict) -> Iterator[None]:
+    """The thresholds in ``values`` (names of TABLE) in force while inside, over anything else."""
+    unknown = sorted(set(values) - set(TABLE))
+    if unknown:
+        raise ValueError(f"override: unknown thresholds {unknown}; known: {sorted(TABLE)}")
+    pushed = dict(values)
+    _overrides.append(pushed)
+    try:
+        yield
+    finally:
+        del _overrides[next(k for k, v in enumerate(_overrides) if v is pushed)]
+
+
+# ---- the measurement -----------------------------------------------------------------------------------------
+
+#: a path wins where the other's time over its own is at least this: a tie keeps the one-thread, plain path
+WIN = 1.05
+#: seconds of timed calls per side and round (at least 2 calls, at most 10)
+BLOCK_S = 0.03
+ROUNDS = 3
+#: a load average above this many per core makes the command warn that the comparisons mean little
+BUSY = 0.5
+
+
+def _pair(first: Callable[[], object], second: Callable[[], object]) -> tuple[float, float]:
+    """(best seconds of ``first``, of ``second``): ROUNDS rounds, each timing a block of calls of one then the
+    other (the order alternating), each block after one untimed call (the other's thread pools may still
+    spin). The best call of each, not the median: on a shared machine load only ever adds time."""
+    best = [math.inf, math.inf]
+    calls = (first, second)
+    for call in calls:  # compiles, and sizes the blocks
+        call()
+    start = time.perf_counter()
+    first()
+    n = int(min(10, max(2, BLOCK_S / max(time.perf_counter() - start, 1e-9))))
+    for round_ in range(ROUNDS):
+        for side in ((0, 1) if round_ % 2 == 0 else (1, 0)):
+            calls[side]()
+            for _ in range(n):
+                start = time.perf_counter()
+                calls[side]()
+                best[side] = min(best[side], time.perf_counter() - start)
+    return best[0], best[1]
+
+
+@contextlib.contextmanager
+def _paths(split: str, rows: str, transposed: float) -> Iterator[None]:
+    """split's and rows' FORCE variables set ("always" or "never"), and ``blas.transposed_min_bytes`` to
+    ``transposed`` (0: always, infinity: never), while inside; the variables put back after."""
+    from rnnspec.kernels.cpu import rows as rows_module
+    from rnnspec.kernels.cpu import split as split_module
+
+    wanted = {split_module.FORCE: split, rows_module.FORCE: rows}
+    before = {name: os.environ.get(name) for name in wanted}
+    os.environ.update(wanted)
+    try:
+        with override({"blas.transposed_min_bytes": transposed}):
+            yield
+    finally:
+        for name, old in before.items():
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
+
+
+#: what each probe compares: (the plain path, the other) as arguments of _paths
+PATHS = {"rows": (("never", "never", math.inf), ("never", "always", math.inf)),
+         "split": (("never", "never", math.inf), ("always", "never", math.inf)),
+         "transposed": (("never", "never", math.inf), ("never", "never", 0))}
+#: the cell every probe times, and its gates
+CELL, GATES = "lstm", 4
+
+
+def probe(kind: str, T: int, B: int, I: int, H: int) -> dict:
+    """{"one_s", "two_s", "ratio"}: a float32 training call of CELL (loss and every gradient, on the benchmark's
+    case of these sizes) on the plain path and on the other path of ``kind`` (PATHS), timed by :func:`_pair`."""
+    from rnnspec.kernels.cpu.baselines_variants import PLAIN, make_variant_case, rnnspec_variant
+
+    call = rnnspec_variant(make_variant_case(CELL, PLAIN, T, B, I, H, 16, "float32"), CELL, PLAIN)[1]
+
+    def under(path):
+        def run():
+            with _paths(*path):
+                call()
+        return run
+
+    t_one, t_two = _pair(*(under(path) for path in PATHS[kind]))
+    return {"one_s": t_one, "two_s": t_two, "ratio": t_one / t_two}
+
+
+def _geometric(a: float, b: float) -> float:
+    return math.sqrt(a * b)
+
+
+def lower_boundary(points: list[tuple[float, float]]) -> float:
+    """The threshold from which the other path wins: ``points`` (x, ratio) in increasing x; the geometric
+    mean of the last x that lost and the first of the run of wins that reaches the largest x; the smallest x
+    where every one won (nothing below was measured); infinity where the largest lost."""
+    wins = [ratio >= WIN for _, ratio in points]
+    if not wins or not wins[-1]:
+        return math.inf
+    first = len(wins) - 1
+    while first > 0 and wins[first - 1]:
+        first -= 1
+    return points[0][0] if first == 0 else _geometric(points[first - 1][0], points[first][0])
+
+
+def win_range(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """(lower, upper) boundaries of the longest run of wins in ``points`` (x, ratio), increasing x (the first
+    such run where two are as long): each the geometric mean of the run's end and the loser beside it, or the
+    run's end itself at either end of the points; (infinity, 0) where nothing won."""
+    wins = [ratio >= WIN for _, ratio in points] + [False]
+    best, start = (0, -1), None
+    for k, won in enumerate(wins):
+        if won and start is None:
+            start = k
+        elif not won and start is not None:
+            if k - start > best[1] - best[0] + 1:
+                best = (start, k - 1)
+            start = None
+    first, last = best
+    if last < first:
+        return math.inf, 0.0
+    xs = [x for x, _ in points]
+    lower = xs[first] if first == 0 else _geometric(xs[first - 1], xs[first])
+    upper = xs[last] if last == len(xs) - 1 else _geometric(xs[last], xs[last + 1])
+    return lower, upper
+
+
+#: the probes' sizes (see TABLE's measured_by): the batch in halves at (T, B, I) = ROWS, H in ROWS_H; the
+#: recurrence on two threads at SPLIT, H in SPLIT_H, then T in SPLIT_T and B in SPLIT_B at the smallest H that
+#: won; the transposed products at TRANSPOSED, H in TRANSPOSED_H
+ROWS, ROWS_H = (32, 16, 32), (32, 48, 64, 96, 128, 192, 256, 384, 512, 768)
+SPLIT, SPLIT_H, SPLIT_T, SPLIT_B = (256, 1, 32), (64, 128, 192, 256, 384, 512), (16, 32, 64, 128, 256), (1, 2, 3, 4)
+TRANSPOSED, TRANSPOSED_H = (8, 16, 64), (512, 768, 1024)
+
+
+def measure(progress: Callable[[str], None] | None = None) -> dict:
+    """Measure every threshold of TABLE that has a ``measured_by`` on this machine; returns the record
+    :func:`save` writes: schema, machine, time, load average before and after, the values, and every probe
+    (sizes, best seconds of each path, ratio). Every other threshold holds its safe value meanwhile."""
+    from rnnspec.kernels.cpu.work import flops
+
+    say = progress or (lambda line: None)
+    probes: list[dict] = []
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+    started = time.perf_counter()
+
+    def run(kind: str, T: int, B: int, I: int, H: int) -> float:
+        result = probe(kind, T, B, I, H)
+        probes.append({"kind": kind, "T": T, "B": B, "I": I, "H": H, **result})
+        say(f"{kind:10s} T={T:<4d} B={B:<3d} I={I:<3d} H={H:<5d} plain {result['one_s'] * 1e3:8.3f} ms, "
+            f"the other path {result['two_s'] * 1e3:8.3f} ms: {result['ratio']:.2f}x")
+        return result["ratio"]
+
+    values: dict[str, float] = {}
+    with override({name: t.safe for name, t in TABLE.items()}):
+        T, B, I = ROWS
+        ratios = [run("rows", T, B, I, H) for H in ROWS_H]
+        values["rows.min_flops"] = win_range([(flops("train", T, B, I, H, 16, GATES), r)
+                                              for H, r in zip(ROWS_H, ratios)])[0]
+        values["rows.max_weight_bytes"] = win_range([(GATES * H * H * 4, r) for H, r in zip(ROWS_H, ratios)])[1]
+        T, B, I = SPLIT
+        ratios = [run("split", T, B, I, H) for H in SPLIT_H]
+        values["split.min_row_step"] = lower_boundary([(GATES * H * H, r) for H, r in zip(SPLIT_H, ratios)])
+        won = [H for H in SPLIT_H if GATES * H * H >= values["split.min_row_step"]]
+        if won:  # else the split never runs, whatever its other thresholds
+            ratios = [run("split", t, B, I, won[0]) for t in SPLIT_T]
+            values["split.min_steps"] = lower_boundary(list(zip(SPLIT_T, ratios)))
+            values["split.max_rows"] = 0
+            for rows in SPLIT_B:
+                if run("split", T, rows, I, won[0]) < WIN:
+                    break
+                values["split.max_rows"] = rows
+        T, B, I = TRANSPOSED
+        ratios = [run("transposed", T, B, I, H) for H in TRANSPOSED_H]
+        values["blas.transposed_min_bytes"] = lower_boundary([(GATES * H * H * 4, r)
+                                                              for H, r in zip(TRANSPOSED_H, ratios)])
+    return {"schema": SCHEMA, "machine": machine(), "measured_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "seconds": round(time.perf_counter() - started, 1), "load_before": load_before,
+            "load_after": os.getloadavg() if hasattr(os, "getloadavg") else None, "win": WIN,
+            "values": values, "probes": probes}
+
+
+def save(record: dict, path: Path | None = None) -> Path:
+    """Write ``record`` (from :func:`measure`) where the kernels read it (:func:`cache_path` of its machine), and
+    make the kernels read it at their next choice."""
+    path = path or cache_path(record["machine"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(record, indent=1) + "\n")
+    partial.replace(path)  # whole or not at all: a process reading meanwhile sees the old file or the new
+    reload()
+    return path
+
+
+def show(tuning: Tuning | None = None) -> str:
+    """The values in use, each marked measured or safe, and where they come from."""
+    tuning = tuning or active()
+    lines = [f"CPU kernel thresholds: {tuning.source}"]
+    for name, threshold in TABLE.items():
+        used = value(name)
+        mark = "measured" if name in tuning.values else "safe"
+        lines.append(f"  {name:28s} {used:>14,.0f}  ({mark}; safe {threshold.safe:,.0f})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m rnnspec.kernels.cpu.tune [--show]``: measure and save (or, with --show, print the values in
+    use). Returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv not in ([], ["--show"]):
+        print("usage: python -m rnnspec.kernels.cpu.tune [--show]", file=sys.stderr)
+        return 2
+    if argv == ["--show"]:
+        print(show())
+        return 0
+    described = machine()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    print(f"measuring the CPU kernels' thresholds on {described['cpu']} ({described['isa']}, {described['cores']} "
+          f"cores, OpenBLAS {described['blas_core']}); load average {load:.2f}", flush=True)
+    if load > BUSY * described["cores"]:
+        print(f"warning: the machine is busy (load average {load:.2f} on {described['cores']} cores): other "
+              "processes' work lands on one side of a comparison or the other; measure again when it is idle",
+              flush=True)
+    record = measure(lambda line: print(line, flush=True))
+    path = save(record)
+    print(f"{record['seconds']} s; written to {path}")
+    print(show())
+    return 0
+
