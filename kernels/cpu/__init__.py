@@ -5,7 +5,7 @@ gru-reset-before) with the canonical parameters; ``elman_*`` keep the Elman cell
 Importing this package loads the BLAS the kernels call (:mod:`rnnspec.kernels.cpu.blas`).
 """
 
-from rnnspec.kernels.cpu import blas, peak  # noqa: F401 - peak's jitted functions bind their cache here too
+from rnnspec.kernels.cpu import blas
 from rnnspec.kernels.cpu.elman import elman_backward, elman_forward, elman_loss
 from rnnspec.kernels.cpu.gated import backward, forward, loss
 

@@ -98,10 +98,30 @@ def device_calls(cell: str, T: int, B: int, I: int, H: int):
     return (lambda: gpu.forward(cell, x, state0, params)), (lambda: gpu.backward(cell, x, state0, params, gh))
 
 
+def torch_gradients(named: dict, cell: str, case: dict) -> dict[str, np.ndarray]:
+    """The canonical parameters' gradients from those of the module that
+    :func:`rnnspec.kernels.cpu.baselines_variants.torch_modules` built for ``case`` (one layer, one direction),
+    undoing its packing: gate k's rows k H..(k + 1) H of ``weight_ih_l0``, ``weight_hh_l0`` and ``bias_ih_l0``
+    are U_k, W_k and b_k (b_k reaches ``bias_ih`` and ``bias_hh`` alike: either gradient is dL/db_k), and the
+    n gate's block of ``bias_hh_l0`` is b_hn where the cell has it. Written here, not taken from the suite's
+    conventions (rnnspec.spec), because the kernels import nothing of spec."""
+    from rnnspec.kernels.cpu.baselines_variants import GATES
+
+    H = named["weight_hh_l0"].shape[0] // len(GATES[cell])
+    block = lambda name, k: named[name][k * H:(k + 1) * H]
+    out = {}
+    for k, gate in enumerate(GATES[cell]):
+        out.update({f"U_{gate}": block("weight_ih_l0", k), f"W_{gate}": block("weight_hh_l0", k),
+                    f"b_{gate}": block("bias_ih_l0", k)})
+    if "b_hn" in case:
+        out["b_hn"] = block("bias_hh_l0", GATES[cell].index("n"))
+    return out
+
+
 def cudnn_calls(cell: str, T: int, B: int, I: int, H: int, device: str = "cuda") -> dict:
     """nn.LSTM / nn.GRU with the case's weights (rnnspec.kernels.cpu.baselines_variants.torch_modules):
     "forward", "train" (forward+backward for the same cotangents), "sync", and "gradients" (after a
-    train call: torch's gradients named as the kernels name them, by rnnspec.spec.conventions)."""
+    train call: torch's gradients named as the kernels name them, by :func:`torch_gradients`)."""
     import torch
 
     from rnnspec.kernels.cpu.baselines_variants import PLAIN, torch_modules
@@ -128,13 +148,9 @@ def cudnn_calls(cell: str, T: int, B: int, I: int, H: int, device: str = "cuda")
         out.backward(gh)
 
     def gradients():
-        # PyTorch's gradient names and bias split undone as the suite's torch target undoes them
-        from rnnspec.spec.conventions import gradients_from_framework
-
         named = {name: p.grad.detach().cpu().numpy() for name, p in rnn.named_parameters()}
         grads = {"x": x.grad, "h0": h0.grad[0], **({"c0": c0.grad[0]} if lstm else {})}
-        return {**{k: v.detach().cpu().numpy() for k, v in grads.items()},
-                **gradients_from_framework("torch", cell, named)}
+        return {**{k: v.detach().cpu().numpy() for k, v in grads.items()}, **torch_gradients(named, cell, case)}
 
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     return {"forward": forward, "train": train, "sync": sync, "gradients": gradients}
