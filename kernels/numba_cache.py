@@ -14,6 +14,7 @@ back as soon as the kernels' functions exist (each binds its cache location when
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 from collections.abc import Iterator
@@ -39,9 +40,18 @@ def source_digest(root: Path = ROOT) -> str:
     return digest.hexdigest()[:16]
 
 
+@functools.cache
+def _kernels_digest() -> str:
+    return source_digest(ROOT)
+
+
 def cache_directory(root: Path = ROOT) -> Path:
+    """``<NUMBA_CACHE_DIR, else XDG_CACHE_HOME, else ~/.cache>/rnnspec-numba/<digest of root's sources>``. For
+    the kernels (ROOT) the digest is taken once a process, when they are imported: the directory stays the one
+    their compiled code was bound to, and the tuning measured for it (kernels/cpu/tuning.py), whatever is
+    edited while the process runs."""
     base = os.environ.get("NUMBA_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "rnnspec-numba" / source_digest(root)
+    return Path(base) / "rnnspec-numba" / (_kernels_digest() if root == ROOT else source_digest(root))
 
 
 @contextlib.contextmanager

@@ -4,10 +4,12 @@ import importlib
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 from numba.core.dispatcher import Dispatcher
 
 import rnnspec.kernels.cpu as cpu
+from rnnspec.kernels import numba_cache
 from rnnspec.kernels.numba_cache import cache_directory, source_digest
 
 
@@ -50,3 +52,14 @@ def test_numbas_own_setting_is_left_as_it_was():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={k: v for k, v in __import__("os").environ.items() if k != "NUMBA_CACHE_DIR"})
     assert run.stdout.strip() == "''", run.stdout + run.stderr
+
+
+def test_the_kernels_directory_is_the_one_their_code_was_bound_to_at_import(monkeypatch):
+    """An edit while a process runs changes the digest of the files, not the directory the running kernels (and
+    their tuning, kernels/cpu/tuning.py) use."""
+    from rnnspec.kernels.cpu.blas import dot_into
+
+    bound = Path(dot_into._cache._cache_path).parent
+    assert cache_directory() == bound
+    monkeypatch.setattr(numba_cache, "source_digest", lambda root=None: "edited")
+    assert cache_directory() == bound

@@ -19,6 +19,7 @@ from test_gated_kernels import (
     gated_cases,
     snapshot,
 )
+from test_tuning import safe_table  # noqa: F401 - a fixture: the safe values, whatever was measured
 
 from rnnspec.kernels.cpu import rows, threads, tuning
 from rnnspec.kernels.cpu.threads import counter, together
@@ -84,8 +85,8 @@ def test_halves_agree_with_one_call_and_repeat_bit_for_bit(cell, dtype, bound, u
     assert_untouched(case, copies)
 
 
+@pytest.mark.usefixtures("safe_table")
 def test_the_choice(monkeypatch):
-    monkeypatch.setenv(tuning.ENVIRONMENT, "safe")  # the safe table, whatever this machine measured
     monkeypatch.delenv(rows.FORCE, raising=False)
     monkeypatch.setattr(rows, "cores", lambda: 2)
     lstm_256 = 4 * 256 * 256 * 8  # the LSTM's W at H = 256 in float64: 2 MiB
@@ -113,10 +114,10 @@ def test_the_choice(monkeypatch):
         rows.wanted(100, 32, 1000, G2)
 
 
+@pytest.mark.usefixtures("safe_table")
 def test_tiny_calls_run_on_one_thread(monkeypatch):
     """The choice as the kernels make it, from their own arguments: the GRU at (100, 8, 16, 32, 16) (0.42-0.46x
     in halves, sweep_small.log) runs on one thread; G2's rows, forward alone or with gradients, in halves."""
-    monkeypatch.setenv(tuning.ENVIRONMENT, "safe")  # the safe table, whatever this machine measured
     from rnnspec.kernels.cpu import bench, gated
 
     monkeypatch.delenv(rows.FORCE, raising=False)
@@ -223,8 +224,8 @@ def test_step_products_in_several_blas_calls_match_the_oracle(cell, used, monkey
     assert (5, recurrent, 4) in chosen, chosen
 
 
+@pytest.mark.usefixtures("safe_table")
 def test_the_benchmark_says_which_rows_ran_in_halves(monkeypatch):
-    monkeypatch.setenv(tuning.ENVIRONMENT, "safe")  # the safe table, whatever this machine measured
     from rnnspec.kernels.cpu import bench, split
 
     monkeypatch.delenv(rows.FORCE, raising=False)

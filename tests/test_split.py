@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given, settings
 from numba import njit
 from test_gated_kernels import _fixed, _flat, _run, assert_agree, assert_untouched, compare, gated_cases, snapshot
+from test_tuning import safe_table  # noqa: F401 - a fixture: the safe values, whatever was measured
 
-from rnnspec.kernels.cpu import blas, split, tuning
+from rnnspec.kernels.cpu import blas, split
 from rnnspec.kernels.cpu.threads import arrive_and_wait, counter, together
 
 
@@ -64,9 +65,9 @@ def test_two_threads_agree_with_one_and_repeat_bit_for_bit(cell, dtype, bound, u
     assert_untouched(case, copies)
 
 
+@pytest.mark.usefixtures("safe_table")
 def test_the_choice(monkeypatch):
     """The safe table's choice (whatever this machine measured), the environment's forcing."""
-    monkeypatch.setenv(tuning.ENVIRONMENT, "safe")
     monkeypatch.delenv(split.FORCE, raising=False)
     monkeypatch.setattr(split, "cores", lambda: 2)
     assert split.wanted("lstm", 1000, 1, 256, 4) and split.wanted("gru-reset-after", 1000, 1, 256, 3)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from test_gated_kernels import _fixed, _flat, _run, assert_agree, compare, gated_cases
+from test_tuning import safe_table  # noqa: F401 - a fixture: the safe values, whatever was measured
 
 from rnnspec.kernels.cpu import blas, gated, loops, tuning
 
@@ -28,11 +29,12 @@ def test_the_transposed_product_is_the_product(dtype, rows, inner, cols):
         assert (out[n:] == 7).all(), f"rows {n}: rows past n were written"
 
 
+@pytest.mark.usefixtures("safe_table")
 def test_the_choice(monkeypatch):
     """The safe table's choice (whatever this machine measured): float32 only, 8-64 rows, a W of 6 MiB and up,
     and only on the kernels it was measured on."""
-    monkeypatch.setenv(tuning.ENVIRONMENT, "safe")
-    monkeypatch.setattr(blas, "_has_small_kernels", lambda: True)
+    monkeypatch.setattr(blas, "has_small_kernels", lambda: True)
+    tuning.reload()  # the safe values follow the BLAS kernels
     f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
     lstm_g4 = 4 * 1024 * 1024 * 4  # G4's stacked W, float32: 16 MiB
     assert blas.transposed_wins(f32, 64, lstm_g4)
@@ -40,7 +42,8 @@ def test_the_choice(monkeypatch):
     assert not blas.transposed_wins(f32, 64, 4 * 512 * 512 * 4)  # 4 MiB: 0.95-1.09x measured
     assert not blas.transposed_wins(f64, 64, lstm_g4)  # float64 lost at every size
     assert not blas.transposed_wins(f32, 4, lstm_g4) and not blas.transposed_wins(f32, 65, lstm_g4)  # not measured
-    monkeypatch.setattr(blas, "small_kernel_mnk", lambda: 0)
+    monkeypatch.setattr(blas, "has_small_kernels", lambda: False)
+    tuning.reload()
     assert not blas.transposed_wins(f32, 64, lstm_g4)  # other BLAS kernels: not measured
 
 

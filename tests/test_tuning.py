@@ -18,7 +18,14 @@ from rnnspec.kernels import numba_cache
 from rnnspec.kernels.cpu import blas, gated, rows, split, tuning
 from rnnspec.kernels.cpu.work import flops
 
-SAFE = {name: threshold.safe for name, threshold in tuning.TABLE.items()}
+
+@pytest.fixture
+def safe_table(monkeypatch):
+    """The safe values in force, whatever this machine measured (for tests of the choices they make)."""
+    monkeypatch.setenv(tuning.ENVIRONMENT, "safe")
+    tuning.reload()
+    yield
+    tuning.reload()
 
 
 @pytest.fixture
@@ -57,7 +64,7 @@ def test_a_measurement_round_trips_through_the_cache_and_the_kernels_choose_by_i
     """save() writes beside the kernels' compiled code, under this machine's key; the choices read it at their
     first use: a call with too little work for the safe values runs on two threads by the measured ones."""
     small_flops = flops("train", 32, 8, 8, 16, 4, 4)
-    assert small_flops < SAFE["rows.min_flops"]
+    assert small_flops < tuning.TABLE["rows.min_flops"].safe
     assert not rows.wanted(32, 8, 1000, small_flops) and not split.wanted("lstm", 128, 1, 16, 4)
     measured = {"rows.min_flops": small_flops, "split.min_row_step": 4 * 16 * 16}
     tuning.reload()
@@ -66,7 +73,7 @@ def test_a_measurement_round_trips_through_the_cache_and_the_kernels_choose_by_i
     assert json.loads(path.read_text())["values"] == measured
     assert rows.wanted(32, 8, 1000, small_flops) and split.wanted("lstm", 128, 1, 16, 4)
     assert tuning.value("rows.min_flops") == small_flops and tuning.measured("rows.min_flops")
-    assert tuning.value("rows.min_rows") == SAFE["rows.min_rows"] and not tuning.measured("rows.min_rows")
+    assert tuning.value("rows.min_rows") == tuning.TABLE["rows.min_rows"].safe and not tuning.measured("rows.min_rows")
     assert "measured on this machine" in tuning.active().source
     path.write_text(json.dumps(_record({"rows.min_flops": 1e18})))
     assert rows.wanted(32, 8, 1000, small_flops)  # read once, at the first choice: not at every call
@@ -89,12 +96,12 @@ def test_the_cache_lies_beside_numbas_cache_of_the_kernels():
 def test_another_machines_or_a_broken_measurement_falls_back_to_the_safe_values(cache, broken, reason):
     record = broken(_record({"rows.min_flops": 1.0}))
     tuning.cache_path().write_text(record if isinstance(record, str) else json.dumps(record))
-    assert all(tuning.value(name) == safe for name, safe in SAFE.items())
+    assert all(tuning.value(name) == safe for name, safe in tuning.safe_values().items())
     assert reason in tuning.active().source and not tuning.measured("rows.min_flops")
 
 
 def test_nothing_measured_gives_the_safe_values_and_says_so(cache):
-    assert all(tuning.value(name) == safe for name, safe in SAFE.items())
+    assert all(tuning.value(name) == safe for name, safe in tuning.safe_values().items())
     assert "nothing measured on this machine" in tuning.active().source
 
 
@@ -102,7 +109,10 @@ def test_the_environment_asks_for_the_safe_values_whatever_was_measured(cache, m
     tuning.save(_record({"rows.min_flops": 1.0}))
     assert tuning.value("rows.min_flops") == 1.0
     monkeypatch.setenv(tuning.ENVIRONMENT, "safe")
-    assert tuning.value("rows.min_flops") == SAFE["rows.min_flops"]
+    assert tuning.value("rows.min_flops") == 1.0  # read with the file, at the first choice
+    tuning.reload()
+    assert tuning.value("rows.min_flops") == tuning.TABLE["rows.min_flops"].safe
+    assert "RNNSPEC_CPU_TUNING=safe" in tuning.active().source
 
 
 def test_overrides_nest_win_and_name_what_is_unknown(cache):
@@ -110,7 +120,7 @@ def test_overrides_nest_win_and_name_what_is_unknown(cache):
         with tuning.override({"rows.min_rows": 4}):
             assert (tuning.value("rows.min_rows"), tuning.value("rows.min_steps")) == (4, 3)
         assert tuning.value("rows.min_rows") == 2
-    assert tuning.value("rows.min_rows") == SAFE["rows.min_rows"]
+    assert tuning.value("rows.min_rows") == tuning.TABLE["rows.min_rows"].safe
     with pytest.raises(ValueError, match="unknown thresholds \\['rows.min_row'\\]"):
         with tuning.override({"rows.min_row": 1}):
             pass
@@ -120,11 +130,15 @@ def test_the_transposed_products_run_off_the_kernels_they_were_measured_on_only_
     """Safe: only on OpenBLAS kernels with the small-matrix path (SkylakeX and successors); a measurement on
     another machine (an AVX2-only one, say) decides there."""
     f32, lstm_g4 = np.dtype(np.float32), 4 * 1024 * 1024 * 4
-    monkeypatch.setattr(blas, "_has_small_kernels", lambda: False)
-    assert not blas.transposed_wins(f32, 16, lstm_g4)
+    monkeypatch.setattr(blas, "has_small_kernels", lambda: True)
+    tuning.reload()
+    assert blas.transposed_wins(f32, 16, lstm_g4)
+    monkeypatch.setattr(blas, "has_small_kernels", lambda: False)
+    tuning.reload()
+    assert not blas.transposed_wins(f32, 16, lstm_g4) and tuning.safe_values()["blas.transposed_min_bytes"] == math.inf
     tuning.save(_record({"blas.transposed_min_bytes": 1 << 20}))
     assert blas.transposed_wins(f32, 16, lstm_g4) and not blas.transposed_wins(f32, 16, (1 << 20) - 4)
-    monkeypatch.setattr(blas, "_has_small_kernels", lambda: True)
+    monkeypatch.setattr(blas, "has_small_kernels", lambda: True)
     tuning.save(_record({"blas.transposed_min_bytes": math.inf}))  # measured: it never won
     assert not blas.transposed_wins(f32, 16, lstm_g4)
 
@@ -173,7 +187,7 @@ def test_a_measurement_where_the_split_never_won_leaves_its_other_thresholds_saf
                       "blas.transposed_min_bytes": math.inf}
     tuning.save(tuning.measure())
     assert not rows.wanted(100, 32, 1000, 1e12) and not split.wanted("lstm", 1000, 1, 1024, 4)
-    assert tuning.value("split.min_steps") == SAFE["split.min_steps"]
+    assert tuning.value("split.min_steps") == tuning.TABLE["split.min_steps"].safe
 
 
 def test_measuring_forces_each_path_and_puts_the_environment_back(cache, monkeypatch):

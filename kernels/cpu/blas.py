@@ -157,7 +157,7 @@ SMALL_KERNEL_CORES = ("skylakex", "cooperlake", "sapphirerapids")
 
 
 @functools.cache
-def _has_small_kernels() -> bool:
+def has_small_kernels() -> bool:
     """Whether the kernels' BLAS runs kernels that have the small-matrix path (read once: it loads once)."""
     prepare()
     core = core_name("scipy")
@@ -166,7 +166,7 @@ def _has_small_kernels() -> bool:
 
 def small_kernel_mnk() -> int:
     """``blas.small_kernel_mnk`` where the kernels' BLAS runs kernels that have the small-matrix path, else 0."""
-    return int(tuning.value("blas.small_kernel_mnk")) if _has_small_kernels() else 0
+    return int(tuning.value("blas.small_kernel_mnk")) if has_small_kernels() else 0
 
 
 def rows_per_call(rows: int, inner: int, cols: int, one_thread: bool) -> int:
@@ -194,12 +194,10 @@ def transposed_wins(dtype: np.dtype, rows: int, weight_bytes: int) -> bool:
     """Whether a step's product of ``rows`` rows by a W of ``weight_bytes`` runs as (W a^T)^T
     (loops.step_product; the same bits either way): float32 (float64 lost nearly everywhere), between
     ``blas.transposed_min_rows`` and ``blas.transposed_max_rows`` rows, a W of ``blas.transposed_min_bytes``
-    or more (:mod:`tuning`). Unmeasured on this machine, only on the BLAS kernels the safe value was measured
-    on (small_kernel_mnk tells them apart)."""
+    or more (:mod:`tuning`; never, unmeasured, off the BLAS kernels it was measured on)."""
     value = tuning.value
     return (dtype == np.float32 and value("blas.transposed_min_rows") <= rows <= value("blas.transposed_max_rows")
-            and weight_bytes >= value("blas.transposed_min_bytes")
-            and (tuning.measured("blas.transposed_min_bytes") or small_kernel_mnk() > 0))
+            and weight_bytes >= value("blas.transposed_min_bytes"))
 
 
 #: (set, get) thread-count functions, by the names OpenBLAS builds export them under

@@ -10,15 +10,15 @@ value to use where nothing was measured on this machine (``safe``), why, and how
 Where the values come from, first match wins:
 
 1. :func:`override` (the tests, and :func:`measure` while it forces a path);
-2. ``RNNSPEC_CPU_TUNING=safe`` in the environment: the safe values, whatever was measured;
+2. ``RNNSPEC_CPU_TUNING=safe`` in the environment (read with the file): the safe values, whatever was measured;
 3. the file :func:`measure` wrote for this machine (:func:`cache_path`: beside Numba's cache of the
    kernels, ``<cache>/rnnspec-numba/<digest of the kernels' sources>/tuning-<machine key>.json``),
    read once, at the first choice a kernel makes. A file for another machine (:func:`machine`: CPU
    model, instruction set, cores this process may use, L2 size, the kernels' OpenBLAS core type), of
    another schema, or unreadable, is not used; a change to any kernel source gives a new directory, so
    measured values never outlive the code they were measured on;
-4. the safe values: those measured on :data:`REFERENCE` (the transposed products only on the BLAS
-   kernels they were measured on).
+4. the safe values (:func:`safe_values`): those measured on :data:`REFERENCE` (the transposed products only
+   on the BLAS kernels they were measured on).
 
 Nothing is measured at import or inside a kernel's call: ``python -m rnnspec.kernels.cpu.tune``
 (or :func:`measure` then :func:`save`) measures, in about half a minute on an idle 2-core machine once
@@ -194,6 +194,20 @@ class Tuning:
 SAFE = Tuning({}, "the safe values (TABLE)")
 _loaded: list[Tuning] = []
 _overrides: list[dict] = []
+#: every threshold's value in force, resolved at the first choice and after any change (an override, reload):
+#: a choice reads a dict, not the environment or the stack of overrides (a kernel's call makes a dozen)
+_resolved: dict | None = None
+
+
+def safe_values() -> dict[str, float]:
+    """TABLE's safe values, but the transposed products' never (infinity) where the kernels' BLAS is not of the
+    kernels they were measured on (blas.has_small_kernels)."""
+    from rnnspec.kernels.cpu import blas
+
+    values = {name: threshold.safe for name, threshold in TABLE.items()}
+    if not blas.has_small_kernels():
+        values["blas.transposed_min_bytes"] = math.inf
+    return values
 
 
 def read(path: Path, described: dict) -> Tuning:
@@ -218,45 +232,58 @@ def read(path: Path, described: dict) -> Tuning:
 
 
 def active() -> Tuning:
-    """The values in use now (see the module's docstring); the file is read at the first call only."""
-    if os.environ.get(ENVIRONMENT, "") == "safe":
-        return SAFE
+    """The measured values in use (see the module's docstring): SAFE where the environment asks for it, else
+    this machine's file, read at the first call (and the first after :func:`reload`) only."""
     if not _loaded:
-        described = machine()
-        _loaded.append(read(cache_path(described), described))
+        if os.environ.get(ENVIRONMENT, "") == "safe":
+            _loaded.append(Tuning({}, f"the safe values (TABLE): {ENVIRONMENT}=safe"))
+        else:
+            described = machine()
+            _loaded.append(read(cache_path(described), described))
     return _loaded[0]
 
 
 def reload() -> None:
-    """Forget the values read, so that the next choice reads the file again (after :func:`save`)."""
+    """Forget what was read (the file, the environment), so that the next choice reads them again."""
+    global _resolved
     _loaded.clear()
+    _resolved = None
+
+
+def _resolve() -> dict:
+    global _resolved
+    values = {**safe_values(), **active().values}
+    for pushed in _overrides:
+        values.update(pushed)
+    _resolved = values
+    return values
 
 
 def value(name: str) -> float:
     """The threshold ``name`` of TABLE as the kernels use it now."""
-    for values in reversed(_overrides):
-        if name in values:
-            return values[name]
-    return active().values.get(name, TABLE[name].safe)
+    return (_resolved or _resolve())[name]
 
 
 def measured(name: str) -> bool:
-    """Whether ``value(name)`` comes from a measurement (or an override), not the safe table."""
-    return any(name in values for values in _overrides) or name in active().values
+    """Whether the value of ``name`` in use, overrides aside, was measured on this machine."""
+    return name in active().values
 
 
 @contextlib.contextmanager
 def override(values: dict) -> Iterator[None]:
     """The thresholds in ``values`` (names of TABLE) in force while inside, over anything else."""
+    global _resolved
     unknown = sorted(set(values) - set(TABLE))
     if unknown:
         raise ValueError(f"override: unknown thresholds {unknown}; known: {sorted(TABLE)}")
     pushed = dict(values)
     _overrides.append(pushed)
+    _resolved = None
     try:
         yield
     finally:
         del _overrides[next(k for k, v in enumerate(_overrides) if v is pushed)]
+        _resolved = None
 
 
 # ---- the measurement -----------------------------------------------------------------------------------------
@@ -403,7 +430,7 @@ def measure(progress: Callable[[str], None] | None = None) -> dict:
         return result["ratio"]
 
     values: dict[str, float] = {}
-    with override({name: t.safe for name, t in TABLE.items()}):
+    with override(safe_values()):
         T, B, I = ROWS
         ratios = [run("rows", T, B, I, H) for H in ROWS_H]
         values["rows.min_flops"] = win_range([(flops("train", T, B, I, H, 16, GATES), r)
@@ -443,14 +470,13 @@ def save(record: dict, path: Path | None = None) -> Path:
     return path
 
 
-def show(tuning: Tuning | None = None) -> str:
+def show() -> str:
     """The values in use, each marked measured or safe, and where they come from."""
-    tuning = tuning or active()
+    tuning, safe = active(), safe_values()
     lines = [f"CPU kernel thresholds: {tuning.source}"]
-    for name, threshold in TABLE.items():
-        used = value(name)
+    for name in TABLE:
         mark = "measured" if name in tuning.values else "safe"
-        lines.append(f"  {name:28s} {used:>14,.0f}  ({mark}; safe {threshold.safe:,.0f})")
+        lines.append(f"  {name:28s} {value(name):>14,.0f}  ({mark}; safe {safe[name]:,.0f})")
     return "\n".join(lines)
 
 
