@@ -174,9 +174,10 @@ def test_the_measurement_derives_each_threshold_from_its_probes(cache, monkeypat
                 "split.max_rows": 2, "blas.transposed_min_bytes": math.sqrt(lstm_bytes(512) * lstm_bytes(768))}
     assert record["values"] == pytest.approx(expected, rel=1e-12), record["values"]
     assert record["machine"] == tuning.machine() and record["schema"] == tuning.SCHEMA
-    split_probes = [p for p in record["probes"] if p["kind"] == "split"]
-    assert [p["B"] for p in split_probes][-3:] == [1, 2, 3]  # stops at the first B that lost
-    assert {p["H"] for p in split_probes if p["T"] != tuning.SPLIT[0] or p["B"] != 1} == {256}  # the first winner
+    split_probes = [(p["T"], p["B"], p["H"]) for p in record["probes"] if p["kind"] == "split"]
+    T, B, I = tuning.SPLIT
+    ladders = [(t, B, 256) for t in tuning.SPLIT_T if t != T] + [(T, 2, 256), (T, 3, 256)]  # stops at B = 3
+    assert split_probes == [(T, B, H) for H in tuning.SPLIT_H] + ladders  # the shared point measured once
     assert tuning.read(tuning.save(record), tuning.machine()).values == record["values"]
 
 
@@ -232,6 +233,16 @@ def test_each_path_runs_where_a_measurement_chooses_it_and_agrees_with_the_plain
     chosen = _flat(_run(case))
     assert any(took), path
     assert_agree(chosen, plain, 1e-5)
+
+
+def test_the_command_measures_nothing_on_a_busy_machine_unless_told(cache, monkeypatch, capsys):
+    monkeypatch.setattr(os, "getloadavg", lambda: (10.0 * tuning.cores(), 0.0, 0.0))
+    monkeypatch.setattr(tuning, "probe", lambda kind, T, B, I, H: {"one_s": 1.0, "two_s": 1.0, "ratio": 1.0})
+    assert tuning.main([]) == 3
+    assert "not measured: run again when it is idle" in capsys.readouterr().err
+    assert not tuning.cache_path().exists()
+    assert tuning.main(["--busy-ok"]) == 0 and tuning.cache_path().exists()
+    assert "measured on this machine" in capsys.readouterr().out
 
 
 def test_the_command_shows_the_values_in_use_and_refuses_other_arguments():

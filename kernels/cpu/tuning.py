@@ -437,15 +437,16 @@ def measure(progress: Callable[[str], None] | None = None) -> dict:
                                               for H, r in zip(ROWS_H, ratios)])[0]
         values["rows.max_weight_bytes"] = win_range([(GATES * H * H * 4, r) for H, r in zip(ROWS_H, ratios)])[1]
         T, B, I = SPLIT
-        ratios = [run("split", T, B, I, H) for H in SPLIT_H]
-        values["split.min_row_step"] = lower_boundary([(GATES * H * H, r) for H, r in zip(SPLIT_H, ratios)])
+        by_units = {H: run("split", T, B, I, H) for H in SPLIT_H}
+        values["split.min_row_step"] = lower_boundary([(GATES * H * H, r) for H, r in by_units.items()])
         won = [H for H in SPLIT_H if GATES * H * H >= values["split.min_row_step"]]
         if won:  # else the split never runs, whatever its other thresholds
-            ratios = [run("split", t, B, I, won[0]) for t in SPLIT_T]
-            values["split.min_steps"] = lower_boundary(list(zip(SPLIT_T, ratios)))
+            H = won[0]  # the ladders below share SPLIT's point with the one above: measured once, read alike
+            by_steps = {t: by_units[H] if t == T else run("split", t, B, I, H) for t in SPLIT_T}
+            values["split.min_steps"] = lower_boundary(sorted(by_steps.items()))
             values["split.max_rows"] = 0
             for rows in SPLIT_B:
-                if run("split", T, rows, I, won[0]) < WIN:
+                if (by_units[H] if rows == B else run("split", T, rows, I, H)) < WIN:
                     break
                 values["split.max_rows"] = rows
         T, B, I = TRANSPOSED
@@ -481,13 +482,15 @@ def show() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m rnnspec.kernels.cpu.tune [--show]``: measure and save (or, with --show, print the values in
-    use). Returns the exit status."""
+    """``python -m rnnspec.kernels.cpu.tune [--show] [--busy-ok]``: measure and save (or, with --show, print the
+    values in use). On a busy machine (a load average above BUSY per core) nothing is measured unless
+    --busy-ok: other processes' work would land on one side of a comparison or the other, and the values saved
+    would steer every later call. Returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv not in ([], ["--show"]):
-        print("usage: python -m rnnspec.kernels.cpu.tune [--show]", file=sys.stderr)
+    if not set(argv) <= {"--show", "--busy-ok"}:
+        print("usage: python -m rnnspec.kernels.cpu.tune [--show] [--busy-ok]", file=sys.stderr)
         return 2
-    if argv == ["--show"]:
+    if "--show" in argv:
         print(show())
         return 0
     described = machine()
@@ -495,12 +498,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"measuring the CPU kernels' thresholds on {described['cpu']} ({described['isa']}, {described['cores']} "
           f"cores, OpenBLAS {described['blas_core']}); load average {load:.2f}", flush=True)
     if load > BUSY * described["cores"]:
-        print(f"warning: the machine is busy (load average {load:.2f} on {described['cores']} cores): other "
-              "processes' work lands on one side of a comparison or the other; measure again when it is idle",
-              flush=True)
+        print(f"the machine is busy (load average {load:.2f} on {described['cores']} cores): other processes' work "
+              "lands on one side of a comparison or the other", file=sys.stderr, flush=True)
+        if "--busy-ok" not in argv:
+            print("not measured: run again when it is idle (or with --busy-ok)", file=sys.stderr)
+            return 3
     record = measure(lambda line: print(line, flush=True))
     path = save(record)
     print(f"{record['seconds']} s; written to {path}")
     print(show())
     return 0
-
