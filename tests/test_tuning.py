@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_bench_command import fake_bench  # noqa: F401 - a fixture: the CPU benchmark without its slow parts
 from test_gated_kernels import _fixed, _flat, _run, assert_agree
 
 from rnnspec.kernels import numba_cache
@@ -253,3 +254,17 @@ def test_the_command_shows_the_values_in_use_and_refuses_other_arguments():
     bad = subprocess.run([sys.executable, "-m", "rnnspec.kernels.cpu.tune", "--fast"], capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode == 2 and "usage: python -m rnnspec.kernels.cpu.tune [--show]" in bad.stderr, bad.stderr
+
+
+@pytest.mark.usefixtures("fake_bench")
+def test_the_benchmark_records_the_thresholds_it_ran_with(cache, capsys):
+    from rnnspec.spec import cli
+
+    tuning.save(_record({"rows.min_flops": 123.0}))
+    path = cache / "bench.json"
+    assert cli.main(["bench", "--cell", "lstm", "--sizes", "G1", "--dtypes", "float32", "--phases", "train",
+                     "--impls", "rnnspec-cpu", "--repeats", "1", "--json", str(path)]) == 0
+    recorded = json.loads(path.read_text())["tuning"]
+    assert recorded["values"]["rows.min_flops"] == 123.0 and set(recorded["values"]) == set(tuning.TABLE)
+    assert "measured on this machine" in recorded["source"]
+    assert f"path-choosing thresholds: {recorded['source']}" in capsys.readouterr().out

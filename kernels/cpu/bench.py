@@ -293,11 +293,12 @@ def run(sizes: list[str], phases: list[str], dtypes: list[str], impls: list[str]
         raise ValueError(f"repeats: expected at least 1 timed call, got {repeats}")
     progress = progress or sys.stderr
     load_before = load()
-    from rnnspec.kernels.cpu import blas, peak
+    from rnnspec.kernels.cpu import blas, peak, tuning
 
     impls, missing = available(impls, cell, variant)
     report = {"schema": SCHEMA, "cell": cell, "variant": variant["name"] if variant else "", "machine": machine(),
               **commit(), "blas": blas.report(), "blas_kernel": blas_kernel(), "load_before": load_before,
+              "tuning": {"source": tuning.active().source, "values": {k: tuning.value(k) for k in tuning.TABLE}},
               "compile_s": compile_seconds(cell), "skipped": missing, "results": []}
     print(f"measuring the peak ({', '.join(dtypes)}) ...", file=progress, flush=True)
     before = {d: peak.measure(d) for d in dtypes}
@@ -345,6 +346,8 @@ def table(report: dict) -> str:
         b = report["blas"]
         lines.append(f"BLAS: NumPy runs OpenBLAS {b['numpy_blas_core']} kernels; the kernels' GEMM (SciPy's "
                      f"OpenBLAS) runs {b['kernels_blas_core']} ({b['why']})")
+    if "tuning" in report:
+        lines.append(f"path-choosing thresholds: {report['tuning']['source']}")
     cpus = report.get("machine", {}).get("cpus")
     if report.get("load_before") is not None:
         after = f", {report['load_after']:.2f} after" if report.get("load_after") is not None else ""
