@@ -103,7 +103,7 @@ TABLE: dict[str, Threshold] = {
     # forward, 0.79-1.04x BPTT): float32 only
     "blas.transposed_min_bytes": Threshold(
         6 * 2**20, "float32 step products by a W of at least this many bytes run transposed; unmeasured on this "
-                   "machine, only on the BLAS kernels it was measured on (blas.small_kernel_mnk() > 0)",
+                   "machine, only on the BLAS kernels it was measured on (blas.has_small_kernels())",
         "the boundary in bytes of W of the LSTM's float32 training call at (T, B, I) = TRANSPOSED, H in "
         "TRANSPOSED_H"),
     "blas.transposed_min_rows": Threshold(8, "the fewest rows the transposed products were measured to win at"),
