@@ -1,5 +1,6 @@
 """The ``rnnspec`` command: check (an implementation against the spec), matrix (every installed framework
-through the suite), bench (the kernels against NumPy and PyTorch), derive (the documents)."""
+through the suite), bench (the kernels against NumPy and PyTorch), tune (the CPU kernels' thresholds on this
+machine), derive (the documents)."""
 
 from __future__ import annotations
 
@@ -181,6 +182,12 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT[result.verdict]
 
 
+def _tune(args: argparse.Namespace) -> int:
+    from rnnspec.kernels.cpu.tuning import main as tune
+
+    return tune(["--show"] * args.show + ["--busy-ok"] * args.busy_ok)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -263,6 +270,12 @@ def parser() -> argparse.ArgumentParser:
     derive.add_argument("--quiet", action="store_true", help="no progress lines")
     derive.set_defaults(run=_derive)
     bench_command.add_parser(sub)
+    tune = sub.add_parser("tune", help="measure the CPU kernels' path-choosing thresholds on this machine and "
+                          "cache them beside Numba's cache (the kernels read them; unmeasured, they use safe values)")
+    tune.add_argument("--show", action="store_true", help="print the values in use and where each comes from")
+    tune.add_argument("--busy-ok", action="store_true", help="measure even when the load average says the machine "
+                      "is busy (the values would then be unreliable)")
+    tune.set_defaults(run=_tune)
     matrix = sub.add_parser("matrix", help="run every installed framework target through the suite; write Markdown")
     matrix.add_argument("--targets", help="comma-separated built-in targets (default: every installed framework's)")
     matrix.add_argument("--seeds", type=_seeds, default=(0,), help="comma-separated seeds (default 0)")

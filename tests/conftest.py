@@ -8,6 +8,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 # The CUDA kernels are tested under numba-cuda's simulator unless a run asks for the real GPU with
 # NUMBA_ENABLE_CUDASIM=0. Numba reads this when it is first imported, which happens after conftest.
 os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+# The CPU kernels' path choices come from the safe table (kernels/cpu/tuning.py), not from a measurement a
+# developer saved on this machine: tests that expect a path would otherwise depend on whoever ran `rnnspec tune`
+os.environ.setdefault("RNNSPEC_CPU_TUNING", "safe")
 
 settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("ci", deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)

@@ -177,3 +177,8 @@ def test_a_case_with_a_list_for_its_cell_is_named(capsys):
     code, _, err = rnnspec(capsys, "check", "--quiet", "--case", '{"cell": ["lstm"], "T": 1, "B": 1, "I": 1, "H": 1, '
                            '"K": 2, "activation": "tanh", "dtype": "float64", "regime": "contracting", "seed": 1}')
     assert code == 2 and "case field cell must be a string" in err, err
+
+
+def test_tune_is_a_command_that_shows_the_thresholds_in_use(capsys):
+    code, out, _ = rnnspec(capsys, "tune", "--show")
+    assert code == 0 and "safe" in out, out
