@@ -15,9 +15,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-#: each cell's gates, in rnnspec's canonical order ("" for the one-gate Elman cell)
-GATES = {"elman": "", "lstm": "ifgo", "gru-reset-after": "rzn", "gru-reset-before": "rzn", "lstm-proj": "ifgo",
-         "lstm-peephole": "ifgo"}
+from rnnspec import catalogue
+
+#: each cell's gates, in rnnspec's canonical order ("" for the one-gate Elman cell), as the catalogue has them
+GATES = {name: cell.gates for name, cell in catalogue.CELLS.items()}
 
 #: how the parts of a split bias combine: the sum for weights, the first part for gradients
 #: (d/db of f(first + second) is the gradient of either part)
