@@ -22,8 +22,10 @@ from collections import Counter
 
 import numpy as np
 
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-ACTIVATIONS = ("tanh", "sigmoid", "relu", "identity")
+from rnnspec import catalogue
+
+FLOAT_DTYPES = tuple(np.dtype(name) for name in catalogue.DTYPES)
+ACTIVATIONS = catalogue.ELMAN_ACTIVATIONS
 #: what a variant with lengths reports at the steps past a row's length (kernels/cpu/variants.py)
 PADDING = ("zero", "carry")
 
@@ -193,22 +195,25 @@ def targets_arg(targets, T: int, B: int, K: int) -> np.ndarray:
     return contiguous(targets.astype(np.int64, copy=False))
 
 
-#: the gated cells: their gates in stacking order, the initial states, and the parameters beyond U_k, W_k, b_k
-#: with their shapes in the sizes H and P (the LSTM's projection size; P = H without one)
-GATED_CELLS = {
-    "lstm": ("ifgo", ("h0", "c0"), {}),
-    "lstm-proj": ("ifgo", ("h0", "c0"), {"W_hr": ("P", "H")}),
-    "lstm-peephole": ("ifgo", ("h0", "c0"), {"P_i": ("H",), "P_f": ("H",), "P_o": ("H",)}),
-    "gru-reset-after": ("rzn", ("h0",), {"b_hn": ("H",)}),
-    "gru-reset-before": ("rzn", ("h0",), {}),
-}
+def _per_gate(entry: catalogue.Cell) -> tuple[str, ...]:
+    """The names of a gated cell's per-gate parameters: U_k, W_k, b_k for every gate k (catalogue order)."""
+    return tuple(f"{kind}_{g}" for kind in "UWb" for g in entry.gates)
+
+
+#: the gated cells (the catalogue's cells with gates): their gates in stacking order, the initial states, and the
+#: parameters beyond U_k, W_k, b_k with their shapes in the sizes H and P (the LSTM's projection size; P = H
+#: without one). Read from rnnspec.catalogue, never written here.
+GATED_CELLS = {entry.name: (entry.gates, tuple(f"{s}0" for s in entry.states),
+                            {p.key: p.shape for p in entry.params if p.key not in _per_gate(entry)})
+               for entry in catalogue.CELLS.values() if entry.gates}
 HEAD_PARAMS = ("V", "c")
 
 
 def cell_name(cell: object, allowed: tuple[str, ...]) -> str:
-    if isinstance(cell, str) and cell == "gru":
-        raise ValueError("cell: 'gru' is ambiguous; say 'gru-reset-after' (PyTorch, cuDNN, Keras 3, Flax) or "
-                         "'gru-reset-before' (ONNX's default, Keras reset_after=False)")
+    """``cell`` if it is one of ``allowed``; a name the catalogue refuses gets its reason, any other a ValueError
+    naming the choices."""
+    if isinstance(cell, str) and cell in catalogue.REFUSED:
+        raise ValueError(f"cell: {catalogue.REFUSED[cell]}")
     return choice("cell", cell, allowed)
 
 
@@ -256,7 +261,7 @@ def gated_inputs(cell: str, x, state0, params, head: bool = False, device_ok: bo
     if len({x.dtype, *(v.dtype for v in state0.values()), *(v.dtype for v in params.values())}) > 1:
         same_dtype("x", x.dtype, **{f"state0[{k!r}]": v for k, v in state0.items()}, **params)
     H = params[f"W_{gates[0]}"].shape[0]
-    P = params["W_hr"].shape[0] if "W_hr" in params else H
+    P = _size(cell, "P", params, H)
     K = params["V"].shape[0] if head else 0
     given = {**state0, **params}
     if any(given[key].shape != wanted for key, wanted in _expected_shapes(cell, B, I, H, P, K, head)):
@@ -264,10 +269,29 @@ def gated_inputs(cell: str, x, state0, params, head: bool = False, device_ok: bo
     return x, T, B, I, H, state0, params
 
 
-_PARAM_NAMES = {cell: tuple(f"{kind}_{g}" for kind in "UWb" for g in gates) + tuple(extra)
-                for cell, (gates, _, extra) in GATED_CELLS.items()}
-_NDIM = {"c": 1, **{k: len(shape) for _, _, extra in GATED_CELLS.values() for k, shape in extra.items()},
-         **{f"b_{g}": 1 for g in "ifgorzn"}}
+_PARAM_NAMES = {cell: catalogue.cell(cell).param_keys for cell in GATED_CELLS}
+#: for each cell and size name, the first parameter whose shape names that size, and the axis
+_SIZE_AT = {cell: {size: (p.key, axis) for p in reversed(catalogue.cell(cell).params)
+                   for axis, size in reversed(list(enumerate(p.shape)))} for cell in GATED_CELLS}
+_NDIM = {"c": 1, **{p.key: len(p.shape) for entry in catalogue.CELLS.values() for p in entry.params}}
+
+
+def _size(cell: str, size: str, params: dict, default: int) -> int:
+    """The size named ``size`` as the first of the cell's parameters whose shape names it gives it (``default``
+    where none does: P = H but for the projected LSTM)."""
+    where = _SIZE_AT[cell].get(size)
+    return default if where is None else params[where[0]].shape[where[1]]
+
+
+def _state_width(entry: catalogue.Cell, state: str) -> str:
+    """The size name of a state's width: h is the cell's output (P wide for the projected LSTM), any other
+    state (the LSTM's c) is H wide."""
+    return entry.width if state == "h" else "H"
+
+
+#: each gated cell's states and the size name of each one's width
+_STATE_WIDTHS = {cell: {s: _state_width(catalogue.cell(cell), s) for s in catalogue.cell(cell).states}
+                 for cell in GATED_CELLS}
 
 
 @functools.lru_cache(maxsize=256)
@@ -277,43 +301,40 @@ def _expected_shapes(cell: str, B: int, I: int, H: int, P: int, K: int, head: bo
 
 
 def _shapes(cell: str, B: int, I: int, H: int, P: int, K: int, head: bool) -> dict[str, tuple[tuple[int, ...], str]]:
-    """Every argument's expected shape, and how to say it."""
-    gates, state_keys, extra = GATED_CELLS[cell]
-    sizes = {"H": H, "P": P}
-    w_cols = "P" if "W_hr" in extra else "H"
-    shapes = {"h0": ((B, P), f"(B, {w_cols})"), "c0": ((B, H), "(B, H)")}
-    shapes = {k: shapes[k] for k in state_keys}
-    for g in gates:
-        shapes[f"U_{g}"] = ((H, I), "(H, I)")
-        shapes[f"W_{g}"] = ((H, P), f"(H, {w_cols})")
-        shapes[f"b_{g}"] = ((H,), "(H,)")
-    for key, dims in extra.items():
-        shapes[key] = (tuple(sizes[d] for d in dims), "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")")
+    """Every argument's expected shape, and how to say it: the catalogue's shapes, in the sizes given."""
+    entry = catalogue.cell(cell)
+    sizes = {"B": B, "I": I, "H": H, "P": P, "K": K}
+    said = lambda dims: "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+    named = {f"{s}0": ("B", _state_width(entry, s)) for s in entry.states}
+    named.update({p.key: p.shape for p in entry.params})
     if head:
-        shapes.update(V=((K, P), f"(K, {w_cols})"), c=((K,), "(K,)"))
-    return shapes
+        named.update(V=("K", entry.width), c=("K",))
+    return {key: (tuple(sizes[d] for d in dims), said(dims)) for key, dims in named.items()}
 
 
 def _name_the_odd_shape(cell: str, B: int, I: int, state0: dict, params: dict, head: bool) -> None:
     """Raise the ValueError that names the argument whose shape disagrees with the others."""
-    gates, state_keys, extra = GATED_CELLS[cell]
-    votes = [(f"W_{g}", params[f"W_{g}"].shape[0]) for g in gates] + [(f"U_{g}", params[f"U_{g}"].shape[0])
-                                                                       for g in gates]
-    votes += [("c0", state0["c0"].shape[1])] if "c0" in state0 else []
-    if "W_hr" not in extra:
-        votes += [(f"W_{g}", params[f"W_{g}"].shape[1]) for g in gates] + [("h0", state0["h0"].shape[1])]
-    H, why_h = decide("H", votes)
+    entry = catalogue.cell(cell)
+    given = {**state0, **params}
+    named = {f"{s}0": ("B", _state_width(entry, s)) for s in entry.states}
+    named.update({p.key: p.shape for p in entry.params})
+    # every argument votes for each size its shape names (the first listed wins a tie: the parameters' first)
+    votes: dict[str, list[tuple[str, int]]] = {"H": [], "P": []}
+    for key in [*(p.key for p in entry.params), *named]:
+        for axis, size in enumerate(named[key]):
+            if size in votes and axis < given[key].ndim:
+                votes[size].append((key, given[key].shape[axis]))
+    H, why_h = decide("H", votes["H"])
     why = f" ({why_h}; I={I} from x)"
-    P, why_p = H, why_h
-    if "W_hr" in extra:
-        P, why_p = decide("P", [("W_hr", params["W_hr"].shape[0])] + [(f"W_{g}", params[f"W_{g}"].shape[1])
-                                                                      for g in gates] + [("h0", state0["h0"].shape[1])])
+    P = H
+    if votes["P"]:
+        P, why_p = decide("P", votes["P"])
         why = f" ({why_h}; {why_p}; I={I} from x)"
     K = params["V"].shape[0] if head else 0
     shapes = _shapes(cell, B, I, H, P, K, head)
-    for key in state_keys:
+    for key in state0:
         shape(f"state0[{key!r}]", state0[key], *shapes[key], f" ({why_h}; B={B} from x)")
-    for key in [*(f"{kind}_{g}" for kind in "UWb" for g in gates), *extra, *(("V", "c") if head else ())]:
+    for key in [*entry.param_keys, *(HEAD_PARAMS if head else ())]:
         shape(key, params[key], *shapes[key], f" (K={K} from V)" if key == "c" else why)
 
 
@@ -335,13 +356,12 @@ def elman_dicts(state0, params, head: bool = False) -> tuple:
 def gated_cotangents(cell: str, cotangents, dtype, T: int, B: int, H: int, P: int, device_ok: bool = False) -> dict:
     """The cotangents {"h": (T, B, P)} (and, for the LSTMs, optionally {"c": (T, B, H)}) of a gated cell's
     VJP, each checked; P = H but for the projected LSTM."""
-    lstm = "c0" in GATED_CELLS[cell][1]
+    widths = _STATE_WIDTHS[cell]
     given = named_arrays("cotangents", cotangents if cotangents is not None else {}, ("h",),
-                         ("c",) if lstm else (), cell)
+                         tuple(s for s in widths if s != "h"), cell)
     for key, value in given.items():
         value = array(f"cotangents[{key!r}]", value, 3, device_ok)
         same_dtype("x", dtype, **{f"cotangents[{key!r}]": value})
-        width, name = (P, "P" if cell == "lstm-proj" else "H") if key == "h" else (H, "H")
-        shape(f"cotangents[{key!r}]", value, (T, B, width), f"(T, B, {name})")
+        shape(f"cotangents[{key!r}]", value, (T, B, {"H": H, "P": P}[widths[key]]), f"(T, B, {widths[key]})")
         given[key] = value
     return given

@@ -1,32 +1,39 @@
-"""The CPU kernels of the gated cells against the oracle, on generated shapes, layouts and both code paths."""
+"""The CPU kernels of the gated cells against the oracle, on generated shapes, layouts and every code path."""
 
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from numba import njit
 
 from rnnspec.derivations.oracle import Oracle
 from rnnspec.kernels import backward, forward, loss
 from rnnspec.kernels.checks import GATED_CELLS
-from rnnspec.kernels.cpu import gated
+from rnnspec.kernels.cpu import blas, cells, gated, rows, split
 from rnnspec.kernels.cpu.elementwise import exp32, sigmoid
 from rnnspec.spec.adapters import RnnspecCPU
 from rnnspec.spec.cases import Case
 from rnnspec.spec.expected import compute_expected
 from rnnspec.spec.tolerance import accuracy_ulps, relative_error
 
-CELLS = sorted(GATED_CELLS)
-#: the cells the issue's kernels began with; the projected and peephole LSTMs run fewer generated cases in CI
+#: every gated cell the kernels take (the catalogue's: test_kernel_inputs checks that they are all of them)
+CELLS = sorted(name for name, kernel in cells.load().items() if isinstance(kernel, cells.Gated))
+#: the cells the issue's kernels began with; the other cells run fewer generated cases in CI
 FIRST = ("gru-reset-after", "gru-reset-before", "lstm")
+
+
+def _projected(cell) -> bool:
+    return cells.kernel(cell).entry.width == "P"
 
 
 def _sizes(cell, H, P):
     """Shapes of the cell's parameters beyond U, W, b, and of h: P for the projected LSTM, else H."""
-    width = P if cell == "lstm-proj" else H
+    width = P if _projected(cell) else H
     return width, {k: tuple({"H": H, "P": width}[d] for d in dims) for k, dims in GATED_CELLS[cell][2].items()}
 # float64: 1e-12 relative, or the suite's condition-aware tolerance where correct float64 computations
 # themselves land further than that (a gradient that sums cancelling terms, as dL/dU_r does when the
@@ -40,8 +47,8 @@ def gated_cases(draw, cell, dtype):
     may drive one gate open or shut (where the float32 logistic function must stay accurate)."""
     gates, states, extra = GATED_CELLS[cell]
     T, B, I, K = draw(st.integers(1, 30)), draw(st.integers(1, 5)), draw(st.integers(1, 9)), draw(st.integers(2, 6))
-    H = draw(st.integers(2 if cell == "lstm-proj" else 1, 24))
-    width, extra = _sizes(cell, H, draw(st.integers(1, H - 1)) if cell == "lstm-proj" else H)
+    H = draw(st.integers(2 if _projected(cell) else 1, 24))
+    width, extra = _sizes(cell, H, draw(st.integers(1, H - 1)) if _projected(cell) else H)
     radius = draw(st.sampled_from([0.3, 0.8, 1.2]))
     shift = {g: draw(st.sampled_from([0.0, 0.0, -5.0, 5.0])) for g in gates}
     rng = np.random.default_rng(draw(st.integers(0, 2**31)))
@@ -87,26 +94,35 @@ def _flat(result):
     return out
 
 
-def compare(case):
-    """Every output against the suite's expected values and its condition-aware tolerance (the
-    accuracy rnnspec-cpu declares: 8 ulps in float32, libm's in float64), never above 1e-12 in float64
-    unless that tolerance says the case itself is worse conditioned."""
+def expected(case):
+    """The suite's expected values of every output of ``case`` and their condition-aware tolerances (the accuracy
+    rnnspec-cpu declares: 8 ulps in float32, libm's in float64)."""
     dtype = str(case["x"].dtype)
     T, B, I = case["x"].shape
     K = case["params"]["V"].shape[0]
     H = case["params"]["U_" + GATED_CELLS[case["cell"]][0][0]].shape[0]
-    P = case["params"]["W_hr"].shape[0] if "W_hr" in case["params"] else 0
+    P = case["state0"]["h0"].shape[1] if _projected(case["cell"]) else 0
     arrays = {"x": case["x"], **case["state0"], **case["params"], "targets": case["y"],
               **{f"cot_{k}": v for k, v in case["cot"].items()}}
     spec_case = Case(T, B, I, H, K, "tanh", dtype, "contracting", 0, case["cell"], P=P)
-    want = compute_expected(spec_case, arrays, accuracy_ulps(RnnspecCPU.accuracy[dtype]))
-    got = _flat(_run(case))
+    return compute_expected(spec_case, arrays, accuracy_ulps(RnnspecCPU.accuracy[dtype]))
+
+
+def within(case, want, got, path=""):
+    """Every output within its tolerance of ``want``, never above 1e-12 in float64 unless that tolerance says the
+    case itself is worse conditioned."""
+    dtype = str(case["x"].dtype)
     assert set(got) == set(want.values), set(got) ^ set(want.values)
     for key, ref in want.values.items():
         assert got[key].dtype == dtype and got[key].shape == np.shape(ref), (key, got[key].dtype, got[key].shape)
         err = relative_error(got[key], ref, dtype)
         tol = max(want.tolerances[key], TOL64) if dtype == "float64" else want.tolerances[key]
-        assert err <= tol, f"{case['cell']} {key}: error {err:.3e} > tolerance {tol:.3e}"
+        assert err <= tol, f"{case['cell']} {path} {key}: error {err:.3e} > tolerance {tol:.3e}"
+
+
+def compare(case):
+    """Every output of the kernels on their own choice of path against the suite's expected values (within)."""
+    within(case, expected(case), _flat(_run(case)))
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -115,13 +131,111 @@ def test_kernels_match_the_oracle(cell, dtype):
     settings(max_examples=25 if cell in FIRST else 10, deadline=None)(given(gated_cases(cell, dtype))(compare))()
 
 
-@pytest.mark.parametrize("small", [True, False], ids=["loops", "blas"])
-@pytest.mark.parametrize("cell", CELLS)
-def test_both_code_paths(cell, small, monkeypatch):
-    """The recurrent product by plain loops (below SMALL_STEP) or by BLAS, forced on any size."""
-    monkeypatch.setattr(gated, "SMALL_STEP", 10**12 if small else -1)
-    settings(max_examples=8 if cell in FIRST else 4, deadline=None)(given(gated_cases(cell, "float64"))(compare))()
+def _no_threads(mp):
+    mp.setenv(split.FORCE, "never")
+    mp.setenv(rows.FORCE, "never")
+    mp.setattr(blas, "transposed_wins", lambda *_: False)
 
+
+def _loops(mp):
+    _no_threads(mp)
+    mp.setattr(gated, "SMALL_STEP", 10**12)
+
+
+def _blas(mp):
+    _no_threads(mp)
+    mp.setattr(gated, "SMALL_STEP", -1)
+
+
+def _transposed(mp):
+    _blas(mp)
+    mp.setattr(blas, "threads", lambda: 2)  # one BLAS call a step, as rows_per_call gives with two threads
+    mp.setattr(blas, "transposed_wins", lambda *_: True)
+
+
+def _two(variable):
+    def force(mp):
+        _blas(mp)
+        mp.setenv(variable, "always")
+    return force
+
+
+def _at_once(kernel) -> bool:
+    return type(kernel).loss_at_once is not cells.Gated.loss_at_once
+
+
+@dataclass(frozen=True)
+class Path:
+    """A path the kernels choose between: how to force it, where it exists (kernel, case), how to see it taken
+    (from the runs built and the passes seen)."""
+
+    force: Callable[[pytest.MonkeyPatch], None]
+    exists: Callable[[cells.Gated, dict], bool]
+    taken: Callable[[dict], bool]
+
+
+def _sizes_of(case):
+    T, B, _ = case["x"].shape
+    return T, B, case["state0"]["h0"].shape[1]
+
+
+PATHS = {
+    # the LSTM's loss at these sizes runs in one compiled call (its own path below): here it is turned off
+    "loops": Path(_loops, lambda k, c: True, lambda s: not any(r.blas_rows for r in s["runs"])),
+    "blas": Path(_blas, lambda k, c: True, lambda s: all(r.blas_rows and not r.transposed for r in s["runs"])),
+    "transposed": Path(_transposed, lambda k, c: k.transposable, lambda s: all(r.transposed for r in s["runs"])),
+    "at-once": Path(_loops, lambda k, c: _at_once(k), lambda s: s["at_once"] > 0),
+    "rows": Path(_two(rows.FORCE), lambda k, c: c["x"].shape[1] >= 2, lambda s: s["rows"] > 0),
+    # where split.py takes the cell (it says so itself, when forced)
+    "split": Path(_two(split.FORCE), lambda k, c: _forced_split(k, c), lambda s: s["split"] > 0),
+}
+
+
+def _forced_split(kernel, case):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(split.FORCE, "always")
+        T, B, H = _sizes_of(case)
+        return split.wanted(kernel.name, T, B, H, len(kernel.gates))
+
+
+def _on_path(case, name, want):
+    """The kernels forced onto path ``name``, every output against ``want``; the runs seen, for Path.taken."""
+    kernel = cells.kernel(case["cell"])
+    seen = {"runs": [], "rows": 0, "split": 0, "at_once": 0}
+    with pytest.MonkeyPatch.context() as mp:
+        PATHS[name].force(mp)
+        init, run, parts = gated._Run.__init__, rows.run, split.Parts.forward
+        mp.setattr(gated._Run, "__init__", lambda self, *a, **k: (init(self, *a, **k), seen["runs"].append(self))[0])
+        mp.setattr(rows, "run", lambda *a: (seen.update(rows=seen["rows"] + 1), run(*a))[1])
+        mp.setattr(split.Parts, "forward", lambda self: (seen.update(split=seen["split"] + 1), parts(self))[1])
+        if _at_once(kernel):
+            at_once = type(kernel).loss_at_once
+            counted = lambda self, r, y: (seen.update(at_once=seen["at_once"] + 1), at_once(self, r, y))[1]
+            mp.setattr(type(kernel), "loss_at_once", counted if name == "at-once" else lambda *_: None)
+        got = _flat(_run(case))
+    within(case, want, got, name)
+    assert PATHS[name].taken(seen), (case["cell"], name, seen)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_every_path_matches_the_oracle(cell):
+    """Every path the kernels choose between (PATHS), forced, on the same generated cases (float64, within 1e-12
+    of the oracle): step products by loops, by BLAS, by BLAS through W^T, the loss in one compiled call, a batch
+    in halves on two threads, the recurrence on two threads. Each path that exists for the cell is taken at
+    least once (the fixed case: B = 4, H = 6)."""
+    kernel, taken = cells.kernel(cell), set()
+
+    def check(case):
+        want = expected(case)
+        for name, path in PATHS.items():
+            if path.exists(kernel, case):
+                _on_path(case, name, want)
+                taken.add(name)
+
+    fixed = _fixed(cell, "float64", 7, 4, 3, 6, seed=4)
+    settings(max_examples=5 if cell in FIRST else 3, deadline=None)(
+        example(fixed)(given(gated_cases(cell, "float64"))(check)))()
+    assert taken == {name for name, path in PATHS.items() if path.exists(kernel, fixed)}, taken
 
 
 def _fixed(cell, dtype, T, B, I, H, K=3, seed=0):
@@ -267,6 +381,7 @@ def test_float32_exp_and_logistic_function_within_their_documented_ulps():
 BASELINES_AGREE = """
 import importlib.util, sys
 import numpy as np
+from rnnspec import catalogue
 from rnnspec.kernels.cpu import bench
 from rnnspec.kernels.cpu.baselines_gated import RUNNERS
 
@@ -281,7 +396,7 @@ for impl in impls:
     their_value, their_grads = train()
     assert abs(their_value - value) <= 1e-12 * abs(value), (impl, their_value, value)
     if impl == "numpy":  # stacked as the kernels stack them
-        gates = "ifgo" if cell == "lstm" else "rzn"
+        gates = catalogue.cell(cell).gates
         for kind in "UWb":
             np.testing.assert_allclose(their_grads[kind], np.concatenate([grads[f"{kind}_{g}"] for g in gates]),
                                        rtol=1e-10, atol=1e-12, err_msg=f"{impl} {kind}")

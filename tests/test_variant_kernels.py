@@ -9,37 +9,34 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from rnnspec import kernels
+from rnnspec import catalogue, kernels
 from rnnspec.derivations.composed import Composed
 from rnnspec.derivations.variants import Variant
 from rnnspec.kernels.cpu import elman, gated
 from rnnspec.spec.tolerance import perturbed, relative_error, tolerance
 
+#: the cells whose variants run generated cases; every other cell of the catalogue runs fixed ones
 CELLS = ["elman", "lstm", "gru-reset-after", "gru-reset-before"]
-NAMES = {"elman": ["U", "W", "b"],
-         "lstm": [f"{k}_{g}" for k in "UWb" for g in "ifgo"],
-         "gru-reset-after": [f"{k}_{g}" for k in "UWb" for g in "rzn"] + ["b_hn"],
-         "gru-reset-before": [f"{k}_{g}" for k in "UWb" for g in "rzn"],
-         "lstm-peephole": [f"{k}_{g}" for k in "UWb" for g in "ifgo"] + ["P_i", "P_f", "P_o"],
-         "lstm-proj": [f"{k}_{g}" for k in "UWb" for g in "ifgo"] + ["W_hr"]}
+OTHERS = [cell for cell in catalogue.NAMES if cell not in CELLS]
 TOL64 = 1e-12
 
 
 def make_case(cell, variant: Variant, T, B, I, H, K, seed, dtype="float64", lengths=None):
-    """Arrays of the variant contract: suffixed parameters, stacked initial states, cotangents on every output."""
+    """Arrays of the variant contract: suffixed parameters (shapes from the catalogue, layer l > 0 reading the
+    D P features below), stacked initial states, cotangents on every output."""
     rng = np.random.default_rng(seed)
     f = lambda *shape: (rng.standard_normal(shape) * 0.5).astype(dtype)
-    P = max(H - 1, 1) if cell == "lstm-proj" else H  # the width of h
+    entry = catalogue.cell(cell)
+    P = max(H - 1, 1) if entry.width == "P" else H  # the width of h
     params = {}
     for layer, d in variant.runs():
-        features = I if layer == 0 else variant.directions * P
-        for name in NAMES[cell]:
-            shape = {"U": (H, features), "W": (H, P), "b": (H,), "P": (H,)}[name[0]]
-            params[name + variant.suffix(layer, d)] = f(*((P, H) if name == "W_hr" else shape))
+        sizes = {"I": I if layer == 0 else variant.directions * P, "H": H, "P": P}
+        for p in entry.params:
+            params[p.key + variant.suffix(layer, d)] = f(*(sizes[size] for size in p.shape))
     head = {"V": f(K, variant.directions * P), "c": f(K)}
     runs = (len(variant.runs()),) if variant.stacked else ()
     state0 = {"h0": f(*runs, B, P)}
-    if cell.startswith("lstm"):
+    if "c" in entry.states:
         state0["c0"] = f(*runs, B, H)
     if variant.lengths and lengths is None:
         lengths = rng.integers(0, T + 1, B)
@@ -124,15 +121,16 @@ def test_every_variant_matches_the_oracles_composition(cell):
     settings(max_examples=15, deadline=None)(given(variant_cases(cell))(agree))()
 
 
-@pytest.mark.parametrize("cell", ["lstm-proj", "lstm-peephole"])
-def test_the_projected_and_peephole_lstms_run_every_variant(cell):
+@pytest.mark.parametrize("cell", OTHERS)
+def test_the_other_cells_run_every_variant(cell):
+    """The LSTM's relatives and the MGUs: stacked both ways with lengths (either padding), and three layers."""
     for variant, lengths in ((Variant(2, True, "zero"), [4, 0, 6]), (Variant(1, True, "carry"), [6, 2, 0]),
                              (Variant(3, False, None), None)):
         agree(make_case(cell, variant, 6, 3, 2, 4, 3, seed=7,
                         lengths=None if lengths is None else np.array(lengths)))
 
 
-@pytest.mark.parametrize("cell", [*CELLS, "lstm-proj", "lstm-peephole"])
+@pytest.mark.parametrize("cell", catalogue.NAMES)
 def test_the_blas_path_of_every_cell_handles_held_rows(cell, monkeypatch):
     """The recurrent product by BLAS on a prefix of rows (and Elman's large regime, its loop in Python)."""
     monkeypatch.setattr(gated, "SMALL_STEP", -1)

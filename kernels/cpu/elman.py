@@ -17,6 +17,7 @@ import numpy as np
 
 from rnnspec.kernels import checks
 from rnnspec.kernels.cpu.blas import matmul, rows_per_call
+from rnnspec.kernels.cpu.cells import Kernel
 from rnnspec.kernels.cpu.loops import (
     SMALL_STEP,
     clear,
@@ -55,7 +56,7 @@ class _Step:
         self.code = 4 if code == 0 and self.dtype == np.float32 else code
         self.one = self.dtype.type(1)
         self.has_bias = b is not None
-        self.bias = checks.contiguous(b) if b is not None else np.zeros(0, self.dtype)  # empty: no bias
+        self.bias = checks.contiguous(b) if b is not None else np.zeros(self.H, self.dtype)  # none: zero
         self.empty = self.T == 0 or self.B == 0
         work = self.B * self.H * self.H
         self.large = work >= LARGE_STEP
@@ -220,3 +221,60 @@ def loss_named(x, h0, U, W, b, V, c, targets, activation: str, h0_name: str = "h
         grads = step.backward(states, direct)
     grads.update(V=gV, c=gc)
     return step.dtype.type(loss), grads
+
+
+#: what the any-cell API calls h0 in messages
+_H0 = "state0['h0']"
+
+
+class _Run:
+    """One run of a variant (cells.Kernel.run): the Elman steps behind the runs' interface."""
+
+    def __init__(self, x, state0, params, activation: str) -> None:
+        checks.named_arrays("state0", state0, ("h0",), (), "elman")
+        self.step = _Step(x, state0["h0"], params["U"], params["W"], params.get("b"), activation, _H0)
+        self.H = self.P = self.step.H
+
+    @property
+    def active(self) -> np.ndarray:
+        return self.step.active
+
+    @active.setter
+    def active(self, value: np.ndarray) -> None:
+        self.step.active = value
+
+    def set_input(self, x: np.ndarray) -> None:
+        self.step._x = x
+
+    def run(self) -> None:
+        self.step.prepare()
+        self.hs = self.step.states(keep=True)
+
+    def backward(self, direct: np.ndarray, gc: np.ndarray | None) -> Grads:
+        return self.step.backward(self.hs, direct)
+
+
+class Elman(Kernel):
+    """The Elman cell behind the kernels' interface: the any-cell API's dicts onto the positional functions."""
+
+    optional = ("b",)
+
+    def forward(self, x, state0, params, activation: str) -> Grads:
+        h0, p = checks.elman_dicts(state0, params)
+        return {"h": forward_named(x, h0, p["U"], p["W"], p.get("b"), activation, _H0)}
+
+    def backward(self, x, state0, params, cotangents, activation: str) -> Grads:
+        h0, p = checks.elman_dicts(state0, params)
+        cotangents = checks.named_arrays("cotangents", cotangents if cotangents is not None else {}, ("h",), (),
+                                         "elman")
+        return backward_named(x, h0, p["U"], p["W"], p.get("b"), cotangents["h"], activation, _H0, "cotangents['h']")
+
+    def loss(self, x, state0, params, targets, activation: str):
+        h0, p = checks.elman_dicts(state0, params, head=True)
+        return loss_named(x, h0, p["U"], p["W"], p.get("b"), p["V"], p["c"], targets, activation, _H0)
+
+    def run(self, x, state0, params, activation: str, tag: str) -> _Run:
+        return _Run(x, state0, params, activation)
+
+
+KERNEL = Elman("elman")

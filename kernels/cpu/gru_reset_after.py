@@ -16,11 +16,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from rnnspec.kernels import checks
+from rnnspec.kernels.cpu.cells import Block, Deltas, Gated
 from rnnspec.kernels.cpu.elementwise import sigmoid, tanh
 from rnnspec.kernels.cpu.loops import clear, hold, pass_back, step_product
-
-GATES = "rzn"
-
+from rnnspec.kernels.cpu.scratch import workspace
 
 # 1D rows and gate blocks, and gate values apart from their inputs, as in lstm.py: so LLVM vectorizes.
 
@@ -47,17 +47,17 @@ def step(a, product, gate, h_prev, h, m, b_hn, one, lo):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def forward(a, gates, hs, ms, WT, W, b_hn, blas_rows, one, active):
+def forward(a, gates, hs, ms, WT, W, transposed, b_hn, blas_rows, one, active):
     """a (T, B, 3H) = x_t U^T + b; gates (T, B, 3H) receives [r z n]; hs (T+1, B, H) starts with h0 and
-    receives h_t; ms (T, B, H) receives m_t. WT is the stacked W transposed, (H, 3H); W the stacked W where
-    the step's product goes through it (loops.step_product), else empty. Rows r >= active[t] hold their
-    state at step t (loops.hold)."""
+    receives h_t; ms (T, B, H) receives m_t. W is the stacked W (3H, H), WT its transpose; the step's product
+    runs through W where ``transposed`` (loops.step_product). Rows r >= active[t] hold their state at step t
+    (loops.hold)."""
     product = np.empty(gates.shape[1:], gates.dtype)
-    staging = np.empty(product.size if W.shape[0] else 0, gates.dtype)
+    staging = np.empty(product.size if transposed else 0, gates.dtype)
     for t in range(gates.shape[0]):
         n = active[t]
         if n > 0:
-            step_product(hs[t][:n], WT, W, product[:n], blas_rows, staging)
+            step_product(hs[t][:n], WT, W, product[:n], blas_rows, staging, transposed)
             step(a[t][:n], product[:n], gates[t][:n], hs[t][:n], hs[t + 1][:n], ms[t][:n], b_hn, one, 0)
         hold(hs[t], hs[t + 1], n)
 
@@ -97,14 +97,14 @@ def back_step(delta_in, delta_rec, direct, gate, h_prev, m, carry, kept, bias_gr
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def backward(direct, gates, hs, ms, W, WT, blas_rows, deltas_in, deltas_rec, carry, bias_grad, b_hn_grad, one,
-             active):
+def backward(direct, gates, hs, ms, W, WT, transposed, blas_rows, deltas_in, deltas_rec, carry, bias_grad, b_hn_grad,
+             one, active):
     """Both deltas (T, B, 3H) for t = T..1; carry (B, H) starts at zero and ends as dL/dh0;
-    bias_grad (3H,) and b_hn_grad (H,) accumulate. W is the stacked W, (3H, H); WT its transpose where the
-    step's product goes through it (loops.step_product), else empty. Rows r >= active[t] were held at
-    step t: their cotangents pass on, their deltas are zero."""
+    bias_grad (3H,) and b_hn_grad (H,) accumulate. W is the stacked W, (3H, H), WT its transpose, read where
+    ``transposed`` (loops.step_product). Rows r >= active[t] were held at step t: their cotangents pass on,
+    their deltas are zero."""
     kept = np.empty_like(carry)
-    staging = np.empty(carry.size if WT.shape[0] else 0, carry.dtype)
+    staging = np.empty(carry.size if transposed else 0, carry.dtype)
     for t in range(direct.shape[0] - 1, -1, -1):
         n = active[t]
         pass_back(carry, direct[t], n)
@@ -113,5 +113,29 @@ def backward(direct, gates, hs, ms, W, WT, blas_rows, deltas_in, deltas_rec, car
         if n > 0:
             back_step(deltas_in[t][:n], deltas_rec[t][:n], direct[t][:n], gates[t][:n], hs[t][:n], ms[t][:n],
                       carry[:n], kept[:n], bias_grad, b_hn_grad, one, 0)
-            step_product(deltas_rec[t][:n], W, WT, carry[:n], blas_rows, staging)
+            step_product(deltas_rec[t][:n], W, WT, carry[:n], blas_rows, staging, transposed)
             carry[:n] += kept[:n]
+
+
+class GruResetAfter(Gated):
+    transposable = True
+
+    def recur(self, run) -> None:
+        run.W = run.stack("W")
+        run.WT = checks.contiguous(run.W.T)
+        run.ms = run.scratch("m", (run.T, run.B, run.H))
+        forward(run.a, run.gates, run.hs, run.ms, run.WT, run.W, run.transposed, run.param("b_hn"), run.blas_rows,
+                run.one, run.active)
+
+    def recur_back(self, run, direct: np.ndarray, gc: np.ndarray) -> Deltas:
+        T, B, H = run.T, run.B, run.H
+        # consumed by the gradients' GEMMs before any other run's BPTT: shared by every run
+        deltas, recurrent = workspace("deltas", (T, B, 3 * H), run.dtype), workspace("deltas_recurrent", (T, B, 3 * H),
+                                                                                      run.dtype)
+        carry, bias_grad, b_hn_grad = np.zeros((B, H), run.dtype), np.zeros(3 * H, run.dtype), np.zeros(H, run.dtype)
+        backward(direct, run.gates, run.hs, run.ms, run.W, run.WT, run.transposed, run.blas_rows, deltas, recurrent,
+                 carry, bias_grad, b_hn_grad, run.one, run.active)
+        return Deltas([Block(self.gates, deltas, recurrent, run.hs[:T])], bias_grad, {"h0": carry}, {"b_hn": b_hn_grad})
+
+
+KERNEL = GruResetAfter("gru-reset-after")

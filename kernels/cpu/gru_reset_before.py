@@ -16,11 +16,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from rnnspec.kernels import checks
+from rnnspec.kernels.cpu.cells import Block, Deltas, Gated
 from rnnspec.kernels.cpu.elementwise import sigmoid, tanh
 from rnnspec.kernels.cpu.loops import clear, hold, matmul_into, pass_back
-
-GATES = "rzn"
-
+from rnnspec.kernels.cpu.scratch import workspace
 
 # 1D rows and gate blocks, and gate values apart from their inputs, as in lstm.py: so LLVM vectorizes.
 
@@ -127,3 +127,29 @@ def backward(direct, gates, hs, W_rz, W_n, blas_rows, deltas_rz, deltas_n, carry
             _back_r(deltas_rz[t][:n], d_rh[:n], gates[t][:n], hs[t][:n], kept[:n], bias_grad, one)
             matmul_into(deltas_rz[t][:n], W_rz, carry[:n], blas_rows)
             carry[:n] += kept[:n]
+
+
+class GruResetBefore(Gated):
+    """Two products a step, the second on r * h_{t-1}: the first two gates' W stacked, the third's apart."""
+
+    def recur(self, run) -> None:
+        rz, n = self.gates[:2], self.gates[2:]
+        run.W_rz, run.W_n = run.stack("W", rz), run.param(f"W_{n}")
+        run.rhs = run.scratch("rh", (run.T, run.B, run.H))
+        forward(run.a, run.gates, run.hs, run.rhs, checks.contiguous(run.W_rz.T), checks.contiguous(run.W_n.T),
+                run.blas_rows, run.one, run.active)
+
+    def recur_back(self, run, direct: np.ndarray, gc: np.ndarray) -> Deltas:
+        T, B, H = run.T, run.B, run.H
+        # consumed by the gradients' GEMMs before any other run's BPTT: shared by every run
+        deltas_rz = workspace("deltas_rz", (T, B, 2 * H), run.dtype)
+        deltas_n = workspace("deltas_n", (T, B, H), run.dtype)
+        carry, bias_grad = np.zeros((B, H), run.dtype), np.zeros(3 * H, run.dtype)
+        backward(direct, run.gates, run.hs, run.W_rz, run.W_n, run.blas_rows, deltas_rz, deltas_n, carry, bias_grad,
+                 run.one, run.active)
+        rz, n = self.gates[:2], self.gates[2:]
+        return Deltas([Block(rz, deltas_rz, deltas_rz, run.hs[:T]), Block(n, deltas_n, deltas_n, run.rhs)], bias_grad,
+                      {"h0": carry})
+
+
+KERNEL = GruResetBefore("gru-reset-before")

@@ -74,12 +74,11 @@ def transpose_into(source, target):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def step_product(a, b, b_transposed, out, blas_rows, staging):
-    """out = a @ b: by :func:`matmul_into`, or, where ``b_transposed`` (b^T, C-contiguous) is not empty, as
-    (b^T a^T)^T: one BLAS call writes out^T into ``staging`` (at least R N elements), then a tiled
-    transpose. OpenBLAS's sgemm ran the transposed problem faster at large W (blas.transposed_wins), with
-    the same bits."""
-    if b_transposed.shape[0] == 0:
+def step_product(a, b, b_transposed, out, blas_rows, staging, transposed=True):
+    """out = a @ b: where ``transposed``, as (b^T a^T)^T from ``b_transposed`` (b^T, C-contiguous): one BLAS call
+    writes out^T into ``staging`` (at least R N elements), then a tiled transpose; else by :func:`matmul_into`.
+    OpenBLAS's sgemm ran the transposed problem faster at large W (blas.transposed_wins), with the same bits."""
+    if not transposed:
         matmul_into(a, b, out, blas_rows)
         return
     staged = staging[:a.shape[0] * b.shape[1]].reshape(b.shape[1], a.shape[0])
@@ -115,12 +114,8 @@ def clear(rows, n):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def step_forward(current, product, bias, act, one):
-    """current = f(current + product + b): current holds U x_t, product h_{t-1} W^T; b may be empty."""
-    if bias.shape[0] == 0:
-        for r in range(current.shape[0]):
-            for i in range(current.shape[1]):
-                current[r, i] = activate(current[r, i] + product[r, i], act, one)
-        return
+    """current = f(current + product + b): current holds U x_t, product h_{t-1} W^T, bias b (zero for a cell
+    without one: adding it changes no value)."""
     for r in range(current.shape[0]):
         for i in range(current.shape[1]):
             current[r, i] = activate(current[r, i] + product[r, i] + bias[i], act, one)
@@ -241,6 +236,18 @@ def head_rows(hs, V, VT, c, targets, one):
             residual[r, k] = exp(residual[r, k])  # float32: the vectorizing exp32
     loss += softmax_finish(residual, targets, one, gc)
     return loss, np.dot(residual.T, hs), gc, np.dot(residual, V)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def input_side(x2, U, deltas):
+    """dL/dx (T B, I) and dL/dU (g H, I) from the input side's deltas (T B, g H) of some gates (U theirs)."""
+    return np.dot(deltas, U), np.dot(deltas.T, x2)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def recurrent_side(previous, deltas):
+    """dL/dW (g H, width) = deltas^T previous, summed over every step and row: the gated cells' one dL/dW."""
+    return np.dot(deltas.T, previous)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

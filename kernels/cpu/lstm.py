@@ -12,13 +12,9 @@ BPTT, given dh_t (cotangent from outside plus the carry W^T-product of step t+1)
     dz_i = dc_t g i (1 - i),  dz_f = dc_t c_{t-1} f (1 - f),  dz_g = dc_t i (1 - g^2),
     dz_o = dh_t tanh(c_t) o (1 - o),   and dh_{t-1} receives dz_t W (the stacked W of every gate).
 
-The same loops run the LSTM's two relatives, chosen by arguments that are empty when unused:
-
-- peepholes (ONNX's P; ``peep`` (3, H) = P_i, P_f, P_o): the fused steps of :mod:`lstm_peephole`;
-- a projection (PyTorch's ``proj_size``; ``W_hrT`` (H, P) not empty): the step writes r_t = o tanh(c_t)
-  to ``rs`` and h_t = r_t W_hr^T (P) is a second product per step; W is then (4H, P). In BPTT the whole
-  cotangent q_t of h_t goes to ``douts`` (for dW_hr = sum_t q_t^T r_t, one GEMM afterwards) and
-  dr_t = q_t W_hr enters the step in place of dh_t.
+The stacked order is the catalogue's (rnnspec.catalogue: i, f, g, o), which the loops' four blocks follow;
+the oracle tests of every cell fail on any disagreement. The LSTM's relatives have modules of their own that
+reuse these steps: :mod:`lstm_proj` (a projection) and :mod:`lstm_peephole` (peepholes).
 """
 
 from __future__ import annotations
@@ -26,12 +22,20 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from rnnspec.kernels.cpu import lstm_peephole
+from rnnspec.kernels import checks
+from rnnspec.kernels.cpu.cells import Block, Deltas, Gated
 from rnnspec.kernels.cpu.elementwise import sigmoid, tanh
-from rnnspec.kernels.cpu.loops import clear, hold, matmul_into, pass_back, step_product
-
-GATES = "ifgo"
-
+from rnnspec.kernels.cpu.loops import (
+    clear,
+    head_kernel,
+    hold,
+    input_side,
+    pass_back,
+    project,
+    recurrent_side,
+    step_product,
+)
+from rnnspec.kernels.cpu.scratch import workspace
 
 # The loops index 1D rows and gate blocks (``row[k * H:(k + 1) * H]``), never ``a[r, k * H + j]``:
 # Numba's wraparound check on a computed index, and gate values written over their own inputs, each
@@ -60,31 +64,20 @@ def step(a, product, gate, h, c_prev, c, tc, lo):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def forward(a, gates, hs, cs, tcs, rs, WT, W, W_hrT, peep, blas_rows, projection_rows, active):
-    """a (T, B, 4H) = x_t U^T + b; gates (T, B, 4H) receives [i f g o]; hs (T+1, B, P), cs (T+1, B, H) start
-    with h0, c0 and receive h_t, c_t; tcs (T, B, H) receives tanh(c_t). WT is the stacked W transposed,
-    (P, 4H); W the stacked W itself where the step's product goes through it (loops.step_product), else
-    empty. Rows r >= active[t] hold their states at step t (loops.hold). Without a projection (W_hrT
-    empty) P = H and rs is not used; without peepholes peep is empty."""
-    projected, peeped = W_hrT.shape[0] > 0, peep.shape[0] > 0
+def forward(a, gates, hs, cs, tcs, WT, W, transposed, blas_rows, active):
+    """a (T, B, 4H) = x_t U^T + b; gates (T, B, 4H) receives [i f g o]; hs, cs (T+1, B, H) start with h0, c0 and
+    receive h_t, c_t; tcs (T, B, H) receives tanh(c_t). W is the stacked W (4H, H), WT its transpose; the step's
+    product runs through W where ``transposed`` (loops.step_product). Rows r >= active[t] hold their states at
+    step t (loops.hold)."""
     product = np.empty(gates.shape[1:], gates.dtype)
-    staging = np.empty(product.size if W.shape[0] else 0, gates.dtype)
+    staging = np.empty(product.size if transposed else 0, gates.dtype)
     for t in range(gates.shape[0]):
         n = active[t]
         if n > 0:
-            step_product(hs[t][:n], WT, W, product[:n], blas_rows, staging)
-            out = rs[t][:n] if projected else hs[t + 1][:n]
-            if peeped:
-                lstm_peephole.step(a[t][:n], product[:n], gates[t][:n], out, cs[t][:n], cs[t + 1][:n], tcs[t][:n],
-                                   peep)
-            else:
-                step(a[t][:n], product[:n], gates[t][:n], out, cs[t][:n], cs[t + 1][:n], tcs[t][:n], 0)
-            if projected:
-                matmul_into(rs[t][:n], W_hrT, hs[t + 1][:n], projection_rows)
+            step_product(hs[t][:n], WT, W, product[:n], blas_rows, staging, transposed)
+            step(a[t][:n], product[:n], gates[t][:n], hs[t + 1][:n], cs[t][:n], cs[t + 1][:n], tcs[t][:n], 0)
         hold(hs[t], hs[t + 1], n)
         hold(cs[t], cs[t + 1], n)
-        if projected:
-            clear(rs[t], n)  # finite where dW_hr's GEMM meets its zero cotangents
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -119,47 +112,95 @@ def back_step(delta, direct, gc, has_gc, gate, c_prev, tc, carry_h, carry_c, bia
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _total(out, direct, carry):
-    """out = direct + carry: the whole cotangent of h_t."""
-    for r in range(out.shape[0]):
-        o, d, c = out[r], direct[r], carry[r]
-        for j in range(out.shape[1]):
-            o[j] = d[j] + c[j]
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def backward(direct, gc, has_gc, gates, cs, tcs, W, WT, W_hr, peep, blas_rows, projection_rows, deltas, douts,
-             carry_h, carry_c, bias_grad, peep_grad, one, active):
-    """dz_t for t = T..1 into deltas (T, B, 4H); carry_h (B, P) ends as dL/dh0, carry_c as dL/dc0 (both start
-    at zero); bias_grad (4H,) and peep_grad (3, H) accumulate. W is the stacked W, (4H, P); WT its transpose
-    where the step's product goes through it (loops.step_product), else empty; W_hr (P, H) or empty; douts
-    (T, B, P) receives the cotangents of h_t when projected. gc (T, B, H) is read only if has_gc.
+def backward(direct, gc, gates, cs, tcs, W, WT, transposed, blas_rows, deltas, carry_h, carry_c, bias_grad, one,
+             active):
+    """dz_t for t = T..1 into deltas (T, B, 4H); carry_h as dL/dh0, carry_c as dL/dc0 (both start at zero);
+    bias_grad (4H,) accumulates. direct (T, B, H) and gc (T, B, H) are the cotangents of h_t and c_t from
+    outside; W is the stacked W, (4H, H), WT its transpose, read where ``transposed`` (loops.step_product).
     Rows r >= active[t] were held at step t: their cotangents pass on, their deltas are zero."""
-    projected, peeped = W_hr.shape[0] > 0, peep.shape[0] > 0
-    batch, hidden = carry_c.shape
-    staging = np.empty(carry_h.size if WT.shape[0] else 0, carry_h.dtype)
-    d_r = np.empty((batch if projected else 0, hidden), carry_c.dtype)
-    none = np.zeros((batch if projected else 0, hidden), carry_c.dtype)  # the step's dh carry: all of it is in d_r
+    staging = np.empty(carry_h.size if transposed else 0, carry_h.dtype)
     for t in range(direct.shape[0] - 1, -1, -1):
         n = active[t]
         pass_back(carry_h, direct[t], n)
-        if has_gc:
-            pass_back(carry_c, gc[t], n)
+        pass_back(carry_c, gc[t], n)
         clear(deltas[t], n)
-        if projected:
-            clear(douts[t], n)
-        if n == 0:
-            continue
-        if projected:
-            _total(douts[t][:n], direct[t][:n], carry_h[:n])
-            matmul_into(douts[t][:n], W_hr, d_r[:n], projection_rows)
-            dh, carry = d_r[:n], none[:n]
-        else:
-            dh, carry = direct[t][:n], carry_h[:n]
-        if peeped:
-            lstm_peephole.back_step(deltas[t][:n], dh, gc[t][:n], has_gc, gates[t][:n], cs[t][:n], cs[t + 1][:n],
-                                    tcs[t][:n], carry, carry_c[:n], bias_grad, peep, peep_grad, one)
-        else:
-            back_step(deltas[t][:n], dh, gc[t][:n], has_gc, gates[t][:n], cs[t][:n], tcs[t][:n], carry, carry_c[:n],
-                      bias_grad, one, 0)
-        step_product(deltas[t][:n], W, WT, carry_h[:n], blas_rows, staging)
+        if n > 0:
+            back_step(deltas[t][:n], direct[t][:n], gc[t][:n], True, gates[t][:n], cs[t][:n], tcs[t][:n],
+                      carry_h[:n], carry_c[:n], bias_grad, one, 0)
+            step_product(deltas[t][:n], W, WT, carry_h[:n], blas_rows, staging, transposed)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _train(x2, h0, c0, U, b, W, WT, V, VT, c, targets, one, active):
+    """The plain LSTM's loss and every gradient in one compiled call, for step products small enough to run as
+    loops (loops.SMALL_STEP): the same steps as the shared path (project, forward, head_kernel, backward,
+    input_side, recurrent_side), without the Python between them, which took about half of a G1 call
+    (50 x 1 x 32: 127 us). Returns (loss, dx2, dh0, dc0, dU, dW, db, dV, dc) with U, W, b stacked."""
+    steps, (batch, hidden) = active.shape[0], c0.shape
+    a = np.empty((steps, batch, 4 * hidden), c0.dtype)
+    project(x2, U, b, a.reshape(steps * batch, 4 * hidden))
+    gates = np.empty_like(a)
+    hs, cs = np.empty((steps + 1, batch, hidden), c0.dtype), np.empty((steps + 1, batch, hidden), c0.dtype)
+    hs[0] = h0
+    cs[0] = c0
+    tcs = np.empty((steps, batch, hidden), c0.dtype)
+    forward(a, gates, hs, cs, tcs, WT, W, False, 0, active)
+    loss, gV, gc, direct = head_kernel(hs, V, VT, c, targets, one)
+    deltas = np.empty_like(a)  # a is read no more
+    carry, carry_c = np.zeros((batch, hidden), c0.dtype), np.zeros((batch, hidden), c0.dtype)
+    bias_grad = np.zeros(4 * hidden, c0.dtype)
+    backward(direct, np.zeros_like(tcs), gates, cs, tcs, W, WT, False, 0, deltas, carry, carry_c, bias_grad, one,
+             active)
+    flat = deltas.reshape(steps * batch, 4 * hidden)
+    gx, gU = input_side(x2, U, flat)
+    gW = recurrent_side(hs[:steps].reshape(steps * batch, hidden), flat)
+    return loss, gx, carry, carry_c, gU, gW, bias_grad, gV, gc
+
+
+class Family(Gated):
+    """What the LSTM's kernel and its relatives' share: one product a step, by the stacked W; the cell state."""
+
+    transposable = True
+
+    def begin(self, run) -> None:
+        """run.cs (T+1, B, H) from c0, run.tcs for tanh(c_t), run.W the stacked W and run.WT its transpose."""
+        run.cs = np.empty((run.T + 1, run.B, run.H), run.dtype)
+        run.cs[0] = run.state0["c0"]
+        run.tcs = run.scratch("tanh_c", (run.T, run.B, run.H))
+        run.W = run.stack("W")
+        run.WT = checks.contiguous(run.W.T)
+
+    def sums(self, run) -> tuple[np.ndarray, ...]:
+        """The BPTT's accumulators: dL/dh0 (B, P), dL/dc0 (B, H), dL/db (4H,), all zero, and the deltas' scratch
+        (consumed by the gradients' GEMMs before any other run's BPTT: shared by every run)."""
+        T, B, H = run.T, run.B, run.H
+        return (np.zeros((B, run.P), run.dtype), np.zeros((B, H), run.dtype), np.zeros(4 * H, run.dtype),
+                workspace("deltas", (T, B, 4 * H), run.dtype))
+
+
+class Lstm(Family):
+    def recur(self, run) -> None:
+        self.begin(run)
+        forward(run.a, run.gates, run.hs, run.cs, run.tcs, run.WT, run.W, run.transposed, run.blas_rows, run.active)
+
+    def recur_back(self, run, direct: np.ndarray, gc: np.ndarray) -> Deltas:
+        carry, carry_c, bias_grad, deltas = self.sums(run)
+        backward(direct, gc, run.gates, run.cs, run.tcs, run.W, run.WT, run.transposed, run.blas_rows, deltas, carry,
+                 carry_c, bias_grad, run.one, run.active)
+        return Deltas([Block(self.gates, deltas, deltas, run.hs[:run.T])], bias_grad, {"h0": carry, "c0": carry_c})
+
+    def loss_at_once(self, run, targets: np.ndarray):
+        V, c, W = run.params["V"], run.params["c"], run.stack("W")
+        value, gx, gh0, gc0, gU, gW, bias_grad, gV, gc = _train(
+            checks.contiguous(run.x).reshape(run.T * run.B, run.I), checks.contiguous(run.state0["h0"]),
+            checks.contiguous(run.state0["c0"]), run.stack("U"), run.stack("b"), W, checks.contiguous(W.T),
+            checks.contiguous(V), checks.contiguous(V.T), checks.contiguous(c), checks.contiguous(targets).reshape(-1),
+            run.one, run.active)
+        grads = {"x": gx.reshape(run.T, run.B, run.I), "h0": gh0, "c0": gc0, "V": gV, "c": gc}
+        for k, g in enumerate(self.gates):
+            rows = slice(k * run.H, (k + 1) * run.H)
+            grads[f"U_{g}"], grads[f"W_{g}"], grads[f"b_{g}"] = gU[rows], gW[rows], bias_grad[rows]
+        return run.dtype.type(value), grads
+
+
+KERNEL = Lstm("lstm")

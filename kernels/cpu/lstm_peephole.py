@@ -1,5 +1,4 @@
-"""The LSTM with peepholes (ONNX's P) on the CPU: its fused steps, which :func:`lstm.forward` and
-:func:`lstm.backward` run when given peepholes.
+"""The LSTM with peepholes (ONNX's P) on the CPU: its fused steps and the loops around them.
 
 As :mod:`lstm` (gates i, f, g, o stacked; a_t = x_t U^T + b beforehand), with the peephole vectors P_i, P_f
 reading c_{t-1} and P_o reading the new c_t:
@@ -17,12 +16,13 @@ BPTT, given dh_t and the carry of dc_{t+1}:
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
+from rnnspec.kernels.cpu.cells import Block, Deltas
 from rnnspec.kernels.cpu.elementwise import sigmoid, tanh
-
-GATES = "ifgo"
-
+from rnnspec.kernels.cpu.loops import clear, hold, pass_back, step_product
+from rnnspec.kernels.cpu.lstm import Family
 
 # 1D rows and gate blocks, and gate values apart from their inputs, as in lstm.py: so LLVM vectorizes.
 
@@ -48,7 +48,7 @@ def step(a, product, gate, h, c_prev, c, tc, peep):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def back_step(delta, direct, gc, has_gc, gate, c_prev, c, tc, carry_h, carry_c, bias_grad, peep, peep_grad, one):
+def back_step(delta, direct, gc, gate, c_prev, c, tc, carry_h, carry_c, bias_grad, peep, peep_grad, one):
     hidden = carry_h.shape[1]
     bi, bf, bg, bo = bias_grad[:hidden], bias_grad[hidden:2 * hidden], bias_grad[2 * hidden:3 * hidden], \
         bias_grad[3 * hidden:]
@@ -59,15 +59,13 @@ def back_step(delta, direct, gc, has_gc, gate, c_prev, c, tc, carry_h, carry_c, 
         gi, gf, gg, go = gr[:hidden], gr[hidden:2 * hidden], gr[2 * hidden:3 * hidden], gr[3 * hidden:]
         di, df, dg, do = dr[:hidden], dr[hidden:2 * hidden], dr[2 * hidden:3 * hidden], dr[3 * hidden:]
         out, ch, cc, cp, cr, tr = direct[r], carry_h[r], carry_c[r], c_prev[r], c[r], tc[r]
-        extra = gc[r]  # read only when has_gc
+        extra = gc[r]
         for j in range(hidden):
             i, f, g, o = gi[j], gf[j], gg[j], go[j]
             dh = out[j] + ch[j]
             squashed = tr[j]
             dzo = dh * squashed * o * (one - o)
-            dc = dh * o * (one - squashed * squashed) + dzo * peep_o[j] + cc[j]
-            if has_gc:
-                dc += extra[j]
+            dc = dh * o * (one - squashed * squashed) + dzo * peep_o[j] + cc[j] + extra[j]
             dzi, dzf = dc * g * i * (one - i), dc * cp[j] * f * (one - f)
             dzg = dc * i * (one - g * g)
             di[j], df[j], dg[j], do[j] = dzi, dzf, dzg, dzo
@@ -81,3 +79,54 @@ def back_step(delta, direct, gc, has_gc, gate, c_prev, c, tc, carry_h, carry_c, 
             dpi[j] += di[j] * cp[j]
             dpf[j] += df[j] * cp[j]
             dpo[j] += do[j] * cr[j]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def forward(a, gates, hs, cs, tcs, WT, W, transposed, peep, blas_rows, active):
+    """As lstm.forward, the steps reading the peepholes peep (3, H) = P_i, P_f, P_o."""
+    product = np.empty(gates.shape[1:], gates.dtype)
+    staging = np.empty(product.size if transposed else 0, gates.dtype)
+    for t in range(gates.shape[0]):
+        n = active[t]
+        if n > 0:
+            step_product(hs[t][:n], WT, W, product[:n], blas_rows, staging, transposed)
+            step(a[t][:n], product[:n], gates[t][:n], hs[t + 1][:n], cs[t][:n], cs[t + 1][:n], tcs[t][:n], peep)
+        hold(hs[t], hs[t + 1], n)
+        hold(cs[t], cs[t + 1], n)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def backward(direct, gc, gates, cs, tcs, W, WT, transposed, peep, blas_rows, deltas, carry_h, carry_c, bias_grad,
+             peep_grad, one, active):
+    """As lstm.backward; peep_grad (3, H) accumulates dL/dP_i, dL/dP_f, dL/dP_o."""
+    staging = np.empty(carry_h.size if transposed else 0, carry_h.dtype)
+    for t in range(direct.shape[0] - 1, -1, -1):
+        n = active[t]
+        pass_back(carry_h, direct[t], n)
+        pass_back(carry_c, gc[t], n)
+        clear(deltas[t], n)
+        if n > 0:
+            back_step(deltas[t][:n], direct[t][:n], gc[t][:n], gates[t][:n], cs[t][:n], cs[t + 1][:n], tcs[t][:n],
+                      carry_h[:n], carry_c[:n], bias_grad, peep, peep_grad, one)
+            step_product(deltas[t][:n], W, WT, carry_h[:n], blas_rows, staging, transposed)
+
+
+class LstmPeephole(Family):
+    """peep's rows are the catalogue's extra parameters of the cell, in its order: P_i, P_f, P_o."""
+
+    def recur(self, run) -> None:
+        self.begin(run)
+        run.peep = np.stack([run.params[key] for key in self.extra])
+        forward(run.a, run.gates, run.hs, run.cs, run.tcs, run.WT, run.W, run.transposed, run.peep, run.blas_rows,
+                run.active)
+
+    def recur_back(self, run, direct: np.ndarray, gc: np.ndarray) -> Deltas:
+        carry, carry_c, bias_grad, deltas = self.sums(run)
+        peep_grad = np.zeros(run.peep.shape, run.dtype)
+        backward(direct, gc, run.gates, run.cs, run.tcs, run.W, run.WT, run.transposed, run.peep, run.blas_rows,
+                 deltas, carry, carry_c, bias_grad, peep_grad, run.one, run.active)
+        return Deltas([Block(self.gates, deltas, deltas, run.hs[:run.T])], bias_grad, {"h0": carry, "c0": carry_c},
+                      dict(zip(self.extra, peep_grad)))
+
+
+KERNEL = LstmPeephole("lstm-peephole")

@@ -6,48 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from rnnspec.kernels import checks
-from rnnspec.kernels.cpu import elman
-from rnnspec.kernels.cpu.gated import CELLS, _Run
+from rnnspec.kernels.cpu import cells
 
 Arrays = dict[str, np.ndarray]
-
-
-class _ElmanRun:
-    """The Elman kernels behind the interface of the gated cells' runs (prepare, forward, hs, backward)."""
-
-    def __init__(self, x, state0, params, activation: str) -> None:
-        checks.named_arrays("state0", state0, ("h0",), (), "elman")
-        self.step = elman._Step(x, state0["h0"], params["U"], params["W"], params.get("b"), activation, "state0['h0']")
-        self.T, self.B, self.H, self.dtype, self.empty = self.step.T, self.step.B, self.step.H, self.step.dtype, \
-            self.step.empty
-        self.P = self.H
-
-    @property
-    def active(self) -> np.ndarray:
-        return self.step.active
-
-    @active.setter
-    def active(self, value: np.ndarray) -> None:
-        self.step.active = value
-
-    def set_input(self, x: np.ndarray) -> None:
-        self.step._x = x
-
-    def run(self) -> None:
-        self.step.prepare()
-        self.hs = self.step.states(keep=True)
-
-    def backward(self, direct: np.ndarray, gc: np.ndarray | None) -> Arrays:
-        return self.step.backward(self.hs, direct)
-
-
-class _GatedRun(_Run):
-    def set_input(self, x: np.ndarray) -> None:
-        self.x = x
-
-    def run(self) -> None:
-        self.prepare()
-        self.forward()
 
 
 class Stack:
@@ -57,7 +18,8 @@ class Stack:
     def __init__(self, cell: str, x, state0, params, *, layers: int, bidirectional: bool, lengths, padding: str,
                  activation: str, head: bool) -> None:
         # the rules of the plain path's keywords (gated._choose), applied again for a direct caller
-        self.cell = checks.cell_name(cell, ("elman", *CELLS))
+        self.kernel = cells.kernel(cell)
+        self.cell = self.kernel.name
         self.layers = checks.count("layers", layers)
         self.D = 2 if checks.flag("bidirectional", bidirectional) else 1
         self.padding = checks.choice("padding", padding, checks.PADDING)
@@ -68,7 +30,7 @@ class Stack:
         self.dtype = x.dtype
         self.stacked = self.layers > 1 or self.D > 1
         self.lengths = _lengths(lengths, self.T, self.B)
-        self.state_keys = checks.GATED_CELLS[self.cell][1] if self.cell in CELLS else ("h0",)
+        self.state_keys = tuple(f"{s}0" for s in self.kernel.entry.states)
         self.state0 = self._state0(state0)
         if not hasattr(params, "keys"):
             raise TypeError(f"params: expected a dict of arrays, got {type(params).__name__}")
@@ -106,9 +68,7 @@ class Stack:
 
     def _base_names(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(required, optional) parameter names of one run, before the suffix."""
-        if self.cell == "elman":
-            return ("U", "W"), ("b",)
-        return checks._PARAM_NAMES[self.cell], ()
+        return self.kernel.required, self.kernel.optional
 
     def _known_params(self) -> None:
         required, optional = self._base_names()
@@ -135,12 +95,9 @@ class Stack:
         # the run reads only x's shape and dtype until set_input gives it the (sorted) data: no memory
         x = np.broadcast_to(np.zeros((), self.dtype), (self.T, self.B, features))
         try:
-            if self.cell == "elman":
-                run = _ElmanRun(x, state0, params, activation)
-            else:
-                run = _GatedRun(self.cell, x, state0, params, tag=f"#{layer}.{direction}")
+            run = self.kernel.run(x, state0, params, activation, f"#{layer}.{direction}")
         except (TypeError, ValueError) as exc:
-            reads = f"; layer {layer} reads the D * {'P' if self.cell == 'lstm-proj' else 'H'} = {features} " \
+            reads = f"; layer {layer} reads the D * {self.kernel.entry.width} = {features} " \
                 "features of the layer below" if layer else ""
             raise type(exc)(f"{self.where(layer, direction)}: {exc}{reads}") from None
         if layer == 0 and direction == 0:

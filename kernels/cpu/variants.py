@@ -114,7 +114,7 @@ def run_loss(stack: Stack, x: np.ndarray, targets: np.ndarray) -> tuple[np.gener
     V = checks.array("V", V, 2)
     c = checks.array("c", c, 1)
     checks.same_dtype("x", stack.dtype, V=V, c=c)
-    checks.shape("V", V, (V.shape[0], stack.D * stack.P), "(K, D * P)" if stack.cell == "lstm-proj" else "(K, D * H)")
+    checks.shape("V", V, (V.shape[0], stack.D * stack.P), f"(K, D * {stack.kernel.entry.width})")
     checks.shape("c", c, (V.shape[0],), "(K,)", f" (K={V.shape[0]} from V)")
     y_true = stack.sort(checks.targets_arg(targets, stack.T, stack.B, V.shape[0]))
     outputs = run_forward(stack, x)
@@ -160,8 +160,7 @@ def _cotangents(stack: Stack, cotangents) -> Arrays:
     finals = tuple(k[0] + "_n" for k in stack.state_keys)
     given = checks.named_arrays("cotangents", cotangents if cotangents is not None else {}, (), ("h", *finals),
                                 stack.cell)
-    expected = {"h": ((stack.T, stack.B, stack.D * stack.P), "(T, B, D * P)" if stack.cell == "lstm-proj"
-                      else "(T, B, D * H)")}
+    expected = {"h": ((stack.T, stack.B, stack.D * stack.P), f"(T, B, D * {stack.kernel.entry.width})")}
     for key in finals:
         expected[key] = (stack.state0[key[0] + "0"].shape, "the shape of " + key[0] + "0")
     for key, value in given.items():
@@ -187,7 +186,7 @@ def _halves(stack: Stack, call, x, per_row: dict | None = None, phase: str = "tr
     says one thread: ``call(x, state0, lengths, per_row)`` with each argument's rows of that half. ``phase``:
     "forward", or "train" for a call with gradients (work.flops)."""
     first = stack.runs[0]
-    gates = len(first.order) if hasattr(first, "order") else 1  # Elman: one
+    gates = max(len(stack.kernel.entry.gates), 1)  # Elman: one
     K = checks.array("V", stack.params["V"], 2).shape[0] if stack.head else 0
     work = flops(phase, stack.T, stack.B, stack.I, stack.H, K, gates,
                  {"layers": stack.layers, "bidirectional": stack.D == 2}, stack.P)
