@@ -75,6 +75,10 @@ _CELLS = (
          known_as="nn.GRU, cuDNN, Keras reset_after=True, Flax GRUCell, ONNX linear_before_reset=1"),
     Cell("gru-reset-before", "GRU, reset gate before the recurrent product", "gru", "rzn", ("h",), _per_gate("rzn"),
          known_as="ONNX GRU (default), Keras reset_after=False, the 2014 paper"),
+    Cell("mgu", "Minimal gated unit (Zhou et al., 2016)", "mgu", "fn", ("h",), _per_gate("fn"),
+         known_as="the MGU paper's equations"),
+    Cell("mgu-flax", "MGU as flax.linen's MGUCell computes it", "mgu", "fn", ("h",),
+         _per_gate("fn", extra=(Param("b_hn", ("H",)),)), known_as="flax.linen.MGUCell"),
 )
 
 #: every cell by name, in the catalogue's order
