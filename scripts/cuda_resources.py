@@ -21,6 +21,8 @@ import sys
 import tempfile
 from types import SimpleNamespace
 
+from rnnspec import catalogue
+
 H100_MULTIPROCESSORS = 132
 
 
@@ -59,13 +61,14 @@ def gated(cuda, ptxas: str) -> None:
 
     from rnnspec.kernels.cuda import gated as gated_host
     from rnnspec.kernels.cuda.bench_gated import GATED_GPU_SIZES
+    from rnnspec.kernels.cuda.gated_recurrence import CELLS as RECURRENCE_CELLS
     from rnnspec.kernels.cuda.gated_recurrence import backward_recurrence, forward_recurrence, gated_plan
     from rnnspec.kernels.cuda.gemm import gemm
 
     print("gated cells (units owned by groups of threads; cooperative: one grid sync per product):")
-    for cell in ("lstm", "gru-reset-after", "gru-reset-before"):
+    for cell in RECURRENCE_CELLS:
         for T, B, I, H in GATED_GPU_SIZES:
-            for dtype in ("float32", "float64"):
+            for dtype in catalogue.DTYPES:
                 scalar = types.float32 if dtype == "float32" else types.float64
                 a1, a2, a3 = (types.Array(scalar, n, "C") for n in (1, 2, 3))
                 try:
@@ -86,7 +89,7 @@ def gated(cuda, ptxas: str) -> None:
                           f"{'resident' if layout.resident else 'streamed W'} -> {r['registers']} regs"
                           f"{'' if fits else ' (TOO MANY for the block)'}, {r['stack']} B stack, "
                           f"{r['spills']} B spills, {r['smem']} B smem, {r['ld_local']} ld.local")
-    for dtype in ("float32", "float64"):
+    for dtype in catalogue.DTYPES:
         scalar = types.float32 if dtype == "float32" else types.float64
         a1, a2 = (types.Array(scalar, n, "C") for n in (1, 2))
         sliced = types.Array(scalar, 2, "A")  # a column slice of the deltas
@@ -123,7 +126,7 @@ def main() -> int:
     print(f"{'(T, B, I, H)':22s} {'dtype':8s} {'direction':9s} layout -> registers/thread, stack, spills, smem, "
           "ld.local, vector shared loads")
     for T, B, I, H in GPU_SIZES:
-        for dtype in ("float32", "float64"):
+        for dtype in catalogue.DTYPES:
             layout = plan(H, B, dtype, H100_MULTIPROCESSORS)
             for direction in ("forward", "backward"):
                 kernel = recurrence(direction, H, layout, 0, dtype)
@@ -148,7 +151,7 @@ def main() -> int:
                   f"threads={layout.threads} tile={layout.tile} slices={layout.slices} -> {r['registers']} regs, "
                   f"{r['stack']} B stack, {r['spills']} B spills, {r['smem']} B smem, {r['ld_local']} ld.local")
     print("the other kernels (every one must compile for the GPU; the simulator does not compile):")
-    for dtype in ("float32", "float64"):
+    for dtype in catalogue.DTYPES:
         scalar = types.float32 if dtype == "float32" else types.float64
         a1, a2, a3 = (types.Array(scalar, n, "C") for n in (1, 2, 3))
         others = [(f"gemm{(ta, tb)}{' split' if split else ''}", gemm(ta, tb, dtype, split),

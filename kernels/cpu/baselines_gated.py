@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from rnnspec import catalogue
 from rnnspec.kernels.cpu.baselines_variants import PLAIN, rnnspec_variant, torch_variant
 
 Case = dict
@@ -39,10 +40,14 @@ def _head(hs, V, c, y):
     return value, p
 
 
+#: the cells the textbook loop runs
+CELLS = ("lstm", "gru-reset-after", "gru-reset-before")
+
+
 def numpy_gated(case: Case, cell: str) -> tuple[Callable, Callable]:
-    if cell not in ("lstm", "gru-reset-after", "gru-reset-before"):
-        raise ValueError(f"the textbook loop runs lstm and the GRUs, not {cell!r}")
-    gates = "ifgo" if cell == "lstm" else "rzn"
+    if cell not in CELLS:
+        raise ValueError(f"the textbook loop runs {', '.join(CELLS)}, not {cell!r}")
+    gates = catalogue.cell(cell).gates
     U, W, b = (_stack(case, k, gates) for k in "UWb")
     x, h0, V, c, y = case["x"], case["h0"], case["V"], case["c"], case["targets"]
     T, B, _ = x.shape

@@ -20,6 +20,10 @@ PLAIN = {"layers": 1, "bidirectional": False, "lengths": None}
 GATES = {"elman": "", **{cell: gates for cell, (gates, _, _) in GATED_CELLS.items()}}
 
 
+
+#: PyTorch's layer for each cell it computes (torch.nn.<name>)
+LAYERS = {"elman": "RNN", "lstm": "LSTM", "lstm-proj": "LSTM", "gru-reset-after": "GRU"}
+
 def projection_size(cell: str, H: int) -> int:
     """The width P of h in the benchmark's cases: H // 2 for lstm-proj (PyTorch's proj_size must be below
     H), else H."""
@@ -91,14 +95,12 @@ def torch_modules(case: Case, cell: str, variant: dict):
     bias_ih, bias_hh zero but for b_hn in the GRU's n block."""
     import torch
 
-    if cell == "gru-reset-before":
-        raise ValueError("PyTorch has no GRU with the reset gate before the recurrent product")
-    if cell == "lstm-peephole":
-        raise ValueError("PyTorch's LSTM has no peepholes")
+    if cell not in LAYERS:  # never another cell's layer in its place (nn.GRU is not the reset-before GRU)
+        raise ValueError(f"PyTorch has no layer for {cell!r}; the baselines run {', '.join(LAYERS)}")
     I = case["x"].shape[2]
     H, K = case["c0" if cell.startswith("lstm") else "h0"].shape[-1], case["V"].shape[0]  # c is H wide, h P
     dtype = torch.float32 if case["x"].dtype == np.float32 else torch.float64
-    layer = {"elman": torch.nn.RNN, "lstm": torch.nn.LSTM, "lstm-proj": torch.nn.LSTM}.get(cell, torch.nn.GRU)
+    layer = getattr(torch.nn, LAYERS[cell])
     extra = {"proj_size": case["h0"].shape[-1]} if cell == "lstm-proj" else {}
     rnn = layer(I, H, num_layers=variant["layers"], bidirectional=variant["bidirectional"], **extra).to(dtype)
     head = torch.nn.Linear(case["V"].shape[1], K).to(dtype)

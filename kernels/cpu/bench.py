@@ -25,9 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnspec.kernels.checks import GATED_CELLS
+from rnnspec import catalogue
 from rnnspec.kernels.cpu.baselines import RUNNERS
-from rnnspec.kernels.cpu.baselines_variants import PLAIN, make_variant_case, projection_size
+from rnnspec.kernels.cpu.baselines_gated import CELLS as TEXTBOOK_CELLS
+from rnnspec.kernels.cpu.baselines_variants import LAYERS, PLAIN, make_variant_case, projection_size
 from rnnspec.kernels.cpu.work import flops
 
 SIZES = {
@@ -39,11 +40,11 @@ SIZES = {
 }
 #: the gated cells' sizes are the Elman ones, named as issue "Numba CPU kernels for LSTM and both GRUs" names them
 SIZES.update({f"G{n}": SIZES[f"S{n}"] for n in range(1, 6)})
-#: the cells the baselines run (lstm-peephole has none)
-CELLS = ("elman", "lstm", "gru-reset-after", "gru-reset-before", "lstm-proj")
-GATE_COUNT = {"elman": 1, **{cell: len(GATED_CELLS[cell][0]) for cell in CELLS[1:]}}
+#: the cells with a baseline to time against: PyTorch's layer, or the textbook NumPy loop (the reset-before GRU)
+CELLS = tuple(c for c in catalogue.NAMES if c in LAYERS or c in TEXTBOOK_CELLS)
+GATE_COUNT = {cell: max(len(catalogue.cell(cell).gates), 1) for cell in CELLS}
 PHASES = ("forward", "train")
-DTYPES = ("float32", "float64")
+DTYPES = catalogue.DTYPES
 #: 2: results timed interleaved, with their times, spread, noisy flags and ratios ("vs"); commit, BLAS kernel, load
 SCHEMA = "rnnspec.bench/2"
 

@@ -24,11 +24,12 @@ import time
 import numpy as np
 
 from rnnspec.kernels.cuda.bench import _worst, float32_limit, timed_against_cudnn, verdict, verdict_words
+from rnnspec.kernels.cuda.gated_recurrence import CELLS as RECURRENCE_CELLS
 
 #: the goals' sizes (T, B, I, H) of "CUDA kernels for LSTM and both GRUs"
 GATED_GPU_SIZES = ((1000, 1, 64, 64), (1000, 1, 256, 256), (100, 32, 64, 128), (100, 64, 256, 256),
                    (50, 64, 512, 1024))
-CELLS = ("lstm", "gru-reset-after", "gru-reset-before")
+CELLS = RECURRENCE_CELLS  # every cell the CUDA recurrence implements
 ORACLE_LIMIT = 200_000  # T' B H H multiply-adds for the float64 oracle check (it runs one step at a time)
 #: layouts timed with ``variants`` (gated_plan's keywords) beside the default, per size: each costs two more
 #: kernel compilations (seconds each), so only where they answer a question: what keeping W on chip buys at

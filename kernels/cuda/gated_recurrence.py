@@ -33,13 +33,16 @@ from typing import NamedTuple
 
 import numpy as np
 
+from rnnspec import catalogue
 from rnnspec.kernels.cuda.elman import SHARED_LIMIT
 from rnnspec.kernels.numpy_compat import SIMULATED, cuda_module
 
 cuda = cuda_module()
 
-#: gates per cell, in the stacked order of rnnspec.kernels.checks.GATED_CELLS
-GATE_COUNT = {"lstm": 4, "gru-reset-after": 3, "gru-reset-before": 3}
+#: the cells the CUDA recurrence implements
+CELLS = ("lstm", "gru-reset-after", "gru-reset-before")
+#: gates per cell, as the catalogue has them (stacked in its order)
+GATE_COUNT = {cell: len(catalogue.cell(cell).gates) for cell in CELLS}
 THREADS = 8 if SIMULATED else 256  # per group; a power of two
 MAX_SLICES = 2 if SIMULATED else 32  # threads per dot product, at most (a warp); a power of two
 MIN_SLICE_TERMS = 4  # terms of a dot product per thread, at least, where H allows
