@@ -258,10 +258,14 @@ def elman_loss(x, h0, U, W, b, V, c, targets, *, activation: str = "tanh"):
     return loss, _returned(a, grads)
 
 
+#: the cells the CUDA kernels implement: the Elman cell and those of the gated recurrence
+CELLS = ("elman", *gated.CELLS)
+
+
 def forward(cell: str, x, state0, params=None, *, activation: str = "tanh", **named) -> dict:
     """The states at every step, for any cell: rnnspec.kernels.cpu.forward's API (one forward layer over
     full sequences); ``activation`` applies to the Elman cell only."""
-    if cell == "elman":
+    if checks.cell_name(cell, CELLS) == "elman":
         h0, p = checks.elman_dicts(state0, checks.one_params_form(params, named))
         return {"h": elman_forward(x, h0, p["U"], p["W"], p.get("b"), activation=activation)}
     return gated.forward(cell, x, state0, params, **named)
@@ -269,7 +273,7 @@ def forward(cell: str, x, state0, params=None, *, activation: str = "tanh", **na
 
 def backward(cell: str, x, state0, params=None, cotangents=None, *, activation: str = "tanh", **named) -> dict:
     """The VJP, for any cell: rnnspec.kernels.cpu.backward's API."""
-    if cell == "elman":
+    if checks.cell_name(cell, CELLS) == "elman":
         h0, p = checks.elman_dicts(state0, checks.one_params_form(params, named))
         gh = checks.named_arrays("cotangents", cotangents if cotangents is not None else {}, ("h",), (), "elman")["h"]
         return elman_backward(x, h0, p["U"], p["W"], p.get("b"), gh, activation=activation)
@@ -278,7 +282,7 @@ def backward(cell: str, x, state0, params=None, cotangents=None, *, activation: 
 
 def loss(cell: str, x, state0, params=None, targets=None, *, activation: str = "tanh", **named):
     """Softmax cross-entropy and every gradient, for any cell: rnnspec.kernels.cpu.loss's API."""
-    if cell == "elman":
-        h0, p = checks.elman_dicts(state0, checks.one_params_form(params, named))
+    if checks.cell_name(cell, CELLS) == "elman":
+        h0, p = checks.elman_dicts(state0, checks.one_params_form(params, named), head=True)
         return elman_loss(x, h0, p["U"], p["W"], p.get("b"), p["V"], p["c"], targets, activation=activation)
     return gated.loss(cell, x, state0, params, targets, **named)
