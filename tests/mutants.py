@@ -9,11 +9,11 @@ reject every one at default settings, failing at least those clauses (tests/test
 from __future__ import annotations
 
 import numpy as np
-from must_fail import BACKWARD, EVERYTHING
 
 from rnnspec.derivations.cells import ACTIVATIONS
 
 import mutants_gated
+from must_fail import BACKWARD, EVERYTHING
 
 
 class Elman:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from must_fail import BACKWARD, EVERYTHING
 
 from gated import LSTM, GRUResetAfter, GRUResetBefore, LSTMPeephole, LSTMProjected, MGUFlax, MGUPaper, sigmoid
+from must_fail import BACKWARD, EVERYTHING
 
 
 # -- LSTM mutants -----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from latex_reader import Context, Names, evaluate, read
 
 GENERATED = Path(__file__).parent.parent / "derivations" / "generated"

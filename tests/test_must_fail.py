@@ -2,11 +2,11 @@
 the mutant's test; a pattern that names no clause is refused."""
 
 import pytest
-from must_fail import BACKWARD, assert_caught, declared
 
 from rnnspec.spec.runner import check
 
 import mutants
+from must_fail import BACKWARD, assert_caught, declared
 
 #: two clauses and a handful of cases: enough to reach a verdict on each, in a second
 FAST = {"clauses": ["ELMAN-VJP-W", "ELMAN-VJP-B"], "examples": 6}

@@ -2,13 +2,13 @@
 it declares (``must_fail``, read by tests/must_fail.py); the correct one passes."""
 
 import pytest
-from must_fail import assert_caught, declared, verdicts
 
 from rnnspec.derivations.registry import CELL_NAMES
 from rnnspec.spec.runner import check
 
 import gated
 import mutants
+from must_fail import assert_caught, declared, verdicts
 
 CORRECT = {"lstm": gated.LSTM, "gru-reset-after": gated.GRUResetAfter, "gru-reset-before": gated.GRUResetBefore,
            "lstm-proj": gated.LSTMProjected, "lstm-peephole": gated.LSTMPeephole, "mgu": gated.MGUPaper,

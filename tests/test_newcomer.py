@@ -14,18 +14,8 @@ from rnnspec.spec.judge import where
 from rnnspec.spec.report import table
 from rnnspec.spec.runner import check
 
+from cli_runner import rnnspec
 from mutants import Elman, OddBatchBug
-
-
-def rnnspec(capsys, *args):
-    """``rnnspec ARGS`` in this process: (exit code, stdout, stderr), with no traceback."""
-    try:
-        code = cli.main(list(args))
-    except SystemExit as exc:  # argparse's own usage errors
-        code = exc.code
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err, out + err
-    return code, out, err
 
 
 class ForwardOnly(Elman):

@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sympy as sp
-from latex_reader import Context, Names, ReadError, evaluate, read
 
 from rnnspec import catalogue
 from rnnspec.derivations import generate, render
@@ -37,6 +36,8 @@ from rnnspec.derivations.oracle import Oracle
 from rnnspec.derivations.page import Formula, Page, forward_equations
 from rnnspec.derivations.registry import cell as registered
 from rnnspec.derivations.tensors import PARAM, Equation, Var
+
+from latex_reader import Context, Names, ReadError, evaluate, read
 
 GENERATED = Path(__file__).parent.parent / "derivations" / "generated"
 #: every axis a different length, so that a transposed or misplaced index cannot go unseen

@@ -11,23 +11,13 @@ import numpy as np
 import pytest
 
 from rnnspec.kernels import elman_backward, elman_forward, elman_loss
-from rnnspec.spec import cli
+
+from cli_runner import rnnspec
 
 pytest_plugins = ["pytester"]
 HERE = Path(__file__).parent
 CASE = {"T": 2, "B": 1, "I": 2, "H": 2, "K": 2, "activation": "tanh", "dtype": "float64", "regime": "contracting",
         "seed": 0}
-
-
-def rnnspec(capsys, *args):
-    """``rnnspec ARGS`` in this process: (exit code, stdout, stderr)."""
-    try:
-        code = cli.main(list(args))
-    except SystemExit as exc:  # argparse's own usage errors
-        code = exc.code
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err, out + err
-    return code, out, err
 
 
 def target_file(tmp_path, text: str, name: str = "mine.py") -> str:

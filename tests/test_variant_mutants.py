@@ -3,9 +3,10 @@ by tests/must_fail.py); the correct composition passes, for every cell."""
 
 import mutants_variants as corpus
 import pytest
-from must_fail import assert_caught, declared, verdicts
 
 from rnnspec.spec.runner import check
+
+from must_fail import assert_caught, declared, verdicts
 
 #: cases per check: the variants' cases cost L * D cells each, so the corpus runs on fewer than the default
 EXAMPLES = 10
