@@ -472,3 +472,8 @@ class MGUPaper(MGU):
 
 class MGUFlax(MGU):
     flax = True
+
+
+#: the correct model of every gated cell, by its catalogue name (the mutants' and the variants' references)
+MODELS = {"lstm": LSTM, "gru-reset-after": GRUResetAfter, "gru-reset-before": GRUResetBefore,
+          "lstm-proj": LSTMProjected, "lstm-peephole": LSTMPeephole, "mgu": MGUPaper, "mgu-flax": MGUFlax}

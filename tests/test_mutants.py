@@ -10,9 +10,7 @@ import gated
 import mutants
 from must_fail import assert_caught, declared, verdicts
 
-CORRECT = {"lstm": gated.LSTM, "gru-reset-after": gated.GRUResetAfter, "gru-reset-before": gated.GRUResetBefore,
-           "lstm-proj": gated.LSTMProjected, "lstm-peephole": gated.LSTMPeephole, "mgu": gated.MGUPaper,
-           "mgu-flax": gated.MGUFlax}
+CORRECT = gated.MODELS
 #: the least corpus of a cell: 15 for the first three, the 5 of issue 33 for the LSTM's projection and
 #: peepholes and for both MGUs
 LEAST = {"lstm-proj": 5, "lstm-peephole": 5, "mgu": 5, "mgu-flax": 5}

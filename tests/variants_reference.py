@@ -15,8 +15,7 @@ import numpy as np
 import gated
 import reference
 
-CELLS = {"lstm": gated.LSTM, "gru-reset-after": gated.GRUResetAfter, "gru-reset-before": gated.GRUResetBefore,
-         "lstm-proj": gated.LSTMProjected, "lstm-peephole": gated.LSTMPeephole}
+CELLS = gated.MODELS
 
 
 class Elman:
