@@ -92,6 +92,23 @@ def lstm(head: str | None = "softmax-ce", projection: bool = False, peephole: bo
     )
 
 
+def _candidate(gate: Var, after: bool, U: dict, W: dict, b: dict, x: Var, h_prev: Var,
+               pre_n: Var) -> tuple[list[Equation], list[Var]]:
+    """The candidate's pre-activation, with ``gate`` resetting h_{t-1} after the recurrent product, which then
+    has a bias of its own (n^ = U_n x + b_n + gate * (W_n h + b_hn)), or before it (n^ = U_n x + W_n (gate * h) +
+    b_n): the equations, and the extra parameter (b_hn) if any. The GRUs' reset gate r, the MGUs' gate f."""
+    i, j, k = indices("i j k")
+    if after:
+        b_hn = Var("b_hn", ("H",), PARAM, "b_{hn}")
+        recurrent = Var("m", ("H",), INTERMEDIATE, "m_{t}")  # W_n h_{t-1} + b_hn, before the gate
+        return [Equation(recurrent, (i,), W["n"][i, k] * h_prev[k] + b_hn[i]),
+                Equation(pre_n, (i,), U["n"][i, j] * x[j] + b["n"][i] + gate[i] * recurrent[i])], [b_hn]
+    name = gate.name[0]  # the gate's letter: "r", "f"
+    reset = Var(f"{name}h", ("H",), INTERMEDIATE, rf"({name}_{{t}} \odot h_{{t-1}})")
+    return [Equation(reset, (i,), gate[i] * h_prev[i]),
+            Equation(pre_n, (i,), U["n"][i, j] * x[j] + W["n"][i, k] * reset[k] + b["n"][i])], []
+
+
 def gru(reset_after: bool = True, head: str | None = "softmax-ce") -> Cell:
     """The GRU, gates r, z, n; the reset gate after the recurrent product (PyTorch, cuDNN, Keras 3,
     Flax) with its own bias b_hn, or before it (ONNX's default, Keras ``reset_after=False``, the 2014 paper)."""
@@ -107,17 +124,9 @@ def gru(reset_after: bool = True, head: str | None = "softmax-ce") -> Cell:
     for g in "rz":
         step.append(Equation(pre[g], (i,), U[g][i, j] * x[j] + W[g][i, k] * h_prev[k] + b[g][i]))
         step.append(Equation(gate[g], (i,), sigmoid(pre[g][i])))
-    params = [*U.values(), *W.values(), *b.values()]
-    if reset_after:
-        b_hn = Var("b_hn", ("H",), PARAM, "b_{hn}")
-        params.append(b_hn)
-        recurrent = Var("m", ("H",), INTERMEDIATE, "m_{t}")  # W_n h_{t-1} + b_hn, before the reset gate
-        step.append(Equation(recurrent, (i,), W["n"][i, k] * h_prev[k] + b_hn[i]))
-        step.append(Equation(pre["n"], (i,), U["n"][i, j] * x[j] + b["n"][i] + gate["r"][i] * recurrent[i]))
-    else:
-        reset = Var("rh", ("H",), INTERMEDIATE, r"(r_{t} \odot h_{t-1})")
-        step.append(Equation(reset, (i,), gate["r"][i] * h_prev[i]))
-        step.append(Equation(pre["n"], (i,), U["n"][i, j] * x[j] + W["n"][i, k] * reset[k] + b["n"][i]))
+    candidate, extra = _candidate(gate["r"], reset_after, U, W, b, x, h_prev, pre["n"])
+    params = [*U.values(), *W.values(), *b.values(), *extra]
+    step += candidate
     step.append(Equation(gate["n"], (i,), sp.tanh(pre["n"][i])))
     step.append(Equation(h, (i,), (1 - gate["z"][i]) * gate["n"][i] + gate["z"][i] * h_prev[i]))
     form = "after" if reset_after else "before"
@@ -152,17 +161,9 @@ def mgu(flax: bool = False, head: str | None = "softmax-ce") -> Cell:
     f, n = gate["f"], gate["n"]
     step = [Equation(pre["f"], (i,), U["f"][i, j] * x[j] + W["f"][i, k] * h_prev[k] + b["f"][i]),
             Equation(f, (i,), sigmoid(pre["f"][i]))]
-    params = [*U.values(), *W.values(), *b.values()]
-    if flax:
-        b_hn = Var("b_hn", ("H",), PARAM, "b_{hn}")
-        params.append(b_hn)
-        recurrent = Var("m", ("H",), INTERMEDIATE, "m_{t}")  # W_n h_{t-1} + b_hn, before the gate
-        step.append(Equation(recurrent, (i,), W["n"][i, k] * h_prev[k] + b_hn[i]))
-        step.append(Equation(pre["n"], (i,), U["n"][i, j] * x[j] + b["n"][i] + f[i] * recurrent[i]))
-    else:
-        reset = Var("fh", ("H",), INTERMEDIATE, r"(f_{t} \odot h_{t-1})")
-        step.append(Equation(reset, (i,), f[i] * h_prev[i]))
-        step.append(Equation(pre["n"], (i,), U["n"][i, j] * x[j] + W["n"][i, k] * reset[k] + b["n"][i]))
+    candidate, extra = _candidate(f, flax, U, W, b, x, h_prev, pre["n"])
+    params = [*U.values(), *W.values(), *b.values(), *extra]
+    step += candidate
     step.append(Equation(n, (i,), sp.tanh(pre["n"][i])))
     mix = (1 - f[i]) * n[i] + f[i] * h_prev[i] if flax else (1 - f[i]) * h_prev[i] + f[i] * n[i]
     step.append(Equation(h, (i,), mix))
