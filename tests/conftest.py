@@ -1,6 +1,7 @@
 import os
 import sys
 
+import pytest
 from hypothesis import HealthCheck, Phase, settings
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -19,3 +20,14 @@ settings.register_profile("ci", deadline=None, suppress_health_check=[HealthChec
 settings.register_profile("mutants", deadline=None, suppress_health_check=[HealthCheck.too_slow],
                           phases=[Phase.explicit, Phase.reuse, Phase.generate])
 settings.load_profile("ci" if os.environ.get("CI") else "default")
+
+
+@pytest.fixture
+def safe_table(monkeypatch):
+    """The safe values of the CPU kernels' thresholds in force, read afresh (for tests of the choices they make)."""
+    from rnnspec.kernels.cpu import tuning
+
+    monkeypatch.setenv(tuning.ENVIRONMENT, "safe")
+    tuning.reload()
+    yield
+    tuning.reload()

@@ -19,7 +19,6 @@ from test_gated_kernels import (
     gated_cases,
     snapshot,
 )
-from test_tuning import safe_table  # noqa: F401 - a fixture: the safe values, whatever was measured
 
 from rnnspec.kernels.cpu import rows, threads, tuning
 from rnnspec.kernels.cpu.threads import counter, together

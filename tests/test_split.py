@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given, settings
 from numba import njit
 from test_gated_kernels import _fixed, _flat, _run, assert_agree, assert_untouched, compare, gated_cases, snapshot
-from test_tuning import safe_table  # noqa: F401 - a fixture: the safe values, whatever was measured
 
 from rnnspec.kernels.cpu import blas, split
 from rnnspec.kernels.cpu.threads import arrive_and_wait, counter, together

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from test_gated_kernels import _fixed, _flat, _run, assert_agree, compare, gated_cases
-from test_tuning import safe_table  # noqa: F401 - a fixture: the safe values, whatever was measured
 
 from rnnspec.kernels.cpu import blas, gated, loops, tuning
 

@@ -21,15 +21,6 @@ from rnnspec.kernels.cpu.work import flops
 
 
 @pytest.fixture
-def safe_table(monkeypatch):
-    """The safe values in force, whatever this machine measured (for tests of the choices they make)."""
-    monkeypatch.setenv(tuning.ENVIRONMENT, "safe")
-    tuning.reload()
-    yield
-    tuning.reload()
-
-
-@pytest.fixture
 def cache(monkeypatch, tmp_path):
     """The kernels' cache directory in tmp_path (Numba's own setting untouched), nothing forced, two cores; the
     values read afresh before and after."""
