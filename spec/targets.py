@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import shlex
 import sys
 import traceback
 from pathlib import Path
@@ -33,7 +34,8 @@ class TargetError(Exception):
 def describe_exception(exc: BaseException, frames: int = 6) -> str:
     """The exception as Python prints it (the whole message; file, line and caret for a syntax error),
     after the last ``frames`` frames of its traceback outside rnnspec's own machinery."""
-    ours = ("spec/targets.py", "spec/worker.py")  # the loading and calling machinery, not the target
+    # the loading and calling machinery, not the target (for a program, spec/process.py's message says it all)
+    ours = ("spec/targets.py", "spec/worker.py", "spec/process.py")
     stack = [f for f in traceback.extract_tb(exc.__traceback__)
              if not f.filename.endswith(ours) and not f.filename.startswith("<frozen importlib")]
     where = "".join(traceback.format_list(stack[-frames:]))
@@ -71,8 +73,29 @@ def _from_file(path: str, attr: str, name: str):
     return module
 
 
+#: a target named ``exec:COMMAND`` is a program speaking docs/protocol.md
+EXEC_PREFIX = "exec:"
+
+
+def _from_program(name: str):
+    """The :class:`~rnnspec.spec.process.ProcessTarget` of ``exec:COMMAND`` (the program started, its hello read)."""
+    from rnnspec.spec.process import ProcessTarget
+
+    command = name[len(EXEC_PREFIX):]
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:  # an unclosed quote
+        raise TargetError(f"target {name!r}: cannot split the command as a shell would ({exc})") from None
+    if not argv:
+        raise TargetError(f"target {name!r}: name the program after {EXEC_PREFIX!r}, e.g. exec:\"./my_rnn --flags\"")
+    return ProcessTarget(argv)
+
+
 def load_target(name: str):
-    """The implementation object that ``name`` designates (a class is instantiated with no arguments)."""
+    """The implementation object that ``name`` designates (a class is instantiated with no arguments; ``exec:COMMAND``
+    is a program speaking docs/protocol.md)."""
+    if name.startswith(EXEC_PREFIX):
+        return _from_program(name)
     if name in BUILTIN:
         module_name, attr = BUILTIN[name]
         try:
@@ -84,8 +107,8 @@ def load_target(name: str):
         if name.endswith(".py") or Path(name).is_file():
             raise TargetError(f"target {name!r}: name the object in the file too, as {name}:ATTR (ATTR: the "
                               "implementation object, or a class to instantiate with no arguments)")
-        raise TargetError(f"unknown target {name!r}: use one of {sorted(BUILTIN)}, package.module:attr "
-                          "or path/to/file.py:attr")
+        raise TargetError(f"unknown target {name!r}: use one of {sorted(BUILTIN)}, package.module:attr, "
+                          "path/to/file.py:attr or exec:COMMAND (a program speaking docs/protocol.md)")
     where, attr = name.rsplit(":", 1)
     if where.endswith(".py"):
         module = _from_file(where, attr, name)
