@@ -7,7 +7,9 @@ of :meth:`~rnnspec.derivations.variants.Variant.suffix` (``U_i_l1_reverse``; lay
 D * H features); the head's ``V`` (K, D * H) and ``c``. ``forward`` returns ``h`` (T, B, D * H), the
 last layer's outputs, and the final states ``h_n`` (and ``c_n``) shaped as ``h0``; ``vjp`` takes a
 cotangent for each of those and returns the gradients of x, the initial states and every parameter.
-The composition rules are in :mod:`rnnspec.derivations.variants`.
+Under ``state0=default`` no initial state is passed (``state0`` is empty), every run starts from zeros,
+and no gradient of the initial states is returned. The composition rules are in
+:mod:`rnnspec.derivations.variants`.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class Composed:
         plain = registered_cell(cell, activation, head)
         self.step = Oracle(activation, backend, cell=masked(registered_cell(cell, activation, None)),
                            rounding=rounding)
+        # each run's oracle starts from zeros when no state is passed (the masked cell's states are the cell's)
+        self.step.default_state = self.variant.default_state
         self.head = Oracle(activation, backend, cell=plain, rounding=rounding, head=head)
         self.be = self.step.be
         self.cell = plain
@@ -100,11 +104,15 @@ class Composed:
         steps, batch = xs.shape[:2]
         mask = self.be.asarray(mask_of(self._lengths(lengths, steps, batch), steps, batch))
         variant, runs, layer_in = self.variant, [], xs
+        if variant.default_state and state0:
+            raise ValueError(f"state0: the variant {variant.name!r} passes no initial states (they are zeros), got "
+                             f"{sorted(state0)}")
         for layer in range(variant.layers):
             ys = []
             for direction in range(variant.directions):
                 index = layer * variant.directions + direction
-                start = {k: self._state0(state0, k, index) for k in self.cell.state0_keys}
+                start = {} if variant.default_state else {k: self._state0(state0, k, index)
+                                                          for k in self.cell.state0_keys}
                 weights = run_params(params, self.param_names, variant, layer, direction)
                 run = self._direction(layer_in, start, weights, mask, direction)
                 run["index"] = index
@@ -122,8 +130,12 @@ class Composed:
         order = (lambda a: a[::-1]) if reverse else (lambda a: a)
         tapes, sizes = self.step._forward(order(x), state0, params, {MASK.name: order(mask)})
         h = self.step._stack([tape["h"] for tape in tapes], self.cell.state_out[0]) if tapes else None
-        final = {name: (tapes[-1][name] if tapes else self.be.asarray(state0[key + "0"]))
-                 for name, key in self.states.items()}
+        if tapes:
+            final = {name: tapes[-1][name] for name in self.states}
+        elif self.variant.default_state:
+            final = {out.name: self.be.zeros((sizes["B"], sizes[out.shape[0]])) for out in self.cell.state_out}
+        else:
+            final = {name: self.be.asarray(state0[key + "0"]) for name, key in self.states.items()}
         if h is None:
             y = self.be.zeros((0, sizes["B"], sizes[self.width]))
         else:
@@ -162,6 +174,8 @@ class Composed:
                 g_in = got["x"] if g_in is None else g_in + got["x"]
             g_out = g_in
         grads["x"] = g_out
+        if variant.default_state:  # no initial state was passed: none has a gradient
+            return grads
         for key, values in starts.items():
             grads[key] = np.stack(values) if variant.stacked else values[0]
         return grads

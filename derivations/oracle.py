@@ -2,8 +2,9 @@
 
 It implements the implementation contract (DESIGN.md) for every registered cell and is the built-in
 target ``oracle``. Arrays are time-major, batch rows; each state starts from ``state0[key + "0"]``
-(``h0``, and the LSTM's ``c0``). Nothing here writes a formula: forward runs the cell's equations,
-backward runs the engine's.
+(``h0``, and the LSTM's ``c0``), or, with ``default_state`` (the variant ``state0=default``), from zeros
+with no ``state0`` passed and no gradient of it returned. Nothing here writes a formula: forward runs the
+cell's equations, backward runs the engine's.
 """
 
 from __future__ import annotations
@@ -34,10 +35,12 @@ class Oracle:
 
     #: the cells the built-in target ``oracle`` implements (the suite sets ``cell`` before each call)
     cells = CELL_NAMES
-    #: the variants it runs (rnnspec.derivations.composed); the suite sets ``layers``, ``bidirectional`` and
-    #: ``lengths`` (the padded steps' semantics) before each call
-    variants = ("layers", "bidirectional", "lengths=zero", "lengths=carry")
+    #: the variants it runs (rnnspec.derivations.composed); the suite sets ``layers``, ``bidirectional``,
+    #: ``lengths`` (the padded steps' semantics) and ``default_state`` before each call
+    variants = ("layers", "bidirectional", "lengths=zero", "lengths=carry", "state0=default")
     layers, bidirectional, lengths = 1, False, None
+    #: True: no state0 is passed, every state starts at zero, and vjp and loss return no gradient of it
+    default_state = False
 
     def __init__(self, activation: str = "tanh", backend: str = "float64", bias: bool = True,
                  head: str | None = "softmax-ce", cell: str | Cell = "elman", rounding: Rounding | None = None) -> None:
@@ -85,7 +88,7 @@ class Oracle:
         from rnnspec.derivations.composed import Composed
         from rnnspec.derivations.variants import Variant
 
-        variant = Variant(self.layers, self.bidirectional, self.lengths)
+        variant = Variant(self.layers, self.bidirectional, self.lengths, self.default_state)
         if not variant.plain:
             return Composed(self.cell, variant, self.activation, self.backend_name, self.rounding, self.head)
         if lengths is not None:
@@ -105,7 +108,14 @@ class Oracle:
             return composed.vjp(x, state0, params, cotangents, lengths)
         tapes, sizes = self._forward(x, state0, params)
         per_step = self._cotangents(cotangents, len(tapes))
-        return self._backward(tapes, per_step, sizes, self._step_params(params))
+        return self._given(self._backward(tapes, per_step, sizes, self._step_params(params)))
+
+    def _given(self, grads: dict) -> dict:
+        """``grads`` without the initial states' when they were not passed (``default_state``)."""
+        if self.default_state:
+            for out in self.spec.state_out:
+                grads.pop(out.key + "0", None)
+        return grads
 
     def _cotangents(self, cotangents: Arrays, steps: int) -> list[dict[str, np.ndarray]]:
         """Per step, state name -> the cotangent given for it (by its contract key)."""
@@ -142,7 +152,7 @@ class Oracle:
             for v in head.params:
                 head_grads[v.name] = head_grads[v.name] + env["g_" + v.name]
             per_step.append({head.reads.name: env["g_" + head.reads.name]})
-        grads = self._backward(tapes, per_step, sizes, self._step_params(params))
+        grads = self._given(self._backward(tapes, per_step, sizes, self._step_params(params)))
         grads.update(head_grads)
         value = total[()] if isinstance(total, np.ndarray) else total
         return (float(value) if self.be.name in catalogue.DTYPES else value), grads
@@ -157,7 +167,7 @@ class Oracle:
         states = {eq.target.name: self._stack([tape[eq.target.name] for tape in tapes], eq.target)
                   for eq in self.spec.step}
         vjp = self._backward(tapes, self._cotangents(cotangents, len(tapes)), sizes, self._step_params(params))
-        return states, vjp, self._loss(tapes, sizes, params, targets)
+        return states, self._given(vjp), self._loss(tapes, sizes, params, targets)
 
     def outputs(self, x: np.ndarray, state0: Arrays, params: Arrays) -> np.ndarray:
         """o_t of the head for every step, (T, B, K)."""
@@ -208,8 +218,14 @@ class Oracle:
         for v in cell.params:
             self._size_check(sizes, v, step_params[v.name].shape, "params")
         state = {}
+        if self.default_state and state0:
+            raise ValueError(f"state0: the initial states are the default (zeros) here, none may be passed; got "
+                             f"{sorted(state0)}")
         for inp, out in cell.states:
             key = out.key + "0"
+            if self.default_state:  # the framework's default: zeros, sized by the parameters read above
+                state[inp.name] = self.be.zeros((sizes["B"], *(sizes[d] for d in inp.shape)))
+                continue
             if key not in state0:
                 raise ValueError(f"state0: missing {key!r}")
             value = self.be.asarray(state0[key])

@@ -1,4 +1,5 @@
-"""Variants of a run, composed from cells: stacked layers, two directions, variable lengths, final states.
+"""Variants of a run, composed from cells: stacked layers, two directions, variable lengths, final states,
+and the default initial states.
 
 No formula is written here: every step is a registered cell's, and the padded steps are a cell too,
 derived from it by :func:`masked`. A sequence b of length len_b has the mask m_t = 1 for t < len_b and
@@ -24,6 +25,12 @@ Keras starts the output it repeats at zeros, not at the initial state). Layer l 
 outputs, the directions concatenated along the features as [forward | reverse] (PyTorch's layout). The
 loss sums the head's loss over the valid steps t < len_b only.
 
+Under ``state0=default`` no initial state is passed: every run starts from the framework's own default,
+zeros, s_0 = 0 for every state s (PyTorch's ``hidden=None``, ONNX without ``initial_h``, Keras without
+``initial_state``, Flax's ``initialize_carry``). The function is the cell's with s_0 = 0, so nothing is
+derived anew; what changes is the contract (no ``state0`` and no gradient of it) and the code path taken
+in the implementation (ml-explore/mlx#3249: ``nn.GRU`` dropped b_hn at the first step on that path only).
+
 Reversal, concatenation and y = v h are linear maps, so their VJPs are their transposes (reverse back,
 split, multiply by v); BPTT through a stack runs the layers top down, each layer's dL/dx (both
 directions summed) being the cotangent of the layer below's outputs.
@@ -47,6 +54,8 @@ Arrays = Mapping[str, np.ndarray]
 
 #: the two declared semantics of the steps after a sequence's end
 LENGTH_SEMANTICS = ("zero", "carry")
+#: the value of ``state0=`` that passes no initial states (the framework's own zero default)
+DEFAULT_STATE = "default"
 MASK = Var("mask", (), MASK_KIND, "m_t")
 
 
@@ -58,6 +67,8 @@ class Variant:
     bidirectional: bool = False
     #: None: every sequence has length T; else the semantics of the padded steps, "zero" or "carry"
     lengths: str | None = None
+    #: True: no initial states are passed, every run starts from zeros, the framework's default (state0=default)
+    default_state: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.layers, bool) or not isinstance(self.layers, int) or not 1 <= self.layers <= 8:
@@ -66,6 +77,8 @@ class Variant:
             raise ValueError(f"variant: bidirectional must be True or False, got {self.bidirectional!r}")
         if self.lengths is not None and self.lengths not in LENGTH_SEMANTICS:
             raise ValueError(f"variant: lengths must be None or one of {LENGTH_SEMANTICS}, got {self.lengths!r}")
+        if not isinstance(self.default_state, bool):
+            raise ValueError(f"variant: default_state must be True or False, got {self.default_state!r}")
 
     @property
     def directions(self) -> int:
@@ -73,8 +86,9 @@ class Variant:
 
     @property
     def plain(self) -> bool:
-        """One forward layer over full sequences: today's single-layer contract, unchanged."""
-        return self == Variant()
+        """One forward layer over full sequences: the single-layer contract's outputs (every state at every
+        step). The initial states may still be the default ones (``default_state``)."""
+        return replace(self, default_state=False) == Variant()
 
     @property
     def stacked(self) -> bool:
@@ -94,19 +108,30 @@ class Variant:
 
     @property
     def name(self) -> str:
-        """``layers=2,bidirectional,lengths=zero``; "" for the plain run."""
+        """``layers=2,bidirectional,lengths=zero,state0=default``; "" for the plain run."""
         parts = [f"layers={self.layers}"] if self.layers > 1 else []
         parts += ["bidirectional"] if self.bidirectional else []
         parts += [f"lengths={self.lengths}"] if self.lengths else []
+        parts += [f"state0={DEFAULT_STATE}"] if self.default_state else []
         return ",".join(parts)
 
     @property
     def tag(self) -> str:
-        """The clause ids' part: ``-L2-BIDIR-ZERO``."""
+        """The clause ids' part: ``-L2-BIDIR-LEN-ZERO-STATE0-DEFAULT``."""
         parts = [f"L{self.layers}"] if self.layers > 1 else []
         parts += ["BIDIR"] if self.bidirectional else []
         parts += [f"LEN-{self.lengths.upper()}"] if self.lengths else []
+        parts += [f"STATE0-{DEFAULT_STATE.upper()}"] if self.default_state else []
         return "".join("-" + p for p in parts)
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The features a target must declare to run this variant (``rnnspec.spec.declared.VARIANT_FEATURES``)."""
+        parts = ["layers"] if self.layers > 1 else []
+        parts += ["bidirectional"] if self.bidirectional else []
+        parts += [f"lengths={self.lengths}"] if self.lengths else []
+        parts += [f"state0={DEFAULT_STATE}"] if self.default_state else []
+        return tuple(parts)
 
 
 def run_params(params: Mapping, names: Iterable[str], variant: Variant, layer: int, direction: int) -> dict:
@@ -121,7 +146,8 @@ def run_params(params: Mapping, names: Iterable[str], variant: Variant, layer: i
 
 
 def parse_variant(text: str | Variant | None) -> Variant:
-    """``"layers=2,bidirectional,lengths=zero"`` (any order; "" or None is the plain run) as a Variant."""
+    """``"layers=2,bidirectional,lengths=zero,state0=default"`` (any order; "" or None is the plain run) as a
+    Variant."""
     if isinstance(text, Variant):
         return text
     if text is None or not str(text).strip():
@@ -137,11 +163,17 @@ def parse_variant(text: str | Variant | None) -> Variant:
             raise ValueError(f"variant {shown!r}: layers must be an integer in 1..8, got {len(part) - 7} digits")
         elif part.startswith("lengths="):
             name, value = "lengths", part.split("=", 1)[1]
+        elif part.startswith("state0="):
+            given = part.split("=", 1)[1]
+            if given != DEFAULT_STATE:  # passing the states is the run without this feature: no second spelling
+                raise ValueError(f"variant {shown!r}: state0 must be {DEFAULT_STATE!r} (no initial states passed), "
+                                 f"got {given!r}")
+            name, value = "default_state", True
         else:
             raise ValueError(f"variant {shown!r}: cannot read {part!r}; write e.g. "
-                             "'layers=2,bidirectional,lengths=zero' (lengths: zero or carry)")
+                             "'layers=2,bidirectional,lengths=zero,state0=default' (lengths: zero or carry)")
         if name in fields:  # the second would silently win
-            raise ValueError(f"variant {shown!r}: {name} is given twice")
+            raise ValueError(f"variant {shown!r}: {name.replace('default_state', 'state0')} is given twice")
         fields[name] = value
     return Variant(**fields)
 
@@ -170,6 +202,22 @@ def output_mask(mask: np.ndarray, semantics: str | None, reverse: bool) -> np.nd
         return mask
     started = np.asarray(np.sum(mask, axis=0) > 0, dtype=np.int64)  # the forward direction ran a valid step
     return np.broadcast_to(started, np.shape(mask))
+
+
+def zero_states(cell: Cell, variant: Variant, batch: int, params: Mapping, zeros=np.zeros) -> dict:
+    """The default initial states of ``cell`` run as ``variant``: ``zeros((B, n))`` for each state (L * D
+    leading for a stacked variant), n the state's size read off the first run's parameters (H, or the
+    projected LSTM's P), by the shapes the cell declares. ``zeros`` is the backend's (``np.zeros``: float64;
+    pass a dtype-bound one for another)."""
+    sizes: dict[str, int] = {}
+    suffix = variant.suffix(0, 0)
+    for var in cell.params:
+        key = var.key + suffix
+        if key not in params:
+            raise ValueError(f"params: missing {key!r} (the initial states' sizes are read off the parameters)")
+        sizes.update(zip(var.shape, np.shape(params[key])))
+    lead = (len(variant.runs()),) if variant.stacked else ()
+    return {out.key + "0": zeros(lead + (batch, sizes[out.shape[0]])) for out in cell.state_out}
 
 
 def _tilde(latex: str) -> str:

@@ -146,8 +146,9 @@ class Case:
         return json.dumps(fields, separators=(",", ":"))
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """x, the initial states, every parameter (in the case's dtype), targets (int64), a cotangent
-        ``cot_<output>`` per forward output for vjp, and for a variant with lengths, ``lengths``. Drawn in a
+        """x, the initial states (none under ``state0=default``), every parameter (in the case's dtype), targets
+        (int64), a cotangent ``cot_<output>`` per forward output for vjp, and for a variant with lengths,
+        ``lengths``. Drawn in a
         fixed order: every recurrent matrix, x, the initial states, the step parameters in the cell's order
         (layer by layer, forward then reverse, for a variant), V, c, targets, cotangents, lengths."""
         rng = np.random.default_rng(self.seed)
@@ -178,7 +179,8 @@ class Case:
         offsets = _bias_offsets(self.cell, self.regime)
         cast = lambda a: np.ascontiguousarray(a, dtype=self.dtype)
         out = {"x": cast(rng.standard_normal((T, B, I)))}
-        out.update({k: cast(rng.standard_normal(shape) * 0.5) for k, shape in cell.state_shapes(B, H, self.P).items()})
+        out.update({k: cast(rng.standard_normal(shape) * 0.5) for k, shape in cell.state_shapes(B, H, self.P).items()
+                    if k in cell.state0})  # none under state0=default: the target starts from its own zeros
         for layer, d in cell.variant.runs():
             suffix = cell.variant.suffix(layer, d)
             for var in cell.cell.params:

@@ -15,7 +15,7 @@ import numpy as np
 
 from rnnspec.derivations.cells import Cell
 from rnnspec.derivations.registry import cell as registered_cell
-from rnnspec.derivations.variants import Variant, parse_variant
+from rnnspec.derivations.variants import Variant, parse_variant, zero_states
 
 Key = tuple[str, str]  # (method, output)
 
@@ -31,6 +31,8 @@ class Contract:
     A variant (:mod:`rnnspec.derivations.composed` has its contract) returns the last layer's outputs
     ``h`` (T, B, D * H) and the final states ``h_n`` (and ``c_n``); its parameters are named per layer
     and direction (``U_i_l1_reverse``) and its initial states are (L * D, B, H) when it is stacked.
+    Under ``state0=default`` (alone: the plain outputs; or with the others) ``state0`` has no key and
+    neither vjp nor loss returns a gradient of the initial states.
     """
 
     cell: Cell
@@ -61,7 +63,8 @@ class Contract:
 
     @property
     def state0(self) -> tuple[str, ...]:
-        return self.cell.state0_keys
+        """The keys of ``state0`` in a call: none when the initial states are the default (zeros)."""
+        return () if self.variant.default_state else self.cell.state0_keys
 
     @property
     def step_params(self) -> tuple[str, ...]:
@@ -97,7 +100,8 @@ class Contract:
         return out
 
     def state_shapes(self, B: int, H: int, P: int = 0) -> dict[str, tuple[int, ...]]:
-        """Each initial (or final) state's shape by its state0 key: (B, n), or (L * D, B, n) for a stacked variant."""
+        """Each initial (or final) state's shape by its state0 key: (B, n), or (L * D, B, n) for a stacked variant
+        (also under ``state0=default``, where the initial states are not passed but the final ones are returned)."""
         lead = (len(self.variant.runs()),) if self.variant.stacked else ()
         dims = {"H": H, "P": P}
         return {out.key + "0": lead + (B, dims[out.shape[0]]) for out in self.cell.state_out}
@@ -112,7 +116,7 @@ class Contract:
 
     def shapes(self, T: int, B: int, I: int, H: int, K: int, P: int = 0) -> dict[Key, tuple[int, ...]]:
         """Every output's shape, by (method, key)."""
-        sizes = {"x": (T, B, I), **self.state_shapes(B, H, P), **self.param_shapes(I, H, K, P)}
+        sizes = {"x": (T, B, I), **self.state_shapes(B, H, P), **self.param_shapes(I, H, K, P)}  # state0: if passed
         out = {("forward", k): shape for k, shape in self.output_shapes(T, B, H, P).items()}
         out[("loss", "value")] = ()
         out.update({("vjp", k): sizes[k] for k in self.vjp_keys})
@@ -120,7 +124,8 @@ class Contract:
         return out
 
     def call_args(self, method: str, arrays: dict[str, np.ndarray]) -> tuple:
-        """The positional arguments of ``method``, from a case's arrays (cotangents are ``cot_<state>``)."""
+        """The positional arguments of ``method``, from a case's arrays (cotangents are ``cot_<state>``);
+        ``state0`` is ``{}`` under ``state0=default``."""
         state0 = {k: arrays[k] for k in self.state0}
         if method == "forward":
             args = arrays["x"], state0, {k: arrays[k] for k in self.step_params}
@@ -130,6 +135,13 @@ class Contract:
         else:
             args = arrays["x"], state0, {k: arrays[k] for k in self.step_params + self.head_params}, arrays["targets"]
         return (*args, Keywords(lengths=arrays["lengths"])) if self.variant.lengths else args
+
+
+def default_state0(cell: str, variant: Variant | str, x: np.ndarray, params: dict) -> dict[str, np.ndarray]:
+    """The initial states a target that takes them passes on its framework's behalf under ``state0=default``:
+    zeros in ``x``'s dtype, shaped as the contract's states (sizes read off ``params``)."""
+    spec, dtype = contract(cell, variant), np.asarray(x).dtype
+    return zero_states(spec.cell, spec.variant, np.shape(x)[1], params, lambda shape: np.zeros(shape, dtype))
 
 
 @cache

@@ -26,8 +26,9 @@ class UsageError(Exception):
 _DEFAULTS = {"cell": "elman", "cells": None, "dtypes": ("float64",), "activations": None, "activation": "tanh",
              "accuracy": tol.DEFAULT_ACCURACY, "device": "cpu", "variants": ()}
 
-#: what a target may declare in ``variants``: each feature it implements; any combination of them is checked
-VARIANT_FEATURES = ("layers", "bidirectional", "lengths=zero", "lengths=carry")
+#: what a target may declare in ``variants``: each feature it implements; any combination of them is checked.
+#: ``state0=default``: called with no initial states, it starts from its framework's own default (zeros)
+VARIANT_FEATURES = ("layers", "bidirectional", "lengths=zero", "lengths=carry", "state0=default")
 
 
 def declarations(impl) -> dict:
@@ -72,9 +73,7 @@ class Declared:
 
     def admits_variant(self, variant) -> None:
         """A usage error unless the target declares every feature ``variant`` uses."""
-        needs = (["layers"] if variant.layers > 1 else []) + (["bidirectional"] if variant.bidirectional else [])
-        needs += [f"lengths={variant.lengths}"] if variant.lengths else []
-        missing = [n for n in needs if n not in self.variants]
+        missing = [n for n in variant.features if n not in self.variants]
         if missing:
             raise UsageError(f"--variant {variant.name}: the target ({self.target_class}) does not declare "
                              f"{missing} in its variants {self.variants} (known features: {VARIANT_FEATURES})")

@@ -59,10 +59,11 @@ def _oracle_everything(case: Case, backend: str, arrays: dict[str, np.ndarray], 
     from rnnspec.derivations.oracle import Oracle
 
     cell = contract(case.cell, case.variant)
-    if case.variant:
+    if not cell.variant.plain:
         oracle = Composed(case.cell, case.variant, case.activation, backend, rounding)
-    else:
+    else:  # one forward layer over full sequences: the cell's own oracle, from zeros under state0=default
         oracle = Oracle(case.activation, backend=backend, rounding=rounding, cell=case.cell)
+        oracle.default_state = cell.variant.default_state
     f = lambda a: np.asarray(a, dtype=backend)
     x, state0, params, targets, *keywords = cell.call_args("loss", arrays)
     cotangents = {k: f(arrays["cot_" + k]) for k in cell.states}

@@ -113,11 +113,13 @@ def _serve(connection, source) -> None:
 
 
 def _set_variant(impl, name: str) -> None:
-    """The target's ``layers``, ``bidirectional`` and ``lengths`` ("zero", "carry" or None) for the case."""
+    """The target's ``layers``, ``bidirectional``, ``lengths`` ("zero", "carry" or None) and ``default_state``
+    (True: state0 is {}, start from the framework's own default) for the case."""
     from rnnspec.derivations.variants import parse_variant
 
     variant = parse_variant(name)
     impl.layers, impl.bidirectional, impl.lengths = variant.layers, variant.bidirectional, variant.lengths
+    impl.default_state = variant.default_state
 
 
 def _cuda_initialized() -> bool:
