@@ -1,0 +1,119 @@
+"""The built-in target ``mlx``: MLX's own layers (mlx.nn.RNN, LSTM, GRU) on its CPU backend, gradients by mx.vjp.
+
+Weights go through :mod:`rnnspec.spec.conventions` (mlx.nn's attributes ``Wx``, ``Wh``, ``b``/``bias``,
+``bhn``); the layer is given them with ``Module.update`` inside the differentiated function, as
+``mlx.nn.value_and_grad`` does, so MLX's autodiff sees them as inputs. Inputs are batch-major (N, L, D).
+nn.LSTM returns the hidden and cell states of every step, so ``c`` comes from the layer itself. The loss is
+``mlx.nn.losses.cross_entropy`` (reduction "sum") of the head's logits h @ V^T + c, summed over time and batch,
+its value and gradients from ``mx.value_and_grad``.
+
+Dtypes: MLX computes float64 on its CPU backend (not on a GPU), so both dtypes are declared; NumPy float64
+arrays must be converted with ``dtype=mx.float64`` named, since ``mx.array(a)`` of a float64 array is float32.
+nn.RNN takes any callable as its nonlinearity: mlx.nn's tanh, sigmoid and relu, and the identity.
+MLX's layers have one layer and one direction and take no sequence lengths: no variant is declared.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rnnspec.spec import conventions
+from rnnspec.spec.conventions import gradients_from_framework, sequence_from, sequence_to, to_framework
+from rnnspec.spec.conventions import mlx as layout
+from rnnspec.spec.frameworks import require
+
+# Until spec/conventions/__init__.py registers MLX (the lead's entry), the target registers its layout itself,
+# so that to_framework("mlx", ...) checks what it is given as for every other framework.
+conventions.FRAMEWORKS.setdefault("mlx", layout)
+conventions.SEQUENCES.setdefault("mlx", "BTI")
+
+#: what installs MLX's Linux CPU build (the version these targets were checked with)
+MLX_REQUIREMENT = "pip install 'mlx[cpu]==0.32.4'"
+
+
+class MlxRNN:
+    """mlx.nn.RNN (tanh, sigmoid, relu, identity), nn.LSTM and nn.GRU (reset after) on MLX's CPU backend."""
+
+    cells = tuple(layout.LAYERS)
+    cell = "elman"
+    dtypes = ("float32", "float64")
+    activations = ("tanh", "sigmoid", "relu", "identity")
+    variants: tuple[str, ...] = ()
+
+    def __init__(self, activation: str = "tanh") -> None:
+        self.mx = require("mlx", "mlx.core", MLX_REQUIREMENT)
+        self.nn = require("mlx", "mlx.nn", MLX_REQUIREMENT)
+        self.mx.set_default_device(self.mx.cpu)
+        self.activation = activation
+
+    def _nonlinearity(self):
+        nn = self.nn
+        return {"tanh": nn.tanh, "sigmoid": nn.sigmoid, "relu": nn.relu, "identity": lambda z: z}[self.activation]
+
+    def _layer(self, I: int, H: int):
+        nn = self.nn
+        if self.cell == "elman":
+            return nn.RNN(I, H, nonlinearity=self._nonlinearity())
+        return {"lstm": nn.LSTM, "gru-reset-after": nn.GRU}[self.cell](I, H)
+
+    def _array(self, value, dtype):
+        return self.mx.array(np.asarray(value), dtype=dtype)
+
+    def _function(self, x, state0, params, targets=None):
+        """(f, names, args): f(*args) lists the outputs (or the loss, with ``head``); ``names`` the canonical
+        names of the arguments' gradients (the layer's weights as conventions' keys, then x, h0 (c0), V, c)."""
+        mx = self.mx
+        head = targets is not None
+        labels = mx.array(sequence_to("mlx", np.asarray(targets)).astype(np.int32)) if head else None
+        dtype = mx.float64 if x.dtype == np.float64 else mx.float32
+        weights = to_framework("mlx", self.cell, params)
+        keys = list(weights)
+        states = ["h0", "c0"] if self.cell == "lstm" else ["h0"]
+        layer = self._layer(x.shape[2], state0["h0"].shape[-1])
+        args = [self._array(weights[k], dtype) for k in keys] + [self._array(sequence_to("mlx", x), dtype)]
+        args += [self._array(state0[k], dtype) for k in states]
+        if head:
+            args += [self._array(params["V"], dtype), self._array(params["c"], dtype)]
+        n = len(keys)
+
+        def f(*a):
+            layer.update(dict(zip(keys, a[:n])))  # the weights as this function's inputs
+            out = layer(a[n], *a[n + 1: n + 1 + len(states)])
+            if not head:
+                return list(out) if self.cell == "lstm" else [out]
+            h = out[0] if self.cell == "lstm" else out
+            V, c = a[n + 1 + len(states):]
+            logits = h @ V.T + c
+            return self.nn.losses.cross_entropy(logits, labels, reduction="sum")
+
+        return f, keys + ["x"] + states + (["V", "c"] if head else []), args
+
+    def _unpack(self, names: list[str], grads) -> dict:
+        arrays = [np.array(g) for g in grads]
+        n = names.index("x")  # the layer's weights come first
+        out = gradients_from_framework("mlx", self.cell, dict(zip(names[:n], arrays[:n])))
+        out.update(zip(names[n:], arrays[n:]))
+        out["x"] = sequence_from("mlx", out["x"])
+        return out
+
+    def forward(self, x, state0, params):
+        f, _, args = self._function(x, state0, params)
+        outputs = f(*args)
+        self.mx.eval(outputs)
+        return {k: sequence_from("mlx", np.array(o)) for k, o in zip(["h", "c"], outputs)}
+
+    def vjp(self, x, state0, params, cotangents):
+        mx = self.mx
+        f, names, args = self._function(x, state0, params)
+        keys = ["h", "c"] if self.cell == "lstm" else ["h"]
+        given = [self._array(sequence_to("mlx", cotangents[k]), args[0].dtype) for k in keys]
+        _, grads = mx.vjp(f, args, given)
+        mx.eval(grads)
+        return self._unpack(names, grads)
+
+    def loss(self, x, state0, params, targets):
+        mx = self.mx
+        f, names, args = self._function(x, state0, params, targets)
+        value, grads = mx.value_and_grad(f, argnums=list(range(len(args))))(*args)
+        mx.eval(value, grads)
+        return float(value.item()), self._unpack(names, grads)
