@@ -13,6 +13,10 @@ zero (the "zero" semantics). PyTorch refuses a length of 0, so those sequences a
 batch: their outputs are zero and their final states their initial ones (through autograd, so their
 cotangents reach h0). The loss counts the valid steps only (a per-step loss times the mask).
 
+``state0=default`` calls the module with ``hidden=None`` (PyTorch's own zero initial state), alone or with the
+other variants; the LSTM's c_t of every step is then chained from that same default first step. A sequence of
+length 0, left out of the packed batch, has final states of zeros.
+
 Each call runs on ``threads`` PyTorch threads (one), set for the call and set back after it.
 
 ``torch-cuda`` runs the same layers on a GPU (cuDNN) with PyTorch's defaults, under which cuDNN may
@@ -47,8 +51,10 @@ class TorchRNN:
     cell = "elman"
     dtypes = ("float32", "float64")
     activations = ("tanh", "relu")
-    variants = ("layers", "bidirectional", "lengths=zero")
+    variants = ("layers", "bidirectional", "lengths=zero", "state0=default")
     layers, bidirectional, lengths = 1, False, None
+    #: True (state0=default): state0 is {} and the module is called with hidden=None
+    default_state = False
 
     device = "cpu"
     #: torch.backends.cudnn.allow_tf32 on a GPU (None: PyTorch's default, which allows it)
@@ -79,7 +85,7 @@ class TorchRNN:
 
     @property
     def variant(self) -> Variant:
-        return Variant(self.layers, self.bidirectional, self.lengths)
+        return Variant(self.layers, self.bidirectional, self.lengths, self.default_state)
 
     def _module(self, params, dtype):
         torch = self.torch
@@ -108,9 +114,9 @@ class TorchRNN:
         leaves = {"x": self._tensor(x).requires_grad_(True)}
         leaves.update({k: self._tensor(v[None]).requires_grad_(True) for k, v in state0.items()})
         if self.cell not in WITH_CELL_STATE:
-            out, _ = module(leaves["x"], leaves["h0"])
+            out, _ = module(leaves["x"], None if self.default_state else leaves["h0"])
             return module, leaves, {"h": out}
-        start = (leaves["h0"], leaves["c0"])
+        start = None if self.default_state else (leaves["h0"], leaves["c0"])  # None: PyTorch's default path
         out, _ = module(leaves["x"], start)
         outputs = {"h": out}
         if every_c:
@@ -130,7 +136,10 @@ class TorchRNN:
         leaves = {"x": self._tensor(x).requires_grad_(True)}
         stacked = (lambda v: v) if variant.stacked else (lambda v: v[None])
         leaves.update({k: self._tensor(stacked(v)).requires_grad_(True) for k, v in state0.items()})
-        start = (leaves["h0"], leaves["c0"]) if self.cell in WITH_CELL_STATE else leaves["h0"]
+        if variant.default_state:
+            start = None  # hidden=None: PyTorch's own zero initial state
+        else:
+            start = (leaves["h0"], leaves["c0"]) if self.cell in WITH_CELL_STATE else leaves["h0"]
         if lengths is None:
             out, final = module(leaves["x"], start)
         else:
@@ -143,26 +152,37 @@ class TorchRNN:
         return module, leaves, outputs
 
     def _packed(self, module, leaves, start, lengths):
-        """Packed sequences; those of length 0 (which PyTorch refuses) keep their initial states."""
+        """Packed sequences; those of length 0 (which PyTorch refuses) keep their initial states (zeros when
+        ``start`` is None, PyTorch's default, with which the others are then run)."""
         torch = self.torch
         from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
         x = leaves["x"]
         T, B = x.shape[:2]
-        width = (getattr(module, "proj_size", 0) or module.hidden_size) * (2 if module.bidirectional else 1)
+        directions = 2 if module.bidirectional else 1
+        h_width = getattr(module, "proj_size", 0) or module.hidden_size
+        width = h_width * directions
         live = np.flatnonzero(lengths > 0)
-        starts = start if isinstance(start, tuple) else (start,)
+        with_c = self.cell in WITH_CELL_STATE
+        if start is None:  # the final states of a sequence of length 0: the default initial ones, zeros
+            runs = module.num_layers * directions
+            starts = (x.new_zeros((runs, B, h_width)), x.new_zeros((runs, B, module.hidden_size)))[:1 + with_c]
+        else:
+            starts = start if isinstance(start, tuple) else (start,)
         if not live.size:
-            return x.new_zeros((T, B, width)), start
+            return x.new_zeros((T, B, width)), starts if with_c else starts[0]
         index = torch.from_numpy(live).to(x.device)
         packed = pack_padded_sequence(x[:, index], torch.from_numpy(lengths[live]), enforce_sorted=False)
-        sub_start = tuple(s[:, index] for s in starts)
-        out, final = module(packed, sub_start if isinstance(start, tuple) else sub_start[0])
+        if start is None:
+            out, final = module(packed)
+        else:
+            sub_start = tuple(s[:, index] for s in starts)
+            out, final = module(packed, sub_start if with_c else sub_start[0])
         out, _ = pad_packed_sequence(out, total_length=T)
         finals = final if isinstance(final, tuple) else (final,)
         full_out = x.new_zeros((T, B, width)).index_copy(1, index, out)
         full_finals = tuple(s.index_copy(1, index, f) for s, f in zip(starts, finals))
-        return full_out, full_finals if isinstance(start, tuple) else full_finals[0]
+        return full_out, full_finals if with_c else full_finals[0]
 
     def _grads(self, module, leaves):
         # a parameter or leaf no output reached (every sequence of length 0) has no .grad: its gradient is 0
