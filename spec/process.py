@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import dataclasses
 import json
 import math
 import multiprocessing.util
@@ -495,8 +496,6 @@ class ProcessTarget:
     cell, activation and variant the suite set, in the dtype of ``x``.
     """
 
-    layers, bidirectional, lengths = 1, False, None
-
     def __init__(self, command: str | list[str], *, timeout: float | None = None, cwd: str | None = None) -> None:
         self.command = command
         self.client = ProcessClient(command, timeout=timeout, cwd=cwd)
@@ -545,9 +544,11 @@ class ProcessTarget:
         self.client.close()
 
     def _variant(self) -> str:
+        """The variant's name from the attributes the suite set (``layers``, ``bidirectional``, ``lengths``, ...:
+        the fields of :class:`~rnnspec.derivations.variants.Variant`; unset, the plain run's)."""
         from rnnspec.derivations.variants import Variant
 
-        return Variant(self.layers, self.bidirectional, self.lengths).name
+        return Variant(**{f.name: getattr(self, f.name, f.default) for f in dataclasses.fields(Variant)}).name
 
     def _call(self, method: str, arrays: dict, lengths) -> dict[str, np.ndarray]:
         x = arrays["x"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import sys
 import time
 
@@ -266,7 +267,7 @@ def _rerun_command(target: str, cell: str, variant: str, seed: int, examples: in
     """The command that reruns the whole run (none for a run of given cases: each block gives its own)."""
     if explicit:
         return ""
-    parts = ["rnnspec check", target, f"--cell {cell}", *(f"--variant {variant}",) * bool(variant),
+    parts = ["rnnspec check", shlex.quote(target), f"--cell {cell}", *(f"--variant {variant}",) * bool(variant),
              *(f"--dtype {dtype}",) * bool(dtype), f"--seed {seed}", f"--examples {examples}"]
     return " ".join(parts)
 
@@ -293,7 +294,7 @@ def _save_failures(session: Session, results: list[ClauseResult], methods: tuple
 def _counterexample(target: str, seed: int, clause: Clause, case: Case, verdict: Verdict, tries: int) -> dict:
     return {"case": json.loads(case.describe()), "status": verdict.status, "error": verdict.error,
             "tolerance": verdict.tolerance, "message": verdict.message, "shrink_steps": tries,
-            "reproduce": f"rnnspec check {target} --clause {clause.id} --case '{case.describe()}'"}
+            "reproduce": f"rnnspec check {shlex.quote(target)} --clause {clause.id} --case '{case.describe()}'"}
 
 
 def print_progress(stream=sys.stderr):
