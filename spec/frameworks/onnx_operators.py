@@ -11,6 +11,8 @@ every case. The operators return the cell state of the last step only (``Y_c``);
 Variants: ``direction="bidirectional"``, ``sequence_lens`` (ONNX Runtime writes zeros at padded steps:
 the "zero" semantics), and stacked layers as a chain of operators, each layer's Y (T, D, B, H) transposed
 and reshaped to (T, B, D·H) for the next; Y_h and Y_c of every layer are the final states.
+``state0=default`` leaves the optional inputs initial_h and initial_c out of the operators (the ONNX default:
+zeros), alone or with the other variants.
 """
 
 from __future__ import annotations
@@ -28,18 +30,30 @@ OPSET = 14  # the first with the ``layout`` attribute; rnnspec uses layout 0 (ti
 _ACTIVATIONS = {"tanh": "Tanh", "relu": "Relu"}
 
 
-def build_model(cell: str, hidden: int, activation: str = "tanh", dtype: str = "float32"):
-    """The one-operator ONNX model of ``cell``: inputs X, W, R, B, initial_h (and initial_c)."""
+def _state_inputs(cell: str, default_state: bool, suffix: str = "") -> tuple[list[str], list[str]]:
+    """(the operator's initial-state inputs, the graph inputs among them): "" for an omitted optional input
+    (``default_state``: the operator's zeros), dropped where nothing follows it."""
+    states = [f"initial_h{suffix}"] + ([f"initial_c{suffix}"] if cell in WITH_CELL_STATE else [])
+    if not default_state:
+        return states, states
+    return (["", ""] if cell == "lstm-peephole" else []), []  # P follows initial_c: both kept as ""
+
+
+def build_model(cell: str, hidden: int, activation: str = "tanh", dtype: str = "float32",
+                default_state: bool = False):
+    """The one-operator ONNX model of ``cell``: inputs X, W, R, B, initial_h (and initial_c; neither when
+    ``default_state``)."""
     from onnx import TensorProto, helper
 
     op, attributes = OPERATORS[cell]
     if cell == "elman":
         attributes = {**attributes, "activations": [_ACTIVATIONS[activation]]}
-    states = ["initial_h", "initial_c"] if cell in WITH_CELL_STATE else ["initial_h"]
+    operands, states = _state_inputs(cell, default_state)
     outputs = ["Y", "Y_h", "Y_c"] if cell in WITH_CELL_STATE else ["Y", "Y_h"]
     peepholes = ["P"] if cell == "lstm-peephole" else []
-    node = helper.make_node(op, ["X", "W", "R", "B", "", *states, *peepholes], outputs, hidden_size=hidden,
-                            **attributes)
+    sequence_lens = [""] if operands or peepholes else []
+    node = helper.make_node(op, ["X", "W", "R", "B", *sequence_lens, *operands, *peepholes], outputs,
+                            hidden_size=hidden, **attributes)
     floats = TensorProto.FLOAT if dtype == "float32" else TensorProto.DOUBLE
     shapes = {"X": ["T", "B", "I"], "W": [1, "G", "I"], "R": [1, "G", hidden], "B": [1, "G2"],
               "initial_h": [1, "B", hidden], "initial_c": [1, "B", hidden], "P": [1, 3 * hidden]}
@@ -52,9 +66,10 @@ def build_model(cell: str, hidden: int, activation: str = "tanh", dtype: str = "
 
 
 def build_stacked_model(cell: str, hidden: int, layers: int, directions: int, lengths: bool,
-                        activation: str = "tanh"):
+                        activation: str = "tanh", default_state: bool = False):
     """A chain of ``layers`` operators, each ``directions`` ways, with sequence_lens when ``lengths``: inputs X,
-    and per layer l W{l}, R{l}, B{l}, initial_h{l} (initial_c{l}); outputs Y{L-1} and every Y_h{l} (Y_c{l})."""
+    and per layer l W{l}, R{l}, B{l}, initial_h{l} (initial_c{l}; neither when ``default_state``); outputs
+    Y{L-1} and every Y_h{l} (Y_c{l})."""
     from onnx import TensorProto, helper
 
     op, attributes = OPERATORS[cell]
@@ -69,11 +84,11 @@ def build_stacked_model(cell: str, hidden: int, layers: int, directions: int, le
     flatten = helper.make_tensor("flat", TensorProto.INT64, [3], [0, 0, -1])
     for layer in range(layers):
         names = [f"{n}{layer}" for n in ("W", "R", "B")]
-        states = [f"initial_h{layer}"] + ([f"initial_c{layer}"] if cell in WITH_CELL_STATE else [])
+        operands, states = _state_inputs(cell, default_state, str(layer))
         peepholes = [f"P{layer}"] if cell == "lstm-peephole" else []
         inputs += [helper.make_tensor_value_info(n, floats, None) for n in names + states + peepholes]
         outs = [f"Y{layer}", f"Y_h{layer}"] + ([f"Y_c{layer}"] if cell in WITH_CELL_STATE else [])
-        nodes.append(helper.make_node(op, [previous, *names, "sequence_lens" if lengths else "", *states,
+        nodes.append(helper.make_node(op, [previous, *names, "sequence_lens" if lengths else "", *operands,
                                            *peepholes], outs, hidden_size=hidden, **attributes))
         outputs += outs[1:]
         if layer < layers - 1:  # (T, D, B, H) -> (T, B, D * H), the next layer's input
@@ -95,8 +110,10 @@ class OnnxRuntime:
     cell = "elman"
     dtypes = ("float32",)
     activations = ("tanh", "relu")
-    variants = ("layers", "bidirectional", "lengths=zero")
+    variants = ("layers", "bidirectional", "lengths=zero", "state0=default")
     layers, bidirectional, lengths = 1, False, None
+    #: True (state0=default): state0 is {} and the operators get no initial_h / initial_c
+    default_state = False
     #: why a dtype it does not declare is missing (the compatibility matrix prints it)
     not_provided = {"float64": "ONNX Runtime has no double kernel for RNN (NOT_IMPLEMENTED); its LSTM and GRU answer "
                                "'operator does not support double yet'"}
@@ -112,13 +129,13 @@ class OnnxRuntime:
         return self.layers == 1 and not self.bidirectional and self.lengths is None
 
     def _session(self, hidden: int):
-        key = (self.cell, self.activation, hidden, self.layers, self.bidirectional, self.lengths)
+        key = (self.cell, self.activation, hidden, self.layers, self.bidirectional, self.lengths, self.default_state)
         if key not in self._sessions:
             if self._plain:
-                model = build_model(self.cell, hidden, self.activation)
+                model = build_model(self.cell, hidden, self.activation, default_state=self.default_state)
             else:
                 model = build_stacked_model(self.cell, hidden, self.layers, 2 if self.bidirectional else 1,
-                                            self.lengths is not None, self.activation)
+                                            self.lengths is not None, self.activation, self.default_state)
             options = self.ort.SessionOptions()
             options.intra_op_num_threads = 1
             options.log_severity_level = 3
@@ -130,10 +147,8 @@ class OnnxRuntime:
         from rnnspec.derivations.variants import Variant, run_params
         from rnnspec.spec.contract import contract
 
-        variant = Variant(self.layers, self.bidirectional, self.lengths)
+        variant = Variant(self.layers, self.bidirectional, self.lengths, self.default_state)
         D = variant.directions
-        H = state0["h0"].shape[-1]
-        session = self._session(H)
         stacked = (lambda v: v) if variant.stacked else (lambda v: v[None])
         feed = {"X": np.ascontiguousarray(x)}
         if lengths is not None:
@@ -144,9 +159,10 @@ class OnnxRuntime:
                              for d in range(D)]
             for k in ("W", "R", "B", "P")[:4 if self.cell == "lstm-peephole" else 3]:
                 feed[f"{k}{layer}"] = np.ascontiguousarray(np.concatenate([w[k] for w in per_direction]))
-            for k, v in state0.items():
+            for k, v in state0.items():  # none under state0=default
                 feed[f"initial_{k[0]}{layer}"] = np.ascontiguousarray(stacked(v)[layer * D:(layer + 1) * D])
-        outputs = session.run(None, feed)
+        H = feed["R0"].shape[-1]  # R (D, G * H, H)
+        outputs = self._session(H).run(None, feed)
         Y = outputs[0]  # (T, D, B, H)
         T, B = x.shape[:2]
         out = {"h": np.ascontiguousarray(np.transpose(Y, (0, 2, 1, 3)).reshape(T, B, D * H))}
@@ -161,12 +177,11 @@ class OnnxRuntime:
     def forward(self, x, state0, params, lengths=None):
         if not self._plain:
             return self._forward_variant(x, state0, params, lengths)
-        H = state0["h0"].shape[-1]
-        session = self._session(H)
         feed = {k: np.ascontiguousarray(v) for k, v in to_framework("onnx", self.cell, params).items()}
-        feed["initial_h"] = np.ascontiguousarray(state0["h0"][None])
-        if self.cell in WITH_CELL_STATE:
-            feed["initial_c"] = np.ascontiguousarray(state0["c0"][None])
+        H = feed["R"].shape[-1]  # R (1, G * H, H)
+        session = self._session(H)
+        for k, v in state0.items():  # none under state0=default: the operator's zeros
+            feed[f"initial_{k[0]}"] = np.ascontiguousarray(v[None])
         run = lambda xs: session.run(None, {**feed, "X": np.ascontiguousarray(xs)})
         outputs = run(x)
         out = {"h": outputs[0][:, 0]}
