@@ -1,6 +1,6 @@
-"""The ``rnnspec`` command: check (an implementation against the spec), matrix (every installed framework
-through the suite), bench (the kernels against NumPy and PyTorch), tune (the CPU kernels' thresholds on this
-machine), derive (the documents)."""
+"""The ``rnnspec`` command: check (an implementation against the spec), cases and judge (the same check through
+files, for a program in any language), matrix (every installed framework through the suite), bench (the kernels
+against NumPy and PyTorch), tune (the CPU kernels' thresholds on this machine), derive (the documents)."""
 
 from __future__ import annotations
 
@@ -182,6 +182,81 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT[result.verdict]
 
 
+def _names(option: str, text: str | None, known: tuple[str, ...]) -> tuple[str, ...] | None:
+    """A comma-separated list of names from ``known``, or a UsageError naming ``option``."""
+    from rnnspec.spec.runner import UsageError
+
+    if text is None:
+        return None
+    names = tuple(t.strip() for t in text.split(","))
+    unknown = [n for n in names if n not in known]
+    if not text.strip() or unknown:
+        raise UsageError(f"{option}: expected comma-separated names from {known}, got {text!r}")
+    return names
+
+
+def _cases(args: argparse.Namespace) -> int:
+    from rnnspec import catalogue
+    from rnnspec.derivations.cells import ACTIVATIONS
+    from rnnspec.derivations.registry import check_name
+    from rnnspec.derivations.variants import parse_variant
+    from rnnspec.spec import corpus
+    from rnnspec.spec.runner import UsageError, print_progress
+
+    try:
+        try:
+            check_name(args.cell)
+        except ValueError as exc:
+            raise UsageError(f"--cell: {exc}") from None
+        dtypes = _names("--dtype", args.dtype, catalogue.DTYPES)
+        activations = _names("--activations", args.activations, tuple(ACTIVATIONS))
+        variant = args.variant or ""
+        try:
+            variant = parse_variant(variant).name
+        except ValueError as exc:
+            raise UsageError(f"--variant: {exc}") from None
+        accuracy = corpus.parse_accuracy(args.accuracy)
+        corpus.check_out(args.out)
+        start = time.perf_counter()
+        out = corpus.write_corpus(args.out, args.cell, variant=variant, dtypes=dtypes, activations=activations,
+                                  examples=args.examples, seed=args.seed, accuracy=accuracy,
+                                  progress=None if args.quiet else print_progress())
+    except UsageError as exc:
+        print(f"rnnspec cases: {exc}", file=sys.stderr)
+        return 2
+    manifest = corpus.read_manifest(out)
+    print(f"wrote {len(manifest['cases'])} cases of {args.cell}{f' ({variant})' if variant else ''} to {out} "
+          f"({time.perf_counter() - start:.1f} s); tolerances for {manifest['accuracy_label']}; judge a program's "
+          f"results with: rnnspec judge {out} RESULTS")
+    return 0
+
+
+def _judge(args: argparse.Namespace) -> int:
+    from rnnspec.spec import corpus_judge
+    from rnnspec.spec import report as reports
+    from rnnspec.spec.runner import UsageError, print_progress
+
+    try:
+        _output_path("--json", args.report)
+        _output_path("--junit", args.junit)
+        result = corpus_judge.judge_corpus(args.corpus, args.results, accuracy=args.accuracy,
+                                           require_all=args.require_all,
+                                           progress=None if args.quiet else print_progress())
+    except UsageError as exc:
+        print(f"rnnspec judge: {exc}", file=sys.stderr)
+        return 2
+    print(corpus_judge.table(result, args.corpus))
+    try:
+        if args.report:
+            reports.write_json(result, args.report)
+        if args.junit:
+            corpus_judge.write_junit(result, args.junit)
+    except OSError as exc:
+        print(f"rnnspec judge: could not write the report: {exc}", file=sys.stderr)
+        return 2
+    return EXIT[result.verdict]
+
+
 def _tune(args: argparse.Namespace) -> int:
     from rnnspec.kernels.cpu.tuning import main as tune
 
@@ -263,6 +338,39 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--junit", help="write a JUnit XML report here")
     check.add_argument("--quiet", action="store_true", help="no live progress")
     check.set_defaults(run=_check)
+    cases = sub.add_parser("cases", help="write generated cases, their expected outputs and tolerances as files any "
+                           "language reads (docs/corpus.md)",
+                           description="Write the cases `rnnspec check` generates, with the spec's expected outputs "
+                           "and each output's tolerance, as a JSON manifest and .npy arrays (docs/corpus.md). The same "
+                           "arguments and rnnspec version write the same bytes. Exit code 0, or 2 for a usage error.")
+    cases.add_argument("--cell", required=True, help=f"the cell: {', '.join(CELL_NAMES)}")
+    cases.add_argument("--variant", help="as rnnspec check --variant (e.g. layers=2,bidirectional,lengths=zero)")
+    cases.add_argument("--dtype", help=f"comma-separated dtypes of the cases, in the order a target would declare "
+                       f"them (default: {','.join(DTYPES)})")
+    cases.add_argument("--activations", help="comma-separated activations of an Elman cell's cases (default tanh, as "
+                       "for a target that declares none); a gated cell's are its own")
+    cases.add_argument("--seed", type=int, default=0, help="seed of the generated cases (default 0)")
+    cases.add_argument("--examples", type=_positive_int, default=50, help="number of generated cases (default 50)")
+    cases.add_argument("--accuracy", default="accurate", help="the accuracy class the tolerances are for: accurate "
+                       "(default), fast, or a number of ulps")
+    cases.add_argument("--out", required=True, help="the folder to write (new or empty)")
+    cases.add_argument("--quiet", action="store_true", help="no live progress")
+    cases.set_defaults(run=_cases)
+    judge = sub.add_parser("judge", help="judge the results a program wrote beside a corpus of `rnnspec cases`",
+                           description="Judge the results a program wrote (RESULTS/<case id>/<method>.<output>.npy) "
+                           "against a corpus written by `rnnspec cases`, with the clauses, report and exit codes of "
+                           "`rnnspec check`: 0 conformant; 1 not conformant; 2 usage error; 3 inconclusive. Clauses "
+                           "that need a live call (determinism, purity) are reported 'not judged'.")
+    judge.add_argument("corpus", help="the folder `rnnspec cases --out` wrote")
+    judge.add_argument("results", help="the folder the program wrote its results into")
+    judge.add_argument("--accuracy", help="judge under this accuracy class (accurate, fast, or a number of ulps; "
+                       "default: the corpus's; another class recomputes the tolerances from the corpus's inputs)")
+    judge.add_argument("--require-all", action="store_true", help="a method with no results (vjp, loss) makes the "
+                       "run not conformant")
+    judge.add_argument("--json", "--report", dest="report", help="write a JSON report here")
+    judge.add_argument("--junit", help="write a JUnit XML report here")
+    judge.add_argument("--quiet", action="store_true", help="no live progress")
+    judge.set_defaults(run=_judge)
     derive = sub.add_parser("derive", help="regenerate the derivation documents and figures")
     derive.add_argument("--out", help="output folder (default: derivations/generated in the package)")
     derive.add_argument("--check", action="store_true", help="exit 1 when committed files differ from a fresh render")
