@@ -24,6 +24,8 @@ BUILTIN = {
     "keras-jax": ("rnnspec.spec.frameworks.keras_layers", "KerasJax"),
     "keras-torch": ("rnnspec.spec.frameworks.keras_layers", "KerasTorch"),
     "keras-tensorflow": ("rnnspec.spec.frameworks.keras_layers", "KerasTensorflow"),
+    "tfjs": ("rnnspec.spec.frameworks.tfjs_layers", "TfjsRNN"),
+    "mlx": ("rnnspec.spec.frameworks.mlx_layers", "MlxRNN"),
 }
 
 
