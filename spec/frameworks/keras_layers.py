@@ -18,6 +18,8 @@ Keras masking computes: the state is frozen at padded steps and the output repea
 the first); ``bidirectional`` adds a ``go_backwards`` layer with the reverse direction's weights, whose
 outputs (in its processing order) are flipped back to time order, as ``keras.layers.Bidirectional`` does.
 The final states come from ``return_state``. The loss counts the valid steps.
+``state0=default`` calls the layers without ``initial_state`` (Keras's own zeros), alone or with the others; the
+torch backend's LSTM then chains its per-step c_t from that same default first step.
 
 Keras fixes its backend when first imported: a process that imported Keras with another backend
 cannot build this target (it says so).
@@ -104,8 +106,10 @@ class KerasRNN:
     dtypes = ("float32", "float64")
     activations = ("tanh", "relu")
     backend: str | None = None
-    variants = ("bidirectional", "lengths=carry")
+    variants = ("bidirectional", "lengths=carry", "state0=default")
     layers, bidirectional, lengths = 1, False, None
+    #: True (state0=default): state0 is {} and the layers get no initial_state
+    default_state = False
 
     def __init__(self, activation: str = "tanh") -> None:
         backend = self.backend or os.environ.get("KERAS_BACKEND", DEFAULT_BACKEND)
@@ -121,11 +125,20 @@ class KerasRNN:
         """The differentiated arguments: Keras's weights, x batch-major, the initial states, the head's V and c
         (for the loss); and the names of the states and of the head's parameters among them."""
         weights = to_framework("keras", self.cell, params)
-        states = ["h0", "c0"] if self.cell == "lstm" else ["h0"]
+        states = self._states()
         head = ["V", "c"] if targets is not None else []
         args = [weights[k] for k in KERAS_WEIGHTS] + [sequence_to("keras", x)] + [state0[k] for k in states] + \
             [params[k] for k in head]
         return args, states, head
+
+    def _states(self) -> list[str]:
+        """The initial states passed to the layer: none under state0=default."""
+        return [] if self.default_state else ["h0", "c0"] if self.cell == "lstm" else ["h0"]
+
+    @staticmethod
+    def _hidden(weights: dict) -> int:
+        """H, read off Keras's recurrent kernel (H, G * H)."""
+        return np.shape(weights["recurrent_kernel"])[0]
 
     def _unpack(self, grads, names: list[str]) -> dict:
         """The canonical gradients from those of :meth:`_arguments`."""
@@ -158,16 +171,17 @@ class KerasRNN:
         """f(*weights, xs, *states[, V, c, labels]) listing the outputs, one function (and its layers) per
         cell, activation, sizes and kind, kept: JAX compiles a function once per shape, and the suite calls
         each method twice on a case (its determinism clause)."""
-        key = (self.cell, self.activation, I, H, dtype, head)
+        key = (self.cell, self.activation, I, H, dtype, head, self.default_state)
         if key in self._programs:
             return self._programs[key]
         keras, ops = self.keras, self.keras.ops
         layers = self._layers(I, H, dtype)
         frozen = [[v.value for v in layer.non_trainable_variables] for layer in layers]
-        n_states = 2 if self.cell == "lstm" else 1
+        n_states = len(self._states())
 
         def f(*a):
-            w, xs, s, rest = a[:3], a[3], list(a[4:4 + n_states]), a[4 + n_states:]
+            w, xs, rest = a[:3], a[3], a[4 + n_states:]
+            s = list(a[4:4 + n_states]) or None  # None: the layer's own initial state (state0=default)
             h = layers[0].stateless_call(list(w), frozen[0], xs, initial_state=s)[0]
             h = h[0] if self.cell == "lstm" else h  # the LSTM also returns its final states
             if head:
@@ -183,7 +197,7 @@ class KerasRNN:
         def every_cell_state(w, xs, s):
             if self.backend != "torch":
                 return layers[1].stateless_call(list(w), frozen[1], xs, initial_state=s)[0][..., H:]
-            state, every = list(s), []
+            state, every = s, []
             for t in range(xs.shape[1]):
                 _, h, c = layers[0].stateless_call(list(w), frozen[0], xs[:, t: t + 1], initial_state=state)[0]
                 state = [h, c]
@@ -196,8 +210,8 @@ class KerasRNN:
     def _function(self, x, state0, params, targets=None):
         """(f, args, unpack, constants): f(*args, *constants) lists the outputs; unpack names the gradients of
         args."""
-        f = self._program(x.shape[2], state0["h0"].shape[-1], x.dtype.name, targets is not None)
         args, states, head = self._arguments(x, state0, params, targets)
+        f = self._program(x.shape[2], self._hidden(dict(zip(KERAS_WEIGHTS, args))), x.dtype.name, targets is not None)
         constants = () if targets is None else (sequence_to("keras", np.asarray(targets)),)
         return f, args, lambda grads: self._unpack(grads, states + head), constants
 
@@ -206,7 +220,7 @@ class KerasRNN:
         the mask (B, T) when ``masked`` and the labels when ``head``: one layer, both ways when bidirectional
         (the reverse one a ``go_backwards`` layer, its outputs put back in time order); f lists h (B, T, D*H)
         and the final states, or the loss over the valid steps. Kept per kind, as :meth:`_program` is."""
-        key = ("variant", self.cell, self.activation, I, H, dtype, self.bidirectional, masked, head)
+        key = ("variant", self.cell, self.activation, I, H, dtype, self.bidirectional, masked, head, self.default_state)
         if key in self._programs:
             return self._programs[key]
         keras, ops = self.keras, self.keras.ops
@@ -216,7 +230,7 @@ class KerasRNN:
             layer = self._layer(H, return_sequences=True, return_state=True, dtype=dtype, go_backwards=d == 1)
             layer.build((None, None, I))
             layers.append((layer, [v.value for v in layer.non_trainable_variables]))
-        n_states = 2 if self.cell == "lstm" else 1
+        n_states = len(self._states())
         n_args = 3 * D + 1 + D * n_states + (2 if head else 0)
 
         def f(*a):
@@ -225,14 +239,14 @@ class KerasRNN:
             s = a[3 * D + 1: 3 * D + 1 + D * n_states]
             sequences, finals = [], []
             for d, (layer, frozen) in enumerate(layers):
-                out = layer.stateless_call(list(a[3 * d: 3 * d + 3]), frozen, xs,
-                                           initial_state=list(s[d * n_states:(d + 1) * n_states]), mask=valid)[0]
+                given = list(s[d * n_states:(d + 1) * n_states]) or None  # None: the layer's default (zeros)
+                out = layer.stateless_call(list(a[3 * d: 3 * d + 3]), frozen, xs, initial_state=given, mask=valid)[0]
                 sequences.append(ops.flip(out[0], axis=1) if d else out[0])
                 finals.append(out[1:])
             h = ops.concatenate(sequences, axis=-1) if D == 2 else sequences[0]
             if not head:
                 stack = (lambda v: ops.stack(v)) if D == 2 else (lambda v: v[0])
-                return [h, *(stack([fin[n] for fin in finals]) for n in range(n_states))]
+                return [h, *(stack([fin[n] for fin in finals]) for n in range(len(finals[0])))]
             V, c = a[3 * D + 1 + D * n_states: n_args]
             logits = ops.matmul(h, ops.transpose(V)) + c
             labels = ops.convert_to_tensor(rest[-1])
@@ -247,10 +261,8 @@ class KerasRNN:
     def _variant_function(self, x, state0, params, lengths, targets=None):
         """(f, args, unpack, constants) of :meth:`_variant_program` for this call."""
         T, B, I = x.shape
-        H = state0["h0"].shape[-1]
         D = 2 if self.bidirectional else 1
-        f = self._variant_program(I, H, x.dtype.name, lengths is not None, targets is not None)
-        states = ["h0", "c0"] if self.cell == "lstm" else ["h0"]
+        states = self._states()
         head = ["V", "c"] if targets is not None else []
         variant = Variant(1, self.bidirectional)
         suffixes = [variant.suffix(0, d) for d in range(D)]
@@ -259,6 +271,7 @@ class KerasRNN:
             run = run_params(params, contract(self.cell).step_params, variant, 0, d)
             weights = to_framework("keras", self.cell, run)
             args += [weights[k] for k in KERAS_WEIGHTS]
+        f = self._variant_program(I, self._hidden(weights), x.dtype.name, lengths is not None, targets is not None)
         args.append(sequence_to("keras", x))
         args += [state0[k][d] if self.bidirectional else state0[k] for d in range(D) for k in states]
         args += [params[k] for k in head]
