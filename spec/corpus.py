@@ -236,7 +236,7 @@ def read_manifest(folder: str | os.PathLike) -> dict:
     reads."""
     path = Path(folder)
     if not path.exists():
-        raise CorpusError(f"CORPUS {folder}: no such folder")
+        raise CorpusError(f"CORPUS {folder}: no such folder; expected the folder `rnnspec cases --out` wrote")
     if not path.is_dir():
         raise CorpusError(f"CORPUS {folder}: is a file; expected the folder `rnnspec cases --out` wrote")
     try:

@@ -226,6 +226,19 @@ def test_another_accuracy_class_recomputes_the_tolerances(lstm_corpus, lstm_resu
     assert report.accuracy == "float32: fast (4096 ulps), float64: fast (4096 ulps)"
 
 
+def test_a_corpus_for_another_accuracy_class_says_so_and_widens_the_tolerances(lstm_corpus, tmp_path):
+    fast = write_corpus(tmp_path / "fast", "lstm", examples=2, seed=SEED, accuracy="fast")
+    manifest = json.loads((fast / "manifest.json").read_text())
+    assert (manifest["accuracy"], manifest["ulps"], manifest["accuracy_label"]) == ("fast", 4096.0, "fast (4096 ulps)")
+    assert "--accuracy fast" in manifest["command"]
+    for case_id in manifest["cases"]:  # the same cases as the default corpus's first two
+        wide = json.loads((fast / case_id / "case.json").read_text())
+        narrow = json.loads((lstm_corpus / case_id / "case.json").read_text())
+        assert wide["seed"] == narrow["seed"]
+        assert all(wide["tolerances"][k] >= narrow["tolerances"][k] for k in narrow["tolerances"])
+        assert any(wide["tolerances"][k] > 10 * narrow["tolerances"][k] for k in narrow["tolerances"])
+
+
 def test_a_variant_corpus(capsys, tmp_path):
     code, out, err = rnnspec(capsys, "cases", "--cell", "elman", "--variant", "lengths=zero", "--examples", "4",
                              "--out", str(tmp_path / "corpus"), "--quiet")
