@@ -34,6 +34,10 @@ from rnnspec.spec.worker import Outcome
 LIVE = {"deterministic": "needs the same call made twice in one process; files hold one answer",
         "pure": "needs the call's arguments before and after it; files hold neither"}
 
+#: the outcome of a method with no file in one case while other cases have its files: an error there, as a call
+#: that raised (judge() reports an outcome it does not know as "error: <status>: <message>")
+NO_RESULTS = "no results"
+
 
 @dataclass
 class NotJudged(ClauseResult):
@@ -81,7 +85,7 @@ def _outcomes(results: Path, case_id: str, outputs: dict[str, tuple[str, ...]], 
             continue
         paths = {name: results / case_id / files.file_name((method, name)) for name in outputs[method]}
         if not any(p.exists() for p in paths.values()):
-            out[method] = (Outcome("no results", message=f"{results / case_id}: no {method}.*.npy (the program wrote "
+            out[method] = (Outcome(NO_RESULTS, message=f"{results / case_id}: no {method}.*.npy (the program wrote "
                                    f"no {method} answer for this case)"), None)
             continue
         answer = {}
@@ -103,7 +107,9 @@ def _named(verdict: Verdict, case_id: str, key: Key | None, results: Path, probl
     """The verdict with its message naming the case, and the files involved."""
     if not verdict.message or verdict.status == "not provided":
         return verdict
-    if key is not None:
+    if key is not None and verdict.message.startswith(f"{NO_RESULTS}:"):
+        where = verdict.message  # names the case's folder already
+    elif key is not None:
         where = problems.get(key) or f"{results / case_id / files.file_name(key)}: {verdict.message}"
     else:
         notes = "; ".join(problems.values())

@@ -179,7 +179,7 @@ def test_a_method_without_results_is_not_provided(capsys, lstm_corpus, lstm_resu
     assert code == 1 and "NOT CONFORMANT" in out.splitlines()[-1]
 
 
-def test_a_missing_unreadable_or_misshapen_file_fails_on_its_case(capsys, lstm_corpus, lstm_results, tmp_path):
+def test_a_missing_unreadable_or_misshapen_file_or_answer_fails_its_case(capsys, lstm_corpus, lstm_results, tmp_path):
     results = _copy(lstm_results, tmp_path)
     missing = results / "0001" / "forward.c.npy"
     missing.unlink()
@@ -187,11 +187,15 @@ def test_a_missing_unreadable_or_misshapen_file_fails_on_its_case(capsys, lstm_c
     garbled.write_bytes(b"not an npy file")
     misshapen = results / "0003" / "loss.V.npy"
     np.save(misshapen, np.load(misshapen)[:, :-1])
+    for path in (results / "0005").glob("loss.*.npy"):  # the program wrote no loss answer for this one case
+        path.unlink()
     code, out, _ = rnnspec(capsys, "judge", str(lstm_corpus), str(results), "--quiet")
     assert code == 1
     assert _row(out, "LSTM-FWD-C").split()[1] == "error" and f"case 0001: {missing}: no such file" in out
     assert _row(out, "LSTM-VJP-B_I").split()[1] == "error" and f"case 0002: {garbled}: unreadable" in out
     assert _row(out, "LSTM-LOSS-V").split()[1] == "error" and f"case 0003: {misshapen}: " in out
+    assert _row(out, "LSTM-LOSS-VALUE").split()[1] == "error"
+    assert f"case 0005: no results: {results / '0005'}: no loss.*.npy" in out
     assert _row(out, "LSTM-SHAPE").split()[1] == "failed"
     assert _row(out, "LSTM-FWD-H").split()[1] == "passed"
 
