@@ -61,6 +61,39 @@ ROWS = (
 )
 
 
+@dataclass(frozen=True)
+class ProgramRow(Row):
+    """A program speaking docs/protocol.md (``exec:COMMAND``) as a row: it implements what its hello declares."""
+
+    name: str = ""
+    cells: tuple[str, ...] = ()
+    dtypes: tuple[str, ...] = ()
+
+    def installed(self) -> bool:
+        return True  # it answered its hello when the row was made
+
+    def requirement(self) -> str:
+        return "the program"
+
+    def version(self) -> str:
+        return "-"  # the name it gives in its hello is the framework column
+
+
+def program_row(target: str) -> ProgramRow:
+    """The row of ``exec:COMMAND``: the program is started once here for its hello (a TargetError or UsageError
+    if it cannot start or declares nonsense), then closed; the checks start their own."""
+    from rnnspec.spec.declared import declarations, declared
+    from rnnspec.spec.targets import load_target
+
+    impl = load_target(target)
+    try:
+        decl = declared(declarations(impl))
+    finally:
+        impl.close()
+    return ProgramRow(target, impl.name, "", (), "a program over docs/protocol.md", name=impl.name, cells=decl.cells,
+                      dtypes=decl.dtypes)
+
+
 def _version(module: str) -> str:
     """The installed version of the distribution that provides ``module`` (tensorflow-cpu provides tensorflow)."""
     for distribution in importlib.metadata.packages_distributions().get(module, [module]):
@@ -100,6 +133,10 @@ def _target_class(name: str):
 
 def not_provided(row: Row, cell: str, dtype: str) -> str:
     """Why the target does not provide (cell, dtype), or "" if it declares both."""
+    if isinstance(row, ProgramRow):
+        if cell not in row.cells:
+            return f"the program declares cells {', '.join(row.cells)}"
+        return "" if dtype in row.dtypes else f"the program declares {', '.join(row.dtypes)} only"
     cls = _target_class(row.target)
     if cell not in cls.cells:
         layout = LAYOUTS[row.layout]
@@ -139,10 +176,13 @@ def _merge(entry: Cell, run: dict, prefix: str) -> None:
 
 def build(targets: tuple[str, ...] | None = None, seeds: tuple[int, ...] = (0,), examples: int = 50,
           jobs: int = 1, progress: Callable[[str], None] | None = None) -> list[Cell]:
-    """Every (installed target, cell, dtype), checked over ``seeds``."""
+    """Every (installed target, cell, dtype), checked over ``seeds``; an ``exec:COMMAND`` among ``targets`` is a row
+    of its own (:func:`program_row`)."""
     from rnnspec.spec.contract import contract
+    from rnnspec.spec.targets import EXEC_PREFIX
 
     rows = [r for r in ROWS if (targets is None or r.target in targets) and r.installed()]
+    rows += [program_row(t) for t in targets or () if t.startswith(EXEC_PREFIX)]
     for row in rows:
         row.version()  # anything the Markdown needs fails now, not after hours of checks
     entries, work = [], []

@@ -392,3 +392,17 @@ def test_the_program_dies_with_the_process_that_started_it():
     finally:
         parent.kill()
         parent.wait()
+
+
+def test_the_matrix_takes_a_program_as_a_row_of_its_own():
+    from rnnspec import catalogue
+    from rnnspec.spec import matrix
+
+    target = f"exec:{command(LIGHT)}"
+    entries = matrix.build((target,), (0,), 2)
+    assert {(e.cell, e.dtype) for e in entries} == {(c, d) for c in catalogue.NAMES for d in catalogue.DTYPES}
+    run = [e for e in entries if not e.reason]
+    assert [(e.cell, e.dtype, e.verdict, e.cases) for e in run] == [("elman", "float64", "conformant", 2)]
+    text = matrix.markdown(entries, "rnnspec matrix")
+    assert "| rnn_client oracle | - | a program over docs/protocol.md | elman | float64 | **conformant** |" in text
+    assert "the program declares cells elman" in text and "the program declares float64 only" in text
