@@ -13,7 +13,8 @@ import pytest
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("rnnspec", "rnnspec conformance suite")
-    group.addoption("--rnnspec-target", help="check this RNN implementation (built-in name, module:attr, file.py:attr)")
+    group.addoption("--rnnspec-target", help="check this RNN implementation (built-in name, module:attr, file.py:attr, "
+                    "or exec:COMMAND: a program speaking docs/protocol.md)")
     group.addoption("--rnnspec-cell", help="the cell to check (default: the target's first)")
     group.addoption("--rnnspec-xfails", help="file of clause ids expected to fail, one per line (# comments)")
     group.addoption("--rnnspec-seed", type=int, default=0, help="seed of the generated cases")
