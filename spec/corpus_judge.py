@@ -103,18 +103,26 @@ def _outcomes(results: Path, case_id: str, outputs: dict[str, tuple[str, ...]], 
     return out, problems
 
 
-def _named(verdict: Verdict, case_id: str, key: Key | None, results: Path, problems: dict[Key, str]) -> Verdict:
-    """The verdict with its message naming the case, and the files involved."""
+def _label(key: Key) -> str:
+    """How :mod:`rnnspec.spec.judge` names an output of a Python call in its messages."""
+    return "the loss value" if key == ("loss", "value") else f"{key[0]}()[{key[1]!r}]"
+
+
+def _named(verdict: Verdict, case_id: str, key: Key | None, results: Path, problems: dict[Key, str],
+           keys: tuple[Key, ...]) -> Verdict:
+    """The verdict with its message naming the case and the files (not the Python call's outputs) involved."""
     if not verdict.message or verdict.status == "not provided":
         return verdict
-    if key is not None and verdict.message.startswith(f"{NO_RESULTS}:"):
-        where = verdict.message  # names the case's folder already
-    elif key is not None:
-        where = problems.get(key) or f"{results / case_id / files.file_name(key)}: {verdict.message}"
-    else:
-        notes = "; ".join(problems.values())
-        where = verdict.message + (f" ({notes})" if notes else "")
-    return Verdict(verdict.status, f"case {case_id}: {where}", verdict.error, verdict.tolerance, verdict.reason)
+    text = verdict.message
+    for each in keys:
+        text = text.replace(_label(each), str(results / case_id / files.file_name(each)))
+    if key in problems:
+        text = problems[key]
+    elif key is not None and not text.startswith(f"{NO_RESULTS}:") and str(results / case_id) not in text:
+        text = f"{results / case_id / files.file_name(key)}: {text}"
+    elif key is None and problems:
+        text += f" ({'; '.join(problems.values())})"
+    return Verdict(verdict.status, f"case {case_id}: {text}", verdict.error, verdict.tolerance, verdict.reason)
 
 
 def judge_corpus(corpus: str | os.PathLike, results: str | os.PathLike, *, accuracy: str | float | None = None,
@@ -138,6 +146,7 @@ def judge_corpus(corpus: str | os.PathLike, results: str | os.PathLike, *, accur
     cell, variant, ids = manifest["cell"], manifest["variant"], list(manifest["cases"])
     c = contract(cell, variant)
     outputs = {m: files.method_outputs(c, m) for m in METHODS}
+    keys = tuple((m, k) for m in METHODS for k in outputs[m])
     selected = cell_clauses(cell, variant)
     report_results = {cl.id: (NotJudged(cl, why=LIVE[cl.kind]) if cl.kind in LIVE else ClauseResult(cl))
                       for cl in selected}
@@ -159,7 +168,7 @@ def judge_corpus(corpus: str | os.PathLike, results: str | os.PathLike, *, accur
             if clause.kind in LIVE:
                 continue
             verdict = judge(clause, case, outcomes, spec)
-            report_results[clause.id].add(case, _named(verdict, case_id, clause.key, results, problems))
+            report_results[clause.id].add(case, _named(verdict, case_id, clause.key, results, problems, keys))
     checked = tuple(dict.fromkeys(dtypes))
     environment = {**_environment(), "corpus": str(corpus), "corpus_format": manifest["format"],
                    "corpus_rnnspec": manifest.get("rnnspec", "unknown"),
