@@ -1,9 +1,15 @@
-"""Built-in targets over rnnspec's own kernels: the Numba CPU kernels and the numba-cuda ones."""
+"""Built-in targets over rnnspec's own kernels: the Numba CPU kernels and the numba-cuda ones.
+
+Under ``state0=default`` the kernels, whose API takes the initial states, are passed zeros (the default a
+framework would supply), and the gradients of those zeros are not returned.
+"""
 
 from __future__ import annotations
 
 from rnnspec import catalogue
+from rnnspec.derivations.variants import Variant
 from rnnspec.kernels.checks import ACTIVATIONS as KERNEL_ACTIVATIONS
+from rnnspec.spec.contract import default_state0
 from rnnspec.spec.targets import TargetError
 
 
@@ -17,11 +23,26 @@ class RnnspecCPU:
     #: float32 uses vectorizing forms (kernels/cpu/elementwise.py): tanh within 6.5 ulps, the logistic
     #: function within 2.4; float64 uses libm
     accuracy = {"float32": 8, "float64": "accurate"}
-    variants = ("layers", "bidirectional", "lengths=zero", "lengths=carry")
+    variants = ("layers", "bidirectional", "lengths=zero", "lengths=carry", "state0=default")
     layers, bidirectional, lengths = 1, False, None
+    #: True (state0=default): state0 is {}; the kernels get zeros
+    default_state = False
 
     def __init__(self, activation: str = "tanh") -> None:
         self.activation = activation
+
+    def _state0(self, x, state0, params) -> dict:
+        """``state0``, or zeros in x's dtype under state0=default (the kernels take the initial states)."""
+        if not self.default_state:
+            return state0
+        if state0:
+            raise ValueError(f"state0: none is passed under state0=default, got {sorted(state0)}")
+        variant = Variant(self.layers, self.bidirectional, self.lengths, True)
+        return default_state0(self.cell, variant, x, params)
+
+    def _given(self, grads: dict, state0: dict) -> dict:
+        """The gradients without those of the zeros passed for the default initial states."""
+        return {k: v for k, v in grads.items() if k not in state0} if self.default_state else grads
 
     def _options(self, lengths) -> dict:
         """The kernels' keywords: the activation, and the variant the suite set (rnnspec.kernels.cpu.variants)."""
@@ -34,18 +55,20 @@ class RnnspecCPU:
     def forward(self, x, state0, params, lengths=None):
         from rnnspec.kernels import forward
 
-        return forward(self.cell, x, state0, params, **self._options(lengths))
+        return forward(self.cell, x, self._state0(x, state0, params), params, **self._options(lengths))
 
     def vjp(self, x, state0, params, cotangents, lengths=None):
         from rnnspec.kernels import backward
 
-        return backward(self.cell, x, state0, params, cotangents, **self._options(lengths))
+        start = self._state0(x, state0, params)
+        return self._given(backward(self.cell, x, start, params, cotangents, **self._options(lengths)), start)
 
     def loss(self, x, state0, params, targets, lengths=None):
         from rnnspec.kernels import loss
 
-        value, grads = loss(self.cell, x, state0, params, targets, **self._options(lengths))
-        return float(value), grads
+        start = self._state0(x, state0, params)
+        value, grads = loss(self.cell, x, start, params, targets, **self._options(lengths))
+        return float(value), self._given(grads, start)
 
 
 def _cuda_kernels():
@@ -71,7 +94,8 @@ class RnnspecCUDA(RnnspecCPU):
     """The numba-cuda kernels (rnnspec.kernels.cuda): on a GPU, or under NUMBA_ENABLE_CUDASIM=1."""
 
     cells = ("elman", "lstm", "gru-reset-after", "gru-reset-before")
-    variants = ()  # the CUDA kernels run one forward layer over full sequences
+    #: the CUDA kernels run one forward layer over full sequences; from zeros passed for state0=default
+    variants = ("state0=default",)
     device = "cuda"
     #: CUDA's tanhf and expf, within 2 ulps (float32 does not use the CPU's rational tanh)
     accuracy = "accurate"
@@ -88,11 +112,14 @@ class RnnspecCUDA(RnnspecCPU):
         return _cuda_kernels()
 
     def forward(self, x, state0, params):
-        return self.kernels.forward(self.cell, x, state0, params, activation=self.activation)
+        return self.kernels.forward(self.cell, x, self._state0(x, state0, params), params, activation=self.activation)
 
     def vjp(self, x, state0, params, cotangents):
-        return self.kernels.backward(self.cell, x, state0, params, cotangents, activation=self.activation)
+        start = self._state0(x, state0, params)
+        return self._given(self.kernels.backward(self.cell, x, start, params, cotangents, activation=self.activation),
+                           start)
 
     def loss(self, x, state0, params, targets):
-        value, grads = self.kernels.loss(self.cell, x, state0, params, targets, activation=self.activation)
-        return float(value), grads
+        start = self._state0(x, state0, params)
+        value, grads = self.kernels.loss(self.cell, x, start, params, targets, activation=self.activation)
+        return float(value), self._given(grads, start)
