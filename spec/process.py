@@ -33,6 +33,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
+try:
+    import fcntl
+except ImportError:  # not on Windows: the pipes keep their default size
+    fcntl = None
+
 PROTOCOL = 1
 #: the dtypes a frame may carry, by their names on the wire
 DTYPES = ("float32", "float64", "int64")
@@ -42,6 +47,9 @@ MAX_HEADER = 1 << 20
 MAX_ARRAY_BYTES = 1 << 32
 #: an array has at most this many axes
 MAX_AXES = 32
+#: the size asked for the program's pipes (fcntl F_SETPIPE_SZ, Linux), and the chunk written at once
+PIPE_SIZE = 1 << 20
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031) if fcntl is not None else None
 #: how much of the program's stderr an error message shows
 STDERR_TAIL = 2000
 STDERR_LINES = 20
@@ -113,17 +121,19 @@ def write_frame(stream, header: Mapping, arrays: Mapping[str, np.ndarray] | None
     stream.flush()
 
 
-def _read_exactly(stream, n: int, what: str) -> bytes:
-    chunks, got = [], 0
-    while got < n:
-        chunk = stream.read(n - got)
-        if not chunk:
-            if got == 0 and what == "of a frame's length":
-                raise EndOfStream("the stream ended where a frame should start")
-            raise ProtocolError(f"the stream ended after {got} of the {n} bytes {what}")
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
+def _read_exactly(stream, n: int, what: str) -> bytearray:
+    """``n`` bytes of ``stream`` in a writable buffer (the arrays are views of it), or a ProtocolError."""
+    data = stream.read(n)
+    if len(data) < n:  # a pipe may return less than asked before its end: read on until the end
+        data = bytearray(data)
+        while len(data) < n:
+            chunk = stream.read(n - len(data))
+            if not chunk:
+                if not data and what == "of a frame's length":
+                    raise EndOfStream("the stream ended where a frame should start")
+                raise ProtocolError(f"the stream ended after {len(data)} of the {n} bytes {what}")
+            data += chunk
+    return data if isinstance(data, bytearray) else bytearray(data)
 
 
 def parse_entries(header: dict, max_bytes: int = MAX_ARRAY_BYTES) -> list[tuple[str, np.dtype, tuple[int, ...]]]:
@@ -183,7 +193,7 @@ def read_frame(stream, max_header: int = MAX_HEADER, max_bytes: int = MAX_ARRAY_
     arrays = {}
     for name, dtype, shape in parse_entries(header, max_bytes):
         size = math.prod(shape) * dtype.itemsize
-        data = bytearray(_read_exactly(stream, size, f"of array {name!r} ({dtype.name}, shape {list(shape)})"))
+        data = _read_exactly(stream, size, f"of array {name!r} ({dtype.name}, shape {list(shape)})")
         arrays[name] = np.frombuffer(data, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False).reshape(shape)
     return header, arrays
 
@@ -208,6 +218,11 @@ class _Pipes:
     def __init__(self, stdin: int, stdout: int) -> None:
         self.stdin, self.stdout = stdin, stdout
         os.set_blocking(stdin, False)
+        for fd in (stdin, stdout):  # 1 MiB pipes (Linux; 64 KiB by default): fewer wake-ups for a large array
+            try:
+                fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
+            except (OSError, AttributeError):
+                pass
         self.buffer = bytearray()
         self.eof = False
         self.deadline: float | None = None
@@ -229,11 +244,21 @@ class _Pipes:
             else:
                 self.eof = True
 
-    def read(self, n: int) -> bytes:
-        while len(self.buffer) < n and not self.eof:
-            self._fill(self._left())
-        out = bytes(self.buffer[:n])
-        del self.buffer[:n]
+    def read(self, n: int) -> bytearray:
+        """``n`` bytes, fewer only where the program closed its stdout; a large read goes straight into the result."""
+        out = bytearray(n)
+        got = min(n, len(self.buffer))
+        out[:got] = self.buffer[:got]
+        del self.buffer[:got]
+        view = memoryview(out)
+        while got < n and not self.eof:
+            readable, _, _ = select.select([self.stdout], [], [], self._left())
+            if readable:
+                count = os.readv(self.stdout, [view[got:]])
+                got += count
+                self.eof = count == 0
+        view.release()
+        del out[got:]
         return out
 
     def write(self, data: bytes) -> None:
@@ -244,7 +269,7 @@ class _Pipes:
                 self._fill(0)
             if writable:
                 try:
-                    done += os.write(self.stdin, view[done:done + (1 << 16)])
+                    done += os.write(self.stdin, view[done:done + PIPE_SIZE])
                 except BlockingIOError:
                     continue
 
