@@ -216,7 +216,6 @@ def _cases(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UsageError(f"--variant: {exc}") from None
         accuracy = corpus.parse_accuracy(args.accuracy)
-        corpus.check_out(args.out)
         start = time.perf_counter()
         out = corpus.write_corpus(args.out, args.cell, variant=variant, dtypes=dtypes, activations=activations,
                                   examples=args.examples, seed=args.seed, accuracy=accuracy,

@@ -181,6 +181,7 @@ def write_corpus(out: str | os.PathLike, cell: str, *, variant: str = "", dtypes
     from rnnspec.derivations.variants import parse_variant
     from rnnspec.spec.clauses import clauses
 
+    check_out(str(out))
     out = Path(out)
     dtypes = tuple(dtypes or catalogue.DTYPES)
     own = registered(cell).activations

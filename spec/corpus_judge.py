@@ -195,7 +195,8 @@ def table(report: Report, corpus: str) -> str:
     unjudged = [r for r in report.results if r.status == "not judged"]
     notes = ["", f"{', '.join(r.clause.id for r in unjudged)} not judged: they need a live call (determinism: the "
              "same call twice; purity: the arguments before and after); `rnnspec check exec:...` judges them"]
-    return "\n".join(rows[:-2] + notes * bool(unjudged) + rows[-2:])
+    legend = next(n for n, row in enumerate(rows) if row.startswith("decisive:")) + 1  # after the table's legend
+    return "\n".join(rows[:legend] + notes * bool(unjudged) + rows[legend:])
 
 
 def write_junit(report: Report, path: str) -> None:
