@@ -5,7 +5,8 @@ dtypes, activations and number of examples (:func:`rnnspec.spec.cases.generate`)
 oracle's values and the tolerance of every output (:func:`rnnspec.spec.expected.expected`, for one accuracy
 class), as a JSON manifest, one ``case.json`` per case and ``.npy`` arrays (NumPy's format 1.0, little-endian),
 readable from any language. docs/corpus.md is the format; :mod:`rnnspec.spec.corpus_judge` judges what a
-program writes beside it. The same arguments and rnnspec version write the same bytes on the same platform.
+program writes beside it. The same arguments and versions (rnnspec, Hypothesis, NumPy: the manifest records
+them) write the same bytes on the same platform.
 """
 
 from __future__ import annotations
@@ -72,6 +73,13 @@ def rnnspec_version() -> str:
         return version("rnnspec")
     except PackageNotFoundError:  # a source tree that was not installed
         return "unknown"
+
+
+def _generators() -> dict[str, str]:
+    """The versions that decide the cases' bytes besides rnnspec's: Hypothesis draws the cases, NumPy the arrays."""
+    import hypothesis
+
+    return {"hypothesis": hypothesis.__version__, "numpy": np.__version__}
 
 
 def _json_number(value: float) -> str:
@@ -201,7 +209,7 @@ def write_corpus(out: str | os.PathLike, cell: str, *, variant: str = "", dtypes
             if progress:
                 progress(n, len(cases), case)
             _write_case(temporary, case_id, case, ulps)
-        manifest = {"format": FORMAT, "rnnspec": rnnspec_version(),
+        manifest = {"format": FORMAT, "rnnspec": rnnspec_version(), "generated_with": _generators(),
                     "command": command(cell, variant, dtypes, activations, examples, seed, accuracy),
                     "cell": cell, "variant": variant, "dtypes": list(dtypes), "activations": list(activations_used),
                     "seed": seed, "examples": examples, "accuracy": accuracy, "ulps": ulps,
