@@ -49,7 +49,7 @@ def build(out: Path, *, library: bool = False, bug: int = 0, cc: str | None = No
 def _library_path() -> Path:
     env = os.environ.get("RNNSPEC_C_LIBRARY")
     if env:
-        return Path(env)
+        return Path(env).resolve()  # "./librnn.so" would otherwise be searched for on the loader's path
     path = HERE / "build" / "librnn.so"
     if not path.exists() or path.stat().st_mtime < max(s.stat().st_mtime for s in SOURCES):
         build(path, library=True)

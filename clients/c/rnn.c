@@ -1321,27 +1321,37 @@ static char *read_file(const char *path, size_t *len)
     return buf;
 }
 
-/* The string field `key` of case.json: at its top level, or else in any object below it (the
-   corpus format fixes the names, not the nesting of everything). */
-static const char *case_field(const struct json *j, const char *key)
+/* Checks that the inputs case.json lists for a method are the ones this client reads for it (a
+   difference means the corpus and this client disagree on the contract). Returns 0 or -1 with err. */
+static int same_inputs(const struct json *listed, const struct slot *s, int n, const char *method, char *err,
+                       size_t errlen)
 {
-    const char *s = json_str(j, key);
-    if (s)
-        return s;
-    for (const struct json *m = j && (j->type == J_OBJ || j->type == J_ARR) ? j->child : NULL; m; m = m->next)
-        if (m->type == J_OBJ && (s = case_field(m, key)))
-            return s;
-    return NULL;
+    int count = 0;
+    for (const struct json *e = listed->child; e; e = e->next, count++) {
+        int known = 0;
+        for (int i = 0; i < n; i++)
+            known |= e->type == J_STR && strcmp(e->str, s[i].name) == 0;
+        if (!known) {
+            say(err, errlen, "case.json lists input %s for %s, which this client does not read",
+                e->type == J_STR ? e->str : "(not a string)", method);
+            return -1;
+        }
+    }
+    if (count != n) {
+        say(err, errlen, "case.json lists %d inputs for %s, this client reads %d", count, method, n);
+        return -1;
+    }
+    return 0;
 }
 
-/* Runs every method of one case whose inputs the case holds, writing OUT/<id>/<method>.<output>.npy.
-   Returns the number of methods run, or -1 with a message in err. */
+/* Runs the methods of one case (the keys of case.json's "inputs"), writing
+   OUT/<id>/<method>.<output>.npy. Returns the number of methods run, or -1 with a message in err. */
 static int run_case(const char *dir, const char *results, const char *id, char *err, size_t errlen)
 {
     char path[PATH_MAX_LEN], jerr[200];
     size_t len;
     static struct arrays as, res;
-    int ran = 0, status = 0;
+    int ran = 0, status = 0, m, c, t;
 
     if (path_of(path, err, errlen, "%s/%s/case.json", dir, id))
         return -1;
@@ -1352,59 +1362,65 @@ static int run_case(const char *dir, const char *results, const char *id, char *
     }
     struct json *cj = json_parse(text, len, jerr, sizeof jerr);
     free(text);
-    if (!cj) {
-        say(err, errlen, "%s: not JSON (%s)", path, jerr);
-        return -1;
-    }
-    const char *cell = case_field(cj, "cell"), *dtype = case_field(cj, "dtype");
-    const char *activation = case_field(cj, "activation"), *variant = case_field(cj, "variant");
-    int m, c, t;
-    if (parse_call("forward", cell ? cell : "elman", activation, variant, dtype, &m, &c, &t, err, errlen)) {
+    if (!cj || cj->type != J_OBJ) {
+        say(err, errlen, "%s: not a JSON object (%s)", path, cj ? "another value" : jerr);
         json_free(cj);
         return -1;
     }
-    json_free(cj);
-
-    if (path_of(path, err, errlen, "%s/%s", results, id) || make_dir(path, err, errlen))
+    const struct json *methods = json_get(cj, "inputs");
+    if (!methods || methods->type != J_OBJ) {
+        say(err, errlen, "%s: no \"inputs\" object (method -> input names; docs/corpus.md)", path);
+        json_free(cj);
         return -1;
-    for (m = 0; m < NMETHODS && status == 0; m++) {
+    }
+    if (parse_call("forward", json_str(cj, "cell"), json_str(cj, "activation"), json_str(cj, "variant"),
+                   json_str(cj, "dtype"), &m, &c, &t, err, errlen)
+        || path_of(path, err, errlen, "%s/%s", results, id) || make_dir(path, err, errlen)) {
+        json_free(cj);
+        return -1;
+    }
+    for (const struct json *entry = methods->child; entry && status == 0; entry = entry->next) {
         struct slot s[32];
-        int n = call_slots(m, c, 0, s), missing = 0;
         struct dims d;
         struct call_in in;
         struct call_out out;
+        int n;
+        if ((m = lookup(entry->key, METHOD_NAME, NMETHODS)) < 0 || entry->type != J_ARR) {
+            say(err, errlen, "case.json's inputs has %s, expected forward, vjp or loss with a list of names",
+                entry->key);
+            status = -1;
+            break;
+        }
+        n = call_slots(m, c, 0, s);
+        if (same_inputs(entry, s, n, entry->key, err, errlen)) {
+            status = -1;
+            break;
+        }
         arrays_free(&as);
         for (int i = 0; i < n && status == 0; i++) {
             int r = path_of(path, err, errlen, "%s/%s/%s.npy", dir, id, s[i].name) ? -1
                     : npy_read(path, s[i].name, &as.a[as.n], err, errlen);
-            if (r < 0)
+            if (r == 0)
+                say(err, errlen, "%s: missing", path);
+            if (r <= 0)
                 status = -1;
-            else if (r == 0)
-                missing++;
             else
                 as.n++;
         }
-        /* a method whose inputs are not all there is not part of this corpus (a corpus of forward only) */
-        if (status || missing)
-            continue;
-        if (bind_inputs(m, c, t, &as, &d, &in, err, errlen) || make_outputs(m, c, t, &d, &res, &out, err, errlen)
-            || compute(m, c, t, &d, &in, &out, err, errlen)) {
+        if (status || bind_inputs(m, c, t, &as, &d, &in, err, errlen)
+            || make_outputs(m, c, t, &d, &res, &out, err, errlen) || compute(m, c, t, &d, &in, &out, err, errlen)) {
             status = -1;
             break;
         }
-        for (int i = 0; i < res.n && status == 0; i++) {
+        for (int i = 0; i < res.n && status == 0; i++)
             status = path_of(path, err, errlen, "%s/%s/%s.%s.npy", results, id, METHOD_NAME[m], res.a[i].name)
                      || npy_write(path, &res.a[i], err, errlen) ? -1 : 0;
-        }
         arrays_free(&res);
         ran++;
     }
+    json_free(cj);
     arrays_free(&as);
     arrays_free(&res);
-    if (status == 0 && ran == 0) {
-        say(err, errlen, "case %s: no method has all its inputs in %s/%s", id, dir, id);
-        return -1;
-    }
     return status ? -1 : ran;
 }
 
