@@ -17,14 +17,16 @@ import numpy as np
 import pytest
 from variants_reference import Reference
 
+from rnnspec import catalogue
 from rnnspec.spec import expected as expected_module
 from rnnspec.spec.cases import generate
 from rnnspec.spec.corpus import write_corpus
 from rnnspec.spec.corpus_judge import judge_corpus
 from rnnspec.spec.runner import check
 
+import mutants
 from cli_runner import rnnspec
-from gated import LSTM
+from gated import LSTM, MODELS
 from mutants_gated import LstmLastStepSkipped
 
 EXAMPLES, SEED = 6, 0
@@ -260,6 +262,16 @@ def test_a_variant_corpus(capsys, tmp_path):
     assert code == 0, out
     assert ", variant lengths=zero: seed 0, 4 cases" in out.splitlines()[0]
     assert _row(out, "ELMAN-LEN-ZERO-FWD-H_N").split()[1] == "passed"
+
+
+@pytest.mark.parametrize("cell", catalogue.NAMES)
+def test_every_cell_round_trips(cell, tmp_path):
+    """Each cell's names (b_hn, a projection's P, peepholes) make files a reader finds, judged conformant."""
+    corpus = write_corpus(tmp_path / "corpus", cell, examples=2, seed=1)
+    answer(corpus, tmp_path / "results", mutants.Elman() if cell == "elman" else MODELS[cell]())
+    report = judge_corpus(corpus, tmp_path / "results")
+    assert report.verdict == "conformant", [(r.clause.id, r.message) for r in report.results if r.status != "passed"]
+    assert {r.status for r in report.results} == {"passed", "not judged"}
 
 
 @pytest.mark.parametrize("args, message", [
