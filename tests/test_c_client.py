@@ -13,6 +13,7 @@ import importlib.util
 import json
 import shlex
 import shutil
+import struct
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -112,6 +113,12 @@ def test_a_buggy_build_is_rejected_with_a_shrunk_case_that_reproduces(capsys, c_
 
 # -- what the program answers to calls it cannot compute --------------------------------------------------------------
 
+def _frame(header: dict) -> bytes:
+    """A frame without arrays, written by hand (docs/protocol.md): the header's length, then the header."""
+    text = json.dumps(header).encode()
+    return struct.pack("<I", len(text)) + text
+
+
 def _lstm_arrays(T=2, B=1, I=3, H=2):
     rng = np.random.default_rng(0)
     arrays = {"x": rng.standard_normal((T, B, I)), "h0": np.zeros((B, H)), "c0": np.zeros((B, H))}
@@ -156,6 +163,26 @@ def test_targets_outside_the_classes_are_an_error_not_a_read_past_the_head(c_bui
             client.call(header, arrays)
     finally:
         client.close()
+
+
+@pytest.mark.parametrize(("stream", "message"), [
+    (struct.pack("<I", 8) + b"not json", "the header is not a JSON object"),
+    (struct.pack("<I", 2**31), "a header of 2147483648 bytes"),
+    (struct.pack("<I", 30) + b'{"type": "call"', "the input ended inside a header of 30 bytes"),
+    (_frame({"type": "call", "arrays": [{"name": "x", "dtype": "float64", "shape": [2]}]}) + b"\0" * 8,
+     "the input ended inside array 'x'"),
+    (_frame({"type": "call", "arrays": [{"name": "x", "dtype": "float16", "shape": [2]}]}),
+     "array 'x' has dtype float16, expected float64, float32 or int64"),
+])
+def test_a_malformed_frame_ends_the_program_with_a_reason_on_stderr(c_builds, stream, message):
+    """After a malformed frame the stream cannot be trusted: the program stops (the suite restarts it) and says why."""
+    hello = _frame({"type": "hello", "protocol": 1})
+    done = subprocess.run([str(c_builds["rnn"])], input=hello + stream, capture_output=True, timeout=10)
+    assert done.returncode == 1
+    assert message in done.stderr.decode(), done.stderr
+    # the hello before it was answered in full: one frame whose header declares the client
+    (length,) = struct.unpack("<I", done.stdout[:4])
+    assert len(done.stdout) == 4 + length and json.loads(done.stdout[4:])["cells"] == ["elman", "lstm"]
 
 
 # -- the same arithmetic in process -----------------------------------------------------------------------------------
