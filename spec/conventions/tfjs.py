@@ -6,9 +6,9 @@ TF.js's layers are a port of Keras's, with Keras's weights: ``kernel`` (I, G·H)
 ``GRUCell.call`` into z, r, h). The packing is therefore :mod:`rnnspec.spec.conventions.keras`'s, used
 here, not restated; what differs is which cells have a layer. Inputs are batch-major.
 
-TF.js has no reset-after GRU: ``GRUCell``'s constructor throws ``ValueError: GRUCell does not support
-reset_after parameter set to true.`` (tensorflow/tfjs#5728, still so in 4.22.0), and its ``getConfig``
-always says ``resetAfter: false``.
+TF.js has no reset-after GRU: ``GRUCell``'s constructor (so ``tf.layers.gru({resetAfter: true})``) throws
+``ValueError('GRUCell does not support reset_after parameter set to true.')`` (tensorflow/tfjs#5728, still so
+in 4.22.0), and its ``getConfig`` always says ``resetAfter: false``.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ LAYERS = {"elman": "tf.layers.simpleRNN", "lstm": "tf.layers.lstm",
 ORDER = {cell: keras.ORDER[cell] for cell in LAYERS}
 CANNOT: dict[str, str] = {
     "gru-reset-after": "TensorFlow.js implements only the reset-before GRU: tf.layers.gru({resetAfter: true}) throws "
-                       "'ValueError: GRUCell does not support reset_after parameter set to true.' (TF.js 4.22.0; "
-                       "tensorflow/tfjs#5728), so no weights make its GRU compute the reset-after cell",
+                       "ValueError('GRUCell does not support reset_after parameter set to true.') (TF.js 4.22.0; "
+                       "tensorflow/tfjs#5728), and no weights make its reset-before GRU compute the reset-after cell",
     "lstm-peephole": "TensorFlow.js's LSTM has no peepholes (ONNX's P)",
     "lstm-proj": "TensorFlow.js's LSTM has no projection of its output (PyTorch's proj_size)",
 }

@@ -45,6 +45,9 @@ LOCK = SOURCE / "package-lock.json"
 #: the package the target runs, and the version package.json pins
 PACKAGE = "@tensorflow/tfjs"
 INSTALL_COMMAND = "python -m rnnspec.spec.frameworks.tfjs_layers --install"
+#: what TF.js 4.22.0 throws when it differentiates a recurrent layer with respect to its input over a sequence
+#: of one step: the gradient of tf.unstack into one piece calls tf.stack on a tensor (server.js's header)
+ONE_STEP_DEFECT = "Argument tensors passed to stack must be a `Tensor[]` or `TensorLike[]`"
 #: written into the folder last, when npm ci has succeeded: a half-finished install is not taken for one
 _MARKER = ".rnnspec-installed"
 
@@ -134,6 +137,9 @@ class TfjsRNN:
                                "string, and tf.tensor refuses a Float64Array"}
     #: tf.layers.simpleRNN's activation takes every one (identity is its 'linear')
     activations = catalogue.ELMAN_ACTIVATIONS
+    #: the loss's cross-entropy: TF.js's loss function tf.losses.softmaxCrossEntropy, which loses accuracy on
+    #: large logits (server.js's header); "logSoftmax" (-sum(labels * tf.logSoftmax(logits))) shows where
+    head = "softmaxCrossEntropy"
 
     def __init__(self, activation: str = "tanh") -> None:
         from rnnspec.spec.process import ProcessClient
@@ -164,9 +170,18 @@ class TfjsRNN:
         weights = to_framework("tfjs", self.cell, params)
         return {**weights, "x": sequence_to("tfjs", np.asarray(x)), **{k: state0[k] for k in self._states()}}
 
-    def _call(self, method: str, arrays: dict) -> dict[str, np.ndarray]:
-        header = {"method": method, "cell": self.cell, "activation": self.activation, "dtype": "float32"}
-        return self.client.call(header, arrays)
+    def _call(self, method: str, arrays: dict, **more: str) -> dict[str, np.ndarray]:
+        from rnnspec.spec.process import CallError
+
+        header = {"method": method, "cell": self.cell, "activation": self.activation, "dtype": "float32", **more}
+        try:
+            return self.client.call(header, arrays)
+        except CallError as exc:
+            if arrays["x"].shape[1] == 1 and ONE_STEP_DEFECT in str(exc):  # batch-major: T is axis 1
+                raise CallError(f"{exc} [a TensorFlow.js {pinned_version()} defect: it cannot differentiate a "
+                                "recurrent layer with respect to its input over a sequence of one step, the "
+                                "gradient of a one-piece tf.unstack throws; tensorflow/tfjs#1529]") from None
+            raise
 
     def _gradients(self, out: dict, head: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
         """The canonical gradients of the server's answer in TF.js's layout."""
@@ -192,8 +207,16 @@ class TfjsRNN:
     def loss(self, x, state0, params, targets) -> tuple[float, dict[str, np.ndarray]]:
         arrays = self._arrays(x, state0, params)
         arrays.update(V=params["V"], c=params["c"], targets=sequence_to("tfjs", np.asarray(targets, np.int64)))
-        out = self._call("loss", arrays)
+        out = self._call("loss", arrays, head=self.head)
         return float(out.pop("value")), self._gradients(out, ("V", "c"))
+
+
+class TfjsLogSoftmaxHead(TfjsRNN):
+    """TfjsRNN with the loss's cross-entropy taken as -sum(labels * tf.logSoftmax(logits)) instead of TF.js's loss
+    function: not what a TF.js user calls, but what locates tf.losses.softmaxCrossEntropy's loss of accuracy on
+    large logits (server.js's header): a LOSS failure that this passes is that defect's."""
+
+    head = "logSoftmax"
 
 
 def main(argv: list[str] | None = None) -> int:
