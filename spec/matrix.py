@@ -83,9 +83,9 @@ def program_row(target: str) -> ProgramRow:
     """The row of ``exec:COMMAND``: the program is started once here for its hello (a TargetError or UsageError
     if it cannot start or declares nonsense), then closed; the checks start their own."""
     from rnnspec.spec.declared import declarations, declared
-    from rnnspec.spec.targets import load_target
+    from rnnspec.spec.targets import _from_program
 
-    impl = load_target(target)
+    impl = _from_program(target, timeout=300.0)  # the checks' timeout (_run)
     try:
         decl = declared(declarations(impl))
     finally:

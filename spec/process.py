@@ -28,6 +28,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 
@@ -211,6 +212,33 @@ def _die_with_parent() -> None:
         pass
 
 
+def _may_die_with_parent() -> bool:
+    """PR_SET_PDEATHSIG fires when the starting *thread* ends: only a program started by the main thread (as the
+    suite's worker starts it) gets it; one started from another thread ends at EOF on its stdin."""
+    return sys.platform == "linux" and threading.current_thread() is threading.main_thread()
+
+
+#: the clients whose program runs, held until closed: those of this process are closed (bye) when it exits, even
+#: where the target object was dropped first (the suite's worker returns from its loop, then exits)
+_LIVE: set = set()
+_EXIT_HOOKED: set[int] = set()
+
+
+def _close_at_exit(client: ProcessClient) -> None:
+    _LIVE.add(client)
+    if os.getpid() not in _EXIT_HOOKED:
+        _EXIT_HOOKED.add(os.getpid())
+        atexit.register(_close_all)
+        # a multiprocessing child (the suite's worker) ends without atexit but runs these finalizers
+        multiprocessing.util.Finalize(None, _close_all, exitpriority=10)
+
+
+def _close_all() -> None:
+    for client in list(_LIVE):
+        if client._owner == os.getpid():
+            client.close()
+
+
 class _Pipes:
     """The program's stdin and stdout as raw file descriptors, read and written against a deadline (its
     output is read while a long frame is written, so a program that answers early cannot deadlock us)."""
@@ -280,8 +308,10 @@ class ProcessClient:
     ``command`` is split as a POSIX shell splits it (no shell runs it) and run in ``cwd``. The program is
     started by :meth:`start` or by the first :meth:`call`; after any failure but an ``error`` answer it is
     killed, and the next call starts it again (with a new hello). ``timeout`` bounds each exchange (None:
-    wait forever; the caller bounds it). On Linux the program is killed when the thread that started
-    it ends (PR_SET_PDEATHSIG); elsewhere it sees EOF on its stdin.
+    wait forever; the caller bounds it). Started from the main thread on Linux, the program is killed when the
+    process that started it ends (PR_SET_PDEATHSIG: a worker killed for a timeout takes it along); it is
+    always sent bye when that process exits normally, and sees EOF on its stdin when it dies. POSIX only
+    (select on pipes).
     """
 
     def __init__(self, command: str | list[str], name: str | None = None, *, timeout: float | None = None,
@@ -299,9 +329,6 @@ class ProcessClient:
         self._stderr = None
         self._owner = 0
         self.starts = 0
-        atexit.register(self.close)
-        # a multiprocessing child (the suite's worker) leaves without atexit: say bye there too
-        multiprocessing.util.Finalize(None, self.close, exitpriority=10)
 
     # -- life cycle -------------------------------------------------------------------------------------------
     @property
@@ -317,7 +344,7 @@ class ProcessClient:
         try:
             self.process = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                             stderr=self._stderr, cwd=self.cwd, env=self.env, bufsize=0,
-                                            preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                                            preexec_fn=_die_with_parent if _may_die_with_parent() else None)
         except FileNotFoundError:
             raise ProcessError(f"cannot start {self.name}: no program {self.argv[0]!r} (a path, or a name on "
                                "PATH)") from None
@@ -326,6 +353,7 @@ class ProcessClient:
         except OSError as exc:
             raise ProcessError(f"cannot start {self.name}: {exc}") from None
         self._owner = os.getpid()
+        _close_at_exit(self)
         self.starts += 1
         self._pipes = _Pipes(self.process.stdin.fileno(), self.process.stdout.fileno())
         try:
@@ -352,6 +380,7 @@ class ProcessClient:
     def close(self, timeout: float = 2.0) -> None:
         """Say bye, close the program's stdin, wait ``timeout`` seconds for it to exit, then kill it."""
         self._forget_inherited()
+        _LIVE.discard(self)
         process = self.process
         if process is None:
             return

@@ -79,8 +79,9 @@ def _from_file(path: str, attr: str, name: str):
 EXEC_PREFIX = "exec:"
 
 
-def _from_program(name: str):
-    """The :class:`~rnnspec.spec.process.ProcessTarget` of ``exec:COMMAND`` (the program started, its hello read)."""
+def _from_program(name: str, timeout: float | None = None):
+    """The :class:`~rnnspec.spec.process.ProcessTarget` of ``exec:COMMAND`` (the program started, its hello read;
+    each exchange bounded by ``timeout`` seconds, or by the worker that loads it)."""
     from rnnspec.spec.process import ProcessTarget
 
     command = name[len(EXEC_PREFIX):]
@@ -90,7 +91,7 @@ def _from_program(name: str):
         raise TargetError(f"target {name!r}: cannot split the command as a shell would ({exc})") from None
     if not argv:
         raise TargetError(f"target {name!r}: name the program after {EXEC_PREFIX!r}, e.g. exec:\"./my_rnn --flags\"")
-    return ProcessTarget(argv)
+    return ProcessTarget(argv, timeout=timeout)
 
 
 def load_target(name: str):

@@ -307,10 +307,12 @@ def test_a_misbehaving_program_fails_vjp_on_every_case_and_the_run_goes_on(kind,
     assert report.verdict == "not conformant"
 
 
-def test_a_program_that_floods_stderr_is_conformant():
-    report = check(TargetName(f"exec:{command(LIGHT, '--misbehave stderr')}"), target="exec", cases=list(TINY),
-                   timeout=30)
+def test_a_program_that_floods_stderr_is_conformant_and_is_told_bye_at_the_end(tmp_path):
+    log = tmp_path / "log"
+    report = check(TargetName(f"exec:{command(LIGHT, '--misbehave stderr --log', str(log))}"), target="exec",
+                   cases=list(TINY), timeout=30)
     assert report.verdict == "conformant", [(r.clause.id, r.status, r.message[:200]) for r in report.results]
+    assert log.read_text() == "bye\n"  # one program served the whole run, and the worker's exit said bye
 
 
 def _programs(tag: str) -> list[tuple[int, str]]:

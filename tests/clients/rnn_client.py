@@ -205,6 +205,7 @@ def main():
     parser.add_argument("--dtypes", default="float64,float32")
     parser.add_argument("--activations")
     parser.add_argument("--tag", help="ignored: lets a test find its programs among the processes")
+    parser.add_argument("--log", help="append 'bye' to this file when the suite says bye")
     args = parser.parse_args()
     if args.hello == "exit-before-hello":
         sys.stderr.write("rnn_client: cannot find my weights file\n")
@@ -213,6 +214,9 @@ def main():
     while True:
         header, arrays = read_frame()
         if header is None or header["type"] == "bye":
+            if header is not None and args.log:
+                with open(args.log, "a") as log:
+                    log.write("bye\n")
             return
         if header["type"] == "hello":
             write_frame(hello_reply(args, lazy))
