@@ -26,12 +26,12 @@ CANNOT = {"gru-reset-before": "mlx.nn.GRU multiplies r into Wh_n h + bhn (the re
           "mgu": "MLX has no minimal gated unit layer",
           "mgu-flax": "MLX has no minimal gated unit layer"}
 #: each cell's layer attributes, as (input matrix, recurrent matrix, bias)
-_NAMES = {"elman": ("Wxh", "Whh", "bias"), "lstm": ("Wx", "Wh", "bias"), "gru-reset-after": ("Wx", "Wh", "b")}
+WEIGHTS = {"elman": ("Wxh", "Whh", "bias"), "lstm": ("Wx", "Wh", "bias"), "gru-reset-after": ("Wx", "Wh", "b")}
 
 
 def to(cell: str, params: dict) -> dict[str, np.ndarray]:
     order = ORDER[cell]
-    wx, wh, bias = _NAMES[cell]
+    wx, wh, bias = WEIGHTS[cell]
     out = {wx: stack(params, "U", order), wh: stack(params, "W", order), bias: stack(params, "b", order)}
     if cell == "gru-reset-after":
         out["bhn"] = np.array(params["b_hn"])
@@ -41,7 +41,7 @@ def to(cell: str, params: dict) -> dict[str, np.ndarray]:
 def from_(cell: str, weights: dict, combine: Combine) -> dict[str, np.ndarray]:
     # no bias is split in two here, so ``combine`` (sum for weights, first part for gradients) has nothing to do
     order = ORDER[cell]
-    wx, wh, bias = _NAMES[cell]
+    wx, wh, bias = WEIGHTS[cell]
     out = {**unstack(weights[wx], "U", order), **unstack(weights[wh], "W", order),
            **unstack(weights[bias], "b", order)}
     if cell == "gru-reset-after":

@@ -10,7 +10,9 @@ its value and gradients from ``mx.value_and_grad``.
 Dtypes: MLX computes float64 on its CPU backend (not on a GPU), so both dtypes are declared; NumPy float64
 arrays must be converted with ``dtype=mx.float64`` named, since ``mx.array(a)`` of a float64 array is float32.
 nn.RNN takes any callable as its nonlinearity: mlx.nn's tanh, sigmoid and relu, and the identity.
-MLX's layers have one layer and one direction and take no sequence lengths: no variant is declared.
+MLX's layers have one layer and one direction and take no sequence lengths; the one variant declared is
+``state0=default``: the layer called without ``hidden`` (and ``cell``), a code path of its own in every MLX layer
+(each step tests ``hidden is not None``; ml-explore/mlx#3249, fixed before 0.32.4, dropped nn.GRU's ``bhn`` there).
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ class MlxRNN:
     cell = "elman"
     dtypes = ("float32", "float64")
     activations = ("tanh", "sigmoid", "relu", "identity")
-    variants: tuple[str, ...] = ()
+    variants = ("state0=default",)
+    #: set by the suite before each case: True, no initial states are passed (state0 is {})
+    default_state = False
 
     def __init__(self, activation: str = "tanh") -> None:
         self.mx = require("mlx", "mlx.core", MLX_REQUIREMENT)
@@ -68,8 +72,8 @@ class MlxRNN:
         dtype = mx.float64 if x.dtype == np.float64 else mx.float32
         weights = to_framework("mlx", self.cell, params)
         keys = list(weights)
-        states = ["h0", "c0"] if self.cell == "lstm" else ["h0"]
-        layer = self._layer(x.shape[2], state0["h0"].shape[-1])
+        states = [] if self.default_state else ["h0", "c0"] if self.cell == "lstm" else ["h0"]
+        layer = self._layer(x.shape[2], weights[layout.WEIGHTS[self.cell][1]].shape[1])
         args = [self._array(weights[k], dtype) for k in keys] + [self._array(sequence_to("mlx", x), dtype)]
         args += [self._array(state0[k], dtype) for k in states]
         if head:
