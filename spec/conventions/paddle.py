@@ -11,7 +11,8 @@ transposed W_hr, held by the cell (``named_parameters()`` calls it ``0.cell.weig
 ``weight_hr_l0``. This layout is one layer and direction; each run of a stacked or bidirectional module is
 the cell ``module[l].cell`` (``cell_fw`` / ``cell_bw`` when bidirectional), whose ``weight_ih``, ``weight_hh``,
 ``bias_ih``, ``bias_hh`` (and ``weight_ho``) are the fused kernel's weights: the module's own ``weight_*_l{l}``
-attributes are misnamed once the projection is there (see docs/mlx-paddle.md). Inputs are batch-major by default (``time_major=False``).
+attributes are misnamed once the projection is there (see docs/mlx-paddle.md). Inputs are batch-major by
+default (``time_major=False``).
 """
 
 from __future__ import annotations

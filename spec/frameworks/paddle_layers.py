@@ -28,7 +28,6 @@ from rnnspec.derivations.variants import Variant, run_params
 from rnnspec.spec import conventions
 from rnnspec.spec.contract import contract
 from rnnspec.spec.conventions import paddle as layout
-from rnnspec.spec.conventions._layout import first_part
 from rnnspec.spec.frameworks import require
 
 # Until spec/conventions/__init__.py registers PaddlePaddle (the lead's entry), the target registers its layout,
@@ -142,7 +141,8 @@ class PaddleRNN:
         tensors = list(leaves.values()) + [p for cell in cells for _, p in cell.named_parameters()]
         grads = paddle.grad(outputs, tensors, cotangents, allow_unused=True)
         # a tensor no output reached (every sequence of length 0) has no gradient: it is 0
-        arrays = [np.zeros(t.shape, leaves["x"].numpy().dtype) if g is None else g.numpy() for t, g in zip(tensors, grads)]
+        dtype = leaves["x"].numpy().dtype
+        arrays = [np.zeros(t.shape, dtype) if g is None else g.numpy() for t, g in zip(tensors, grads)]
         out = dict(zip(leaves, arrays[: len(leaves)]))
         out["x"] = np.swapaxes(out["x"], 0, 1)
         variant = self.variant
