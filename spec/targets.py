@@ -26,6 +26,7 @@ BUILTIN = {
     "keras-tensorflow": ("rnnspec.spec.frameworks.keras_layers", "KerasTensorflow"),
     "tfjs": ("rnnspec.spec.frameworks.tfjs_layers", "TfjsRNN"),
     "mlx": ("rnnspec.spec.frameworks.mlx_layers", "MlxRNN"),
+    "paddle": ("rnnspec.spec.frameworks.paddle_layers", "PaddleRNN"),
 }
 
 
