@@ -1,0 +1,161 @@
+"""Built-in targets over ``torch.compile`` (inductor, CPU): PyTorch's layers, and a cell loop written in torch ops.
+
+``torch-compile`` runs nn.RNN, nn.LSTM and nn.GRU (the ``torch`` target's modules, weights through
+:mod:`rnnspec.spec.conventions`) through ``torch.compile(call, dynamic=True, fullgraph=True)``, with
+``call(module, x, state) = module(x, state)``, and gradients through autograd of the compiled function
+(inductor compiles the backward too). By default Dynamo does not compile these layers at all: it breaks
+the graph at them ("Dynamo does not support RNN, GRU, or LSTM") and runs them eagerly, so that
+``torch.compile(nn.LSTM(...))`` is the eager layer. The target sets ``torch._dynamo.config.allow_rnn``
+for its calls (and ``fullgraph=True``, so that a graph break is an error, not a silent eager run): Dynamo
+then traces the layer through ATen's decomposition of ``aten.lstm`` (``rnn_tanh``, ``gru``), which unrolls
+the T steps in Python. So every new sequence length T is a new graph: ``dynamic=True`` leaves the batch
+symbolic, but T (unrolled) and the module's sizes I, H (its int attributes) are specialised, and each
+graph's C++ compile takes 15-140 s on 2 loaded cores (``docs/compilers.md`` has the numbers). The
+recompile limits are raised for the call: at the default limit (8) Dynamo would fall back to running
+the layer eagerly, silently, after the eighth shape.
+
+``torch-compile-loop`` is the cell as a user writes it in torch ops over PyTorch's packed weights
+(:func:`rnnspec.spec.conventions.to_framework`, ``"torch"``; the chunks of a stacked matrix are named by
+:data:`rnnspec.spec.conventions.pytorch.ORDER`), with the *step* compiled: ``torch.compile(step,
+dynamic=True, fullgraph=True)``, called once per time step from a Python loop. Compiling the whole loop
+would unroll it as the layers are (one graph per T); the step is one graph per cell, dtype and activation
+whatever the sizes (B, I and H symbolic), so a check compiles a handful of graphs.
+
+Both run on one PyTorch thread (as ``torch``): inductor's C++ kernels are parallel only when compiled
+with more than one thread.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from rnnspec.spec.conventions import pytorch as conventions
+from rnnspec.spec.conventions import to_framework
+from rnnspec.spec.frameworks.torch_layers import LAYERS, TorchRNN
+
+#: Dynamo's settings for a call: the layers traced (not skipped), and no silent eager fallback after N shapes
+_DYNAMO = {"allow_rnn": True, "recompile_limit": 1_000_000, "accumulated_recompile_limit": 1_000_000}
+
+#: the cells each compiled target computes: those with a PyTorch layer (the loop runs PyTorch's packed weights,
+#: so it has the layers' cells; PyTorch has no reset-before GRU nor peepholes, conventions.pytorch.CANNOT)
+CELLS = tuple(LAYERS)
+
+
+@contextmanager
+def _dynamo_settings(torch):
+    with torch._dynamo.config.patch(**_DYNAMO):
+        yield
+
+
+class _CompiledModule:
+    """A layer whose calls go through the compiled ``call``; its parameters are the layer's own."""
+
+    def __init__(self, module, compiled, torch) -> None:
+        self.module, self.compiled, self.torch = module, compiled, torch
+
+    def __call__(self, x, state):
+        with _dynamo_settings(self.torch):
+            return self.compiled(self.module, x, state)
+
+    def __getattr__(self, name):  # hidden_size, proj_size, bidirectional, named_parameters
+        return getattr(self.module, name)
+
+
+def _call(module, x, state):
+    return module(x, state)
+
+
+class TorchCompiled(TorchRNN):
+    """nn.RNN (tanh, relu), nn.LSTM (with proj_size) and nn.GRU under torch.compile (inductor, CPU)."""
+
+    cells = CELLS
+    variants = ()  # packed sequences and stacked layers are not compiled here (docs/compilers.md)
+
+    def __init__(self, activation: str = "tanh") -> None:
+        super().__init__(activation)
+        # one compiled function per target: Dynamo keeps a graph per (T, I, H, dtype, grad mode) under it
+        self._compiled = self.torch.compile(_call, dynamic=True, fullgraph=True)
+
+    def _module(self, params, dtype):
+        return _CompiledModule(super()._module(params, dtype), self._compiled, self.torch)
+
+
+def _step(cell: str, activation: str):
+    """The user's step, (x_t, state, weights) -> state, in PyTorch's packed layout.
+
+    Elman: h' = f(x W_ih^T + b_ih + h W_hh^T + b_hh). LSTM (gates as ORDER names the chunks): c' = f ⊙ c + i ⊙ g,
+    h' = o ⊙ tanh(c') (times W_hr^T with proj_size). GRU: n = tanh(gi_n + r ⊙ gh_n), h' = (1 − z) ⊙ n + z ⊙ h."""
+    import torch
+
+    order = conventions.ORDER[cell]
+    act = {"tanh": torch.tanh, "relu": torch.relu}[activation]
+
+    def split(x_t, h, w):
+        gi = torch.nn.functional.linear(x_t, w["weight_ih_l0"], w["bias_ih_l0"])
+        gh = torch.nn.functional.linear(h, w["weight_hh_l0"], w["bias_hh_l0"])
+        return (dict(zip(order, gi.chunk(len(order), -1))), dict(zip(order, gh.chunk(len(order), -1))))
+
+    def elman(x_t, state, w):
+        (h,) = state
+        gi = torch.nn.functional.linear(x_t, w["weight_ih_l0"], w["bias_ih_l0"])
+        return (act(gi + torch.nn.functional.linear(h, w["weight_hh_l0"], w["bias_hh_l0"])),)
+
+    def lstm(x_t, state, w):
+        h, c = state
+        gi, gh = split(x_t, h, w)
+        i, f = torch.sigmoid(gi["i"] + gh["i"]), torch.sigmoid(gi["f"] + gh["f"])
+        g, o = torch.tanh(gi["g"] + gh["g"]), torch.sigmoid(gi["o"] + gh["o"])
+        c = f * c + i * g
+        h = o * torch.tanh(c)
+        if "weight_hr_l0" in w:
+            h = h @ w["weight_hr_l0"].T
+        return h, c
+
+    def gru(x_t, state, w):
+        (h,) = state
+        gi, gh = split(x_t, h, w)
+        r, z = torch.sigmoid(gi["r"] + gh["r"]), torch.sigmoid(gi["z"] + gh["z"])
+        n = torch.tanh(gi["n"] + r * gh["n"])
+        return ((1 - z) * n + z * h,)
+
+    return {"RNN": elman, "LSTM": lstm, "GRU": gru}[LAYERS[cell]]
+
+
+class TorchCompiledLoop(TorchRNN):
+    """A cell loop in torch ops over PyTorch's packed weights, its step under torch.compile (inductor, CPU)."""
+
+    cells = CELLS
+    variants = ()
+
+    def __init__(self, activation: str = "tanh") -> None:
+        super().__init__(activation)
+        self._steps: dict = {}
+
+    def _compiled_step(self):
+        key = (self.cell, self.activation)
+        if key not in self._steps:
+            self._steps[key] = self.torch.compile(_step(*key), dynamic=True, fullgraph=True)
+        return self._steps[key]
+
+    def _run(self, x, state0, params, every_c: bool):
+        """The weights (as a module whose parameters are PyTorch's names), the leaves and {"h"(, "c")}."""
+        torch = self.torch
+        weights = torch.nn.ParameterDict({k: torch.nn.Parameter(self._tensor(v))
+                                          for k, v in to_framework("torch", self.cell, params).items()})
+        leaves = {"x": self._tensor(x).requires_grad_(True)}
+        # the initial states with a layer axis, (1, B, H), as TorchRNN's leaves are (its _grads takes it off)
+        leaves.update({k: self._tensor(v[None]).requires_grad_(True) for k, v in state0.items()})
+        step = self._compiled_step()
+        state = tuple(leaves[k][0] for k in ("h0", "c0") if k in leaves)
+        hs, cs = [], []
+        w = dict(weights)
+        with _dynamo_settings(torch):
+            for t in range(x.shape[0]):
+                state = step(leaves["x"][t], state, w)
+                hs.append(state[0])
+                if len(state) > 1:
+                    cs.append(state[1])
+        outputs = {"h": torch.stack(hs)}
+        if cs:
+            outputs["c"] = torch.stack(cs)
+        return weights, leaves, outputs
