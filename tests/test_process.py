@@ -273,6 +273,16 @@ def test_a_correct_program_is_conformant_for_every_cell_it_declares():
         assert {r.status for r in report.results} == {"passed"}
 
 
+@pytest.mark.parametrize("cell, variant", [("elman", "layers=2,bidirectional,lengths=zero"),
+                                           ("gru-reset-before", "lengths=carry,state0=default")])
+def test_a_correct_program_is_conformant_on_variants(cell, variant):
+    """Per-layer and per-direction names, lengths (int64), final states, and no initial states under state0=default."""
+    report = check(TargetName(f"exec:{command('--dtypes float64')}"), target="exec", cell=cell, variant=variant,
+                   examples=2, seed=2, timeout=60)
+    assert report.verdict == "conformant", [(r.clause.id, r.status, r.message) for r in report.results]
+    assert any(r.clause.id.endswith("-FWD-H_N") for r in report.results)
+
+
 def test_a_target_object_checked_from_python_works_across_the_worker_s_fork():
     """The parent holds the program; the forked worker starts its own and leaves the parent's alone."""
     target = ProcessTarget(command(LIGHT))
@@ -371,7 +381,7 @@ def test_the_cli_and_the_pytest_plugin_take_exec_targets(pytester):
     bad = subprocess.run([sys.executable, "-m", "rnnspec.spec.cli", "check",
                           f"exec:{command(LIGHT, '--hello no-forward')}"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "its hello declares methods ['vjp']" in bad.stderr
-    result = pytester.runpytest_subprocess(f"--rnnspec-target=exec:{command(LIGHT)}", "--rnnspec-examples=2",
+    result = pytester.runpytest_subprocess(f"--rnnspec-target=exec:{command(LIGHT)}", "--rnnspec-examples=1",
                                            "-p", "no:cacheprovider", "-q")
     result.assert_outcomes(passed=18)
 
