@@ -202,3 +202,16 @@ def test_paddle_s_projected_lstm_still_misnames_its_weights_past_the_first_run()
     if layer.weight_ih_l0_reverse is layer[0].cell_bw.weight_ih:
         pytest.fail(STALE.format(version=paddle.__version__) + " (weight_ih_l0_reverse is the reverse cell's)")
     assert layer.weight_ih_l0_reverse is layer[0].cell_fw.weight_ho
+
+
+def test_paddle_s_cross_entropy_still_caps_each_loss_at_64():
+    """Defect (PaddlePaddle/Paddle#20994, closed in 2019, still on the CPU in 3.3.1): F.cross_entropy's value is
+    -log(max(softmax, e^-64)): a sample whose true-class log-probability is below -64 counts 64, in float32 and
+    float64 (its gradient, softmax - onehot, is right). The paddle target's LOSS-VALUE fails on large logits."""
+    paddle = _paddle()
+    for dtype in catalogue.DTYPES:
+        logits = paddle.to_tensor(np.array([[0.0, 100.0]], dtype))
+        value = float(paddle.nn.functional.cross_entropy(logits, paddle.to_tensor(np.array([0], "int64"))))
+        if value == pytest.approx(100.0, rel=1e-6):
+            pytest.fail(STALE.format(version=paddle.__version__) + f" (cross_entropy of [0, 100] is 100 in {dtype})")
+        assert value == 64.0, (dtype, value)

@@ -9,6 +9,8 @@ its value and gradients from ``mx.value_and_grad``.
 
 Dtypes: MLX computes float64 on its CPU backend (not on a GPU), so both dtypes are declared; NumPy float64
 arrays must be converted with ``dtype=mx.float64`` named, since ``mx.array(a)`` of a float64 array is float32.
+MLX 0.32.4's float64 exp (and so sigmoid and the loss's logsumexp) has float32 accuracy (docs/mlx-paddle.md,
+defect 1): float64 fails there.
 nn.RNN takes any callable as its nonlinearity: mlx.nn's tanh, sigmoid and relu, and the identity.
 MLX's layers have one layer and one direction and take no sequence lengths; the one variant declared is
 ``state0=default``: the layer called without ``hidden`` (and ``cell``), a code path of its own in every MLX layer

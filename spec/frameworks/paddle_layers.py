@@ -6,7 +6,9 @@ W_hr transposed), each run's into its cell (``module[l].cell``, or ``cell_fw`` /
 are the ones Paddle's fused CPU kernel (``_C_ops.rnn``) reads; with ``proj_size`` Paddle runs its Python loop
 over LSTMCell instead. Inputs are batch-major (``time_major=False``, the default). A float64 layer is built
 under ``paddle.set_default_dtype("float64")``: ``layer.to(dtype="float64")`` raises on these layers (Paddle
-3.3.1). The loss is ``F.linear`` and ``F.cross_entropy`` summed over time and batch (the valid steps only).
+3.3.1). The loss is ``F.linear`` and ``F.cross_entropy`` summed over time and batch (the valid steps only);
+Paddle's cross_entropy caps each sample's loss at 64 (docs/mlx-paddle.md, defect 5), so LOSS-VALUE fails on
+large logits.
 
 ``paddle.grad`` asked for only some of the fused kernel's inputs (x alone, say) raises ``Required tensor shall
 not be nullptr`` (PaddlePaddle/Paddle#58158, still in 3.3.1), so every call asks for all of them: x, the
