@@ -58,7 +58,7 @@ def _matrix(args: argparse.Namespace) -> int:
 
     targets = tuple(t for t in args.targets.split(",") if t) if args.targets is not None else None
     known = [r.target for r in matrix.ROWS]
-    unknown = [t for t in targets or () if t not in known]
+    unknown = [t for t in targets or () if t not in known and not t.startswith("exec:")]
     if targets == () or unknown:
         print(f"rnnspec matrix: --targets: unknown targets {unknown or repr(args.targets)}; known: {known}",
               file=sys.stderr)
@@ -249,7 +249,7 @@ def _judge(args: argparse.Namespace) -> int:
         if args.report:
             reports.write_json(result, args.report)
         if args.junit:
-            corpus_judge.write_junit(result, args.junit)
+            reports.write_junit(result, args.junit)
     except OSError as exc:
         print(f"rnnspec judge: could not write the report: {exc}", file=sys.stderr)
         return 2
@@ -384,7 +384,8 @@ def parser() -> argparse.ArgumentParser:
                       "is busy (the values would then be unreliable)")
     tune.set_defaults(run=_tune)
     matrix = sub.add_parser("matrix", help="run every installed framework target through the suite; write Markdown")
-    matrix.add_argument("--targets", help="comma-separated built-in targets (default: every installed framework's)")
+    matrix.add_argument("--targets", help="comma-separated built-in targets, or exec:COMMAND (a program speaking "
+                        "docs/protocol.md; no comma in it) (default: every installed framework's)")
     matrix.add_argument("--seeds", type=_seeds, default=(0,), help="comma-separated seeds (default 0)")
     matrix.add_argument("--examples", type=_positive_int, default=50, help="cases per cell, dtype and seed")
     matrix.add_argument("--jobs", type=_positive_int, default=1, help="checks run at once (default 1)")

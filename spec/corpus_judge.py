@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import time
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,18 +197,3 @@ def table(report: Report, corpus: str) -> str:
     legend = next(n for n, row in enumerate(rows) if row.startswith("decisive:")) + 1  # after the table's legend
     return "\n".join(rows[:legend] + notes * bool(unjudged) + rows[legend:])
 
-
-def write_junit(report: Report, path: str) -> None:
-    """JUnit XML as ``rnnspec check`` writes it; a clause not judged is a skipped test, never a passed one."""
-    from rnnspec.spec import report as reports
-
-    reports.write_junit(report, path)
-    unjudged = {r.clause.id: r for r in report.results if r.status == "not judged"}
-    if not unjudged:
-        return
-    suite = ET.parse(path).getroot()
-    for case in suite.iter("testcase"):
-        if case.get("name") in unjudged:
-            ET.SubElement(case, "skipped", message=f"not judged: {unjudged[case.get('name')].message}")
-    suite.set("skipped", str(int(suite.get("skipped", "0")) + len(unjudged)))
-    reports._atomic_write(path, ET.tostring(suite, encoding="unicode") + "\n")

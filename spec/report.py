@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def _problem_blocks(report: Report, problems: list) -> list[str]:
             clauses = "".join(f" --clause {i}" for i in ids) if len(ids) <= MAX_CLAUSE_FLAGS else ""
             case = json.dumps(ce["case"], separators=(",", ":"))
             rows.append(f"  smallest case found: {json.dumps(ce['case'])}")
-            rows.append(f"  reproduce: rnnspec check {report.target}{clauses} --case '{case}'")
+            rows.append(f"  reproduce: rnnspec check {shlex.quote(report.target)}{clauses} --case '{case}'")
             if ce.get("saved"):
                 rows.append(f"  saved: {ce['saved']} (inputs, expected, got: rnnspec.spec.casefile.read_case)")
     return rows
@@ -135,7 +136,9 @@ def write_json(report: Report, path: str) -> None:
 def write_junit(report: Report, path: str) -> None:
     failures = sum(r.status == "failed" for r in report.results)
     errors = sum(r.status in ("error", "timeout") for r in report.results)
-    skipped = sum(r.status in ("not provided", "undetermined") for r in report.results)
+    # "not judged": a clause that needs a live call, in a report judged from a corpus's result files
+    unjudged = ("not provided", "undetermined", "not judged")
+    skipped = sum(r.status in unjudged for r in report.results)
     suite = ET.Element("testsuite", name=f"rnnspec {report.target}", tests=str(len(report.results)),
                        failures=str(failures), errors=str(errors), skipped=str(skipped),
                        time=f"{report.seconds:.3f}")
@@ -147,6 +150,6 @@ def write_junit(report: Report, path: str) -> None:
             ET.SubElement(case, "failure", message=message.splitlines()[0] if message else "").text = detail
         elif r.status in ("error", "timeout"):
             ET.SubElement(case, "error", message=message.splitlines()[0] if message else "").text = detail
-        elif r.status in ("not provided", "undetermined"):
+        elif r.status in unjudged:
             ET.SubElement(case, "skipped", message=f"{r.status}: {message}")
     _atomic_write(path, ET.tostring(suite, encoding="unicode") + "\n")

@@ -38,9 +38,13 @@ class ClauseResult:
     first_failure: tuple[Case, Verdict] | None = None
     counterexample: dict | None = None
     unprovided: str = ""
+    #: why the first skipped case was not run (a call skipped only after a timeout spent the run's time)
+    skipped: str = ""
 
     def add(self, case: Case, verdict: Verdict) -> None:
         self.counts[verdict.status] += 1
+        if verdict.status == "skipped":
+            self.skipped = self.skipped or verdict.message
         if verdict.status == "undetermined":
             self.reasons[verdict.reason] += 1
         if verdict.status == "not provided":
@@ -79,7 +83,9 @@ class ClauseResult:
         if c["not provided"]:
             return "not provided"
         if not self.examples:
-            return "error" if c["skipped"] else "not provided"
+            # a case is skipped only after a timeout (the method hung twice, or the time allowed after a
+            # timeout is spent): inconclusive like the timeout itself, not an error of the target
+            return "timeout" if c["skipped"] else "not provided"
         if self.decisive and self.decisive >= MIN_DECISIVE_SHARE * self.examples:
             return "passed"
         return "undetermined"
@@ -96,6 +102,8 @@ class ClauseResult:
                     "run more --examples")
         if status in ("failed", "error") and self.counterexample:
             return self.counterexample["message"]  # of the smallest case, which the report shows
+        if status == "timeout" and not self.worst:
+            return self.skipped
         return self.worst.message if self.worst and status != "passed" else ""
 
     def to_json(self) -> dict:

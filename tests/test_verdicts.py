@@ -197,3 +197,19 @@ def test_a_non_finite_output_near_overflow_decides_nothing_and_a_finite_wrong_on
     assert verdict(infinite, "pre-activations reach 1e39").status == "undetermined"
     assert verdict(finite, "pre-activations reach 1e39").status == "failed"
     assert verdict(infinite, "").status == "failed"
+
+
+def test_a_clause_whose_every_case_was_skipped_after_a_timeout_is_a_timeout_with_its_reason():
+    """Cases skipped because a method hung twice (or the time after a timeout ran out) decide nothing: the clause
+    is a timeout (inconclusive) with the reason, never an error of the target with an empty message."""
+    from rnnspec.spec.clauses import clauses
+    from rnnspec.spec.judge import Verdict
+    from rnnspec.spec.results import ClauseResult, Report
+
+    clause = next(c for c in clauses("elman") if c.method == "loss")
+    result = ClauseResult(clause)
+    case = Case(T=2, B=1, I=1, H=1, K=2, activation="tanh", dtype="float64", regime="contracting", seed=0)
+    result.add(case, Verdict("skipped", "not run: the time allowed after a timeout is spent"))
+    assert result.status == "timeout"
+    assert "time allowed after a timeout" in result.message
+    assert Report("t", 0, [result], 1, 0.0).verdict == "inconclusive"
