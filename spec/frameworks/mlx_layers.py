@@ -47,10 +47,24 @@ class MlxRNN:
     default_state = False
 
     def __init__(self, activation: str = "tanh") -> None:
-        self.mx = require("mlx", "mlx.core", MLX_REQUIREMENT)
-        self.nn = require("mlx", "mlx.nn", MLX_REQUIREMENT)
-        self.mx.set_default_device(self.mx.cpu)
+        for module in ("mlx.core", "mlx.nn"):
+            require("mlx", module, MLX_REQUIREMENT)
         self.activation = activation
+
+    # MLX's modules are looked up, not kept, so that the target pickles: a process that has used MLX cannot
+    # fork a worker whose MLX works (its thread pool does not survive fork), and a spawned one gets it by pickle
+    @property
+    def mx(self):
+        import mlx.core
+
+        mlx.core.set_default_device(mlx.core.cpu)
+        return mlx.core
+
+    @property
+    def nn(self):
+        import mlx.nn
+
+        return mlx.nn
 
     def _nonlinearity(self):
         nn = self.nn
