@@ -50,6 +50,9 @@ enum { M_FORWARD, M_VJP, M_LOSS, NMETHODS };
 enum { DT_FLOAT64, DT_FLOAT32, DT_INT64, NDTYPES };
 /* the LSTM's gates in the order of docs/targets.md; the Elman cell's one "gate" is index 0 */
 enum { GATE_I, GATE_F, GATE_G, GATE_O, MAX_GATES };
+/* what the LSTM's forward keeps per step for BPTT: the four gates, then the complements 1 - s of the
+   three logistic ones (rnn_cell.h says why they are kept rather than recomputed) */
+enum { NOT_I = MAX_GATES, NOT_F, NOT_O, LSTM_PLANES };
 
 static const char *const CELL_NAME[NCELLS] = {"elman", "lstm"};
 static const char *const METHOD_NAME[NMETHODS] = {"forward", "vjp", "loss"};

@@ -6,7 +6,7 @@
  *   SFX(name)       the name with the dtype's suffix (name##_f64, name##_f32), so both copies link
  *   TANH, EXP, LOG  libm's function of that type (tanh or tanhf, ...)
  * and the type-independent declarations (struct dims, struct call_in, struct call_out, CELL_*,
- * GATE_*, RNN_BUG). There is deliberately no include guard.
+ * GATE_*, NOT_*, LSTM_PLANES, RNN_BUG). There is deliberately no include guard.
  *
  * Why float32 is computed in float: a C library offers float32 for speed and memory and then computes
  * in float; rnnspec's tolerances are built for that (its deviation samples evaluate the equations in
@@ -18,11 +18,22 @@
  * n, out[n][r] = sum_j U[r][j] x[n][j], which is the loop order below (rows of U are contiguous).
  */
 
-/* the logistic function; for z < about -745 (double) or -104 (float) EXP(-z) is +inf and the result
-   is the correctly signed 0, so no branch is needed */
-static REAL SFX(sigmoid)(REAL z)
+/* s = sigma(z) and its complement 1 - s = sigma(-z), each to a few ulps, from one exp of a
+   non-positive argument (no overflow; for large |z| they are exactly 1 and 0). 1 - s by subtraction
+   would lose every bit s shares with 1 (eight at z = 6), and sigma' = s (1 - s) would inherit that:
+   on a float64 LSTM case with b_i near 6, dL/db_i came out at 0.70 of rnnspec's tolerance that way,
+   at 0.004 this way (benchmarks/long_run_c_client.log as committed in 861e63d). */
+static void SFX(sigmoid_pair)(REAL z, REAL *s, REAL *s_complement)
 {
-    return (REAL)1 / ((REAL)1 + EXP(-z));
+    if (z >= 0) {
+        REAL e = EXP(-z);          /* in (0, 1]: no overflow */
+        *s = (REAL)1 / ((REAL)1 + e);
+        *s_complement = e * *s;    /* e / (1 + e) */
+    } else {
+        REAL e = EXP(z);
+        *s_complement = (REAL)1 / ((REAL)1 + e);
+        *s = e * *s_complement;
+    }
 }
 
 /* z[n][r] = bias[r] + sum_j U[r][j] xt[n][j] + sum_j W[r][j] hprev[n][j], for every batch row n.
@@ -49,8 +60,9 @@ static void SFX(preactivation)(int B, int I, int H, const REAL *xt, const REAL *
 
 /* The recurrence over all T steps.
    h, c: (T, B, H) outputs (c only for the LSTM).
-   act: for the LSTM, the activated gates i, f, g, o of every step, (T, 4, B, H), kept because BPTT
-   needs them; NULL for the Elman cell, whose derivative 1 - h^2 comes from h itself. */
+   act: for the LSTM, per step, the activated gates i, f, g, o and the complements 1 - i, 1 - f, 1 - o
+   of the logistic ones, (T, LSTM_PLANES, B, H), kept because BPTT needs them; NULL for the Elman cell, whose
+   derivative 1 - h^2 comes from h itself. */
 static void SFX(forward)(int cell, const struct dims *d, const struct call_in *in,
                          REAL *h, REAL *c, REAL *act)
 {
@@ -73,7 +85,7 @@ static void SFX(forward)(int cell, const struct dims *d, const struct call_in *i
 
         const REAL *cprev = t ? c + (size_t)(t - 1) * BH : (const REAL *)in->c0;
         REAL *ct = c + (size_t)t * BH;
-        REAL *a = act + (size_t)t * 4 * BH;
+        REAL *a = act + (size_t)t * LSTM_PLANES * BH;
         for (int g = 0; g < 4; g++) {
             const REAL *bias = in->b[g];
 #if RNN_BUG == 1
@@ -84,14 +96,18 @@ static void SFX(forward)(int cell, const struct dims *d, const struct call_in *i
             SFX(preactivation)(B, I, H, xt, hprev, in->U[g], in->W[g], bias, a + g * BH);
         }
         for (size_t k = 0; k < BH; k++) {
-            REAL gi = SFX(sigmoid)(a[GATE_I * BH + k]);
-            REAL gf = SFX(sigmoid)(a[GATE_F * BH + k]);
+            REAL gi, gf, go, ci, cf, co;  /* the logistic gates and their complements */
             REAL gg = TANH(a[GATE_G * BH + k]);
-            REAL go = SFX(sigmoid)(a[GATE_O * BH + k]);
+            SFX(sigmoid_pair)(a[GATE_I * BH + k], &gi, &ci);
+            SFX(sigmoid_pair)(a[GATE_F * BH + k], &gf, &cf);
+            SFX(sigmoid_pair)(a[GATE_O * BH + k], &go, &co);
             a[GATE_I * BH + k] = gi;
             a[GATE_F * BH + k] = gf;
             a[GATE_G * BH + k] = gg;
             a[GATE_O * BH + k] = go;
+            a[NOT_I * BH + k] = ci;
+            a[NOT_F * BH + k] = cf;
+            a[NOT_O * BH + k] = co;
             ct[k] = gf * cprev[k] + gi * gg;
             ht[k] = go * TANH(ct[k]);
         }
@@ -150,7 +166,7 @@ static void SFX(bptt)(int cell, const struct dims *d, const struct call_in *in,
         } else {
             const REAL *ct = c + (size_t)t * BH;
             const REAL *cprev = t ? c + (size_t)(t - 1) * BH : (const REAL *)in->c0;
-            const REAL *a = act + (size_t)t * 4 * BH;
+            const REAL *a = act + (size_t)t * LSTM_PLANES * BH;
             for (size_t k = 0; k < BH; k++) {
                 REAL gi = a[GATE_I * BH + k], gf = a[GATE_F * BH + k];
                 REAL gg = a[GATE_G * BH + k], go = a[GATE_O * BH + k];
@@ -158,11 +174,11 @@ static void SFX(bptt)(int cell, const struct dims *d, const struct call_in *in,
                 /* c_t reaches L through its own cotangent, through c_{t+1}, and through h_t = o tanh(c_t) */
                 dc[k] = (dc_out ? dc_out[(size_t)t * BH + k] : (REAL)0) + carry_c[k]
                         + dh[k] * go * ((REAL)1 - tc * tc);
-                /* sigma' = s (1 - s), tanh' = 1 - g^2 */
-                dz[GATE_I * BH + k] = dc[k] * gg * gi * ((REAL)1 - gi);
-                dz[GATE_F * BH + k] = dc[k] * cprev[k] * gf * ((REAL)1 - gf);
+                /* sigma' = s (1 - s) with the complement kept by forward, tanh' = 1 - g^2 */
+                dz[GATE_I * BH + k] = dc[k] * gg * gi * a[NOT_I * BH + k];
+                dz[GATE_F * BH + k] = dc[k] * cprev[k] * gf * a[NOT_F * BH + k];
                 dz[GATE_G * BH + k] = dc[k] * gi * ((REAL)1 - gg * gg);
-                dz[GATE_O * BH + k] = dh[k] * tc * go * ((REAL)1 - go);
+                dz[GATE_O * BH + k] = dh[k] * tc * go * a[NOT_O * BH + k];
                 carry_c[k] = dc[k] * gf;
             }
         }
@@ -275,7 +291,7 @@ static int SFX(run)(int method, int cell, const struct dims *d, const struct cal
     /* one allocation for everything: the states when not outputs, the gates, BPTT's and the head's
        scratch. Sizes are small (the suite's cases); a failure is still reported, not dereferenced. */
     size_t need = (method == M_FORWARD ? 0 : (lstm ? 2 : 1) * TBH)   /* h (and c) when not outputs */
-                  + (lstm ? 4 * TBH : 0)                               /* act                        */
+                  + (lstm ? LSTM_PLANES * TBH : 0)                     /* act                        */
                   + (method == M_FORWARD ? 0 : 8 * BH)                  /* BPTT's work                */
                   + (method == M_LOSS ? TBH + (size_t)d->K : 0);        /* dh_out, logits             */
     if (need) {
@@ -292,7 +308,7 @@ static int SFX(run)(int method, int cell, const struct dims *d, const struct cal
             c = p, p += TBH;
     }
     if (lstm)
-        act = p, p += 4 * TBH;
+        act = p, p += LSTM_PLANES * TBH;
     if (method != M_FORWARD)
         work = p, p += 8 * BH;
 
