@@ -78,6 +78,23 @@ def test_the_c_client_is_conformant_through_the_protocol(capsys, c_builds, cell,
     assert "float64" in data["accuracy"] and "float32" in data["accuracy"]
 
 
+#: a float64 case whose input gate saturates (b_i near 6, i near 0.998): dL/db_i through sigma' = i (1 - i)
+SATURATED = ('{"T":20,"B":3,"I":1,"H":1,"K":2,"activation":"tanh","dtype":"float64","regime":"input-open",'
+             '"seed":1857,"cell":"lstm"}')
+
+
+def test_a_saturated_gate_keeps_its_derivative_far_inside_the_tolerance(capsys, c_builds, tmp_path):
+    """With 1 - i by subtraction this case's dL/db_i sat at 0.70 of its tolerance (the long run's worst, seed 2);
+    rnn_cell.h keeps 1 - i = sigma(-z) from forward, which puts it at about 0.004."""
+    report = tmp_path / "report.json"
+    code, out, err = rnnspec(capsys, "check", f"exec:{c_builds['rnn']}", "--case", SATURATED,
+                             "--clause", "LSTM-VJP-B_I", "--quiet", "--report", str(report))
+    assert code == 0, out + err
+    (clause,) = json.loads(report.read_text())["clauses"]
+    assert clause["decisive"] == 1
+    assert clause["worst_error"] < 0.1 * clause["tolerance"], clause
+
+
 # -- (b) a deliberate bug is rejected, shrunk, and reproduced through the protocol ----------------------------------
 
 @pytest.mark.parametrize(("bug", "cell", "broken", "intact"), [
