@@ -30,6 +30,7 @@ from rnnspec.derivations.variants import Variant, run_params
 from rnnspec.spec import conventions
 from rnnspec.spec.contract import contract
 from rnnspec.spec.conventions import paddle as layout
+from rnnspec.spec.conventions._layout import GATES, gates
 from rnnspec.spec.frameworks import require
 
 # Until spec/conventions/__init__.py registers PaddlePaddle (the lead's entry), the target registers its layout,
@@ -54,9 +55,15 @@ class PaddleRNN:
     layers, bidirectional, lengths, default_state = 1, False, None, False
 
     def __init__(self, activation: str = "tanh") -> None:
-        self.paddle = require("paddle", "paddle", PADDLE_REQUIREMENT)
-        self.paddle.set_device("cpu")
+        require("paddle", "paddle", PADDLE_REQUIREMENT).set_device("cpu")  # a GPU build would pick its GPU
         self.activation = activation
+
+    @property
+    def paddle(self):
+        """Paddle, looked up rather than kept, so that the target pickles (a spawned worker)."""
+        import paddle
+
+        return paddle
 
     @property
     def variant(self) -> Variant:
@@ -83,8 +90,7 @@ class PaddleRNN:
         step = contract(self.cell).step_params
         runs = [conventions.to_framework("paddle", self.cell, run_params(params, step, variant, layer, d))
                 for layer, d in variant.runs()]
-        H = runs[0]["weight_hh_l0"].shape[0] // (4 if self.cell in WITH_CELL_STATE else 3 if self.cell != "elman"
-                                                  else 1)
+        H = runs[0]["weight_hh_l0"].shape[0] // len(gates(GATES[self.cell]))  # the gates stacked along rows
         options = {"num_layers": variant.layers, "direction": "bidirect" if variant.bidirectional else "forward"}
         if self.cell == "elman":
             options["activation"] = self.activation
