@@ -215,3 +215,17 @@ def test_paddle_s_cross_entropy_still_caps_each_loss_at_64():
         if value == pytest.approx(100.0, rel=1e-6):
             pytest.fail(STALE.format(version=paddle.__version__) + f" (cross_entropy of [0, 100] is 100 in {dtype})")
         assert value == 64.0, (dtype, value)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", catalogue.DTYPES)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("cell", CELLS)
+def test_the_paddle_target_fails_only_its_loss_value_over_200_cases(cell, seed, dtype):
+    """The issue's bar (benchmarks/long_run_paddle.log): every clause passes but LOSS-VALUE, which F.cross_entropy's
+    cap at 64 fails on large logits (test_paddle_s_cross_entropy_still_caps_each_loss_at_64)."""
+    _paddle()
+    report = check(TargetName("rnnspec.spec.frameworks.paddle_layers:PaddleRNN"), target="paddle", examples=200,
+                   seed=seed, cell=cell, dtype=dtype)
+    failed = {r.clause.id for r in report.results if r.status not in ("passed", "not provided")}
+    assert failed <= {f"{cell.upper()}-LOSS-VALUE"}, failed
