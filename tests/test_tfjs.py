@@ -278,3 +278,11 @@ def test_the_install_lives_outside_the_source_tree_and_is_keyed_by_the_lock(tfjs
     monkeypatch.delenv("RNNSPEC_TFJS_HOME", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", "/somewhere")
     assert tfjs_layers.home() == Path("/somewhere/rnnspec-tfjs") / tfjs_layers._lock_digest()
+
+
+def test_the_install_command_without_node_says_so_in_one_line(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert tfjs_layers.main(["--install"]) == 1
+    assert capsys.readouterr().err == "error: node and npm are not both on PATH: install Node.js 18 or later " \
+                                      "(it comes with npm)\n"
+    assert tfjs_layers.main(["--where"]) == 1 and "node is not on PATH" in capsys.readouterr().out

@@ -227,7 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--where", action="store_true", help="print that folder and whether they are there")
     args = parser.parse_args(argv)
     if args.install:
-        print(install())
+        try:
+            print(install())
+        except RuntimeError as exc:  # node or npm missing, or npm ci failed: its message, no traceback
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         return 0
     if args.where:
         reason = missing()
