@@ -29,8 +29,8 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+from rnnspec.spec.conventions import gradients_from_framework, to_framework
 from rnnspec.spec.conventions import pytorch as conventions
-from rnnspec.spec.conventions import to_framework
 from rnnspec.spec.frameworks.torch_layers import LAYERS, TorchRNN
 
 #: Dynamo's settings for a call: the layers traced (not skipped), and no silent eager fallback after N shapes
@@ -43,7 +43,12 @@ CELLS = tuple(LAYERS)
 
 @contextmanager
 def _dynamo_settings(torch):
-    with torch._dynamo.config.patch(**_DYNAMO):
+    """Dynamo's settings for one call (set back after it). Duck shaping off: with it, sizes equal at the first
+    compile share one symbol (a case with T == I guards x_t._base.size(0) == x_t.size(1)), and the next case
+    recompiles."""
+    from torch.fx.experimental import _config as shapes
+
+    with torch._dynamo.config.patch(**_DYNAMO), shapes.patch(use_duck_shape=False):
         yield
 
 
@@ -138,20 +143,19 @@ class TorchCompiledLoop(TorchRNN):
         return self._steps[key]
 
     def _run(self, x, state0, params, every_c: bool):
-        """The weights (as a module whose parameters are PyTorch's names), the leaves and {"h"(, "c")}."""
+        """The weights (PyTorch's names), the leaves and {"h"(, "c")}: plain tensors, as a user's loop holds them
+        (Dynamo gives an nn.Parameter static sizes, and guards on a view's base: h0[0] would be a second graph)."""
         torch = self.torch
-        weights = torch.nn.ParameterDict({k: torch.nn.Parameter(self._tensor(v))
-                                          for k, v in to_framework("torch", self.cell, params).items()})
+        weights = {k: self._tensor(v).requires_grad_(True)
+                   for k, v in to_framework("torch", self.cell, params).items()}
         leaves = {"x": self._tensor(x).requires_grad_(True)}
-        # the initial states with a layer axis, (1, B, H), as TorchRNN's leaves are (its _grads takes it off)
-        leaves.update({k: self._tensor(v[None]).requires_grad_(True) for k, v in state0.items()})
+        leaves.update({k: self._tensor(v).requires_grad_(True) for k, v in state0.items()})
         step = self._compiled_step()
-        state = tuple(leaves[k][0] for k in ("h0", "c0") if k in leaves)
+        state = tuple(leaves[k] for k in ("h0", "c0") if k in leaves)
         hs, cs = [], []
-        w = dict(weights)
         with _dynamo_settings(torch):
             for t in range(x.shape[0]):
-                state = step(leaves["x"][t], state, w)
+                state = step(leaves["x"][t], state, weights)
                 hs.append(state[0])
                 if len(state) > 1:
                     cs.append(state[1])
@@ -159,3 +163,9 @@ class TorchCompiledLoop(TorchRNN):
         if cs:
             outputs["c"] = torch.stack(cs)
         return weights, leaves, outputs
+
+    def _grads(self, weights, leaves):
+        grad = lambda t: (t.grad if t.grad is not None else self.torch.zeros_like(t)).detach().numpy()
+        grads = gradients_from_framework("torch", self.cell, {k: grad(v) for k, v in weights.items()})
+        grads.update({k: grad(v) for k, v in leaves.items()})
+        return grads

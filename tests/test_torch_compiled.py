@@ -1,0 +1,102 @@
+"""torch.compile (inductor, CPU): the layers (``TorchCompiled``) and a cell loop with its step compiled
+(``TorchCompiledLoop``), conformant forward and through autograd of the compiled code; and the Dynamo
+behaviour the targets are built around, pinned so that a PyTorch release that changes it fails here."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from rnnspec.spec.cases import Case  # noqa: E402
+from rnnspec.spec.frameworks.torch_compiled import CELLS, TorchCompiled, TorchCompiledLoop  # noqa: E402
+from rnnspec.spec.runner import check  # noqa: E402
+
+STALE = "update docs/compilers.md and spec/frameworks/torch_compiled.py's docstring"
+
+
+def _failing(report) -> list:
+    return [(r.clause.id, r.status, r.message.splitlines()[:1]) for r in report.results
+            if r.status not in ("passed", "not provided")]
+
+
+def _graphs_and_breaks(fn) -> tuple[object, int, dict]:
+    """fn()'s result, the graphs Dynamo compiled during it and its graph breaks (reason -> count)."""
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    result = fn()
+    return result, counters["stats"]["unique_graphs"], dict(counters["graph_break"])
+
+
+def test_dynamo_runs_the_recurrent_layers_eagerly_unless_allow_rnn():
+    """Why ``torch-compile`` sets allow_rnn: without it, torch.compile(nn.GRU) compiles nothing (a graph break at
+    the layer, run eagerly), so checking it would check the eager layer again."""
+    torch._dynamo.reset()
+    layer = torch.nn.GRU(2, 3)
+    compiled = torch.compile(layer)
+    _, graphs, breaks = _graphs_and_breaks(lambda: compiled(torch.ones(2, 1, 2)))
+    assert graphs == 0 and any("RNN, GRU, or LSTM" in reason for reason in breaks), (
+        f"torch {torch.__version__} now compiles nn.GRU by default ({graphs} graphs, breaks {list(breaks)}): {STALE}")
+
+
+def _vjp(target, case: Case) -> dict:
+    """The target's vjp on the case's arrays, called here (check() calls it in a forked child)."""
+    a = case.arrays()
+    state0 = {k: a[k] for k in ("h0", "c0") if k in a}
+    cotangents = {k.removeprefix("cot_"): v for k, v in a.items() if k.startswith("cot_")}
+    skip = {"x", "targets", "lengths", *state0}
+    params = {k: v for k, v in a.items() if k not in skip and not k.startswith("cot_")}
+    target.cell = case.cell
+    return target.vjp(a["x"], state0, params, cotangents)
+
+
+def test_the_compiled_layer_is_compiled_whole_and_conformant_on_a_short_case():
+    """One elman case of two steps (each new T is a new graph, 10-60 s of C++ compile: the rest is -m slow).
+    The vjp here compiles the training graph (forward and backward, no graph break); check() then runs in a child
+    forked from this process, which inherits it and compiles the inference graph of forward()."""
+    torch._dynamo.reset()
+    case = Case(T=2, B=2, I=3, H=2, K=3, activation="tanh", dtype="float64", regime="contracting", seed=0)
+    target = TorchCompiled()
+    _, graphs, breaks = _graphs_and_breaks(lambda: _vjp(target, case))
+    assert graphs == 1 and not breaks, (graphs, breaks)
+    report = check(target, target="torch-compile", cases=[case])
+    assert report.conformant, _failing(report)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_the_compiled_loop_is_conformant(cell):
+    report = check(TorchCompiledLoop(), target="torch-compile-loop", cell=cell, examples=4)
+    assert report.conformant, _failing(report)
+    assert any("-VJP-" in r.clause.id and r.status == "passed" for r in report.results)
+    assert any("-LOSS-" in r.clause.id and r.status == "passed" for r in report.results)
+
+
+def test_the_loop_compiles_its_step_once_whatever_the_sizes():
+    """dynamic=True: B, I and H are symbolic, so new sizes above 1 compile nothing new (sizes 0 and 1 are
+    specialised by Dynamo: a second graph)."""
+    torch._dynamo.reset()
+    cases = [Case(T=T, B=B, I=I, H=H, K=3, activation="tanh", dtype="float64", regime="contracting", seed=1)
+             for T, B, I, H in ((3, 2, 3, 4), (5, 3, 2, 6), (2, 4, 5, 3))]
+    target = TorchCompiledLoop()
+    _, first, _ = _graphs_and_breaks(lambda: _vjp(target, cases[0]))
+    _, more, breaks = _graphs_and_breaks(lambda: [_vjp(target, case) for case in cases[1:]])
+    assert first == 1 and more == 0 and not breaks, (first, more, breaks)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("cell", CELLS)
+def test_the_compiled_loop_is_conformant_over_200_cases(cell, seed):
+    """The long run (benchmarks/long_run_torch_compile.log)."""
+    report = check(TorchCompiledLoop(), target="torch-compile-loop", cell=cell, seed=seed, examples=200)
+    assert report.conformant, _failing(report)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell", CELLS)
+def test_the_compiled_layers_are_conformant_on_short_sequences(cell):
+    """The layers compile one graph per sequence length: short cases of every cell, both dtypes."""
+    cases = [Case(T=T, B=B, I=I, H=H, K=3, activation="tanh", dtype=dtype, regime="contracting", seed=T,
+                  cell=cell, P=1 if cell == "lstm-proj" else 0)
+             for T, B, I, H in ((1, 1, 1, 2), (3, 2, 3, 4)) for dtype in ("float32", "float64")]
+    report = check(TorchCompiled(), target="torch-compile", cell=cell, cases=cases)
+    assert report.conformant, _failing(report)
