@@ -33,6 +33,29 @@ DEFECTS = (
         "and carry output must have equal types`). On the CPU the torch backend's LSTM and reset-after GRU layers "
         "run their own torch.matmul loop, so there only the loss (its head is keras.ops.matmul) fails; its "
         "SimpleRNN and reset-before GRU run the cell's loop and fail throughout. The tensorflow backend is exact."),
+    Defect(
+        ("tfjs",), "float32",
+        "TensorFlow.js 4.22.0 cannot differentiate a recurrent layer by its input over a sequence of ONE step (the "
+        "gradient of a one-piece tf.unstack throws): every VJP and LOSS clause breaks on T = 1",
+        "TensorFlow.js 4.22.0 (tfjs-core's engine) hands the gradient function of a kernel with one output a tensor "
+        "instead of a list, and Unpack's gradient calls tf.stack on it. Every recurrent layer unstacks its input over "
+        "time, so the gradient by the input of a layer over a one-step sequence throws. Reproducer: `const layer = "
+        "tf.layers.simpleRNN({units: 2}); tf.grad((x) => tf.sum(layer.apply(x)))(tf.ones([1, 1, 1]))` throws "
+        "'Argument tensors passed to stack must be a `Tensor[]` or `TensorLike[]`' (with tf.ones([1, 2, 1]) it "
+        "returns the gradient); the cause alone: `tf.grad((x) => tf.sum(tf.unstack(x)[0]))(tf.ones([1, 3]))` throws "
+        "the same. The weights' gradients alone are computed (the unstack is then off the path), so it bites "
+        "stacked layers and input gradients: tensorflow/tfjs#1529 and #3550, closed without a fix."),
+    Defect(
+        ("tfjs",), "float32",
+        "TensorFlow.js 4.22.0's tf.losses.softmaxCrossEntropy loses |logits| * 2^-24 (log-probabilities taken as "
+        "logits - logSumExp(logits)): LOSS clauses can fail on cases with large logits",
+        "tf.losses.softmaxCrossEntropy computes log-probabilities as logits - logSumExp(logits), and logSumExp adds "
+        "the largest logit back, so the loss and its gradient softmax - labels lose |logits| * 2^-24 absolute. "
+        "Reproducer: labels [[1, 0]], logits [[720, 719]]: `tf.grad((l) => tf.losses.softmaxCrossEntropy(labels, l, "
+        "undefined, 0, tf.Reduction.SUM))(logits)` is 2.9e-5 off relative (2.1e-4 at [7200, 7199]) from the exact "
+        "[-1, 1] / (1 + e), where tf.softmax(logits) - labels and the gradient of tf.logSoftmax are exact to float32 "
+        "(4e-8). The target's loss is TF.js's loss function; TfjsLogSoftmaxHead (the same layers, the cross-entropy "
+        "through tf.logSoftmax) passes the cases it fails."),
 )
 
 

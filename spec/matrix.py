@@ -62,6 +62,26 @@ ROWS = (
 
 
 @dataclass(frozen=True)
+class NodeRow(Row):
+    """A framework of npm packages run by Node (tfjs): its module says whether they are installed, and which."""
+
+    module: str = ""
+
+    def installed(self) -> bool:
+        return importlib.import_module(self.module).installed()
+
+    def requirement(self) -> str:
+        return f"node and the npm packages ({importlib.import_module(self.module).INSTALL_COMMAND})"
+
+    def version(self) -> str:
+        return importlib.import_module(self.module).version()
+
+
+ROWS += (NodeRow("tfjs", "TensorFlow.js", "tfjs", (), "Node.js, pure-JS CPU backend",
+                 module="rnnspec.spec.frameworks.tfjs_layers"),)
+
+
+@dataclass(frozen=True)
 class ProgramRow(Row):
     """A program speaking docs/protocol.md (``exec:COMMAND``) as a row: it implements what its hello declares."""
 

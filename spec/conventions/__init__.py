@@ -11,6 +11,7 @@ framework      elman            lstm           gru-reset-after         gru-reset
 ``keras``      SimpleRNN        LSTM ifgo      GRU(reset_after) zrn    GRU(reset_after=False) zrn
 ``flax``       SimpleCell       LSTMCell       GRUCell                 (none)
 ``onnx``       RNN              LSTM iofg      GRU(lbr=1) zrn          GRU(lbr=0) zrn
+``tfjs``       simpleRNN        lstm ifgo      (none)                  gru zrn (its only GRU)
 =============  ===============  =============  ======================  =========================
 
 Each framework module's docstring gives its shapes and where its biases live. Two-bias layouts
@@ -32,15 +33,15 @@ from types import ModuleType
 
 import numpy as np
 
-from rnnspec.spec.conventions import flax, keras, onnx, pytorch
+from rnnspec.spec.conventions import flax, keras, onnx, pytorch, tfjs
 from rnnspec.spec.conventions._layout import GATES, add, first_part, split_bias
 from rnnspec.spec.conventions._shapes import ConversionError, check
 
-FRAMEWORKS: dict[str, ModuleType] = {"torch": pytorch, "keras": keras, "flax": flax, "onnx": onnx}
+FRAMEWORKS: dict[str, ModuleType] = {"torch": pytorch, "keras": keras, "flax": flax, "onnx": onnx, "tfjs": tfjs}
 KERAS_WEIGHTS = keras.WEIGHTS
 
 #: how each framework's layers lay out a sequence: time-major (T, B, I) or batch-major (B, T, I), by default
-SEQUENCES = {"torch": "TBI", "keras": "BTI", "flax": "BTI", "onnx": "TBI"}
+SEQUENCES = {"torch": "TBI", "keras": "BTI", "flax": "BTI", "onnx": "TBI", "tfjs": "BTI"}
 
 __all__ = ["FRAMEWORKS", "KERAS_WEIGHTS", "SEQUENCES", "ConversionError", "cells_of", "from_framework",
            "gradients_from_framework", "layer_of", "port", "sequence_from", "sequence_to", "split_bias", "to_framework"]
