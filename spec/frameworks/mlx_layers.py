@@ -80,7 +80,7 @@ class MlxRNN:
         return self.mx.array(np.asarray(value), dtype=dtype)
 
     def _function(self, x, state0, params, targets=None):
-        """(f, names, args): f(*args) lists the outputs (or the loss, with ``head``); ``names`` the canonical
+        """(f, names, args): f(*args) lists the outputs (or is the loss, given ``targets``); ``names`` the canonical
         names of the arguments' gradients (the layer's weights as conventions' keys, then x, h0 (c0), V, c)."""
         mx = self.mx
         head = targets is not None
