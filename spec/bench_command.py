@@ -143,6 +143,9 @@ def _cpu_plan(args: argparse.Namespace) -> dict:
             parsed = parse_variant(args.variant)
         except ValueError as exc:
             raise Refused(f"--variant: {exc}") from None
+        if parsed.default_state:  # the kernels take their initial states: zeros are a case of the plain run
+            raise Refused(f"--variant: {parsed.name!r}: state0=default is a conformance variant; the bench times the "
+                          "kernels, whose initial states are arguments (zeros or not, the same work)")
         if not parsed.plain:
             plan["variant"] = {"layers": parsed.layers, "bidirectional": parsed.bidirectional,
                                "lengths": parsed.lengths, "name": parsed.name}

@@ -47,7 +47,8 @@ class Statements:
         return f"for cotangents on every {states}"
 
     def forward(self, key: str) -> str:
-        starts = ", ".join(f"state0[{k!r}]" for k in self.contract.state0)
+        starts = (", ".join(f"state0[{k!r}]" for k in self.contract.state0)
+                  or "zero initial states (none passed: the framework's default)")
         variant = self.contract.variant
         if variant.plain:
             return f"forward returns {key}_t for t = 1..T, from {starts}, where {self._step()}"
@@ -70,6 +71,8 @@ class Statements:
                     "the direction's last output (zeros before its first: Keras masking)")
             words.append(f"steps t >= lengths[b] keep the state (s_t = m_t s~_t + (1 - m_t) s_(t-1)) and output "
                          f"{kept}; the reverse direction starts at lengths[b] - 1; the loss counts valid steps only")
+        if variant.default_state:
+            words.append("no initial state is passed: every run starts from zeros (the framework's default)")
         return "; ".join(words)
 
     def loss_value(self) -> str:

@@ -182,6 +182,7 @@ def refused(capsys, argv: list[str]) -> str:
     (["--cell", "gru"], "--cell: unknown 'gru'"),
     (["--cell", "gru-reset-before", "--impls", "torch"], "--impls: none of torch can run here: torch (PyTorch has no"),
     (["--variant", "layers=two"], "--variant: "),
+    (["--variant", "layers=2,state0=default"], "state0=default is a conformance variant"),
     (["--variants"], "--variants: times other GPU layouts, with --device cuda only"),
     (["--json", "/no/such/folder/b.json"], "--json /no/such/folder/b.json: folder /no/such/folder does not exist"),
     (["--device", "cuda", "--sizes", "S1", "--dtypes", "float32"], "--sizes, --dtypes: --device cpu only"),
