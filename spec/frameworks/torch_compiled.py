@@ -70,7 +70,17 @@ def _call(module, x, state):
     return module(x, state)
 
 
-class TorchCompiled(TorchRNN):
+class _OneGraph:
+    """forward() with autograd recording, as vjp and loss run: under no_grad Dynamo compiles a second (inference)
+    graph for every shape, doubling the compile time of a check; so the forward clauses check the program the
+    gradients come from, and the inference graph is not checked."""
+
+    def _forward(self, x, state0, params, lengths):
+        _, _, outputs = self._outputs(x, state0, params, lengths, every_c=True)
+        return {k: v.detach().cpu().numpy() for k, v in outputs.items()}
+
+
+class TorchCompiled(_OneGraph, TorchRNN):
     """nn.RNN (tanh, relu), nn.LSTM (with proj_size) and nn.GRU under torch.compile (inductor, CPU)."""
 
     cells = CELLS
@@ -126,7 +136,7 @@ def _step(cell: str, activation: str):
     return {"RNN": elman, "LSTM": lstm, "GRU": gru}[LAYERS[cell]]
 
 
-class TorchCompiledLoop(TorchRNN):
+class TorchCompiledLoop(_OneGraph, TorchRNN):
     """A cell loop in torch ops over PyTorch's packed weights, its step under torch.compile (inductor, CPU)."""
 
     cells = CELLS
