@@ -267,6 +267,31 @@ def generate(count: int, seed: int, dtypes: tuple[str, ...], activations: tuple[
     return list(dict.fromkeys(mixed))[:count]
 
 
+def few_shapes(cases: list[Case], most: int) -> list[Case]:
+    """The same cases on at most ``most`` shapes (T, B, I, H, K, P), for a target that compiles a program per
+    shape (``jax.jit``, an exporter): its run then compiles a few programs per dtype and method, not one per case.
+
+    The shapes are the cases' own, edge sizes first: the smallest T (1 when any case has it), the smallest B and
+    H, a case with I != H; then the others in the order drawn. Case n keeps its dtype, activation, regime and
+    seed (so its values) and takes shape n mod the number of shapes, so every shape meets every kind of case; a
+    case that would repeat an earlier one (Hypothesis draws some seeds more than once) takes the next seed.
+    """
+    if isinstance(most, bool) or not isinstance(most, int) or most < 1:
+        raise ValueError(f"shapes must be a positive whole number of shapes, got {most!r}")
+    shape = lambda c: (c.T, c.B, c.I, c.H, c.K, c.P)
+    edges = [min(cases, key=lambda c: c.T), min(cases, key=lambda c: c.B), min(cases, key=lambda c: c.H),
+             *[c for c in cases if c.I != c.H][:1]] if cases else []
+    pool = list(dict.fromkeys(shape(c) for c in edges + cases))[:most]
+    fields = ("T", "B", "I", "H", "K", "P")
+    moved: dict[Case, None] = {}
+    for n, case in enumerate(cases):
+        case = replace(case, **dict(zip(fields, pool[n % len(pool)])))
+        while case in moved:
+            case = replace(case, seed=(case.seed + 1) % 2**32)
+        moved[case] = None
+    return list(moved)
+
+
 @contextmanager
 def _hypothesis_storage_elsewhere():
     """Hypothesis may cache data under its home folder (``./.hypothesis`` unless set): generating

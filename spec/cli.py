@@ -166,7 +166,8 @@ def _check(args: argparse.Namespace) -> int:
         result = check(TargetName(args.target), target=args.target, examples=args.examples, seed=args.seed,
                        timeout=args.timeout, clauses=args.clause or None, cases=cases,
                        progress=None if args.quiet else print_progress(), cell=args.cell, dtype=args.dtype,
-                       variant=args.variant, require_all=args.require_all, save_cases=args.save_cases)
+                       variant=args.variant, require_all=args.require_all, save_cases=args.save_cases,
+                       shapes=args.shapes)
     except (TargetError, UsageError) as exc:
         print(f"rnnspec check: {exc}", file=sys.stderr)
         return 2
@@ -262,6 +263,16 @@ def _tune(args: argparse.Namespace) -> int:
     return tune(["--show"] * args.show + ["--busy-ok"] * args.busy_ok)
 
 
+def _shapes(text: str) -> int | str:
+    """--shapes: a positive whole number of shapes, or 'all'."""
+    if text == "all":
+        return text
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number of shapes or 'all', got {text!r}") from None
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -326,6 +337,9 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--examples", type=_positive_int, default=None, help="number of generated cases (default 50)")
     check.add_argument("--timeout", type=_seconds, default=60.0,
                        help="seconds allowed per call, and for loading the target (default 60)")
+    check.add_argument("--shapes", type=_shapes, default=None, help="the generated cases on at most N shapes, or "
+                       "'all' (every case its own); default: what the target declares (a target that compiles a "
+                       "program per shape, flax and keras-jax, asks for 4, edge sizes among them)")
     check.add_argument("--clause", action="append", help="check only this clause id (repeatable)")
     check.add_argument("--case", help="run exactly this case (JSON, as a report prints it)")
     check.add_argument("--require-all", action="store_true", help="a method of the contract the target does not "

@@ -24,7 +24,7 @@ class UsageError(Exception):
 
 
 _DEFAULTS = {"cell": "elman", "cells": None, "dtypes": ("float64",), "activations": None, "activation": "tanh",
-             "accuracy": tol.DEFAULT_ACCURACY, "device": "cpu", "variants": ()}
+             "accuracy": tol.DEFAULT_ACCURACY, "device": "cpu", "variants": (), "shapes": None}
 
 #: what a target may declare in ``variants``: each feature it implements; any combination of them is checked.
 #: ``state0=default``: called with no initial states, it starts from its framework's own default (zeros)
@@ -70,6 +70,9 @@ class Declared:
     target_class: str = ""
     #: the variant features it implements (VARIANT_FEATURES); () for one forward layer over full sequences
     variants: tuple[str, ...] = ()
+    #: a target that compiles a program per shape (jax.jit) asks for its generated cases on this many shapes
+    #: (:func:`rnnspec.spec.cases.few_shapes`); None: every case its own shape
+    shapes: int | None = None
 
     def admits_variant(self, variant) -> None:
         """A usage error unless the target declares every feature ``variant`` uses."""
@@ -153,5 +156,9 @@ def declared(raw: dict) -> Declared:
     except ValueError as exc:
         raise UsageError(f"the target's {exc}") from None
     variants = _names("variants", raw["variants"], VARIANT_FEATURES) if raw["variants"] else ()
+    shapes = raw.get("shapes")
+    if shapes is not None and (isinstance(shapes, bool) or not isinstance(shapes, int) or shapes < 1):
+        raise UsageError(f"the target declares shapes = {shapes!r}; expected a positive whole number of shapes "
+                         "per run (or None: every case its own shape)")
     return Declared(cells, dtypes, activations, raw["accuracy"], raw["methods"], str(raw["device"]),
-                    raw["target_class"], variants)
+                    raw["target_class"], variants, shapes)

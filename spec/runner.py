@@ -9,7 +9,7 @@ import sys
 import time
 
 from rnnspec.derivations.variants import parse_variant
-from rnnspec.spec.cases import Case, generate
+from rnnspec.spec.cases import Case, few_shapes, generate
 from rnnspec.spec.clauses import Clause, by_id
 from rnnspec.spec.clauses import clauses as cell_clauses
 from rnnspec.spec.declared import Declared, UsageError, declared
@@ -202,7 +202,7 @@ def _clauses(cell: str, names: list[str] | None, variant: str = "") -> list[Clau
 def check(impl, *, target: str = "<object>", examples: int | None = None, seed: int = 0,
           timeout: float = DEFAULT_TIMEOUT, clauses: list[str] | None = None, cases: list[Case] | None = None,
           progress=None, cell: str | None = None, dtype: str | None = None, variant: str | None = None,
-          require_all: bool = False, save_cases: str | None = None) -> Report:
+          require_all: bool = False, save_cases: str | None = None, shapes: int | str | None = None) -> Report:
     """Check ``impl`` against every clause (or those named) of ``cell`` on generated cases; see README.
 
     ``impl`` is the implementation, or a :class:`~rnnspec.spec.worker.TargetName`: then it is loaded
@@ -212,10 +212,15 @@ def check(impl, *, target: str = "<object>", examples: int | None = None, seed: 
     ``require_all``: a clause the target does not provide (no vjp, no loss) makes it not conformant.
     ``save_cases``: a folder where each failure's smallest case is written as ``.npz`` (inputs, expected, got;
     :mod:`rnnspec.spec.casefile`).
+    ``shapes``: the generated cases on at most that many shapes (:func:`~rnnspec.spec.cases.few_shapes`); ``"all"``
+    every case its own shape; None (default) what the target declares (a compiled target asks for a few).
     """
     start = time.monotonic()
     explicit = cases is not None
     check_options(examples, timeout)
+    if shapes is not None and shapes != "all" and (isinstance(shapes, bool) or not isinstance(shapes, int)
+                                                   or shapes < 1):
+        raise UsageError(f"shapes must be a positive whole number or 'all', got {shapes!r}")
     asked = _cell_option(cell, cases)
     variant = _variant_option(variant, cases)
     if asked is not None:
@@ -234,6 +239,9 @@ def check(impl, *, target: str = "<object>", examples: int | None = None, seed: 
         if cases is None:
             dtypes = (dtype,) if dtype else decl.dtypes
             cases = generate(examples or DEFAULT_EXAMPLES, seed, dtypes, decl.activations_of(cell), cell, variant)
+            few = decl.shapes if shapes is None else None if shapes == "all" else shapes
+            if few is not None:
+                cases = few_shapes(cases, few)
         results = {c.id: ClauseResult(c) for c in selected}
         checked = tuple(dict.fromkeys(c.dtype for c in cases))
         for n, case in enumerate(cases, 1):
@@ -257,18 +265,19 @@ def check(impl, *, target: str = "<object>", examples: int | None = None, seed: 
             _save_failures(session, list(results.values()), methods, decl, save_cases)
     finally:
         session.worker.stop()
-    rerun = _rerun_command(target, cell, variant, seed, len(cases), dtype, explicit)
+    rerun = _rerun_command(target, cell, variant, seed, len(cases), dtype, explicit, shapes)
     return Report(target, seed, list(results.values()), len(cases), time.monotonic() - start, _environment(decl),
                   decl.accuracy_label(checked), cell, variant, rerun, require_all)
 
 
 def _rerun_command(target: str, cell: str, variant: str, seed: int, examples: int, dtype: str | None,
-                   explicit: bool) -> str:
+                   explicit: bool, shapes: int | str | None = None) -> str:
     """The command that reruns the whole run (none for a run of given cases: each block gives its own)."""
     if explicit:
         return ""
     parts = ["rnnspec check", shlex.quote(target), f"--cell {cell}", *(f"--variant {variant}",) * bool(variant),
-             *(f"--dtype {dtype}",) * bool(dtype), f"--seed {seed}", f"--examples {examples}"]
+             *(f"--dtype {dtype}",) * bool(dtype), f"--seed {seed}", f"--examples {examples}",
+             *(f"--shapes {shapes}",) * (shapes is not None)]
     return " ".join(parts)
 
 

@@ -28,6 +28,9 @@ class FlaxRNN:
 
     #: every cell the Flax layout has a layer for (spec/conventions/flax.py), Elman first (the default)
     cells = cells_of("flax")
+    #: jax.jit compiles a program per shape (seconds each): the cases come on a few shapes, edge sizes among them
+    #: (:func:`rnnspec.spec.cases.few_shapes`), so the default check takes under a minute; --shapes all for more
+    shapes = 4
     cell = "elman"
     dtypes = ("float32", "float64")
     activations = ("tanh", "relu")

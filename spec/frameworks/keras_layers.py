@@ -40,6 +40,8 @@ from rnnspec.spec.frameworks import TORCH_REQUIREMENT, jax_jit, jax_vjp, require
 from rnnspec.spec.targets import TargetError
 
 BACKENDS = ("jax", "torch", "tensorflow")
+#: the shapes of a run's cases on a backend that compiles per shape (jax)
+COMPILED_SHAPES = 4
 BACKEND_INSTALL = {"jax": "pip install jax", "torch": f"pip install {TORCH_REQUIREMENT}",
                    "tensorflow": "pip install tensorflow-cpu"}
 #: the backend of the plain ``keras`` target when KERAS_BACKEND is not set (CI installs torch)
@@ -120,6 +122,12 @@ class KerasRNN:
         self.backend = backend
         self.activation = activation
         self._programs: dict = {}  # see _program
+
+    @property
+    def shapes(self) -> int | None:
+        """On jax, whose jit compiles a program per shape (seconds each), the cases come on a few shapes
+        (:func:`rnnspec.spec.cases.few_shapes`): the default check within a minute; ``--shapes all`` for every one."""
+        return COMPILED_SHAPES if self.backend == "jax" else None
 
     def _arguments(self, x, state0, params, targets=None) -> tuple[list, list[str], list[str]]:
         """The differentiated arguments: Keras's weights, x batch-major, the initial states, the head's V and c
