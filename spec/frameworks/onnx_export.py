@@ -234,10 +234,15 @@ class TorchOnnx:
         torch = self.torch
         dtype = torch.float32 if example["x"].dtype == np.float32 else torch.float64
         module = self._module(weights, dtype)
-        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in example.items()}
+        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in _example(example, self.exporter).items()}
         with _quiet():
             proto_bytes = (self._dynamo if self.exporter == "dynamo" else self._torchscript)(module, tensors)
         made = self._session(proto_bytes, list(example))
+        if not made.fits(x_shape):  # the exporter fixed an axis at the example's size: export at the case's own
+            with _quiet():
+                tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in example.items()}
+                proto_bytes = (self._dynamo if self.exporter == "dynamo" else self._torchscript)(module, tensors)
+            made = self._session(proto_bytes, list(example))
         store.save(proto_bytes, made.static, list(example))
         self._exports.setdefault(key, []).append(made)
         return made
@@ -344,9 +349,12 @@ class TorchOnnx:
             # Exported.forward(x, states, weights): x, the states and the weights in the graph's input order
             ordered = [values["x"]] + [values[k] for k in ("h0", "c0") if k in values]
             values = dict(zip(made.inputs, ordered + [values[n] for n in made.weight_names]))
+        return made.session.run(None, values, self._run_options())
+
+    def _run_options(self):
         options = self.ort.RunOptions()
         options.log_severity_level = 3  # its error is raised, not also printed
-        return made.session.run(None, values, options)
+        return options
 
     def forward(self, x, state0, params, lengths=None):
         weights = self._weights(params)
@@ -415,6 +423,25 @@ class TorchOnnxTorchScript(TorchOnnx):
     cells = tuple(c for c in LAYERS if c not in REFUSALS["torchscript"])
     variants = ("layers", "bidirectional", "lengths=zero")
     not_provided = {"float64": NO_DOUBLE, **REFUSALS["torchscript"]}
+
+
+def _example(example: dict, exporter: str) -> dict:
+    """The inputs to export with: for the dynamo exporter, T and B at least 2, since torch.export treats a dimension
+    whose example size is 1 as a constant (and an export of nn.GRU(1, 1, num_layers=2, bidirectional=True) with
+    its weights as inputs at T = B = 1 failed in torch.export's while_loop). The values do not matter to the
+    exported graph, only the shapes; an axis the export fixed all the same is exported again at the case's size."""
+    if exporter != "dynamo":
+        return example
+    grown = {}
+    for name, value in example.items():
+        shape = list(value.shape)
+        axes = (0, 1) if name == "x" else (1,)
+        for axis in axes:
+            shape[axis] = max(shape[axis], 2)
+        out = np.zeros(shape, value.dtype)
+        out[tuple(slice(0, n) for n in value.shape)] = value
+        grown[name] = out
+    return grown
 
 
 def _parameter_order(cell: str, variant: Variant) -> list[str]:
