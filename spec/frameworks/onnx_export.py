@@ -173,6 +173,9 @@ class TorchOnnx:
     activations = ("tanh", "relu")
     variants = ("layers", "bidirectional")
     layers, bidirectional, lengths = 1, False, None
+    #: the generated cases on this many shapes (rnnspec.spec.cases.few_shapes): a dynamo export costs seconds, one
+    #: per shape; ``--shapes all`` gives every case its own, which is where defect 7 of docs/exporters.md shows
+    shapes: int | None = 4
     #: why a cell, dtype or variant it does not declare is missing (the compatibility matrix prints it)
     not_provided = {"float64": NO_DOUBLE, **REFUSALS["dynamo"]}
 
@@ -422,6 +425,7 @@ class TorchOnnxTorchScript(TorchOnnx):
     name = "torch-onnx-torchscript"
     cells = tuple(c for c in LAYERS if c not in REFUSALS["torchscript"])
     variants = ("layers", "bidirectional", "lengths=zero")
+    shapes = None  # a TorchScript export costs milliseconds: every case its own shape
     not_provided = {"float64": NO_DOUBLE, **REFUSALS["torchscript"]}
 
 
