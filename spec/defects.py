@@ -6,21 +6,37 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from rnnspec import catalogue
+
 
 @dataclass(frozen=True)
 class Defect:
     #: the built-in targets it affects
     targets: tuple[str, ...]
-    dtype: str
+    #: the dtypes it shows in
+    dtypes: tuple[str, ...]
     #: one line for a failure block
     summary: str
     #: the whole account, with the reproducer in the framework's own code and the version it was seen in
     text: str
+    #: the cells it shows on (() every cell)
+    cells: tuple[str, ...] = ()
+    #: the variant features a run needs for it to show (("lengths=zero",)); () any run
+    variants: tuple[str, ...] = ()
+
+    def applies(self, target: str, dtype: str, cell: str | None = None, variant: str = "") -> bool:
+        """Whether it can explain a failure of ``target`` (its built-in name) on ``cell`` and ``variant`` in ``dtype``
+        (a cell of None: any)."""
+        from rnnspec.derivations.variants import parse_variant
+
+        on_cell = cell is None or not self.cells or cell in self.cells
+        return (target in self.targets and dtype in self.dtypes and on_cell
+                and set(self.variants) <= set(parse_variant(variant).features))
 
 
 DEFECTS = (
     Defect(
-        ("keras-torch", "keras-jax"), "float64",
+        ("keras-torch", "keras-jax"), ("float64",),
         "Keras 3 computes float64 in float32 on its jax and torch backends (its type promotion maps float64 to "
         "float32 there): float64 results land 1e-8 to 1e-6 from the float64 values",
         "Keras 3 computes some float64 operations in float32 on its jax and torch backends: its type promotion "
@@ -34,7 +50,7 @@ DEFECTS = (
         "run their own torch.matmul loop, so there only the loss (its head is keras.ops.matmul) fails; its "
         "SimpleRNN and reset-before GRU run the cell's loop and fail throughout. The tensorflow backend is exact."),
     Defect(
-        ("tfjs",), "float32",
+        ("tfjs",), ("float32",),
         "TensorFlow.js 4.22.0 cannot differentiate a recurrent layer by its input over a sequence of ONE step (the "
         "gradient of a one-piece tf.unstack throws): every VJP and LOSS clause breaks on T = 1",
         "TensorFlow.js 4.22.0 (tfjs-core's engine) hands the gradient function of a kernel with one output a tensor "
@@ -46,7 +62,7 @@ DEFECTS = (
         "the same. The weights' gradients alone are computed (the unstack is then off the path), so it bites "
         "stacked layers and input gradients: tensorflow/tfjs#1529 and #3550, closed without a fix."),
     Defect(
-        ("tfjs",), "float32",
+        ("tfjs",), ("float32",),
         "TensorFlow.js 4.22.0's tf.losses.softmaxCrossEntropy loses |logits| * 2^-24 (log-probabilities taken as "
         "logits - logSumExp(logits)): LOSS clauses can fail on cases with large logits",
         "tf.losses.softmaxCrossEntropy computes log-probabilities as logits - logSumExp(logits), and logSumExp adds "
@@ -56,6 +72,84 @@ DEFECTS = (
         "[-1, 1] / (1 + e), where tf.softmax(logits) - labels and the gradient of tf.logSoftmax are exact to float32 "
         "(4e-8). The target's loss is TF.js's loss function; TfjsLogSoftmaxHead (the same layers, the cross-entropy "
         "through tf.logSoftmax) passes the cases it fails."),
+    Defect(("torch-onnx",), ("float32",),
+        "torch.onnx.export(dynamo=True) of nn.LSTM with proj_size (lstm-proj) exports an LSTM that ONNX Runtime will "
+        "not run ('Input initial_c must have shape {1,B,P}'): onnxscript's aten_lstm drops weight_hr",
+        "torch.onnx.export(dynamo=True) (torch 2.13.0, onnxscript 0.7.2) exports nn.LSTM(proj_size=P) without a "
+        "word, but onnxscript's aten_lstm takes the hidden size from h0, which is P wide, and has no place for "
+        "weight_hr, so ONNX Runtime 1.32.0 refuses to run the graph. Reproducer: lstm = torch.nn.LSTM(3, 4, "
+        "proj_size=2); x, h0, c0 = torch.randn(5, 2, 3), torch.randn(1, 2, 2), torch.randn(1, 2, 4); program = "
+        "torch.onnx.export(lstm, (x, (h0, c0)), dynamo=True); s = onnxruntime.InferenceSession("
+        "program.model_proto.SerializeToString()); s.run(None, dict(zip([i.name for i in s.get_inputs()], "
+        "(x.numpy(), h0.numpy(), c0.numpy())))) raises 'Input initial_c must have shape {1,2,2}. Actual:{1,2,4}'. "
+        "(The TorchScript exporter refuses the module: 'LSTMs with projections'.)",
+        cells=("lstm-proj",)),
+    Defect(("torch-onnx",), ("float32",),
+        "torch.onnx.export(dynamo=True) of nn.GRU (and nn.LSTM in some sizes) with T dynamic keeps the example's T "
+        "in a Reshape: at other lengths the graph returns outputs of the wrong shape or fails "
+        "('requested shape:{2,-1,H}')",
+        "torch.onnx.export(dynamo=True) (torch 2.13.0, onnxscript 0.7.2) of nn.GRU(3, 4) with dynamic_shapes=({0: T, "
+        "1: B}, {1: B}) from x of shape (2, 2, 3): ONNX Runtime 1.32.0 returns an output of shape (2, 1, 4) for x of "
+        "(1, 2, 3), (2, 3, 4) for (3, 2, 3), and fails at (1, 1, 3) ('Reshape ... Input shape:{1,1,1,4}, requested "
+        "shape:{2,-1,4}'); (2, 1, 3) is right. Also with num_layers=2 and bidirectional=True, and nn.LSTM(1, 1) "
+        "(exported from T = 3, it fails at T = 1). Reproducer: docs/exporters.md, defect 7.",
+        cells=("gru-reset-after", "lstm")),
+    Defect(("openvino", "openvino-f32"), ("float64",),
+        "OpenVINO's CPU plugin computes float64 models in float32 (f64 outputs, f32 values): results land 1e-8 to "
+        "1e-6 from the float64 values",
+        "OpenVINO 2026.4.1's CPU plugin takes an f64 ONNX model and returns f64 outputs computed in f32, with "
+        "INFERENCE_PRECISION_HINT f32 too. Reproducer: an ONNX graph z = Add(x, y) in DOUBLE, compiled by "
+        "ov.Core().compile_model(ov.Core().read_model(model_bytes), 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'}); "
+        "with x = [1.0], y = [1e-12] it returns float64 z with z - 1 == 0.0 (1e-12 in float64)."),
+    Defect(("openvino", "openvino-f32"), catalogue.DTYPES,
+        "OpenVINO's ONNX frontend drops the LSTM's peepholes P: lstm-peephole computes the LSTM without them",
+        "OpenVINO 2026.4.1: an ONNX LSTM with peepholes P (input 8) is read as the LSTM without them, silently: "
+        "given as a graph input P is not among the model's inputs, given as a constant it is ignored; OpenVINO's "
+        "outputs equal ONNX Runtime's for the same graph without P (to 9e-8) and differ from them with P by 0.03 "
+        "(H = 2, P = 1). Reproducer in the onnx helper API: docs/exporters.md, defect 3.",
+        cells=("lstm-peephole",)),
+    Defect(("openvino", "openvino-f32"), catalogue.DTYPES,
+        "OpenVINO gives a sequence of length 0 (sequence_lens) a final state of 0, not its initial state",
+        "OpenVINO 2026.4.1: with sequence_lens [0, 2], Y_h of the length-0 sequence is [0, 0] instead of its "
+        "initial_h [0.5, 0.5] (as ONNX Runtime 1.32.0 does); Y and every other final state are right. Reproducer "
+        "in the onnx helper API: docs/exporters.md, defect 4.",
+        variants=("lengths=zero",)),
+    Defect(("openvino",), ("float32",),
+        "OpenVINO's CPU plugin computes float32 in bfloat16 by default on CPUs with native bfloat16 (AMX, "
+        "AVX512_BF16; its documented INFERENCE_PRECISION_HINT default): openvino-f32 sets f32",
+        "On a CPU with native bfloat16 OpenVINO's default INFERENCE_PRECISION_HINT is bf16 (documented), so a "
+        "float32 model is computed in bfloat16: a 1x1 MatMul of 1.001 by 1.0 gives 1.0 with the defaults and 1.001 "
+        "with {'INFERENCE_PRECISION_HINT': 'f32'} (openvino 2026.4.1, Intel Xeon with AMX). Elsewhere the default is "
+        "f32 and openvino passes. Not a defect of OpenVINO; the target openvino-f32 sets f32."),
+    Defect(("mlx",), ("float64",),
+        "MLX 0.32.4's CPU exp (and so sigmoid and logsumexp) has float32 accuracy on float64 arrays "
+        "(ml-explore/mlx#3047): float64 results land 1e-9 to 1e-7 from the float64 values",
+        "MLX computes exp on its CPU backend with a float32 polynomial also for float64 arrays (ml-explore/mlx#3047, "
+        "open; mlx/backend/cpu/simd/math.h); sigmoid and logsumexp go through it, tanh, log and matmul do not. "
+        "Reproducer (mlx 0.32.4, mlx-cpu, Linux): x = mx.array([0.5, 1.0, 2.0], dtype=mx.float64); mx.exp(x) is 5e-8 "
+        "relative from math.exp, mx.sigmoid(x) 1.5e-8, mx.logsumexp(x) 8e-9, and mx.exp(mx.array(100.0, "
+        "dtype=mx.float64)) is inf (float32's overflow). So every float64 check of the mlx target fails: nn.LSTM and "
+        "nn.GRU (sigmoid gates) and nn.RNN with sigmoid throughout, nn.RNN with tanh, relu or identity in the loss "
+        "only (its logsumexp). float32 is conformant. MLX has no float64 on a GPU at all."),
+    Defect(("paddle",), catalogue.DTYPES,
+        "PaddlePaddle 3.3.1's F.cross_entropy caps each sample's loss at 64 (PaddlePaddle/Paddle#20994): the loss "
+        "value fails on large logits; its gradient is right",
+        "paddle.nn.functional.cross_entropy computes -log(max(softmax, e^-64)) on the CPU, so a sample whose "
+        "true-class log-probability is below -64 counts 64 (PaddlePaddle/Paddle#20994, closed in 2019, still in "
+        "3.3.1). Reproducer: F.cross_entropy(paddle.to_tensor([[0.0, 100.0]]), paddle.to_tensor([0])) is 64.0, not "
+        "100, in float32 and float64. Its gradient (softmax - onehot) is not clipped. The paddle target's loss is "
+        "F.linear and F.cross_entropy: LOSS-VALUE fails in the large-logits regime, every gradient passes."),
+    Defect(("paddle",), catalogue.DTYPES,
+        "PaddlePaddle 3.3.1's LSTM with proj_size and sequence_length outputs values at padded steps (the fused "
+        "kernel of the same layer outputs zeros there): lstm-proj with lengths=zero fails",
+        "With proj_size > 0, paddle.nn.LSTM runs Paddle's Python loop over LSTMCell instead of its fused kernel, and "
+        "that loop masks the states at padded steps but not the outputs: the output at a step t >= length is the "
+        "cell's step from the frozen state. Reproducer (paddlepaddle 3.3.1, CPU): x = paddle.ones([1, 3, 3]), "
+        "sequence_length = paddle.to_tensor([1]); paddle.nn.LSTM(3, 4)(x, sequence_length=...)[0][0, 1:] is zero, "
+        "paddle.nn.LSTM(3, 4, proj_size=2)(x, sequence_length=...)[0][0, 1:] is not. So the cotangents of padded "
+        "outputs reach the weights: rnnspec check paddle --cell lstm-proj --variant lengths=zero fails FWD-H and the "
+        "VJP clauses (the loss, which counts valid steps only, passes).",
+        cells=("lstm-proj",), variants=("lengths=zero",)),
 )
 
 
@@ -68,7 +162,7 @@ def resolve(target: str) -> str:
     return target
 
 
-def known(target: str, dtype: str) -> list[Defect]:
-    """The known defects of ``target`` (a built-in name) in ``dtype``."""
+def known(target: str, dtype: str, cell: str | None = None, variant: str = "") -> list[Defect]:
+    """The known defects of ``target`` (a built-in name) in ``dtype``, on ``cell`` (None: any) run as ``variant``."""
     name = resolve(target)
-    return [d for d in DEFECTS if name in d.targets and d.dtype == dtype]
+    return [d for d in DEFECTS if d.applies(name, dtype, cell, variant)]

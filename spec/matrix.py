@@ -58,6 +58,16 @@ ROWS = (
     Row("keras-tensorflow", "Keras 3", "keras", ("keras", "tensorflow"), "tensorflow backend, CPU"),
     Row("flax", "Flax (linen)", "flax", ("flax", "jax"), "JAX, CPU"),
     Row("onnxruntime", "ONNX Runtime", "onnx", ("onnxruntime", "onnx"), "CPU provider"),
+    Row("torch-onnx", "PyTorch → ONNX (dynamo exporter)", "torch", ("torch", "onnxscript", "onnxruntime"),
+        "torch.onnx.export(dynamo=True), ONNX Runtime CPU"),
+    Row("torch-onnx-torchscript", "PyTorch → ONNX (TorchScript exporter)", "torch", ("torch", "onnxruntime", "onnx"),
+        "torch.onnx.export(dynamo=False), ONNX Runtime CPU"),
+    Row("openvino", "OpenVINO", "onnx", ("openvino", "onnx"),
+        "ONNX frontend, CPU plugin, default precision (bf16 on CPUs with native bfloat16)"),
+    Row("openvino-f32", "OpenVINO", "onnx", ("openvino", "onnx"),
+        "ONNX frontend, CPU plugin, INFERENCE_PRECISION_HINT f32"),
+    Row("mlx", "MLX", "mlx", ("mlx",), "CPU (mlx-cpu)"),
+    Row("paddle", "PaddlePaddle", "paddle", ("paddle",), "CPU"),
 )
 
 
@@ -159,6 +169,10 @@ def not_provided(row: Row, cell: str, dtype: str) -> str:
         return "" if dtype in row.dtypes else f"the program declares {', '.join(row.dtypes)} only"
     cls = _target_class(row.target)
     if cell not in cls.cells:
+        # the target's own reason first: an exporter may refuse a cell its framework has (lstm-proj)
+        reason = getattr(cls, "not_provided", {}).get(cell)
+        if reason:
+            return reason
         layout = LAYOUTS[row.layout]
         return layout.CANNOT.get(cell, f"{row.framework} has no {cell} layer")
     if dtype not in cls.dtypes:

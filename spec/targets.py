@@ -27,6 +27,10 @@ BUILTIN = {
     "tfjs": ("rnnspec.spec.frameworks.tfjs_layers", "TfjsRNN"),
     "mlx": ("rnnspec.spec.frameworks.mlx_layers", "MlxRNN"),
     "paddle": ("rnnspec.spec.frameworks.paddle_layers", "PaddleRNN"),
+    "torch-onnx": ("rnnspec.spec.frameworks.onnx_export", "TorchOnnx"),
+    "torch-onnx-torchscript": ("rnnspec.spec.frameworks.onnx_export", "TorchOnnxTorchScript"),
+    "openvino": ("rnnspec.spec.frameworks.openvino_runtime", "OpenVino"),
+    "openvino-f32": ("rnnspec.spec.frameworks.openvino_runtime", "OpenVinoF32"),
 }
 
 

@@ -134,7 +134,9 @@ def _cuda_initialized() -> bool:
 
 def start_method(impl) -> str:
     """"fork" (the child inherits the loaded implementation, picklable or not), or "spawn" where this
-    process holds a CUDA context and the implementation pickles (a TargetName always does)."""
+    process holds a CUDA context and the implementation pickles (a TargetName always does), or has used MLX."""
+    if "mlx.core" in sys.modules:  # a child forked from a process that has used MLX hangs at its first MLX operation
+        return "spawn"
     if not _cuda_initialized():
         return "fork"
     try:

@@ -11,8 +11,9 @@ from rnnspec import catalogue
 ROOT = Path(__file__).resolve().parent.parent
 #: where a second copy would be read by users: the package's folders and the scripts
 SCANNED = ("spec", "kernels", "derivations", "scripts")
-#: framework facts: which cells each framework can represent, in its own gate order
-FRAMEWORK_FACTS = ("spec/conventions/", "spec/frameworks/")
+#: framework facts: which cells each framework can represent, in its own gate order, and which cells a
+#: framework's known defect shows on
+FRAMEWORK_FACTS = ("spec/conventions/", "spec/frameworks/", "spec/defects.py")
 #: where something is attached to each cell by name, and why that is not a second list (a test checks the keys)
 ATTACHMENTS = {"derivations/registry.py": "the forward equations of each cell: test_every_cell_has_equations..."}
 #: the generated documents: a table of those with a hand-written generator names documents, not cells

@@ -33,15 +33,16 @@ from types import ModuleType
 
 import numpy as np
 
-from rnnspec.spec.conventions import flax, keras, onnx, pytorch, tfjs
+from rnnspec.spec.conventions import flax, keras, mlx, onnx, paddle, pytorch, tfjs
 from rnnspec.spec.conventions._layout import GATES, add, first_part, split_bias
 from rnnspec.spec.conventions._shapes import ConversionError, check
 
-FRAMEWORKS: dict[str, ModuleType] = {"torch": pytorch, "keras": keras, "flax": flax, "onnx": onnx, "tfjs": tfjs}
+FRAMEWORKS: dict[str, ModuleType] = {"torch": pytorch, "keras": keras, "flax": flax, "onnx": onnx, "tfjs": tfjs,
+                                     "mlx": mlx, "paddle": paddle}
 KERAS_WEIGHTS = keras.WEIGHTS
 
 #: how each framework's layers lay out a sequence: time-major (T, B, I) or batch-major (B, T, I), by default
-SEQUENCES = {"torch": "TBI", "keras": "BTI", "flax": "BTI", "onnx": "TBI", "tfjs": "BTI"}
+SEQUENCES = {"torch": "TBI", "keras": "BTI", "flax": "BTI", "onnx": "TBI", "tfjs": "BTI", "mlx": "BTI", "paddle": "BTI"}
 
 __all__ = ["FRAMEWORKS", "KERAS_WEIGHTS", "SEQUENCES", "ConversionError", "cells_of", "from_framework",
            "gradients_from_framework", "layer_of", "port", "sequence_from", "sequence_to", "split_bias", "to_framework"]

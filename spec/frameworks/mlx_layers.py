@@ -21,15 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnspec.spec import conventions
 from rnnspec.spec.conventions import gradients_from_framework, sequence_from, sequence_to, to_framework
 from rnnspec.spec.conventions import mlx as layout
 from rnnspec.spec.frameworks import require
-
-# Until spec/conventions/__init__.py registers MLX (the lead's entry), the target registers its layout itself,
-# so that to_framework("mlx", ...) checks what it is given as for every other framework.
-conventions.FRAMEWORKS.setdefault("mlx", layout)
-conventions.SEQUENCES.setdefault("mlx", "BTI")
 
 #: what installs MLX's Linux CPU build (the version these targets were checked with)
 MLX_REQUIREMENT = "pip install 'mlx[cpu]==0.32.4'"

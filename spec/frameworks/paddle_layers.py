@@ -33,11 +33,6 @@ from rnnspec.spec.conventions import paddle as layout
 from rnnspec.spec.conventions._layout import GATES, gates
 from rnnspec.spec.frameworks import require
 
-# Until spec/conventions/__init__.py registers PaddlePaddle (the lead's entry), the target registers its layout,
-# so that to_framework("paddle", ...) checks what it is given as for every other framework.
-conventions.FRAMEWORKS.setdefault("paddle", layout)
-conventions.SEQUENCES.setdefault("paddle", "BTI")
-
 #: what installs PaddlePaddle's CPU build (the version this target was checked with)
 PADDLE_REQUIREMENT = "pip install paddlepaddle==3.3.1"
 LAYERS = {"elman": "SimpleRNN", "lstm": "LSTM", "gru-reset-after": "GRU", "lstm-proj": "LSTM"}
