@@ -150,6 +150,18 @@ DEFECTS = (
         "outputs reach the weights: rnnspec check paddle --cell lstm-proj --variant lengths=zero fails FWD-H and the "
         "VJP clauses (the loss, which counts valid steps only, passes).",
         cells=("lstm-proj",), variants=("lengths=zero",)),
+    Defect(("onnx2pytorch",), catalogue.DTYPES,
+        "onnx2pytorch 0.6.0 zeroes the final states of a sequence of length 0 (sequence_lens 0) for RNN, LSTM and "
+        "GRU(linear_before_reset=1); no gradient reaches initial_h/initial_c",
+        "onnx2pytorch 0.6.0 (torch 2.13.0, onnx 1.23.2) runs ONNX's RNN, LSTM and GRU(linear_before_reset=1) with a "
+        "constant sequence_lens as PyTorch's layer on packed sequences (operations/rnnutils.py, run_padded): a "
+        "sequence of length 0 is run for one step and its outputs and final states multiplied by 0, so Y_h (Y_c) is "
+        "0 instead of initial_h (initial_c) and dL/dinitial_h is 0; its own GRU(linear_before_reset=0) loop keeps "
+        "initial_h, as the spec does. Reproducer: a GRU node (hidden_size=2, linear_before_reset=1), constant W, R, "
+        "B and sequence_lens=[0, 3], through onnx2pytorch.ConvertModel, called with initial_h = ones(1, 2, 2): "
+        "Y_h[0, 0] is [0, 0], not [1, 1] (docs/compilers.md). The suite fails *-LEN-ZERO-FWD-H_N/C_N and "
+        "*-LEN-ZERO-VJP-H0/C0 only; ONNX Runtime 1.32.0 does the same.",
+        variants=("lengths=zero",)),
 )
 
 

@@ -68,6 +68,10 @@ ROWS = (
         "ONNX frontend, CPU plugin, INFERENCE_PRECISION_HINT f32"),
     Row("mlx", "MLX", "mlx", ("mlx",), "CPU (mlx-cpu)"),
     Row("paddle", "PaddlePaddle", "paddle", ("paddle",), "CPU"),
+    Row("torch-compile", "PyTorch torch.compile", "torch", ("torch",), "inductor, CPU, allow_rnn"),
+    Row("torch-compile-loop", "PyTorch torch.compile", "torch", ("torch",),
+        "inductor, CPU, a cell loop's step compiled"),
+    Row("onnx2pytorch", "ONNX → PyTorch (onnx2pytorch)", "onnx", ("onnx2pytorch", "onnx", "torch"), "CPU, autograd"),
 )
 
 

@@ -31,6 +31,9 @@ BUILTIN = {
     "torch-onnx-torchscript": ("rnnspec.spec.frameworks.onnx_export", "TorchOnnxTorchScript"),
     "openvino": ("rnnspec.spec.frameworks.openvino_runtime", "OpenVino"),
     "openvino-f32": ("rnnspec.spec.frameworks.openvino_runtime", "OpenVinoF32"),
+    "torch-compile": ("rnnspec.spec.frameworks.torch_compiled", "TorchCompiled"),
+    "torch-compile-loop": ("rnnspec.spec.frameworks.torch_compiled", "TorchCompiledLoop"),
+    "onnx2pytorch": ("rnnspec.spec.frameworks.onnx2torch_layers", "Onnx2PyTorch"),
 }
 
 
