@@ -1,4 +1,5 @@
-"""The README's weight-porting example (PyTorch LSTM into Keras LSTM) runs and agrees to float32 rounding."""
+"""The weight-porting example of docs/frameworks.md (PyTorch LSTM into Keras LSTM) runs and agrees to float32
+rounding."""
 
 import importlib.util
 import os
@@ -9,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).parent.parent / "README.md"
+FRAMEWORKS = Path(__file__).parent.parent / "docs" / "frameworks.md"
 
 
 def test_the_readme_port_from_pytorch_to_keras_gives_the_same_outputs():
     missing = [m for m in ("torch", "keras") if importlib.util.find_spec(m) is None]
     if missing:
         pytest.skip(f"not installed: {missing}")
-    (block,) = [b for b in re.findall(r"```python\n(.*?)```", README.read_text(), re.S) if "port(weights" in b]
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", FRAMEWORKS.read_text(), re.S) if "port(weights" in b]
     # in its own process: Keras picks its backend when first imported
     run = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, timeout=300,
                          env={**os.environ, "KERAS_BACKEND": "torch"})
