@@ -85,6 +85,9 @@ class TorchCompiled(_OneGraph, TorchRNN):
 
     cells = CELLS
     variants = ()  # packed sequences and stacked layers are not compiled here (docs/compilers.md)
+    #: the compiled layers unroll T: every new (T, I, H) is a new graph (tens of seconds each), so the cases come on
+    #: a few shapes, edge sizes among them (rnnspec.spec.cases.few_shapes)
+    shapes = 4
 
     def __init__(self, activation: str = "tanh") -> None:
         super().__init__(activation)
