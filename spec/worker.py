@@ -132,12 +132,17 @@ def _cuda_initialized() -> bool:
     return bool(torch is not None and hasattr(torch, "cuda") and torch.cuda.is_initialized())
 
 
+def _fork_unsafe() -> bool:
+    """Whether a child forked from this process would hang or fail: it holds a CUDA context; it has used MLX (a
+    forked child hangs at its first MLX operation); or it has run torch.compile's inductor, whose compile workers
+    (threads) a forked child lacks, so its next compile waits on them forever."""
+    return _cuda_initialized() or "mlx.core" in sys.modules or "torch._inductor.async_compile" in sys.modules
+
+
 def start_method(impl) -> str:
-    """"fork" (the child inherits the loaded implementation, picklable or not), or "spawn" where this
-    process holds a CUDA context and the implementation pickles (a TargetName always does), or has used MLX."""
-    if "mlx.core" in sys.modules:  # a child forked from a process that has used MLX hangs at its first MLX operation
-        return "spawn"
-    if not _cuda_initialized():
+    """"fork" (the child inherits the loaded implementation, picklable or not), or "spawn" where a forked child
+    would hang or fail (:func:`_fork_unsafe`) and the implementation pickles (a TargetName always does)."""
+    if not _fork_unsafe():
         return "fork"
     try:
         pickle.dumps(impl)
