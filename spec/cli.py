@@ -146,6 +146,21 @@ EXIT = {"conformant": 0, "not conformant": 1, "inconclusive": 3}
 ON_CUDA = {"torch": "torch-cuda", "rnnspec-cpu": "rnnspec-cuda"}
 
 
+def _write_reports(command: str, result, args: argparse.Namespace) -> int:
+    """--report (JSON) and --junit, then the verdict's exit code; exit 2 when a report cannot be written."""
+    from rnnspec.spec import report as reports
+
+    try:
+        if args.report:
+            reports.write_json(result, args.report)
+        if args.junit:
+            reports.write_junit(result, args.junit)
+    except OSError as exc:
+        print(f"rnnspec {command}: could not write the report: {exc}", file=sys.stderr)
+        return 2
+    return EXIT[result.verdict]
+
+
 def _check(args: argparse.Namespace) -> int:
     from rnnspec.spec import report as reports
     from rnnspec.spec.runner import UsageError, check, print_progress
@@ -172,15 +187,7 @@ def _check(args: argparse.Namespace) -> int:
         print(f"rnnspec check: {exc}", file=sys.stderr)
         return 2
     print(reports.table(result))
-    try:
-        if args.report:
-            reports.write_json(result, args.report)
-        if args.junit:
-            reports.write_junit(result, args.junit)
-    except OSError as exc:
-        print(f"rnnspec check: could not write the report: {exc}", file=sys.stderr)
-        return 2
-    return EXIT[result.verdict]
+    return _write_reports("check", result, args)
 
 
 def _names(option: str, text: str | None, known: tuple[str, ...]) -> tuple[str, ...] | None:
@@ -233,7 +240,6 @@ def _cases(args: argparse.Namespace) -> int:
 
 def _judge(args: argparse.Namespace) -> int:
     from rnnspec.spec import corpus_judge
-    from rnnspec.spec import report as reports
     from rnnspec.spec.runner import UsageError, print_progress
 
     try:
@@ -246,15 +252,7 @@ def _judge(args: argparse.Namespace) -> int:
         print(f"rnnspec judge: {exc}", file=sys.stderr)
         return 2
     print(corpus_judge.table(result, args.corpus))
-    try:
-        if args.report:
-            reports.write_json(result, args.report)
-        if args.junit:
-            reports.write_junit(result, args.junit)
-    except OSError as exc:
-        print(f"rnnspec judge: could not write the report: {exc}", file=sys.stderr)
-        return 2
-    return EXIT[result.verdict]
+    return _write_reports("judge", result, args)
 
 
 def _tune(args: argparse.Namespace) -> int:
