@@ -69,10 +69,20 @@ def _load(source):
     return impl, declarations(impl)
 
 
+def _one_torch_thread_if_forked() -> None:
+    """torch already imported here means this child was forked from a process that imported it; if that process ran
+    a parallel region, the child hangs at its own first one (GNU OpenMP is not fork-safe: seen in CI, an LSTM's
+    loss() hung on its first case large enough to run in parallel). On one thread torch never enters one."""
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "set_num_threads"):
+        torch.set_num_threads(1)
+
+
 def _serve(connection, source) -> None:
     # a fatal signal is reported as the call's outcome; a handler inherited from the parent (pytest's)
     # would also dump this process's stack into the parent's output
     faulthandler.disable()
+    _one_torch_thread_if_forked()
     try:
         impl, declared = _load(source)
         connection.send(("loaded", declared))

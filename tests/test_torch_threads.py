@@ -63,3 +63,26 @@ def test_a_call_that_raises_still_gives_the_callers_setting_back():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_torch_target_is_not_hung_by_the_parallel_torch_of_the_process_that_forked_its_worker(tmp_path):
+    """GNU OpenMP is not fork-safe: once this process has run a parallel region, a forked worker hung at its own
+    first one (CI: the README's LSTM timed out on loss() from its first large case). The worker runs torch on one
+    thread, so the check finishes (before the fix: inconclusive, every loss() timing out)."""
+    torch = pytest.importorskip("torch")
+    from rnnspec.spec.runner import check
+    from rnnspec.spec.worker import TargetName
+
+    torch.ones(512, 512) @ torch.ones(512, 512)  # this process's OpenMP threads start
+    (tmp_path / "elman_in_torch.py").write_text(
+        "from rnnspec.spec.wrap import from_torch\n"
+        "def rnn(x, h0, U, W, b):\n"
+        "    import torch\n"
+        "    hs, h = [], h0\n"
+        "    for x_t in x:\n"
+        "        h = torch.tanh(x_t @ U.T + h @ W.T + b)\n"
+        "        hs.append(h)\n"
+        "    return torch.stack(hs)\n"
+        "impl = from_torch(rnn)\n")
+    report = check(TargetName(f"{tmp_path / 'elman_in_torch.py'}:impl"), examples=12, timeout=20)
+    assert report.verdict == "conformant", [(r.clause.id, r.status) for r in report.results if r.status != "passed"]
