@@ -284,7 +284,7 @@ def markdown(entries: list[Cell], command: str) -> str:
         verdict = {"conformant": "**conformant**"}.get(e.verdict, e.verdict)
         if e.missing:
             verdict += f" ({', '.join(sorted(e.missing))} not provided)"
-        known = [d.text for d in defects.known(r.target, e.dtype)] if e.verdict != "conformant" else []
+        known = [d.text for d in defects.known(r.target, e.dtype, e.cell)] if e.verdict != "conformant" else []
         refs = "".join(f" {ref(m, where)}" for m in known + e.messages)
         ratio = f"{e.worst_ratio:.2g}" if e.worst_ratio else "-"
         lines.append(f"| {r.framework} | {version} | {r.where} | {e.cell} | {e.dtype} | {verdict}{refs} | "

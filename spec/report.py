@@ -53,7 +53,7 @@ def _problem_blocks(report: Report, problems: list) -> list[str]:
         ce = members[0].counterexample
         if ce:
             dtype = ce["case"].get("dtype", "")
-            for defect in known(report.target, dtype):
+            for defect in known(report.target, dtype, report.cell, report.variant):
                 rows.append(f"  known defect of {report.target} in {dtype}: {defect.summary} (COMPATIBILITY.md has "
                             "the reproducer)")
             clauses = "".join(f" --clause {i}" for i in ids) if len(ids) <= MAX_CLAUSE_FLAGS else ""
