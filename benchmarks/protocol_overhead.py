@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,15 +41,16 @@ def _inprocess_module():
     return module
 
 
-class _Timed:
+class _Timed(ABC):
     """A target that times each call of the target it wraps and appends ``method seconds`` to $RNNSPEC_BENCH_LOG.
     Every other attribute, read or set (the declarations, the cell the suite sets), is the wrapped target's."""
 
     def __init__(self) -> None:
         object.__setattr__(self, "_inner", self._make())
 
+    @abstractmethod
     def _make(self):
-        raise NotImplementedError
+        """The target to time."""
 
     def __getattr__(self, name: str):
         return getattr(self._inner, name)

@@ -208,7 +208,7 @@ def _die_with_parent() -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         PR_SET_PDEATHSIG = 1
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except Exception:  # noqa: S110 - no prctl: the program still ends at EOF on its stdin
+    except Exception:  # no prctl (not Linux): the program still ends at EOF on its stdin
         pass
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,7 +36,7 @@ Arrays = dict[str, np.ndarray]
 _KERNELS: dict[str, Kernel] = {}
 
 
-class Kernel:
+class Kernel(ABC):
     """A cell's CPU kernel: what the shared code asks of it. ``entry`` is the cell's catalogue entry."""
 
     #: the parameters a caller may leave out (Elman's b); the catalogue's others are required
@@ -49,24 +50,24 @@ class Kernel:
     def required(self) -> tuple[str, ...]:
         return tuple(k for k in self.entry.param_keys if k not in self.optional)
 
+    @abstractmethod
     def forward(self, x, state0, params, activation: str) -> Arrays:
         """The plain contract's forward (arguments as rnnspec.kernels.forward takes them, unchecked)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def backward(self, x, state0, params, cotangents, activation: str) -> Arrays:
         """The plain contract's VJP."""
-        raise NotImplementedError
 
+    @abstractmethod
     def loss(self, x, state0, params, targets, activation: str) -> tuple[np.generic, Arrays]:
         """The plain contract's softmax cross-entropy loss and its gradients."""
-        raise NotImplementedError
 
+    @abstractmethod
     def run(self, x, state0, params, activation: str, tag: str):
         """One run (a layer's direction) of a variant, its arguments checked: an object with ``H``, ``P`` (the
         width of h), ``active`` (the rows running at each step, settable), ``set_input(x)``, ``run()``, then
         ``hs`` (and ``cs``, (T+1, B, .) each) and ``backward(direct, gc) -> gradients``. ``tag`` tells its
         scratch arrays apart from the other runs' of the same call."""
-        raise NotImplementedError
 
 
 @dataclass
@@ -117,15 +118,15 @@ class Gated(Kernel):
         """The cell's parameters beyond U_k, W_k, b_k, in the catalogue's order."""
         return tuple(checks.GATED_CELLS[self.name][2])
 
+    @abstractmethod
     def recur(self, run) -> None:
         """The forward recurrence over run.a: fills run.gates and run.hs[1:] (and run.cs for a cell state),
         and keeps on ``run`` what recur_back reads."""
-        raise NotImplementedError
 
+    @abstractmethod
     def recur_back(self, run, direct: np.ndarray, gc: np.ndarray) -> Deltas:
         """BPTT from dL/dh_t (``direct``, (T, B, P)) and, for a cell with a cell state, dL/dc_t (``gc``
         (T, B, H), zeros where none was given); after recur on the same run."""
-        raise NotImplementedError
 
     def loss_at_once(self, run, targets: np.ndarray):
         """None, or (loss, gradients) computed in one compiled call where the step's products are loops
