@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shlex
 import os
+import shlex
 import shutil
 import struct
 import subprocess
