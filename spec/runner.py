@@ -9,16 +9,16 @@ import sys
 import time
 
 from rnnspec.derivations.variants import parse_variant
-from rnnspec.spec.cases import Case, few_shapes, generate
+from rnnspec.spec.cases import Case
 from rnnspec.spec.clauses import Clause, by_id
 from rnnspec.spec.clauses import clauses as cell_clauses
 from rnnspec.spec.declared import Declared, UsageError, declared
 from rnnspec.spec.expected import call_args, expected
 from rnnspec.spec.judge import METHODS, Verdict, judge
 from rnnspec.spec.results import ClauseResult, Report
-from rnnspec.spec.worker import Outcome, Worker
+from rnnspec.spec.worker import Outcome, TargetName, Worker
 
-__all__ = ["UsageError", "check", "check_options", "print_progress", "shrink"]
+__all__ = ["ShardDone", "UsageError", "check", "check_options", "print_progress", "shrink"]
 
 DEFAULT_EXAMPLES = 50
 DEFAULT_TIMEOUT = 60.0
@@ -199,10 +199,17 @@ def _clauses(cell: str, names: list[str] | None, variant: str = "") -> list[Clau
     return [known[c] for c in names] if names else list(cell_clauses(cell, variant))
 
 
+class ShardDone(Exception):
+    """A shard ran its units but the run's others are elsewhere: no report yet (``rnnspec merge`` makes it)."""
+
+
 def check(impl, *, target: str = "<object>", examples: int | None = None, seed: int = 0,
           timeout: float = DEFAULT_TIMEOUT, clauses: list[str] | None = None, cases: list[Case] | None = None,
           progress=None, cell: str | None = None, dtype: str | None = None, variant: str | None = None,
-          require_all: bool = False, save_cases: str | None = None, shapes: int | str | None = None) -> Report:
+          require_all: bool = False, save_cases: str | None = None, shapes: int | str | None = None,
+          results: str | None = None, shard: tuple[int, int] | None = None, workers: int = 1,
+          engine: str = "local", address: str | None = None, unit_cases: int | None = None,
+          units_progress=None) -> Report:
     """Check ``impl`` against every clause (or those named) of ``cell`` on generated cases; see README.
 
     ``impl`` is the implementation, or a :class:`~rnnspec.spec.worker.TargetName`: then it is loaded
@@ -214,13 +221,26 @@ def check(impl, *, target: str = "<object>", examples: int | None = None, seed: 
     :mod:`rnnspec.spec.casefile`).
     ``shapes``: the generated cases on at most that many shapes (:func:`~rnnspec.spec.cases.few_shapes`); ``"all"``
     every case its own shape; None (default) what the target declares (a compiled target asks for a few).
+
+    The run is a list of work units of ``unit_cases`` cases (:mod:`rnnspec.spec.units`; docs/runs.md), run by
+    ``engine`` ("local": ``workers`` processes; "ray": Ray tasks, at ``address``), each unit's record stored as it
+    finishes in the folder ``results`` (a rerun resumes there) or in memory. ``shard=(K, N)`` runs only the K-th
+    of N slices of the units and raises :class:`ShardDone` when the others are not in ``results``.
+    ``units_progress``: a stream for the live count of units done, failed and left (with an ETA).
     """
+    from rnnspec.spec.engines import execute
+    from rnnspec.spec.store import FolderStore, MemoryStore
+    from rnnspec.spec.units import DEFAULT_UNIT_CASES, report_from, units_of
+
     start = time.monotonic()
     explicit = cases is not None
     check_options(examples, timeout)
     if shapes is not None and shapes != "all" and (isinstance(shapes, bool) or not isinstance(shapes, int)
                                                    or shapes < 1):
         raise UsageError(f"shapes must be a positive whole number or 'all', got {shapes!r}")
+    unit_cases = DEFAULT_UNIT_CASES if unit_cases is None else unit_cases
+    if isinstance(unit_cases, bool) or not isinstance(unit_cases, int) or unit_cases < 1:
+        raise UsageError(f"unit_cases must be a positive whole number of cases, got {unit_cases!r}")
     asked = _cell_option(cell, cases)
     variant = _variant_option(variant, cases)
     if asked is not None:
@@ -236,38 +256,50 @@ def check(impl, *, target: str = "<object>", examples: int | None = None, seed: 
             decl.admits(case)
         if dtype is not None and dtype not in decl.dtypes:
             raise UsageError(f"--dtype: {dtype!r} is not among the target's dtypes {decl.dtypes}")
-        if cases is None:
-            dtypes = (dtype,) if dtype else decl.dtypes
-            cases = generate(examples or DEFAULT_EXAMPLES, seed, dtypes, decl.activations_of(cell), cell, variant)
-            few = decl.shapes if shapes is None else None if shapes == "all" else shapes
-            if few is not None:
-                cases = few_shapes(cases, few)
-        results = {c.id: ClauseResult(c) for c in selected}
-        checked = tuple(dict.fromkeys(c.dtype for c in cases))
-        for n, case in enumerate(cases, 1):
-            if progress:
-                progress(n, len(cases), case)
-            spec = expected(case, ulps=decl.ulps(case.dtype))
-            outcomes = session.run(case, case.arrays(), methods)
-            for clause in selected:
-                results[clause.id].add(case, judge(clause, case, outcomes, spec))
-        shrunk: dict[Case, Case] = {}  # a first failure's case -> where shrinking it led, for the next clause
-        for result in results.values():
-            if result.first_failure and session.deadline is None:
-                case, verdict = result.first_failure
-                small, small_verdict, tries = _shrink_from(session, result.clause, case, verdict, decl.ulps(case.dtype),
-                                                           shrunk)
-                result.counterexample = _counterexample(target, seed, result.clause, small, small_verdict, tries)
-            elif result.first_failure:
-                case, verdict = result.first_failure
-                result.counterexample = _counterexample(target, seed, result.clause, case, verdict, 0)
-        if save_cases is not None:
-            _save_failures(session, list(results.values()), methods, decl, save_cases)
     finally:
         session.worker.stop()
-    rerun = _rerun_command(target, cell, variant, seed, len(cases), dtype, explicit, shapes)
-    return Report(target, seed, list(results.values()), len(cases), time.monotonic() - start, _environment(decl),
-                  decl.accuracy_label(checked), cell, variant, rerun, require_all)
+    given = tuple(case.describe() for case in cases) if explicit else ()
+    units = units_of(target, cell, variant, dtype, seed, examples or DEFAULT_EXAMPLES, shapes,
+                     tuple(c.id for c in selected), unit_cases, timeout, given)
+    parameters = {"target": target, "cell": cell, "variant": variant, "dtype": dtype, "seed": seed,
+                  "examples": examples or DEFAULT_EXAMPLES, "shapes": shapes, "clauses": [c.id for c in selected],
+                  "cases": list(given), "timeout": timeout, "unit_cases": unit_cases, "require_all": require_all}
+    store = FolderStore.open(results, "check", parameters, units) if results is not None else MemoryStore()
+    drawn: dict = {}
+
+    def case_list(unit):
+        """The check's cases, drawn once here for every unit run in this process."""
+        from rnnspec.spec.units import case_list as draw
+
+        if "cases" not in drawn:
+            drawn["cases"] = draw(unit, decl)
+        return drawn["cases"]
+
+    here = engine == "local" and workers == 1
+    if not here and not (isinstance(impl, TargetName) and str(impl) == target):
+        raise UsageError("workers > 1 and --engine ray load the target in other processes: give it by name (a "
+                         f"TargetName equal to target=), not as an object (got {type(impl).__name__})")
+    execute(units, store, engine=engine, workers=workers, address=address, shard=shard,
+            impl=impl if here else None, cases=case_list,
+            on_case=(lambda n, total, case: progress(n, total, case)) if progress else None, stream=units_progress,
+            requirements=None)
+    missing = [u for u in units if not store.has(u)]
+    if missing:
+        raise ShardDone(f"shard {shard[0]}/{shard[1]}: its units are stored in {results}; {len(missing)} of the "
+                        f"run's {len(units)} units are not (the other shards'): put the folders together with "
+                        f"rnnspec merge DIR...")
+    records = [store.get(u) for u in units]
+    total = len(records) and records[0]["total_cases"]
+    rerun = _rerun_command(target, cell, variant, seed, total, dtype, explicit, shapes)
+    report = report_from(records, require_all=require_all, rerun=rerun)
+    report.seconds = time.monotonic() - start
+    if save_cases is not None:
+        session = Session(impl, timeout)
+        try:
+            _save_failures(session, report.results, methods, decl, save_cases)
+        finally:
+            session.worker.stop()
+    return report
 
 
 def _rerun_command(target: str, cell: str, variant: str, seed: int, examples: int, dtype: str | None,
