@@ -84,3 +84,48 @@ def test_the_peak_s_fma_chains_take_one_step_per_repeat(dtype):
     peak._chains(x, 1000)
     expected = 1 + 0.999**1000
     assert np.allclose(x, expected, rtol=1e-4), f"entries {np.unique(x)} after 1000 repeats, expected {expected}"
+
+
+#: what NUMBA_CPU_FEATURES gives Numba for an AVX2-only CPU (Haswell's features), to build its code on any x86 CPU
+AVX2_ONLY = ("+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+f16c,+fma,+fxsr,+lzcnt,+mmx,+movbe,+popcnt,+sse,+sse2,+sse3,"
+             "+sse4.1,+sse4.2,+ssse3,+xsave")
+
+_AVX2_SCRIPT = r"""
+import importlib.util, re, sys
+import numpy as np
+from rnnspec.kernels.cpu import peak, simd
+assert (simd.AVX512, simd.WIDEST, peak.CHAINS) == (False, 4, 6), (simd.AVX512, simd.WIDEST, peak.CHAINS)
+spec = importlib.util.spec_from_file_location("test_simd", sys.argv[1])
+tests = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(tests)
+for dtype in ("float32", "float64"):
+    lanes = simd.VECTOR_BYTES // np.dtype(dtype).itemsize
+    x = np.full(peak.CHAINS * lanes, 2, dtype)
+    peak._chains(x, 1000)
+    assert np.allclose(x, 1 + 0.999**1000, rtol=1e-4), np.unique(x)
+    rng = np.random.default_rng(0)
+    for K, N in ((37, 2 * simd.WIDEST * lanes + 3), (5, lanes - 1), (64, 3 * lanes)):
+        tests._check(rng.standard_normal(K).astype(dtype), rng.standard_normal((K, N)).astype(dtype))
+for signature, asm in peak._chains.inspect_asm().items():
+    # the repeat loop: a label and the backward jump to it, around the FMAs
+    loops = [body for _, body in re.findall(r"^(\.LBB0_\d+):\n(.*?)^\s+j\w+\s+\1\n", asm, re.S | re.M)
+             if "vfmadd" in body]
+    assert len(loops) == 1 and "zmm" not in asm, (signature, asm)
+    assert "rsp" not in loops[0] and loops[0].count("vfmadd") == 2 * peak.CHAINS, (signature, loops[0])
+print("ok")
+"""
+
+
+def test_an_avx2_only_build_sums_right_and_keeps_the_peak_s_chains_in_registers(tmp_path):
+    """Built as for an AVX2-only CPU (Numba's target features; the code runs on this one too): the block widths and
+    the peak's chain count follow AVX2's 16 registers, row_times still meets its bound, and the chains' loop holds
+    every chain in a register (2 CHAINS ymm FMAs, no stack access): 8 chains spilled there and halved the rate."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": AVX2_ONLY,
+           "NUMBA_CACHE_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", _AVX2_SCRIPT, __file__], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr

@@ -4,7 +4,7 @@
 The best of three measurements, each the best of a few calls (a peak, so the fastest call counts):
 - ``numpy_gemm``: NumPy's matmul at n = 2048;
 - ``kernels_gemm``: the GEMM the kernels call (Numba's np.dot, SciPy's OpenBLAS) at n = 2048;
-- ``fma_microkernel``: 2 WIDEST independent chains of v = v a + b in vector registers (llvm.fma on
+- ``fma_microkernel``: CHAINS independent chains of v = v a + b in vector registers (llvm.fma on
   VECTOR_BYTES vectors; :mod:`simd`), on every core at once: the FMA units' own rate. The loop it
   replaced left the vectors' width to LLVM, which chose 32 bytes on the Zen 4 VM: 110 GFLOP/s float32
   against 219 for these chains and 195-205 for the GEMMs, measured side by side.
@@ -22,7 +22,7 @@ from numba.extending import intrinsic
 
 from rnnspec.kernels.cpu.bench import timings
 from rnnspec.kernels.cpu.blas import dot_into
-from rnnspec.kernels.cpu.simd import VECTOR_BYTES, WIDEST, fma_function, spread
+from rnnspec.kernels.cpu.simd import REGISTER_BYTES, REGISTERS, VECTOR_BYTES, WIDEST, fma_function, spread
 from rnnspec.kernels.cpu.tuning import cores
 from rnnspec.kernels.numba_cache import keyed_by_source
 
@@ -30,8 +30,11 @@ GEMM_N = 2048
 CALLS = 5
 
 
-#: chains per core: twice the registers row_times sums in, to cover the FMA's latency on every pipe
-CHAINS = 2 * WIDEST
+#: chains per core: twice the registers row_times sums in, to cover the FMA's latency on every pipe, but no more
+#: than the registers hold beside a, b and two spare: 16 on AVX-512; 6 on AVX2, where each 64-byte vector takes
+#: two of its 16 registers. 8 there took 17 registers and spilled in the loop, which halved the rate (seen on an
+#: AVX2-only Zen 3: 130 GFLOP/s float32 against 160-177 for the GEMMs; see tests/test_simd.py)
+CHAINS = min(2 * WIDEST, (REGISTERS - 4) * REGISTER_BYTES // VECTOR_BYTES)
 
 
 @intrinsic

@@ -22,8 +22,23 @@ from rnnspec.kernels.cpu.blas import cpu_flags
 
 #: one vector register: 64 bytes (AVX-512); LLVM splits it in two where the CPU has 32-byte registers
 VECTOR_BYTES = 64
+
+
+def _compiles_avx512() -> bool:
+    """Whether the code Numba compiles may use AVX-512: the CPU's flags, unless NUMBA_CPU_FEATURES names the
+    features to compile for (a build for another CPU, or an AVX2-only machine emulated on this one)."""
+    from numba.core import config
+
+    if config.CPU_FEATURES:
+        return "+avx512f" in config.CPU_FEATURES.split(",")
+    return "avx512f" in cpu_flags()
+
+
+AVX512 = _compiles_avx512()
+#: the vector registers LLVM allocates: 32 of 64 bytes (AVX-512), else 16 of 32 (AVX2)
+REGISTERS, REGISTER_BYTES = (32, 64) if AVX512 else (16, 32)
 #: vectors summed at once: 8 of 32 registers (AVX-512), else 4 (2 x 4 of AVX2's 16), leaving room for b's loads
-WIDEST = 8 if "avx512f" in cpu_flags() else 4
+WIDEST = 8 if AVX512 else 4
 
 _I64 = ir.IntType(64)
 
