@@ -52,10 +52,40 @@ def _derive(args: argparse.Namespace) -> int:
     return 0
 
 
-def _matrix(args: argparse.Namespace) -> int:
+def _matrix_command(targets: str | None, seeds, examples: int, out: str | None, variants: bool) -> str:
+    return " ".join(["rnnspec matrix", *(f"--targets {targets}",) * bool(targets),
+                     f"--seeds {','.join(map(str, seeds))} --examples {examples}", *("--variants",) * variants,
+                     *(f"--out {out}",) * bool(out)])
+
+
+def _matrix_from(folders: list[str], out: str | None, args: argparse.Namespace) -> int:
+    """The matrix of results folders (``matrix --from``, ``merge``)."""
     from rnnspec.spec import matrix
     from rnnspec.spec.runner import UsageError
 
+    try:
+        _output_path("--out", out)
+        entries, p = matrix.merged(folders)
+    except UsageError as exc:
+        print(f"rnnspec {args.command}: {exc}", file=sys.stderr)
+        return 2
+    text = matrix.markdown(entries, _matrix_command(",".join(p["targets"]), p["seeds"], p["examples"], out,
+                                                    p["variants"]))
+    if out:
+        Path(out).write_text(text)
+    else:
+        print(text)
+    return 0
+
+
+def _matrix(args: argparse.Namespace) -> int:
+    from rnnspec.spec import matrix
+    from rnnspec.spec.engines import RunError
+    from rnnspec.spec.runner import ShardDone, UsageError
+    from rnnspec.spec.targets import TargetError
+
+    if args.sources:
+        return _matrix_from(args.sources, args.out, args)
     targets = tuple(t for t in args.targets.split(",") if t) if args.targets is not None else None
     known = [r.target for r in matrix.ROWS]
     unknown = [t for t in targets or () if t not in known and not t.startswith("exec:")]
@@ -65,6 +95,8 @@ def _matrix(args: argparse.Namespace) -> int:
         return 2
     try:
         _output_path("--out", args.out)
+        if args.address and args.engine != "ray":
+            raise UsageError(f"--address {args.address}: is a Ray cluster's address; give it with --engine ray")
     except UsageError as exc:
         print(f"rnnspec matrix: {exc}", file=sys.stderr)
         return 2
@@ -76,11 +108,19 @@ def _matrix(args: argparse.Namespace) -> int:
         if len(absent) == len(targets):
             print("rnnspec matrix: none of the targets asked for is installed: nothing to run", file=sys.stderr)
             return 2
-    command = " ".join(["rnnspec matrix", *(f"--targets {args.targets}",) * bool(args.targets),
-                        f"--seeds {','.join(map(str, args.seeds))} --examples {args.examples}",
-                        *(f"--out {args.out}",) * bool(args.out)])
+    command = _matrix_command(args.targets, args.seeds, args.examples, args.out, args.variants)
     say = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-    text = matrix.markdown(matrix.build(targets, args.seeds, args.examples, args.jobs, say), command)
+    try:
+        entries = matrix.build(targets, args.seeds, args.examples, max(args.jobs, args.workers), say,
+                               variants=args.variants, results=args.results, shard=args.shard, engine=args.engine,
+                               address=args.address, unit_cases=args.unit_cases)
+    except ShardDone as exc:
+        print(f"rnnspec matrix: {exc}", file=sys.stderr)
+        return 0
+    except (UsageError, RunError, TargetError) as exc:
+        print(f"rnnspec matrix: {exc}", file=sys.stderr)
+        return 2
+    text = matrix.markdown(entries, command)
     if args.out:
         Path(args.out).write_text(text)
     else:
@@ -163,7 +203,8 @@ def _write_reports(command: str, result, args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from rnnspec.spec import report as reports
-    from rnnspec.spec.runner import UsageError, check, print_progress
+    from rnnspec.spec.engines import RunError
+    from rnnspec.spec.runner import ShardDone, UsageError, check, print_progress
     from rnnspec.spec.targets import TargetError
     from rnnspec.spec.worker import TargetName
 
@@ -178,16 +219,68 @@ def _check(args: argparse.Namespace) -> int:
         _output_path("--junit", args.junit)
         _output_folder("--save-cases", args.save_cases)
         cases = [_case(args.case, args.cell)] if args.case else None
+        if args.address and args.engine != "ray":
+            raise UsageError(f"--address {args.address}: is a Ray cluster's address; give it with --engine ray")
         result = check(TargetName(args.target), target=args.target, examples=args.examples, seed=args.seed,
                        timeout=args.timeout, clauses=args.clause or None, cases=cases,
                        progress=None if args.quiet else print_progress(), cell=args.cell, dtype=args.dtype,
                        variant=args.variant, require_all=args.require_all, save_cases=args.save_cases,
-                       shapes=args.shapes)
-    except (TargetError, UsageError) as exc:
+                       shapes=args.shapes, results=args.results, shard=args.shard, workers=args.workers,
+                       engine=args.engine, address=args.address, unit_cases=args.unit_cases,
+                       units_progress=None if args.quiet else sys.stderr)
+    except ShardDone as exc:
+        print(f"rnnspec check: {exc}", file=sys.stderr)
+        return 0
+    except (TargetError, UsageError, RunError) as exc:
         print(f"rnnspec check: {exc}", file=sys.stderr)
         return 2
     print(reports.table(result))
     return _write_reports("check", result, args)
+
+
+def _merge(args: argparse.Namespace) -> int:
+    """The report (or matrix) of results folders written by shards or runs elsewhere."""
+    from rnnspec.spec import report as reports
+    from rnnspec.spec import store as stores
+    from rnnspec.spec.runner import UsageError
+
+    try:
+        kind = stores.read_manifest(args.folders[0])["kind"]
+        if kind == "matrix":
+            return _matrix_from(args.folders, args.out, args)
+        _output_path("--report", args.report)
+        _output_path("--junit", args.junit)
+        result = merged_check(args.folders)
+    except UsageError as exc:
+        print(f"rnnspec merge: {exc}", file=sys.stderr)
+        return 2
+    print(reports.table(result))
+    return _write_reports("merge", result, args)
+
+
+def merged_check(folders: list[str]):
+    """The report of a check whose units are in ``folders`` (its shards'), or a UsageError saying what is missing."""
+    from rnnspec.spec import store as stores
+    from rnnspec.spec.runner import UsageError, _rerun_command
+    from rnnspec.spec.units import report_from
+
+    kind, parameters, units, records = stores.gather(folders)
+    for folder in folders[1:]:
+        other = stores.read_manifest(folder)["parameters"]
+        if other != parameters:
+            changed = sorted(k for k in set(other) | set(parameters) if other.get(k) != parameters.get(k))
+            raise UsageError(f"{folder} holds a check with other parameters than {folders[0]} (differing: "
+                             f"{', '.join(changed)}): merge the shards of one run")
+    missing = [u for u in units if u.key not in records]
+    if missing:
+        raise UsageError(f"{len(missing)} of the run's {len(units)} units are in none of the folders (a shard not "
+                         f"run, or not finished): {', '.join(u.describe() for u in missing[:5])}"
+                         + (" ..." if len(missing) > 5 else ""))
+    found = [records[u.key] for u in units]
+    p = parameters
+    rerun = _rerun_command(p["target"], p["cell"], p["variant"], p["seed"], found[0]["total_cases"], p["dtype"],
+                           bool(p["cases"]), p["shapes"])
+    return report_from(found, require_all=p["require_all"], rerun=rerun)
 
 
 def _names(option: str, text: str | None, known: tuple[str, ...]) -> tuple[str, ...] | None:
@@ -308,6 +401,34 @@ def _version() -> str:
         return "rnnspec (not installed)"
 
 
+def _shard(text: str) -> tuple[int, int]:
+    from rnnspec.spec.engines import parse_shard
+    from rnnspec.spec.runner import UsageError
+
+    try:
+        return parse_shard(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--shard: ")) from None
+
+
+def _run_options(command: argparse.ArgumentParser) -> None:
+    """How a run's work units run and where their results go (docs/runs.md)."""
+    from rnnspec.spec.engines import ENGINES
+    from rnnspec.spec.units import DEFAULT_UNIT_CASES
+
+    command.add_argument("--results", metavar="DIR", help="store each work unit's results in DIR as it finishes; "
+                         "the same command run again resumes there (docs/runs.md)")
+    command.add_argument("--shard", type=_shard, metavar="K/N", help="run only the K-th of N deterministic slices "
+                         "of the units (one job of a CI matrix, a Slurm array...); then rnnspec merge DIR...")
+    command.add_argument("--workers", type=_positive_int, default=1, help="local processes running units at once "
+                         "(default 1)")
+    command.add_argument("--engine", choices=ENGINES, default="local", help="local processes (default), or Ray tasks "
+                         "on a cluster (pip install 'rnnspec[ray]')")
+    command.add_argument("--address", help="the Ray cluster to join (--engine ray; default: a local one)")
+    command.add_argument("--unit-cases", type=_positive_int, default=None,
+                         help=f"cases per work unit (default {DEFAULT_UNIT_CASES})")
+
+
 def parser() -> argparse.ArgumentParser:
     from rnnspec.catalogue import DTYPES
     from rnnspec.catalogue import NAMES as CELL_NAMES
@@ -345,6 +466,7 @@ def parser() -> argparse.ArgumentParser:
                        "'not provided' and the verdict says what was checked)")
     check.add_argument("--save-cases", metavar="DIR", help="write each failure's smallest case to DIR as .npz: its "
                        "inputs, the expected outputs and the target's (rnnspec.spec.casefile.read_case reads it)")
+    _run_options(check)
     check.add_argument("--report", help="write a JSON report here")
     check.add_argument("--junit", help="write a JUnit XML report here")
     check.add_argument("--quiet", action="store_true", help="no live progress")
@@ -382,6 +504,15 @@ def parser() -> argparse.ArgumentParser:
     judge.add_argument("--junit", help="write a JUnit XML report here")
     judge.add_argument("--quiet", action="store_true", help="no live progress")
     judge.set_defaults(run=_judge)
+    merge = sub.add_parser("merge", help="one report (or matrix) from the results folders of a run's shards",
+                           description="Combine the results folders that `rnnspec check --results DIR --shard K/N` "
+                           "(or `rnnspec matrix --results DIR`) wrote, anywhere, into the report (or matrix) of the "
+                           "whole run, with check's exit codes (2: a unit is in none of the folders).")
+    merge.add_argument("folders", nargs="+", metavar="DIR", help="results folders")
+    merge.add_argument("--report", help="write a JSON report here")
+    merge.add_argument("--junit", help="write a JUnit XML report here")
+    merge.add_argument("--out", help="a matrix's Markdown goes here (default: print it)")
+    merge.set_defaults(run=_merge)
     derive = sub.add_parser("derive", help="regenerate the derivation documents and figures")
     derive.add_argument("--out", help="output folder (default: derivations/generated in the package)")
     derive.add_argument("--check", action="store_true", help="exit 1 when committed files differ from a fresh render")
@@ -400,7 +531,12 @@ def parser() -> argparse.ArgumentParser:
                         "docs/protocol.md; no comma in it) (default: every installed framework's)")
     matrix.add_argument("--seeds", type=_seeds, default=(0,), help="comma-separated seeds (default 0)")
     matrix.add_argument("--examples", type=_positive_int, default=50, help="cases per cell, dtype and seed")
-    matrix.add_argument("--jobs", type=_positive_int, default=1, help="checks run at once (default 1)")
+    matrix.add_argument("--jobs", type=_positive_int, default=1, help="units run at once (default 1; as --workers)")
+    matrix.add_argument("--variants", action="store_true", help="a row per variant each target declares too (each "
+                        "feature alone; layers as layers=2); default: the plain rows only")
+    matrix.add_argument("--from", dest="sources", nargs="+", metavar="DIR", help="make the matrix from the results "
+                        "folders of matrix runs (their shards, or runs in other environments) instead of running")
+    _run_options(matrix)
     matrix.add_argument("--out", help="write the Markdown here (default: print it)")
     matrix.add_argument("--quiet", action="store_true", help="no progress lines")
     matrix.set_defaults(run=_matrix)

@@ -1,9 +1,9 @@
 """The compatibility matrix: every installed framework target, cell and dtype through the suite, as Markdown.
 
-``rnnspec matrix`` runs ``check`` once per (target, cell, dtype, seed) in worker processes, so that
-every framework is imported only where its target runs, and writes one row per (target, cell,
-dtype): conformant, the clauses that fail or break (with the framework's message), or not provided
-(with the reason: a layer the framework lacks, a dtype its kernels lack).
+``rnnspec matrix`` runs the work units of a ``check`` per (target, cell, dtype, seed) (and, with ``--variants``,
+per declared variant) in worker processes, so that every framework is imported only where its target runs, and
+writes one row per (target, cell, dtype, variant): conformant, the clauses that fail or break (with the
+framework's message), or not provided (with the reason: a layer the framework lacks, a dtype its kernels lack).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 from rnnspec import catalogue
@@ -146,7 +145,7 @@ def _torch_sees_a_gpu() -> bool:
 
 @dataclass
 class Cell:
-    """One (target, cell, dtype) of the matrix, over every seed."""
+    """One (target, cell, dtype, variant) of the matrix, over every seed."""
 
     row: Row
     cell: str
@@ -158,6 +157,11 @@ class Cell:
     cases: int = 0
     reason: str = ""  # why it is not provided
     missing: set[str] = field(default_factory=set)  # the clause groups (VJP, LOSS) the target has no method for
+    variant: str = ""  # "" one forward layer over full sequences
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.row.target, self.cell, self.variant, self.dtype)
 
 
 def _target_class(name: str):
@@ -184,13 +188,7 @@ def not_provided(row: Row, cell: str, dtype: str) -> str:
     return ""
 
 
-def _run(args: tuple[str, str, str, int, int]) -> dict:
-    from rnnspec.spec.runner import check
-    from rnnspec.spec.worker import TargetName
-
-    target, cell, dtype, seed, examples = args
-    report = check(TargetName(target), target=target, cell=cell, dtype=dtype, seed=seed, examples=examples,
-                   timeout=300.0)
+def _summary(report) -> dict:
     return {"verdict": report.verdict, "cases": report.cases, "seconds": report.seconds,
             "clauses": [(r.clause.id, r.status, r.worst.ratio if r.worst else None, r.message.splitlines()[:1])
                         for r in report.results]}
@@ -212,36 +210,148 @@ def _merge(entry: Cell, run: dict, prefix: str) -> None:
             entry.worst_ratio = max(entry.worst_ratio, ratio)
 
 
-def build(targets: tuple[str, ...] | None = None, seeds: tuple[int, ...] = (0,), examples: int = 50,
-          jobs: int = 1, progress: Callable[[str], None] | None = None) -> list[Cell]:
-    """Every (installed target, cell, dtype), checked over ``seeds``; an ``exec:COMMAND`` among ``targets`` is a row
-    of its own (:func:`program_row`)."""
-    from rnnspec.spec.contract import contract
+#: the per-call timeout of the matrix's checks (a framework's first call may compile)
+TIMEOUT = 300.0
+
+
+def row_variants(row: Row) -> tuple[str, ...]:
+    """The variants a row's target declares, one matrix row each (``--variants``): each declared feature alone,
+    stacked layers as two."""
+    if isinstance(row, ProgramRow):
+        return ()
+    from rnnspec.derivations.variants import parse_variant
+
+    features = getattr(_target_class(row.target), "variants", ())
+    return tuple(parse_variant("layers=2" if f == "layers" else f).name for f in features)
+
+
+def _rows(targets: tuple[str, ...] | None, programs: dict | None = None, installed: bool = True) -> list[Row]:
+    """The rows of ``targets`` (every row if None), installed ones only when ``installed``; a program row is made by
+    asking the program (:func:`program_row`) unless ``programs`` holds what it declared."""
     from rnnspec.spec.targets import EXEC_PREFIX
 
-    rows = [r for r in ROWS if (targets is None or r.target in targets) and r.installed()]
-    rows += [program_row(t) for t in targets or () if t.startswith(EXEC_PREFIX)]
-    for row in rows:
-        row.version()  # anything the Markdown needs fails now, not after hours of checks
-    entries, work = [], []
+    rows = [r for r in ROWS if (targets is None or r.target in targets) and (not installed or r.installed())]
+    for t in targets or ():
+        if t.startswith(EXEC_PREFIX):
+            known = (programs or {}).get(t)
+            rows.append(ProgramRow(t, known["name"], "", (), "a program over docs/protocol.md", name=known["name"],
+                                   cells=tuple(known["cells"]), dtypes=tuple(known["dtypes"])) if known
+                        else program_row(t))
+    return rows
+
+
+def plan(rows: list[Row], seeds: tuple[int, ...], examples: int, variants: bool = False,
+         unit_cases: int | None = None) -> tuple[list[Cell], dict[tuple, list]]:
+    """The matrix's entries (row, cell, dtype and, with ``variants``, each declared variant), and the work units of
+    each entry that is provided, by (target, cell, variant, dtype)."""
+    from rnnspec.spec.clauses import clauses
+    from rnnspec.spec.units import DEFAULT_UNIT_CASES, units_of
+
+    entries, units = [], {}
     for row in rows:
         for cell in catalogue.NAMES:
             for dtype in catalogue.DTYPES:
-                entry = Cell(row, cell, dtype)
-                entry.reason = not_provided(row, cell, dtype)
-                entry.verdict = "not provided" if entry.reason else "conformant"
-                entries.append(entry)
-                if not entry.reason:
-                    work += [(entry, (row.target, cell, dtype, seed, examples)) for seed in seeds]
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = [(entry, args, pool.submit(_run, args)) for entry, args in work]
-        for n, (entry, args, future) in enumerate(futures, 1):
-            run = future.result()
-            _merge(entry, run, contract(entry.cell).prefix + "-")
-            if progress:
-                progress(f"[{n}/{len(futures)}] {args[0]} {args[1]} {args[2]} seed {args[3]}: {run['verdict']} "
-                         f"({run['seconds']:.0f} s)")
+                reason = not_provided(row, cell, dtype)
+                for variant in ("", *(row_variants(row) if variants else ())):
+                    entry = Cell(row, cell, dtype, variant=variant)
+                    entry.reason = reason
+                    entry.verdict = "not provided" if reason else "conformant"
+                    entries.append(entry)
+                    if reason:
+                        continue
+                    ids = tuple(c.id for c in clauses(cell, variant))
+                    units[entry.key] = [u for seed in seeds for u in
+                                        units_of(row.target, cell, variant, dtype, seed, examples, None, ids,
+                                                 unit_cases or DEFAULT_UNIT_CASES, TIMEOUT)]
+    return entries, units
+
+
+def fill(entries: list[Cell], units: dict[tuple, list], records: dict[str, dict]) -> list[Cell]:
+    """Each provided entry's verdict from its units' records (every seed's report merged into the entry)."""
+    from rnnspec.spec.contract import contract
+    from rnnspec.spec.units import report_from
+
+    for entry in entries:
+        if entry.reason:
+            continue
+        by_seed: dict[int, list] = {}
+        for unit in units[entry.key]:
+            by_seed.setdefault(unit.seed, []).append(records[unit.key])
+        for found in by_seed.values():
+            _merge(entry, _summary(report_from(found)), contract(entry.cell, entry.variant).prefix + "-")
     return entries
+
+
+def parameters(rows: list[Row], seeds: tuple[int, ...], examples: int, variants: bool, unit_cases: int | None) -> dict:
+    """What a matrix's results folder records of its command (a program row with what it declared)."""
+    programs = {r.target: {"name": r.name, "cells": list(r.cells), "dtypes": list(r.dtypes)}
+                for r in rows if isinstance(r, ProgramRow)}
+    return {"targets": [r.target for r in rows], "programs": programs, "seeds": list(seeds), "examples": examples,
+            "variants": variants, "unit_cases": unit_cases}
+
+
+def build(targets: tuple[str, ...] | None = None, seeds: tuple[int, ...] = (0,), examples: int = 50,
+          jobs: int = 1, progress: Callable[[str], None] | None = None, *, variants: bool = False,
+          results: str | None = None, shard: tuple[int, int] | None = None, engine: str = "local",
+          address: str | None = None, unit_cases: int | None = None) -> list[Cell]:
+    """Every (installed target, cell, dtype), checked over ``seeds``; an ``exec:COMMAND`` among ``targets`` is a row
+    of its own (:func:`program_row`); with ``variants``, a row per variant each target declares too.
+
+    The checks run as work units (:mod:`rnnspec.spec.units`) on ``engine`` with ``jobs`` local processes, stored in
+    the folder ``results`` when given (a rerun resumes); ``shard=(K, N)`` runs the K-th slice of the units and raises
+    :class:`~rnnspec.spec.runner.ShardDone` if others are missing (``rnnspec merge`` or ``matrix --from``).
+    ``progress`` gets the live count of units done, failed and left."""
+    from rnnspec.spec.engines import execute
+    from rnnspec.spec.runner import ShardDone
+    from rnnspec.spec.store import FolderStore, MemoryStore
+
+    rows = _rows(targets)
+    for row in rows:
+        row.version()  # anything the Markdown needs fails now, not after hours of checks
+    entries, units = plan(rows, seeds, examples, variants, unit_cases)
+    every = [u for group in units.values() for u in group]
+    store = (FolderStore.open(results, "matrix", parameters(rows, seeds, examples, variants, unit_cases), every)
+             if results is not None else MemoryStore())
+    packages = {r.target: r.packages for r in rows}
+    execute(every, store, engine=engine, workers=jobs, address=address, shard=shard, stream=progress,
+            requirements=lambda unit: packages.get(unit.target, ()))
+    missing = [u for u in every if not store.has(u)]
+    if missing:
+        raise ShardDone(f"shard {shard[0]}/{shard[1]}: its units are stored in {results}; {len(missing)} of the "
+                        f"matrix's {len(every)} units are not (the other shards'): put the folders together with "
+                        "rnnspec merge DIR... (or rnnspec matrix --from DIR...)")
+    return fill(entries, units, {u.key: store.get(u) for u in every})
+
+
+def merged(folders: list[str]) -> tuple[list[Cell], dict]:
+    """The matrix of the results folders of matrix runs (shards, or runs in other environments: each folder's rows
+    once, in the order of ROWS), and the parameters the first folder was run with."""
+    from rnnspec.spec import store as stores
+    from rnnspec.spec.declared import UsageError
+
+    kind, first, _, records = stores.gather(folders)
+    if kind != "matrix":
+        raise UsageError(f"{folders[0]} holds a {kind} run, not a matrix: merge it with rnnspec merge")
+    entries, units, targets = {}, {}, []
+    for folder in folders:
+        p = stores.read_manifest(folder)["parameters"]
+        if (p["seeds"], p["examples"]) != (first["seeds"], first["examples"]):
+            raise UsageError(f"{folder}: a matrix of seeds {p['seeds']} and {p['examples']} examples; {folders[0]}: "
+                             f"seeds {first['seeds']}, {first['examples']} examples: one matrix has one depth")
+        rows = _rows(tuple(p["targets"]), p["programs"], installed=False)
+        found, planned = plan(rows, tuple(p["seeds"]), p["examples"], p["variants"], p["unit_cases"])
+        for entry in found:
+            entries.setdefault(entry.key, entry)
+        for key, group in planned.items():
+            units.setdefault(key, group)
+        targets += [t for t in p["targets"] if t not in targets]
+    lost = [u for group in units.values() for u in group if u.key not in records]
+    if lost:
+        raise UsageError(f"{len(lost)} units of the matrix are in none of the folders (a shard not run, or not "
+                         f"finished): {', '.join(u.describe() for u in lost[:5])}" + (" ..." if len(lost) > 5 else ""))
+    order = {r.target: n for n, r in enumerate(ROWS)}
+    ranked = sorted(entries.values(), key=lambda e: order.get(e.row.target, len(order) + targets.index(e.row.target)))
+    return fill(ranked, units, records), {**first, "targets": targets}
 
 
 def _failing(entry: Cell) -> str:
@@ -275,19 +385,21 @@ def markdown(entries: list[Cell], command: str) -> str:
         return f"[{list(notes).index(text) + 1}]"
 
     for e in entries:
-        r, where = e.row, f"{e.row.target} {e.cell} {e.dtype}"
+        cell = f"{e.cell} ({e.variant})" if e.variant else e.cell
+        r, where = e.row, f"{e.row.target} {cell} {e.dtype}"
         version = r.version()
         if e.reason:
-            lines.append(f"| {r.framework} | {version} | {r.where} | {e.cell} | {e.dtype} | not provided "
+            lines.append(f"| {r.framework} | {version} | {r.where} | {cell} | {e.dtype} | not provided "
                          f"{ref(e.reason, where)} | | | |")
             continue
         verdict = {"conformant": "**conformant**"}.get(e.verdict, e.verdict)
         if e.missing:
             verdict += f" ({', '.join(sorted(e.missing))} not provided)"
-        known = [d.text for d in defects.known(r.target, e.dtype, e.cell)] if e.verdict != "conformant" else []
+        known = ([d.text for d in defects.known(r.target, e.dtype, e.cell, e.variant)] if e.verdict != "conformant"
+                 else [])
         refs = "".join(f" {ref(m, where)}" for m in known + e.messages)
         ratio = f"{e.worst_ratio:.2g}" if e.worst_ratio else "-"
-        lines.append(f"| {r.framework} | {version} | {r.where} | {e.cell} | {e.dtype} | {verdict}{refs} | "
+        lines.append(f"| {r.framework} | {version} | {r.where} | {cell} | {e.dtype} | {verdict}{refs} | "
                      f"{_failing(e)} | {ratio} | {e.cases} |")
     lines += ["", "Notes (the framework's own message, or why a cell or dtype is not provided):", ""]
     lines += [f"{n}. {text.replace('|', '/')} ({', '.join(where)})" for n, (text, where) in enumerate(notes.items(), 1)]

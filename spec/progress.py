@@ -13,6 +13,7 @@ class UnitProgress:
     """
 
     def __init__(self, total: int, resumed: int = 0, parallel: int = 1, stream=None, clock=time.monotonic) -> None:
+        """``stream``: a file the line is written to, or a callable given each line; None shows nothing."""
         self.total, self.resumed, self.parallel = total, resumed, max(1, parallel)
         self.done = self.failed = 0
         self.busy = 0.0  # unit-seconds of the units finished here
@@ -46,7 +47,9 @@ class UnitProgress:
         self.show()
 
     def show(self) -> None:
-        if self.stream is not None:
+        if callable(self.stream):
+            self.stream(self.line())
+        elif self.stream is not None:
             end = "\r" if self.stream.isatty() and self.left else "\n"
             self.stream.write(self.line().ljust(90) + end)
             self.stream.flush()
