@@ -286,7 +286,7 @@ def check(impl, *, target: str = "<object>", examples: int | None = None, seed: 
     execute(units, store, engine=engine, workers=workers, address=address, shard=shard,
             impl=impl if here else None, cases=case_list,
             on_case=(lambda n, total, case: progress(n, total, case)) if progress else None, stream=units_progress,
-            requirements=None)
+            requirements=lambda unit: _packages(unit.target))
     missing = [u for u in units if not store.has(u)]
     if missing:
         raise ShardDone(f"shard {shard[0]}/{shard[1]}: its units are stored in {results}; {len(missing)} of the "
@@ -304,6 +304,13 @@ def check(impl, *, target: str = "<object>", examples: int | None = None, seed: 
         finally:
             session.worker.stop()
     return report
+
+
+def _packages(target: str) -> tuple[str, ...]:
+    """The packages a built-in framework target needs (its matrix row's), for an engine placing units on nodes."""
+    from rnnspec.spec.matrix import ROWS
+
+    return next((r.packages for r in ROWS if r.target == target), ())
 
 
 def _rerun_command(target: str, cell: str, variant: str, seed: int, examples: int, dtype: str | None,
