@@ -271,6 +271,55 @@ def test_dynamo_export_of_nn_gru_fixes_the_example_length_in_a_reshape():
     assert got.shape == (2, 1, 4), got.shape  # (1, 2, 4) asked: the output's first axis is the example's T
 
 
+def test_dynamo_export_of_nn_lstm_keeps_the_example_length_where_its_optimizer_folds_the_output_shape():
+    """Defect 7's trigger, pinned in its parts (torch 2.13.0, onnxscript 0.7.2), on nn.LSTM(3, 5) exported once from
+    T = 3, B = 2 with T and B dynamic and ``optimize=False``, run at T = 5, B = 3:
+
+    1. torch.export keeps T symbolic at the input but gives the preserved ``aten.lstm.input`` node an output whose
+       T is the example's 3 (torch.onnx's decomposition step recomputes the node's shapes with the Python-loop
+       decomposition, not the while_loop one it captured with);
+    2. the graph as translated is right (onnxscript's ``aten_lstm`` reshapes Y to Shape(Y)[0], computed);
+    3. after ``program.optimize()`` (what ``optimize=True``, the default, runs) the Reshape holds the constant 3:
+       the output has shape (3, 5, 5), the right numbers in the wrong shape.
+
+    (Sizes of their own: a second export of an nn.LSTM of the same sizes in one process comes back with T fixed.)"""
+    needs("torch", "onnxruntime", "onnx", "onnxscript")
+    import onnxruntime as ort
+    import torch
+
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(3, 5).eval()
+    T, B = torch.export.Dim("T"), torch.export.Dim("B")
+    example = (torch.randn(3, 2, 3), (torch.randn(1, 2, 5), torch.randn(1, 2, 5)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(lstm, example, dynamo=True, optimize=False, verbose=False,
+                                    dynamic_shapes=({0: T, 1: B}, ({1: B}, {1: B})))
+    x, h0, c0 = torch.randn(5, 3, 3), torch.randn(1, 3, 5), torch.randn(1, 3, 5)
+    with torch.no_grad():
+        want = lstm(x, (h0, c0))[0].numpy()
+
+    def run():
+        options = ort.SessionOptions()
+        options.log_severity_level = 4
+        session = ort.InferenceSession(program.model_proto.SerializeToString(), options)
+        names = [i.name for i in session.get_inputs()]
+        return session.run(None, dict(zip(names, (x.numpy(), h0.numpy(), c0.numpy()))))[0]
+
+    graph = program.exported_program.graph
+    source = next(n for n in graph.nodes if n.op == "placeholder" and n.name == "input")
+    node = next(n for n in graph.nodes if "lstm" in str(n.target))
+    assert not isinstance(source.meta["val"].shape[0], int)  # the input's T is symbolic
+    unoptimized = run()
+    assert unoptimized.shape == want.shape and np.allclose(unoptimized, want, atol=1e-5)  # 2.
+    program.optimize()
+    optimized = run()
+    if optimized.shape == want.shape:
+        pytest.fail(FIXED)
+    assert isinstance(node.meta["val"][0].shape[0], int) and node.meta["val"][0].shape[0] == 3  # 1.
+    assert optimized.shape == (3, 5, 5) and np.allclose(optimized.reshape(want.shape), want, atol=1e-5)  # 3.
+
+
 def test_torchscript_exporter_refuses_an_lstm_with_a_projection():
     needs("torch", "onnx")
     import torch
