@@ -36,6 +36,13 @@ def parse_shard(text: str) -> tuple[int, int]:
     return k, n
 
 
+def check_shard(shard: tuple[int, int] | None, results: str | None) -> None:
+    """A usage error for a shard whose units would be kept nowhere (a shard's results are merged later)."""
+    if shard is not None and results is None:
+        raise UsageError(f"--shard {shard[0]}/{shard[1]}: give --results DIR too: a shard's results are merged "
+                         "later with the other shards' (rnnspec merge)")
+
+
 def selected(units: list[Unit], shard: tuple[int, int] | None) -> list[Unit]:
     if shard is None:
         return list(units)

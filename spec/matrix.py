@@ -301,10 +301,11 @@ def build(targets: tuple[str, ...] | None = None, seeds: tuple[int, ...] = (0,),
     the folder ``results`` when given (a rerun resumes); ``shard=(K, N)`` runs the K-th slice of the units and raises
     :class:`~rnnspec.spec.runner.ShardDone` if others are missing (``rnnspec merge`` or ``matrix --from``).
     ``progress`` gets the live count of units done, failed and left."""
-    from rnnspec.spec.engines import execute
+    from rnnspec.spec.engines import check_shard, execute
     from rnnspec.spec.runner import ShardDone
     from rnnspec.spec.store import FolderStore, MemoryStore
 
+    check_shard(shard, results)
     rows = _rows(targets)
     for row in rows:
         row.version()  # anything the Markdown needs fails now, not after hours of checks

@@ -232,13 +232,14 @@ def check(impl, *, target: str = "<object>", examples: int | None = None, seed: 
     of N slices of the units and raises :class:`ShardDone` when the others are not in ``results``.
     ``units_progress``: a stream for the live count of units done, failed and left (with an ETA).
     """
-    from rnnspec.spec.engines import execute
+    from rnnspec.spec.engines import check_shard, execute
     from rnnspec.spec.store import FolderStore, MemoryStore
     from rnnspec.spec.units import DEFAULT_UNIT_CASES, report_from, units_of
 
     start = time.monotonic()
     explicit = cases is not None
     check_options(examples, timeout)
+    check_shard(shard, results)
     if shapes is not None and shapes != "all" and (isinstance(shapes, bool) or not isinstance(shapes, int)
                                                    or shapes < 1):
         raise UsageError(f"shapes must be a positive whole number or 'all', got {shapes!r}")

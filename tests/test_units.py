@@ -146,7 +146,9 @@ def test_merge_refuses_shards_of_different_runs(tmp_path, capsys):
 def test_a_bad_shard_is_a_usage_error_naming_the_option(capsys):
     with pytest.raises(SystemExit):
         _check(WRONG, "--shard", "3/2")
-    assert "--shard" in capsys.readouterr().err
+    assert "--shard: expected K/N with 1 <= K <= N, got '3/2'" in capsys.readouterr().err
+    assert _check(WRONG, "--shard", "1/2") == 2  # its results would be kept nowhere
+    assert "--shard 1/2: give --results DIR too" in capsys.readouterr().err
 
 
 def _calls(path: Path) -> list[str]:
