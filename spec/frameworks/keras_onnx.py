@@ -6,12 +6,12 @@ model's serving function through ``tf2onnx.convert.from_function``); ``keras-tf2
 ``tf2onnx.convert.from_keras(model)``. Both at the converter's default opset. Forward only: ONNX Runtime runs
 no gradients of these graphs.
 
-What is converted is a functional ``keras.Model`` over the framework's own layers, as a user builds one: the
-layer (in ``keras.layers.Bidirectional(merge_mode="concat")`` for ``bidirectional``, one after another for
-``layers``), its weights set by ``set_weights`` from :mod:`rnnspec.spec.conventions`, named inputs ``x``
-(batch-major, T and B dynamic), ``mask`` (bool (B, T), for ``lengths=carry``) and the initial states ``s{l}_{k}``
-(layer l; for each direction h, and c for the LSTM, forward first, as Bidirectional splits ``initial_state``).
-The outputs are the sequence and the final states (``return_state=True``).
+What is converted is a functional ``keras.Model`` over the framework's own layers, as a user builds one: the layer
+(in ``keras.layers.Bidirectional(merge_mode="concat")`` for ``bidirectional``, one after another for ``layers``),
+its weights set by ``set_weights`` from :mod:`rnnspec.spec.conventions`, named inputs ``x`` (batch-major, T and B
+dynamic), ``mask`` (bool (B, T), the sequences' lengths) and the initial states ``s{l}_{k}`` (layer l; for each
+direction h, and c for the LSTM, forward first, as Bidirectional splits ``initial_state``). The outputs are the
+sequence and the final states (``return_state=True``).
 
 tf2onnx folds the weights into the graph (its LSTM rewriter needs them constant to write an ONNX LSTM
 operator), so there are no weights to feed: every case's weights are a conversion of their own (about 0.5 to 2 s),
@@ -22,9 +22,13 @@ mask, SimpleRNN and both GRUs become a ``Loop`` over the TensorFlow while loop's
 Keras's LSTM returns the cell state of the last step only: c_t of every step is the converted graph's final c run
 on the prefix x_0 .. x_t (the graph's T is dynamic, so one conversion serves every prefix).
 
-Variants: ``layers``, ``bidirectional``, ``lengths=carry`` (Keras masking: the state is held at padded steps and
-the output repeats the last one; the mask is a graph input) and ``state0=default`` (the layers called without
-``initial_state``), and their combinations. Keras has no "zero" length semantics.
+Variants: ``layers``, ``bidirectional``, ``state0=default`` (the layers called without ``initial_state``) and the
+two length semantics of Keras masking, the mask a graph input: the state is held at padded steps, and the output
+repeats the last one (``lengths=carry``: Keras's default, ``zero_output_for_mask=False``) or is zero
+(``lengths=zero``: ``zero_output_for_mask=True``). ``keras.layers.Bidirectional`` forces ``zero_output_for_mask=True``
+on both its layers (keras/src/layers/rnn/bidirectional.py): a bidirectional run under ``lengths=carry`` is therefore
+two layers, the second ``go_backwards=True`` with its outputs flipped back (``keras.ops.flip``) and concatenated, as
+the ``keras`` target runs it.
 """
 
 from __future__ import annotations
@@ -56,12 +60,11 @@ MODULES = {"keras": "keras", "tensorflow": "tensorflow-cpu", "tf2onnx": "tf2onnx
 WITH_CELL_STATE = catalogue.with_cell_state()
 
 #: why float64 is not declared (keras 3.15.1, tf2onnx 1.17.0, onnxruntime 1.32.0; tests/test_keras_onnx.py checks it)
-NO_DOUBLE = ("Keras's ONNX export asks for the float32 dtype policy, and the float64 LSTM converts to an ONNX LSTM "
-             "operator that ONNX Runtime's CPU provider cannot run ('LSTM operator does not support double yet'); "
-             "a target's dtypes are one for all its cells (float64 SimpleRNN and GRU Loop graphs convert and run)")
-NOT_PROVIDED = {"float64": NO_DOUBLE,
-                "lengths=zero": "Keras masking holds the state and repeats the last output at padded steps "
-                                "(lengths=carry); Keras has no outputs-zeroed semantics"}
+NO_DOUBLE = ("tf2onnx converts Keras's float64 LSTM to an ONNX LSTM operator that ONNX Runtime's CPU provider "
+             "cannot run ('LSTM operator does not support double yet'), and Keras's export documents float32 models "
+             "only; the float64 SimpleRNN and GRU convert to Loop graphs that run, but a target's dtypes are one for "
+             "all its cells")
+NOT_PROVIDED = {"float64": NO_DOUBLE}
 
 
 def _require(target: str):
@@ -86,7 +89,7 @@ class KerasOnnx:
     cell = "elman"
     dtypes = ("float32",)
     activations = ("tanh", "relu")
-    variants = ("layers", "bidirectional", "lengths=carry", "state0=default")
+    variants = ("layers", "bidirectional", "lengths=zero", "lengths=carry", "state0=default")
     layers, bidirectional, lengths, default_state = 1, False, None, False
     #: every case its own shape: the weights are folded into the graph, so each case converts anew anyway
     shapes: int | None = None
@@ -129,27 +132,35 @@ class KerasOnnx:
         if variant.lengths:
             mask = keras.Input((None,), name="mask", dtype="bool")
             inputs.append(mask)
-        h, finals, built = x, [], []
+        # "zero": the layers' own zero_output_for_mask=True (keras.layers.Bidirectional sets it in any case);
+        # "carry": Keras's default, False
+        options = {"zero_output_for_mask": True} if variant.lengths == "zero" else {}
+        h, finals, parts = x, [], []
         for layer_index in range(variant.layers):
             states = [] if variant.default_state else [
                 keras.Input((H,), name=f"s{layer_index}_{k}", dtype="float32")
                 for k in range(n_states * variant.directions)]
             inputs += states
-            layer = self._layer(H)
-            if variant.bidirectional:
-                layer = keras.layers.Bidirectional(layer, merge_mode="concat")
-            options = {}
-            if states:
-                options["initial_state"] = states if len(states) > 1 else states[0]
-            if mask is not None:
-                options["mask"] = mask
-            out = layer(h, **options)
-            h, finals = out[0], finals + list(out[1:])
-            built.append(layer)
-        for layer, per_direction in zip(built, weights):
-            parts = [layer.forward_layer, layer.backward_layer] if variant.bidirectional else [layer]
-            for part, each in zip(parts, per_direction):
-                part.set_weights([each[k] for k in KERAS_WEIGHTS])
+            given = {"mask": mask} if mask is not None else {}
+            if not variant.bidirectional or variant.lengths == "carry":
+                # one direction, or both as two layers (the second go_backwards, its outputs flipped back to time
+                # order): Bidirectional would force zero_output_for_mask=True, which is not Keras's carry masking
+                sequences = []
+                for d in range(variant.directions):
+                    layer = self._layer(H, go_backwards=d == 1, **options)
+                    own = states[d * n_states:(d + 1) * n_states]
+                    out = layer(h, **given, **({"initial_state": own} if own else {}))
+                    sequences.append(keras.ops.flip(out[0], axis=1) if d else out[0])
+                    finals += list(out[1:])
+                    parts.append(layer)
+                h = keras.layers.Concatenate()(sequences) if len(sequences) == 2 else sequences[0]
+            else:
+                layer = keras.layers.Bidirectional(self._layer(H, **options), merge_mode="concat")
+                out = layer(h, **given, **({"initial_state": states} if states else {}))
+                h, finals = out[0], finals + list(out[1:])
+                parts += [layer.forward_layer, layer.backward_layer]
+        for part, each in zip(parts, [w for per_direction in weights for w in per_direction]):
+            part.set_weights([each[k] for k in KERAS_WEIGHTS])
         return keras.Model(inputs, [h, *finals])
 
     def _convert(self, model) -> bytes:
