@@ -70,6 +70,9 @@ _CELLS = (
          known_as="nn.LSTM(proj_size=P)"),
     Cell("lstm-peephole", "LSTM with peepholes (ONNX's P)", "lstm", "ifgo", ("h", "c"),
          _per_gate("ifgo", extra=tuple(Param(f"P_{g}", ("H",)) for g in "ifo")), known_as="ONNX LSTM with P"),
+    # no forget-gate parameters: f = 1 - i
+    Cell("lstm-coupled", "LSTM with coupled input and forget gates (ONNX's input_forget=1)", "lstm", "igo",
+         ("h", "c"), _per_gate("igo"), known_as="ONNX LSTM input_forget=1"),
     Cell("gru-reset-after", "GRU, reset gate after the recurrent product", "gru", "rzn", ("h",),
          _per_gate("rzn", extra=(Param("b_hn", ("H",)),)),
          known_as="nn.GRU, cuDNN, Keras reset_after=True, Flax GRUCell, ONNX linear_before_reset=1"),

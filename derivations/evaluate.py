@@ -47,15 +47,11 @@ class Backend:
         return self.name in ("mpmath", "sympy", "symengine")
 
     def asarray(self, value) -> np.ndarray:
-        if self.name == "symengine":
-            convert = np.frompyfunc(symengine.sympify, 1, 1)
-            return convert(np.asarray(value, dtype=object)).astype(object)
-        if self.name == "mpmath":
-            convert = np.frompyfunc(lambda v: mpmath.mpmathify(v), 1, 1)
-            return convert(np.asarray(value, dtype=object)).astype(object)
-        if self.name == "sympy":
-            convert = np.frompyfunc(sp.sympify, 1, 1)
-            return convert(np.asarray(value, dtype=object)).astype(object)
+        exact = {"symengine": symengine.sympify, "mpmath": mpmath.mpmathify, "sympy": sp.sympify}
+        if self.name in exact:
+            # a ufunc of a 0-d array returns a bare scalar (a constant term such as the 1 of f = 1 - i): made an
+            # array again
+            return np.asarray(np.frompyfunc(exact[self.name], 1, 1)(np.asarray(value, dtype=object)), dtype=object)
         return np.asarray(value, dtype=self.dtype)
 
     def zeros(self, shape) -> np.ndarray:

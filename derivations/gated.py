@@ -5,6 +5,7 @@ Per-gate parameters, named after the notes' U (input), W (recurrent), b; sigma i
     lstm:             i = sigma(U_i x + W_i h + b_i),  f = sigma(U_f x + W_f h + b_f),
                       g = tanh(U_g x + W_g h + b_g),    o = sigma(U_o x + W_o h + b_o),
                       c' = f * c + i * g,               h' = o * tanh(c')
+    lstm-coupled:     as lstm without U_f, W_f, b_f: f = 1 - i (ONNX's input_forget=1)
     gru-reset-after:  r = sigma(U_r x + W_r h + b_r),  z = sigma(U_z x + W_z h + b_z),
                       n = tanh(U_n x + b_n + r * (W_n h + b_hn)),   h' = (1 - z) * n + z * h
     gru-reset-before: as above with n = tanh(U_n x + W_n (r * h) + b_n), no b_hn
@@ -39,13 +40,17 @@ def _pre(name: str, gate: str) -> Var:
     return Var(name, ("H",), INTERMEDIATE, rf"\hat{{{gate}}}_{{t}}")
 
 
-def lstm(head: str | None = "softmax-ce", projection: bool = False, peephole: bool = False) -> Cell:
+def lstm(head: str | None = "softmax-ce", projection: bool = False, peephole: bool = False,
+         coupled: bool = False) -> Cell:
     """The LSTM, gates in the order i, f, g, o (PyTorch's). With ``projection``, PyTorch's ``proj_size``:
     h_t = W_hr (o * tanh(c_t)), of size P, which the gates read back (W_k is (H, P)). With ``peephole``,
-    ONNX's P: i and f also read P_i * c_{t-1}, P_f * c_{t-1}, and o reads P_o * c_t (the new cell state)."""
+    ONNX's P: i and f also read P_i * c_{t-1}, P_f * c_{t-1}, and o reads P_o * c_t (the new cell state).
+    With ``coupled``, ONNX's ``input_forget=1``: no forget-gate parameters, f = 1 - i (the input gate's value
+    after its logistic function; ONNX Runtime computes exactly this, pf = 1 - pi), so c_t = (1 - i) c_{t-1} + i g."""
     i, j, k = indices("i j k")
     state = "P" if projection else "H"
-    order = catalogue.cell("lstm").gates
+    name = "lstm-proj" if projection else "lstm-peephole" if peephole else "lstm-coupled" if coupled else "lstm"
+    order = catalogue.cell(name).gates
     U, W, b = _gate_params(order, state)
     x = Var("x", ("I",), INPUT, "x_t")
     h_prev = Var("h_prev", (state,), STATE_IN, "h_{t-1}")
@@ -53,7 +58,7 @@ def lstm(head: str | None = "softmax-ce", projection: bool = False, peephole: bo
     h = Var("h", (state,), STATE_OUT, "h_t")
     c = Var("C", ("H",), STATE_OUT, "c_t", contract="c")
     pre = {g: _pre(f"z{g}", g) for g in order}
-    gate = {g: Var(f"{g}g", ("H",), INTERMEDIATE, f"{g}_{{t}}") for g in order}
+    gate = {g: Var(f"{g}g", ("H",), INTERMEDIATE, f"{g}_{{t}}") for g in catalogue.cell("lstm").gates}
     squash = {"i": sigmoid, "f": sigmoid, "g": sp.tanh, "o": sigmoid}
     peep = {g: Var(f"P_{g}", ("H",), PARAM, f"P_{{{g}}}") for g in "ifo"} if peephole else {}
     reads = {"i": c_prev, "f": c_prev, "o": c}  # the cell state each peephole looks at
@@ -66,6 +71,8 @@ def lstm(head: str | None = "softmax-ce", projection: bool = False, peephole: bo
         extra = peep[g][i] * reads[g][i] if g in peep else 0
         step.append(Equation(pre[g], (i,), U[g][i, j] * x[j] + W[g][i, k] * h_prev[k] + b[g][i] + extra))
         step.append(Equation(gate[g], (i,), squash[g](pre[g][i])))
+        if coupled and g == "i":  # the forget gate is the input gate's complement, not a gate of its own
+            step.append(Equation(gate["f"], (i,), 1 - gate["i"][i]))
     if not peephole:
         step.append(new_cell)
     if projection:
@@ -76,7 +83,6 @@ def lstm(head: str | None = "softmax-ce", projection: bool = False, peephole: bo
         step.append(Equation(h, (i,), W_hr[i, k] * unprojected[k]))
     else:
         step.append(Equation(h, (i,), gate["o"][i] * sp.tanh(c[i])))
-    name = "lstm-proj" if projection else "lstm-peephole" if peephole else "lstm"
     return Cell(
         name=name,
         activation="tanh",
@@ -88,7 +94,9 @@ def lstm(head: str | None = "softmax-ce", projection: bool = False, peephole: bo
         head=make_head(head, h),
         title=catalogue.cell(name).title,
         pre_activations=tuple(p.name for p in pre.values()) + ("C",),
-        gates=(Gate("i", "b_i", "input"), Gate("f", "b_f", "forget"), Gate("o", "b_o", "output")),
+        # the coupled cell's forget gate has no bias of its own: i shut is f open
+        gates=tuple(Gate(g, f"b_{g}", meaning) for g, meaning in (("i", "input"), ("f", "forget"), ("o", "output"))
+                    if g in order),
     )
 
 

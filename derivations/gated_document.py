@@ -218,6 +218,7 @@ def lstm_document(certificates: list[Certificate], figure: str, curves: dict[str
         *_proof_section([c for c in certificates if c.cell == "lstm"]),
         *_projection_section(page, [c for c in certificates if c.cell == "lstm-proj"]),
         *_peephole_section(page, [c for c in certificates if c.cell == "lstm-peephole"]),
+        *_coupled_section(page, [c for c in certificates if c.cell == "lstm-coupled"]),
     ]
     return "\n".join(lines)
 
@@ -268,6 +269,37 @@ def _peephole_section(page: Page, certificates: list[Certificate]) -> list[str]:
         "The engine derives the peepholes' gradients and the two new paths into the cell state's cotangents:",
         "",
         *page.table(backward, written, cell),
+        "",
+        "Proof certificate, as in section 5:",
+        "",
+        *certificate_rows(certificates),
+        "",
+    ]
+
+
+def _coupled_section(page: Page, certificates: list[Certificate]) -> list[str]:
+    """The cell ``lstm-coupled``: the coupled forget gate, the derived backward lines that change, its proof."""
+    cell = registered("lstm-coupled")
+    derivation = derive(cell)
+    written = names(derivation)
+    forward = [eq for eq in cell.step if eq.target.name in ("fg", "C")]
+    backward = [eq for eq in derivation.step_backward if eq.target.name in ("g_fg", "g_ig", "g_C_prev")]
+    return [
+        "## 8. With coupled input and forget gates (`lstm-coupled`, ONNX's `input_forget=1`)",
+        "",
+        "The forget gate is no gate of its own: it is the input gate's complement, after the logistic function"
+        " (ONNX Runtime computes `pf[i] = 1.0f - pi[i]` from the input gate's value), so the cell has no"
+        " $U_f$, $W_f$, $b_f$ and its gates are i, g, o:",
+        "",
+        *[page.display(eq, written, cell) for eq in forward],
+        "",
+        "The input gate now reaches $c_t$ twice, through $i_t g_t$ and through $f_t = 1 - i_t$; the engine derives:",
+        "",
+        *page.table(backward, written, cell),
+        "",
+        "ONNX's operator still takes the forget gate's blocks in W, R and B and ignores them; rnnspec's packing"
+        " fills them with random values (`spec/conventions/onnx.py`), so a runtime that reads them computes"
+        " something else.",
         "",
         "Proof certificate, as in section 5:",
         "",

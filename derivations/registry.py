@@ -19,6 +19,7 @@ _BUILDERS: dict[str, Callable[[str, str | None], Cell]] = {
     "lstm": lambda activation, head: lstm(head),
     "lstm-proj": lambda activation, head: lstm(head, projection=True),
     "lstm-peephole": lambda activation, head: lstm(head, peephole=True),
+    "lstm-coupled": lambda activation, head: lstm(head, coupled=True),
     "gru-reset-after": lambda activation, head: gru(True, head),
     "gru-reset-before": lambda activation, head: gru(False, head),
     "mgu": lambda activation, head: mgu(False, head),

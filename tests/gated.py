@@ -240,6 +240,49 @@ class LSTMPeephole(LSTM):
         return grads
 
 
+class LSTMCoupled(LSTM):
+    """ONNX's input_forget=1: gates i, g, o stacked, no forget-gate parameters, f = 1 - i."""
+
+    cell = "lstm-coupled"
+    order = "igo"
+
+    def squash(self, z, H):
+        i, g, o = (z[:, n * H:(n + 1) * H] for n in range(3))
+        i = sigmoid(i)
+        return i, self.forget(i), self.candidate(g), sigmoid(o)
+
+    def forget(self, i):
+        return 1 - i
+
+    def input_slope(self, gc, s, H):
+        """dL/dz_i: i reaches c_t through i g and through f = 1 - i, so dL/di = gc (g - c_{t-1})."""
+        return gc * (s["g"] - s["c_prev"]) * self.gate_slope(s["i"], s["z"][:, :H])
+
+    def _backward(self, x, state0, params, tape, cotangents):
+        U, W = self.stack(params, "U"), self.stack(params, "W")
+        H = W.shape[1]
+        gU, gW, gb, gx = np.zeros_like(U), np.zeros_like(W), np.zeros(U.shape[0], x.dtype), np.zeros_like(x)
+        gh_next, gc_next = np.zeros_like(state0["h0"]), np.zeros_like(state0["c0"])
+        for t in self.steps_back(x.shape[0]):
+            s = tape[t]
+            gh = cotangents["h"][t] + gh_next
+            tc = np.tanh(s["c"])
+            gc = self.cell_cotangent(gh, s["o"], tc, gc_next, cotangents["c"][t] if "c" in cotangents else 0)
+            dz = np.concatenate([self.input_slope(gc, s, H),
+                                 gc * s["i"] * self.tanh_slope(s["g"], s["z"][:, H:2 * H]),
+                                 gh * tc * self.gate_slope(s["o"], s["z"][:, 2 * H:])], axis=1)
+            gU += dz.T @ x[t]
+            gW += dz.T @ self.previous_h(tape, state0, t)
+            gb += dz.sum(axis=0)
+            gx[t] = dz @ U
+            gh_next = dz @ W
+            gc_next = self.carry_cell(gc, s["f"])
+        grads = {"x": gx, "h0": gh_next, "c0": self.initial_cell_grad(gc_next)}
+        for what, value in (("U", gU), ("W", gW), ("b", gb)):
+            grads.update(self.unstack(value, what, H))
+        return grads
+
+
 class GRU(Gated):
     """Both GRUs: ``reset_after`` says where the reset gate acts."""
 
@@ -476,4 +519,5 @@ class MGUFlax(MGU):
 
 #: the correct model of every gated cell, by its catalogue name (the mutants' and the variants' references)
 MODELS = {"lstm": LSTM, "gru-reset-after": GRUResetAfter, "gru-reset-before": GRUResetBefore,
-          "lstm-proj": LSTMProjected, "lstm-peephole": LSTMPeephole, "mgu": MGUPaper, "mgu-flax": MGUFlax}
+          "lstm-proj": LSTMProjected, "lstm-peephole": LSTMPeephole, "mgu": MGUPaper, "mgu-flax": MGUFlax,
+          "lstm-coupled": LSTMCoupled}

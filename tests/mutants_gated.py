@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from gated import LSTM, GRUResetAfter, GRUResetBefore, LSTMPeephole, LSTMProjected, MGUFlax, MGUPaper, sigmoid
+from gated import (
+    LSTM,
+    GRUResetAfter,
+    GRUResetBefore,
+    LSTMCoupled,
+    LSTMPeephole,
+    LSTMProjected,
+    MGUFlax,
+    MGUPaper,
+    sigmoid,
+)
 from must_fail import BACKWARD, EVERYTHING
 
 
@@ -842,6 +852,106 @@ class MguFlaxBhnGradLastStepOnly(MGUFlax):
         return {**grads, "b_hn": last["b_hn"]}
 
 
+# -- LSTM with coupled gates (lstm-coupled, ONNX's input_forget=1: f = 1 - i, no forget-gate parameters) --------
+class LstmCoupledForgetIsInput(LSTMCoupled):
+    """The coupling's sign lost: f = i instead of 1 - i (forward and backward alike)."""
+
+    must_fail = EVERYTHING
+
+    def forget(self, i):
+        return i
+
+    def input_slope(self, gc, s, H):
+        return gc * (s["g"] + s["c_prev"]) * self.gate_slope(s["i"], s["z"][:, :H])
+
+
+class LstmCoupledForgetOpen(LSTMCoupled):
+    """No forget gate at all: f = 1, c_t = c_{t-1} + i g (input_forget read as 'no forget gate')."""
+
+    must_fail = EVERYTHING
+
+    def forget(self, i):
+        return np.ones_like(i)
+
+    def input_slope(self, gc, s, H):
+        return gc * s["g"] * self.gate_slope(s["i"], s["z"][:, :H])
+
+
+class LstmCoupledInputSlopeMissesForgetPath(LSTMCoupled):
+    """dL/dz_i = dL/dc g sigma'(z_i), the plain LSTM's: i's path through f = 1 - i forgotten."""
+
+    must_fail = BACKWARD
+
+    def input_slope(self, gc, s, H):
+        return gc * s["g"] * self.gate_slope(s["i"], s["z"][:, :H])
+
+
+class LstmCoupledCarryThroughInput(LSTMCoupled):
+    """dL/dc_{t-1} = dL/dc_t i instead of dL/dc_t (1 - i): the carry reads the input gate for the forget gate."""
+
+    must_fail = BACKWARD
+
+    def carry_cell(self, gc, f):
+        return gc * (1 - f)
+
+
+class LstmCoupledGateOrderMisread(LSTMCoupled):
+    """Gate order read as g, i, o: the input gate's and the candidate's parameters swapped."""
+
+    must_fail = EVERYTHING
+
+    order = "gio"
+
+
+class LstmCoupledOutputInputSwapped(LSTMCoupled):
+    """Gate order read as o, g, i: the input and output gates' parameters swapped."""
+
+    must_fail = EVERYTHING
+
+    order = "ogi"
+
+
+# the plain LSTM's seam mutants, on the coupled cell (its model keeps every seam of the LSTM's)
+class LstmCoupledNoTanhOnCell(LstmNoTanhOnCell, LSTMCoupled):
+    """h = o * c instead of o * tanh(c), in the coupled cell."""
+
+
+class LstmCoupledDropsC0Gradient(LstmDropsC0Gradient, LSTMCoupled):
+    """dL/dc0 returned as zeros, in the coupled cell."""
+
+
+class LstmCoupledTruncatedThroughCell(LstmTruncatedThroughCell, LSTMCoupled):
+    """BPTT through c cut (dL/dc_{t-1} gets nothing from dL/dc_t), in the coupled cell."""
+
+
+class LstmCoupledGateSlopeAtPreActivation(LstmGateSlopeAtPreActivation, LSTMCoupled):
+    """sigma'(u) taken as u (1 - u) at the pre-activation, in the coupled cell."""
+
+
+class LstmCoupledIgnoresCandidateBias(LstmIgnoresCandidateBias, LSTMCoupled):
+    """b_g never added, in the coupled cell."""
+
+
+class LstmCoupledCellCotangentWithoutOutputGate(LstmCellCotangentWithoutOutputGate, LSTMCoupled):
+    """dL/dc_t from h_t taken as gh (1 - tanh^2 c), the output gate forgotten, in the coupled cell."""
+
+
+class LstmCoupledRecurrentGradWithCurrentState(LstmRecurrentGradWithCurrentState, LSTMCoupled):
+    """dL/dW pairs the step's cotangent with h_t instead of h_{t-1}, in the coupled cell."""
+
+
+class LstmCoupledSigmoidCandidate(LstmSigmoidCandidate, LSTMCoupled):
+    """The candidate g squashed by sigma instead of tanh, in the coupled cell."""
+
+
+class LstmCoupledLastStepSkipped(LstmLastStepSkipped, LSTMCoupled):
+    """The backward loop starts at T - 2, in the coupled cell."""
+
+
+class LstmCoupledTanhSlopeWithoutSquare(LstmTanhSlopeWithoutSquare, LSTMCoupled):
+    """tanh'(g) taken as 1 - g instead of 1 - g^2, in the coupled cell."""
+
+
 GATED_MUTANTS = {
     "lstm": [LstmInputForgetSwapped, LstmInputOutputSwapped, LstmOnnxOrderReadAsPyTorch, LstmForgetBiasAdded,
              LstmNoTanhOnCell, LstmDropsC0Gradient, LstmTruncatedThroughCell, LstmGateSlopeAtPreActivation,
@@ -861,6 +971,12 @@ GATED_MUTANTS = {
     "lstm-peephole": [LstmPeepholeOnnxOrderMisread, LstmPeepholesIgnored, LstmPeepholeOutputReadsPreviousCell,
                       LstmPeepholeCarryMissesGatePeepholes, LstmPeepholeCellMissesOutputPeephole,
                       LstmPeepholeGradsLastStepOnly],
+    "lstm-coupled": [LstmCoupledForgetIsInput, LstmCoupledForgetOpen, LstmCoupledInputSlopeMissesForgetPath,
+                     LstmCoupledCarryThroughInput, LstmCoupledGateOrderMisread, LstmCoupledOutputInputSwapped,
+                     LstmCoupledNoTanhOnCell, LstmCoupledDropsC0Gradient, LstmCoupledTruncatedThroughCell,
+                     LstmCoupledGateSlopeAtPreActivation, LstmCoupledIgnoresCandidateBias,
+                     LstmCoupledCellCotangentWithoutOutputGate, LstmCoupledRecurrentGradWithCurrentState,
+                     LstmCoupledSigmoidCandidate, LstmCoupledLastStepSkipped, LstmCoupledTanhSlopeWithoutSquare],
     "mgu": [MguMixingFlipped, MguGateAfterProduct, MguGateOrderSwapped, MguGateSlopeAtPreActivation, MguWnGradWithH,
             MguCarryMissesGatedPath, MguGateGradFromMixOnly, MguGateBiasLastStepOnly],
     "mgu-flax": [MguFlaxMixingFlipped, MguFlaxGateBeforeProduct, MguFlaxBhnOutsideGate, MguFlaxIgnoresBhn,

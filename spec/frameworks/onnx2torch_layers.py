@@ -45,7 +45,9 @@ _TORCH_PACKING = {"elman": "elman", "lstm": "lstm", "gru-reset-after": "gru-rese
                   "gru-reset-before": "gru-reset-after"}
 #: the converter's own refusals, as it words them (tests/test_onnx2torch.py checks they still hold)
 REFUSED = {"lstm-peephole": "onnx2pytorch 0.6.0 refuses the LSTM's peepholes: "
-                            "NotImplementedError: LSTM P not yet implemented."}
+                            "NotImplementedError: LSTM P not yet implemented.",
+           "lstm-coupled": "onnx2pytorch 0.6.0 refuses the LSTM's coupled gates: "
+                           "NotImplementedError: LSTM input_forget 1."}
 #: onnx2torch 1.5.15's answer to each of the three operators (tests/test_onnx2torch.py checks it still holds)
 ONNX2TORCH_REFUSAL = ("onnx2torch 1.5.15 has no converter for ONNX's RNN, LSTM or GRU: NotImplementedError: "
                       "Converter is not implemented (OperationDescription(domain='', operation_type='LSTM', "
