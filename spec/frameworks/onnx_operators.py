@@ -13,6 +13,11 @@ the "zero" semantics), and stacked layers as a chain of operators, each layer's 
 and reshaped to (T, B, D·H) for the next; Y_h and Y_c of every layer are the final states.
 ``state0=default`` leaves the optional inputs initial_h and initial_c out of the operators (the ONNX default:
 zeros), alone or with the other variants.
+
+Attributes (docs/onnx-attributes.md): ``input_forget=1`` is the cell ``lstm-coupled`` (f = 1 - i; the packing fills
+the ignored f blocks with random values). ``layout=1`` (batch-major X, initial states and outputs) does not change
+the function: :class:`OnnxRuntimeBatchMajor` builds the same graphs with it and transposes at the boundary
+(:class:`BatchMajor`); ONNX Runtime 1.32.0 refuses it, and the target says so when loaded.
 """
 
 from __future__ import annotations
@@ -23,10 +28,14 @@ from rnnspec import catalogue
 from rnnspec.spec.conventions import to_framework
 from rnnspec.spec.conventions.onnx import OPERATORS
 from rnnspec.spec.frameworks import require
+from rnnspec.spec.targets import TargetError
 
 #: the cells with a cell state (initial_c, Y_c)
 WITH_CELL_STATE = catalogue.with_cell_state()
-OPSET = 14  # the first with the ``layout`` attribute; rnnspec uses layout 0 (time-major)
+OPSET = 14  # the first with the ``layout`` attribute: 0 time-major (the default), 1 batch-major
+#: the inputs and outputs whose first two axes ``layout=1`` swaps (by name without the layer number): X (B, T, I),
+#: initial_h and initial_c (B, D, H); Y (B, T, D, H) and the final states (B, D, H) likewise
+_BATCH_MAJOR_INPUTS = ("X", "initial_h", "initial_c")
 _ACTIVATIONS = {"tanh": "Tanh", "relu": "Relu"}
 
 
@@ -40,9 +49,9 @@ def _state_inputs(cell: str, default_state: bool, suffix: str = "") -> tuple[lis
 
 
 def build_model(cell: str, hidden: int, activation: str = "tanh", dtype: str = "float32",
-                default_state: bool = False):
+                default_state: bool = False, layout: int = 0):
     """The one-operator ONNX model of ``cell``: inputs X, W, R, B, initial_h (and initial_c; neither when
-    ``default_state``)."""
+    ``default_state``); with ``layout=1`` X, the initial states and the outputs are batch-major."""
     from onnx import TensorProto, helper
 
     op, attributes = OPERATORS[cell]
@@ -52,11 +61,14 @@ def build_model(cell: str, hidden: int, activation: str = "tanh", dtype: str = "
     outputs = ["Y", "Y_h", "Y_c"] if cell in WITH_CELL_STATE else ["Y", "Y_h"]
     peepholes = ["P"] if cell == "lstm-peephole" else []
     sequence_lens = [""] if operands or peepholes else []
+    if layout:
+        attributes = {**attributes, "layout": layout}
     node = helper.make_node(op, ["X", "W", "R", "B", *sequence_lens, *operands, *peepholes], outputs,
                             hidden_size=hidden, **attributes)
     floats = TensorProto.FLOAT if dtype == "float32" else TensorProto.DOUBLE
-    shapes = {"X": ["T", "B", "I"], "W": [1, "G", "I"], "R": [1, "G", hidden], "B": [1, "G2"],
-              "initial_h": [1, "B", hidden], "initial_c": [1, "B", hidden], "P": [1, 3 * hidden]}
+    state = ["B", 1, hidden] if layout else [1, "B", hidden]
+    shapes = {"X": ["B", "T", "I"] if layout else ["T", "B", "I"], "W": [1, "G", "I"], "R": [1, "G", hidden],
+              "B": [1, "G2"], "initial_h": state, "initial_c": state, "P": [1, 3 * hidden]}
     inputs = [helper.make_tensor_value_info(n, floats, shapes[n]) for n in ["X", "W", "R", "B", *states, *peepholes]]
     outs = [helper.make_tensor_value_info(n, floats, None) for n in outputs]
     graph = helper.make_graph([node], f"rnnspec_{cell}", inputs, outs)
@@ -66,18 +78,21 @@ def build_model(cell: str, hidden: int, activation: str = "tanh", dtype: str = "
 
 
 def build_stacked_model(cell: str, hidden: int, layers: int, directions: int, lengths: bool,
-                        activation: str = "tanh", default_state: bool = False):
+                        activation: str = "tanh", default_state: bool = False, layout: int = 0):
     """A chain of ``layers`` operators, each ``directions`` ways, with sequence_lens when ``lengths``: inputs X,
     and per layer l W{l}, R{l}, B{l}, initial_h{l} (initial_c{l}; neither when ``default_state``); outputs
-    Y{L-1} and every Y_h{l} (Y_c{l})."""
+    Y{L-1} and every Y_h{l} (Y_c{l}); with ``layout=1`` every operator's X, initial states and outputs are
+    batch-major."""
     from onnx import TensorProto, helper
 
     op, attributes = OPERATORS[cell]
     if cell == "elman":
         attributes = {**attributes, "activations": [_ACTIVATIONS[activation]] * directions}
     attributes = {**attributes, "direction": "bidirectional" if directions == 2 else "forward"}
+    if layout:
+        attributes = {**attributes, "layout": layout}
     floats = TensorProto.FLOAT
-    inputs = [helper.make_tensor_value_info("X", floats, ["T", "B", "I"])]
+    inputs = [helper.make_tensor_value_info("X", floats, ["B", "T", "I"] if layout else ["T", "B", "I"])]
     if lengths:
         inputs.append(helper.make_tensor_value_info("sequence_lens", TensorProto.INT32, ["B"]))
     nodes, outputs, previous = [], [], "X"
@@ -91,9 +106,12 @@ def build_stacked_model(cell: str, hidden: int, layers: int, directions: int, le
         nodes.append(helper.make_node(op, [previous, *names, "sequence_lens" if lengths else "", *operands,
                                            *peepholes], outs, hidden_size=hidden, **attributes))
         outputs += outs[1:]
-        if layer < layers - 1:  # (T, D, B, H) -> (T, B, D * H), the next layer's input
-            nodes.append(helper.make_node("Transpose", [f"Y{layer}"], [f"Yt{layer}"], perm=[0, 2, 1, 3]))
-            nodes.append(helper.make_node("Reshape", [f"Yt{layer}", "flat"], [f"X{layer + 1}"]))
+        if layer < layers - 1:  # (T, D, B, H) -> (T, B, D * H), the next layer's input; batch-major (B, T, D, H)
+            if layout:  # is in order already: -> (B, T, D * H)
+                nodes.append(helper.make_node("Reshape", [f"Y{layer}", "flat"], [f"X{layer + 1}"]))
+            else:
+                nodes.append(helper.make_node("Transpose", [f"Y{layer}"], [f"Yt{layer}"], perm=[0, 2, 1, 3]))
+                nodes.append(helper.make_node("Reshape", [f"Yt{layer}", "flat"], [f"X{layer + 1}"]))
             previous = f"X{layer + 1}"
     outputs.insert(0, f"Y{layers - 1}")
     graph = helper.make_graph(nodes, f"rnnspec_{cell}_stacked", inputs,
@@ -103,10 +121,25 @@ def build_stacked_model(cell: str, hidden: int, layers: int, directions: int, le
     return model
 
 
+class BatchMajor:
+    """A session of a ``layout=1`` graph answering ``run(None, feed)`` as the ``layout=0`` graph's would: the
+    time-major feed's X and initial states swapped to batch-major on the way in, and the outputs back on the way
+    out (Y (B, T, D, H) -> (T, D, B, H), a final state (B, D, H) -> (D, B, H)): the transposes at the boundary."""
+
+    def __init__(self, session) -> None:
+        self.session = session
+
+    def run(self, outputs, feed: dict) -> list:
+        swapped = {k: np.ascontiguousarray(np.swapaxes(v, 0, 1)) if k.rstrip("0123456789") in _BATCH_MAJOR_INPUTS
+                   else v for k, v in feed.items()}
+        back = {4: (1, 2, 0, 3), 3: (1, 0, 2)}  # by rank: Y, or a final state
+        return [np.ascontiguousarray(np.transpose(y, back[y.ndim])) for y in self.session.run(outputs, swapped)]
+
+
 class OnnxRuntime:
     """ONNX Runtime's CPU provider running the ONNX RNN / LSTM / GRU operator."""
 
-    cells = ("elman", "lstm", "gru-reset-after", "gru-reset-before", "lstm-peephole")
+    cells = ("elman", "lstm", "gru-reset-after", "gru-reset-before", "lstm-peephole", "lstm-coupled")
     cell = "elman"
     dtypes = ("float32",)
     activations = ("tanh", "relu")
@@ -114,6 +147,8 @@ class OnnxRuntime:
     layers, bidirectional, lengths = 1, False, None
     #: True (state0=default): state0 is {} and the operators get no initial_h / initial_c
     default_state = False
+    #: the operators' ``layout``: 0 time-major; 1 batch-major, transposed at the boundary (:class:`BatchMajor`)
+    layout = 0
     #: why a dtype it does not declare is missing (the compatibility matrix prints it)
     not_provided = {"float64": "ONNX Runtime has no double kernel for RNN (NOT_IMPLEMENTED); its LSTM and GRU answer "
                                "'operator does not support double yet'"}
@@ -129,18 +164,21 @@ class OnnxRuntime:
         return self.layers == 1 and not self.bidirectional and self.lengths is None
 
     def _session(self, hidden: int):
-        key = (self.cell, self.activation, hidden, self.layers, self.bidirectional, self.lengths, self.default_state)
+        key = (self.cell, self.activation, hidden, self.layers, self.bidirectional, self.lengths, self.default_state,
+               self.layout)
         if key not in self._sessions:
             if self._plain:
-                model = build_model(self.cell, hidden, self.activation, default_state=self.default_state)
+                model = build_model(self.cell, hidden, self.activation, default_state=self.default_state,
+                                    layout=self.layout)
             else:
                 model = build_stacked_model(self.cell, hidden, self.layers, 2 if self.bidirectional else 1,
-                                            self.lengths is not None, self.activation, self.default_state)
+                                            self.lengths is not None, self.activation, self.default_state,
+                                            self.layout)
             options = self.ort.SessionOptions()
             options.intra_op_num_threads = 1
             options.log_severity_level = 3
-            self._sessions[key] = self.ort.InferenceSession(model.SerializeToString(), options,
-                                                            providers=["CPUExecutionProvider"])
+            session = self.ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+            self._sessions[key] = BatchMajor(session) if self.layout else session
         return self._sessions[key]
 
     def _forward_variant(self, x, state0, params, lengths):
@@ -189,3 +227,34 @@ class OnnxRuntime:
             T, B = x.shape[:2]
             out["c"] = np.stack([run(x[: t + 1])[2][0] for t in range(T)]) if T else np.zeros((0, B, H), x.dtype)
         return out
+
+
+class OnnxRuntimeBatchMajor(OnnxRuntime):
+    """The same operators with ``layout=1`` (batch-major X, initial states and outputs), transposed at the boundary:
+    the function is the same, the runtime's code path is not.
+
+    ONNX Runtime 1.32.0's CPU provider refuses the attribute when a session is created ("Batchwise recurrent
+    operations (layout == 1) are not supported", lstm_base.h, rnn.h and the GRU alike): the target says so when
+    loaded, in ONNX Runtime's words, and runs as soon as a release accepts a layout-1 graph."""
+
+    layout = 1
+
+    def __init__(self, activation: str = "tanh") -> None:
+        super().__init__(activation)
+        refusal = layout_refusal(self.ort)
+        if refusal:
+            raise TargetError(f"target 'onnxruntime-batch-major': ONNX Runtime {self.ort.__version__} refuses "
+                              f"layout=1: {refusal}")
+
+
+def layout_refusal(ort) -> str:
+    """ONNX Runtime's message refusing a one-step ``layout=1`` RNN session, or "" when it accepts one."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # the refusal is returned, not logged as well
+    try:
+        ort.InferenceSession(build_model("elman", 1, layout=1).SerializeToString(), options,
+                             providers=["CPUExecutionProvider"])
+    except Exception as exc:  # its own error type (a Fail / NotImplemented from the C++ side)
+        said = str(exc)
+        return said[said.find("layout_ == 0"):].strip() if "layout_ == 0" in said else said.strip()
+    return ""

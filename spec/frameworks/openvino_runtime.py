@@ -14,13 +14,16 @@ Both declare float64: the CPU plugin takes an f64 model and returns f64 outputs,
 (``docs/exporters.md``).
 
 A model input that OpenVINO's frontend did not keep is not fed: the LSTM's peepholes ``P`` are dropped by the ONNX
-frontend (2026.4.1), so ``lstm-peephole`` runs, and its numbers are those of an LSTM without peepholes.
+frontend (2026.4.1), so ``lstm-peephole`` runs, and its numbers are those of an LSTM without peepholes. Likewise
+``input_forget=1`` is ignored (``lstm-coupled`` runs as a plain LSTM reading the f blocks the packing fills with
+random values), and ``layout=1`` too: ``openvino-batch-major`` (f32) runs the batch-major graphs, which OpenVINO
+reads as time-major (docs/onnx-attributes.md).
 """
 
 from __future__ import annotations
 
 from rnnspec.spec.frameworks import require
-from rnnspec.spec.frameworks.onnx_operators import OnnxRuntime, build_model, build_stacked_model
+from rnnspec.spec.frameworks.onnx_operators import BatchMajor, OnnxRuntime, build_model, build_stacked_model
 
 #: the rank of each ONNX RNN / LSTM / GRU input (its name without the layer number)
 _RANKS = {"X": 3, "W": 3, "R": 3, "B": 2, "sequence_lens": 1, "initial_h": 3, "initial_c": 3, "P": 2}
@@ -62,13 +65,15 @@ class OpenVino(OnnxRuntime):
 
     def _session(self, hidden: int):
         dtype = getattr(self, "_dtype", "float32")
-        key = (self.cell, self.activation, hidden, self.layers, self.bidirectional, self.lengths, dtype)
+        key = (self.cell, self.activation, hidden, self.layers, self.bidirectional, self.lengths, dtype,
+               self.default_state, self.layout)
         if key not in self._sessions:
             if self._plain:
-                model = build_model(self.cell, hidden, self.activation, dtype)
+                model = build_model(self.cell, hidden, self.activation, dtype, self.default_state, self.layout)
             else:
                 model = build_stacked_model(self.cell, hidden, self.layers, 2 if self.bidirectional else 1,
-                                            self.lengths is not None, self.activation)
+                                            self.lengths is not None, self.activation, self.default_state,
+                                            self.layout)
                 if dtype == "float64":
                     _as_double(model)
             config = {"INFERENCE_NUM_THREADS": 1}
@@ -81,7 +86,8 @@ class OpenVino(OnnxRuntime):
                         for port in read.inputs if port.get_partial_shape().rank.is_dynamic}
             if unranked:
                 read.reshape(unranked)
-            self._sessions[key] = _Compiled(self.core.compile_model(read, "CPU", config))
+            compiled = _Compiled(self.core.compile_model(read, "CPU", config))
+            self._sessions[key] = BatchMajor(compiled) if self.layout else compiled
         return self._sessions[key]
 
 
@@ -100,3 +106,12 @@ def _as_double(model) -> None:
     for value in list(model.graph.input) + list(model.graph.output):
         if value.type.tensor_type.elem_type == TensorProto.FLOAT:
             value.type.tensor_type.elem_type = TensorProto.DOUBLE
+
+
+class OpenVinoBatchMajor(OpenVinoF32):
+    """The f32 target's graphs with ``layout=1`` (batch-major X, initial states and outputs), transposed at the
+    boundary (:class:`~rnnspec.spec.frameworks.onnx_operators.BatchMajor`). f32, so that a failure here is the
+    layout's, not the bf16 default's."""
+
+    name = "openvino-batch-major"
+    layout = 1

@@ -1,0 +1,286 @@
+"""The ONNX recurrent operators' attributes beyond the default graph (issue 35, item 7; docs/onnx-attributes.md).
+
+``input_forget=1``: the cell lstm-coupled (f = 1 - i, no forget-gate parameters). ONNX Runtime computes it; OpenVINO
+2026.4.1 reads the operator as a plain LSTM whose f block is the one input_forget says to ignore (a defect, pinned
+here in OpenVINO's own API so the test goes stale when it is fixed); onnx2pytorch 0.6.0 refuses it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from rnnspec import catalogue
+from rnnspec.spec.conventions import from_framework, to_framework
+from rnnspec.spec.conventions import onnx as onnx_layout
+from rnnspec.spec.runner import check
+from rnnspec.spec.worker import TargetName
+
+OPENVINO_F32 = "rnnspec.spec.frameworks.openvino_runtime:OpenVinoF32"
+FIXED = "the tool no longer has this defect: update docs/onnx-attributes.md, spec/defects.py and this test"
+
+
+def needs(*modules: str) -> None:
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"not installed: {missing}")
+
+
+def _failing(report) -> list:
+    return [(r.clause.id, r.status, r.message.splitlines()[:2]) for r in report.results
+            if r.status not in ("passed", "not provided")]
+
+
+def _params(cell: str, H: int = 3, I: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    sizes = {"H": H, "I": I}
+    return {p.key: rng.standard_normal(tuple(sizes[s] for s in p.shape)) for p in catalogue.cell(cell).params}
+
+
+# -- input_forget=1: the cell lstm-coupled ----------------------------------------------------------------------------
+
+def test_the_coupled_cell_has_no_forget_gate_parameters_and_its_forget_gate_is_one_minus_input():
+    from rnnspec.derivations.registry import cell
+
+    assert not [k for k in catalogue.cell("lstm-coupled").param_keys if k.endswith("_f")]
+    step = {e.target.name: e.rhs for e in cell("lstm-coupled").step}
+    assert str(step["fg"]) == "1 - ig[i]", step["fg"]
+
+
+def test_the_onnx_packing_fills_the_ignored_forget_blocks_with_random_values_and_reads_them_back_out():
+    params = _params("lstm-coupled")
+    H = params["W_i"].shape[0]
+    packed = to_framework("onnx", "lstm-coupled", params)
+    # ONNX's blocks i, o, f, c: the f block (the third) is what input_forget=1 ignores
+    f_blocks = [packed["W"][0, 2 * H:3 * H], packed["R"][0, 2 * H:3 * H], packed["B"][0, 2 * H:3 * H]]
+    assert all(np.abs(b).min() > 0 and np.unique(b).size == b.size for b in f_blocks)  # no zeros, no constant
+    again = to_framework("onnx", "lstm-coupled", params)
+    assert all(np.array_equal(packed[k], again[k]) for k in packed)  # deterministic
+    other = to_framework("onnx", "lstm-coupled", _params("lstm-coupled", seed=1))
+    assert not np.array_equal(other["W"][0, 2 * H:3 * H], f_blocks[0])  # drawn from the parameters' own seed
+    back = from_framework("onnx", "lstm-coupled", packed)
+    assert sorted(back) == sorted(params) and all(np.array_equal(back[k], params[k]) for k in params)
+
+
+def test_the_coupled_operator_says_input_forget_1():
+    needs("onnx")
+    from rnnspec.spec.frameworks.onnx_operators import build_model
+
+    (node,) = build_model("lstm-coupled", 3).graph.node
+    assert node.op_type == "LSTM"
+    assert {a.name: a.i for a in node.attribute}["input_forget"] == 1
+    assert onnx_layout.IGNORED["lstm-coupled"] == "f"
+
+
+def test_onnxruntime_is_conformant_on_the_coupled_lstm():
+    needs("onnxruntime", "onnx")
+    from rnnspec.spec.frameworks.onnx_operators import OnnxRuntime
+
+    target = OnnxRuntime()
+    target.cell = "lstm-coupled"
+    report = check(target, target="onnxruntime", cell="lstm-coupled", examples=8)
+    assert report.conformant, _failing(report)
+
+
+class _InputForgetDropped:
+    """A runtime that ignores input_forget: the plain LSTM operator run on the coupled cell's packing (what
+    OpenVINO 2026.4.1 does), the f block's random values read as the forget gate's weights."""
+
+    @staticmethod
+    def target():
+        from rnnspec.spec.frameworks import onnx_operators
+
+        class Dropped(onnx_operators.OnnxRuntime):
+            def _session(self, hidden):
+                key = ("dropped", hidden)
+                if key not in self._sessions:
+                    model = onnx_operators.build_model(self.cell, hidden)
+                    node = model.graph.node[0]
+                    kept = [a for a in node.attribute if a.name != "input_forget"]
+                    del node.attribute[:]
+                    node.attribute.extend(kept)
+                    self._sessions[key] = self.ort.InferenceSession(model.SerializeToString(),
+                                                                    providers=["CPUExecutionProvider"])
+                return self._sessions[key]
+
+        made = Dropped()
+        made.cell = "lstm-coupled"
+        return made
+
+
+def test_a_runtime_that_ignores_input_forget_is_rejected():
+    needs("onnxruntime", "onnx")
+    report = check(_InputForgetDropped.target(), target="mutant", cell="lstm-coupled", examples=4)
+    failed = {r.clause.id for r in report.results if r.status == "failed"}
+    assert {"LSTM-COUPLED-FWD-H", "LSTM-COUPLED-FWD-C"} <= failed, _failing(report)
+
+
+def _one_step_coupled_model():
+    """T = B = I = H = 1, x = 1, c0 = 1, W's blocks i, o, f, c = 0, 0, 3, 1, R = 0: the spec's Y_c is
+    (1 - i) c0 + i tanh(1) with i = 1/2; a plain LSTM's is sigmoid(3) c0 + i tanh(1)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    W = np.array([[[0.0], [0.0], [3.0], [1.0]]], np.float32)
+    inits = [numpy_helper.from_array(v, n) for n, v in
+             (("W", W), ("R", np.zeros((1, 4, 1), np.float32)), ("initial_c", np.ones((1, 1, 1), np.float32)))]
+    node = helper.make_node("LSTM", ["X", "W", "R", "", "", "", "initial_c"], ["Y", "Y_h", "Y_c"], hidden_size=1,
+                            input_forget=1)
+    graph = helper.make_graph([node], "coupled", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 1, 1])],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in
+                               (("Y", [1, 1, 1, 1]), ("Y_h", [1, 1, 1]), ("Y_c", [1, 1, 1]))], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 8
+    return model
+
+
+SPEC_Y_C = 0.5 + 0.5 * np.tanh(1.0)
+PLAIN_Y_C = 1 / (1 + np.exp(-3.0)) + 0.5 * np.tanh(1.0)
+
+
+def test_onnxruntime_couples_the_gates_in_its_own_api():
+    needs("onnxruntime", "onnx")
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(_one_step_coupled_model().SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
+    (y_c,) = session.run(None, {"X": np.ones((1, 1, 1), np.float32)})[2].ravel()
+    assert y_c == pytest.approx(SPEC_Y_C, rel=1e-6)
+
+
+def test_openvino_ignores_input_forget_in_its_own_api():
+    """OpenVINO 2026.4.1 computes the plain LSTM: its f from the block input_forget=1 says to ignore (a defect)."""
+    needs("openvino", "onnx")
+    import openvino
+
+    core = openvino.Core()
+    compiled = core.compile_model(core.read_model(_one_step_coupled_model().SerializeToString()), "CPU",
+                                  {"INFERENCE_PRECISION_HINT": "f32"})
+    (y_c,) = compiled({"X": np.ones((1, 1, 1), np.float32)})[compiled.outputs[2]].ravel()
+    assert y_c == pytest.approx(PLAIN_Y_C, rel=1e-6), (y_c, FIXED)
+    assert abs(y_c - SPEC_Y_C) > 0.4
+
+
+def test_the_openvino_target_fails_the_coupled_lstm_on_its_forward_values_only():
+    needs("openvino", "onnx")
+    report = check(TargetName(OPENVINO_F32), target=OPENVINO_F32, cell="lstm-coupled", dtype="float32", examples=4)
+    failed = {r.clause.id for r in report.results if r.status == "failed"}
+    assert failed == {"LSTM-COUPLED-FWD-H", "LSTM-COUPLED-FWD-C"}, (_failing(report), FIXED)
+
+
+def test_onnx2pytorch_refuses_input_forget_in_its_own_words():
+    needs("onnx2pytorch", "onnx", "torch")
+    from rnnspec.spec.frameworks.onnx2torch_layers import REFUSED, Onnx2PyTorch, _import, baked
+    from rnnspec.spec.frameworks.onnx_operators import build_model
+
+    convert = _import("onnx2pytorch", "onnx2pytorch").ConvertModel
+    params = {k: v.astype(np.float32) for k, v in _params("lstm-coupled").items()}
+    weights = to_framework("onnx", "lstm-coupled", params)
+    with pytest.raises(NotImplementedError) as refusal:
+        convert(baked(build_model("lstm-coupled", 3), weights, "float32"))
+    assert str(refusal.value) in REFUSED["lstm-coupled"], (str(refusal.value), "update docs/onnx-attributes.md")
+    assert "lstm-coupled" not in Onnx2PyTorch.cells
+
+
+# -- layout=1: batch-major, the same function through another code path -----------------------------------------------
+
+def _feed(cell: str, layers: int, directions: int, lengths: bool, T: int = 3, B: int = 2, I: int = 3, H: int = 2):
+    """Random time-major operands of build_stacked_model's graph (float32)."""
+    rng = np.random.default_rng(7)
+    G = max(len(catalogue.cell(cell).gates), 1)
+    f32 = lambda *shape: rng.standard_normal(shape).astype(np.float32)
+    feed = {"X": f32(T, B, I)}
+    for layer in range(layers):
+        width = I if layer == 0 else directions * H
+        feed.update({f"W{layer}": f32(directions, G * H, width), f"R{layer}": f32(directions, G * H, H),
+                     f"B{layer}": f32(directions, 2 * G * H), f"initial_h{layer}": f32(directions, B, H)})
+        if "c" in catalogue.cell(cell).states:
+            feed[f"initial_c{layer}"] = f32(directions, B, H)
+    if lengths:
+        feed["sequence_lens"] = np.array([T, 1][:B], np.int32)
+    return feed
+
+
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru-reset-before"])
+@pytest.mark.parametrize("layers, directions, lengths", [(1, 1, False), (2, 2, True)])
+def test_a_batch_major_graph_transposed_at_the_boundary_is_the_time_major_one(cell, layers, directions, lengths):
+    """The batch-major targets' graphs and their boundary (BatchMajor) against ONNX's reference evaluator, which
+    implements layout=1: the same numbers as the time-major graph, every output."""
+    needs("onnx")
+    from onnx.reference import ReferenceEvaluator
+
+    from rnnspec.spec.frameworks.onnx_operators import BatchMajor, build_stacked_model
+
+    feed = _feed(cell, layers, directions, lengths)
+    H = feed["R0"].shape[-1]
+    time_major = ReferenceEvaluator(build_stacked_model(cell, H, layers, directions, lengths)).run(None, feed)
+    batch_major = BatchMajor(ReferenceEvaluator(build_stacked_model(cell, H, layers, directions, lengths, layout=1)))
+    got = batch_major.run(None, feed)
+    assert [g.shape for g in got] == [t.shape for t in time_major]
+    for g, t in zip(got, time_major):
+        np.testing.assert_allclose(g, t, rtol=1e-5, atol=1e-6)
+
+
+def test_a_boundary_that_forgets_to_transpose_back_is_caught():
+    """The check of the boundary above fails on a mutant that hands back the batch-major outputs as they are."""
+    needs("onnx")
+    from onnx.reference import ReferenceEvaluator
+
+    from rnnspec.spec.frameworks.onnx_operators import BatchMajor, build_stacked_model
+
+    class NoTransposeBack(BatchMajor):
+        def run(self, outputs, feed):
+            swapped = {k: np.swapaxes(v, 0, 1) if k in ("X", "initial_h0") else v for k, v in feed.items()}
+            return self.session.run(outputs, swapped)
+
+    feed = _feed("elman", 1, 1, False)
+    time_major = ReferenceEvaluator(build_stacked_model("elman", 2, 1, 1, False)).run(None, feed)
+    got = NoTransposeBack(ReferenceEvaluator(build_stacked_model("elman", 2, 1, 1, False, layout=1))).run(None, feed)
+    assert got[0].shape != time_major[0].shape
+
+
+def test_onnxruntime_refuses_layout_1_and_the_target_says_so():
+    needs("onnxruntime", "onnx")
+    import onnxruntime
+
+    from rnnspec.spec.frameworks.onnx_operators import OnnxRuntimeBatchMajor, layout_refusal
+    from rnnspec.spec.targets import TargetError
+
+    assert "Batchwise recurrent operations (layout == 1) are not supported" in layout_refusal(onnxruntime), \
+        "ONNX Runtime now runs layout=1: the onnxruntime-batch-major target runs; update docs/onnx-attributes.md"
+    with pytest.raises(TargetError, match="refuses layout=1: layout_ == 0 was false"):
+        OnnxRuntimeBatchMajor()
+
+
+def test_openvino_ignores_layout_1_in_its_own_api():
+    """OpenVINO 2026.4.1 reads a layout=1 RNN's X (batch, seq, input) as time-major: one sequence of two steps is
+    run as two sequences of one step (a defect)."""
+    needs("openvino", "onnx")
+    import openvino
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.ones((1, 1, 1), np.float32), n) for n in ("W", "R")]
+    node = helper.make_node("RNN", ["X", "W", "R"], ["Y", "Y_h"], hidden_size=1, layout=1)
+    graph = helper.make_graph([node], "rnn", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["B", "T", 1])],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("Y", "Y_h")], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 8
+    core = openvino.Core()
+    compiled = core.compile_model(core.read_model(model.SerializeToString()), "CPU",
+                                  {"INFERENCE_PRECISION_HINT": "f32"})
+    got = compiled({"X": np.array([[[0.5], [1.0]]], np.float32)})
+    Y = got[compiled.outputs[0]]
+    spec = [np.tanh(0.5), np.tanh(1.0 + np.tanh(0.5))]  # Y (B, T, D, H) = (1, 2, 1, 1)
+    assert Y.shape == (1, 1, 2, 1), (Y.shape, FIXED)  # the time-major Y (T, D, B, H) of two one-step sequences
+    np.testing.assert_allclose(Y.ravel(), [np.tanh(0.5), np.tanh(1.0)], rtol=1e-6, err_msg=FIXED)
+    assert abs(Y.ravel()[1] - spec[1]) > 0.1
+
+
+def test_the_openvino_batch_major_target_fails_where_batch_and_time_differ():
+    needs("openvino", "onnx")
+    target = "rnnspec.spec.frameworks.openvino_runtime:OpenVinoBatchMajor"
+    report = check(TargetName(target), target=target, cell="gru-reset-before", dtype="float32", examples=4)
+    assert not report.conformant
+    assert {"GRU-RESET-BEFORE-FWD-H", "GRU-RESET-BEFORE-SHAPE"} & {r.clause.id for r in report.results
+                                                                  if r.status in ("failed", "error")}, FIXED
