@@ -93,6 +93,26 @@ def test_the_loop_compiles_its_step_once_whatever_the_sizes():
     assert first == 1 and more == 0 and not breaks, (first, more, breaks)
 
 
+def test_a_default_check_of_the_loop_meets_the_edge_sizes_on_a_few_step_graphs():
+    """The loop's declared few shapes (a speed fix: each size of 1 in B, I or H is a graph of its own, with its
+    backward) keep the edge sizes of the default check's cases (T = 1, B = 1, H = 1 and I != H, where drawn), and
+    leave at most that many (B, I, H) size-1 patterns per dtype, so at most that many step graphs per dtype."""
+    from rnnspec.spec.cases import few_shapes, generate
+
+    shapes = TorchCompiledLoop.shapes
+    assert isinstance(shapes, int) and shapes <= 4
+    for cell in CELLS:
+        drawn = generate(50, 0, TorchCompiledLoop.dtypes, ("tanh",), cell)
+        cases = few_shapes(drawn, shapes)
+        assert len(cases) == len(drawn)
+        for size in ("T", "B", "H"):
+            assert min(getattr(c, size) for c in cases) == min(getattr(c, size) for c in drawn), (cell, size)
+        assert any(c.I != c.H for c in cases) or all(c.I == c.H for c in drawn)
+        for dtype in TorchCompiledLoop.dtypes:
+            patterns = {(c.B == 1, c.I == 1, c.H == 1) for c in cases if c.dtype == dtype}
+            assert len(patterns) <= shapes, (cell, dtype, patterns)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("cell", CELLS)

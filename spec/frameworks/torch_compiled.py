@@ -144,6 +144,11 @@ class TorchCompiledLoop(_OneGraph, TorchRNN):
 
     cells = CELLS
     variants = ()
+    #: the step is one graph whatever B, I and H, except that Dynamo specialises a size of 1 (and inductor compiles
+    #: forward and backward of each): every case on its own shape made a default check compile 14 graphs (28 with
+    #: their backwards; 63 s CPU with a cold inductor cache, benchmarks/default_check_times.md); on a few shapes,
+    #: edge sizes among them (rnnspec.spec.cases.few_shapes), it compiles fewer and still meets B = 1, H = 1, T = 1
+    shapes = 4
 
     def __init__(self, activation: str = "tanh") -> None:
         super().__init__(activation)
