@@ -150,7 +150,7 @@ class _Export:
                  inputs: list[str]) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # fatal only: a failing run raises its error, which the report shows
         self.session = ort.InferenceSession(proto_bytes, options, providers=["CPUExecutionProvider"])
         self.proto_bytes = proto_bytes
         #: the axes of x that the exporter fixed despite being asked for dynamic ones: axis -> size
@@ -356,7 +356,7 @@ class TorchOnnx:
 
     def _run_options(self):
         options = self.ort.RunOptions()
-        options.log_severity_level = 3  # its error is raised, not also printed
+        options.log_severity_level = 4  # its error is raised, not also printed (3 still prints errors)
         return options
 
     def forward(self, x, state0, params, lengths=None):
