@@ -23,7 +23,16 @@ from rnnspec.derivations.evaluate import evaluate
 from rnnspec.derivations.oracle import Oracle
 from rnnspec.derivations.registry import cell as registered_cell
 from rnnspec.derivations.rounding import Rounding
-from rnnspec.derivations.variants import MASK, Variant, mask_of, masked, output_mask, parse_variant, run_params
+from rnnspec.derivations.variants import (
+    MASK,
+    Variant,
+    clipped,
+    mask_of,
+    masked,
+    output_mask,
+    parse_variant,
+    run_params,
+)
 
 Arrays = Mapping[str, np.ndarray]
 
@@ -35,8 +44,10 @@ class Composed:
                  rounding: Rounding | None = None, head: str | None = "softmax-ce") -> None:
         self.variant = parse_variant(variant)
         plain = registered_cell(cell, activation, head)
-        self.step = Oracle(activation, backend, cell=masked(registered_cell(cell, activation, None)),
-                           rounding=rounding)
+        step = registered_cell(cell, activation, None)
+        if self.variant.clip is not None:  # ONNX's clip: the gates' pre-activations, before the mask
+            step = clipped(step, self.variant.clip)
+        self.step = Oracle(activation, backend, cell=masked(step), rounding=rounding)
         # each run's oracle starts from zeros when no state is passed (the masked cell's states are the cell's)
         self.step.default_state = self.variant.default_state
         self.head = Oracle(activation, backend, cell=plain, rounding=rounding, head=head)

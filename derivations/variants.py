@@ -69,6 +69,8 @@ class Variant:
     lengths: str | None = None
     #: True: no initial states are passed, every run starts from zeros, the framework's default (state0=default)
     default_state: bool = False
+    #: None, or ONNX's ``clip`` threshold C > 0: every gate's pre-activation clipped to [-C, C] (:func:`clipped`)
+    clip: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.layers, bool) or not isinstance(self.layers, int) or not 1 <= self.layers <= 8:
@@ -79,6 +81,9 @@ class Variant:
             raise ValueError(f"variant: lengths must be None or one of {LENGTH_SEMANTICS}, got {self.lengths!r}")
         if not isinstance(self.default_state, bool):
             raise ValueError(f"variant: default_state must be True or False, got {self.default_state!r}")
+        if self.clip is not None and (isinstance(self.clip, bool) or not isinstance(self.clip, (int, float))
+                                      or not 0 < self.clip < np.inf):
+            raise ValueError(f"variant: clip must be None or a positive finite threshold, got {self.clip!r}")
 
     @property
     def directions(self) -> int:
@@ -113,6 +118,7 @@ class Variant:
         parts += ["bidirectional"] if self.bidirectional else []
         parts += [f"lengths={self.lengths}"] if self.lengths else []
         parts += [f"state0={DEFAULT_STATE}"] if self.default_state else []
+        parts += [f"clip={self.clip:g}"] if self.clip is not None else []
         return ",".join(parts)
 
     @property
@@ -122,6 +128,7 @@ class Variant:
         parts += ["BIDIR"] if self.bidirectional else []
         parts += [f"LEN-{self.lengths.upper()}"] if self.lengths else []
         parts += [f"STATE0-{DEFAULT_STATE.upper()}"] if self.default_state else []
+        parts += ["CLIP"] if self.clip is not None else []
         return "".join("-" + p for p in parts)
 
     @property
@@ -131,6 +138,7 @@ class Variant:
         parts += ["bidirectional"] if self.bidirectional else []
         parts += [f"lengths={self.lengths}"] if self.lengths else []
         parts += [f"state0={DEFAULT_STATE}"] if self.default_state else []
+        parts += ["clip"] if self.clip is not None else []
         return tuple(parts)
 
 
@@ -169,13 +177,49 @@ def parse_variant(text: str | Variant | None) -> Variant:
                 raise ValueError(f"variant {shown!r}: state0 must be {DEFAULT_STATE!r} (no initial states passed), "
                                  f"got {given!r}")
             name, value = "default_state", True
+        elif part.startswith("clip="):
+            try:
+                name, value = "clip", float(part.split("=", 1)[1])
+            except ValueError:
+                raise ValueError(f"variant {shown!r}: clip must be a positive number (ONNX's threshold), got "
+                                 f"{part.split('=', 1)[1]!r}") from None
+            if not 0 < value < np.inf:
+                raise ValueError(f"variant {shown!r}: clip must be a positive finite threshold, got {value!r}")
         else:
             raise ValueError(f"variant {shown!r}: cannot read {part!r}; write e.g. "
-                             "'layers=2,bidirectional,lengths=zero,state0=default' (lengths: zero or carry)")
+                             "'layers=2,bidirectional,lengths=zero,state0=default' (lengths: zero or carry; "
+                             "clip=C: ONNX's clip threshold)")
         if name in fields:  # the second would silently win
             raise ValueError(f"variant {shown!r}: {name.replace('default_state', 'state0')} is given twice")
         fields[name] = value
     return Variant(**fields)
+
+
+def clip_function(u: sp.Expr, threshold: sp.Expr) -> sp.Expr:
+    """clip(u) = min(max(u, -C), C). Its derivative is 1 on [-C, C], bounds included (as torch.clamp's backward
+    takes it), and 0 outside: at u = +-C exactly the True branch (u) is the one taken."""
+    return sp.Piecewise((-threshold, u < -threshold), (threshold, u > threshold), (u, True))
+
+
+@cache
+def clipped(cell: Cell, threshold: float) -> Cell:
+    """``cell`` with ONNX's ``clip``: every gate's pre-activation (each quantity of ``pre_activations`` that is not
+    a state: Elman's z; the LSTM's i, f, g, o pre-activations, peepholes included, but not its cell state c_t,
+    which tanh reads unclipped; the GRU's r, z and the candidate's whole pre-activation, the reset product
+    included) clipped to [-C, C] before its nonlinearity: z = clip(z_raw). What ONNX Runtime 1.32.0 and OpenVINO
+    2026.4.1 compute (docs/onnx-attributes.md)."""
+    C = sp.nsimplify(threshold, rational=True)
+    states = {out.name for out in cell.state_out}
+    targets = [name for name in cell.pre_activations if name not in states]
+    step = []
+    for eq in cell.step:
+        if eq.target.name not in targets:
+            step.append(eq)
+            continue
+        raw = Var(eq.target.name + "_raw", eq.target.shape, INTERMEDIATE, rf"\tilde{{{eq.target.latex}}}")
+        step.append(Equation(raw, eq.indices, eq.rhs))
+        step.append(Equation(eq.target, eq.indices, clip_function(raw[eq.indices], C)))
+    return replace(cell, name=f"{cell.name}+clip", step=tuple(step))
 
 
 @cache

@@ -284,3 +284,169 @@ def test_the_openvino_batch_major_target_fails_where_batch_and_time_differ():
     assert not report.conformant
     assert {"GRU-RESET-BEFORE-FWD-H", "GRU-RESET-BEFORE-SHAPE"} & {r.clause.id for r in report.results
                                                                   if r.status in ("failed", "error")}, FIXED
+
+
+# -- clip=C: every gate's pre-activation clipped to [-C, C] ------------------------------------------------------
+
+def _sigmoid(u):
+    return 1 / (1 + np.exp(-u))
+
+
+class LstmClipModel:
+    """A NumPy LSTM under the variant clip=C (contract of a variant: h, h_n, c_n), written here from ONNX Runtime's
+    and OpenVINO's measured behaviour: ``clipped`` gates' pre-activations clipped, the cell state never."""
+
+    cell = "lstm"
+    dtypes = ("float32", "float64")
+    variants = ("clip",)
+    clip = None
+    layers, bidirectional, lengths, default_state = 1, False, None, False
+    clipped = "ifgo"
+    clip_cell = False
+
+    def forward(self, x, state0, params):
+        h, c, hs = state0["h0"], state0["c0"], []
+        C = self.clip
+        for t in range(x.shape[0]):
+            z = {g: x[t] @ params[f"U_{g}"].T + h @ params[f"W_{g}"].T + params[f"b_{g}"] for g in "ifgo"}
+            z = {g: np.clip(v, -C, C) if g in self.clipped else v for g, v in z.items()}
+            c = _sigmoid(z["f"]) * c + _sigmoid(z["i"]) * np.tanh(z["g"])
+            h = _sigmoid(z["o"]) * np.tanh(np.clip(c, -C, C) if self.clip_cell else c)
+            hs.append(h)
+        return {"h": np.stack(hs), "h_n": h, "c_n": c}
+
+
+class LstmClipSkipsCandidate(LstmClipModel):
+    """Clips i, f, o but not the candidate g's pre-activation."""
+
+    clipped = "ifo"
+
+
+class LstmClipAlsoCellState(LstmClipModel):
+    """Clips the cell state too before tanh reads it (the operator text's 'input of activations', read literally)."""
+
+    clip_cell = True
+
+
+class LstmClipIgnored(LstmClipModel):
+    """Ignores clip (as onnx's reference evaluator does)."""
+
+    clipped = ""
+
+
+@pytest.fixture
+def clip_wired(monkeypatch):
+    """The two lines the suite needs for clip=C, until spec/declared.py and spec/worker.py have them (the lead's
+    files): "clip" among the variant features, and the worker setting the target's ``clip`` from the variant."""
+    from rnnspec.derivations.variants import parse_variant
+    from rnnspec.spec import declared, worker
+
+    if "clip" not in declared.VARIANT_FEATURES:
+        monkeypatch.setattr(declared, "VARIANT_FEATURES", declared.VARIANT_FEATURES + ("clip",))
+    original = worker._set_variant
+
+    def set_variant(impl, name):
+        original(impl, name)
+        impl.clip = parse_variant(name).clip
+
+    monkeypatch.setattr(worker, "_set_variant", set_variant)
+
+
+def test_the_clip_variant_is_read_named_and_refused_when_wrong():
+    from rnnspec.derivations.variants import Variant, parse_variant
+
+    variant = parse_variant("clip=1.5")
+    assert (variant.clip, variant.name, variant.features, variant.tag) == (1.5, "clip=1.5", ("clip",), "-CLIP")
+    assert parse_variant("layers=2,clip=1").name == "layers=2,clip=1"
+    for wrong in ("clip=0", "clip=-1", "clip=abc", "clip=inf"):
+        with pytest.raises(ValueError, match="clip must be a positive"):
+            parse_variant(wrong)
+    with pytest.raises(ValueError, match="clip must be None or a positive"):
+        Variant(clip=True)
+
+
+def test_the_clip_derivative_is_one_on_the_closed_interval_and_zero_outside():
+    import sympy as sp
+
+    from rnnspec.derivations.variants import clip_function
+
+    u = sp.Symbol("u", real=True)
+    slope = sp.diff(clip_function(u, sp.Integer(2)), u)
+    assert [slope.subs(u, v) for v in (-3, -2, 0, 2, 3)] == [0, 1, 1, 1, 0]
+
+
+@pytest.mark.parametrize("model, agrees", [(LstmClipModel, True), (LstmClipSkipsCandidate, False),
+                                           (LstmClipAlsoCellState, False), (LstmClipIgnored, False)])
+def test_the_clipped_oracle_clips_every_gate_pre_activation_and_not_the_cell_state(model, agrees):
+    from rnnspec.derivations.composed import Composed
+
+    rng = np.random.default_rng(3)
+    T, B, I, H = 6, 3, 4, 5
+    params = {k: 2 * v for k, v in _params("lstm", H, I, seed=3).items()}
+    state0 = {"h0": rng.standard_normal((B, H)), "c0": 3 * rng.standard_normal((B, H))}
+    x = rng.standard_normal((T, B, I))
+    expected = Composed("lstm", "clip=1").forward(x, state0, params)
+    target = model()
+    target.clip = 1.0
+    got = target.forward(x, state0, params)
+    close = all(np.allclose(got[k], expected[k], rtol=1e-12, atol=1e-12) for k in expected)
+    assert close == agrees, {k: np.abs(got[k] - expected[k]).max() for k in expected}
+
+
+@pytest.mark.parametrize("model, conformant", [(LstmClipModel, True), (LstmClipSkipsCandidate, False),
+                                               (LstmClipAlsoCellState, False), (LstmClipIgnored, False)])
+def test_the_suite_passes_a_correct_clip_and_rejects_wrong_ones(clip_wired, model, conformant):
+    report = check(model(), target=model.__name__, cell="lstm", variant="clip=1", examples=6)
+    assert report.conformant == conformant, _failing(report)
+    if not conformant:
+        assert "LSTM-CLIP-FWD-H" in {r.clause.id for r in report.results if r.status == "failed"}
+
+
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru-reset-after", "gru-reset-before", "lstm-coupled"])
+def test_onnxruntime_is_conformant_under_clip(clip_wired, cell):
+    needs("onnxruntime", "onnx")
+    from rnnspec.spec.frameworks.onnx_operators import OnnxRuntime
+
+    class Clipped(OnnxRuntime):
+        variants = tuple(dict.fromkeys(OnnxRuntime.variants + ("clip",)))
+
+    target = Clipped()
+    target.cell = cell
+    report = check(target, target="onnxruntime", cell=cell, variant="clip=1", examples=6)
+    assert report.conformant, _failing(report)
+
+
+def test_openvino_is_conformant_under_clip(clip_wired):
+    needs("openvino", "onnx")
+    from rnnspec.spec.frameworks.openvino_runtime import OpenVinoF32
+
+    class Clipped(OpenVinoF32):
+        variants = tuple(dict.fromkeys(OpenVinoF32.variants + ("clip",)))
+
+    target = Clipped()
+    target.cell = "gru-reset-after"
+    report = check(target, target="openvino-f32", cell="gru-reset-after", variant="clip=1", dtype="float32",
+                   examples=6)
+    assert report.conformant, _failing(report)
+
+
+def test_onnx2pytorch_refuses_clip_in_its_own_words():
+    needs("onnx2pytorch", "onnx", "torch")
+    from rnnspec.spec.frameworks.onnx2torch_layers import CLIP_REFUSAL, Onnx2PyTorch, _import, baked
+    from rnnspec.spec.frameworks.onnx_operators import build_model
+
+    convert = _import("onnx2pytorch", "onnx2pytorch").ConvertModel
+    params = {k: v.astype(np.float32) for k, v in _params("lstm").items()}
+    with pytest.raises(NotImplementedError) as refusal:
+        convert(baked(build_model("lstm", 3, clip=1.0), to_framework("onnx", "lstm", params), "float32"))
+    assert str(refusal.value) in CLIP_REFUSAL, (str(refusal.value), "update docs/onnx-attributes.md")
+    assert "clip" not in Onnx2PyTorch.variants
+
+
+def test_the_openvino_targets_run_state0_default():
+    """state0=default graphs have no initial-state inputs: the OpenVINO targets built them with, and fed nothing
+    (every case raised); their sessions now follow the variant as ONNX Runtime's do."""
+    needs("openvino", "onnx")
+    report = check(TargetName(OPENVINO_F32), target=OPENVINO_F32, cell="lstm", variant="state0=default",
+                   dtype="float32", examples=4)
+    assert report.conformant, _failing(report)

@@ -48,6 +48,8 @@ REFUSED = {"lstm-peephole": "onnx2pytorch 0.6.0 refuses the LSTM's peepholes: "
                             "NotImplementedError: LSTM P not yet implemented.",
            "lstm-coupled": "onnx2pytorch 0.6.0 refuses the LSTM's coupled gates: "
                            "NotImplementedError: LSTM input_forget 1."}
+#: onnx2pytorch 0.6.0's answer to the clip attribute (RNN, LSTM and GRU alike: "LSTM clip 1.0"); it declares no clip
+CLIP_REFUSAL = "onnx2pytorch 0.6.0 refuses the clip attribute: NotImplementedError: LSTM clip 1.0 (RNN, GRU alike)"
 #: onnx2torch 1.5.15's answer to each of the three operators (tests/test_onnx2torch.py checks it still holds)
 ONNX2TORCH_REFUSAL = ("onnx2torch 1.5.15 has no converter for ONNX's RNN, LSTM or GRU: NotImplementedError: "
                       "Converter is not implemented (OperationDescription(domain='', operation_type='LSTM', "

@@ -27,6 +27,7 @@ import numpy as np
 from rnnspec import catalogue
 from rnnspec.spec.conventions import to_framework
 from rnnspec.spec.conventions.onnx import OPERATORS
+from rnnspec.spec.declared import VARIANT_FEATURES
 from rnnspec.spec.frameworks import require
 from rnnspec.spec.targets import TargetError
 
@@ -37,6 +38,8 @@ OPSET = 14  # the first with the ``layout`` attribute: 0 time-major (the default
 #: initial_h and initial_c (B, D, H); Y (B, T, D, H) and the final states (B, D, H) likewise
 _BATCH_MAJOR_INPUTS = ("X", "initial_h", "initial_c")
 _ACTIVATIONS = {"tanh": "Tanh", "relu": "Relu"}
+#: the variant feature clip (ONNX's clip threshold), declared where the suite knows it
+CLIP = ("clip",) if "clip" in VARIANT_FEATURES else ()
 
 
 def _state_inputs(cell: str, default_state: bool, suffix: str = "") -> tuple[list[str], list[str]]:
@@ -49,9 +52,10 @@ def _state_inputs(cell: str, default_state: bool, suffix: str = "") -> tuple[lis
 
 
 def build_model(cell: str, hidden: int, activation: str = "tanh", dtype: str = "float32",
-                default_state: bool = False, layout: int = 0):
+                default_state: bool = False, layout: int = 0, clip: float | None = None):
     """The one-operator ONNX model of ``cell``: inputs X, W, R, B, initial_h (and initial_c; neither when
-    ``default_state``); with ``layout=1`` X, the initial states and the outputs are batch-major."""
+    ``default_state``); with ``layout=1`` X, the initial states and the outputs are batch-major; ``clip`` is the
+    operator's clip threshold (absent when None)."""
     from onnx import TensorProto, helper
 
     op, attributes = OPERATORS[cell]
@@ -63,6 +67,8 @@ def build_model(cell: str, hidden: int, activation: str = "tanh", dtype: str = "
     sequence_lens = [""] if operands or peepholes else []
     if layout:
         attributes = {**attributes, "layout": layout}
+    if clip is not None:
+        attributes = {**attributes, "clip": float(clip)}
     node = helper.make_node(op, ["X", "W", "R", "B", *sequence_lens, *operands, *peepholes], outputs,
                             hidden_size=hidden, **attributes)
     floats = TensorProto.FLOAT if dtype == "float32" else TensorProto.DOUBLE
@@ -78,11 +84,12 @@ def build_model(cell: str, hidden: int, activation: str = "tanh", dtype: str = "
 
 
 def build_stacked_model(cell: str, hidden: int, layers: int, directions: int, lengths: bool,
-                        activation: str = "tanh", default_state: bool = False, layout: int = 0):
+                        activation: str = "tanh", default_state: bool = False, layout: int = 0,
+                        clip: float | None = None):
     """A chain of ``layers`` operators, each ``directions`` ways, with sequence_lens when ``lengths``: inputs X,
     and per layer l W{l}, R{l}, B{l}, initial_h{l} (initial_c{l}; neither when ``default_state``); outputs
     Y{L-1} and every Y_h{l} (Y_c{l}); with ``layout=1`` every operator's X, initial states and outputs are
-    batch-major."""
+    batch-major; ``clip``, every operator's clip threshold."""
     from onnx import TensorProto, helper
 
     op, attributes = OPERATORS[cell]
@@ -91,6 +98,8 @@ def build_stacked_model(cell: str, hidden: int, layers: int, directions: int, le
     attributes = {**attributes, "direction": "bidirectional" if directions == 2 else "forward"}
     if layout:
         attributes = {**attributes, "layout": layout}
+    if clip is not None:
+        attributes = {**attributes, "clip": float(clip)}
     floats = TensorProto.FLOAT
     inputs = [helper.make_tensor_value_info("X", floats, ["B", "T", "I"] if layout else ["T", "B", "I"])]
     if lengths:
@@ -143,12 +152,15 @@ class OnnxRuntime:
     cell = "elman"
     dtypes = ("float32",)
     activations = ("tanh", "relu")
-    variants = ("layers", "bidirectional", "lengths=zero", "state0=default")
+    #: clip=C once the suite knows the feature (spec/declared.py VARIANT_FEATURES, spec/worker.py setting ``clip``)
+    variants = ("layers", "bidirectional", "lengths=zero", "state0=default") + CLIP
     layers, bidirectional, lengths = 1, False, None
     #: True (state0=default): state0 is {} and the operators get no initial_h / initial_c
     default_state = False
     #: the operators' ``layout``: 0 time-major; 1 batch-major, transposed at the boundary (:class:`BatchMajor`)
     layout = 0
+    #: the variant clip=C (the suite sets it): the operators' ``clip`` attribute, None for none
+    clip: float | None = None
     #: why a dtype it does not declare is missing (the compatibility matrix prints it)
     not_provided = {"float64": "ONNX Runtime has no double kernel for RNN (NOT_IMPLEMENTED); its LSTM and GRU answer "
                                "'operator does not support double yet'"}
@@ -161,11 +173,11 @@ class OnnxRuntime:
 
     @property
     def _plain(self) -> bool:
-        return self.layers == 1 and not self.bidirectional and self.lengths is None
+        return self.layers == 1 and not self.bidirectional and self.lengths is None and self.clip is None
 
     def _session(self, hidden: int):
         key = (self.cell, self.activation, hidden, self.layers, self.bidirectional, self.lengths, self.default_state,
-               self.layout)
+               self.layout, self.clip)
         if key not in self._sessions:
             if self._plain:
                 model = build_model(self.cell, hidden, self.activation, default_state=self.default_state,
@@ -173,7 +185,7 @@ class OnnxRuntime:
             else:
                 model = build_stacked_model(self.cell, hidden, self.layers, 2 if self.bidirectional else 1,
                                             self.lengths is not None, self.activation, self.default_state,
-                                            self.layout)
+                                            self.layout, self.clip)
             options = self.ort.SessionOptions()
             options.intra_op_num_threads = 1
             options.log_severity_level = 3
@@ -185,7 +197,7 @@ class OnnxRuntime:
         from rnnspec.derivations.variants import Variant, run_params
         from rnnspec.spec.contract import contract
 
-        variant = Variant(self.layers, self.bidirectional, self.lengths, self.default_state)
+        variant = Variant(self.layers, self.bidirectional, self.lengths, self.default_state, self.clip)
         D = variant.directions
         stacked = (lambda v: v) if variant.stacked else (lambda v: v[None])
         feed = {"X": np.ascontiguousarray(x)}
