@@ -15,7 +15,7 @@ from collections.abc import Callable
 from rnnspec.spec.declared import UsageError
 from rnnspec.spec.progress import UnitProgress
 from rnnspec.spec.store import MemoryStore
-from rnnspec.spec.units import Unit, run_unit
+from rnnspec.spec.units import Unit, close_sessions, run_unit
 
 ENGINES = ("local", "ray")
 
@@ -78,6 +78,17 @@ def execute(units: list[Unit], store: MemoryStore, *, engine: str = "local", wor
     failures: list[str] = []
     if pending:
         progress.show()
+    try:
+        _run(pending, store, progress, failures, engine, workers, address, impl, cases, on_case, requirements)
+    finally:
+        close_sessions()
+    if failures:
+        raise RunError(f"{len(failures)} of {len(mine)} units failed (the others are stored; rerun the same "
+                       "command to run these again):\n  " + "\n  ".join(failures))
+    return progress
+
+
+def _run(pending, store, progress, failures, engine, workers, address, impl, cases, on_case, requirements) -> None:
     if engine == "ray":
         from rnnspec.spec.ray_engine import run_on_ray
 
@@ -117,7 +128,3 @@ def execute(units: list[Unit], store: MemoryStore, *, engine: str = "local", wor
                 else:
                     store.put(unit, record)
                     progress.finished(record["seconds"])
-    if failures:
-        raise RunError(f"{len(failures)} of {len(mine)} units failed (the others are stored; rerun the same "
-                       "command to run these again):\n  " + "\n  ".join(failures))
-    return progress

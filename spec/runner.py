@@ -234,7 +234,7 @@ def check(impl, *, target: str = "<object>", examples: int | None = None, seed: 
     """
     from rnnspec.spec.engines import check_shard, execute
     from rnnspec.spec.store import FolderStore, MemoryStore
-    from rnnspec.spec.units import DEFAULT_UNIT_CASES, report_from, units_of
+    from rnnspec.spec.units import DEFAULT_UNIT_CASES, Unit, close_sessions, report_from, session_for, units_of
 
     start = time.monotonic()
     explicit = cases is not None
@@ -250,7 +250,12 @@ def check(impl, *, target: str = "<object>", examples: int | None = None, seed: 
     variant = _variant_option(variant, cases)
     if asked is not None:
         _clauses(asked, clauses, variant)
-    session = Session(impl, timeout)
+    here = engine == "local" and workers == 1
+    if not here and not (isinstance(impl, TargetName) and str(impl) == target):
+        raise UsageError("workers > 1 and --engine ray load the target in other processes: give it by name (a "
+                         f"TargetName equal to target=), not as an object (got {type(impl).__name__})")
+    # the units run here call the target in this worker process too (units.session_for): loaded once, as before
+    session = session_for(Unit(target, "", "", None, 0, 0, None, (), 0, 0, timeout=timeout), impl if here else None)
     try:
         decl = declared(session.worker.declarations())
         cell = decl.choose(asked)
@@ -261,15 +266,22 @@ def check(impl, *, target: str = "<object>", examples: int | None = None, seed: 
             decl.admits(case)
         if dtype is not None and dtype not in decl.dtypes:
             raise UsageError(f"--dtype: {dtype!r} is not among the target's dtypes {decl.dtypes}")
-    finally:
-        session.worker.stop()
+    except BaseException:
+        close_sessions()
+        raise
+    if not here:
+        close_sessions()
     given = tuple(case.describe() for case in cases) if explicit else ()
     units = units_of(target, cell, variant, dtype, seed, examples or DEFAULT_EXAMPLES, shapes,
                      tuple(c.id for c in selected), unit_cases, timeout, given)
     parameters = {"target": target, "cell": cell, "variant": variant, "dtype": dtype, "seed": seed,
                   "examples": examples or DEFAULT_EXAMPLES, "shapes": shapes, "clauses": [c.id for c in selected],
                   "cases": list(given), "timeout": timeout, "unit_cases": unit_cases, "require_all": require_all}
-    store = FolderStore.open(results, "check", parameters, units) if results is not None else MemoryStore()
+    try:
+        store = FolderStore.open(results, "check", parameters, units) if results is not None else MemoryStore()
+    except BaseException:
+        close_sessions()
+        raise
     drawn: dict = {}
 
     def case_list(unit):
@@ -280,10 +292,6 @@ def check(impl, *, target: str = "<object>", examples: int | None = None, seed: 
             drawn["cases"] = draw(unit, decl)
         return drawn["cases"]
 
-    here = engine == "local" and workers == 1
-    if not here and not (isinstance(impl, TargetName) and str(impl) == target):
-        raise UsageError("workers > 1 and --engine ray load the target in other processes: give it by name (a "
-                         f"TargetName equal to target=), not as an object (got {type(impl).__name__})")
     execute(units, store, engine=engine, workers=workers, address=address, shard=shard,
             impl=impl if here else None, cases=case_list,
             on_case=(lambda n, total, case: progress(n, total, case)) if progress else None, stream=units_progress,

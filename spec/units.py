@@ -132,18 +132,45 @@ def _verdict_row(v: Verdict) -> list:
             None if v.tolerance is None else float(v.tolerance), v.reason]
 
 
+#: this process's session by (target, timeout, object): the units it runs of one target in a row share a worker
+#: process, so the target is loaded once per process, not once per unit (as the run before units loaded it once)
+_SESSIONS: dict = {}
+
+
+def session_for(unit: Unit, impl=None):
+    """A session on ``unit``'s target (``impl``, or the target by name), reused across this process's units, reset
+    to what a fresh one is: no method hung, no deadline, every method's first call in the unit given the warm-up
+    limit (so a unit's time limits, and so its verdicts, do not depend on which units ran before it here)."""
+    from rnnspec.spec.runner import Session
+    from rnnspec.spec.worker import TargetName
+
+    key = (unit.target, unit.timeout, id(impl) if impl is not None else None)
+    session = _SESSIONS.get(key)
+    if session is None:
+        close_sessions()  # one target's process kept at a time: a matrix's units come target by target
+        session = _SESSIONS[key] = Session(impl if impl is not None else TargetName(unit.target), unit.timeout)
+    session.hung, session.deadline, session.worker.warm = set(), None, set()
+    return session
+
+
+def close_sessions() -> None:
+    """Stop the worker processes of :func:`session_for` (at the end of a run)."""
+    while _SESSIONS:
+        _SESSIONS.popitem()[1].worker.stop()
+
+
 def run_unit(unit: Unit, impl=None, cases: list[Case] | None = None, on_case=None) -> dict:
     """Run ``unit``: its cases through a worker process, every clause judged, each clause's first failure in the
     unit shrunk. ``impl``: the implementation object (else the worker loads ``unit.target`` by name); ``cases``: the
     check's case list when the caller has drawn it; ``on_case(n, case)`` for each case (n counts the whole list).
+    The worker process is this process's for the target (:func:`session_for`); one that fails to load is stopped.
     Returns the unit's record (plain JSON values; docs/runs.md)."""
     from rnnspec.spec.expected import expected
     from rnnspec.spec.results import ClauseResult
-    from rnnspec.spec.runner import Session, _counterexample, _environment, _methods_for, _shrink_from
-    from rnnspec.spec.worker import TargetName
+    from rnnspec.spec.runner import _counterexample, _environment, _methods_for, _shrink_from
 
     start = time.monotonic()
-    session = Session(impl if impl is not None else TargetName(unit.target), unit.timeout)
+    session = session_for(unit, impl)
     try:
         decl = declared(session.worker.declarations())
         decl.choose(unit.cell)
@@ -176,8 +203,9 @@ def run_unit(unit: Unit, impl=None, cases: list[Case] | None = None, on_case=Non
                 small, small_verdict, tries = case, verdict, 0
             counterexamples[result.clause.id] = _counterexample(unit.target, unit.seed, result.clause, small,
                                                                 small_verdict, tries)
-    finally:
-        session.worker.stop()
+    except BaseException:
+        close_sessions()  # a target that failed to load, or a run interrupted: no process kept for the next unit
+        raise
     checked = tuple(dict.fromkeys(c.dtype for c in everything))
     return {"schema": RECORD_SCHEMA, "unit": unit.to_json(), "key": unit.key, "total_cases": len(everything),
             "cases_digest": digest_cases(everything), "cases": [asdict(c) for c in mine], "verdicts": rows,
