@@ -31,6 +31,7 @@ from rnnspec.derivations.variants import (
     masked,
     output_mask,
     parse_variant,
+    reactivated,
     run_params,
 )
 
@@ -45,6 +46,8 @@ class Composed:
         self.variant = parse_variant(variant)
         plain = registered_cell(cell, activation, head)
         step = registered_cell(cell, activation, None)
+        if self.variant.gate_activations:  # ONNX's activations list, then its clip (on the pre-activations)
+            step = reactivated(step, self.variant.gate_activations)
         if self.variant.clip is not None:  # ONNX's clip: the gates' pre-activations, before the mask
             step = clipped(step, self.variant.clip)
         self.step = Oracle(activation, backend, cell=masked(step), rounding=rounding)

@@ -46,7 +46,7 @@ from functools import cache
 import numpy as np
 import sympy as sp
 
-from rnnspec.derivations.cells import Cell
+from rnnspec.derivations.cells import ACTIVATIONS, Cell, sigmoid
 from rnnspec.derivations.tensors import INTERMEDIATE, Equation, Var, indices
 from rnnspec.derivations.tensors import MASK as MASK_KIND
 
@@ -71,6 +71,9 @@ class Variant:
     default_state: bool = False
     #: None, or ONNX's ``clip`` threshold C > 0: every gate's pre-activation clipped to [-C, C] (:func:`clipped`)
     clip: float | None = None
+    #: None, or ONNX's ``activations`` of a gated cell, lower case: (f, g) or (f, g, h) (:func:`reactivated`);
+    #: spelled ``activations=f/g/h`` (not a target's ``activations``, Elman's f, which this is not)
+    gate_activations: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.layers, bool) or not isinstance(self.layers, int) or not 1 <= self.layers <= 8:
@@ -84,6 +87,11 @@ class Variant:
         if self.clip is not None and (isinstance(self.clip, bool) or not isinstance(self.clip, (int, float))
                                       or not 0 < self.clip < np.inf):
             raise ValueError(f"variant: clip must be None or a positive finite threshold, got {self.clip!r}")
+        acts = self.gate_activations
+        if acts is not None and (not isinstance(acts, tuple) or not 2 <= len(acts) <= 3
+                                 or any(a not in GATED_ACTIVATIONS for a in acts)):
+            raise ValueError(f"variant: gate_activations must be None or 2 or 3 of {tuple(GATED_ACTIVATIONS)} "
+                             f"(f, g, h), got {acts!r}")
 
     @property
     def directions(self) -> int:
@@ -119,6 +127,7 @@ class Variant:
         parts += [f"lengths={self.lengths}"] if self.lengths else []
         parts += [f"state0={DEFAULT_STATE}"] if self.default_state else []
         parts += [f"clip={self.clip:g}"] if self.clip is not None else []
+        parts += [f"activations={'/'.join(self.gate_activations)}"] if self.gate_activations else []
         return ",".join(parts)
 
     @property
@@ -129,6 +138,7 @@ class Variant:
         parts += [f"LEN-{self.lengths.upper()}"] if self.lengths else []
         parts += [f"STATE0-{DEFAULT_STATE.upper()}"] if self.default_state else []
         parts += ["CLIP"] if self.clip is not None else []
+        parts += ["ACT-" + "-".join(a.upper() for a in self.gate_activations)] if self.gate_activations else []
         return "".join("-" + p for p in parts)
 
     @property
@@ -139,6 +149,7 @@ class Variant:
         parts += [f"lengths={self.lengths}"] if self.lengths else []
         parts += [f"state0={DEFAULT_STATE}"] if self.default_state else []
         parts += ["clip"] if self.clip is not None else []
+        parts += ["activations"] if self.gate_activations else []
         return tuple(parts)
 
 
@@ -185,6 +196,11 @@ def parse_variant(text: str | Variant | None) -> Variant:
                                  f"{part.split('=', 1)[1]!r}") from None
             if not 0 < value < np.inf:
                 raise ValueError(f"variant {shown!r}: clip must be a positive finite threshold, got {value!r}")
+        elif part.startswith("activations="):
+            name, value = "gate_activations", tuple(part.split("=", 1)[1].lower().split("/"))
+            if not 2 <= len(value) <= 3 or any(a not in GATED_ACTIVATIONS for a in value):
+                raise ValueError(f"variant {shown!r}: activations must be f/g or f/g/h, each one of "
+                                 f"{'/'.join(GATED_ACTIVATIONS)}, got {part.split('=', 1)[1]!r}")
         else:
             raise ValueError(f"variant {shown!r}: cannot read {part!r}; write e.g. "
                              "'layers=2,bidirectional,lengths=zero,state0=default' (lengths: zero or carry; "
@@ -193,6 +209,49 @@ def parse_variant(text: str | Variant | None) -> Variant:
             raise ValueError(f"variant {shown!r}: {name.replace('default_state', 'state0')} is given twice")
         fields[name] = value
     return Variant(**fields)
+
+
+#: ONNX's defaults of HardSigmoid's alpha and beta
+HARD_SIGMOID = (sp.Rational(1, 5), sp.Rational(1, 2))
+
+
+def hard_sigmoid(u: sp.Expr) -> sp.Expr:
+    """ONNX's HardSigmoid, max(0, min(1, alpha u + beta)), with the operator's defaults alpha = 0.2, beta = 0.5;
+    its derivative is alpha strictly inside, 0 outside, and (the True branch) alpha at the two kinks."""
+    alpha, beta = HARD_SIGMOID
+    v = alpha * u + beta
+    return sp.Piecewise((0, v < 0), (1, v > 1), (v, True))
+
+
+#: the nonlinearities the variant activations=f/g/h may name (ONNX's names, lower case), with ONNX's defaults
+GATED_ACTIVATIONS = {"sigmoid": sigmoid, "tanh": sp.tanh, "relu": ACTIVATIONS["relu"], "hardsigmoid": hard_sigmoid}
+
+
+@cache
+def reactivated(cell: Cell, names: tuple[str, ...]) -> Cell:
+    """``cell`` with ONNX's ``activations`` list: f for every gate squashed by the logistic function, g for every
+    pre-activation squashed by tanh (the candidate), and h for the other tanh (the LSTM's tanh(c_t)); ``names`` is
+    (f, g) for a cell without that (the GRUs, the MGUs), (f, g, h) for one with it (the LSTMs)."""
+    if not cell.gates:
+        raise ValueError(f"variant activations: the cell {cell.name} has no gates; its nonlinearity is its activation")
+    f, g, *h = (GATED_ACTIVATIONS[n] for n in names)
+    pre = set(cell.pre_activations)
+    step, rest = [], False
+    for eq in cell.step:
+        atoms = [a for a in eq.rhs.atoms(sp.Indexed) if str(a.base) in pre]
+        if len(atoms) == 1 and eq.rhs == sigmoid(atoms[0]):
+            step.append(Equation(eq.target, eq.indices, f(atoms[0])))
+        elif len(atoms) == 1 and eq.rhs == sp.tanh(atoms[0]) and eq.target.kind == INTERMEDIATE:
+            step.append(Equation(eq.target, eq.indices, g(atoms[0])))
+        elif eq.rhs.has(sp.tanh):
+            rest = True
+            step.append(Equation(eq.target, eq.indices, eq.rhs.replace(sp.tanh, h[0]) if h else eq.rhs))
+        else:
+            step.append(eq)
+    if len(names) != 2 + rest:
+        raise ValueError(f"variant activations: the cell {cell.name} takes {2 + rest} (f, g{', h' if rest else ''}), "
+                         f"got {len(names)}: {'/'.join(names)}")
+    return replace(cell, name=f"{cell.name}+{'/'.join(names)}", step=tuple(step))
 
 
 def clip_function(u: sp.Expr, threshold: sp.Expr) -> sp.Expr:

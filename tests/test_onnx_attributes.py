@@ -335,19 +335,20 @@ class LstmClipIgnored(LstmClipModel):
 
 
 @pytest.fixture
-def clip_wired(monkeypatch):
-    """The two lines the suite needs for clip=C, until spec/declared.py and spec/worker.py have them (the lead's
-    files): "clip" among the variant features, and the worker setting the target's ``clip`` from the variant."""
+def attributes_wired(monkeypatch):
+    """The lines the suite needs for clip=C and activations=f/g/h, until spec/declared.py and spec/worker.py have
+    them (the lead's files): both among the variant features, and the worker setting the target's ``clip`` and
+    ``gate_activations`` from the variant."""
     from rnnspec.derivations.variants import parse_variant
     from rnnspec.spec import declared, worker
 
-    if "clip" not in declared.VARIANT_FEATURES:
-        monkeypatch.setattr(declared, "VARIANT_FEATURES", declared.VARIANT_FEATURES + ("clip",))
+    missing = tuple(f for f in ("clip", "activations") if f not in declared.VARIANT_FEATURES)
+    monkeypatch.setattr(declared, "VARIANT_FEATURES", declared.VARIANT_FEATURES + missing)
     original = worker._set_variant
 
     def set_variant(impl, name):
         original(impl, name)
-        impl.clip = parse_variant(name).clip
+        impl.clip, impl.gate_activations = parse_variant(name).clip, parse_variant(name).gate_activations
 
     monkeypatch.setattr(worker, "_set_variant", set_variant)
 
@@ -395,7 +396,7 @@ def test_the_clipped_oracle_clips_every_gate_pre_activation_and_not_the_cell_sta
 
 @pytest.mark.parametrize("model, conformant", [(LstmClipModel, True), (LstmClipSkipsCandidate, False),
                                                (LstmClipAlsoCellState, False), (LstmClipIgnored, False)])
-def test_the_suite_passes_a_correct_clip_and_rejects_wrong_ones(clip_wired, model, conformant):
+def test_the_suite_passes_a_correct_clip_and_rejects_wrong_ones(attributes_wired, model, conformant):
     report = check(model(), target=model.__name__, cell="lstm", variant="clip=1", examples=6)
     assert report.conformant == conformant, _failing(report)
     if not conformant:
@@ -403,7 +404,7 @@ def test_the_suite_passes_a_correct_clip_and_rejects_wrong_ones(clip_wired, mode
 
 
 @pytest.mark.parametrize("cell", ["elman", "lstm", "gru-reset-after", "gru-reset-before", "lstm-coupled"])
-def test_onnxruntime_is_conformant_under_clip(clip_wired, cell):
+def test_onnxruntime_is_conformant_under_clip(attributes_wired, cell):
     needs("onnxruntime", "onnx")
     from rnnspec.spec.frameworks.onnx_operators import OnnxRuntime
 
@@ -416,7 +417,7 @@ def test_onnxruntime_is_conformant_under_clip(clip_wired, cell):
     assert report.conformant, _failing(report)
 
 
-def test_openvino_is_conformant_under_clip(clip_wired):
+def test_openvino_is_conformant_under_clip(attributes_wired):
     needs("openvino", "onnx")
     from rnnspec.spec.frameworks.openvino_runtime import OpenVinoF32
 
@@ -450,3 +451,133 @@ def test_the_openvino_targets_run_state0_default():
     report = check(TargetName(OPENVINO_F32), target=OPENVINO_F32, cell="lstm", variant="state0=default",
                    dtype="float32", examples=4)
     assert report.conformant, _failing(report)
+
+
+
+# -- activations=f/g/h: ONNX's activations list for the gated cells ---------------------------------------------------
+
+def _hard_sigmoid(u):
+    return np.clip(0.2 * u + 0.5, 0, 1)
+
+
+class LstmActivationsModel(LstmClipModel):
+    """A NumPy LSTM under the variant activations=hardsigmoid/relu/tanh, from the operator's text: f for i, f, o;
+    g for the candidate; h for the cell state read by h_t."""
+
+    variants = ("activations",)
+    gate_activations = None
+    f, g, h = staticmethod(_hard_sigmoid), staticmethod(lambda u: np.maximum(u, 0)), staticmethod(np.tanh)
+
+    def forward(self, x, state0, params):
+        h, c, hs = state0["h0"], state0["c0"], []
+        for t in range(x.shape[0]):
+            z = {k: x[t] @ params[f"U_{k}"].T + h @ params[f"W_{k}"].T + params[f"b_{k}"] for k in "ifgo"}
+            c = self.f(z["f"]) * c + self.f(z["i"]) * self.g(z["g"])
+            h = self.f(z["o"]) * self.h(c)
+            hs.append(h)
+        return {"h": np.stack(hs), "h_n": h, "c_n": c}
+
+
+class LstmActivationsIgnored(LstmActivationsModel):
+    """Ignores the activations list: sigma and tanh (as onnx's reference evaluator does)."""
+
+    f, g, h = staticmethod(_sigmoid), staticmethod(np.tanh), staticmethod(np.tanh)
+
+
+class LstmActivationsGAndHSwapped(LstmActivationsModel):
+    """Reads the list's g and h the other way round: ReLU on the cell state, tanh on the candidate."""
+
+    g, h = staticmethod(np.tanh), staticmethod(lambda u: np.maximum(u, 0))
+
+
+class LstmActivationsLogisticForHard(LstmActivationsModel):
+    """HardSigmoid read as the logistic function's slope-matched line without its clamp (0.2 u + 0.5)."""
+
+    f = staticmethod(lambda u: 0.2 * u + 0.5)
+
+
+def test_the_activations_variant_is_read_named_and_refused_when_wrong():
+    from rnnspec.derivations.registry import cell
+    from rnnspec.derivations.variants import parse_variant, reactivated
+
+    variant = parse_variant("activations=HardSigmoid/Relu/Tanh")
+    assert variant.gate_activations == ("hardsigmoid", "relu", "tanh")
+    assert (variant.name, variant.features) == ("activations=hardsigmoid/relu/tanh", ("activations",))
+    with pytest.raises(ValueError, match="each one of sigmoid/tanh/relu/hardsigmoid"):
+        parse_variant("activations=softsign/tanh")
+    with pytest.raises(ValueError, match="takes 3 .f, g, h., got 2"):
+        reactivated(cell("lstm", "tanh", None), ("sigmoid", "relu"))
+    with pytest.raises(ValueError, match="has no gates"):
+        reactivated(cell("elman", "tanh", None), ("sigmoid", "relu"))
+
+
+@pytest.mark.parametrize("model, agrees", [(LstmActivationsModel, True), (LstmActivationsIgnored, False),
+                                           (LstmActivationsGAndHSwapped, False),
+                                           (LstmActivationsLogisticForHard, False)])
+def test_the_reactivated_oracle_is_the_operators_text(model, agrees):
+    from rnnspec.derivations.composed import Composed
+
+    rng = np.random.default_rng(5)
+    T, B, I, H = 6, 3, 4, 5
+    params = {k: 2 * v for k, v in _params("lstm", H, I, seed=5).items()}
+    state0 = {"h0": rng.standard_normal((B, H)), "c0": 3 * rng.standard_normal((B, H))}
+    x = rng.standard_normal((T, B, I))
+    expected = Composed("lstm", "activations=hardsigmoid/relu/tanh").forward(x, state0, params)
+    got = model().forward(x, state0, params)
+    close = all(np.allclose(got[k], expected[k], rtol=1e-12, atol=1e-12) for k in expected)
+    assert close == agrees, {k: np.abs(got[k] - expected[k]).max() for k in expected}
+
+
+@pytest.mark.parametrize("model, conformant", [(LstmActivationsModel, True), (LstmActivationsIgnored, False),
+                                               (LstmActivationsGAndHSwapped, False)])
+def test_the_suite_passes_the_right_activations_and_rejects_wrong_ones(attributes_wired, model, conformant):
+    report = check(model(), target=model.__name__, cell="lstm", variant="activations=hardsigmoid/relu/tanh",
+                   examples=6)
+    assert report.conformant == conformant, _failing(report)
+
+
+@pytest.mark.parametrize("cell, variant", [("lstm", "activations=hardsigmoid/relu/tanh"),
+                                           ("gru-reset-before", "activations=hardsigmoid/relu"),
+                                           ("lstm-coupled", "activations=sigmoid/tanh/relu,clip=1")])
+def test_onnxruntime_is_conformant_under_other_activations(attributes_wired, cell, variant):
+    needs("onnxruntime", "onnx")
+    from rnnspec.spec.frameworks.onnx_operators import OnnxRuntime
+
+    class Attributed(OnnxRuntime):
+        variants = tuple(dict.fromkeys(OnnxRuntime.variants + ("clip", "activations")))
+
+    target = Attributed()
+    target.cell = cell
+    report = check(target, target="onnxruntime", cell=cell, variant=variant, examples=6)
+    assert report.conformant, _failing(report)
+
+
+def test_openvino_runs_sigmoid_tanh_relu_and_refuses_hardsigmoid(attributes_wired):
+    needs("openvino", "onnx")
+    from rnnspec.spec.frameworks.openvino_runtime import OpenVinoF32
+
+    class Attributed(OpenVinoF32):
+        variants = tuple(dict.fromkeys(OpenVinoF32.variants + ("clip", "activations")))
+
+    target = Attributed()
+    target.cell = "lstm"
+    report = check(target, target="openvino-f32", cell="lstm", variant="activations=sigmoid/relu/tanh",
+                   dtype="float32", examples=4)
+    assert report.conformant, _failing(report)
+    refused = check(target, target="openvino-f32", cell="lstm", variant="activations=hardsigmoid/tanh/tanh",
+                    dtype="float32", examples=2)
+    assert {r.status for r in refused.results if r.clause.id == "LSTM-ACT-HARDSIGMOID-TANH-TANH-FWD-H"} == {"error"}
+    assert "Unsupported activation function" in str([r.message for r in refused.results]), \
+        "OpenVINO now runs HardSigmoid: update docs/onnx-attributes.md"
+
+
+def test_onnx2pytorch_refuses_an_activations_list_in_its_own_words():
+    needs("onnx2pytorch", "onnx", "torch")
+    from rnnspec.spec.frameworks.onnx2torch_layers import _import, baked
+    from rnnspec.spec.frameworks.onnx_operators import build_model
+
+    convert = _import("onnx2pytorch", "onnx2pytorch").ConvertModel
+    params = {k: v.astype(np.float32) for k, v in _params("lstm").items()}
+    model = build_model("lstm", 3, gate_activations=("sigmoid", "relu", "tanh"))
+    with pytest.raises(NotImplementedError, match=r"LSTM activations \('Sigmoid', 'Relu', 'Tanh'\)"):
+        convert(baked(model, to_framework("onnx", "lstm", params), "float32"))

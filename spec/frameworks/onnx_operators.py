@@ -17,7 +17,8 @@ zeros), alone or with the other variants.
 Attributes (docs/onnx-attributes.md): ``input_forget=1`` is the cell ``lstm-coupled`` (f = 1 - i; the packing fills
 the ignored f blocks with random values). ``layout=1`` (batch-major X, initial states and outputs) does not change
 the function: :class:`OnnxRuntimeBatchMajor` builds the same graphs with it and transposes at the boundary
-(:class:`BatchMajor`); ONNX Runtime 1.32.0 refuses it, and the target says so when loaded.
+(:class:`BatchMajor`); ONNX Runtime 1.32.0 refuses it, and the target says so when loaded. The variants ``clip=C``
+and ``activations=f/g/h`` set the operators' ``clip`` and ``activations``.
 """
 
 from __future__ import annotations
@@ -38,8 +39,10 @@ OPSET = 14  # the first with the ``layout`` attribute: 0 time-major (the default
 #: initial_h and initial_c (B, D, H); Y (B, T, D, H) and the final states (B, D, H) likewise
 _BATCH_MAJOR_INPUTS = ("X", "initial_h", "initial_c")
 _ACTIVATIONS = {"tanh": "Tanh", "relu": "Relu"}
-#: the variant feature clip (ONNX's clip threshold), declared where the suite knows it
-CLIP = ("clip",) if "clip" in VARIANT_FEATURES else ()
+#: the variant features of ONNX's clip and activations attributes, declared where the suite knows them
+ATTRIBUTES = tuple(f for f in ("clip", "activations") if f in VARIANT_FEATURES)
+#: ONNX's names of the nonlinearities the variant activations=f/g/h names (rnnspec.derivations.variants)
+_GATE_ACTIVATIONS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "hardsigmoid": "HardSigmoid"}
 
 
 def _state_inputs(cell: str, default_state: bool, suffix: str = "") -> tuple[list[str], list[str]]:
@@ -51,11 +54,21 @@ def _state_inputs(cell: str, default_state: bool, suffix: str = "") -> tuple[lis
     return (["", ""] if cell == "lstm-peephole" else []), []  # P follows initial_c: both kept as ""
 
 
+def _gated_activations(cell: str, names: tuple[str, ...] | None, directions: int) -> dict:
+    """The operator's ``activations`` attribute for the variant activations=f/g/h ({} when None)."""
+    if not names:
+        return {}
+    if cell == "elman":
+        raise ValueError("variant activations: the RNN's nonlinearity is the elman cell's activation option")
+    return {"activations": [_GATE_ACTIVATIONS[n] for n in names] * directions}
+
+
 def build_model(cell: str, hidden: int, activation: str = "tanh", dtype: str = "float32",
-                default_state: bool = False, layout: int = 0, clip: float | None = None):
+                default_state: bool = False, layout: int = 0, clip: float | None = None,
+                gate_activations: tuple[str, ...] | None = None):
     """The one-operator ONNX model of ``cell``: inputs X, W, R, B, initial_h (and initial_c; neither when
     ``default_state``); with ``layout=1`` X, the initial states and the outputs are batch-major; ``clip`` is the
-    operator's clip threshold (absent when None)."""
+    operator's clip threshold (absent when None); ``gate_activations`` its activations list, (f, g(, h))."""
     from onnx import TensorProto, helper
 
     op, attributes = OPERATORS[cell]
@@ -69,6 +82,7 @@ def build_model(cell: str, hidden: int, activation: str = "tanh", dtype: str = "
         attributes = {**attributes, "layout": layout}
     if clip is not None:
         attributes = {**attributes, "clip": float(clip)}
+    attributes = {**attributes, **_gated_activations(cell, gate_activations, 1)}
     node = helper.make_node(op, ["X", "W", "R", "B", *sequence_lens, *operands, *peepholes], outputs,
                             hidden_size=hidden, **attributes)
     floats = TensorProto.FLOAT if dtype == "float32" else TensorProto.DOUBLE
@@ -85,11 +99,11 @@ def build_model(cell: str, hidden: int, activation: str = "tanh", dtype: str = "
 
 def build_stacked_model(cell: str, hidden: int, layers: int, directions: int, lengths: bool,
                         activation: str = "tanh", default_state: bool = False, layout: int = 0,
-                        clip: float | None = None):
+                        clip: float | None = None, gate_activations: tuple[str, ...] | None = None):
     """A chain of ``layers`` operators, each ``directions`` ways, with sequence_lens when ``lengths``: inputs X,
     and per layer l W{l}, R{l}, B{l}, initial_h{l} (initial_c{l}; neither when ``default_state``); outputs
     Y{L-1} and every Y_h{l} (Y_c{l}); with ``layout=1`` every operator's X, initial states and outputs are
-    batch-major; ``clip``, every operator's clip threshold."""
+    batch-major; ``clip``, every operator's clip threshold; ``gate_activations``, their activations lists."""
     from onnx import TensorProto, helper
 
     op, attributes = OPERATORS[cell]
@@ -100,6 +114,7 @@ def build_stacked_model(cell: str, hidden: int, layers: int, directions: int, le
         attributes = {**attributes, "layout": layout}
     if clip is not None:
         attributes = {**attributes, "clip": float(clip)}
+    attributes = {**attributes, **_gated_activations(cell, gate_activations, directions)}
     floats = TensorProto.FLOAT
     inputs = [helper.make_tensor_value_info("X", floats, ["B", "T", "I"] if layout else ["T", "B", "I"])]
     if lengths:
@@ -152,8 +167,9 @@ class OnnxRuntime:
     cell = "elman"
     dtypes = ("float32",)
     activations = ("tanh", "relu")
-    #: clip=C once the suite knows the feature (spec/declared.py VARIANT_FEATURES, spec/worker.py setting ``clip``)
-    variants = ("layers", "bidirectional", "lengths=zero", "state0=default") + CLIP
+    #: clip=C and activations=f/g/h once the suite knows them (spec/declared.py VARIANT_FEATURES, spec/worker.py
+    #: setting ``clip`` and ``gate_activations``)
+    variants = ("layers", "bidirectional", "lengths=zero", "state0=default") + ATTRIBUTES
     layers, bidirectional, lengths = 1, False, None
     #: True (state0=default): state0 is {} and the operators get no initial_h / initial_c
     default_state = False
@@ -161,6 +177,8 @@ class OnnxRuntime:
     layout = 0
     #: the variant clip=C (the suite sets it): the operators' ``clip`` attribute, None for none
     clip: float | None = None
+    #: the variant activations=f/g/h (the suite sets it): the operators' ``activations``, None for the defaults
+    gate_activations: tuple[str, ...] | None = None
     #: why a dtype it does not declare is missing (the compatibility matrix prints it)
     not_provided = {"float64": "ONNX Runtime has no double kernel for RNN (NOT_IMPLEMENTED); its LSTM and GRU answer "
                                "'operator does not support double yet'"}
@@ -173,11 +191,12 @@ class OnnxRuntime:
 
     @property
     def _plain(self) -> bool:
-        return self.layers == 1 and not self.bidirectional and self.lengths is None and self.clip is None
+        return (self.layers == 1 and not self.bidirectional and self.lengths is None and self.clip is None
+                and not self.gate_activations)
 
     def _session(self, hidden: int):
         key = (self.cell, self.activation, hidden, self.layers, self.bidirectional, self.lengths, self.default_state,
-               self.layout, self.clip)
+               self.layout, self.clip, self.gate_activations)
         if key not in self._sessions:
             if self._plain:
                 model = build_model(self.cell, hidden, self.activation, default_state=self.default_state,
@@ -185,7 +204,7 @@ class OnnxRuntime:
             else:
                 model = build_stacked_model(self.cell, hidden, self.layers, 2 if self.bidirectional else 1,
                                             self.lengths is not None, self.activation, self.default_state,
-                                            self.layout, self.clip)
+                                            self.layout, self.clip, self.gate_activations)
             options = self.ort.SessionOptions()
             options.intra_op_num_threads = 1
             options.log_severity_level = 3
@@ -197,7 +216,8 @@ class OnnxRuntime:
         from rnnspec.derivations.variants import Variant, run_params
         from rnnspec.spec.contract import contract
 
-        variant = Variant(self.layers, self.bidirectional, self.lengths, self.default_state, self.clip)
+        variant = Variant(self.layers, self.bidirectional, self.lengths, self.default_state, self.clip,
+                          self.gate_activations)
         D = variant.directions
         stacked = (lambda v: v) if variant.stacked else (lambda v: v[None])
         feed = {"X": np.ascontiguousarray(x)}

@@ -66,14 +66,14 @@ class OpenVino(OnnxRuntime):
     def _session(self, hidden: int):
         dtype = getattr(self, "_dtype", "float32")
         key = (self.cell, self.activation, hidden, self.layers, self.bidirectional, self.lengths, dtype,
-               self.default_state, self.layout, self.clip)
+               self.default_state, self.layout, self.clip, self.gate_activations)
         if key not in self._sessions:
             if self._plain:
                 model = build_model(self.cell, hidden, self.activation, dtype, self.default_state, self.layout)
             else:
                 model = build_stacked_model(self.cell, hidden, self.layers, 2 if self.bidirectional else 1,
                                             self.lengths is not None, self.activation, self.default_state,
-                                            self.layout, self.clip)
+                                            self.layout, self.clip, self.gate_activations)
                 if dtype == "float64":
                     _as_double(model)
             config = {"INFERENCE_NUM_THREADS": 1}
