@@ -15,6 +15,7 @@ from collections.abc import Callable
 from rnnspec.spec.declared import UsageError
 from rnnspec.spec.progress import UnitProgress
 from rnnspec.spec.store import MemoryStore
+from rnnspec.spec.targets import TargetError
 from rnnspec.spec.units import Unit, close_sessions, run_unit
 
 ENGINES = ("local", "ray")
@@ -98,7 +99,7 @@ def _run(pending, store, progress, failures, engine, workers, address, impl, cas
             began = time.monotonic()
             try:
                 record = run_unit(unit, impl, cases(unit) if cases else None, on_case)
-            except Exception as exc:
+            except (TargetError, UsageError) as exc:  # anything else is a bug of rnnspec's: raised with its traceback
                 if len(pending) == 1:
                     raise  # a run of one unit fails as a check always did: with the target's own error
                 failures.append(f"{unit.describe()}: {type(exc).__name__}: {exc}")
