@@ -38,14 +38,15 @@ class Counting(Elman):
         path = os.environ.get("RNNSPEC_TEST_CALLS")
         if path:
             with open(path, "a") as f:
-                f.write(_digest(x, state0, params) + "\n")
+                f.write(_digest(self.activation, x, state0, params) + "\n")
         time.sleep(float(os.environ.get("RNNSPEC_TEST_DELAY", "0")))
         return super().forward(x, state0, params)
 
 
-def _digest(x, state0, params) -> str:
-    """A call's arguments, digested: a case's identity (cases of different regimes may share x)."""
-    h = hashlib.sha256(np.ascontiguousarray(x).tobytes())
+def _digest(activation, x, state0, params) -> str:
+    """A call's activation and arguments, digested: a case's identity (cases of different regimes may share x, and
+    of different activations every array)."""
+    h = hashlib.sha256(activation.encode() + np.ascontiguousarray(x).tobytes())
     for arrays in (state0, params):
         for name in sorted(arrays):
             h.update(name.encode() + np.ascontiguousarray(arrays[name]).tobytes())
@@ -58,7 +59,7 @@ def _case_digest(fields: dict) -> str:
 
     case = Case(**fields)
     x, state0, params = call_args("forward", case.arrays(), case.cell, case.variant)[:3]
-    return _digest(x, state0, params)
+    return _digest(case.activation, x, state0, params)
 
 
 def _report(path: Path) -> dict:
