@@ -378,6 +378,30 @@ def test_float32_exp_and_logistic_function_within_their_documented_ulps():
     assert _ulps(out, 1 / (1 + np.exp(-b.astype(np.float64)))) <= 2.5
 
 
+def _ulps64(got, exact):
+    """The largest error in float64 spacings of ``exact`` (libm's, within 1 ulp of the exact values)."""
+    return float(np.max(np.abs(got - exact) / np.spacing(np.abs(exact))))
+
+
+def test_float64_exp_tanh_and_logistic_function_within_their_documented_ulps():
+    from rnnspec.kernels.cpu.elementwise import exp64, tanh
+
+    a = np.linspace(-708, 709, 1_000_001)
+    out = np.empty_like(a)
+    _apply(njit(lambda v: exp64(v)), a, out)
+    assert _ulps64(out, np.exp(a)) <= 2.0
+    # both of tanh64's forms, the boundary 0.625 between them, tiny and saturated values
+    for b in (np.linspace(-1, 1, 400_001), np.linspace(-25, 25, 400_001), np.linspace(-1e-6, 1e-6, 10_001),
+              np.array([0.625, -0.625, np.nextafter(0.625, 0), 1e-300, -1e-300, 19.0, 400.0, -400.0])):
+        out = np.empty_like(b)
+        _apply(njit(lambda v: tanh(v)), b, out)
+        assert _ulps64(out, np.tanh(b)) <= 2.0, b
+    b = np.linspace(-40, 40, 1_000_001)
+    out = np.empty_like(b)
+    _apply(njit(lambda v: sigmoid(v)), b, out)
+    assert _ulps64(out, 1 / (1 + np.exp(-b))) <= 4.0
+
+
 BASELINES_AGREE = """
 import importlib.util, sys
 import numpy as np

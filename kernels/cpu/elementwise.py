@@ -7,11 +7,20 @@ libm's expf and tanhf are scalar calls that stop a loop from vectorizing, so flo
   2^k built from its bits; within 2 ulps on [-87, 88] (tests/test_gated_kernels.py measures it);
 - ``sigmoid32`` = 1 / (1 + exp32(-v)): accurate for gates driven shut, where 0.5 + 0.5 tanh(v / 2)
   would lose every digit to cancellation.
-float64 keeps libm (np.tanh, np.exp). ``sigmoid`` and ``tanh`` pick by the argument's type when Numba
-compiles, so no branch is left in the loops.
+and float64's gates (``sigmoid``, ``tanh``) likewise, from Cephes' double-precision forms (libm's exp and
+tanh are scalar calls there too: the LSTM's forward step took 50 ns a hidden unit in float64 against 3.5 in
+float32, benchmarks/cpu_profile_issue37.md):
+- ``exp64``: Cody-Waite reduction as exp32's, then e^r = 1 + 2 r P(r^2) / (Q(r^2) - r P(r^2)) (Cephes' exp),
+  and 2^k from its bits; within 1 ulp of libm's on [-708, 709] (tests/test_gated_kernels.py measures it);
+- ``tanh64``: below |v| = 0.625 v + v^3 P(v^2) / Q(v^2) (Cephes' tanh), above 1 - 2 / (e^{2|v|} + 1) with
+  the sign of v, both computed and one selected, so that the loop stays free of branches.
+``exp`` (the softmax's) keeps libm in float64. ``sigmoid``, ``tanh`` and ``exp`` pick by the argument's
+type when Numba compiles, so no branch is left in the loops.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from llvmlite import ir
@@ -38,6 +47,52 @@ EXP_LOW, EXP_HIGH = np.float32(-87.3), np.float32(88.7)  # e^v stays a normal fl
 E0, E1, E2, E3, E4, E5 = (np.float32(v) for v in (5.0000001201e-1, 1.6666665459e-1, 4.1665795894e-2,
                                                   8.3334519073e-3, 1.3981999507e-3, 1.9875691500e-4))
 HALF32, ONE32 = np.float32(0.5), np.float32(1.0)
+
+
+# Cephes' exp (double): e^r = 1 + 2 r P(r^2) / (Q(r^2) - r P(r^2)) on |r| <= ln2 / 2, ln2 split in two.
+LOG2E64 = 1.4426950408889634073599
+LN2_HI64, LN2_LO64 = 6.93145751953125e-1, 1.42860682030941723212e-6
+EXP64_LOW, EXP64_HIGH = -708.0, 709.0  # 2^k stays a normal float64 (k in -1022..1023)
+P0, P1, P2 = 1.26177193074810590878e-4, 3.02994407707441961300e-2, 9.99999999999999999910e-1
+Q0, Q1, Q2, Q3 = 3.00198505138664455042e-6, 2.52448340349684104192e-3, 2.27265548208155028766e-1, 2.0
+# Cephes' tanh (double) below 0.625: v + v^3 P(v^2) / Q(v^2), Q monic
+TP0, TP1, TP2 = -9.64399179425052238628e-1, -9.92877231001918586564e1, -1.61468768441708447952e3
+TQ1, TQ2, TQ3 = 1.12811678491632931402e2, 2.23548839060100448583e3, 4.84406305325125486048e3
+#: tanh(v) rounds to 1 in float64 from |v| = 19.1; e^(2 * 20) stays far from overflow
+TANH64_CLAMP = 20.0
+
+
+@intrinsic
+def _float64_from_bits(typingctx, bits):
+    """The float64 whose IEEE bits are the int64 ``bits`` (an LLVM bitcast, which vectorizes)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def exp64(v):
+    """e^v for float64 v (e^-708 below -708, e^709 above 709)."""
+    v = min(max(v, EXP64_LOW), EXP64_HIGH)
+    k = np.floor(v * LOG2E64 + 0.5)
+    r = v - k * LN2_HI64 - k * LN2_LO64
+    rr = r * r
+    p = r * ((P0 * rr + P1) * rr + P2)
+    e = 1.0 + 2.0 * (p / ((((Q0 * rr + Q1) * rr + Q2) * rr + Q3) - p))
+    return e * _float64_from_bits((np.int64(k) + np.int64(1023)) << np.int64(52))
+
+
+# not inline="always": Numba's inliner left a variable of the selection out of scope (NumbaIRAssumptionWarning);
+# LLVM inlines it into the loops all the same (the LSTM's float64 step ran as fast either way, 11-14 ns a unit)
+@njit(cache=True, error_model="numpy")
+def tanh64(v):
+    """tanh(v) for float64 v: the series form below |v| = 0.625, 1 - 2 / (e^{2|v|} + 1) with v's sign above."""
+    s = v * v
+    small = v + v * s * (((TP0 * s + TP1) * s + TP2) / (((s + TQ1) * s + TQ2) * s + TQ3))
+    z = min(abs(v), TANH64_CLAMP)
+    large = math.copysign(1.0 - 2.0 / (exp64(2.0 * z) + 1.0), v)
+    return small if abs(v) < 0.625 else large
 
 
 @intrinsic
@@ -88,10 +143,16 @@ def _single(v) -> bool:
     return isinstance(v, types.Float) and v.bitwidth == 32
 
 
+def _double(v) -> bool:
+    return isinstance(v, types.Float) and v.bitwidth == 64
+
+
 @overload(sigmoid, inline="always")
 def _sigmoid(v):
     if _single(v):
         return lambda v: ONE32 / (ONE32 + exp32(-v))
+    if _double(v):
+        return lambda v: 1.0 / (1.0 + exp64(-v))
     return lambda v: 1.0 / (1.0 + np.exp(-v))
 
 
@@ -99,6 +160,8 @@ def _sigmoid(v):
 def _tanh(v):
     if _single(v):
         return lambda v: tanh32(v)
+    if _double(v):
+        return lambda v: tanh64(v)
     return lambda v: np.tanh(v)
 
 
