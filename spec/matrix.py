@@ -252,7 +252,8 @@ def plan(rows: list[Row], seeds: tuple[int, ...], examples: int, variants: bool 
         for cell in catalogue.NAMES:
             for dtype in catalogue.DTYPES:
                 reason = not_provided(row, cell, dtype)
-                for variant in ("", *(row_variants(row) if variants else ())):
+                # a cell or dtype the target lacks is one row, not one per variant too
+                for variant in ("", *(row_variants(row) if variants and not reason else ())):
                     entry = Cell(row, cell, dtype, variant=variant)
                     entry.reason = reason
                     entry.verdict = "not provided" if reason else "conformant"
