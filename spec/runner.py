@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import shlex
 import sys
 import time
@@ -138,11 +137,8 @@ def _environment(decl: Declared) -> dict:
 
     import numpy as np
 
-    # a file target's module is named after hash() of its path, which differs from process to process: the units
-    # of one run load it in different processes, and their records must agree
-    target_class = re.sub(r"^rnnspec_target_\d+\.", "rnnspec_target.", decl.target_class)
     env = {"python": platform.python_version(), "numpy": np.__version__, "platform": platform.platform(),
-           "device": decl.device, "target_class": target_class}
+           "device": decl.device, "target_class": decl.target_class}
     try:
         from importlib.metadata import version
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -68,7 +69,8 @@ def _from_file(path: str, attr: str, name: str):
     file = Path(path)
     if not file.is_file():
         raise TargetError(f"target {name!r}: no file {file}")
-    module_name = f"rnnspec_target_{abs(hash(str(file.resolve())))}"
+    # a digest, not hash(): str hashes are salted per process, and a report names the module (shards must agree)
+    module_name = f"rnnspec_target_{hashlib.sha256(str(file.resolve()).encode()).hexdigest()[:16]}"
     spec = importlib.util.spec_from_file_location(module_name, file)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module

@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import faulthandler
 import multiprocessing
-import os
 import pickle
 import sys
 import time
@@ -251,7 +250,8 @@ class Worker:
             code = self.process.exitcode
             self.process = None
             how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-            return Outcome("died", message=f"{method}() ended its process ({how}) in pid {os.getpid()}'s child")
+            # no pid in the message: a report must read the same wherever its unit ran
+            return Outcome("died", message=f"{method}() ended its process ({how})")
         except Exception as exc:  # the result was sent but cannot be rebuilt here (its unpickling raised)
             return Outcome("raised", message=f"{method}()'s result could not be read back: {describe_exception(exc)}; "
                            "return numpy arrays")
