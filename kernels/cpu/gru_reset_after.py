@@ -16,10 +16,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from rnnspec.kernels import checks
 from rnnspec.kernels.cpu.cells import Block, Deltas, Gated
 from rnnspec.kernels.cpu.elementwise import sigmoid, tanh
-from rnnspec.kernels.cpu.loops import clear, hold, pass_back, step_product
+from rnnspec.kernels.cpu.loops import clear, hold, pass_back, step_product, transposed
 from rnnspec.kernels.cpu.scratch import workspace
 
 # 1D rows and gate blocks, and gate values apart from their inputs, as in lstm.py: so LLVM vectorizes.
@@ -122,7 +121,7 @@ class GruResetAfter(Gated):
 
     def recur(self, run) -> None:
         run.W = run.stack("W")
-        run.WT = checks.contiguous(run.W.T)
+        run.WT = transposed(run.W)
         run.ms = run.scratch("m", (run.T, run.B, run.H))
         forward(run.a, run.gates, run.hs, run.ms, run.WT, run.W, run.transposed, run.param("b_hn"), run.blas_rows,
                 run.one, run.active)

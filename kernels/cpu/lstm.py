@@ -34,6 +34,7 @@ from rnnspec.kernels.cpu.loops import (
     project,
     recurrent_side,
     step_product,
+    transposed,
 )
 from rnnspec.kernels.cpu.scratch import workspace
 
@@ -168,7 +169,7 @@ class Family(Gated):
         run.cs[0] = run.state0["c0"]
         run.tcs = run.scratch("tanh_c", (run.T, run.B, run.H))
         run.W = run.stack("W")
-        run.WT = checks.contiguous(run.W.T)
+        run.WT = transposed(run.W)
 
     def sums(self, run) -> tuple[np.ndarray, ...]:
         """The BPTT's accumulators: dL/dh0 (B, P), dL/dc0 (B, H), dL/db (4H,), all zero, and the deltas' scratch
