@@ -28,7 +28,7 @@ _DEFAULTS = {"cell": "elman", "cells": None, "dtypes": ("float64",), "activation
 
 #: what a target may declare in ``variants``: each feature it implements; any combination of them is checked.
 #: ``state0=default``: called with no initial states, it starts from its framework's own default (zeros)
-VARIANT_FEATURES = ("layers", "bidirectional", "lengths=zero", "lengths=carry", "state0=default")
+VARIANT_FEATURES = ("layers", "bidirectional", "lengths=zero", "lengths=carry", "state0=default", "clip", "activations")
 
 
 def declarations(impl) -> dict:

@@ -94,21 +94,21 @@ DEFECTS = (
         "shape:{2,-1,4}'); (2, 1, 3) is right. Also with num_layers=2 and bidirectional=True, and nn.LSTM(1, 1) "
         "(exported from T = 3, it fails at T = 1). Reproducer: docs/exporters.md, defect 7.",
         cells=("gru-reset-after", "lstm")),
-    Defect(("openvino", "openvino-f32"), ("float64",),
+    Defect(("openvino", "openvino-f32", "openvino-batch-major"), ("float64",),
         "OpenVINO's CPU plugin computes float64 models in float32 (f64 outputs, f32 values): results land 1e-8 to "
         "1e-6 from the float64 values",
         "OpenVINO 2026.4.1's CPU plugin takes an f64 ONNX model and returns f64 outputs computed in f32, with "
         "INFERENCE_PRECISION_HINT f32 too. Reproducer: an ONNX graph z = Add(x, y) in DOUBLE, compiled by "
         "ov.Core().compile_model(ov.Core().read_model(model_bytes), 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'}); "
         "with x = [1.0], y = [1e-12] it returns float64 z with z - 1 == 0.0 (1e-12 in float64)."),
-    Defect(("openvino", "openvino-f32"), catalogue.DTYPES,
+    Defect(("openvino", "openvino-f32", "openvino-batch-major"), catalogue.DTYPES,
         "OpenVINO's ONNX frontend drops the LSTM's peepholes P: lstm-peephole computes the LSTM without them",
         "OpenVINO 2026.4.1: an ONNX LSTM with peepholes P (input 8) is read as the LSTM without them, silently: "
         "given as a graph input P is not among the model's inputs, given as a constant it is ignored; OpenVINO's "
         "outputs equal ONNX Runtime's for the same graph without P (to 9e-8) and differ from them with P by 0.03 "
         "(H = 2, P = 1). Reproducer in the onnx helper API: docs/exporters.md, defect 3.",
         cells=("lstm-peephole",)),
-    Defect(("openvino", "openvino-f32"), catalogue.DTYPES,
+    Defect(("openvino", "openvino-f32", "openvino-batch-major"), catalogue.DTYPES,
         "OpenVINO gives a sequence of length 0 (sequence_lens) a final state of 0, not its initial state",
         "OpenVINO 2026.4.1: with sequence_lens [0, 2], Y_h of the length-0 sequence is [0, 0] instead of its "
         "initial_h [0.5, 0.5] (as ONNX Runtime 1.32.0 does); Y and every other final state are right. Reproducer "
@@ -121,6 +121,29 @@ DEFECTS = (
         "float32 model is computed in bfloat16: a 1x1 MatMul of 1.001 by 1.0 gives 1.0 with the defaults and 1.001 "
         "with {'INFERENCE_PRECISION_HINT': 'f32'} (openvino 2026.4.1, Intel Xeon with AMX). Elsewhere the default is "
         "f32 and openvino passes. Not a defect of OpenVINO; the target openvino-f32 sets f32."),
+    Defect(("openvino", "openvino-f32", "openvino-batch-major"), catalogue.DTYPES,
+        "OpenVINO's ONNX frontend ignores the LSTM's input_forget=1: it reads f from the ignored forget-gate blocks "
+        "instead of computing f = 1 - i",
+        "OpenVINO 2026.4.1: an ONNX LSTM with input_forget=1, T = B = I = H = 1, W blocks (i, o, f, c) = (0, 0, 3, 1), "
+        "R = 0, x = 1, c0 = 1 gives Y_c 1.3333712 (sigmoid(3) + tanh(1)/2, the uncoupled LSTM) where the spec and "
+        "ONNX Runtime 1.32.0 give 0.8807971 (f = 1 - i = 1/2). Reproducer in the onnx helper API: "
+        "docs/onnx-attributes.md, defect 1.",
+        cells=("lstm-coupled",)),
+    Defect(("openvino-batch-major",), catalogue.DTYPES,
+        "OpenVINO ignores the recurrent operators' layout=1: batch-major X is read as time-major",
+        "OpenVINO 2026.4.1: an ONNX RNN with layout=1, W = R = 1 and X of shape (B, T, I) = (1, 2, 1) = [0.5, 1.0] "
+        "gives Y of shape (1, 1, 2, 1) = [tanh 0.5, tanh 1] (two sequences of one step) instead of (1, 2, 1, 1) = "
+        "[tanh 0.5, tanh(1 + tanh 0.5)]; with initial states it fails on their shapes. Reproducer in the onnx helper "
+        "API: docs/onnx-attributes.md, defect 2."),
+    Defect(("onnxruntime", "torch-onnx", "torch-onnx-torchscript"), ("float32",),
+        "ONNX Runtime's float32 logistic (MlasComputeLogistic) is accurate in absolute, not relative, terms: "
+        "2.2e-3 relative error at -10, 5x at -17",
+        "ONNX Runtime 1.32.0's Sigmoid (and the gates of its LSTM and GRU kernels, which call the same MLAS routine) "
+        "is within 2 ulps on [-1, 5), 182 ulps on [-5, -1) and 29,952 ulps (2.2e-3 relative) on [-10, -5): "
+        "sigmoid(-7.0028) is 9.0858e-4 against 9.0852e-4, sigmoid(-17.4072) 1.49e-7 against 2.76e-8. A nearly shut "
+        "gate carries that relative error into h (an LSTM case with its output gate shut failed by 7.0e-5 against "
+        "a tolerance of 5.6e-5). Reproducer: docs/onnx-attributes.md.",
+        cells=tuple(name for name, cell in catalogue.CELLS.items() if cell.gates)),
     Defect(("mlx",), ("float64",),
         "MLX 0.32.4's CPU exp (and so sigmoid and logsumexp) has float32 accuracy on float64 arrays "
         "(ml-explore/mlx#3047): float64 results land 1e-9 to 1e-7 from the float64 values",

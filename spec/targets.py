@@ -32,6 +32,8 @@ BUILTIN = {
     "torch-onnx-torchscript": ("rnnspec.spec.frameworks.onnx_export", "TorchOnnxTorchScript"),
     "openvino": ("rnnspec.spec.frameworks.openvino_runtime", "OpenVino"),
     "openvino-f32": ("rnnspec.spec.frameworks.openvino_runtime", "OpenVinoF32"),
+    "onnxruntime-batch-major": ("rnnspec.spec.frameworks.onnx_operators", "OnnxRuntimeBatchMajor"),
+    "openvino-batch-major": ("rnnspec.spec.frameworks.openvino_runtime", "OpenVinoBatchMajor"),
     "torch-compile": ("rnnspec.spec.frameworks.torch_compiled", "TorchCompiled"),
     "torch-compile-loop": ("rnnspec.spec.frameworks.torch_compiled", "TorchCompiledLoop"),
     "onnx2pytorch": ("rnnspec.spec.frameworks.onnx2torch_layers", "Onnx2PyTorch"),

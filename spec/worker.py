@@ -129,6 +129,13 @@ def _set_variant(impl, name: str) -> None:
     variant = parse_variant(name)
     impl.layers, impl.bidirectional, impl.lengths = variant.layers, variant.bidirectional, variant.lengths
     impl.default_state = variant.default_state
+    # ONNX's clip and activations attributes (docs/onnx-attributes.md): set only on a target that declares them,
+    # so that a target's own attributes of those names are left alone
+    declared = getattr(impl, "variants", ())
+    if "clip" in declared:
+        impl.clip = variant.clip
+    if "activations" in declared:
+        impl.gate_activations = variant.gate_activations
 
 
 def _cuda_initialized() -> bool:

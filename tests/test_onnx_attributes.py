@@ -334,25 +334,6 @@ class LstmClipIgnored(LstmClipModel):
     clipped = ""
 
 
-@pytest.fixture
-def attributes_wired(monkeypatch):
-    """The lines the suite needs for clip=C and activations=f/g/h, until spec/declared.py and spec/worker.py have
-    them (the lead's files): both among the variant features, and the worker setting the target's ``clip`` and
-    ``gate_activations`` from the variant."""
-    from rnnspec.derivations.variants import parse_variant
-    from rnnspec.spec import declared, worker
-
-    missing = tuple(f for f in ("clip", "activations") if f not in declared.VARIANT_FEATURES)
-    monkeypatch.setattr(declared, "VARIANT_FEATURES", declared.VARIANT_FEATURES + missing)
-    original = worker._set_variant
-
-    def set_variant(impl, name):
-        original(impl, name)
-        impl.clip, impl.gate_activations = parse_variant(name).clip, parse_variant(name).gate_activations
-
-    monkeypatch.setattr(worker, "_set_variant", set_variant)
-
-
 def test_the_clip_variant_is_read_named_and_refused_when_wrong():
     from rnnspec.derivations.variants import Variant, parse_variant
 
@@ -396,7 +377,7 @@ def test_the_clipped_oracle_clips_every_gate_pre_activation_and_not_the_cell_sta
 
 @pytest.mark.parametrize("model, conformant", [(LstmClipModel, True), (LstmClipSkipsCandidate, False),
                                                (LstmClipAlsoCellState, False), (LstmClipIgnored, False)])
-def test_the_suite_passes_a_correct_clip_and_rejects_wrong_ones(attributes_wired, model, conformant):
+def test_the_suite_passes_a_correct_clip_and_rejects_wrong_ones(model, conformant):
     report = check(model(), target=model.__name__, cell="lstm", variant="clip=1", examples=6)
     assert report.conformant == conformant, _failing(report)
     if not conformant:
@@ -404,7 +385,7 @@ def test_the_suite_passes_a_correct_clip_and_rejects_wrong_ones(attributes_wired
 
 
 @pytest.mark.parametrize("cell", ["elman", "lstm", "gru-reset-after", "gru-reset-before", "lstm-coupled"])
-def test_onnxruntime_is_conformant_under_clip(attributes_wired, cell):
+def test_onnxruntime_is_conformant_under_clip(cell):
     needs("onnxruntime", "onnx")
     from rnnspec.spec.frameworks.onnx_operators import OnnxRuntime
 
@@ -417,7 +398,7 @@ def test_onnxruntime_is_conformant_under_clip(attributes_wired, cell):
     assert report.conformant, _failing(report)
 
 
-def test_openvino_is_conformant_under_clip(attributes_wired):
+def test_openvino_is_conformant_under_clip():
     needs("openvino", "onnx")
     from rnnspec.spec.frameworks.openvino_runtime import OpenVinoF32
 
@@ -530,7 +511,7 @@ def test_the_reactivated_oracle_is_the_operators_text(model, agrees):
 
 @pytest.mark.parametrize("model, conformant", [(LstmActivationsModel, True), (LstmActivationsIgnored, False),
                                                (LstmActivationsGAndHSwapped, False)])
-def test_the_suite_passes_the_right_activations_and_rejects_wrong_ones(attributes_wired, model, conformant):
+def test_the_suite_passes_the_right_activations_and_rejects_wrong_ones(model, conformant):
     report = check(model(), target=model.__name__, cell="lstm", variant="activations=hardsigmoid/relu/tanh",
                    examples=6)
     assert report.conformant == conformant, _failing(report)
@@ -539,7 +520,7 @@ def test_the_suite_passes_the_right_activations_and_rejects_wrong_ones(attribute
 @pytest.mark.parametrize("cell, variant", [("lstm", "activations=hardsigmoid/relu/tanh"),
                                            ("gru-reset-before", "activations=hardsigmoid/relu"),
                                            ("lstm-coupled", "activations=sigmoid/tanh/relu,clip=1")])
-def test_onnxruntime_is_conformant_under_other_activations(attributes_wired, cell, variant):
+def test_onnxruntime_is_conformant_under_other_activations(cell, variant):
     needs("onnxruntime", "onnx")
     from rnnspec.spec.frameworks.onnx_operators import OnnxRuntime
 
@@ -552,7 +533,7 @@ def test_onnxruntime_is_conformant_under_other_activations(attributes_wired, cel
     assert report.conformant, _failing(report)
 
 
-def test_openvino_runs_sigmoid_tanh_relu_and_refuses_hardsigmoid(attributes_wired):
+def test_openvino_runs_sigmoid_tanh_relu_and_refuses_hardsigmoid():
     needs("openvino", "onnx")
     from rnnspec.spec.frameworks.openvino_runtime import OpenVinoF32
 

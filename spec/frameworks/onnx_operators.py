@@ -28,7 +28,6 @@ import numpy as np
 from rnnspec import catalogue
 from rnnspec.spec.conventions import to_framework
 from rnnspec.spec.conventions.onnx import OPERATORS
-from rnnspec.spec.declared import VARIANT_FEATURES
 from rnnspec.spec.frameworks import require
 from rnnspec.spec.targets import TargetError
 
@@ -39,8 +38,6 @@ OPSET = 14  # the first with the ``layout`` attribute: 0 time-major (the default
 #: initial_h and initial_c (B, D, H); Y (B, T, D, H) and the final states (B, D, H) likewise
 _BATCH_MAJOR_INPUTS = ("X", "initial_h", "initial_c")
 _ACTIVATIONS = {"tanh": "Tanh", "relu": "Relu"}
-#: the variant features of ONNX's clip and activations attributes, declared where the suite knows them
-ATTRIBUTES = tuple(f for f in ("clip", "activations") if f in VARIANT_FEATURES)
 #: ONNX's names of the nonlinearities the variant activations=f/g/h names (rnnspec.derivations.variants)
 _GATE_ACTIVATIONS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "hardsigmoid": "HardSigmoid"}
 
@@ -167,9 +164,8 @@ class OnnxRuntime:
     cell = "elman"
     dtypes = ("float32",)
     activations = ("tanh", "relu")
-    #: clip=C and activations=f/g/h once the suite knows them (spec/declared.py VARIANT_FEATURES, spec/worker.py
-    #: setting ``clip`` and ``gate_activations``)
-    variants = ("layers", "bidirectional", "lengths=zero", "state0=default") + ATTRIBUTES
+    #: clip=C and activations=f/g/h are ONNX's clip and activations attributes (docs/onnx-attributes.md)
+    variants = ("layers", "bidirectional", "lengths=zero", "state0=default", "clip", "activations")
     layers, bidirectional, lengths = 1, False, None
     #: True (state0=default): state0 is {} and the operators get no initial_h / initial_c
     default_state = False
