@@ -218,15 +218,33 @@ def _merge(entry: Cell, run: dict, prefix: str) -> None:
 TIMEOUT = 300.0
 
 
-def row_variants(row: Row) -> tuple[str, ...]:
+def _spelled(feature: str, cell: str) -> str | None:
+    """One variant that exercises ``feature`` on ``cell`` (None where the feature does not apply to the cell):
+    stacked layers as two; ONNX's clip at 1, which about half the gates' pre-activations of a case exceed; ONNX's
+    activations as ReLU for the candidate (and the LSTM's cell output), which every runtime that takes the list
+    runs (OpenVINO refuses HardSigmoid)."""
+    entry = catalogue.cell(cell)
+    if feature == "layers":
+        return "layers=2"
+    if feature == "clip":
+        return "clip=1"
+    if feature == "activations":
+        if not entry.gates:
+            return None  # the Elman cell's nonlinearity is its activation, not a list
+        return "activations=sigmoid/relu/relu" if "c" in entry.states else "activations=sigmoid/relu"
+    return feature
+
+
+def row_variants(row: Row, cell: str) -> tuple[str, ...]:
     """The variants a row's target declares, one matrix row each (``--variants``): each declared feature alone,
-    stacked layers as two."""
+    spelled for ``cell`` (:func:`_spelled`)."""
     if isinstance(row, ProgramRow):
         return ()
     from rnnspec.derivations.variants import parse_variant
 
     features = getattr(_target_class(row.target), "variants", ())
-    return tuple(parse_variant("layers=2" if f == "layers" else f).name for f in features)
+    spelled = (_spelled(f, cell) for f in features)
+    return tuple(parse_variant(v).name for v in spelled if v is not None)
 
 
 def _rows(targets: tuple[str, ...] | None, programs: dict | None = None, installed: bool = True) -> list[Row]:
@@ -257,7 +275,7 @@ def plan(rows: list[Row], seeds: tuple[int, ...], examples: int, variants: bool 
             for dtype in catalogue.DTYPES:
                 reason = not_provided(row, cell, dtype)
                 # a cell or dtype the target lacks is one row, not one per variant too
-                for variant in ("", *(row_variants(row) if variants and not reason else ())):
+                for variant in ("", *(row_variants(row, cell) if variants and not reason else ())):
                     entry = Cell(row, cell, dtype, variant=variant)
                     entry.reason = reason
                     entry.verdict = "not provided" if reason else "conformant"

@@ -83,7 +83,7 @@ def test_variant_rows_are_each_declared_variant_of_a_row():
     plain_entries, _ = matrix.plan([torch_row], (0,), 4)
     entries, units = matrix.plan([torch_row], (0,), 4, variants=True)
     assert {e.variant for e in plain_entries} == {""}
-    names = matrix.row_variants(torch_row)
+    names = matrix.row_variants(torch_row, "lstm")
     assert len(names) == len(TorchRNN.variants) and "layers=2" in names and "bidirectional" in names
     provided = sum(not e.reason for e in plain_entries)
     # a variant row per provided (cell, dtype); a cell or dtype the target lacks stays one row
@@ -92,3 +92,17 @@ def test_variant_rows_are_each_declared_variant_of_a_row():
     stacked = [e for e in entries if e.variant == "layers=2" and not e.reason]
     assert stacked and all(units[e.key][0].variant == "layers=2" for e in stacked)
     assert all("L2" in units[e.key][0].clauses[0] for e in stacked)  # the variant's own clause ids
+
+
+def test_variant_rows_spell_each_onnx_attribute_for_its_cell():
+    """ONNX's clip and activations are declared as features but run with a value: clip at 1 on every cell, the
+    activations list with one entry per nonlinearity the cell has (three for an LSTM, two for a GRU) and none on the
+    Elman cell, whose nonlinearity is its activation."""
+    row = next(r for r in matrix.ROWS if r.target == "onnxruntime")
+    assert "clip=1" in matrix.row_variants(row, "elman")
+    assert not any(v.startswith("activations") for v in matrix.row_variants(row, "elman"))
+    assert "activations=sigmoid/relu/relu" in matrix.row_variants(row, "lstm")
+    assert "activations=sigmoid/relu" in matrix.row_variants(row, "gru-reset-before")
+    entries, units = matrix.plan([row], (0,), 4, variants=True)
+    lstm = {e.variant for e in entries if e.cell == "lstm" and not e.reason}
+    assert {"clip=1", "activations=sigmoid/relu/relu"} <= lstm
