@@ -21,7 +21,8 @@ class RnnspecCPU:
     dtypes = ("float32", "float64")
     activations = KERNEL_ACTIVATIONS
     #: float32 uses vectorizing forms (kernels/cpu/elementwise.py): tanh within 6.5 ulps, the logistic
-    #: function within 2.4; float64 uses libm
+    #: function within 2.4; float64 too (exp64 and tanh64, Cephes' forms): exp within 1.7 ulps, tanh 1.4, the
+    #: logistic function 2.4, as libm's form was
     accuracy = {"float32": 8, "float64": "accurate"}
     variants = ("layers", "bidirectional", "lengths=zero", "lengths=carry", "state0=default")
     layers, bidirectional, lengths = 1, False, None
