@@ -25,6 +25,8 @@ BUILTIN = {
     "keras-jax": ("rnnspec.spec.frameworks.keras_layers", "KerasJax"),
     "keras-torch": ("rnnspec.spec.frameworks.keras_layers", "KerasTorch"),
     "keras-tensorflow": ("rnnspec.spec.frameworks.keras_layers", "KerasTensorflow"),
+    "keras-onnx": ("rnnspec.spec.frameworks.keras_onnx", "KerasOnnx"),
+    "keras-tf2onnx": ("rnnspec.spec.frameworks.keras_onnx", "KerasTf2onnx"),
     "tfjs": ("rnnspec.spec.frameworks.tfjs_layers", "TfjsRNN"),
     "mlx": ("rnnspec.spec.frameworks.mlx_layers", "MlxRNN"),
     "paddle": ("rnnspec.spec.frameworks.paddle_layers", "PaddleRNN"),
