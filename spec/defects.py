@@ -85,14 +85,24 @@ DEFECTS = (
         "(The TorchScript exporter refuses the module: 'LSTMs with projections'.)",
         cells=("lstm-proj",)),
     Defect(("torch-onnx",), ("float32",),
-        "torch.onnx.export(dynamo=True) of nn.GRU (and nn.LSTM in some sizes) with T dynamic keeps the example's T "
-        "in a Reshape: at other lengths the graph returns outputs of the wrong shape or fails "
-        "('requested shape:{2,-1,H}')",
-        "torch.onnx.export(dynamo=True) (torch 2.13.0, onnxscript 0.7.2) of nn.GRU(3, 4) with dynamic_shapes=({0: T, "
-        "1: B}, {1: B}) from x of shape (2, 2, 3): ONNX Runtime 1.32.0 returns an output of shape (2, 1, 4) for x of "
-        "(1, 2, 3), (2, 3, 4) for (3, 2, 3), and fails at (1, 1, 3) ('Reshape ... Input shape:{1,1,1,4}, requested "
-        "shape:{2,-1,4}'); (2, 1, 3) is right. Also with num_layers=2 and bidirectional=True, and nn.LSTM(1, 1) "
-        "(exported from T = 3, it fails at T = 1). Reproducer: docs/exporters.md, defect 7.",
+        "torch.onnx.export(dynamo=True) of nn.GRU and nn.LSTM with T dynamic writes the example's T into the Reshape "
+        "of the output Y: at another length Y has shape (T0, T*B/T0, D*H) (the right numbers, misshapen) or, where T0 "
+        "does not divide T*B, the run fails ('requested shape:{T0,-1,H}'); h_n and c_n stay right",
+        "torch.onnx.export(dynamo=True) (torch 2.13.0, onnxscript 0.7.2; ONNX Runtime 1.32.0) of nn.GRU and nn.LSTM, "
+        "every size, one or two layers, either direction, exported with dynamic_shapes T and B. The trigger, pinned "
+        "by tests/test_onnx_export.py: torch.onnx captures with while_loop decompositions of aten.lstm/aten.gru (T "
+        "stays "
+        "symbolic), but its decomposition step recomputes the preserved aten.lstm.input/aten.gru.input node's output "
+        "with the Python-loop decomposition, which gives Y the example's T as a constant, with no guard; onnxscript's "
+        "aten_lstm/aten_gru reshape Y to Shape(Y)[0], right as translated (optimize=False runs right at every "
+        "length), and the optimizer (optimize=True, the default) folds that into the constant. Reproducer: lstm = "
+        "torch.nn.LSTM(3, 4); T, B = torch.export.Dim('T'), torch.export.Dim('B'); p = torch.onnx.export(lstm, "
+        "(torch.randn(3, 2, 3), (torch.randn(1, 2, 4), torch.randn(1, 2, 4))), dynamo=True, dynamic_shapes=({0: T, "
+        "1: B}, ({1: B}, {1: B}))); ONNX Runtime returns Y of shape (3, 5, 4) for x of (5, 3, 3) and fails for "
+        "(4, 2, 3) ('requested shape:{3,-1,4}'); with optimize=False both are right. Upstream: pytorch/pytorch#191855 "
+        "(the same freezing through an Expand) and PR #193192, which runs the decomposition step inside the same "
+        "while_loop decompositions (patching torch.onnx's decompose_with_registry so makes this export right). Also "
+        "seen: a second export of an nn.GRU/nn.LSTM of the same sizes in one process comes back with T static.",
         cells=("gru-reset-after", "lstm")),
     Defect(("openvino", "openvino-f32", "openvino-batch-major"), ("float64",),
         "OpenVINO's CPU plugin computes float64 models in float32 (f64 outputs, f32 values): results land 1e-8 to "
