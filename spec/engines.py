@@ -53,9 +53,13 @@ def selected(units: list[Unit], shard: tuple[int, int] | None) -> list[Unit]:
 
 def _named(unit_json: dict) -> tuple[dict | None, str, float]:
     """In a pool process: the unit's record, or why it could not run."""
+    from rnnspec.spec.worker import Refused
+
     start = time.monotonic()
     try:
         return run_unit(Unit.from_json(unit_json)), "", time.monotonic() - start
+    except Refused as exc:  # the target's own refusal: a result of the unit for a caller that keeps refusals
+        return {"refused": str(exc)}, "", time.monotonic() - start
     except Exception as exc:  # the unit fails, the run goes on; rerunning retries it
         return None, f"{type(exc).__name__}: {exc}", time.monotonic() - start
 
@@ -63,12 +67,15 @@ def _named(unit_json: dict) -> tuple[dict | None, str, float]:
 def execute(units: list[Unit], store: MemoryStore, *, engine: str = "local", workers: int = 1,
             address: str | None = None, shard: tuple[int, int] | None = None, impl=None,
             cases: Callable[[Unit], list] | None = None, on_case=None, stream=None,
-            requirements: Callable[[Unit], tuple[str, ...]] | None = None) -> UnitProgress:
+            requirements: Callable[[Unit], tuple[str, ...]] | None = None,
+            refusals: dict[str, str] | None = None) -> UnitProgress:
     """Run the units of ``units`` (of this ``shard``) whose record ``store`` lacks, storing each record as its unit
     finishes. ``impl``: the implementation object, for units run here (``workers=1``); ``cases(unit)``: the case
     list already drawn for a unit, if any. ``requirements(unit)``: the packages a unit's target needs (Ray sends
-    it only to nodes that have them). Raises :class:`RunError` naming the units that failed, after running the
-    others. Returns the progress counts."""
+    it only to nodes that have them). ``refusals``: where given, a unit whose target refuses to be built
+    (:class:`~rnnspec.spec.worker.Refused`) is not a failure: its reason goes there, by unit key, and is not stored
+    (installing what was missing and rerunning runs it). Raises :class:`RunError` naming the units that failed,
+    after running the others. Returns the progress counts."""
     if engine not in ENGINES:
         raise UsageError(f"--engine: expected one of {ENGINES}, got {engine!r}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -80,7 +87,8 @@ def execute(units: list[Unit], store: MemoryStore, *, engine: str = "local", wor
     if pending:
         progress.show()
     try:
-        _run(pending, store, progress, failures, engine, workers, address, impl, cases, on_case, requirements)
+        _run(pending, store, progress, failures, engine, workers, address, impl, cases, on_case, requirements,
+             refusals)
     finally:
         close_sessions()
     if failures:
@@ -89,7 +97,10 @@ def execute(units: list[Unit], store: MemoryStore, *, engine: str = "local", wor
     return progress
 
 
-def _run(pending, store, progress, failures, engine, workers, address, impl, cases, on_case, requirements) -> None:
+def _run(pending, store, progress, failures, engine, workers, address, impl, cases, on_case, requirements,
+         refusals) -> None:
+    from rnnspec.spec.worker import Refused
+
     if engine == "ray":
         from rnnspec.spec.ray_engine import run_on_ray
 
@@ -99,6 +110,16 @@ def _run(pending, store, progress, failures, engine, workers, address, impl, cas
             began = time.monotonic()
             try:
                 record = run_unit(unit, impl, cases(unit) if cases else None, on_case)
+            except Refused as exc:
+                if refusals is None:
+                    if len(pending) == 1:
+                        raise
+                    failures.append(f"{unit.describe()}: {type(exc).__name__}: {exc}")
+                    progress.finished(time.monotonic() - began, ok=False)
+                else:
+                    refusals[unit.key] = str(exc)
+                    progress.finished(time.monotonic() - began)
+                continue
             except (TargetError, UsageError) as exc:  # anything else is a bug of rnnspec's: raised with its traceback
                 if len(pending) == 1:
                     raise  # a run of one unit fails as a check always did: with the target's own error
@@ -123,6 +144,13 @@ def _run(pending, store, progress, failures, engine, workers, address, impl, cas
                     record, problem, seconds = future.result()
                 except Exception as exc:  # the pool process itself was lost
                     record, problem, seconds = None, f"{type(exc).__name__}: {exc}", 0.0
+                if record is not None and "refused" in record:
+                    if refusals is None:
+                        record, problem = None, f"Refused: {record['refused']}"
+                    else:
+                        refusals[unit.key] = record["refused"]
+                        progress.finished(seconds)
+                        continue
                 if record is None:
                     failures.append(f"{unit.describe()}: {problem}")
                     progress.finished(seconds, ok=False)

@@ -343,14 +343,19 @@ def build(targets: tuple[str, ...] | None = None, seeds: tuple[int, ...] = (0,),
     store = (FolderStore.open(results, "matrix", parameters(rows, seeds, examples, variants, unit_cases), every)
              if results is not None else MemoryStore())
     packages = {r.target: r.packages for r in rows}
+    refusals: dict[str, str] = {}
     execute(every, store, engine=engine, workers=jobs, address=address, shard=shard, stream=progress,
-            requirements=lambda unit: packages.get(unit.target, ()))
-    missing = [u for u in every if not store.has(u)]
+            requirements=lambda unit: packages.get(unit.target, ()), refusals=refusals)
+    for entry in entries:  # a target that refuses to be built is a row of its own, with its reason
+        refused = [refusals[u.key] for u in units.get(entry.key, ()) if u.key in refusals]
+        if refused and not entry.reason:
+            entry.reason, entry.verdict = f"the target refuses to run it: {refused[0]}", "not provided"
+    missing = [u for u in every if not store.has(u) and u.key not in refusals]
     if missing:
         raise ShardDone(f"shard {shard[0]}/{shard[1]}: its units are stored in {results}; {len(missing)} of the "
                         f"matrix's {len(every)} units are not (the other shards'): put the folders together with "
                         "rnnspec merge DIR... (or rnnspec matrix --from DIR...)")
-    return fill(entries, units, {u.key: store.get(u) for u in every})
+    return fill(entries, units, {u.key: store.get(u) for u in every if u.key not in refusals})
 
 
 def merged(folders: list[str]) -> tuple[list[Cell], dict]:

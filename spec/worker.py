@@ -171,6 +171,11 @@ class LoadError(TargetError):
     """The worker could not load the target: it raised, exited, crashed or hung (a usage error)."""
 
 
+class Refused(LoadError):
+    """The target itself refused to be built, saying why (it raised :class:`TargetError`: a missing package, a
+    runtime that does not run what it stands for): the same wherever it runs, so a matrix shows the reason."""
+
+
 class Worker:
     """A child process serving calls on ``impl`` (an object, or a :class:`TargetName` it loads);
     restarted after a timeout or a crash."""
@@ -207,7 +212,9 @@ class Worker:
             raise LoadError(f"{what} ended its process ({how})") from None
         if status != "loaded":
             self.stop()
-            raise LoadError(value if status == "target-error" else f"{what} failed: {value}")
+            if status == "target-error":
+                raise Refused(value)
+            raise LoadError(f"{what} failed: {value}")
         self.declared = value
 
     def declarations(self) -> dict:

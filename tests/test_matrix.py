@@ -26,6 +26,28 @@ def test_the_matrix_of_onnxruntime_says_what_it_runs_and_why_float64_is_missing(
     assert "rnnspec matrix --targets onnxruntime --seeds 0 --examples 2" in text
 
 
+def test_a_target_that_refuses_to_run_is_a_row_with_its_reason_not_a_failed_run(tmp_path):
+    """onnxruntime-batch-major refuses to be built (ONNX Runtime 1.32.0 runs no layout=1): the matrix still finishes,
+    and each of its rows says why, in the runtime's words; nothing is stored, so a fixed runtime is run next time."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        pytest.skip("onnxruntime is not installed")
+    from rnnspec.spec.frameworks.onnx_operators import OnnxRuntimeBatchMajor
+
+    try:
+        OnnxRuntimeBatchMajor()
+        pytest.fail("ONNX Runtime now runs layout=1: the target is no longer refused; this test has gone stale")
+    except Exception as exc:  # the refusal this test needs
+        assert "layout" in str(exc)
+    out, results = tmp_path / "m.md", tmp_path / "results"
+    assert main(["matrix", "--targets", "onnxruntime-batch-major", "--examples", "2", "--quiet", "--out", str(out),
+                 "--results", str(results)]) == 0
+    text = out.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ONNX Runtime")]
+    assert rows and all("not provided [" in r for r in rows), rows
+    assert "the target refuses to run it:" in text and "Batchwise recurrent operations (layout == 1)" in text
+    assert not list((results / "units").glob("*.json"))
+
+
 def test_a_cell_a_framework_lacks_is_not_provided_with_the_reason():
     torch_row = next(r for r in matrix.ROWS if r.target == "torch")
     assert "no PyTorch layer computes W_n (r * h)" in matrix.not_provided(torch_row, "gru-reset-before", "float32")
