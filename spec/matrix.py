@@ -11,12 +11,14 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
+import json
 import platform
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from rnnspec import catalogue
 from rnnspec.spec import defects
@@ -346,16 +348,27 @@ def build(targets: tuple[str, ...] | None = None, seeds: tuple[int, ...] = (0,),
     refusals: dict[str, str] = {}
     execute(every, store, engine=engine, workers=jobs, address=address, shard=shard, stream=progress,
             requirements=lambda unit: packages.get(unit.target, ()), refusals=refusals)
-    for entry in entries:  # a target that refuses to be built is a row of its own, with its reason
-        refused = [refusals[u.key] for u in units.get(entry.key, ()) if u.key in refusals]
-        if refused and not entry.reason:
-            entry.reason, entry.verdict = f"the target refuses to run it: {refused[0]}", "not provided"
+    if results is not None:  # for matrix --from; beside the records, not among them: a rerun asks the target again
+        (Path(results) / REFUSED).write_text(json.dumps(refusals, indent=1, sort_keys=True) + "\n")
+    _refused(entries, units, refusals)
     missing = [u for u in every if not store.has(u) and u.key not in refusals]
     if missing:
         raise ShardDone(f"shard {shard[0]}/{shard[1]}: its units are stored in {results}; {len(missing)} of the "
                         f"matrix's {len(every)} units are not (the other shards'): put the folders together with "
                         "rnnspec merge DIR... (or rnnspec matrix --from DIR...)")
     return fill(entries, units, {u.key: store.get(u) for u in every if u.key not in refusals})
+
+
+#: the file of a results folder that keeps, by unit key, why a target refused to run the unit (not stored as a record)
+REFUSED = "refused.json"
+
+
+def _refused(entries: list[Cell], units: dict[tuple, list], refusals: dict[str, str]) -> None:
+    """A target that refuses to be built is a row of its own, with its reason."""
+    for entry in entries:
+        refused = [refusals[u.key] for u in units.get(entry.key, ()) if u.key in refusals]
+        if refused and not entry.reason:
+            entry.reason, entry.verdict = f"the target refuses to run it: {refused[0]}", "not provided"
 
 
 def merged(folders: list[str]) -> tuple[list[Cell], dict]:
@@ -380,12 +393,18 @@ def merged(folders: list[str]) -> tuple[list[Cell], dict]:
         for key, group in planned.items():
             units.setdefault(key, group)
         targets += [t for t in p["targets"] if t not in targets]
-    lost = [u for group in units.values() for u in group if u.key not in records]
+    refusals: dict[str, str] = {}
+    for folder in folders:
+        file = Path(folder) / REFUSED
+        refusals.update(json.loads(file.read_text()) if file.is_file() else {})
+    refusals = {key: why for key, why in refusals.items() if key not in records}  # a record from a later run wins
+    lost = [u for group in units.values() for u in group if u.key not in records and u.key not in refusals]
     if lost:
         raise UsageError(f"{len(lost)} units of the matrix are in none of the folders (a shard not run, or not "
                          f"finished): {', '.join(u.describe() for u in lost[:5])}" + (" ..." if len(lost) > 5 else ""))
     order = {r.target: n for n, r in enumerate(ROWS)}
     ranked = sorted(entries.values(), key=lambda e: order.get(e.row.target, len(order) + targets.index(e.row.target)))
+    _refused(ranked, units, refusals)
     return fill(ranked, units, records), {**first, "targets": targets}
 
 
