@@ -154,6 +154,26 @@ DEFECTS = (
         "gate carries that relative error into h (an LSTM case with its output gate shut failed by 7.0e-5 against "
         "a tolerance of 5.6e-5). Reproducer: docs/onnx-attributes.md.",
         cells=tuple(name for name, cell in catalogue.CELLS.items() if cell.gates)),
+    Defect(("onnxruntime", "onnxruntime-batch-major"), catalogue.DTYPES,
+        "ONNX Runtime gives a sequence of length 0 (sequence_lens) final states Y_h = Y_c = 0, not its initial states",
+        "ONNX Runtime 1.32.0's RNN, LSTM and GRU kernels with sequence_lens [7, 0, 3, 5] return Y_h (and Y_c) of the "
+        "length-0 sequence as zeros, where the spec (and ONNX's own reference evaluator) keeps its initial_h "
+        "(initial_c); Y and every other final state are right. Reproducer: an ONNX LSTM (onnx helper API) with "
+        "hidden_size 2, initial_h of ones and sequence_lens [0, T]: Y_h[0, 0] is [0, 0]. Pinned by "
+        "tests/test_variants_targets.py::test_onnxruntime_stacked_bidirectional_sequence_lens_agree_but_an_empty_"
+        "sequence_ends_at_zero; docs/frameworks.md.",
+        variants=("lengths=zero",)),
+    Defect(("keras-jax",), catalogue.DTYPES,
+        "Keras 3 on JAX outputs the initial state, not zeros, at the steps a mask hides before a sequence's first "
+        "valid one (a sequence of length 0; a go_backwards layer's leading padding)",
+        "Keras 3.15.1 with the JAX backend (jax 0.10.2): keras.layers.SimpleRNN(1, return_sequences=True, "
+        "return_state=True, kernel_initializer='ones', recurrent_initializer='ones', bias_initializer='zeros') on "
+        "x = ones((1, 2, 1)), mask [[False, False]], initial_state [full((1, 1), 0.5)] returns y = [0.5, 0.5]; the "
+        "torch and tensorflow backends return y = [0, 0] (h_n = 0.5 on all three). LSTM and GRU layers do the same. "
+        "So keras-jax with lengths=carry fails FWD-H and VJP-H0 on any batch with a length 0 or padding. Pinned by "
+        "tests/test_framework_targets.py::test_keras_on_jax_outputs_the_initial_state_where_a_mask_hides_the_first_"
+        "steps; docs/frameworks.md.",
+        variants=("lengths=carry",)),
     Defect(("mlx",), ("float64",),
         "MLX 0.32.4's CPU exp (and so sigmoid and logsumexp) has float32 accuracy on float64 arrays "
         "(ml-explore/mlx#3047): float64 results land 1e-9 to 1e-7 from the float64 values",
