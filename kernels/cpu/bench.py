@@ -358,11 +358,12 @@ def table(report: dict) -> str:
                 if cpus and report["load_before"] >= 1 else "")
         lines.append(f"load average (1 min): {report['load_before']:.2f} before the run{after}, on {cpus} CPUs{busy}")
     for dtype, p in peaks.items():
-        gemm = max(p["numpy_gemm"], p["kernels_gemm"])
+        gemm = max((v for k, v in p.items() if k.endswith("_gemm")), default=None)
+        chains = p.get("fma_microkernel")
         # the peak is a rate the FMA units reached in this run; where the chains fell short of a GEMM (load, or a
         # CPU whose pipes they do not fill), a GEMM's rate is the better lower bound of it, so that one is quoted
         why = (": the FMA chains ran below a GEMM, so the GEMM's rate is the peak"
-               if p["fma_microkernel"] < gemm else "")
+               if gemm is not None and chains is not None and chains < gemm else "")
         lines.append(f"peak {dtype}: {p['peak_gflops']:.0f} GFLOP/s = best of " + ", ".join(
             f"{k} {v:.0f}" for k, v in p.items() if k != "peak_gflops") + why)
     lines.append("JIT first call (s): " + ", ".join(f"{k} {v:.2f}" for k, v in report["compile_s"].items()))

@@ -23,6 +23,7 @@ CANNOT = {"gru-reset-before": "mlx.nn.GRU multiplies r into Wh_n h + bhn (the re
                               "product); no MLX layer computes W_n (r * h)",
           "lstm-proj": "mlx.nn.LSTM has no projection of its output (PyTorch's proj_size)",
           "lstm-peephole": "mlx.nn.LSTM has no peepholes (ONNX's P)",
+          "lstm-coupled": "mlx.nn.LSTM has no coupled input and forget gates (ONNX's input_forget)",
           "mgu": "MLX has no minimal gated unit layer",
           "mgu-flax": "MLX has no minimal gated unit layer"}
 #: each cell's layer attributes, as (input matrix, recurrent matrix, bias)

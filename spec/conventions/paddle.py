@@ -26,6 +26,7 @@ NAME = "PaddlePaddle"
 LAYERS = {"elman": "nn.SimpleRNN", "lstm": "nn.LSTM", "gru-reset-after": "nn.GRU",
           "lstm-proj": "nn.LSTM(proj_size=P)"}
 CANNOT = {"lstm-peephole": "paddle.nn.LSTM has no peepholes (ONNX's P)",
+          "lstm-coupled": "paddle.nn.LSTM has no coupled input and forget gates (ONNX's input_forget)",
           "gru-reset-before": "paddle.nn.GRU applies the reset gate after the recurrent product "
                               "(r * (W_hc h + b_hc)); no Paddle RNN layer computes W_n (r * h)",
           "mgu": "PaddlePaddle has no minimal gated unit layer",
