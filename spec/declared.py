@@ -24,7 +24,8 @@ class UsageError(Exception):
 
 
 _DEFAULTS = {"cell": "elman", "cells": None, "dtypes": ("float64",), "activations": None, "activation": "tanh",
-             "accuracy": tol.DEFAULT_ACCURACY, "device": "cpu", "variants": (), "shapes": None}
+             "accuracy": tol.DEFAULT_ACCURACY, "device": "cpu", "variants": (), "shapes": None,
+             "first_call_timeout": None}
 
 #: what a target may declare in ``variants``: each feature it implements; any combination of them is checked.
 #: ``state0=default``: called with no initial states, it starts from its framework's own default (zeros)
@@ -73,6 +74,10 @@ class Declared:
     #: a target that compiles a program per shape (jax.jit) asks for its generated cases on this many shapes
     #: (:func:`rnnspec.spec.cases.few_shapes`); None: every case its own shape
     shapes: int | None = None
+    #: seconds a call that may compile is allowed at the default per-call timeout (a target that compiles for
+    #: longer than the warm-up gives it); the runner scales it as it scales every limit, by timeout / the default
+    #: (:meth:`rnnspec.spec.runner.Session.limit`; docs/checking.md). None: the warm-up alone
+    first_call_timeout: float | None = None
 
     def admits_variant(self, variant) -> None:
         """A usage error unless the target declares every feature ``variant`` uses."""
@@ -160,5 +165,10 @@ def declared(raw: dict) -> Declared:
     if shapes is not None and (isinstance(shapes, bool) or not isinstance(shapes, int) or shapes < 1):
         raise UsageError(f"the target declares shapes = {shapes!r}; expected a positive whole number of shapes "
                          "per run (or None: every case its own shape)")
+    first = raw.get("first_call_timeout")
+    if first is not None and (isinstance(first, bool) or not isinstance(first, (int, float))
+                              or not 0 < first < float("inf")):
+        raise UsageError(f"the target declares first_call_timeout = {first!r}; expected a positive, finite number "
+                         "of seconds (or None: a first call gets the warm-up limit alone)")
     return Declared(cells, dtypes, activations, raw["accuracy"], raw["methods"], str(raw["device"]),
-                    raw["target_class"], variants, shapes)
+                    raw["target_class"], variants, shapes, first)

@@ -16,7 +16,7 @@ from rnnspec.spec.declared import Declared, UsageError, declared
 from rnnspec.spec.expected import call_args, expected
 from rnnspec.spec.judge import METHODS, Verdict, judge
 from rnnspec.spec.results import ClauseResult, Report
-from rnnspec.spec.worker import Outcome, TargetName, Worker
+from rnnspec.spec.worker import LoadError, Outcome, TargetName, Worker, program
 
 __all__ = ["ShardDone", "UsageError", "check", "check_options", "print_progress", "shrink"]
 
@@ -44,7 +44,9 @@ def _load_note() -> str:
 class Session:
     """One target, one worker, and the time budget that bounds a run that meets hanging calls.
 
-    A method's first call in a worker process is its warm-up and may take ``WARMUP_FACTOR`` x the timeout;
+    A method's first call in a worker process (and on a target that declares ``shapes``, its first call on each
+    shape) is its warm-up and may take ``WARMUP_FACTOR`` x the timeout, or longer where the target declares a
+    ``first_call_timeout`` (:meth:`limit`);
     a call that times out is retried once in a fresh process (where it is a first call again); only a call
     that times out twice counts as hung, and the run then allows one more timeout's worth of time in all.
     """
@@ -56,14 +58,30 @@ class Session:
         self.deadline: float | None = None
         self.hung: set[str] = set()
 
+    def limit(self, method: str, case: Case) -> float:
+        """The time ``method`` may take on ``case``: the timeout, or for a call that may compile (not
+        :meth:`~rnnspec.spec.worker.Worker.is_warm`) the warm-up, ``WARMUP_FACTOR`` x the timeout or the target's
+        declared ``first_call_timeout`` x timeout / ``DEFAULT_TIMEOUT``, whichever is longer (so ``--timeout``
+        scales every limit alike)."""
+        if self.worker.declared is None:
+            try:  # loaded now, for its declarations; a target that fails to load fails its call as before
+                self.worker.declarations()
+            except LoadError:
+                return self.warmup
+        if self.worker.is_warm(method, program(case)):
+            return self.timeout
+        first = self.worker.declared.get("first_call_timeout")
+        return max(self.warmup, first * self.timeout / DEFAULT_TIMEOUT) if first else self.warmup
+
     def _call_once(self, method: str, case: Case, arrays) -> Outcome:
-        limit = self.timeout if method in self.worker.warm else self.warmup
+        limit = self.limit(method, case)
         if self.deadline is not None:
             limit = min(limit, self.deadline - time.monotonic())
             if limit <= 0:
                 return Outcome("skipped", message="not run: the time allowed after a timeout is spent")
         settings = {"cell": case.cell, "activation": case.activation, "variant": case.variant}
-        return self.worker.call(method, settings, call_args(method, arrays, case.cell, case.variant), timeout=limit)
+        return self.worker.call(method, settings, call_args(method, arrays, case.cell, case.variant), timeout=limit,
+                                program=program(case))
 
     def call(self, method: str, case: Case, arrays) -> Outcome:
         if method in self.hung:

@@ -167,6 +167,12 @@ def start_method(impl) -> str:
     return "spawn"
 
 
+def program(case) -> tuple:
+    """What a target that compiles per shape compiles a program for: everything of the case but its values (seed,
+    regime), i.e. cell, activation, variant, dtype and sizes."""
+    return (case.cell, case.activation, case.variant, case.dtype, case.T, case.B, case.I, case.H, case.K, case.P)
+
+
 class LoadError(TargetError):
     """The worker could not load the target: it raised, exited, crashed or hung (a usage error)."""
 
@@ -187,8 +193,8 @@ class Worker:
         self.connection = None
         self.declared: dict | None = None
         #: the methods that have returned in this process: their first call (imports, thread pools, tracing,
-        #: compiling) is behind them
-        self.warm: set[str] = set()
+        #: compiling) is behind them; and (method, program) for each program (:func:`program`) they returned on
+        self.warm: set = set()
 
     def _start(self) -> None:
         context = multiprocessing.get_context(start_method(self.impl))
@@ -217,6 +223,15 @@ class Worker:
             raise LoadError(f"{what} failed: {value}")
         self.declared = value
 
+    def is_warm(self, method: str, program: tuple | None = None) -> bool:
+        """Whether ``method`` has returned in this process, and, for a target that declares ``shapes`` (it compiles
+        a program per shape: jax.jit, torch.compile, an exporter), on ``program`` too: a call that is not warm
+        may compile, and gets the warm-up limit."""
+        if method not in self.warm:
+            return False
+        compiles_per_shape = (self.declared or {}).get("shapes") is not None
+        return program is None or not compiles_per_shape or (method, program) in self.warm
+
     def declarations(self) -> dict:
         """The target's declarations (:func:`rnnspec.spec.declared.declarations`), loading it first."""
         if self.process is None:
@@ -240,9 +255,11 @@ class Worker:
         self.process.join()
         self.process = None
 
-    def call(self, method: str, settings: dict | None, args: tuple, timeout: float | None = None) -> Outcome:
+    def call(self, method: str, settings: dict | None, args: tuple, timeout: float | None = None,
+             program: tuple | None = None) -> Outcome:
         """``method(*args)`` in the child, after setting the target's ``activation`` and ``cell`` from
-        ``settings`` (``cell`` only on a target that declares ``cells``)."""
+        ``settings`` (``cell`` only on a target that declares ``cells``); ``program``: the case's
+        (:func:`program`), recorded as warm when the call returns."""
         if self.process is None or not self.process.is_alive():
             try:
                 self._start()
@@ -255,7 +272,8 @@ class Worker:
         self.connection.send((method, settings or {}, args))
         if not self.connection.poll(limit):
             self._kill()
-            first = "" if method in self.warm else " (its first call in this process)"
+            first = ("" if self.is_warm(method, program) else " (its first call in this process)"
+                     if method not in self.warm else " (its first call on this shape in this process)")
             return Outcome("timeout", message=f"{method}() did not return within {limit:.3g} s{first}", seconds=limit)
         try:
             status, value, message, changed = self.connection.recv()
@@ -270,4 +288,6 @@ class Worker:
             return Outcome("raised", message=f"{method}()'s result could not be read back: {describe_exception(exc)}; "
                            "return numpy arrays")
         self.warm.add(method)
+        if program is not None:
+            self.warm.add((method, program))
         return Outcome(status, value, message, changed, time.perf_counter() - start)
