@@ -64,6 +64,26 @@ def _named(unit_json: dict) -> tuple[dict | None, str, float]:
         return None, f"{type(exc).__name__}: {exc}", time.monotonic() - start
 
 
+def settle(unit: Unit, outcome: tuple[dict | None, str, float], store: MemoryStore, progress: UnitProgress,
+           failures: list[str], refusals: dict[str, str] | None) -> None:
+    """Keep what :func:`_named` gave for ``unit`` in another process (a pool process, a Ray task): its record, stored;
+    its target's refusal, in ``refusals`` by unit key and not stored (a failure where the caller keeps no
+    refusals); or why it failed, in ``failures``. Counts it in ``progress``."""
+    record, problem, seconds = outcome
+    if record is not None and "refused" in record:
+        if refusals is not None:
+            refusals[unit.key] = record["refused"]
+            progress.finished(seconds)
+            return
+        record, problem = None, f"Refused: {record['refused']}"
+    if record is None:
+        failures.append(f"{unit.describe()}: {problem}")
+        progress.finished(seconds, ok=False)
+    else:
+        store.put(unit, record)
+        progress.finished(record["seconds"])
+
+
 def execute(units: list[Unit], store: MemoryStore, *, engine: str = "local", workers: int = 1,
             address: str | None = None, shard: tuple[int, int] | None = None, impl=None,
             cases: Callable[[Unit], list] | None = None, on_case=None, stream=None,
@@ -104,7 +124,7 @@ def _run(pending, store, progress, failures, engine, workers, address, impl, cas
     if engine == "ray":
         from rnnspec.spec.ray_engine import run_on_ray
 
-        run_on_ray(pending, store, progress, failures, address, requirements)
+        run_on_ray(pending, store, progress, failures, address, requirements, refusals)
     elif workers == 1:
         for unit in pending:
             began = time.monotonic()
@@ -139,21 +159,8 @@ def _run(pending, store, progress, failures, engine, workers, address, impl, cas
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(_named, u.to_json()): u for u in pending}
             for future in as_completed(futures):
-                unit = futures[future]
                 try:
-                    record, problem, seconds = future.result()
+                    outcome = future.result()
                 except Exception as exc:  # the pool process itself was lost
-                    record, problem, seconds = None, f"{type(exc).__name__}: {exc}", 0.0
-                if record is not None and "refused" in record:
-                    if refusals is None:
-                        record, problem = None, f"Refused: {record['refused']}"
-                    else:
-                        refusals[unit.key] = record["refused"]
-                        progress.finished(seconds)
-                        continue
-                if record is None:
-                    failures.append(f"{unit.describe()}: {problem}")
-                    progress.finished(seconds, ok=False)
-                else:
-                    store.put(unit, record)
-                    progress.finished(record["seconds"])
+                    outcome = None, f"{type(exc).__name__}: {exc}", 0.0
+                settle(futures[future], outcome, store, progress, failures, refusals)

@@ -2,7 +2,9 @@
 
 A task runs :func:`~rnnspec.spec.units.run_unit` on some node, which calls the target in a worker process of its own
 as any run does (timeouts, crash isolation). A task lost with its node is run again by Ray (``max_retries``);
-an exception inside a unit is not retried by Ray (the unit failed: rerunning the command retries it). Only this
+an exception inside a unit is not retried by Ray (the unit failed: rerunning the command retries it). A target that
+refuses to be built (its own TargetError) is the task's result, not an exception, so Ray runs it once, and the
+driver keeps it as the local engine does (:func:`~rnnspec.spec.engines.settle`: a matrix's refusal row). Only this
 process (the driver) writes records, once per unit, as each task's result arrives: a retried task's result
 arrives once.
 
@@ -39,11 +41,13 @@ def resources(packages: tuple[str, ...], declared: set[str]) -> dict[str, float]
 
 
 def run_on_ray(pending: list, store, progress, failures: list[str], address: str | None,
-               requirements: Callable[[object], tuple[str, ...]] | None) -> None:
+               requirements: Callable[[object], tuple[str, ...]] | None,
+               refusals: dict[str, str] | None = None) -> None:
     """Run ``pending`` units as Ray tasks at ``address`` (None: a Ray started here for the run), storing each record
-    as it arrives and counting it in ``progress``; append to ``failures`` what failed."""
+    as it arrives and counting it in ``progress``; append to ``failures`` what failed; a target's refusal goes to
+    ``refusals`` where given (:func:`~rnnspec.spec.engines.execute`)."""
     ray = _ray()
-    from rnnspec.spec.engines import _named
+    from rnnspec.spec.engines import _named, settle
 
     started = not ray.is_initialized()
     if started:
@@ -65,17 +69,11 @@ def run_on_ray(pending: list, store, progress, failures: list[str], address: str
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)
             for ref in done:
-                unit = refs.pop(ref)
                 try:
-                    record, problem, seconds = ray.get(ref)
+                    outcome = ray.get(ref)
                 except Exception as exc:  # lost more than MAX_RETRIES times, or the task could not start
-                    record, problem, seconds = None, f"{type(exc).__name__}: {exc}", 0.0
-                if record is None:
-                    failures.append(f"{unit.describe()}: {problem}")
-                    progress.finished(seconds, ok=False)
-                else:
-                    store.put(unit, record)
-                    progress.finished(record["seconds"])
+                    outcome = None, f"{type(exc).__name__}: {exc}", 0.0
+                settle(refs.pop(ref), outcome, store, progress, failures, refusals)
     finally:
         if started:
             ray.shutdown()
