@@ -267,7 +267,7 @@ def generate(count: int, seed: int, dtypes: tuple[str, ...], activations: tuple[
     return list(dict.fromkeys(mixed))[:count]
 
 
-def few_shapes(cases: list[Case], most: int) -> list[Case]:
+def few_shapes(cases: list[Case], most: int, max_T: int | None = None) -> list[Case]:
     """The same cases on at most ``most`` shapes (T, B, I, H, K, P), for a target that compiles a program per
     shape (``jax.jit``, an exporter): its run then compiles a few programs per dtype and method, not one per case.
 
@@ -275,10 +275,13 @@ def few_shapes(cases: list[Case], most: int) -> list[Case]:
     H, a case with I != H; then the others in the order drawn. Case n keeps its dtype, activation, regime and
     seed (so its values) and takes shape n mod the number of shapes, so every shape meets every kind of case; a
     case that would repeat an earlier one (Hypothesis draws some seeds more than once) takes the next seed.
+    ``max_T``: each shape's T is min(T, max_T) (for a target whose program grows with T: it unrolls the steps).
     """
     if isinstance(most, bool) or not isinstance(most, int) or most < 1:
         raise ValueError(f"shapes must be a positive whole number of shapes, got {most!r}")
-    shape = lambda c: (c.T, c.B, c.I, c.H, c.K, c.P)
+    if max_T is not None and (isinstance(max_T, bool) or not isinstance(max_T, int) or max_T < 1):
+        raise ValueError(f"max_T must be a positive whole number of steps or None, got {max_T!r}")
+    shape = lambda c: (c.T if max_T is None else min(c.T, max_T), c.B, c.I, c.H, c.K, c.P)
     edges = [min(cases, key=lambda c: c.T), min(cases, key=lambda c: c.B), min(cases, key=lambda c: c.H),
              *[c for c in cases if c.I != c.H][:1]] if cases else []
     pool = list(dict.fromkeys(shape(c) for c in edges + cases))[:most]

@@ -25,7 +25,7 @@ class UsageError(Exception):
 
 _DEFAULTS = {"cell": "elman", "cells": None, "dtypes": ("float64",), "activations": None, "activation": "tanh",
              "accuracy": tol.DEFAULT_ACCURACY, "device": "cpu", "variants": (), "shapes": None,
-             "first_call_timeout": None}
+             "max_T": None, "first_call_timeout": None}
 
 #: what a target may declare in ``variants``: each feature it implements; any combination of them is checked.
 #: ``state0=default``: called with no initial states, it starts from its framework's own default (zeros)
@@ -74,9 +74,12 @@ class Declared:
     #: a target that compiles a program per shape (jax.jit) asks for its generated cases on this many shapes
     #: (:func:`rnnspec.spec.cases.few_shapes`); None: every case its own shape
     shapes: int | None = None
+    #: the longest sequence of those few shapes, for a target whose program grows with T (it unrolls the steps:
+    #: torch.compile of nn.LSTM): each shape's T is min(T, max_T). None: T as drawn. ``--shapes all`` ignores it
+    max_T: int | None = None
     #: seconds a call that may compile is allowed at the default per-call timeout (a target that compiles for
     #: longer than the warm-up gives it); the runner scales it as it scales every limit, by timeout / the default
-    #: (:meth:`rnnspec.spec.runner.Session.limit`; docs/checking.md). None: the warm-up alone
+    #: (:meth:`rnnspec.spec.runner.Session.limit`; docs/compilers.md). None: the warm-up alone
     first_call_timeout: float | None = None
 
     def admits_variant(self, variant) -> None:
@@ -170,5 +173,12 @@ def declared(raw: dict) -> Declared:
                               or not 0 < first < float("inf")):
         raise UsageError(f"the target declares first_call_timeout = {first!r}; expected a positive, finite number "
                          "of seconds (or None: a first call gets the warm-up limit alone)")
+    max_T = raw.get("max_T")
+    if max_T is not None and (isinstance(max_T, bool) or not isinstance(max_T, int) or max_T < 1):
+        raise UsageError(f"the target declares max_T = {max_T!r}; expected a positive whole number of steps (the "
+                         "longest T of its few shapes) or None")
+    if max_T is not None and shapes is None:
+        raise UsageError(f"the target declares max_T = {max_T} but no shapes: max_T bounds the T of the few shapes "
+                         "its cases take (declare shapes = N too)")
     return Declared(cells, dtypes, activations, raw["accuracy"], raw["methods"], str(raw["device"]),
-                    raw["target_class"], variants, shapes, first)
+                    raw["target_class"], variants, shapes, max_T, first)

@@ -108,10 +108,10 @@ def case_list(unit: Unit, decl: Declared) -> list[Case]:
     dtypes = (unit.dtype,) if unit.dtype else decl.dtypes
     activations = decl.activations_of(unit.cell)
     few = decl.shapes if unit.shapes is None else None if unit.shapes == "all" else unit.shapes
-    key = (unit.seed, unit.examples, dtypes, activations, unit.cell, unit.variant, few)
+    key = (unit.seed, unit.examples, dtypes, activations, unit.cell, unit.variant, few, decl.max_T)
     if key not in _CASES:
         cases = generate(unit.examples, unit.seed, dtypes, activations, unit.cell, unit.variant)
-        _CASES[key] = few_shapes(cases, few) if few is not None else cases
+        _CASES[key] = few_shapes(cases, few, decl.max_T) if few is not None else cases
     return _CASES[key]
 
 

@@ -113,6 +113,27 @@ def test_a_default_check_of_the_loop_meets_the_edge_sizes_on_a_few_step_graphs()
             assert len(patterns) <= shapes, (cell, dtype, patterns)
 
 
+def test_a_default_check_of_the_layers_meets_the_edge_sizes_on_a_few_short_graphs():
+    """The layers unroll T into each graph, so their few shapes are also short (``max_T``): the default check's
+    cases keep the edge sizes (T = 1, B = 1, H = 1 and I != H), run the recurrence (a T of 2 or more), and unroll
+    at most shapes x max_T steps per dtype in all, against the 76 of the drawn shapes (1, 7, 25, 43 for elman)."""
+    from rnnspec.spec.cases import few_shapes, generate
+
+    shapes, max_T = TorchCompiled.shapes, TorchCompiled.max_T
+    assert isinstance(max_T, int) and 2 <= max_T <= 16
+    for cell in CELLS:
+        drawn = generate(50, 0, TorchCompiled.dtypes, ("tanh",), cell)
+        cases = few_shapes(drawn, shapes, max_T)
+        assert len(cases) == len(drawn)
+        for size in ("T", "B", "H"):
+            assert min(getattr(c, size) for c in cases) == min(getattr(c, size) for c in drawn), (cell, size)
+        assert any(c.I != c.H for c in cases) or all(c.I == c.H for c in drawn)
+        assert max(c.T for c in cases) <= max_T and any(c.T >= 2 for c in cases), cell
+        for dtype in TorchCompiled.dtypes:
+            steps = sum({(c.T, c.B, c.I, c.H): c.T for c in cases if c.dtype == dtype}.values())
+            assert steps <= shapes * max_T, (cell, dtype, steps)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("cell", CELLS)

@@ -36,6 +36,12 @@ from rnnspec.spec.frameworks.torch_layers import LAYERS, TorchRNN
 #: Dynamo's settings for a call: the layers traced (not skipped), and no silent eager fallback after N shapes
 _DYNAMO = {"allow_rnn": True, "recompile_limit": 1_000_000, "accumulated_recompile_limit": 1_000_000}
 
+#: seconds a call that compiles may take at the default per-call timeout (60 s; --timeout scales it): a cold
+#: compile's first call outlasted the 180 s warm-up on 2 cores at load 12 (benchmarks/default_check_times.md)
+FIRST_CALL_TIMEOUT = 600.0
+#: the longest T of the layers' shapes: each step is unrolled into the graph (docs/compilers.md has the timings)
+MAX_T = 8
+
 #: the cells each compiled target computes: those with a PyTorch layer (the loop runs PyTorch's packed weights,
 #: so it has the layers' cells; PyTorch has no reset-before GRU nor peepholes, conventions.pytorch.CANNOT)
 CELLS = tuple(LAYERS)
@@ -86,8 +92,11 @@ class TorchCompiled(_OneGraph, TorchRNN):
     cells = CELLS
     variants = ()  # packed sequences and stacked layers are not compiled here (docs/compilers.md)
     #: the compiled layers unroll T: every new (T, I, H) is a new graph (tens of seconds each), so the cases come on
-    #: a few shapes, edge sizes among them (rnnspec.spec.cases.few_shapes)
+    #: a few shapes, edge sizes among them (rnnspec.spec.cases.few_shapes), and a graph's C++ grows with T, so
+    #: those shapes are short: T = 1 among them (the edge), the others at most MAX_T steps (the recurrence)
     shapes = 4
+    max_T = MAX_T
+    first_call_timeout = FIRST_CALL_TIMEOUT
 
     def __init__(self, activation: str = "tanh") -> None:
         super().__init__(activation)
@@ -149,6 +158,7 @@ class TorchCompiledLoop(_OneGraph, TorchRNN):
     #: their backwards; 63 s CPU with a cold inductor cache, benchmarks/default_check_times.md); on a few shapes,
     #: edge sizes among them (rnnspec.spec.cases.few_shapes), it compiles fewer and still meets B = 1, H = 1, T = 1
     shapes = 4
+    first_call_timeout = FIRST_CALL_TIMEOUT
 
     def __init__(self, activation: str = "tanh") -> None:
         super().__init__(activation)
