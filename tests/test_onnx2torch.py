@@ -154,3 +154,34 @@ def test_onnx2pytorch_is_conformant_over_200_cases(cell, seed):
     """The long run (benchmarks/long_run_onnx2torch.log): 200 cases of each cell, both dtypes, three seeds."""
     report = check(Onnx2PyTorch(), target="onnx2pytorch", cell=cell, seed=seed, examples=200)
     assert report.conformant, _failing(report)
+
+
+@pytest.mark.parametrize("method", ["forward", "vjp", "loss"])
+def test_each_call_runs_on_one_torch_thread_and_sets_the_callers_setting_back(method, monkeypatch):
+    """PyTorch's default (a thread per core) made the LSTM's default check cost 3x the CPU time of one thread (its
+    threads spin between the many small steps of c_t's chain; over 60 s at load 12, issue 35 item 6)."""
+    import torch
+
+    target = Onnx2PyTorch()
+    target.cell = "lstm"
+    seen = []
+    run = target._run
+    monkeypatch.setattr(target, "_run", lambda *a, **k: (seen.append(torch.get_num_threads()), run(*a, **k))[1])
+    rng = np.random.default_rng(2)
+    T, B, I, H = 3, 2, 2, 3
+    sizes = (("U", (H, I)), ("W", (H, H)), ("b", (H,)))
+    params = {f"{w}_{g}": rng.standard_normal(s) for g in "ifgo" for w, s in sizes}
+    x, state0 = rng.standard_normal((T, B, I)), {"h0": rng.standard_normal((B, H)), "c0": rng.standard_normal((B, H))}
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        if method == "forward":
+            target.forward(x, state0, params)
+        elif method == "vjp":
+            target.vjp(x, state0, params, {"h": np.ones((T, B, H)), "c": np.ones((T, B, H))})
+        else:
+            target.loss(x, state0, {**params, "V": rng.standard_normal((3, H)), "c": np.zeros(3)},
+                        rng.integers(0, 3, (T, B)))
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

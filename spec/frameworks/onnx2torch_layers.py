@@ -36,6 +36,7 @@ from rnnspec.spec.conventions import pytorch as conventions
 from rnnspec.spec.conventions._layout import first_part
 from rnnspec.spec.frameworks import require
 from rnnspec.spec.frameworks.onnx_operators import build_model, build_stacked_model
+from rnnspec.spec.frameworks.torch_layers import TorchRNN
 from rnnspec.spec.targets import TargetError
 
 #: the cells with a cell state (initial_c, Y_c)
@@ -134,6 +135,12 @@ class Onnx2PyTorch:
     layers, bidirectional, lengths = 1, False, None
     #: why each cell the ONNX operators have but this target does not declare is missing (the converter's words)
     not_provided = REFUSED
+    #: PyTorch's intra-op threads during a call, as the ``torch`` target (its docstring says why): on PyTorch's
+    #: default, one per core, the LSTM's default check took 15.7 CPU s for 10 cases against 4.8 on one thread
+    #: (idle cores; its threads spin between the many small steps of c_t's one-step chain), 68 CPU s for 50 at load 12
+    threads: int | None = 1
+    #: PyTorch's threads set to ``threads`` for one call and set back after it (TorchRNN's, for the same reason)
+    _threads = TorchRNN._threads
 
     def __init__(self, activation: str = "tanh") -> None:
         self.torch = require("onnx2pytorch", "torch", "onnx2pytorch")
@@ -231,17 +238,25 @@ class Onnx2PyTorch:
         return grads
 
     def forward(self, x, state0, params, lengths=None):
-        with self.torch.no_grad():
+        with self._threads(), self.torch.no_grad():
             _, _, out = self._run(x, state0, params, lengths, every_c=True)
         return {k: v.numpy() for k, v in out.items()}
 
     def vjp(self, x, state0, params, cotangents, lengths=None):
+        with self._threads():
+            return self._vjp(x, state0, params, cotangents, lengths)
+
+    def loss(self, x, state0, params, targets, lengths=None):
+        with self._threads():
+            return self._loss(x, state0, params, targets, lengths)
+
+    def _vjp(self, x, state0, params, cotangents, lengths):
         module, leaves, out = self._run(x, state0, params, lengths, every_c=True)
         keys = [k for k in sorted(out) if out[k].requires_grad]
         self.torch.autograd.backward([out[k] for k in keys], [self._tensor(cotangents[k]) for k in keys])
         return self._grads(module, leaves)
 
-    def loss(self, x, state0, params, targets, lengths=None):
+    def _loss(self, x, state0, params, targets, lengths):
         torch = self.torch
         module, leaves, out = self._run(x, state0, params, lengths, every_c=False)
         V = self._tensor(params["V"]).requires_grad_(True)
