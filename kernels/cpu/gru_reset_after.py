@@ -9,6 +9,9 @@ and the recurrent product p_t = h_{t-1} W^T (all three gates in one GEMM per ste
 BPTT, given dh_t: dz_n = dh_t (1 - z)(1 - n^2), dz_r = dz_n m r (1 - r), dz_z = dh_t (h_{t-1} - n) z (1 - z),
 dm = dz_n r. The input side's deltas are [dz_r dz_z dz_n] (for U, b, x); the recurrent side's are
 [dz_r dz_z dm] (for W, b_hn and dh_{t-1} = dh_t z + [dz_r dz_z dm] W).
+
+The loops over time (:func:`forward`, :func:`backward`) serve every cell of this form: :mod:`mgu_flax` runs copies
+of them around its own steps (:mod:`family`).
 """
 
 from __future__ import annotations
@@ -47,10 +50,11 @@ def step(a, product, gate, h_prev, h, m, b_hn, one, lo):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def forward(a, gates, hs, ms, WT, W, transposed, b_hn, blas_rows, one, active):
-    """a (T, B, 3H) = x_t U^T + b; gates (T, B, 3H) receives [r z n]; hs (T+1, B, H) starts with h0 and
-    receives h_t; ms (T, B, H) receives m_t. W is the stacked W (3H, H), WT its transpose; the step's product
-    runs through W where ``transposed`` (loops.step_product). Rows r >= active[t] hold their state at step t
-    (loops.hold)."""
+    """a (T, B, G H) = x_t U^T + b; gates (T, B, G H) receives the gates (here [r z n]); hs (T+1, B, H) starts
+    with h0 and receives h_t; ms (T, B, H) receives m_t. W is the stacked W (G H, H), WT its transpose; the step's
+    product runs through W where ``transposed`` (loops.step_product). Rows r >= active[t] hold their state at
+    step t (loops.hold). Each step is the global ``step``: this module's, or a relative's in its copy
+    (family.copy_with)."""
     product = np.empty(gates.shape[1:], gates.dtype)
     staging = np.empty(product.size if transposed else 0, gates.dtype)
     for t in range(gates.shape[0]):
@@ -98,10 +102,10 @@ def back_step(delta_in, delta_rec, direct, gate, h_prev, m, carry, kept, bias_gr
 @njit(cache=True, nogil=True, error_model="numpy")
 def backward(direct, gates, hs, ms, W, WT, transposed, blas_rows, deltas_in, deltas_rec, carry, bias_grad, b_hn_grad,
              one, active):
-    """Both deltas (T, B, 3H) for t = T..1; carry (B, H) starts at zero and ends as dL/dh0;
-    bias_grad (3H,) and b_hn_grad (H,) accumulate. W is the stacked W, (3H, H), WT its transpose, read where
+    """Both deltas (T, B, G H) for t = T..1; carry (B, H) starts at zero and ends as dL/dh0;
+    bias_grad (G H,) and b_hn_grad (H,) accumulate. W is the stacked W, (G H, H), WT its transpose, read where
     ``transposed`` (loops.step_product). Rows r >= active[t] were held at step t: their cotangents pass on,
-    their deltas are zero."""
+    their deltas are zero. Each step is the global ``back_step``, as ``step`` in :func:`forward`."""
     kept = np.empty_like(carry)
     staging = np.empty(carry.size if transposed else 0, carry.dtype)
     for t in range(direct.shape[0] - 1, -1, -1):
@@ -116,25 +120,33 @@ def backward(direct, gates, hs, ms, W, WT, transposed, blas_rows, deltas_in, del
             carry[:n] += kept[:n]
 
 
-class GruResetAfter(Gated):
+class ResetAfter(Gated):
+    """The kernel of a cell of the reset-after form (one stacked product a step, then the gate inside the
+    recurrent product's sum, and b_hn): this module's GRU, and flax's MGU with its own copies of the loops."""
+
     transposable = True
+
+    def __init__(self, name: str, loops: tuple = (forward, backward)) -> None:
+        super().__init__(name)
+        #: the cell's forward and backward: this module's, or copies calling the cell's steps (family.copy_with)
+        self.loops = loops
 
     def recur(self, run) -> None:
         run.W = run.stack("W")
         run.WT = transposed(run.W)
         run.ms = run.scratch("m", (run.T, run.B, run.H))
-        forward(run.a, run.gates, run.hs, run.ms, run.WT, run.W, run.transposed, run.param("b_hn"), run.blas_rows,
-                run.one, run.active)
+        self.loops[0](run.a, run.gates, run.hs, run.ms, run.WT, run.W, run.transposed, run.param("b_hn"),
+                      run.blas_rows, run.one, run.active)
 
     def recur_back(self, run, direct: np.ndarray, gc: np.ndarray) -> Deltas:
-        T, B, H = run.T, run.B, run.H
+        T, B, H, G = run.T, run.B, run.H, len(self.gates)
         # consumed by the gradients' GEMMs before any other run's BPTT: shared by every run
-        deltas, recurrent = workspace("deltas", (T, B, 3 * H), run.dtype), workspace("deltas_recurrent", (T, B, 3 * H),
+        deltas, recurrent = workspace("deltas", (T, B, G * H), run.dtype), workspace("deltas_recurrent", (T, B, G * H),
                                                                                       run.dtype)
-        carry, bias_grad, b_hn_grad = np.zeros((B, H), run.dtype), np.zeros(3 * H, run.dtype), np.zeros(H, run.dtype)
-        backward(direct, run.gates, run.hs, run.ms, run.W, run.WT, run.transposed, run.blas_rows, deltas, recurrent,
-                 carry, bias_grad, b_hn_grad, run.one, run.active)
+        carry, bias_grad, b_hn_grad = np.zeros((B, H), run.dtype), np.zeros(G * H, run.dtype), np.zeros(H, run.dtype)
+        self.loops[1](direct, run.gates, run.hs, run.ms, run.W, run.WT, run.transposed, run.blas_rows, deltas,
+                      recurrent, carry, bias_grad, b_hn_grad, run.one, run.active)
         return Deltas([Block(self.gates, deltas, recurrent, run.hs[:T])], bias_grad, {"h0": carry}, {"b_hn": b_hn_grad})
 
 
-KERNEL = GruResetAfter("gru-reset-after")
+KERNEL = ResetAfter("gru-reset-after")

@@ -13,13 +13,12 @@ dh_{t-1} = dh_t f + [dz_f dm] W).
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
-from rnnspec.kernels.cpu.cells import Block, Deltas, Gated
+from rnnspec.kernels.cpu import gru_reset_after
 from rnnspec.kernels.cpu.elementwise import sigmoid, tanh
-from rnnspec.kernels.cpu.loops import clear, hold, pass_back, step_product, transposed
-from rnnspec.kernels.cpu.scratch import workspace
+from rnnspec.kernels.cpu.family import copy_with
+from rnnspec.kernels.cpu.gru_reset_after import ResetAfter
 
 # 1D rows and gate blocks, and gate values apart from their inputs, as in lstm.py: so LLVM vectorizes.
 
@@ -41,21 +40,6 @@ def step(a, product, gate, h_prev, h, m, b_hn, one, lo):
             gf[j], gn[j] = forget, new
             mr[j] = recurrent
             hr[j] = (one - forget) * new + forget * hp[j]
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def forward(a, gates, hs, ms, WT, W, transposed, b_hn, blas_rows, one, active):
-    """a (T, B, 2H) = x_t U^T + b; gates (T, B, 2H) receives [f n]; hs (T+1, B, H) starts with h0 and receives
-    h_t; ms (T, B, H) receives m_t. W is the stacked W (2H, H), WT its transpose; the step's product runs
-    through W where ``transposed`` (loops.step_product). Rows r >= active[t] hold their state (loops.hold)."""
-    product = np.empty(gates.shape[1:], gates.dtype)
-    staging = np.empty(product.size if transposed else 0, gates.dtype)
-    for t in range(gates.shape[0]):
-        n = active[t]
-        if n > 0:
-            step_product(hs[t][:n], WT, W, product[:n], blas_rows, staging, transposed)
-            step(a[t][:n], product[:n], gates[t][:n], hs[t][:n], hs[t + 1][:n], ms[t][:n], b_hn, one, 0)
-        hold(hs[t], hs[t + 1], n)
 
 
 # The deltas, the carry and the sums over rows as three loops, as in gru_reset_after.back_step (so that LLVM
@@ -88,45 +72,7 @@ def back_step(delta_in, delta_rec, direct, gate, h_prev, m, carry, kept, bias_gr
             bias_hn[j] += drn[j]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def backward(direct, gates, hs, ms, W, WT, transposed, blas_rows, deltas_in, deltas_rec, carry, bias_grad, b_hn_grad,
-             one, active):
-    """Both deltas (T, B, 2H) for t = T..1; carry (B, H) starts at zero and ends as dL/dh0; bias_grad (2H,) and
-    b_hn_grad (H,) accumulate. W is the stacked W (2H, H), WT its transpose, read where ``transposed``. Rows
-    r >= active[t] were held at step t: their cotangents pass on, their deltas are zero."""
-    kept = np.empty_like(carry)
-    staging = np.empty(carry.size if transposed else 0, carry.dtype)
-    for t in range(direct.shape[0] - 1, -1, -1):
-        n = active[t]
-        pass_back(carry, direct[t], n)
-        clear(deltas_in[t], n)
-        clear(deltas_rec[t], n)
-        if n > 0:
-            back_step(deltas_in[t][:n], deltas_rec[t][:n], direct[t][:n], gates[t][:n], hs[t][:n], ms[t][:n],
-                      carry[:n], kept[:n], bias_grad, b_hn_grad, one, 0)
-            step_product(deltas_rec[t][:n], W, WT, carry[:n], blas_rows, staging, transposed)
-            carry[:n] += kept[:n]
-
-
-class MguFlax(Gated):
-    transposable = True
-
-    def recur(self, run) -> None:
-        run.W = run.stack("W")
-        run.WT = transposed(run.W)
-        run.ms = run.scratch("m", (run.T, run.B, run.H))
-        forward(run.a, run.gates, run.hs, run.ms, run.WT, run.W, run.transposed, run.param("b_hn"), run.blas_rows,
-                run.one, run.active)
-
-    def recur_back(self, run, direct: np.ndarray, gc: np.ndarray) -> Deltas:
-        T, B, H = run.T, run.B, run.H
-        # consumed by the gradients' GEMMs before any other run's BPTT: shared by every run
-        deltas, recurrent = workspace("deltas", (T, B, 2 * H), run.dtype), workspace("deltas_recurrent", (T, B, 2 * H),
-                                                                                      run.dtype)
-        carry, bias_grad, b_hn_grad = np.zeros((B, H), run.dtype), np.zeros(2 * H, run.dtype), np.zeros(H, run.dtype)
-        backward(direct, run.gates, run.hs, run.ms, run.W, run.WT, run.transposed, run.blas_rows, deltas, recurrent,
-                 carry, bias_grad, b_hn_grad, run.one, run.active)
-        return Deltas([Block(self.gates, deltas, recurrent, run.hs[:T])], bias_grad, {"h0": carry}, {"b_hn": b_hn_grad})
-
-
-KERNEL = MguFlax("mgu-flax")
+# the reset-after GRU's loops over time, calling this module's steps
+forward = copy_with(gru_reset_after.forward, __name__, step=step)
+backward = copy_with(gru_reset_after.backward, __name__, back_step=back_step)
+KERNEL = ResetAfter("mgu-flax", (forward, backward))
