@@ -13,8 +13,9 @@ BPTT, given dh_t (cotangent from outside plus the carry W^T-product of step t+1)
     dz_o = dh_t tanh(c_t) o (1 - o),   and dh_{t-1} receives dz_t W (the stacked W of every gate).
 
 The stacked order is the catalogue's (rnnspec.catalogue: i, f, g, o), which the loops' four blocks follow;
-the oracle tests of every cell fail on any disagreement. The LSTM's relatives have modules of their own that
-reuse these steps: :mod:`lstm_proj` (a projection) and :mod:`lstm_peephole` (peepholes).
+the oracle tests of every cell fail on any disagreement. The LSTM's relatives have modules of their own: their
+steps, run by copies of this module's loops over time (:mod:`family`): :mod:`lstm_peephole` (peepholes) and
+:mod:`lstm_coupled` (f = 1 - i); :mod:`lstm_proj` (a projection) reuses these steps in loops of its own.
 """
 
 from __future__ import annotations
@@ -65,18 +66,20 @@ def step(a, product, gate, h, c_prev, c, tc, lo):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def forward(a, gates, hs, cs, tcs, WT, W, transposed, blas_rows, active):
-    """a (T, B, 4H) = x_t U^T + b; gates (T, B, 4H) receives [i f g o]; hs, cs (T+1, B, H) start with h0, c0 and
-    receive h_t, c_t; tcs (T, B, H) receives tanh(c_t). W is the stacked W (4H, H), WT its transpose; the step's
-    product runs through W where ``transposed`` (loops.step_product). Rows r >= active[t] hold their states at
-    step t (loops.hold)."""
+def forward(a, gates, hs, cs, tcs, WT, W, transposed, blas_rows, active, cell):
+    """a (T, B, G H) = x_t U^T + b; gates (T, B, G H) receives the gates (here [i f g o]); hs, cs (T+1, B, H) start
+    with h0, c0 and receive h_t, c_t; tcs (T, B, H) receives tanh(c_t). W is the stacked W (G H, H), WT its
+    transpose; the step's product runs through W where ``transposed`` (loops.step_product). Rows r >= active[t]
+    hold their states at step t (loops.hold). Each step is the global ``step``: this module's, or a relative's in
+    its copy (family.copy_with), given ``cell``, what the cell's step reads beyond the states (here its first
+    unit, 0)."""
     product = np.empty(gates.shape[1:], gates.dtype)
     staging = np.empty(product.size if transposed else 0, gates.dtype)
     for t in range(gates.shape[0]):
         n = active[t]
         if n > 0:
             step_product(hs[t][:n], WT, W, product[:n], blas_rows, staging, transposed)
-            step(a[t][:n], product[:n], gates[t][:n], hs[t + 1][:n], cs[t][:n], cs[t + 1][:n], tcs[t][:n], 0)
+            step(a[t][:n], product[:n], gates[t][:n], hs[t + 1][:n], cs[t][:n], cs[t + 1][:n], tcs[t][:n], cell)
         hold(hs[t], hs[t + 1], n)
         hold(cs[t], cs[t + 1], n)
 
@@ -113,12 +116,20 @@ def back_step(delta, direct, gc, has_gc, gate, c_prev, tc, carry_h, carry_c, bia
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def back(delta, direct, gc, gate, c_prev, c, tc, carry_h, carry_c, bias_grad, one, cell):
+    """The plain LSTM's BPTT step as :func:`backward` calls a cell's: back_step at every unit, gc given."""
+    back_step(delta, direct, gc, True, gate, c_prev, tc, carry_h, carry_c, bias_grad, one, 0)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def backward(direct, gc, gates, cs, tcs, W, WT, transposed, blas_rows, deltas, carry_h, carry_c, bias_grad, one,
-             active):
-    """dz_t for t = T..1 into deltas (T, B, 4H); carry_h as dL/dh0, carry_c as dL/dc0 (both start at zero);
-    bias_grad (4H,) accumulates. direct (T, B, H) and gc (T, B, H) are the cotangents of h_t and c_t from
-    outside; W is the stacked W, (4H, H), WT its transpose, read where ``transposed`` (loops.step_product).
-    Rows r >= active[t] were held at step t: their cotangents pass on, their deltas are zero."""
+             active, cell):
+    """dz_t for t = T..1 into deltas (T, B, G H); carry_h as dL/dh0, carry_c as dL/dc0 (both start at zero);
+    bias_grad (G H,) accumulates. direct (T, B, H) and gc (T, B, H) are the cotangents of h_t and c_t from
+    outside; W is the stacked W, (G H, H), WT its transpose, read where ``transposed`` (loops.step_product).
+    Rows r >= active[t] were held at step t: their cotangents pass on, their deltas are zero. Each step is the
+    global ``back`` (the plain LSTM's :func:`back`, or a relative's step in its copy), given ``cell`` (as in
+    :func:`forward`; the plain LSTM reads none)."""
     staging = np.empty(carry_h.size if transposed else 0, carry_h.dtype)
     for t in range(direct.shape[0] - 1, -1, -1):
         n = active[t]
@@ -126,8 +137,8 @@ def backward(direct, gc, gates, cs, tcs, W, WT, transposed, blas_rows, deltas, c
         pass_back(carry_c, gc[t], n)
         clear(deltas[t], n)
         if n > 0:
-            back_step(deltas[t][:n], direct[t][:n], gc[t][:n], True, gates[t][:n], cs[t][:n], tcs[t][:n],
-                      carry_h[:n], carry_c[:n], bias_grad, one, 0)
+            back(deltas[t][:n], direct[t][:n], gc[t][:n], gates[t][:n], cs[t][:n], cs[t + 1][:n], tcs[t][:n],
+                 carry_h[:n], carry_c[:n], bias_grad, one, cell)
             step_product(deltas[t][:n], W, WT, carry_h[:n], blas_rows, staging, transposed)
 
 
@@ -145,13 +156,13 @@ def _train(x2, h0, c0, U, b, W, WT, V, VT, c, targets, one, active):
     hs[0] = h0
     cs[0] = c0
     tcs = np.empty((steps, batch, hidden), c0.dtype)
-    forward(a, gates, hs, cs, tcs, WT, W, False, 0, active)
+    forward(a, gates, hs, cs, tcs, WT, W, False, 0, active, 0)
     loss, gV, gc, direct = head_kernel(hs, V, VT, c, targets, one)
     deltas = np.empty_like(a)  # a is read no more
     carry, carry_c = np.zeros((batch, hidden), c0.dtype), np.zeros((batch, hidden), c0.dtype)
     bias_grad = np.zeros(4 * hidden, c0.dtype)
     backward(direct, np.zeros_like(tcs), gates, cs, tcs, W, WT, False, 0, deltas, carry, carry_c, bias_grad, one,
-             active)
+             active, 0)
     flat = deltas.reshape(steps * batch, 4 * hidden)
     gx, gU = input_side(x2, U, flat)
     gW = recurrent_side(hs[:steps].reshape(steps * batch, hidden), flat)
@@ -159,9 +170,14 @@ def _train(x2, h0, c0, U, b, W, WT, V, VT, c, targets, one, active):
 
 
 class Family(Gated):
-    """What the LSTM's kernel and its relatives' share: one product a step, by the stacked W; the cell state."""
+    """The kernel of the LSTM and its relatives: one product a step, by the stacked W; the cell state; the loops
+    :func:`forward` and :func:`backward`, or a relative's copies of them around its own steps (family.copy_with)."""
 
     transposable = True
+
+    def __init__(self, name: str, loops: tuple = (forward, backward)) -> None:
+        super().__init__(name)
+        self.loops = loops
 
     def begin(self, run) -> None:
         """run.cs (T+1, B, H) from c0, run.tcs for tanh(c_t), run.W the stacked W and run.WT its transpose."""
@@ -172,24 +188,36 @@ class Family(Gated):
         run.WT = transposed(run.W)
 
     def sums(self, run) -> tuple[np.ndarray, ...]:
-        """The BPTT's accumulators: dL/dh0 (B, P), dL/dc0 (B, H), dL/db (4H,), all zero, and the deltas' scratch
+        """The BPTT's accumulators: dL/dh0 (B, P), dL/dc0 (B, H), dL/db (G H,), all zero, and the deltas' scratch
         (consumed by the gradients' GEMMs before any other run's BPTT: shared by every run)."""
-        T, B, H = run.T, run.B, run.H
-        return (np.zeros((B, run.P), run.dtype), np.zeros((B, H), run.dtype), np.zeros(4 * H, run.dtype),
-                workspace("deltas", (T, B, 4 * H), run.dtype))
+        T, B, H, G = run.T, run.B, run.H, len(self.gates)
+        return (np.zeros((B, run.P), run.dtype), np.zeros((B, H), run.dtype), np.zeros(G * H, run.dtype),
+                workspace("deltas", (T, B, G * H), run.dtype))
 
+    def cell(self, run):
+        """What the cell's step reads beyond the states (the loops' ``cell``): the plain LSTM's first unit, 0."""
+        return 0
 
-class Lstm(Family):
+    def cell_back(self, run) -> tuple[object, dict[str, np.ndarray]]:
+        """What the cell's BPTT step reads beyond the states, and the gradients of the cell's extra parameters it
+        accumulates there, by their keys: none for the plain LSTM."""
+        return 0, {}
+
     def recur(self, run) -> None:
         self.begin(run)
-        forward(run.a, run.gates, run.hs, run.cs, run.tcs, run.WT, run.W, run.transposed, run.blas_rows, run.active)
+        self.loops[0](run.a, run.gates, run.hs, run.cs, run.tcs, run.WT, run.W, run.transposed, run.blas_rows,
+                      run.active, self.cell(run))
 
     def recur_back(self, run, direct: np.ndarray, gc: np.ndarray) -> Deltas:
         carry, carry_c, bias_grad, deltas = self.sums(run)
-        backward(direct, gc, run.gates, run.cs, run.tcs, run.W, run.WT, run.transposed, run.blas_rows, deltas, carry,
-                 carry_c, bias_grad, run.one, run.active)
-        return Deltas([Block(self.gates, deltas, deltas, run.hs[:run.T])], bias_grad, {"h0": carry, "c0": carry_c})
+        cell, extra = self.cell_back(run)
+        self.loops[1](direct, gc, run.gates, run.cs, run.tcs, run.W, run.WT, run.transposed, run.blas_rows, deltas,
+                      carry, carry_c, bias_grad, run.one, run.active, cell)
+        return Deltas([Block(self.gates, deltas, deltas, run.hs[:run.T])], bias_grad, {"h0": carry, "c0": carry_c},
+                      extra)
 
+
+class Lstm(Family):
     def loss_at_once(self, run, targets: np.ndarray):
         V, c, W = run.params["V"], run.params["c"], run.stack("W")
         value, gx, gh0, gc0, gU, gW, bias_grad, gV, gc = _train(

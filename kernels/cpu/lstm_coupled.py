@@ -18,11 +18,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from rnnspec.kernels.cpu.cells import Block, Deltas
+from rnnspec.kernels.cpu import lstm
 from rnnspec.kernels.cpu.elementwise import sigmoid, tanh
-from rnnspec.kernels.cpu.loops import clear, hold, pass_back, step_product
+from rnnspec.kernels.cpu.family import copy_with
 from rnnspec.kernels.cpu.lstm import Family
-from rnnspec.kernels.cpu.scratch import workspace
 
 # 1D rows and gate blocks, and gate values apart from their inputs, as in lstm.py: so LLVM vectorizes.
 
@@ -45,7 +44,8 @@ def step(a, product, gate, h, c_prev, c, tc, one):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def back_step(delta, direct, gc, gate, c_prev, tc, carry_h, carry_c, bias_grad, one):
+def back_step(delta, direct, gc, gate, c_prev, c, tc, carry_h, carry_c, bias_grad, one, cell):
+    """One BPTT step (lstm.backward's ``back``; c and cell unread)."""
     hidden = carry_h.shape[1]
     bi, bg, bo = bias_grad[:hidden], bias_grad[hidden:2 * hidden], bias_grad[2 * hidden:]
     for r in range(carry_h.shape[0]):
@@ -69,55 +69,15 @@ def back_step(delta, direct, gc, gate, c_prev, tc, carry_h, carry_c, bias_grad, 
             bo[j] += do[j]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def forward(a, gates, hs, cs, tcs, WT, W, transposed, blas_rows, one, active):
-    """As lstm.forward, with the three gate blocks i, g, o."""
-    product = np.empty(gates.shape[1:], gates.dtype)
-    staging = np.empty(product.size if transposed else 0, gates.dtype)
-    for t in range(gates.shape[0]):
-        n = active[t]
-        if n > 0:
-            step_product(hs[t][:n], WT, W, product[:n], blas_rows, staging, transposed)
-            step(a[t][:n], product[:n], gates[t][:n], hs[t + 1][:n], cs[t][:n], cs[t + 1][:n], tcs[t][:n], one)
-        hold(hs[t], hs[t + 1], n)
-        hold(cs[t], cs[t + 1], n)
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def backward(direct, gc, gates, cs, tcs, W, WT, transposed, blas_rows, deltas, carry_h, carry_c, bias_grad, one,
-             active):
-    """As lstm.backward, with the three gate blocks i, g, o."""
-    staging = np.empty(carry_h.size if transposed else 0, carry_h.dtype)
-    for t in range(direct.shape[0] - 1, -1, -1):
-        n = active[t]
-        pass_back(carry_h, direct[t], n)
-        pass_back(carry_c, gc[t], n)
-        clear(deltas[t], n)
-        if n > 0:
-            back_step(deltas[t][:n], direct[t][:n], gc[t][:n], gates[t][:n], cs[t][:n], tcs[t][:n], carry_h[:n],
-                      carry_c[:n], bias_grad, one)
-            step_product(deltas[t][:n], W, WT, carry_h[:n], blas_rows, staging, transposed)
-
-
 class LstmCoupled(Family):
     """The LSTM family's cell state and one stacked product a step, with the catalogue's three gates."""
 
-    def sums(self, run) -> tuple[np.ndarray, ...]:
-        """As Family.sums, sized for this cell's gates (G H, not the plain LSTM's 4 H)."""
-        T, B, H, G = run.T, run.B, run.H, len(self.gates)
-        return (np.zeros((B, run.P), run.dtype), np.zeros((B, H), run.dtype), np.zeros(G * H, run.dtype),
-                workspace("deltas", (T, B, G * H), run.dtype))
-
-    def recur(self, run) -> None:
-        self.begin(run)
-        forward(run.a, run.gates, run.hs, run.cs, run.tcs, run.WT, run.W, run.transposed, run.blas_rows, run.one,
-                run.active)
-
-    def recur_back(self, run, direct: np.ndarray, gc: np.ndarray) -> Deltas:
-        carry, carry_c, bias_grad, deltas = self.sums(run)
-        backward(direct, gc, run.gates, run.cs, run.tcs, run.W, run.WT, run.transposed, run.blas_rows, deltas, carry,
-                 carry_c, bias_grad, run.one, run.active)
-        return Deltas([Block(self.gates, deltas, deltas, run.hs[:run.T])], bias_grad, {"h0": carry, "c0": carry_c})
+    def cell(self, run) -> np.generic:
+        """1 in the run's dtype: the coupled forget gate's 1 - i."""
+        return run.one
 
 
-KERNEL = LstmCoupled("lstm-coupled")
+# the LSTM's loops over time, calling this module's steps
+forward = copy_with(lstm.forward, __name__, step=step)
+backward = copy_with(lstm.backward, __name__, back=back_step)
+KERNEL = LstmCoupled("lstm-coupled", (forward, backward))

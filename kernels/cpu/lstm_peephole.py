@@ -19,9 +19,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from rnnspec.kernels.cpu.cells import Block, Deltas
+from rnnspec.kernels.cpu import lstm
 from rnnspec.kernels.cpu.elementwise import sigmoid, tanh
-from rnnspec.kernels.cpu.loops import clear, hold, pass_back, step_product
+from rnnspec.kernels.cpu.family import copy_with
 from rnnspec.kernels.cpu.lstm import Family
 
 # 1D rows and gate blocks, and gate values apart from their inputs, as in lstm.py: so LLVM vectorizes.
@@ -48,7 +48,10 @@ def step(a, product, gate, h, c_prev, c, tc, peep):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def back_step(delta, direct, gc, gate, c_prev, c, tc, carry_h, carry_c, bias_grad, peep, peep_grad, one):
+def back_step(delta, direct, gc, gate, c_prev, c, tc, carry_h, carry_c, bias_grad, one, cell):
+    """One BPTT step (lstm.backward's ``back``); cell = (peep (3, H), peep_grad (3, H)): P_i, P_f, P_o and the
+    sums of their gradients."""
+    peep, peep_grad = cell
     hidden = carry_h.shape[1]
     bi, bf, bg, bo = bias_grad[:hidden], bias_grad[hidden:2 * hidden], bias_grad[2 * hidden:3 * hidden], \
         bias_grad[3 * hidden:]
@@ -81,52 +84,19 @@ def back_step(delta, direct, gc, gate, c_prev, c, tc, carry_h, carry_c, bias_gra
             dpo[j] += do[j] * cr[j]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def forward(a, gates, hs, cs, tcs, WT, W, transposed, peep, blas_rows, active):
-    """As lstm.forward, the steps reading the peepholes peep (3, H) = P_i, P_f, P_o."""
-    product = np.empty(gates.shape[1:], gates.dtype)
-    staging = np.empty(product.size if transposed else 0, gates.dtype)
-    for t in range(gates.shape[0]):
-        n = active[t]
-        if n > 0:
-            step_product(hs[t][:n], WT, W, product[:n], blas_rows, staging, transposed)
-            step(a[t][:n], product[:n], gates[t][:n], hs[t + 1][:n], cs[t][:n], cs[t + 1][:n], tcs[t][:n], peep)
-        hold(hs[t], hs[t + 1], n)
-        hold(cs[t], cs[t + 1], n)
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def backward(direct, gc, gates, cs, tcs, W, WT, transposed, peep, blas_rows, deltas, carry_h, carry_c, bias_grad,
-             peep_grad, one, active):
-    """As lstm.backward; peep_grad (3, H) accumulates dL/dP_i, dL/dP_f, dL/dP_o."""
-    staging = np.empty(carry_h.size if transposed else 0, carry_h.dtype)
-    for t in range(direct.shape[0] - 1, -1, -1):
-        n = active[t]
-        pass_back(carry_h, direct[t], n)
-        pass_back(carry_c, gc[t], n)
-        clear(deltas[t], n)
-        if n > 0:
-            back_step(deltas[t][:n], direct[t][:n], gc[t][:n], gates[t][:n], cs[t][:n], cs[t + 1][:n], tcs[t][:n],
-                      carry_h[:n], carry_c[:n], bias_grad, peep, peep_grad, one)
-            step_product(deltas[t][:n], W, WT, carry_h[:n], blas_rows, staging, transposed)
-
-
 class LstmPeephole(Family):
     """peep's rows are the catalogue's extra parameters of the cell, in its order: P_i, P_f, P_o."""
 
-    def recur(self, run) -> None:
-        self.begin(run)
+    def cell(self, run) -> np.ndarray:
         run.peep = np.stack([run.params[key] for key in self.extra])
-        forward(run.a, run.gates, run.hs, run.cs, run.tcs, run.WT, run.W, run.transposed, run.peep, run.blas_rows,
-                run.active)
+        return run.peep
 
-    def recur_back(self, run, direct: np.ndarray, gc: np.ndarray) -> Deltas:
-        carry, carry_c, bias_grad, deltas = self.sums(run)
+    def cell_back(self, run) -> tuple[object, dict[str, np.ndarray]]:
         peep_grad = np.zeros(run.peep.shape, run.dtype)
-        backward(direct, gc, run.gates, run.cs, run.tcs, run.W, run.WT, run.transposed, run.peep, run.blas_rows,
-                 deltas, carry, carry_c, bias_grad, peep_grad, run.one, run.active)
-        return Deltas([Block(self.gates, deltas, deltas, run.hs[:run.T])], bias_grad, {"h0": carry, "c0": carry_c},
-                      dict(zip(self.extra, peep_grad)))
+        return (run.peep, peep_grad), dict(zip(self.extra, peep_grad))
 
 
-KERNEL = LstmPeephole("lstm-peephole")
+# the LSTM's loops over time, calling this module's steps
+forward = copy_with(lstm.forward, __name__, step=step)
+backward = copy_with(lstm.backward, __name__, back=back_step)
+KERNEL = LstmPeephole("lstm-peephole", (forward, backward))
