@@ -39,8 +39,9 @@ _DYNAMO = {"allow_rnn": True, "recompile_limit": 1_000_000, "accumulated_recompi
 #: seconds a call that compiles may take at the default per-call timeout (60 s; --timeout scales it): a cold
 #: compile's first call outlasted the 180 s warm-up on 2 cores at load 12 (benchmarks/default_check_times.md)
 FIRST_CALL_TIMEOUT = 600.0
-#: the longest T of the layers' shapes: each step is unrolled into the graph (docs/compilers.md has the timings)
-MAX_T = 8
+#: the longest T of the layers' shapes: each step is unrolled into the graph (docs/compilers.md has the timings;
+#: at 8 and 4 shapes, a default check of the LSTM took 98 CPU s)
+MAX_T = 4
 
 #: the cells each compiled target computes: those with a PyTorch layer (the loop runs PyTorch's packed weights,
 #: so it has the layers' cells; PyTorch has no reset-before GRU nor peepholes, conventions.pytorch.CANNOT)
@@ -91,10 +92,11 @@ class TorchCompiled(_OneGraph, TorchRNN):
 
     cells = CELLS
     variants = ()  # packed sequences and stacked layers are not compiled here (docs/compilers.md)
-    #: the compiled layers unroll T: every new (T, I, H) is a new graph (tens of seconds each), so the cases come on
-    #: a few shapes, edge sizes among them (rnnspec.spec.cases.few_shapes), and a graph's C++ grows with T, so
-    #: those shapes are short: T = 1 among them (the edge), the others at most MAX_T steps (the recurrence)
-    shapes = 4
+    #: the compiled layers unroll T: every new (T, B = 1 or not, I, H, dtype) is a new graph, so the cases come on a
+    #: few shapes, edge sizes among them (rnnspec.spec.cases.few_shapes: three keep T = 1, B = 1, H = 1 and I != H
+    #: for seeds 0-2 of every cell), and a graph's compile grows with T (about 1.2 s of tracing per LSTM step, on
+    #: top of about 1.3 s per graph), so those shapes are short: T = 1 among them, the others MAX_T steps at most
+    shapes = 3
     max_T = MAX_T
     first_call_timeout = FIRST_CALL_TIMEOUT
 
