@@ -115,10 +115,7 @@ class LSTM(Gated):
             gh = cotangents["h"][t] + gh_next
             tc = np.tanh(s["c"])
             gc = self.cell_cotangent(gh, s["o"], tc, gc_next, cotangents["c"][t] if "c" in cotangents else 0)
-            dz = np.concatenate([gc * s["g"] * self.gate_slope(s["i"], s["z"][:, :H]),
-                                 gc * s["c_prev"] * self.gate_slope(s["f"], s["z"][:, H:2 * H]),
-                                 gc * s["i"] * self.tanh_slope(s["g"], s["z"][:, 2 * H:3 * H]),
-                                 gh * tc * self.gate_slope(s["o"], s["z"][:, 3 * H:])], axis=1)
+            dz = self.gate_cotangents(gh, gc, tc, s, H)
             gU += dz.T @ x[t]
             gW += dz.T @ self.previous_h(tape, state0, t)
             gb += dz.sum(axis=0)
@@ -129,6 +126,14 @@ class LSTM(Gated):
         for what, value in (("U", gU), ("W", gW), ("b", gb)):
             grads.update(self.unstack(value, what, H))
         return grads
+
+    def gate_cotangents(self, gh, gc, tc, s, H):
+        """dz_t stacked in ``order`` from dL/dh_t (gh), dL/dc_t (gc) and tanh(c_t) (tc): dz_i = gc g sigma'(z_i),
+        dz_f = gc c_{t-1} sigma'(z_f), dz_g = gc i tanh'(z_g), dz_o = gh tanh(c_t) sigma'(z_o)."""
+        return np.concatenate([gc * s["g"] * self.gate_slope(s["i"], s["z"][:, :H]),
+                               gc * s["c_prev"] * self.gate_slope(s["f"], s["z"][:, H:2 * H]),
+                               gc * s["i"] * self.tanh_slope(s["g"], s["z"][:, 2 * H:3 * H]),
+                               gh * tc * self.gate_slope(s["o"], s["z"][:, 3 * H:])], axis=1)
 
     def previous_h(self, tape, state0, t):
         return tape[t]["h_prev"]
@@ -258,29 +263,11 @@ class LSTMCoupled(LSTM):
         """dL/dz_i: i reaches c_t through i g and through f = 1 - i, so dL/di = gc (g - c_{t-1})."""
         return gc * (s["g"] - s["c_prev"]) * self.gate_slope(s["i"], s["z"][:, :H])
 
-    def _backward(self, x, state0, params, tape, cotangents):
-        U, W = self.stack(params, "U"), self.stack(params, "W")
-        H = W.shape[1]
-        gU, gW, gb, gx = np.zeros_like(U), np.zeros_like(W), np.zeros(U.shape[0], x.dtype), np.zeros_like(x)
-        gh_next, gc_next = np.zeros_like(state0["h0"]), np.zeros_like(state0["c0"])
-        for t in self.steps_back(x.shape[0]):
-            s = tape[t]
-            gh = cotangents["h"][t] + gh_next
-            tc = np.tanh(s["c"])
-            gc = self.cell_cotangent(gh, s["o"], tc, gc_next, cotangents["c"][t] if "c" in cotangents else 0)
-            dz = np.concatenate([self.input_slope(gc, s, H),
-                                 gc * s["i"] * self.tanh_slope(s["g"], s["z"][:, H:2 * H]),
-                                 gh * tc * self.gate_slope(s["o"], s["z"][:, 2 * H:])], axis=1)
-            gU += dz.T @ x[t]
-            gW += dz.T @ self.previous_h(tape, state0, t)
-            gb += dz.sum(axis=0)
-            gx[t] = dz @ U
-            gh_next = dz @ W
-            gc_next = self.carry_cell(gc, s["f"])
-        grads = {"x": gx, "h0": gh_next, "c0": self.initial_cell_grad(gc_next)}
-        for what, value in (("U", gU), ("W", gW), ("b", gb)):
-            grads.update(self.unstack(value, what, H))
-        return grads
+    def gate_cotangents(self, gh, gc, tc, s, H):
+        """dz_t stacked i, g, o: the LSTM's, dz_i by input_slope."""
+        return np.concatenate([self.input_slope(gc, s, H),
+                               gc * s["i"] * self.tanh_slope(s["g"], s["z"][:, H:2 * H]),
+                               gh * tc * self.gate_slope(s["o"], s["z"][:, 2 * H:])], axis=1)
 
 
 class GRU(Gated):
