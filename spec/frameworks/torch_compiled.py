@@ -10,9 +10,10 @@ for its calls (and ``fullgraph=True``, so that a graph break is an error, not a 
 then traces the layer through ATen's decomposition of ``aten.lstm`` (``rnn_tanh``, ``gru``), which unrolls
 the T steps in Python. So every new sequence length T is a new graph: ``dynamic=True`` leaves the batch
 symbolic, but T (unrolled) and the module's sizes I, H (its int attributes) are specialised, and each
-graph's C++ compile takes 15-140 s on 2 loaded cores (``docs/compilers.md`` has the numbers). The
-recompile limits are raised for the call: at the default limit (8) Dynamo would fall back to running
-the layer eagerly, silently, after the eighth shape.
+graph's C++ compile takes 15-140 s on 2 loaded cores (``docs/compilers.md`` has the numbers): the target
+declares three shapes of at most ``MAX_T`` steps (``shapes``, ``max_T``), and a first-call timeout for its
+compiles (``first_call_timeout``). The recompile limits are raised for the call: at the default limit (8)
+Dynamo would fall back to running the layer eagerly, silently, after the eighth shape.
 
 ``torch-compile-loop`` is the cell as a user writes it in torch ops over PyTorch's packed weights
 (:func:`rnnspec.spec.conventions.to_framework`, ``"torch"``; the chunks of a stacked matrix are named by
