@@ -117,7 +117,7 @@ def test_a_default_check_of_the_layers_meets_the_edge_sizes_on_a_few_short_graph
     """The layers unroll T into each graph, so their few shapes are also short (``max_T``): the default check's
     cases keep the edge sizes (T = 1, B = 1, H = 1 and I != H), run the recurrence (a T of 2 or more), and unroll
     at most shapes x max_T steps per dtype in all, against the 76 of the four drawn shapes (1, 7, 25, 43 for elman).
-    Seeds 0-2: the edge sizes are those of the first few drawn shapes, which three shapes hold for these seeds."""
+    Seeds 0-2: the edge sizes are those of the first few drawn shapes, which two shapes hold for these seeds."""
     from rnnspec.spec.cases import few_shapes, generate
 
     shapes, max_T = TorchCompiled.shapes, TorchCompiled.max_T
