@@ -32,7 +32,7 @@ import numpy as np
 from rnnspec.derivations.registry import check_name
 from rnnspec.derivations.variants import parse_variant
 from rnnspec.spec.contract import contract
-from rnnspec.spec.declared import KNOWN_DTYPES
+from rnnspec.spec.declared import KNOWN_DTYPES, is_count
 
 REGIMES = ("contracting", "long-memory", "saturating", "chaotic", "large-logits")
 #: the bias offset that drives a gate open (+) or shut (-): sigma(6) = 0.9975
@@ -277,9 +277,9 @@ def few_shapes(cases: list[Case], most: int, max_T: int | None = None) -> list[C
     case that would repeat an earlier one (Hypothesis draws some seeds more than once) takes the next seed.
     ``max_T``: each shape's T is min(T, max_T) (for a target whose program grows with T: it unrolls the steps).
     """
-    if isinstance(most, bool) or not isinstance(most, int) or most < 1:
+    if not is_count(most):
         raise ValueError(f"shapes must be a positive whole number of shapes, got {most!r}")
-    if max_T is not None and (isinstance(max_T, bool) or not isinstance(max_T, int) or max_T < 1):
+    if max_T is not None and not is_count(max_T):
         raise ValueError(f"max_T must be a positive whole number of steps or None, got {max_T!r}")
     shape = lambda c: (c.T if max_T is None else min(c.T, max_T), c.B, c.I, c.H, c.K, c.P)
     edges = [min(cases, key=lambda c: c.T), min(cases, key=lambda c: c.B), min(cases, key=lambda c: c.H),

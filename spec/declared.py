@@ -23,6 +23,11 @@ class UsageError(Exception):
     """The target does not declare what the suite needs, or an option is wrong (exit code 2)."""
 
 
+def is_count(value) -> bool:
+    """A positive whole number (not a bool): what ``shapes`` and ``max_T`` must be."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 _DEFAULTS = {"cell": "elman", "cells": None, "dtypes": ("float64",), "activations": None, "activation": "tanh",
              "accuracy": tol.DEFAULT_ACCURACY, "device": "cpu", "variants": (), "shapes": None,
              "max_T": None, "first_call_timeout": None}
@@ -165,7 +170,7 @@ def declared(raw: dict) -> Declared:
         raise UsageError(f"the target's {exc}") from None
     variants = _names("variants", raw["variants"], VARIANT_FEATURES) if raw["variants"] else ()
     shapes = raw.get("shapes")
-    if shapes is not None and (isinstance(shapes, bool) or not isinstance(shapes, int) or shapes < 1):
+    if shapes is not None and not is_count(shapes):
         raise UsageError(f"the target declares shapes = {shapes!r}; expected a positive whole number of shapes "
                          "per run (or None: every case its own shape)")
     first = raw.get("first_call_timeout")
@@ -174,7 +179,7 @@ def declared(raw: dict) -> Declared:
         raise UsageError(f"the target declares first_call_timeout = {first!r}; expected a positive, finite number "
                          "of seconds (or None: a first call gets the warm-up limit alone)")
     max_T = raw.get("max_T")
-    if max_T is not None and (isinstance(max_T, bool) or not isinstance(max_T, int) or max_T < 1):
+    if max_T is not None and not is_count(max_T):
         raise UsageError(f"the target declares max_T = {max_T!r}; expected a positive whole number of steps (the "
                          "longest T of its few shapes) or None")
     if max_T is not None and shapes is None:

@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from optional import needs
 
 from rnnspec.spec.cases import Case
 from rnnspec.spec.runner import check
@@ -18,13 +19,6 @@ from rnnspec.spec.worker import TargetName
 
 CELLS = ("elman", "lstm", "gru-reset-after", "gru-reset-before")
 
-
-def needs(*modules: str) -> None:
-    """Skip unless the modules are installed, without importing them here (Keras picks its backend at import;
-    the targets import it in their own worker processes)."""
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        pytest.skip(f"not installed: {missing}")
 
 
 def _failing(report) -> list:

@@ -1,16 +1,14 @@
 """The compatibility matrix: rows per (target, cell, dtype), verdicts, and the reasons for what is missing."""
 
-import importlib.util
-
 import pytest
+from optional import needs
 
 from rnnspec.spec import matrix
 from rnnspec.spec.cli import main
 
 
 def test_the_matrix_of_onnxruntime_says_what_it_runs_and_why_float64_is_missing(tmp_path):
-    if importlib.util.find_spec("onnxruntime") is None:
-        pytest.skip("onnxruntime is not installed")
+    needs("onnxruntime")
     out = tmp_path / "m.md"
     assert main(["matrix", "--targets", "onnxruntime", "--examples", "2", "--quiet", "--out", str(out)]) == 0
     text = out.read_text()
@@ -29,8 +27,7 @@ def test_the_matrix_of_onnxruntime_says_what_it_runs_and_why_float64_is_missing(
 def test_a_target_that_refuses_to_run_is_a_row_with_its_reason_not_a_failed_run(tmp_path):
     """onnxruntime-batch-major refuses to be built (ONNX Runtime 1.32.0 runs no layout=1): the matrix still finishes,
     and each of its rows says why, in the runtime's words; nothing is stored, so a fixed runtime is run next time."""
-    if importlib.util.find_spec("onnxruntime") is None:
-        pytest.skip("onnxruntime is not installed")
+    needs("onnxruntime")
     from rnnspec.spec.frameworks.onnx_operators import OnnxRuntimeBatchMajor
 
     try:

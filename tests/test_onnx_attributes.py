@@ -7,10 +7,9 @@ here in OpenVINO's own API so the test goes stale when it is fixed); onnx2pytorc
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
+from optional import needs
 
 from rnnspec import catalogue
 from rnnspec.spec.conventions import from_framework, to_framework
@@ -21,11 +20,6 @@ from rnnspec.spec.worker import TargetName
 OPENVINO_F32 = "rnnspec.spec.frameworks.openvino_runtime:OpenVinoF32"
 FIXED = "the tool no longer has this defect: update docs/onnx-attributes.md, spec/defects.py and this test"
 
-
-def needs(*modules: str) -> None:
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        pytest.skip(f"not installed: {missing}")
 
 
 def _failing(report) -> list:

@@ -6,12 +6,12 @@ it; each refusal test likewise fails when the tool starts to accept what it refu
 the tool is not installed (the dynamo exporter needs onnxscript; OpenVINO is its own extra).
 """
 
-import importlib.util
 import io
 import warnings
 
 import numpy as np
 import pytest
+from optional import needs
 
 from rnnspec.spec.runner import check
 from rnnspec.spec.worker import TargetName
@@ -26,11 +26,6 @@ FIXED = "the tool no longer has this defect: update docs/exporters.md, spec/defe
 SLOW_EXPORT = 600
 ACCEPTED = "the tool now accepts what it refused: declare it in the target and update docs/exporters.md"
 
-
-def needs(*modules: str) -> None:
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        pytest.skip(f"not installed: {missing}")
 
 
 @pytest.fixture(autouse=True)
