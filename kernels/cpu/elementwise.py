@@ -125,12 +125,12 @@ def exp32(v):
 
 
 def sigmoid(v):
-    """1 / (1 + e^-v): by exp32 for float32, libm's exp for float64 (chosen when Numba compiles)."""
+    """1 / (1 + e^-v): by exp32 for float32, exp64 for float64 (chosen when Numba compiles)."""
     return 1 / (1 + np.exp(-v))
 
 
 def tanh(v):
-    """tanh(v): tanh32 for float32, libm's for float64 (chosen when Numba compiles)."""
+    """tanh(v): tanh32 for float32, tanh64 for float64 (chosen when Numba compiles)."""
     return np.tanh(v)
 
 
