@@ -292,3 +292,14 @@ def test_the_table_says_when_other_processes_had_the_cores_before_the_run():
     assert "load average (1 min): 1.20 before the run, 2.50 after, on 2 CPUs: other processes had the cores" in busy
     assert "load average (1 min): 0.30 before the run, 2.50 after, on 2 CPUs" in quiet
     assert "other processes" not in quiet
+
+
+def test_the_report_names_the_cpu_its_vector_instructions_and_cores():
+    described = bench.machine()["cpu"]
+    assert set(described) >= {"cpu", "family", "model", "isa", "cores", "l2_bytes", "blas_core"}, described
+    assert described["isa"] in ("avx512", "avx2", "other")
+    head = {"cell": "lstm", "compile_s": {}, "skipped": [], "results": [],
+            "machine": {"cpus": 2, "cpu": {**described, "cpu": "Some CPU", "family": "6", "model": "167",
+                                           "isa": "avx512", "cores": 2, "l2_bytes": 2 << 20}}}
+    assert "CPU: Some CPU (family 6, model 167), avx512, 2 cores for this process, L2 2048 KiB a core" in \
+        bench.table(head)

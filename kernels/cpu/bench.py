@@ -218,8 +218,13 @@ def parallel(impl: str, cell: str, variant: dict | None, phase: str, T: int, B: 
 
 
 def machine() -> dict:
+    """The software, and the CPU as the thresholds' cache describes it (tuning.machine: model, family and model
+    number, AVX-512 or AVX2, cores, L2, the kernels' OpenBLAS core type), so that a report names its machine."""
+    from rnnspec.kernels.cpu import tuning
+
     info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__}
+            "cpus": os.cpu_count(), "cpu": tuning.machine(), "python": platform.python_version(),
+            "numpy": np.__version__}
     try:
         import numba
 
@@ -350,6 +355,11 @@ def table(report: dict) -> str:
     if "tuning" in report:
         lines.append(f"path-choosing thresholds: {report['tuning']['source']}")
     cpus = report.get("machine", {}).get("cpus")
+    cpu = report.get("machine", {}).get("cpu")
+    if cpu:
+        l2 = f"L2 {cpu['l2_bytes'] // 1024} KiB a core" if cpu["l2_bytes"] else "L2 size not found"
+        lines.append(f"CPU: {cpu['cpu']} (family {cpu['family']}, model {cpu['model']}), {cpu['isa']}, {cpu['cores']} "
+                     f"cores for this process, {l2}")
     if report.get("load_before") is not None:
         after = f", {report['load_after']:.2f} after" if report.get("load_after") is not None else ""
         # taken before the run starts, the load is other processes': 1 or more is a core's worth, on average,
