@@ -303,3 +303,21 @@ def test_the_report_names_the_cpu_its_vector_instructions_and_cores():
                                            "isa": "avx512", "cores": 2, "l2_bytes": 2 << 20}}}
     assert "CPU: Some CPU (family 6, model 167), avx512, 2 cores for this process, L2 2048 KiB a core" in \
         bench.table(head)
+
+
+def test_the_goals_table_judges_each_goal_per_run():
+    """scripts/bench_goals.py (issue 37's goals): a row meets a goal in every run, some runs or none."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("bench_goals", Path(__file__).parents[1] / "scripts/bench_goals.py")
+    goals = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(goals)
+    # (PyTorch / ours, our GFLOP/s, GEMM GFLOP/s) of three runs
+    slower = goals.goals("lstm", "", "G4", "train", [(0.9, 170, 200), (0.95, 150, 200), (0.8, 160, 200)])
+    assert slower == {"no loss": [False] * 3, "compute-bound": [True, False, False]}
+    assert goals._verdict(slower["compute-bound"]) == "some runs" and goals._verdict(slower["no loss"]) == "**not met**"
+    assert goals.goals("gru-reset-after", "", "G1", "forward", [(25, 1, 200), (19, 1, 200)]) == {
+        "no loss": [True, True], "latency 20x": [True, False]}
+    assert goals.goals("lstm", "layers=2,bidirectional,lengths=zero", "G5", "train", [(0.5, 1, 200)]) == {}
+    assert goals.goals("lstm", "layers=2", "G3", "train", [(1.0, 1, 200)]) == {"variant no slower": [True]}
