@@ -1,7 +1,9 @@
 """The jitted loops of the Elman kernels: elementwise work fused, the recurrence the only sequential part.
 
-Activation codes: 0 tanh, 1 sigmoid, 2 relu, 3 identity, 4 tanh by the float32 rational form
-(rnnspec.kernels.cpu.elementwise).
+Activation codes: 0 tanh, 1 sigmoid, 2 relu, 3 identity, 4 tanh by the float32 rational form; tanh and
+sigmoid by the vectorizing forms of :mod:`rnnspec.kernels.cpu.elementwise` (libm's are scalar calls, which
+kept the float64 Elman step from vectorizing: its S2 forward ran at 0.41-0.46x PyTorch,
+benchmarks/cpu_issue37/).
 ``one`` is 1 in the arrays' dtype, so float32 arithmetic stays float32 (a float64 literal would
 promote it). ``error_model="numpy"`` lets division skip Python's zero check, without which
 LLVM cannot vectorize the loops.
@@ -12,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from rnnspec.kernels.cpu.elementwise import exp, tanh32
+from rnnspec.kernels.cpu.elementwise import exp, sigmoid, tanh, tanh32
 from rnnspec.kernels.cpu.simd import row_times
 
 #: below this many multiply-adds per step, a plain loop beats a BLAS call's fixed cost
@@ -22,11 +24,11 @@ SMALL_STEP = 16384
 def activate(v, act, one):
     """h = f(z)."""
     if act == 0:
-        return np.tanh(v)
+        return tanh(v)
     if act == 4:
         return tanh32(v)
     if act == 1:
-        return one / (one + np.exp(-v))
+        return sigmoid(v)
     if act == 2:
         return v if v > 0 else v * 0
     return v
