@@ -87,7 +87,8 @@ class _Step:
         states[0] = self.h0
         matmul(self.x2, self.UT, out=states.reshape(-1, self.H)[self.B:])
         product = workspace("product", (self.B, self.H), self.dtype)
-        # float64 tanh: NumPy's is vectorised, Numba's calls libm per element (2x slower at S3)
+        # float64 tanh by NumPy's vectorised ufunc, in place: chosen when Numba's step called libm per element
+        # (2x slower at S3); step_forward's tanh is vectorised too since 3ba26e2, not compared at these sizes
         numpy_tanh = self.code == 0
         for t in range(1, self.T + 1):
             n = int(self.active[t - 1])
