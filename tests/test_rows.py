@@ -139,10 +139,8 @@ def test_halves_and_join():
     joined = rows.join([first, second], rows.GRADIENTS)
     assert joined["x"].shape == (2, 3, 3) and joined["x"][:, 0].all() and not joined["x"][:, 1:].any()
     assert joined["h0"].shape == (3, 4)
-    np.testing.assert_array_equal(joined["c"], np.full(3, 7.0))  # the head's bias sums; the LSTM's states join
+    np.testing.assert_array_equal(joined["c"], np.full(3, 7.0))  # the head's bias sums
     np.testing.assert_array_equal(joined["W_i"], np.full((4, 4), 2.0))
-    states = rows.join([{"c": np.ones((2, 1, 3))}, {"c": np.zeros((2, 2, 3))}], rows.OUTPUTS)
-    assert states["c"].shape == (2, 3, 3)
 
 
 def test_the_helper_threads_are_reused_and_return_results():

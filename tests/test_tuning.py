@@ -16,7 +16,7 @@ from test_bench_command import fake_bench  # noqa: F401 - a fixture: the CPU ben
 from test_gated_kernels import _fixed, _flat, _run, assert_agree
 
 from rnnspec.kernels import numba_cache
-from rnnspec.kernels.cpu import blas, gated, rows, split, tuning
+from rnnspec.kernels.cpu import blas, gated, panels, rows, split, tuning
 from rnnspec.kernels.cpu.work import flops
 
 
@@ -39,10 +39,10 @@ def _record(values: dict, **changes) -> dict:
 
 
 def test_every_threshold_the_choices_read_is_in_the_table_and_every_one_is_read():
-    """split.py, rows.py and blas.py read their thresholds by name from TABLE (none of its own), and each entry
-    says why; the reference machine is named."""
+    """split.py, rows.py, blas.py and panels.py read their thresholds by name from TABLE (none of its own), and
+    each entry says why; the reference machine is named."""
     read = set()
-    for module in (split, rows, blas):
+    for module in (split, rows, blas, panels):
         for node in ast.walk(ast.parse(Path(module.__file__).read_text())):
             if (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "value"
                     and node.args and isinstance(node.args[0], ast.Constant)):

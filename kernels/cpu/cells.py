@@ -102,7 +102,8 @@ class Gated(Kernel):
     ``run`` in the step functions is the call's :class:`gated._Run`: its checked ``params``, ``T``, ``B``,
     ``H``, ``P``, ``dtype``, ``one``, ``active``, the stacked input projection ``a`` (T, B, G H) = x U^T + b,
     ``gates`` (scratch of that shape), ``hs`` (T+1, B, P) holding h0, ``blas_rows`` and ``projection_rows``
-    (loops.matmul_into), ``transposed`` (loops.step_product), and ``stack``/``param``/``scratch``."""
+    (loops.matmul_into), ``transposed`` (loops.step_product), ``panels`` (a weight packed for the step's products,
+    or an empty array where they run by BLAS), and ``stack``/``param``/``scratch``."""
 
     #: whether the step has one sequential product, h_{t-1} by the stacked W of every gate, which may then run
     #: as (W h_{t-1}^T)^T (loops.step_product, where blas.transposed_wins)

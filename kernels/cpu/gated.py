@@ -24,7 +24,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from rnnspec.kernels import checks
-from rnnspec.kernels.cpu import blas, cells, rows, split
+from rnnspec.kernels.cpu import blas, cells, panels, rows, split
 from rnnspec.kernels.cpu.cells import Deltas
 from rnnspec.kernels.cpu.loops import SMALL_STEP, head_kernel, input_side, project, recurrent_side
 from rnnspec.kernels.cpu.scratch import workspace
@@ -37,8 +37,12 @@ class _Run:
     """The checked arguments of one call, stacked once, and the cell's recurrence (its kernel's steps) around
     them. Also one run of a variant (cells.Kernel.run): set_input, run, backward."""
 
-    def __init__(self, cell: str, x, state0, params, head: bool = False, tag: str = "", half: bool = False) -> None:
+    def __init__(self, cell: str, x, state0, params, head: bool = False, tag: str = "", half: bool = False,
+                 private: bool = False) -> None:
         self.kernel = cells.kernel(cell)
+        #: whether the states (hs, cs) never leave the call, so that they may live in this thread's scratch: a
+        #: plain call's, whose forward copies them out (a variant returns views of them, so its runs' are new)
+        self.private = private
         self.cell = self.kernel.name
         self.head = head
         x, self.T, self.B, self.I, self.H, self.state0, self.params = checks.gated_inputs(self.cell, x, state0, params,
@@ -60,6 +64,8 @@ class _Run:
         #: the step's products as (W a^T)^T (loops.step_product): cells with one product a step only
         self.transposed = self.kernel.transposable and self.blas_rows >= self.B and blas.transposed_wins(
             self.dtype, self.B, len(self.order) * self.H * self.P * self.dtype.itemsize)
+        #: the step's products by the kernels' own tiles over panels of W (panels.py), before either BLAS path
+        self.by_panels = self.kernel.transposable and panels.wanted(self.blas_rows, half or blas.threads() == 1)
         self.x = x
         #: rows still running at each step (a prefix: rows sorted by length; see loops.hold)
         self.active = np.full(self.T, self.B, np.int64)
@@ -93,11 +99,23 @@ class _Run:
         runs = []
         for part in rows.halves(self.B):
             runs.append((_Run(self.cell, self.x[:, part], {k: v[part] for k, v in self.state0.items()}, self.params,
-                              self.head, self.tag, half=True), part))
+                              self.head, self.tag, half=True, private=self.private), part))
         return runs
+
+    def panels(self, b: np.ndarray) -> np.ndarray:
+        """b (K, N), C-contiguous, packed for the step's products by it (panels.pack) where they run by panels, else
+        an empty array (loops.step_product then runs them by BLAS)."""
+        return panels.pack(b) if self.by_panels else panels.unused(self.dtype)
 
     def scratch(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         return workspace(name + self.tag, shape, self.dtype)
+
+    def states(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """An array for the states ``name`` at every step: scratch where the run is private, else new. Fresh arrays
+        of megabytes cost their page faults at every call: filling two new (100, 32, 128) float32 arrays (the
+        LSTM's G2 states) took 0.91 ms, one such array 0.10 ms (the allocator reuses one freed block, not two),
+        on the 2-core VM (benchmarks/cpu_issue37/README.md)."""
+        return self.scratch(name, shape) if self.private else np.empty(shape, self.dtype)
 
     def param(self, key: str) -> np.ndarray:
         """The parameter ``key``, C-contiguous (a copy only where it is not)."""
@@ -115,7 +133,7 @@ class _Run:
         T, B, H = self.T, self.B, self.H
         self.x2 = checks.contiguous(self.x).reshape(T * B, self.I)
         self.U = self.stack("U")
-        self.hs = np.empty((T + 1, B, self.P), self.dtype)
+        self.hs = self.states("hs", (T + 1, B, self.P))
         self.hs[0] = self.state0["h0"]
         if self.split:
             self.parts = split.Parts(self)
@@ -217,20 +235,26 @@ def forward(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None = 
 
 def plain_forward(kernel: cells.Gated, x, state0, params) -> Arrays:
     """forward of a gated cell over full sequences, one layer (the plain contract)."""
-    run = _Run(kernel.name, x, state0, params)
+    run = _Run(kernel.name, x, state0, params, private=True)
+    widths = {"h": run.P}
+    out = {k: (np.zeros if run.empty else np.empty)((run.T, run.B, widths.get(k, run.H)), run.dtype)
+           for k in kernel.entry.states}
     if run.empty:
-        widths = {"h": run.P}
-        return {k: np.zeros((run.T, run.B, widths.get(k, run.H)), run.dtype) for k in kernel.entry.states}
-    if run.by_rows("forward"):
-        return rows.join(rows.run(_states, [(half,) for half, _ in run.halves()]), rows.OUTPUTS)
-    return _states(run)
+        return out
+    if run.by_rows("forward"):  # each half writes its rows of out, in its own thread
+        rows.run(_states, [(half, {k: v[:, part] for k, v in out.items()}) for half, part in run.halves()])
+    else:
+        _states(run, out)
+    return out
 
 
-def _states(run: _Run) -> Arrays:
+def _states(run: _Run, out: Arrays) -> None:
+    """Runs ``run`` forward and writes its states at every step into ``out``'s arrays, by their names."""
     with run.threads():
         run.prepare()
         run.forward()
-    return run.outputs()
+    for key, states in run.outputs().items():
+        out[key][...] = states
 
 
 def backward(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None = None,
@@ -251,7 +275,7 @@ def backward(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None =
 
 def plain_backward(kernel: cells.Gated, x, state0, params, cotangents) -> Arrays:
     """backward of a gated cell (the plain contract)."""
-    run = _Run(kernel.name, x, state0, params)
+    run = _Run(kernel.name, x, state0, params, private=True)
     given = checks.gated_cotangents(run.cell, cotangents, run.dtype, run.T, run.B, run.H, run.P)
     if run.empty:
         return run.zeros()
@@ -286,7 +310,7 @@ def loss(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None = Non
 
 def plain_loss(kernel: cells.Gated, x, state0, params, targets) -> tuple[np.generic, Arrays]:
     """loss of a gated cell (the plain contract)."""
-    run = _Run(kernel.name, x, state0, params, head=True)
+    run = _Run(kernel.name, x, state0, params, head=True, private=True)
     y = checks.targets_arg(targets, run.T, run.B, run.params["V"].shape[0])
     if run.empty:
         return run.dtype.type(0), run.zeros()

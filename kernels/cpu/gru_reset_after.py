@@ -49,18 +49,18 @@ def step(a, product, gate, h_prev, h, m, b_hn, one, lo):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def forward(a, gates, hs, ms, WT, W, transposed, b_hn, blas_rows, one, active):
+def forward(a, gates, hs, ms, WT, W, transposed, b_hn, blas_rows, one, active, packed):
     """a (T, B, G H) = x_t U^T + b; gates (T, B, G H) receives the gates (here [r z n]); hs (T+1, B, H) starts
     with h0 and receives h_t; ms (T, B, H) receives m_t. W is the stacked W (G H, H), WT its transpose; the step's
     product runs through W where ``transposed`` (loops.step_product). Rows r >= active[t] hold their state at
     step t (loops.hold). Each step is the global ``step``: this module's, or a relative's in its copy
-    (family.copy_with)."""
+    (family.copy_with). Where ``packed`` holds W^T in panels (loops.step_product), the products run by them."""
     product = np.empty(gates.shape[1:], gates.dtype)
     staging = np.empty(product.size if transposed else 0, gates.dtype)
     for t in range(gates.shape[0]):
         n = active[t]
         if n > 0:
-            step_product(hs[t][:n], WT, W, product[:n], blas_rows, staging, transposed)
+            step_product(hs[t][:n], WT, W, product[:n], blas_rows, staging, transposed, packed)
             step(a[t][:n], product[:n], gates[t][:n], hs[t][:n], hs[t + 1][:n], ms[t][:n], b_hn, one, 0)
         hold(hs[t], hs[t + 1], n)
 
@@ -101,11 +101,12 @@ def back_step(delta_in, delta_rec, direct, gate, h_prev, m, carry, kept, bias_gr
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def backward(direct, gates, hs, ms, W, WT, transposed, blas_rows, deltas_in, deltas_rec, carry, bias_grad, b_hn_grad,
-             one, active):
+             one, active, packed):
     """Both deltas (T, B, G H) for t = T..1; carry (B, H) starts at zero and ends as dL/dh0;
     bias_grad (G H,) and b_hn_grad (H,) accumulate. W is the stacked W, (G H, H), WT its transpose, read where
     ``transposed`` (loops.step_product). Rows r >= active[t] were held at step t: their cotangents pass on,
-    their deltas are zero. Each step is the global ``back_step``, as ``step`` in :func:`forward`."""
+    their deltas are zero. Each step is the global ``back_step``, as ``step`` in :func:`forward`; ``packed`` as
+    there, W in panels."""
     kept = np.empty_like(carry)
     staging = np.empty(carry.size if transposed else 0, carry.dtype)
     for t in range(direct.shape[0] - 1, -1, -1):
@@ -116,7 +117,7 @@ def backward(direct, gates, hs, ms, W, WT, transposed, blas_rows, deltas_in, del
         if n > 0:
             back_step(deltas_in[t][:n], deltas_rec[t][:n], direct[t][:n], gates[t][:n], hs[t][:n], ms[t][:n],
                       carry[:n], kept[:n], bias_grad, b_hn_grad, one, 0)
-            step_product(deltas_rec[t][:n], W, WT, carry[:n], blas_rows, staging, transposed)
+            step_product(deltas_rec[t][:n], W, WT, carry[:n], blas_rows, staging, transposed, packed)
             carry[:n] += kept[:n]
 
 
@@ -136,7 +137,7 @@ class ResetAfter(Gated):
         run.WT = transposed(run.W)
         run.ms = run.scratch("m", (run.T, run.B, run.H))
         self.loops[0](run.a, run.gates, run.hs, run.ms, run.WT, run.W, run.transposed, run.param("b_hn"),
-                      run.blas_rows, run.one, run.active)
+                      run.blas_rows, run.one, run.active, run.panels(run.WT))
 
     def recur_back(self, run, direct: np.ndarray, gc: np.ndarray) -> Deltas:
         T, B, H, G = run.T, run.B, run.H, len(self.gates)
@@ -145,7 +146,7 @@ class ResetAfter(Gated):
                                                                                       run.dtype)
         carry, bias_grad, b_hn_grad = np.zeros((B, H), run.dtype), np.zeros(G * H, run.dtype), np.zeros(H, run.dtype)
         self.loops[1](direct, run.gates, run.hs, run.ms, run.W, run.WT, run.transposed, run.blas_rows, deltas,
-                      recurrent, carry, bias_grad, b_hn_grad, run.one, run.active)
+                      recurrent, carry, bias_grad, b_hn_grad, run.one, run.active, run.panels(run.W))
         return Deltas([Block(self.gates, deltas, recurrent, run.hs[:T])], bias_grad, {"h0": carry}, {"b_hn": b_hn_grad})
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit
 
 from rnnspec.kernels.cpu.elementwise import exp, sigmoid, tanh, tanh32
+from rnnspec.kernels.cpu.panels import product as panel_product
 from rnnspec.kernels.cpu.simd import row_times
 
 #: below this many multiply-adds per step, a plain loop beats a BLAS call's fixed cost
@@ -86,10 +87,15 @@ def transposed(source):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def step_product(a, b, b_transposed, out, blas_rows, staging, transposed=True):
-    """out = a @ b: where ``transposed``, as (b^T a^T)^T from ``b_transposed`` (b^T, C-contiguous): one BLAS call
-    writes out^T into ``staging`` (at least R N elements), then a tiled transpose; else by :func:`matmul_into`.
+def step_product(a, b, b_transposed, out, blas_rows, staging, transposed=True, packed=None):
+    """out = a @ b: where ``packed`` holds b in panels (not empty), by the kernels' tiles (:func:`panels.product`);
+    else, where ``transposed``, as (b^T a^T)^T from ``b_transposed`` (b^T, C-contiguous): one BLAS call writes
+    out^T into ``staging`` (at least R N elements), then a tiled transpose; else by :func:`matmul_into`.
     OpenBLAS's sgemm ran the transposed problem faster at large W (blas.transposed_wins), with the same bits."""
+    if packed is not None:  # two ifs: Numba prunes the first where packed is left out
+        if packed.shape[0] > 0:
+            panel_product(a, packed, out)
+            return
     if not transposed:
         matmul_into(a, b, out, blas_rows)
         return

@@ -66,19 +66,19 @@ def step(a, product, gate, h, c_prev, c, tc, lo):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def forward(a, gates, hs, cs, tcs, WT, W, transposed, blas_rows, active, cell):
+def forward(a, gates, hs, cs, tcs, WT, W, transposed, blas_rows, active, cell, packed):
     """a (T, B, G H) = x_t U^T + b; gates (T, B, G H) receives the gates (here [i f g o]); hs, cs (T+1, B, H) start
     with h0, c0 and receive h_t, c_t; tcs (T, B, H) receives tanh(c_t). W is the stacked W (G H, H), WT its
     transpose; the step's product runs through W where ``transposed`` (loops.step_product). Rows r >= active[t]
     hold their states at step t (loops.hold). Each step is the global ``step``: this module's, or a relative's in
     its copy (family.copy_with), given ``cell``, what the cell's step reads beyond the states (here its first
-    unit, 0)."""
+    unit, 0). Where ``packed`` holds W^T in panels (loops.step_product), the products run by them."""
     product = np.empty(gates.shape[1:], gates.dtype)
     staging = np.empty(product.size if transposed else 0, gates.dtype)
     for t in range(gates.shape[0]):
         n = active[t]
         if n > 0:
-            step_product(hs[t][:n], WT, W, product[:n], blas_rows, staging, transposed)
+            step_product(hs[t][:n], WT, W, product[:n], blas_rows, staging, transposed, packed)
             step(a[t][:n], product[:n], gates[t][:n], hs[t + 1][:n], cs[t][:n], cs[t + 1][:n], tcs[t][:n], cell)
         hold(hs[t], hs[t + 1], n)
         hold(cs[t], cs[t + 1], n)
@@ -123,13 +123,13 @@ def back(delta, direct, gc, gate, c_prev, c, tc, carry_h, carry_c, bias_grad, on
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def backward(direct, gc, gates, cs, tcs, W, WT, transposed, blas_rows, deltas, carry_h, carry_c, bias_grad, one,
-             active, cell):
+             active, cell, packed):
     """dz_t for t = T..1 into deltas (T, B, G H); carry_h as dL/dh0, carry_c as dL/dc0 (both start at zero);
     bias_grad (G H,) accumulates. direct (T, B, H) and gc (T, B, H) are the cotangents of h_t and c_t from
     outside; W is the stacked W, (G H, H), WT its transpose, read where ``transposed`` (loops.step_product).
     Rows r >= active[t] were held at step t: their cotangents pass on, their deltas are zero. Each step is the
     global ``back`` (the plain LSTM's :func:`back`, or a relative's step in its copy), given ``cell`` (as in
-    :func:`forward`; the plain LSTM reads none)."""
+    :func:`forward`; the plain LSTM reads none). Where ``packed`` holds W in panels, the products run by them."""
     staging = np.empty(carry_h.size if transposed else 0, carry_h.dtype)
     for t in range(direct.shape[0] - 1, -1, -1):
         n = active[t]
@@ -139,7 +139,7 @@ def backward(direct, gc, gates, cs, tcs, W, WT, transposed, blas_rows, deltas, c
         if n > 0:
             back(deltas[t][:n], direct[t][:n], gc[t][:n], gates[t][:n], cs[t][:n], cs[t + 1][:n], tcs[t][:n],
                  carry_h[:n], carry_c[:n], bias_grad, one, cell)
-            step_product(deltas[t][:n], W, WT, carry_h[:n], blas_rows, staging, transposed)
+            step_product(deltas[t][:n], W, WT, carry_h[:n], blas_rows, staging, transposed, packed)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -156,13 +156,14 @@ def _train(x2, h0, c0, U, b, W, WT, V, VT, c, targets, one, active):
     hs[0] = h0
     cs[0] = c0
     tcs = np.empty((steps, batch, hidden), c0.dtype)
-    forward(a, gates, hs, cs, tcs, WT, W, False, 0, active, 0)
+    none = np.empty((0, 0, 1), c0.dtype)  # no panels: the products run as loops
+    forward(a, gates, hs, cs, tcs, WT, W, False, 0, active, 0, none)
     loss, gV, gc, direct = head_kernel(hs, V, VT, c, targets, one)
     deltas = np.empty_like(a)  # a is read no more
     carry, carry_c = np.zeros((batch, hidden), c0.dtype), np.zeros((batch, hidden), c0.dtype)
     bias_grad = np.zeros(4 * hidden, c0.dtype)
     backward(direct, np.zeros_like(tcs), gates, cs, tcs, W, WT, False, 0, deltas, carry, carry_c, bias_grad, one,
-             active, 0)
+             active, 0, none)
     flat = deltas.reshape(steps * batch, 4 * hidden)
     gx, gU = input_side(x2, U, flat)
     gW = recurrent_side(hs[:steps].reshape(steps * batch, hidden), flat)
@@ -181,7 +182,7 @@ class Family(Gated):
 
     def begin(self, run) -> None:
         """run.cs (T+1, B, H) from c0, run.tcs for tanh(c_t), run.W the stacked W and run.WT its transpose."""
-        run.cs = np.empty((run.T + 1, run.B, run.H), run.dtype)
+        run.cs = run.states("cs", (run.T + 1, run.B, run.H))
         run.cs[0] = run.state0["c0"]
         run.tcs = run.scratch("tanh_c", (run.T, run.B, run.H))
         run.W = run.stack("W")
@@ -206,13 +207,13 @@ class Family(Gated):
     def recur(self, run) -> None:
         self.begin(run)
         self.loops[0](run.a, run.gates, run.hs, run.cs, run.tcs, run.WT, run.W, run.transposed, run.blas_rows,
-                      run.active, self.cell(run))
+                      run.active, self.cell(run), run.panels(run.WT))
 
     def recur_back(self, run, direct: np.ndarray, gc: np.ndarray) -> Deltas:
         carry, carry_c, bias_grad, deltas = self.sums(run)
         cell, extra = self.cell_back(run)
         self.loops[1](direct, gc, run.gates, run.cs, run.tcs, run.W, run.WT, run.transposed, run.blas_rows, deltas,
-                      carry, carry_c, bias_grad, run.one, run.active, cell)
+                      carry, carry_c, bias_grad, run.one, run.active, cell, run.panels(run.W))
         return Deltas([Block(self.gates, deltas, deltas, run.hs[:run.T])], bias_grad, {"h0": carry, "c0": carry_c},
                       extra)
 

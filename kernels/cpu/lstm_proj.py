@@ -19,15 +19,16 @@ from rnnspec.kernels.cpu.scratch import workspace
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def forward(a, gates, hs, cs, tcs, rs, WT, W, transposed, W_hrT, blas_rows, projection_rows, active):
+def forward(a, gates, hs, cs, tcs, rs, WT, W, transposed, W_hrT, blas_rows, projection_rows, active, packed):
     """As lstm.forward, with hs (T+1, B, P), WT (P, 4H) and W (4H, P); rs (T, B, H) receives r_t, and h_t =
-    r_t W_hr^T by W_hrT (H, P). rs is zero at held rows (finite where dW_hr's GEMM meets their zero cotangents)."""
+    r_t W_hr^T by W_hrT (H, P). rs is zero at held rows (finite where dW_hr's GEMM meets their zero cotangents).
+    packed as in lstm.forward."""
     product = np.empty(gates.shape[1:], gates.dtype)
     staging = np.empty(product.size if transposed else 0, gates.dtype)
     for t in range(gates.shape[0]):
         n = active[t]
         if n > 0:
-            step_product(hs[t][:n], WT, W, product[:n], blas_rows, staging, transposed)
+            step_product(hs[t][:n], WT, W, product[:n], blas_rows, staging, transposed, packed)
             step(a[t][:n], product[:n], gates[t][:n], rs[t][:n], cs[t][:n], cs[t + 1][:n], tcs[t][:n], 0)
             matmul_into(rs[t][:n], W_hrT, hs[t + 1][:n], projection_rows)
         hold(hs[t], hs[t + 1], n)
@@ -46,9 +47,9 @@ def _total(out, direct, carry):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def backward(direct, gc, gates, cs, tcs, W, WT, transposed, W_hr, blas_rows, projection_rows, deltas, douts,
-             carry_h, carry_c, bias_grad, one, active):
+             carry_h, carry_c, bias_grad, one, active, packed):
     """As lstm.backward, with direct and carry_h (B, P) P wide and W (4H, P); douts (T, B, P) receives the whole
-    cotangent of h_t, and its product with W_hr (P, H) enters the step as dr_t."""
+    cotangent of h_t, and its product with W_hr (P, H) enters the step as dr_t. packed as in lstm.backward."""
     batch, hidden = carry_c.shape
     staging = np.empty(carry_h.size if transposed else 0, carry_h.dtype)
     d_r = np.empty((batch, hidden), carry_c.dtype)
@@ -64,7 +65,7 @@ def backward(direct, gc, gates, cs, tcs, W, WT, transposed, W_hr, blas_rows, pro
             matmul_into(douts[t][:n], W_hr, d_r[:n], projection_rows)
             back_step(deltas[t][:n], d_r[:n], gc[t][:n], True, gates[t][:n], cs[t][:n], tcs[t][:n], none[:n],
                       carry_c[:n], bias_grad, one, 0)
-            step_product(deltas[t][:n], W, WT, carry_h[:n], blas_rows, staging, transposed)
+            step_product(deltas[t][:n], W, WT, carry_h[:n], blas_rows, staging, transposed, packed)
 
 
 class LstmProjected(Family):
@@ -73,14 +74,15 @@ class LstmProjected(Family):
         run.rs = run.scratch("r", (run.T, run.B, run.H))
         W_hr = run.param("W_hr")
         forward(run.a, run.gates, run.hs, run.cs, run.tcs, run.rs, run.WT, run.W, run.transposed,
-                checks.contiguous(W_hr.T), run.blas_rows, run.projection_rows, run.active)
+                checks.contiguous(W_hr.T), run.blas_rows, run.projection_rows, run.active, run.panels(run.WT))
 
     def recur_back(self, run, direct: np.ndarray, gc: np.ndarray) -> Deltas:
         T, B, H, P = run.T, run.B, run.H, run.P
         carry, carry_c, bias_grad, deltas = self.sums(run)
         douts = workspace("douts", (T, B, P), run.dtype)
         backward(direct, gc, run.gates, run.cs, run.tcs, run.W, run.WT, run.transposed, run.param("W_hr"),
-                 run.blas_rows, run.projection_rows, deltas, douts, carry, carry_c, bias_grad, run.one, run.active)
+                 run.blas_rows, run.projection_rows, deltas, douts, carry, carry_c, bias_grad, run.one, run.active,
+                 run.panels(run.W))
         extra = {"W_hr": recurrent_side(run.rs.reshape(T * B, H), douts.reshape(T * B, P))}
         return Deltas([Block(self.gates, deltas, deltas, run.hs[:T])], bias_grad, {"h0": carry, "c0": carry_c},
                       extra)

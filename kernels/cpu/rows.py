@@ -35,8 +35,6 @@ Arrays = dict[str, np.ndarray]
 _local = threading.local()
 #: the environment variable that forces the choice: "always" (wherever B >= 2) or "never"
 FORCE = "RNNSPEC_CPU_ROWS"
-#: the forward's outputs, by their batch axis
-OUTPUTS = {"h": 1, "c": 1}
 #: the gradients that belong to rows, by their batch axis; every other one (the weights', the head's c
 #: too) sums over rows
 GRADIENTS = {"x": 1, "h0": 0, "c0": 0}

@@ -115,6 +115,11 @@ TABLE: dict[str, Threshold] = {
                    "(just over) at 52; float64 alike"),
     "blas.row_multiple": Threshold(
         4, "rows per small-kernel call in multiples of this: 4 or 8 rows ran at 107 GFLOP/s, 7 or 15 at 76-86"),
+    # a step's products by the kernels' own tiles over packed panels (panels.py) instead of BLAS calls
+    "panels.enabled": Threshold(
+        1, "1: a step's products on one thread run by panels (panels.wanted); 0: by BLAS. On the 2-core AVX-512 "
+           "machine the panels ran the step products at 120-171 GFLOP/s float32 where one OpenBLAS call ran 68-99 "
+           "(benchmarks/cpu_issue37/panel_products.md); unmeasured on AVX2, so 0 there unless measured"),
 }
 
 
@@ -203,10 +208,13 @@ def safe_values() -> dict[str, float]:
     """TABLE's safe values, but the transposed products' never (infinity) where the kernels' BLAS is not of the
     kernels they were measured on (blas.has_small_kernels)."""
     from rnnspec.kernels.cpu import blas
+    from rnnspec.kernels.cpu.simd import AVX512
 
     values = {name: threshold.safe for name, threshold in TABLE.items()}
     if not blas.has_small_kernels():
         values["blas.transposed_min_bytes"] = math.inf
+    if not AVX512:
+        values["panels.enabled"] = 0
     return values
 
 

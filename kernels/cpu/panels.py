@@ -1,0 +1,199 @@
+"""A step's product by register-blocked tiles over packed panels of the weights: the step products OpenBLAS
+runs at a third to a half of a core's FMA rate.
+
+    out[r, n] = sum_k a[r, k] B[k, n]     (a: h_{t-1} or a step's deltas; B: W^T or W)
+
+B is packed once a call into panels of NR columns, (P, K, NR) with P = ceil(N / NR), each panel's rows
+contiguous (:func:`pack_into`; the last panel zero past N). A tile of MR rows by one panel keeps its MR x NR
+sums in vector registers while it runs over DEPTH values of k, loading NR / L vectors of the panel and
+broadcasting MR values of a per k: MR NR / L fused multiply-adds per (MR + NR / L) loads.
+
+Fusing the input projection into the step (B = [U^T; W^T], a = [x_t h_{t-1}]) was tried and dropped: the LSTM's
+G3 forward took 46-48 ms against 32-37 with x U^T left to one large GEMM before the recurrence (that GEMM runs at
+about 140 GFLOP/s a core, the fused product's share at about 105), and G2 gained nothing (4.57 against 4.59 ms).
+
+Each element of out sums over k in order, one FMA each, whatever the tile it falls in, so a row's values do not
+depend on the other rows or on how the rows split into tiles or threads.
+
+Measured on the 2-core AVX-512 machine, one thread each (benchmarks/cpu_issue37/panel_products.md), GFLOP/s of
+panels against one OpenBLAS call: float32 16 x 128 by 128 x 512 163 against 71, 32 x 256 by 256 x 1024 171
+against 80, 64 x 1024 by 1024 x 4096 138 against 99; float64 79 against 42, 76 against 57, 70 against 68. Where
+OpenBLAS stays on its small-matrix kernels they tie (16 x 128 by 128 x 384: 165 and 164), and a large product on
+two OpenBLAS threads (G4's whole batch) outruns one thread of panels, so the panels run where a step's product
+has one thread to itself (:func:`wanted`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from rnnspec.kernels.cpu.simd import AVX512, VECTOR_BYTES, fma_function, spread
+
+#: rows per tile and vectors (of VECTOR_BYTES) per panel: 6 x 4 = 24 of AVX-512's 32 registers hold sums,
+#: 4 the panel's loads; AVX2's 16 registers of half the width take 3 rows by 2 (12 + 4)
+ROWS, VECTORS = (6, 4) if AVX512 else (3, 2)
+
+_I64 = ir.IntType(64)
+
+
+def columns(dtype: np.dtype) -> int:
+    """NR: the columns of a panel in ``dtype``."""
+    return VECTORS * VECTOR_BYTES // np.dtype(dtype).itemsize
+
+
+def _at(builder, base, offset_bytes, ty):
+    raw = builder.gep(builder.bitcast(base, ir.IntType(8).as_pointer()), [offset_bytes])
+    return builder.bitcast(raw, ty.as_pointer())
+
+
+@intrinsic(prefer_literal=True)
+def _tile(typingctx, a, panel, out, row0, col0, rows, first):
+    """out[row0:row0 + rows, col0:col0 + NR] (=, or += unless ``first``) a[row0:row0 + rows] @ panel; ``rows`` and
+    ``first`` compile-time constants; panel (K, NR) and out with unit column stride."""
+    if not (isinstance(rows, types.IntegerLiteral) and isinstance(first, types.BooleanLiteral)
+            and isinstance(panel, types.Array) and a.dtype == panel.dtype == out.dtype
+            and panel.dtype in (types.float32, types.float64)):
+        return None
+    count, dtype, zero = rows.literal_value, panel.dtype, first.literal_value
+
+    def codegen(context, builder, signature, args):
+        a_array, panel_array, out_array = (context.make_array(t)(context, builder, v)
+                                           for t, v in zip(signature.args[:3], args[:3]))
+        size = dtype.bitwidth // 8
+        scalar = context.get_data_type(dtype)
+        vector = ir.VectorType(scalar, VECTOR_BYTES // size)
+        fma = fma_function(builder, vector)
+        row0, col0 = args[3], args[4]
+        out_row_stride, out_col_stride = cgutils.unpack_tuple(builder, out_array.strides, 2)
+        first_column = builder.mul(col0, out_col_stride)
+        out_lines = [builder.add(builder.mul(builder.add(row0, ir.Constant(_I64, i)), out_row_stride), first_column)
+                     for i in range(count)]
+
+        def out_at(i, v):
+            return _at(builder, out_array.data, builder.add(out_lines[i], ir.Constant(_I64, v * VECTOR_BYTES)), vector)
+
+        sums = [[cgutils.alloca_once_value(builder, ir.Constant(vector, None) if zero
+                                           else builder.load(out_at(i, v), align=size)) for v in range(VECTORS)]
+                for i in range(count)]
+        panel_row = cgutils.unpack_tuple(builder, panel_array.strides, 2)[0]
+        row_stride, col_stride = cgutils.unpack_tuple(builder, a_array.strides, 2)
+        inner = cgutils.unpack_tuple(builder, a_array.shape, 2)[1]
+        starts = [builder.mul(builder.add(row0, ir.Constant(_I64, i)), row_stride) for i in range(count)]
+        with cgutils.for_range(builder, inner) as loop:
+            k = loop.index
+            line = builder.mul(k, panel_row)
+            loaded = [builder.load(_at(builder, panel_array.data,
+                                       builder.add(line, ir.Constant(_I64, v * VECTOR_BYTES)), vector), align=size)
+                      for v in range(VECTORS)]
+            step = builder.mul(k, col_stride)
+            for i in range(count):  # sums[i] += a[row0 + i, k] panel[k]
+                lanes = spread(builder, builder.load(_at(builder, a_array.data, builder.add(starts[i], step), scalar)),
+                               vector)
+                for v in range(VECTORS):
+                    builder.store(builder.call(fma, [lanes, loaded[v], builder.load(sums[i][v])]), sums[i][v])
+        for i in range(count):
+            for v in range(VECTORS):
+                builder.store(builder.load(sums[i][v]), out_at(i, v), align=size)
+        return context.get_dummy_value()
+
+    return types.void(a, panel, out, row0, col0, rows, first), codegen
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _rows(a, panel, out, row0, col0, rows, first):
+    """One tile of ``rows`` rows (1..ROWS; each count its own compiled tile)."""
+    if rows == ROWS:
+        _tile(a, panel, out, row0, col0, ROWS, first)
+    elif rows == 5:
+        _tile(a, panel, out, row0, col0, 5, first)
+    elif rows == 4:
+        _tile(a, panel, out, row0, col0, 4, first)
+    elif rows == 3:
+        _tile(a, panel, out, row0, col0, 3, first)
+    elif rows == 2:
+        _tile(a, panel, out, row0, col0, 2, first)
+    else:
+        _tile(a, panel, out, row0, col0, 1, first)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _tiles(a, panel, out, row0, col0, rows, first):
+    """One tile, its sums started at zero where ``first``, else at out's values."""
+    if first:
+        _rows(a, panel, out, row0, col0, rows, True)
+    else:
+        _rows(a, panel, out, row0, col0, rows, False)
+
+
+#: rows of a panel read in one pass over the tiles: 128 x NR (32 KiB) stays in a 48 KiB L1 while every tile
+#: of rows reads it (32 x 256 by 256 x 1024 in float32: 177 GFLOP/s in passes of 128 rows, 141 in one pass)
+DEPTH = 128
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def product(a, panels, out):
+    """out (R, N) = a @ B for a (R, K) and B packed in ``panels`` (:func:`pack_into`), out's rows C-contiguous.
+    In passes of DEPTH rows of B (the first writes the sums, the others add to them), panel by panel, every
+    tile of rows in turn; the last, partial panel's tiles go through a scratch and only its N mod NR columns
+    reach out."""
+    R, N = out.shape
+    K = a.shape[1]
+    width = panels.shape[2]
+    whole = -(-N // width)
+    left = N - (whole - 1) * width
+    partial = left < width
+    scratch = np.empty((R if partial else 0, width), out.dtype)
+    for k0 in range(0, max(K, 1), DEPTH):
+        part = a[:, k0:k0 + DEPTH]
+        for p in range(whole):
+            panel = panels[p, k0:k0 + DEPTH]
+            target, col = (scratch, 0) if partial and p == whole - 1 else (out, p * width)
+            for r0 in range(0, R, ROWS):
+                _tiles(part, panel, target, r0, col, min(ROWS, R - r0), k0 == 0)
+    if partial:
+        for r in range(R):
+            out[r, (whole - 1) * width:] = scratch[r, :left]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def pack_into(source, panels, k0):
+    """panels[p, k0 + k, j] = source[k, p NR + j] for source (K, N), zero past N: source's rows become rows
+    k0..k0 + K - 1 of every panel."""
+    width = panels.shape[2]
+    K, N = source.shape
+    for p in range(panels.shape[0]):
+        c0 = p * width
+        n = min(width, N - c0)
+        for k in range(K):
+            line, row = panels[p, k0 + k], source[k]
+            for j in range(n):
+                line[j] = row[c0 + j]
+            for j in range(n, width):
+                line[j] = 0
+
+
+def pack(b: np.ndarray) -> np.ndarray:
+    """b (K, N), C-contiguous, packed in panels for :func:`product`."""
+    width = columns(b.dtype)
+    panels = np.empty((-(-b.shape[1] // width), b.shape[0], width), b.dtype)
+    pack_into(b, panels, 0)
+    return panels
+
+
+def unused(dtype: np.dtype) -> np.ndarray:
+    """The panels argument of a loop that runs its products another way: empty, of the loops' type."""
+    return np.empty((0, 0, columns(dtype)), dtype)
+
+
+def wanted(blas_rows: int, one_thread: bool) -> bool:
+    """Whether a step's products run by panels: products large enough for BLAS calls (``blas_rows`` > 0; the
+    smaller ones run simd.row_times), on one thread (a half of rows.py, or OpenBLAS held to one: panels run on
+    the calling thread only, where OpenBLAS's two threads would share the product), and ``panels.enabled``
+    (:mod:`tuning`)."""
+    from rnnspec.kernels.cpu import tuning
+
+    return blas_rows > 0 and one_thread and tuning.value("panels.enabled") >= 1

@@ -1,0 +1,144 @@
+"""A step's product by the kernels' tiles over packed panels (panels.py, loops.step_product): the product, its
+independence of the other rows, the choice, and the kernels forced onto it against the oracle and against
+their own BLAS path."""
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_gated_kernels import _fixed, _flat, _run, assert_agree, compare, gated_cases
+
+from rnnspec import catalogue
+from rnnspec.kernels.cpu import blas, cells, gated, loops, panels, tuning
+from rnnspec.kernels.cpu.simd import AVX512
+
+
+def _bound(a, b, exact):
+    """A few rounding errors of the float64 product a @ b, of a's dtype, for every element."""
+    eps = np.finfo(a.dtype).eps
+    return a.shape[1] * eps * (np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)) + 1e-300
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(0, 15), inner=st.integers(0, 2 * panels.DEPTH + 3), cols=st.integers(1, 150),
+       dtype=st.sampled_from(["float32", "float64"]), step=st.integers(1, 3), seed=st.integers(0, 2**16))
+def test_the_panel_product_is_the_product(rows, inner, cols, dtype, step, seed):
+    """Any rows (every tile height and its tails), K across several DEPTH passes or none, N past the last whole
+    panel, ``a`` a strided view: within a few rounding errors of the float64 product; nothing past out's
+    columns or its rows written; panels zero past N."""
+    rng = np.random.default_rng(seed)
+    whole = rng.standard_normal((rows, inner * step)).astype(dtype)
+    a = whole[:, ::step]
+    b = rng.standard_normal((inner, cols)).astype(dtype)
+    packed = panels.pack(b)
+    assert packed.shape == (-(-cols // panels.columns(dtype)), inner, panels.columns(dtype))
+    assert not packed[-1][:, cols - (packed.shape[0] - 1) * packed.shape[2]:].any()
+    out = np.full((rows + 2, cols + 3), 7, dtype)
+    panels.product(a, packed, out[:rows, :cols])
+    exact = a.astype(np.float64) @ b.astype(np.float64)
+    assert (np.abs(out[:rows, :cols] - exact) <= _bound(a, b, exact)).all()
+    assert (out[rows:] == 7).all() and (out[:, cols:] == 7).all()
+    stepped = np.full((rows, cols), 7, dtype)  # through loops.step_product (contiguous arrays, as the loops pass)
+    loops.step_product(np.ascontiguousarray(a), b, np.ascontiguousarray(b.T), stepped, 1, np.empty(0, dtype), False,
+                       packed)
+    np.testing.assert_array_equal(stepped, out[:rows, :cols])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_rows_values_do_not_depend_on_the_other_rows(dtype):
+    """Each element sums over k in order, one FMA each, whatever tile its row falls in: a row alone, in a tile
+    of six, or in a tail gives the same bits (so the halves of rows.py and a whole call agree bit for bit on
+    the products), and a float64 row equals the sequential FMA sum."""
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((13, 300)).astype(dtype)
+    b = rng.standard_normal((300, 200)).astype(dtype)
+    packed = panels.pack(b)
+    together = np.empty((13, 200), dtype)
+    panels.product(a, packed, together)
+    for r in range(13):
+        alone = np.empty((1, 200), dtype)
+        panels.product(a[r:r + 1], packed, alone)
+        np.testing.assert_array_equal(alone[0], together[r])
+    if dtype == "float64":
+        for n in (0, 63, 199):  # fma(a, b, s) = a b + s rounded once: exact in fractions, then one rounding
+            total = 0.0
+            for k in range(300):
+                total = float(Fraction(float(a[5, k])) * Fraction(float(b[k, n])) + Fraction(total))
+            assert together[5, n] == total, (n, together[5, n], total)
+
+
+@pytest.mark.usefixtures("safe_table")
+def test_the_choice(monkeypatch):
+    """Products large enough for BLAS calls, on one thread, where ``panels.enabled`` (1 on AVX-512 in the safe
+    table, 0 elsewhere: unmeasured)."""
+    assert panels.wanted(16, True) == AVX512
+    assert not panels.wanted(0, True)  # small products run as loops (simd.row_times)
+    assert not panels.wanted(16, False)  # where OpenBLAS's two threads share the product
+    with tuning.override({"panels.enabled": 0}):
+        assert not panels.wanted(16, True)
+    with tuning.override({"panels.enabled": 1}):
+        assert panels.wanted(16, True)
+
+
+#: the cells whose kernels take the panels: one stacked product a step (cells.Gated.transposable)
+TAKERS = [name for name in catalogue.NAMES if getattr(cells.kernel(name), "transposable", False)]
+
+
+@pytest.fixture
+def forced(monkeypatch):
+    """Every step's product by panels, at any size, on one thread; records (cell, by_panels) of each _Run."""
+    monkeypatch.setattr(gated, "SMALL_STEP", -1)
+    monkeypatch.setattr(blas, "threads", lambda: 1)
+    took = []
+    init = gated._Run.__init__
+
+    def record(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        took.append((self.cell, self.by_panels))
+
+    monkeypatch.setattr(gated._Run, "__init__", record)
+    with tuning.override({"panels.enabled": 1}):
+        yield took
+
+
+def test_the_takers_are_the_lstms_and_the_reset_after_cells():
+    assert set(TAKERS) >= {"lstm", "lstm-proj", "lstm-peephole", "lstm-coupled", "gru-reset-after", "mgu-flax"}
+
+
+@pytest.mark.parametrize("cell", TAKERS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_kernels_on_panels_match_the_oracle(cell, dtype, forced):
+    """Hypothesis cases (T up to 30, B up to 5) of each cell that takes the panels, against the oracle as the
+    plain kernels are checked."""
+    settings(max_examples=4, deadline=None)(given(gated_cases(cell, dtype))(compare))()
+    assert forced and all(by_panels for _, by_panels in forced), forced
+
+
+#: H = 70: G H past the last whole panel (float32 and float64), K = H or G H across a DEPTH pass or not. The
+#: projected LSTM at 40: at 70 this case amplifies rounding (float32 against float64: 1.96 on the BLAS path)
+AGREE = [("lstm", 70), ("lstm-proj", 40), ("gru-reset-after", 70)]
+
+
+@pytest.mark.parametrize("cell,hidden", AGREE)
+def test_kernels_on_panels_agree_with_the_blas_path(cell, hidden, forced):
+    """At T = 20, B = 9 (float32; every output and gradient): within 1e-4 of the BLAS step products (relative
+    to each array's largest entry: the sums run in another order), also with lengths (the variants' held rows;
+    every variant runs the same loops)."""
+    case = _fixed(cell, "float32", 20, 9, 4, hidden, seed=8)
+    by_panels = _flat(_run(case))
+    assert forced and all(t for _, t in forced)
+    with tuning.override({"panels.enabled": 0}):
+        by_blas = _flat(_run(case))
+    assert not forced[-1][1]
+    assert_agree(by_panels, by_blas, 1e-4)
+    lengths = np.array([20, 3, 0, 17, 20, 9, 1, 12, 5])
+    args = (cell, case["x"], case["state0"], case["params"], case["y"])
+    variant = {"lengths": lengths}
+    with tuning.override({"panels.enabled": 0}):
+        held = gated.loss(*args, **variant)
+    moved = gated.loss(*args, **variant)
+    assert forced[-1] == (cell, True)
+    assert abs(moved[0] - held[0]) <= 1e-5 * abs(held[0]), (moved[0], held[0])
+    assert_agree(moved[1], held[1], 1e-4)
