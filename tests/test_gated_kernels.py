@@ -14,7 +14,7 @@ from numba import njit
 from rnnspec.derivations.oracle import Oracle
 from rnnspec.kernels import backward, forward, loss
 from rnnspec.kernels.checks import GATED_CELLS
-from rnnspec.kernels.cpu import blas, cells, gated, rows, split
+from rnnspec.kernels.cpu import blas, cells, gated, panels, rows, split
 from rnnspec.kernels.cpu.elementwise import exp32, sigmoid
 from rnnspec.spec.adapters import RnnspecCPU
 from rnnspec.spec.cases import Case
@@ -134,6 +134,7 @@ def test_kernels_match_the_oracle(cell, dtype):
 def _no_threads(mp):
     mp.setenv(split.FORCE, "never")
     mp.setenv(rows.FORCE, "never")
+    mp.setenv(panels.FORCE, "never")
     mp.setattr(blas, "transposed_wins", lambda *_: False)
 
 
@@ -151,6 +152,11 @@ def _transposed(mp):
     _blas(mp)
     mp.setattr(blas, "threads", lambda: 2)  # one BLAS call a step, as rows_per_call gives with two threads
     mp.setattr(blas, "transposed_wins", lambda *_: True)
+
+
+def _panels(mp):
+    _no_threads(mp)
+    mp.setenv(panels.FORCE, "always")
 
 
 def _two(variable):
@@ -182,8 +188,10 @@ def _sizes_of(case):
 PATHS = {
     # the LSTM's loss at these sizes runs in one compiled call (its own path below): here it is turned off
     "loops": Path(_loops, lambda k, c: True, lambda s: not any(r.blas_rows for r in s["runs"])),
-    "blas": Path(_blas, lambda k, c: True, lambda s: all(r.blas_rows and not r.transposed for r in s["runs"])),
+    "blas": Path(_blas, lambda k, c: True,
+                 lambda s: all(r.blas_rows and not r.transposed and not r.by_panels for r in s["runs"])),
     "transposed": Path(_transposed, lambda k, c: k.transposable, lambda s: all(r.transposed for r in s["runs"])),
+    "panels": Path(_panels, lambda k, c: k.transposable, lambda s: all(r.by_panels for r in s["runs"])),
     "at-once": Path(_loops, lambda k, c: _at_once(k), lambda s: s["at_once"] > 0),
     "rows": Path(_two(rows.FORCE), lambda k, c: c["x"].shape[1] >= 2, lambda s: s["rows"] > 0),
     # where split.py takes the cell (it says so itself, when forced)
@@ -220,8 +228,8 @@ def _on_path(case, name, want):
 @pytest.mark.parametrize("cell", CELLS)
 def test_every_path_matches_the_oracle(cell):
     """Every path the kernels choose between (PATHS), forced, on the same generated cases (float64, within 1e-12
-    of the oracle): step products by loops, by BLAS, by BLAS through W^T, the loss in one compiled call, a batch
-    in halves on two threads, the recurrence on two threads. Each path that exists for the cell is taken at
+    of the oracle): step products by loops, by BLAS, by BLAS through W^T, by panels, the loss in one compiled call,
+    a batch in halves on two threads, the recurrence on two threads. Each path that exists for the cell is taken at
     least once (the fixed case: B = 4, H = 6)."""
     kernel, taken = cells.kernel(cell), set()
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from rnnspec import catalogue, kernels
 from rnnspec.derivations.variants import parse_variant
 from rnnspec.kernels import checks
-from rnnspec.kernels.cpu import blas, cells, elman, gated, rows, split
+from rnnspec.kernels.cpu import blas, cells, elman, gated, panels, rows, split
 from rnnspec.spec.contract import Keywords, contract
 
 #: the cells the kernels take (test_the_kernels_take_every_cell_of_the_catalogue: all of the catalogue's)
@@ -243,6 +243,12 @@ def _sizes(mp, small, large=10**12, split_=False, rows_=False):
     mp.setattr(elman, "LARGE_STEP", large)
     mp.setenv(split.FORCE, "always" if split_ else "never")
     mp.setenv(rows.FORCE, "always" if rows_ else "never")
+    mp.setenv(panels.FORCE, "never")
+
+
+def _panels(mp):
+    _sizes(mp, -1)
+    mp.setenv(panels.FORCE, "always")
 
 
 def _transposed(mp):
@@ -261,6 +267,8 @@ PATHS = {
     "numpy-blas": Path(("elman",), lambda mp: _sizes(mp, -1, 0), lambda s: all(o.large for o in s["steps"])),
     "transposed": Path(tuple(c for c in GATED if cells.kernel(c).transposable), _transposed,
                        lambda s: all(o.transposed for o in s["runs"])),
+    "panels": Path(tuple(c for c in GATED if cells.kernel(c).transposable), _panels,
+                   lambda s: all(o.by_panels for o in s["runs"])),
     # BLAS-sized step products, as where two threads are chosen (the LSTM's loss at loop sizes runs in one call)
     "two-thread-recurrence": Path(split.CELLS, lambda mp: _sizes(mp, -1, split_=True), lambda s: s["split"] > 0,
                                   variants=("",), even_H=True),  # a variant's runs never split

@@ -25,7 +25,7 @@ def cache(monkeypatch, tmp_path):
     """The kernels' cache directory in tmp_path (Numba's own setting untouched), nothing forced, two cores; the
     values read afresh before and after."""
     monkeypatch.setattr(numba_cache, "cache_directory", lambda root=None: tmp_path)
-    for variable in (tuning.ENVIRONMENT, split.FORCE, rows.FORCE):
+    for variable in (tuning.ENVIRONMENT, split.FORCE, rows.FORCE, panels.FORCE):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setattr(split, "cores", lambda: 2)
     monkeypatch.setattr(rows, "cores", lambda: 2)
@@ -150,9 +150,11 @@ def test_the_boundaries_between_losses_and_wins():
 
 def test_the_measurement_derives_each_threshold_from_its_probes(cache, monkeypatch):
     """On a made-up machine (each probe's ratio a rule of its sizes, no timing): the batch in halves wins at
-    64 <= H <= 256, the split at H >= 256 with T >= 64 and B <= 2, the transposed products at H >= 768."""
+    64 <= H <= 256, the split at H >= 256 with T >= 64 and B <= 2, the transposed products at H >= 768, the
+    panels everywhere."""
     def probe(kind, T, B, I, H):
-        won = {"rows": 64 <= H <= 256, "split": H >= 256 and T >= 64 and B <= 2, "transposed": H >= 768}[kind]
+        won = {"rows": 64 <= H <= 256, "split": H >= 256 and T >= 64 and B <= 2, "transposed": H >= 768,
+               "panels": True}[kind]
         return {"one_s": 2.0 if won else 1.0, "two_s": 1.0, "ratio": 2.0 if won else 1.0}
 
     monkeypatch.setattr(tuning, "probe", probe)
@@ -163,7 +165,8 @@ def test_the_measurement_derives_each_threshold_from_its_probes(cache, monkeypat
     expected = {"rows.min_flops": math.sqrt(train(48) * train(64)),
                 "rows.max_weight_bytes": math.sqrt(lstm_bytes(256) * lstm_bytes(384)),
                 "split.min_row_step": math.sqrt(4 * 192 * 192 * 4 * 256 * 256), "split.min_steps": math.sqrt(32 * 64),
-                "split.max_rows": 2, "blas.transposed_min_bytes": math.sqrt(lstm_bytes(512) * lstm_bytes(768))}
+                "split.max_rows": 2, "blas.transposed_min_bytes": math.sqrt(lstm_bytes(512) * lstm_bytes(768)),
+                "panels.enabled": 1.0}
     assert record["values"] == pytest.approx(expected, rel=1e-12), record["values"]
     assert record["machine"] == tuning.machine() and record["schema"] == tuning.SCHEMA
     split_probes = [(p["T"], p["B"], p["H"]) for p in record["probes"] if p["kind"] == "split"]
@@ -177,7 +180,7 @@ def test_a_measurement_where_the_split_never_won_leaves_its_other_thresholds_saf
     monkeypatch.setattr(tuning, "probe", lambda kind, T, B, I, H: {"one_s": 1.0, "two_s": 1.0, "ratio": 1.0})
     values = tuning.measure()["values"]
     assert values == {"rows.min_flops": math.inf, "rows.max_weight_bytes": 0.0, "split.min_row_step": math.inf,
-                      "blas.transposed_min_bytes": math.inf}
+                      "blas.transposed_min_bytes": math.inf, "panels.enabled": 0.0}
     tuning.save(tuning.measure())
     assert not rows.wanted(100, 32, 1000, 1e12) and not split.wanted("lstm", 1000, 1, 1024, 4)
     assert tuning.value("split.min_steps") == tuning.TABLE["split.min_steps"].safe
@@ -185,18 +188,20 @@ def test_a_measurement_where_the_split_never_won_leaves_its_other_thresholds_saf
 
 def test_measuring_forces_each_path_and_puts_the_environment_back(cache, monkeypatch):
     """Each probe's two sides, as the kernels' choices see them: the plain path (no split, no halves, no
-    transposed products), then the probe's own path alone; the FORCE variables as they were after."""
+    transposed products, no panels), then the probe's own path alone (the panels on the halves, against the
+    halves on BLAS); the FORCE variables as they were after."""
     choices = lambda: (split.wanted("lstm", 256, 1, 256, 4), rows.wanted(64, 16, 1, 1.0),
-                       blas.transposed_wins(np.dtype(np.float32), 16, 1 << 30))
+                       blas.transposed_wins(np.dtype(np.float32), 16, 1 << 30), panels.wanted(16, True))
     monkeypatch.setenv(split.FORCE, "never")
     seen = {}
     for kind, sides in tuning.PATHS.items():
         for side in sides:
             with tuning._paths(*side):
                 seen.setdefault(kind, []).append(choices())
-    plain = (False, False, False)
-    assert seen == {"rows": [plain, (False, True, False)], "split": [plain, (True, False, False)],
-                    "transposed": [plain, (False, False, True)]}
+    plain = (False, False, False, False)
+    assert seen == {"rows": [plain, (False, True, False, False)], "split": [plain, (True, False, False, False)],
+                    "transposed": [plain, (False, False, True, False)],
+                    "panels": [(False, True, False, False), (False, True, False, True)]}
     assert os.environ[split.FORCE] == "never" and rows.FORCE not in os.environ
 
 

@@ -321,7 +321,7 @@ def plain_loss(kernel: cells.Gated, x, state0, params, targets) -> tuple[np.gene
 
 
 def _loss(run: _Run, y: np.ndarray) -> tuple[np.generic, Arrays]:
-    if run.blas_rows == 0:
+    if run.blas_rows == 0 and not run.by_panels:
         at_once = run.kernel.loss_at_once(run, y)
         if at_once is not None:
             return at_once

@@ -189,11 +189,20 @@ def unused(dtype: np.dtype) -> np.ndarray:
     return np.empty((0, 0, columns(dtype)), dtype)
 
 
+#: the environment variable that forces the choice: "always" (every product of a cell that takes panels, of any
+#: size, on any thread) or "never"
+FORCE = "RNNSPEC_CPU_PANELS"
+
+
 def wanted(blas_rows: int, one_thread: bool) -> bool:
     """Whether a step's products run by panels: products large enough for BLAS calls (``blas_rows`` > 0; the
     smaller ones run simd.row_times), on one thread (a half of rows.py, or OpenBLAS held to one: panels run on
     the calling thread only, where OpenBLAS's two threads would share the product), and ``panels.enabled``
-    (:mod:`tuning`)."""
+    (:mod:`tuning`); or as FORCE says."""
     from rnnspec.kernels.cpu import tuning
+    from rnnspec.kernels.cpu.split import forced  # here: split's kernels import this module's users
 
+    force = forced(FORCE)
+    if force is not None:
+        return force
     return blas_rows > 0 and one_thread and tuning.value("panels.enabled") >= 1

@@ -119,7 +119,9 @@ TABLE: dict[str, Threshold] = {
     "panels.enabled": Threshold(
         1, "1: a step's products on one thread run by panels (panels.wanted); 0: by BLAS. On the 2-core AVX-512 "
            "machine the panels ran the step products at 120-171 GFLOP/s float32 where one OpenBLAS call ran 68-99 "
-           "(benchmarks/cpu_issue37/panel_products.md); unmeasured on AVX2, so 0 there unless measured"),
+           "(benchmarks/cpu_issue37/panel_products.md); unmeasured on AVX2, so 0 there unless measured",
+        "1 where the panels won at some H of PANELS_H and lost at none (training calls at (T, B, I) = PANELS, the "
+        "batch in halves; at H = 128 OpenBLAS's calls of 8 rows stay on its small-matrix kernels and may tie)"),
 }
 
 
@@ -327,9 +329,10 @@ def _pair(first: Callable[[], object], second: Callable[[], object]) -> tuple[fl
 
 
 @contextlib.contextmanager
-def _paths(split: str, rows: str, transposed: float) -> Iterator[None]:
-    """split's and rows' FORCE variables set ("always" or "never"), and ``blas.transposed_min_bytes`` to
-    ``transposed`` (0: always, infinity: never), while inside; the variables put back after."""
+def _paths(split: str, rows: str, transposed: float, panels: int = 0) -> Iterator[None]:
+    """split's and rows' FORCE variables set ("always" or "never"), ``blas.transposed_min_bytes`` to
+    ``transposed`` (0: always, infinity: never) and ``panels.enabled`` to ``panels``, while inside; the
+    variables put back after."""
     from rnnspec.kernels.cpu import rows as rows_module
     from rnnspec.kernels.cpu import split as split_module
 
@@ -337,7 +340,7 @@ def _paths(split: str, rows: str, transposed: float) -> Iterator[None]:
     before = {name: os.environ.get(name) for name in wanted}
     os.environ.update(wanted)
     try:
-        with override({"blas.transposed_min_bytes": transposed}):
+        with override({"blas.transposed_min_bytes": transposed, "panels.enabled": panels}):
             yield
     finally:
         for name, old in before.items():
@@ -350,7 +353,8 @@ def _paths(split: str, rows: str, transposed: float) -> Iterator[None]:
 #: what each probe compares: (the plain path, the other) as arguments of _paths
 PATHS = {"rows": (("never", "never", math.inf), ("never", "always", math.inf)),
          "split": (("never", "never", math.inf), ("always", "never", math.inf)),
-         "transposed": (("never", "never", math.inf), ("never", "never", 0))}
+         "transposed": (("never", "never", math.inf), ("never", "never", 0)),
+         "panels": (("never", "always", math.inf, 0), ("never", "always", math.inf, 1))}
 #: the cell every probe times, and its gates
 CELL, GATES = "lstm", 4
 
@@ -417,6 +421,8 @@ def win_range(points: list[tuple[float, float]]) -> tuple[float, float]:
 ROWS, ROWS_H = (32, 16, 32), (32, 48, 64, 96, 128, 192, 256, 384, 512, 768)
 SPLIT, SPLIT_H, SPLIT_T, SPLIT_B = (256, 1, 32), (64, 128, 192, 256, 384, 512), (16, 32, 64, 128, 256), (1, 2, 3, 4)
 TRANSPOSED, TRANSPOSED_H = (8, 16, 64), (512, 768, 1024)
+#: the panels against BLAS calls on the batch's halves (the products they replace), at G2's and G3's H
+PANELS, PANELS_H = (32, 32, 64), (128, 256)
 
 
 def measure(progress: Callable[[str], None] | None = None) -> dict:
@@ -461,6 +467,9 @@ def measure(progress: Callable[[str], None] | None = None) -> dict:
         ratios = [run("transposed", T, B, I, H) for H in TRANSPOSED_H]
         values["blas.transposed_min_bytes"] = lower_boundary([(GATES * H * H * 4, r)
                                                               for H, r in zip(TRANSPOSED_H, ratios)])
+        T, B, I = PANELS
+        ratios = [run("panels", T, B, I, H) for H in PANELS_H]
+        values["panels.enabled"] = float(any(r >= WIN for r in ratios) and all(r * WIN >= 1 for r in ratios))
     return {"schema": SCHEMA, "machine": machine(), "measured_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "seconds": round(time.perf_counter() - started, 1), "load_before": load_before,
             "load_after": os.getloadavg() if hasattr(os, "getloadavg") else None, "win": WIN,
