@@ -3,7 +3,8 @@
 The CPU kernels choose between paths that compute the same values (the same bits, or within the bounds
 their tests state) at different speeds on different machines: the recurrence on two threads
 (:mod:`split`), the batch in two halves on two threads (:mod:`rows`), a step's product as (W a^T)^T
-(:func:`blas.transposed_wins`), a step's product in several BLAS calls (:func:`blas.rows_per_call`).
+(:func:`blas.transposed_wins`), a step's product in several BLAS calls (:func:`blas.rows_per_call`), a step's
+product by the kernels' own tiles (:func:`panels.wanted`).
 Each choice compares the call's sizes with thresholds; :data:`TABLE` holds every one of them, with the
 value to use where nothing was measured on this machine (``safe``), why, and how :func:`measure` derives it.
 
