@@ -246,6 +246,21 @@ def test_every_path_matches_the_oracle(cell):
     assert taken == {name for name, path in PATHS.items() if path.exists(kernel, fixed)}, taken
 
 
+@pytest.mark.parametrize("path", ["whole", "rows", "rows-panels"])
+def test_every_result_survives_the_next_call(path, monkeypatch):
+    """A plain call keeps its states in per-thread scratch (gated._Run.states): what it returns are arrays of their
+    own. After a second call on other inputs, every output and gradient of the first is as it was, on one thread
+    and with the batch in halves (each half writing its rows of the outputs), BLAS or panels."""
+    monkeypatch.setenv(rows.FORCE, "never" if path == "whole" else "always")
+    monkeypatch.setenv(panels.FORCE, "always" if path == "rows-panels" else "never")
+    first = _flat(_run(_fixed("lstm", "float64", 9, 4, 3, 6, seed=1)))
+    kept = {key: np.array(value, copy=True) for key, value in first.items()}
+    second = _flat(_run(_fixed("lstm", "float64", 9, 4, 3, 6, seed=2)))
+    for key, value in first.items():
+        np.testing.assert_array_equal(value, kept[key], err_msg=str(key))
+        assert not np.array_equal(value, second[key]), key  # the second call's values differ: aliasing would show
+
+
 def _fixed(cell, dtype, T, B, I, H, K=3, seed=0):
     gates, states, _ = GATED_CELLS[cell]
     width, extra = _sizes(cell, H, H - 2)
