@@ -188,8 +188,8 @@ def test_a_measurement_where_the_split_never_won_leaves_its_other_thresholds_saf
 
 def test_measuring_forces_each_path_and_puts_the_environment_back(cache, monkeypatch):
     """Each probe's two sides, as the kernels' choices see them: the plain path (no split, no halves, no
-    transposed products, no panels), then the probe's own path alone (the panels on the halves, against the
-    halves on BLAS); the FORCE variables as they were after."""
+    transposed products; the panels as they are), then the probe's own path alone (the panels on the halves,
+    against the halves on BLAS); the FORCE variables as they were after."""
     choices = lambda: (split.wanted("lstm", 256, 1, 256, 4), rows.wanted(64, 16, 1, 1.0),
                        blas.transposed_wins(np.dtype(np.float32), 16, 1 << 30), panels.wanted(16, True))
     monkeypatch.setenv(split.FORCE, "never")
@@ -198,9 +198,10 @@ def test_measuring_forces_each_path_and_puts_the_environment_back(cache, monkeyp
         for side in sides:
             with tuning._paths(*side):
                 seen.setdefault(kind, []).append(choices())
-    plain = (False, False, False, False)
-    assert seen == {"rows": [plain, (False, True, False, False)], "split": [plain, (True, False, False, False)],
-                    "transposed": [plain, (False, False, True, False)],
+    on = panels.wanted(16, True)  # the panels as they are in force (the safe table's): only their own probe sets them
+    plain = (False, False, False, on)
+    assert seen == {"rows": [plain, (False, True, False, on)], "split": [plain, (True, False, False, on)],
+                    "transposed": [plain, (False, False, True, on)],
                     "panels": [(False, True, False, False), (False, True, False, True)]}
     assert os.environ[split.FORCE] == "never" and rows.FORCE not in os.environ
 

@@ -330,10 +330,11 @@ def _pair(first: Callable[[], object], second: Callable[[], object]) -> tuple[fl
 
 
 @contextlib.contextmanager
-def _paths(split: str, rows: str, transposed: float, panels: int = 0) -> Iterator[None]:
+def _paths(split: str, rows: str, transposed: float, panels: int | None = None) -> Iterator[None]:
     """split's and rows' FORCE variables set ("always" or "never"), ``blas.transposed_min_bytes`` to
-    ``transposed`` (0: always, infinity: never) and ``panels.enabled`` to ``panels``, while inside; the
-    variables put back after."""
+    ``transposed`` (0: always, infinity: never) and ``panels.enabled`` to ``panels`` (None: as it is, so that
+    the other probes time the halves with the panels the kernels would use), while inside; the variables put
+    back after."""
     from rnnspec.kernels.cpu import rows as rows_module
     from rnnspec.kernels.cpu import split as split_module
 
@@ -341,7 +342,8 @@ def _paths(split: str, rows: str, transposed: float, panels: int = 0) -> Iterato
     before = {name: os.environ.get(name) for name in wanted}
     os.environ.update(wanted)
     try:
-        with override({"blas.transposed_min_bytes": transposed, "panels.enabled": panels}):
+        chosen = {"blas.transposed_min_bytes": transposed} | ({} if panels is None else {"panels.enabled": panels})
+        with override(chosen):
             yield
     finally:
         for name, old in before.items():
