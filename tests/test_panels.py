@@ -2,6 +2,9 @@
 independence of the other rows, the choice, and the kernels forced onto it against the oracle and against
 their own BLAS path."""
 
+import os
+import subprocess
+import sys
 from fractions import Fraction
 
 import numpy as np
@@ -9,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_gated_kernels import _fixed, _flat, _run, assert_agree, compare, gated_cases
+from test_simd import AVX2_ONLY
 
 from rnnspec import catalogue
 from rnnspec.kernels.cpu import blas, cells, gated, loops, panels, tuning
@@ -142,3 +146,37 @@ def test_kernels_on_panels_agree_with_the_blas_path(cell, hidden, forced):
     assert forced[-1] == (cell, True)
     assert abs(moved[0] - held[0]) <= 1e-5 * abs(held[0]), (moved[0], held[0])
     assert_agree(moved[1], held[1], 1e-4)
+
+
+_AVX2_SCRIPT = r"""
+import re
+import numpy as np
+from rnnspec.kernels.cpu import panels
+assert (panels.ROWS, panels.VECTORS) == (6, 1), (panels.ROWS, panels.VECTORS)
+rng = np.random.default_rng(0)
+for dtype in ("float32", "float64"):
+    for R, K, N in ((13, 300, 70), (6, 5, 16), (1, 129, 3)):
+        a = rng.standard_normal((R, K)).astype(dtype)
+        b = rng.standard_normal((K, N)).astype(dtype)
+        out = np.empty((R, N), dtype)
+        panels.product(a, panels.pack(b), out)
+        exact = a.astype(np.float64) @ b.astype(np.float64)
+        bound = K * np.finfo(dtype).eps * (np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64))
+        assert (np.abs(out - exact) <= bound).all(), (dtype, R, K, N)
+for signature, asm in panels.product.inspect_asm().items():
+    # the basic blocks that jump back to their own label: the tiles' loops over k
+    blocks = re.findall(r"^(\.LBB\d+_\d+):\n((?:(?!^\.LBB).*\n)*?)^\s+j\w+\s+\1\n", asm, re.M)
+    tiles = [body for _, body in blocks if body.count("vfmadd") == 2 * panels.ROWS]
+    assert tiles and "zmm" not in asm, (signature, sorted(body.count("vfmadd") for _, body in blocks))
+    assert all("rsp" not in body for body in tiles), (signature, tiles)
+print("ok")
+"""
+
+
+def test_an_avx2_only_build_sums_right_and_keeps_its_tiles_in_registers(tmp_path):
+    """Built as for an AVX2-only CPU (test_simd.AVX2_ONLY; the code runs on this one too): tiles of 6 rows by one
+    64-byte vector (two of AVX2's 16 registers), products within their bound, and each tile's loop over k
+    holds its 12 sums in registers (12 ymm FMAs, no stack access): 6 rows by two vectors spill there."""
+    env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": AVX2_ONLY, "NUMBA_CACHE_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", _AVX2_SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr

@@ -33,9 +33,10 @@ from numba.extending import intrinsic
 
 from rnnspec.kernels.cpu.simd import AVX512, VECTOR_BYTES, fma_function, spread
 
-#: rows per tile and vectors (of VECTOR_BYTES) per panel: 6 x 4 = 24 of AVX-512's 32 registers hold sums,
-#: 4 the panel's loads; AVX2's 16 registers of half the width take 3 rows by 2 (12 + 4)
-ROWS, VECTORS = (6, 4) if AVX512 else (3, 2)
+#: rows per tile and vectors (of VECTOR_BYTES) per panel: 6 x 4 = 24 of AVX-512's 32 registers hold sums, 4 the
+#: panel's loads, 1 the broadcast value; on AVX2 a 64-byte vector is two of its 16 registers, so 6 x 1 (12 sums,
+#: 2 loads, 1 broadcast: the classic Haswell tile; 3 x 2 would need 17)
+ROWS, VECTORS = (6, 4) if AVX512 else (6, 1)
 
 _I64 = ir.IntType(64)
 
