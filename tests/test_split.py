@@ -1,6 +1,8 @@
 """The recurrence on two threads (rnnspec.kernels.cpu.split): the oracle's values, the one-thread kernels'
 values, and the machinery around it (the choice, the barrier's abort, OpenBLAS's thread count)."""
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -118,3 +120,21 @@ def test_one_thread_holds_openblas_on_one_thread_and_restores_the_count():
             assert getter() == 1
         assert getter() == 1
     assert getter() == before
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs a way to set CPU affinity and two CPUs (Linux, this project's machines)")
+def test_the_two_threads_run_on_two_cpus_and_the_caller_s_cpus_come_back():
+    """During together: the caller held on one CPU, the helper on another (each reads its own affinity); after:
+    the caller's affinity as it was, and a call from a thread allowed one CPU only leaves both unpinned."""
+    before = os.sched_getaffinity(0)
+    seen = together(lambda k: os.sched_getaffinity(0), [(0,), (1,)], counter())
+    assert len(seen[0]) == len(seen[1]) == 1 and seen[0] != seen[1] and seen[0] | seen[1] <= before, seen
+    assert os.sched_getaffinity(0) == before
+    one = {min(before)}
+    os.sched_setaffinity(0, one)
+    try:
+        assert together(lambda k: os.sched_getaffinity(0), [(0,), (1,)], counter())[0] == one
+        assert os.sched_getaffinity(0) == one
+    finally:
+        os.sched_setaffinity(0, before)

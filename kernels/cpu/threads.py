@@ -17,11 +17,14 @@ caller threads at once) runs its parts on fresh threads instead of waiting.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import functools
 import os
 import platform
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 from llvmlite import ir
@@ -139,6 +142,58 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_helpers)
 
 
+def _current_cpu() -> int | None:
+    """The CPU this thread runs on now (glibc's sched_getcpu), None where that cannot be read."""
+    getcpu = _sched_getcpu()
+    cpu = getcpu() if getcpu is not None else -1
+    return cpu if cpu >= 0 else None
+
+
+@functools.cache
+def _sched_getcpu():
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sched_getcpu
+    except (OSError, AttributeError):
+        return None
+    function.restype, function.argtypes = ctypes.c_int, []
+    return function
+
+
+@contextlib.contextmanager
+def _apart(helpers: int) -> Iterator[list[set[int] | None]]:
+    """The CPUs for the caller and ``helpers`` helpers, one each, while inside: the caller held on the CPU it runs
+    on now, each helper given another of the caller's CPUs (a helper sets its own with :func:`_keep_to`); the
+    caller's own CPUs put back after. Nothing where there are too few CPUs or no way to read them.
+
+    Woken after a pause, a helper was placed on the caller's CPU as often as not, and the two threads shared it
+    until the scheduler's balancing moved one, some tens of milliseconds later: the LSTM's G2 forward, batch in
+    halves, took 9-12 ms in the first calls after 0.3 s of quiet against 4.6-5.5 back to back, each half's wall
+    twice its CPU time. Keeping the helper alone off the caller's CPU was not enough: the scheduler then moved
+    the caller onto the helper's (benchmarks/cpu_issue37/README.md)."""
+    cpu = _current_cpu()
+    allowed = sorted(os.sched_getaffinity(0)) if cpu is not None else []
+    others = [c for c in allowed if c != cpu]
+    if len(others) < helpers:
+        yield [None] * helpers
+        return
+    mask = set(allowed)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield [{others[k]} for k in range(helpers)]
+    finally:
+        os.sched_setaffinity(0, mask)
+
+
+def _keep_to(cpus: set[int] | None) -> None:
+    """This thread on ``cpus`` (None: on every CPU the process may use)."""
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)
+    elif hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, os.sched_getaffinity(os.getpid()))
+
+
 def _on_fresh_threads(jobs: list[Callable[[], None]]) -> list[threading.Thread]:
     threads = [threading.Thread(target=job, daemon=True) for job in jobs]
     for thread in threads:
@@ -160,21 +215,20 @@ def together(function: Callable, arguments: Sequence[tuple], barrier: np.ndarray
             barrier[1] = 1
             errors.append(error)
 
-    jobs = [lambda k=k: run(k) for k in range(1, len(arguments))]
-    # not pinned to cores: pinning every process's two threads to the first two cores would crowd them
-    # on a larger machine, and here it changed nothing measurable
     if _helpers_free.acquire(blocking=False):
         try:
-            while len(_helpers) < len(jobs):
+            while len(_helpers) < len(arguments) - 1:
                 _helpers.append(_Helper())
-            finished = [helper.start(job) for helper, job in zip(_helpers, jobs)]
-            run(0)
-            for done in finished:
-                done.wait()
+            with _apart(len(arguments) - 1) as cpus:
+                jobs = [lambda k=k: (_keep_to(cpus[k - 1]), run(k)) for k in range(1, len(arguments))]
+                finished = [helper.start(job) for helper, job in zip(_helpers, jobs)]
+                run(0)
+                for done in finished:
+                    done.wait()
         finally:
             _helpers_free.release()
     else:
-        threads = _on_fresh_threads(jobs)
+        threads = _on_fresh_threads([lambda k=k: run(k) for k in range(1, len(arguments))])
         run(0)
         for thread in threads:
             thread.join()
