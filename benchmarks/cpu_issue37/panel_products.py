@@ -52,7 +52,8 @@ def main() -> None:
     described = machine()
     print(f"# {described['cpu']['cpu']} ({described['cpu']['isa']}, {described['cpu']['cores']} cores), "
           f"OpenBLAS {described['cpu']['blas_core']}; load average {os.getloadavg()[0]:.2f}")
-    print("| dtype | rows x K by K x N | panels, 1 thread | OpenBLAS, 1 thread | OpenBLAS, 2 threads | panels / OpenBLAS 1 |")
+    print("| dtype | rows x K by K x N | panels, 1 thread | OpenBLAS, 1 thread | OpenBLAS, 2 threads | "
+          "panels / OpenBLAS 1 |")
     print("|---|---|---|---|---|---|")
     rng = np.random.default_rng(0)
     for dtype in ("float32", "float64"):
@@ -62,10 +63,10 @@ def main() -> None:
             packed, out = panels.pack(b), np.empty((rows, cols), dtype)
             flop = 2.0 * rows * inner * cols
             n = max(1, int(2e9 / flop))
-            two = rate(lambda: _blas(a, b, out, n), flop * n)
+            two = rate(lambda a=a, b=b, out=out, n=n: _blas(a, b, out, n), flop * n)
             with blas.one_thread():
-                mine = rate(lambda: _panels(a, packed, out, n), flop * n)
-                one = rate(lambda: _blas(a, b, out, n), flop * n)
+                mine = rate(lambda a=a, packed=packed, out=out, n=n: _panels(a, packed, out, n), flop * n)
+                one = rate(lambda a=a, b=b, out=out, n=n: _blas(a, b, out, n), flop * n)
             print(f"| {dtype} | {rows} x {inner} by {inner} x {cols} | {mine:.0f} | {one:.0f} | {two:.0f} | "
                   f"{mine / one:.2f}x |", flush=True)
 
