@@ -31,7 +31,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from rnnspec.kernels.cpu.simd import AVX512, VECTOR_BYTES, fma_function, spread
+from rnnspec.kernels.cpu.simd import AVX512, VECTOR_BYTES, address, spread, vector_codegen
 
 #: rows per tile and vectors (of VECTOR_BYTES) per panel: 6 x 4 = 24 of AVX-512's 32 registers hold sums, 4 the
 #: panel's loads, 1 the broadcast value; on AVX2 a 64-byte vector is two of its 16 registers, so 6 x 1 (12 sums,
@@ -46,11 +46,6 @@ def columns(dtype: np.dtype) -> int:
     return VECTORS * VECTOR_BYTES // np.dtype(dtype).itemsize
 
 
-def _at(builder, base, offset_bytes, ty):
-    raw = builder.gep(builder.bitcast(base, ir.IntType(8).as_pointer()), [offset_bytes])
-    return builder.bitcast(raw, ty.as_pointer())
-
-
 @intrinsic(prefer_literal=True)
 def _tile(typingctx, a, panel, out, row0, col0, rows, first):
     """out[row0:row0 + rows, col0:col0 + NR] (=, or += unless ``first``) a[row0:row0 + rows] @ panel; ``rows`` and
@@ -62,12 +57,8 @@ def _tile(typingctx, a, panel, out, row0, col0, rows, first):
     count, dtype, zero = rows.literal_value, panel.dtype, first.literal_value
 
     def codegen(context, builder, signature, args):
-        a_array, panel_array, out_array = (context.make_array(t)(context, builder, v)
-                                           for t, v in zip(signature.args[:3], args[:3]))
-        size = dtype.bitwidth // 8
-        scalar = context.get_data_type(dtype)
-        vector = ir.VectorType(scalar, VECTOR_BYTES // size)
-        fma = fma_function(builder, vector)
+        (a_array, panel_array, out_array), size, scalar, vector, fma = vector_codegen(context, builder, signature,
+                                                                                      args, dtype)
         row0, col0 = args[3], args[4]
         out_row_stride, out_col_stride = cgutils.unpack_tuple(builder, out_array.strides, 2)
         first_column = builder.mul(col0, out_col_stride)
@@ -75,7 +66,8 @@ def _tile(typingctx, a, panel, out, row0, col0, rows, first):
                      for i in range(count)]
 
         def out_at(i, v):
-            return _at(builder, out_array.data, builder.add(out_lines[i], ir.Constant(_I64, v * VECTOR_BYTES)), vector)
+            at = builder.add(out_lines[i], ir.Constant(_I64, v * VECTOR_BYTES))
+            return address(builder, out_array.data, at, vector)
 
         sums = [[cgutils.alloca_once_value(builder, ir.Constant(vector, None) if zero
                                            else builder.load(out_at(i, v), align=size)) for v in range(VECTORS)]
@@ -87,13 +79,13 @@ def _tile(typingctx, a, panel, out, row0, col0, rows, first):
         with cgutils.for_range(builder, inner) as loop:
             k = loop.index
             line = builder.mul(k, panel_row)
-            loaded = [builder.load(_at(builder, panel_array.data,
+            loaded = [builder.load(address(builder, panel_array.data,
                                        builder.add(line, ir.Constant(_I64, v * VECTOR_BYTES)), vector), align=size)
                       for v in range(VECTORS)]
             step = builder.mul(k, col_stride)
             for i in range(count):  # sums[i] += a[row0 + i, k] panel[k]
-                lanes = spread(builder, builder.load(_at(builder, a_array.data, builder.add(starts[i], step), scalar)),
-                               vector)
+                value = builder.load(address(builder, a_array.data, builder.add(starts[i], step), scalar))
+                lanes = spread(builder, value, vector)
                 for v in range(VECTORS):
                     builder.store(builder.call(fma, [lanes, loaded[v], builder.load(sums[i][v])]), sums[i][v])
         for i in range(count):

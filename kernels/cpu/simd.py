@@ -51,10 +51,20 @@ def fma_function(builder, ty):
     return cgutils.get_or_insert_function(builder.module, ir.FunctionType(ty, [ty] * 3), name)
 
 
-def _address(builder, base, offset_bytes, ty):
+def address(builder, base, offset_bytes, ty):
     """A pointer of type ``ty*`` at ``base`` + ``offset_bytes``."""
     raw = builder.gep(builder.bitcast(base, ir.IntType(8).as_pointer()), [offset_bytes])
     return builder.bitcast(raw, ty.as_pointer())
+
+
+def vector_codegen(context, builder, signature, args, dtype):
+    """What an intrinsic over arrays of ``dtype`` starts from: the array structs of its first three arguments, the
+    dtype's size in bytes and LLVM type, the vector of VECTOR_BYTES of it, and that vector's fused multiply-add."""
+    arrays = [context.make_array(t)(context, builder, v) for t, v in zip(signature.args[:3], args[:3])]
+    size = dtype.bitwidth // 8
+    scalar = context.get_data_type(dtype)
+    vector = ir.VectorType(scalar, VECTOR_BYTES // size)
+    return arrays, size, scalar, vector, fma_function(builder, vector)
 
 
 def spread(builder, value, vector):
@@ -80,12 +90,8 @@ def _block(typingctx, a, b, out, col, vectors):
     chains = max(1, WIDEST // count)
 
     def codegen(context, builder, signature, args):
-        a_array, b_array, out_array = (context.make_array(t)(context, builder, v)
-                                       for t, v in zip(signature.args[:3], args[:3]))
-        size = dtype.bitwidth // 8
-        scalar = context.get_data_type(dtype)
-        vector = ir.VectorType(scalar, VECTOR_BYTES // size)
-        fma = fma_function(builder, vector)
+        (a_array, b_array, out_array), size, scalar, vector, fma = vector_codegen(context, builder, signature, args,
+                                                                                  dtype)
         column_bytes = builder.mul(args[3], ir.Constant(_I64, size))
         a_stride = cgutils.unpack_tuple(builder, a_array.strides, 1)[0]
         b_stride = cgutils.unpack_tuple(builder, b_array.strides, 2)[0]
@@ -95,12 +101,12 @@ def _block(typingctx, a, b, out, col, vectors):
 
         def add_row(k, chain):
             """sums[chain][i] += a[k] b[k, block i]"""
-            value = builder.load(_address(builder, a_array.data, builder.mul(k, a_stride), scalar))
+            value = builder.load(address(builder, a_array.data, builder.mul(k, a_stride), scalar))
             every_lane = spread(builder, value, vector)
             row = builder.add(builder.mul(k, b_stride), column_bytes)
             for i, total in enumerate(sums[chain]):
                 at = builder.add(row, ir.Constant(_I64, i * VECTOR_BYTES))
-                loaded = builder.load(_address(builder, b_array.data, at, vector), align=size)
+                loaded = builder.load(address(builder, b_array.data, at, vector), align=size)
                 builder.store(builder.call(fma, [every_lane, loaded, builder.load(total)]), total)
 
         rounds = builder.udiv(inner, ir.Constant(_I64, chains))
@@ -116,7 +122,7 @@ def _block(typingctx, a, b, out, col, vectors):
             for chain in range(1, chains):
                 total = builder.fadd(total, builder.load(sums[chain][i]))
             at = builder.add(column_bytes, ir.Constant(_I64, i * VECTOR_BYTES))
-            builder.store(total, _address(builder, out_array.data, at, vector), align=size)
+            builder.store(total, address(builder, out_array.data, at, vector), align=size)
         return context.get_dummy_value()
 
     return types.void(a, b, out, col, vectors), codegen
