@@ -16,7 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def installed_by_ci() -> frozenset[str]:
     """The import names of what .ci/run installs: the distributions of the extras in its ``pip install -e ".[...]"``
     line (read from pyproject.toml) and the packages named after them (``torch==2.13.0``)."""
-    import tomllib
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the test extra installs tomli, the same parser
+        import tomli as tomllib
 
     line = re.search(r'pip install [^\n]*-e "\.\[([\w,-]+)\]"([^\n]*)', (ROOT / ".ci/run").read_text())
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
