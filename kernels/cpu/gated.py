@@ -26,7 +26,7 @@ import numpy as np
 from rnnspec.kernels import checks
 from rnnspec.kernels.cpu import blas, cells, panels, rows, split
 from rnnspec.kernels.cpu.cells import Deltas
-from rnnspec.kernels.cpu.loops import SMALL_STEP, head_kernel, input_side, project, recurrent_side
+from rnnspec.kernels.cpu.loops import SMALL_STEP, head_kernel, input_side, project, recurrent_side, transposed
 from rnnspec.kernels.cpu.scratch import workspace
 from rnnspec.kernels.cpu.work import flops
 
@@ -102,10 +102,16 @@ class _Run:
                               self.head, self.tag, half=True, private=self.private), part))
         return runs
 
-    def panels(self, b: np.ndarray) -> np.ndarray:
-        """b (K, N), C-contiguous, packed for the step's products by it (panels.pack) where they run by panels, else
-        an empty array (loops.step_product then runs them by BLAS)."""
-        return panels.pack(b) if self.by_panels else panels.unused(self.dtype)
+    def weights(self, W: np.ndarray, backward: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(W^T, panels): what a direction's loop reads beyond W for its step products a @ b, b = W^T forward and
+        W backward (loops.step_product). The panels hold b packed (panels.pack) where the products run by panels,
+        else they are empty; W^T (C-contiguous) is made only where BLAS runs them on it (forward untransposed,
+        backward transposed), else it is empty too: transposing G4's stacked W (4096 x 1024, float32) took 16 ms of
+        the LSTM forward's 216 (benchmarks/cpu_issue37/README.md)."""
+        empty = np.empty((0, 0), W.dtype)
+        if self.by_panels:
+            return empty, panels.pack(W if backward else W.T)
+        return (transposed(W) if self.transposed == backward else empty), panels.unused(self.dtype)
 
     def scratch(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         return workspace(name + self.tag, shape, self.dtype)
@@ -124,10 +130,13 @@ class _Run:
     def stack(self, kind: str, gates: str | None = None) -> np.ndarray:
         """The parameters ``kind``_k of ``gates`` (all of them by default) stacked in one C-contiguous array,
         whatever the layout of each (a Fortran-order result would send the GEMMs down another BLAS path, with
-        other roundings)."""
-        parts = [self.params[f"{kind}_{g}"] for g in (gates or self.order)]
+        other roundings). In this run's scratch: a new array's page faults cost G4's LSTM 7 ms a call for its
+        stacked U, W and b (24 MB in float32)."""
+        gates = gates or self.order
+        parts = [self.params[f"{kind}_{g}"] for g in gates]
         first = parts[0]  # every gate's parameter has its shape (checks.gated_inputs)
-        return np.concatenate(parts, out=np.empty((len(parts) * first.shape[0],) + first.shape[1:], self.dtype))
+        out = self.scratch(f"stacked {kind} {''.join(gates)}", (len(parts) * first.shape[0],) + first.shape[1:])
+        return np.concatenate(parts, out=out)
 
     def prepare(self) -> None:
         T, B, H = self.T, self.B, self.H
@@ -236,15 +245,19 @@ def forward(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None = 
 def plain_forward(kernel: cells.Gated, x, state0, params) -> Arrays:
     """forward of a gated cell over full sequences, one layer (the plain contract)."""
     run = _Run(kernel.name, x, state0, params, private=True)
+    if not run.empty and not run.by_rows("forward"):
+        # one run: its states' arrays are the results (run.outputs), new ones, not scratch (copying G4's LSTM
+        # states out of scratch cost 5 ms a call)
+        run.private = False
+        with run.threads():
+            run.prepare()
+            run.forward()
+        return run.outputs()
     widths = {"h": run.P}
     out = {k: (np.zeros if run.empty else np.empty)((run.T, run.B, widths.get(k, run.H)), run.dtype)
            for k in kernel.entry.states}
-    if run.empty:
-        return out
-    if run.by_rows("forward"):  # each half writes its rows of out, in its own thread
+    if not run.empty:  # each half writes its rows of out, in its own thread
         rows.run(_states, [(half, {k: v[:, part] for k, v in out.items()}) for half, part in run.halves()])
-    else:
-        _states(run, out)
     return out
 
 

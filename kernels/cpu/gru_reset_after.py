@@ -21,7 +21,7 @@ from numba import njit
 
 from rnnspec.kernels.cpu.cells import Block, Deltas, Gated
 from rnnspec.kernels.cpu.elementwise import sigmoid, tanh
-from rnnspec.kernels.cpu.loops import clear, hold, pass_back, step_product, transposed
+from rnnspec.kernels.cpu.loops import clear, hold, pass_back, step_product
 from rnnspec.kernels.cpu.scratch import workspace
 
 # 1D rows and gate blocks, and gate values apart from their inputs, as in lstm.py: so LLVM vectorizes.
@@ -134,10 +134,10 @@ class ResetAfter(Gated):
 
     def recur(self, run) -> None:
         run.W = run.stack("W")
-        run.WT = transposed(run.W)
         run.ms = run.scratch("m", (run.T, run.B, run.H))
-        self.loops[0](run.a, run.gates, run.hs, run.ms, run.WT, run.W, run.transposed, run.param("b_hn"),
-                      run.blas_rows, run.one, run.active, run.panels(run.WT))
+        WT, packed = run.weights(run.W)
+        self.loops[0](run.a, run.gates, run.hs, run.ms, WT, run.W, run.transposed, run.param("b_hn"),
+                      run.blas_rows, run.one, run.active, packed)
 
     def recur_back(self, run, direct: np.ndarray, gc: np.ndarray) -> Deltas:
         T, B, H, G = run.T, run.B, run.H, len(self.gates)
@@ -145,8 +145,9 @@ class ResetAfter(Gated):
         deltas, recurrent = workspace("deltas", (T, B, G * H), run.dtype), workspace("deltas_recurrent", (T, B, G * H),
                                                                                       run.dtype)
         carry, bias_grad, b_hn_grad = np.zeros((B, H), run.dtype), np.zeros(G * H, run.dtype), np.zeros(H, run.dtype)
-        self.loops[1](direct, run.gates, run.hs, run.ms, run.W, run.WT, run.transposed, run.blas_rows, deltas,
-                      recurrent, carry, bias_grad, b_hn_grad, run.one, run.active, run.panels(run.W))
+        WT, packed = run.weights(run.W, backward=True)
+        self.loops[1](direct, run.gates, run.hs, run.ms, run.W, WT, run.transposed, run.blas_rows, deltas,
+                      recurrent, carry, bias_grad, b_hn_grad, run.one, run.active, packed)
         return Deltas([Block(self.gates, deltas, recurrent, run.hs[:T])], bias_grad, {"h0": carry}, {"b_hn": b_hn_grad})
 
 

@@ -90,7 +90,8 @@ def transposed(source):
 def step_product(a, b, b_transposed, out, blas_rows, staging, transposed=True, packed=None):
     """out = a @ b: where ``packed`` holds b in panels (not empty), by the kernels' tiles (:func:`panels.product`);
     else, where ``transposed``, as (b^T a^T)^T from ``b_transposed`` (b^T, C-contiguous): one BLAS call writes
-    out^T into ``staging`` (at least R N elements), then a tiled transpose; else by :func:`matmul_into`.
+    out^T into ``staging`` (at least R N elements), then a tiled transpose; else by :func:`matmul_into`. Only the
+    operand the path reads need be given: the others may be empty.
     OpenBLAS's sgemm ran the transposed problem faster at large W (blas.transposed_wins), with the same bits."""
     if packed is not None:  # two ifs: Numba prunes the first where packed is left out
         if packed.shape[0] > 0:
@@ -99,7 +100,8 @@ def step_product(a, b, b_transposed, out, blas_rows, staging, transposed=True, p
     if not transposed:
         matmul_into(a, b, out, blas_rows)
         return
-    staged = staging[:a.shape[0] * b.shape[1]].reshape(b.shape[1], a.shape[0])
+    columns = b_transposed.shape[0]  # b itself may be left empty here (gated._Run.weights)
+    staged = staging[:a.shape[0] * columns].reshape(columns, a.shape[0])
     np.dot(b_transposed, a.T, staged)
     transpose_into(staged, out)
 

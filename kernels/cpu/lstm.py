@@ -35,7 +35,6 @@ from rnnspec.kernels.cpu.loops import (
     project,
     recurrent_side,
     step_product,
-    transposed,
 )
 from rnnspec.kernels.cpu.scratch import workspace
 
@@ -181,12 +180,11 @@ class Family(Gated):
         self.loops = loops
 
     def begin(self, run) -> None:
-        """run.cs (T+1, B, H) from c0, run.tcs for tanh(c_t), run.W the stacked W and run.WT its transpose."""
+        """run.cs (T+1, B, H) from c0, run.tcs for tanh(c_t), run.W the stacked W."""
         run.cs = run.states("cs", (run.T + 1, run.B, run.H))
         run.cs[0] = run.state0["c0"]
         run.tcs = run.scratch("tanh_c", (run.T, run.B, run.H))
         run.W = run.stack("W")
-        run.WT = transposed(run.W)
 
     def sums(self, run) -> tuple[np.ndarray, ...]:
         """The BPTT's accumulators: dL/dh0 (B, P), dL/dc0 (B, H), dL/db (G H,), all zero, and the deltas' scratch
@@ -206,14 +204,16 @@ class Family(Gated):
 
     def recur(self, run) -> None:
         self.begin(run)
-        self.loops[0](run.a, run.gates, run.hs, run.cs, run.tcs, run.WT, run.W, run.transposed, run.blas_rows,
-                      run.active, self.cell(run), run.panels(run.WT))
+        WT, packed = run.weights(run.W)
+        self.loops[0](run.a, run.gates, run.hs, run.cs, run.tcs, WT, run.W, run.transposed, run.blas_rows,
+                      run.active, self.cell(run), packed)
 
     def recur_back(self, run, direct: np.ndarray, gc: np.ndarray) -> Deltas:
         carry, carry_c, bias_grad, deltas = self.sums(run)
         cell, extra = self.cell_back(run)
-        self.loops[1](direct, gc, run.gates, run.cs, run.tcs, run.W, run.WT, run.transposed, run.blas_rows, deltas,
-                      carry, carry_c, bias_grad, run.one, run.active, cell, run.panels(run.W))
+        WT, packed = run.weights(run.W, backward=True)
+        self.loops[1](direct, gc, run.gates, run.cs, run.tcs, run.W, WT, run.transposed, run.blas_rows, deltas,
+                      carry, carry_c, bias_grad, run.one, run.active, cell, packed)
         return Deltas([Block(self.gates, deltas, deltas, run.hs[:run.T])], bias_grad, {"h0": carry, "c0": carry_c},
                       extra)
 

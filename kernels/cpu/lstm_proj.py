@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from rnnspec.kernels import checks
 from rnnspec.kernels.cpu.cells import Block, Deltas
 from rnnspec.kernels.cpu.loops import clear, hold, matmul_into, pass_back, recurrent_side, step_product
+from rnnspec.kernels.cpu.loops import transposed as transposed_copy
 from rnnspec.kernels.cpu.lstm import Family, back_step, step
 from rnnspec.kernels.cpu.scratch import workspace
 
@@ -73,16 +73,18 @@ class LstmProjected(Family):
         self.begin(run)
         run.rs = run.scratch("r", (run.T, run.B, run.H))
         W_hr = run.param("W_hr")
-        forward(run.a, run.gates, run.hs, run.cs, run.tcs, run.rs, run.WT, run.W, run.transposed,
-                checks.contiguous(W_hr.T), run.blas_rows, run.projection_rows, run.active, run.panels(run.WT))
+        WT, packed = run.weights(run.W)
+        forward(run.a, run.gates, run.hs, run.cs, run.tcs, run.rs, WT, run.W, run.transposed, transposed_copy(W_hr),
+                run.blas_rows, run.projection_rows, run.active, packed)
 
     def recur_back(self, run, direct: np.ndarray, gc: np.ndarray) -> Deltas:
         T, B, H, P = run.T, run.B, run.H, run.P
         carry, carry_c, bias_grad, deltas = self.sums(run)
         douts = workspace("douts", (T, B, P), run.dtype)
-        backward(direct, gc, run.gates, run.cs, run.tcs, run.W, run.WT, run.transposed, run.param("W_hr"),
+        WT, packed = run.weights(run.W, backward=True)
+        backward(direct, gc, run.gates, run.cs, run.tcs, run.W, WT, run.transposed, run.param("W_hr"),
                  run.blas_rows, run.projection_rows, deltas, douts, carry, carry_c, bias_grad, run.one, run.active,
-                 run.panels(run.W))
+                 packed)
         extra = {"W_hr": recurrent_side(run.rs.reshape(T * B, H), douts.reshape(T * B, P))}
         return Deltas([Block(self.gates, deltas, deltas, run.hs[:T])], bias_grad, {"h0": carry, "c0": carry_c},
                       extra)
