@@ -33,6 +33,7 @@ from rnnspec.kernels.cpu.loops import (
     step_backward,
     step_forward,
     train_kernel,
+    transposed,
 )
 from rnnspec.kernels.cpu.scratch import workspace
 
@@ -67,11 +68,12 @@ class _Step:
         self.active = np.full(self.T, self.B, np.int64)
 
     def prepare(self) -> None:
-        """The contiguous copies, made once, only when the layout needs them."""
+        """The contiguous copies, made once, only when the layout needs them; U^T and W^T by the tiled
+        loops.transposed (NumPy's copy of W.T took 7.4 against 1.2 ms at S4's 1024 x 1024 in float32)."""
         self.x2 = checks.contiguous(self._x).reshape(self.T * self.B, self.I)
         self.h0 = checks.contiguous(self._h0)
-        self.U, self.UT = checks.contiguous(self._U), checks.contiguous(self._U.T)
-        self.W, self.WT = checks.contiguous(self._W), checks.contiguous(self._W.T)
+        self.U, self.UT = checks.contiguous(self._U), transposed(self._U)
+        self.W, self.WT = checks.contiguous(self._W), transposed(self._W)
 
     # Two regimes. Up to LARGE_STEP everything runs inside Numba (whose np.dot calls SciPy's
     # OpenBLAS). From LARGE_STEP on, every matrix product goes through blas.matmul (one library for
