@@ -267,15 +267,14 @@ PATHS = {
     "numpy-blas": Path(("elman",), lambda mp: _sizes(mp, -1, 0), lambda s: all(o.large for o in s["steps"])),
     "transposed": Path(tuple(c for c in GATED if cells.kernel(c).transposable), _transposed,
                        lambda s: all(o.transposed for o in s["runs"])),
-    "panels": Path(tuple(c for c in GATED if cells.kernel(c).transposable), _panels,
-                   lambda s: all(o.by_panels for o in s["runs"])),
+    "panels": Path(("elman",) + tuple(c for c in GATED if cells.kernel(c).transposable), _panels,
+                   lambda s: all(o.by_panels for o in s["runs"] + s["steps"])),
     # BLAS-sized step products, as where two threads are chosen (the LSTM's loss at loop sizes runs in one call)
     "two-thread-recurrence": Path(split.CELLS, lambda mp: _sizes(mp, -1, split_=True), lambda s: s["split"] > 0,
                                   variants=("",), even_H=True),  # a variant's runs never split
     "rows-on-two-threads": Path(CELL_NAMES, lambda mp: _sizes(mp, 10**12, rows_=True), lambda s: s["rows"] > 0,
                                 min_B=2),
 }
-#: Elman's plain run has no rows path (rows.py is the gated cells' and the variants')
 CASES = [(cell, name) for name, path in PATHS.items() for cell in path.cells]
 
 

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from rnnspec.derivations.oracle import Oracle
 from rnnspec.kernels import elman_backward, elman_forward, elman_loss
 from rnnspec.kernels.cpu import elman as cpu
+from rnnspec.kernels.cpu import panels, rows
 from rnnspec.spec.tolerance import relative_error, tolerance
 
 from strategies import ACTIVATIONS, rel_err, small_arrays
@@ -104,23 +105,38 @@ def test_float32_matches_oracle_within_justified_tolerance(case):
     _compare(case)
 
 
-PATHS = {"loops": (10**9, 10**9), "blas-in-numba": (0, 10**9), "numpy-blas": (0, 0)}
+#: (SMALL_STEP, LARGE_STEP, the batch in halves on two threads (rows.py), the products by panels (panels.py))
+PATHS = {"loops": (10**9, 10**9, "never", "never"), "blas-in-numba": (0, 10**9, "never", "never"),
+         "numpy-blas": (0, 0, "never", "never"), "panels": (0, 10**9, "never", "always"),
+         "rows": (0, 10**9, "always", "never"), "rows-panels": (0, 10**9, "always", "always")}
 
 
 @pytest.mark.parametrize("path", sorted(PATHS))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_every_code_path(path, dtype):
-    """The three regimes (plain loops, BLAS inside Numba, NumPy's BLAS around jitted loops) on any size."""
+    """The regimes (plain loops, BLAS inside Numba, NumPy's BLAS around jitted loops), the products by panels and
+    the batch in halves on two threads, on any size; each forced path is seen taken where it exists."""
+    small, large, by_rows, by_panels = PATHS[path]
+    seen = []
 
     @settings(max_examples=15)
     @given(kernel_cases(dtype))
     def check(case):
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(cpu, "SMALL_STEP", PATHS[path][0])
-            patch.setattr(cpu, "LARGE_STEP", PATHS[path][1])
+            patch.setattr(cpu, "SMALL_STEP", small)
+            patch.setattr(cpu, "LARGE_STEP", large)
+            patch.setenv(rows.FORCE, by_rows)
+            patch.setenv(panels.FORCE, by_panels)
+            init = cpu._Step.__init__
+            patch.setattr(cpu._Step, "__init__", lambda self, *a, **k: (init(self, *a, **k), seen.append(self))[0])
             _compare(case)
 
     check()
+    # a step with B >= 2 rows halves where rows are forced: the halves are steps of their own, marked half
+    assert any(step.half for step in seen) == (by_rows == "always"), path
+    if by_panels == "always":
+        assert all(step.by_panels for step in seen if not step.large and step.blas_rows), path
+        assert any(step.by_panels for step in seen), path
 
 
 def _base(dtype=np.float64, **sizes):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from rnnspec.kernels import checks
+from rnnspec.kernels.cpu import blas, panels, rows
 from rnnspec.kernels.cpu.blas import matmul, rows_per_call
 from rnnspec.kernels.cpu.cells import Kernel
 from rnnspec.kernels.cpu.loops import (
@@ -36,6 +37,7 @@ from rnnspec.kernels.cpu.loops import (
     transposed,
 )
 from rnnspec.kernels.cpu.scratch import workspace
+from rnnspec.kernels.cpu.work import flops
 
 Grads = dict[str, np.ndarray]
 
@@ -50,22 +52,43 @@ LARGE_STEP = 1 << 21
 class _Step:
     """The checked, contiguous arguments of one Elman layer, and how to run its recurrence."""
 
-    def __init__(self, x, h0, U, W, b, activation, h0_name: str = "h0"):
+    def __init__(self, x, h0, U, W, b, activation, h0_name: str = "h0", half: bool = False):
         (x, h0, U, W, b), (self.T, self.B, self.I, self.H) = checks.elman_arrays(x, h0, U, W, b, h0_name=h0_name)
         self.dtype = x.dtype
+        self.activation, self.h0_name = activation, h0_name
         code = checks.activation_code(activation)
         self.code = 4 if code == 0 and self.dtype == np.float32 else code
         self.one = self.dtype.type(1)
         self.has_bias = b is not None
         self.bias = checks.contiguous(b) if b is not None else np.zeros(self.H, self.dtype)  # none: zero
         self.empty = self.T == 0 or self.B == 0
+        #: a half of a call whose rows run on two threads (rows.py): its products inside Numba, on one BLAS thread
+        self.half = half
         work = self.B * self.H * self.H
-        self.large = work >= LARGE_STEP
+        self.large = work >= LARGE_STEP and not half
         #: rows per BLAS call in a step's product (0: the loop, for small ones); see loops.matmul_into
-        self.blas_rows = 0 if work <= SMALL_STEP else rows_per_call(self.B, self.H, self.H, False)
-        self._x, self._h0, self._U, self._W = x, h0, U, W
+        self.blas_rows = 0 if work <= SMALL_STEP else rows_per_call(self.B, self.H, self.H, half)
+        #: the step's products by the kernels' tiles over panels of W (panels.py), as the gated cells' are
+        self.by_panels = not self.large and panels.wanted(self.blas_rows, half or blas.threads() == 1)
+        self._x, self._h0, self._U, self._W, self._b = x, h0, U, W, b
         #: rows still running at each step (a prefix: rows sorted by length; see loops.hold)
         self.active = np.full(self.T, self.B, np.int64)
+
+    def by_rows(self, phase: str, K: int = 0) -> bool:
+        """Whether this call (``phase``: "forward", or "train" with gradients and a head of K classes) runs its rows
+        in two halves on two threads (rows.wanted), as the gated cells' do."""
+        weights = self.H * self.H * self.dtype.itemsize
+        return rows.wanted(self.T, self.B, weights, flops(phase, self.T, self.B, self.I, self.H, K))
+
+    def halves(self) -> list[tuple[_Step, slice]]:
+        """The two steps over rows.halves(B), each with its rows."""
+        return [(_Step(self._x[:, part], self._h0[part], self._U, self._W, self._b, self.activation, self.h0_name,
+                       half=True), part) for part in rows.halves(self.B)]
+
+    def packed(self, backward: bool = False) -> np.ndarray:
+        """The step's product operand packed in panels (W^T forward, W backward) where the products run by them,
+        else an empty array (loops.step_product)."""
+        return panels.pack(self._W if backward else self._W.T) if self.by_panels else panels.unused(self.dtype)
 
     def prepare(self) -> None:
         """The contiguous copies, made once, only when the layout needs them; U^T and W^T by the tiled
@@ -80,12 +103,12 @@ class _Step:
     # the whole call) and only elementwise loops are jitted.
     def states(self, keep: bool = True) -> np.ndarray:
         """(T+1, B, H): h0 and h_1..h_T; ``keep=False`` lets them live in the reused workspace."""
-        if not self.large:
-            states = projected_states(self.x2, self.h0, self.UT)
-            recur_forward(states, self.WT, self.bias, self.code, self.one, self.blas_rows, self.active)
-            return states
         shape = (self.T + 1, self.B, self.H)
         states = np.empty(shape, self.dtype) if keep else workspace("states", shape, self.dtype)
+        if not self.large:
+            projected_states(self.x2, self.h0, self.UT, states)
+            recur_forward(states, self.WT, self.bias, self.code, self.one, self.blas_rows, self.active, self.packed())
+            return states
         states[0] = self.h0
         matmul(self.x2, self.UT, out=states.reshape(-1, self.H)[self.B:])
         product = workspace("product", (self.B, self.H), self.dtype)
@@ -127,7 +150,8 @@ class _Step:
         gb = np.zeros(self.H, self.dtype)
         if not self.large:
             deltas = np.empty_like(direct)
-            recur_backward(direct, states, self.W, self.code, self.one, self.blas_rows, deltas, carry, gb, self.active)
+            recur_backward(direct, states, self.W, self.code, self.one, self.blas_rows, deltas, carry, gb, self.active,
+                           self.packed(backward=True))
             return self.grads(carry, *parameter_gradients(self.x2, self.U, states, deltas), gb)
         deltas = workspace("deltas", direct.shape, self.dtype)
         for t in range(self.T - 1, -1, -1):
@@ -164,8 +188,17 @@ def forward_named(x, h0, U, W, b, activation: str, h0_name: str = "h0") -> np.nd
     step = _Step(x, h0, U, W, b, activation, h0_name)
     if step.empty:
         return np.zeros((step.T, step.B, step.H), step.dtype)
+    if step.by_rows("forward"):  # each half writes its rows of out, in its own thread
+        out = np.empty((step.T, step.B, step.H), step.dtype)
+        rows.run(_states_into, [(half, out[:, part]) for half, part in step.halves()])
+        return out
     step.prepare()
     return step.states()[1:]
+
+
+def _states_into(step: _Step, out: np.ndarray) -> None:
+    step.prepare()
+    out[...] = step.states(keep=False)[1:]
 
 
 def elman_backward(x: np.ndarray, h0: np.ndarray, U: np.ndarray, W: np.ndarray, b: np.ndarray | None,
@@ -183,6 +216,12 @@ def backward_named(x, h0, U, W, b, gh, activation: str, h0_name: str = "h0", gh_
     checks.shape(gh_name, gh, (step.T, step.B, step.H), "(T, B, H)")
     if step.empty:
         return step.zeros()
+    if step.by_rows("train"):
+        return rows.join(rows.run(_vjp, [(half, gh[:, part]) for half, part in step.halves()]), rows.GRADIENTS)
+    return _vjp(step, gh)
+
+
+def _vjp(step: _Step, gh: np.ndarray) -> Grads:
     step.prepare()
     return step.backward(step.states(keep=False), checks.contiguous(gh))
 
@@ -210,13 +249,21 @@ def loss_named(x, h0, U, W, b, V, c, targets, activation: str, h0_name: str = "h
         grads = step.zeros()
         grads.update(V=np.zeros(V.shape, step.dtype), c=np.zeros(c.shape, step.dtype))
         return step.dtype.type(0), grads
-    step.prepare()
     Vc, VT, cc = checks.contiguous(V), checks.contiguous(V.T), checks.contiguous(c)
+    if step.by_rows("train", K):
+        halves = rows.run(_loss, [(half, Vc, VT, cc, y[:, part]) for half, part in step.halves()])
+        return halves[0][0] + halves[1][0], rows.join([grads for _, grads in halves], rows.GRADIENTS)
+    return _loss(step, Vc, VT, cc, y)
+
+
+def _loss(step: _Step, Vc: np.ndarray, VT: np.ndarray, cc: np.ndarray, y: np.ndarray) -> tuple[np.generic, Grads]:
+    step.prepare()
     y = checks.contiguous(y).reshape(step.T * step.B)
     if not step.large:
+        states = workspace("states", (step.T + 1, step.B, step.H), step.dtype)
         loss, gx2, gh0, gU, gW, gb, gV, gc = train_kernel(
             step.x2, step.h0, step.U, step.UT, step.W, step.WT, step.bias, Vc, VT, cc, y,
-            step.code, step.one, step.blas_rows, step.active)
+            step.code, step.one, step.blas_rows, step.active, states, step.packed(), step.packed(backward=True))
         grads = step.grads(gh0, gx2, gU, gW, gb)
     else:
         states = step.states(keep=False)

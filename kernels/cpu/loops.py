@@ -152,33 +152,37 @@ def step_backward(delta, direct, carry, h, act, one, bias_grad):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def recur_forward(states, WT, bias, act, one, blas_rows, active):
+def recur_forward(states, WT, bias, act, one, blas_rows, active, packed):
     """states[0] = h0 and states[1:] = U x_t on entry; on exit states[t] = f(states[t] + W h_{t-1} + b)
-    for the active[t - 1] rows still running, states[t - 1] for the others."""
+    for the active[t - 1] rows still running, states[t - 1] for the others. The products run by the panels
+    ``packed`` (W^T packed: :func:`step_product`) where it is not empty."""
     steps, batch, hidden = states.shape
     product = np.empty((batch, hidden), states.dtype)
+    none = np.empty(0, states.dtype)  # no staging: the products never run transposed here
     for t in range(1, steps):
         n = active[t - 1]
         if n > 0:
-            matmul_into(states[t - 1][:n], WT, product[:n], blas_rows)
+            step_product(states[t - 1][:n], WT, WT, product[:n], blas_rows, none, False, packed)
             step_forward(states[t][:n], product[:n], bias, act, one)
         hold(states[t - 1], states[t], n)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def recur_backward(direct, states, W, act, one, blas_rows, deltas, carry, bias_grad, active):
+def recur_backward(direct, states, W, act, one, blas_rows, deltas, carry, bias_grad, active, packed):
     """delta_t = f'(z_t) * (direct_t + W^T delta_{t+1}) for t = T..1; carry ends as W^T delta_1.
 
     states is (T+1, B, H) with h0 first; deltas (T, B, H) is written; carry (B, H) and bias_grad (H,)
-    start at zero. Rows r >= active[t] are held at step t (see :func:`hold`).
+    start at zero. Rows r >= active[t] are held at step t (see :func:`hold`). The products run by the panels
+    ``packed`` (W packed) where it is not empty.
     """
+    none = np.empty(0, carry.dtype)
     for t in range(direct.shape[0] - 1, -1, -1):
         n = active[t]
         pass_back(carry, direct[t], n)
         clear(deltas[t], n)
         if n > 0:
             step_backward(deltas[t][:n], direct[t][:n], carry[:n], states[t + 1][:n], act, one, bias_grad)
-            matmul_into(deltas[t][:n], W, carry[:n], blas_rows)
+            step_product(deltas[t][:n], W, W, carry[:n], blas_rows, none, False, packed)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -227,14 +231,12 @@ def project(x2, U, bias, out):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def projected_states(x2, h0, UT):
-    """(T+1, B, H): h0, then U x_t for every t in one GEMM."""
+def projected_states(x2, h0, UT, states):
+    """states (T+1, B, H) = h0, then U x_t for every t in one GEMM."""
     batch, hidden = h0.shape
-    steps = x2.shape[0] // batch
-    states = np.empty((steps + 1, batch, hidden), h0.dtype)
+    steps = states.shape[0] - 1
     states[0] = h0
     np.dot(x2, UT, states.reshape((steps + 1) * batch, hidden)[batch:])
-    return states
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -280,14 +282,17 @@ def parameter_gradients(x2, U, states, deltas):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def train_kernel(x2, h0, U, UT, W, WT, bias, V, VT, c, targets, act, one, blas_rows, active):
-    """Forward, softmax cross-entropy summed over time and batch, BPTT, all in one call (small sizes)."""
-    states = projected_states(x2, h0, UT)
-    recur_forward(states, WT, bias, act, one, blas_rows, active)
+def train_kernel(x2, h0, U, UT, W, WT, bias, V, VT, c, targets, act, one, blas_rows, active, states, packed_T,
+                 packed):
+    """Forward, softmax cross-entropy summed over time and batch, BPTT, all in one call (small sizes, and the
+    halves of rows.py). states (T+1, B, H) receives the states; the products run by the panels packed_T (W^T)
+    and packed (W) where they are not empty."""
+    projected_states(x2, h0, UT, states)
+    recur_forward(states, WT, bias, act, one, blas_rows, active, packed_T)
     loss, gV, gc, direct = head_kernel(states, V, VT, c, targets, one)
     deltas = np.empty_like(direct)
     carry = np.zeros(h0.shape, h0.dtype)
     gb = np.zeros(h0.shape[1], h0.dtype)
-    recur_backward(direct, states, W, act, one, blas_rows, deltas, carry, gb, active)
+    recur_backward(direct, states, W, act, one, blas_rows, deltas, carry, gb, active, packed)
     gx2, gU, gW = parameter_gradients(x2, U, states, deltas)
     return loss, gx2, carry, gU, gW, gb, gV, gc

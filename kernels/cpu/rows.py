@@ -1,4 +1,4 @@
-"""A batch's rows in two halves on two threads, for the gated cells at mid-sized batches.
+"""A batch's rows in two halves on two threads, for the gated cells and Elman at mid-sized batches.
 
 The rows of a batch never meet in the recurrence: row r's h_t reads only row r's h_{t-1}. So a call
 over rows 0..B-1 is two independent calls over the halves R_0 = 0..m-1 and R_1 = m..B-1
