@@ -21,12 +21,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from numba.core import config
+from numba.core.caching import IndexDataCacheFile
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: saves as Numba makes them
+    fcntl = None
 
 #: the kernels' sources: this folder and every folder below it
 ROOT = Path(__file__).parent
 #: folders below ROOT whose code Numba never caches on disk (numba-cuda compiles at the first launch of
 #: each process): left out of the digest, so that editing them keeps the CPU kernels' cache
 UNCACHED = ("cuda",)
+#: the folder under the cache's base that holds the kernels' caches (cache_directory)
+FOLDER = "rnnspec-numba"
 
 
 def source_digest(root: Path = ROOT) -> str:
@@ -51,12 +59,44 @@ def cache_directory(root: Path = ROOT) -> Path:
     their compiled code was bound to, and the tuning measured for it (kernels/cpu/tuning.py), whatever is
     edited while the process runs."""
     base = os.environ.get("NUMBA_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "rnnspec-numba" / (_kernels_digest() if root == ROOT else source_digest(root))
+    return Path(base) / FOLDER / (_kernels_digest() if root == ROOT else source_digest(root))
+
+
+def _save_under_lock(save):
+    """Numba's IndexDataCacheFile.save, under an exclusive lock on the index where the cache is the kernels' own.
+
+    Numba's save reads the index, picks the first free data file name, writes the index, then the data, with no
+    lock: two processes compiling the same function's first two signatures at once (pytest's two workers, the
+    suite's worker processes) both pick ``<name>.1.nbc``, and the index can end up naming for one signature the
+    file the other wrote. Seen here: ``loops.project``'s float32 entry held its float64 code, and every later
+    float32 call in every process failed with "can't unbox array". Loads need no lock (each file is replaced
+    whole); a load that finds an entry whose data is not written yet compiles it again."""
+    def locked(self, key, data):
+        if FOLDER not in Path(self._cache_path).parts or fcntl is None:
+            return save(self, key, data)
+        with open(self._index_path + ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                return save(self, key, data)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    locked.rnnspec_locked = True
+    return locked
+
+
+def lock_saves() -> None:
+    """Numba's cache saves under a lock (:func:`_save_under_lock`) for the kernels' cache folders; once a process,
+    every other cache as Numba keeps it."""
+    if not getattr(IndexDataCacheFile.save, "rnnspec_locked", False):
+        IndexDataCacheFile.save = _save_under_lock(IndexDataCacheFile.save)
 
 
 @contextlib.contextmanager
 def keyed_by_source() -> Iterator[None]:
-    """Numba's cache directory set to :func:`cache_directory` for the functions decorated inside."""
+    """Numba's cache directory set to :func:`cache_directory` for the functions decorated inside, whose saves
+    run under a lock (:func:`lock_saves`)."""
+    lock_saves()
     before = config.CACHE_DIR
     config.CACHE_DIR = str(cache_directory())
     try:

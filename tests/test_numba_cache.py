@@ -63,3 +63,47 @@ def test_the_kernels_directory_is_the_one_their_code_was_bound_to_at_import(monk
     assert cache_directory() == bound
     monkeypatch.setattr(numba_cache, "source_digest", lambda root=None: "edited")
     assert cache_directory() == bound
+
+
+def _two_saves_at_once(cache_path):
+    """Two threads save two keys of one function's cache into ``cache_path``, both reading the index before either
+    writes it (Numba's own save, unlocked, then gives both the same data file); returns what each key loads."""
+    import threading
+
+    from numba.core.caching import IndexDataCacheFile
+
+    files = [IndexDataCacheFile(str(cache_path), "f-1.py311", "stamp") for _ in range(2)]
+    read, load = threading.Barrier(2, timeout=2), IndexDataCacheFile._load_index
+
+    def slow_load(self):
+        index = load(self)
+        try:  # where the saves are not locked, both threads read the empty index here
+            read.wait()
+        except threading.BrokenBarrierError:  # locked: the other thread waits for this one's save to end
+            pass
+        return index
+
+    IndexDataCacheFile._load_index = slow_load
+    try:
+        threads = [threading.Thread(target=f.save, args=(key, key)) for f, key in zip(files, ("float32", "float64"))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        IndexDataCacheFile._load_index = load
+    return {key: files[0].load(key) for key in ("float32", "float64")}
+
+
+def test_two_processes_saving_at_once_keep_each_signature_with_its_own_code(tmp_path):
+    """Found when a fresh cache was filled by pytest's two workers: loops.project's float32 entry named the file
+    its float64 code had been written to, and every float32 call failed ("can't unbox array"). Saves into the
+    kernels' folder hold a lock (numba_cache.lock_saves); elsewhere Numba's own save shows the race this test sets
+    up, so the test is seen to be able to fail."""
+    numba_cache.lock_saves()
+    kernels_own = tmp_path / numba_cache.FOLDER / "digest"
+    kernels_own.mkdir(parents=True)
+    assert _two_saves_at_once(kernels_own) == {"float32": "float32", "float64": "float64"}
+    elsewhere = tmp_path / "other"
+    elsewhere.mkdir()
+    assert _two_saves_at_once(elsewhere) != {"float32": "float32", "float64": "float64"}
