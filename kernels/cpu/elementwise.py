@@ -27,6 +27,13 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
+#: the jit options of the loops that evaluate the gates (every cell's steps, forward and BPTT): the other loops',
+#: and LLVM may fuse a * b + c into one FMA (fastmath's "contract" only: no reordering, no approximation). Without
+#: it every step of these polynomials was a multiply and an add: the LSTM's float32 step took 4.2 against 3.05 ns a
+#: hidden unit (B = 16, H = 128, benchmarks/cpu_issue37/README.md). The functions here are inlined into those loops
+#: and take their options; the accuracy tests measure them so compiled.
+GATE_LOOPS = {"cache": True, "nogil": True, "error_model": "numpy", "fastmath": {"contract"}}
+
 # Rational approximation of tanh on [-7.9053, 7.9053] (odd degree-13 / even degree-6 polynomial;
 # Eigen's float tanh). Max error 3.4e-7 relative in float32 (measured on 2M points), against
 # ~6e-8 for libm's tanhf, but it vectorizes where tanhf cannot.

@@ -20,14 +20,14 @@ import numpy as np
 from numba import njit
 
 from rnnspec.kernels.cpu.cells import Block, Deltas, Gated
-from rnnspec.kernels.cpu.elementwise import sigmoid, tanh
+from rnnspec.kernels.cpu.elementwise import GATE_LOOPS, sigmoid, tanh
 from rnnspec.kernels.cpu.loops import clear, hold, pass_back, step_product
 from rnnspec.kernels.cpu.scratch import workspace
 
 # 1D rows and gate blocks, and gate values apart from their inputs, as in lstm.py: so LLVM vectorizes.
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(**GATE_LOOPS)
 def step(a, product, gate, h_prev, h, m, b_hn, one, lo):
     """One step for the units lo..lo + u - 1, u = a.shape[1] / 3: a, product and gate hold those units' three
     gate blocks (u wide each); h_prev, h, m and b_hn are whole, read and written at those units."""
@@ -68,7 +68,7 @@ def forward(a, gates, hs, ms, WT, W, transposed, b_hn, blas_rows, one, active, p
 # The deltas, the carry and the sums over rows run as three loops: fused into one, its eleven streams
 # (four of them sums) needed more runtime alias checks than LLVM makes, and it ran scalar
 # (21.5 against 7.7 us at B = 32, H = 128).
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(**GATE_LOOPS)
 def back_step(delta_in, delta_rec, direct, gate, h_prev, m, carry, kept, bias_grad, b_hn_grad, one, lo):
     """One BPTT step for the units lo..lo + u - 1, u = carry.shape[1]: both deltas, gate, carry, kept and
     bias_grad hold those units only; direct, h_prev, m and b_hn_grad are whole, used at those units."""

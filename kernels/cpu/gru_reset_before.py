@@ -18,14 +18,14 @@ from numba import njit
 
 from rnnspec.kernels import checks
 from rnnspec.kernels.cpu.cells import Block, Deltas, Gated
-from rnnspec.kernels.cpu.elementwise import sigmoid, tanh
+from rnnspec.kernels.cpu.elementwise import GATE_LOOPS, sigmoid, tanh
 from rnnspec.kernels.cpu.loops import clear, hold, matmul_into, pass_back
 from rnnspec.kernels.cpu.scratch import workspace
 
 # 1D rows and gate blocks, and gate values apart from their inputs, as in lstm.py: so LLVM vectorizes.
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(**GATE_LOOPS)
 def _gates_rz(a, product, gate, h_prev, rh):
     hidden = h_prev.shape[1]
     for r in range(h_prev.shape[0]):
@@ -40,7 +40,7 @@ def _gates_rz(a, product, gate, h_prev, rh):
             rr[j] = reset * hp[j]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(**GATE_LOOPS)
 def _gate_n(a, product, gate, h_prev, h, one):
     hidden = h.shape[1]
     for r in range(h.shape[0]):
@@ -74,7 +74,7 @@ def forward(a, gates, hs, rhs, WT_rz, WT_n, blas_rows, one, active):
         clear(rhs[t], n)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(**GATE_LOOPS)
 def _back_n(delta_rz, delta_n, direct, gate, h_prev, carry, kept, bias_grad, one):
     hidden = carry.shape[1]
     bz, bn = bias_grad[hidden:2 * hidden], bias_grad[2 * hidden:]
@@ -94,7 +94,7 @@ def _back_n(delta_rz, delta_n, direct, gate, h_prev, carry, kept, bias_grad, one
             kr[j] = dh * update
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(**GATE_LOOPS)
 def _back_r(delta_rz, d_rh, gate, h_prev, kept, bias_grad, one):
     hidden = kept.shape[1]
     br = bias_grad[:hidden]

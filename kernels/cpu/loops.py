@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from rnnspec.kernels.cpu.elementwise import exp, sigmoid, tanh, tanh32
+from rnnspec.kernels.cpu.elementwise import GATE_LOOPS, exp, sigmoid, tanh, tanh32
 from rnnspec.kernels.cpu.panels import product as panel_product
 from rnnspec.kernels.cpu.simd import row_times
 
@@ -132,7 +132,7 @@ def clear(rows, n):
         rows[r, :] = 0
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(**GATE_LOOPS)
 def step_forward(current, product, bias, act, one):
     """current = f(current + product + b): current holds U x_t, product h_{t-1} W^T, bias b (zero for a cell
     without one: adding it changes no value)."""
@@ -141,7 +141,7 @@ def step_forward(current, product, bias, act, one):
             current[r, i] = activate(current[r, i] + product[r, i] + bias[i], act, one)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(**GATE_LOOPS)
 def step_backward(delta, direct, carry, h, act, one, bias_grad):
     """delta = f'(z_t) * (direct + carry), carry holding W^T delta_{t+1}; bias_grad += sum of delta rows."""
     for r in range(delta.shape[0]):

@@ -25,7 +25,7 @@ from numba import njit
 
 from rnnspec.kernels import checks
 from rnnspec.kernels.cpu.cells import Block, Deltas, Gated
-from rnnspec.kernels.cpu.elementwise import sigmoid, tanh
+from rnnspec.kernels.cpu.elementwise import GATE_LOOPS, sigmoid, tanh
 from rnnspec.kernels.cpu.loops import (
     clear,
     head_kernel,
@@ -43,7 +43,7 @@ from rnnspec.kernels.cpu.scratch import workspace
 # stop LLVM from vectorizing (measured 37 against 3.3 ns per hidden unit at B = 64, H = 1024).
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(**GATE_LOOPS)
 def step(a, product, gate, h, c_prev, c, tc, lo):
     """One step for the units lo..lo + u - 1, u = a.shape[1] / 4: a, product and gate hold those units' four
     gate blocks (u wide each); h, c_prev, c and tc are whole states, read and written at those units."""
@@ -83,7 +83,7 @@ def forward(a, gates, hs, cs, tcs, WT, W, transposed, blas_rows, active, cell, p
         hold(cs[t], cs[t + 1], n)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(**GATE_LOOPS)
 def back_step(delta, direct, gc, has_gc, gate, c_prev, tc, carry_h, carry_c, bias_grad, one, lo):
     """One BPTT step for the units lo..lo + u - 1, u = carry_h.shape[1]: delta, gate, the carries and
     bias_grad hold those units only; direct, gc, c_prev and tc are whole states, read at those units."""

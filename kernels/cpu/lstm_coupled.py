@@ -19,14 +19,14 @@ import numpy as np
 from numba import njit
 
 from rnnspec.kernels.cpu import lstm
-from rnnspec.kernels.cpu.elementwise import sigmoid, tanh
+from rnnspec.kernels.cpu.elementwise import GATE_LOOPS, sigmoid, tanh
 from rnnspec.kernels.cpu.family import copy_with
 from rnnspec.kernels.cpu.lstm import Family
 
 # 1D rows and gate blocks, and gate values apart from their inputs, as in lstm.py: so LLVM vectorizes.
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(**GATE_LOOPS)
 def step(a, product, gate, h, c_prev, c, tc, one):
     hidden = h.shape[1]
     for r in range(h.shape[0]):
@@ -43,7 +43,7 @@ def step(a, product, gate, h, c_prev, c, tc, one):
             cr[j], tr[j], hr[j] = cell, squashed, o * squashed
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(**GATE_LOOPS)
 def back_step(delta, direct, gc, gate, c_prev, c, tc, carry_h, carry_c, bias_grad, one, cell):
     """One BPTT step (lstm.backward's ``back``; c and cell unread)."""
     hidden = carry_h.shape[1]

@@ -20,14 +20,14 @@ import numpy as np
 from numba import njit
 
 from rnnspec.kernels.cpu import lstm
-from rnnspec.kernels.cpu.elementwise import sigmoid, tanh
+from rnnspec.kernels.cpu.elementwise import GATE_LOOPS, sigmoid, tanh
 from rnnspec.kernels.cpu.family import copy_with
 from rnnspec.kernels.cpu.lstm import Family
 
 # 1D rows and gate blocks, and gate values apart from their inputs, as in lstm.py: so LLVM vectorizes.
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(**GATE_LOOPS)
 def step(a, product, gate, h, c_prev, c, tc, peep):
     hidden = h.shape[1]
     peep_i, peep_f, peep_o = peep[0], peep[1], peep[2]
@@ -47,7 +47,7 @@ def step(a, product, gate, h, c_prev, c, tc, peep):
             cr[j], tr[j], hr[j] = cell, squashed, o * squashed
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(**GATE_LOOPS)
 def back_step(delta, direct, gc, gate, c_prev, c, tc, carry_h, carry_c, bias_grad, one, cell):
     """One BPTT step (lstm.backward's ``back``); cell = (peep (3, H), peep_grad (3, H)): P_i, P_f, P_o and the
     sums of their gradients."""

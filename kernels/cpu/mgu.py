@@ -20,14 +20,14 @@ from numba import njit
 
 from rnnspec.kernels import checks
 from rnnspec.kernels.cpu.cells import Block, Deltas, Gated
-from rnnspec.kernels.cpu.elementwise import sigmoid, tanh
+from rnnspec.kernels.cpu.elementwise import GATE_LOOPS, sigmoid, tanh
 from rnnspec.kernels.cpu.loops import clear, hold, matmul_into, pass_back
 from rnnspec.kernels.cpu.scratch import workspace
 
 # 1D rows and gate blocks, and gate values apart from their inputs, as in lstm.py: so LLVM vectorizes.
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(**GATE_LOOPS)
 def _gate_f(a, product, gate, h_prev, fh):
     hidden = h_prev.shape[1]
     for r in range(h_prev.shape[0]):
@@ -38,7 +38,7 @@ def _gate_f(a, product, gate, h_prev, fh):
             fr[j] = forget * hp[j]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(**GATE_LOOPS)
 def _gate_n(a, product, gate, h_prev, h, one):
     hidden = h.shape[1]
     for r in range(h.shape[0]):
@@ -70,7 +70,7 @@ def forward(a, gates, hs, fhs, WT_f, WT_n, blas_rows, one, active):
         clear(fhs[t], n)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(**GATE_LOOPS)
 def _back_n(delta_f, delta_n, direct, gate, h_prev, carry, kept, bias_grad, one):
     """dz_n, and what dz_f and dh_{t-1} take without d(fh): dh (n - h_{t-1}) into delta_f, dh (1 - f) into kept."""
     hidden = carry.shape[1]
@@ -89,7 +89,7 @@ def _back_n(delta_f, delta_n, direct, gate, h_prev, carry, kept, bias_grad, one)
             kr[j] = dh * (one - forget)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(**GATE_LOOPS)
 def _back_f(delta_f, d_fh, gate, h_prev, kept, bias_grad, one):
     """dz_f = (delta_f + d(fh) h_{t-1}) f (1 - f), and kept += d(fh) f."""
     hidden = kept.shape[1]

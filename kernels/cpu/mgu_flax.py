@@ -16,14 +16,14 @@ from __future__ import annotations
 from numba import njit
 
 from rnnspec.kernels.cpu import gru_reset_after
-from rnnspec.kernels.cpu.elementwise import sigmoid, tanh
+from rnnspec.kernels.cpu.elementwise import GATE_LOOPS, sigmoid, tanh
 from rnnspec.kernels.cpu.family import copy_with
 from rnnspec.kernels.cpu.gru_reset_after import ResetAfter
 
 # 1D rows and gate blocks, and gate values apart from their inputs, as in lstm.py: so LLVM vectorizes.
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(**GATE_LOOPS)
 def step(a, product, gate, h_prev, h, m, b_hn, one, lo):
     """One step for the units lo..lo + u - 1, u = a.shape[1] / 2: a, product and gate hold those units' two
     gate blocks (u wide each); h_prev, h, m and b_hn are whole, read and written at those units."""
@@ -44,7 +44,7 @@ def step(a, product, gate, h_prev, h, m, b_hn, one, lo):
 
 # The deltas, the carry and the sums over rows as three loops, as in gru_reset_after.back_step (so that LLVM
 # vectorizes each).
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(**GATE_LOOPS)
 def back_step(delta_in, delta_rec, direct, gate, h_prev, m, carry, kept, bias_grad, b_hn_grad, one, lo):
     """One BPTT step for the units lo..lo + u - 1, u = carry.shape[1]: both deltas, gate, carry, kept and
     bias_grad hold those units only; direct, h_prev, m and b_hn_grad are whole, used at those units."""
