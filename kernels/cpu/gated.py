@@ -19,6 +19,7 @@ T = 0 or B = 0: states are empty (T, B, H) arrays, the loss is 0, every gradient
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -73,6 +74,8 @@ class _Run:
         self.tag = tag
         #: the recurrence on two threads (split.py): set by the forward layer of a whole call only
         self.split = False
+        #: the states' new arrays, by name, once :meth:`states` made them
+        self.fresh: Arrays | None = None
 
     def _blas_rows(self, inner: int, cols: int) -> int:
         if self.B * inner * cols <= SMALL_STEP:
@@ -107,7 +110,8 @@ class _Run:
         W backward (loops.step_product). The panels hold b packed (panels.pack) where the products run by panels,
         else they are empty; W^T (C-contiguous) is made only where BLAS runs them on it (forward untransposed,
         backward transposed), else it is empty too: transposing G4's stacked W (4096 x 1024, float32) took 16 ms of
-        the LSTM forward's 216 (benchmarks/cpu_issue37/README.md)."""
+        the LSTM forward's 216 (benchmarks/cpu_issue37/README.md). Handing BLAS the view W.T instead cost more than
+        the copy (G4's BPTT 179 against 144 ms)."""
         empty = np.empty((0, 0), W.dtype)
         if self.by_panels:
             return empty, panels.pack(W if backward else W.T)
@@ -117,11 +121,16 @@ class _Run:
         return workspace(name + self.tag, shape, self.dtype)
 
     def states(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        """An array for the states ``name`` at every step: scratch where the run is private, else new. Fresh arrays
-        of megabytes cost their page faults at every call: filling two new (100, 32, 128) float32 arrays (the
-        LSTM's G2 states) took 0.91 ms, one such array 0.10 ms (the allocator reuses one freed block, not two),
-        on the 2-core VM (benchmarks/cpu_issue37/README.md)."""
-        return self.scratch(name, shape) if self.private else np.empty(shape, self.dtype)
+        """An array for the states ``name`` ("hs", "cs") at every step, (T+1, B, width): scratch where the run is
+        private, else new, every state's array a view of one new block (:func:`one_block`)."""
+        if self.private:
+            return self.scratch(name, shape)
+        if self.fresh is None:
+            widths = {"h": self.P}
+            self.fresh = one_block({k + "s": (self.T + 1, self.B, widths.get(k, self.H))
+                                    for k in self.kernel.entry.states}, self.dtype)
+        assert self.fresh[name].shape == shape, (name, shape)
+        return self.fresh[name]
 
     def param(self, key: str) -> np.ndarray:
         """The parameter ``key``, C-contiguous (a copy only where it is not)."""
@@ -254,11 +263,25 @@ def plain_forward(kernel: cells.Gated, x, state0, params) -> Arrays:
             run.forward()
         return run.outputs()
     widths = {"h": run.P}
-    out = {k: (np.zeros if run.empty else np.empty)((run.T, run.B, widths.get(k, run.H)), run.dtype)
-           for k in kernel.entry.states}
+    out = one_block({k: (run.T, run.B, widths.get(k, run.H)) for k in kernel.entry.states}, run.dtype, run.empty)
     if not run.empty:  # each half writes its rows of out, in its own thread
         rows.run(_states, [(half, {k: v[:, part] for k, v in out.items()}) for half, part in run.halves()])
     return out
+
+
+def one_block(shapes: Mapping[str, tuple[int, ...]], dtype: np.dtype, zero: bool = False) -> Arrays:
+    """New arrays of these shapes, by their names, each a view of one new allocation (zeros where ``zero``). A
+    call's results leave it this way: filling two new (100, 32, 128) float32 arrays (the LSTM's G2 h and c) took
+    0.83 ms, one block holding both 0.15 ms, and (100, 64, 256) 1.79 against 0.52 ms, on the 2-core VM (the
+    allocator hands back the memory of one freed block, its pages already mapped; benchmarks/cpu_issue37/README.md).
+    The block lives while any of its views does."""
+    sizes = {name: math.prod(shape) for name, shape in shapes.items()}
+    block = (np.zeros if zero else np.empty)(sum(sizes.values()), dtype)
+    arrays, start = {}, 0
+    for name, shape in shapes.items():
+        arrays[name] = block[start:start + sizes[name]].reshape(shape)
+        start += sizes[name]
+    return arrays
 
 
 def _states(run: _Run, out: Arrays) -> None:

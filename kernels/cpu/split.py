@@ -211,12 +211,12 @@ class Parts:
 
     def forward(self) -> None:
         run = self.run
-        T, B, H, G, dtype = run.T, run.B, run.H, len(run.order), run.dtype
+        T, B, H, G = run.T, run.B, run.H, len(run.order)
         self.a, self.gates = self._scratch("a", T, B, G * self.u), self._scratch("gates", T, B, G * self.u)
         products = self._scratch("product", B, G * self.u)
         barrier = counter()
         if run.lstm:
-            run.cs = np.empty((T + 1, B, H), dtype)
+            run.cs = run.states("cs", (T + 1, B, H))
             run.cs[0] = run.state0["c0"]
             run.tcs = run.scratch("tanh_c", (T, B, H))
             together(lstm_forward, [(barrier, self.Ws, run.x2, self.U[p], self.b[p], self.WT[p], self.a[p],
