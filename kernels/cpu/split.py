@@ -16,8 +16,9 @@ the stacked gates are pi_p = [g H + lo + j for g < G for j < u], and
                    dL/dh_{t-1}[lo..lo+u) = d W[:, lo..lo+u)
     after BPTT:    dU[pi_p] = d_p^T x,  dW[pi_p] = d_p^T h_{t-1},  dx = d_0 U[pi_0] + d_1 U[pi_1]
 
-The steps' products are the loop of :func:`loops.matmul_into` on the part's packed copies of W^T and W
-(contiguous, so each core streams its half of W in order); the GEMMs before and after are BLAS calls
+The steps' products are simd.row_times loops on the part's packed copies of W^T (in blocks of columns,
+:func:`_pack_blocks`) and W (contiguous, so each core streams its half of W in order); the GEMMs before and
+after are BLAS calls
 on one thread (:func:`blas.one_thread` holds OpenBLAS there for the whole call). The cells' steps are
 their modules' own (:func:`lstm.step`, :func:`lstm.back_step`, :func:`gru_reset_after.step`,
 :func:`gru_reset_after.back_step`), given the part's units.
@@ -33,6 +34,7 @@ from numba import njit
 from rnnspec.kernels import checks
 from rnnspec.kernels.cpu import gru_reset_after, lstm, tuning
 from rnnspec.kernels.cpu.loops import matmul_into, project
+from rnnspec.kernels.cpu.simd import VECTOR_BYTES, WIDEST, row_times
 from rnnspec.kernels.cpu.threads import arrive_and_wait, counter, together
 from rnnspec.kernels.cpu.tuning import cores
 
@@ -64,18 +66,35 @@ def wanted(cell: str, T: int, B: int, H: int, gates: int) -> bool:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _pack_transposed(Ws, lo, WT_p):
-    """WT_p[:, g u:(g + 1) u] = Ws[g][lo:lo + u]^T for every gate g: the part's columns of the stacked W^T,
-    (H, G u), copied in 16 x 16 tiles so that both sides are read and written in whole lines."""
-    hidden, u = WT_p.shape[0], WT_p.shape[1] // len(Ws)
-    for g in range(len(Ws)):
-        W_g = Ws[g]
-        for j0 in range(0, hidden, 16):
-            for n0 in range(0, u, 16):
-                for n in range(n0, min(n0 + 16, u)):
-                    source = W_g[lo + n]
-                    for j in range(j0, min(j0 + 16, hidden)):
-                        WT_p[j, g * u + n] = source[j]
+def _pack_blocks(Ws, lo, blocks):
+    """blocks[p, j, c] = WT_p[j, p w + c] (zero past G u), WT_p the part's columns of the stacked W^T, (H, G u):
+    WT_p[j, g u + n] = Ws[g][lo + n, j]. Each block of w columns is contiguous, so that a step's product streams
+    it in order (:func:`_blocked_product`)."""
+    width, u = blocks.shape[2], Ws[0].shape[0] // PARTS
+    columns = len(Ws) * u
+    for p in range(blocks.shape[0]):
+        for j in range(blocks.shape[1]):
+            line = blocks[p, j]
+            for c in range(width):
+                col = p * width + c
+                line[c] = Ws[col // u][lo + col % u, j] if col < columns else 0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _blocked_product(a, blocks, out, scratch):
+    """out = a @ WT_p for WT_p packed in ``blocks`` (:func:`_pack_blocks`), a row and a block at a time by
+    simd.row_times (the last, partial block through ``scratch``, (w,)). The matrix-vector products of B = 1 read
+    the blocks in order: 1 x 256 by 256 x 512 float32 took 5.0-5.1 us against 6.4-6.7 over the plain (256, 512)
+    WT_p, whose rows row_times visits 2 KB apart (benchmarks/cpu_issue37/README.md)."""
+    width, columns = blocks.shape[2], out.shape[1]
+    for r in range(a.shape[0]):
+        for p in range(blocks.shape[0]):
+            c0 = p * width
+            if c0 + width <= columns:
+                row_times(a[r], blocks[p], out[r, c0:c0 + width])
+            else:
+                row_times(a[r], blocks[p], scratch)
+                out[r, c0:] = scratch[:columns - c0]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -119,14 +138,15 @@ def _gradients(x2, U_p, previous, deltas_in, deltas_rec, gx, gU, gW):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def lstm_forward(barrier, Ws, x2, U_p, b_p, WT_p, a, gates, product, hs, cs, tcs, lo):
-    """One part's forward: its columns of W^T packed into WT_p (in its own core's cache), a (T, B, 4u) =
+def lstm_forward(barrier, Ws, x2, U_p, b_p, blocks, a, gates, product, hs, cs, tcs, lo):
+    """One part's forward: its columns of W^T packed into ``blocks`` (in its own core's cache), a (T, B, 4u) =
     x U_p^T + b_p, then every step for units lo..lo + u - 1."""
     steps, batch = gates.shape[0], gates.shape[1]
-    _pack_transposed(Ws, lo, WT_p)
+    _pack_blocks(Ws, lo, blocks)
+    scratch = np.empty(blocks.shape[2], blocks.dtype)
     project(x2, U_p, b_p, a.reshape(steps * batch, a.shape[2]))
     for t in range(steps):
-        matmul_into(hs[t], WT_p, product, 0)
+        _blocked_product(hs[t], blocks, product, scratch)
         lstm.step(a[t], product, gates[t], hs[t + 1], cs[t], cs[t + 1], tcs[t], lo)
         if not arrive_and_wait(barrier, PARTS * (t + 1)):
             return
@@ -153,13 +173,15 @@ def lstm_backward(barrier, Ws, direct, gc, has_gc, gates, cs, tcs, W_p, deltas, 
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def gru_forward(barrier, Ws, x2, U_p, b_p, WT_p, b_hn, a, gates, product, hs, ms, one, lo):
-    """One part's forward of the reset-after GRU: WT_p packed, a = x U_p^T + b_p, then every step for its units."""
+def gru_forward(barrier, Ws, x2, U_p, b_p, blocks, b_hn, a, gates, product, hs, ms, one, lo):
+    """One part's forward of the reset-after GRU: its blocks packed, a = x U_p^T + b_p, then every step for its
+    units."""
     steps, batch = gates.shape[0], gates.shape[1]
-    _pack_transposed(Ws, lo, WT_p)
+    _pack_blocks(Ws, lo, blocks)
+    scratch = np.empty(blocks.shape[2], blocks.dtype)
     project(x2, U_p, b_p, a.reshape(steps * batch, a.shape[2]))
     for t in range(steps):
-        matmul_into(hs[t], WT_p, product, 0)
+        _blocked_product(hs[t], blocks, product, scratch)
         gru_reset_after.step(a[t], product, gates[t], hs[t], hs[t + 1], ms[t], b_hn, one, lo)
         if not arrive_and_wait(barrier, PARTS * (t + 1)):
             return
@@ -204,7 +226,9 @@ class Parts:
         #: each gate's W, C-contiguous; each part packs its columns of W^T (forward) and of W (BPTT) from
         #: them in its own thread, into its own core's cache
         self.Ws = tuple(checks.contiguous(run.params[f"W_{g}"]) for g in run.order)
-        self.WT, self.W = self._scratch("WT", H, G * self.u), self._scratch("W", G * H, self.u)
+        width = WIDEST * VECTOR_BYTES // run.dtype.itemsize  # one simd.row_times block of columns
+        self.blocks = self._scratch("blocks", -(-G * self.u // width), H, width)
+        self.W = self._scratch("W", G * H, self.u)
 
     def _scratch(self, name: str, *shape: int) -> list[np.ndarray]:
         return [self.run.scratch(f"split_{name}{p}", shape) for p in range(PARTS)]
@@ -219,13 +243,13 @@ class Parts:
             run.cs = run.states("cs", (T + 1, B, H))
             run.cs[0] = run.state0["c0"]
             run.tcs = run.scratch("tanh_c", (T, B, H))
-            together(lstm_forward, [(barrier, self.Ws, run.x2, self.U[p], self.b[p], self.WT[p], self.a[p],
+            together(lstm_forward, [(barrier, self.Ws, run.x2, self.U[p], self.b[p], self.blocks[p], self.a[p],
                                      self.gates[p], products[p], run.hs, run.cs, run.tcs, self.los[p])
                                     for p in range(PARTS)], barrier)
         else:
             run.ms = run.scratch("m", (T, B, H))
             b_hn = checks.contiguous(run.params["b_hn"])
-            together(gru_forward, [(barrier, self.Ws, run.x2, self.U[p], self.b[p], self.WT[p], b_hn, self.a[p],
+            together(gru_forward, [(barrier, self.Ws, run.x2, self.U[p], self.b[p], self.blocks[p], b_hn, self.a[p],
                                     self.gates[p], products[p], run.hs, run.ms, run.one, self.los[p])
                                    for p in range(PARTS)], barrier)
 
