@@ -96,15 +96,21 @@ class _Step:
         self.x2 = checks.contiguous(self._x).reshape(self.T * self.B, self.I)
         self.h0 = checks.contiguous(self._h0)
         self.U, self.UT = checks.contiguous(self._U), transposed(self._U)
-        self.W, self.WT = checks.contiguous(self._W), transposed(self._W)
+        # W^T is read by the products unless they run by panels (packed from W's view, :meth:`packed`)
+        self.W = checks.contiguous(self._W)
+        self.WT = np.empty((0, 0), self.dtype) if self.by_panels else transposed(self._W)
 
     # Two regimes. Up to LARGE_STEP everything runs inside Numba (whose np.dot calls SciPy's
     # OpenBLAS). From LARGE_STEP on, every matrix product goes through blas.matmul (one library for
     # the whole call) and only elementwise loops are jitted.
+    def states_array(self, keep: bool) -> np.ndarray:
+        """An array (T+1, B, H) for the states: new where ``keep``, else the reused workspace."""
+        shape = (self.T + 1, self.B, self.H)
+        return np.empty(shape, self.dtype) if keep else workspace("states", shape, self.dtype)
+
     def states(self, keep: bool = True) -> np.ndarray:
         """(T+1, B, H): h0 and h_1..h_T; ``keep=False`` lets them live in the reused workspace."""
-        shape = (self.T + 1, self.B, self.H)
-        states = np.empty(shape, self.dtype) if keep else workspace("states", shape, self.dtype)
+        states = self.states_array(keep)
         if not self.large:
             projected_states(self.x2, self.h0, self.UT, states)
             recur_forward(states, self.WT, self.bias, self.code, self.one, self.blas_rows, self.active, self.packed())
@@ -260,7 +266,7 @@ def _loss(step: _Step, Vc: np.ndarray, VT: np.ndarray, cc: np.ndarray, y: np.nda
     step.prepare()
     y = checks.contiguous(y).reshape(step.T * step.B)
     if not step.large:
-        states = workspace("states", (step.T + 1, step.B, step.H), step.dtype)
+        states = step.states_array(keep=False)
         loss, gx2, gh0, gU, gW, gb, gV, gc = train_kernel(
             step.x2, step.h0, step.U, step.UT, step.W, step.WT, step.bias, Vc, VT, cc, y,
             step.code, step.one, step.blas_rows, step.active, states, step.packed(), step.packed(backward=True))

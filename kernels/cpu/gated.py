@@ -126,11 +126,14 @@ class _Run:
         if self.private:
             return self.scratch(name, shape)
         if self.fresh is None:
-            widths = {"h": self.P}
-            self.fresh = one_block({k + "s": (self.T + 1, self.B, widths.get(k, self.H))
-                                    for k in self.kernel.entry.states}, self.dtype)
+            self.fresh = one_block({k + "s": (self.T + 1, self.B, self.width(k)) for k in self.kernel.entry.states},
+                                   self.dtype)
         assert self.fresh[name].shape == shape, (name, shape)
         return self.fresh[name]
+
+    def width(self, state: str) -> int:
+        """The width of the state ``state`` ("h" or "c"): P for h (the projection's, else H), H for c."""
+        return self.P if state == "h" else self.H
 
     def param(self, key: str) -> np.ndarray:
         """The parameter ``key``, C-contiguous (a copy only where it is not)."""
@@ -262,8 +265,7 @@ def plain_forward(kernel: cells.Gated, x, state0, params) -> Arrays:
             run.prepare()
             run.forward()
         return run.outputs()
-    widths = {"h": run.P}
-    out = one_block({k: (run.T, run.B, widths.get(k, run.H)) for k in kernel.entry.states}, run.dtype, run.empty)
+    out = one_block({k: (run.T, run.B, run.width(k)) for k in kernel.entry.states}, run.dtype, run.empty)
     if not run.empty:  # each half writes its rows of out, in its own thread
         rows.run(_states, [(half, {k: v[:, part] for k, v in out.items()}) for half, part in run.halves()])
     return out
