@@ -191,7 +191,8 @@ PATHS = {
     "blas": Path(_blas, lambda k, c: True,
                  lambda s: all(r.blas_rows and not r.transposed and not r.by_panels for r in s["runs"])),
     "transposed": Path(_transposed, lambda k, c: k.transposable, lambda s: all(r.transposed for r in s["runs"])),
-    "panels": Path(_panels, lambda k, c: k.transposable, lambda s: all(r.by_panels for r in s["runs"])),
+    "panels": Path(_panels, lambda k, c: k.transposable,
+                   lambda s: all(r.by_panels and r.projection_by_panels for r in s["runs"])),
     "at-once": Path(_loops, lambda k, c: _at_once(k), lambda s: s["at_once"] > 0),
     "rows": Path(_two(rows.FORCE), lambda k, c: c["x"].shape[1] >= 2, lambda s: s["rows"] > 0),
     # where split.py takes the cell (it says so itself, when forced)

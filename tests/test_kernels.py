@@ -137,6 +137,8 @@ def test_every_code_path(path, dtype):
     if by_panels == "always":
         assert all(step.by_panels for step in seen if not step.large and step.blas_rows), path
         assert any(step.by_panels for step in seen), path
+        # the generated cases' inputs are narrow (I <= panels.DEPTH): their projections run by panels too
+        assert all(step.projection_by_panels == step.by_panels for step in seen), path
 
 
 def _base(dtype=np.float64, **sizes):

@@ -70,6 +70,8 @@ class _Step:
         self.blas_rows = 0 if work <= SMALL_STEP else rows_per_call(self.B, self.H, self.H, half)
         #: the step's products by the kernels' tiles over panels of W (panels.py), as the gated cells' are
         self.by_panels = not self.large and panels.wanted(self.blas_rows, half or blas.threads() == 1)
+        #: the input projection U x_t by panels too (panels.projection_wanted)
+        self.projection_by_panels = panels.projection_wanted(self.by_panels, self.I)
         self._x, self._h0, self._U, self._W, self._b = x, h0, U, W, b
         #: rows still running at each step (a prefix: rows sorted by length; see loops.hold)
         self.active = np.full(self.T, self.B, np.int64)
@@ -90,12 +92,18 @@ class _Step:
         else an empty array (loops.step_product)."""
         return panels.pack(self._W if backward else self._W.T) if self.by_panels else panels.unused(self.dtype)
 
+    def packed_input(self) -> np.ndarray:
+        """U^T packed in panels where the input projection runs by them, else an empty array."""
+        return panels.pack(self._U.T) if self.projection_by_panels else panels.unused(self.dtype)
+
     def prepare(self) -> None:
         """The contiguous copies, made once, only when the layout needs them; U^T and W^T by the tiled
         loops.transposed (NumPy's copy of W.T took 7.4 against 1.2 ms at S4's 1024 x 1024 in float32)."""
         self.x2 = checks.contiguous(self._x).reshape(self.T * self.B, self.I)
         self.h0 = checks.contiguous(self._h0)
-        self.U, self.UT = checks.contiguous(self._U), transposed(self._U)
+        self.U = checks.contiguous(self._U)
+        # U^T likewise, unless the projection runs by panels (packed from U's view, :meth:`packed_input`)
+        self.UT = np.empty((0, 0), self.dtype) if self.projection_by_panels else transposed(self._U)
         # W^T is read by the products unless they run by panels (packed from W's view, :meth:`packed`)
         self.W = checks.contiguous(self._W)
         self.WT = np.empty((0, 0), self.dtype) if self.by_panels else transposed(self._W)
@@ -112,7 +120,7 @@ class _Step:
         """(T+1, B, H): h0 and h_1..h_T; ``keep=False`` lets them live in the reused workspace."""
         states = self.states_array(keep)
         if not self.large:
-            projected_states(self.x2, self.h0, self.UT, states)
+            projected_states(self.x2, self.h0, self.UT, states, self.packed_input())
             recur_forward(states, self.WT, self.bias, self.code, self.one, self.blas_rows, self.active, self.packed())
             return states
         states[0] = self.h0
@@ -269,7 +277,8 @@ def _loss(step: _Step, Vc: np.ndarray, VT: np.ndarray, cc: np.ndarray, y: np.nda
         states = step.states_array(keep=False)
         loss, gx2, gh0, gU, gW, gb, gV, gc = train_kernel(
             step.x2, step.h0, step.U, step.UT, step.W, step.WT, step.bias, Vc, VT, cc, y,
-            step.code, step.one, step.blas_rows, step.active, states, step.packed(), step.packed(backward=True))
+            step.code, step.one, step.blas_rows, step.active, states, step.packed_input(), step.packed(),
+            step.packed(backward=True))
         grads = step.grads(gh0, gx2, gU, gW, gb)
     else:
         states = step.states(keep=False)

@@ -27,7 +27,15 @@ import numpy as np
 from rnnspec.kernels import checks
 from rnnspec.kernels.cpu import blas, cells, panels, rows, split
 from rnnspec.kernels.cpu.cells import Deltas
-from rnnspec.kernels.cpu.loops import SMALL_STEP, head_kernel, input_side, project, recurrent_side, transposed
+from rnnspec.kernels.cpu.loops import (
+    SMALL_STEP,
+    head_kernel,
+    input_side,
+    project,
+    project_by_panels,
+    recurrent_side,
+    transposed,
+)
 from rnnspec.kernels.cpu.scratch import workspace
 from rnnspec.kernels.cpu.work import flops
 
@@ -67,6 +75,8 @@ class _Run:
             self.dtype, self.B, len(self.order) * self.H * self.P * self.dtype.itemsize)
         #: the step's products by the kernels' own tiles over panels of W (panels.py), before either BLAS path
         self.by_panels = self.kernel.transposable and panels.wanted(self.blas_rows, half or blas.threads() == 1)
+        #: the input projection x U^T + b by panels too (panels.projection_wanted)
+        self.projection_by_panels = panels.projection_wanted(self.by_panels, self.I)
         self.x = x
         #: rows still running at each step (a prefix: rows sorted by length; see loops.hold)
         self.active = np.full(self.T, self.B, np.int64)
@@ -161,7 +171,10 @@ class _Run:
             return
         self.a = self.scratch("a", (T, B, len(self.order) * H))
         self.gates = self.scratch("gates", self.a.shape)  # the gate values, apart from a: see lstm.py
-        project(self.x2, self.U, self.stack("b"), self.a.reshape(T * B, -1))
+        if self.projection_by_panels:  # packed from U's view: U^T is not made
+            project_by_panels(self.x2, panels.pack(self.U.T), self.stack("b"), self.a.reshape(T * B, -1))
+        else:
+            project(self.x2, self.U, self.stack("b"), self.a.reshape(T * B, -1))
 
     def forward(self) -> None:
         if self.split:

@@ -231,12 +231,25 @@ def project(x2, U, bias, out):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def projected_states(x2, h0, UT, states):
-    """states (T+1, B, H) = h0, then U x_t for every t in one GEMM."""
+def project_by_panels(x2, packed_UT, bias, out):
+    """out (T B, G H) = b + x2 U^T, U^T in panels (panels.pack): the tiles' sums start at b (in registers: filling
+    out with b first cost G2's projection a third more), then add x2 U^T (panels.projection_wanted says where)."""
+    panel_product(x2, packed_UT, out, False, bias)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def projected_states(x2, h0, UT, states, packed_UT=None):
+    """states (T+1, B, H) = h0, then U x_t for every t in one GEMM, or by the panels ``packed_UT`` (U^T packed,
+    panels.pack) where they are given and not empty (UT may be empty then)."""
     batch, hidden = h0.shape
     steps = states.shape[0] - 1
     states[0] = h0
-    np.dot(x2, UT, states.reshape((steps + 1) * batch, hidden)[batch:])
+    rest = states.reshape((steps + 1) * batch, hidden)[batch:]
+    if packed_UT is not None:  # two ifs, as in step_product
+        if packed_UT.shape[0] > 0:
+            panel_product(x2, packed_UT, rest)
+            return
+    np.dot(x2, UT, rest)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -282,12 +295,12 @@ def parameter_gradients(x2, U, states, deltas):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def train_kernel(x2, h0, U, UT, W, WT, bias, V, VT, c, targets, act, one, blas_rows, active, states, packed_T,
-                 packed):
+def train_kernel(x2, h0, U, UT, W, WT, bias, V, VT, c, targets, act, one, blas_rows, active, states, packed_UT,
+                 packed_T, packed):
     """Forward, softmax cross-entropy summed over time and batch, BPTT, all in one call (small sizes, and the
-    halves of rows.py). states (T+1, B, H) receives the states; the products run by the panels packed_T (W^T)
-    and packed (W) where they are not empty."""
-    projected_states(x2, h0, UT, states)
+    halves of rows.py). states (T+1, B, H) receives the states; the input projection runs by the panels packed_UT
+    (U^T), the steps' products by packed_T (W^T) and packed (W), where they are not empty."""
+    projected_states(x2, h0, UT, states, packed_UT)
     recur_forward(states, WT, bias, act, one, blas_rows, active, packed_T)
     loss, gV, gc, direct = head_kernel(states, V, VT, c, targets, one)
     deltas = np.empty_like(direct)

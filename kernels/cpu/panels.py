@@ -46,20 +46,26 @@ def columns(dtype: np.dtype) -> int:
     return VECTORS * VECTOR_BYTES // np.dtype(dtype).itemsize
 
 
+#: how a tile's sums start (a compile-time constant of :func:`_tile`): at zero, at out's values, or at a row of
+#: ``start`` (the bias of a projection, the same for every row)
+ZERO, OUT, START = 0, 1, 2
+
+
 @intrinsic(prefer_literal=True)
-def _tile(typingctx, a, panel, out, row0, col0, rows, first):
-    """out[row0:row0 + rows, col0:col0 + NR] (=, or += unless ``first``) a[row0:row0 + rows] @ panel; ``rows`` and
-    ``first`` compile-time constants; panel (K, NR) and out with unit column stride."""
-    if not (isinstance(rows, types.IntegerLiteral) and isinstance(first, types.BooleanLiteral)
-            and isinstance(panel, types.Array) and a.dtype == panel.dtype == out.dtype
+def _tile(typingctx, a, panel, out, start, row0, col0, rows, mode):
+    """out[row0:row0 + rows, col0:col0 + NR] = (its sums' start, by ``mode``: ZERO, OUT or START) + a[row0:row0 +
+    rows] @ panel; ``rows`` and ``mode`` compile-time constants; panel (K, NR) and out with unit column stride;
+    start (NR,) contiguous, read where ``mode`` is START."""
+    if not (isinstance(rows, types.IntegerLiteral) and isinstance(mode, types.IntegerLiteral)
+            and isinstance(panel, types.Array) and a.dtype == panel.dtype == out.dtype == start.dtype
             and panel.dtype in (types.float32, types.float64)):
         return None
-    count, dtype, zero = rows.literal_value, panel.dtype, first.literal_value
+    count, dtype, begin = rows.literal_value, panel.dtype, mode.literal_value
 
     def codegen(context, builder, signature, args):
         (a_array, panel_array, out_array), size, scalar, vector, fma = vector_codegen(context, builder, signature,
                                                                                       args, dtype)
-        row0, col0 = args[3], args[4]
+        row0, col0 = args[4], args[5]
         out_row_stride, out_col_stride = cgutils.unpack_tuple(builder, out_array.strides, 2)
         first_column = builder.mul(col0, out_col_stride)
         out_lines = [builder.add(builder.mul(builder.add(row0, ir.Constant(_I64, i)), out_row_stride), first_column)
@@ -69,13 +75,21 @@ def _tile(typingctx, a, panel, out, row0, col0, rows, first):
             at = builder.add(out_lines[i], ir.Constant(_I64, v * VECTOR_BYTES))
             return address(builder, out_array.data, at, vector)
 
-        sums = [[cgutils.alloca_once_value(builder, ir.Constant(vector, None) if zero
-                                           else builder.load(out_at(i, v), align=size)) for v in range(VECTORS)]
-                for i in range(count)]
+        if begin == START:
+            start_data = context.make_array(signature.args[3])(context, builder, args[3]).data
+            starts = [builder.load(address(builder, start_data, ir.Constant(_I64, v * VECTOR_BYTES), vector),
+                                   align=size) for v in range(VECTORS)]
+
+        def initial(i, v):
+            if begin == ZERO:
+                return ir.Constant(vector, None)
+            return builder.load(out_at(i, v), align=size) if begin == OUT else starts[v]
+
+        sums = [[cgutils.alloca_once_value(builder, initial(i, v)) for v in range(VECTORS)] for i in range(count)]
         panel_row = cgutils.unpack_tuple(builder, panel_array.strides, 2)[0]
         row_stride, col_stride = cgutils.unpack_tuple(builder, a_array.strides, 2)
         inner = cgutils.unpack_tuple(builder, a_array.shape, 2)[1]
-        starts = [builder.mul(builder.add(row0, ir.Constant(_I64, i)), row_stride) for i in range(count)]
+        starts_a = [builder.mul(builder.add(row0, ir.Constant(_I64, i)), row_stride) for i in range(count)]
         with cgutils.for_range(builder, inner) as loop:
             k = loop.index
             line = builder.mul(k, panel_row)
@@ -84,7 +98,7 @@ def _tile(typingctx, a, panel, out, row0, col0, rows, first):
                       for v in range(VECTORS)]
             step = builder.mul(k, col_stride)
             for i in range(count):  # sums[i] += a[row0 + i, k] panel[k]
-                value = builder.load(address(builder, a_array.data, builder.add(starts[i], step), scalar))
+                value = builder.load(address(builder, a_array.data, builder.add(starts_a[i], step), scalar))
                 lanes = spread(builder, value, vector)
                 for v in range(VECTORS):
                     builder.store(builder.call(fma, [lanes, loaded[v], builder.load(sums[i][v])]), sums[i][v])
@@ -93,33 +107,35 @@ def _tile(typingctx, a, panel, out, row0, col0, rows, first):
                 builder.store(builder.load(sums[i][v]), out_at(i, v), align=size)
         return context.get_dummy_value()
 
-    return types.void(a, panel, out, row0, col0, rows, first), codegen
+    return types.void(a, panel, out, start, row0, col0, rows, mode), codegen
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _rows(a, panel, out, row0, col0, rows, first):
+def _rows(a, panel, out, start, row0, col0, rows, mode):
     """One tile of ``rows`` rows (1..ROWS; each count its own compiled tile)."""
     if rows == ROWS:
-        _tile(a, panel, out, row0, col0, ROWS, first)
+        _tile(a, panel, out, start, row0, col0, ROWS, mode)
     elif rows == 5:
-        _tile(a, panel, out, row0, col0, 5, first)
+        _tile(a, panel, out, start, row0, col0, 5, mode)
     elif rows == 4:
-        _tile(a, panel, out, row0, col0, 4, first)
+        _tile(a, panel, out, start, row0, col0, 4, mode)
     elif rows == 3:
-        _tile(a, panel, out, row0, col0, 3, first)
+        _tile(a, panel, out, start, row0, col0, 3, mode)
     elif rows == 2:
-        _tile(a, panel, out, row0, col0, 2, first)
+        _tile(a, panel, out, start, row0, col0, 2, mode)
     else:
-        _tile(a, panel, out, row0, col0, 1, first)
+        _tile(a, panel, out, start, row0, col0, 1, mode)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _tiles(a, panel, out, row0, col0, rows, first):
-    """One tile, its sums started at zero where ``first``, else at out's values."""
-    if first:
-        _rows(a, panel, out, row0, col0, rows, True)
+def _tiles(a, panel, out, start, row0, col0, rows, mode):
+    """One tile, its sums started as ``mode`` says (ZERO, OUT or START)."""
+    if mode == ZERO:
+        _rows(a, panel, out, start, row0, col0, rows, ZERO)
+    elif mode == OUT:
+        _rows(a, panel, out, start, row0, col0, rows, OUT)
     else:
-        _rows(a, panel, out, row0, col0, rows, False)
+        _rows(a, panel, out, start, row0, col0, rows, START)
 
 
 #: rows of a panel read in one pass over the tiles: 128 x NR (32 KiB) stays in a 48 KiB L1 while every tile
@@ -128,11 +144,12 @@ DEPTH = 128
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def product(a, panels, out):
-    """out (R, N) = a @ B for a (R, K) and B packed in ``panels`` (:func:`pack_into`), out's rows C-contiguous.
-    In passes of DEPTH rows of B (the first writes the sums, the others add to them), panel by panel, every
-    tile of rows in turn; the last, partial panel's tiles go through a scratch and only its N mod NR columns
-    reach out."""
+def product(a, panels, out, onto=False, bias=None):
+    """out (R, N) = a @ B, out += a @ B where ``onto``, or out = b + a @ B for a bias row ``bias`` (N,) where one is
+    given, with a (R, K) and B packed in ``panels`` (:func:`pack_into`), out's rows C-contiguous. Each sum starts at
+    zero, out's value or b_n, then adds a[r, k] B[k, n] in order of k. In passes of DEPTH rows of B (the first
+    starts the sums, the others add to them), panel by panel, every tile of rows in turn; the last, partial panel's
+    tiles go through a scratch and only its N mod NR columns reach out."""
     R, N = out.shape
     K = a.shape[1]
     width = panels.shape[2]
@@ -140,13 +157,26 @@ def product(a, panels, out):
     left = N - (whole - 1) * width
     partial = left < width
     scratch = np.empty((R if partial else 0, width), out.dtype)
+    if partial and onto:
+        for r in range(R):
+            scratch[r, :left] = out[r, (whole - 1) * width:]
+    begin = ZERO
+    start = np.zeros(0, out.dtype)
+    if onto:
+        begin = OUT
+    if bias is not None:  # the row b, zero past N (the partial panel's tiles read NR columns of it)
+        begin = START
+        start = np.zeros(whole * width, out.dtype)
+        start[:N] = bias
     for k0 in range(0, max(K, 1), DEPTH):
         part = a[:, k0:k0 + DEPTH]
+        mode = begin if k0 == 0 else OUT
         for p in range(whole):
             panel = panels[p, k0:k0 + DEPTH]
             target, col = (scratch, 0) if partial and p == whole - 1 else (out, p * width)
+            first = start[p * width:(p + 1) * width] if mode == START else start
             for r0 in range(0, R, ROWS):
-                _tiles(part, panel, target, r0, col, min(ROWS, R - r0), k0 == 0)
+                _tiles(part, panel, target, first, r0, col, min(ROWS, R - r0), mode)
     if partial:
         for r in range(R):
             out[r, (whole - 1) * width:] = scratch[r, :left]
@@ -199,3 +229,12 @@ def wanted(blas_rows: int, one_thread: bool) -> bool:
     if force is not None:
         return force
     return blas_rows > 0 and one_thread and tuning.value("panels.enabled") >= 1
+
+
+def projection_wanted(by_panels: bool, inner: int) -> bool:
+    """Whether a run's input projection x U^T (``inner`` = I columns of x) runs by panels too: where its steps'
+    products do (``by_panels``, one thread) and I <= DEPTH, so that every tile's sums finish in one pass over k.
+    There OpenBLAS on one thread ran the G2 projection (1600 x 64 by 64 x 512) at 125 GFLOP/s float32 and 60
+    float64, the panels at 185 and 86; at I = 256 (G3's 3200 x 256 by 256 x 1024) OpenBLAS was ahead, 190 against
+    153 and 88 against 68 (benchmarks/cpu_issue37/README.md, "Projections by panels")."""
+    return by_panels and inner <= DEPTH
