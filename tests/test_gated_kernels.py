@@ -407,6 +407,27 @@ def test_float32_exp_and_logistic_function_within_their_documented_ulps():
     assert _ulps(out, 1 / (1 + np.exp(-b.astype(np.float64)))) <= 2.5
 
 
+def test_the_float32_forward_steps_run_on_the_widest_vectors():
+    """exp32 and tanh32 ask LLVM for 512-bit vectors in the loops they are inlined into (elementwise._wide_vectors):
+    the LSTM's float32 step compiles to zmm FMAs where the CPU has AVX-512 (none otherwise), and its BPTT step,
+    which evaluates neither, keeps LLVM's own choice (ymm on AVX-512). Compiled here as the kernels compile them,
+    without the cache (cached code cannot be inspected)."""
+    from rnnspec.kernels.cpu import lstm
+    from rnnspec.kernels.cpu.simd import AVX512
+
+    options = {k: v for k, v in GATE_LOOPS.items() if k != "cache"}
+    f32 = np.float32
+    step = njit(**options)(lstm.step.py_func)
+    rows = lambda n: np.ones((3, n), f32)
+    step(rows(64), rows(64), rows(64), rows(16), rows(16), rows(16), rows(16), 0)
+    back = njit(**options)(lstm.back_step.py_func)
+    back(rows(64), rows(16), rows(16), True, rows(64), rows(16), rows(16), rows(16), rows(16), np.zeros(64, f32),
+         f32(1), 0)
+    forward_asm, back_asm = (next(iter(f.inspect_asm().values())) for f in (step, back))
+    assert ("vfmadd213ps\t%zmm" in forward_asm or "vfmadd231ps\t%zmm" in forward_asm) == AVX512
+    assert "zmm" not in back_asm
+
+
 def _ulps64(got, exact):
     """The largest error in float64 spacings of ``exact`` (libm's, within 1 ulp of the exact values)."""
     return float(np.max(np.abs(got - exact) / np.spacing(np.abs(exact))))
