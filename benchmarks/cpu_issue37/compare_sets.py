@@ -1,6 +1,7 @@
 """PyTorch / ours, the range over three runs, per (cell, size, dtype, phase), in each set of issue 37's idle bench
 runs: before (the runs at 1829372, the Elman runs at 3ba26e2), after the panels (panels/), after the two threads
-were kept on two CPUs (panels_apart/), after the overheads session (overheads/).
+were kept on two CPUs (panels_apart/), after the overheads session (overheads/), after the projections by panels and
+the wide vectors (projections/).
 
     python benchmarks/cpu_issue37/compare_sets.py > benchmarks/cpu_issue37/compare_sets.md
 """
@@ -16,7 +17,8 @@ SETS = [("before", sorted(glob.glob(f"{HERE}/[gl]*_run?.json"))
                    + sorted(glob.glob(f"{HERE}/after_3ba26e2/elman_run?.json"))),
         ("panels", sorted(glob.glob(f"{HERE}/panels/*_run?.json"))),
         ("apart", sorted(glob.glob(f"{HERE}/panels_apart/*_run?.json"))),
-        ("overheads", sorted(glob.glob(f"{HERE}/overheads/*_run?.json")))]
+        ("overheads", sorted(glob.glob(f"{HERE}/overheads/*_run?.json"))),
+        ("projections", sorted(glob.glob(f"{HERE}/projections/*_run?.json")))]
 
 
 def span(values: list[float]) -> str:
