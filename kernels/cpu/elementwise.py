@@ -117,7 +117,8 @@ def _wide_vectors(typingctx):
     function attribute "prefer-vector-width"="512". On AVX-512 CPUs LLVM otherwise prefers 256 bits (its tuning
     for Intel cores since Skylake-SP), and every float32 gate loop ran on ymm registers. The LSTM's float32 step
     took 4.65-4.82 against 5.85-5.92 us at 16 x 128 units and 157 against 191 at 64 x 1024, the reset-after GRU's
-    3.3 against 3.7 and 111 against 116, with the same bits (benchmarks/cpu_issue37/README.md, "Wide vectors").
+    3.3 against 3.7 and 111 against 116, with the same bits (benchmarks/cpu_issue37/README.md, "Projections by
+    panels, wide vectors").
     Where the CPU has no 512-bit vectors the attribute changes nothing. exp32 and tanh32 call it, so every loop
     that inlines them (the forward steps) takes it; the BPTT steps evaluate none and are left as they were: there
     the wide loops ran no faster in float32 (146 against 152 us at 64 x 1024) and slower in float64."""

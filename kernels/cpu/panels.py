@@ -13,7 +13,9 @@ G3 forward took 46-48 ms against 32-37 with x U^T left to one large GEMM before 
 about 140 GFLOP/s a core, the fused product's share at about 105), and G2 gained nothing (4.57 against 4.59 ms).
 
 Each element of out sums over k in order, one FMA each, whatever the tile it falls in, so a row's values do not
-depend on the other rows or on how the rows split into tiles or threads.
+depend on the other rows or on how the rows split into tiles or threads. A sum may start at zero, at out's value, or
+at a bias row: the input projection x U^T + b runs by these tiles too where the step's products do and I is small
+(:func:`projection_wanted`), b + sum_k x_k U^T_k in that order.
 
 Measured on the 2-core AVX-512 machine, one thread each (benchmarks/cpu_issue37/panel_products.md), GFLOP/s of
 panels against one OpenBLAS call: float32 16 x 128 by 128 x 512 163 against 71, 32 x 256 by 256 x 1024 171
