@@ -15,21 +15,32 @@ import ctypes
 import os
 import sys
 
-os.environ.setdefault("MKL_THREADING_LAYER", "GNU")
-mkl = ctypes.CDLL(os.path.join(os.environ["MKL_LIB"], "libmkl_rt.so.3"), mode=ctypes.RTLD_GLOBAL)
+import scipy.linalg.cython_blas as cython_blas
 
-import scipy.linalg.cython_blas as cython_blas  # noqa: E402
+#: the BLAS functions Numba's np.dot and np.linalg look up in cython_blas's table (same Fortran interface in MKL)
+FUNCTIONS = ("sgemm", "dgemm", "sgemv", "dgemv", "sdot", "ddot")
 
-capsule = ctypes.pythonapi.PyCapsule_New
-capsule.restype = ctypes.py_object
-capsule.argtypes = (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p)
-for name in ("sgemm", "dgemm", "sgemv", "dgemv", "sdot", "ddot"):
-    address = ctypes.cast(getattr(mkl, name + "_"), ctypes.c_void_p).value
-    cython_blas.__pyx_capi__[name] = capsule(address, b"mkl", None)
-mkl.MKL_Set_Num_Threads(2)
 
-if __name__ == "__main__":
-    from rnnspec.spec.cli import main
+def point_numba_at_mkl(library_folder: str) -> None:
+    """MKL's functions in cython_blas's table, before Numba's first np.dot reads it (MKL on GNU OpenMP, 2 threads)."""
+    os.environ.setdefault("MKL_THREADING_LAYER", "GNU")  # read when libmkl_rt loads
+    mkl = ctypes.CDLL(os.path.join(library_folder, "libmkl_rt.so.3"), mode=ctypes.RTLD_GLOBAL)
+    capsule = ctypes.pythonapi.PyCapsule_New
+    capsule.restype = ctypes.py_object
+    capsule.argtypes = (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p)
+    for name in FUNCTIONS:
+        address = ctypes.cast(getattr(mkl, name + "_"), ctypes.c_void_p).value
+        cython_blas.__pyx_capi__[name] = capsule(address, b"mkl", None)
+    mkl.MKL_Set_Num_Threads(2)
+
+
+def main() -> int:
+    point_numba_at_mkl(os.environ["MKL_LIB"])
+    from rnnspec.spec.cli import main as cli  # after the table is set: nothing of the kernels has run yet
 
     sys.argv = ["rnnspec"] + sys.argv[1:]
+    return cli()
+
+
+if __name__ == "__main__":
     sys.exit(main())

@@ -17,7 +17,10 @@ CALLS = 40
 
 def arguments(cell: str, dtype: np.dtype, T: int, B: int, I: int, H: int) -> tuple:
     rng = np.random.default_rng(0)
-    draw = lambda *shape: (rng.standard_normal(shape) * 0.1).astype(dtype)  # noqa: E731
+
+    def draw(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape) * 0.1).astype(dtype)
+
     if cell == "elman":
         return draw(T, B, I), draw(B, H), draw(H, I), draw(H, H), np.zeros(H, dtype)
     kernel = cells.kernel(cell)
@@ -33,21 +36,24 @@ def arguments(cell: str, dtype: np.dtype, T: int, B: int, I: int, H: int) -> tup
     return draw(T, B, I), state0, params
 
 
-def main() -> None:
-    cell, dtype, size = sys.argv[1], np.dtype(sys.argv[2]), sys.argv[3]
-    phase = sys.argv[4] if len(sys.argv) > 4 else "forward"
-    T, B, I, H, _ = SIZES[size]
-    args = arguments(cell, dtype, T, B, I, H)
+def timed_call(cell: str, phase: str, dtype: np.dtype, T: int, B: int, args: tuple):
+    """The call timed: Elman's forward, or a gated cell's forward or loss with every gradient ("train")."""
     if cell == "elman":
-        call = lambda: elman.elman_forward(*args)  # noqa: E731
-    elif phase == "train":
+        return lambda: elman.elman_forward(*args)
+    if phase == "train":
         classes = 16
         x, state0, params = args
         params.update(V=np.zeros((classes, state0["h0"].shape[1]), dtype), c=np.zeros(classes, dtype))
         y = np.random.default_rng(1).integers(0, classes, (T, B))
-        call = lambda: gated.loss(cell, x, state0, params, y)  # noqa: E731
-    else:
-        call = lambda: gated.forward(cell, *args)  # noqa: E731
+        return lambda: gated.loss(cell, x, state0, params, y)
+    return lambda: gated.forward(cell, *args)
+
+
+def main() -> None:
+    cell, dtype, size = sys.argv[1], np.dtype(sys.argv[2]), sys.argv[3]
+    phase = sys.argv[4] if len(sys.argv) > 4 else "forward"
+    T, B, I, H, _ = SIZES[size]
+    call = timed_call(cell, phase, dtype, T, B, arguments(cell, dtype, T, B, I, H))
     wanted, seen = panels.projection_wanted, []
 
     def spy(*a):
