@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_gated_kernels import _fixed, _flat, _run, assert_agree, compare, gated_cases
-from test_simd import AVX2_ONLY
 
 from rnnspec import catalogue
 from rnnspec.kernels.cpu import blas, cells, gated, loops, panels, tuning
+from rnnspec.kernels.cpu.emulate import AVX2_FEATURES
 from rnnspec.kernels.cpu.simd import AVX512
 
 
@@ -229,9 +229,10 @@ print("ok")
 
 
 def test_an_avx2_only_build_sums_right_and_keeps_its_tiles_in_registers(tmp_path):
-    """Built as for an AVX2-only CPU (test_simd.AVX2_ONLY; the code runs on this one too): tiles of 6 rows by one
+    """Built as for an AVX2-only CPU (emulate.AVX2_FEATURES; the code runs on this one too): tiles of 6 rows by one
     64-byte vector (two of AVX2's 16 registers), products within their bound, and each tile's loop over k
     holds its 12 sums in registers (12 ymm FMAs, no stack access): 6 rows by two vectors spill there."""
-    env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": AVX2_ONLY, "NUMBA_CACHE_DIR": str(tmp_path)}
+    env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": AVX2_FEATURES,
+           "NUMBA_CACHE_DIR": str(tmp_path)}
     done = subprocess.run([sys.executable, "-c", _AVX2_SCRIPT], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rnnspec.kernels.cpu import simd
+from rnnspec.kernels.cpu.emulate import AVX2_FEATURES
 
 
 def _check(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -86,10 +87,6 @@ def test_the_peak_s_fma_chains_take_one_step_per_repeat(dtype):
     assert np.allclose(x, expected, rtol=1e-4), f"entries {np.unique(x)} after 1000 repeats, expected {expected}"
 
 
-#: what NUMBA_CPU_FEATURES gives Numba for an AVX2-only CPU (Haswell's features), to build its code on any x86 CPU
-AVX2_ONLY = ("+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+f16c,+fma,+fxsr,+lzcnt,+mmx,+movbe,+popcnt,+sse,+sse2,+sse3,"
-             "+sse4.1,+sse4.2,+ssse3,+xsave")
-
 _AVX2_SCRIPT = r"""
 import importlib.util, re, sys
 import numpy as np
@@ -124,7 +121,7 @@ def test_an_avx2_only_build_sums_right_and_keeps_the_peak_s_chains_in_registers(
     import subprocess
     import sys
 
-    env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": AVX2_ONLY,
+    env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": AVX2_FEATURES,
            "NUMBA_CACHE_DIR": str(tmp_path)}
     done = subprocess.run([sys.executable, "-c", _AVX2_SCRIPT, __file__], env=env, capture_output=True, text=True,
                           timeout=600)

@@ -29,6 +29,7 @@ from rnnspec import catalogue
 from rnnspec.kernels.cpu.baselines import RUNNERS
 from rnnspec.kernels.cpu.baselines_gated import CELLS as TEXTBOOK_CELLS
 from rnnspec.kernels.cpu.baselines_variants import LAYERS, PLAIN, make_variant_case, projection_size
+from rnnspec.kernels.cpu.emulate import RECORDED_PREFIXES
 from rnnspec.kernels.cpu.work import flops
 
 SIZES = {
@@ -236,9 +237,11 @@ def machine() -> dict:
 
         info["torch"] = torch.__version__
         info["torch_threads"] = torch.get_num_threads()
+        # PyTorch's own kernels' instruction set (ATEN_CPU_CAPABILITY can hold it below the CPU's); from 2.1
+        info["torch_cpu_capability"] = getattr(torch.backends.cpu, "get_cpu_capability", lambda: None)()
     except ImportError:
         pass
-    info["env"] = {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS_", "OMP_", "MKL_"))}
+    info["env"] = {k: v for k, v in os.environ.items() if k.startswith(RECORDED_PREFIXES)}
     return info
 
 
@@ -358,7 +361,10 @@ def table(report: dict) -> str:
     cpu = report.get("machine", {}).get("cpu")
     if cpu:
         l2 = f"L2 {cpu['l2_bytes'] // 1024} KiB a core" if cpu["l2_bytes"] else "L2 size not found"
-        lines.append(f"CPU: {cpu['cpu']} (family {cpu['family']}, model {cpu['model']}), {cpu['isa']}, {cpu['cores']} "
+        isa = (f"{cpu['isa']} emulated on an {cpu['cpu_isa']} CPU (python -m rnnspec.kernels.cpu.emulate: the "
+               f"kernels, OpenBLAS and PyTorch held to {cpu['isa']}'s code, on this CPU's cores and caches)"
+               if cpu.get("cpu_isa") else cpu["isa"])
+        lines.append(f"CPU: {cpu['cpu']} (family {cpu['family']}, model {cpu['model']}), {isa}, {cpu['cores']} "
                      f"cores for this process, {l2}")
     if report.get("load_before") is not None:
         after = f", {report['load_after']:.2f} after" if report.get("load_after") is not None else ""

@@ -34,6 +34,17 @@ def _compiles_avx512() -> bool:
     return "avx512f" in cpu_flags()
 
 
+def compiled_isa() -> str | None:
+    """The widest vector instructions of the code Numba compiles where NUMBA_CPU_FEATURES names them ("avx512",
+    "avx2" or "other"; kernels/cpu/emulate.py sets them), None where Numba compiles for this CPU."""
+    from numba.core import config
+
+    if not config.CPU_FEATURES:
+        return None
+    features = config.CPU_FEATURES.split(",")
+    return "avx512" if "+avx512f" in features else "avx2" if "+avx2" in features else "other"
+
+
 AVX512 = _compiles_avx512()
 #: the vector registers LLVM allocates: 32 of 64 bytes (AVX-512), else 16 of 32 (AVX2)
 REGISTERS, REGISTER_BYTES = (32, 64) if AVX512 else (16, 32)

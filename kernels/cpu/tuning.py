@@ -168,14 +168,20 @@ def machine() -> dict:
     """What the thresholds depend on: the CPU (model, family and model number, the widest vector instructions
     the kernels use), the cores this process may use, the L2 size, and the OpenBLAS core type the kernels'
     BLAS runs."""
-    from rnnspec.kernels.cpu import blas
+    from rnnspec.kernels.cpu import blas, simd
 
     blas.prepare()
     info, flags = _cpuinfo(), blas.cpu_flags()
     isa = "avx512" if all(f in flags for f in blas.AVX512_NEEDED) else "avx2" if "avx2" in flags else "other"
-    return {"cpu": info.get("model name", platform.processor() or platform.machine()),
-            "family": info.get("cpu family", ""), "model": info.get("model", ""), "arch": platform.machine(),
-            "isa": isa, "cores": cores(), "l2_bytes": _l2_bytes(), "blas_core": blas.core_name("scipy")}
+    described = {"cpu": info.get("model name", platform.processor() or platform.machine()),
+                 "family": info.get("cpu family", ""), "model": info.get("model", ""), "arch": platform.machine(),
+                 "isa": isa, "cores": cores(), "l2_bytes": _l2_bytes(), "blas_core": blas.core_name("scipy")}
+    built = simd.compiled_isa()
+    if built is not None and built != isa:
+        # another CPU's code, emulated here (kernels/cpu/emulate.py): its thresholds are that code's, not this
+        # CPU's own, and a report names both
+        described.update(isa=built, cpu_isa=isa)
+    return described
 
 
 def machine_key(described: dict) -> str:
