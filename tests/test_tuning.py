@@ -176,6 +176,27 @@ def test_the_measurement_derives_each_threshold_from_its_probes(cache, monkeypat
     assert tuning.read(tuning.save(record), tuning.machine()).values == record["values"]
 
 
+@pytest.mark.parametrize("panels_win", [True, False])
+def test_the_panels_are_measured_first_and_every_other_probe_runs_with_their_value(cache, monkeypatch, panels_win):
+    """The halves in the rows' and the split's probes run their step products as the kernels will: measured with
+    the safe value (no panels where the CPU lacks AVX-512), the halves lost to the whole batch at every H on
+    emulated AVX2 and the rows were never chosen, where with the panels they win."""
+    seen = []
+
+    def probe(kind, T, B, I, H):
+        seen.append((kind, tuning.value("panels.enabled")))
+        ratio = 2.0 if kind == "panels" and panels_win else 1.0
+        return {"one_s": ratio, "two_s": 1.0, "ratio": ratio}
+
+    monkeypatch.setattr(tuning, "probe", probe)
+    with tuning.override({"panels.enabled": 0.0 if panels_win else 1.0}):  # the opposite of what is measured
+        record = tuning.measure()
+    kinds = [kind for kind, _ in seen]
+    assert kinds[:len(tuning.PANELS_H)] == ["panels"] * len(tuning.PANELS_H) and kinds.count("panels") == 2
+    assert record["values"]["panels.enabled"] == float(panels_win)
+    assert {value for kind, value in seen if kind != "panels"} == {float(panels_win)}, seen
+
+
 def test_a_measurement_where_the_split_never_won_leaves_its_other_thresholds_safe(cache, monkeypatch):
     monkeypatch.setattr(tuning, "probe", lambda kind, T, B, I, H: {"one_s": 1.0, "two_s": 1.0, "ratio": 1.0})
     values = tuning.measure()["values"]

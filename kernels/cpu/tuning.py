@@ -438,8 +438,6 @@ def measure(progress: Callable[[str], None] | None = None) -> dict:
     """Measure every threshold of TABLE that has a ``measured_by`` on this machine; returns the record
     :func:`save` writes: schema, machine, time, load average before and after, the values, and every probe
     (sizes, best seconds of each path, ratio). Every other threshold holds its safe value meanwhile."""
-    from rnnspec.kernels.cpu.work import flops
-
     say = progress or (lambda line: None)
     probes: list[dict] = []
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
@@ -454,35 +452,48 @@ def measure(progress: Callable[[str], None] | None = None) -> dict:
 
     values: dict[str, float] = {}
     with override(safe_values()):
-        T, B, I = ROWS
-        ratios = [run("rows", T, B, I, H) for H in ROWS_H]
-        values["rows.min_flops"] = win_range([(flops("train", T, B, I, H, 16, GATES), r)
-                                              for H, r in zip(ROWS_H, ratios)])[0]
-        values["rows.max_weight_bytes"] = win_range([(GATES * H * H * 4, r) for H, r in zip(ROWS_H, ratios)])[1]
-        T, B, I = SPLIT
-        by_units = {H: run("split", T, B, I, H) for H in SPLIT_H}
-        values["split.min_row_step"] = lower_boundary([(GATES * H * H, r) for H, r in by_units.items()])
-        won = [H for H in SPLIT_H if GATES * H * H >= values["split.min_row_step"]]
-        if won:  # else the split never runs, whatever its other thresholds
-            H = won[0]  # the ladders below share SPLIT's point with the one above: measured once, read alike
-            by_steps = {t: by_units[H] if t == T else run("split", t, B, I, H) for t in SPLIT_T}
-            values["split.min_steps"] = lower_boundary(sorted(by_steps.items()))
-            values["split.max_rows"] = 0
-            for rows in SPLIT_B:
-                if (by_units[H] if rows == B else run("split", T, rows, I, H)) < WIN:
-                    break
-                values["split.max_rows"] = rows
-        T, B, I = TRANSPOSED
-        ratios = [run("transposed", T, B, I, H) for H in TRANSPOSED_H]
-        values["blas.transposed_min_bytes"] = lower_boundary([(GATES * H * H * 4, r)
-                                                              for H, r in zip(TRANSPOSED_H, ratios)])
+        # the panels first: the halves of every probe below run their step products as the kernels will. Measured
+        # last, the rows' probes ran on AVX2 with the safe value (no panels), and the halves lost to the whole
+        # batch at every H (0.71-0.94x) where with the panels they run 1.27-1.40x faster (emulated AVX2,
+        # benchmarks/cpu_issue37/avx2_emulated/)
         T, B, I = PANELS
         ratios = [run("panels", T, B, I, H) for H in PANELS_H]
         values["panels.enabled"] = float(any(r >= WIN for r in ratios) and all(r * WIN >= 1 for r in ratios))
+        with override({"panels.enabled": values["panels.enabled"]}):
+            _measure_paths(run, values)
     return {"schema": SCHEMA, "machine": machine(), "measured_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "seconds": round(time.perf_counter() - started, 1), "load_before": load_before,
             "load_after": os.getloadavg() if hasattr(os, "getloadavg") else None, "win": WIN,
             "values": values, "probes": probes}
+
+
+def _measure_paths(run: Callable[[str, int, int, int, int], float], values: dict[str, float]) -> None:
+    """The rows', the split's and the transposed products' thresholds into ``values``, from ``run`` (kind, T, B,
+    I, H) -> the other path's ratio."""
+    from rnnspec.kernels.cpu.work import flops
+
+    T, B, I = ROWS
+    ratios = [run("rows", T, B, I, H) for H in ROWS_H]
+    values["rows.min_flops"] = win_range([(flops("train", T, B, I, H, 16, GATES), r)
+                                          for H, r in zip(ROWS_H, ratios)])[0]
+    values["rows.max_weight_bytes"] = win_range([(GATES * H * H * 4, r) for H, r in zip(ROWS_H, ratios)])[1]
+    T, B, I = SPLIT
+    by_units = {H: run("split", T, B, I, H) for H in SPLIT_H}
+    values["split.min_row_step"] = lower_boundary([(GATES * H * H, r) for H, r in by_units.items()])
+    won = [H for H in SPLIT_H if GATES * H * H >= values["split.min_row_step"]]
+    if won:  # else the split never runs, whatever its other thresholds
+        H = won[0]  # the ladders below share SPLIT's point with the one above: measured once, read alike
+        by_steps = {t: by_units[H] if t == T else run("split", t, B, I, H) for t in SPLIT_T}
+        values["split.min_steps"] = lower_boundary(sorted(by_steps.items()))
+        values["split.max_rows"] = 0
+        for rows in SPLIT_B:
+            if (by_units[H] if rows == B else run("split", T, rows, I, H)) < WIN:
+                break
+            values["split.max_rows"] = rows
+    T, B, I = TRANSPOSED
+    ratios = [run("transposed", T, B, I, H) for H in TRANSPOSED_H]
+    values["blas.transposed_min_bytes"] = lower_boundary([(GATES * H * H * 4, r)
+                                                          for H, r in zip(TRANSPOSED_H, ratios)])
 
 
 def save(record: dict, path: Path | None = None) -> Path:
