@@ -95,9 +95,9 @@ def test_a_bias_start_is_the_first_term_of_each_sum():
 
 
 def test_the_projection_runs_by_panels_where_the_steps_do_and_one_pass_covers_its_inner_size():
-    assert panels.projection_wanted(True, panels.DEPTH)
-    assert not panels.projection_wanted(True, panels.DEPTH + 1)  # G3's I = 256: OpenBLAS was ahead there
-    assert not panels.projection_wanted(False, 16)  # the steps' products on BLAS: so is the projection
+    assert panels.projection_wanted(True, True, panels.DEPTH)
+    assert not panels.projection_wanted(True, True, panels.DEPTH + 1)  # G3's I = 256: OpenBLAS was ahead there
+    assert not panels.projection_wanted(False, True, 16)  # the steps' products on BLAS: so is the projection
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -125,15 +125,32 @@ def test_a_rows_values_do_not_depend_on_the_other_rows(dtype):
 
 @pytest.mark.usefixtures("safe_table")
 def test_the_choice(monkeypatch):
-    """Products large enough for BLAS calls, on one thread, where ``panels.enabled`` (1 on AVX-512 in the safe
-    table, 0 elsewhere: unmeasured)."""
-    assert panels.wanted(16, True) == AVX512
-    assert not panels.wanted(0, True)  # small products run as loops (simd.row_times)
-    assert not panels.wanted(16, False)  # where OpenBLAS's two threads share the product
+    """Products large enough for BLAS calls, where ``panels.enabled`` (1 on AVX-512 in the safe table, 0 elsewhere:
+    unmeasured): on one thread, or beside OpenBLAS's two threads up to ``panels.max_threaded_rows`` rows."""
+    assert panels.wanted(16, True, 64) == AVX512
+    assert not panels.wanted(0, True, 1)  # small products run as loops (simd.row_times)
+    low, limit = int(tuning.value("panels.min_threaded_rows")), int(tuning.value("panels.max_threaded_rows"))
+    # few rows: the calling thread beats OpenBLAS's two
+    assert panels.wanted(16, False, low) == panels.wanted(16, False, limit) == AVX512
+    assert not panels.wanted(16, False, limit + 1)  # where OpenBLAS's two threads share the product
+    assert not panels.wanted(16, False, low - 1)  # one row: OpenBLAS runs it on one thread
+    assert not panels.wanted(16, False)  # no rows given (Elman's products): on one thread only
+    with tuning.override({"panels.max_threaded_rows": 0}):
+        assert not panels.wanted(16, False, low) and panels.wanted(16, True, 1) == AVX512
     with tuning.override({"panels.enabled": 0}):
-        assert not panels.wanted(16, True)
+        assert not panels.wanted(16, True, 1) and not panels.wanted(16, False, 1)
     with tuning.override({"panels.enabled": 1}):
-        assert panels.wanted(16, True)
+        assert panels.wanted(16, True, 64) and panels.wanted(16, False, limit)
+    assert low >= 2, "one row beside OpenBLAS's threads lost to its one-thread kernel"
+
+
+def test_the_projection_stays_on_openblas_s_threads_where_it_has_two(monkeypatch):
+    """The steps' products by panels beside OpenBLAS's two threads (few rows) leave the projection's T B rows to
+    those threads, unless the panels are forced."""
+    monkeypatch.delenv(panels.FORCE, raising=False)
+    assert not panels.projection_wanted(True, False, 16)
+    monkeypatch.setenv(panels.FORCE, "always")
+    assert panels.projection_wanted(True, False, 16)
 
 
 #: the cells whose kernels take the panels: one stacked product a step (cells.Gated.transposable)
@@ -201,6 +218,31 @@ def test_kernels_on_panels_agree_with_the_blas_path(cell, forced):
     assert forced[-1] == (cell, True)
     assert abs(moved[0] - held[0]) <= 1e-5 * abs(held[0]), (moved[0], held[0])
     assert_agree(moved[1], held[1], 1e-5)
+
+
+@pytest.mark.parametrize("cell", AGREE)
+def test_few_rows_run_by_panels_beside_openblas_s_two_threads_and_agree_with_it(cell, monkeypatch):
+    """The whole batch of 4 rows with OpenBLAS on two threads: the steps' products by panels on the calling thread
+    (``panels.max_threaded_rows``), the projection's T B rows left to OpenBLAS; within 1e-5 of the products on
+    OpenBLAS's threads (the case of the test above), and not taken above the measured rows or where not given."""
+    monkeypatch.setattr(gated, "SMALL_STEP", -1)
+    monkeypatch.setattr(blas, "threads", lambda: 2)
+    monkeypatch.delenv(panels.FORCE, raising=False)
+    took = []
+    init = gated._Run.__init__
+    monkeypatch.setattr(gated._Run, "__init__", lambda self, *a, **k: (init(self, *a, **k), took.append(
+        (self.by_panels, self.projection_by_panels)))[0])
+    case = _fixed(cell, "float32", 20, 4, 4, 70, seed=8)
+    case["params"] = {k: v * np.float32(0.3) if k.startswith("W_") else v for k, v in case["params"].items()}
+    beside = {"panels.enabled": 1, "panels.min_threaded_rows": 2, "panels.max_threaded_rows": 4}
+    with tuning.override(beside):
+        by_panels = _flat(_run(case))
+    assert took and set(took) == {(True, False)}, took
+    took.clear()
+    with tuning.override({**beside, "panels.max_threaded_rows": 3}):
+        on_threads = _flat(_run(case))
+    assert took and set(took) == {(False, False)}, took
+    assert_agree(by_panels, on_threads, 1e-5)
 
 
 _AVX2_SCRIPT = r"""

@@ -151,10 +151,10 @@ def test_the_boundaries_between_losses_and_wins():
 def test_the_measurement_derives_each_threshold_from_its_probes(cache, monkeypatch):
     """On a made-up machine (each probe's ratio a rule of its sizes, no timing): the batch in halves wins at
     64 <= H <= 256, the split at H >= 256 with T >= 64 and B <= 2, the transposed products at H >= 768, the
-    panels everywhere."""
+    panels everywhere on one thread and at 2-8 rows beside OpenBLAS's two threads."""
     def probe(kind, T, B, I, H):
         won = {"rows": 64 <= H <= 256, "split": H >= 256 and T >= 64 and B <= 2, "transposed": H >= 768,
-               "panels": True}[kind]
+               "panels": True, "threaded": 2 <= B <= 8}[kind]
         return {"one_s": 2.0 if won else 1.0, "two_s": 1.0, "ratio": 2.0 if won else 1.0}
 
     monkeypatch.setattr(tuning, "probe", probe)
@@ -166,7 +166,8 @@ def test_the_measurement_derives_each_threshold_from_its_probes(cache, monkeypat
                 "rows.max_weight_bytes": math.sqrt(lstm_bytes(256) * lstm_bytes(384)),
                 "split.min_row_step": math.sqrt(4 * 192 * 192 * 4 * 256 * 256), "split.min_steps": math.sqrt(32 * 64),
                 "split.max_rows": 2, "blas.transposed_min_bytes": math.sqrt(lstm_bytes(512) * lstm_bytes(768)),
-                "panels.enabled": 1.0}
+                "panels.enabled": 1.0, "panels.min_threaded_rows": math.sqrt(2),
+                "panels.max_threaded_rows": math.sqrt(8 * 16)}
     assert record["values"] == pytest.approx(expected, rel=1e-12), record["values"]
     assert record["machine"] == tuning.machine() and record["schema"] == tuning.SCHEMA
     split_probes = [(p["T"], p["B"], p["H"]) for p in record["probes"] if p["kind"] == "split"]
@@ -212,18 +213,23 @@ def test_measuring_forces_each_path_and_puts_the_environment_back(cache, monkeyp
     transposed products; the panels as they are), then the probe's own path alone (the panels on the halves,
     against the halves on BLAS); the FORCE variables as they were after."""
     choices = lambda: (split.wanted("lstm", 256, 1, 256, 4), rows.wanted(64, 16, 1, 1.0),
-                       blas.transposed_wins(np.dtype(np.float32), 16, 1 << 30), panels.wanted(16, True))
+                       blas.transposed_wins(np.dtype(np.float32), 16, 1 << 30), panels.wanted(16, True, 16),
+                       panels.wanted(16, False, 4))
     monkeypatch.setenv(split.FORCE, "never")
     seen = {}
     for kind, sides in tuning.PATHS.items():
         for side in sides:
             with tuning._paths(*side):
                 seen.setdefault(kind, []).append(choices())
-    on = panels.wanted(16, True)  # the panels as they are in force (the safe table's): only their own probe sets them
-    plain = (False, False, False, on)
-    assert seen == {"rows": [plain, (False, True, False, on)], "split": [plain, (True, False, False, on)],
-                    "transposed": [plain, (False, False, True, on)],
-                    "panels": [(False, True, False, False), (False, True, False, True)]}
+    # the panels as they are in force (the safe table's), on one thread and beside OpenBLAS's two: only their own
+    # probes set them
+    on, beside = panels.wanted(16, True, 16), panels.wanted(16, False, 4)
+    plain = (False, False, False, on, beside)
+    assert seen == {"rows": [plain, (False, True, False, on, beside)],
+                    "split": [plain, (True, False, False, on, beside)],
+                    "transposed": [plain, (False, False, True, on, beside)],
+                    "panels": [(False, True, False, False, False), (False, True, False, True, True)],
+                    "threaded": [(False, False, False, on, False), (False, False, False, on, on)]}
     assert os.environ[split.FORCE] == "never" and rows.FORCE not in os.environ
 
 

@@ -69,9 +69,10 @@ class _Step:
         #: rows per BLAS call in a step's product (0: the loop, for small ones); see loops.matmul_into
         self.blas_rows = 0 if work <= SMALL_STEP else rows_per_call(self.B, self.H, self.H, half)
         #: the step's products by the kernels' tiles over panels of W (panels.py), as the gated cells' are
-        self.by_panels = not self.large and panels.wanted(self.blas_rows, half or blas.threads() == 1)
+        one_thread = half or blas.threads() == 1
+        self.by_panels = not self.large and panels.wanted(self.blas_rows, one_thread)
         #: the input projection U x_t by panels too (panels.projection_wanted)
-        self.projection_by_panels = panels.projection_wanted(self.by_panels, self.I)
+        self.projection_by_panels = panels.projection_wanted(self.by_panels, one_thread, self.I)
         self._x, self._h0, self._U, self._W, self._b = x, h0, U, W, b
         #: rows still running at each step (a prefix: rows sorted by length; see loops.hold)
         self.active = np.full(self.T, self.B, np.int64)

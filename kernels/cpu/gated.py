@@ -74,9 +74,10 @@ class _Run:
         self.transposed = self.kernel.transposable and self.blas_rows >= self.B and blas.transposed_wins(
             self.dtype, self.B, len(self.order) * self.H * self.P * self.dtype.itemsize)
         #: the step's products by the kernels' own tiles over panels of W (panels.py), before either BLAS path
-        self.by_panels = self.kernel.transposable and panels.wanted(self.blas_rows, half or blas.threads() == 1)
+        one_thread = half or blas.threads() == 1
+        self.by_panels = self.kernel.transposable and panels.wanted(self.blas_rows, one_thread, self.B)
         #: the input projection x U^T + b by panels too (panels.projection_wanted)
-        self.projection_by_panels = panels.projection_wanted(self.by_panels, self.I)
+        self.projection_by_panels = panels.projection_wanted(self.by_panels, one_thread, self.I)
         self.x = x
         #: rows still running at each step (a prefix: rows sorted by length; see loops.hold)
         self.active = np.full(self.T, self.B, np.int64)

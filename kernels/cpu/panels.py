@@ -219,24 +219,32 @@ def unused(dtype: np.dtype) -> np.ndarray:
 FORCE = "RNNSPEC_CPU_PANELS"
 
 
-def wanted(blas_rows: int, one_thread: bool) -> bool:
+def wanted(blas_rows: int, one_thread: bool, rows: int | None = None) -> bool:
     """Whether a step's products run by panels: products large enough for BLAS calls (``blas_rows`` > 0; the
-    smaller ones run simd.row_times), on one thread (a half of rows.py, or OpenBLAS held to one: panels run on
-    the calling thread only, where OpenBLAS's two threads would share the product), and ``panels.enabled``
-    (:mod:`tuning`); or as FORCE says."""
+    smaller ones run simd.row_times) and ``panels.enabled`` (:mod:`tuning`); on one thread (a half of rows.py, or
+    OpenBLAS held to one), or, given the products' ``rows``, where OpenBLAS's two threads would share them but
+    there are between ``panels.min_threaded_rows`` and ``panels.max_threaded_rows`` of them: there the panels run on
+    the calling thread alone and still win (at 4 rows OpenBLAS's threads took 68 us a step for the LSTM's 4 x 256 by
+    256 x 1024 float32 product). The gated cells give ``rows``; Elman's one-gate products (256 x 256 at H = 256)
+    lost there (training at B = 4: 1.65 against 1.30 ms) and run by panels on one thread only. Or as FORCE says."""
     from rnnspec.kernels.cpu import tuning
     from rnnspec.kernels.cpu.split import forced  # here: split's kernels import this module's users
 
     force = forced(FORCE)
     if force is not None:
         return force
-    return blas_rows > 0 and one_thread and tuning.value("panels.enabled") >= 1
+    value = tuning.value
+    beside_threads = rows is not None and value("panels.min_threaded_rows") <= rows <= value("panels.max_threaded_rows")
+    return blas_rows > 0 and value("panels.enabled") >= 1 and (one_thread or beside_threads)
 
 
-def projection_wanted(by_panels: bool, inner: int) -> bool:
+def projection_wanted(by_panels: bool, one_thread: bool, inner: int) -> bool:
     """Whether a run's input projection x U^T (``inner`` = I columns of x) runs by panels too: where its steps'
-    products do (``by_panels``, one thread) and I <= DEPTH, so that every tile's sums finish in one pass over k.
+    products do (``by_panels``) on one thread (``one_thread``: where OpenBLAS has two, its T B rows are theirs; or
+    as FORCE says) and I <= DEPTH, so that every tile's sums finish in one pass over k.
     There OpenBLAS on one thread ran the G2 projection (1600 x 64 by 64 x 512) at 125 GFLOP/s float32 and 60
     float64, the panels at 185 and 86; at I = 256 (G3's 3200 x 256 by 256 x 1024) OpenBLAS was ahead, 190 against
     153 and 88 against 68 (benchmarks/cpu_issue37/README.md, "Projections by panels")."""
-    return by_panels and inner <= DEPTH
+    from rnnspec.kernels.cpu.split import forced
+
+    return by_panels and (one_thread or forced(FORCE) is True) and inner <= DEPTH

@@ -123,6 +123,19 @@ TABLE: dict[str, Threshold] = {
            "(benchmarks/cpu_issue37/panel_products.md); unmeasured on AVX2, so 0 there unless measured",
         "1 where the panels won at some H of PANELS_H and lost at none (training calls at (T, B, I) = PANELS, the "
         "batch in halves; at H = 128 OpenBLAS's calls of 8 rows stay on its small-matrix kernels and may tie)"),
+    # a step's products by panels on the calling thread where OpenBLAS has two threads for the call's larger
+    # products, between these rows: OpenBLAS's two threads took 68 us a step for the LSTM's 4 x 256 by 256 x 1024
+    # float32 product (T = 50 forward: 4.6 ms against PyTorch's 1.1). LSTM training calls at T = 32 on the 2-core
+    # AVX-512 machine, the panels against OpenBLAS's threads: B = 2-32 1.08-2.18x at H = 256, 1.12-1.80x at 512,
+    # 1.07-1.84x at 1024; B = 1 (OpenBLAS on one thread there) 0.56-0.97x; B = 48-64 0.86-0.99x. Safe: those
+    # boundaries (benchmarks/cpu_issue37/small_batches/)
+    "panels.min_threaded_rows": Threshold(
+        2, "the fewest rows whose step products run by panels beside OpenBLAS's two threads",
+        "the lower boundary of the longest run of B of THREADED_B where the panels won (training calls at (T, I, "
+        "H) = THREADED, the whole batch: no halves, no split)"),
+    "panels.max_threaded_rows": Threshold(
+        32, "the most rows whose step products run by panels beside OpenBLAS's two threads",
+        "the upper boundary of that run"),
 }
 
 
@@ -336,11 +349,12 @@ def _pair(first: Callable[[], object], second: Callable[[], object]) -> tuple[fl
 
 
 @contextlib.contextmanager
-def _paths(split: str, rows: str, transposed: float, panels: int | None = None) -> Iterator[None]:
+def _paths(split: str, rows: str, transposed: float, panels: int | None = None,
+           threaded_rows: float | None = None) -> Iterator[None]:
     """split's and rows' FORCE variables set ("always" or "never"), ``blas.transposed_min_bytes`` to
-    ``transposed`` (0: always, infinity: never) and ``panels.enabled`` to ``panels`` (None: as it is, so that
-    the other probes time the halves with the panels the kernels would use), while inside; the variables put
-    back after."""
+    ``transposed`` (0: always, infinity: never), ``panels.enabled`` to ``panels`` and the rows that run by panels
+    beside OpenBLAS's threads to 0-``threaded_rows`` (None: as they are, so that the other probes time the
+    products as the kernels would run them), while inside; the variables put back after."""
     from rnnspec.kernels.cpu import rows as rows_module
     from rnnspec.kernels.cpu import split as split_module
 
@@ -348,7 +362,9 @@ def _paths(split: str, rows: str, transposed: float, panels: int | None = None) 
     before = {name: os.environ.get(name) for name in wanted}
     os.environ.update(wanted)
     try:
-        chosen = {"blas.transposed_min_bytes": transposed} | ({} if panels is None else {"panels.enabled": panels})
+        chosen = ({"blas.transposed_min_bytes": transposed} | ({} if panels is None else {"panels.enabled": panels})
+                  | ({} if threaded_rows is None else {"panels.min_threaded_rows": 0,
+                                                        "panels.max_threaded_rows": threaded_rows}))
         with override(chosen):
             yield
     finally:
@@ -363,7 +379,8 @@ def _paths(split: str, rows: str, transposed: float, panels: int | None = None) 
 PATHS = {"rows": (("never", "never", math.inf), ("never", "always", math.inf)),
          "split": (("never", "never", math.inf), ("always", "never", math.inf)),
          "transposed": (("never", "never", math.inf), ("never", "never", 0)),
-         "panels": (("never", "always", math.inf, 0), ("never", "always", math.inf, 1))}
+         "panels": (("never", "always", math.inf, 0), ("never", "always", math.inf, 1)),
+         "threaded": (("never", "never", math.inf, None, 0), ("never", "never", math.inf, None, math.inf))}
 #: the cell every probe times, and its gates
 CELL, GATES = "lstm", 4
 
@@ -432,6 +449,8 @@ SPLIT, SPLIT_H, SPLIT_T, SPLIT_B = (256, 1, 32), (64, 128, 192, 256, 384, 512), 
 TRANSPOSED, TRANSPOSED_H = (8, 16, 64), (512, 768, 1024)
 #: the panels against BLAS calls on the batch's halves (the products they replace), at G2's and G3's H
 PANELS, PANELS_H = (32, 32, 64), (128, 256)
+#: the panels on the calling thread against OpenBLAS's two threads on the whole batch, B in THREADED_B
+THREADED, THREADED_B = (32, 64, 256), (1, 2, 4, 8, 16, 32, 48)
 
 
 def measure(progress: Callable[[str], None] | None = None) -> dict:
@@ -494,6 +513,11 @@ def _measure_paths(run: Callable[[str, int, int, int, int], float], values: dict
     ratios = [run("transposed", T, B, I, H) for H in TRANSPOSED_H]
     values["blas.transposed_min_bytes"] = lower_boundary([(GATES * H * H * 4, r)
                                                           for H, r in zip(TRANSPOSED_H, ratios)])
+    if values["panels.enabled"]:  # else no product runs by panels, on any thread
+        T, I, H = THREADED
+        ratios = [run("threaded", T, B, I, H) for B in THREADED_B]
+        values["panels.min_threaded_rows"], values["panels.max_threaded_rows"] = win_range(list(zip(THREADED_B,
+                                                                                                    ratios)))
 
 
 def save(record: dict, path: Path | None = None) -> Path:
