@@ -166,8 +166,7 @@ def test_the_measurement_derives_each_threshold_from_its_probes(cache, monkeypat
                 "rows.max_weight_bytes": math.sqrt(lstm_bytes(256) * lstm_bytes(384)),
                 "split.min_row_step": math.sqrt(4 * 192 * 192 * 4 * 256 * 256), "split.min_steps": math.sqrt(32 * 64),
                 "split.max_rows": 2, "blas.transposed_min_bytes": math.sqrt(lstm_bytes(512) * lstm_bytes(768)),
-                "panels.enabled": 1.0, "panels.min_threaded_rows": math.sqrt(2),
-                "panels.max_threaded_rows": math.sqrt(8 * 16)}
+                "panels.enabled": 1.0, "panels.min_threaded_rows": 2, "panels.max_threaded_rows": 11}
     assert record["values"] == pytest.approx(expected, rel=1e-12), record["values"]
     assert record["machine"] == tuning.machine() and record["schema"] == tuning.SCHEMA
     split_probes = [(p["T"], p["B"], p["H"]) for p in record["probes"] if p["kind"] == "split"]

@@ -126,9 +126,10 @@ TABLE: dict[str, Threshold] = {
     # a step's products by panels on the calling thread where OpenBLAS has two threads for the call's larger
     # products, between these rows: OpenBLAS's two threads took 68 us a step for the LSTM's 4 x 256 by 256 x 1024
     # float32 product (T = 50 forward: 4.6 ms against PyTorch's 1.1). LSTM training calls at T = 32 on the 2-core
-    # AVX-512 machine, the panels against OpenBLAS's threads: B = 2-32 1.08-2.18x at H = 256, 1.12-1.80x at 512,
-    # 1.07-1.84x at 1024; B = 1 (OpenBLAS on one thread there) 0.56-0.97x; B = 48-64 0.86-0.99x. Safe: those
-    # boundaries (benchmarks/cpu_issue37/small_batches/)
+    # AVX-512 machine, the panels against OpenBLAS's threads: B = 4-32 1.06-2.30x at H = 256 (three tunes; B = 2
+    # 0.94-1.13x), B = 2-32 1.12-1.80x at 512 and 1.07-1.84x at 1024; B = 1 (OpenBLAS on one thread there)
+    # 0.56-0.97x; B = 48-64 0.86-1.00x. As AVX2 (emulated): B = 2-16 1.06-2.45x, B = 32 0.90x. Safe: the
+    # boundaries on AVX-512 (benchmarks/cpu_issue37/small_batches/)
     "panels.min_threaded_rows": Threshold(
         2, "the fewest rows whose step products run by panels beside OpenBLAS's two threads",
         "the lower boundary of the longest run of B of THREADED_B where the panels won (training calls at (T, I, "
@@ -516,8 +517,10 @@ def _measure_paths(run: Callable[[str, int, int, int, int], float], values: dict
     if values["panels.enabled"]:  # else no product runs by panels, on any thread
         T, I, H = THREADED
         ratios = [run("threaded", T, B, I, H) for B in THREADED_B]
-        values["panels.min_threaded_rows"], values["panels.max_threaded_rows"] = win_range(list(zip(THREADED_B,
-                                                                                                    ratios)))
+        lower, upper = win_range(list(zip(THREADED_B, ratios)))
+        # whole rows: the boundaries between measured B, rounded inwards (1.41 means from 2 rows on)
+        values["panels.min_threaded_rows"] = math.ceil(lower) if lower < math.inf else math.inf
+        values["panels.max_threaded_rows"] = math.floor(upper)
 
 
 def save(record: dict, path: Path | None = None) -> Path:
