@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from numba import njit
 from test_gated_kernels import _fixed, _flat, _run, assert_agree, assert_untouched, compare, gated_cases, snapshot
 
-from rnnspec.kernels.cpu import blas, split
+from rnnspec.kernels.cpu import blas, split, tuning
 from rnnspec.kernels.cpu.threads import arrive_and_wait, counter, together
 
 
@@ -79,8 +79,16 @@ def test_the_choice(monkeypatch):
     assert not split.wanted("lstm", 1000, 1, 255, 4)  # H odd
     assert not split.wanted("gru-reset-before", 1000, 1, 256, 3)
     assert not split.wanted("lstm-peephole", 1000, 1, 256, 4)
+    # W beyond a core's L2 (16 MB against 2 MiB): 2 to split.beyond_l2_max_rows rows at any T
+    monkeypatch.setattr(tuning, "l2_bytes", lambda: 2 << 20)
+    most, big = int(tuning.value("split.beyond_l2_max_rows")), 4 * 1024 * 1024 * 4
+    assert split.wanted("lstm", 5, 2, 1024, 4, big) and split.wanted("lstm", 5, most, 1024, 4, big)
+    assert not split.wanted("lstm", 5, most + 1, 1024, 4, big)
+    assert not split.wanted("lstm", 5, 1, 1024, 4, big)  # one row: the latency rule alone (too few steps here)
+    assert not split.wanted("lstm", 5, 2, 1024, 4, 1 << 20)  # W within L2
+    assert not split.wanted("lstm", 5, 2, 1024, 4)  # W's size not given
     monkeypatch.setattr(split, "cores", lambda: 1)
-    assert not split.wanted("lstm", 1000, 1, 256, 4)
+    assert not split.wanted("lstm", 1000, 1, 256, 4) and not split.wanted("lstm", 5, 2, 1024, 4, big)
     monkeypatch.setenv(split.FORCE, "always")
     assert split.wanted("lstm", 3, 5, 2, 4) and not split.wanted("lstm", 3, 5, 3, 4)
     monkeypatch.setenv(split.FORCE, "never")

@@ -151,13 +151,16 @@ def test_the_boundaries_between_losses_and_wins():
 def test_the_measurement_derives_each_threshold_from_its_probes(cache, monkeypatch):
     """On a made-up machine (each probe's ratio a rule of its sizes, no timing): the batch in halves wins at
     64 <= H <= 256, the split at H >= 256 with T >= 64 and B <= 2, the transposed products at H >= 768, the
-    panels everywhere on one thread and at 2-8 rows beside OpenBLAS's two threads."""
+    panels everywhere on one thread and at 2-8 rows beside OpenBLAS's two threads; with W beyond L2 (2 MiB here),
+    the split at B <= 4."""
     def probe(kind, T, B, I, H):
-        won = {"rows": 64 <= H <= 256, "split": H >= 256 and T >= 64 and B <= 2, "transposed": H >= 768,
+        split_won = (H >= 256 and T >= 64 and B <= 2) or ((T, I, H) == tuning.BEYOND_L2 and B <= 4)
+        won = {"rows": 64 <= H <= 256, "split": split_won, "transposed": H >= 768,
                "panels": True, "threaded": 2 <= B <= 8}[kind]
         return {"one_s": 2.0 if won else 1.0, "two_s": 1.0, "ratio": 2.0 if won else 1.0}
 
     monkeypatch.setattr(tuning, "probe", probe)
+    monkeypatch.setattr(tuning, "l2_bytes", lambda: 2 << 20)
     record = tuning.measure()
     T, B, I = tuning.ROWS
     train = lambda H: flops("train", T, B, I, H, 16, 4)
@@ -166,13 +169,15 @@ def test_the_measurement_derives_each_threshold_from_its_probes(cache, monkeypat
                 "rows.max_weight_bytes": math.sqrt(lstm_bytes(256) * lstm_bytes(384)),
                 "split.min_row_step": math.sqrt(4 * 192 * 192 * 4 * 256 * 256), "split.min_steps": math.sqrt(32 * 64),
                 "split.max_rows": 2, "blas.transposed_min_bytes": math.sqrt(lstm_bytes(512) * lstm_bytes(768)),
+                "split.beyond_l2_max_rows": 4,
                 "panels.enabled": 1.0, "panels.min_threaded_rows": 2, "panels.max_threaded_rows": 11}
     assert record["values"] == pytest.approx(expected, rel=1e-12), record["values"]
     assert record["machine"] == tuning.machine() and record["schema"] == tuning.SCHEMA
     split_probes = [(p["T"], p["B"], p["H"]) for p in record["probes"] if p["kind"] == "split"]
     T, B, I = tuning.SPLIT
     ladders = [(t, B, 256) for t in tuning.SPLIT_T if t != T] + [(T, 2, 256), (T, 3, 256)]  # stops at B = 3
-    assert split_probes == [(T, B, H) for H in tuning.SPLIT_H] + ladders  # the shared point measured once
+    assert split_probes == [(T, B, H) for H in tuning.SPLIT_H] + ladders + [  # the shared point measured once
+        (tuning.BEYOND_L2[0], b, tuning.BEYOND_L2[2]) for b in (2, 4, 8)]  # beyond L2: stops at B = 8
     assert tuning.read(tuning.save(record), tuning.machine()).values == record["values"]
 
 
@@ -199,11 +204,13 @@ def test_the_panels_are_measured_first_and_every_other_probe_runs_with_their_val
 
 def test_a_measurement_where_the_split_never_won_leaves_its_other_thresholds_safe(cache, monkeypatch):
     monkeypatch.setattr(tuning, "probe", lambda kind, T, B, I, H: {"one_s": 1.0, "two_s": 1.0, "ratio": 1.0})
+    monkeypatch.setattr(tuning, "l2_bytes", lambda: 2 << 20)
     values = tuning.measure()["values"]
     assert values == {"rows.min_flops": math.inf, "rows.max_weight_bytes": 0.0, "split.min_row_step": math.inf,
-                      "blas.transposed_min_bytes": math.inf, "panels.enabled": 0.0}
+                      "split.beyond_l2_max_rows": 0, "blas.transposed_min_bytes": math.inf, "panels.enabled": 0.0}
     tuning.save(tuning.measure())
     assert not rows.wanted(100, 32, 1000, 1e12) and not split.wanted("lstm", 1000, 1, 1024, 4)
+    assert not split.wanted("lstm", 50, 2, 1024, 4, 4 * 1024 * 1024 * 4)
     assert tuning.value("split.min_steps") == tuning.TABLE["split.min_steps"].safe
 
 

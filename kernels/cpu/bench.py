@@ -211,9 +211,9 @@ def parallel(impl: str, cell: str, variant: dict | None, phase: str, T: int, B: 
         return None
     from rnnspec.kernels.cpu import rows, split
 
-    if not variant and split.wanted(cell, T, B, H, GATE_COUNT[cell]):
-        return "units"
     weights = GATE_COUNT[cell] * H * projection_size(cell, H) * np.dtype(dtype).itemsize
+    if not variant and split.wanted(cell, T, B, H, GATE_COUNT[cell], weights):
+        return "units"
     work = flops(phase, T, B, I, H, K, GATE_COUNT[cell], variant, projection_size(cell, H))
     return "rows" if rows.wanted(T, B, weights, work) else None
 

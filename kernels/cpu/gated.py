@@ -96,17 +96,22 @@ class _Run:
     def threads(self) -> contextlib.AbstractContextManager:
         """Decides whether this call runs on two threads (split.wanted), and returns the context to run it
         in: OpenBLAS held on one thread when it does."""
-        self.split = not self.half and split.wanted(self.cell, self.T, self.B, self.H, len(self.order))
+        self.split = not self.half and split.wanted(self.cell, self.T, self.B, self.H, len(self.order),
+                                                    self.weight_bytes())
         return blas.one_thread() if self.split else contextlib.nullcontext()
+
+    def weight_bytes(self) -> int:
+        """The stacked W's bytes: G H P."""
+        return len(self.order) * self.H * self.P * self.dtype.itemsize
 
     def by_rows(self, phase: str) -> bool:
         """Whether this call (``phase``: "forward", or "train" with gradients) runs its rows in two halves on
         two threads (rows.wanted), never where the recurrence itself splits (split.wanted: at most two rows)."""
-        weights = len(self.order) * self.H * self.P * self.dtype.itemsize
+        weights = self.weight_bytes()
         K = self.params["V"].shape[0] if self.head else 0
         work = flops(phase, self.T, self.B, self.I, self.H, K, len(self.order), None, self.P)
         return (rows.wanted(self.T, self.B, weights, work)
-                and not split.wanted(self.cell, self.T, self.B, self.H, len(self.order)))
+                and not split.wanted(self.cell, self.T, self.B, self.H, len(self.order), weights))
 
     def halves(self) -> list[tuple[_Run, slice]]:
         """The two runs over rows.halves(B), checked as this one was, each with its rows."""

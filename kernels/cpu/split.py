@@ -32,7 +32,7 @@ import numpy as np
 from numba import njit
 
 from rnnspec.kernels import checks
-from rnnspec.kernels.cpu import gru_reset_after, lstm, tuning
+from rnnspec.kernels.cpu import gru_reset_after, lstm, panels, tuning
 from rnnspec.kernels.cpu.loops import matmul_into, project
 from rnnspec.kernels.cpu.simd import VECTOR_BYTES, WIDEST, row_times
 from rnnspec.kernels.cpu.threads import arrive_and_wait, counter, together
@@ -52,17 +52,21 @@ def forced(variable: str) -> bool | None:
     return force == "always" if force else None
 
 
-def wanted(cell: str, T: int, B: int, H: int, gates: int) -> bool:
+def wanted(cell: str, T: int, B: int, H: int, gates: int, weight_bytes: int = 0) -> bool:
     """Whether a call of ``cell`` at these sizes runs on two threads: at most ``split.max_rows`` rows, at least
-    ``split.min_steps`` steps and ``split.min_row_step`` multiply-adds G H H a row and step (thresholds of
-    :mod:`tuning`, measured on this machine or its safe ones), two cores free to this process, or as FORCE says."""
+    ``split.min_steps`` steps and ``split.min_row_step`` multiply-adds G H H a row and step; or, where its stacked
+    W (``weight_bytes``) is larger than a core's L2, 2 to ``split.beyond_l2_max_rows`` rows at any T (thresholds of
+    :mod:`tuning`, measured on this machine or its safe ones); two cores free to this process; or as FORCE says."""
     if cell not in CELLS or H % PARTS or B == 0 or T == 0:
         return False
     force = forced(FORCE)
     if force is not None:
         return force
-    return (B <= tuning.value("split.max_rows") and T >= tuning.value("split.min_steps")
-            and gates * H * H >= tuning.value("split.min_row_step") and cores() >= PARTS)  # the syscall last
+    value = tuning.value
+    latency = (B <= value("split.max_rows") and T >= value("split.min_steps")
+               and gates * H * H >= value("split.min_row_step"))
+    beyond_l2 = 2 <= B <= value("split.beyond_l2_max_rows") and weight_bytes > tuning.l2_bytes() > 0
+    return (latency or beyond_l2) and cores() >= PARTS  # the syscall last
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -98,6 +102,17 @@ def _blocked_product(a, blocks, out, scratch):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _step_product(a, blocks, out, scratch):
+    """out = a @ WT_p: one row by :func:`_blocked_product`; several by the panels' tiles (the blocks then packed
+    as panels, :meth:`Parts.__init__`), which stream the part's W^T once a step for every 6 rows instead of once
+    a row."""
+    if a.shape[0] > 1:
+        panels.product(a, blocks, out)
+    else:
+        _blocked_product(a, blocks, out, scratch)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _pack_columns(Ws, lo, W_p):
     """W_p[g H + j] = Ws[g][j, lo:lo + u]: the part's columns of the stacked W, (G H, u)."""
     hidden, u = Ws[0].shape[0], W_p.shape[1]
@@ -118,9 +133,13 @@ def _share(slot, deltas, hidden, lo):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _carry(slot, W_p, carry, kept):
-    """carry = slot W_p (+ kept where kept has rows): dL/dh_{t-1} at the part's units."""
-    matmul_into(slot, W_p, carry, 0)
+def _carry(slot, W_p, packed, carry, kept):
+    """carry = slot W_p (+ kept where kept has rows): dL/dh_{t-1} at the part's units; by the panels ``packed``
+    (W_p packed) where it is not empty."""
+    if packed.shape[0] > 0:
+        panels.product(slot, packed, carry)
+    else:
+        matmul_into(slot, W_p, carry, 0)
     for r in range(carry.shape[0]):
         out = carry[r]
         if kept.shape[0]:
@@ -146,19 +165,21 @@ def lstm_forward(barrier, Ws, x2, U_p, b_p, blocks, a, gates, product, hs, cs, t
     scratch = np.empty(blocks.shape[2], blocks.dtype)
     project(x2, U_p, b_p, a.reshape(steps * batch, a.shape[2]))
     for t in range(steps):
-        _blocked_product(hs[t], blocks, product, scratch)
+        _step_product(hs[t], blocks, product, scratch)
         lstm.step(a[t], product, gates[t], hs[t + 1], cs[t], cs[t + 1], tcs[t], lo)
         if not arrive_and_wait(barrier, PARTS * (t + 1)):
             return
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def lstm_backward(barrier, Ws, direct, gc, has_gc, gates, cs, tcs, W_p, deltas, exchange, carry, carry_c, bias_grad,
-                  one, lo, x2, U_p, previous, gx, gU, gW):
+def lstm_backward(barrier, Ws, direct, gc, has_gc, gates, cs, tcs, W_p, packed, deltas, exchange, carry, carry_c,
+                  bias_grad, one, lo, x2, U_p, previous, gx, gU, gW):
     """One part's BPTT (t = T..1) for units lo..lo + u - 1, its columns of W packed into W_p first, then its
     share of the GEMMs after it."""
     steps, hs_width = direct.shape[0], direct.shape[2]
     _pack_columns(Ws, lo, W_p)
+    if packed.shape[0] > 0:
+        panels.pack_into(W_p, packed, 0)
     for s in range(steps):
         t = steps - 1 - s
         lstm.back_step(deltas[t], direct[t], gc[t], has_gc, gates[t], cs[t], tcs[t], carry, carry_c, bias_grad, one,
@@ -167,7 +188,7 @@ def lstm_backward(barrier, Ws, direct, gc, has_gc, gates, cs, tcs, W_p, deltas, 
         _share(slot, deltas[t], hs_width, lo)
         if not arrive_and_wait(barrier, PARTS * (s + 1)):
             return
-        _carry(slot, W_p, carry, carry[:0])
+        _carry(slot, W_p, packed, carry, carry[:0])
     flat = deltas.reshape(steps * deltas.shape[1], deltas.shape[2])
     _gradients(x2, U_p, previous, flat, flat, gx, gU, gW)
 
@@ -181,18 +202,20 @@ def gru_forward(barrier, Ws, x2, U_p, b_p, blocks, b_hn, a, gates, product, hs, 
     scratch = np.empty(blocks.shape[2], blocks.dtype)
     project(x2, U_p, b_p, a.reshape(steps * batch, a.shape[2]))
     for t in range(steps):
-        _blocked_product(hs[t], blocks, product, scratch)
+        _step_product(hs[t], blocks, product, scratch)
         gru_reset_after.step(a[t], product, gates[t], hs[t], hs[t + 1], ms[t], b_hn, one, lo)
         if not arrive_and_wait(barrier, PARTS * (t + 1)):
             return
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def gru_backward(barrier, Ws, direct, gates, hs, ms, W_p, deltas_in, deltas_rec, exchange, carry, kept, bias_grad,
-                 b_hn_grad, one, lo, x2, U_p, previous, gx, gU, gW):
+def gru_backward(barrier, Ws, direct, gates, hs, ms, W_p, packed, deltas_in, deltas_rec, exchange, carry, kept,
+                 bias_grad, b_hn_grad, one, lo, x2, U_p, previous, gx, gU, gW):
     """One part's BPTT of the reset-after GRU for its units (W_p packed first), then its share of the GEMMs."""
     steps, hs_width = direct.shape[0], direct.shape[2]
     _pack_columns(Ws, lo, W_p)
+    if packed.shape[0] > 0:
+        panels.pack_into(W_p, packed, 0)
     for s in range(steps):
         t = steps - 1 - s
         gru_reset_after.back_step(deltas_in[t], deltas_rec[t], direct[t], gates[t], hs[t], ms[t], carry, kept,
@@ -201,7 +224,7 @@ def gru_backward(barrier, Ws, direct, gates, hs, ms, W_p, deltas_in, deltas_rec,
         _share(slot, deltas_rec[t], hs_width, lo)
         if not arrive_and_wait(barrier, PARTS * (s + 1)):
             return
-        _carry(slot, W_p, carry, kept)
+        _carry(slot, W_p, packed, carry, kept)
     rows = steps * deltas_in.shape[1]
     _gradients(x2, U_p, previous, deltas_in.reshape(rows, deltas_in.shape[2]),
                deltas_rec.reshape(rows, deltas_rec.shape[2]), gx, gU, gW)
@@ -226,7 +249,8 @@ class Parts:
         #: each gate's W, C-contiguous; each part packs its columns of W^T (forward) and of W (BPTT) from
         #: them in its own thread, into its own core's cache
         self.Ws = tuple(checks.contiguous(run.params[f"W_{g}"]) for g in run.order)
-        width = WIDEST * VECTOR_BYTES // run.dtype.itemsize  # one simd.row_times block of columns
+        # one simd.row_times block of columns at B = 1; the panels' width for several rows (_step_product)
+        width = WIDEST * VECTOR_BYTES // run.dtype.itemsize if run.B == 1 else panels.columns(run.dtype)
         self.blocks = self._scratch("blocks", -(-G * self.u // width), H, width)
         self.W = self._scratch("W", G * H, self.u)
 
@@ -264,6 +288,9 @@ class Parts:
         gx = [np.empty((T * B, I), dtype)] + self._scratch("gx", T * B, I)[1:]
         gU, gW = self._scratch("gU", width, I), self._scratch("gW", width, H)
         previous = run.hs[:T].reshape(T * B, H)
+        # several rows: each part's W_p packed in panels too (_carry); one row keeps the loop over W_p
+        packed = (self._scratch("W_panels", -(-self.u // panels.columns(dtype)), G * H, panels.columns(dtype))
+                  if B > 1 else [np.empty((0, 0, 0), dtype)] * PARTS)
         barrier = counter()
         shared = [(run.x2, self.U[p], previous, gx[p], gU[p], gW[p]) for p in range(PARTS)]
         grads: dict[str, np.ndarray] = {}
@@ -272,14 +299,15 @@ class Parts:
             has_gc = gc is not None
             gc = gc if has_gc else run.tcs  # any (T, B, H) array: not read
             together(lstm_backward, [(barrier, self.Ws, direct, gc, has_gc, self.gates[p], run.cs, run.tcs, self.W[p],
-                                      deltas[p], exchange, carry[p], carry_c[p], bias[p], run.one, self.los[p],
-                                      *shared[p]) for p in range(PARTS)], barrier)
+                                      packed[p], deltas[p], exchange, carry[p], carry_c[p], bias[p], run.one,
+                                      self.los[p], *shared[p]) for p in range(PARTS)], barrier)
             grads["c0"] = np.concatenate(carry_c, axis=1)
         else:
             kept = [np.empty((B, self.u), dtype) for _ in range(PARTS)]
             recurrent = self._scratch("deltas_recurrent", T, B, width)
             grads["b_hn"] = np.zeros(H, dtype)
-            together(gru_backward, [(barrier, self.Ws, direct, self.gates[p], run.hs, run.ms, self.W[p], deltas[p],
+            together(gru_backward, [(barrier, self.Ws, direct, self.gates[p], run.hs, run.ms, self.W[p], packed[p],
+                                     deltas[p],
                                      recurrent[p], exchange, carry[p], kept[p], bias[p], grads["b_hn"], run.one,
                                      self.los[p], *shared[p]) for p in range(PARTS)], barrier)
         for part in gx[1:]:

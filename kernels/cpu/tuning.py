@@ -31,6 +31,7 @@ other did, in calls of the kernels themselves, both paths timed in turn in one p
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -74,6 +75,13 @@ TABLE: dict[str, Threshold] = {
         3 * 256 * 256, "at least this many multiply-adds G H H per row in a step's product: W of 768 KB in "
                        "float32 and up",
         "the boundary in G H H of the LSTM at B = 1, T = 256, H in SPLIT_H"),
+    "split.beyond_l2_max_rows": Threshold(
+        4, "where the stacked W is larger than a core's L2, calls of 2 to this many rows split the units over two "
+           "threads at any T: each step streams W from memory, and two cores stream their halves at about twice one "
+           "core's rate (the LSTM at H = 1024, T = 50, float32, W 16 MB: B = 2-4 forward 27-33 against 45-51 ms, "
+           "training 62-66 against 94-95, with the split's products by panels; B = 1 keeps the rule above: there "
+           "the split lost in training, 58.5 against 44.3 ms)",
+        "the last B of BEYOND_L2_B up to which the split won (LSTM training calls at (T, I, H) = BEYOND_L2)"),
     "split.min_steps": Threshold(
         128, "at least this many steps, for the threads' start and the packing of W (about 0.3 ms) to pay",
         "the boundary in T of the LSTM at B = 1 and the smallest H that won, T in SPLIT_T"),
@@ -163,6 +171,12 @@ def _cpuinfo() -> dict[str, str]:
     except OSError:
         pass
     return fields
+
+
+@functools.cache
+def l2_bytes() -> int:
+    """A core's L2 cache in bytes, read once (0 where not found)."""
+    return _l2_bytes()
 
 
 def _l2_bytes() -> int:
@@ -450,6 +464,8 @@ SPLIT, SPLIT_H, SPLIT_T, SPLIT_B = (256, 1, 32), (64, 128, 192, 256, 384, 512), 
 TRANSPOSED, TRANSPOSED_H = (8, 16, 64), (512, 768, 1024)
 #: the panels against BLAS calls on the batch's halves (the products they replace), at G2's and G3's H
 PANELS, PANELS_H = (32, 32, 64), (128, 256)
+#: the split where W is larger than L2 (H = 1024: 16 MB float32), B in BEYOND_L2_B
+BEYOND_L2, BEYOND_L2_B = (16, 64, 1024), (2, 4, 8, 16, 32)
 #: the panels on the calling thread against OpenBLAS's two threads on the whole batch, B in THREADED_B
 THREADED, THREADED_B = (32, 64, 256), (1, 2, 4, 8, 16, 32, 48)
 
@@ -510,6 +526,13 @@ def _measure_paths(run: Callable[[str, int, int, int, int], float], values: dict
             if (by_units[H] if rows == B else run("split", T, rows, I, H)) < WIN:
                 break
             values["split.max_rows"] = rows
+    if GATES * BEYOND_L2[2] ** 2 * 4 > l2_bytes() > 0:  # else W fits in L2 at that H: nothing to measure
+        T, I, H = BEYOND_L2
+        values["split.beyond_l2_max_rows"] = 0
+        for B in BEYOND_L2_B:  # up to the first B where the split did not win
+            if run("split", T, B, I, H) < WIN:
+                break
+            values["split.beyond_l2_max_rows"] = B
     T, B, I = TRANSPOSED
     ratios = [run("transposed", T, B, I, H) for H in TRANSPOSED_H]
     values["blas.transposed_min_bytes"] = lower_boundary([(GATES * H * H * 4, r)
