@@ -1,7 +1,8 @@
 """One recurrence on two cores, for the latency-bound sizes: few batch rows, long sequences (lstm, gru-reset-after).
 
 At B = 1 a step's product h_{t-1} W^T is a matrix-vector product that streams all of W (1 MB at
-H = 256 for the LSTM) through one core, about 15-19 us a step. Here the hidden units are split in two
+H = 256 for the LSTM) through one core, about 15-19 us a step; with W beyond a core's L2 (16 MB at H = 1024), every
+step streams it from memory at any B, and one core's bandwidth bounds the call. Here the hidden units are split in two
 halves ("parts"), each owned by one thread for the whole call; a part's thread keeps to its own rows
 of every weight matrix, so each core streams half of W, and only h_t (forward) and the step's deltas
 (BPTT) cross between the two, once per step, at a barrier (:mod:`threads`).
@@ -17,8 +18,10 @@ the stacked gates are pi_p = [g H + lo + j for g < G for j < u], and
     after BPTT:    dU[pi_p] = d_p^T x,  dW[pi_p] = d_p^T h_{t-1},  dx = d_0 U[pi_0] + d_1 U[pi_1]
 
 The steps' products are simd.row_times loops on the part's packed copies of W^T (in blocks of columns,
-:func:`_pack_blocks`) and W (contiguous, so each core streams its half of W in order); the GEMMs before and
-after are BLAS calls
+:func:`_pack_blocks`) and W (contiguous, so each core streams its half of W in order) at B = 1; for several rows the
+panels' tiles (panels.py) over the same copies packed as panels, which stream W once a step for every 6 rows
+instead of once a row (at H = 1024, B = 2-32, where W is beyond L2 and the split runs at any T: 1.4-1.8x). The
+GEMMs before and after are BLAS calls
 on one thread (:func:`blas.one_thread` holds OpenBLAS there for the whole call). The cells' steps are
 their modules' own (:func:`lstm.step`, :func:`lstm.back_step`, :func:`gru_reset_after.step`,
 :func:`gru_reset_after.back_step`), given the part's units.

@@ -69,18 +69,21 @@ TABLE: dict[str, Threshold] = {
     # calls, two rounds, benchmarks/cpu_cells/split/README.md): at T = 1000, B = 1 and H = 256 (both cells), and
     # at B = 2, H = 256 for the LSTM; not at H = 128 or 64, nor at T = 32-100 for the GRU
     "split.max_rows": Threshold(
-        2, "at most this many batch rows: the loop's step product streams W once per row, where BLAS reuses it",
+        2, "at most this many batch rows (a row's loop streamed W once per row until the split's products of "
+           "several rows ran by panels, c3bba5b; since then the LSTM at H = 192, T = 256 split won at B = 2-4, "
+           "1.08-1.11x, and 1.24-1.31x as AVX2: 4 measured)",
         "the last B of SPLIT_B up to which two threads won (the LSTM at T = 256, the smallest H that won)"),
     "split.min_row_step": Threshold(
         3 * 256 * 256, "at least this many multiply-adds G H H per row in a step's product: W of 768 KB in "
                        "float32 and up",
         "the boundary in G H H of the LSTM at B = 1, T = 256, H in SPLIT_H"),
     "split.beyond_l2_max_rows": Threshold(
-        4, "where the stacked W is larger than a core's L2, calls of 2 to this many rows split the units over two "
+        32, "where the stacked W is larger than a core's L2, calls of 2 to this many rows split the units over two "
            "threads at any T: each step streams W from memory, and two cores stream their halves at about twice one "
            "core's rate (the LSTM at H = 1024, T = 50, float32, W 16 MB: B = 2-4 forward 27-33 against 45-51 ms, "
            "training 62-66 against 94-95, with the split's products by panels; B = 1 keeps the rule above: there "
-           "the split lost in training, 58.5 against 44.3 ms)",
+           "the split lost in training, 58.5 against 44.3 ms). Safe: the LSTM at T = 16, H = 1024 won at B = 2-32, "
+           "1.15-1.40x natively and 1.06-1.46x as AVX2 (benchmarks/cpu_issue37/small_batches/)",
         "the last B of BEYOND_L2_B up to which the split won (LSTM training calls at (T, I, H) = BEYOND_L2)"),
     "split.min_steps": Threshold(
         128, "at least this many steps, for the threads' start and the packing of W (about 0.3 ms) to pay",

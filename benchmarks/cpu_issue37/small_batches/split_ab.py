@@ -1,10 +1,8 @@
-"""An experiment, not a path: the split (kernels/cpu/split.py, each thread its half of the units and of W) forced,
-against the kernels' choice and PyTorch, at a few rows; with split_panels.patch applied, the split's products of
-several rows run by panels (W streamed once a step, not once a row).
+"""The split (kernels/cpu/split.py, each thread its half of the units and of W) forced at any size, against the
+kernels' choice and PyTorch, at a few rows. split_ab.txt was its run as an experiment, before the split's products of
+several rows by panels became the kernels' path (c3bba5b).
 
-    git apply benchmarks/cpu_issue37/small_batches/split_panels.patch
     python benchmarks/cpu_issue37/small_batches/split_ab.py CELL T H B[,B...]
-    git checkout kernels/cpu/split.py
 """
 
 from __future__ import annotations
