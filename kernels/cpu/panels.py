@@ -201,10 +201,15 @@ def pack_into(source, panels, k0):
                 line[j] = 0
 
 
+def packed_shape(K: int, N: int, dtype: np.dtype) -> tuple[int, int, int]:
+    """The panels of a (K, N) matrix: (P, K, NR), P = ceil(N / NR)."""
+    width = columns(dtype)
+    return -(-N // width), K, width
+
+
 def pack(b: np.ndarray) -> np.ndarray:
     """b (K, N), C-contiguous, packed in panels for :func:`product`."""
-    width = columns(b.dtype)
-    panels = np.empty((-(-b.shape[1] // width), b.shape[0], width), b.dtype)
+    panels = np.empty(packed_shape(*b.shape, b.dtype), b.dtype)
     pack_into(b, panels, 0)
     return panels
 

@@ -25,13 +25,10 @@ VECTOR_BYTES = 64
 
 
 def _compiles_avx512() -> bool:
-    """Whether the code Numba compiles may use AVX-512: the CPU's flags, unless NUMBA_CPU_FEATURES names the
-    features to compile for (a build for another CPU, or an AVX2-only machine emulated on this one)."""
-    from numba.core import config
-
-    if config.CPU_FEATURES:
-        return "+avx512f" in config.CPU_FEATURES.split(",")
-    return "avx512f" in cpu_flags()
+    """Whether the code Numba compiles may use AVX-512: the features NUMBA_CPU_FEATURES names (a build for another
+    CPU, or an AVX2-only machine emulated on this one: :func:`compiled_isa`), else the CPU's flags."""
+    built = compiled_isa()
+    return built == "avx512" if built is not None else "avx512f" in cpu_flags()
 
 
 def compiled_isa() -> str | None:

@@ -292,7 +292,7 @@ class Parts:
         gU, gW = self._scratch("gU", width, I), self._scratch("gW", width, H)
         previous = run.hs[:T].reshape(T * B, H)
         # several rows: each part's W_p packed in panels too (_carry); one row keeps the loop over W_p
-        packed = (self._scratch("W_panels", -(-self.u // panels.columns(dtype)), G * H, panels.columns(dtype))
+        packed = (self._scratch("W_panels", *panels.packed_shape(G * H, self.u, dtype))
                   if B > 1 else [np.empty((0, 0, 0), dtype)] * PARTS)
         barrier = counter()
         shared = [(run.x2, self.U[p], previous, gx[p], gU[p], gW[p]) for p in range(PARTS)]

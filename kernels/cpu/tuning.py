@@ -206,7 +206,7 @@ def machine() -> dict:
     isa = "avx512" if all(f in flags for f in blas.AVX512_NEEDED) else "avx2" if "avx2" in flags else "other"
     described = {"cpu": info.get("model name", platform.processor() or platform.machine()),
                  "family": info.get("cpu family", ""), "model": info.get("model", ""), "arch": platform.machine(),
-                 "isa": isa, "cores": cores(), "l2_bytes": _l2_bytes(), "blas_core": blas.core_name("scipy")}
+                 "isa": isa, "cores": cores(), "l2_bytes": l2_bytes(), "blas_core": blas.core_name("scipy")}
     built = simd.compiled_isa()
     if built is not None and built != isa:
         # another CPU's code, emulated here (kernels/cpu/emulate.py): its thresholds are that code's, not this
