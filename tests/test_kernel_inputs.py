@@ -12,6 +12,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 import pytest
@@ -220,6 +221,37 @@ def test_a_state_of_another_dtype_is_named_as_state0(cell):
     for key in state0:
         with pytest.raises(TypeError, match=rf"^state0\['{key}'\]: dtype float32 differs from x's float64"):
             kernels.forward(cell, x, {**state0, key: state0[key].astype(np.float32)}, params)
+
+
+@pytest.mark.parametrize("head", [False, True])
+@pytest.mark.parametrize("cell", GATED)
+def test_the_checks_at_once_accept_what_the_checks_one_by_one_accept_and_nothing_else(cell, head, monkeypatch):
+    """checks._consistent, the small call's fast acceptance: on plain consistent arguments, gated_inputs' result
+    one by one (the same arrays, new dicts); on each odd argument (another dtype or shape, a subclass, a
+    non-native byte order, a missing or extra key, a Mapping that is not a dict), None, so that the checks one by
+    one run and name it."""
+    con, arrays, _ = _case(cell)
+    x, state0, params = _args(con, "forward", arrays)
+    if head:
+        params = {**params, "V": arrays["V"], "c": arrays["c"]}
+    at_once = checks._consistent(cell, x, state0, params, head)
+    with monkeypatch.context() as patched:
+        patched.setattr(checks, "_consistent", lambda *args: None)
+        one_by_one = checks.gated_inputs(cell, x, state0, params, head)
+    assert at_once is not None and at_once[1:5] == one_by_one[1:5] and at_once[0] is x
+    for got, want, passed in zip(at_once[5:], one_by_one[5:], (state0, params)):
+        assert got == want and got is not passed and all(got[k] is passed[k] for k in passed)
+    first = next(iter(params))
+    odd = {"state of another dtype": (x, {k: v.astype(np.float32) for k, v in state0.items()}, params),
+           "state of another shape": (x, {k: v[:1] for k, v in state0.items()}, params),
+           "subclass": (x.view(Sub), state0, params),
+           "byte order": (x.astype(x.dtype.newbyteorder()), state0, params),
+           "parameter of another shape": (x, state0, {**params, first: params[first][..., :1]}),
+           "missing key": (x, state0, {k: v for k, v in params.items() if k != first}),
+           "extra key": (x, {**state0, "z0": x[0]}, params),
+           "a Mapping": (x, state0, MappingProxyType(params))}
+    for what, (x_, state0_, params_) in odd.items():
+        assert checks._consistent(cell, x_, state0_, params_, head) is None, what
 
 
 # ---- the property test -------------------------------------------------------------------------------------

@@ -10,6 +10,19 @@ from rnnspec.kernels.cpu import blas, gated, loops, tuning
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(1, 4096), (4096, 1), (64, 64), (64, 65), (33, 17), (127, 129)])
+def test_a_transposed_copy_is_the_transpose_new_and_writable_on_either_side_of_the_small_size(dtype, shape):
+    """loops.transposed by NumPy's copy (up to SMALL_TRANSPOSE elements) and by the tiles: source^T exactly, in new,
+    C-contiguous, writable memory, also from a read-only source (a kernel's argument type must not change)."""
+    source = np.random.default_rng(shape[0]).standard_normal(shape).astype(dtype)
+    source.flags.writeable = False
+    out = loops.transposed(source)
+    assert (source.size <= loops.SMALL_TRANSPOSE) == (shape[0] * shape[1] <= 4096)
+    assert out.shape == shape[::-1] and (out == source.T).all()
+    assert out.flags.c_contiguous and out.flags.writeable and not np.shares_memory(out, source)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("rows,inner,cols", [(1, 1, 1), (5, 7, 19), (16, 33, 48), (64, 40, 17)])
 def test_the_transposed_product_is_the_product(dtype, rows, inner, cols):
     """step_product through b^T, for every row count 0..rows (the rows still running at a step): within a

@@ -264,7 +264,7 @@ def loss_named(x, h0, U, W, b, V, c, targets, activation: str, h0_name: str = "h
         grads = step.zeros()
         grads.update(V=np.zeros(V.shape, step.dtype), c=np.zeros(c.shape, step.dtype))
         return step.dtype.type(0), grads
-    Vc, VT, cc = checks.contiguous(V), checks.contiguous(V.T), checks.contiguous(c)
+    Vc, VT, cc = checks.contiguous(V), transposed(V), checks.contiguous(c)
     if step.by_rows("train", K):
         halves = rows.run(_loss, [(half, Vc, VT, cc, y[:, part]) for half, part in step.halves()])
         return halves[0][0] + halves[1][0], rows.join([grads for _, grads in halves], rows.GRADIENTS)

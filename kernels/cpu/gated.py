@@ -386,7 +386,7 @@ def _loss(run: _Run, y: np.ndarray) -> tuple[np.generic, Arrays]:
     with run.threads():
         run.prepare()
         run.forward()
-        value, gV, gc, direct = head_kernel(run.hs, checks.contiguous(V), checks.contiguous(V.T),
+        value, gV, gc, direct = head_kernel(run.hs, checks.contiguous(V), transposed(V),
                                             checks.contiguous(c), checks.contiguous(y).reshape(-1), run.one)
         grads = run.backward(direct)
     grads.update(V=gV, c=gc)

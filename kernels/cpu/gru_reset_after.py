@@ -57,12 +57,14 @@ def forward(a, gates, hs, ms, WT, W, transposed, b_hn, blas_rows, one, active, p
     (family.copy_with). Where ``packed`` holds W^T in panels (loops.step_product), the products run by them."""
     product = np.empty(gates.shape[1:], gates.dtype)
     staging = np.empty(product.size if transposed else 0, gates.dtype)
+    batch = gates.shape[1]
     for t in range(gates.shape[0]):
         n = active[t]
         if n > 0:
             step_product(hs[t][:n], WT, W, product[:n], blas_rows, staging, transposed, packed)
             step(a[t][:n], product[:n], gates[t][:n], hs[t][:n], hs[t + 1][:n], ms[t][:n], b_hn, one, 0)
-        hold(hs[t], hs[t + 1], n)
+        if n < batch:
+            hold(hs[t], hs[t + 1], n)
 
 
 # The deltas, the carry and the sums over rows run as three loops: fused into one, its eleven streams
@@ -109,11 +111,13 @@ def backward(direct, gates, hs, ms, W, WT, transposed, blas_rows, deltas_in, del
     there, W in panels."""
     kept = np.empty_like(carry)
     staging = np.empty(carry.size if transposed else 0, carry.dtype)
+    batch = carry.shape[0]
     for t in range(direct.shape[0] - 1, -1, -1):
         n = active[t]
-        pass_back(carry, direct[t], n)
-        clear(deltas_in[t], n)
-        clear(deltas_rec[t], n)
+        if n < batch:
+            pass_back(carry, direct[t], n)
+            clear(deltas_in[t], n)
+            clear(deltas_rec[t], n)
         if n > 0:
             back_step(deltas_in[t][:n], deltas_rec[t][:n], direct[t][:n], gates[t][:n], hs[t][:n], ms[t][:n],
                       carry[:n], kept[:n], bias_grad, b_hn_grad, one, 0)

@@ -70,8 +70,9 @@ def forward(a, gates, hs, rhs, WT_rz, WT_n, blas_rows, one, active):
             _gates_rz(a[t][:n], product_rz[:n], gates[t][:n], hs[t][:n], rhs[t][:n])
             matmul_into(rhs[t][:n], WT_n, product_n[:n], blas_rows)
             _gate_n(a[t][:n], product_n[:n], gates[t][:n], hs[t][:n], hs[t + 1][:n], one)
-        hold(hs[t], hs[t + 1], n)
-        clear(rhs[t], n)
+        if n < batch:
+            hold(hs[t], hs[t + 1], n)
+            clear(rhs[t], n)
 
 
 @njit(**GATE_LOOPS)
@@ -115,11 +116,13 @@ def backward(direct, gates, hs, W_rz, W_n, blas_rows, deltas_rz, deltas_n, carry
     Rows r >= active[t] were held at step t: their cotangents pass on, their deltas are zero."""
     kept = np.empty_like(carry)
     d_rh = np.empty_like(carry)
+    batch = carry.shape[0]
     for t in range(direct.shape[0] - 1, -1, -1):
         n = active[t]
-        pass_back(carry, direct[t], n)
-        clear(deltas_rz[t], n)
-        clear(deltas_n[t], n)
+        if n < batch:
+            pass_back(carry, direct[t], n)
+            clear(deltas_rz[t], n)
+            clear(deltas_n[t], n)
         if n > 0:
             _back_n(deltas_rz[t][:n], deltas_n[t][:n], direct[t][:n], gates[t][:n], hs[t][:n], carry[:n],
                     kept[:n], bias_grad, one)

@@ -76,11 +76,17 @@ def transpose_into(source, target):
                     line[c] = source[c, r]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def transposed(source):
-    """source^T as a new C-contiguous array, by :func:`transpose_into`: the same values as
-    ``np.require(source.T, requirements="C")``, which took 4x as long for a stacked W of 4096 x 1024 in float32
-    (46.6 against 11.2 ms, 1.8x in float64; benchmarks/cpu_profile_issue37.md)."""
+#: the most elements a transposed copy takes by NumPy's copy: up to 128 x 32, it took 1.5 us against the tiles' 3.4;
+#: from 256 x 64 on the tiles won (11.6 against 14.0 us), float32 and float64 alike
+SMALL_TRANSPOSE = 4096
+
+
+def transposed(source: np.ndarray) -> np.ndarray:
+    """source^T as a new C-contiguous array: by :func:`transpose_into`, or NumPy's copy up to SMALL_TRANSPOSE
+    elements. The same values as ``np.require(source.T, requirements="C")``, which took 4x as long for a stacked W of
+    4096 x 1024 in float32 (46.6 against 11.2 ms, 1.8x in float64; benchmarks/cpu_profile_issue37.md)."""
+    if source.size <= SMALL_TRANSPOSE:
+        return source.T.copy()
     out = np.empty((source.shape[1], source.shape[0]), source.dtype)
     transpose_into(source, out)
     return out
@@ -109,6 +115,8 @@ def step_product(a, b, b_transposed, out, blas_rows, staging, transposed=True, p
 # Padded steps of variable-length runs. Rows are sorted by length, longest first, so the rows still
 # running at step t are a prefix 0..n_t - 1 (``active[t] = n_t``, in either direction); the others keep
 # their state, s_t = s_{t-1}, and in BPTT hand the whole cotangent of s_t on to s_{t-1}, with no delta.
+# The loops call these only where some row is held (n < B): a call over full sequences holds none, and the
+# calls' views cost the LSTM's G1 forward (T = 50, B = 1, H = 32) 9 of its 35 us in the loop.
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -164,7 +172,8 @@ def recur_forward(states, WT, bias, act, one, blas_rows, active, packed):
         if n > 0:
             step_product(states[t - 1][:n], WT, WT, product[:n], blas_rows, none, False, packed)
             step_forward(states[t][:n], product[:n], bias, act, one)
-        hold(states[t - 1], states[t], n)
+        if n < batch:
+            hold(states[t - 1], states[t], n)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -176,10 +185,12 @@ def recur_backward(direct, states, W, act, one, blas_rows, deltas, carry, bias_g
     ``packed`` (W packed) where it is not empty.
     """
     none = np.empty(0, carry.dtype)
+    batch = carry.shape[0]
     for t in range(direct.shape[0] - 1, -1, -1):
         n = active[t]
-        pass_back(carry, direct[t], n)
-        clear(deltas[t], n)
+        if n < batch:
+            pass_back(carry, direct[t], n)
+            clear(deltas[t], n)
         if n > 0:
             step_backward(deltas[t][:n], direct[t][:n], carry[:n], states[t + 1][:n], act, one, bias_grad)
             step_product(deltas[t][:n], W, W, carry[:n], blas_rows, none, False, packed)

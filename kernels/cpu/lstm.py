@@ -35,6 +35,7 @@ from rnnspec.kernels.cpu.loops import (
     project,
     recurrent_side,
     step_product,
+    transposed,
 )
 from rnnspec.kernels.cpu.scratch import workspace
 
@@ -74,13 +75,15 @@ def forward(a, gates, hs, cs, tcs, WT, W, transposed, blas_rows, active, cell, p
     unit, 0). Where ``packed`` holds W^T in panels (loops.step_product), the products run by them."""
     product = np.empty(gates.shape[1:], gates.dtype)
     staging = np.empty(product.size if transposed else 0, gates.dtype)
+    batch = gates.shape[1]
     for t in range(gates.shape[0]):
         n = active[t]
         if n > 0:
             step_product(hs[t][:n], WT, W, product[:n], blas_rows, staging, transposed, packed)
             step(a[t][:n], product[:n], gates[t][:n], hs[t + 1][:n], cs[t][:n], cs[t + 1][:n], tcs[t][:n], cell)
-        hold(hs[t], hs[t + 1], n)
-        hold(cs[t], cs[t + 1], n)
+        if n < batch:
+            hold(hs[t], hs[t + 1], n)
+            hold(cs[t], cs[t + 1], n)
 
 
 @njit(**GATE_LOOPS)
@@ -130,11 +133,13 @@ def backward(direct, gc, gates, cs, tcs, W, WT, transposed, blas_rows, deltas, c
     global ``back`` (the plain LSTM's :func:`back`, or a relative's step in its copy), given ``cell`` (as in
     :func:`forward`; the plain LSTM reads none). Where ``packed`` holds W in panels, the products run by them."""
     staging = np.empty(carry_h.size if transposed else 0, carry_h.dtype)
+    batch = carry_h.shape[0]
     for t in range(direct.shape[0] - 1, -1, -1):
         n = active[t]
-        pass_back(carry_h, direct[t], n)
-        pass_back(carry_c, gc[t], n)
-        clear(deltas[t], n)
+        if n < batch:
+            pass_back(carry_h, direct[t], n)
+            pass_back(carry_c, gc[t], n)
+            clear(deltas[t], n)
         if n > 0:
             back(deltas[t][:n], direct[t][:n], gc[t][:n], gates[t][:n], cs[t][:n], cs[t + 1][:n], tcs[t][:n],
                  carry_h[:n], carry_c[:n], bias_grad, one, cell)
@@ -223,8 +228,8 @@ class Lstm(Family):
         V, c, W = run.params["V"], run.params["c"], run.stack("W")
         value, gx, gh0, gc0, gU, gW, bias_grad, gV, gc = _train(
             checks.contiguous(run.x).reshape(run.T * run.B, run.I), checks.contiguous(run.state0["h0"]),
-            checks.contiguous(run.state0["c0"]), run.stack("U"), run.stack("b"), W, checks.contiguous(W.T),
-            checks.contiguous(V), checks.contiguous(V.T), checks.contiguous(c), checks.contiguous(targets).reshape(-1),
+            checks.contiguous(run.state0["c0"]), run.stack("U"), run.stack("b"), W, transposed(W),
+            checks.contiguous(V), transposed(V), checks.contiguous(c), checks.contiguous(targets).reshape(-1),
             run.one, run.active)
         grads = {"x": gx.reshape(run.T, run.B, run.I), "h0": gh0, "c0": gc0, "V": gV, "c": gc}
         for k, g in enumerate(self.gates):

@@ -25,15 +25,17 @@ def forward(a, gates, hs, cs, tcs, rs, WT, W, transposed, W_hrT, blas_rows, proj
     packed as in lstm.forward."""
     product = np.empty(gates.shape[1:], gates.dtype)
     staging = np.empty(product.size if transposed else 0, gates.dtype)
+    batch = gates.shape[1]
     for t in range(gates.shape[0]):
         n = active[t]
         if n > 0:
             step_product(hs[t][:n], WT, W, product[:n], blas_rows, staging, transposed, packed)
             step(a[t][:n], product[:n], gates[t][:n], rs[t][:n], cs[t][:n], cs[t + 1][:n], tcs[t][:n], 0)
             matmul_into(rs[t][:n], W_hrT, hs[t + 1][:n], projection_rows)
-        hold(hs[t], hs[t + 1], n)
-        hold(cs[t], cs[t + 1], n)
-        clear(rs[t], n)
+        if n < batch:
+            hold(hs[t], hs[t + 1], n)
+            hold(cs[t], cs[t + 1], n)
+            clear(rs[t], n)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -56,10 +58,11 @@ def backward(direct, gc, gates, cs, tcs, W, WT, transposed, W_hr, blas_rows, pro
     none = np.zeros((batch, hidden), carry_c.dtype)  # the step's own carry of dh: all of it is in d_r
     for t in range(direct.shape[0] - 1, -1, -1):
         n = active[t]
-        pass_back(carry_h, direct[t], n)
-        pass_back(carry_c, gc[t], n)
-        clear(deltas[t], n)
-        clear(douts[t], n)
+        if n < batch:
+            pass_back(carry_h, direct[t], n)
+            pass_back(carry_c, gc[t], n)
+            clear(deltas[t], n)
+            clear(douts[t], n)
         if n > 0:
             _total(douts[t][:n], direct[t][:n], carry_h[:n])
             matmul_into(douts[t][:n], W_hr, d_r[:n], projection_rows)

@@ -66,8 +66,9 @@ def forward(a, gates, hs, fhs, WT_f, WT_n, blas_rows, one, active):
             _gate_f(a[t][:n], product_f[:n], gates[t][:n], hs[t][:n], fhs[t][:n])
             matmul_into(fhs[t][:n], WT_n, product_n[:n], blas_rows)
             _gate_n(a[t][:n], product_n[:n], gates[t][:n], hs[t][:n], hs[t + 1][:n], one)
-        hold(hs[t], hs[t + 1], n)
-        clear(fhs[t], n)
+        if n < batch:
+            hold(hs[t], hs[t + 1], n)
+            clear(fhs[t], n)
 
 
 @njit(**GATE_LOOPS)
@@ -111,11 +112,13 @@ def backward(direct, gates, hs, W_f, W_n, blas_rows, deltas_f, deltas_n, carry, 
     at step t: their cotangents pass on, their deltas are zero."""
     kept = np.empty_like(carry)
     d_fh = np.empty_like(carry)
+    batch = carry.shape[0]
     for t in range(direct.shape[0] - 1, -1, -1):
         n = active[t]
-        pass_back(carry, direct[t], n)
-        clear(deltas_f[t], n)
-        clear(deltas_n[t], n)
+        if n < batch:
+            pass_back(carry, direct[t], n)
+            clear(deltas_f[t], n)
+            clear(deltas_n[t], n)
         if n > 0:
             _back_n(deltas_f[t][:n], deltas_n[t][:n], direct[t][:n], gates[t][:n], hs[t][:n], carry[:n], kept[:n],
                     bias_grad, one)

@@ -33,6 +33,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from rnnspec.kernels.cpu import tuning
 from rnnspec.kernels.cpu.simd import AVX512, VECTOR_BYTES, address, spread, vector_codegen
 
 #: rows per tile and vectors (of VECTOR_BYTES) per panel: 6 x 4 = 24 of AVX-512's 32 registers hold sums, 4 the
@@ -232,10 +233,7 @@ def wanted(blas_rows: int, one_thread: bool, rows: int | None = None) -> bool:
     the calling thread alone and still win (at 4 rows OpenBLAS's threads took 68 us a step for the LSTM's 4 x 256 by
     256 x 1024 float32 product). The gated cells give ``rows``; Elman's one-gate products (256 x 256 at H = 256)
     lost there (training at B = 4: 1.65 against 1.30 ms) and run by panels on one thread only. Or as FORCE says."""
-    from rnnspec.kernels.cpu import tuning
-    from rnnspec.kernels.cpu.split import forced  # here: split's kernels import this module's users
-
-    force = forced(FORCE)
+    force = tuning.forced(FORCE)
     if force is not None:
         return force
     value = tuning.value
@@ -250,6 +248,4 @@ def projection_wanted(by_panels: bool, one_thread: bool, inner: int) -> bool:
     There OpenBLAS on one thread ran the G2 projection (1600 x 64 by 64 x 512) at 125 GFLOP/s float32 and 60
     float64, the panels at 185 and 86; at I = 256 (G3's 3200 x 256 by 256 x 1024) OpenBLAS was ahead, 190 against
     153 and 88 against 68 (benchmarks/cpu_issue37/README.md, "Projections by panels")."""
-    from rnnspec.kernels.cpu.split import forced
-
-    return by_panels and (one_thread or forced(FORCE) is True) and inner <= DEPTH
+    return by_panels and (one_thread or tuning.forced(FORCE) is True) and inner <= DEPTH

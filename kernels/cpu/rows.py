@@ -26,9 +26,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from rnnspec.kernels.cpu import blas, tuning
-from rnnspec.kernels.cpu.split import forced
 from rnnspec.kernels.cpu.threads import counter, together
-from rnnspec.kernels.cpu.tuning import cores
+from rnnspec.kernels.cpu.tuning import cores, forced
 
 Arrays = dict[str, np.ndarray]
 #: .half is True in a thread while it runs a half: a half never splits again

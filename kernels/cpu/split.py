@@ -29,8 +29,6 @@ their modules' own (:func:`lstm.step`, :func:`lstm.back_step`, :func:`gru_reset_
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from numba import njit
 
@@ -39,20 +37,12 @@ from rnnspec.kernels.cpu import gru_reset_after, lstm, panels, tuning
 from rnnspec.kernels.cpu.loops import matmul_into, project
 from rnnspec.kernels.cpu.simd import VECTOR_BYTES, WIDEST, row_times
 from rnnspec.kernels.cpu.threads import arrive_and_wait, counter, together
-from rnnspec.kernels.cpu.tuning import cores
+from rnnspec.kernels.cpu.tuning import cores, forced
 
 PARTS = 2
 CELLS = ("lstm", "gru-reset-after")
 #: the environment variable that forces the choice: "always" (wherever H is even) or "never"
 FORCE = "RNNSPEC_CPU_SPLIT"
-
-
-def forced(variable: str) -> bool | None:
-    """What the environment variable ``variable`` forces: True ("always"), False ("never") or None (unset)."""
-    force = os.environ.get(variable, "")
-    if force not in ("", "always", "never"):
-        raise ValueError(f"{variable}={force!r}: expected 'always', 'never' or unset")
-    return force == "always" if force else None
 
 
 def wanted(cell: str, T: int, B: int, H: int, gates: int, weight_bytes: int = 0) -> bool:

@@ -307,6 +307,14 @@ def _resolve() -> dict:
     return values
 
 
+def forced(variable: str) -> bool | None:
+    """What the environment variable ``variable`` forces: True ("always"), False ("never") or None (unset)."""
+    force = os.environ.get(variable, "")
+    if force not in ("", "always", "never"):
+        raise ValueError(f"{variable}={force!r}: expected 'always', 'never' or unset")
+    return force == "always" if force else None
+
+
 def value(name: str) -> float:
     """The threshold ``name`` of TABLE as the kernels use it now."""
     return (_resolved or _resolve())[name]

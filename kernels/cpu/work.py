@@ -11,6 +11,7 @@ def flops(phase: str, T: int, B: int, I: int, H: int, K: int, gates: int = 1, va
     layers, D = (variant.get("layers", 1), 1 + bool(variant.get("bidirectional"))) if variant else (1, 1)
     P = H if P is None else P
     projection = 0 if P == H else 2.0 * T * B * H * P
-    recurrent = sum((2.0 * T * B * H * gates * ((I if layer == 0 else D * P) + P) + projection) * D
-                    for layer in range(layers))
+    # layer 0 reads I features, each later one D P (a closed form: this runs at every call, rows.wanted)
+    recurrent = D * (layers * (2.0 * T * B * H * gates * P + projection)
+                     + 2.0 * T * B * H * gates * (I + (layers - 1) * D * P))
     return recurrent if phase == "forward" else 3 * recurrent + 6.0 * T * B * D * P * K
