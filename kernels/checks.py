@@ -269,7 +269,7 @@ def gated_inputs(cell: str, x, state0, params, head: bool = False, device_ok: bo
         params[key] = array(key, value, _NDIM.get(key, 2), device_ok)
     if len({x.dtype, *(v.dtype for v in state0.values()), *(v.dtype for v in params.values())}) > 1:
         same_dtype("x", x.dtype, **{f"state0[{k!r}]": v for k, v in state0.items()}, **params)
-    H = params[_KEYS[cell][3]].shape[0]
+    H = params[_H_FROM[cell]].shape[0]
     P = _size(cell, "P", params, H)
     K = params["V"].shape[0] if head else 0
     given = {**state0, **params}
@@ -279,10 +279,11 @@ def gated_inputs(cell: str, x, state0, params, head: bool = False, device_ok: bo
 
 
 _PARAM_NAMES = {cell: catalogue.cell(cell).param_keys for cell in GATED_CELLS}
-#: each gated cell's state0 keys, its params keys without and with the head, and the parameter that gives H (the
-#: first gate's W), as _consistent reads them
-_KEYS = {cell: (frozenset(state_keys), frozenset(_PARAM_NAMES[cell]), frozenset(_PARAM_NAMES[cell] + HEAD_PARAMS),
-                f"W_{gates[0]}") for cell, (gates, state_keys, _) in GATED_CELLS.items()}
+#: the parameter whose rows give each gated cell's H: its first gate's W
+_H_FROM = {cell: f"W_{gates[0]}" for cell, (gates, _, _) in GATED_CELLS.items()}
+#: each gated cell's state0 keys and its params keys without and with the head, as _consistent compares them
+_KEYS = {cell: (frozenset(state_keys), frozenset(_PARAM_NAMES[cell]), frozenset(_PARAM_NAMES[cell] + HEAD_PARAMS))
+         for cell, (_, state_keys, _) in GATED_CELLS.items()}
 
 
 def _consistent(cell: str, x, state0, params, head: bool):
@@ -292,14 +293,14 @@ def _consistent(cell: str, x, state0, params, head: bool):
     if (type(x) is not np.ndarray or x.ndim != 3 or x.dtype not in FLOAT_DTYPES or type(state0) is not dict
             or type(params) is not dict):
         return None
-    state_keys, names, with_head, first_W = _KEYS[cell]
+    state_keys, names, with_head = _KEYS[cell]
     if state0.keys() != state_keys or params.keys() != (with_head if head else names):
         return None
     given = {**state0, **params}
     if any(type(value) is not np.ndarray or value.dtype != x.dtype for value in given.values()):
         return None
     T, B, I = x.shape
-    H = params[first_W].shape[0]
+    H = params[_H_FROM[cell]].shape[0]
     P = _size(cell, "P", params, H)
     K = params["V"].shape[0] if head else 0
     if any(given[key].shape != wanted for key, wanted in _expected_shapes(cell, B, I, H, P, K, head)):

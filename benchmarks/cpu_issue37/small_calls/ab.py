@@ -68,10 +68,12 @@ def main(base: str, cells: list[str], sizes: list[str] | None, repeats: int) -> 
                                                                       repeats).items()}
                     theirs = np.median(rounds({"torch": torch[phase]}, repeats)["torch"]) * 1e6
                     print(f"{cell:16s} {size} {dtype} {phase:7s} before {mine['before']:7.1f}  now {mine['now']:7.1f} "
-                          f"({mine['before'] / mine['now']:.2f}x)  torch {theirs:8.1f}  torch/now {theirs / mine['now']:5.2f}x "
-                          f"(torch/before {theirs / mine['before']:5.2f}x)", flush=True)
+                          f"({mine['before'] / mine['now']:.2f}x)  torch {theirs:8.1f}  "
+                          f"torch/now {theirs / mine['now']:5.2f}x (torch/before {theirs / mine['before']:5.2f}x)",
+                          flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2].split(",") if len(sys.argv) > 2 else ["elman", "lstm", "lstm-proj", "gru-reset-after"],
+    all_cells = ["elman", "lstm", "lstm-proj", "gru-reset-after"]
+    main(sys.argv[1], sys.argv[2].split(",") if len(sys.argv) > 2 else all_cells,
          sys.argv[3].split(",") if len(sys.argv) > 3 else None, int(sys.argv[4]) if len(sys.argv) > 4 else 300)
