@@ -300,9 +300,8 @@ class Parts:
             recurrent = self._scratch("deltas_recurrent", T, B, width)
             grads["b_hn"] = np.zeros(H, dtype)
             together(gru_backward, [(barrier, self.Ws, direct, self.gates[p], run.hs, run.ms, self.W[p], packed[p],
-                                     deltas[p],
-                                     recurrent[p], exchange, carry[p], kept[p], bias[p], grads["b_hn"], run.one,
-                                     self.los[p], *shared[p]) for p in range(PARTS)], barrier)
+                                     deltas[p], recurrent[p], exchange, carry[p], kept[p], bias[p], grads["b_hn"],
+                                     run.one, self.los[p], *shared[p]) for p in range(PARTS)], barrier)
         for part in gx[1:]:
             gx[0] += part
         grads.update(x=gx[0].reshape(T, B, I), h0=np.concatenate(carry, axis=1))

@@ -178,12 +178,7 @@ def _cpuinfo() -> dict[str, str]:
 
 @functools.cache
 def l2_bytes() -> int:
-    """A core's L2 cache in bytes, read once (0 where not found)."""
-    return _l2_bytes()
-
-
-def _l2_bytes() -> int:
-    """The L2 cache of the first core in bytes (Linux sysfs), 0 where not found."""
+    """The L2 cache of the first core in bytes (Linux sysfs), read once; 0 where not found."""
     for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
         try:
             if (index / "level").read_text().strip() == "2":
