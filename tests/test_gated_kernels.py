@@ -166,8 +166,16 @@ def _two(variable):
     return force
 
 
+#: the kernels' calls in one compiled call, where a cell gives its own (cells.Gated returns None)
+AT_ONCE = ("forward_at_once", "loss_at_once")
+
+
+def _own_at_once(kernel) -> list[str]:
+    return [m for m in AT_ONCE if getattr(type(kernel), m) is not getattr(cells.Gated, m)]
+
+
 def _at_once(kernel) -> bool:
-    return type(kernel).loss_at_once is not cells.Gated.loss_at_once
+    return bool(_own_at_once(kernel))
 
 
 @dataclass(frozen=True)
@@ -186,7 +194,8 @@ def _sizes_of(case):
 
 
 PATHS = {
-    # the LSTM's loss at these sizes runs in one compiled call (its own path below): here it is turned off
+    # the forward and loss of some cells at these sizes run in one compiled call (their own path below): here they
+    # are turned off
     "loops": Path(_loops, lambda k, c: True, lambda s: not any(r.blas_rows for r in s["runs"])),
     "blas": Path(_blas, lambda k, c: True,
                  lambda s: all(r.blas_rows and not r.transposed and not r.by_panels for r in s["runs"])),
@@ -217,10 +226,10 @@ def _on_path(case, name, want):
         mp.setattr(gated._Run, "__init__", lambda self, *a, **k: (init(self, *a, **k), seen["runs"].append(self))[0])
         mp.setattr(rows, "run", lambda *a: (seen.update(rows=seen["rows"] + 1), run(*a))[1])
         mp.setattr(split.Parts, "forward", lambda self: (seen.update(split=seen["split"] + 1), parts(self))[1])
-        if _at_once(kernel):
-            at_once = type(kernel).loss_at_once
-            counted = lambda self, r, y: (seen.update(at_once=seen["at_once"] + 1), at_once(self, r, y))[1]
-            mp.setattr(type(kernel), "loss_at_once", counted if name == "at-once" else lambda *_: None)
+        for method in _own_at_once(kernel):
+            own = getattr(type(kernel), method)
+            counted = lambda self, *a, own=own: (seen.update(at_once=seen["at_once"] + 1), own(self, *a))[1]
+            mp.setattr(type(kernel), method, counted if name == "at-once" else lambda *_: None)
         got = _flat(_run(case))
     within(case, want, got, name)
     assert PATHS[name].taken(seen), (case["cell"], name, seen)
@@ -245,6 +254,44 @@ def test_every_path_matches_the_oracle(cell):
     settings(max_examples=5 if cell in FIRST else 3, deadline=None)(
         example(fixed)(given(gated_cases(cell, "float64"))(check)))()
     assert taken == {name for name, path in PATHS.items() if path.exists(kernel, fixed)}, taken
+
+
+ONE_CALL_FORWARD = [c for c in CELLS if "forward_at_once" in _own_at_once(cells.kernel(c))]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("cell", ONE_CALL_FORWARD)
+def test_a_forward_in_one_compiled_call_gives_the_shared_paths_bits(cell, dtype, monkeypatch):
+    """A cell's forward_at_once runs the shared path's products and loop without the Python between them: its states
+    equal the shared path's bit for bit (float32 too, where any other order of sums would show), on contiguous,
+    Fortran-order and strided inputs, and its results are new arrays, not the scratch of the next call."""
+    case = _fixed(cell, dtype, 9, 3, 4, 6, seed=3)
+    run = gated._Run(cell, case["x"], case["state0"], _split(case["params"]))
+    assert run.at_once(), "the case is small enough to run in one compiled call"
+    relaid = {"C": lambda v: v, "F": np.asfortranarray, "strided": lambda v: np.repeat(v, 2, axis=-1)[..., ::2]}
+    for layout, fn in relaid.items():
+        x, s, p = fn(case["x"]), {k: fn(v) for k, v in case["state0"].items()}, _split(case["params"])
+        p = {k: fn(v) for k, v in p.items()}
+        got = forward(cell, x, s, p)
+        with monkeypatch.context() as mp:
+            mp.setattr(type(cells.kernel(cell)), "forward_at_once", lambda *_: None)
+            want = forward(cell, x, s, p)
+        assert got.keys() == want.keys()
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key], err_msg=f"{layout} {key}")
+        again = forward(cell, x * 2, s, p)
+        assert not np.shares_memory(got["h"], again["h"]), layout
+
+
+@pytest.mark.parametrize("variable", [panels.FORCE, split.FORCE])
+def test_a_forced_path_is_never_left_for_the_one_compiled_call(variable, monkeypatch):
+    """The one compiled call runs the products as loops on one thread: where panels or the split are forced (or
+    chosen), run.at_once() says no, and the forced path runs."""
+    case = _fixed("lstm", "float64", 9, 1, 4, 6)
+    make = lambda: gated._Run("lstm", case["x"], case["state0"], _split(case["params"]))
+    assert make().at_once()
+    monkeypatch.setenv(variable, "always")
+    assert not make().at_once()
 
 
 @pytest.mark.parametrize("path", ["whole", "rows", "rows-panels"])

@@ -105,10 +105,12 @@ def test_float32_matches_oracle_within_justified_tolerance(case):
     _compare(case)
 
 
-#: (SMALL_STEP, LARGE_STEP, the batch in halves on two threads (rows.py), the products by panels (panels.py))
-PATHS = {"loops": (10**9, 10**9, "never", "never"), "blas-in-numba": (0, 10**9, "never", "never"),
-         "numpy-blas": (0, 0, "never", "never"), "panels": (0, 10**9, "never", "always"),
-         "rows": (0, 10**9, "always", "never"), "rows-panels": (0, 10**9, "always", "always")}
+#: (SMALL_STEP, LARGE_STEP, the batch in halves on two threads (rows.py), the products by panels (panels.py), the
+#: forward in one compiled call where it may (loops.forward_at_once))
+PATHS = {"loops": (10**9, 10**9, "never", "never", True), "loops-shared": (10**9, 10**9, "never", "never", False),
+         "blas-in-numba": (0, 10**9, "never", "never", True), "numpy-blas": (0, 0, "never", "never", True),
+         "panels": (0, 10**9, "never", "always", True), "rows": (0, 10**9, "always", "never", True),
+         "rows-panels": (0, 10**9, "always", "always", True)}
 
 
 @pytest.mark.parametrize("path", sorted(PATHS))
@@ -116,8 +118,8 @@ PATHS = {"loops": (10**9, 10**9, "never", "never"), "blas-in-numba": (0, 10**9, 
 def test_every_code_path(path, dtype):
     """The regimes (plain loops, BLAS inside Numba, NumPy's BLAS around jitted loops), the products by panels and
     the batch in halves on two threads, on any size; each forced path is seen taken where it exists."""
-    small, large, by_rows, by_panels = PATHS[path]
-    seen = []
+    small, large, by_rows, by_panels, one_call = PATHS[path]
+    seen, one_calls = [], []
 
     @settings(max_examples=15)
     @given(kernel_cases(dtype))
@@ -127,11 +129,16 @@ def test_every_code_path(path, dtype):
             patch.setattr(cpu, "LARGE_STEP", large)
             patch.setenv(rows.FORCE, by_rows)
             patch.setenv(panels.FORCE, by_panels)
-            init = cpu._Step.__init__
+            init, at_once = cpu._Step.__init__, cpu.forward_at_once
             patch.setattr(cpu._Step, "__init__", lambda self, *a, **k: (init(self, *a, **k), seen.append(self))[0])
+            patch.setattr(cpu, "forward_at_once", lambda *a: (one_calls.append(a), at_once(*a))[1])
+            if not one_call:
+                patch.setattr(cpu._Step, "at_once", lambda self: False)
             _compare(case)
 
     check()
+    # only where the products run as loops, and everywhere they do, unless turned off
+    assert bool(one_calls) == (path == "loops"), path
     # a step with B >= 2 rows halves where rows are forced: the halves are steps of their own, marked half
     assert any(step.half for step in seen) == (by_rows == "always"), path
     if by_panels == "always":
@@ -148,6 +155,22 @@ def _base(dtype=np.float64, **sizes):
 def _all(a):
     args = (a["x"], a["h0"], a["U"], a["W"], a["b"])
     return elman_forward(*args), elman_backward(*args, a["gh"]), elman_loss(*args, a["V"], a["c"], a["y"])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_the_forward_in_one_compiled_call_gives_the_shared_paths_bits(activation, dtype, monkeypatch):
+    """loops.forward_at_once runs the shared path's projection and loop without the Python between them: the same
+    bits, float32 too, and a new array each call."""
+    a = _base(np.dtype(dtype).type, T=7, B=3, I=4, H=5)
+    args = (a["x"], a["h0"], a["U"], a["W"], a["b"])
+    assert cpu._Step(*args, activation).at_once()
+    got = elman_forward(*args, activation=activation)
+    with monkeypatch.context() as mp:
+        mp.setattr(cpu._Step, "at_once", lambda self: False)
+        want = elman_forward(*args, activation=activation)
+    np.testing.assert_array_equal(got, want)
+    assert not np.shares_memory(got, elman_forward(*args, activation=activation))
 
 
 def test_fortran_order_and_strided_views_give_identical_results():

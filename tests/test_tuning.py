@@ -298,3 +298,24 @@ def test_the_benchmark_records_the_thresholds_it_ran_with(cache, capsys):
     assert recorded["values"]["rows.min_flops"] == 123.0 and set(recorded["values"]) == set(tuning.TABLE)
     assert "measured on this machine" in recorded["source"]
     assert f"path-choosing thresholds: {recorded['source']}" in capsys.readouterr().out
+
+
+def test_the_environment_is_read_as_os_environ_reads_it(monkeypatch):
+    """tuning.environment reads os.environ's own dict (an unset variable through os.environ.get raises and catches a
+    KeyError inside): unset, set, changed and deleted through os.environ, it answers as os.environ.get does, and a
+    forced path follows at once."""
+    name = "RNNSPEC_TEST_ENVIRONMENT_READ"
+    monkeypatch.delenv(name, raising=False)
+    assert tuning.environment(name) == os.environ.get(name, "") == ""
+    for value in ("always", "never", "x y é"):
+        monkeypatch.setenv(name, value)
+        assert tuning.environment(name) == os.environ.get(name, "") == value
+    monkeypatch.delenv(name)
+    assert tuning.environment(name) == ""
+    monkeypatch.setenv(panels.FORCE, "always")
+    assert tuning.forced(panels.FORCE) is True
+    monkeypatch.setenv(panels.FORCE, "never")
+    assert tuning.forced(panels.FORCE) is False
+    monkeypatch.setenv(panels.FORCE, "sometimes")
+    with pytest.raises(ValueError, match="sometimes"):
+        tuning.forced(panels.FORCE)

@@ -114,6 +114,11 @@ class Gated(Kernel):
         """The gates in stacking order (the catalogue's canonical order)."""
         return self.entry.gates
 
+    @functools.cached_property
+    def per_gate_keys(self) -> dict[str, tuple[str, ...]]:
+        """{"U": ("U_i", "U_f", ...), "W": ..., "b": ...}: each kind's keys of every gate in stacking order."""
+        return {kind: tuple(f"{kind}_{g}" for g in self.gates) for kind in "UWb"}
+
     @property
     def extra(self) -> tuple[str, ...]:
         """The cell's parameters beyond U_k, W_k, b_k, in the catalogue's order."""
@@ -129,9 +134,14 @@ class Gated(Kernel):
         """BPTT from dL/dh_t (``direct``, (T, B, P)) and, for a cell with a cell state, dL/dc_t (``gc``
         (T, B, H), zeros where none was given); after recur on the same run."""
 
+    def forward_at_once(self, run) -> Arrays | None:
+        """None, or the plain forward's states computed in one compiled call where the run may (run.at_once()): a
+        cell may give one where the Python between the passes costs a measured share."""
+        return None
+
     def loss_at_once(self, run, targets: np.ndarray):
-        """None, or (loss, gradients) computed in one compiled call where the step's products are loops
-        (run.blas_rows == 0): a cell may give one where the Python between the passes costs a measured share."""
+        """None, or (loss, gradients) computed in one compiled call where the run may (run.at_once()): a cell may
+        give one where the Python between the passes costs a measured share."""
         return None
 
     def forward(self, x, state0, params, activation: str) -> Arrays:

@@ -13,6 +13,8 @@ and every gradient is zero of its shape (dL/dh0 included, since nothing depends 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from rnnspec.kernels import checks
@@ -22,6 +24,7 @@ from rnnspec.kernels.cpu.cells import Kernel
 from rnnspec.kernels.cpu.loops import (
     SMALL_STEP,
     clear,
+    forward_at_once,
     head_kernel,
     hold,
     parameter_gradients,
@@ -74,8 +77,12 @@ class _Step:
         #: the input projection U x_t by panels too (panels.projection_wanted)
         self.projection_by_panels = panels.projection_wanted(self.by_panels, one_thread, self.I)
         self._x, self._h0, self._U, self._W, self._b = x, h0, U, W, b
-        #: rows still running at each step (a prefix: rows sorted by length; see loops.hold)
-        self.active = np.full(self.T, self.B, np.int64)
+
+    @functools.cached_property
+    def active(self) -> np.ndarray:
+        """The rows still running at each step (a prefix: rows sorted by length; see loops.hold): every row unless a
+        variant sets it; made at first use (0.7 us, which a call run in one compiled call never spends)."""
+        return np.full(self.T, self.B, np.int64)
 
     def by_rows(self, phase: str, K: int = 0) -> bool:
         """Whether this call (``phase``: "forward", or "train" with gradients and a head of K classes) runs its rows
@@ -87,6 +94,12 @@ class _Step:
         """The two steps over rows.halves(B), each with its rows."""
         return [(_Step(self._x[:, part], self._h0[part], self._U, self._W, self._b, self.activation, self.h0_name,
                        half=True), part) for part in rows.halves(self.B)]
+
+    def at_once(self) -> bool:
+        """Whether the forward runs in one compiled call (loops.forward_at_once): its step products and input
+        projection run as loops (not large, no BLAS rows, no panels). Its rows' halves are the caller's to rule
+        out."""
+        return not self.large and self.blas_rows == 0 and not self.by_panels and not self.projection_by_panels
 
     def packed(self, backward: bool = False) -> np.ndarray:
         """The step's product operand packed in panels (W^T forward, W backward) where the products run by them,
@@ -207,6 +220,9 @@ def forward_named(x, h0, U, W, b, activation: str, h0_name: str = "h0") -> np.nd
         out = np.empty((step.T, step.B, step.H), step.dtype)
         rows.run(_states_into, [(half, out[:, part]) for half, part in step.halves()])
         return out
+    if step.at_once():
+        return forward_at_once(checks.contiguous(step._x), checks.contiguous(step._h0), checks.contiguous(step._U),
+                               checks.contiguous(step._W), step.bias, step.code, step.one)
     step.prepare()
     return step.states()[1:]
 

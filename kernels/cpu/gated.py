@@ -19,6 +19,7 @@ T = 0 or B = 0: states are empty (T, B, H) arrays, the loss is 0, every gradient
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Mapping
 
@@ -79,14 +80,18 @@ class _Run:
         #: the input projection x U^T + b by panels too (panels.projection_wanted)
         self.projection_by_panels = panels.projection_wanted(self.by_panels, one_thread, self.I)
         self.x = x
-        #: rows still running at each step (a prefix: rows sorted by length; see loops.hold)
-        self.active = np.full(self.T, self.B, np.int64)
         #: tells apart the scratch of the runs one call keeps alive together (layers, directions)
         self.tag = tag
         #: the recurrence on two threads (split.py): set by the forward layer of a whole call only
         self.split = False
         #: the states' new arrays, by name, once :meth:`states` made them
         self.fresh: Arrays | None = None
+
+    @functools.cached_property
+    def active(self) -> np.ndarray:
+        """The rows still running at each step (a prefix: rows sorted by length; see loops.hold): every row unless a
+        variant sets it; made at first use (0.7 us, which a call run in one compiled call never spends)."""
+        return np.full(self.T, self.B, np.int64)
 
     def _blas_rows(self, inner: int, cols: int) -> int:
         if self.B * inner * cols <= SMALL_STEP:
@@ -99,6 +104,19 @@ class _Run:
         self.split = not self.half and split.wanted(self.cell, self.T, self.B, self.H, len(self.order),
                                                     self.weight_bytes())
         return blas.one_thread() if self.split else contextlib.nullcontext()
+
+    def at_once(self) -> bool:
+        """Whether this call may run in one compiled call (its kernel's forward_at_once or loss_at_once): its step
+        products and input projection run as loops (no BLAS rows, no panels), on one thread (no split, which its
+        FORCE may ask at any size). Its rows' halves (by_rows) are the caller's to rule out."""
+        return (self.blas_rows == 0 and not self.by_panels and not self.projection_by_panels
+                and not split.wanted(self.cell, self.T, self.B, self.H, len(self.order), self.weight_bytes()))
+
+    def per_gate(self, kind: str) -> tuple[np.ndarray, ...]:
+        """The parameters ``kind``_k of every gate in stacking order, each C-contiguous: what a compiled call that
+        stacks them itself takes (loops.stacked)."""
+        params = self.params
+        return tuple([checks.contiguous(params[key]) for key in self.kernel.per_gate_keys[kind]])
 
     def weight_bytes(self) -> int:
         """The stacked W's bytes: G H P."""
@@ -277,6 +295,9 @@ def plain_forward(kernel: cells.Gated, x, state0, params) -> Arrays:
     """forward of a gated cell over full sequences, one layer (the plain contract)."""
     run = _Run(kernel.name, x, state0, params, private=True)
     if not run.empty and not run.by_rows("forward"):
+        at_once = kernel.forward_at_once(run) if run.at_once() else None
+        if at_once is not None:
+            return at_once
         # one run: its states' arrays are the results (run.outputs), new ones, not scratch (copying G4's LSTM
         # states out of scratch cost 5 ms a call)
         run.private = False
@@ -378,7 +399,7 @@ def plain_loss(kernel: cells.Gated, x, state0, params, targets) -> tuple[np.gene
 
 
 def _loss(run: _Run, y: np.ndarray) -> tuple[np.generic, Arrays]:
-    if run.blas_rows == 0 and not run.by_panels:
+    if run.at_once():
         at_once = run.kernel.loss_at_once(run, y)
         if at_once is not None:
             return at_once

@@ -19,9 +19,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from rnnspec.kernels import checks
 from rnnspec.kernels.cpu.cells import Block, Deltas, Gated
 from rnnspec.kernels.cpu.elementwise import GATE_LOOPS, sigmoid, tanh
-from rnnspec.kernels.cpu.loops import clear, hold, pass_back, step_product
+from rnnspec.kernels.cpu.loops import at_once_inputs, clear, hold, pass_back, step_product
 from rnnspec.kernels.cpu.scratch import workspace
 
 # 1D rows and gate blocks, and gate values apart from their inputs, as in lstm.py: so LLVM vectorizes.
@@ -125,16 +126,36 @@ def backward(direct, gates, hs, ms, W, WT, transposed, blas_rows, deltas_in, del
             carry[:n] += kept[:n]
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _forward(x, h0, Us, bs, Ws, b_hn, one):
+    """The GRU's forward in one compiled call, for step products small enough to run as loops, as lstm._forward is
+    the LSTM's: the same steps as the shared path. Returns h (T, B, H)."""
+    a, W, WT, block = at_once_inputs(x, Us, bs, Ws, 1)
+    hs = block[0]
+    hs[0] = h0
+    steps, batch, hidden = x.shape[0], x.shape[1], h0.shape[1]
+    ms = np.empty((steps, batch, hidden), x.dtype)
+    active = np.full(steps, batch, np.int64)
+    forward(a, np.empty_like(a), hs, ms, WT, W, False, b_hn, 0, one, active, np.empty((0, 0, 1), x.dtype))
+    return hs[1:]
+
+
 class ResetAfter(Gated):
     """The kernel of a cell of the reset-after form (one stacked product a step, then the gate inside the
     recurrent product's sum, and b_hn): this module's GRU, and flax's MGU with its own copies of the loops."""
 
     transposable = True
 
-    def __init__(self, name: str, loops: tuple = (forward, backward)) -> None:
+    def __init__(self, name: str, loops: tuple = (forward, backward), at_once: object = _forward) -> None:
         super().__init__(name)
         #: the cell's forward and backward: this module's, or copies calling the cell's steps (family.copy_with)
         self.loops = loops
+        #: the forward in one compiled call (:func:`_forward`, or a relative's copy of it around its own loop)
+        self.at_once = at_once
+
+    def forward_at_once(self, run) -> dict[str, np.ndarray]:
+        return {"h": self.at_once(checks.contiguous(run.x), checks.contiguous(run.state0["h0"]), run.per_gate("U"),
+                                  run.per_gate("b"), run.per_gate("W"), run.param("b_hn"), run.one)}
 
     def recur(self, run) -> None:
         run.W = run.stack("W")

@@ -27,6 +27,7 @@ from rnnspec.kernels import checks
 from rnnspec.kernels.cpu.cells import Block, Deltas, Gated
 from rnnspec.kernels.cpu.elementwise import GATE_LOOPS, sigmoid, tanh
 from rnnspec.kernels.cpu.loops import (
+    at_once_inputs,
     clear,
     head_kernel,
     hold,
@@ -147,6 +148,23 @@ def backward(direct, gc, gates, cs, tcs, W, WT, transposed, blas_rows, deltas, c
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _forward(x, h0, c0, Us, bs, Ws):
+    """The plain LSTM's forward in one compiled call, for step products small enough to run as loops
+    (loops.SMALL_STEP): the same steps as the shared path (project, forward), without the Python between them
+    (stacking, scratch, states), which took about half of a G1 call (50 x 1 x 32). Us, bs, Ws: the per-gate
+    parameters in stacking order. Returns (h, c), each (T, B, H), views of one new block."""
+    a, W, WT, block = at_once_inputs(x, Us, bs, Ws, 2)
+    hs, cs = block[0], block[1]
+    hs[0] = h0
+    cs[0] = c0
+    steps, batch, hidden = x.shape[0], x.shape[1], h0.shape[1]
+    tcs = np.empty((steps, batch, hidden), x.dtype)
+    active = np.full(steps, batch, np.int64)
+    forward(a, np.empty_like(a), hs, cs, tcs, WT, W, False, 0, active, 0, np.empty((0, 0, 1), x.dtype))
+    return hs[1:], cs[1:]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _train(x2, h0, c0, U, b, W, WT, V, VT, c, targets, one, active):
     """The plain LSTM's loss and every gradient in one compiled call, for step products small enough to run as
     loops (loops.SMALL_STEP): the same steps as the shared path (project, forward, head_kernel, backward,
@@ -224,6 +242,11 @@ class Family(Gated):
 
 
 class Lstm(Family):
+    def forward_at_once(self, run) -> dict[str, np.ndarray]:
+        h, c = _forward(checks.contiguous(run.x), checks.contiguous(run.state0["h0"]),
+                        checks.contiguous(run.state0["c0"]), run.per_gate("U"), run.per_gate("b"), run.per_gate("W"))
+        return {"h": h, "c": c}
+
     def loss_at_once(self, run, targets: np.ndarray):
         V, c, W = run.params["V"], run.params["c"], run.stack("W")
         value, gx, gh0, gc0, gU, gW, bias_grad, gV, gc = _train(

@@ -75,4 +75,6 @@ def back_step(delta_in, delta_rec, direct, gate, h_prev, m, carry, kept, bias_gr
 # the reset-after GRU's loops over time, calling this module's steps
 forward = copy_with(gru_reset_after.forward, __name__, step=step)
 backward = copy_with(gru_reset_after.backward, __name__, back_step=back_step)
-KERNEL = ResetAfter("mgu-flax", (forward, backward))
+#: the forward in one compiled call, around this module's loop
+forward_at_once = copy_with(gru_reset_after._forward, __name__, forward=forward)
+KERNEL = ResetAfter("mgu-flax", (forward, backward), forward_at_once)

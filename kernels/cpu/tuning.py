@@ -302,9 +302,23 @@ def _resolve() -> dict:
     return values
 
 
+#: os.environ's own dict (bytes to bytes) where the platform keeps one (POSIX): reading an unset variable through
+#: os.environ.get raises and catches a KeyError inside (0.66 against 0.03 us), and a small call reads several
+_ENVIRON_BYTES = getattr(os.environ, "_data", None) if os.name == "posix" else None
+
+
+def environment(variable: str) -> str:
+    """os.environ.get(variable, ""), read from os.environ's own dict where it keeps one (every change made through
+    os.environ updates it)."""
+    if _ENVIRON_BYTES is None:
+        return os.environ.get(variable, "")
+    raw = _ENVIRON_BYTES.get(variable.encode())
+    return "" if raw is None else os.fsdecode(raw)
+
+
 def forced(variable: str) -> bool | None:
     """What the environment variable ``variable`` forces: True ("always"), False ("never") or None (unset)."""
-    force = os.environ.get(variable, "")
+    force = environment(variable)
     if force not in ("", "always", "never"):
         raise ValueError(f"{variable}={force!r}: expected 'always', 'never' or unset")
     return force == "always" if force else None
