@@ -23,6 +23,20 @@ def test_a_transposed_copy_is_the_transpose_new_and_writable_on_either_side_of_t
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("count,rows,cols", [(1, 1, 1), (1, 32, 16), (4, 32, 32), (3, 5, 7), (2, 1, 9)])
+def test_parameters_stacked_inside_one_compiled_call_are_numpys_stack(dtype, count, rows, cols):
+    """loops.stacked and loops.stacked_transposed (what a small call's one compiled call makes from the per-gate
+    parameters): np.concatenate of the parts, and its transpose, exactly, C-contiguous, in new memory."""
+    rng = np.random.default_rng(count * 100 + rows)
+    parts = tuple(rng.standard_normal((rows, cols)).astype(dtype) for _ in range(count))
+    want = np.concatenate(parts)
+    for got, expected in ((loops.stacked(parts), want), (loops.stacked_transposed(parts), want.T),
+                          (loops.stacked(tuple(p[0] for p in parts)), np.concatenate([p[0] for p in parts]))):
+        assert got.shape == expected.shape and got.dtype == dtype and (got == expected).all()
+        assert got.flags.c_contiguous and not any(np.shares_memory(got, p) for p in parts)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("rows,inner,cols", [(1, 1, 1), (5, 7, 19), (16, 33, 48), (64, 40, 17)])
 def test_the_transposed_product_is_the_product(dtype, rows, inner, cols):
     """step_product through b^T, for every row count 0..rows (the rows still running at a step): within a

@@ -130,13 +130,13 @@ def backward(direct, gates, hs, ms, W, WT, transposed, blas_rows, deltas_in, del
 def _forward(x, h0, Us, bs, Ws, b_hn, one):
     """The GRU's forward in one compiled call, for step products small enough to run as loops, as lstm._forward is
     the LSTM's: the same steps as the shared path. Returns h (T, B, H)."""
-    a, W, WT, block = at_once_inputs(x, Us, bs, Ws, 1)
+    a, WT, block = at_once_inputs(x, Us, bs, Ws, 1)
     hs = block[0]
     hs[0] = h0
     steps, batch, hidden = x.shape[0], x.shape[1], h0.shape[1]
     ms = np.empty((steps, batch, hidden), x.dtype)
     active = np.full(steps, batch, np.int64)
-    forward(a, np.empty_like(a), hs, ms, WT, W, False, b_hn, 0, one, active, np.empty((0, 0, 1), x.dtype))
+    forward(a, np.empty_like(a), hs, ms, WT, WT, False, b_hn, 0, one, active, np.empty((0, 0, 1), x.dtype))
     return hs[1:]
 
 

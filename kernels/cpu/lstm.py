@@ -153,14 +153,14 @@ def _forward(x, h0, c0, Us, bs, Ws):
     (loops.SMALL_STEP): the same steps as the shared path (project, forward), without the Python between them
     (stacking, scratch, states), which took about half of a G1 call (50 x 1 x 32). Us, bs, Ws: the per-gate
     parameters in stacking order. Returns (h, c), each (T, B, H), views of one new block."""
-    a, W, WT, block = at_once_inputs(x, Us, bs, Ws, 2)
+    a, WT, block = at_once_inputs(x, Us, bs, Ws, 2)
     hs, cs = block[0], block[1]
     hs[0] = h0
     cs[0] = c0
     steps, batch, hidden = x.shape[0], x.shape[1], h0.shape[1]
     tcs = np.empty((steps, batch, hidden), x.dtype)
     active = np.full(steps, batch, np.int64)
-    forward(a, np.empty_like(a), hs, cs, tcs, WT, W, False, 0, active, 0, np.empty((0, 0, 1), x.dtype))
+    forward(a, np.empty_like(a), hs, cs, tcs, WT, WT, False, 0, active, 0, np.empty((0, 0, 1), x.dtype))
     return hs[1:], cs[1:]
 
 
