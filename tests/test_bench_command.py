@@ -52,6 +52,20 @@ def test_implementations_are_timed_in_turn_each_after_quiet_and_an_untimed_call(
     assert times == {"A": [1.0, 1.0, 1.0], "B": [3.0, 2.0, 5.0]}
 
 
+def test_a_small_call_is_warmed_for_WARM_S_after_the_quiet_a_long_one_once():
+    """After the quiet before a timed call, untimed calls for WARM_S (a small call woke cold from one call alone),
+    one at least: a 6 ms call four times, a 1 s call once, in interleaved's rounds too."""
+    fake = FakeTime()
+    assert bench.warm(fake.call("short", [0.3 * bench.WARM_S]), fake.clock) == 4
+    assert bench.warm(fake.call("long", [1.0]), fake.clock) == 1
+    fake.log.clear()
+    times = bench.interleaved({"A": fake.call("A", [0.3 * bench.WARM_S]), "B": fake.call("B", [1.0])}, 2,
+                              pause=fake.pause, clock=fake.clock)
+    warm = ["pause", *["A"] * bench.WARMUP_CALLS, "pause", *["B"] * bench.WARMUP_CALLS]
+    assert fake.log == warm + ["pause", *["A"] * 4, "A", "pause", "B", "B"] * 2
+    assert times == {"A": pytest.approx([0.3 * bench.WARM_S] * 2), "B": [1.0, 1.0]}
+
+
 def test_one_implementation_is_timed_back_to_back():
     fake = FakeTime()
     times = bench.interleaved({"A": fake.call("A", [1.0, 4.0])}, 4, pause=fake.pause, clock=fake.clock)
@@ -80,6 +94,7 @@ def fake_bench(monkeypatch):
     durations = {}
     real = bench.interleaved
     monkeypatch.setattr(bench, "interleaved", lambda calls, repeats: real(calls, repeats, fake.pause, fake.clock))
+    monkeypatch.setattr(bench, "WARM_S", 0.0)  # one untimed call before a timed one (test_a_small_call_is_warmed...)
     monkeypatch.setattr(bench, "runner", lambda impl, cell, variant: lambda case: (
         fake.call(f"{impl} forward", durations.get((impl, "forward"), [1.0])),
         fake.call(f"{impl} train", durations.get((impl, "train"), [1.0]))))

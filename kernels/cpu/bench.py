@@ -66,6 +66,11 @@ WARMUP_CALLS = 3
 #: on the cores (OpenBLAS's and OpenMP's pools wait busily after a call); the kernels' G1 LSTM train, timed
 #: right after PyTorch's forward, took 0.209-0.287 ms in one run and 0.111-0.220 in the next
 SETTLE_S = 0.3
+#: seconds of untimed calls after that quiet, before the next timed call (one call at least): one untimed call
+#: left a small call cold on the 2-core VM (2026-12-07, Elman S1 forward: 24 us back to back, 55 after the quiet
+#: and one call, 24 after the quiet and 20 ms of calls; PyTorch's 226, 311 and 243 us), so that the rows of small
+#: sizes measured how fast a call wakes from idle, not how fast it runs
+WARM_S = 0.02
 #: a side whose spread, (max - min) / median of its timed calls, exceeds this makes its ratios noisy. From two
 #: sets of three back-to-back runs per cell (2026-12-02, each implementation timed in one block): in the first
 #: (benchmarks/cpu_cells/*_runN.json, added in 652c452, deleted in b80e217), the ratios whose two sides' spreads
@@ -86,9 +91,10 @@ def interleaved(calls: dict[str, Callable], repeats: int, pause: Callable[[float
 
     Timed in turn, a burst of load (another process, a frequency change) falls on both sides of a ratio
     instead of on all of one side's calls. Before a timed call that follows another implementation's, SETTLE_S
-    of quiet (that one's thread pool may still spin) and one untimed call (which wakes this one's pool, as the
-    call before it did when each implementation's calls ran in one block): every timed call sees its library
-    warm and the cores to itself. With one implementation, the calls run back to back (no quiet between)."""
+    of quiet (that one's thread pool may still spin) and WARM_S of untimed calls, one at least (which wake this
+    one's pool and bring the core back from idle, as the calls before it did when each implementation's calls ran
+    in one block): every timed call sees its library warm and the cores to itself. With one implementation, the
+    calls run back to back (no quiet between)."""
     if repeats < 1:
         raise ValueError(f"repeats: expected at least 1 timed call, got {repeats}")
     pause, clock = pause or time.sleep, clock or time.perf_counter
@@ -102,12 +108,21 @@ def interleaved(calls: dict[str, Callable], repeats: int, pause: Callable[[float
         for name, call in calls.items():
             if len(calls) > 1 and name != previous:
                 pause(SETTLE_S)
-                call()
+                warm(call, clock)
             previous = name
             start = clock()
             call()
             times[name].append(clock() - start)
     return times
+
+
+def warm(call: Callable, clock: Callable[[], float]) -> int:
+    """Untimed calls of ``call`` until WARM_S has passed since the first began, one at least; how many."""
+    end, count = clock() + WARM_S, 0
+    while count == 0 or clock() < end:
+        call()
+        count += 1
+    return count
 
 
 def timings(call: Callable, repeats: int) -> list[float]:
