@@ -31,6 +31,14 @@ MIRRORS.update({f"GruBefore{name}": f"Gru{sibling}" for name, sibling in (
     ("IgnoresBn", "IgnoresBn"), ("GateSlope", "GateSlopeFromPreActivation"), ("Truncated", "TruncatedBPTT"),
     ("H0MissesDirectPath", "H0MissesDirectPath"), ("TanhSlope", "TanhSlopeAtPreActivation"),
     ("LastStepSkipped", "LastStepSkipped"), ("CarryScaled", "CarryScaled"))})
+# the MGUs' mirrors of mistakes the GRU of their form makes in CI: flax's MGU is the reset-after GRU with one gate for
+# both, the paper's the reset-before GRU's (mutants_gated.py)
+MIRRORS.update({f"MguFlax{name}": f"Gru{sibling}" for name, sibling in (
+    ("MixingFlipped", "UpdateConventionFlipped"), ("BhnOutsideGate", "BhnOutsideReset"), ("IgnoresBhn", "IgnoresBhn"),
+    ("WnGradWithoutGate", "WnGradWithoutReset"), ("CarryMissesDirectPath", "H0MissesDirectPath"),
+    ("GateBeforeProduct", "AfterResetBeforeProduct"))})
+MIRRORS.update({f"Mgu{name}": f"GruBefore{sibling}" for name, sibling in (
+    ("MixingFlipped", "UpdateFlipped"), ("GateAfterProduct", "ResetAfterProduct"), ("WnGradWithH", "WnGradWithH"))})
 SLOW_GATED |= set(MIRRORS)
 GATED = [pytest.param(cell, m, id=m.__name__, marks=[pytest.mark.xdist_group(cell)]
                       + ([pytest.mark.slow] if m.__name__ in SLOW_GATED else []))
