@@ -39,6 +39,13 @@ MIRRORS.update({f"MguFlax{name}": f"Gru{sibling}" for name, sibling in (
     ("GateBeforeProduct", "AfterResetBeforeProduct"))})
 MIRRORS.update({f"Mgu{name}": f"GruBefore{sibling}" for name, sibling in (
     ("MixingFlipped", "UpdateFlipped"), ("GateAfterProduct", "ResetAfterProduct"), ("WnGradWithH", "WnGradWithH"))})
+# and mirrors of one mistake across the family: a gate order swapped, a sigmoid's slope at its pre-activation, a
+# bias gradient from the last step only, the update gate squashed by tanh
+MIRRORS.update({"LstmCoupledOutputInputSwapped": "LstmInputOutputSwapped",
+                "GruBeforeResetUpdateSwapped": "GruResetUpdateSwapped", "MguGateOrderSwapped": "GruResetUpdateSwapped",
+                "MguGateSlopeAtPreActivation": "LstmCoupledGateSlopeAtPreActivation",
+                "MguGateBiasLastStepOnly": "GruBiasesSummedOnce", "MguFlaxBhnGradLastStepOnly": "GruBiasesSummedOnce",
+                "MguFlaxGateGradFromMixOnly": "MguGateGradFromMixOnly", "GruBeforeTanhUpdate": "GruSigmoidCandidate"})
 SLOW_GATED |= set(MIRRORS)
 GATED = [pytest.param(cell, m, id=m.__name__, marks=[pytest.mark.xdist_group(cell)]
                       + ([pytest.mark.slow] if m.__name__ in SLOW_GATED else []))
