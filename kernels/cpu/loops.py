@@ -260,12 +260,14 @@ def project(x2, U, bias, out):
 def stacked(parts):
     """parts[0], parts[1], ... (a tuple of C-contiguous arrays of one shape) one after another along the first axis,
     in a new array: a small call's per-gate parameters stacked inside its one compiled call (np.concatenate of the
-    LSTM's four 32 x 16 U_k took 2.8 us from Python)."""
+    LSTM's four 32 x 16 U_k took 2.8 us from Python). A flat copy: slice assignment took 4.8 s to compile."""
     first = parts[0]
-    rows = first.shape[0]
-    out = np.empty((len(parts) * rows,) + first.shape[1:], first.dtype)
+    out = np.empty((len(parts) * first.shape[0],) + first.shape[1:], first.dtype)
+    flat, size = out.reshape(-1), first.size
     for k, part in enumerate(parts):
-        out[k * rows:(k + 1) * rows] = part
+        source = part.reshape(-1)
+        for i in range(size):
+            flat[k * size + i] = source[i]
     return out
 
 
