@@ -17,6 +17,7 @@ that are per example carry a leading batch axis. Backends:
 
 from __future__ import annotations
 
+import functools
 import string
 import types
 from collections.abc import Callable, Mapping
@@ -41,6 +42,8 @@ class Backend:
     dtype: object
     rounding: Rounding | None = None
     _compiled: dict = field(default_factory=dict, repr=False)
+    #: the rounding's functions, made once (Rounding.namespace)
+    _namespace: dict | None = field(default=None, repr=False)
 
     @property
     def exact(self) -> bool:
@@ -63,7 +66,15 @@ class Backend:
 
     def elementwise(self, expr: sp.Expr, atoms: list[sp.Expr]) -> Callable[..., np.ndarray]:
         key = (expr, tuple(atoms))
-        if key not in self._compiled:
+        if key in self._compiled:
+            return self._compiled[key]
+        if self.rounding is not None:
+            # the template is compiled once for every rounding (a backend with one is made for each case):
+            # only its rounded functions are bound here
+            if self._namespace is None:
+                self._namespace = self.rounding.namespace()
+            self._compiled[key] = _rebind(_rounded_template(expr, key[1]), self._namespace)
+        else:
             dummies = [sp.Dummy(f"a{n}") for n in range(len(atoms))]
             body = expr.xreplace(dict(zip(atoms, dummies)))
             if self.name in ("sympy", "symengine"):
@@ -76,8 +87,6 @@ class Backend:
                 self._compiled[key] = np.frompyfunc(scalar, len(atoms), 1)
             elif self.name == "mpmath":
                 self._compiled[key] = np.frompyfunc(sp.lambdify(dummies, body, "mpmath"), len(atoms), 1)
-            elif self.rounding is not None:
-                self._compiled[key] = _rebind(_rounded_template(expr, tuple(atoms)), self.rounding.namespace())
             else:
                 self._compiled[key] = sp.lambdify(dummies, body, "numpy")
         return self._compiled[key]
@@ -179,7 +188,7 @@ class _Operand:
     atom_exprs: tuple[sp.Expr, ...] = ()
     identity: str = ""
 
-    @property
+    @functools.cached_property
     def subscripts(self) -> str:
         if self.identity:
             return self.identity
@@ -187,12 +196,46 @@ class _Operand:
             return self.atoms[0][1]
         return "".join(dict.fromkeys("".join(subs for _, subs in self.atoms)))
 
+    @functools.cached_property
+    def spread(self) -> tuple[tuple[str, str | None, tuple[int, ...] | None, tuple[int, ...]], ...]:
+        """How each atom of an elementwise factor is laid along :attr:`subscripts`: (name, the einsum that takes
+        a repeated index's diagonal or None, the transpose or None, where its axes go among the factor's)."""
+        out = []
+        for name, subs in self.atoms:
+            unique = "".join(dict.fromkeys(subs))
+            order = [unique.index(c) for c in self.subscripts if c in unique]
+            out.append((name, f"{subs}->{unique}" if unique != subs else None,
+                        tuple(order) if order != sorted(order) else None,
+                        tuple(n for n, c in enumerate(self.subscripts) if c in unique)))
+        return tuple(out)
+
 
 @dataclass(frozen=True)
 class _Term:
     coefficient: sp.Expr
     operands: tuple[_Operand, ...]
     keep: str  # the output subscripts this term carries
+
+    @functools.cached_property
+    def einsum(self) -> str:
+        return ",".join(o.subscripts for o in self.operands) + "->" + self.keep
+
+    @functools.cached_property
+    def bare(self) -> tuple[str, ...] | None:
+        """The quantities' names when every operand is one (no elementwise factor, no delta), else None."""
+        if all(o.factor is None and not o.identity for o in self.operands):
+            return tuple(o.atoms[0][0] for o in self.operands)
+        return None
+
+    @functools.cached_property
+    def scaled(self) -> bool:
+        """Whether the coefficient is other than 1 (times 1 is the same value)."""
+        return self.coefficient != 1
+
+    @functools.cached_property
+    def copies(self) -> bool:
+        """Whether the term is one quantity laid out as the output keeps it (its einsum a copy)."""
+        return len(self.operands) == 1 and self.operands[0].subscripts == self.keep
 
 
 def _atom_subscripts(atom: sp.Expr, quantities: Mapping[str, Var], letters: Mapping[sp.Symbol, str]) -> tuple[str, str]:
@@ -249,16 +292,17 @@ def _elementwise_operand(operand: _Operand, env, be: Backend) -> np.ndarray:
     for name, subs in operand.atoms:
         sizes.update(zip(subs, np.shape(env[name])))
     spread = []
-    for name, subs in operand.atoms:
+    for name, diagonal, order, places in operand.spread:
         arr = env[name]
-        unique = "".join(dict.fromkeys(subs))
-        arr = np.einsum(f"{subs}->{unique}", arr) if unique != subs else arr
-        order = [unique.index(c) for c in axes if c in unique]
-        arr = np.transpose(arr, order) if order != sorted(order) else arr
-        shape = [sizes[c] if c in unique else 1 for c in axes]
-        spread.append(np.reshape(arr, shape))
-    value = be.elementwise(operand.factor, list(operand.atom_exprs))(*spread)
-    return np.broadcast_to(np.asarray(value, dtype=be.dtype), [sizes[c] for c in axes])
+        arr = np.einsum(diagonal, arr) if diagonal else arr
+        arr = np.transpose(arr, order) if order else arr
+        shape = [1] * len(axes)
+        for n in places:
+            shape[n] = sizes[axes[n]]
+        spread.append(arr.reshape(shape))
+    value = np.asarray(be.elementwise(operand.factor, operand.atom_exprs)(*spread), dtype=be.dtype)
+    full = tuple(sizes[c] for c in axes)
+    return value if value.shape == full else np.broadcast_to(value, full)
 
 
 def _identity(operand: _Operand, term: _Term, env, out_subs: str, shape: tuple[int, ...], be: Backend) -> np.ndarray:
@@ -283,14 +327,21 @@ def evaluate(eq: Equation, env: Mapping[str, np.ndarray], quantities: Mapping[st
     shape = ((batch,) if eq.target.per_example else ()) + tuple(sizes[s] for s in eq.target.shape)
     total = be.zeros(shape)
     for term in terms:
-        arrays = [_identity(o, term, env, out_subs, shape, be) if o.identity else
-                  env[o.atoms[0][0]] if o.factor is None else _elementwise_operand(o, env, be) for o in term.operands]
-        if arrays:
-            subscripts = ",".join(o.subscripts for o in term.operands) + "->" + term.keep
-            value = np.einsum(subscripts, *arrays)
+        if term.bare is not None:
+            arrays = [env[name] for name in term.bare]
         else:
+            arrays = [_identity(o, term, env, out_subs, shape, be) if o.identity else
+                      env[o.atoms[0][0]] if o.factor is None else _elementwise_operand(o, env, be)
+                      for o in term.operands]
+        if not arrays:
             value = be.asarray(1)
-        value = value * be.constant(term.coefficient)
-        expand = [shape[n] if c in term.keep else 1 for n, c in enumerate(out_subs)]
-        total = total + np.reshape(value, expand)
+        elif term.copies:  # what einsum would copy: the same values
+            value = arrays[0]
+        else:
+            value = np.einsum(term.einsum, *arrays)
+        if term.scaled:
+            value = value * be.constant(term.coefficient)
+        if term.keep != out_subs:
+            value = np.reshape(value, [shape[n] if c in term.keep else 1 for n, c in enumerate(out_subs)])
+        total = total + value
     return total
