@@ -259,13 +259,16 @@ def test_every_path_matches_the_oracle(cell):
 ONE_CALL_FORWARD = [c for c in CELLS if "forward_at_once" in _own_at_once(cells.kernel(c))]
 
 
+@pytest.mark.parametrize("sizes", [(9, 3, 4, 6), (50, 1, 16, 32)], ids=["small", "G1"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("cell", ONE_CALL_FORWARD)
-def test_a_forward_in_one_compiled_call_gives_the_shared_paths_bits(cell, dtype, monkeypatch):
-    """A cell's forward_at_once runs the shared path's products and loop without the Python between them: its states
-    equal the shared path's bit for bit (float32 too, where any other order of sums would show), on contiguous,
-    Fortran-order and strided inputs, and its results are new arrays, not the scratch of the next call."""
-    case = _fixed(cell, dtype, 9, 3, 4, 6, seed=3)
+def test_a_forward_in_one_compiled_call_gives_the_shared_paths_bits(cell, dtype, sizes, monkeypatch):
+    """A cell's forward_at_once runs the shared path's products and loop without the Python between them (and its
+    step inlined into the loop: family.with_steps_inlined): its states equal the shared path's bit for bit (float32
+    too, where any other order of sums or a multiply-add fused otherwise would show), on contiguous, Fortran-order
+    and strided inputs, at a size whose gate loops run scalar and at the bench's G1, whose run whole vectors; and its
+    results are new arrays, not the scratch of the next call."""
+    case = _fixed(cell, dtype, *sizes, seed=3)
     run = gated._Run(cell, case["x"], case["state0"], _split(case["params"]))
     assert run.at_once(), "the case is small enough to run in one compiled call"
     relaid = {"C": lambda v: v, "F": np.asfortranarray, "strided": lambda v: np.repeat(v, 2, axis=-1)[..., ::2]}
@@ -281,6 +284,23 @@ def test_a_forward_in_one_compiled_call_gives_the_shared_paths_bits(cell, dtype,
             np.testing.assert_array_equal(got[key], want[key], err_msg=f"{layout} {key}")
         again = forward(cell, x * 2, s, p)
         assert not np.shares_memory(got["h"], again["h"]), layout
+
+
+def test_a_loop_with_its_steps_inlined_takes_their_options_and_a_cache_name_of_its_own():
+    """family.with_steps_inlined compiles the copy with the steps' options (fastmath "contract": the inlined steps
+    fuse what they fuse as calls) under a name no other copy of the loop has (a shared name would load another
+    copy's cached code); steps of different options are refused, naming them."""
+    from rnnspec.kernels.cpu import family, gru_reset_after, mgu_flax
+    from rnnspec.kernels.cpu.elementwise import GATE_LOOPS
+
+    copy = family.with_steps_inlined(gru_reset_after.forward, mgu_flax.__name__, step=mgu_flax.step)
+    assert copy.targetoptions["fastmath"] == GATE_LOOPS["fastmath"]
+    names = {copy.py_func.__qualname__, mgu_flax.forward.py_func.__qualname__,
+             gru_reset_after.forward.py_func.__qualname__, gru_reset_after.forward_inlined.py_func.__qualname__}
+    assert len(names) == 4, names
+    with pytest.raises(ValueError, match="share their options"):
+        family.with_steps_inlined(gru_reset_after.forward, mgu_flax.__name__, step=mgu_flax.step,
+                                  hold=gru_reset_after.hold)
 
 
 @pytest.mark.parametrize("variable", [panels.FORCE, split.FORCE])

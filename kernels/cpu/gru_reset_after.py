@@ -22,6 +22,7 @@ from numba import njit
 from rnnspec.kernels import checks
 from rnnspec.kernels.cpu.cells import Block, Deltas, Gated
 from rnnspec.kernels.cpu.elementwise import GATE_LOOPS, sigmoid, tanh
+from rnnspec.kernels.cpu.family import with_steps_inlined
 from rnnspec.kernels.cpu.loops import at_once_inputs, clear, hold, pass_back, step_product
 from rnnspec.kernels.cpu.scratch import workspace
 
@@ -126,6 +127,10 @@ def backward(direct, gates, hs, ms, W, WT, transposed, blas_rows, deltas_in, del
             carry[:n] += kept[:n]
 
 
+#: :func:`forward` with :func:`step` inlined, the one compiled call's loop (family.with_steps_inlined)
+forward_inlined = with_steps_inlined(forward, __name__, step=step)
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _forward(x, h0, Us, bs, Ws, b_hn, one):
     """The GRU's forward in one compiled call, for step products small enough to run as loops, as lstm._forward is
@@ -136,7 +141,7 @@ def _forward(x, h0, Us, bs, Ws, b_hn, one):
     steps, batch, hidden = x.shape[0], x.shape[1], h0.shape[1]
     ms = np.empty((steps, batch, hidden), x.dtype)
     active = np.full(steps, batch, np.int64)
-    forward(a, np.empty_like(a), hs, ms, WT, WT, False, b_hn, 0, one, active, np.empty((0, 0, 1), x.dtype))
+    forward_inlined(a, np.empty_like(a), hs, ms, WT, WT, False, b_hn, 0, one, active, np.empty((0, 0, 1), x.dtype))
     return hs[1:]
 
 

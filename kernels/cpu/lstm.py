@@ -26,6 +26,7 @@ from numba import njit
 from rnnspec.kernels import checks
 from rnnspec.kernels.cpu.cells import Block, Deltas, Gated
 from rnnspec.kernels.cpu.elementwise import GATE_LOOPS, sigmoid, tanh
+from rnnspec.kernels.cpu.family import with_steps_inlined
 from rnnspec.kernels.cpu.loops import (
     at_once_inputs,
     clear,
@@ -85,6 +86,10 @@ def forward(a, gates, hs, cs, tcs, WT, W, transposed, blas_rows, active, cell, p
         if n < batch:
             hold(hs[t], hs[t + 1], n)
             hold(cs[t], cs[t + 1], n)
+
+
+#: :func:`forward` with :func:`step` inlined, the one compiled calls' loop (family.with_steps_inlined)
+forward_inlined = with_steps_inlined(forward, __name__, step=step)
 
 
 @njit(**GATE_LOOPS)
@@ -160,7 +165,7 @@ def _forward(x, h0, c0, Us, bs, Ws):
     steps, batch, hidden = x.shape[0], x.shape[1], h0.shape[1]
     tcs = np.empty((steps, batch, hidden), x.dtype)
     active = np.full(steps, batch, np.int64)
-    forward(a, np.empty_like(a), hs, cs, tcs, WT, WT, False, 0, active, 0, np.empty((0, 0, 1), x.dtype))
+    forward_inlined(a, np.empty_like(a), hs, cs, tcs, WT, WT, False, 0, active, 0, np.empty((0, 0, 1), x.dtype))
     return hs[1:], cs[1:]
 
 
@@ -179,7 +184,7 @@ def _train(x2, h0, c0, U, b, W, WT, V, VT, c, targets, one, active):
     cs[0] = c0
     tcs = np.empty((steps, batch, hidden), c0.dtype)
     none = np.empty((0, 0, 1), c0.dtype)  # no panels: the products run as loops
-    forward(a, gates, hs, cs, tcs, WT, W, False, 0, active, 0, none)
+    forward_inlined(a, gates, hs, cs, tcs, WT, W, False, 0, active, 0, none)
     loss, gV, gc, direct = head_kernel(hs, V, VT, c, targets, one)
     deltas = np.empty_like(a)  # a is read no more
     carry, carry_c = np.zeros((batch, hidden), c0.dtype), np.zeros((batch, hidden), c0.dtype)

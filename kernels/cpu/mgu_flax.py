@@ -17,7 +17,7 @@ from numba import njit
 
 from rnnspec.kernels.cpu import gru_reset_after
 from rnnspec.kernels.cpu.elementwise import GATE_LOOPS, sigmoid, tanh
-from rnnspec.kernels.cpu.family import copy_with
+from rnnspec.kernels.cpu.family import copy_with, with_steps_inlined
 from rnnspec.kernels.cpu.gru_reset_after import ResetAfter
 
 # 1D rows and gate blocks, and gate values apart from their inputs, as in lstm.py: so LLVM vectorizes.
@@ -75,6 +75,7 @@ def back_step(delta_in, delta_rec, direct, gate, h_prev, m, carry, kept, bias_gr
 # the reset-after GRU's loops over time, calling this module's steps
 forward = copy_with(gru_reset_after.forward, __name__, step=step)
 backward = copy_with(gru_reset_after.backward, __name__, back_step=back_step)
-#: the forward in one compiled call, around this module's loop
-forward_at_once = copy_with(gru_reset_after._forward, __name__, forward=forward)
+#: the forward in one compiled call, around this module's loop with its step inlined (family.with_steps_inlined)
+forward_inlined = with_steps_inlined(gru_reset_after.forward, __name__, step=step)
+forward_at_once = copy_with(gru_reset_after._forward, __name__, forward_inlined=forward_inlined)
 KERNEL = ResetAfter("mgu-flax", (forward, backward), forward_at_once)
