@@ -153,9 +153,8 @@ def contiguous(value: np.ndarray) -> np.ndarray:
     itself when it already is one; else one copy). Writable because Numba compiles a read-only array as a
     type of its own, which a kernel that writes into another argument of that type cannot take; the
     kernels never write into what they are given here."""
-    flags = value.flags
-    if flags.c_contiguous and flags.aligned and flags.writeable:
-        return value  # the common case, at once: np.require took 0.9 us to say so, a dozen times a small call
+    if value.flags.carray:  # C-contiguous, aligned and writeable: the common case, at once (np.require took 0.9 us
+        return value        # to say so, a dozen times a small call; one flag, not three: 0.10 -> 0.07 us)
     return np.require(value, requirements="CAW")
 
 
@@ -297,14 +296,18 @@ def _consistent(cell: str, x, state0, params, head: bool):
     if state0.keys() != state_keys or params.keys() != (with_head if head else names):
         return None
     given = {**state0, **params}
-    if any(type(value) is not np.ndarray or value.dtype != x.dtype for value in given.values()):
-        return None
+    dtype = x.dtype
+    # plain loops, not any() of a generator: 4.4 -> 3.4 us for the LSTM's 14 arrays
+    for value in given.values():
+        if type(value) is not np.ndarray or value.dtype != dtype:
+            return None
     T, B, I = x.shape
     H = params[_H_FROM[cell]].shape[0]
     P = _size(cell, "P", params, H)
     K = params["V"].shape[0] if head else 0
-    if any(given[key].shape != wanted for key, wanted in _expected_shapes(cell, B, I, H, P, K, head)):
-        return None
+    for key, wanted in _expected_shapes(cell, B, I, H, P, K, head):
+        if given[key].shape != wanted:
+            return None
     return x, T, B, I, H, dict(state0), dict(params)
 #: for each cell and size name, the first parameter whose shape names that size, and the axis
 _SIZE_AT = {cell: {size: (p.key, axis) for p in reversed(catalogue.cell(cell).params)
