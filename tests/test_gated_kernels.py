@@ -1,5 +1,6 @@
 """The CPU kernels of the gated cells against the oracle, on generated shapes, layouts and every code path."""
 
+import copy
 import subprocess
 import sys
 from collections.abc import Callable
@@ -301,6 +302,21 @@ def test_a_loop_with_its_steps_inlined_takes_their_options_and_a_cache_name_of_i
     with pytest.raises(ValueError, match="share their options"):
         family.with_steps_inlined(gru_reset_after.forward, mgu_flax.__name__, step=mgu_flax.step,
                                   hold=gru_reset_after.hold)
+
+
+def test_the_per_gate_getters_give_each_kinds_parameters_as_a_tuple_in_stacking_order():
+    """cells.Gated.per_gate_getters (what gated._Run.per_gate takes the one call's tuples with): a tuple in the keys'
+    order for every cell, and a 1-tuple where a kind has one key (itemgetter of one key gives the value bare)."""
+    for cell in CELLS:
+        kernel = cells.kernel(cell)
+        params = {k: object() for keys in kernel.per_gate_keys.values() for k in keys}
+        for kind, keys in kernel.per_gate_keys.items():
+            assert kernel.per_gate_getters[kind](params) == tuple(params[k] for k in keys), (cell, kind)
+    one = copy.copy(cells.kernel("lstm"))
+    one.__dict__.pop("per_gate_getters", None)
+    one.__dict__["per_gate_keys"] = {"U": ("U_i",), "W": ("W_i", "W_f")}
+    assert one.per_gate_getters["U"]({"U_i": 1}) == (1,)
+    assert one.per_gate_getters["W"]({"W_i": 1, "W_f": 2}) == (1, 2)
 
 
 @pytest.mark.parametrize("variable", [panels.FORCE, split.FORCE])

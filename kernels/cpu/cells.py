@@ -22,7 +22,9 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import operator
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -118,6 +120,13 @@ class Gated(Kernel):
     def per_gate_keys(self) -> dict[str, tuple[str, ...]]:
         """{"U": ("U_i", "U_f", ...), "W": ..., "b": ...}: each kind's keys of every gate in stacking order."""
         return {kind: tuple(f"{kind}_{g}" for g in self.gates) for kind in "UWb"}
+
+    @functools.cached_property
+    def per_gate_getters(self) -> dict[str, Callable[[dict], tuple]]:
+        """For each kind, what takes its per_gate_keys' values out of a dict as a tuple, in one call (itemgetter of
+        one key gives the value bare: a cell of one gate gets its 1-tuple made)."""
+        return {kind: operator.itemgetter(*keys) if len(keys) > 1 else (lambda d, key=keys[0]: (d[key],))
+                for kind, keys in self.per_gate_keys.items()}
 
     @property
     def extra(self) -> tuple[str, ...]:
