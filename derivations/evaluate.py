@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import string
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import mpmath
@@ -64,7 +64,7 @@ class Backend:
             return out
         return np.zeros(shape, dtype=self.dtype)
 
-    def elementwise(self, expr: sp.Expr, atoms: list[sp.Expr]) -> Callable[..., np.ndarray]:
+    def elementwise(self, expr: sp.Expr, atoms: Sequence[sp.Expr]) -> Callable[..., np.ndarray]:
         key = (expr, tuple(atoms))
         if key in self._compiled:
             return self._compiled[key]

@@ -153,8 +153,10 @@ def contiguous(value: np.ndarray) -> np.ndarray:
     itself when it already is one; else one copy). Writable because Numba compiles a read-only array as a
     type of its own, which a kernel that writes into another argument of that type cannot take; the
     kernels never write into what they are given here."""
-    if value.flags.carray:  # C-contiguous, aligned and writeable: the common case, at once (np.require took 0.9 us
-        return value        # to say so, a dozen times a small call; one flag, not three: 0.10 -> 0.07 us)
+    # the common case at once: numpy's one flag for C-contiguous, aligned and writeable (np.require took 0.9 us to
+    # say so, a dozen times a small call; three flags 0.10 us, this one 0.07)
+    if value.flags.carray:
+        return value
     return np.require(value, requirements="CAW")
 
 

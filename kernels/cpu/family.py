@@ -39,9 +39,13 @@ def copy_with(loop: Dispatcher, module: str, options: dict | None = None, suffix
     copy.__qualname__ = f"{module.rpartition('.')[2]}.{py.__qualname__}{suffix}"
     copy.__module__ = module
     copy.__doc__ = py.__doc__
-    # njit sets nopython again (and warns), cache below
-    options = {k: v for k, v in (options or loop.targetoptions).items() if k not in ("nopython", "cache")}
-    return njit(cache=True, **options)(copy)
+    return njit(cache=True, **_given(options or loop.targetoptions))(copy)
+
+
+def _given(options: dict) -> dict:
+    """A jitted function's options as njit takes them again: without nopython (njit sets it, and warns) and cache
+    (the caller's to say)."""
+    return {k: v for k, v in options.items() if k not in ("nopython", "cache")}
 
 
 def with_steps_inlined(loop: Dispatcher, module: str, **steps: Dispatcher) -> Dispatcher:
@@ -60,6 +64,5 @@ def with_steps_inlined(loop: Dispatcher, module: str, **steps: Dispatcher) -> Di
     if any(step.targetoptions != shared for step in steps.values()):
         raise ValueError(f"steps: the steps inlined into one loop share their options, got "
                          f"{[step.targetoptions for step in steps.values()]}")
-    inline = {k: v for k, v in shared.items() if k not in ("nopython", "cache")}
     return copy_with(loop, module, options=shared, suffix="_inlined",
-                     **{name: njit(inline="always", **inline)(step.py_func) for name, step in steps.items()})
+                     **{name: njit(inline="always", **_given(shared))(step.py_func) for name, step in steps.items()})
