@@ -16,6 +16,7 @@ from numba import njit
 
 from rnnspec.kernels.cpu.elementwise import GATE_LOOPS, exp, sigmoid, tanh, tanh32
 from rnnspec.kernels.cpu.panels import product as panel_product
+from rnnspec.kernels.cpu.scratch import aligned_empty
 from rnnspec.kernels.cpu.simd import row_times
 
 #: below this many multiply-adds per step, a plain loop beats a BLAS call's fixed cost
@@ -87,7 +88,7 @@ def transposed(source: np.ndarray) -> np.ndarray:
     4096 x 1024 in float32 (46.6 against 11.2 ms, 1.8x in float64; benchmarks/cpu_profile_issue37.md)."""
     if source.size <= SMALL_TRANSPOSE:
         return source.T.copy()
-    out = np.empty((source.shape[1], source.shape[0]), source.dtype)
+    out = aligned_empty((source.shape[1], source.shape[0]), source.dtype)
     transpose_into(source, out)
     return out
 

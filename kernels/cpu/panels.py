@@ -34,6 +34,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from rnnspec.kernels.cpu import tuning
+from rnnspec.kernels.cpu.scratch import aligned_empty
 from rnnspec.kernels.cpu.simd import AVX512, VECTOR_BYTES, address, spread, vector_codegen
 
 #: rows per tile and vectors (of VECTOR_BYTES) per panel: 6 x 4 = 24 of AVX-512's 32 registers hold sums, 4 the
@@ -210,7 +211,7 @@ def packed_shape(K: int, N: int, dtype: np.dtype) -> tuple[int, int, int]:
 
 def pack(b: np.ndarray) -> np.ndarray:
     """b (K, N), C-contiguous, packed in panels for :func:`product`."""
-    panels = np.empty(packed_shape(*b.shape, b.dtype), b.dtype)
+    panels = aligned_empty(packed_shape(*b.shape, b.dtype), b.dtype)
     pack_into(b, panels, 0)
     return panels
 

@@ -6,7 +6,9 @@ renamed, below), so both sides run in one process: rounds of one timed call each
 one untimed call of itself. PyTorch's calls run after, in a block of their own: in the same rounds its OpenMP
 threads, spinning after each call, slowed the next side's call by up to a third.
 
-    python benchmarks/cpu_issue37/small_calls/ab.py BASE [CELLS] [SIZES] [REPEATS]
+    python benchmarks/cpu_issue37/small_calls/ab.py BASE [CELLS] [SIZES] [REPEATS] [WARMUPS]
+
+WARMUPS (20 by default) untimed calls of each before the rounds: fewer for the large sizes.
 """
 
 from __future__ import annotations
@@ -37,11 +39,11 @@ def base_package(commit: str) -> str:
     return str(root)
 
 
-def rounds(calls: dict, repeats: int) -> dict[str, list[float]]:
+def rounds(calls: dict, repeats: int, warmups: int = 20) -> dict[str, list[float]]:
     """Seconds of each timed call, in rounds A B A B ..., each call after one untimed call of itself."""
     times: dict[str, list[float]] = {name: [] for name in calls}
     for call in calls.values():
-        for _ in range(20):
+        for _ in range(warmups):
             call()
     for _ in range(repeats):
         for name, call in calls.items():
@@ -52,7 +54,7 @@ def rounds(calls: dict, repeats: int) -> dict[str, list[float]]:
     return times
 
 
-def main(base: str, cells: list[str], sizes: list[str] | None, repeats: int) -> None:
+def main(base: str, cells: list[str], sizes: list[str] | None, repeats: int, warmups: int = 20) -> None:
     sys.path.insert(0, base_package(base))
     base_bench = importlib.import_module("rnnspec_base.kernels.cpu.bench")
     print(f"# base {base} against the working tree; medians of {repeats} calls, us")
@@ -65,8 +67,8 @@ def main(base: str, cells: list[str], sizes: list[str] | None, repeats: int) -> 
                 torch = dict(zip(PHASES, runner("torch", cell)(case)))
                 for phase in PHASES:
                     mine = {k: np.median(v) * 1e6 for k, v in rounds({"before": before[phase], "now": now[phase]},
-                                                                      repeats).items()}
-                    theirs = np.median(rounds({"torch": torch[phase]}, repeats)["torch"]) * 1e6
+                                                                      repeats, warmups).items()}
+                    theirs = np.median(rounds({"torch": torch[phase]}, repeats, warmups)["torch"]) * 1e6
                     print(f"{cell:16s} {size} {dtype} {phase:7s} before {mine['before']:7.1f}  now {mine['now']:7.1f} "
                           f"({mine['before'] / mine['now']:.2f}x)  torch {theirs:8.1f}  "
                           f"torch/now {theirs / mine['now']:5.2f}x (torch/before {theirs / mine['before']:5.2f}x)",
@@ -76,4 +78,5 @@ def main(base: str, cells: list[str], sizes: list[str] | None, repeats: int) -> 
 if __name__ == "__main__":
     all_cells = ["elman", "lstm", "lstm-proj", "gru-reset-after"]
     main(sys.argv[1], sys.argv[2].split(",") if len(sys.argv) > 2 else all_cells,
-         sys.argv[3].split(",") if len(sys.argv) > 3 else None, int(sys.argv[4]) if len(sys.argv) > 4 else 300)
+         sys.argv[3].split(",") if len(sys.argv) > 3 else None, int(sys.argv[4]) if len(sys.argv) > 4 else 300,
+         int(sys.argv[5]) if len(sys.argv) > 5 else 20)
