@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from numba import njit
 from test_gated_kernels import _fixed, _flat, _run, assert_agree, assert_untouched, compare, gated_cases, snapshot
 
-from rnnspec.kernels.cpu import blas, split, tuning
+from rnnspec.kernels.cpu import blas, panels, split, tuning
 from rnnspec.kernels.cpu.threads import arrive_and_wait, counter, together
 
 
@@ -41,12 +41,14 @@ def test_two_threads_match_the_oracle(cell, dtype, examples, used):
 
 @pytest.mark.parametrize("dtype,bound", [("float32", 1e-5), pytest.param("float64", 1e-13, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("cell", ["lstm", pytest.param("gru-reset-after", marks=pytest.mark.slow)])
-def test_two_threads_agree_with_one_and_repeat_bit_for_bit(cell, dtype, bound, used, monkeypatch):
+@pytest.mark.parametrize("inputs", [4, panels.DEPTH + 2])
+def test_two_threads_agree_with_one_and_repeat_bit_for_bit(cell, dtype, bound, inputs, used, monkeypatch):
     """At a size the choice itself splits (T = 130, B = 1, H = 256; every output and gradient): within 1e-5 of
     the one-thread kernels in float32 (their products sum in another order), bit-identical over calls and
-    for Fortran-order inputs, and the caller's arrays untouched. float32 in CI, sharing the compiled code of
-    the oracle test above; float64 (within 1e-13) with ``-m slow``."""
-    case = _fixed(cell, dtype, 130, 1, 4, 256, seed=3)
+    for Fortran-order inputs, and the caller's arrays untouched; I = 4 (each part's projection by panels) and
+    I = DEPTH + 2 (by BLAS). float32 in CI, sharing the compiled code of the oracle test above; float64 (within
+    1e-13) with ``-m slow``."""
+    case = _fixed(cell, dtype, 130, 1, inputs, 256, seed=3)
     for key in [k for k in case["params"] if k.startswith("W_")]:  # a contracting recurrence (radius ~0.5): a
         case["params"][key] /= np.asarray(16, dtype)  # chaotic one would amplify any change of rounding
     copies = snapshot(case)

@@ -2,6 +2,8 @@
 product over one part's packed W^T (1 x 256 by 256 x 512, 512 KB) from a block that starts on a cache line and 16
 and 32 bytes past one; then one call's two parts run by threads.together with its phases added one at a time
 (pack, projection, products, gate steps, barrier), on the call's own arrays; then the whole call and PyTorch's.
+For the kernels at 709efb1 (``split_parts_float32.txt``) run the script as it was there (``git show
+709efb1:benchmarks/cpu_issue37/aligned/split_parts.py``): the parts' arguments changed after.
 
     python benchmarks/cpu_issue37/aligned/split_parts.py [float32|float64]
 """
@@ -16,7 +18,6 @@ from numba import njit
 
 from rnnspec.kernels.cpu import blas, lstm, split
 from rnnspec.kernels.cpu.bench import SIZES, make_case, runner
-from rnnspec.kernels.cpu.loops import project
 from rnnspec.kernels.cpu.threads import arrive_and_wait, counter, together
 
 PACK, PROJECT, PRODUCTS, STEPS, BARRIER = 1, 2, 4, 8, 16
@@ -43,14 +44,14 @@ def _products(hs, blocks, product, scratch):
 
 
 @njit(nogil=True)
-def _phases(barrier, Ws, x2, U_p, b_p, blocks, a, gates, product, hs, cs, tcs, lo, mode):
+def _phases(barrier, Ws, x2, U_p, b_p, packed_UT, blocks, a, gates, product, hs, cs, tcs, lo, mode):
     """split.lstm_forward with its phases on or off by ``mode``'s bits."""
-    steps, batch = gates.shape[0], gates.shape[1]
+    steps = gates.shape[0]
     if mode & PACK:
         split._pack_blocks(Ws, lo, blocks)
     scratch = np.empty(blocks.shape[2], blocks.dtype)
     if mode & PROJECT:
-        project(x2, U_p, b_p, a.reshape(steps * batch, a.shape[2]))
+        split._project(x2, U_p, b_p, packed_UT, a)
     if mode & PRODUCTS:
         for t in range(steps):
             split._step_product(hs[t], blocks, product, scratch)
@@ -83,7 +84,7 @@ def main(dtype: str) -> None:
     forward()
     split.lstm_forward = spied
     parts = calls[-2:]
-    blocks, hs, product = parts[0][5], parts[0][9], parts[0][8]
+    blocks, hs, product = parts[0][6], parts[0][10], parts[0][9]
     scratch = np.empty(blocks.shape[2], blocks.dtype)
     print(f"# LSTM G5 {dtype}; the call's part 0 blocks start {blocks.ctypes.data % 64} bytes past a cache line")
     for offset in (0, 16, 32):
