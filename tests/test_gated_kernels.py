@@ -330,19 +330,46 @@ def test_a_forced_path_is_never_left_for_the_one_compiled_call(variable, monkeyp
     assert not make().at_once()
 
 
-@pytest.mark.parametrize("path", ["whole", "rows", "rows-panels"])
+@pytest.mark.parametrize("path", ["whole", "rows", "rows-panels", "split"])
 def test_every_result_survives_the_next_call(path, monkeypatch):
     """A plain call keeps its states in per-thread scratch (gated._Run.states): what it returns are arrays of their
-    own. After a second call on other inputs, every output and gradient of the first is as it was, on one thread
-    and with the batch in halves (each half writing its rows of the outputs), BLAS or panels."""
-    monkeypatch.setenv(rows.FORCE, "never" if path == "whole" else "always")
+    own. After a second call on other inputs, every output and gradient of the first is as it was, on one thread,
+    with the batch in halves (each half writing its rows of the outputs), BLAS or panels, and on two threads (the
+    split: its results' block may be a dropped result's, scratch.result_block)."""
+    monkeypatch.setenv(rows.FORCE, "always" if path.startswith("rows") else "never")
     monkeypatch.setenv(panels.FORCE, "always" if path == "rows-panels" else "never")
+    monkeypatch.setenv(split.FORCE, "always" if path == "split" else "never")
     first = _flat(_run(_fixed("lstm", "float64", 9, 4, 3, 6, seed=1)))
     kept = {key: np.array(value, copy=True) for key, value in first.items()}
     second = _flat(_run(_fixed("lstm", "float64", 9, 4, 3, 6, seed=2)))
     for key, value in first.items():
         np.testing.assert_array_equal(value, kept[key], err_msg=str(key))
         assert not np.array_equal(value, second[key]), key  # the second call's values differ: aliasing would show
+
+
+@pytest.mark.parametrize("path", ["whole", "split"])
+def test_a_dropped_result_s_memory_is_the_next_call_s_and_a_kept_one_s_never(path, monkeypatch):
+    """scratch.result_block: once the caller dropped a call's results, the next call of the same sizes writes its
+    results into their memory (its pages mapped already: fresh memory cost the LSTM's G5 forward 500 page faults a
+    call), which needs every reference to it gone at once (split.Parts holds its run weakly: a cycle kept the run's
+    views alive until the garbage collector ran); while any view of them is kept, never."""
+    monkeypatch.setenv(panels.FORCE, "always")  # not in one compiled call, whose arrays are Numba's
+    monkeypatch.setenv(rows.FORCE, "never")
+    monkeypatch.setenv(split.FORCE, "always" if path == "split" else "never")
+    case = _fixed("lstm", "float32", 9, 2, 3, 6)
+    x, s, p = case["x"], case["state0"], _split(case["params"])
+    address = lambda a: a.__array_interface__["data"][0]
+    first = forward("lstm", x, s, p)
+    where = address(first["h"])
+    del first
+    second = forward("lstm", x, s, p)
+    assert address(second["h"]) == where
+    kept = second["c"]  # one view of the block, the dict and the other view dropped
+    values = kept.copy()
+    del second
+    third = forward("lstm", x * 2, s, p)
+    assert not np.shares_memory(kept, third["h"]) and not np.shares_memory(kept, third["c"])
+    np.testing.assert_array_equal(kept, values)
 
 
 def _fixed(cell, dtype, T, B, I, H, K=3, seed=0):

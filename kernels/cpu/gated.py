@@ -37,7 +37,7 @@ from rnnspec.kernels.cpu.loops import (
     recurrent_side,
     transposed,
 )
-from rnnspec.kernels.cpu.scratch import workspace
+from rnnspec.kernels.cpu.scratch import result_block, workspace
 from rnnspec.kernels.cpu.work import flops
 
 Arrays = dict[str, np.ndarray]
@@ -320,9 +320,10 @@ def one_block(shapes: Mapping[str, tuple[int, ...]], dtype: np.dtype, zero: bool
     call's results leave it this way: filling two new (100, 32, 128) float32 arrays (the LSTM's G2 h and c) took
     0.83 ms, one block holding both 0.15 ms, and (100, 64, 256) 1.79 against 0.52 ms, on the 2-core VM (the
     allocator hands back the memory of one freed block, its pages already mapped; benchmarks/cpu_issue37/README.md).
-    The block lives while any of its views does."""
+    The block lives while any of its views does; once none does, the next call's results may take it
+    (scratch.result_block)."""
     sizes = {name: math.prod(shape) for name, shape in shapes.items()}
-    block = (np.zeros if zero else np.empty)(sum(sizes.values()), dtype)
+    block = result_block(sum(sizes.values()), dtype, zero)
     arrays, start = {}, 0
     for name, shape in shapes.items():
         arrays[name] = block[start:start + sizes[name]].reshape(shape)

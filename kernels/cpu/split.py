@@ -29,6 +29,8 @@ their modules' own (:func:`lstm.step`, :func:`lstm.back_step`, :func:`gru_reset_
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 from numba import njit
 
@@ -251,16 +253,25 @@ class Parts:
     as gated._Run.backward does."""
 
     def __init__(self, run) -> None:
-        self.run = run
-        G, H = len(run.order), run.H
+        #: a weak reference: the run holds its parts (run.parts), and a cycle would keep both, with the run's
+        #: result arrays, alive until the garbage collector's next pass, so that the next call could not reuse
+        #: the results' memory (scratch.result_block)
+        self.run = weakref.proxy(run)
+        G, H, I = len(run.order), run.H, run.I
         self.u = H // PARTS
         self.los = tuple(p * self.u for p in range(PARTS))
         columns = [np.concatenate([np.arange(g * H + lo, g * H + lo + self.u) for g in range(G)]) for lo in self.los]
         U, b = run.U, run.stack("b")
-        self.U = [U[c] for c in columns]  # fancy indexing: fresh C-contiguous copies, (G u, I) each
+        #: each part's rows of the stacked U and b, (G u, I) and (G u,), C-contiguous, in scratch (fresh copies
+        #: came from the system, their pages faulted in at every call)
+        self.U = [np.take(U, c, axis=0, out=U_p) for c, U_p in zip(columns, self._scratch("U", G * self.u, I))]
         self.b = [b[c] for c in columns]
         #: each part's U_p^T in panels for its projection where I <= DEPTH (_project), else empty
-        self.packed_U = [panels.pack(U_p.T) if run.I <= panels.DEPTH else panels.unused(run.dtype) for U_p in self.U]
+        self.packed_U = [panels.unused(run.dtype)] * PARTS
+        if I <= panels.DEPTH:
+            self.packed_U = self._scratch("U_panels", *panels.packed_shape(I, G * self.u, run.dtype))
+            for U_p, packed in zip(self.U, self.packed_U):
+                panels.pack_into(U_p.T, packed, 0)
         #: each gate's W, C-contiguous; each part packs its columns of W^T (forward) and of W (BPTT) from
         #: them in its own thread, into its own core's cache
         self.Ws = tuple(checks.contiguous(run.params[f"W_{g}"]) for g in run.order)

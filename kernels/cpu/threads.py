@@ -119,6 +119,9 @@ class _Helper:
         while True:
             job, done = self.jobs.get()
             job()
+            # the job's arguments (a call's arrays) dropped now, not when the next job comes: held here, a call's
+            # results could not be reused by the next call once dropped (scratch.result_block)
+            job = None
             done.set()
 
     def start(self, job: Callable[[], None]) -> threading.Event:
