@@ -14,6 +14,7 @@ and every gradient is zero of its shape (dL/dh0 included, since nothing depends 
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -39,7 +40,7 @@ from rnnspec.kernels.cpu.loops import (
     train_kernel,
     transposed,
 )
-from rnnspec.kernels.cpu.scratch import workspace
+from rnnspec.kernels.cpu.scratch import result_block, workspace
 from rnnspec.kernels.cpu.work import flops
 
 Grads = dict[str, np.ndarray]
@@ -128,7 +129,9 @@ class _Step:
     def states_array(self, keep: bool) -> np.ndarray:
         """An array (T+1, B, H) for the states: new where ``keep``, else the reused workspace."""
         shape = (self.T + 1, self.B, self.H)
-        return np.empty(shape, self.dtype) if keep else workspace("states", shape, self.dtype)
+        if keep:
+            return result_block(math.prod(shape), self.dtype).reshape(shape)
+        return workspace("states", shape, self.dtype)
 
     def states(self, keep: bool = True) -> np.ndarray:
         """(T+1, B, H): h0 and h_1..h_T; ``keep=False`` lets them live in the reused workspace."""
@@ -217,7 +220,7 @@ def forward_named(x, h0, U, W, b, activation: str, h0_name: str = "h0") -> np.nd
     if step.empty:
         return np.zeros((step.T, step.B, step.H), step.dtype)
     if step.by_rows("forward"):  # each half writes its rows of out, in its own thread
-        out = np.empty((step.T, step.B, step.H), step.dtype)
+        out = result_block(step.T * step.B * step.H, step.dtype).reshape(step.T, step.B, step.H)
         rows.run(_states_into, [(half, out[:, part]) for half, part in step.halves()])
         return out
     if step.at_once():
