@@ -95,7 +95,8 @@ def test_the_choice(monkeypatch):
     assert rows.wanted(100, 32, 1000, flops("forward", 100, 32, 64, 128, 64, 4))  # G2's forward alone: 6.3e8
     assert not rows.wanted(100, 7, 1000, 1e12)  # too few rows
     assert not rows.wanted(31, 32, 1000, 1e12)  # too few steps
-    assert not rows.wanted(100, 64, 4 * 1024 * 1024 * 4, 1e12)  # W far beyond a core's cache
+    assert not rows.wanted(100, 32, 4 * 1024 * 1024 * 4, 1e12)  # W far beyond a core's cache, each half 16 rows
+    assert rows.wanted(100, 64, 4 * 1024 * 1024 * 4, 1e12)  # G4's 64 rows: each half's many rows pay for W's trips
     assert not rows.wanted(100, 32, 3 * 512 * 512 * 4, 1e12)  # the GRUs at H = 512 in float32
     # too little work: the GRU at (100, 8, 16, 32, 16) ran 0.42-0.46x as fast in halves (2.5e7 flops)
     assert not rows.wanted(100, 8, 1000, train(100, 8, 16, 32, 16, 3))
@@ -232,7 +233,8 @@ def test_the_benchmark_says_which_rows_ran_in_halves(monkeypatch):
     size = lambda name: ("train", *bench.SIZES[name])
     assert bench.parallel("rnnspec-cpu", "lstm", None, *size("G2"), "float32") == "rows"
     assert bench.parallel("rnnspec-cpu", "gru-reset-after", None, *size("G5"), "float32") == "units"
-    assert bench.parallel("rnnspec-cpu", "lstm", None, *size("G4"), "float32") is None
+    assert bench.parallel("rnnspec-cpu", "lstm", None, *size("G4"), "float32") == "rows"  # rows.large_weight_min_rows
+    assert bench.parallel("rnnspec-cpu", "lstm", None, "train", 50, 32, 512, 1024, 512, "float32") == "units"  # W > L2
     assert bench.parallel("torch", "lstm", None, *size("G2"), "float32") is None
     assert bench.parallel("rnnspec-cpu", "lstm", {"layers": 2}, *size("G2"), "float32") == "rows"
     assert bench.parallel("rnnspec-cpu", "elman", {"layers": 2}, *size("G2"), "float32") == "rows"

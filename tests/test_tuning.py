@@ -152,10 +152,11 @@ def test_the_measurement_derives_each_threshold_from_its_probes(cache, monkeypat
     """On a made-up machine (each probe's ratio a rule of its sizes, no timing): the batch in halves wins at
     64 <= H <= 256, the split at H >= 256 with T >= 64 and B <= 2, the transposed products at H >= 768, the
     panels everywhere on one thread and at 2-8 rows beside OpenBLAS's two threads; with W beyond L2 (2 MiB here),
-    the split at B <= 4."""
+    the split at B <= 4, the halves at B >= 32."""
     def probe(kind, T, B, I, H):
         split_won = (H >= 256 and T >= 64 and B <= 2) or ((T, I, H) == tuning.BEYOND_L2 and B <= 4)
-        won = {"rows": 64 <= H <= 256, "split": split_won, "transposed": H >= 768,
+        rows_won = 64 <= H <= 256 or ((T, I, H) == tuning.LARGE_WEIGHT and B >= 32)
+        won = {"rows": rows_won, "split": split_won, "transposed": H >= 768,
                "panels": True, "threaded": 2 <= B <= 8}[kind]
         return {"one_s": 2.0 if won else 1.0, "two_s": 1.0, "ratio": 2.0 if won else 1.0}
 
@@ -167,6 +168,7 @@ def test_the_measurement_derives_each_threshold_from_its_probes(cache, monkeypat
     lstm_bytes = lambda H: 4 * H * H * 4
     expected = {"rows.min_flops": math.sqrt(train(48) * train(64)),
                 "rows.max_weight_bytes": math.sqrt(lstm_bytes(256) * lstm_bytes(384)),
+                "rows.large_weight_min_rows": math.ceil(math.sqrt(16 * 32)),
                 "split.min_row_step": math.sqrt(4 * 192 * 192 * 4 * 256 * 256), "split.min_steps": math.sqrt(32 * 64),
                 "split.max_rows": 2, "blas.transposed_min_bytes": math.sqrt(lstm_bytes(512) * lstm_bytes(768)),
                 "split.beyond_l2_max_rows": 4,
@@ -206,7 +208,8 @@ def test_a_measurement_where_the_split_never_won_leaves_its_other_thresholds_saf
     monkeypatch.setattr(tuning, "probe", lambda kind, T, B, I, H: {"one_s": 1.0, "two_s": 1.0, "ratio": 1.0})
     monkeypatch.setattr(tuning, "l2_bytes", lambda: 2 << 20)
     values = tuning.measure()["values"]
-    assert values == {"rows.min_flops": math.inf, "rows.max_weight_bytes": 0.0, "split.min_row_step": math.inf,
+    assert values == {"rows.min_flops": math.inf, "rows.max_weight_bytes": 0.0, "rows.large_weight_min_rows": math.inf,
+                      "split.min_row_step": math.inf,
                       "split.beyond_l2_max_rows": 0, "blas.transposed_min_bytes": math.inf, "panels.enabled": 0.0}
     tuning.save(tuning.measure())
     assert not rows.wanted(100, 32, 1000, 1e12) and not split.wanted("lstm", 1000, 1, 1024, 4)

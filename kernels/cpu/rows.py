@@ -42,8 +42,9 @@ GRADIENTS = {"x": 1, "h0": 0, "c0": 0}
 def wanted(T: int, B: int, weight_bytes: int, flops: float) -> bool:
     """Whether a call of T steps over B rows, with ``weight_bytes`` of recurrent weights and ``flops`` of
     work (work.flops), runs its rows in two halves on two threads: at least ``rows.min_rows`` rows,
-    ``rows.min_steps`` steps and ``rows.min_flops``, weights of at most ``rows.max_weight_bytes`` (thresholds of
-    :mod:`tuning`, measured on this machine or its safe ones), two cores free to the process, or as FORCE says."""
+    ``rows.min_steps`` steps and ``rows.min_flops``, weights of at most ``rows.max_weight_bytes`` or at least
+    ``rows.large_weight_min_rows`` rows (thresholds of :mod:`tuning`, measured on this machine or its safe ones),
+    two cores free to the process, or as FORCE says."""
     if B < 2 or T == 0 or getattr(_local, "half", False):
         return False
     force = forced(FORCE)
@@ -51,7 +52,8 @@ def wanted(T: int, B: int, weight_bytes: int, flops: float) -> bool:
         return force
     value = tuning.value
     return (B >= value("rows.min_rows") and T >= value("rows.min_steps") and flops >= value("rows.min_flops")
-            and weight_bytes <= value("rows.max_weight_bytes") and cores() >= 2)  # the syscall last
+            and (weight_bytes <= value("rows.max_weight_bytes") or B >= value("rows.large_weight_min_rows"))
+            and cores() >= 2)  # the syscall last
 
 
 def halves(B: int) -> tuple[slice, slice]:

@@ -97,6 +97,14 @@ TABLE: dict[str, Threshold] = {
                  "the LSTM at H = 256 in float64 (2 MiB) still gained 1.34x, the GRUs at H = 512 in float32 "
                  "(3 MiB) lost 12%, G4's 16 MB 20% (REFERENCE: 1 MiB of L2 a core)",
         "the upper boundary, in bytes of W, of the LSTM's run of wins at (T, B, I) = ROWS, H in ROWS_H"),
+    "rows.large_weight_min_rows": Threshold(
+        64, "from this many rows the halves run whatever the size of W (above rows.max_weight_bytes too): each half "
+            "streams all of W from memory at every step, which pays where each half's rows are many. G4 (B = 64, "
+            "H = 1024: 16 MB in float32) in halves against whole, 2026-12-07, Intel AVX-512 2-core VM: forward "
+            "1.13-1.17x (LSTM), 1.08x (GRU), 1.07x (lstm-proj float64), Elman's S4 float64 1.25x; training "
+            "1.02-1.13x; at B = 16, H = 1024 a tie (1.01x) (benchmarks/cpu_issue37/README.md)",
+        "the first B of LARGE_WEIGHT_B from which the halves won (the LSTM's training calls at (T, I, H) = "
+        "LARGE_WEIGHT), rounded up to whole rows"),
     "rows.min_flops": Threshold(
         350_000_000, "at least this many flops a call (work.flops): below, the handover to the second thread "
                      "(0.25-0.35 ms for two nogil loops, handover.log) and the halves' poor overlap at small sizes "
@@ -484,6 +492,8 @@ SPLIT, SPLIT_H, SPLIT_T, SPLIT_B = (256, 1, 32), (64, 128, 192, 256, 384, 512), 
 TRANSPOSED, TRANSPOSED_H = (8, 16, 64), (512, 768, 1024)
 #: the panels against BLAS calls on the batch's halves (the products they replace), at G2's and G3's H
 PANELS, PANELS_H = (32, 32, 64), (128, 256)
+#: the batch in halves where W is beyond rows.max_weight_bytes (H = 1024: 16 MB float32), B in LARGE_WEIGHT_B
+LARGE_WEIGHT, LARGE_WEIGHT_B = (16, 32, 1024), (16, 32, 64)
 #: the split where W is larger than L2 (H = 1024: 16 MB float32), B in BEYOND_L2_B
 BEYOND_L2, BEYOND_L2_B = (16, 64, 1024), (2, 4, 8, 16, 32)
 #: the panels on the calling thread against OpenBLAS's two threads on the whole batch, B in THREADED_B
@@ -533,6 +543,9 @@ def _measure_paths(run: Callable[[str, int, int, int, int], float], values: dict
     values["rows.min_flops"] = win_range([(flops("train", T, B, I, H, 16, GATES), r)
                                           for H, r in zip(ROWS_H, ratios)])[0]
     values["rows.max_weight_bytes"] = win_range([(GATES * H * H * 4, r) for H, r in zip(ROWS_H, ratios)])[1]
+    T, I, H = LARGE_WEIGHT
+    lower = lower_boundary([(B, run("rows", T, B, I, H)) for B in LARGE_WEIGHT_B])
+    values["rows.large_weight_min_rows"] = math.ceil(lower) if lower < math.inf else math.inf
     T, B, I = SPLIT
     by_units = {H: run("split", T, B, I, H) for H in SPLIT_H}
     values["split.min_row_step"] = lower_boundary([(GATES * H * H, r) for H, r in by_units.items()])
