@@ -617,3 +617,39 @@ def test_bench_of_a_gated_cell_reports_blas_peak_and_ratios(capsys):
     rows = [line for line in out.splitlines() if line.startswith("G1")]
     assert len(rows) == 4 and all("rnnspec-cpu" in r or "numpy" in r for r in rows), rows
     assert cli.main(["bench", "--cell", "gru"]) == 2
+
+
+def test_the_results_cache_keeps_one_block_a_dtype_and_counts_references_as_measured():
+    """scratch.result_block keeps this thread's last block of each dtype only (a run of sizes, as a caller's
+    sequence lengths vary, keeps no more), reuses it only at the count of references measured for "nobody else"
+    (not assumed: CPython 3.14 counts one fewer than 3.10-3.13), and never while anything holds it. In a thread
+    of its own: an empty cache to start from."""
+    import threading
+
+    from rnnspec.kernels.cpu import scratch
+
+    def sizes():
+        for size in (10, 20, 30, 40):
+            scratch.result_block(size, np.float32)
+        held = scratch.result_block(7, np.float64)
+        assert scratch.result_block(7, np.float64) is not held  # held here: a new block
+        cache = scratch._local.results
+        assert sorted(cache, key=str) == [np.dtype(np.float32), np.dtype(np.float64)], cache
+        assert cache[np.dtype(np.float32)].size == 40
+        last = id(cache[np.dtype(np.float64)])
+        assert id(scratch.result_block(7, np.float64)) == last  # nothing holds it now: reused
+        assert id(scratch.result_block(8, np.float64)) != last  # another size: a new block replaces it
+
+    errors = []
+    thread = threading.Thread(target=lambda: _record(sizes, errors))
+    thread.start()
+    thread.join()
+    assert not errors, errors
+    assert scratch._HELD_BY_NOBODY_ELSE == scratch._count_held_by_the_cache_only()
+
+
+def _record(call, errors):
+    try:
+        call()
+    except AssertionError as error:
+        errors.append(error)

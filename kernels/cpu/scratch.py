@@ -41,25 +41,37 @@ def workspace(name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return array
 
 
-#: sys.getrefcount of a block held only by :func:`result_block`'s cache, its local name and the call's argument
-_HELD_BY_NOBODY_ELSE = 3
+def _count_held_by_the_cache_only() -> int:
+    """sys.getrefcount of an array held by a dict and a local name only, asked as :func:`result_block` asks it:
+    measured, not assumed, since interpreters count differently (CPython 3.14 borrows a local passed to a call,
+    one reference fewer than 3.10-3.13's 3)."""
+    cache = {0: np.empty(0)}
+    block = cache.get(0)
+    return sys.getrefcount(block)
+
+
+#: what a block's count of references is when nothing but result_block's cache and its local name holds it
+_HELD_BY_NOBODY_ELSE = _count_held_by_the_cache_only()
 
 
 def result_block(size: int, dtype: np.dtype, zero: bool = False) -> np.ndarray:
     """A new 1-d array of ``size`` elements (zeros where ``zero``) for a call's results, which leave as views of it;
-    or the block this thread handed out last time for results of this size and dtype, where nothing holds it any
-    more (no view of it is alive: each view holds its base, so its count of references says so), its pages already
-    mapped. A fresh block of a few megabytes came from the system as often as not and was faulted in page by page
-    as the call wrote it: the LSTM's G5 forward (2 MB of h and c) took 500 page faults a call.
+    or the block this thread handed out last for results of this dtype, where it has this size and nothing holds
+    it any more (no view of it is alive: each view holds its base, so its count of references says so; a count
+    other than the one measured for "nobody else" never reuses), its pages already mapped. A fresh block of a few
+    megabytes came from the system as often as not and was faulted in page by page as the call wrote it: the
+    LSTM's G5 forward (2 MB of h and c) took 900 page faults a call.
 
-    The block owns its memory (not :func:`aligned_empty`'s view, whose views would hold its allocation instead).
-    At worst a block held somewhere is not reused; one is never handed out twice while a view of it lives."""
+    One block a dtype is kept (a new size replaces it, so a sequence of sizes keeps no more than the last). The
+    block owns its memory (not :func:`aligned_empty`'s view, whose views would hold its allocation instead). At
+    worst a block held somewhere is not reused; one is never handed out twice while a view of it lives."""
     dtype = np.dtype(dtype)
     cache = _local.__dict__.setdefault("results", {})
-    block = cache.get((size, dtype))
-    if block is not None and sys.getrefcount(block) == _HELD_BY_NOBODY_ELSE:
+    block = cache.get(dtype)
+    if block is not None and block.size == size and sys.getrefcount(block) == _HELD_BY_NOBODY_ELSE:
         if zero:
             block.fill(0)
         return block
-    block = cache[size, dtype] = (np.zeros if zero else np.empty)(size, dtype)
+    block = None  # this thread's last block is the caller's now, if anyone's: the cache lets it go
+    block = cache[dtype] = (np.zeros if zero else np.empty)(size, dtype)
     return block
