@@ -238,7 +238,8 @@ def test_the_benchmark_says_which_rows_ran_in_halves(monkeypatch):
     assert bench.parallel("torch", "lstm", None, *size("G2"), "float32") is None
     assert bench.parallel("rnnspec-cpu", "lstm", {"layers": 2}, *size("G2"), "float32") == "rows"
     assert bench.parallel("rnnspec-cpu", "elman", {"layers": 2}, *size("G2"), "float32") == "rows"
-    assert bench.parallel("rnnspec-cpu", "elman", None, *size("G2"), "float32") is None
+    assert bench.parallel("rnnspec-cpu", "elman", None, *size("G2"), "float32") == "rows"  # as elman._Step.by_rows
+    assert bench.parallel("rnnspec-cpu", "elman", None, *size("G5"), "float32") is None  # B = 1: no halves, no split
     assert bench.parallel("rnnspec-cpu", "lstm", {"layers": 2}, *size("G5"), "float32") is None  # B = 1
     result = {"impl": "rnnspec-cpu", "size": "G2", "dtype": "float32", "phase": "train", "median_s": 1.0,
               "gflops": 1.0, "parallel": "rows"}
@@ -260,3 +261,25 @@ def test_variant_halves_match_the_oracles_composition(cell, monkeypatch):
     settings(max_examples=10, deadline=None)(given(variant_cases(cell).filter(lambda c: c["x"].shape[1] >= 2))(
         agree))()
     assert calls and all(not nested and len(b) == 2 and b[0] - b[1] in (0, 1) for nested, b in calls), calls
+
+
+@pytest.mark.usefixtures("safe_table")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_benchmark_s_label_of_plain_elman_calls_is_their_choice(dtype, monkeypatch):
+    """bench.parallel says "rows" for a plain Elman call exactly where elman._Step.by_rows runs it in halves, at
+    every bench size and phase (it said None for every plain Elman call, which run in halves from S2 on)."""
+    from rnnspec.kernels.cpu import bench
+    from rnnspec.kernels.cpu.elman import _Step
+
+    monkeypatch.delenv(rows.FORCE, raising=False)
+    monkeypatch.setattr(rows, "cores", lambda: 2)
+    labels = []
+    for size in ("S1", "S2", "S3", "S4", "S5"):
+        T, B, I, H, K = bench.SIZES[size]
+        case = bench.make_case(T, B, I, H, K, dtype, cell="elman")
+        step = _Step(case["x"], case["h0"], case["U"], case["W"], case.get("b"), "tanh", "h0")
+        for phase, classes in (("forward", 0), ("train", K)):
+            label = bench.parallel("rnnspec-cpu", "elman", None, phase, T, B, I, H, K, dtype)
+            assert (label == "rows") == step.by_rows(phase, classes), (size, phase, label)
+            labels.append(label)
+    assert "rows" in labels and None in labels

@@ -220,9 +220,9 @@ def parallel(impl: str, cell: str, variant: dict | None, phase: str, T: int, B: 
              dtype: str) -> str | None:
     """How the kernels spread a call of ``phase`` at this size over two threads: "units" (the recurrence
     itself, kernels/cpu/split.py; plain gated calls only), "rows" (the batch's two halves,
-    kernels/cpu/rows.py; the gated cells, and every cell as a variant) or None (one thread and threaded BLAS;
-    every other implementation)."""
-    if impl != "rnnspec-cpu" or (cell == "elman" and not variant):
+    kernels/cpu/rows.py; every cell, Elman's plain calls too) or None (one thread and threaded BLAS; every other
+    implementation)."""
+    if impl != "rnnspec-cpu":
         return None
     from rnnspec.kernels.cpu import rows, split
 
