@@ -630,15 +630,20 @@ def test_the_results_cache_keeps_one_block_a_dtype_and_counts_references_as_meas
 
     def sizes():
         for size in (10, 20, 30, 40):
-            scratch.result_block(size, np.float32)
-        held = scratch.result_block(7, np.float64)
-        assert scratch.result_block(7, np.float64) is not held  # held here: a new block
+            scratch.result_block((size,), np.float32)
+        held = scratch.result_block((7,), np.float64)
+        again = scratch.result_block((7,), np.float64)
+        assert not np.shares_memory(again, held)  # held here: a new block
         cache = scratch._local.results
         assert sorted(cache, key=str) == [np.dtype(np.float32), np.dtype(np.float64)], cache
         assert cache[np.dtype(np.float32)].size == 40
-        last = id(cache[np.dtype(np.float64)])
-        assert id(scratch.result_block(7, np.float64)) == last  # nothing holds it now: reused
-        assert id(scratch.result_block(8, np.float64)) != last  # another size: a new block replaces it
+        del again  # nothing holds the cached block now
+        where = cache[np.dtype(np.float64)].__array_interface__["data"][0]  # its address: no reference kept
+        reused = scratch.result_block((7,), np.float64)
+        assert reused.__array_interface__["data"][0] == where and reused.shape == (7,)
+        del reused
+        scratch.result_block((2, 4), np.float64)  # another size: a new block replaces it
+        assert cache[np.dtype(np.float64)].shape == (8,)
 
     errors = []
     thread = threading.Thread(target=lambda: _record(sizes, errors))

@@ -14,7 +14,6 @@ and every gradient is zero of its shape (dL/dh0 included, since nothing depends 
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 
@@ -130,7 +129,7 @@ class _Step:
         """An array (T+1, B, H) for the states: new where ``keep``, else the reused workspace."""
         shape = (self.T + 1, self.B, self.H)
         if keep:
-            return result_block(math.prod(shape), self.dtype).reshape(shape)
+            return result_block(shape, self.dtype)
         return workspace("states", shape, self.dtype)
 
     def states(self, keep: bool = True) -> np.ndarray:
@@ -220,7 +219,7 @@ def forward_named(x, h0, U, W, b, activation: str, h0_name: str = "h0") -> np.nd
     if step.empty:
         return np.zeros((step.T, step.B, step.H), step.dtype)
     if step.by_rows("forward"):  # each half writes its rows of out, in its own thread
-        out = result_block(step.T * step.B * step.H, step.dtype).reshape(step.T, step.B, step.H)
+        out = result_block((step.T, step.B, step.H), step.dtype)
         rows.run(_states_into, [(half, out[:, part]) for half, part in step.halves()])
         return out
     if step.at_once():

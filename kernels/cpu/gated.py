@@ -323,7 +323,7 @@ def one_block(shapes: Mapping[str, tuple[int, ...]], dtype: np.dtype, zero: bool
     The block lives while any of its views does; once none does, the next call's results may take it
     (scratch.result_block)."""
     sizes = {name: math.prod(shape) for name, shape in shapes.items()}
-    block = result_block(sum(sizes.values()), dtype, zero)
+    block = result_block((sum(sizes.values()),), dtype, zero)
     arrays, start = {}, 0
     for name, shape in shapes.items():
         arrays[name] = block[start:start + sizes[name]].reshape(shape)

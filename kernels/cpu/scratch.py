@@ -1,4 +1,6 @@
-"""Per-thread scratch arrays the CPU kernels reuse between calls (never returned to the caller)."""
+"""Per-thread arrays the CPU kernels reuse between calls: scratch (:func:`workspace`, never returned to the
+caller), on cache lines (:func:`aligned_empty`), and the block a call's results leave in (:func:`result_block`),
+reused once the caller has dropped them."""
 
 from __future__ import annotations
 
@@ -54,24 +56,26 @@ def _count_held_by_the_cache_only() -> int:
 _HELD_BY_NOBODY_ELSE = _count_held_by_the_cache_only()
 
 
-def result_block(size: int, dtype: np.dtype, zero: bool = False) -> np.ndarray:
-    """A new 1-d array of ``size`` elements (zeros where ``zero``) for a call's results, which leave as views of it;
-    or the block this thread handed out last for results of this dtype, where it has this size and nothing holds
-    it any more (no view of it is alive: each view holds its base, so its count of references says so; a count
-    other than the one measured for "nobody else" never reuses), its pages already mapped. A fresh block of a few
-    megabytes came from the system as often as not and was faulted in page by page as the call wrote it: the
+def result_block(shape: tuple[int, ...], dtype: np.dtype, zero: bool = False) -> np.ndarray:
+    """A new array of ``shape`` (zeros where ``zero``) for a call's results, which leave as it or as views of it;
+    or the block this thread handed out last for results of this dtype, where it has this many elements and nothing
+    holds it any more (no view of it is alive: each view holds its base, so its count of references says so; a
+    count other than the one measured for "nobody else" never reuses), its pages already mapped. A fresh block of a
+    few megabytes came from the system as often as not and was faulted in page by page as the call wrote it: the
     LSTM's G5 forward (2 MB of h and c) took 900 page faults a call.
 
-    One block a dtype is kept (a new size replaces it, so a sequence of sizes keeps no more than the last). The
-    block owns its memory (not :func:`aligned_empty`'s view, whose views would hold its allocation instead). At
-    worst a block held somewhere is not reused; one is never handed out twice while a view of it lives."""
-    dtype = np.dtype(dtype)
+    One block a dtype is kept (a new size replaces it, the old one let go first, so a sequence of sizes keeps no
+    more than the last). The block owns its memory (not :func:`aligned_empty`'s view, whose views would hold its
+    allocation instead). At worst a block held somewhere is not reused; one is never handed out twice while a view
+    of it lives."""
+    dtype, size = np.dtype(dtype), math.prod(shape)
     cache = _local.__dict__.setdefault("results", {})
     block = cache.get(dtype)
     if block is not None and block.size == size and sys.getrefcount(block) == _HELD_BY_NOBODY_ELSE:
         if zero:
             block.fill(0)
-        return block
-    block = None  # this thread's last block is the caller's now, if anyone's: the cache lets it go
+        return block.reshape(shape)
+    block = None  # the last block (the caller's now, if anyone's) let go before the new one is made
+    cache.pop(dtype, None)
     block = cache[dtype] = (np.zeros if zero else np.empty)(size, dtype)
-    return block
+    return block.reshape(shape)

@@ -544,8 +544,8 @@ def _measure_paths(run: Callable[[str, int, int, int, int], float], values: dict
                                           for H, r in zip(ROWS_H, ratios)])[0]
     values["rows.max_weight_bytes"] = win_range([(GATES * H * H * 4, r) for H, r in zip(ROWS_H, ratios)])[1]
     T, I, H = LARGE_WEIGHT
-    lower = lower_boundary([(B, run("rows", T, B, I, H)) for B in LARGE_WEIGHT_B])
-    values["rows.large_weight_min_rows"] = math.ceil(lower) if lower < math.inf else math.inf
+    values["rows.large_weight_min_rows"] = _whole_rows(lower_boundary([(B, run("rows", T, B, I, H))
+                                                                       for B in LARGE_WEIGHT_B]))
     T, B, I = SPLIT
     by_units = {H: run("split", T, B, I, H) for H in SPLIT_H}
     values["split.min_row_step"] = lower_boundary([(GATES * H * H, r) for H, r in by_units.items()])
@@ -574,9 +574,14 @@ def _measure_paths(run: Callable[[str, int, int, int, int], float], values: dict
         T, I, H = THREADED
         ratios = [run("threaded", T, B, I, H) for B in THREADED_B]
         lower, upper = win_range(list(zip(THREADED_B, ratios)))
-        # whole rows: the boundaries between measured B, rounded inwards (1.41 means from 2 rows on)
-        values["panels.min_threaded_rows"] = math.ceil(lower) if lower < math.inf else math.inf
+        values["panels.min_threaded_rows"] = _whole_rows(lower)
         values["panels.max_threaded_rows"] = math.floor(upper)
+
+
+def _whole_rows(lower: float) -> float:
+    """A lower boundary between measured B as whole rows, rounded inwards (1.41 means from 2 rows on); infinity
+    (never) stays."""
+    return math.ceil(lower) if lower < math.inf else math.inf
 
 
 def save(record: dict, path: Path | None = None) -> Path:
