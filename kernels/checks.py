@@ -299,16 +299,18 @@ def _consistent(cell: str, x, state0, params, head: bool):
         return None
     given = {**state0, **params}
     dtype = x.dtype
-    # plain loops, not any() of a generator: 4.4 -> 3.4 us for the LSTM's 14 arrays
-    for value in given.values():
-        if type(value) is not np.ndarray or value.dtype != dtype:
-            return None
+    try:  # the sizes from the arguments that give them, whatever those are (the loop below checks them too)
+        H = params[_H_FROM[cell]].shape[0]
+        P = _size(cell, "P", params, H)
+        K = params["V"].shape[0] if head else 0
+    except Exception:  # anything odd is for gated_inputs to name, argument by argument
+        return None
     T, B, I = x.shape
-    H = params[_H_FROM[cell]].shape[0]
-    P = _size(cell, "P", params, H)
-    K = params["V"].shape[0] if head else 0
+    # one plain loop over every argument (its keys are the dicts' keys, compared above), not any() of a generator:
+    # 4.4 -> 3.4 us for the LSTM's 14 arrays in two loops, 3.6 -> 3.4 in one
     for key, wanted in _expected_shapes(cell, B, I, H, P, K, head):
-        if given[key].shape != wanted:
+        value = given[key]
+        if type(value) is not np.ndarray or value.dtype != dtype or value.shape != wanted:
             return None
     return x, T, B, I, H, dict(state0), dict(params)
 #: for each cell and size name, the first parameter whose shape names that size, and the axis

@@ -287,6 +287,28 @@ def test_a_forward_in_one_compiled_call_gives_the_shared_paths_bits(cell, dtype,
         assert not np.shares_memory(got["h"], again["h"]), layout
 
 
+@settings(max_examples=60, deadline=None)
+@given(cell=st.sampled_from(CELLS), T=st.integers(0, 200), B=st.integers(0, 9), I=st.integers(1, 40),
+       H=st.sampled_from([1, 2, 6, 16, 32, 64, 128]), dtype=st.sampled_from(["float32", "float64"]),
+       panels_forced=st.sampled_from(["", "always", "never"]), split_forced=st.sampled_from(["", "always", "never"]))
+def test_a_call_runs_in_one_compiled_call_exactly_where_its_run_would_choose_no_blas_panels_or_split(
+        cell, T, B, I, H, dtype, panels_forced, split_forced):
+    """gated._Call.at_once decides from the sizes alone (a small call makes no _Run): it agrees with the paths a
+    _Run of the same arguments chooses (no BLAS rows, no panels for the products or the projection, no split),
+    whatever the environment forces."""
+    case = _fixed(cell, dtype, T, B, I, H)
+    with pytest.MonkeyPatch.context() as mp:
+        for variable, value in ((panels.FORCE, panels_forced), (split.FORCE, split_forced)):
+            if value:
+                mp.setenv(variable, value)
+            else:
+                mp.delenv(variable, raising=False)
+        run = gated._Run(cell, case["x"], case["state0"], _split(case["params"]))
+        paths = (run.blas_rows == 0 and not run.by_panels and not run.projection_by_panels
+                 and not split.wanted(cell, T, B, H, len(run.order), run.weight_bytes()))
+        assert run.at_once() == paths, (run.blas_rows, run.by_panels, run.projection_by_panels)
+
+
 def test_a_loop_with_its_steps_inlined_takes_their_options_and_a_cache_name_of_its_own():
     """family.with_steps_inlined compiles the copy with the steps' options (fastmath "contract": the inlined steps
     fuse what they fuse as calls) under a name no other copy of the loop has (a shared name would load another
@@ -305,7 +327,7 @@ def test_a_loop_with_its_steps_inlined_takes_their_options_and_a_cache_name_of_i
 
 
 def test_the_per_gate_getters_give_each_kinds_parameters_as_a_tuple_in_stacking_order():
-    """cells.Gated.per_gate_getters (what gated._Run.per_gate takes the one call's tuples with): a tuple in the keys'
+    """cells.Gated.per_gate_getters (what gated._Call.per_gate takes the one call's tuples with): a tuple in the keys'
     order for every cell, and a 1-tuple where a kind has one key (itemgetter of one key gives the value bare)."""
     for cell in CELLS:
         kernel = cells.kernel(cell)

@@ -311,8 +311,9 @@ CASES = [(cell, name) for name, path in PATHS.items() for cell in path.cells]
 
 
 def _watch(mp, seen):
-    """Records every gated run and Elman step built, and each two-thread pass, into ``seen``."""
-    for cls, key in ((gated._Run, "runs"), (elman._Step, "steps")):
+    """Records every gated call checked (a small one runs in one compiled call without a run), every gated run and
+    Elman step built, and each two-thread pass, into ``seen``."""
+    for cls, key in ((gated._Call, "calls"), (gated._Run, "runs"), (elman._Step, "steps")):
         def init(self, *args, _init=cls.__init__, _key=key, **kwargs):
             _init(self, *args, **kwargs)
             seen[_key].append(self)
@@ -501,7 +502,7 @@ def check(cell, path_name, example):
             message = str(caught.value)
             assert all(re.search(p, message) for p in patterns), (form, patterns, message)
             return
-        seen = {"runs": [], "steps": [], "split": 0, "rows": 0}
+        seen = {"runs": [], "steps": [], "calls": [], "split": 0, "rows": 0}
         # the reference: each form's values as a plain C-contiguous array of the case's dtype
         reference = {slot: np.array(a, dtype=plain[slot].dtype, order="C") for slot, a in given_leaves.items()}
         want = _invoke(method, cell, reference, canonical, positional)
@@ -509,7 +510,7 @@ def check(cell, path_name, example):
         _watch(mp, seen)
         got = _invoke(method, cell, given_leaves, given_flags, positional)
     _same(got, want)
-    assert seen["runs"] or seen["steps"]
+    assert seen["calls"] or seen["steps"]  # a gated call's arguments are checked into a _Call, a run or not
     for slot, a in before.items():  # the caller's arrays untouched (a read-only one could not be written anyway)
         assert np.asarray(given_leaves[slot]).tobytes() == a.tobytes(), slot
     assert path.taken(seen), (path_name, seen)

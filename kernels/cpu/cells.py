@@ -143,9 +143,10 @@ class Gated(Kernel):
         """BPTT from dL/dh_t (``direct``, (T, B, P)) and, for a cell with a cell state, dL/dc_t (``gc``
         (T, B, H), zeros where none was given); after recur on the same run."""
 
-    def forward_at_once(self, run) -> Arrays | None:
-        """None, or the plain forward's states computed in one compiled call where the run may (run.at_once()): a
-        cell may give one where the Python between the passes costs a measured share."""
+    def forward_at_once(self, call) -> Arrays | None:
+        """None, or the plain forward's states computed in one compiled call where the call may (call.at_once()): a
+        cell may give one where the Python between the passes costs a measured share. ``call`` is a gated._Call:
+        the checked arguments (``x``, ``state0``, ``per_gate``, ``param``, ``one``), no scratch or stacked arrays."""
         return None
 
     def loss_at_once(self, run, targets: np.ndarray):

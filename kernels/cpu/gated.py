@@ -26,7 +26,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from rnnspec.kernels import checks
-from rnnspec.kernels.cpu import blas, cells, panels, rows, split
+from rnnspec.kernels.cpu import blas, cells, panels, rows, split, tuning
 from rnnspec.kernels.cpu.cells import Deltas
 from rnnspec.kernels.cpu.loops import (
     SMALL_STEP,
@@ -43,28 +43,90 @@ from rnnspec.kernels.cpu.work import flops
 Arrays = dict[str, np.ndarray]
 
 
-class _Run:
+class _Call:
+    """One call's checked arguments and sizes, and the choices that read nothing else: whether the call runs in
+    one compiled call (:meth:`at_once`) or its rows in halves (:meth:`by_rows`). A small call that runs in one
+    compiled call (its kernel's ``forward_at_once``) needs no more, and makes no :class:`_Run`: setting one up
+    (its paths, scratch names, threads) took 2.3 of the LSTM's 33 us at G1 (T = 50, B = 1, H = 32; the checks
+    3.3 more), beside the compiled call's 19.5."""
+
+    def __init__(self, kernel: cells.Gated, checked: tuple, head: bool = False) -> None:
+        self.kernel = kernel
+        self.cell = kernel.name
+        self.head = head
+        self.x, self.T, self.B, self.I, self.H, self.state0, self.params = checked
+        self.order = kernel.gates
+        #: the size of h: the projection's P for lstm-proj, else H
+        self.P = self.state0["h0"].shape[1]
+        self.dtype = self.x.dtype
+        self.one = _ONES[self.dtype]
+        self.empty = self.T == 0 or self.B == 0
+
+    @classmethod
+    def checked(cls, cell: str, x, state0, params, head: bool = False) -> _Call:
+        """The call of ``cell`` on these arguments, each checked (checks.gated_inputs)."""
+        return cls(cells.kernel(cell), checks.gated_inputs(cell, x, state0, params, head), head)
+
+    def weight_bytes(self) -> int:
+        """The stacked W's bytes: G H P."""
+        return len(self.order) * self.H * self.P * self.dtype.itemsize
+
+    def splits(self) -> bool:
+        """Whether the recurrence runs on two threads at these sizes (split.wanted)."""
+        return split.wanted(self.cell, self.T, self.B, self.H, len(self.order), self.weight_bytes())
+
+    def at_once(self) -> bool:
+        """Whether this call may run in one compiled call (its kernel's forward_at_once or loss_at_once): its step
+        products run as loops (B P G H <= SMALL_STEP: no BLAS rows, hence no panels, for the products or the input
+        projection, unless panels.FORCE asks them of a cell that takes them), on one thread (no split, which its
+        FORCE may ask at any size). Its rows' halves (by_rows) are the caller's to rule out."""
+        return (self.B * self.P * len(self.order) * self.H <= SMALL_STEP
+                and not (self.kernel.transposable and tuning.forced(panels.FORCE) is True)
+                and not self.splits())
+
+    def by_rows(self, phase: str) -> bool:
+        """Whether this call (``phase``: "forward", or "train" with gradients) runs its rows in two halves on
+        two threads (rows.wanted), never where the recurrence itself splits (split.wanted: at most two rows)."""
+        if not rows.possible(self.T, self.B):  # asked first: the flop count took 0.4 us of a G1 call
+            return False
+        K = self.params["V"].shape[0] if self.head else 0
+        work = flops(phase, self.T, self.B, self.I, self.H, K, len(self.order), None, self.P)
+        return rows.wanted(self.T, self.B, self.weight_bytes(), work) and not self.splits()
+
+    def per_gate(self, kind: str) -> tuple[np.ndarray, ...]:
+        """The parameters ``kind``_k of every gate in stacking order, each C-contiguous: what a compiled call that
+        stacks them itself takes (loops.stacked). Taken at once where they already are (1.75 -> 1.07 us for the
+        LSTM's three kinds), else each made so (checks.contiguous)."""
+        parts = self.kernel.per_gate_getters[kind](self.params)
+        for part in parts:
+            if not part.flags.carray:
+                return tuple([checks.contiguous(p) for p in parts])
+        return parts
+
+    def param(self, key: str) -> np.ndarray:
+        """The parameter ``key``, C-contiguous (a copy only where it is not)."""
+        return checks.contiguous(self.params[key])
+
+
+#: 1 in each float dtype, as the loops take it (dtype.type(1) took 0.25 us a call)
+_ONES = {np.dtype(name): np.dtype(name).type(1) for name in checks.FLOAT_DTYPES}
+
+
+class _Run(_Call):
     """The checked arguments of one call, stacked once, and the cell's recurrence (its kernel's steps) around
     them. Also one run of a variant (cells.Kernel.run): set_input, run, backward."""
 
     def __init__(self, cell: str, x, state0, params, head: bool = False, tag: str = "", half: bool = False,
-                 private: bool = False) -> None:
-        self.kernel = cells.kernel(cell)
+                 private: bool = False, call: _Call | None = None) -> None:
+        """``call``: the same arguments already checked (the caller's :class:`_Call`), else they are checked here."""
+        if call is None:
+            call = _Call.checked(cell, x, state0, params, head)
+        self.__dict__.update(call.__dict__)
         #: whether the states (hs, cs) never leave the call, so that they may live in this thread's scratch: a
         #: plain call's, whose forward copies them out (a variant returns views of them, so its runs' are new)
         self.private = private
-        self.cell = self.kernel.name
-        self.head = head
-        x, self.T, self.B, self.I, self.H, self.state0, self.params = checks.gated_inputs(self.cell, x, state0, params,
-                                                                                          head)
-        self.order = self.kernel.gates
         #: whether the cell has a cell state c beside h (split.py reads it)
         self.lstm = "c" in self.kernel.entry.states
-        #: the size of h: the projection's P for lstm-proj, else H
-        self.P = self.state0["h0"].shape[1]
-        self.dtype = x.dtype
-        self.one = self.dtype.type(1)
-        self.empty = self.T == 0 or self.B == 0
         #: a half of a call whose rows run on two threads (rows.py): on its own thread, BLAS on one
         self.half = half
         #: rows per BLAS call in a step's products (0: the loop, for small ones); see loops.matmul_into
@@ -79,7 +141,6 @@ class _Run:
         self.by_panels = self.kernel.transposable and panels.wanted(self.blas_rows, one_thread, self.B)
         #: the input projection x U^T + b by panels too (panels.projection_wanted)
         self.projection_by_panels = panels.projection_wanted(self.by_panels, one_thread, self.I)
-        self.x = x
         #: tells apart the scratch of the runs one call keeps alive together (layers, directions)
         self.tag = tag
         #: the recurrence on two threads (split.py): set by the forward layer of a whole call only
@@ -101,39 +162,8 @@ class _Run:
     def threads(self) -> contextlib.AbstractContextManager:
         """Decides whether this call runs on two threads (split.wanted), and returns the context to run it
         in: OpenBLAS held on one thread when it does."""
-        self.split = not self.half and split.wanted(self.cell, self.T, self.B, self.H, len(self.order),
-                                                    self.weight_bytes())
+        self.split = not self.half and self.splits()
         return blas.one_thread() if self.split else contextlib.nullcontext()
-
-    def at_once(self) -> bool:
-        """Whether this call may run in one compiled call (its kernel's forward_at_once or loss_at_once): its step
-        products and input projection run as loops (no BLAS rows, no panels), on one thread (no split, which its
-        FORCE may ask at any size). Its rows' halves (by_rows) are the caller's to rule out."""
-        return (self.blas_rows == 0 and not self.by_panels and not self.projection_by_panels
-                and not split.wanted(self.cell, self.T, self.B, self.H, len(self.order), self.weight_bytes()))
-
-    def per_gate(self, kind: str) -> tuple[np.ndarray, ...]:
-        """The parameters ``kind``_k of every gate in stacking order, each C-contiguous: what a compiled call that
-        stacks them itself takes (loops.stacked). Taken at once where they already are (1.75 -> 1.07 us for the
-        LSTM's three kinds), else each made so (checks.contiguous)."""
-        parts = self.kernel.per_gate_getters[kind](self.params)
-        for part in parts:
-            if not part.flags.carray:
-                return tuple([checks.contiguous(p) for p in parts])
-        return parts
-
-    def weight_bytes(self) -> int:
-        """The stacked W's bytes: G H P."""
-        return len(self.order) * self.H * self.P * self.dtype.itemsize
-
-    def by_rows(self, phase: str) -> bool:
-        """Whether this call (``phase``: "forward", or "train" with gradients) runs its rows in two halves on
-        two threads (rows.wanted), never where the recurrence itself splits (split.wanted: at most two rows)."""
-        weights = self.weight_bytes()
-        K = self.params["V"].shape[0] if self.head else 0
-        work = flops(phase, self.T, self.B, self.I, self.H, K, len(self.order), None, self.P)
-        return (rows.wanted(self.T, self.B, weights, work)
-                and not split.wanted(self.cell, self.T, self.B, self.H, len(self.order), weights))
 
     def halves(self) -> list[tuple[_Run, slice]]:
         """The two runs over rows.halves(B), checked as this one was, each with its rows."""
@@ -172,10 +202,6 @@ class _Run:
     def width(self, state: str) -> int:
         """The width of the state ``state`` ("h" or "c"): P for h (the projection's, else H), H for c."""
         return self.P if state == "h" else self.H
-
-    def param(self, key: str) -> np.ndarray:
-        """The parameter ``key``, C-contiguous (a copy only where it is not)."""
-        return checks.contiguous(self.params[key])
 
     def stack(self, kind: str, gates: str | None = None) -> np.ndarray:
         """The parameters ``kind``_k of ``gates`` (all of them by default) stacked in one C-contiguous array,
@@ -262,6 +288,9 @@ def _choose(cell, activation, layers, bidirectional, lengths, padding) -> tuple[
     (checks.choice, checks.count, checks.flag); the keywords are None for one forward layer over full
     sequences (the plain contract). ``activation`` is checked for every cell, though only Elman's reads it."""
     kernel = cells.kernel(cell)
+    if (lengths is None and bidirectional is False and type(layers) is int and layers == 1 and type(padding) is str
+            and padding == "zero" and type(activation) is str and activation in checks.ACTIVATIONS):
+        return kernel, activation, None  # the plain contract's defaults, as the checks below would pass them
     activation = checks.choice("activation", activation, checks.ACTIVATIONS)
     layers = checks.count("layers", layers)
     bidirectional = checks.flag("bidirectional", bidirectional)
@@ -297,18 +326,19 @@ def forward(cell: str, x: np.ndarray, state0: Mapping, params: Mapping | None = 
 
 def plain_forward(kernel: cells.Gated, x, state0, params) -> Arrays:
     """forward of a gated cell over full sequences, one layer (the plain contract)."""
-    run = _Run(kernel.name, x, state0, params, private=True)
-    if not run.empty and not run.by_rows("forward"):
-        at_once = kernel.forward_at_once(run) if run.at_once() else None
+    call = _Call(kernel, checks.gated_inputs(kernel.name, x, state0, params))
+    if not call.empty and not call.by_rows("forward"):
+        at_once = kernel.forward_at_once(call) if call.at_once() else None
         if at_once is not None:
             return at_once
         # one run: its states' arrays are the results (run.outputs), new ones, not scratch (copying G4's LSTM
         # states out of scratch cost 5 ms a call)
-        run.private = False
+        run = _Run(kernel.name, x, state0, params, call=call)
         with run.threads():
             run.prepare()
             run.forward()
         return run.outputs()
+    run = _Run(kernel.name, x, state0, params, private=True, call=call)
     out = one_block({k: (run.T, run.B, run.width(k)) for k in kernel.entry.states}, run.dtype, run.empty)
     if not run.empty:  # each half writes its rows of out, in its own thread
         rows.run(_states, [(half, {k: v[:, part] for k, v in out.items()}) for half, part in run.halves()])

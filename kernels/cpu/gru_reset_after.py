@@ -158,9 +158,9 @@ class ResetAfter(Gated):
         #: the forward in one compiled call (:func:`_forward`, or a relative's copy of it around its own loop)
         self.at_once = at_once
 
-    def forward_at_once(self, run) -> dict[str, np.ndarray]:
-        return {"h": self.at_once(checks.contiguous(run.x), checks.contiguous(run.state0["h0"]), run.per_gate("U"),
-                                  run.per_gate("b"), run.per_gate("W"), run.param("b_hn"), run.one)}
+    def forward_at_once(self, call) -> dict[str, np.ndarray]:
+        return {"h": self.at_once(checks.contiguous(call.x), checks.contiguous(call.state0["h0"]), call.per_gate("U"),
+                                  call.per_gate("b"), call.per_gate("W"), call.param("b_hn"), call.one)}
 
     def recur(self, run) -> None:
         run.W = run.stack("W")

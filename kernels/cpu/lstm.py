@@ -247,9 +247,10 @@ class Family(Gated):
 
 
 class Lstm(Family):
-    def forward_at_once(self, run) -> dict[str, np.ndarray]:
-        h, c = _forward(checks.contiguous(run.x), checks.contiguous(run.state0["h0"]),
-                        checks.contiguous(run.state0["c0"]), run.per_gate("U"), run.per_gate("b"), run.per_gate("W"))
+    def forward_at_once(self, call) -> dict[str, np.ndarray]:
+        h, c = _forward(checks.contiguous(call.x), checks.contiguous(call.state0["h0"]),
+                        checks.contiguous(call.state0["c0"]), call.per_gate("U"), call.per_gate("b"),
+                        call.per_gate("W"))
         return {"h": h, "c": c}
 
     def loss_at_once(self, run, targets: np.ndarray):

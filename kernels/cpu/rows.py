@@ -45,7 +45,7 @@ def wanted(T: int, B: int, weight_bytes: int, flops: float) -> bool:
     ``rows.min_steps`` steps and ``rows.min_flops``, weights of at most ``rows.max_weight_bytes`` or at least
     ``rows.large_weight_min_rows`` rows (thresholds of :mod:`tuning`, measured on this machine or its safe ones),
     two cores free to the process, or as FORCE says."""
-    if B < 2 or T == 0 or getattr(_local, "half", False):
+    if not possible(T, B):
         return False
     force = forced(FORCE)
     if force is not None:
@@ -54,6 +54,12 @@ def wanted(T: int, B: int, weight_bytes: int, flops: float) -> bool:
     return (B >= value("rows.min_rows") and T >= value("rows.min_steps") and flops >= value("rows.min_flops")
             and (weight_bytes <= value("rows.max_weight_bytes") or B >= value("rows.large_weight_min_rows"))
             and cores() >= 2)  # the syscall last
+
+
+def possible(T: int, B: int) -> bool:
+    """Whether a call of T steps over B rows could run in halves at all: two rows, a step, and not already in a
+    half (a half never splits again). Cheaper than :func:`wanted`'s flop count, which a caller may leave out."""
+    return B >= 2 and T > 0 and not getattr(_local, "half", False)
 
 
 def halves(B: int) -> tuple[slice, slice]:
