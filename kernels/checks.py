@@ -25,6 +25,8 @@ import numpy as np
 from rnnspec import catalogue
 
 FLOAT_DTYPES = tuple(np.dtype(name) for name in catalogue.DTYPES)
+#: 1 in each float dtype, as the kernels' loops take it (dtype.type(1) took 0.25 us, once or twice a small call)
+ONES = {dtype: dtype.type(1) for dtype in FLOAT_DTYPES}
 ACTIVATIONS = catalogue.ELMAN_ACTIVATIONS
 #: what a variant with lengths reports at the steps past a row's length (kernels/cpu/variants.py)
 PADDING = ("zero", "carry")
@@ -168,6 +170,9 @@ def elman_step_args(x, h0, U, W, b, device_ok: bool = False) -> tuple[int, int, 
 def elman_arrays(x, h0, U, W, b, device_ok: bool = False, h0_name: str = "h0") -> tuple[tuple, tuple[int, ...]]:
     """((x, h0, U, W, b), (T, B, I, H)): the arguments of elman_step_args, each checked and a plain array
     (b stays None when absent). ``h0_name`` is what messages call h0 (``state0['h0']`` in the any-cell API)."""
+    accepted = _elman_consistent(x, h0, U, W, b)
+    if accepted is not None:
+        return accepted
     x = array("x", x, 3, device_ok)
     h0 = array(h0_name, h0, 2, device_ok)
     U = array("U", U, 2, device_ok)
@@ -189,6 +194,22 @@ def elman_arrays(x, h0, U, W, b, device_ok: bool = False, h0_name: str = "h0") -
     if b is not None:
         shape("b", b, (H,), "(H,)", why)
     return (x, h0, U, W, b), (T, B, I, H)
+
+
+def _elman_consistent(x, h0, U, W, b) -> tuple | None:
+    """elman_arrays' result at once where it has nothing to say: plain numpy.ndarrays of one float dtype, of the
+    shapes x gives and W's H (b None or (H,)); else None, and the checks one by one run, naming what is wrong
+    (2.0 -> 0.9 us at S1, as checks._consistent does for the gated cells)."""
+    if not (type(x) is np.ndarray and type(h0) is np.ndarray and type(U) is np.ndarray and type(W) is np.ndarray
+            and (b is None or type(b) is np.ndarray) and x.ndim == 3 and x.dtype in FLOAT_DTYPES and W.ndim == 2):
+        return None
+    dtype = x.dtype
+    T, B, I = x.shape
+    H = W.shape[0]
+    if (h0.dtype == dtype and U.dtype == dtype and W.dtype == dtype and (b is None or b.dtype == dtype)
+            and W.shape == (H, H) and h0.shape == (B, H) and U.shape == (H, I) and (b is None or b.shape == (H,))):
+        return (x, h0, U, W, b), (T, B, I, H)
+    return None
 
 
 def targets_arg(targets, T: int, B: int, K: int) -> np.ndarray:

@@ -531,3 +531,27 @@ def test_the_kernels_take_every_cell_of_the_catalogue():
     """The tests above run the kernels' cells: they must be the catalogue's, every one, each by its own kernel."""
     assert CELL_NAMES == catalogue.NAMES
     assert all(cells.kernel(name).name == name for name in CELL_NAMES)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_the_elman_checks_at_once_accept_what_the_checks_one_by_one_accept_and_nothing_else(bias, monkeypatch):
+    """checks._elman_consistent, the small Elman call's fast acceptance: on plain consistent arguments, elman_arrays'
+    result one by one (the same arrays); on each odd argument (another dtype or shape of each, a subclass, a
+    non-native byte order, a 1-d W), None, so that the checks one by one run and name it."""
+    rng = np.random.default_rng(2)
+    x, h0 = rng.standard_normal((5, 3, 4)), rng.standard_normal((3, 6))
+    U, W, b = rng.standard_normal((6, 4)), rng.standard_normal((6, 6)), rng.standard_normal(6) if bias else None
+    at_once = checks._elman_consistent(x, h0, U, W, b)
+    with monkeypatch.context() as patched:
+        patched.setattr(checks, "_elman_consistent", lambda *args: None)
+        one_by_one = checks.elman_arrays(x, h0, U, W, b)
+    assert at_once is not None and at_once[1] == one_by_one[1] == (5, 3, 4, 6)
+    assert all(got is want for got, want in zip(at_once[0], one_by_one[0]))
+    args = {"x": x, "h0": h0, "U": U, "W": W, "b": b}
+    odd = {"W 1-d": {"W": W[0]}, "x subclass": {"x": x.view(Sub)}, "x byte order": {"x": x.astype(">f8")}}
+    for key, value in args.items():
+        if value is not None:
+            odd[f"{key} float32"] = {key: value.astype(np.float32)}
+            odd[f"{key} shape"] = {key: value[..., :-1]}
+    for what, changed in odd.items():
+        assert checks._elman_consistent(**{**args, **changed}) is None, what

@@ -135,6 +135,10 @@ def test_every_code_path(path, dtype):
             if not one_call:
                 patch.setattr(cpu._Step, "at_once", lambda self: False)
             _compare(case)
+            # the panels' choices are made at first use, which a step that was halved never made: made here, under
+            # this case's forcing
+            for step in seen:
+                _ = step.by_panels, step.projection_by_panels
 
     check()
     # only where the products run as loops, and everywhere they do, unless turned off
@@ -171,6 +175,27 @@ def test_the_forward_in_one_compiled_call_gives_the_shared_paths_bits(activation
         want = elman_forward(*args, activation=activation)
     np.testing.assert_array_equal(got, want)
     assert not np.shares_memory(got, elman_forward(*args, activation=activation))
+
+
+@settings(max_examples=60, deadline=None)
+@given(T=st.integers(0, 60), B=st.integers(0, 40), I=st.integers(1, 30), H=st.integers(1, 300),
+       dtype=st.sampled_from([np.float32, np.float64]), forced=st.sampled_from(["", "always", "never"]),
+       half=st.booleans())
+def test_the_forward_runs_in_one_compiled_call_exactly_where_no_blas_or_panels_would_run(T, B, I, H, dtype, forced,
+                                                                                         half):
+    """_Step.at_once decides from the sizes and panels.FORCE alone (the panels' choices are made at first use,
+    which a one-call forward never makes): it agrees with the paths the step would choose (not large, no BLAS
+    rows, no panels for the products or the projection)."""
+    rng = np.random.default_rng(0)
+    args = [rng.standard_normal(shape).astype(dtype) for shape in ((T, B, I), (B, H), (H, I), (H, H), (H,))]
+    with pytest.MonkeyPatch.context() as mp:
+        if forced:
+            mp.setenv(panels.FORCE, forced)
+        else:
+            mp.delenv(panels.FORCE, raising=False)
+        step = cpu._Step(*args, "tanh", half=half)
+        paths = not step.large and step.blas_rows == 0 and not step.by_panels and not step.projection_by_panels
+        assert step.at_once() == paths, (step.large, step.blas_rows, step.by_panels, step.projection_by_panels)
 
 
 def test_fortran_order_and_strided_views_give_identical_results():

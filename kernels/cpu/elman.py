@@ -18,7 +18,7 @@ import functools
 import numpy as np
 
 from rnnspec.kernels import checks
-from rnnspec.kernels.cpu import blas, panels, rows
+from rnnspec.kernels.cpu import blas, panels, rows, tuning
 from rnnspec.kernels.cpu.blas import matmul, rows_per_call
 from rnnspec.kernels.cpu.cells import Kernel
 from rnnspec.kernels.cpu.loops import (
@@ -61,7 +61,7 @@ class _Step:
         self.activation, self.h0_name = activation, h0_name
         code = checks.activation_code(activation)
         self.code = 4 if code == 0 and self.dtype == np.float32 else code
-        self.one = self.dtype.type(1)
+        self.one = checks.ONES[self.dtype]
         self.has_bias = b is not None
         self.bias = checks.contiguous(b) if b is not None else np.zeros(self.H, self.dtype)  # none: zero
         self.empty = self.T == 0 or self.B == 0
@@ -71,12 +71,25 @@ class _Step:
         self.large = work >= LARGE_STEP and not half
         #: rows per BLAS call in a step's product (0: the loop, for small ones); see loops.matmul_into
         self.blas_rows = 0 if work <= SMALL_STEP else rows_per_call(self.B, self.H, self.H, half)
-        #: the step's products by the kernels' tiles over panels of W (panels.py), as the gated cells' are
-        one_thread = half or blas.threads() == 1
-        self.by_panels = not self.large and panels.wanted(self.blas_rows, one_thread)
-        #: the input projection U x_t by panels too (panels.projection_wanted)
-        self.projection_by_panels = panels.projection_wanted(self.by_panels, one_thread, self.I)
         self._x, self._h0, self._U, self._W, self._b = x, h0, U, W, b
+
+    # the panels' choices are made at first use: a forward in one compiled call (at_once) never reads them, and
+    # they took 0.6 of an S1 forward's 13 us
+    @functools.cached_property
+    def by_panels(self) -> bool:
+        """Whether the step's products run by the kernels' tiles over panels of W (panels.py), as the gated cells'
+        do."""
+        return not self.large and panels.wanted(self.blas_rows, self._one_thread)
+
+    @functools.cached_property
+    def projection_by_panels(self) -> bool:
+        """Whether the input projection U x_t runs by panels too (panels.projection_wanted)."""
+        return panels.projection_wanted(self.by_panels, self._one_thread, self.I)
+
+    @property
+    def _one_thread(self) -> bool:
+        """Whether this step's BLAS calls run on one thread: a half's, or all where OpenBLAS is held to one."""
+        return self.half or blas.threads() == 1
 
     @functools.cached_property
     def active(self) -> np.ndarray:
@@ -99,9 +112,9 @@ class _Step:
 
     def at_once(self) -> bool:
         """Whether the forward runs in one compiled call (loops.forward_at_once): its step products and input
-        projection run as loops (not large, no BLAS rows, no panels). Its rows' halves are the caller's to rule
-        out."""
-        return not self.large and self.blas_rows == 0 and not self.by_panels and not self.projection_by_panels
+        projection run as loops (not large, no BLAS rows, hence no panels unless panels.FORCE asks them). Its rows'
+        halves are the caller's to rule out."""
+        return not self.large and self.blas_rows == 0 and tuning.forced(panels.FORCE) is not True
 
     def packed(self, backward: bool = False) -> np.ndarray:
         """The step's product operand packed in panels (W^T forward, W backward) where the products run by them,
