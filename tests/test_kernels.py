@@ -161,12 +161,15 @@ def _all(a):
     return elman_forward(*args), elman_backward(*args, a["gh"]), elman_loss(*args, a["V"], a["c"], a["y"])
 
 
+@pytest.mark.parametrize("sizes", [(7, 3, 4, 5), (50, 1, 16, 32)], ids=["small", "S1"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_the_forward_in_one_compiled_call_gives_the_shared_paths_bits(activation, dtype, monkeypatch):
-    """loops.forward_at_once runs the shared path's projection and loop without the Python between them: the same
-    bits, float32 too, and a new array each call."""
-    a = _base(np.dtype(dtype).type, T=7, B=3, I=4, H=5)
+def test_the_forward_in_one_compiled_call_gives_the_shared_paths_bits(activation, dtype, sizes, monkeypatch):
+    """loops.forward_at_once runs the shared path's projection and sums, and its own loop (loops.recur_rows, the
+    activation a constant in each copy) without the Python between them: the same bits, float32 too, at a size
+    whose loops run scalar and at the bench's S1, whose run whole vectors; and a new array each call."""
+    T, B, I, H = sizes
+    a = _base(np.dtype(dtype).type, T=T, B=B, I=I, H=H)
     args = (a["x"], a["h0"], a["U"], a["W"], a["b"])
     assert cpu._Step(*args, activation).at_once()
     got = elman_forward(*args, activation=activation)

@@ -177,6 +177,39 @@ def recur_forward(states, WT, bias, act, one, blas_rows, active, packed):
             hold(states[t - 1], states[t], n)
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always", fastmath=GATE_LOOPS["fastmath"])
+def _rows_forward(states, WT, bias, act, one):
+    """recur_forward's sums and activations, row by row (see :func:`recur_rows`); ``act`` a constant where inlined."""
+    steps, batch, hidden = states.shape
+    product = np.empty(hidden, states.dtype)
+    for t in range(1, steps):
+        previous, current = states[t - 1], states[t]
+        for r in range(batch):
+            row_times(previous[r], WT, product)
+            line = current[r]
+            for i in range(hidden):
+                line[i] = activate(line[i] + product[i] + bias[i], act, one)
+
+
+@njit(**GATE_LOOPS)
+def recur_rows(states, WT, bias, act, one):
+    """:func:`recur_forward` where every row runs every step and the products run as loops (no BLAS rows, no panels):
+    the same sums (simd.row_times, row by row) and the same activation of each, so the same bits, without the shared
+    loop's views, branches and held rows, and with the activation a constant in each copy of the loop, which lets LLVM
+    vectorize it (a branch on ``act`` at every element did not): 50 steps of 1 x 32 by 32 x 32, float32, 5.9 against
+    3.0 us (4.6 with ``act`` left a variable)."""
+    if act == 4:
+        _rows_forward(states, WT, bias, 4, one)
+    elif act == 0:
+        _rows_forward(states, WT, bias, 0, one)
+    elif act == 1:
+        _rows_forward(states, WT, bias, 1, one)
+    elif act == 2:
+        _rows_forward(states, WT, bias, 2, one)
+    else:
+        _rows_forward(states, WT, bias, 3, one)
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def forward_at_once(x, h0, U, W, bias, act, one):
     """h_t for t = 1..T (T, B, H), a view of a new (T+1, B, H) block, in one compiled call: U^T and W^T, then
@@ -188,7 +221,7 @@ def forward_at_once(x, h0, U, W, bias, act, one):
     states = on_a_line((steps + 1) * batch * W.shape[0], x).reshape(steps + 1, batch, W.shape[0])
     none = np.empty((0, 0, 1), x.dtype)  # no panels
     projected_states(x.reshape(steps * batch, inputs), h0, UT, states, none)
-    recur_forward(states, WT, bias, act, one, 0, np.full(steps, batch, np.int64), none)
+    recur_rows(states, WT, bias, act, one)
     return states[1:]
 
 
