@@ -73,8 +73,8 @@ class _Step:
         self.blas_rows = 0 if work <= SMALL_STEP else rows_per_call(self.B, self.H, self.H, half)
         self._x, self._h0, self._U, self._W, self._b = x, h0, U, W, b
 
-    # the panels' choices are made at first use: a forward in one compiled call (at_once) never reads them, and
-    # they took 0.6 of an S1 forward's 13 us
+    # the panels' choices are made at first use (prepare), with OpenBLAS's thread count as it is when the products
+    # run: a forward in one compiled call (at_once) never reads them, and they took 0.6 of an S1 forward's 13 us
     @functools.cached_property
     def by_panels(self) -> bool:
         """Whether the step's products run by the kernels' tiles over panels of W (panels.py), as the gated cells'

@@ -8,6 +8,8 @@ threads, spinning after each call, slowed the next side's call by up to a third.
 
     python benchmarks/cpu_issue37/small_calls/ab.py BASE [CELLS] [SIZES] [REPEATS] [WARMUPS]
 
+SIZES "" (or left out): each cell's G1 or S1.
+
 WARMUPS (20 by default) untimed calls of each before the rounds: fewer for the large sizes.
 """
 
@@ -78,5 +80,6 @@ def main(base: str, cells: list[str], sizes: list[str] | None, repeats: int, war
 if __name__ == "__main__":
     all_cells = ["elman", "lstm", "lstm-proj", "gru-reset-after"]
     main(sys.argv[1], sys.argv[2].split(",") if len(sys.argv) > 2 else all_cells,
-         sys.argv[3].split(",") if len(sys.argv) > 3 else None, int(sys.argv[4]) if len(sys.argv) > 4 else 300,
+         sys.argv[3].split(",") if len(sys.argv) > 3 and sys.argv[3] else None,
+         int(sys.argv[4]) if len(sys.argv) > 4 else 300,
          int(sys.argv[5]) if len(sys.argv) > 5 else 20)
